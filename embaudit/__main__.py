@@ -1,0 +1,3 @@
+from embaudit.cli import run
+
+run()

@@ -1,0 +1,16 @@
+"""Checks by stable code. Importing this package registers all of them."""
+
+from __future__ import annotations
+
+from embaudit.checks import defects, norms
+from embaudit.checks.base import REGISTRY, AuditData, AuditParams, Check
+from embaudit.model import CheckResult
+
+__all__ = ["REGISTRY", "AuditData", "AuditParams", "Check", "run_checks"]
+
+del defects, norms  # imported for registration only
+
+
+def run_checks(data: AuditData) -> list[CheckResult]:
+    """Run every registered check, in code order."""
+    return [REGISTRY[code].run(data) for code in sorted(REGISTRY)]

@@ -1,0 +1,193 @@
+"""Data defects: EA001 non-finite, EA002 zero vectors, EA003 duplicates, EA004 dead dimensions."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from embaudit.checks.base import AuditData, register
+from embaudit.model import Finding, Level, Status
+from embaudit.stats import RowSet
+
+#: Dimensions listed by EA004; the count is always complete.
+DIMENSION_LIST_CAP = 50
+
+
+def describe_rows(rows: RowSet) -> str:
+    """'rows 3, 17, 40' (or 'ids a, b') with an ellipsis when the list is capped."""
+    shown = rows.ids if rows.ids is not None else rows.rows
+    label = ("id" if rows.ids is not None else "row") + ("s" if len(shown) > 1 else "")
+    more = ", …" if rows.count > len(shown) else ""
+    return f"{label} {', '.join(str(v) for v in shown)}{more}"
+
+
+def _plural(count: int, word: str) -> str:
+    return f"{count:,} {word}{'' if count == 1 else 's'}"
+
+
+@register(
+    "EA001",
+    "non-finite",
+    summary="Rows containing NaN or ±Inf.",
+    what="Counts the rows with at least one NaN or infinite value and lists the first of them.",
+    why=(
+        "Cosine similarity of a row with NaN or Inf is undefined, and most vector indexes either "
+        "reject such rows or return them as nearest neighbours of everything. A non-finite value "
+        "in an export usually means a diverged model, a failed batch or an overflow in a "
+        "lower-precision cast. embaudit excludes these rows from every other check and says so."
+    ),
+    fix=(
+        "Find where the listed rows come from (the failed batch or input), recompute them, or "
+        "drop them from the export. Do not index them."
+    ),
+    threshold=0,
+    threshold_rationale="Any non-finite row fails: cosine is undefined for it.",
+)
+def non_finite(data: AuditData, threshold: float | None) -> Finding:
+    stats = data.stats
+    rows = stats.non_finite
+    metrics: dict[str, Any] = {**rows.to_dict(), "nan_rows": stats.nan_rows}
+    metrics["inf_rows"] = stats.inf_rows
+    if rows.count <= (threshold or 0):
+        return Finding(Status.PASS, float(rows.count), "every value is finite", metrics)
+    return Finding(
+        Status.FAIL,
+        float(rows.count),
+        f"{_plural(rows.count, 'row')} with NaN or Inf ({describe_rows(rows)}); "
+        "excluded from the other checks",
+        metrics,
+        impact=Level.UNTRUSTWORTHY,
+        recommendation=f"Repair or drop the {_plural(rows.count, 'non-finite row')} "
+        f"({describe_rows(rows)}) before indexing",
+    )
+
+
+@register(
+    "EA002",
+    "zero-vectors",
+    summary="Rows whose norm is zero (or too small to carry a direction).",
+    what=(
+        "Counts the finite rows whose L2 norm is 0 or below the smallest normal number of the "
+        "storage dtype (every component subnormal), and lists the first of them."
+    ),
+    why=(
+        "Cosine divides by the norms, so it is undefined for a zero vector; libraries return 0, "
+        "NaN or an arbitrary neighbour list for it. Zero rows usually stand for missing inputs "
+        "(empty text, unknown item) that were exported as padding."
+    ),
+    fix=(
+        "Drop the listed rows, or give missing items an explicit fallback (e.g. exclude them "
+        "from retrieval). embaudit excludes them from the other checks."
+    ),
+    threshold=0,
+    threshold_rationale="Any zero row fails: cosine is undefined for it.",
+)
+def zero_vectors(data: AuditData, threshold: float | None) -> Finding:
+    rows = data.stats.zero
+    smallest = float(np.finfo(data.stats.dtype).tiny)
+    metrics = {**rows.to_dict(), "norm_below": smallest}
+    if rows.count <= (threshold or 0):
+        return Finding(Status.PASS, float(rows.count), "no zero vectors", metrics)
+    return Finding(
+        Status.FAIL,
+        float(rows.count),
+        f"{_plural(rows.count, 'zero vector')} ({describe_rows(rows)}); cosine is undefined for "
+        "them; excluded from the other checks",
+        metrics,
+        impact=Level.UNTRUSTWORTHY,
+        recommendation=f"Drop the {_plural(rows.count, 'zero vector')} ({describe_rows(rows)}) "
+        "or give missing items an explicit fallback",
+    )
+
+
+@register(
+    "EA003",
+    "duplicates",
+    summary="Rows that are exact copies of another row.",
+    what=(
+        "Finds rows whose values are bit-for-bit identical (−0.0 equal to 0.0) among the finite, "
+        "non-zero rows. Reports the share of rows that repeat an earlier row and the first groups."
+    ),
+    why=(
+        "Exact duplicates mean duplicated inputs or a pipeline bug (the same batch written twice, "
+        "a fallback vector reused). They tie in every neighbour list, inflate hubness and waste "
+        "index space. They do not make cosine wrong."
+    ),
+    fix="Deduplicate the inputs (or the rows) before embedding and indexing.",
+    threshold=0.0,
+    threshold_rationale=(
+        "Warn on any duplicate: in an embedding export an exact copy is almost never intended."
+    ),
+)
+def duplicates(data: AuditData, threshold: float | None) -> Finding:
+    stats = data.stats
+    fraction = stats.duplicate_rows / stats.n_clean if stats.n_clean else 0.0
+    metrics = {
+        "duplicate_rows": stats.duplicate_rows,
+        "fraction": fraction,
+        "groups": stats.duplicate_group_count,
+        "examples": [group.to_dict() for group in stats.duplicate_groups],
+    }
+    if fraction <= (threshold or 0.0):
+        return Finding(Status.PASS, fraction, "no exact duplicate rows", metrics)
+    first = describe_rows(stats.duplicate_groups[0])
+    return Finding(
+        Status.WARN,
+        fraction,
+        f"{_plural(stats.duplicate_rows, 'row')} ({fraction:.2%}) repeat an earlier row, in "
+        f"{_plural(stats.duplicate_group_count, 'group')} (e.g. {first})",
+        metrics,
+        recommendation=f"Deduplicate the inputs: {_plural(stats.duplicate_rows, 'row')} "
+        f"{'is an exact copy' if stats.duplicate_rows == 1 else 'are exact copies'}",
+    )
+
+
+@register(
+    "EA004",
+    "dead-dimensions",
+    summary="Dimensions with (near-)zero variance.",
+    what=(
+        "Computes each dimension's standard deviation over the finite, non-zero rows and flags "
+        "the dimensions whose standard deviation is at most the threshold times the root mean "
+        "square coordinate, sqrt(mean ||x||^2 / d). A constant dimension is dead whatever its "
+        "value."
+    ),
+    why=(
+        "A dead dimension carries no information about which items are similar. A constant "
+        "non-zero one adds the same offset to every vector, which inflates every cosine; a zero "
+        "one wastes index memory and compute. Many dead dimensions point to a collapsed or "
+        "over-parameterised model."
+    ),
+    fix="Drop the listed dimensions before indexing (or reduce the output dimension).",
+    threshold=1e-6,
+    threshold_rationale=(
+        "1e-6 of the typical coordinate: far below any informative spread, well above the "
+        "rounding noise of float32 values."
+    ),
+)
+def dead_dimensions(data: AuditData, threshold: float | None) -> Finding:
+    stats = data.stats
+    if stats.moments.count < 2:
+        return Finding(Status.SKIP, None, "needs at least 2 finite, non-zero rows")
+    std = stats.moments.std
+    rms_coordinate = float(np.sqrt(np.mean(stats.clean_norms**2) / stats.d))
+    dead = np.flatnonzero(std <= (threshold or 0.0) * rms_coordinate)
+    listed = [int(j) for j in dead[:DIMENSION_LIST_CAP]]
+    metrics = {
+        "count": len(dead),
+        "dimensions": listed,
+        "truncated": len(dead) > len(listed),
+        "std_min": float(std.min()),
+        "rms_coordinate": rms_coordinate,
+    }
+    if not len(dead):
+        return Finding(Status.PASS, 0.0, f"all {stats.d} dimensions vary", metrics)
+    shown = ", ".join(map(str, listed[:10])) + (", …" if len(dead) > 10 else "")
+    return Finding(
+        Status.WARN,
+        float(len(dead)),
+        f"{_plural(len(dead), 'dimension')} of {stats.d} are dead (constant): {shown}",
+        metrics,
+        recommendation=f"Drop dead {'dimension' if len(dead) == 1 else 'dimensions'} {shown}",
+    )

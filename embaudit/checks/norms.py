@@ -1,0 +1,99 @@
+"""EA101 norm-spread: the L2 norm distribution and what it means for the index metric."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from embaudit.checks.base import AuditData, register
+from embaudit.model import Finding, Level, Status, TrainedWith
+
+#: Bins of the norm histogram carried in the metrics (and drawn by the table format).
+HISTOGRAM_BINS = 20
+
+
+def norm_histogram(norms: np.ndarray[Any, Any], bins: int = HISTOGRAM_BINS) -> dict[str, Any]:
+    low, high = float(norms.min()), float(norms.max())
+    if high - low <= 1e-12 * max(abs(high), 1e-300):
+        return {"edges": [low, high], "counts": [len(norms)]}
+    counts, edges = np.histogram(norms, bins=bins, range=(low, high))
+    return {"edges": [float(e) for e in edges], "counts": [int(c) for c in counts]}
+
+
+@register(
+    "EA101",
+    "norm-spread",
+    summary="Distribution of the L2 norms; whether the vectors are normalized.",
+    what=(
+        "Computes the L2 norm of every finite, non-zero row (accumulated in float64) and reports "
+        "min, p1, p50, p99, max and the coefficient of variation (std / mean). The data counts as "
+        "normalized when every norm lies within the threshold of 1."
+    ),
+    why=(
+        "On unit vectors 1 - cos(x, y) = ||x - y||^2 / 2, so cosine, L2 and inner-product rankings "
+        "coincide and any index metric returns the cosine neighbours. When norms vary, an L2 or "
+        "inner-product index returns different neighbours than cosine, and the norms themselves "
+        "may carry signal (popularity, confidence) that cosine throws away."
+    ),
+    fix=(
+        "If the model was trained for cosine, L2-normalize the vectors before indexing with L2 "
+        "or inner product. If it was trained with the dot product, rank with the dot product "
+        "and keep the norms."
+    ),
+    reference="Steck, Ekanadham & Kallus (2024), 'Is Cosine-Similarity of Embeddings Really "
+    "About Similarity?', arXiv:2403.05440",
+    threshold=1e-3,
+    threshold_rationale=(
+        "1e-3 absolute on the norm: float16 rounding of a unit vector stays within it, while any "
+        "deliberate rescaling exceeds it."
+    ),
+)
+def norm_spread(data: AuditData, threshold: float | None) -> Finding:
+    norms = data.stats.clean_norms
+    if not len(norms):
+        return Finding(Status.SKIP, None, "no finite, non-zero rows")
+    tolerance = threshold if threshold is not None else 1e-3
+    p1, p50, p99 = (float(q) for q in np.quantile(norms, [0.01, 0.5, 0.99]))
+    mean = float(norms.mean())
+    cv = float(norms.std() / mean)
+    low, high = float(norms.min()), float(norms.max())
+    normalized = bool(np.all(np.abs(norms - 1.0) <= tolerance))
+    constant = bool(high - low <= 2 * tolerance * p50)
+    metrics = {
+        "min": low,
+        "p1": p1,
+        "p50": p50,
+        "p99": p99,
+        "max": high,
+        "mean": mean,
+        "cv": cv,
+        "normalized": normalized,
+        "histogram": norm_histogram(norms),
+    }
+    if normalized:
+        return Finding(
+            Status.PASS, cv, f"normalized: every norm within {tolerance:g} of 1", metrics
+        )
+    if constant:
+        return Finding(
+            Status.PASS,
+            cv,
+            f"every norm is {p50:.6g} (within {tolerance:g} relative): cosine, L2 and "
+            "inner-product rankings agree",
+            metrics,
+        )
+    spread = f"norms vary (CV {cv:.3g}, p1 {p1:.4g}, p99 {p99:.4g})"
+    trained_with = data.params.trained_with
+    if trained_with == TrainedWith.DOT:
+        return Finding(
+            Status.PASS, cv, f"{spread}; a dot-product model uses them in its scores", metrics
+        )
+    return Finding(
+        Status.WARN,
+        cv,
+        f"{spread}: L2 and inner-product indexes will not return the cosine neighbours",
+        metrics,
+        impact=None if trained_with == TrainedWith.COSINE else Level.CAUTION,
+        recommendation="Normalize the vectors before indexing with L2 or inner product",
+    )

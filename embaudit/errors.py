@@ -1,0 +1,30 @@
+"""Errors that reach the user as one line and exit code 2.
+
+Everything the user can get wrong — a file, an option, a configuration — raises one of these with a
+message that names the thing at fault. The CLI prints ``embaudit: error: <message>`` and exits 2;
+anything else that escapes is a bug (exit 3).
+"""
+
+from __future__ import annotations
+
+from os import PathLike
+
+
+class EmbauditError(Exception):
+    """Base class of the errors the user can act on."""
+
+
+class InputError(EmbauditError):
+    """The input file (or array) cannot be read as embeddings.
+
+    ``where`` names the file, optionally with a column, row or row group, and leads the message.
+    """
+
+    def __init__(self, where: str | PathLike[str] | None, problem: str) -> None:
+        self.where = None if where is None else str(where)
+        self.problem = problem
+        super().__init__(problem if self.where is None else f"{self.where}: {problem}")
+
+
+class UsageError(EmbauditError):
+    """An option or argument has a value the tool cannot use."""

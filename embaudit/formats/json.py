@@ -1,0 +1,28 @@
+"""``--format json``: the output contract of DESIGN.md §6."""
+
+from __future__ import annotations
+
+import json
+import math
+from typing import Any
+
+from embaudit.formats.base import Format
+from embaudit.model import Report
+
+
+def _finite(value: Any) -> Any:
+    """JSON has no NaN or Infinity: write them as null."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {key: _finite(item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [_finite(item) for item in value]
+    return value
+
+
+class JsonFormat(Format):
+    name = "json"
+
+    def render(self, report: Report, *, color: bool = False, width: int = 100) -> str:
+        return json.dumps(_finite(report.to_dict()), indent=2, allow_nan=False) + "\n"

@@ -1,0 +1,142 @@
+"""The typed report: what an audit computes and every format renders."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Any
+
+SCHEMA_VERSION = 1
+
+
+class Status(StrEnum):
+    PASS = "pass"
+    WARN = "warn"
+    FAIL = "fail"
+    SKIP = "skip"
+
+
+class Level(StrEnum):
+    """Verdict levels, in increasing order of concern."""
+
+    TRUSTWORTHY = "trustworthy"
+    CAUTION = "caution"
+    UNTRUSTWORTHY = "untrustworthy"
+
+    @property
+    def rank(self) -> int:
+        return list(Level).index(self)
+
+
+class TrainedWith(StrEnum):
+    """The objective the embeddings were trained with, as the user declares it."""
+
+    COSINE = "cosine"
+    DOT = "dot"
+    L2 = "l2"
+    UNKNOWN = "unknown"
+
+
+@dataclass(frozen=True)
+class Finding:
+    """What a check concludes, before the framework stamps its code, name and threshold.
+
+    ``impact`` is the verdict level this finding raises the verdict to (None: no effect);
+    ``recommendation`` is a concrete action for the user.
+    """
+
+    status: Status
+    value: float | None
+    message: str
+    metrics: dict[str, Any] = field(default_factory=dict)
+    impact: Level | None = None
+    recommendation: str | None = None
+
+
+@dataclass(frozen=True)
+class CheckResult:
+    code: str
+    name: str
+    status: Status
+    value: float | None
+    threshold: float | None
+    message: str
+    metrics: dict[str, Any]
+    impact: Level | None = None
+    recommendation: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "code": self.code,
+            "name": self.name,
+            "status": self.status.value,
+            "value": self.value,
+            "threshold": self.threshold,
+            "message": self.message,
+            "metrics": self.metrics,
+        }
+
+
+@dataclass(frozen=True)
+class Verdict:
+    level: Level
+    reasons: list[str]
+    recommendations: list[str]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "level": self.level.value,
+            "reasons": self.reasons,
+            "recommendations": self.recommendations,
+        }
+
+
+@dataclass(frozen=True)
+class Report:
+    """The result of ``embaudit check``: JSON per the output contract via :meth:`to_dict`."""
+
+    tool: dict[str, str]
+    input: dict[str, Any]
+    params: dict[str, Any]
+    verdict: Verdict
+    checks: list[CheckResult]
+    timings: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def summary(self) -> dict[str, int]:
+        counts = {status.value: 0 for status in Status}
+        for check in self.checks:
+            counts[check.status.value] += 1
+        return counts
+
+    def check(self, code: str) -> CheckResult:
+        """The result of one check by code (KeyError when it did not run)."""
+        for result in self.checks:
+            if result.code == code:
+                return result
+        raise KeyError(code)
+
+    def failed(self, fail_on: Status = Status.FAIL) -> bool:
+        """Whether the gate fails: a check at or above ``fail_on``, or the matching verdict.
+
+        ``fail_on=fail``: any failing check or an untrustworthy verdict. ``fail_on=warn``: also any
+        warning or a caution verdict.
+        """
+        statuses = {Status.FAIL} if fail_on == Status.FAIL else {Status.FAIL, Status.WARN}
+        worst = Level.UNTRUSTWORTHY if fail_on == Status.FAIL else Level.CAUTION
+        return (
+            any(check.status in statuses for check in self.checks)
+            or self.verdict.level.rank >= worst.rank
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "schema_version": SCHEMA_VERSION,
+            "tool": self.tool,
+            "input": self.input,
+            "params": self.params,
+            "verdict": self.verdict.to_dict(),
+            "checks": [check.to_dict() for check in self.checks],
+            "summary": self.summary,
+            "timings": self.timings,
+        }

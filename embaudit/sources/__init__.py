@@ -1,0 +1,63 @@
+"""Loaders: every input becomes an :class:`EmbeddingSource`."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from embaudit.errors import InputError, UsageError
+from embaudit.sources.arrays import ArraySource, open_npy, open_npz
+from embaudit.sources.base import Chunk, EmbeddingSource
+from embaudit.sources.parquet import ParquetSource
+
+__all__ = ["ArraySource", "Chunk", "EmbeddingSource", "ParquetSource", "open_source"]
+
+SUFFIXES = (".npy", ".npz", ".parquet")
+
+
+def open_source(
+    source: str | os.PathLike[str] | EmbeddingSource | Any,
+    *,
+    key: str | None = None,
+    column: str | None = None,
+    id_column: str | None = None,
+) -> EmbeddingSource:
+    """Open a path (``.npy``, ``.npz``, ``.parquet`` or a directory of parquet files) or wrap an
+    in-memory 2-D float array.
+
+    ``key`` picks the array of an ``.npz``; ``column`` and ``id_column`` name the parquet columns
+    holding the vectors and the row ids. Options that do not apply to the format are usage errors.
+    """
+    if isinstance(source, EmbeddingSource):
+        return source
+    if not isinstance(source, str | os.PathLike):
+        if any(option is not None for option in (key, column, id_column)):
+            raise UsageError("--key, --column and --id-column apply to files, not arrays")
+        return ArraySource(np.asarray(source))
+    path = Path(source)
+    if not path.exists():
+        raise InputError(path, "no such file or directory")
+    suffix = "dir" if path.is_dir() else path.suffix.lower()
+    if suffix not in (*SUFFIXES, "dir"):
+        raise InputError(
+            path,
+            f"unknown file type {path.suffix or '(no extension)'!r}; expected .npy, .npz, "
+            ".parquet or a directory of parquet files",
+        )
+    if key is not None and suffix != ".npz":
+        raise UsageError(f"--key applies to .npz files, not {path}")
+    if (column is not None or id_column is not None) and suffix not in (".parquet", "dir"):
+        raise UsageError(f"--column and --id-column apply to parquet input, not {path}")
+    try:
+        if suffix == ".npy":
+            return open_npy(path)
+        if suffix == ".npz":
+            return open_npz(path, key)
+        return ParquetSource(path, column=column, id_column=id_column)
+    except PermissionError:
+        raise InputError(path, "permission denied") from None
+    except IsADirectoryError:
+        raise InputError(path, "is a directory") from None

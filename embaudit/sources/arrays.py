@@ -1,0 +1,207 @@
+"""Sources backed by one NumPy array: in memory, a memory-mapped ``.npy``, or a ``.npz`` member."""
+
+from __future__ import annotations
+
+import mmap
+import os
+import struct
+import zipfile
+import zlib
+from collections.abc import Iterator
+from pathlib import Path
+from typing import IO, Any
+
+import numpy as np
+import numpy.typing as npt
+
+from embaudit.errors import InputError
+from embaudit.sources.base import (
+    Chunk,
+    EmbeddingSource,
+    as_row_positions,
+    check_float_dtype,
+    check_shape,
+)
+
+_PAGE = mmap.PAGESIZE
+
+
+class ArraySource(EmbeddingSource):
+    """Rows of a 2-D float array.
+
+    When the array is a view of a read-only memory map, pages are released after each chunk has
+    been consumed, so a pass over a file larger than memory keeps only a chunk resident.
+    """
+
+    def __init__(
+        self,
+        array: npt.NDArray[Any],
+        *,
+        path: str | None = None,
+        format: str = "array",
+        mapping: mmap.mmap | None = None,
+        data_offset: int = 0,
+    ) -> None:
+        self.path = path
+        self.format = format
+        what = "array" if path is None else "data"
+        check_float_dtype(array.dtype, path, what)
+        self.n, self.d = check_shape(array.shape, path, what)
+        self.dtype = array.dtype.newbyteorder("=")
+        self._array = array
+        self._mapping = mapping
+        self._data_offset = data_offset
+
+    def _native(self, block: npt.NDArray[Any]) -> npt.NDArray[np.floating[Any]]:
+        return np.ascontiguousarray(block, dtype=self.dtype)
+
+    def chunks(self, chunk_rows: int | None = None) -> Iterator[Chunk]:
+        step = chunk_rows or self.default_chunk_rows()
+        self._advise(mmap.MADV_SEQUENTIAL if hasattr(mmap, "MADV_SEQUENTIAL") else None)
+        for start in range(0, self.n, step):
+            stop = min(start + step, self.n)
+            yield Chunk(start, self._native(self._array[start:stop]))
+            self._release(start, stop)
+
+    def take(self, rows: npt.ArrayLike) -> npt.NDArray[np.floating[Any]]:
+        positions = as_row_positions(rows, self.n)
+        return self._native(self._array[positions])
+
+    # Page management for memory-mapped arrays -------------------------------------------------
+
+    def _advise(self, option: int | None, start: int = 0, length: int | None = None) -> None:
+        if self._mapping is None or option is None or not hasattr(self._mapping, "madvise"):
+            return
+        begin = start - start % _PAGE
+        end = len(self._mapping) if length is None else min(len(self._mapping), start + length)
+        if end > begin:
+            self._mapping.madvise(option, begin, end - begin)
+
+    def _release(self, start: int, stop: int) -> None:
+        """Drop the mapped pages of rows [start, stop) from this process (not from the cache)."""
+        if self._mapping is None or not hasattr(mmap, "MADV_DONTNEED"):
+            return
+        if self._array.flags.c_contiguous:
+            row_bytes = self.d * self._array.dtype.itemsize
+            # Keep the page holding the next row: it may be shared with this chunk's last row.
+            first = self._data_offset + start * row_bytes
+            last = self._data_offset + stop * row_bytes
+            last -= last % _PAGE
+            if last > first:
+                self._advise(mmap.MADV_DONTNEED, first, last - first)
+        else:  # Fortran order: a chunk of rows touches every column's pages.
+            self._advise(mmap.MADV_DONTNEED)
+
+
+# .npy ---------------------------------------------------------------------------------------
+
+
+def _read_npy_header(stream: IO[bytes], where: str) -> tuple[tuple[int, ...], bool, np.dtype[Any]]:
+    """Parse a .npy header at the stream's position; leave the stream at the start of the data."""
+    try:
+        version = np.lib.format.read_magic(stream)
+    except ValueError:
+        raise InputError(where, "not a .npy file (missing or wrong magic string)") from None
+    try:
+        if version == (1, 0):
+            shape, fortran, dtype = np.lib.format.read_array_header_1_0(stream)
+        elif version == (2, 0):
+            shape, fortran, dtype = np.lib.format.read_array_header_2_0(stream)
+        else:
+            raise InputError(where, f".npy format version {version[0]}.{version[1]} not supported")
+    except (ValueError, SyntaxError, TypeError) as exc:
+        raise InputError(where, f"corrupt .npy header ({exc})") from None
+    return tuple(shape), bool(fortran), dtype
+
+
+def _validate_header(
+    shape: tuple[int, ...], dtype: np.dtype[Any], available: int, where: str
+) -> int:
+    check_float_dtype(dtype, where, "data")
+    check_shape(shape, where, "data")
+    needed = int(np.prod(shape)) * dtype.itemsize
+    if available < needed:
+        raise InputError(
+            where,
+            f"truncated: the header promises shape {shape} {dtype.name} ({needed:,} bytes of data) "
+            f"but only {available:,} bytes follow",
+        )
+    return needed
+
+
+def open_npy(path: Path) -> ArraySource:
+    where = str(path)
+    with path.open("rb") as stream:
+        shape, fortran, dtype = _read_npy_header(stream, where)
+        offset = stream.tell()
+        _validate_header(shape, dtype, os.fstat(stream.fileno()).st_size - offset, where)
+        mapping = mmap.mmap(stream.fileno(), 0, access=mmap.ACCESS_READ)
+    array: npt.NDArray[Any] = np.ndarray(
+        shape, dtype=dtype, buffer=mapping, offset=offset, order="F" if fortran else "C"
+    )
+    return ArraySource(array, path=where, format="npy", mapping=mapping, data_offset=offset)
+
+
+# .npz ---------------------------------------------------------------------------------------
+
+_LOCAL_HEADER = struct.Struct("<4s22xHH")  # signature ... file name length, extra field length
+
+
+def open_npz(path: Path, key: str | None) -> ArraySource:
+    where = str(path)
+    try:
+        archive = zipfile.ZipFile(path)
+    except (zipfile.BadZipFile, OSError) as exc:
+        raise InputError(where, f"not a readable .npz (zip) archive ({exc})") from None
+    with archive:
+        members = {n.removesuffix(".npy"): n for n in archive.namelist() if n.endswith(".npy")}
+        if not members:
+            raise InputError(where, "the .npz archive holds no arrays")
+        if key is None:
+            if len(members) > 1:
+                names = ", ".join(sorted(members))
+                raise InputError(
+                    where, f"the archive holds {len(members)} arrays ({names}); pick one with --key"
+                )
+            key = next(iter(members))
+        elif key not in members:
+            names = ", ".join(sorted(members))
+            raise InputError(where, f"--key {key!r} not found; the archive holds: {names}")
+        where = f"{path}[{key}]"
+        info = archive.getinfo(members[key])
+        if info.compress_type == zipfile.ZIP_STORED:
+            return _map_stored_member(path, info, where)
+        try:
+            with archive.open(info) as stream:
+                shape, fortran, dtype = _read_npy_header(stream, where)
+                needed = _validate_header(shape, dtype, info.file_size, where)
+                data = stream.read(needed)
+        except (zipfile.BadZipFile, zlib.error, EOFError, OSError) as exc:
+            raise InputError(where, f"corrupt archive member ({exc})") from None
+    if len(data) < needed:
+        raise InputError(where, f"truncated: {len(data):,} of {needed:,} bytes of data")
+    array = np.frombuffer(data, dtype=dtype)
+    array = array.reshape(shape, order="F" if fortran else "C")
+    return ArraySource(array, path=where, format="npz")
+
+
+def _map_stored_member(path: Path, info: zipfile.ZipInfo, where: str) -> ArraySource:
+    """Memory-map an uncompressed archive member (what ``np.savez`` writes)."""
+    with path.open("rb") as stream:
+        stream.seek(info.header_offset)
+        header = stream.read(_LOCAL_HEADER.size)
+        if len(header) < _LOCAL_HEADER.size or header[:4] != b"PK\x03\x04":
+            raise InputError(where, "corrupt archive: bad local file header")
+        _, name_length, extra_length = _LOCAL_HEADER.unpack(header)
+        member_start = info.header_offset + _LOCAL_HEADER.size + name_length + extra_length
+        stream.seek(member_start)
+        shape, fortran, dtype = _read_npy_header(stream, where)
+        offset = stream.tell()
+        header_length = offset - member_start
+        file_left = os.fstat(stream.fileno()).st_size - offset
+        _validate_header(shape, dtype, min(info.file_size - header_length, file_left), where)
+        mapping = mmap.mmap(stream.fileno(), 0, access=mmap.ACCESS_READ)
+    array: npt.NDArray[Any] = np.ndarray(
+        shape, dtype=dtype, buffer=mapping, offset=offset, order="F" if fortran else "C"
+    )
+    return ArraySource(array, path=where, format="npz", mapping=mapping, data_offset=offset)

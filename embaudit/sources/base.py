@@ -1,0 +1,120 @@
+"""The one interface every loader serves: a stream of chunks and random row access."""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from embaudit.errors import InputError
+
+#: Storage dtypes embaudit reads. Compute is float32, with float64 where sums grow.
+FLOAT_DTYPES = (np.dtype(np.float16), np.dtype(np.float32), np.dtype(np.float64))
+
+#: Default chunk size in bytes of float64 work per chunk (chunks are converted for accumulation).
+CHUNK_BYTES = 64 * 2**20
+
+
+@dataclass(frozen=True)
+class Chunk:
+    """A block of consecutive rows.
+
+    ``values`` has shape ``(rows, d)``, the storage float dtype in native byte order, C order, and
+    must be treated as read-only (it may be a view of a memory map). ``start`` is the global row
+    position of its first row.
+    """
+
+    start: int
+    values: npt.NDArray[np.floating[Any]]
+
+    @property
+    def stop(self) -> int:
+        return self.start + len(self.values)
+
+
+class EmbeddingSource(ABC):
+    """``n`` vectors of dimension ``d`` stored as ``dtype``, read without loading them whole."""
+
+    path: str | None
+    format: str
+    n: int
+    d: int
+    dtype: np.dtype[Any]
+    id_column: str | None = None
+
+    def default_chunk_rows(self) -> int:
+        return max(1, CHUNK_BYTES // (8 * self.d))
+
+    @abstractmethod
+    def chunks(self, chunk_rows: int | None = None) -> Iterator[Chunk]:
+        """Yield the rows in order, ``chunk_rows`` at a time (fewer at file boundaries)."""
+
+    @abstractmethod
+    def take(self, rows: npt.NDArray[np.integer[Any]]) -> npt.NDArray[np.floating[Any]]:
+        """Return the rows at the given global positions, in the order given, shape (len, d)."""
+
+    def ids(self, rows: npt.NDArray[np.integer[Any]]) -> list[Any] | None:
+        """The id-column values of the given rows, or None when the input has no id column."""
+        return None
+
+    def describe(self) -> dict[str, Any]:
+        """The ``input`` section of the report."""
+        info: dict[str, Any] = {
+            "path": self.path,
+            "format": self.format,
+            "n": self.n,
+            "d": self.d,
+            "dtype": self.dtype.name,
+        }
+        if self.id_column is not None:
+            info["id_column"] = self.id_column
+        return info
+
+
+def check_float_dtype(dtype: np.dtype[Any], where: str | None, what: str = "array") -> None:
+    """Raise an InputError unless ``dtype`` is float16, float32 or float64 (any byte order)."""
+    if dtype.fields is not None:
+        raise InputError(where, f"{what} has a structured dtype {dtype}; expected float16/32/64")
+    if dtype.kind != "f" or dtype.newbyteorder("=") not in FLOAT_DTYPES:
+        kind = {
+            "O": "Python objects",
+            "U": "strings",
+            "S": "bytes",
+            "c": "complex numbers",
+            "b": "booleans",
+            "i": "integers",
+            "u": "unsigned integers",
+        }.get(dtype.kind, "non-float values")
+        hint = "; convert with .astype(np.float32)" if dtype.kind in "iub" else ""
+        raise InputError(
+            where,
+            f"{what} holds {kind} (dtype {dtype.name}); expected float16, float32 or float64{hint}",
+        )
+
+
+def check_shape(shape: tuple[int, ...], where: str | None, what: str = "array") -> tuple[int, int]:
+    """Raise an InputError unless ``shape`` is (n >= 1, d >= 1); return (n, d)."""
+    if len(shape) != 2:
+        raise InputError(
+            where,
+            f"{what} has {len(shape)} dimension(s), shape {shape}; "
+            "expected a 2-D array of shape (rows, dimensions)",
+        )
+    n, d = shape
+    if n == 0:
+        raise InputError(where, f"{what} has no rows (shape {shape})")
+    if d == 0:
+        raise InputError(where, f"{what} has zero dimensions (shape {shape})")
+    return n, d
+
+
+def as_row_positions(rows: npt.ArrayLike, n: int) -> npt.NDArray[np.int64]:
+    """Validate global row positions for ``take``."""
+    positions = np.asarray(rows, dtype=np.int64).reshape(-1)
+    if positions.size and (positions.min() < 0 or positions.max() >= n):
+        raise IndexError(f"row positions must lie in [0, {n})")
+    return positions

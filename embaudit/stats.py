@@ -1,0 +1,229 @@
+"""One streaming pass over the source: defects, norms, per-dimension moments, duplicates.
+
+Everything here is a mergeable statistic: each chunk is reduced on its own and the reductions are
+combined, so the pass never holds more than a chunk of vectors. Sums run in float64 (float16 and
+float32 values square exactly into float64, so norms of values near 1e30 or 1e-30 stay finite).
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from embaudit.sources import EmbeddingSource
+
+#: How many offending rows a finding lists; the count is always complete.
+ROW_LIST_CAP = 20
+#: Candidate duplicate rows fetched at a time for exact verification.
+_VERIFY_BATCH = 8192
+
+Floats = npt.NDArray[np.float64]
+Rows = npt.NDArray[np.int64]
+
+
+@dataclass(frozen=True)
+class RowSet:
+    """Rows singled out by a check: the full count, the first positions and their ids."""
+
+    count: int
+    rows: list[int]
+    ids: list[Any] | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"count": self.count, "rows": self.rows}
+        if self.ids is not None:
+            out["ids"] = self.ids
+        out["truncated"] = self.count > len(self.rows)
+        return out
+
+
+@dataclass
+class Moments:
+    """Count, mean and sum of squared deviations per dimension (Chan et al. 1979 merge)."""
+
+    count: int
+    mean: Floats
+    m2: Floats
+
+    @classmethod
+    def empty(cls, d: int) -> Moments:
+        return cls(0, np.zeros(d), np.zeros(d))
+
+    @classmethod
+    def of(cls, block: Floats) -> Moments:
+        mean = block.mean(axis=0) if len(block) else np.zeros(block.shape[1])
+        deviations = block - mean
+        return cls(len(block), mean, np.einsum("ij,ij->j", deviations, deviations))
+
+    def merge(self, other: Moments) -> Moments:
+        count = self.count + other.count
+        if other.count == 0:
+            return self
+        if self.count == 0:
+            return other
+        delta = other.mean - self.mean
+        mean = self.mean + delta * (other.count / count)
+        m2 = self.m2 + other.m2 + delta**2 * (self.count * other.count / count)
+        return Moments(count, mean, m2)
+
+    @property
+    def std(self) -> Floats:
+        """Population standard deviation per dimension (zeros when count < 1)."""
+        return np.sqrt(self.m2 / max(self.count, 1))
+
+
+@dataclass
+class ScanStats:
+    """What one pass learns about the source. Row positions are global, 0-based."""
+
+    n: int
+    d: int
+    dtype: np.dtype[Any]
+    norms: Floats  # L2 norm of every row; NaN for non-finite rows
+    non_finite: RowSet
+    nan_rows: int
+    inf_rows: int
+    zero: RowSet
+    clean: npt.NDArray[np.bool_]  # finite and non-zero: what the diagnostics use
+    moments: Moments  # over clean rows
+    duplicate_rows: int  # clean rows identical to an earlier clean row
+    duplicate_groups: list[RowSet] = field(default_factory=list)  # first groups, capped
+    duplicate_group_count: int = 0
+
+    @property
+    def n_clean(self) -> int:
+        return int(self.clean.sum())
+
+    @property
+    def clean_norms(self) -> Floats:
+        return self.norms[self.clean]
+
+
+def row_norms(values: npt.NDArray[np.floating[Any]]) -> Floats:
+    """L2 norm of each row, accumulated in float64 and safe from overflow and underflow.
+
+    float16/32 inputs square exactly into float64. float64 rows whose sum of squares leaves the
+    normal range are recomputed scaled by their largest magnitude (as LAPACK's dnrm2 does).
+    """
+    wide = values.astype(np.float64, copy=False)
+    sum_sq = np.einsum("ij,ij->i", wide, wide)
+    norms: Floats = np.sqrt(sum_sq)
+    tiny = np.finfo(np.float64).tiny
+    at_risk = (sum_sq > np.finfo(np.float64).max / 2) | ((sum_sq < 2**-900) & (sum_sq >= 0))
+    at_risk &= np.isfinite(wide).all(axis=1)
+    if at_risk.any():
+        block = wide[at_risk]
+        scale = np.abs(block).max(axis=1)
+        safe = np.where(scale > tiny, scale, 1.0)
+        ratio = block / safe[:, None]
+        rescued = safe * np.sqrt(np.einsum("ij,ij->i", ratio, ratio))
+        norms[at_risk] = np.where(scale > 0, rescued, 0.0)
+    return norms
+
+
+def _row_words(values: npt.NDArray[np.floating[Any]]) -> npt.NDArray[np.uint64]:
+    """The bit patterns of the values as uint64 words, with -0.0 folded into +0.0."""
+    folded = values + values.dtype.type(0)  # -0.0 + 0.0 == +0.0 under round-to-nearest
+    unsigned = np.dtype(f"u{values.dtype.itemsize}")
+    return folded.view(unsigned).astype(np.uint64)
+
+
+def _hash_rows(
+    values: npt.NDArray[np.floating[Any]], weights: npt.NDArray[np.uint64]
+) -> npt.NDArray[np.uint64]:
+    """A 64-bit multiply-sum hash of each row's bits: equal rows hash equal; a prefilter only."""
+    hashes: npt.NDArray[np.uint64] = (_row_words(values) * weights).sum(axis=1, dtype=np.uint64)
+    return hashes
+
+
+def scan(
+    source: EmbeddingSource,
+    *,
+    chunk_rows: int | None = None,
+    on_chunk: Callable[[int], None] | None = None,
+) -> ScanStats:
+    """Read the source once and compute every mergeable statistic."""
+    n, d = source.n, source.d
+    tiny = np.finfo(source.dtype).tiny
+    norms = np.empty(n, dtype=np.float64)
+    finite = np.empty(n, dtype=bool)
+    has_nan = np.zeros(n, dtype=bool)
+    hashes = np.zeros(n, dtype=np.uint64)
+    # Fixed weights: the hash only proposes candidates, which are then compared exactly.
+    weights = np.random.default_rng(0x5EED).integers(
+        0, 2**64 - 1, size=d, dtype=np.uint64, endpoint=True
+    ) | np.uint64(1)
+    moments = Moments.empty(d)
+    for chunk in source.chunks(chunk_rows):
+        values = chunk.values
+        rows = slice(chunk.start, chunk.stop)
+        finite_rows = np.isfinite(values).all(axis=1)
+        finite[rows] = finite_rows
+        if not finite_rows.all():
+            has_nan[rows] = np.isnan(values).any(axis=1)
+        chunk_norms = row_norms(values)
+        chunk_norms[~finite_rows] = np.nan
+        norms[rows] = chunk_norms
+        clean_rows = finite_rows & (chunk_norms >= tiny)
+        clean_values = values[clean_rows] if not clean_rows.all() else values
+        moments = moments.merge(Moments.of(clean_values.astype(np.float64)))
+        hashes[rows][clean_rows] = _hash_rows(clean_values, weights)
+        if on_chunk is not None:
+            on_chunk(chunk.stop - chunk.start)
+    zero = finite & ~(norms >= tiny)
+    clean = finite & ~zero
+    non_finite_rows = np.flatnonzero(~finite)
+    zero_rows = np.flatnonzero(zero)
+    duplicate_rows, groups, group_count = _duplicates(source, hashes, clean)
+    return ScanStats(
+        n=n,
+        d=d,
+        dtype=source.dtype,
+        norms=norms,
+        non_finite=_row_set(source, non_finite_rows),
+        nan_rows=int(has_nan.sum()),
+        inf_rows=int((~finite & ~has_nan).sum()),
+        zero=_row_set(source, zero_rows),
+        clean=clean,
+        moments=moments,
+        duplicate_rows=duplicate_rows,
+        duplicate_groups=groups,
+        duplicate_group_count=group_count,
+    )
+
+
+def _row_set(source: EmbeddingSource, rows: Rows) -> RowSet:
+    listed = rows[:ROW_LIST_CAP]
+    ids = source.ids(listed) if len(listed) else ([] if source.id_column else None)
+    return RowSet(len(rows), [int(r) for r in listed], ids)
+
+
+def _duplicates(
+    source: EmbeddingSource, hashes: npt.NDArray[np.uint64], clean: npt.NDArray[np.bool_]
+) -> tuple[int, list[RowSet], int]:
+    """Exact duplicate rows among the clean rows.
+
+    Rows whose 64-bit hash occurs more than once are candidates; candidates are fetched and grouped
+    by a BLAKE2b-128 digest of their bits, so that only identical rows (up to -0.0 == 0.0) group.
+    Returns the number of rows that repeat an earlier row, the first groups, and the group count.
+    """
+    clean_rows = np.flatnonzero(clean)
+    clean_hashes = hashes[clean_rows]
+    _, inverse, counts = np.unique(clean_hashes, return_inverse=True, return_counts=True)
+    candidates = np.sort(clean_rows[counts[inverse] > 1])
+    groups: dict[bytes, list[int]] = {}
+    for start in range(0, len(candidates), _VERIFY_BATCH):
+        batch = candidates[start : start + _VERIFY_BATCH]
+        words = _row_words(source.take(batch))
+        for row, bits in zip(batch.tolist(), words, strict=True):
+            digest = hashlib.blake2b(bits.tobytes(), digest_size=16).digest()
+            groups.setdefault(digest, []).append(row)
+    repeated = sorted((rows for rows in groups.values() if len(rows) > 1), key=lambda r: r[0])
+    duplicate_rows = sum(len(rows) - 1 for rows in repeated)
+    listed = [_row_set(source, np.asarray(rows, dtype=np.int64)) for rows in repeated[:5]]
+    return duplicate_rows, listed, len(repeated)

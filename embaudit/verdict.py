@@ -1,0 +1,35 @@
+"""The verdict: trustworthy, caution or untrustworthy, with the checks that drove it.
+
+Each check states the level its finding raises the verdict to, given the declared objective
+(DESIGN.md §5); the verdict is the highest of them. Reasons name the driving checks; the
+recommendations gather the concrete actions of every check that found something.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from embaudit.model import CheckResult, Level, Status, TrainedWith, Verdict
+
+
+def decide(checks: Sequence[CheckResult], trained_with: TrainedWith) -> Verdict:
+    drivers = sorted(
+        (check for check in checks if check.impact is not None),
+        key=lambda check: (-check.impact.rank if check.impact else 0, check.code),
+    )
+    level = drivers[0].impact if drivers and drivers[0].impact else Level.TRUSTWORTHY
+    reasons = [f"{check.code} {check.name}: {check.message}" for check in drivers]
+    if not reasons:
+        objective = "" if trained_with == TrainedWith.UNKNOWN else f" ({trained_with}-trained)"
+        reasons = [f"no check found a problem with cosine similarity on this data{objective}"]
+    elif trained_with == TrainedWith.UNKNOWN and level == Level.CAUTION:
+        reasons.append(
+            "declaring the training objective (--trained-with cosine|dot|l2) would settle "
+            "whether these findings matter"
+        )
+    recommendations: list[str] = []
+    for check in [*drivers, *(c for c in checks if c.impact is None)]:
+        action = check.recommendation
+        if action and check.status != Status.PASS and action not in recommendations:
+            recommendations.append(action)
+    return Verdict(level, reasons, recommendations)
