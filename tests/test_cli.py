@@ -1,0 +1,201 @@
+"""`embaudit check` end to end: the output contract, exit codes and options."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from embaudit.checks import REGISTRY
+
+
+def test_normalized_fixture_reports_ea101_normalized(cli, fixtures):
+    result = cli("check", fixtures / "sphere.npy", "--format", "json")
+    assert result.code == 0, result.stderr
+    ea101 = next(c for c in result.json()["checks"] if c["code"] == "EA101")
+    assert ea101["metrics"]["normalized"] is True
+    assert ea101["status"] == "pass"
+
+
+def test_json_follows_the_output_contract(cli, fixtures):
+    report = cli("check", fixtures / "nan_rows.npy", "-f", "json", "-k", "7", "--seed", "3").json()
+    assert report["schema_version"] == 1
+    assert {"tool", "input", "params", "verdict", "checks", "summary"} <= set(report)
+    assert report["tool"]["name"] == "embaudit"
+    assert report["input"]["path"].endswith("nan_rows.npy")
+    assert report["input"]["format"] == "npy"
+    assert (report["input"]["n"], report["input"]["d"]) == (2000, 64)
+    assert report["input"]["dtype"] == "float32"
+    assert report["params"] == {"k": 7, "seed": 3, "trained_with": "unknown"}
+    assert report["verdict"]["level"] in {"trustworthy", "caution", "untrustworthy"}
+    assert report["verdict"]["reasons"]
+    codes = [check["code"] for check in report["checks"]]
+    assert codes == sorted(REGISTRY)
+    for check in report["checks"]:
+        assert set(check) == {
+            "code",
+            "name",
+            "status",
+            "value",
+            "threshold",
+            "message",
+            "metrics",
+        }
+        assert check["status"] in {"pass", "warn", "fail", "skip"}
+    statuses = [check["status"] for check in report["checks"]]
+    assert report["summary"] == {s: statuses.count(s) for s in ("pass", "warn", "fail", "skip")}
+
+
+def test_defect_rows_are_listed_and_excluded(cli, fixtures):
+    result = cli("check", fixtures / "nan_rows.npy", "-f", "json")
+    report = result.json()
+    assert result.code == 1
+    ea001 = next(c for c in report["checks"] if c["code"] == "EA001")
+    assert ea001["status"] == "fail"
+    assert ea001["metrics"]["rows"] == [17, 404, 808, 1999]
+    assert ea001["metrics"]["count"] == 4
+    assert (ea001["metrics"]["nan_rows"], ea001["metrics"]["inf_rows"]) == (3, 1)
+    assert report["input"]["excluded_rows"] == {"non-finite": 4, "zero-vectors": 0}
+    assert report["input"]["n_used"] == 1996
+    assert report["verdict"]["level"] == "untrustworthy"
+    assert any("EA001" in reason for reason in report["verdict"]["reasons"])
+
+
+def test_zero_rows_fixture(cli, fixtures):
+    report = cli("check", fixtures / "zero_rows.npy", "-f", "json").json()
+    ea002 = next(c for c in report["checks"] if c["code"] == "EA002")
+    assert ea002["metrics"]["rows"] == [5, 1234]
+    assert report["input"]["n_used"] == 1998
+
+
+def test_parquet_findings_carry_the_id_column(cli, tmp_path):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    vectors = np.random.default_rng(0).standard_normal((50, 8)).astype(np.float32)
+    vectors[[3, 30]] = 0.0
+    table = pa.table(
+        {
+            "doc": [f"d{i}" for i in range(50)],
+            "emb": pa.FixedSizeListArray.from_arrays(pa.array(vectors.ravel()), 8),
+        }
+    )
+    pq.write_table(table, tmp_path / "e.parquet")
+    report = cli("check", tmp_path / "e.parquet", "--id-column", "doc", "-f", "json").json()
+    ea002 = next(c for c in report["checks"] if c["code"] == "EA002")
+    assert ea002["metrics"]["rows"] == [3, 30]
+    assert ea002["metrics"]["ids"] == ["d3", "d30"]
+    assert "d3, d30" in ea002["message"]
+
+
+@pytest.mark.parametrize(
+    ("name", "code"),
+    [("sphere.npy", 0), ("nan_rows.npy", 1), ("zero_rows.npy", 1), ("unnormalized.npy", 0)],
+)
+def test_exit_code_follows_failing_checks_and_verdict(cli, fixtures, name, code):
+    assert cli("check", fixtures / name, "-q").code == code
+
+
+def test_output_writes_the_report_to_a_file_and_nothing_to_stdout(cli, fixtures, tmp_path):
+    target = tmp_path / "report.json"
+    result = cli("check", fixtures / "nan_rows.npy", "-f", "json", "--output", target)
+    assert result.code == 1  # the report is written even when the gate fails
+    assert result.stdout == ""
+    assert json.loads(target.read_text())["schema_version"] == 1
+    assert [p.name for p in tmp_path.iterdir()] == ["report.json"]  # no temporary left behind
+
+
+def test_output_to_a_missing_directory_is_a_usage_error(cli, fixtures, tmp_path):
+    result = cli("check", fixtures / "sphere.npy", "-o", tmp_path / "no" / "such" / "r.json")
+    assert result.code == 2
+    assert result.stderr.count("\n") == 1
+    assert "--output" in result.stderr
+
+
+def test_table_format_shows_checks_histogram_and_verdict(cli, fixtures):
+    result = cli("check", fixtures / "unnormalized.npy")
+    assert result.code == 0
+    for code in REGISTRY:
+        assert code in result.stdout
+    assert "Norms" in result.stdout
+    assert any(bar in result.stdout for bar in "▁▂▃▄▅▆▇█")
+    assert "Verdict: caution" in result.stdout
+    assert "Normalize the vectors before indexing" in result.stdout
+
+
+def test_quiet_prints_only_the_verdict_line(cli, fixtures):
+    result = cli("check", fixtures / "nan_rows.npy", "--quiet")
+    assert result.stdout.strip().splitlines() == [
+        f"{fixtures / 'nan_rows.npy'}: untrustworthy (1 fail)"
+    ]
+
+
+def test_trained_with_changes_statuses_not_values(cli, fixtures):
+    unknown = cli("check", fixtures / "unnormalized.npy", "-f", "json").json()
+    dot = cli("check", fixtures / "unnormalized.npy", "-f", "json", "--trained-with", "dot").json()
+    by_code = {c["code"]: c for c in unknown["checks"]}
+    for check in dot["checks"]:
+        assert check["value"] == by_code[check["code"]]["value"]
+        assert check["metrics"] == by_code[check["code"]]["metrics"]
+    assert by_code["EA101"]["status"] == "warn"
+    assert next(c for c in dot["checks"] if c["code"] == "EA101")["status"] == "pass"
+    assert unknown["verdict"]["level"] == "caution"
+    assert dot["verdict"]["level"] == "trustworthy"
+
+
+def test_help_teaches_with_examples(cli):
+    result = cli("check", "--help")
+    assert result.code == 0
+    assert "Examples" in result.stdout
+    for option in ("--format", "--output", "--trained-with", "--seed", "--column", "--quiet"):
+        assert option in result.stdout
+    root = cli("--help")
+    assert "check" in root.stdout and "Exit codes" in root.stdout
+
+
+def test_version(cli):
+    result = cli("--version")
+    assert result.code == 0
+    assert result.stdout.startswith("embaudit ")
+
+
+def test_no_arguments_prints_help_and_exits_2(cli):
+    result = cli()
+    assert result.code == 2
+    assert "Usage" in result.stdout
+
+
+def test_internal_errors_exit_3_without_traceback(cli, fixtures, monkeypatch):
+    import embaudit.cli
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("boom")
+
+    monkeypatch.setattr(embaudit.cli, "audit", broken)
+    monkeypatch.delenv("EMBAUDIT_DEBUG", raising=False)
+    result = cli("check", fixtures / "sphere.npy")
+    assert result.code == 3
+    assert result.stderr.count("\n") == 1
+    assert "internal error" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_module_entry_point_runs(fixtures):
+    import subprocess
+    import sys
+
+    done = subprocess.run(
+        [sys.executable, "-m", "embaudit", "check", str(fixtures / "sphere.npy"), "-q"],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    assert "trustworthy" in done.stdout
+
+
+def test_paths_are_reported_as_given(cli, fixtures):
+    relative = Path("fixtures") / "sphere.npy"
+    report = cli("check", fixtures / "sphere.npy", "-f", "json").json()
+    assert report["input"]["path"].endswith(str(relative))
