@@ -179,7 +179,7 @@ def _write_atomically(path: Path, text: str) -> None:
 
 
 def _usage_line(error: typer.TyperException) -> str:
-    message = error.format_message().strip().replace("\n", " ")
+    message = error.format_message().strip().replace("\n", " ").replace("Value error, ", "")
     return message[:1].upper() + message[1:]
 
 

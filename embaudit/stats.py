@@ -56,9 +56,12 @@ class Moments:
 
     @classmethod
     def of(cls, block: Floats) -> Moments:
+        """Moments of one block. Spreads beyond ~1e154 overflow to inf, which still reads as
+        'not constant'; constant dimensions give exactly zero whatever their magnitude."""
         mean = block.mean(axis=0) if len(block) else np.zeros(block.shape[1])
         deviations = block - mean
-        return cls(len(block), mean, np.einsum("ij,ij->j", deviations, deviations))
+        with np.errstate(over="ignore"):
+            return cls(len(block), mean, np.einsum("ij,ij->j", deviations, deviations))
 
     def merge(self, other: Moments) -> Moments:
         count = self.count + other.count
@@ -68,7 +71,8 @@ class Moments:
             return other
         delta = other.mean - self.mean
         mean = self.mean + delta * (other.count / count)
-        m2 = self.m2 + other.m2 + delta**2 * (self.count * other.count / count)
+        with np.errstate(over="ignore", invalid="ignore"):
+            m2 = self.m2 + other.m2 + delta**2 * (self.count * other.count / count)
         return Moments(count, mean, m2)
 
     @property
@@ -103,6 +107,17 @@ class ScanStats:
     def clean_norms(self) -> Floats:
         return self.norms[self.clean]
 
+    @property
+    def rms_coordinate(self) -> float:
+        """sqrt(mean ||x||^2 / d) over the clean rows: the typical magnitude of one coordinate.
+
+        Computed relative to the largest norm so that it cannot overflow."""
+        norms = self.clean_norms
+        if not len(norms):
+            return 0.0
+        largest = float(norms.max())
+        return largest * float(np.sqrt(np.mean((norms / largest) ** 2) / self.d))
+
 
 def row_norms(values: npt.NDArray[np.floating[Any]]) -> Floats:
     """L2 norm of each row, accumulated in float64 and safe from overflow and underflow.
@@ -111,18 +126,17 @@ def row_norms(values: npt.NDArray[np.floating[Any]]) -> Floats:
     normal range are recomputed scaled by their largest magnitude (as LAPACK's dnrm2 does).
     """
     wide = values.astype(np.float64, copy=False)
-    sum_sq = np.einsum("ij,ij->i", wide, wide)
-    norms: Floats = np.sqrt(sum_sq)
-    tiny = np.finfo(np.float64).tiny
-    at_risk = (sum_sq > np.finfo(np.float64).max / 2) | ((sum_sq < 2**-900) & (sum_sq >= 0))
-    at_risk &= np.isfinite(wide).all(axis=1)
-    if at_risk.any():
-        block = wide[at_risk]
-        scale = np.abs(block).max(axis=1)
-        safe = np.where(scale > tiny, scale, 1.0)
-        ratio = block / safe[:, None]
-        rescued = safe * np.sqrt(np.einsum("ij,ij->i", ratio, ratio))
-        norms[at_risk] = np.where(scale > 0, rescued, 0.0)
+    with np.errstate(over="ignore", under="ignore"):
+        sum_sq = np.einsum("ij,ij->i", wide, wide)
+        norms: Floats = np.sqrt(sum_sq)
+        at_risk = (sum_sq > np.finfo(np.float64).max / 2) | (sum_sq < 2.0**-900)
+        at_risk &= np.isfinite(wide).all(axis=1)
+        if at_risk.any():
+            block = wide[at_risk]
+            scale = np.abs(block).max(axis=1)
+            safe = np.where(scale > 0, scale, 1.0)
+            ratio = block / safe[:, None]
+            norms[at_risk] = safe * np.sqrt(np.einsum("ij,ij->i", ratio, ratio))
     return norms
 
 

@@ -171,7 +171,7 @@ def dead_dimensions(data: AuditData, threshold: float | None) -> Finding:
     if stats.moments.count < 2:
         return Finding(Status.SKIP, None, "needs at least 2 finite, non-zero rows")
     std = stats.moments.std
-    rms_coordinate = float(np.sqrt(np.mean(stats.clean_norms**2) / stats.d))
+    rms_coordinate = stats.rms_coordinate
     dead = np.flatnonzero(std <= (threshold or 0.0) * rms_coordinate)
     listed = [int(j) for j in dead[:DIMENSION_LIST_CAP]]
     metrics = {

@@ -56,7 +56,7 @@ def norm_spread(data: AuditData, threshold: float | None) -> Finding:
     tolerance = threshold if threshold is not None else 1e-3
     p1, p50, p99 = (float(q) for q in np.quantile(norms, [0.01, 0.5, 0.99]))
     mean = float(norms.mean())
-    cv = float(norms.std() / mean)
+    cv = float((norms / mean).std())  # relative first: cannot overflow
     low, high = float(norms.min()), float(norms.max())
     normalized = bool(np.all(np.abs(norms - 1.0) <= tolerance))
     constant = bool(high - low <= 2 * tolerance * p50)

@@ -110,7 +110,8 @@ def _read_npy_header(stream: IO[bytes], where: str) -> tuple[tuple[int, ...], bo
         else:
             raise InputError(where, f".npy format version {version[0]}.{version[1]} not supported")
     except (ValueError, SyntaxError, TypeError) as exc:
-        raise InputError(where, f"corrupt .npy header ({exc})") from None
+        detail = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:100]
+        raise InputError(where, f"corrupt .npy header ({detail})") from None
     return tuple(shape), bool(fortran), dtype
 
 
@@ -188,8 +189,10 @@ def open_npz(path: Path, key: str | None) -> ArraySource:
 def _map_stored_member(path: Path, info: zipfile.ZipInfo, where: str) -> ArraySource:
     """Memory-map an uncompressed archive member (what ``np.savez`` writes)."""
     with path.open("rb") as stream:
-        stream.seek(info.header_offset)
-        header = stream.read(_LOCAL_HEADER.size)
+        header = b""
+        if 0 <= info.header_offset < os.fstat(stream.fileno()).st_size:
+            stream.seek(info.header_offset)
+            header = stream.read(_LOCAL_HEADER.size)
         if len(header) < _LOCAL_HEADER.size or header[:4] != b"PK\x03\x04":
             raise InputError(where, "corrupt archive: bad local file header")
         _, name_length, extra_length = _LOCAL_HEADER.unpack(header)

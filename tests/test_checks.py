@@ -1,0 +1,125 @@
+"""Checks EA001–EA004 and EA101 through the public API, against independent references."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+from embaudit import Level, Status, audit
+
+
+def _unit(n=200, d=16, seed=0):
+    values = np.random.default_rng(seed).standard_normal((n, d))
+    return values / np.linalg.norm(values, axis=1, keepdims=True)
+
+
+def test_ea004_flags_constant_zero_and_near_constant_dimensions():
+    values = np.random.default_rng(1).standard_normal((300, 8))
+    values[:, 2] = 0.0
+    values[:, 5] = 0.37  # constant but non-zero: still dead
+    values[:, 6] = 1e-9 * np.random.default_rng(2).standard_normal(300)
+    check = audit(values).check("EA004")
+    assert check.status == Status.WARN
+    assert check.metrics["dimensions"] == [2, 5, 6]
+    assert check.value == 3
+    assert "Drop dead dimensions 2, 5, 6" in (check.recommendation or "")
+
+
+def test_ea004_is_relative_to_the_scale_of_the_data():
+    values = np.random.default_rng(3).standard_normal((100, 8)).astype(np.float32) * 1e-30
+    assert audit(values).check("EA004").status == Status.PASS
+
+
+def test_ea004_skips_with_fewer_than_two_rows():
+    assert audit(np.ones((1, 4))).check("EA004").status == Status.SKIP
+
+
+def test_ea101_statistics_match_numpy_on_the_clean_rows():
+    rng = np.random.default_rng(4)
+    values = rng.standard_normal((500, 12)) * rng.lognormal(size=(500, 1))
+    values[7] = np.nan
+    values[9] = 0.0
+    metrics = audit(values).check("EA101").metrics
+    clean = np.delete(values, [7, 9], axis=0)
+    norms = np.array([math.hypot(*row) for row in clean.tolist()])
+    assert metrics["min"] == pytest.approx(norms.min(), rel=1e-14)
+    assert metrics["max"] == pytest.approx(norms.max(), rel=1e-14)
+    for name, q in (("p1", 0.01), ("p50", 0.5), ("p99", 0.99)):
+        assert metrics[name] == pytest.approx(np.quantile(norms, q), rel=1e-12)
+    assert metrics["cv"] == pytest.approx(norms.std() / norms.mean(), rel=1e-12)
+    assert metrics["normalized"] is False
+    assert sum(metrics["histogram"]["counts"]) == 498
+
+
+def test_ea101_normalized_within_tolerance_only():
+    values = _unit()
+    assert audit(values).check("EA101").metrics["normalized"] is True
+    values[0] *= 1.002
+    result = audit(values).check("EA101")
+    assert result.metrics["normalized"] is False
+    assert result.status == Status.WARN
+
+
+def test_ea101_constant_norm_is_a_pass_not_normalized():
+    result = audit(_unit() * 3.0).check("EA101")
+    assert result.status == Status.PASS
+    assert result.metrics["normalized"] is False
+    assert "rankings agree" in result.message
+
+
+@pytest.mark.parametrize(
+    ("trained_with", "status", "level"),
+    [
+        ("unknown", Status.WARN, Level.CAUTION),
+        ("cosine", Status.WARN, Level.TRUSTWORTHY),
+        ("l2", Status.WARN, Level.CAUTION),
+        ("dot", Status.PASS, Level.TRUSTWORTHY),
+    ],
+)
+def test_varying_norms_weigh_by_declared_objective(trained_with, status, level):
+    values = _unit() * np.random.default_rng(5).lognormal(size=(200, 1))
+    report = audit(values, trained_with=trained_with)
+    assert report.check("EA101").status == status
+    assert report.verdict.level == level
+
+
+def test_cosine_objective_still_recommends_normalizing_for_l2_indexes():
+    values = _unit() * np.random.default_rng(5).lognormal(size=(200, 1))
+    report = audit(values, trained_with="cosine")
+    assert "Normalize the vectors before indexing with L2 or inner product" in (
+        report.verdict.recommendations
+    )
+
+
+def test_unknown_objective_says_which_declaration_settles_it():
+    values = _unit() * np.random.default_rng(5).lognormal(size=(200, 1))
+    reasons = audit(values).verdict.reasons
+    assert any("--trained-with" in reason for reason in reasons)
+
+
+def test_duplicates_warn_but_do_not_lower_the_verdict():
+    values = _unit()
+    values[10] = values[0]
+    report = audit(values)
+    assert report.check("EA003").status == Status.WARN
+    assert report.check("EA003").value == pytest.approx(1 / 200)
+    assert report.verdict.level == Level.TRUSTWORTHY
+    assert any("Deduplicate" in action for action in report.verdict.recommendations)
+
+
+def test_undefined_rows_make_cosine_untrustworthy():
+    values = _unit()
+    values[3] = 0.0
+    report = audit(values, trained_with="cosine")
+    assert report.check("EA002").status == Status.FAIL
+    assert report.verdict.level == Level.UNTRUSTWORTHY
+    assert report.failed()
+
+
+def test_clean_sphere_data_is_trustworthy_with_every_check_passing():
+    report = audit(_unit())
+    assert {check.status for check in report.checks} == {Status.PASS}
+    assert report.verdict.level == Level.TRUSTWORTHY
+    assert not report.failed()

@@ -1,0 +1,356 @@
+"""Malformed input: one line on stderr naming the file and the problem, exit 2, no traceback."""
+
+from __future__ import annotations
+
+import zipfile
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+Maker = Callable[[Path], tuple[list[str], str]]
+
+
+def _save(path: Path, array: np.ndarray) -> None:
+    with path.open("wb") as handle:
+        np.lib.format.write_array(handle, array, allow_pickle=True)
+
+
+def _vectors(n: int = 6, d: int = 4) -> np.ndarray:
+    return np.arange(n * d, dtype=np.float32).reshape(n, d) + 1
+
+
+def _fixed(vectors: np.ndarray) -> pa.Array:
+    return pa.FixedSizeListArray.from_arrays(pa.array(vectors.ravel()), vectors.shape[1])
+
+
+def truncated_npy(tmp: Path):
+    path = tmp / "t.npy"
+    np.save(path, _vectors(100, 8))
+    path.write_bytes(path.read_bytes()[:-100])
+    return [path], "truncated"
+
+
+def wrong_magic(tmp: Path):
+    path = tmp / "m.npy"
+    path.write_bytes(b"PK\x03\x04 this is not an npy file at all")
+    return [path], "magic"
+
+
+def empty_npy(tmp: Path):
+    path = tmp / "e.npy"
+    path.write_bytes(b"")
+    return [path], "magic"
+
+
+def corrupt_npy_header(tmp: Path):
+    path = tmp / "h.npy"
+    np.save(path, _vectors())
+    raw = bytearray(path.read_bytes())
+    raw[10:20] = b"{'descr': "[::-1]
+    path.write_bytes(bytes(raw))
+    return [path], "header"
+
+
+def one_dimensional(tmp: Path):
+    path = tmp / "1d.npy"
+    np.save(path, np.ones(10, dtype=np.float32))
+    return [path], "1 dimension"
+
+
+def three_dimensional(tmp: Path):
+    path = tmp / "3d.npy"
+    np.save(path, np.ones((2, 3, 4), dtype=np.float32))
+    return [path], "3 dimension"
+
+
+def object_dtype(tmp: Path):
+    path = tmp / "o.npy"
+    _save(path, np.array([[1.0, "a"], [2.0, None]], dtype=object))
+    return [path], "Python objects"
+
+
+def string_dtype(tmp: Path):
+    path = tmp / "s.npy"
+    np.save(path, np.array([["a", "b"], ["c", "d"]]))
+    return [path], "strings"
+
+
+def complex_dtype(tmp: Path):
+    path = tmp / "c.npy"
+    np.save(path, np.ones((3, 2), dtype=np.complex64))
+    return [path], "complex"
+
+
+def integer_dtype(tmp: Path):
+    path = tmp / "i.npy"
+    np.save(path, np.ones((3, 2), dtype=np.int64))
+    return [path], "astype(np.float32)"
+
+
+def structured_dtype(tmp: Path):
+    path = tmp / "st.npy"
+    np.save(path, np.zeros((3, 2), dtype=[("a", "f4"), ("b", "f4")]))
+    return [path], "structured"
+
+
+def zero_rows(tmp: Path):
+    path = tmp / "z.npy"
+    np.save(path, np.ones((0, 8), dtype=np.float32))
+    return [path], "no rows"
+
+
+def zero_columns(tmp: Path):
+    path = tmp / "zc.npy"
+    np.save(path, np.ones((8, 0), dtype=np.float32))
+    return [path], "zero dimensions"
+
+
+def ragged_lists(tmp: Path):
+    path = tmp / "r.parquet"
+    pq.write_table(pa.table({"emb": [[1.0, 2.0], [1.0, 2.0], [1.0, 2.0, 3.0]]}), path)
+    return [path], "ragged vectors (3 values, expected 2) at row 2"
+
+
+def null_list(tmp: Path):
+    path = tmp / "n.parquet"
+    emb = pa.array([[1.0, 2.0], None, [3.0, 4.0]], type=pa.list_(pa.float32()))
+    pq.write_table(pa.table({"emb": emb}), path)
+    return [path], "null vector at row 1"
+
+
+def null_inside_list(tmp: Path):
+    path = tmp / "ni.parquet"
+    emb = pa.array([[1.0, 2.0], [3.0, None]], type=pa.list_(pa.float32(), 2))
+    pq.write_table(pa.table({"emb": emb}), path)
+    return [path], "null value inside a vector at row 1"
+
+
+def null_in_wide_column(tmp: Path):
+    path = tmp / "nw.parquet"
+    pq.write_table(pa.table({"a": [1.0, 2.0, None], "b": [1.0, 2.0, 3.0]}), path)
+    return [path], "column 'a': null value at row 2"
+
+
+def mismatched_dimensions_across_files(tmp: Path):
+    folder = tmp / "parts"
+    folder.mkdir()
+    pq.write_table(pa.table({"emb": _fixed(_vectors(4, 8))}), folder / "part-0.parquet")
+    pq.write_table(pa.table({"emb": _fixed(_vectors(4, 16))}), folder / "part-1.parquet")
+    return [folder], "part-1.parquet: column 'emb' has dimension 16"
+
+
+def mismatched_list_lengths_across_files(tmp: Path):
+    folder = tmp / "lists"
+    folder.mkdir()
+    pq.write_table(pa.table({"emb": [[1.0, 2.0]] * 3}), folder / "a.parquet")
+    pq.write_table(pa.table({"emb": [[1.0, 2.0, 3.0]] * 3}), folder / "b.parquet")
+    return [folder], "b.parquet: column 'emb': ragged vectors (3 values, expected 2)"
+
+
+def corrupt_parquet_footer(tmp: Path):
+    path = tmp / "f.parquet"
+    pq.write_table(pa.table({"emb": _fixed(_vectors())}), path)
+    path.write_bytes(path.read_bytes()[:-12])
+    return [path], "cannot read parquet"
+
+
+def not_parquet(tmp: Path):
+    path = tmp / "text.parquet"
+    path.write_text("id,x\n1,2\n")
+    return [path], "cannot read parquet"
+
+
+def missing_column(tmp: Path):
+    path = tmp / "c.parquet"
+    pq.write_table(pa.table({"emb": _fixed(_vectors())}), path)
+    return [path, "--column", "vectors"], "--column 'vectors' not found; columns are: emb"
+
+
+def missing_id_column(tmp: Path):
+    path = tmp / "c.parquet"
+    pq.write_table(pa.table({"emb": _fixed(_vectors())}), path)
+    return [path, "--id-column", "doc"], "--id-column 'doc' not found"
+
+
+def several_list_columns(tmp: Path):
+    path = tmp / "two.parquet"
+    pq.write_table(pa.table({"a": _fixed(_vectors()), "b": _fixed(_vectors())}), path)
+    return [path], "several list columns (a, b); choose the vectors with --column"
+
+
+def string_column_in_wide_layout(tmp: Path):
+    path = tmp / "w.parquet"
+    pq.write_table(pa.table({"text": ["x", "y"], "a": [1.0, 2.0]}), path)
+    return [path], "column 'text' is string"
+
+
+def integer_list_values(tmp: Path):
+    path = tmp / "il.parquet"
+    pq.write_table(pa.table({"emb": [[1, 2], [3, 4]]}), path)
+    return [path], "holds int64 values"
+
+
+def empty_parquet(tmp: Path):
+    path = tmp / "empty.parquet"
+    pq.write_table(pa.table({"emb": pa.array([], type=pa.list_(pa.float32(), 4))}), path)
+    return [path], "no rows"
+
+
+def empty_directory(tmp: Path):
+    folder = tmp / "nothing"
+    folder.mkdir()
+    (folder / "_SUCCESS").write_text("")
+    return [folder], "directory holds no .parquet files"
+
+
+def unknown_extension(tmp: Path):
+    path = tmp / "vectors.csv"
+    path.write_text("1,2,3\n")
+    return [path], "unknown file type '.csv'"
+
+
+def missing_file(tmp: Path):
+    return [tmp / "absent.npy"], "no such file"
+
+
+def npz_several_arrays(tmp: Path):
+    path = tmp / "s.npz"
+    np.savez(path, users=_vectors(), items=_vectors())
+    return [path], "holds 2 arrays (items, users); pick one with --key"
+
+
+def npz_missing_key(tmp: Path):
+    path = tmp / "k.npz"
+    np.savez(path, users=_vectors())
+    return [path, "--key", "items"], "--key 'items' not found; the archive holds: users"
+
+
+def npz_not_a_zip(tmp: Path):
+    path = tmp / "bad.npz"
+    path.write_bytes(b"\x93NUMPY not a zip")
+    return [path], "not a readable .npz"
+
+
+def npz_without_arrays(tmp: Path):
+    path = tmp / "none.npz"
+    with zipfile.ZipFile(path, "w") as archive:
+        archive.writestr("readme.txt", "hello")
+    return [path], "holds no arrays"
+
+
+def npz_truncated_member(tmp: Path):
+    path = tmp / "tr.npz"
+    np.savez(path, x=_vectors(200, 16))
+    raw = path.read_bytes()
+    path.write_bytes(raw[:2000] + raw[-200:])
+    return [path], "corrupt archive"
+
+
+def key_on_npy(tmp: Path):
+    path = tmp / "a.npy"
+    np.save(path, _vectors())
+    return [path, "--key", "x"], "--key applies to .npz files"
+
+
+def column_on_npy(tmp: Path):
+    path = tmp / "a.npy"
+    np.save(path, _vectors())
+    return [path, "--column", "x"], "--column and --id-column apply to parquet input"
+
+
+def k_zero(tmp: Path):
+    path = tmp / "a.npy"
+    np.save(path, _vectors())
+    return [path, "-k", "0"], "'-k'"
+
+
+def negative_seed(tmp: Path):
+    path = tmp / "a.npy"
+    np.save(path, _vectors())
+    return [path, "--seed", "-1"], "'--seed'"
+
+
+def unknown_objective(tmp: Path):
+    path = tmp / "a.npy"
+    np.save(path, _vectors())
+    return [path, "--trained-with", "euclid"], "'--trained-with'"
+
+
+def unknown_format(tmp: Path):
+    path = tmp / "a.npy"
+    np.save(path, _vectors())
+    return [path, "--format", "xml"], "'--format'"
+
+
+def non_integer_k(tmp: Path):
+    path = tmp / "a.npy"
+    np.save(path, _vectors())
+    return [path, "-k", "ten"], "'-k'"
+
+
+CASES: list[Maker] = [
+    truncated_npy,
+    wrong_magic,
+    empty_npy,
+    corrupt_npy_header,
+    one_dimensional,
+    three_dimensional,
+    object_dtype,
+    string_dtype,
+    complex_dtype,
+    integer_dtype,
+    structured_dtype,
+    zero_rows,
+    zero_columns,
+    ragged_lists,
+    null_list,
+    null_inside_list,
+    null_in_wide_column,
+    mismatched_dimensions_across_files,
+    mismatched_list_lengths_across_files,
+    corrupt_parquet_footer,
+    not_parquet,
+    missing_column,
+    missing_id_column,
+    several_list_columns,
+    string_column_in_wide_layout,
+    integer_list_values,
+    empty_parquet,
+    empty_directory,
+    unknown_extension,
+    missing_file,
+    npz_several_arrays,
+    npz_missing_key,
+    npz_not_a_zip,
+    npz_without_arrays,
+    npz_truncated_member,
+    key_on_npy,
+    column_on_npy,
+    k_zero,
+    negative_seed,
+    unknown_objective,
+    unknown_format,
+    non_integer_k,
+]
+
+
+@pytest.mark.parametrize("make", CASES, ids=[case.__name__ for case in CASES])
+def test_malformed_input_is_one_line_and_exit_2(cli, tmp_path, make):
+    args, expected = make(tmp_path)
+    result = cli("check", *args)
+    assert result.code == 2, result.stdout + result.stderr
+    assert result.stdout == ""
+    assert result.stderr.startswith("embaudit: error: ")
+    assert result.stderr.count("\n") == 1, result.stderr
+    assert "Traceback" not in result.stderr
+    assert expected in result.stderr
+    if not expected.startswith(("'", "--")):  # input errors name the file at fault
+        assert Path(args[0]).name in result.stderr
+
+
+def test_there_are_at_least_twenty_distinct_cases():
+    assert len({case.__name__ for case in CASES}) >= 20

@@ -1,0 +1,148 @@
+"""Loaders: every format and layout yields the same rows through chunks and take."""
+
+from __future__ import annotations
+
+import itertools
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from embaudit.sources import ArraySource, ParquetSource, open_source
+
+
+def _reference(fixtures):
+    return np.load(fixtures / "sphere.npy")
+
+
+def _stream(source, chunk_rows=None):
+    chunks = list(source.chunks(chunk_rows))
+    starts = [c.start for c in chunks]
+    assert starts == sorted(starts) and starts[0] == 0
+    assert all(a.stop == b.start for a, b in itertools.pairwise(chunks))
+    assert chunks[-1].stop == source.n
+    return np.concatenate([c.values for c in chunks])
+
+
+@pytest.mark.parametrize("name", ["fixed_size_list", "list", "wide"])
+def test_parquet_layouts_read_the_same_vectors(fixtures, name):
+    expected = _reference(fixtures)[:1000]
+    source = open_source(fixtures / f"{name}.parquet")
+    assert (source.n, source.d, source.dtype) == (1000, 64, np.dtype(np.float32))
+    assert source.id_column == "id"
+    np.testing.assert_array_equal(_stream(source, 128), expected)
+    rows = np.array([999, 0, 500, 499, 3])
+    np.testing.assert_array_equal(source.take(rows), expected[rows])
+    assert source.ids(rows) == [f"doc-{r:05d}" for r in rows]
+    assert source.describe()["layout"] == name
+
+
+def test_npy_is_memory_mapped_and_streams_in_chunks(fixtures):
+    source = open_source(fixtures / "sphere.npy")
+    assert isinstance(source, ArraySource)
+    assert source._mapping is not None
+    expected = _reference(fixtures)
+    np.testing.assert_array_equal(_stream(source, 333), expected)
+    np.testing.assert_array_equal(source.take([5, 1, 1999]), expected[[5, 1, 1999]])
+    assert source.ids([1, 2]) is None
+
+
+def test_chunks_remain_readable_after_their_pages_are_released(fixtures):
+    source = open_source(fixtures / "sphere.npy")
+    chunks = [c.values for c in source.chunks(100)]
+    np.testing.assert_array_equal(np.concatenate(chunks), _reference(fixtures))
+
+
+@pytest.mark.parametrize("compress", [False, True])
+def test_npz_members_stored_or_compressed(tmp_path, compress):
+    users = np.random.default_rng(1).standard_normal((40, 6)).astype(np.float32)
+    items = users[::-1] * 2
+    path = tmp_path / "towers.npz"
+    (np.savez_compressed if compress else np.savez)(path, users=users, items=items)
+    source = open_source(path, key="items")
+    assert source.path == f"{path}[items]"
+    assert (source._mapping is None) == compress
+    np.testing.assert_array_equal(_stream(source, 7), items)
+
+
+def test_npz_with_one_array_needs_no_key(tmp_path):
+    vectors = np.ones((3, 2), dtype=np.float64)
+    np.savez(tmp_path / "one.npz", vectors)
+    np.testing.assert_array_equal(_stream(open_source(tmp_path / "one.npz")), vectors)
+
+
+@pytest.mark.parametrize("dtype", ["<f2", ">f2", "<f4", ">f4", "<f8", ">f8"])
+@pytest.mark.parametrize("order", ["C", "F"])
+def test_byte_order_and_memory_order_are_normalised(tmp_path, dtype, order):
+    vectors = np.arange(60, dtype=np.float64).reshape(12, 5) / 7
+    stored = np.asarray(vectors, dtype=dtype, order=order)
+    np.save(tmp_path / "v.npy", stored)
+    source = open_source(tmp_path / "v.npy")
+    assert source.dtype == np.dtype(dtype).newbyteorder("=")
+    streamed = _stream(source, 5)
+    assert streamed.dtype.isnative and streamed.flags.c_contiguous
+    np.testing.assert_array_equal(streamed, stored.astype(np.float64))
+    np.testing.assert_array_equal(source.take([11, 0]), stored[[11, 0]])
+
+
+def test_parquet_directory_reads_files_in_path_order_and_skips_hidden(tmp_path):
+    rng = np.random.default_rng(2)
+    parts = [rng.standard_normal((n, 3)).astype(np.float32) for n in (5, 1, 7)]
+    folder = tmp_path / "export"
+    (folder / "day=2").mkdir(parents=True)
+    names = ["part-0.parquet", "part-1.parquet", "day=2/part-0.parquet"]
+    for name, part in zip(names, parts, strict=True):
+        vectors = pa.FixedSizeListArray.from_arrays(pa.array(part.ravel()), 3)
+        pq.write_table(pa.table({"v": vectors}), folder / name, row_group_size=2)
+    (folder / "_SUCCESS").write_text("")
+    (folder / ".part-9.parquet").write_text("partial")
+    source = open_source(folder)
+    assert isinstance(source, ParquetSource)
+    # day=2/part-0 sorts before part-0: path order, so the layout is reproducible.
+    expected = np.concatenate([parts[2], parts[0], parts[1]])
+    assert source.n == 13 and source.describe()["files"] == 3
+    np.testing.assert_array_equal(_stream(source, 4), expected)
+    rows = np.array([12, 0, 7, 6, 3])
+    np.testing.assert_array_equal(source.take(rows), expected[rows])
+
+
+def test_parquet_float16_and_float64_values(tmp_path):
+    for value_type, dtype in ((pa.float16(), np.float16), (pa.float64(), np.float64)):
+        vectors = np.linspace(-2, 2, 24).reshape(6, 4).astype(dtype)
+        column = pa.FixedSizeListArray.from_arrays(pa.array(vectors.ravel(), value_type), 4)
+        path = tmp_path / f"{np.dtype(dtype).name}.parquet"
+        pq.write_table(pa.table({"e": column}), path)
+        source = open_source(path)
+        assert source.dtype == np.dtype(dtype)
+        np.testing.assert_array_equal(_stream(source), vectors)
+
+
+def test_wide_layout_uses_every_float_column_except_the_id(tmp_path):
+    path = tmp_path / "wide.parquet"
+    table = pa.table({"key": [10, 11], "a": [1.0, 2.0], "b": pa.array([3.0, 4.0], pa.float32())})
+    pq.write_table(table, path)
+    source = open_source(path, id_column="key")
+    assert source.d == 2 and source.dtype == np.float64
+    np.testing.assert_array_equal(_stream(source), [[1.0, 3.0], [2.0, 4.0]])
+    assert source.ids([1]) == [11]
+
+
+def test_large_list_column(tmp_path):
+    path = tmp_path / "large.parquet"
+    column = pa.array([[1.0, 2.0], [3.0, 4.0]], type=pa.large_list(pa.float32()))
+    pq.write_table(pa.table({"e": column}), path)
+    np.testing.assert_array_equal(_stream(open_source(path)), [[1, 2], [3, 4]])
+
+
+def test_in_memory_arrays_are_sources():
+    vectors = np.eye(3, dtype=np.float32)
+    source = open_source(vectors)
+    assert source.path is None and source.format == "array"
+    np.testing.assert_array_equal(_stream(source, 2), vectors)
+
+
+def test_take_rejects_positions_outside_the_source(fixtures):
+    source = open_source(fixtures / "sphere.npy")
+    with pytest.raises(IndexError):
+        source.take([2000])

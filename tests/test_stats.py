@@ -1,0 +1,127 @@
+"""The streaming pass: norms, moments and duplicates against independent references."""
+
+from __future__ import annotations
+
+import itertools
+import math
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from hypothesis.extra.numpy import arrays
+
+import embaudit.stats
+from embaudit.sources import open_source
+from embaudit.stats import Moments, row_norms, scan
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    arrays(
+        np.float64,
+        st.tuples(st.integers(1, 6), st.integers(1, 9)),
+        elements=st.floats(allow_nan=False, allow_infinity=False, width=64),
+    )
+)
+def test_row_norms_match_math_hypot_over_the_whole_float64_range(values):
+    expected = [math.hypot(*row) for row in values.tolist()]
+    got = row_norms(values)
+    for g, e in zip(got, expected, strict=True):
+        if e > 0.999 * np.finfo(np.float64).max:  # at the edge of the range: rounding may overflow
+            assert math.isinf(g) or g == pytest.approx(e, rel=1e-14)
+        else:
+            assert g == pytest.approx(e, rel=1e-14, abs=0)
+
+
+@pytest.mark.parametrize(
+    ("dtype", "magnitude"),
+    [(np.float16, 65000.0), (np.float32, 1e30), (np.float32, 1e-30), (np.float32, 3e38)],
+)
+def test_norms_of_extreme_float16_and_float32_values_are_finite_and_exact(dtype, magnitude):
+    rng = np.random.default_rng(0)
+    values = (rng.uniform(0.5, 1.0, size=(20, 384)) * magnitude).astype(dtype)
+    got = row_norms(values)
+    expected = [math.hypot(*row) for row in values.astype(np.float64).tolist()]
+    assert np.all(np.isfinite(got))
+    np.testing.assert_allclose(got, expected, rtol=1e-14)
+
+
+@settings(max_examples=100, deadline=None)
+@given(
+    st.integers(2, 60),
+    st.integers(1, 5),
+    st.lists(st.integers(1, 59), max_size=5),
+    st.integers(0, 2**32 - 1),
+)
+def test_moments_merged_over_any_split_equal_the_two_pass_reference(n, d, cuts, seed):
+    data = np.random.default_rng(seed).standard_normal((n, d)) * 10 + 3
+    bounds = sorted({0, n, *(c for c in cuts if c < n)})
+    merged = Moments.empty(d)
+    for start, stop in itertools.pairwise(bounds):
+        merged = merged.merge(Moments.of(data[start:stop]))
+    assert merged.count == n
+    np.testing.assert_allclose(merged.mean, data.mean(axis=0), rtol=1e-12)
+    np.testing.assert_allclose(merged.std, data.std(axis=0), rtol=1e-10)
+
+
+def _scan(values, chunk_rows=None):
+    return scan(open_source(np.asarray(values)), chunk_rows=chunk_rows)
+
+
+def test_scan_excludes_non_finite_and_zero_rows_and_counts_them():
+    values = np.ones((10, 3), dtype=np.float32)
+    values[2, 1] = np.nan
+    values[4, 0] = -np.inf
+    values[6] = 0.0
+    values[7] = np.float32(1e-45)  # subnormal only: no representable direction
+    stats = _scan(values, chunk_rows=3)
+    assert stats.non_finite.rows == [2, 4] and (stats.nan_rows, stats.inf_rows) == (1, 1)
+    assert stats.zero.rows == [6, 7]
+    assert stats.n_clean == 6
+    assert np.isnan(stats.norms[[2, 4]]).all()
+    assert stats.moments.count == 6
+
+
+def test_row_lists_are_capped_but_counts_are_complete():
+    values = np.ones((100, 2))
+    values[::4] = np.nan
+    stats = _scan(values)
+    assert stats.non_finite.count == 25
+    assert stats.non_finite.rows == list(range(0, 80, 4))
+    assert stats.non_finite.to_dict()["truncated"] is True
+
+
+def test_duplicates_are_exact_and_span_chunks():
+    rng = np.random.default_rng(3)
+    values = rng.standard_normal((50, 4))
+    values[[10, 30, 49]] = values[3]
+    values[20] = values[7]
+    values[21] = np.nextafter(values[7], np.inf)  # one ulp away: not a duplicate
+    stats = _scan(values, chunk_rows=8)
+    assert stats.duplicate_rows == 4
+    assert stats.duplicate_group_count == 2
+    assert [group.rows for group in stats.duplicate_groups] == [[3, 10, 30, 49], [7, 20]]
+
+
+def test_negative_zero_equals_zero_for_duplicates():
+    values = np.array([[0.0, 1.0], [-0.0, 1.0], [1.0, 0.0]])
+    assert _scan(values).duplicate_rows == 1
+
+
+def test_duplicate_grouping_does_not_trust_the_hash(monkeypatch):
+    def colliding(values, weights):
+        return np.zeros(len(values), dtype=np.uint64)
+
+    monkeypatch.setattr(embaudit.stats, "_hash_rows", colliding)
+    values = np.random.default_rng(4).standard_normal((30, 3))
+    values[25] = values[2]
+    stats = _scan(values, chunk_rows=7)
+    assert stats.duplicate_rows == 1
+    assert [group.rows for group in stats.duplicate_groups] == [[2, 25]]
+
+
+def test_non_finite_rows_are_not_duplicates():
+    values = np.full((4, 2), np.nan)
+    values[3] = [1.0, 2.0]
+    assert _scan(values).duplicate_rows == 0
