@@ -146,3 +146,18 @@ def test_take_rejects_positions_outside_the_source(fixtures):
     source = open_source(fixtures / "sphere.npy")
     with pytest.raises(IndexError):
         source.take([2000])
+
+
+def test_parquet_streaming_holds_a_bounded_number_of_row_groups(tmp_path):
+    rows_per_group, groups, d = 16384, 12, 64
+    vectors = np.random.default_rng(5).standard_normal((rows_per_group * groups, d))
+    column = pa.FixedSizeListArray.from_arrays(pa.array(vectors.astype(np.float32).ravel()), d)
+    path = tmp_path / "groups.parquet"
+    pq.write_table(pa.table({"e": column}), path, row_group_size=rows_per_group)
+    group_bytes = rows_per_group * d * 4
+    baseline = pa.total_allocated_bytes()
+    peak = 0
+    for chunk in open_source(path).chunks(1024):
+        assert len(chunk.values)
+        peak = max(peak, pa.total_allocated_bytes() - baseline)
+    assert peak < 4 * group_bytes  # a whole-file read would reach 12 row groups

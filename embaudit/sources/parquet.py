@@ -287,9 +287,14 @@ class ParquetSource(EmbeddingSource):
         return list(self._ids.take(pa.array(positions)).to_pylist())
 
 
+#: Read-ahead of the parquet reader. Pre-buffering whole column chunks (pyarrow's default)
+#: keeps every row group read so far alive while a file is iterated; a bounded stream does not.
+_READ_BUFFER_BYTES = 4 * 2**20
+
+
 def _open(file: Path) -> pq.ParquetFile:
     with _reading(file):
-        return pq.ParquetFile(file)
+        return pq.ParquetFile(file, pre_buffer=False, buffer_size=_READ_BUFFER_BYTES)
 
 
 class _reading:
