@@ -1,0 +1,183 @@
+"""Geometry of a sample of vectors: spectrum, IsoScore, pair cosines, rogue dimensions, hubness.
+
+Pure functions on in-memory arrays (the sample is small: thousands of rows). Shapes are stated
+in each docstring; ``x`` is always (m, d) with finite, non-zero rows.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+Floats = npt.NDArray[np.float64]
+Ints = npt.NDArray[np.int64]
+
+
+def unit_rows(x: npt.NDArray[np.floating[Any]]) -> Floats:
+    """Rows scaled to unit L2 norm, in float64. (m, d) -> (m, d)."""
+    wide = np.asarray(x, dtype=np.float64)
+    scale = np.abs(wide).max(axis=1, keepdims=True)  # guards against overflow of the squares
+    scaled = wide / scale
+    return scaled / np.linalg.norm(scaled, axis=1, keepdims=True)
+
+
+# Spectrum --------------------------------------------------------------------------------------
+
+
+def covariance_eigenvalues(x: npt.NDArray[np.floating[Any]]) -> Floats:
+    """Eigenvalues of the (population) covariance of the rows, descending, negatives clipped."""
+    wide = np.asarray(x, dtype=np.float64)
+    centred = wide - wide.mean(axis=0)
+    if centred.shape[0] < centred.shape[1]:  # the Gram matrix has the same non-zero spectrum
+        values = np.linalg.eigvalsh(centred @ centred.T)
+        values = np.concatenate([np.zeros(centred.shape[1] - centred.shape[0]), values])
+    else:
+        values = np.linalg.eigvalsh(centred.T @ centred)
+    values = np.clip(values[::-1], 0.0, None) / centred.shape[0]
+    return np.asarray(values, dtype=np.float64)
+
+
+def isoscore(eigenvalues: npt.ArrayLike) -> float:
+    """IsoScore (Rudman, Gillman, Rayne & Eickhoff 2022, Algorithm 1) from covariance eigenvalues.
+
+    l = sqrt(d) * lambda / ||lambda||; delta = ||l - 1|| / sqrt(2 (d - sqrt d));
+    iota = ((d - delta^2 (d - sqrt d))^2 - d) / (d (d - 1)). With k equal non-zero eigenvalues out
+    of d, iota = (k - 1) / (d - 1). Biased low when the sample is not much larger than d.
+    """
+    values = np.asarray(eigenvalues, dtype=np.float64)
+    d = len(values)
+    if d < 2:
+        return 1.0
+    total = np.linalg.norm(values)
+    if total == 0:
+        return 0.0
+    normalized = np.sqrt(d) * values / total
+    root = np.sqrt(d)
+    delta = np.linalg.norm(normalized - 1.0) / np.sqrt(2 * (d - root))
+    k = (d - delta**2 * (d - root)) ** 2
+    return float((k - d) / (d * (d - 1)))
+
+
+def effective_rank(eigenvalues: npt.ArrayLike) -> float:
+    """Effective rank (Roy & Vetterli 2007): exp of the entropy of the normalized singular values.
+
+    The singular values of the centred data are proportional to sqrt(eigenvalues).
+    """
+    singular = np.sqrt(np.clip(np.asarray(eigenvalues, dtype=np.float64), 0.0, None))
+    total = singular.sum()
+    if total == 0:
+        return 0.0
+    p = singular[singular > 0] / total
+    return float(np.exp(-(p * np.log(p)).sum()))
+
+
+# Pairs -----------------------------------------------------------------------------------------
+
+
+def random_pairs(m: int, count: int, rng: np.random.Generator) -> tuple[Ints, Ints]:
+    """``count`` random pairs (i, j) of distinct indices below m (with replacement across pairs)."""
+    first = rng.integers(m, size=count)
+    second = (first + rng.integers(1, m, size=count)) % m  # uniform over j != i
+    return first.astype(np.int64), second.astype(np.int64)
+
+
+def pair_cosines(unit: Floats, first: Ints, second: Ints) -> Floats:
+    """Cosine of each pair of unit rows. (m, d), (p,), (p,) -> (p,)."""
+    return np.einsum("ij,ij->i", unit[first], unit[second])
+
+
+def rogue_contributions(unit_sum: Floats, unit_sq_sum: Floats, n: int) -> Floats:
+    """Per-dimension share of the expected cosine over all pairs of distinct rows.
+
+    CC_i = E_{u != v}[u_i v_i] for unit rows u, v (Timkey & van Schijndel 2021), computed exactly
+    from the column sums S_i = sum_n u_ni and Q_i = sum_n u_ni^2: CC_i = (S_i^2 - Q_i) / (n (n-1)).
+    The CC_i sum to the mean cosine of distinct pairs.
+    """
+    if n < 2:
+        return np.zeros_like(unit_sum)
+    return np.asarray((unit_sum**2 - unit_sq_sum) / (n * (n - 1)), dtype=np.float64)
+
+
+def pearson_r2(a: Floats, b: Floats) -> float:
+    if len(a) < 2 or a.std() == 0 or b.std() == 0:
+        return float("nan")
+    return float(np.corrcoef(a, b)[0, 1] ** 2)
+
+
+# Hubness ---------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Hubness:
+    skewness: float  # of the k-occurrence distribution (biased, as scipy.stats.skew)
+    robin_hood: float  # share of occurrences to move for all k-occurrences to equal k
+    antihub_rate: float  # share of points that are nobody's neighbour
+    max_occurrence: int
+    k_occurrence: Ints  # (m,) how often each point is among the others' k nearest
+
+    def to_dict(self) -> dict[str, Any]:
+        counts = np.bincount(self.k_occurrence)
+        return {
+            "skewness": self.skewness,
+            "robin_hood": self.robin_hood,
+            "antihub_rate": self.antihub_rate,
+            "max_occurrence": self.max_occurrence,
+            "occurrence_counts": [int(c) for c in counts],
+        }
+
+
+def skewness(values: npt.ArrayLike) -> float:
+    """Biased sample skewness m3 / m2^1.5 (scipy.stats.skew with bias=True); 0 for constants."""
+    x = np.asarray(values, dtype=np.float64)
+    deviations = x - x.mean()
+    m2 = np.mean(deviations**2)
+    if m2 <= 0:
+        return 0.0
+    return float(np.mean(deviations**3) / m2**1.5)
+
+
+def hubness_from_neighbors(neighbors: Ints, m: int) -> Hubness:
+    """Hubness statistics of a kNN graph given each point's k neighbours. (m, k) -> Hubness."""
+    k = neighbors.shape[1]
+    occurrence = np.bincount(neighbors.ravel(), minlength=m).astype(np.int64)
+    total = occurrence.sum()
+    return Hubness(
+        skewness=skewness(occurrence),
+        robin_hood=float(np.abs(occurrence - k).sum() / (2 * total)) if total else 0.0,
+        antihub_rate=float(np.mean(occurrence == 0)),
+        max_occurrence=int(occurrence.max()),
+        k_occurrence=occurrence,
+    )
+
+
+def knn_from_distances(distances: Floats, k: int) -> Ints:
+    """Each point's k nearest others (its own entry excluded). (m, m) -> (m, k)."""
+    m = distances.shape[0]
+    masked = np.array(distances, dtype=np.float64, copy=True)
+    masked[np.arange(m), np.arange(m)] = np.inf
+    k = min(k, m - 1)
+    order = np.argsort(masked, axis=1, kind="stable")[:, :k]
+    return order.astype(np.int64)
+
+
+def cosine_knn_graph(unit: Floats, k: int, block: int = 2048) -> Ints:
+    """Each unit row's k most cosine-similar other rows, computed blockwise. (m, d) -> (m, k)."""
+    m = unit.shape[0]
+    k = min(k, m - 1)
+    single = unit.astype(np.float32)
+    out = np.empty((m, k), dtype=np.int64)
+    for start in range(0, m, block):
+        sims = single[start : start + block] @ single.T
+        rows = np.arange(start, min(start + block, m))
+        sims[rows - start, rows] = -np.inf
+        top = np.argpartition(-sims, k - 1, axis=1)[:, :k]
+        out[start : start + block] = top
+    return out
+
+
+def isotropic_sample(m: int, d: int, rng: np.random.Generator) -> Floats:
+    """An isotropic Gaussian sample of the same size: the reference for n- and d-dependent stats."""
+    return rng.standard_normal((m, d))

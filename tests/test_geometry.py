@@ -1,0 +1,89 @@
+"""The science pinned to closed forms and published reference values (DESIGN.md §4)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from scipy.spatial.distance import squareform
+from scipy.stats import skew
+
+from embaudit.geometry import (
+    covariance_eigenvalues,
+    effective_rank,
+    hubness_from_neighbors,
+    isoscore,
+    knn_from_distances,
+    rogue_contributions,
+    skewness,
+    unit_rows,
+)
+
+
+@pytest.mark.parametrize(("k", "d"), [(1, 5), (2, 3), (3, 3), (4, 10), (7, 7), (50, 384)])
+def test_isoscore_of_k_equal_eigenvalues_is_k_minus_1_over_d_minus_1(k, d):
+    eigenvalues = np.zeros(d)
+    eigenvalues[:k] = 2.5
+    assert isoscore(eigenvalues) == pytest.approx((k - 1) / (d - 1), abs=1e-12)
+
+
+def test_isoscore_of_points_on_a_line_disc_and_ball():
+    rng = np.random.default_rng(0)
+    t = rng.standard_normal(5000)
+    line = np.outer(t, [1.0, 2.0, -1.0])
+    assert isoscore(covariance_eigenvalues(line)) == pytest.approx(0.0, abs=1e-9)
+    # The disc and the ball: exact covariances, so the closed forms hold exactly.
+    angle = np.linspace(0, 2 * np.pi, 4096, endpoint=False)
+    disc = np.stack([np.cos(angle), np.sin(angle), np.zeros_like(angle)], axis=1)
+    assert isoscore(covariance_eigenvalues(disc)) == pytest.approx(0.5, abs=1e-9)
+    axes = np.concatenate([np.eye(3), -np.eye(3)])
+    assert isoscore(covariance_eigenvalues(axes)) == pytest.approx(1.0, abs=1e-12)
+
+
+def test_isoscore_of_an_isotropic_gaussian_approaches_one_with_the_sample_size():
+    rng = np.random.default_rng(1)
+    small = isoscore(covariance_eigenvalues(rng.standard_normal((200, 50))))
+    large = isoscore(covariance_eigenvalues(rng.standard_normal((20000, 50))))
+    assert small < large
+    assert large > 0.95
+
+
+def test_covariance_eigenvalues_match_numpy_in_both_branches():
+    rng = np.random.default_rng(2)
+    for shape in ((300, 8), (5, 12)):
+        x = rng.standard_normal(shape)
+        expected = np.sort(np.clip(np.linalg.eigvalsh(np.cov(x.T, bias=True)), 0, None))[::-1]
+        np.testing.assert_allclose(covariance_eigenvalues(x), expected, atol=1e-12)
+
+
+def test_effective_rank_of_equal_singular_values_is_their_count():
+    assert effective_rank([3.0, 3.0, 3.0, 0.0]) == pytest.approx(3.0)
+    assert effective_rank([1.0, 0.0, 0.0]) == pytest.approx(1.0)
+
+
+def test_hubness_reference_from_the_design():
+    distances = squareform([0.2, 0.1, 0.8, 0.4, 0.3, 0.5, 0.7, 1.0, 0.6, 0.9])
+    neighbors = knn_from_distances(distances, k=2)
+    hubness = hubness_from_neighbors(neighbors, m=5)
+    assert hubness.k_occurrence.tolist() == [4, 3, 3, 0, 0]
+    assert hubness.skewness == pytest.approx(-0.2561204163, abs=1e-10)
+    assert hubness.antihub_rate == pytest.approx(0.4)
+    assert hubness.robin_hood == pytest.approx((2 + 1 + 1 + 2 + 2) / 20)
+
+
+def test_skewness_matches_scipy():
+    values = np.random.default_rng(3).exponential(size=101)
+    assert skewness(values) == pytest.approx(skew(values), rel=1e-12)
+
+
+def test_rogue_contributions_sum_to_the_mean_cosine_of_distinct_pairs():
+    x = np.random.default_rng(4).standard_normal((40, 6)) + [3, 0, 0, 0, 0, 1]
+    unit = unit_rows(x)
+    cc = rogue_contributions(unit.sum(axis=0), (unit**2).sum(axis=0), len(unit))
+    cosines = unit @ unit.T
+    mean_cos = (cosines.sum() - np.trace(cosines)) / (40 * 39)
+    assert cc.sum() == pytest.approx(mean_cos, rel=1e-12)
+    pairwise_dim0 = np.outer(unit[:, 0], unit[:, 0])
+    assert cc[0] == pytest.approx(
+        (pairwise_dim0.sum() - np.trace(pairwise_dim0)) / (40 * 39), rel=1e-12
+    )
+    assert cc.argmax() == 0
