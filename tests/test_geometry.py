@@ -76,7 +76,7 @@ def test_skewness_matches_scipy():
 
 
 def test_rogue_contributions_sum_to_the_mean_cosine_of_distinct_pairs():
-    x = np.random.default_rng(4).standard_normal((40, 6)) + [3, 0, 0, 0, 0, 1]
+    x = np.random.default_rng(4).standard_normal((40, 6)) + np.array([3, 0, 0, 0, 0, 1])
     unit = unit_rows(x)
     cc = rogue_contributions(unit.sum(axis=0), (unit**2).sum(axis=0), len(unit))
     cosines = unit @ unit.T

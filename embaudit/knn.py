@@ -1,0 +1,313 @@
+"""Exact k-nearest neighbours of a query sample against the whole database, streamed by chunk.
+
+One float32 matrix product per chunk scores every query block at once: the base block serves
+cosine, L2 and inner product together (``L2^2 = |q|^2 + |x|^2 - 2 q.x``, ``cos = q.x / |q||x|``);
+each diagonal gauge D is one more block of the same queries, multiplied by D^2, since
+``(q D).(x D) = (q D^2).x``. Partial top-k lists of each chunk merge into the running lists, so
+the database is never held whole.
+
+Every candidate keeps its *features* — the plain dot product, |x|^2 and its cosine under every
+gauge block — so that, at the end, any list's members can be scored under any other list's
+metric. That is what makes the overlap tie-aware: a neighbour of list B counts as shared with list
+A when A would have ranked it within A's top k up to float32 rounding (see :func:`overlap`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+import numpy.typing as npt
+
+Floats = npt.NDArray[np.float64]
+Ints = npt.NDArray[np.int64]
+
+#: Unit roundoff of float32: the products run in float32.
+_U32 = 2.0**-24
+#: Scores closer than TIE_ULPS * sqrt(d) * u32 (in cosine units) are ties.
+TIE_ULPS = 8.0
+
+_DOT, _NORM2 = 0, 1  # feature columns; gauge block b > 0 has its cosine in column 1 + b
+
+
+@dataclass(frozen=True)
+class Block:
+    """Queries 0 .. n_queries-1 of the sample, under the diagonal gauge ``scale`` (None: none)."""
+
+    name: str
+    n_queries: int
+    scale: Floats | None = None
+
+
+@dataclass
+class NeighborList:
+    """Top-k of each query under one metric: rows (-1 where fewer than k exist), features."""
+
+    metric: str  # "cosine", "l2" or "dot"
+    block: int
+    rows: Ints
+    scores: Floats
+    features: Floats  # (queries, k, n_features)
+
+    @property
+    def n_queries(self) -> int:
+        return int(self.rows.shape[0])
+
+
+@dataclass
+class NeighborSearch:
+    """Streams database chunks through a fixed query sample; see the module docstring.
+
+    ``queries`` (Q, d) are clean rows of the database at global positions ``query_rows``; each
+    block uses the first ``n_queries`` of them. ``k`` neighbours are kept per query, the query
+    itself (by row position) excluded.
+    """
+
+    queries: Floats
+    query_rows: Ints
+    k: int
+    blocks: list[Block]
+    lists: list[NeighborList] = field(init=False)
+
+    def __post_init__(self) -> None:
+        queries = np.asarray(self.queries, dtype=np.float64)
+        self.d = queries.shape[1]
+        norms = np.linalg.norm(queries, axis=1)
+        # One power of two brings the data to unit scale for float32: exact, order-preserving,
+        # and safe for values near 1e30 or 1e-30 whose products would overflow or underflow.
+        self.unit = 2.0 ** -np.round(np.log2(np.median(norms)))
+        self.query_norm2 = norms**2
+        stacked, self.offsets, self.block_query_norms = [], [], []
+        offset = 0
+        for block in self.blocks:
+            part = queries[: block.n_queries]
+            if block.scale is not None:
+                self.block_query_norms.append(np.linalg.norm(part * block.scale, axis=1))
+                part = part * block.scale**2
+            else:
+                self.block_query_norms.append(norms[: block.n_queries])
+            stacked.append(part * self.unit)
+            self.offsets.append(offset)
+            offset += block.n_queries
+        self.stacked = np.ascontiguousarray(np.concatenate(stacked), dtype=np.float32)
+        self.n_features = 1 + len(self.blocks)
+        self.tie_tolerance = TIE_ULPS * np.sqrt(self.d) * _U32
+        base = self.blocks[0].n_queries
+        plan = [("cosine", 0, base), ("l2", 0, base), ("dot", 0, base)]
+        plan += [("cosine", b, block.n_queries) for b, block in enumerate(self.blocks) if b]
+        self.lists = [
+            NeighborList(
+                metric,
+                b,
+                np.full((m, self.k), -1, dtype=np.int64),
+                np.full((m, self.k), -np.inf),
+                np.full((m, self.k, self.n_features), np.nan),
+            )
+            for metric, b, m in plan
+        ]
+        self._row_order = np.argsort(self.query_rows, kind="stable")
+        self._sorted_rows = np.asarray(self.query_rows)[self._row_order]
+
+    # Scoring ---------------------------------------------------------------------------------
+
+    def _score(self, metric: str, block: int, features: Floats, query: Ints) -> Floats:
+        """The score (larger is nearer) of candidates with ``features`` for ``query`` indices."""
+        dot, norm2 = features[..., _DOT], features[..., _NORM2]
+        if block:
+            return features[..., 1 + block]
+        if metric == "cosine":
+            return dot / np.sqrt(self.query_norm2[query] * norm2)
+        if metric == "l2":
+            return -(self.query_norm2[query] + norm2 - 2 * dot)
+        return dot
+
+    def _tolerance(self, metric: str, block: int, features: Floats, query: Ints) -> Floats:
+        """Float32 rounding scale of a score: differences below it are ties."""
+        if block or metric == "cosine":
+            return np.full(features.shape[:-1], self.tie_tolerance)
+        norm2 = features[..., _NORM2]
+        if metric == "l2":
+            return self.tie_tolerance * (self.query_norm2[query] + norm2)
+        return self.tie_tolerance * np.sqrt(self.query_norm2[query] * norm2)
+
+    # Streaming -------------------------------------------------------------------------------
+
+    def add(self, start: int, wide: Floats, norms: Floats, clean: npt.NDArray[np.bool_]) -> None:
+        """Consume rows ``start .. start+len(wide)`` (float64 values, their norms, clean mask)."""
+        local = np.flatnonzero(clean)
+        if not len(local):
+            return
+        positions = start + local
+        x = wide[local]
+        norm2 = norms[local] ** 2
+        products = self.stacked @ (x * self.unit).astype(np.float32).T  # (stacked queries, r)
+        inverse_unit2 = 1.0 / self.unit**2
+        gauge_norms = [
+            np.sqrt((x**2) @ block.scale**2) if block.scale is not None else None
+            for block in self.blocks
+        ]
+        own_query, own_column = self._own(positions)
+
+        def block_cosine(b: int, query: Ints, column: Ints) -> Floats:
+            raw = products[self.offsets[b] + query, column].astype(np.float64) * inverse_unit2
+            gauge = gauge_norms[b]
+            assert gauge is not None
+            return np.asarray(raw / (self.block_query_norms[b][query] * gauge[column]))
+
+        def features(query: Ints, column: Ints) -> Floats:
+            out = np.full((len(query), self.n_features), np.nan)
+            out[:, _DOT] = products[query, column].astype(np.float64) * inverse_unit2
+            out[:, _NORM2] = norm2[column]
+            for b, block in enumerate(self.blocks[1:], start=1):
+                inside = query < block.n_queries
+                out[inside, 1 + b] = block_cosine(b, query[inside], column[inside])
+            return out
+
+        for neighbor_list in self.lists:
+            b, m = neighbor_list.block, neighbor_list.n_queries
+            block_products = products[self.offsets[b] : self.offsets[b] + m]
+            scores = self._chunk_scores(neighbor_list.metric, b, block_products, norm2, gauge_norms)
+            inside = own_query < m
+            scores[own_query[inside], own_column[inside]] = -np.inf
+            query, column = self._candidates(scores, neighbor_list)
+            if len(query):
+                self._merge(neighbor_list, query, positions[column], features(query, column))
+
+    def _own(self, positions: Ints) -> tuple[Ints, Ints]:
+        """(query, column) of the chunk rows that are queries: self-matches, removed by row."""
+        if not len(self._sorted_rows):
+            return np.empty(0, np.int64), np.empty(0, np.int64)
+        at = np.searchsorted(self._sorted_rows, positions).clip(max=len(self._sorted_rows) - 1)
+        column = np.flatnonzero(self._sorted_rows[at] == positions)
+        return self._row_order[at[column]].astype(np.int64), column.astype(np.int64)
+
+    def _chunk_scores(
+        self,
+        metric: str,
+        block: int,
+        products: npt.NDArray[np.float32],
+        norm2: Floats,
+        gauge_norms: list[Floats | None],
+    ) -> npt.NDArray[np.float32]:
+        """float32 scores of a chunk for candidate selection, in unit-scaled units: cosines as
+        they are, dot products and squared distances multiplied by ``unit**2``."""
+        m = products.shape[0]
+        if block:
+            gauge = gauge_norms[block]
+            assert gauge is not None
+            row_scale = (1.0 / (gauge * self.unit)).astype(np.float32)
+            query_scale = (1.0 / (self.block_query_norms[block] * self.unit)).astype(np.float32)
+            return products * row_scale * query_scale[:, None]
+        if metric == "cosine":
+            row_scale = (1.0 / (np.sqrt(norm2) * self.unit)).astype(np.float32)
+            query_scale = (1.0 / (np.sqrt(self.query_norm2[:m]) * self.unit)).astype(np.float32)
+            return products * row_scale * query_scale[:, None]
+        if metric == "l2":
+            row_part = (norm2 * self.unit**2).astype(np.float32)
+            query_part = (self.query_norm2[:m] * self.unit**2).astype(np.float32)
+            return 2 * products - row_part - query_part[:, None]
+        return products
+
+    def _candidates(
+        self, scores: npt.NDArray[np.float32], neighbor_list: NeighborList
+    ) -> tuple[Ints, Ints]:
+        """(query, column) pairs of the chunk that may enter the running top-k.
+
+        A chunk entry can only enter when it beats the current k-th score (less a rounding slack,
+        since chunk scores are float32); of those, at most k per query are needed.
+        """
+        threshold = neighbor_list.scores[:, -1]
+        if neighbor_list.metric != "cosine" and not neighbor_list.block:
+            threshold = threshold * self.unit**2  # into the units of the chunk scores
+        slack = np.abs(threshold) * 4 * _U32 + self.tie_tolerance
+        with np.errstate(invalid="ignore"):
+            hits = scores > (threshold - slack)[:, None].astype(np.float32)
+        per_query = hits.sum(axis=1)
+        k = min(self.k, scores.shape[1])
+        crowded = np.flatnonzero(per_query > k)
+        sparse_rows, sparse_columns = np.nonzero(hits[per_query <= k])
+        sparse_queries = np.flatnonzero(per_query <= k)[sparse_rows]
+        if len(crowded):
+            top = np.argpartition(-scores[crowded], k - 1, axis=1)[:, :k]
+            crowded_queries = np.repeat(crowded, k)
+            crowded_columns = top.ravel()
+            keep = np.isfinite(scores[crowded_queries, crowded_columns])
+            query = np.concatenate([sparse_queries, crowded_queries[keep]])
+            column = np.concatenate([sparse_columns, crowded_columns[keep]])
+        else:
+            query, column = sparse_queries, sparse_columns
+        finite = np.isfinite(scores[query, column])
+        return query[finite].astype(np.int64), column[finite].astype(np.int64)
+
+    def _merge(
+        self, neighbor_list: NeighborList, query: Ints, rows: Ints, features: Floats
+    ) -> None:
+        """Merge candidates into the running top-k: best score first, then lowest row."""
+        k = neighbor_list.rows.shape[1]
+        held = neighbor_list.rows >= 0
+        held_query = np.nonzero(held)[0]
+        all_query = np.concatenate([held_query, query])
+        all_rows = np.concatenate([neighbor_list.rows[held], rows])
+        all_features = np.concatenate([neighbor_list.features[held], features])
+        all_scores = self._score(neighbor_list.metric, neighbor_list.block, all_features, all_query)
+        order = np.lexsort((all_rows, -all_scores, all_query))
+        sorted_query = all_query[order]
+        first = np.searchsorted(sorted_query, sorted_query, side="left")
+        rank = np.arange(len(order)) - first
+        keep = rank < k
+        chosen = order[keep]
+        slot_query, slot_rank = sorted_query[keep], rank[keep]
+        neighbor_list.rows[:] = -1
+        neighbor_list.scores[:] = -np.inf
+        neighbor_list.features[:] = np.nan
+        neighbor_list.rows[slot_query, slot_rank] = all_rows[chosen]
+        neighbor_list.scores[slot_query, slot_rank] = all_scores[chosen]
+        neighbor_list.features[slot_query, slot_rank] = all_features[chosen]
+
+    # Results ---------------------------------------------------------------------------------
+
+    def list_for(self, metric: str, block: int = 0) -> NeighborList:
+        for neighbor_list in self.lists:
+            if (neighbor_list.metric, neighbor_list.block) == (metric, block):
+                return neighbor_list
+        raise KeyError((metric, block))
+
+    def overlap(self, reference: NeighborList, other: NeighborList) -> Floats:
+        """Per-query tie-aware overlap@k of ``other`` against ``reference`` (shared queries).
+
+        A neighbour of ``other`` counts as shared when it is in ``reference``'s list, or when its
+        ``reference`` score reaches the reference's k-th score up to float32 rounding: identical
+        scores are never counted as disagreement. Divided by the number of neighbours that exist
+        (k, or fewer when the database has fewer than k other clean rows).
+        """
+        m = min(reference.n_queries, other.n_queries)
+        query = np.repeat(np.arange(m), self.k).reshape(m, self.k)
+        valid_reference = reference.rows[:m] >= 0
+        kth = np.where(valid_reference, reference.scores[:m], np.inf).min(axis=1)
+        features = other.features[:m]
+        score = self._score(reference.metric, reference.block, features, query)
+        tolerance = self._tolerance(reference.metric, reference.block, features, query)
+        valid_other = other.rows[:m] >= 0
+        shared = valid_other & (score >= kth[:, None] - tolerance)
+        size = np.maximum(valid_reference.sum(axis=1), 1)
+        return np.asarray(np.minimum(shared.sum(axis=1), size) / size, dtype=np.float64)
+
+
+def exact_lists(
+    database: npt.ArrayLike, query_rows: npt.ArrayLike, k: int, metric: str
+) -> tuple[Ints, Floats]:
+    """Brute-force reference in float64: top-k rows and scores, self excluded. For tests."""
+    x = np.asarray(database, dtype=np.float64)
+    rows = np.asarray(query_rows)
+    q = x[rows]
+    if metric == "cosine":
+        unit = x / np.linalg.norm(x, axis=1, keepdims=True)
+        scores = unit[rows] @ unit.T
+    elif metric == "l2":
+        scores = -((q**2).sum(1)[:, None] + (x**2).sum(1)[None, :] - 2 * q @ x.T)
+    else:
+        scores = q @ x.T
+    scores[np.arange(len(rows)), rows] = -np.inf
+    order = np.lexsort((np.broadcast_to(np.arange(len(x)), scores.shape), -scores), axis=1)
+    top = order[:, :k]
+    return top.astype(np.int64), np.take_along_axis(scores, top, axis=1)

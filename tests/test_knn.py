@@ -1,0 +1,107 @@
+"""The streamed kNN engine against a float64 brute force and against faiss."""
+
+from __future__ import annotations
+
+import faiss
+import numpy as np
+import pytest
+
+from embaudit.knn import Block, NeighborSearch, exact_lists
+
+
+def _search(x, query_rows, k, blocks=None, chunk=37):
+    x = np.asarray(x, dtype=np.float64)
+    blocks = blocks or [Block("base", len(query_rows))]
+    engine = NeighborSearch(x[query_rows], np.asarray(query_rows), k, blocks)
+    norms = np.linalg.norm(x, axis=1)
+    for start in range(0, len(x), chunk):
+        part = slice(start, start + chunk)
+        engine.add(start, x[part], norms[part], np.ones(len(x[part]), dtype=bool))
+    return engine
+
+
+def _same_sets_up_to_ties(rows, scores, ref_rows, ref_scores, tolerance):
+    for got, got_scores, want, want_scores in zip(rows, scores, ref_rows, ref_scores, strict=True):
+        kth = want_scores[-1]
+        # Every returned neighbour either is a reference neighbour or ties with the k-th.
+        for row, score in zip(got, got_scores, strict=True):
+            assert row in want or abs(score - kth) <= tolerance
+        assert got_scores == pytest.approx(want_scores, abs=tolerance)
+
+
+@pytest.mark.parametrize("metric", ["cosine", "l2", "dot"])
+def test_streamed_lists_equal_float64_brute_force(metric):
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((500, 24)) * rng.lognormal(size=(500, 1))
+    query_rows = rng.choice(500, 40, replace=False)
+    engine = _search(x, query_rows, k=10)
+    found = engine.list_for(metric)
+    ref_rows, ref_scores = exact_lists(x, query_rows, 10, metric)
+    scale = np.abs(ref_scores).max()
+    _same_sets_up_to_ties(found.rows, found.scores, ref_rows, ref_scores, 1e-5 * scale)
+    for q, row in enumerate(query_rows):
+        assert row not in found.rows[q]  # the query itself is excluded
+
+
+@pytest.mark.parametrize("metric", ["cosine", "l2", "dot"])
+def test_neighbour_sets_match_faiss_knn(metric):
+    rng = np.random.default_rng(1)
+    x = rng.standard_normal((2000, 32)).astype(np.float32)
+    query_rows = rng.choice(2000, 100, replace=False)
+    engine = _search(x, query_rows, k=10, chunk=300)
+    found = engine.list_for(metric)
+    base = x / np.linalg.norm(x, axis=1, keepdims=True) if metric == "cosine" else x
+    kind = faiss.METRIC_L2 if metric == "l2" else faiss.METRIC_INNER_PRODUCT
+    _, labels = faiss.knn(base[query_rows], base, 11, metric=kind)
+    for q, row in enumerate(query_rows):
+        expected = [label for label in labels[q] if label != row][:10]
+        assert set(found.rows[q]) == set(expected)
+
+
+def test_chunking_does_not_change_the_result():
+    rng = np.random.default_rng(2)
+    x = rng.standard_normal((300, 8))
+    query_rows = np.arange(0, 300, 7)
+    one = _search(x, query_rows, 5, chunk=300)
+    many = _search(x, query_rows, 5, chunk=11)
+    for a, b in zip(one.lists, many.lists, strict=True):
+        np.testing.assert_array_equal(a.rows, b.rows)
+
+
+def test_k_larger_than_the_database_returns_every_other_row():
+    x = np.random.default_rng(3).standard_normal((6, 3))
+    engine = _search(x, np.array([0, 5]), k=10, chunk=4)
+    cosine = engine.list_for("cosine")
+    assert sorted(cosine.rows[0][cosine.rows[0] >= 0]) == [1, 2, 3, 4, 5]
+    overlap = engine.overlap(cosine, engine.list_for("l2"))
+    assert overlap.shape == (2,) and np.all((overlap >= 0) & (overlap <= 1))
+
+
+def test_overlap_counts_tied_neighbours_as_shared():
+    rng = np.random.default_rng(4)
+    unit = rng.standard_normal((50, 6))
+    unit /= np.linalg.norm(unit, axis=1, keepdims=True)
+    x = np.concatenate([unit, unit, unit])  # every vector three times: ties everywhere
+    engine = _search(x, np.arange(0, 150, 3), k=4)
+    overlap = engine.overlap(engine.list_for("cosine"), engine.list_for("l2"))
+    assert np.all(overlap == 1.0)
+
+
+def test_gauge_blocks_equal_cosine_of_the_rescaled_data():
+    rng = np.random.default_rng(5)
+    x = rng.standard_normal((400, 12))
+    scale = np.exp(rng.normal(0, 1.0, size=12))
+    query_rows = rng.choice(400, 30, replace=False)
+    engine = _search(x, query_rows, 8, [Block("base", 30), Block("gauge", 20, scale)])
+    gauged = engine.list_for("cosine", block=1)
+    ref_rows, ref_scores = exact_lists(x * scale, query_rows[:20], 8, "cosine")
+    _same_sets_up_to_ties(gauged.rows, gauged.scores, ref_rows, ref_scores, 1e-5)
+
+
+def test_extreme_magnitudes_do_not_overflow_the_float32_products():
+    rng = np.random.default_rng(6)
+    x = rng.standard_normal((200, 16)) * 1e30
+    engine = _search(x, np.arange(10), 5)
+    ref_rows, _ = exact_lists(x / 1e30, np.arange(10), 5, "l2")
+    for got, want in zip(engine.list_for("l2").rows, ref_rows, strict=True):
+        assert set(got) == set(want)
