@@ -148,39 +148,81 @@ def check(
 
 
 def _emit(report: Report, format_name: str, output: Path | None, quiet: bool) -> None:
-    """Render the report to stdout or, atomically, to ``output``."""
+    """Render the report to stdout or to ``output``."""
     renderer = FORMATS[format_name]
     if output is not None:
-        _write_atomically(output, renderer.render(report, color=False, width=100))
+        write_report(output, renderer.render(report, color=False, width=100))
         return
     if quiet and renderer.human:
         summary = report.summary
         counts = ", ".join(f"{summary[s]} {s}" for s in ("fail", "warn") if summary[s])
         where = report.input.get("path") or "array"
-        sys.stdout.write(
-            f"{where}: {report.verdict.level.value}{f' ({counts})' if counts else ''}\n"
-        )
+        level = report.verdict.level.value
+        _write_stdout(f"{where}: {level}{f' ({counts})' if counts else ''}\n")
         return
     color = renderer.human and sys.stdout.isatty() and "NO_COLOR" not in os.environ
     width = max(80, shutil.get_terminal_size((100, 24)).columns)
-    sys.stdout.write(renderer.render(report, color=color, width=width))
+    _write_stdout(renderer.render(report, color=color, width=width))
 
 
-def _write_atomically(path: Path, text: str) -> None:
-    """Write through a temporary file in the same directory, so readers never see half a report."""
+def _write_stdout(text: str) -> None:
     try:
+        sys.stdout.write(text)
+        sys.stdout.flush()
+    except BrokenPipeError:  # the reader went away (e.g. `| head`): not an error of ours
+        sys.stdout = open(os.devnull, "w")  # noqa: SIM115 - silence the interpreter's final flush
+    except OSError as exc:
+        raise UsageError(f"cannot write to stdout ({exc.strerror or exc})") from None
+
+
+def write_report(path: Path, text: str) -> None:
+    """Write the report so that readers never see half of it.
+
+    A regular file (or a symlink to one) is replaced atomically through a temporary file in its
+    directory, keeping its permissions; a device or FIFO is written in place.
+    """
+    target = path.resolve() if path.is_symlink() else path
+    if target.is_dir():
+        raise UsageError(f"--output {path}: is a directory")
+    try:
+        if target.exists() and not target.is_file():
+            with target.open("w", encoding="utf-8") as stream:
+                stream.write(text)
+            return
+        mode = target.stat().st_mode & 0o777 if target.exists() else _default_mode()
         with tempfile.NamedTemporaryFile(
-            "w", encoding="utf-8", dir=path.parent, prefix=f".{path.name}.", delete=False
+            "w", encoding="utf-8", dir=target.parent, prefix=f".{target.name}.", delete=False
         ) as handle:
-            handle.write(text)
-        Path(handle.name).replace(path)
+            temporary = Path(handle.name)
+            try:
+                handle.write(text)
+            except BaseException:
+                temporary.unlink(missing_ok=True)
+                raise
+        try:
+            temporary.chmod(mode)
+            temporary.replace(target)
+        except BaseException:
+            temporary.unlink(missing_ok=True)
+            raise
     except OSError as exc:
         raise UsageError(f"--output {path}: cannot write ({exc.strerror or exc})") from None
 
 
+def _default_mode() -> int:
+    umask = os.umask(0)
+    os.umask(umask)
+    return 0o666 & ~umask
+
+
+def one_line(text: str) -> str:
+    """Escape control characters (a newline in a file name, say) so a message stays one line."""
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
+
+
 def _usage_line(error: typer.TyperException) -> str:
     message = error.format_message().strip().replace("\n", " ").replace("Value error, ", "")
-    return message[:1].upper() + message[1:]
+    return one_line(message[:1].upper() + message[1:])
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -189,7 +231,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         result = command.main(args=argv, prog_name="embaudit", standalone_mode=False)
     except EmbauditError as error:
-        sys.stderr.write(f"embaudit: error: {error}\n")
+        sys.stderr.write(f"embaudit: error: {one_line(str(error))}\n")
         return EXIT_USAGE
     except typer.TyperException as error:
         if type(error).__name__ == "NoArgsIsHelpError":
@@ -206,7 +248,7 @@ def main(argv: list[str] | None = None) -> int:
         if os.environ.get("EMBAUDIT_DEBUG"):
             traceback.print_exc()
         sys.stderr.write(
-            f"embaudit: internal error: {type(error).__name__}: {error} "
+            f"embaudit: internal error: {type(error).__name__}: {one_line(str(error))} "
             "(set EMBAUDIT_DEBUG=1 for the traceback; please report it)\n"
         )
         return EXIT_INTERNAL

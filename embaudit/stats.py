@@ -176,11 +176,12 @@ def scan(
     for chunk in source.chunks(chunk_rows):
         values = chunk.values
         rows = slice(chunk.start, chunk.stop)
-        finite_rows = np.isfinite(values).all(axis=1)
+        chunk_norms = row_norms(values)
+        # A float64 row whose norm exceeds the float64 range is as unusable as one with Inf.
+        finite_rows = np.isfinite(values).all(axis=1) & np.isfinite(chunk_norms)
         finite[rows] = finite_rows
         if not finite_rows.all():
             has_nan[rows] = np.isnan(values).any(axis=1)
-        chunk_norms = row_norms(values)
         chunk_norms[~finite_rows] = np.nan
         norms[rows] = chunk_norms
         clean_rows = finite_rows & (chunk_norms >= tiny)

@@ -199,3 +199,22 @@ def test_paths_are_reported_as_given(cli, fixtures):
     relative = Path("fixtures") / "sphere.npy"
     report = cli("check", fixtures / "sphere.npy", "-f", "json").json()
     assert report["input"]["path"].endswith(str(relative))
+
+
+def test_output_through_a_symlink_writes_the_linked_file(cli, fixtures, tmp_path):
+    real = tmp_path / "real.json"
+    real.write_text("old")
+    real.chmod(0o644)
+    link = tmp_path / "link.json"
+    link.symlink_to(real)
+    assert cli("check", fixtures / "sphere.npy", "-f", "json", "-o", link).code == 0
+    assert link.is_symlink()
+    assert json.loads(real.read_text())["schema_version"] == 1
+    assert real.stat().st_mode & 0o777 == 0o644
+
+
+def test_output_to_a_directory_is_a_usage_error_and_leaves_nothing(cli, fixtures, tmp_path):
+    result = cli("check", fixtures / "sphere.npy", "-o", tmp_path)
+    assert result.code == 2
+    assert "is a directory" in result.stderr
+    assert list(tmp_path.iterdir()) == []

@@ -354,3 +354,72 @@ def test_malformed_input_is_one_line_and_exit_2(cli, tmp_path, make):
 
 def test_there_are_at_least_twenty_distinct_cases():
     assert len({case.__name__ for case in CASES}) >= 20
+
+
+def test_a_fifo_is_rejected_without_blocking(cli, tmp_path):
+    import os
+
+    fifo = tmp_path / "pipe.npy"
+    os.mkfifo(fifo)
+    result = cli("check", fifo)
+    assert result.code == 2
+    assert "not a regular file" in result.stderr
+
+
+def test_a_newline_in_a_file_name_keeps_the_error_on_one_line(cli, tmp_path):
+    path = tmp_path / "new\nline.npy"
+    path.write_bytes(b"junk")
+    result = cli("check", path)
+    assert result.code == 2
+    assert result.stderr.count("\n") == 1
+    assert "new\\nline.npy" in result.stderr
+
+
+def test_ids_of_any_arrow_type_reach_the_json_report(cli, tmp_path):
+    vectors = np.ones((3, 2), dtype=np.float32)
+    vectors[1] = 0.0
+    table = pa.table({"id": pa.array([b"a", b"\xff", b"c"]), "emb": _fixed(vectors)})
+    pq.write_table(table, tmp_path / "b.parquet")
+    result = cli("check", tmp_path / "b.parquet", "-f", "json")
+    assert result.code == 1, result.stderr
+    ea002 = next(c for c in result.json()["checks"] if c["code"] == "EA002")
+    assert ea002["metrics"]["ids"] == ["\\xff"]
+
+
+def test_id_columns_of_different_types_across_files(cli, tmp_path):
+    folder = tmp_path / "mixed"
+    folder.mkdir()
+    vectors = _fixed(_vectors(2, 3))
+    pq.write_table(pa.table({"id": [1, 2], "emb": vectors}), folder / "a.parquet")
+    pq.write_table(pa.table({"id": ["x", "y"], "emb": vectors}), folder / "b.parquet")
+    result = cli("check", folder)
+    assert result.code == 2
+    assert "b.parquet: id column 'id' (string) differs" in result.stderr
+
+
+def test_absurd_shapes_in_a_header_are_input_errors(cli, tmp_path):
+    for shape, expected in (((2**62, 2**62), "truncated"), ((-1, 4), "negative")):
+        path = tmp_path / "huge.npy"
+        header = {"descr": "<f4", "fortran_order": False, "shape": shape}
+        with path.open("wb") as handle:
+            np.lib.format.write_array_header_1_0(handle, header)
+            handle.write(b"\0" * 64)
+        result = cli("check", path)
+        assert result.code == 2, result.stderr
+        assert expected in result.stderr
+
+
+def test_a_float64_row_whose_norm_overflows_is_non_finite(cli, tmp_path):
+    values = np.ones((5, 4))
+    values[2] = 1.5e308
+    np.save(tmp_path / "big.npy", values)
+    report = cli("check", tmp_path / "big.npy", "-f", "json").json()
+    ea001 = next(c for c in report["checks"] if c["code"] == "EA001")
+    assert ea001["metrics"]["rows"] == [2]
+
+
+def test_ragged_python_lists_are_input_errors():
+    import embaudit
+
+    with pytest.raises(embaudit.InputError, match=r"\(n, d\) floats"):
+        embaudit.audit([[1.0, 2.0], [3.0]])

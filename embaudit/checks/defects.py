@@ -30,7 +30,10 @@ def _plural(count: int, word: str) -> str:
     "EA001",
     "non-finite",
     summary="Rows containing NaN or ±Inf.",
-    what="Counts the rows with at least one NaN or infinite value and lists the first of them.",
+    what=(
+        "Counts the rows with at least one NaN or infinite value (or, in float64, a norm beyond "
+        "the float64 range) and lists the first of them."
+    ),
     why=(
         "Cosine similarity of a row with NaN or Inf is undefined, and most vector indexes either "
         "reject such rows or return them as nearest neighbours of everything. A non-finite value "

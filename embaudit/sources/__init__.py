@@ -36,10 +36,16 @@ def open_source(
     if not isinstance(source, str | os.PathLike):
         if any(option is not None for option in (key, column, id_column)):
             raise UsageError("--key, --column and --id-column apply to files, not arrays")
-        return ArraySource(np.asarray(source))
+        try:
+            array = np.asarray(source)
+        except (ValueError, TypeError) as exc:
+            raise InputError(None, f"cannot read the array as (n, d) floats ({exc})") from None
+        return ArraySource(array)
     path = Path(source)
     if not path.exists():
         raise InputError(path, "no such file or directory")
+    if not (path.is_file() or path.is_dir()):
+        raise InputError(path, "not a regular file or directory")
     suffix = "dir" if path.is_dir() else path.suffix.lower()
     if suffix not in (*SUFFIXES, "dir"):
         raise InputError(

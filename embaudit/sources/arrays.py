@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import mmap
 import os
 import struct
@@ -120,7 +121,7 @@ def _validate_header(
 ) -> int:
     check_float_dtype(dtype, where, "data")
     check_shape(shape, where, "data")
-    needed = int(np.prod(shape)) * dtype.itemsize
+    needed = math.prod(int(size) for size in shape) * dtype.itemsize  # exact: no overflow
     if available < needed:
         raise InputError(
             where,
@@ -179,6 +180,8 @@ def open_npz(path: Path, key: str | None) -> ArraySource:
                 data = stream.read(needed)
         except (zipfile.BadZipFile, zlib.error, EOFError, OSError) as exc:
             raise InputError(where, f"corrupt archive member ({exc})") from None
+        except (RuntimeError, NotImplementedError) as exc:  # encrypted, unknown compression
+            raise InputError(where, f"cannot read archive member ({exc})") from None
     if len(data) < needed:
         raise InputError(where, f"truncated: {len(data):,} of {needed:,} bytes of data")
     array = np.frombuffer(data, dtype=dtype)

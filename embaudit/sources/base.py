@@ -105,6 +105,8 @@ def check_shape(shape: tuple[int, ...], where: str | None, what: str = "array") 
             "expected a 2-D array of shape (rows, dimensions)",
         )
     n, d = shape
+    if n < 0 or d < 0:
+        raise InputError(where, f"{what} has a negative dimension (shape {shape})")
     if n == 0:
         raise InputError(where, f"{what} has no rows (shape {shape})")
     if d == 0:

@@ -149,14 +149,20 @@ class ParquetSource(EmbeddingSource):
         start = 0
         for file in files:
             parquet_file = _open(file)
-            file_layout, file_id_column = _layout(
-                parquet_file.schema_arrow, str(file), column, id_column
-            )
+            schema = parquet_file.schema_arrow
+            file_layout, file_id_column = _layout(schema, str(file), column, id_column)
+            file_id_type = None if file_id_column is None else schema.field(file_id_column).type
             if layout is None:
-                layout, self.id_column = file_layout, file_id_column
+                layout, self.id_column, id_type = file_layout, file_id_column, file_id_type
                 first_file = file
-            elif (file_layout, file_id_column) != (layout, self.id_column):
+            elif file_layout != layout:
                 raise InputError(file, _mismatch(file_layout, layout, first_file))
+            elif (file_id_column, file_id_type) != (self.id_column, id_type):
+                raise InputError(
+                    file,
+                    f"id column {_describe_id(file_id_column, file_id_type)} differs from "
+                    f"{first_file} ({_describe_id(self.id_column, id_type)})",
+                )
             metadata = parquet_file.metadata
             sizes = [metadata.row_group(i).num_rows for i in range(metadata.num_row_groups)]
             group_starts = np.concatenate([[0], np.cumsum(sizes[:-1])]).astype(np.int64)
@@ -190,8 +196,11 @@ class ParquetSource(EmbeddingSource):
                 batch = next(fragment.file.iter_batches(batch_size=1, columns=[column]))
             values = batch.column(0)
             if values.null_count:
-                raise InputError(fragment.path, f"column {column!r}: row 0 is null")
-            return int(pc.list_value_length(values)[0].as_py())
+                raise InputError(fragment.path, f"column {column!r}: null vector at row 0")
+            length = int(pc.list_value_length(values)[0].as_py())
+            if length == 0:
+                raise InputError(fragment.path, f"column {column!r}: empty vector at row 0")
+            return length
         return 0
 
     # Reading ----------------------------------------------------------------------------------
@@ -280,11 +289,10 @@ class ParquetSource(EmbeddingSource):
                 with _reading(fragment.path):
                     parts.append(fragment.file.read(columns=[self.id_column]).column(0))
             self._ids = pa.chunked_array(
-                [chunk for part in parts for chunk in part.chunks],
-                type=parts[0].type,
+                [chunk for part in parts for chunk in part.chunks], type=parts[0].type
             )
         positions = as_row_positions(rows, self.n)
-        return list(self._ids.take(pa.array(positions)).to_pylist())
+        return [_json_safe(value) for value in self._ids.take(pa.array(positions)).to_pylist()]
 
 
 #: Read-ahead of the parquet reader. Pre-buffering whole column chunks (pyarrow's default)
@@ -313,6 +321,19 @@ class _reading:
             text = str(error).strip()
             message = text.splitlines()[0] if text else type(error).__name__
             raise InputError(self.file, f"cannot read parquet: {message}") from None
+
+
+def _describe_id(name: str | None, arrow_type: pa.DataType | None) -> str:
+    return "absent" if name is None else f"{name!r} ({arrow_type})"
+
+
+def _json_safe(value: Any) -> Any:
+    """Ids as JSON can carry them: numbers and strings as they are, anything else as text."""
+    if value is None or isinstance(value, bool | int | float | str):
+        return value
+    if isinstance(value, bytes):
+        return value.decode("utf-8", errors="backslashreplace")
+    return str(value)
 
 
 def _mismatch(found: _Layout, expected: _Layout, first_file: Path) -> str:
