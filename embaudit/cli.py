@@ -170,7 +170,7 @@ def _write_stdout(text: str) -> None:
         sys.stdout.write(text)
         sys.stdout.flush()
     except BrokenPipeError:  # the reader went away (e.g. `| head`): not an error of ours
-        sys.stdout = open(os.devnull, "w")  # noqa: SIM115 - silence the interpreter's final flush
+        sys.stdout = Path(os.devnull).open("w")  # noqa: SIM115 - silences the final flush
     except OSError as exc:
         raise UsageError(f"cannot write to stdout ({exc.strerror or exc})") from None
 
