@@ -6,8 +6,8 @@ each diagonal gauge D is one more block of the same queries, multiplied by D^2, 
 ``(q D).(x D) = (q D^2).x``. Partial top-k lists of each chunk merge into the running lists, so
 the database is never held whole.
 
-Every candidate keeps its *features* — the plain dot product, |x|^2 and its cosine under every
-gauge block — so that, at the end, any list's members can be scored under any other list's
+Every candidate keeps its *features* — its cosine, |x| and its cosine under every gauge
+block — so that, at the end, any list's members can be scored under any other list's
 metric. That is what makes the overlap tie-aware: a neighbour of list B counts as shared with list
 A when A would have ranked it within A's top k up to float32 rounding (see :func:`overlap`).
 """
@@ -19,6 +19,9 @@ from dataclasses import dataclass, field
 import numpy as np
 import numpy.typing as npt
 
+from embaudit.geometry import unit_rows
+from embaudit.stats import row_norms
+
 Floats = npt.NDArray[np.float64]
 Ints = npt.NDArray[np.int64]
 
@@ -27,7 +30,7 @@ _U32 = 2.0**-24
 #: Scores closer than TIE_ULPS * sqrt(d) * u32 (in cosine units) are ties.
 TIE_ULPS = 8.0
 
-_DOT, _NORM2 = 0, 1  # feature columns; gauge block b > 0 has its cosine in column 1 + b
+_COSINE, _NORM = 0, 1  # feature columns; gauge block b > 0 has its cosine in column 1 + b
 
 
 @dataclass(frozen=True)
@@ -72,21 +75,28 @@ class NeighborSearch:
     def __post_init__(self) -> None:
         queries = np.asarray(self.queries, dtype=np.float64)
         self.d = queries.shape[1]
-        norms = np.linalg.norm(queries, axis=1)
-        # One power of two brings the data to unit scale for float32: exact, order-preserving,
-        # and safe for values near 1e30 or 1e-30 whose products would overflow or underflow.
-        self.unit = 2.0 ** -np.round(np.log2(np.median(norms)))
-        self.query_norm2 = norms**2
-        stacked, self.offsets, self.block_query_norms = [], [], []
+        self.query_norm = row_norms(queries)
+        directions = unit_rows(queries)
+        # L2 and dot scores are kept relative to the query norm (a positive constant per query,
+        # so rankings are unchanged): dot/|q| and -L2^2/|q|^2, with r = |x|/|q|. The float32
+        # selection scores use norms divided by one power of two, so values near 1e30 or 1e-30
+        # neither overflow nor underflow.
+        self.unit = 2.0 ** -np.round(np.log2(np.median(self.query_norm)))
+        # Each stacked row is a unit vector, so every product is a bounded cosine: base rows are
+        # q/|q|, gauge rows (q D^2)/|q D^2|, and
+        # cos_D(q, x) = (row . x/|x|) * (|q D^2| / |q D|) * (|x| / |x D|).
+        stacked, self.offsets, self.query_factor = [], [], []
         offset = 0
         for block in self.blocks:
-            part = queries[: block.n_queries]
+            part = directions[: block.n_queries]
             if block.scale is not None:
-                self.block_query_norms.append(np.linalg.norm(part * block.scale, axis=1))
-                part = part * block.scale**2
+                squared = part * block.scale**2
+                squared_norm = np.linalg.norm(squared, axis=1)
+                self.query_factor.append(squared_norm / np.linalg.norm(part * block.scale, axis=1))
+                part = squared / squared_norm[:, None]
             else:
-                self.block_query_norms.append(norms[: block.n_queries])
-            stacked.append(part * self.unit)
+                self.query_factor.append(np.ones(block.n_queries))
+            stacked.append(part)
             self.offsets.append(offset)
             offset += block.n_queries
         self.stacked = np.ascontiguousarray(np.concatenate(stacked), dtype=np.float32)
@@ -112,23 +122,24 @@ class NeighborSearch:
 
     def _score(self, metric: str, block: int, features: Floats, query: Ints) -> Floats:
         """The score (larger is nearer) of candidates with ``features`` for ``query`` indices."""
-        dot, norm2 = features[..., _DOT], features[..., _NORM2]
         if block:
             return features[..., 1 + block]
+        cosine = features[..., _COSINE]
         if metric == "cosine":
-            return dot / np.sqrt(self.query_norm2[query] * norm2)
+            return cosine
+        ratio = features[..., _NORM] / self.query_norm[query]
         if metric == "l2":
-            return -(self.query_norm2[query] + norm2 - 2 * dot)
-        return dot
+            return -(1 + ratio * ratio - 2 * cosine * ratio)  # -||q - x||^2 / |q|^2
+        return cosine * ratio  # q.x / |q|^2
 
     def _tolerance(self, metric: str, block: int, features: Floats, query: Ints) -> Floats:
         """Float32 rounding scale of a score: differences below it are ties."""
         if block or metric == "cosine":
             return np.full(features.shape[:-1], self.tie_tolerance)
-        norm2 = features[..., _NORM2]
+        ratio = features[..., _NORM] / self.query_norm[query]
         if metric == "l2":
-            return self.tie_tolerance * (self.query_norm2[query] + norm2)
-        return self.tie_tolerance * np.sqrt(self.query_norm2[query] * norm2)
+            return self.tie_tolerance * (1 + ratio * ratio)
+        return self.tie_tolerance * ratio
 
     # Streaming -------------------------------------------------------------------------------
 
@@ -139,34 +150,34 @@ class NeighborSearch:
             return
         positions = start + local
         x = wide[local]
-        norm2 = norms[local] ** 2
-        products = self.stacked @ (x * self.unit).astype(np.float32).T  # (stacked queries, r)
-        inverse_unit2 = 1.0 / self.unit**2
-        gauge_norms = [
-            np.sqrt((x**2) @ block.scale**2) if block.scale is not None else None
+        norm = norms[local]
+        unit_rows = x / norm[:, None]
+        products = self.stacked @ unit_rows.astype(np.float32).T  # (stacked queries, rows)
+        # |x| / |x D| = 1 / |x/|x| D| per gauge block: the database side of a gauge cosine.
+        squares = unit_rows**2
+        row_factor = [
+            1.0 / np.sqrt(squares @ block.scale**2) if block.scale is not None else None
             for block in self.blocks
         ]
         own_query, own_column = self._own(positions)
 
-        def block_cosine(b: int, query: Ints, column: Ints) -> Floats:
-            raw = products[self.offsets[b] + query, column].astype(np.float64) * inverse_unit2
-            gauge = gauge_norms[b]
-            assert gauge is not None
-            return np.asarray(raw / (self.block_query_norms[b][query] * gauge[column]))
-
         def features(query: Ints, column: Ints) -> Floats:
             out = np.full((len(query), self.n_features), np.nan)
-            out[:, _DOT] = products[query, column].astype(np.float64) * inverse_unit2
-            out[:, _NORM2] = norm2[column]
+            out[:, _COSINE] = products[query, column]
+            out[:, _NORM] = norm[column]
             for b, block in enumerate(self.blocks[1:], start=1):
                 inside = query < block.n_queries
-                out[inside, 1 + b] = block_cosine(b, query[inside], column[inside])
+                q, c = query[inside], column[inside]
+                factor = row_factor[b]
+                assert factor is not None
+                raw = products[self.offsets[b] + q, c].astype(np.float64)
+                out[inside, 1 + b] = raw * self.query_factor[b][q] * factor[c]
             return out
 
         for neighbor_list in self.lists:
             b, m = neighbor_list.block, neighbor_list.n_queries
             block_products = products[self.offsets[b] : self.offsets[b] + m]
-            scores = self._chunk_scores(neighbor_list.metric, b, block_products, norm2, gauge_norms)
+            scores = self._chunk_scores(neighbor_list.metric, b, block_products, norm, row_factor)
             inside = own_query < m
             scores[own_query[inside], own_column[inside]] = -np.inf
             query, column = self._candidates(scores, neighbor_list)
@@ -186,27 +197,31 @@ class NeighborSearch:
         metric: str,
         block: int,
         products: npt.NDArray[np.float32],
-        norm2: Floats,
-        gauge_norms: list[Floats | None],
+        norm: Floats,
+        row_factor: list[Floats | None],
     ) -> npt.NDArray[np.float32]:
-        """float32 scores of a chunk for candidate selection, in unit-scaled units: cosines as
-        they are, dot products and squared distances multiplied by ``unit**2``."""
+        """float32 scores of a chunk for candidate selection, in *selection units*: the score
+        divided by a per-query constant (see :meth:`_selection_units`)."""
         m = products.shape[0]
         if block:
-            gauge = gauge_norms[block]
-            assert gauge is not None
-            row_scale = (1.0 / (gauge * self.unit)).astype(np.float32)
-            query_scale = (1.0 / (self.block_query_norms[block] * self.unit)).astype(np.float32)
-            return products * row_scale * query_scale[:, None]
+            factor = row_factor[block]
+            assert factor is not None
+            return products * factor.astype(np.float32)
         if metric == "cosine":
-            row_scale = (1.0 / (np.sqrt(norm2) * self.unit)).astype(np.float32)
-            query_scale = (1.0 / (np.sqrt(self.query_norm2[:m]) * self.unit)).astype(np.float32)
-            return products * row_scale * query_scale[:, None]
+            return products
+        row = (norm * self.unit).astype(np.float32)
+        inverse_query = (1.0 / (self.query_norm[:m] * self.unit)).astype(np.float32)
+        ratio = row * inverse_query[:, None]  # |x| / |q|
         if metric == "l2":
-            row_part = (norm2 * self.unit**2).astype(np.float32)
-            query_part = (self.query_norm2[:m] * self.unit**2).astype(np.float32)
-            return 2 * products - row_part - query_part[:, None]
-        return products
+            return (2 * products - ratio) * ratio - np.float32(1)
+        return products * ratio
+
+    def _selection_units(self, neighbor_list: NeighborList) -> Floats:
+        """Per-query factor from exact scores to the selection units of :meth:`_chunk_scores`."""
+        m = neighbor_list.n_queries
+        if neighbor_list.block:
+            return 1.0 / self.query_factor[neighbor_list.block][:m]
+        return np.ones(m)
 
     def _candidates(
         self, scores: npt.NDArray[np.float32], neighbor_list: NeighborList
@@ -216,10 +231,9 @@ class NeighborSearch:
         A chunk entry can only enter when it beats the current k-th score (less a rounding slack,
         since chunk scores are float32); of those, at most k per query are needed.
         """
-        threshold = neighbor_list.scores[:, -1]
-        if neighbor_list.metric != "cosine" and not neighbor_list.block:
-            threshold = threshold * self.unit**2  # into the units of the chunk scores
-        slack = np.abs(threshold) * 4 * _U32 + self.tie_tolerance
+        units = self._selection_units(neighbor_list)
+        threshold = neighbor_list.scores[:, -1] * units
+        slack = np.abs(threshold) * 4 * _U32 + self.tie_tolerance * np.maximum(units, 1.0)
         with np.errstate(invalid="ignore"):
             hits = scores > (threshold - slack)[:, None].astype(np.float32)
         per_query = hits.sum(axis=1)
@@ -272,22 +286,26 @@ class NeighborSearch:
                 return neighbor_list
         raise KeyError((metric, block))
 
-    def overlap(self, reference: NeighborList, other: NeighborList) -> Floats:
+    def overlap(
+        self, reference: NeighborList, other: NeighborList, at: int | None = None
+    ) -> Floats:
         """Per-query tie-aware overlap@k of ``other`` against ``reference`` (shared queries).
 
-        A neighbour of ``other`` counts as shared when it is in ``reference``'s list, or when its
-        ``reference`` score reaches the reference's k-th score up to float32 rounding: identical
-        scores are never counted as disagreement. Divided by the number of neighbours that exist
-        (k, or fewer when the database has fewer than k other clean rows).
+        A neighbour among ``other``'s first ``at`` (default k) counts as shared when it is in
+        ``reference``'s first ``at``, or when its ``reference`` score reaches the reference's
+        at-th score up to float32 rounding: identical scores are never counted as disagreement.
+        Divided by the number of neighbours that exist (``at``, or fewer when the database has
+        fewer other clean rows).
         """
+        top = self.k if at is None else min(at, self.k)
         m = min(reference.n_queries, other.n_queries)
-        query = np.repeat(np.arange(m), self.k).reshape(m, self.k)
-        valid_reference = reference.rows[:m] >= 0
-        kth = np.where(valid_reference, reference.scores[:m], np.inf).min(axis=1)
-        features = other.features[:m]
+        query = np.repeat(np.arange(m), top).reshape(m, top)
+        valid_reference = reference.rows[:m, :top] >= 0
+        kth = np.where(valid_reference, reference.scores[:m, :top], np.inf).min(axis=1)
+        features = other.features[:m, :top]
         score = self._score(reference.metric, reference.block, features, query)
         tolerance = self._tolerance(reference.metric, reference.block, features, query)
-        valid_other = other.rows[:m] >= 0
+        valid_other = other.rows[:m, :top] >= 0
         shared = valid_other & (score >= kth[:, None] - tolerance)
         size = np.maximum(valid_reference.sum(axis=1), 1)
         return np.asarray(np.minimum(shared.sum(axis=1), size) / size, dtype=np.float64)
@@ -296,17 +314,21 @@ class NeighborSearch:
 def exact_lists(
     database: npt.ArrayLike, query_rows: npt.ArrayLike, k: int, metric: str
 ) -> tuple[Ints, Floats]:
-    """Brute-force reference in float64: top-k rows and scores, self excluded. For tests."""
+    """Brute-force reference in float64: top-k rows and scores, self excluded. For tests.
+
+    Scores are in the engine's units: cosine; -||q - x||^2 / |q|^2; q.x / |q|^2.
+    """
     x = np.asarray(database, dtype=np.float64)
     rows = np.asarray(query_rows)
     q = x[rows]
+    q_norm2 = (q**2).sum(1)[:, None]
     if metric == "cosine":
         unit = x / np.linalg.norm(x, axis=1, keepdims=True)
         scores = unit[rows] @ unit.T
     elif metric == "l2":
-        scores = -((q**2).sum(1)[:, None] + (x**2).sum(1)[None, :] - 2 * q @ x.T)
+        scores = -(q_norm2 + (x**2).sum(1)[None, :] - 2 * q @ x.T) / q_norm2
     else:
-        scores = q @ x.T
+        scores = q @ x.T / q_norm2
     scores[np.arange(len(rows)), rows] = -np.inf
     order = np.lexsort((np.broadcast_to(np.arange(len(x)), scores.shape), -scores), axis=1)
     top = order[:, :k]

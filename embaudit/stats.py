@@ -8,7 +8,7 @@ float32 values square exactly into float64, so norms of values near 1e30 or 1e-3
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -95,6 +95,8 @@ class ScanStats:
     zero: RowSet
     clean: npt.NDArray[np.bool_]  # finite and non-zero: what the diagnostics use
     moments: Moments  # over clean rows
+    unit_sum: Floats  # sum of the clean rows scaled to unit norm, per dimension
+    unit_sq_sum: Floats  # sum of their squares, per dimension
     duplicate_rows: int  # clean rows identical to an earlier clean row
     duplicate_groups: list[RowSet] = field(default_factory=list)  # first groups, capped
     duplicate_group_count: int = 0
@@ -155,13 +157,22 @@ def _hash_rows(
     return hashes
 
 
+#: Called with each chunk's start row, float64 values, row norms and clean-row mask.
+ChunkConsumer = Callable[[int, Floats, Floats, npt.NDArray[np.bool_]], None]
+
+
 def scan(
     source: EmbeddingSource,
     *,
     chunk_rows: int | None = None,
     on_chunk: Callable[[int], None] | None = None,
+    consumers: Sequence[ChunkConsumer] = (),
 ) -> ScanStats:
-    """Read the source once and compute every mergeable statistic."""
+    """Read the source once and compute every mergeable statistic.
+
+    ``consumers`` see every chunk in the same pass (the kNN search, the sample collector), so the
+    data is read once whatever is measured. ``on_chunk`` gets the number of rows read.
+    """
     n, d = source.n, source.d
     tiny = np.finfo(source.dtype).tiny
     norms = np.empty(n, dtype=np.float64)
@@ -173,10 +184,12 @@ def scan(
         0, 2**64 - 1, size=d, dtype=np.uint64, endpoint=True
     ) | np.uint64(1)
     moments = Moments.empty(d)
+    unit_sum, unit_sq_sum = np.zeros(d), np.zeros(d)
     for chunk in source.chunks(chunk_rows):
         values = chunk.values
         rows = slice(chunk.start, chunk.stop)
-        chunk_norms = row_norms(values)
+        wide = values.astype(np.float64)
+        chunk_norms = row_norms(wide)
         # A float64 row whose norm exceeds the float64 range is as unusable as one with Inf.
         finite_rows = np.isfinite(values).all(axis=1) & np.isfinite(chunk_norms)
         finite[rows] = finite_rows
@@ -185,9 +198,16 @@ def scan(
         chunk_norms[~finite_rows] = np.nan
         norms[rows] = chunk_norms
         clean_rows = finite_rows & (chunk_norms >= tiny)
-        clean_values = values[clean_rows] if not clean_rows.all() else values
-        moments = moments.merge(Moments.of(clean_values.astype(np.float64)))
+        all_clean = bool(clean_rows.all())
+        clean_values = values if all_clean else values[clean_rows]
+        clean_wide = wide if all_clean else wide[clean_rows]
+        moments = moments.merge(Moments.of(clean_wide))
+        unit = clean_wide / chunk_norms[clean_rows][:, None]
+        unit_sum += unit.sum(axis=0)
+        unit_sq_sum += np.einsum("ij,ij->j", unit, unit)
         hashes[rows][clean_rows] = _hash_rows(clean_values, weights)
+        for consume in consumers:
+            consume(chunk.start, wide, chunk_norms, clean_rows)
         if on_chunk is not None:
             on_chunk(chunk.stop - chunk.start)
     zero = finite & ~(norms >= tiny)
@@ -206,6 +226,8 @@ def scan(
         zero=_row_set(source, zero_rows),
         clean=clean,
         moments=moments,
+        unit_sum=unit_sum,
+        unit_sq_sum=unit_sq_sum,
         duplicate_rows=duplicate_rows,
         duplicate_groups=groups,
         duplicate_group_count=group_count,

@@ -74,8 +74,8 @@ def test_ea101_constant_norm_is_a_pass_not_normalized():
     [
         ("unknown", Status.WARN, Level.CAUTION),
         ("cosine", Status.WARN, Level.TRUSTWORTHY),
-        ("l2", Status.WARN, Level.CAUTION),
-        ("dot", Status.PASS, Level.TRUSTWORTHY),
+        ("l2", Status.WARN, Level.UNTRUSTWORTHY),  # EA401: cosine disagrees with L2
+        ("dot", Status.PASS, Level.UNTRUSTWORTHY),  # EA402: cosine disagrees with the dot
     ],
 )
 def test_varying_norms_weigh_by_declared_objective(trained_with, status, level):
@@ -102,7 +102,7 @@ def test_unknown_objective_says_which_declaration_settles_it():
 def test_duplicates_warn_but_do_not_lower_the_verdict():
     values = _unit()
     values[10] = values[0]
-    report = audit(values)
+    report = audit(values, trained_with="cosine")
     assert report.check("EA003").status == Status.WARN
     assert report.check("EA003").value == pytest.approx(1 / 200)
     assert report.verdict.level == Level.TRUSTWORTHY
@@ -119,7 +119,7 @@ def test_undefined_rows_make_cosine_untrustworthy():
 
 
 def test_clean_sphere_data_is_trustworthy_with_every_check_passing():
-    report = audit(_unit())
+    report = audit(_unit(), trained_with="cosine")
     assert {check.status for check in report.checks} == {Status.PASS}
     assert report.verdict.level == Level.TRUSTWORTHY
     assert not report.failed()

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-from embaudit.checks import defects, norms
+from embaudit.checks import defects, neighbors, norms, shape
 from embaudit.checks.base import REGISTRY, AuditData, AuditParams, Check
 from embaudit.model import CheckResult
 
 __all__ = ["REGISTRY", "AuditData", "AuditParams", "Check", "run_checks"]
 
-del defects, norms  # imported for registration only
+del defects, neighbors, norms, shape  # imported for registration only
 
 
 def run_checks(data: AuditData) -> list[CheckResult]:

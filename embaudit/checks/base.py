@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
+from embaudit.measure import Geometry, Neighbors, Sampling
 from embaudit.model import CheckResult, Finding, TrainedWith
 from embaudit.stats import ScanStats
 
@@ -17,6 +18,7 @@ class AuditParams:
     seed: int = 0
     trained_with: TrainedWith = TrainedWith.UNKNOWN
     thresholds: Mapping[str, float] = field(default_factory=dict)
+    sampling: Sampling = field(default_factory=Sampling)
 
 
 @dataclass(frozen=True)
@@ -25,6 +27,8 @@ class AuditData:
 
     params: AuditParams
     stats: ScanStats
+    geometry: Geometry | None = None
+    neighbors: Neighbors | None = None
 
 
 @dataclass(frozen=True)

@@ -94,6 +94,6 @@ def norm_spread(data: AuditData, threshold: float | None) -> Finding:
         cv,
         f"{spread}: L2 and inner-product indexes will not return the cosine neighbours",
         metrics,
-        impact=None if trained_with == TrainedWith.COSINE else Level.CAUTION,
+        impact=Level.CAUTION if trained_with == TrainedWith.UNKNOWN else None,
         recommendation="Normalize the vectors before indexing with L2 or inner product",
     )

@@ -1,0 +1,342 @@
+"""Neighbour checks: EA301 gauge sensitivity, EA302 canonical gauge, EA401 cosine vs L2,
+EA402 cosine vs dot, EA501 hubness."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from embaudit.checks.base import AuditData, register
+from embaudit.model import Finding, Level, Status, TrainedWith
+
+#: The rescaling level whose overlap is EA301's headline value.
+HEADLINE_LEVEL = 0.5
+
+USE_DOT = "Rank with the dot product the model was trained with, not cosine"
+NORMALIZE = "Normalize the vectors before indexing with L2 or inner product"
+DECLARE = "Declare the training objective (--trained-with cosine|dot|l2) to settle this"
+SKIP = "needs at least one query with a neighbour"
+
+
+def overlap_summary(per_query: npt.NDArray[np.float64]) -> dict[str, Any]:
+    """Mean overlap@k over queries with its standard error and quantiles."""
+    n = len(per_query)
+    return {
+        "overlap_at_k": float(per_query.mean()),
+        "standard_error": float(per_query.std(ddof=1) / math.sqrt(n)) if n > 1 else None,
+        "p10": float(np.quantile(per_query, 0.1)),
+        "p50": float(np.quantile(per_query, 0.5)),
+        "queries": n,
+    }
+
+
+def _gauge_verdict(
+    data: AuditData, value: float, limit: float, message: str, metrics: dict[str, Any]
+) -> Finding:
+    """Shared by EA301 and EA302: what a gauge-sensitive neighbourhood means per objective."""
+    trained_with = data.params.trained_with
+    if trained_with in (TrainedWith.COSINE, TrainedWith.L2):
+        return Finding(
+            Status.PASS,
+            value,
+            f"{message}; irrelevant for a {trained_with}-trained model, whose objective fixes "
+            "the scale of every dimension",
+            metrics,
+        )
+    if value >= limit:
+        return Finding(Status.PASS, value, message, metrics)
+    if trained_with == TrainedWith.DOT:
+        return Finding(
+            Status.FAIL,
+            value,
+            f"{message}: cosine neighbours of a dot-product model depend on an arbitrary "
+            "per-dimension scale",
+            metrics,
+            impact=Level.UNTRUSTWORTHY,
+            recommendation=USE_DOT,
+        )
+    return Finding(
+        Status.WARN,
+        value,
+        f"{message}: if the model was trained with a dot product, cosine neighbours are partly "
+        "arbitrary",
+        metrics,
+        impact=Level.CAUTION,
+        recommendation=DECLARE,
+    )
+
+
+def s50(levels: list[float], overlaps: list[float]) -> tuple[float | None, str | None]:
+    """The rescaling s at which overlap@k falls to 0.5, interpolated linearly in log s.
+
+    Returns (value, None), or (None, "<") when it is below the smallest level tried, (None, ">")
+    when above the largest.
+    """
+    if overlaps[0] < 0.5:
+        return None, "<"
+    for (s0, o0), (s1, o1) in zip(
+        zip(levels, overlaps, strict=True), zip(levels[1:], overlaps[1:], strict=True), strict=False
+    ):
+        if o1 < 0.5 <= o0:
+            t = (o0 - 0.5) / (o0 - o1)
+            return float(math.exp(math.log(s0) + t * (math.log(s1) - math.log(s0)))), None
+    return None, ">"
+
+
+@register(
+    "EA301",
+    "gauge-sensitivity",
+    summary="How far cosine neighbours move under random per-dimension rescaling.",
+    what=(
+        "For random diagonal gauges D = exp(N(0, s^2)) at s = 0.1, 0.25, 0.5 and 1.0 (several "
+        "draws each) computes the overlap@k between the exact cosine kNN of X and of X·D for a "
+        "sample of queries against the whole file, the mean absolute change of cosine on random "
+        "pairs, and s50, the rescaling at which half of the neighbours change. The headline value "
+        "is the overlap at s = 0.5."
+    ),
+    why=(
+        "A model trained with a dot product (matrix factorisation, two-tower retrieval) is "
+        "invariant to A·D, B·D^-1: the loss cannot see the scale of each dimension, but cosine "
+        "can. If modest rescalings move the cosine neighbours, those neighbours are partly an "
+        "accident of the optimiser, and normalizing afterwards does not fix it."
+    ),
+    fix=(
+        "Rank with the dot product the model was trained with. If you need cosine, train on the "
+        "sphere: L2-normalized outputs with a cosine objective (cosine embedding loss, a "
+        "cosine-margin triplet loss or InfoNCE)."
+    ),
+    reference="Steck, Ekanadham & Kallus (2024), 'Is Cosine-Similarity of Embeddings Really "
+    "About Similarity?', Companion Proceedings of the ACM Web Conference, arXiv:2403.05440",
+    threshold=0.8,
+    threshold_rationale=(
+        "0.8 at s = 0.5: scales varying by a factor e^±0.5 ≈ 1.65 should not change more than "
+        "one neighbour in five if cosine reflects the model rather than its gauge."
+    ),
+)
+def gauge_sensitivity(data: AuditData, threshold: float | None) -> Finding:
+    neighbors, sample = data.neighbors, data.geometry
+    if neighbors is None or neighbors.k == 0 or not neighbors.gauge:
+        return Finding(Status.SKIP, None, SKIP)
+    levels = sorted(neighbors.gauge)
+    level_overlaps, rows = [], []
+    for s in levels:
+        draws = neighbors.gauge[s]
+        per_query = np.mean(draws, axis=0)
+        overlap = float(per_query.mean())
+        level_overlaps.append(overlap)
+        rows.append(
+            {
+                "s": s,
+                "overlap_at_k": overlap,
+                "draws": [float(d.mean()) for d in draws],
+                "standard_error": float(
+                    np.std([d.mean() for d in draws], ddof=1) / math.sqrt(len(draws))
+                )
+                if len(draws) > 1
+                else None,
+                "cosine_change": sample.cosine_change.get(s) if sample is not None else None,
+            }
+        )
+    value_level = min(levels, key=lambda s: abs(math.log(s / HEADLINE_LEVEL)))
+    value = level_overlaps[levels.index(value_level)]
+    half, bound = s50(levels, level_overlaps)
+    metrics = {
+        "levels": rows,
+        "s50": half,
+        "s50_bound": bound,
+        "queries": neighbors.gauge_queries,
+        "k": neighbors.k,
+    }
+    where = f"{half:.2f}" if half is not None else f"{bound} {levels[0 if bound == '<' else -1]:g}"
+    limit = threshold if threshold is not None else 0.8
+    message = f"overlap@{neighbors.k} {value:.2f} at s = {value_level:g}; s50 {where}"
+    return _gauge_verdict(data, value, limit, message, metrics)
+
+
+@register(
+    "EA302",
+    "canonical-gauge",
+    summary="Cosine neighbours against those of the column-standardized data.",
+    what=(
+        "Computes the overlap@k between the cosine kNN of X and of X with every column scaled "
+        "to unit standard deviation (column standard deviations estimated on the query sample). "
+        "Standardizing is gauge-invariant: (X·D) standardized = X standardized for any diagonal "
+        "D, so this compares the file's gauge with a canonical one."
+    ),
+    why=(
+        "If the cosine neighbours of the exported gauge differ from those of the canonical "
+        "gauge, then the per-dimension scales the export happens to have are steering cosine. "
+        "For a dot-product model those scales are arbitrary."
+    ),
+    fix=(
+        "Rank with the dot product the model was trained with; if you need cosine, standardize "
+        "the columns first (and document it) or train on the sphere."
+    ),
+    reference="Steck, Ekanadham & Kallus (2024), arXiv:2403.05440",
+    threshold=0.8,
+    threshold_rationale="As EA301: at most one neighbour in five may depend on the gauge.",
+)
+def canonical_gauge(data: AuditData, threshold: float | None) -> Finding:
+    neighbors = data.neighbors
+    if neighbors is None or neighbors.k == 0 or not len(neighbors.canonical):
+        return Finding(Status.SKIP, None, SKIP)
+    summary = overlap_summary(neighbors.canonical)
+    value = summary["overlap_at_k"]
+    metrics = summary | {"k": neighbors.k}
+    limit = threshold if threshold is not None else 0.8
+    message = f"overlap@{neighbors.k} {value:.2f} with the column-standardized data"
+    return _gauge_verdict(data, value, limit, message, metrics)
+
+
+def _agreement(
+    data: AuditData, pair: tuple[str, str], threshold: float | None, decisive: TrainedWith
+) -> Finding:
+    """EA401 / EA402: do cosine neighbours agree with those of the other metric?"""
+    neighbors = data.neighbors
+    if neighbors is None or neighbors.k == 0:
+        return Finding(Status.SKIP, None, SKIP)
+    other = pair[1]
+    summary = overlap_summary(neighbors.overlap[pair])
+    value = summary["overlap_at_k"]
+    metrics = summary | {"k": neighbors.k, "top1_differs": neighbors.top1_differs[pair]}
+    limit = threshold if threshold is not None else 0.9
+    name = {"l2": "L2", "dot": "inner-product"}[other]
+    message = f"overlap@{neighbors.k} of cosine and {name} neighbours {value:.3f}"
+    if value >= limit:
+        return Finding(Status.PASS, value, message, metrics)
+    trained_with = data.params.trained_with
+    if trained_with == decisive:
+        action = USE_DOT if other == "dot" else "Rank with L2 distance, as the model was trained"
+        return Finding(
+            Status.FAIL,
+            value,
+            f"{message}: cosine disagrees with the {name} ranking the model was trained for",
+            metrics,
+            impact=Level.UNTRUSTWORTHY,
+            recommendation=action,
+        )
+    return Finding(
+        Status.WARN,
+        value,
+        f"{message}: an {name} index will not return the cosine neighbours",
+        metrics,
+        impact=Level.CAUTION if trained_with == TrainedWith.UNKNOWN else None,
+        recommendation=NORMALIZE,
+    )
+
+
+@register(
+    "EA401",
+    "cosine-vs-l2",
+    summary="Agreement of cosine and L2 nearest neighbours.",
+    what=(
+        "Computes, for a sample of queries against the whole file, the overlap@k of the exact "
+        "cosine and L2 nearest neighbours (self excluded; neighbours whose scores tie within "
+        "float32 rounding count as shared), and the share of queries whose top-1 differs."
+    ),
+    why=(
+        "On unit vectors 1 - cos(x, y) = ||x - y||^2 / 2, so the two rankings coincide exactly "
+        "(the value is 1). When norms vary, an L2 index (most ANN libraries' default) returns "
+        "other neighbours than cosine; for a model trained with L2 distances, cosine is then not "
+        "the similarity it learned."
+    ),
+    fix=(
+        "Normalize the vectors before building an L2 index if you want cosine neighbours; if "
+        "the model was trained with L2 distances, rank with L2."
+    ),
+    threshold=0.9,
+    threshold_rationale="0.9: at most one neighbour in ten may differ between the metrics.",
+)
+def cosine_vs_l2(data: AuditData, threshold: float | None) -> Finding:
+    return _agreement(data, ("cosine", "l2"), threshold, TrainedWith.L2)
+
+
+@register(
+    "EA402",
+    "cosine-vs-dot",
+    summary="Agreement of cosine and inner-product nearest neighbours.",
+    what=(
+        "Computes, for a sample of queries against the whole file, the overlap@k of the exact "
+        "cosine and inner-product nearest neighbours (ties within float32 rounding count as "
+        "shared), and the share of queries whose top-1 differs."
+    ),
+    why=(
+        "The inner product is cosine times both norms. When norms vary, inner-product ranking "
+        "favours long vectors (often popular items); a dot-product model uses exactly that, so "
+        "cosine discards what it learned."
+    ),
+    fix=(
+        "For a dot-product model, rank with the dot product. For a cosine model, normalize the "
+        "vectors before building an inner-product index."
+    ),
+    reference="Steck, Ekanadham & Kallus (2024), arXiv:2403.05440",
+    threshold=0.9,
+    threshold_rationale="0.9: at most one neighbour in ten may differ between the metrics.",
+)
+def cosine_vs_dot(data: AuditData, threshold: float | None) -> Finding:
+    return _agreement(data, ("cosine", "dot"), threshold, TrainedWith.DOT)
+
+
+@register(
+    "EA501",
+    "hubness",
+    summary="Points that appear in many neighbour lists (hubs) and in none (antihubs).",
+    what=(
+        "Builds the exact cosine kNN graph of the sample and reports the skewness of the "
+        "k-occurrence distribution (how often each point is among the others' k nearest; biased "
+        "sample skewness as scipy.stats.skew), the Robin Hood index (share of occurrences that "
+        "would have to move for every point to occur k times) and the antihub rate (share of "
+        "points in no list), next to the values for an isotropic Gaussian sample of the same "
+        "size and dimension."
+    ),
+    why=(
+        "In high dimensions a few points become nearest neighbours of very many others. Hubs "
+        "crowd every result list and antihubs are never retrieved, which degrades recall and "
+        "recommendations independently of the metric."
+    ),
+    fix=(
+        "Centre the vectors; consider hubness reduction (mutual proximity, local scaling, CSLS) "
+        "before kNN retrieval."
+    ),
+    reference=(
+        "Radovanović, Nanopoulos & Ivanović (2010), 'Hubs in Space', JMLR 11; Feldbauer & "
+        "Flexer (2019), 'A comprehensive empirical comparison of hubness reduction in "
+        "high-dimensional spaces', KAIS"
+    ),
+    threshold=1.2,
+    threshold_rationale=(
+        "1.2: an isotropic Gaussian sample of the same size stays well below it at common "
+        "dimensions; above it a small set of points crowds the neighbour lists."
+    ),
+)
+def hubness(data: AuditData, threshold: float | None) -> Finding:
+    sample = data.geometry
+    if sample is None or sample.hubness is None or sample.hubness_k == 0:
+        return Finding(Status.SKIP, None, "needs at least 2 finite, non-zero rows")
+    hub = sample.hubness
+    metrics = hub.to_dict() | {"k": sample.hubness_k, "sample": sample.m}
+    reference = sample.reference.hubness
+    if reference is not None:
+        metrics["reference"] = {
+            "skewness": reference.skewness,
+            "robin_hood": reference.robin_hood,
+            "antihub_rate": reference.antihub_rate,
+        }
+    reference_text = f" (isotropic {reference.skewness:.2f})" if reference is not None else ""
+    message = (
+        f"k-occurrence skewness {hub.skewness:.2f}{reference_text}, Robin Hood "
+        f"{hub.robin_hood:.2f}, antihubs {hub.antihub_rate:.1%}"
+    )
+    limit = threshold if threshold is not None else 1.2
+    if hub.skewness > limit:
+        return Finding(
+            Status.WARN,
+            hub.skewness,
+            f"{message}: hubs crowd the neighbour lists",
+            metrics,
+            recommendation="Centre the vectors, or apply hubness reduction before kNN retrieval",
+        )
+    return Finding(Status.PASS, hub.skewness, message, metrics)

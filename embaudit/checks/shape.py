@@ -1,0 +1,329 @@
+"""The shape of the cloud: EA201 mean cosine, EA202 common direction, EA203 spectrum,
+EA204 rogue dimensions, EA205 scale spread."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from embaudit.checks.base import AuditData, register
+from embaudit.model import Finding, Level, Status, TrainedWith
+
+#: Mean cosine above which the cloud counts as collapsed (EA201 fails).
+COLLAPSE_MEAN_COSINE = 0.9
+#: r^2 between cosines with and without the rogue dimensions below which they decide cosine.
+ROGUE_R2_FLOOR = 0.5
+
+CENTRE = "Centre the vectors (subtract the mean vector) and remove the top principal component"
+
+
+def _nan_to_none(value: float) -> float | None:
+    return None if math.isnan(value) else value
+
+
+@register(
+    "EA201",
+    "mean-cosine",
+    summary="Mean cosine of random pairs, next to its isotropic reference.",
+    what=(
+        "Computes the exact mean cosine over all pairs of distinct finite, non-zero rows (from "
+        "per-dimension sums of the unit vectors), and the spread of the cosines of random pairs "
+        "from the sample. An isotropic cloud gives 0 with a pair spread of about 1/sqrt(d)."
+    ),
+    why=(
+        "When every pair of vectors has a high cosine, the cosines are squeezed into a narrow "
+        "band: a shared component dominates them, small differences decide every ranking, and "
+        "similarity thresholds stop meaning anything. Above 0.9 the geometry has collapsed."
+    ),
+    fix=(
+        "Centre the vectors (subtract the mean) and remove the top principal components before "
+        "using cosine; for a model you train, use a contrastive objective on the sphere "
+        "(InfoNCE), which spreads the vectors out."
+    ),
+    reference=(
+        "Ethayarajh (2019), 'How Contextual are Contextualized Word Representations?'; "
+        "Timkey & van Schijndel (2021), 'All Bark and No Bite', EMNLP"
+    ),
+    threshold=0.5,
+    threshold_rationale=(
+        "Warn above 0.5: half of every cosine is then a shared offset. Fail above "
+        f"{COLLAPSE_MEAN_COSINE} (collapse)."
+    ),
+)
+def mean_cosine(data: AuditData, threshold: float | None) -> Finding:
+    stats, sample = data.stats, data.geometry
+    n = stats.n_clean
+    if n < 2:
+        return Finding(Status.SKIP, None, "needs at least 2 finite, non-zero rows")
+    unit_sum = stats.unit_sum
+    mean = float((unit_sum @ unit_sum - stats.unit_sq_sum.sum()) / (n * (n - 1)))
+    metrics: dict[str, object] = {
+        "mean": mean,
+        "reference": {"mean": 0.0, "pair_std": 1 / math.sqrt(stats.d)},
+    }
+    if sample is not None and len(sample.pair_cosines):
+        cosines = sample.pair_cosines
+        p5, p50, p95 = (float(q) for q in np.quantile(cosines, [0.05, 0.5, 0.95]))
+        metrics |= {"pairs": len(cosines), "pair_std": float(cosines.std())}
+        metrics |= {"p5": p5, "p50": p50, "p95": p95}
+    limit = threshold if threshold is not None else 0.5
+    if mean > COLLAPSE_MEAN_COSINE:
+        return Finding(
+            Status.FAIL,
+            mean,
+            f"mean cosine {mean:.3f}: the cloud has collapsed into a narrow cone "
+            f"(isotropic: 0 ± {1 / math.sqrt(stats.d):.3f})",
+            metrics,
+            impact=Level.UNTRUSTWORTHY,
+            recommendation=CENTRE,
+        )
+    if mean > limit:
+        return Finding(
+            Status.WARN,
+            mean,
+            f"mean cosine {mean:.3f} > {limit:g}: a shared component inflates every cosine",
+            metrics,
+            recommendation=CENTRE,
+        )
+    return Finding(
+        Status.PASS,
+        mean,
+        f"mean cosine {mean:.3f} (isotropic: 0 ± {1 / math.sqrt(stats.d):.3f})",
+        metrics,
+    )
+
+
+@register(
+    "EA202",
+    "common-direction",
+    summary="Length of the mean vector relative to the mean length: a shared offset.",
+    what=(
+        "Computes ||mean(x)|| / mean(||x||) over the finite, non-zero rows. 0 means no common "
+        "offset; 1 means every vector is the same. A zero-mean isotropic cloud of n rows gives "
+        "about 1/sqrt(n)."
+    ),
+    why=(
+        "A common direction adds the same amount to every cosine, so it compresses the range of "
+        "cosines and makes the most 'central' items everyone's neighbours. It is the usual cause "
+        "of anisotropy in encoder embeddings."
+    ),
+    fix="Subtract the mean vector (computed on the corpus) before normalizing and indexing.",
+    reference="Mu & Viswanath (2018), 'All-but-the-Top: Simple and Effective Postprocessing "
+    "for Word Representations', ICLR",
+    threshold=0.5,
+    threshold_rationale="Above 0.5 the offset is as long as half a typical vector.",
+)
+def common_direction(data: AuditData, threshold: float | None) -> Finding:
+    stats = data.stats
+    if stats.n_clean < 2:
+        return Finding(Status.SKIP, None, "needs at least 2 finite, non-zero rows")
+    norms = stats.clean_norms
+    scale = float(norms.max())
+    ratio = float(np.linalg.norm(stats.moments.mean / scale) / np.mean(norms / scale))
+    metrics = {"ratio": ratio, "reference": 1 / math.sqrt(stats.n_clean)}
+    limit = threshold if threshold is not None else 0.5
+    if ratio > limit:
+        return Finding(
+            Status.WARN,
+            ratio,
+            f"the mean vector is {ratio:.2f} of the mean length: a common direction",
+            metrics,
+            recommendation=CENTRE,
+        )
+    return Finding(Status.PASS, ratio, f"no dominant common direction ({ratio:.3f})", metrics)
+
+
+@register(
+    "EA203",
+    "spectrum",
+    summary="Covariance spectrum: top component share, effective rank, IsoScore.",
+    what=(
+        "Computes the covariance eigenvalues of the sample, the share of variance of the top "
+        "principal component, the effective rank (Roy & Vetterli 2007: exp of the entropy of the "
+        "normalized singular values of the centred data) and IsoScore (Rudman et al. 2022, 1 for "
+        "an isotropic cloud, 0 for a line). Each is reported next to the value an isotropic "
+        "Gaussian sample of the same size and dimension gives. IsoScore and the effective rank "
+        "are biased low when the sample is not much larger than d."
+    ),
+    why=(
+        "When one direction carries most of the variance, cosine mostly measures the position "
+        "along it. A low effective rank means the embedding uses few of its dimensions."
+    ),
+    fix="Centre the vectors and remove the top principal component(s) before using cosine.",
+    reference=(
+        "Rudman, Gillman, Rayne & Eickhoff (2022), 'IsoScore: Measuring the Uniformity of "
+        "Embedding Space Utilization', Findings of ACL; Roy & Vetterli (2007), 'The effective "
+        "rank', EUSIPCO"
+    ),
+    threshold=0.5,
+    threshold_rationale="Warn when the top component carries more than half of the variance.",
+)
+def spectrum(data: AuditData, threshold: float | None) -> Finding:
+    sample = data.geometry
+    if sample is None:
+        return Finding(Status.SKIP, None, "needs at least 2 finite, non-zero rows")
+    reference = sample.reference
+    metrics = {
+        "isoscore": sample.isoscore,
+        "effective_rank": sample.effective_rank,
+        "top_share": sample.top_share,
+        "top_eigenvalues": [float(v) for v in sample.eigenvalues[:10]],
+        "sample": sample.m,
+        "reference": {
+            "isoscore": reference.isoscore,
+            "effective_rank": reference.effective_rank,
+            "top_share": reference.top_share,
+        },
+    }
+    summary = (
+        f"IsoScore {sample.isoscore:.3f} (isotropic {reference.isoscore:.3f}), effective rank "
+        f"{sample.effective_rank:.1f} of {data.stats.d} (isotropic "
+        f"{reference.effective_rank:.1f})"
+    )
+    limit = threshold if threshold is not None else 0.5
+    if sample.top_share > limit:
+        return Finding(
+            Status.WARN,
+            sample.isoscore,
+            f"the top component carries {sample.top_share:.0%} of the variance; {summary}",
+            metrics,
+            recommendation=CENTRE,
+        )
+    return Finding(Status.PASS, sample.isoscore, summary, metrics)
+
+
+@register(
+    "EA204",
+    "rogue-dimensions",
+    summary="A few dimensions that decide most of every cosine.",
+    what=(
+        "Computes each dimension's contribution to the expected cosine of two distinct rows, "
+        "CC_i = E[u_i v_i] for unit vectors u, v (Timkey & van Schijndel 2021), exactly from "
+        "per-dimension sums. Reports the share of the three largest contributions and the r^2 "
+        "between the cosines of random pairs with and without those three dimensions."
+    ),
+    why=(
+        "When three dimensions account for most of the expected cosine, cosine similarity "
+        "mostly measures those dimensions (often positional or frequency artefacts). If removing "
+        "them reshuffles the cosines (low r^2), rankings are decided by them."
+    ),
+    fix=(
+        "Standardize the dimensions (z-score each column) or drop the listed dimensions before "
+        "using cosine."
+    ),
+    reference="Timkey & van Schijndel (2021), 'All Bark and No Bite: Rogue Dimensions in "
+    "Transformer Language Models Obscure Representational Quality', EMNLP",
+    threshold=0.5,
+    threshold_rationale=(
+        "Warn when three dimensions carry more than half of the expected cosine; fail when, in "
+        f"addition, the cosines without them keep r^2 < {ROGUE_R2_FLOOR} with the originals."
+    ),
+)
+def rogue_dimensions(data: AuditData, threshold: float | None) -> Finding:
+    stats, sample = data.stats, data.geometry
+    n = stats.n_clean
+    if n < 2 or sample is None:
+        return Finding(Status.SKIP, None, "needs at least 2 finite, non-zero rows")
+    cc = (stats.unit_sum**2 - stats.unit_sq_sum) / (n * (n - 1))
+    mean_cosine = float(cc.sum())
+    dims = sample.rogue_dimensions
+    metrics: dict[str, object] = {
+        "dimensions": dims,
+        "contributions": [float(cc[j]) for j in dims],
+        "mean_cosine": mean_cosine,
+        "r2_without": _nan_to_none(sample.rogue_r2),
+    }
+    noise = 1 / math.sqrt(stats.d)
+    if mean_cosine <= noise:
+        metrics["share"] = None
+        return Finding(
+            Status.PASS,
+            None,
+            f"mean cosine {mean_cosine:.3f} is within isotropic noise: no cosine to dominate",
+            metrics,
+        )
+    share = float(cc[dims].sum() / mean_cosine)
+    metrics["share"] = share
+    limit = threshold if threshold is not None else 0.5
+    names = ", ".join(map(str, dims))
+    if share <= limit:
+        return Finding(
+            Status.PASS,
+            share,
+            f"the top 3 dimensions carry {share:.0%} of the mean cosine",
+            metrics,
+        )
+    r2 = sample.rogue_r2
+    action = f"Standardize the dimensions, or drop dimensions {names}, before using cosine"
+    if not math.isnan(r2) and r2 < ROGUE_R2_FLOOR:
+        return Finding(
+            Status.FAIL,
+            share,
+            f"dimensions {names} carry {share:.0%} of the mean cosine and decide rankings "
+            f"(r^2 {r2:.2f} without them)",
+            metrics,
+            impact=Level.UNTRUSTWORTHY,
+            recommendation=action,
+        )
+    return Finding(
+        Status.WARN,
+        share,
+        f"dimensions {names} carry {share:.0%} of the mean cosine",
+        metrics,
+        recommendation=action,
+    )
+
+
+@register(
+    "EA205",
+    "scale-spread",
+    summary="Spread of the per-dimension standard deviations: how much a gauge matters.",
+    what=(
+        "Computes the standard deviation of log(std_i) over the dimensions that are not dead, "
+        "on the sample. Equal scales give 0; an isotropic Gaussian sample of m rows gives about "
+        "1/sqrt(2(m-1)) from sampling noise alone."
+    ),
+    why=(
+        "Cosine weighs each dimension by its scale. For a model trained with a dot product the "
+        "per-dimension scale is an arbitrary gauge (A D, B D^-1 give the same scores), so a wide "
+        "spread means cosine neighbours reflect the optimiser's choice of scales."
+    ),
+    fix=(
+        "If the model was trained with a dot product, rank with the dot product. If you need "
+        "cosine, standardize the columns (a gauge-invariant choice) and say so."
+    ),
+    reference="Steck, Ekanadham & Kallus (2024), 'Is Cosine-Similarity of Embeddings Really "
+    "About Similarity?', arXiv:2403.05440",
+    threshold=0.5,
+    threshold_rationale=(
+        "0.5: one standard deviation of the log-scales is a factor e^0.5 ≈ 1.65 between dimensions."
+    ),
+)
+def scale_spread(data: AuditData, threshold: float | None) -> Finding:
+    sample = data.geometry
+    if sample is None:
+        return Finding(Status.SKIP, None, "needs at least 2 finite, non-zero rows")
+    std = sample.column_std
+    alive = std > 1e-6 * sample.rms_coordinate
+    if alive.sum() < 2:
+        return Finding(Status.SKIP, None, "needs at least 2 dimensions that vary")
+    log_std = np.log(std[alive])
+    spread = float(log_std.std())
+    ratio = float(np.exp(log_std.max() - log_std.min()))
+    metrics = {
+        "log_std_spread": spread,
+        "max_over_min": ratio,
+        "reference": 1 / math.sqrt(2 * (sample.m - 1)),
+        "sample": sample.m,
+    }
+    limit = threshold if threshold is not None else 0.5
+    message = f"std of log per-dimension scales {spread:.3f}; largest/smallest {ratio:.3g}"
+    if spread > limit and data.params.trained_with in (TrainedWith.DOT, TrainedWith.UNKNOWN):
+        return Finding(
+            Status.WARN,
+            spread,
+            f"{message}: cosine depends on these scales, which a dot-product model leaves free",
+            metrics,
+        )
+    return Finding(Status.PASS, spread, message, metrics)

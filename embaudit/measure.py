@@ -1,0 +1,316 @@
+"""Everything the checks read, measured in one pass over the source plus work on small samples.
+
+    source ──┬── scan (mergeable statistics) ─────────────┐
+             ├── kNN of the query sample (NeighborSearch) ├──> Measurements ──> checks
+             └── geometry sample (collected in the pass) ─┘
+
+Random choices (query rows, sample rows, gauge draws, pairs, the isotropic reference) each have
+their own stream spawned from ``seed``, so changing one sample size never changes the others.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from embaudit import geometry
+from embaudit.knn import Block, NeighborList, NeighborSearch
+from embaudit.sources import EmbeddingSource
+from embaudit.stats import ScanStats, row_norms, scan
+
+Floats = npt.NDArray[np.float64]
+Ints = npt.NDArray[np.int64]
+
+
+@dataclass(frozen=True)
+class Sampling:
+    """Sample sizes. Defaults keep a 1M x 768 audit within seconds; see the README for the
+    statistical error they imply."""
+
+    queries: int = 500  # query rows of the cosine / L2 / dot comparison (EA401, EA402)
+    gauge_queries: int = 50  # the first of them, searched again under each gauge (EA301, EA302)
+    gauge_draws: int = 3  # random gauges per rescaling level
+    gauge_levels: tuple[float, ...] = (0.1, 0.25, 0.5, 1.0)  # s in D = exp(N(0, s^2))
+    sample: int = 5000  # rows for the spectrum, pair cosines and hubness graph
+    pairs: int = 20000  # random pairs of sample rows
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "queries": self.queries,
+            "gauge_queries": self.gauge_queries,
+            "gauge_draws": self.gauge_draws,
+            "gauge_levels": list(self.gauge_levels),
+            "sample": self.sample,
+            "pairs": self.pairs,
+        }
+
+
+@dataclass(frozen=True)
+class Reference:
+    """The same statistics on an isotropic Gaussian sample of the same size and dimension."""
+
+    m: int
+    d: int
+    isoscore: float
+    effective_rank: float
+    top_share: float
+    hubness: geometry.Hubness | None
+
+    def to_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {
+            "sample": self.m,
+            "isoscore": self.isoscore,
+            "effective_rank": self.effective_rank,
+            "top_share": self.top_share,
+        }
+        if self.hubness is not None:
+            hub = self.hubness
+            out |= {"skewness": hub.skewness, "robin_hood": hub.robin_hood}
+            out["antihub_rate"] = hub.antihub_rate
+        return out
+
+
+@dataclass(frozen=True)
+class Geometry:
+    m: int  # sample rows used
+    column_std: Floats  # per-dimension standard deviation of the (power-of-two scaled) sample
+    rms_coordinate: float  # sqrt(mean ||x||^2 / d) of the same rows
+    eigenvalues: Floats
+    isoscore: float
+    effective_rank: float
+    top_share: float
+    pair_cosines: Floats
+    hubness: geometry.Hubness | None
+    hubness_k: int
+    rogue_dimensions: list[int]  # the three largest contributions to the expected cosine
+    rogue_r2: float  # r^2 of pair cosines with and without them
+    cosine_change: dict[float, float]  # mean |cos_D - cos| of the pairs per rescaling level
+    reference: Reference
+
+
+@dataclass(frozen=True)
+class Neighbors:
+    k: int  # neighbours per query that exist (k, or fewer on tiny inputs)
+    queries: int
+    gauge_queries: int
+    overlap: dict[tuple[str, str], Floats]  # per-query overlap@k of metric pairs
+    top1_differs: dict[tuple[str, str], float]
+    gauge: dict[float, list[Floats]]  # level -> per-draw, per-query overlap@k
+    canonical: Floats  # per-query overlap@k against the column-standardised data
+    canonical_scale: Floats = field(repr=False)  # the standardising D
+
+
+@dataclass(frozen=True)
+class Measurements:
+    stats: ScanStats
+    geometry: Geometry | None
+    neighbors: Neighbors | None
+
+
+class _SampleCollector:
+    """Keeps the clean rows at chosen positions as the chunks stream by."""
+
+    def __init__(self, positions: Ints) -> None:
+        self.order = np.argsort(positions, kind="stable")
+        self.positions = positions[self.order]
+        self.rank: list[Ints] = []
+        self.rows: list[Floats] = []
+
+    def __call__(
+        self, start: int, wide: Floats, norms: Floats, clean: npt.NDArray[np.bool_]
+    ) -> None:
+        lo, hi = np.searchsorted(self.positions, [start, start + len(wide)])
+        local = self.positions[lo:hi] - start
+        keep = clean[local]
+        self.rank.append(self.order[lo:hi][keep])
+        self.rows.append(wide[local[keep]])
+
+    def collected(self, limit: int, d: int) -> Floats:
+        """The first ``limit`` clean rows in the order they were drawn."""
+        if not self.rows:
+            return np.empty((0, d))
+        rank, rows = np.concatenate(self.rank), np.concatenate(self.rows)
+        return rows[np.argsort(rank, kind="stable")][:limit]
+
+
+def _draw(n: int, size: int, rng: np.random.Generator) -> Ints:
+    """``size`` distinct row positions below n (all of them, shuffled, when size >= n)."""
+    return rng.choice(n, size=min(n, size), replace=False).astype(np.int64)
+
+
+def _draw_clean_queries(
+    source: EmbeddingSource, count: int, rng: np.random.Generator
+) -> tuple[Ints, Floats]:
+    """Query rows drawn at random among the finite, non-zero rows, in draw order."""
+    candidates = _draw(source.n, 2 * count + 16, rng)
+    values = source.take(candidates).astype(np.float64)
+    norms = row_norms(values)
+    clean = np.isfinite(values).all(axis=1) & np.isfinite(norms)
+    clean &= norms >= np.finfo(source.dtype).tiny
+    return candidates[clean][:count], values[clean][:count]
+
+
+def gauge_scales(
+    d: int, levels: tuple[float, ...], draws: int, rng: np.random.Generator
+) -> list[tuple[float, Floats]]:
+    """Random diagonal gauges D = exp(N(0, s^2)), ``draws`` per level s."""
+    return [(s, np.exp(rng.normal(0.0, s, size=d))) for s in levels for _ in range(draws)]
+
+
+def canonical_scale(rows: Floats) -> Floats:
+    """D that scales every column to unit standard deviation (constant columns left as they are).
+
+    Gauge-invariant: for rows X D', the scale is D'^-1 times this one, so X D' D_c = X D_c.
+    """
+    std = rows.std(axis=0)
+    return np.where(std > 0, 1.0 / np.where(std > 0, std, 1.0), 1.0)
+
+
+def measure(
+    source: EmbeddingSource,
+    *,
+    k: int,
+    seed: int,
+    sampling: Sampling,
+    chunk_rows: int | None = None,
+    on_rows: Callable[[int], None] | None = None,
+) -> Measurements:
+    streams = [np.random.default_rng(s) for s in np.random.SeedSequence(seed).spawn(5)]
+    query_rng, sample_rng, gauge_rng, pair_rng, reference_rng = streams
+    n, d = source.n, source.d
+
+    query_rows, queries = _draw_clean_queries(source, sampling.queries, query_rng)
+    # Scale-free statistics are computed on rows divided by one power of two (exact), so that
+    # squares of values near 1e±30 (float32) or 1e±200 (float64) stay in range.
+    unit = _power_of_two_scale(queries) if len(queries) else 1.0
+    gauges = gauge_scales(d, sampling.gauge_levels, sampling.gauge_draws, gauge_rng)
+    engine: NeighborSearch | None = None
+    consumers = []
+    if len(query_rows) and n > 1:
+        gauge_queries = min(sampling.gauge_queries, len(query_rows))
+        canonical = canonical_scale(queries * unit)
+        blocks = [Block("base", len(query_rows))]
+        blocks += [Block(f"gauge s={s:g}", gauge_queries, scale) for s, scale in gauges]
+        blocks.append(Block("canonical", gauge_queries, canonical))
+        engine = NeighborSearch(queries, query_rows, k, blocks)
+        consumers.append(engine.add)
+    collector = _SampleCollector(_draw(n, sampling.sample + 64, sample_rng))
+    consumers.append(collector)
+
+    stats = scan(source, consumers=consumers, on_chunk=on_rows)
+    sample = collector.collected(sampling.sample, d)
+    sample = sample * (_power_of_two_scale(sample) if len(sample) else 1.0)
+    geometry_summary = (
+        _geometry(sample, stats, k, gauges, sampling.pairs, pair_rng, reference_rng)
+        if len(sample) >= 2
+        else None
+    )
+    neighbors = _neighbors(engine, gauges, stats.n_clean) if engine is not None else None
+    return Measurements(stats, geometry_summary, neighbors)
+
+
+def _geometry(
+    sample: Floats,
+    stats: ScanStats,
+    k: int,
+    gauges: list[tuple[float, Floats]],
+    pair_count: int,
+    pair_rng: np.random.Generator,
+    reference_rng: np.random.Generator,
+) -> Geometry:
+    m, d = sample.shape
+    eigenvalues = geometry.covariance_eigenvalues(sample)
+    unit = geometry.unit_rows(sample)
+    first, second = geometry.random_pairs(m, min(pair_count, m * (m - 1)), pair_rng)
+    cosines = geometry.pair_cosines(unit, first, second)
+
+    cc = geometry.rogue_contributions(stats.unit_sum, stats.unit_sq_sum, stats.n_clean)
+    rogue = [int(j) for j in np.argsort(-cc, kind="stable")[: min(3, d)]]
+    rogue_r2 = float("nan")
+    if d > len(rogue):
+        reduced = sample.copy()
+        reduced[:, rogue] = 0.0
+        alive = np.abs(reduced).max(axis=1) > 0
+        keep = alive[first] & alive[second]
+        if keep.sum() >= 2:
+            reduced_unit = np.zeros_like(reduced)
+            reduced_unit[alive] = geometry.unit_rows(reduced[alive])
+            without = geometry.pair_cosines(reduced_unit, first[keep], second[keep])
+            rogue_r2 = geometry.pearson_r2(cosines[keep], without)
+
+    change: dict[float, list[float]] = {}
+    for s, scale in gauges:
+        rescaled = geometry.pair_cosines(geometry.unit_rows(sample * scale), first, second)
+        change.setdefault(s, []).append(float(np.mean(np.abs(rescaled - cosines))))
+
+    hub_k = min(k, m - 1)
+    hubness = geometry.hubness_from_neighbors(geometry.cosine_knn_graph(unit, hub_k), m)
+    gaussian = geometry.isotropic_sample(m, d, reference_rng)
+    reference_eigenvalues = geometry.covariance_eigenvalues(gaussian)
+    reference_graph = geometry.cosine_knn_graph(geometry.unit_rows(gaussian), hub_k)
+    reference = Reference(
+        m=m,
+        d=d,
+        isoscore=geometry.isoscore(reference_eigenvalues),
+        effective_rank=geometry.effective_rank(reference_eigenvalues),
+        top_share=_top_share(reference_eigenvalues),
+        hubness=geometry.hubness_from_neighbors(reference_graph, m),
+    )
+    return Geometry(
+        m=m,
+        column_std=sample.std(axis=0),
+        rms_coordinate=float(np.sqrt(np.mean(row_norms(sample) ** 2) / d)),
+        eigenvalues=eigenvalues,
+        isoscore=geometry.isoscore(eigenvalues),
+        effective_rank=geometry.effective_rank(eigenvalues),
+        top_share=_top_share(eigenvalues),
+        pair_cosines=cosines,
+        hubness=hubness,
+        hubness_k=hub_k,
+        rogue_dimensions=rogue,
+        rogue_r2=rogue_r2,
+        cosine_change={s: float(np.mean(v)) for s, v in change.items()},
+        reference=reference,
+    )
+
+
+def _power_of_two_scale(rows: Floats) -> float:
+    """2^-e with 2^e near the median row norm: multiplying by it is exact."""
+    return float(2.0 ** -np.round(np.log2(np.median(row_norms(rows)))))
+
+
+def _top_share(eigenvalues: Floats) -> float:
+    total = eigenvalues.sum()
+    return float(eigenvalues[0] / total) if total > 0 else 0.0
+
+
+def _neighbors(
+    engine: NeighborSearch, gauges: list[tuple[float, Floats]], n_clean: int
+) -> Neighbors:
+    lists: dict[str, NeighborList] = {m: engine.list_for(m) for m in ("cosine", "l2", "dot")}
+    pairs = [("cosine", "l2"), ("cosine", "dot"), ("l2", "dot")]
+    overlap = {(a, b): engine.overlap(lists[a], lists[b]) for a, b in pairs}
+    top1 = {(a, b): float(np.mean(engine.overlap(lists[a], lists[b], at=1) < 1)) for a, b in pairs}
+    gauge: dict[float, list[Floats]] = {}
+    for b, (s, _) in enumerate(gauges, start=1):
+        gauge.setdefault(s, []).append(
+            engine.overlap(lists["cosine"], engine.list_for("cosine", b))
+        )
+    canonical_block = len(engine.blocks) - 1
+    canonical = engine.overlap(lists["cosine"], engine.list_for("cosine", canonical_block))
+    scale = engine.blocks[canonical_block].scale
+    assert scale is not None
+    return Neighbors(
+        k=min(engine.k, max(n_clean - 1, 0)),
+        queries=engine.blocks[0].n_queries,
+        gauge_queries=engine.blocks[1].n_queries if len(engine.blocks) > 1 else 0,
+        overlap=overlap,
+        top1_differs=top1,
+        gauge=gauge,
+        canonical=canonical,
+        canonical_scale=scale,
+    )
