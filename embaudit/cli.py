@@ -15,6 +15,7 @@ import typer
 
 from embaudit import __version__
 from embaudit.audit import audit
+from embaudit.checks import REGISTRY
 from embaudit.errors import EmbauditError, UsageError
 from embaudit.formats import FORMATS
 from embaudit.model import Report, TrainedWith
@@ -145,6 +146,36 @@ def check(
     )
     _emit(report, output_format.value, output, quiet)
     return EXIT_FINDINGS if report.failed() else EXIT_OK
+
+
+@app.command()
+def explain(
+    code: Annotated[
+        str | None,
+        typer.Argument(help="A check code such as EA301. Omit it to list every check."),
+    ] = None,
+) -> int:
+    """Explain a check: what it measures, why it matters, how to fix it, and its source.
+
+    Examples:
+
+      embaudit explain            # every code with a one-line summary
+
+      embaudit explain EA301      # gauge sensitivity in full
+    """
+    if code is None:
+        width = max(len(check.name) for check in REGISTRY.values())
+        lines = [
+            f"{check.code}  {check.name:<{width}}  {check.summary}"
+            for check in sorted(REGISTRY.values(), key=lambda c: c.code)
+        ]
+        _write_stdout("\n".join(lines) + "\n")
+        return EXIT_OK
+    check_ = REGISTRY.get(code.strip().upper())
+    if check_ is None:
+        raise UsageError(f"unknown check code {code!r}; run 'embaudit explain' to list the codes")
+    _write_stdout(check_.explain())
+    return EXIT_OK
 
 
 def _emit(report: Report, format_name: str, output: Path | None, quiet: bool) -> None:

@@ -238,3 +238,20 @@ def test_output_to_a_directory_is_a_usage_error_and_leaves_nothing(cli, fixtures
     assert result.code == 2
     assert "is a directory" in result.stderr
     assert list(tmp_path.iterdir()) == []
+
+
+def test_explain_every_code(cli):
+    listing = cli("explain")
+    assert listing.code == 0
+    for code in REGISTRY:
+        assert code in listing.stdout
+        result = cli("explain", code.lower())
+        assert result.code == 0
+        for section in ("What it measures", "Why it matters", "How to fix it"):
+            assert section in result.stdout
+
+
+def test_explain_an_unknown_code_exits_2(cli):
+    result = cli("explain", "EA999")
+    assert result.code == 2
+    assert "unknown check code 'EA999'" in result.stderr

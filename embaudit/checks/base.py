@@ -46,6 +46,21 @@ class Check:
     threshold_rationale: str
     measure: Callable[[AuditData, float | None], Finding]
 
+    def explain(self) -> str:
+        """The documentation ``embaudit explain CODE`` prints (Markdown, like ``ruff rule``)."""
+        threshold = "none" if self.threshold is None else f"`{self.threshold:g}`"
+        sections = [
+            f"# {self.code} ({self.name})",
+            self.summary,
+            f"## What it measures\n\n{self.what}",
+            f"## Why it matters\n\n{self.why}",
+            f"## How to fix it\n\n{self.fix}",
+            f"## Default threshold\n\n{threshold}\n\n{self.threshold_rationale}".rstrip(),
+        ]
+        if self.reference:
+            sections.append(f"## Reference\n\n{self.reference}")
+        return "\n\n".join(sections) + "\n"
+
     def run(self, data: AuditData) -> CheckResult:
         threshold = data.params.thresholds.get(self.code, self.threshold)
         finding = self.measure(data, threshold)

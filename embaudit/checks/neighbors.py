@@ -104,9 +104,11 @@ def s50(levels: list[float], overlaps: list[float]) -> tuple[float | None, str |
         "accident of the optimiser, and normalizing afterwards does not fix it."
     ),
     fix=(
-        "Rank with the dot product the model was trained with. If you need cosine, train on the "
-        "sphere: L2-normalized outputs with a cosine objective (cosine embedding loss, a "
-        "cosine-margin triplet loss or InfoNCE)."
+        "Rank with the dot product the model was trained with. If you need cosine, retrain on "
+        "the sphere: L2-normalized outputs with a cosine objective, such as the cosine embedding "
+        "loss (1 - cos for positive pairs, max(0, cos - m) for negatives), a cosine-margin "
+        "triplet loss -log(e^{s(cos_ap - m)} / (e^{s(cos_ap - m)} + e^{s cos_an})), or InfoNCE. "
+        "Normalizing a dot-product model's output after training does not remove the gauge."
     ),
     reference="Steck, Ekanadham & Kallus (2024), 'Is Cosine-Similarity of Embeddings Really "
     "About Similarity?', Companion Proceedings of the ACM Web Conference, arXiv:2403.05440",
