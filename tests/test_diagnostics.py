@@ -118,7 +118,7 @@ def test_a_common_offset_is_caught_by_mean_cosine_direction_and_spectrum():
 
 
 def test_mean_cosine_is_exact_over_all_distinct_pairs():
-    x = np.random.default_rng(2).standard_normal((150, 5)) + [1.0, 0, 0, 0, 0]
+    x = np.random.default_rng(2).standard_normal((150, 5)) + np.array([1.0, 0, 0, 0, 0])
     unit = _unit(x)
     cos = unit @ unit.T
     expected = (cos.sum() - np.trace(cos)) / (150 * 149)
