@@ -220,13 +220,16 @@ def _agreement(
             impact=Level.UNTRUSTWORTHY,
             recommendation=action,
         )
+    # Normalizing helps only where cosine is the similarity wanted; a dot or L2 model should
+    # rank with its own metric, which EA402 or EA401 then says.
+    wants_cosine = trained_with in (TrainedWith.COSINE, TrainedWith.UNKNOWN)
     return Finding(
         Status.WARN,
         value,
         f"{message}: an {name} index will not return the cosine neighbours",
         metrics,
         impact=Level.CAUTION if trained_with == TrainedWith.UNKNOWN else None,
-        recommendation=NORMALIZE,
+        recommendation=NORMALIZE if wants_cosine else None,
     )
 
 
