@@ -20,7 +20,7 @@ import numpy as np
 import numpy.typing as npt
 
 from embaudit.geometry import unit_rows
-from embaudit.stats import row_norms
+from embaudit.stats import CleanRows, row_norms
 
 Floats = npt.NDArray[np.float64]
 Ints = npt.NDArray[np.int64]
@@ -115,6 +115,12 @@ class NeighborSearch:
             )
             for metric, b, m in plan
         ]
+        self._gauge_blocks = [b for b, block in enumerate(self.blocks) if block.scale is not None]
+        self._gauge_squares = np.stack(
+            [np.asarray(self.blocks[b].scale, dtype=np.float64) ** 2 for b in self._gauge_blocks]
+            or [np.zeros(self.d)],
+            axis=1,
+        ).astype(np.float32)
         self._row_order = np.argsort(self.query_rows, kind="stable")
         self._sorted_rows = np.asarray(self.query_rows)[self._row_order]
 
@@ -143,22 +149,18 @@ class NeighborSearch:
 
     # Streaming -------------------------------------------------------------------------------
 
-    def add(self, start: int, wide: Floats, norms: Floats, clean: npt.NDArray[np.bool_]) -> None:
-        """Consume rows ``start .. start+len(wide)`` (float64 values, their norms, clean mask)."""
-        local = np.flatnonzero(clean)
-        if not len(local):
+    def add(self, rows: CleanRows) -> None:
+        """Consume the clean rows of one chunk."""
+        if not len(rows.positions):
             return
-        positions = start + local
-        x = wide[local]
-        norm = norms[local]
-        unit_rows = x / norm[:, None]
-        products = self.stacked @ unit_rows.astype(np.float32).T  # (stacked queries, rows)
+        positions, norm = rows.positions, rows.norms
+        products = self.stacked @ rows.unit.T  # (stacked queries, rows), float32
         # |x| / |x D| = 1 / |x/|x| D| per gauge block: the database side of a gauge cosine.
-        squares = unit_rows**2
-        row_factor = [
-            1.0 / np.sqrt(squares @ block.scale**2) if block.scale is not None else None
-            for block in self.blocks
-        ]
+        row_factor: list[Floats | None] = [None] * len(self.blocks)
+        if self._gauge_blocks:
+            gauged = np.square(rows.unit) @ self._gauge_squares  # (rows, gauge blocks)
+            for column, b in enumerate(self._gauge_blocks):
+                row_factor[b] = 1.0 / np.sqrt(gauged[:, column].astype(np.float64))
         own_query, own_column = self._own(positions)
 
         def features(query: Ints, column: Ints) -> Floats:
@@ -235,21 +237,25 @@ class NeighborSearch:
         threshold = neighbor_list.scores[:, -1] * units
         slack = np.abs(threshold) * 4 * _U32 + self.tie_tolerance * np.maximum(units, 1.0)
         with np.errstate(invalid="ignore"):
-            hits = scores > (threshold - slack)[:, None].astype(np.float32)
+            bar = (threshold - slack).astype(np.float32)
+        # Once the lists have filled, few queries have any entry above their bar: find them with
+        # one reduction and compare only their rows.
+        active = np.flatnonzero(scores.max(axis=1) > bar)
+        if not len(active):
+            return np.empty(0, np.int64), np.empty(0, np.int64)
+        block = scores[active]
+        hits = block > bar[active, None]
         per_query = hits.sum(axis=1)
         k = min(self.k, scores.shape[1])
-        crowded = np.flatnonzero(per_query > k)
-        sparse_rows, sparse_columns = np.nonzero(hits[per_query <= k])
-        sparse_queries = np.flatnonzero(per_query <= k)[sparse_rows]
-        if len(crowded):
-            top = np.argpartition(-scores[crowded], k - 1, axis=1)[:, :k]
-            crowded_queries = np.repeat(crowded, k)
-            crowded_columns = top.ravel()
-            keep = np.isfinite(scores[crowded_queries, crowded_columns])
-            query = np.concatenate([sparse_queries, crowded_queries[keep]])
-            column = np.concatenate([sparse_columns, crowded_columns[keep]])
-        else:
-            query, column = sparse_queries, sparse_columns
+        crowded = per_query > k
+        sparse_rows, sparse_columns = np.nonzero(hits & ~crowded[:, None])
+        query_parts, column_parts = [active[sparse_rows]], [sparse_columns]
+        if crowded.any():
+            rows = np.flatnonzero(crowded)
+            top = np.argpartition(-block[rows], k - 1, axis=1)[:, :k]
+            query_parts.append(np.repeat(active[rows], k))
+            column_parts.append(top.ravel())
+        query, column = np.concatenate(query_parts), np.concatenate(column_parts)
         finite = np.isfinite(scores[query, column])
         return query[finite].astype(np.int64), column[finite].astype(np.int64)
 

@@ -20,7 +20,7 @@ import numpy.typing as npt
 from embaudit import geometry
 from embaudit.knn import Block, NeighborList, NeighborSearch
 from embaudit.sources import EmbeddingSource
-from embaudit.stats import ScanStats, row_norms, scan
+from embaudit.stats import CleanRows, ScanStats, row_norms, scan
 
 Floats = npt.NDArray[np.float64]
 Ints = npt.NDArray[np.int64]
@@ -120,14 +120,14 @@ class _SampleCollector:
         self.rank: list[Ints] = []
         self.rows: list[Floats] = []
 
-    def __call__(
-        self, start: int, wide: Floats, norms: Floats, clean: npt.NDArray[np.bool_]
-    ) -> None:
-        lo, hi = np.searchsorted(self.positions, [start, start + len(wide)])
-        local = self.positions[lo:hi] - start
-        keep = clean[local]
-        self.rank.append(self.order[lo:hi][keep])
-        self.rows.append(wide[local[keep]])
+    def __call__(self, rows: CleanRows) -> None:
+        # Both position lists are sorted: a merge by searchsorted finds the wanted clean rows.
+        at = np.searchsorted(rows.positions, self.positions).clip(max=len(rows.positions) - 1)
+        if not len(rows.positions):
+            return
+        found = rows.positions[at] == self.positions
+        self.rank.append(self.order[found])
+        self.rows.append(rows.values[at[found]])
 
     def collected(self, limit: int, d: int) -> Floats:
         """The first ``limit`` clean rows in the order they were drawn."""

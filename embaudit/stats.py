@@ -157,8 +157,18 @@ def _hash_rows(
     return hashes
 
 
-#: Called with each chunk's start row, float64 values, row norms and clean-row mask.
-ChunkConsumer = Callable[[int, Floats, Floats, npt.NDArray[np.bool_]], None]
+@dataclass(frozen=True)
+class CleanRows:
+    """The finite, non-zero rows of one chunk, as the consumers of the pass see them."""
+
+    positions: Rows  # global row positions
+    values: Floats  # (r, d) float64
+    norms: Floats  # (r,) L2 norms, float64
+    unit: npt.NDArray[np.float32]  # (r, d) the rows scaled to unit norm, float32
+
+
+#: Called with the clean rows of every chunk, in row order.
+ChunkConsumer = Callable[[CleanRows], None]
 
 
 def scan(
@@ -201,13 +211,17 @@ def scan(
         all_clean = bool(clean_rows.all())
         clean_values = values if all_clean else values[clean_rows]
         clean_wide = wide if all_clean else wide[clean_rows]
+        clean_norms = chunk_norms[clean_rows]
         moments = moments.merge(Moments.of(clean_wide))
-        unit = clean_wide / chunk_norms[clean_rows][:, None]
+        unit = clean_wide / clean_norms[:, None]  # float64: the cosine sums must be exact
         unit_sum += unit.sum(axis=0)
         unit_sq_sum += np.einsum("ij,ij->j", unit, unit)
         hashes[rows][clean_rows] = _hash_rows(clean_values, weights)
-        for consume in consumers:
-            consume(chunk.start, wide, chunk_norms, clean_rows)
+        if consumers:
+            positions = chunk.start + np.flatnonzero(clean_rows)
+            view = CleanRows(positions, clean_wide, clean_norms, unit.astype(np.float32))
+            for consume in consumers:
+                consume(view)
         if on_chunk is not None:
             on_chunk(chunk.stop - chunk.start)
     zero = finite & ~(norms >= tiny)

@@ -12,6 +12,7 @@ from embaudit.checks.neighbors import s50
 from embaudit.geometry import pair_cosines, unit_rows
 from embaudit.knn import Block, NeighborSearch
 from embaudit.measure import Sampling, canonical_scale
+from tests.test_knn import clean_rows
 
 SMALL = Sampling(queries=120, gauge_queries=40, gauge_draws=2, sample=600, pairs=3000)
 PROPERTY = settings(max_examples=12, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -87,8 +88,7 @@ def test_the_canonical_gauge_is_unchanged_by_any_diagonal_rescaling(seed, s):
     for data in (x, x * scale):
         block = Block("canonical", len(query_rows), canonical_scale(data[query_rows]))
         engine = NeighborSearch(data[query_rows], query_rows, 5, [Block("base", 60), block])
-        norms = np.linalg.norm(data, axis=1)
-        engine.add(0, data, norms, np.ones(300, dtype=bool))
+        engine.add(clean_rows(data))
         lists.append(engine.list_for("cosine", 1))
     engine_check = engine  # either engine scores the other's list the same way up to rounding
     overlap = engine_check.overlap(lists[0], lists[1])

@@ -7,17 +7,22 @@ import numpy as np
 import pytest
 
 from embaudit.knn import Block, NeighborSearch, exact_lists
+from embaudit.stats import CleanRows
 
 
 def _search(x, query_rows, k, blocks=None, chunk=37):
     x = np.asarray(x, dtype=np.float64)
     blocks = blocks or [Block("base", len(query_rows))]
     engine = NeighborSearch(x[query_rows], np.asarray(query_rows), k, blocks)
-    norms = np.linalg.norm(x, axis=1)
     for start in range(0, len(x), chunk):
-        part = slice(start, start + chunk)
-        engine.add(start, x[part], norms[part], np.ones(len(x[part]), dtype=bool))
+        engine.add(clean_rows(x[start : start + chunk], start))
     return engine
+
+
+def clean_rows(x, start=0):
+    norms = np.linalg.norm(x, axis=1)
+    unit = (x / norms[:, None]).astype(np.float32)
+    return CleanRows(start + np.arange(len(x)), x, norms, unit)
 
 
 def _same_sets_up_to_ties(rows, scores, ref_rows, ref_scores, tolerance):
