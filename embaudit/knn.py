@@ -159,9 +159,13 @@ class NeighborSearch:
         row_factor: list[Floats | None] = [None] * len(self.blocks)
         if self._gauge_blocks:
             gauged = np.square(rows.unit) @ self._gauge_squares  # (rows, gauge blocks)
-            for column, b in enumerate(self._gauge_blocks):
-                row_factor[b] = 1.0 / np.sqrt(gauged[:, column].astype(np.float64))
+            for index, b in enumerate(self._gauge_blocks):
+                row_factor[b] = 1.0 / np.sqrt(gauged[:, index].astype(np.float64))
+        # A query never neighbours itself: its products with its own row are -inf in every block.
         own_query, own_column = self._own(positions)
+        for b, block in enumerate(self.blocks):
+            inside = own_query < block.n_queries
+            products[self.offsets[b] + own_query[inside], own_column[inside]] = -np.inf
 
         def features(query: Ints, column: Ints) -> Floats:
             out = np.full((len(query), self.n_features), np.nan)
@@ -180,8 +184,6 @@ class NeighborSearch:
             b, m = neighbor_list.block, neighbor_list.n_queries
             block_products = products[self.offsets[b] : self.offsets[b] + m]
             scores = self._chunk_scores(neighbor_list.metric, b, block_products, norm, row_factor)
-            inside = own_query < m
-            scores[own_query[inside], own_column[inside]] = -np.inf
             query, column = self._candidates(scores, neighbor_list)
             if len(query):
                 self._merge(neighbor_list, query, positions[column], features(query, column))
