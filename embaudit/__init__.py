@@ -2,14 +2,8 @@
 
 from __future__ import annotations
 
-from importlib.metadata import PackageNotFoundError, version
-
-try:
-    __version__ = version("embaudit")
-except PackageNotFoundError:  # running from a source tree without installation
-    __version__ = "0.0.0"
-
-from embaudit.audit import audit
+from embaudit._version import __version__
+from embaudit.audit import audit, compare_knn
 from embaudit.errors import EmbauditError, InputError, UsageError
 from embaudit.model import (
     CheckResult,
@@ -32,4 +26,5 @@ __all__ = [
     "Verdict",
     "__version__",
     "audit",
+    "compare_knn",
 ]

@@ -1,19 +1,50 @@
-"""The audit pipeline: source → scan → checks → verdict → report."""
+"""The pipelines: source → scan → checks → verdict → report, and the neighbour comparisons."""
 
 from __future__ import annotations
 
 import os
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import replace
 from typing import Any
 
-from embaudit import __version__
-from embaudit.checks import AuditData, AuditParams, run_checks
+from embaudit._version import __version__
+from embaudit.checks import REGISTRY, AuditData, AuditParams, Baseline, run_checks
+from embaudit.compare import compare_files, compare_metrics
+from embaudit.config import enabled_codes, parse_selectors
 from embaudit.errors import UsageError
 from embaudit.measure import Sampling, measure
-from embaudit.model import Report, TrainedWith
+from embaudit.model import CheckResult, CompareReport, Report, Status, TrainedWith
 from embaudit.sources import EmbeddingSource, open_source
 from embaudit.verdict import decide
+
+Source = str | os.PathLike[str] | EmbeddingSource | Any
+TOOL = {"name": "embaudit", "version": __version__}
+#: The metric neighbours are compared with, per declared objective (cosine when unknown).
+OBJECTIVE_METRIC = {
+    TrainedWith.COSINE: "cosine",
+    TrainedWith.DOT: "dot",
+    TrainedWith.L2: "l2",
+    TrainedWith.UNKNOWN: "cosine",
+}
+
+
+def _positive(name: str, value: Any, smallest: int = 1) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or value < smallest:
+        kind = "a positive integer" if smallest == 1 else f"an integer >= {smallest}"
+        raise UsageError(f"{name} must be {kind}, got {value!r}")
+
+
+def _selectors(name: str, value: Iterable[str] | str | None) -> tuple[str, ...] | None:
+    if value is None:
+        return None
+
+    def fail(problem: str) -> UsageError:
+        return UsageError(f"{name}: {problem}")
+
+    return tuple(
+        parse_selectors(value if isinstance(value, str) else list(value), set(REGISTRY), fail)
+    )
 
 
 def validate_params(
@@ -23,12 +54,14 @@ def validate_params(
     trained_with: str | TrainedWith,
     thresholds: Mapping[str, float] | None = None,
     sampling: Sampling | None = None,
+    select: Iterable[str] | str | None = None,
+    extend_select: Iterable[str] | str | None = None,
+    ignore: Iterable[str] | str | None = None,
+    severities: Mapping[str, str | Status] | None = None,
 ) -> AuditParams:
     """Check the audit options, naming the option at fault."""
-    if isinstance(k, bool) or not isinstance(k, int) or k < 1:
-        raise UsageError(f"-k must be a positive integer, got {k!r}")
-    if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
-        raise UsageError(f"--seed must be a non-negative integer, got {seed!r}")
+    _positive("-k", k)
+    _positive("--seed", seed, smallest=0)
     try:
         objective = TrainedWith(trained_with)
     except ValueError:
@@ -36,23 +69,39 @@ def validate_params(
         raise UsageError(f"--trained-with must be one of {choices}, got {trained_with!r}") from None
     sampling = sampling or Sampling()
     for name in ("queries", "gauge_queries", "gauge_draws", "sample", "pairs"):
-        value = getattr(sampling, name)
-        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-            option = "--" + name.replace("_", "-")
-            raise UsageError(f"{option} must be a positive integer, got {value!r}")
+        _positive("--" + name.replace("_", "-"), getattr(sampling, name))
     if not sampling.gauge_levels or any(not s > 0 for s in sampling.gauge_levels):
         raise UsageError(f"gauge levels must be positive, got {sampling.gauge_levels!r}")
+    for code in (*(thresholds or {}), *(severities or {})):
+        if code not in REGISTRY:
+            raise UsageError(f"unknown check code {code!r}")
+    enabled = None
+    if select is not None or extend_select is not None or ignore is not None:
+        enabled = enabled_codes(
+            set(REGISTRY),
+            _selectors("--select", select),
+            _selectors("--extend-select", extend_select) or (),
+            _selectors("--ignore", ignore) or (),
+        )
     return AuditParams(
         k=k,
         seed=seed,
         trained_with=objective,
         thresholds=dict(thresholds or {}),
         sampling=sampling,
+        enabled=enabled,
+        severities={code: Status(level) for code, level in (severities or {}).items()},
     )
 
 
+def _fail_on(value: str | Status) -> Status:
+    if value not in ("warn", "fail"):
+        raise UsageError(f"--fail-on must be 'warn' or 'fail', got {value!r}")
+    return Status(value)
+
+
 def audit(
-    source: str | os.PathLike[str] | EmbeddingSource | Any,
+    source: Source,
     *,
     k: int = 10,
     seed: int = 0,
@@ -62,6 +111,12 @@ def audit(
     id_column: str | None = None,
     thresholds: Mapping[str, float] | None = None,
     sampling: Sampling | None = None,
+    select: Iterable[str] | str | None = None,
+    extend_select: Iterable[str] | str | None = None,
+    ignore: Iterable[str] | str | None = None,
+    severities: Mapping[str, str | Status] | None = None,
+    fail_on: str | Status = Status.FAIL,
+    baseline: Source | None = None,
     chunk_rows: int | None = None,
     on_rows: Callable[[int], None] | None = None,
 ) -> Report:
@@ -71,18 +126,33 @@ def audit(
     2-D float array of shape (n, d). ``k`` is the neighbour count of the kNN checks, ``seed`` fixes
     every random choice, ``trained_with`` declares the training objective (cosine, dot, l2 or
     unknown). ``key`` picks an ``.npz`` array; ``column`` and ``id_column`` name parquet columns.
-    ``thresholds`` overrides check thresholds by code; ``sampling`` sets the sample sizes of the
-    kNN and geometry checks. ``on_rows`` is called with the number of rows read after each chunk
-    (for progress display).
+    ``thresholds`` and ``severities`` ("warn" or "fail") override checks by code; ``select``,
+    ``extend_select`` and ``ignore`` take code prefixes as ruff does. ``fail_on`` sets the gate of
+    :meth:`Report.failed`. ``baseline`` (a previous export, read with the same options) adds the
+    drift checks EA6xx. ``on_rows`` is called with the number of rows read after each chunk.
 
     Raises :class:`~embaudit.errors.InputError` for unreadable input and
     :class:`~embaudit.errors.UsageError` for invalid options.
     """
     started = time.perf_counter()
     params = validate_params(
-        k=k, seed=seed, trained_with=trained_with, thresholds=thresholds, sampling=sampling
+        k=k,
+        seed=seed,
+        trained_with=trained_with,
+        thresholds=thresholds,
+        sampling=sampling,
+        select=select,
+        extend_select=extend_select,
+        ignore=ignore,
+        severities=severities,
     )
+    gate = _fail_on(fail_on)
     opened = open_source(source, key=key, column=column, id_column=id_column)
+    old = (
+        None
+        if baseline is None
+        else open_source(baseline, key=key, column=column, id_column=id_column)
+    )
     measured = measure(
         opened,
         k=params.k,
@@ -91,28 +161,174 @@ def audit(
         chunk_rows=chunk_rows,
         on_rows=on_rows,
     )
-    scanned = time.perf_counter()
-    stats = measured.stats
-    data = AuditData(params, stats, measured.geometry, measured.neighbors)
+    measured_at = time.perf_counter()
+    data = AuditData(params, measured.stats, measured.geometry, measured.neighbors)
     checks = run_checks(data)
     verdict = decide(checks, params.trained_with)
+    if old is not None:
+        data = replace(data, baseline=_baseline(old, opened, params, chunk_rows), verdict=verdict)
+        checks += run_checks(data, drift=True)
+        verdict = decide(checks, params.trained_with)
     input_info = opened.describe()
-    input_info["n_used"] = stats.n_clean
+    input_info["n_used"] = measured.stats.n_clean
     input_info["excluded_rows"] = {
-        "non-finite": stats.non_finite.count,
-        "zero-vectors": stats.zero.count,
+        "non-finite": measured.stats.non_finite.count,
+        "zero-vectors": measured.stats.zero.count,
     }
+    if old is not None:
+        input_info["baseline"] = old.describe()
     finished = time.perf_counter()
     return Report(
-        tool={"name": "embaudit", "version": __version__},
+        tool=TOOL,
         input=input_info,
         params={
             "k": params.k,
             "seed": params.seed,
             "trained_with": params.trained_with.value,
+            "fail_on": gate.value,
             **params.sampling.to_dict(),
         },
         verdict=verdict,
         checks=checks,
-        timings={"measure_seconds": scanned - started, "total_seconds": finished - started},
+        timings={"measure_seconds": measured_at - started, "total_seconds": finished - started},
+        fail_on=gate,
+    )
+
+
+def _baseline(
+    old: EmbeddingSource, new: EmbeddingSource, params: AuditParams, chunk_rows: int | None
+) -> Baseline:
+    """Audit the baseline with the same options (its verdict and norms), and compare the
+    neighbours of the items the two exports share."""
+    measured = measure(
+        old, k=params.k, seed=params.seed, sampling=params.sampling, chunk_rows=chunk_rows
+    )
+    old_data = AuditData(params, measured.stats, measured.geometry, measured.neighbors)
+    verdict = decide(run_checks(old_data), params.trained_with)
+    comparison = compare_files(
+        old,
+        new,
+        metric=OBJECTIVE_METRIC[params.trained_with],
+        k=params.k,
+        seed=params.seed,
+        queries=params.sampling.queries,
+        chunk_rows=chunk_rows,
+    )
+    return Baseline(old.path, comparison, measured.stats.clean_norms, verdict)
+
+
+def compare_knn(
+    old: Source,
+    new: Source | None = None,
+    *,
+    k: int = 10,
+    seed: int = 0,
+    metric: str = "cosine",
+    queries: int = 500,
+    min_overlap: float | None = None,
+    key: str | None = None,
+    column: str | None = None,
+    id_column: str | None = None,
+    fail_on: str | Status = Status.FAIL,
+    chunk_rows: int | None = None,
+    on_rows: Callable[[int], None] | None = None,
+) -> CompareReport:
+    """Compare nearest neighbours: of cosine, L2 and inner product on one file (``new`` None),
+    or of the same items in two exports (matched by id column, else by row order).
+
+    ``min_overlap`` turns the result into a gate: a comparison below it fails.
+    """
+    started = time.perf_counter()
+    _positive("-k", k)
+    _positive("--seed", seed, smallest=0)
+    _positive("--queries", queries)
+    gate = _fail_on(fail_on)
+    if metric not in ("cosine", "l2", "dot"):
+        raise UsageError(f"--metric must be one of cosine, l2, dot, got {metric!r}")
+    if min_overlap is not None and not 0.0 <= min_overlap <= 1.0:
+        raise UsageError(f"--min-overlap must lie in [0, 1], got {min_overlap!r}")
+    first = open_source(old, key=key, column=column, id_column=id_column)
+    params: dict[str, Any] = {"k": k, "seed": seed, "queries": queries, "min_overlap": min_overlap}
+    params["fail_on"] = gate.value
+    if new is None:
+        result = compare_metrics(
+            first, k=k, seed=seed, queries=queries, chunk_rows=chunk_rows, on_rows=on_rows
+        )
+        checks = [
+            _gate_row(
+                f"{pair.a}-vs-{pair.b}",
+                pair.by_k[result.k],
+                min_overlap,
+                f"overlap@{result.k} {pair.by_k[result.k]:.3f}; top-1 differs for "
+                f"{pair.top1_differs:.1%} of {result.queries} queries",
+            )
+            for pair in result.pairs
+        ]
+        report = CompareReport(
+            tool=TOOL,
+            mode="metrics",
+            input=first.describe(),
+            params=params | {"ladder": result.ladder},
+            k=result.k,
+            results={
+                "queries": result.queries,
+                "pairs": [pair.to_dict(result.k) for pair in result.pairs],
+            },
+            checks=checks,
+            fail_on=gate,
+        )
+    else:
+        second = open_source(new, key=key, column=column, id_column=id_column)
+        comparison = compare_files(
+            first,
+            second,
+            metric=metric,
+            k=k,
+            seed=seed,
+            queries=queries,
+            chunk_rows=chunk_rows,
+            on_rows=on_rows,
+        )
+        value = comparison.overlap_at_k
+        report = CompareReport(
+            tool=TOOL,
+            mode="files",
+            input={"old": first.describe(), "new": second.describe()},
+            params=params | {"metric": metric, "ladder": comparison.ladder},
+            k=comparison.k,
+            results={
+                "overlap_at_k": value,
+                "by_k": {str(j): v for j, v in comparison.by_k.items()},
+                "n_matched": comparison.n_matched,
+                "matched_by": comparison.matched_by,
+                "queries": comparison.queries,
+                "quantiles": comparison.quantiles(),
+                "changed_most": comparison.changed_most(),
+            },
+            checks=[
+                _gate_row(
+                    "neighbour-stability",
+                    value,
+                    min_overlap,
+                    f"overlap@{comparison.k} {value:.3f} of {metric} neighbours for "
+                    f"{comparison.queries} of {comparison.n_matched:,} matched items",
+                )
+            ],
+            fail_on=gate,
+        )
+    return replace(report, timings={"total_seconds": time.perf_counter() - started})
+
+
+def _gate_row(name: str, value: float, min_overlap: float | None, message: str) -> CheckResult:
+    failed = min_overlap is not None and value < min_overlap
+    if failed:
+        message = f"{message}: below --min-overlap {min_overlap:g}"
+    return CheckResult(
+        code="",
+        name=name,
+        status=Status.FAIL if failed else Status.PASS,
+        value=value,
+        threshold=min_overlap,
+        message=message,
+        metrics={},
     )

@@ -13,7 +13,7 @@ from typing import Annotated
 
 import typer
 
-from embaudit import __version__
+from embaudit._version import __version__
 from embaudit.audit import audit
 from embaudit.checks import REGISTRY
 from embaudit.errors import EmbauditError, UsageError

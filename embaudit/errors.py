@@ -28,3 +28,11 @@ class InputError(EmbauditError):
 
 class UsageError(EmbauditError):
     """An option or argument has a value the tool cannot use."""
+
+
+class ConfigError(EmbauditError):
+    """A configuration file is unreadable or holds an unknown key or a bad value."""
+
+    def __init__(self, path: str | PathLike[str], problem: str) -> None:
+        self.path = str(path)
+        super().__init__(f"{self.path}: {problem}")

@@ -91,6 +91,13 @@ class Verdict:
         }
 
 
+def _summary(checks: list[CheckResult]) -> dict[str, int]:
+    counts = {status.value: 0 for status in Status}
+    for check in checks:
+        counts[check.status.value] += 1
+    return counts
+
+
 @dataclass(frozen=True)
 class Report:
     """The result of ``embaudit check``: JSON per the output contract via :meth:`to_dict`."""
@@ -101,13 +108,17 @@ class Report:
     verdict: Verdict
     checks: list[CheckResult]
     timings: dict[str, float] = field(default_factory=dict)
+    fail_on: Status = Status.FAIL
+
+    kind = "check"
+
+    @property
+    def subject(self) -> str:
+        return str(self.input.get("path") or "array")
 
     @property
     def summary(self) -> dict[str, int]:
-        counts = {status.value: 0 for status in Status}
-        for check in self.checks:
-            counts[check.status.value] += 1
-        return counts
+        return _summary(self.checks)
 
     def check(self, code: str) -> CheckResult:
         """The result of one check by code (KeyError when it did not run)."""
@@ -116,12 +127,13 @@ class Report:
                 return result
         raise KeyError(code)
 
-    def failed(self, fail_on: Status = Status.FAIL) -> bool:
+    def failed(self, fail_on: Status | None = None) -> bool:
         """Whether the gate fails: a check at or above ``fail_on``, or the matching verdict.
 
-        ``fail_on=fail``: any failing check or an untrustworthy verdict. ``fail_on=warn``: also any
-        warning or a caution verdict.
+        ``fail_on=fail`` (default: the report's own): any failing check or an untrustworthy
+        verdict. ``fail_on=warn``: also any warning or a caution verdict.
         """
+        fail_on = fail_on or self.fail_on
         statuses = {Status.FAIL} if fail_on == Status.FAIL else {Status.FAIL, Status.WARN}
         worst = Level.UNTRUSTWORTHY if fail_on == Status.FAIL else Level.CAUTION
         return (
@@ -140,3 +152,58 @@ class Report:
             "summary": self.summary,
             "timings": self.timings,
         }
+
+
+@dataclass(frozen=True)
+class CompareReport:
+    """The result of ``embaudit compare-knn``: metrics of one file, or two files.
+
+    ``results`` holds the mode's own top-level JSON fields (``pairs``; or ``overlap_at_k``,
+    ``by_k``, ``n_matched`` ...); ``checks`` the rows the gate and the CI formats use.
+    """
+
+    tool: dict[str, str]
+    mode: str  # "metrics" or "files"
+    input: dict[str, Any]
+    params: dict[str, Any]
+    k: int
+    results: dict[str, Any]
+    checks: list[CheckResult]
+    timings: dict[str, float] = field(default_factory=dict)
+    fail_on: Status = Status.FAIL
+
+    kind = "compare-knn"
+    verdict: Verdict | None = None
+
+    @property
+    def subject(self) -> str:
+        if self.mode == "files":
+            return f"{self.input['old'].get('path')} -> {self.input['new'].get('path')}"
+        return str(self.input.get("path") or "array")
+
+    @property
+    def summary(self) -> dict[str, int]:
+        return _summary(self.checks)
+
+    def failed(self, fail_on: Status | None = None) -> bool:
+        fail_on = fail_on or self.fail_on
+        statuses = {Status.FAIL} if fail_on == Status.FAIL else {Status.FAIL, Status.WARN}
+        return any(check.status in statuses for check in self.checks)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "schema_version": SCHEMA_VERSION,
+            "tool": self.tool,
+            "mode": self.mode,
+            "input": self.input,
+            "params": self.params,
+            "k": self.k,
+            **self.results,
+            "checks": [check.to_dict() for check in self.checks],
+            "summary": self.summary,
+            "timings": self.timings,
+        }
+
+
+#: Every report a format renders.
+AnyReport = Report | CompareReport

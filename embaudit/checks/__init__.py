@@ -2,15 +2,21 @@
 
 from __future__ import annotations
 
-from embaudit.checks import defects, neighbors, norms, shape
-from embaudit.checks.base import REGISTRY, AuditData, AuditParams, Check
+from embaudit.checks import defects, drift, neighbors, norms, shape
+from embaudit.checks.base import REGISTRY, AuditData, AuditParams, Baseline, Check
 from embaudit.model import CheckResult
 
-__all__ = ["REGISTRY", "AuditData", "AuditParams", "Check", "run_checks"]
+__all__ = ["REGISTRY", "AuditData", "AuditParams", "Baseline", "Check", "run_checks"]
 
-del defects, neighbors, norms, shape  # imported for registration only
+del defects, drift, neighbors, norms, shape  # imported for registration only
 
 
-def run_checks(data: AuditData) -> list[CheckResult]:
-    """Run every registered check, in code order."""
-    return [REGISTRY[code].run(data) for code in sorted(REGISTRY)]
+def run_checks(data: AuditData, *, drift: bool = False) -> list[CheckResult]:
+    """Run the enabled checks in code order: the audit checks, or (``drift``) the checks
+    against a baseline, which run after the verdict of the others is known."""
+    enabled = data.params.enabled
+    return [
+        REGISTRY[code].run(data)
+        for code in sorted(REGISTRY)
+        if (enabled is None or code in enabled) and REGISTRY[code].needs_baseline == drift
+    ]

@@ -4,10 +4,17 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+import numpy as np
+import numpy.typing as npt
 
 from embaudit.measure import Geometry, Neighbors, Sampling
-from embaudit.model import CheckResult, Finding, TrainedWith
+from embaudit.model import CheckResult, Finding, Level, Status, TrainedWith, Verdict
 from embaudit.stats import ScanStats
+
+if TYPE_CHECKING:
+    from embaudit.compare import FilesComparison
 
 
 @dataclass(frozen=True)
@@ -19,6 +26,18 @@ class AuditParams:
     trained_with: TrainedWith = TrainedWith.UNKNOWN
     thresholds: Mapping[str, float] = field(default_factory=dict)
     sampling: Sampling = field(default_factory=Sampling)
+    enabled: frozenset[str] | None = None  # None: every check
+    severities: Mapping[str, Status] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Baseline:
+    """A previous export to compare with (``check --baseline``): the EA6xx drift checks."""
+
+    path: str | None
+    comparison: FilesComparison
+    norms: npt.NDArray[np.float64]  # clean norms of the baseline
+    verdict: Verdict
 
 
 @dataclass(frozen=True)
@@ -29,6 +48,8 @@ class AuditData:
     stats: ScanStats
     geometry: Geometry | None = None
     neighbors: Neighbors | None = None
+    baseline: Baseline | None = None
+    verdict: Verdict | None = None  # of the other checks, for the drift checks
 
 
 @dataclass(frozen=True)
@@ -45,6 +66,7 @@ class Check:
     threshold: float | None
     threshold_rationale: str
     measure: Callable[[AuditData, float | None], Finding]
+    needs_baseline: bool = False
 
     def explain(self) -> str:
         """The documentation ``embaudit explain CODE`` prints (Markdown, like ``ruff rule``)."""
@@ -64,15 +86,21 @@ class Check:
     def run(self, data: AuditData) -> CheckResult:
         threshold = data.params.thresholds.get(self.code, self.threshold)
         finding = self.measure(data, threshold)
+        status, impact = finding.status, finding.impact
+        severity = data.params.severities.get(self.code)
+        if severity is not None and status in (Status.WARN, Status.FAIL):
+            status = severity
+            if severity == Status.WARN and impact == Level.UNTRUSTWORTHY:
+                impact = Level.CAUTION  # a finding configured as a warning cannot fail the gate
         return CheckResult(
             code=self.code,
             name=self.name,
-            status=finding.status,
+            status=status,
             value=finding.value,
             threshold=threshold,
             message=finding.message,
             metrics=finding.metrics,
-            impact=finding.impact,
+            impact=impact,
             recommendation=finding.recommendation,
         )
 
@@ -91,6 +119,7 @@ def register(
     reference: str = "",
     threshold: float | None = None,
     threshold_rationale: str = "",
+    needs_baseline: bool = False,
 ) -> Callable[[Callable[[AuditData, float | None], Finding]], Callable[..., Finding]]:
     """Register ``measure`` as check ``code``; codes are public API and never renumbered."""
 
@@ -110,6 +139,7 @@ def register(
             threshold=threshold,
             threshold_rationale=threshold_rationale,
             measure=measure,
+            needs_baseline=needs_baseline,
         )
         return measure
 

@@ -1,0 +1,156 @@
+"""Drift against a previous export (``embaudit check FILE --baseline OLD``): EA601 neighbour
+stability, EA602 norm shift, EA603 verdict change."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from embaudit.checks.base import AuditData, Baseline, register
+from embaudit.model import Finding, Status
+
+NO_BASELINE = "needs --baseline"
+
+
+def ks_statistic(a: np.ndarray, b: np.ndarray) -> float:
+    """Two-sample Kolmogorov–Smirnov statistic: the largest gap between the empirical CDFs."""
+    a, b = np.sort(a), np.sort(b)
+    grid = np.concatenate([a, b])
+    gap = np.searchsorted(a, grid, side="right") / len(a) - np.searchsorted(
+        b, grid, side="right"
+    ) / len(b)
+    return float(np.abs(gap).max())
+
+
+def _baseline(data: AuditData) -> Baseline:
+    assert data.baseline is not None  # the registry runs drift checks only with a baseline
+    return data.baseline
+
+
+@register(
+    "EA601",
+    "neighbour-stability",
+    summary="How many of each item's neighbours survive from the baseline export.",
+    what=(
+        "Matches the items of the baseline and the current export (by id column, else by row "
+        "order), and computes for a sample of items the overlap@k of their nearest neighbours "
+        "(among the matched items) in the two exports, with the metric of the declared "
+        "objective (cosine unless dot or l2). The same measure as `embaudit compare-knn OLD NEW`."
+    ),
+    why=(
+        "A retrain or a pipeline change that moves most neighbourhoods changes every downstream "
+        "recommendation and search result, even when each export looks healthy on its own."
+    ),
+    fix=(
+        "Check that the change was intended (new model, new data); look at the items listed as "
+        "changed most; pin the model or the preprocessing if it was not."
+    ),
+    threshold=0.8,
+    threshold_rationale="Warn when fewer than 4 in 5 neighbours survive on average.",
+    needs_baseline=True,
+)
+def neighbour_stability(data: AuditData, threshold: float | None) -> Finding:
+    comparison = _baseline(data).comparison
+    value = comparison.overlap_at_k
+    metrics = {
+        "overlap_at_k": value,
+        "by_k": {str(j): v for j, v in comparison.by_k.items()},
+        "metric": comparison.metric,
+        "matched_by": comparison.matched_by,
+        "n_matched": comparison.n_matched,
+        "queries": comparison.queries,
+        "quantiles": comparison.quantiles(),
+        "changed_most": comparison.changed_most(),
+    }
+    limit = threshold if threshold is not None else 0.8
+    message = (
+        f"overlap@{comparison.k} {value:.3f} of {comparison.metric} neighbours with the baseline "
+        f"({comparison.n_matched:,} items matched by {comparison.matched_by})"
+    )
+    if value < limit:
+        return Finding(
+            Status.WARN,
+            value,
+            message,
+            metrics,
+            recommendation="Check that the neighbourhood change against the baseline is intended",
+        )
+    return Finding(Status.PASS, value, message, metrics)
+
+
+@register(
+    "EA602",
+    "norm-shift",
+    summary="Shift of the norm distribution against the baseline export.",
+    what=(
+        "Computes the two-sample Kolmogorov–Smirnov statistic between the norms of the finite, "
+        "non-zero rows of the baseline and of the current export, and the relative change of "
+        "the median norm."
+    ),
+    why=(
+        "A shift of the norms means the export changed scale or normalization: L2 and "
+        "inner-product indexes, similarity thresholds and score calibrations built on the "
+        "baseline no longer fit."
+    ),
+    fix="Check the normalization step of the export pipeline; rebuild indexes and thresholds.",
+    threshold=0.1,
+    threshold_rationale="Warn when the norm CDFs differ by more than 0.1 anywhere.",
+    needs_baseline=True,
+)
+def norm_shift(data: AuditData, threshold: float | None) -> Finding:
+    baseline = _baseline(data).norms
+    current = data.stats.clean_norms
+    if not len(baseline) or not len(current):
+        return Finding(Status.SKIP, None, "needs finite, non-zero rows in both exports")
+    statistic = ks_statistic(baseline, current)
+    old_median, new_median = float(np.median(baseline)), float(np.median(current))
+    change = new_median / old_median - 1
+    metrics = {
+        "ks_statistic": statistic,
+        "median_before": old_median,
+        "median_after": new_median,
+        "median_change": change,
+    }
+    limit = threshold if threshold is not None else 0.1
+    message = f"KS statistic {statistic:.3f}; median norm {old_median:.4g} -> {new_median:.4g}"
+    if statistic > limit:
+        return Finding(
+            Status.WARN,
+            statistic,
+            f"{message}: the norm distribution shifted",
+            metrics,
+            recommendation="Check the normalization of the export; rebuild indexes and "
+            "thresholds fitted to the baseline",
+        )
+    return Finding(Status.PASS, statistic, message, metrics)
+
+
+@register(
+    "EA603",
+    "verdict-change",
+    summary="Whether the verdict got worse than the baseline's.",
+    what=(
+        "Audits the baseline with the same options and compares the two verdicts "
+        "(trustworthy < caution < untrustworthy). The value is the change in levels."
+    ),
+    why="An export that used to be trustworthy and no longer is should not ship silently.",
+    fix="Read the reasons of the current verdict; compare with `embaudit check OLD`.",
+    threshold=0,
+    threshold_rationale="Warn on any step down.",
+    needs_baseline=True,
+)
+def verdict_change(data: AuditData, threshold: float | None) -> Finding:
+    before = _baseline(data).verdict.level
+    assert data.verdict is not None  # drift checks run after the verdict of the other checks
+    after = data.verdict.level
+    change = float(after.rank - before.rank)
+    metrics = {"before": before.value, "after": after.value}
+    message = f"verdict {before.value} -> {after.value}"
+    if change > (threshold if threshold is not None else 0):
+        return Finding(
+            Status.WARN,
+            change,
+            f"{message}: worse than the baseline",
+            metrics,
+            recommendation="Compare with the baseline's report: the verdict got worse",
+        )
+    return Finding(Status.PASS, change, message, metrics)

@@ -1,0 +1,239 @@
+"""Neighbour comparisons: between the metrics of one file, and between two exports.
+
+Both are built on the streamed kNN engine: a seeded query sample against the whole file.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from embaudit.errors import InputError
+from embaudit.knn import Block, NeighborSearch
+from embaudit.sources import EmbeddingSource
+from embaudit.stats import CleanRows, row_norms, scan
+
+Floats = npt.NDArray[np.float64]
+Ints = npt.NDArray[np.int64]
+
+#: The k ladder of compare-knn (kept where the data has that many other rows).
+K_LADDER = (1, 5, 10, 50, 100)
+METRICS = ("cosine", "l2", "dot")
+METRIC_PAIRS = (("cosine", "l2"), ("cosine", "dot"), ("l2", "dot"))
+#: How many of the items whose neighbourhoods changed most are listed.
+CHANGED_LIST = 10
+
+
+def k_ladder(k: int, n: int) -> list[int]:
+    """The ladder values (and k itself) that leave at least that many other rows."""
+    return sorted({j for j in (*K_LADDER, k) if j <= max(n - 1, 1)})
+
+
+def clean_mask(values: Floats, dtype: np.dtype[Any]) -> npt.NDArray[np.bool_]:
+    norms = row_norms(values)
+    finite = np.isfinite(values).all(axis=1) & np.isfinite(norms)
+    return np.asarray(finite & (norms >= np.finfo(dtype).tiny))
+
+
+# One file: cosine vs L2 vs dot --------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class MetricPair:
+    a: str
+    b: str
+    by_k: dict[int, float]
+    top1_differs: float
+    per_query: Floats  # overlap@k of each query
+
+    def to_dict(self, k: int) -> dict[str, Any]:
+        return {
+            "a": self.a,
+            "b": self.b,
+            "overlap_at_k": self.by_k[k],
+            "by_k": {str(j): v for j, v in self.by_k.items()},
+            "top1_differs": self.top1_differs,
+        }
+
+
+@dataclass(frozen=True)
+class MetricsComparison:
+    k: int
+    ladder: list[int]
+    queries: int
+    pairs: list[MetricPair]
+
+
+def compare_metrics(
+    source: EmbeddingSource,
+    *,
+    k: int,
+    seed: int,
+    queries: int,
+    chunk_rows: int | None = None,
+    on_rows: Callable[[int], None] | None = None,
+) -> MetricsComparison:
+    """overlap@j of cosine, L2 and inner-product neighbours for the k ladder."""
+    ladder = k_ladder(k, source.n)
+    k = min(k, ladder[-1])
+    rng = np.random.default_rng(np.random.SeedSequence(seed).spawn(1)[0])
+    rows, values = _clean_sample(source, np.arange(source.n), queries, rng)
+    if not len(rows) or source.n < 2:
+        raise InputError(source.path, "needs at least two finite, non-zero rows to compare")
+    engine = NeighborSearch(values, rows, ladder[-1], [Block("base", len(rows))])
+    scan(source, consumers=[engine.add], chunk_rows=chunk_rows, on_chunk=on_rows)
+    lists = {metric: engine.list_for(metric) for metric in METRICS}
+    pairs = []
+    for a, b in METRIC_PAIRS:
+        by_k = {j: float(engine.overlap(lists[a], lists[b], at=j).mean()) for j in ladder}
+        top1 = float(np.mean(engine.overlap(lists[a], lists[b], at=1) < 1))
+        pairs.append(MetricPair(a, b, by_k, top1, engine.overlap(lists[a], lists[b], at=k)))
+    return MetricsComparison(k, ladder, len(rows), pairs)
+
+
+# Two files: the same items in two exports ---------------------------------------------------
+
+
+@dataclass(frozen=True)
+class FilesComparison:
+    k: int
+    ladder: list[int]
+    metric: str
+    matched_by: str  # "id" or "row order"
+    n_matched: int
+    queries: int
+    by_k: dict[int, float]
+    per_query: Floats  # overlap@k of each query item
+    query_ids: list[Any]
+
+    @property
+    def overlap_at_k(self) -> float:
+        return self.by_k[self.k]
+
+    def quantiles(self) -> dict[str, float]:
+        points = {"min": 0.0, "p10": 0.1, "p25": 0.25, "p50": 0.5, "p75": 0.75, "p90": 0.9}
+        return {name: float(np.quantile(self.per_query, q)) for name, q in points.items()}
+
+    def changed_most(self) -> list[dict[str, Any]]:
+        order = np.argsort(self.per_query, kind="stable")[:CHANGED_LIST]
+        return [{"id": self.query_ids[i], "overlap_at_k": float(self.per_query[i])} for i in order]
+
+
+def _all_ids(source: EmbeddingSource) -> list[Any] | None:
+    return source.ids(np.arange(source.n)) if source.id_column is not None else None
+
+
+def match_items(old: EmbeddingSource, new: EmbeddingSource) -> tuple[Ints, Ints, list[Any], str]:
+    """Positions of the same items in both files, and their ids.
+
+    By id when both files have an id column, else by row order when the row counts agree.
+    """
+    old_ids, new_ids = _all_ids(old), _all_ids(new)
+    if old_ids is not None and new_ids is not None:
+        for source, ids in ((old, old_ids), (new, new_ids)):
+            if len(set(ids)) != len(ids):
+                raise InputError(source.path, f"id column {source.id_column!r} has duplicate ids")
+        new_position = {item: i for i, item in enumerate(new_ids)}
+        pairs = [(i, new_position[item]) for i, item in enumerate(old_ids) if item in new_position]
+        if not pairs:
+            raise InputError(new.path, f"no id in common with {old.path}")
+        old_rows = np.array([p[0] for p in pairs], dtype=np.int64)
+        new_rows = np.array([p[1] for p in pairs], dtype=np.int64)
+        return old_rows, new_rows, [old_ids[i] for i in old_rows], "id"
+    if old.n != new.n:
+        raise InputError(
+            new.path,
+            f"has {new.n:,} rows but {old.path} has {old.n:,}, and the files have no common id "
+            "column to match items by (pass --id-column)",
+        )
+    rows = np.arange(old.n, dtype=np.int64)
+    return rows, rows, [int(r) for r in rows], "row order"
+
+
+def _clean_sample(
+    source: EmbeddingSource, candidates: Ints, count: int, rng: np.random.Generator
+) -> tuple[Ints, Floats]:
+    """Up to ``count`` clean rows among ``candidates``, drawn at random, in draw order."""
+    drawn = candidates[rng.permutation(len(candidates))[: 2 * count + 16]]
+    values = source.take(drawn).astype(np.float64)
+    keep = clean_mask(values, source.dtype)
+    return drawn[keep][:count], values[keep][:count]
+
+
+def compare_files(
+    old: EmbeddingSource,
+    new: EmbeddingSource,
+    *,
+    metric: str,
+    k: int,
+    seed: int,
+    queries: int,
+    chunk_rows: int | None = None,
+    on_rows: Callable[[int], None] | None = None,
+) -> FilesComparison:
+    """Neighbour stability of the same items between two exports."""
+    # The dimensions may differ (a new model version): neighbours are compared by item.
+    old_rows, new_rows, ids, matched_by = match_items(old, new)
+    n_matched = len(old_rows)
+    ladder = k_ladder(k, n_matched)
+    k = min(k, ladder[-1])
+    rng = np.random.default_rng(np.random.SeedSequence(seed).spawn(1)[0])
+    order = rng.permutation(n_matched)[: 2 * queries + 16]
+    old_values = old.take(old_rows[order]).astype(np.float64)
+    new_values = new.take(new_rows[order]).astype(np.float64)
+    both = clean_mask(old_values, old.dtype) & clean_mask(new_values, new.dtype)
+    chosen = order[both][:queries]
+    if not len(chosen) or n_matched < 2:
+        raise InputError(new.path, "needs at least two items that are clean in both files")
+    neighbour_items = []
+    for source, rows, values in ((old, old_rows, old_values), (new, new_rows, new_values)):
+        item_of_row = np.full(source.n, -1, dtype=np.int64)
+        item_of_row[rows] = np.arange(n_matched)
+        engine = NeighborSearch(
+            values[both][:queries], rows[chosen], ladder[-1], [Block("b", len(chosen))]
+        )
+
+        def matched_only(
+            clean: CleanRows, engine: NeighborSearch = engine, items: Ints = item_of_row
+        ) -> None:
+            keep = items[clean.positions] >= 0
+            engine.add(
+                CleanRows(
+                    clean.positions[keep], clean.values[keep], clean.norms[keep], clean.unit[keep]
+                )
+            )
+
+        scan(source, consumers=[matched_only], chunk_rows=chunk_rows, on_chunk=on_rows)
+        found = engine.list_for(metric).rows
+        neighbour_items.append(np.where(found >= 0, item_of_row[np.maximum(found, 0)], -1))
+    old_items, new_items = neighbour_items
+    by_k: dict[int, float] = {}
+    per_query = np.zeros(len(chosen))
+    for j in ladder:
+        overlaps = np.array(
+            [_set_overlap(a[:j], b[:j]) for a, b in zip(old_items, new_items, strict=True)]
+        )
+        by_k[j] = float(overlaps.mean())
+        if j == k:
+            per_query = overlaps
+    return FilesComparison(
+        k=k,
+        ladder=ladder,
+        metric=metric,
+        matched_by=matched_by,
+        n_matched=n_matched,
+        queries=len(chosen),
+        by_k=by_k,
+        per_query=per_query,
+        query_ids=[ids[i] for i in chosen],
+    )
+
+
+def _set_overlap(a: Ints, b: Ints) -> float:
+    a, b = a[a >= 0], b[b >= 0]
+    size = max(len(a), len(b), 1)
+    return len(np.intersect1d(a, b)) / size

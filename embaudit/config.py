@@ -1,0 +1,207 @@
+"""Configuration: ``[tool.embaudit]`` in pyproject.toml, or embaudit.toml, or ``--config PATH``.
+
+The file is found from the working directory upward (the first directory holding an
+``embaudit.toml``, or a ``pyproject.toml`` with a ``[tool.embaudit]`` table, wins). Flags on the
+command line override it. Every key is validated: an unknown key or a bad value is a
+configuration error naming the key and the file.
+
+    [tool.embaudit]
+    trained-with = "cosine"
+    k = 10
+    select = ["EA"]            # code prefixes: "EA3" selects EA301 and EA302
+    ignore = ["EA501"]
+    extend-select = []
+    fail-on = "warn"
+    queries = 500              # sample sizes: queries, gauge-queries, gauge-draws, sample, pairs
+
+    [tool.embaudit.checks.EA301]
+    threshold = 0.7
+    severity = "warn"          # a finding of this check is reported as a warning
+"""
+
+from __future__ import annotations
+
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from embaudit.errors import ConfigError
+from embaudit.model import Status, TrainedWith
+
+_SAMPLE_KEYS = ("queries", "gauge-queries", "gauge-draws", "sample", "pairs")
+_KEYS = (
+    "trained-with",
+    "k",
+    "seed",
+    "select",
+    "ignore",
+    "extend-select",
+    "fail-on",
+    "checks",
+    *_SAMPLE_KEYS,
+)
+_CHECK_KEYS = ("threshold", "severity")
+
+
+@dataclass(frozen=True)
+class CheckConfig:
+    threshold: float | None = None
+    severity: Status | None = None  # WARN or FAIL
+
+
+@dataclass(frozen=True)
+class Config:
+    path: Path | None = None
+    trained_with: TrainedWith | None = None
+    k: int | None = None
+    seed: int | None = None
+    select: tuple[str, ...] | None = None
+    ignore: tuple[str, ...] = ()
+    extend_select: tuple[str, ...] = ()
+    fail_on: Status | None = None
+    sampling: dict[str, int] = field(default_factory=dict)  # keys as in Sampling
+    checks: dict[str, CheckConfig] = field(default_factory=dict)
+
+
+def find_config(start: Path | None = None) -> Path | None:
+    """The nearest embaudit.toml, or pyproject.toml with [tool.embaudit], from ``start`` up."""
+    directory = (start or Path.cwd()).resolve()
+    for folder in (directory, *directory.parents):
+        candidate = folder / "embaudit.toml"
+        if candidate.is_file():
+            return candidate
+        pyproject = folder / "pyproject.toml"
+        if pyproject.is_file() and _has_tool_table(pyproject):
+            return pyproject
+    return None
+
+
+def _has_tool_table(pyproject: Path) -> bool:
+    try:
+        document = tomllib.loads(pyproject.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError):
+        return False  # not ours to judge: only a file that configures embaudit is read
+    return isinstance(document.get("tool"), dict) and "embaudit" in document["tool"]
+
+
+def load_config(path: Path, known_codes: set[str]) -> Config:
+    """Read and validate a configuration file."""
+    try:
+        document = tomllib.loads(path.read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise ConfigError(path, f"cannot read ({exc.strerror or exc})") from None
+    except UnicodeDecodeError:
+        raise ConfigError(path, "not UTF-8 text") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(path, f"invalid TOML ({exc})") from None
+    if path.name == "pyproject.toml":
+        table = document.get("tool", {}).get("embaudit")
+        section = "[tool.embaudit]"
+        if table is None:
+            raise ConfigError(path, "has no [tool.embaudit] table")
+    else:
+        table, section = document, "embaudit.toml"
+    if not isinstance(table, dict):
+        raise ConfigError(path, f"{section} must be a table")
+    return _parse(table, path, section, known_codes)
+
+
+def _parse(table: dict[str, Any], path: Path, section: str, known_codes: set[str]) -> Config:
+    def fail(key: str, problem: str) -> ConfigError:
+        return ConfigError(path, f"{key!r} in {section}: {problem}")
+
+    for key in table:
+        if key not in _KEYS:
+            raise ConfigError(
+                path, f"unknown key {key!r} in {section}; known keys: {', '.join(_KEYS)}"
+            )
+    values: dict[str, Any] = {"path": path}
+    if "trained-with" in table:
+        try:
+            values["trained_with"] = TrainedWith(table["trained-with"])
+        except ValueError:
+            choices = ", ".join(t.value for t in TrainedWith)
+            raise fail("trained-with", f"must be one of {choices}") from None
+    for key in ("k", "seed", *_SAMPLE_KEYS):
+        if key in table:
+            value = table[key]
+            smallest = 0 if key == "seed" else 1
+            if isinstance(value, bool) or not isinstance(value, int) or value < smallest:
+                raise fail(key, f"must be an integer >= {smallest}, got {value!r}")
+            if key in _SAMPLE_KEYS:
+                values.setdefault("sampling", {})[key.replace("-", "_")] = value
+            else:
+                values[key] = value
+    for key in ("select", "ignore", "extend-select"):
+        if key in table:
+            values[key.replace("-", "_")] = tuple(
+                parse_selectors(table[key], known_codes, lambda p, k=key: fail(k, p))
+            )
+    if "fail-on" in table:
+        if table["fail-on"] not in ("warn", "fail"):
+            raise fail("fail-on", "must be 'warn' or 'fail'")
+        values["fail_on"] = Status(table["fail-on"])
+    if "checks" in table:
+        values["checks"] = _parse_checks(table["checks"], known_codes, fail)
+    return Config(**values)
+
+
+def _parse_checks(checks: Any, known_codes: set[str], fail: Any) -> dict[str, CheckConfig]:
+    if not isinstance(checks, dict):
+        raise fail("checks", "must be a table of check codes")
+    parsed = {}
+    for code, options in checks.items():
+        where = f"checks.{code}"
+        if code not in known_codes:
+            raise fail(where, "unknown check code")
+        if not isinstance(options, dict):
+            raise fail(where, "must be a table with threshold and/or severity")
+        for key in options:
+            if key not in _CHECK_KEYS:
+                raise fail(f"{where}.{key}", "unknown key; known keys: threshold, severity")
+        threshold = options.get("threshold")
+        if threshold is not None and (
+            isinstance(threshold, bool) or not isinstance(threshold, int | float)
+        ):
+            raise fail(f"{where}.threshold", f"must be a number, got {threshold!r}")
+        severity = options.get("severity")
+        if severity is not None and severity not in ("warn", "fail"):
+            raise fail(f"{where}.severity", "must be 'warn' or 'fail'")
+        parsed[code] = CheckConfig(
+            None if threshold is None else float(threshold),
+            None if severity is None else Status(severity),
+        )
+    return parsed
+
+
+def parse_selectors(value: Any, known_codes: set[str], fail: Any) -> list[str]:
+    """A list of code prefixes ("EA", "EA3", "EA301"), each matching at least one code."""
+    if isinstance(value, str):
+        value = [part for part in value.split(",") if part.strip()]
+    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+        raise fail("must be a list of check codes or prefixes")
+    selectors = [v.strip().upper() for v in value]
+    for selector in selectors:
+        if not any(code.startswith(selector) for code in known_codes):
+            raise fail(f"{selector!r} matches no check code")
+    return selectors
+
+
+def enabled_codes(
+    known_codes: set[str],
+    select: tuple[str, ...] | None,
+    extend_select: tuple[str, ...] = (),
+    ignore: tuple[str, ...] = (),
+) -> frozenset[str]:
+    """Resolve selectors as ruff does: the most specific matching prefix decides.
+
+    A code is enabled when its longest matching prefix among ``select`` + ``extend_select``
+    (default: every code) is longer than its longest matching prefix in ``ignore``.
+    """
+
+    def longest(code: str, prefixes: tuple[str, ...]) -> int:
+        return max((len(p) for p in prefixes if code.startswith(p)), default=-1)
+
+    chosen = (*(select if select is not None else ("",)), *extend_select)
+    return frozenset(code for code in known_codes if longest(code, chosen) > longest(code, ignore))
