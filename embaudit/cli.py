@@ -13,18 +13,31 @@ from typing import Annotated
 
 import typer
 
+from embaudit import settings
 from embaudit._version import __version__
-from embaudit.audit import audit
+from embaudit.audit import audit, compare_knn
 from embaudit.checks import REGISTRY
 from embaudit.errors import EmbauditError, UsageError
 from embaudit.formats import FORMATS
-from embaudit.model import Report, TrainedWith
+from embaudit.model import AnyReport, TrainedWith
 
 EXIT_OK, EXIT_FINDINGS, EXIT_USAGE, EXIT_INTERNAL = 0, 1, 2, 3
 
 OutputFormat = StrEnum("OutputFormat", {name.upper(): name for name in FORMATS})  # type: ignore[misc]
 
 DEFAULT_FORMAT = OutputFormat("table")
+
+
+class FailOn(StrEnum):
+    WARN = "warn"
+    FAIL = "fail"
+
+
+class Metric(StrEnum):
+    COSINE = "cosine"
+    L2 = "l2"
+    DOT = "dot"
+
 
 app = typer.Typer(
     name="embaudit",
@@ -63,89 +76,239 @@ def _root(
     pass
 
 
+FileArgument = Annotated[
+    Path,
+    typer.Argument(
+        help="Embeddings: .npy, .npz, .parquet, or a directory of parquet files.",
+        show_default=False,
+    ),
+]
+FormatOption = Annotated[
+    OutputFormat,
+    typer.Option(
+        "--format",
+        "-f",
+        help="table for people; json for machines (schema_version 1); markdown for a PR "
+        "comment; junit for CI test reports; github for workflow annotations.",
+    ),
+]
+OutputOption = Annotated[
+    Path | None,
+    typer.Option(
+        "--output",
+        "-o",
+        help="Write the report to this file (atomically) instead of stdout; written also "
+        "when the gate fails.",
+    ),
+]
+KOption = Annotated[
+    int | None, typer.Option("-k", min=1, help="Neighbours per query. [default: 10]")
+]
+SeedOption = Annotated[
+    int | None,
+    typer.Option("--seed", min=0, help="Seed of every random choice. [default: 0]"),
+]
+QueriesOption = Annotated[
+    int | None,
+    typer.Option("--queries", min=1, help="Query rows sampled for the kNN. [default: 500]"),
+]
+KeyOption = Annotated[
+    str | None, typer.Option("--key", help="The array to read from an .npz archive.")
+]
+ColumnOption = Annotated[
+    str | None,
+    typer.Option(
+        "--column",
+        help="Parquet column holding the vectors (list or fixed_size_list of floats). "
+        "Default: the only list column; without one, every float column is a dimension.",
+    ),
+]
+IdColumnOption = Annotated[
+    str | None,
+    typer.Option(
+        "--id-column",
+        help="Parquet column of row ids, used in findings and to match items between files. "
+        "Default: a column named 'id'.",
+    ),
+]
+FailOnOption = Annotated[
+    FailOn | None,
+    typer.Option(
+        "--fail-on",
+        help="Exit 1 on failures (fail) or also on warnings and a caution verdict (warn). "
+        "[default: fail]",
+    ),
+]
+ExitZeroOption = Annotated[
+    bool, typer.Option("--exit-zero", help="Exit 0 even when the gate fails (report only).")
+]
+ConfigOption = Annotated[
+    Path | None,
+    typer.Option(
+        "--config",
+        help="Configuration file. Default: the nearest embaudit.toml, or pyproject.toml with "
+        "[tool.embaudit], from the working directory up.",
+    ),
+]
+QuietOption = Annotated[
+    bool,
+    typer.Option("--quiet", "-q", help="Table format: print only a one-line summary."),
+]
+
+
 @app.command()
 def check(
-    file: Annotated[
-        Path,
-        typer.Argument(
-            help="Embeddings: .npy, .npz, .parquet, or a directory of parquet files.",
-            show_default=False,
-        ),
-    ],
-    output_format: Annotated[
-        OutputFormat,
-        typer.Option(
-            "--format", "-f", help="table for people; json for machines (schema_version 1)."
-        ),
-    ] = DEFAULT_FORMAT,
-    output: Annotated[
-        Path | None,
-        typer.Option(
-            "--output", "-o", help="Write the report to this file (atomically) instead of stdout."
-        ),
-    ] = None,
+    file: FileArgument,
+    output_format: FormatOption = DEFAULT_FORMAT,
+    output: OutputOption = None,
     trained_with: Annotated[
-        TrainedWith,
+        TrainedWith | None,
         typer.Option(
             "--trained-with",
             help="The objective the model was trained with; it decides how norm and gauge "
-            "findings weigh in the verdict, never the measured values.",
+            "findings weigh in the verdict, never the measured values. [default: unknown]",
         ),
-    ] = TrainedWith.UNKNOWN,
-    k: Annotated[
-        int, typer.Option("-k", min=1, help="Neighbours per query in the kNN checks.")
-    ] = 10,
-    seed: Annotated[
-        int, typer.Option("--seed", min=0, help="Seed of every random choice (samples, draws).")
-    ] = 0,
-    key: Annotated[
-        str | None, typer.Option("--key", help="The array to read from an .npz archive.")
     ] = None,
-    column: Annotated[
+    k: KOption = None,
+    seed: SeedOption = None,
+    queries: QueriesOption = None,
+    select: Annotated[
         str | None,
         typer.Option(
-            "--column",
-            help="Parquet column holding the vectors (list or fixed_size_list of floats). "
-            "Default: the only list column; without one, every float column is a dimension.",
+            "--select", help="Run only these codes or prefixes, comma-separated (EA3 = EA3xx)."
         ),
     ] = None,
-    id_column: Annotated[
+    extend_select: Annotated[
         str | None,
+        typer.Option("--extend-select", help="Add codes or prefixes to the selection."),
+    ] = None,
+    ignore: Annotated[
+        str | None, typer.Option("--ignore", help="Skip these codes or prefixes.")
+    ] = None,
+    fail_on: FailOnOption = None,
+    exit_zero: ExitZeroOption = False,
+    baseline: Annotated[
+        Path | None,
         typer.Option(
-            "--id-column",
-            help="Parquet column of row ids, used in findings. Default: a column named 'id'.",
+            "--baseline",
+            help="A previous export (same format and options): adds the drift checks EA601 "
+            "neighbour stability, EA602 norm shift, EA603 verdict change.",
         ),
     ] = None,
-    quiet: Annotated[
-        bool,
-        typer.Option(
-            "--quiet", "-q", help="Table format: print only the verdict line. No progress."
-        ),
-    ] = False,
+    config: ConfigOption = None,
+    key: KeyOption = None,
+    column: ColumnOption = None,
+    id_column: IdColumnOption = None,
+    quiet: QuietOption = False,
 ) -> int:
-    """Audit one embedding file: defects, norms, geometry, and a verdict on cosine.
+    """Audit one embedding file: defects, norms, geometry, neighbours, and a verdict on cosine.
 
     Examples:
 
-      embaudit check vectors.npy
+      embaudit check vectors.npy --trained-with cosine
 
       embaudit check items.npz --key item_factors --trained-with dot
 
       embaudit check parts/ --column embedding --id-column doc_id -f json -o report.json
 
-    Exit codes: 0 nothing at the failing level; 1 a failing check or an untrustworthy verdict; 2 usage, configuration or input error; 3 internal error.
+      embaudit check new.parquet --baseline old.parquet --fail-on warn -f github
+
+    Exit codes: 0 nothing at the failing level; 1 a failing check or an untrustworthy verdict (with --fail-on warn also a warning or a caution verdict); 2 usage, configuration or input error; 3 internal error.
     """  # noqa: E501
-    report = audit(
-        file,
+    options = settings.audit_options(
+        settings.load(config),
         k=k,
         seed=seed,
-        trained_with=trained_with,
+        trained_with=None if trained_with is None else trained_with.value,
+        select=select,
+        extend_select=extend_select,
+        ignore=ignore,
+        fail_on=None if fail_on is None else fail_on.value,
+        queries=queries,
+    )
+    report = audit(file, key=key, column=column, id_column=id_column, baseline=baseline, **options)
+    _emit(report, output_format.value, output, quiet)
+    return EXIT_FINDINGS if report.failed() and not exit_zero else EXIT_OK
+
+
+@app.command("compare-knn")
+def compare_knn_command(
+    files: Annotated[
+        list[Path],
+        typer.Argument(
+            help="One file (compare its cosine, L2 and inner-product neighbours) or two exports "
+            "OLD NEW (compare the neighbours of the same items).",
+            show_default=False,
+        ),
+    ],
+    metric: Annotated[
+        Metric, typer.Option("--metric", help="Two files: the metric of the neighbours.")
+    ] = Metric.COSINE,
+    min_overlap: Annotated[
+        float | None,
+        typer.Option(
+            "--min-overlap",
+            min=0.0,
+            max=1.0,
+            help="Make it a gate: exit 1 when an overlap@k is below this value.",
+        ),
+    ] = None,
+    output_format: FormatOption = DEFAULT_FORMAT,
+    output: OutputOption = None,
+    k: KOption = None,
+    seed: SeedOption = None,
+    queries: QueriesOption = None,
+    fail_on: FailOnOption = None,
+    exit_zero: ExitZeroOption = False,
+    config: ConfigOption = None,
+    key: KeyOption = None,
+    column: ColumnOption = None,
+    id_column: IdColumnOption = None,
+    quiet: QuietOption = False,
+) -> int:
+    """Compare nearest neighbours: of three metrics on one file, or of two exports.
+
+    One file: overlap@k between cosine, L2 and inner-product neighbours for k = 1, 5, 10, 50, 100 (where the file allows), and the share of queries whose top-1 differs.
+
+    Two files: how many neighbours of the same items survive from OLD to NEW (a retrain, a new version). Items are matched by the id column when both files have one, else by row order when the row counts agree.
+
+    Examples:
+
+      embaudit compare-knn vectors.npy
+
+      embaudit compare-knn old.parquet new.parquet --id-column doc_id --min-overlap 0.8
+
+    Exit codes: 0 no overlap below --min-overlap; 1 one is; 2 usage, configuration or input error; 3 internal error.
+    """  # noqa: E501
+    if not 1 <= len(files) <= 2:
+        raise UsageError(f"compare-knn takes one or two files, got {len(files)}")
+    configured = settings.load(config)
+    options = settings.audit_options(
+        configured,
+        k=k,
+        seed=seed,
+        trained_with=None,
+        select=None,
+        extend_select=None,
+        ignore=None,
+        fail_on=None if fail_on is None else fail_on.value,
+        queries=queries,
+    )
+    report = compare_knn(
+        files[0],
+        files[1] if len(files) == 2 else None,
+        k=options["k"],
+        seed=options["seed"],
+        queries=options["sampling"].queries,
+        metric=metric.value,
+        min_overlap=min_overlap,
+        fail_on=options["fail_on"],
         key=key,
         column=column,
         id_column=id_column,
     )
     _emit(report, output_format.value, output, quiet)
-    return EXIT_FINDINGS if report.failed() else EXIT_OK
+    return EXIT_FINDINGS if report.failed() and not exit_zero else EXIT_OK
 
 
 @app.command()
@@ -178,22 +341,30 @@ def explain(
     return EXIT_OK
 
 
-def _emit(report: Report, format_name: str, output: Path | None, quiet: bool) -> None:
-    """Render the report to stdout or to ``output``."""
+def _emit(report: AnyReport, format_name: str, output: Path | None, quiet: bool) -> None:
+    """Render the report to stdout or to ``output``, and write the format's attachments."""
     renderer = FORMATS[format_name]
     if output is not None:
         write_report(output, renderer.render(report, color=False, width=100))
-        return
-    if quiet and renderer.human:
+    elif quiet and renderer.human:
         summary = report.summary
         counts = ", ".join(f"{summary[s]} {s}" for s in ("fail", "warn") if summary[s])
-        where = report.input.get("path") or "array"
-        level = report.verdict.level.value
-        _write_stdout(f"{where}: {level}{f' ({counts})' if counts else ''}\n")
-        return
-    color = renderer.human and sys.stdout.isatty() and "NO_COLOR" not in os.environ
-    width = max(80, shutil.get_terminal_size((100, 24)).columns)
-    _write_stdout(renderer.render(report, color=color, width=width))
+        outcome = (
+            report.verdict.level.value
+            if report.verdict
+            else ("failed" if report.failed() else "passed")
+        )
+        _write_stdout(f"{report.subject}: {outcome}{f' ({counts})' if counts else ''}\n")
+    else:
+        color = renderer.human and sys.stdout.isatty() and "NO_COLOR" not in os.environ
+        width = max(80, shutil.get_terminal_size((100, 24)).columns)
+        _write_stdout(renderer.render(report, color=color, width=width))
+    for attachment in renderer.attachments(report, os.environ):
+        try:
+            with attachment.path.open("a", encoding="utf-8") as stream:
+                stream.write(attachment.text)
+        except OSError as exc:
+            raise UsageError(f"{attachment.path}: cannot append ({exc.strerror or exc})") from None
 
 
 def _write_stdout(text: str) -> None:

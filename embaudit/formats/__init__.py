@@ -2,10 +2,16 @@
 
 from __future__ import annotations
 
-from embaudit.formats.base import Format
+from embaudit.formats.base import Attachment, Format
+from embaudit.formats.github import GithubFormat
 from embaudit.formats.json import JsonFormat
+from embaudit.formats.junit import JunitFormat
+from embaudit.formats.markdown import MarkdownFormat
 from embaudit.formats.table import TableFormat
 
-FORMATS: dict[str, Format] = {fmt.name: fmt for fmt in (TableFormat(), JsonFormat())}
+FORMATS: dict[str, Format] = {
+    fmt.name: fmt
+    for fmt in (TableFormat(), JsonFormat(), MarkdownFormat(), JunitFormat(), GithubFormat())
+}
 
-__all__ = ["FORMATS", "Format"]
+__all__ = ["FORMATS", "Attachment", "Format"]

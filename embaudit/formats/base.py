@@ -3,8 +3,19 @@
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
 
-from embaudit.model import Report
+from embaudit.model import AnyReport, CheckResult, Status
+
+
+@dataclass(frozen=True)
+class Attachment:
+    """Text a format also appends to a file (e.g. GitHub's step summary)."""
+
+    path: Path
+    text: str
 
 
 class Format(ABC):
@@ -16,5 +27,29 @@ class Format(ABC):
     human: bool = False
 
     @abstractmethod
-    def render(self, report: Report, *, color: bool = False, width: int = 100) -> str:
+    def render(self, report: AnyReport, *, color: bool = False, width: int = 100) -> str:
         """Return the whole document, ending with a newline."""
+
+    def attachments(self, report: AnyReport, environ: Mapping[str, str]) -> list[Attachment]:
+        """Files to append to besides the main output (none by default)."""
+        return []
+
+
+def failing(report: AnyReport, check: CheckResult) -> bool:
+    """Whether a check is at the report's failing level (``--fail-on``)."""
+    levels = {Status.FAIL} if report.fail_on == Status.FAIL else {Status.FAIL, Status.WARN}
+    return check.status in levels
+
+
+def label(check: CheckResult) -> str:
+    """'EA301 gauge-sensitivity', or just the name for rows without a code."""
+    return f"{check.code} {check.name}" if check.code else check.name
+
+
+def verdict_fails(report: AnyReport) -> bool:
+    """Whether the verdict alone fails the gate."""
+    if report.verdict is None:
+        return False
+    worst = "untrustworthy" if report.fail_on == Status.FAIL else "caution"
+    order = ["trustworthy", "caution", "untrustworthy"]
+    return order.index(report.verdict.level.value) >= order.index(worst)

@@ -7,7 +7,7 @@ import math
 from typing import Any
 
 from embaudit.formats.base import Format
-from embaudit.model import Report
+from embaudit.model import AnyReport
 
 
 def _finite(value: Any) -> Any:
@@ -24,5 +24,5 @@ def _finite(value: Any) -> Any:
 class JsonFormat(Format):
     name = "json"
 
-    def render(self, report: Report, *, color: bool = False, width: int = 100) -> str:
+    def render(self, report: AnyReport, *, color: bool = False, width: int = 100) -> str:
         return json.dumps(_finite(report.to_dict()), indent=2, allow_nan=False) + "\n"

@@ -12,7 +12,7 @@ from rich.table import Table
 from rich.text import Text
 
 from embaudit.formats.base import Format
-from embaudit.model import Level, Report, Status
+from embaudit.model import AnyReport, CompareReport, Level, Report, Status
 
 STATUS_STYLE = {
     Status.PASS: "green",
@@ -133,11 +133,88 @@ def _verdict(report: Report) -> Panel:
     )
 
 
+def _compare_header(report: CompareReport) -> Text:
+    text = Text()
+    text.append(f"embaudit {report.tool['version']} compare-knn", style="bold")
+    params = report.params
+    if report.mode == "files":
+        old, new = report.input["old"], report.input["new"]
+        text.append(f"  {old.get('path')} ({old['n']:,} rows) → {new.get('path')} ({new['n']:,})")
+        text.append(f"  metric={params['metric']} k={report.k} seed={params['seed']}", style="dim")
+    else:
+        source = report.input
+        text.append(f"  {source.get('path') or '(array)'}  {source['n']:,} × {source['d']}")
+        text.append(f"  k={report.k} seed={params['seed']}", style="dim")
+    return text
+
+
+def _metrics_tables(report: CompareReport) -> list[Any]:
+    pairs = report.results["pairs"]
+    metrics = ["cosine", "l2", "dot"]
+    overlap = {(p["a"], p["b"]): p["overlap_at_k"] for p in pairs}
+    matrix = Table(title=f"overlap@{report.k}", show_edge=False, header_style="bold")
+    matrix.add_column("")
+    for metric in metrics:
+        matrix.add_column(metric, justify="right")
+    for a in metrics:
+        row = []
+        for b in metrics:
+            value = 1.0 if a == b else overlap.get((a, b), overlap.get((b, a)))
+            row.append(f"{value:.3f}" if value is not None else "")
+        matrix.add_row(a, *row)
+    ladder = Table(title="overlap by k", show_edge=False, header_style="bold")
+    ladder.add_column("pair")
+    ks = list(pairs[0]["by_k"]) if pairs else []
+    for j in ks:
+        ladder.add_column(f"@{j}", justify="right")
+    ladder.add_column("top-1 differs", justify="right")
+    for pair in pairs:
+        ladder.add_row(
+            f"{pair['a']} vs {pair['b']}",
+            *(f"{pair['by_k'][j]:.3f}" for j in ks),
+            f"{pair['top1_differs']:.1%}",
+        )
+    return [matrix, Text(), ladder]
+
+
+def _files_tables(report: CompareReport) -> list[Any]:
+    results = report.results
+    summary = Text(
+        f"overlap@{report.k} {results['overlap_at_k']:.3f} over {results['queries']:,} of "
+        f"{results['n_matched']:,} items matched by {results['matched_by']}"
+    )
+    ladder = Table(title="overlap by k", show_edge=False, header_style="bold")
+    for j in results["by_k"]:
+        ladder.add_column(f"@{j}", justify="right")
+    ladder.add_row(*(f"{v:.3f}" for v in results["by_k"].values()))
+    spread = Table(title="per-item overlap", show_edge=False, header_style="bold")
+    for name in results["quantiles"]:
+        spread.add_column(name, justify="right")
+    spread.add_row(*(f"{v:.2f}" for v in results["quantiles"].values()))
+    changed = Table(title="changed most", show_edge=False, header_style="bold")
+    changed.add_column("id")
+    changed.add_column(f"overlap@{report.k}", justify="right")
+    for item in results["changed_most"]:
+        changed.add_row(str(item["id"]), f"{item['overlap_at_k']:.2f}")
+    return [summary, Text(), ladder, Text(), spread, Text(), changed]
+
+
+def _gate_line(report: CompareReport) -> Text:
+    failed = [check for check in report.checks if check.status == Status.FAIL]
+    if report.params.get("min_overlap") is None:
+        return Text("no gate (set --min-overlap to fail below an overlap)", style="dim")
+    if failed:
+        return Text(
+            f"gate failed: {'; '.join(c.message for c in failed)}", style=STATUS_STYLE[Status.FAIL]
+        )
+    return Text(f"gate passed: overlap ≥ {report.params['min_overlap']:g}", style="green")
+
+
 class TableFormat(Format):
     name = "table"
     human = True
 
-    def render(self, report: Report, *, color: bool = False, width: int = 100) -> str:
+    def render(self, report: AnyReport, *, color: bool = False, width: int = 100) -> str:
         buffer = io.StringIO()
         console = Console(
             file=buffer,
@@ -147,10 +224,15 @@ class TableFormat(Format):
             color_system="standard" if color else None,
             highlight=False,
         )
-        parts: list[Any] = [_header(report), Text(), _checks_table(report), Text()]
-        norms = _norms(report)
-        if norms is not None:
-            parts += [norms, Text()]
-        parts.append(_verdict(report))
+        parts: list[Any]
+        if isinstance(report, CompareReport):
+            tables = _files_tables(report) if report.mode == "files" else _metrics_tables(report)
+            parts = [_compare_header(report), Text(), *tables, Text(), _gate_line(report)]
+        else:
+            parts = [_header(report), Text(), _checks_table(report), Text()]
+            norms = _norms(report)
+            if norms is not None:
+                parts += [norms, Text()]
+            parts.append(_verdict(report))
         console.print(Group(*parts))
         return buffer.getvalue()

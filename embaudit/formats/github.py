@@ -1,0 +1,66 @@
+"""``--format github``: GitHub Actions workflow commands, and a step summary.
+
+Each check at the failing level becomes ``::error``, each other warning ``::warning``, and the
+verdict a ``::error`` (when it fails the gate) or ``::notice``. Values and properties are escaped
+as the runner requires. When ``$GITHUB_STEP_SUMMARY`` is set, the Markdown report is appended to
+it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+
+from embaudit.formats.base import Attachment, Format, failing, label, verdict_fails
+from embaudit.formats.markdown import MarkdownFormat
+from embaudit.model import AnyReport, Status
+
+
+def escape_data(text: str) -> str:
+    return text.replace("%", "%25").replace("\r", "%0D").replace("\n", "%0A")
+
+
+def escape_property(text: str) -> str:
+    return escape_data(text).replace(":", "%3A").replace(",", "%2C")
+
+
+def command(kind: str, title: str, message: str) -> str:
+    return f"::{kind} title={escape_property(title)}::{escape_data(message)}"
+
+
+class GithubFormat(Format):
+    name = "github"
+
+    def render(self, report: AnyReport, *, color: bool = False, width: int = 100) -> str:
+        lines = []
+        for check in report.checks:
+            if failing(report, check):
+                kind = "error"
+            elif check.status == Status.WARN:
+                kind = "warning"
+            else:
+                continue
+            lines.append(
+                command(kind, f"embaudit {label(check)}", f"{report.subject}: {check.message}")
+            )
+        if report.verdict is not None:
+            verdict = report.verdict
+            kind = "error" if verdict_fails(report) else "notice"
+            reasons = "; ".join(verdict.reasons)
+            lines.append(
+                command(
+                    kind,
+                    f"embaudit verdict: {verdict.level.value}",
+                    f"{report.subject}: {reasons}",
+                )
+            )
+        summary = report.summary
+        counts = ", ".join(f"{summary[s.value]} {s.value}" for s in Status)
+        lines.append(f"embaudit {report.kind} {report.subject}: {counts}")
+        return "\n".join(lines) + "\n"
+
+    def attachments(self, report: AnyReport, environ: Mapping[str, str]) -> list[Attachment]:
+        target = environ.get("GITHUB_STEP_SUMMARY")
+        if not target:
+            return []
+        return [Attachment(Path(target), MarkdownFormat().render(report))]
