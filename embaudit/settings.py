@@ -64,7 +64,7 @@ def audit_options(
         "seed": _pick(seed, config.seed, 0),
         "trained_with": _pick(trained_with, config.trained_with, "unknown"),
         "fail_on": _pick(fail_on, config.fail_on, "fail"),
-        "sampling": replace(Sampling(), **{key: v for key, v in sampling.items() if key in known}),
+        "sampling": replace(Sampling(), **overrides),
         "thresholds": {
             code: c.threshold for code, c in config.checks.items() if c.threshold is not None
         },
