@@ -10,8 +10,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from embaudit.config import enabled_codes
 from embaudit.checks import REGISTRY
+from embaudit.config import enabled_codes
 from embaudit.formats.github import escape_data, escape_property
 
 AUDIT_CODES = sorted(code for code, check in REGISTRY.items() if not check.needs_baseline)
