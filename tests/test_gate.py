@@ -369,3 +369,16 @@ def test_same_input_options_and_seed_give_identical_json(cli, fixtures):
         document.pop("timings")
         compares.append(document)
     assert compares[0] == compares[1]
+
+
+def test_shipped_pre_commit_hooks_are_well_formed():
+    from pathlib import Path
+
+    import yaml
+
+    hooks = yaml.safe_load((Path(__file__).parent.parent / ".pre-commit-hooks.yaml").read_text())
+    assert [hook["id"] for hook in hooks] == ["embaudit", "embaudit-compare-knn"]
+    for hook in hooks:
+        assert {"id", "name", "entry", "language", "files"} <= set(hook)
+        assert hook["entry"].split()[0] == "embaudit"
+        assert hook["language"] == "python" and hook["pass_filenames"] is False
