@@ -190,7 +190,11 @@ def audit(
         },
         verdict=verdict,
         checks=checks,
-        timings={"measure_seconds": measured_at - started, "total_seconds": finished - started},
+        timings={
+            **{f"{stage}_seconds": seconds for stage, seconds in measured.timings.items()},
+            "measure_seconds": measured_at - started,
+            "total_seconds": finished - started,
+        },
         fail_on=gate,
     )
 

@@ -33,6 +33,27 @@ TIE_ULPS = 8.0
 _COSINE, _NORM = 0, 1  # feature columns; gauge block b > 0 has its cosine in column 1 + b
 
 
+#: Chunk rows per tile of the candidate search (see NeighborSearch.add).
+TILE = 256
+
+
+class _TileRanges:
+    """Per tile of chunk rows: the range of the scaled norms and of each gauge's row factor."""
+
+    def __init__(self, norm: Floats, row_factor: list[Floats | None], starts: Ints) -> None:
+        self.norm_low = np.minimum.reduceat(norm, starts)
+        self.norm_high = np.maximum.reduceat(norm, starts)
+        self._row_factor, self._starts = row_factor, starts
+
+    def factor(self, block: int) -> tuple[Floats, Floats]:
+        values = self._row_factor[block]
+        assert values is not None
+        return (
+            np.minimum.reduceat(values, self._starts)[None, :],
+            np.maximum.reduceat(values, self._starts)[None, :],
+        )
+
+
 @dataclass(frozen=True)
 class Block:
     """Queries 0 .. n_queries-1 of the sample, under the diagonal gauge ``scale`` (None: none)."""
@@ -180,13 +201,46 @@ class NeighborSearch:
                 out[inside, 1 + b] = raw * self.query_factor[b][q] * factor[c]
             return out
 
+        # The largest product of each query in each tile of TILE rows bounds its scores there
+        # under every metric, so once a query's list has filled, only the tiles that can beat
+        # its current k-th score are scored. Queries whose lists are still filling (the first
+        # chunk) take whole rows.
+        starts = np.arange(0, len(positions), TILE)
+        tile_max = np.maximum.reduceat(products, starts, axis=1).astype(np.float64)
+        tiles = _TileRanges(norm * self.unit, row_factor, starts)
         for neighbor_list in self.lists:
             b, m = neighbor_list.block, neighbor_list.n_queries
-            block_products = products[self.offsets[b] : self.offsets[b] + m]
-            scores = self._chunk_scores(neighbor_list.metric, b, block_products, norm, row_factor)
-            query, column = self._candidates(scores, neighbor_list)
-            if len(query):
-                self._merge(neighbor_list, query, positions[column], features(query, column))
+            offset = self.offsets[b]
+            bar = self._bar(neighbor_list)
+            filling = np.flatnonzero(np.isneginf(bar))
+            if len(filling):
+                scores = self._scores(
+                    neighbor_list, products[offset + filling], filling, None, norm, row_factor
+                )
+                query, column = self._candidates(scores, bar[filling], filling)
+                if len(query):
+                    self._merge(neighbor_list, query, positions[column], features(query, column))
+            full = np.flatnonzero(~np.isneginf(bar))
+            if not len(full):
+                continue
+            bound = self._bound(neighbor_list, tile_max[offset + full], full, tiles)
+            pair_query, pair_tile = np.nonzero(
+                bound + np.abs(bound) * 1e-5 + 1e-6 > bar[full, None]
+            )
+            if not len(pair_query):
+                continue
+            query = full[pair_query]
+            columns = starts[pair_tile][:, None] + np.arange(TILE)  # (pairs, TILE)
+            inside = columns < len(positions)
+            columns = np.minimum(columns, len(positions) - 1)
+            entries = products[offset + query[:, None], columns]
+            scores = self._scores(neighbor_list, entries, query, columns, norm, row_factor)
+            hit_row, hit_column = np.nonzero(inside & (scores > bar[query, None]))
+            if len(hit_row):
+                hit_query, column = query[hit_row], columns[hit_row, hit_column]
+                self._merge(
+                    neighbor_list, hit_query, positions[column], features(hit_query, column)
+                )
 
     def _own(self, positions: Ints) -> tuple[Ints, Ints]:
         """(query, column) of the chunk rows that are queries: self-matches, removed by row."""
@@ -196,29 +250,53 @@ class NeighborSearch:
         column = np.flatnonzero(self._sorted_rows[at] == positions)
         return self._row_order[at[column]].astype(np.int64), column.astype(np.int64)
 
-    def _chunk_scores(
+    def _scores(
         self,
-        metric: str,
-        block: int,
+        neighbor_list: NeighborList,
         products: npt.NDArray[np.float32],
+        query: Ints,
+        columns: Ints | None,
         norm: Floats,
         row_factor: list[Floats | None],
     ) -> npt.NDArray[np.float32]:
-        """float32 scores of a chunk for candidate selection, in *selection units*: the score
-        divided by a per-query constant (see :meth:`_selection_units`)."""
-        m = products.shape[0]
-        if block:
-            factor = row_factor[block]
+        """float32 scores of chunk entries in *selection units* (the score divided by a
+        per-query constant, :meth:`_selection_units`). ``products`` holds one row per query in
+        ``query``; its columns are the chunk rows ``columns`` (None: all of them, in order)."""
+
+        def per_row(values: Floats) -> npt.NDArray[np.float32]:
+            selected = values if columns is None else values[columns]
+            return selected.astype(np.float32)
+
+        if neighbor_list.block:
+            factor = row_factor[neighbor_list.block]
             assert factor is not None
-            return products * factor.astype(np.float32)
-        if metric == "cosine":
+            return products * per_row(factor)
+        if neighbor_list.metric == "cosine":
             return products
-        row = (norm * self.unit).astype(np.float32)
-        inverse_query = (1.0 / (self.query_norm[:m] * self.unit)).astype(np.float32)
-        ratio = row * inverse_query[:, None]  # |x| / |q|
-        if metric == "l2":
+        inverse_query = (1.0 / (self.query_norm[query] * self.unit)).astype(np.float32)
+        ratio = per_row(norm * self.unit) * inverse_query[:, None]  # |x| / |q|
+        if neighbor_list.metric == "l2":
             return (2 * products - ratio) * ratio - np.float32(1)
         return products * ratio
+
+    def _bound(
+        self, neighbor_list: NeighborList, tile_max: Floats, query: Ints, tiles: _TileRanges
+    ) -> Floats:
+        """Upper bounds of the selection scores of ``query`` in each tile, from the tile's
+        largest product: every score grows with the product for a fixed row."""
+        if neighbor_list.block:
+            low, high = tiles.factor(neighbor_list.block)
+            return np.where(tile_max >= 0, tile_max * high, tile_max * low)
+        if neighbor_list.metric == "cosine":
+            return tile_max
+        inverse_query = 1.0 / (self.query_norm[query] * self.unit)
+        low = tiles.norm_low[None, :] * inverse_query[:, None]
+        high = tiles.norm_high[None, :] * inverse_query[:, None]
+        if neighbor_list.metric == "dot":
+            return np.where(tile_max >= 0, tile_max * high, tile_max * low)
+        # 2 p r - r^2 - 1 is concave in r and largest at r = p, clipped to the tile's range.
+        best = np.clip(tile_max, low, high)
+        return 2 * tile_max * best - best * best - 1
 
     def _selection_units(self, neighbor_list: NeighborList) -> Floats:
         """Per-query factor from exact scores to the selection units of :meth:`_chunk_scores`."""
@@ -227,39 +305,34 @@ class NeighborSearch:
             return 1.0 / self.query_factor[neighbor_list.block][:m]
         return np.ones(m)
 
-    def _candidates(
-        self, scores: npt.NDArray[np.float32], neighbor_list: NeighborList
-    ) -> tuple[Ints, Ints]:
-        """(query, column) pairs of the chunk that may enter the running top-k.
-
-        A chunk entry can only enter when it beats the current k-th score (less a rounding slack,
-        since chunk scores are float32); of those, at most k per query are needed.
-        """
+    def _bar(self, neighbor_list: NeighborList) -> Floats:
+        """Per query, the selection score a chunk entry must beat to enter the running top-k:
+        the current k-th score less a rounding slack (chunk scores are float32)."""
         units = self._selection_units(neighbor_list)
         threshold = neighbor_list.scores[:, -1] * units
         slack = np.abs(threshold) * 4 * _U32 + self.tie_tolerance * np.maximum(units, 1.0)
         with np.errstate(invalid="ignore"):
-            bar = (threshold - slack).astype(np.float32)
-        # Once the lists have filled, few queries have any entry above their bar: find them with
-        # one reduction and compare only their rows.
-        active = np.flatnonzero(scores.max(axis=1) > bar)
-        if not len(active):
-            return np.empty(0, np.int64), np.empty(0, np.int64)
-        block = scores[active]
-        hits = block > bar[active, None]
+            return np.asarray(threshold - slack)
+
+    def _candidates(
+        self, scores: npt.NDArray[np.float32], bar: Floats, queries: Ints
+    ) -> tuple[Ints, Ints]:
+        """(query, column) pairs of whole chunk rows that may enter the running top-k: the
+        entries above the bar, at most k per query (``scores`` rows belong to ``queries``)."""
+        hits = scores > bar.astype(np.float32)[:, None]
         per_query = hits.sum(axis=1)
         k = min(self.k, scores.shape[1])
         crowded = per_query > k
         sparse_rows, sparse_columns = np.nonzero(hits & ~crowded[:, None])
-        query_parts, column_parts = [active[sparse_rows]], [sparse_columns]
+        row_parts, column_parts = [sparse_rows], [sparse_columns]
         if crowded.any():
             rows = np.flatnonzero(crowded)
-            top = np.argpartition(-block[rows], k - 1, axis=1)[:, :k]
-            query_parts.append(np.repeat(active[rows], k))
+            top = np.argpartition(-scores[rows], k - 1, axis=1)[:, :k]
+            row_parts.append(np.repeat(rows, k))
             column_parts.append(top.ravel())
-        query, column = np.concatenate(query_parts), np.concatenate(column_parts)
-        finite = np.isfinite(scores[query, column])
-        return query[finite].astype(np.int64), column[finite].astype(np.int64)
+        row, column = np.concatenate(row_parts), np.concatenate(column_parts)
+        finite = np.isfinite(scores[row, column])
+        return queries[row[finite]].astype(np.int64), column[finite].astype(np.int64)
 
     def _merge(
         self, neighbor_list: NeighborList, query: Ints, rows: Ints, features: Floats

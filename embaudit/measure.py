@@ -10,6 +10,7 @@ their own stream spawned from ``seed``, so changing one sample size never change
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -109,6 +110,7 @@ class Measurements:
     stats: ScanStats
     geometry: Geometry | None
     neighbors: Neighbors | None
+    timings: dict[str, float] = field(default_factory=dict)  # seconds per stage
 
 
 class _SampleCollector:
@@ -182,8 +184,11 @@ def measure(
     streams = [np.random.default_rng(s) for s in np.random.SeedSequence(seed).spawn(5)]
     query_rng, sample_rng, gauge_rng, pair_rng, reference_rng = streams
     n, d = source.n, source.d
+    timings: dict[str, float] = {}
+    started = time.perf_counter()
 
     query_rows, queries = _draw_clean_queries(source, sampling.queries, query_rng)
+    timings["queries"] = time.perf_counter() - started
     # Scale-free statistics are computed on rows divided by one power of two (exact), so that
     # squares of values near 1e±30 (float32) or 1e±200 (float64) stay in range.
     unit = _power_of_two_scale(queries) if len(queries) else 1.0
@@ -197,11 +202,14 @@ def measure(
         blocks += [Block(f"gauge s={s:g}", gauge_queries, scale) for s, scale in gauges]
         blocks.append(Block("canonical", gauge_queries, canonical))
         engine = NeighborSearch(queries, query_rows, k, blocks)
-        consumers.append(engine.add)
+        consumers.append(_timed(engine.add, "knn", timings))
     collector = _SampleCollector(_draw(n, sampling.sample + 64, sample_rng))
-    consumers.append(collector)
+    consumers.append(_timed(collector, "sample", timings))
 
+    mark = time.perf_counter()
     stats = scan(source, consumers=consumers, on_chunk=on_rows)
+    timings["pass"] = time.perf_counter() - mark
+    mark = time.perf_counter()
     sample = collector.collected(sampling.sample, d)
     sample = sample * (_power_of_two_scale(sample) if len(sample) else 1.0)
     geometry_summary = (
@@ -209,8 +217,22 @@ def measure(
         if len(sample) >= 2
         else None
     )
+    timings["geometry"] = time.perf_counter() - mark
     neighbors = _neighbors(engine, gauges, stats.n_clean) if engine is not None else None
-    return Measurements(stats, geometry_summary, neighbors)
+    return Measurements(stats, geometry_summary, neighbors, timings)
+
+
+def _timed(
+    consume: Callable[[CleanRows], None], name: str, timings: dict[str, float]
+) -> Callable[[CleanRows], None]:
+    """``consume``, adding its time to ``timings[name]`` (the pass reports time per stage)."""
+
+    def timed(rows: CleanRows) -> None:
+        mark = time.perf_counter()
+        consume(rows)
+        timings[name] = timings.get(name, 0.0) + time.perf_counter() - mark
+
+    return timed
 
 
 def _geometry(

@@ -8,14 +8,16 @@ float32 values square exactly into float64, so norms of values near 1e30 or 1e-3
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+import queue
+import threading
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
 import numpy.typing as npt
 
-from embaudit.sources import EmbeddingSource
+from embaudit.sources import Chunk, EmbeddingSource
 
 #: How many offending rows a finding lists; the count is always complete.
 ROW_LIST_CAP = 20
@@ -56,12 +58,19 @@ class Moments:
 
     @classmethod
     def of(cls, block: Floats) -> Moments:
-        """Moments of one block. Spreads beyond ~1e154 overflow to inf, which still reads as
-        'not constant'; constant dimensions give exactly zero whatever their magnitude."""
-        mean = block.mean(axis=0) if len(block) else np.zeros(block.shape[1])
-        deviations = block - mean
-        with np.errstate(over="ignore"):
-            return cls(len(block), mean, np.einsum("ij,ij->j", deviations, deviations))
+        """Moments of one block, in one pass: m2 = sum x^2 - n mean^2.
+
+        The subtraction loses about 1e-16 * mean^2 of m2: for any dimension, mean^2 <= d times
+        the mean square coordinate, so the error stays far below the variances EA004 tells
+        apart. Magnitudes beyond ~1e154 overflow to inf, which still reads as 'not constant'.
+        """
+        n = len(block)
+        if not n:
+            return cls.empty(block.shape[1])
+        with np.errstate(over="ignore", invalid="ignore"):
+            mean = block.sum(axis=0) / n
+            m2 = np.einsum("ij,ij->j", block, block) - n * mean * mean
+        return cls(n, mean, np.where(np.isnan(m2), np.inf, np.maximum(m2, 0.0)))
 
     def merge(self, other: Moments) -> Moments:
         count = self.count + other.count
@@ -128,12 +137,13 @@ def row_norms(values: npt.NDArray[np.floating[Any]]) -> Floats:
     normal range are recomputed scaled by their largest magnitude (as LAPACK's dnrm2 does).
     """
     wide = values.astype(np.float64, copy=False)
-    with np.errstate(over="ignore", under="ignore"):
+    with np.errstate(over="ignore", under="ignore", invalid="ignore"):
         sum_sq = np.einsum("ij,ij->i", wide, wide)
         norms: Floats = np.sqrt(sum_sq)
-        at_risk = (sum_sq > np.finfo(np.float64).max / 2) | (sum_sq < 2.0**-900)
-        at_risk &= np.isfinite(wide).all(axis=1)
-        if at_risk.any():
+        at_risk = np.flatnonzero((sum_sq > np.finfo(np.float64).max / 2) | (sum_sq < 2.0**-900))
+        if len(at_risk):
+            at_risk = at_risk[np.isfinite(wide[at_risk]).all(axis=1)]
+        if len(at_risk):
             block = wide[at_risk]
             scale = np.abs(block).max(axis=1)
             safe = np.where(scale > 0, scale, 1.0)
@@ -152,8 +162,11 @@ def _row_words(values: npt.NDArray[np.floating[Any]]) -> npt.NDArray[np.uint64]:
 def _hash_rows(
     values: npt.NDArray[np.floating[Any]], weights: npt.NDArray[np.uint64]
 ) -> npt.NDArray[np.uint64]:
-    """A 64-bit multiply-sum hash of each row's bits: equal rows hash equal; a prefilter only."""
-    hashes: npt.NDArray[np.uint64] = (_row_words(values) * weights).sum(axis=1, dtype=np.uint64)
+    """A 64-bit multiply-sum hash of each row's bits (mod 2^64): equal rows hash equal; a
+    prefilter only."""
+    folded = values + values.dtype.type(0)  # -0.0 + 0.0 == +0.0 under round-to-nearest
+    words = folded.view(np.dtype(f"u{values.dtype.itemsize}"))
+    hashes: npt.NDArray[np.uint64] = np.einsum("ij,j->i", words, weights)  # one pass, wraps
     return hashes
 
 
@@ -165,6 +178,48 @@ class CleanRows:
     values: Floats  # (r, d) float64
     norms: Floats  # (r,) L2 norms, float64
     unit: npt.NDArray[np.float32]  # (r, d) the rows scaled to unit norm, float32
+    rows_read: int = 0  # rows of the chunk, clean or not
+
+
+_DONE = object()
+
+
+def _pipelined(
+    chunks: Iterator[Chunk], reduce: Callable[[Chunk], CleanRows], depth: int = 2
+) -> Iterator[CleanRows]:
+    """``reduce`` each chunk on a worker thread, at most ``depth`` chunks ahead; yield in order.
+
+    An exception on the worker (a corrupt file, say) is raised here, in the caller's thread.
+    """
+    results: queue.Queue[Any] = queue.Queue(maxsize=depth)
+    stop = threading.Event()
+
+    def work() -> None:
+        try:
+            for chunk in chunks:
+                if stop.is_set():
+                    return
+                clean = reduce(chunk)
+                results.put(replace(clean, rows_read=chunk.stop - chunk.start))
+        except BaseException as error:  # handed to the caller
+            results.put(error)
+            return
+        results.put(_DONE)
+
+    worker = threading.Thread(target=work, name="embaudit-scan", daemon=True)
+    worker.start()
+    try:
+        while (item := results.get()) is not _DONE:
+            if isinstance(item, BaseException):
+                raise item
+            yield item
+    finally:
+        stop.set()
+        while worker.is_alive():  # unblock a worker waiting on a full queue
+            try:
+                results.get_nowait()
+            except queue.Empty:
+                worker.join(timeout=0.01)
 
 
 #: Called with the clean rows of every chunk, in row order.
@@ -195,7 +250,10 @@ def scan(
     ) | np.uint64(1)
     moments = Moments.empty(d)
     unit_sum, unit_sq_sum = np.zeros(d), np.zeros(d)
-    for chunk in source.chunks(chunk_rows):
+
+    def reduce(chunk: Chunk) -> CleanRows:
+        """Fold one chunk into the statistics; return its clean rows for the consumers."""
+        nonlocal moments
         values = chunk.values
         rows = slice(chunk.start, chunk.stop)
         wide = values.astype(np.float64)
@@ -214,16 +272,21 @@ def scan(
         clean_norms = chunk_norms[clean_rows]
         moments = moments.merge(Moments.of(clean_wide))
         unit = clean_wide / clean_norms[:, None]  # float64: the cosine sums must be exact
-        unit_sum += unit.sum(axis=0)
-        unit_sq_sum += np.einsum("ij,ij->j", unit, unit)
+        unit_sum[:] += unit.sum(axis=0)
+        unit_sq_sum[:] += np.einsum("ij,ij->j", unit, unit)
         hashes[rows][clean_rows] = _hash_rows(clean_values, weights)
-        if consumers:
-            positions = chunk.start + np.flatnonzero(clean_rows)
-            view = CleanRows(positions, clean_wide, clean_norms, unit.astype(np.float32))
-            for consume in consumers:
-                consume(view)
+        positions = chunk.start + np.flatnonzero(clean_rows)
+        unit_rows = unit.astype(np.float32) if consumers else np.empty((0, d), np.float32)
+        return CleanRows(positions, clean_wide, clean_norms, unit_rows)
+
+    # The statistics of chunk i+1 are computed on a second thread while the consumers work on
+    # chunk i (numpy releases the GIL): both cores stay busy. Chunks are folded and consumed in
+    # order, so the result does not depend on timing.
+    for clean in _pipelined(source.chunks(chunk_rows), reduce):
+        for consume in consumers:
+            consume(clean)
         if on_chunk is not None:
-            on_chunk(chunk.stop - chunk.start)
+            on_chunk(int(clean.rows_read))
     zero = finite & ~(norms >= tiny)
     clean = finite & ~zero
     non_finite_rows = np.flatnonzero(~finite)
