@@ -209,7 +209,7 @@ class NeighborSearch:
         tile_max = np.maximum.reduceat(products, starts, axis=1).astype(np.float64)
         tiles = _TileRanges(norm * self.unit, row_factor, starts)
         for neighbor_list in self.lists:
-            b, m = neighbor_list.block, neighbor_list.n_queries
+            b = neighbor_list.block
             offset = self.offsets[b]
             bar = self._bar(neighbor_list)
             filling = np.flatnonzero(np.isneginf(bar))
