@@ -6,6 +6,7 @@ import os
 import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import replace
+from pathlib import Path
 from typing import Any
 
 from embaudit._version import __version__
@@ -15,6 +16,7 @@ from embaudit.config import enabled_codes, parse_selectors
 from embaudit.errors import UsageError
 from embaudit.measure import Sampling, measure
 from embaudit.model import CheckResult, CompareReport, Report, Status, TrainedWith
+from embaudit.progress import PassReporter
 from embaudit.sources import EmbeddingSource, open_source
 from embaudit.verdict import decide
 
@@ -118,7 +120,7 @@ def audit(
     fail_on: str | Status = Status.FAIL,
     baseline: Source | None = None,
     chunk_rows: int | None = None,
-    on_rows: Callable[[int], None] | None = None,
+    progress: PassReporter | None = None,
 ) -> Report:
     """Audit embeddings and return the typed report that ``embaudit check`` renders.
 
@@ -129,7 +131,8 @@ def audit(
     ``thresholds`` and ``severities`` ("warn" or "fail") override checks by code; ``select``,
     ``extend_select`` and ``ignore`` take code prefixes as ruff does. ``fail_on`` sets the gate of
     :meth:`Report.failed`. ``baseline`` (a previous export, read with the same options) adds the
-    drift checks EA6xx. ``on_rows`` is called with the number of rows read after each chunk.
+    drift checks EA6xx. ``progress`` is told of each pass over the data (see
+    :mod:`embaudit.progress`).
 
     Raises :class:`~embaudit.errors.InputError` for unreadable input and
     :class:`~embaudit.errors.UsageError` for invalid options.
@@ -159,14 +162,15 @@ def audit(
         seed=params.seed,
         sampling=params.sampling,
         chunk_rows=chunk_rows,
-        on_rows=on_rows,
+        on_rows=_reporting(progress, "audit", opened),
     )
     measured_at = time.perf_counter()
     data = AuditData(params, measured.stats, measured.geometry, measured.neighbors)
     checks = run_checks(data)
     verdict = decide(checks, params.trained_with)
     if old is not None:
-        data = replace(data, baseline=_baseline(old, opened, params, chunk_rows), verdict=verdict)
+        baseline_data = _baseline(old, opened, params, chunk_rows, progress)
+        data = replace(data, baseline=baseline_data, verdict=verdict)
         checks += run_checks(data, drift=True)
         verdict = decide(checks, params.trained_with)
     input_info = opened.describe()
@@ -199,13 +203,32 @@ def audit(
     )
 
 
+def _reporting(
+    progress: PassReporter | None, action: str, source: EmbeddingSource
+) -> Callable[[int], None] | None:
+    """The advance callback of one pass over ``source``, if progress is shown."""
+    if progress is None:
+        return None
+    name = Path(source.path).name if source.path else "array"
+    return progress(f"{action} {name}", source.n)
+
+
 def _baseline(
-    old: EmbeddingSource, new: EmbeddingSource, params: AuditParams, chunk_rows: int | None
+    old: EmbeddingSource,
+    new: EmbeddingSource,
+    params: AuditParams,
+    chunk_rows: int | None,
+    progress: PassReporter | None,
 ) -> Baseline:
     """Audit the baseline with the same options (its verdict and norms), and compare the
     neighbours of the items the two exports share."""
     measured = measure(
-        old, k=params.k, seed=params.seed, sampling=params.sampling, chunk_rows=chunk_rows
+        old,
+        k=params.k,
+        seed=params.seed,
+        sampling=params.sampling,
+        chunk_rows=chunk_rows,
+        on_rows=_reporting(progress, "baseline", old),
     )
     old_data = AuditData(params, measured.stats, measured.geometry, measured.neighbors)
     verdict = decide(run_checks(old_data), params.trained_with)
@@ -217,6 +240,7 @@ def _baseline(
         seed=params.seed,
         queries=params.sampling.queries,
         chunk_rows=chunk_rows,
+        on_pass=lambda source: _reporting(progress, "neighbours of", source),
     )
     return Baseline(old.path, comparison, measured.stats.clean_norms, verdict)
 
@@ -235,7 +259,7 @@ def compare_knn(
     id_column: str | None = None,
     fail_on: str | Status = Status.FAIL,
     chunk_rows: int | None = None,
-    on_rows: Callable[[int], None] | None = None,
+    progress: PassReporter | None = None,
 ) -> CompareReport:
     """Compare nearest neighbours: of cosine, L2 and inner product on one file (``new`` None),
     or of the same items in two exports (matched by id column, else by row order).
@@ -256,7 +280,12 @@ def compare_knn(
     params["fail_on"] = gate.value
     if new is None:
         result = compare_metrics(
-            first, k=k, seed=seed, queries=queries, chunk_rows=chunk_rows, on_rows=on_rows
+            first,
+            k=k,
+            seed=seed,
+            queries=queries,
+            chunk_rows=chunk_rows,
+            on_rows=_reporting(progress, "neighbours of", first),
         )
         checks = [
             _gate_row(
@@ -291,7 +320,7 @@ def compare_knn(
             seed=seed,
             queries=queries,
             chunk_rows=chunk_rows,
-            on_rows=on_rows,
+            on_pass=lambda source: _reporting(progress, "neighbours of", source),
         )
         value = comparison.overlap_at_k
         report = CompareReport(

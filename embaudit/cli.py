@@ -20,6 +20,7 @@ from embaudit.checks import REGISTRY
 from embaudit.errors import EmbauditError, UsageError
 from embaudit.formats import FORMATS
 from embaudit.model import AnyReport, TrainedWith
+from embaudit.progress import pass_progress
 
 EXIT_OK, EXIT_FINDINGS, EXIT_USAGE, EXIT_INTERNAL = 0, 1, 2, 3
 
@@ -226,7 +227,16 @@ def check(
         fail_on=None if fail_on is None else fail_on.value,
         queries=queries,
     )
-    report = audit(file, key=key, column=column, id_column=id_column, baseline=baseline, **options)
+    with pass_progress(not quiet) as progress:
+        report = audit(
+            file,
+            key=key,
+            column=column,
+            id_column=id_column,
+            baseline=baseline,
+            progress=progress,
+            **options,
+        )
     _emit(report, output_format.value, output, quiet)
     return EXIT_FINDINGS if report.failed() and not exit_zero else EXIT_OK
 
@@ -294,19 +304,21 @@ def compare_knn_command(
         fail_on=None if fail_on is None else fail_on.value,
         queries=queries,
     )
-    report = compare_knn(
-        files[0],
-        files[1] if len(files) == 2 else None,
-        k=options["k"],
-        seed=options["seed"],
-        queries=options["sampling"].queries,
-        metric=metric.value,
-        min_overlap=min_overlap,
-        fail_on=options["fail_on"],
-        key=key,
-        column=column,
-        id_column=id_column,
-    )
+    with pass_progress(not quiet) as progress:
+        report = compare_knn(
+            files[0],
+            files[1] if len(files) == 2 else None,
+            k=options["k"],
+            seed=options["seed"],
+            queries=options["sampling"].queries,
+            metric=metric.value,
+            min_overlap=min_overlap,
+            fail_on=options["fail_on"],
+            key=key,
+            column=column,
+            id_column=id_column,
+            progress=progress,
+        )
     _emit(report, output_format.value, output, quiet)
     return EXIT_FINDINGS if report.failed() and not exit_zero else EXIT_OK
 

@@ -173,7 +173,7 @@ def compare_files(
     seed: int,
     queries: int,
     chunk_rows: int | None = None,
-    on_rows: Callable[[int], None] | None = None,
+    on_pass: Callable[[EmbeddingSource], Callable[[int], None] | None] | None = None,
 ) -> FilesComparison:
     """Neighbour stability of the same items between two exports."""
     # The dimensions may differ (a new model version): neighbours are compared by item.
@@ -207,6 +207,7 @@ def compare_files(
                 )
             )
 
+        on_rows = on_pass(source) if on_pass is not None else None
         scan(source, consumers=[matched_only], chunk_rows=chunk_rows, on_chunk=on_rows)
         found = engine.list_for(metric).rows
         neighbour_items.append(np.where(found >= 0, item_of_row[np.maximum(found, 0)], -1))

@@ -181,6 +181,7 @@ def measure(
     chunk_rows: int | None = None,
     on_rows: Callable[[int], None] | None = None,
 ) -> Measurements:
+    """Measure everything the checks read. ``on_rows`` is called with the rows of each chunk."""
     streams = [np.random.default_rng(s) for s in np.random.SeedSequence(seed).spawn(5)]
     query_rng, sample_rng, gauge_rng, pair_rng, reference_rng = streams
     n, d = source.n, source.d

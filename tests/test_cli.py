@@ -256,3 +256,33 @@ def test_explain_an_unknown_code_exits_2(cli):
     result = cli("explain", "EA999")
     assert result.code == 2
     assert "unknown check code 'EA999'" in result.stderr
+
+
+def test_progress_is_hidden_when_stderr_is_not_a_terminal():
+    from embaudit.progress import pass_progress
+
+    with pass_progress(True) as reporter:
+        assert reporter is None  # pytest captures stderr: not a terminal
+
+
+def test_progress_bar_shows_rows_per_second_on_a_terminal(monkeypatch):
+    import io
+
+    import embaudit.progress as progress_module
+
+    class Terminal(io.StringIO):
+        def isatty(self) -> bool:
+            return True
+
+    terminal = Terminal()
+    monkeypatch.setattr(progress_module.sys, "stderr", terminal)
+    monkeypatch.setattr(progress_module, "SHOW_AFTER", 0.0)
+    with progress_module.pass_progress(True) as reporter:
+        assert reporter is not None
+        advance = reporter("audit x.npy", 1000)
+        advance(400)
+        advance(600)
+    assert "audit x.npy" in terminal.getvalue()
+    assert "rows/s" in terminal.getvalue()
+    with progress_module.pass_progress(False) as reporter:
+        assert reporter is None  # --quiet
