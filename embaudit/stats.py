@@ -185,7 +185,7 @@ _DONE = object()
 
 
 def _pipelined(
-    chunks: Iterator[Chunk], reduce: Callable[[Chunk], CleanRows], depth: int = 2
+    chunks: Iterator[Chunk], reduce: Callable[[Chunk], CleanRows], depth: int = 1
 ) -> Iterator[CleanRows]:
     """``reduce`` each chunk on a worker thread, at most ``depth`` chunks ahead; yield in order.
 
