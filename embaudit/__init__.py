@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from embaudit._version import __version__
-from embaudit.audit import audit, compare_knn
+from embaudit.audit import audit, audit_gauge, compare_knn
 from embaudit.errors import EmbauditError, InputError, UsageError
 from embaudit.model import (
     CheckResult,
@@ -26,5 +26,6 @@ __all__ = [
     "Verdict",
     "__version__",
     "audit",
+    "audit_gauge",
     "compare_knn",
 ]

@@ -9,11 +9,15 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+import numpy.typing as npt
+
 from embaudit._version import __version__
 from embaudit.checks import REGISTRY, AuditData, AuditParams, Baseline, run_checks
-from embaudit.compare import compare_files, compare_metrics
+from embaudit.compare import clean_mask, compare_files, compare_metrics
 from embaudit.config import enabled_codes, parse_selectors
-from embaudit.errors import UsageError
+from embaudit.errors import InputError, UsageError
+from embaudit.gauge import GaugeSettings, SideResult, audit_side, prediction_change
 from embaudit.measure import Sampling, measure
 from embaudit.model import CheckResult, CompareReport, Report, Status, TrainedWith
 from embaudit.progress import PassReporter
@@ -359,6 +363,135 @@ def _gate_row(name: str, value: float, min_overlap: float | None, message: str) 
     return CheckResult(
         code="",
         name=name,
+        status=Status.FAIL if failed else Status.PASS,
+        value=value,
+        threshold=min_overlap,
+        message=message,
+        metrics={},
+    )
+
+
+def audit_gauge(
+    items: Source,
+    users: Source,
+    *,
+    side: str = "items",
+    k: int = 10,
+    seed: int = 0,
+    max_condition: float = 10.0,
+    min_overlap: float = 0.5,
+    sample: int = 2000,
+    key: str | None = None,
+    column: str | None = None,
+    id_column: str | None = None,
+    fail_on: str | Status = Status.FAIL,
+) -> CompareReport:
+    """Two-tower gauge audit (see :mod:`embaudit.gauge`): how far the cosine neighbours of
+    items (``side="items"``), users, or ``"both"`` move under diagonal gauges
+    (items·D, users·D⁻¹) with condition number at most ``max_condition``, which leave every
+    user–item score unchanged. Fails when the worst overlap@k found is below ``min_overlap``:
+    the model does not determine those neighbours.
+    """
+    started = time.perf_counter()
+    _positive("-k", k)
+    _positive("--seed", seed, smallest=0)
+    _positive("--sample", sample, smallest=2)
+    gate = _fail_on(fail_on)
+    if side not in ("items", "users", "both"):
+        raise UsageError(f"--side must be items, users or both, got {side!r}")
+    if not max_condition > 1.0:
+        raise UsageError(f"--max-condition must be greater than 1, got {max_condition!r}")
+    if not 0.0 <= min_overlap <= 1.0:
+        raise UsageError(f"--min-overlap must lie in [0, 1], got {min_overlap!r}")
+    item_source = open_source(items, key=key, column=column, id_column=id_column)
+    user_source = open_source(users, key=key, column=column, id_column=id_column)
+    if item_source.d != user_source.d:
+        raise InputError(
+            user_source.path,
+            f"has dimension {user_source.d}, but {item_source.path} has {item_source.d}: the "
+            "two towers of a dot-product model share d",
+        )
+    settings = GaugeSettings(k=k, seed=seed, max_condition=max_condition, sample=sample)
+    rng = np.random.default_rng(np.random.SeedSequence([seed, 2]))
+    towers = {
+        "items": _tower_sample(item_source, settings.sample, rng),
+        "users": _tower_sample(user_source, settings.sample, rng),
+    }
+    pair_items = _tower_sample(item_source, settings.pairs, rng, replace=True)
+    pair_users = _tower_sample(user_source, settings.pairs, rng, replace=True)
+    results, changes = [], []
+    for name in ("items", "users") if side == "both" else (side,):
+        if len(towers[name]) < 2:
+            source = item_source if name == "items" else user_source
+            raise InputError(source.path, "needs at least two finite, non-zero rows")
+        result, worst = audit_side(name, towers[name], settings)
+        results.append(result)
+        # The worst gauge of the user side is D⁻¹ for the items.
+        item_scale = worst if name == "items" else 1.0 / worst
+        changes.append(prediction_change(pair_items, pair_users, item_scale))
+    first = results[0]
+    worst_overlap = min(result.worst_overlap_at_k for result in results)
+    checks = [
+        _gauge_row(result, min_overlap, change)
+        for result, change in zip(results, changes, strict=True)
+    ]
+    return CompareReport(
+        tool=TOOL,
+        mode="towers",
+        kind="gauge",
+        input={"items": item_source.describe(), "users": user_source.describe()},
+        params={
+            "k": k,
+            "seed": seed,
+            "side": side,
+            "max_condition": max_condition,
+            "min_overlap": min_overlap,
+            "sample": settings.sample,
+            "draws": settings.draws,
+            "budget": settings.budget,
+            "pairs": settings.pairs,
+            "fail_on": gate.value,
+        },
+        k=first.k,
+        results={
+            "worst_overlap_at_k": worst_overlap,
+            "overlap_by_condition": first.overlap_by_condition,
+            "prediction_max_rel_change": max(changes),
+            "cosine_range": first.cosine_range,
+            "sides": [result.to_dict() for result in results],
+        },
+        checks=checks,
+        timings={"total_seconds": time.perf_counter() - started},
+        fail_on=gate,
+    )
+
+
+def _tower_sample(
+    source: EmbeddingSource, count: int, rng: np.random.Generator, *, replace: bool = False
+) -> npt.NDArray[np.float64]:
+    """Random finite, non-zero rows of one tower, as float64."""
+    if replace:
+        rows = rng.integers(source.n, size=count)
+    else:
+        rows = rng.permutation(source.n)[: min(source.n, count + 64)]
+    values = source.take(np.sort(rows)).astype(np.float64)
+    values = values[clean_mask(values, source.dtype)]
+    return values if replace else values[:count]
+
+
+def _gauge_row(result: SideResult, min_overlap: float, change: float) -> CheckResult:
+    value = result.worst_overlap_at_k
+    failed = value < min_overlap
+    message = (
+        f"worst overlap@{result.k} {value:.3f} of {result.side[:-1]} cosine neighbours under a "
+        f"gauge of condition {result.worst_condition:.3g} that changes no prediction "
+        f"(max relative change {change:.1e})"
+    )
+    if failed:
+        message += f": below {min_overlap:g}, cosine neighbours are not identified by the model"
+    return CheckResult(
+        code="",
+        name=f"gauge-{result.side}",
         status=Status.FAIL if failed else Status.PASS,
         value=value,
         threshold=min_overlap,

@@ -156,14 +156,15 @@ class Report:
 
 @dataclass(frozen=True)
 class CompareReport:
-    """The result of ``embaudit compare-knn``: metrics of one file, or two files.
+    """The result of ``embaudit compare-knn`` (metrics of one file, or two files) and of
+    ``embaudit gauge`` (two towers).
 
     ``results`` holds the mode's own top-level JSON fields (``pairs``; or ``overlap_at_k``,
     ``by_k``, ``n_matched`` ...); ``checks`` the rows the gate and the CI formats use.
     """
 
     tool: dict[str, str]
-    mode: str  # "metrics" or "files"
+    mode: str  # "metrics" or "files" (compare-knn), "towers" (gauge)
     input: dict[str, Any]
     params: dict[str, Any]
     k: int
@@ -171,14 +172,15 @@ class CompareReport:
     checks: list[CheckResult]
     timings: dict[str, float] = field(default_factory=dict)
     fail_on: Status = Status.FAIL
-
-    kind = "compare-knn"
+    kind: str = "compare-knn"
     verdict: Verdict | None = None
 
     @property
     def subject(self) -> str:
         if self.mode == "files":
             return f"{self.input['old'].get('path')} -> {self.input['new'].get('path')}"
+        if self.mode == "towers":
+            return f"{self.input['items'].get('path')} + {self.input['users'].get('path')}"
         return str(self.input.get("path") or "array")
 
     @property

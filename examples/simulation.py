@@ -19,13 +19,18 @@ class Interactions:
 
 
 def simulate(
-    users: int = 20_000, items: int = 1_000, clusters: int = 5, seed: int = 0
+    users: int = 20_000,
+    items: int = 1_000,
+    clusters: int = 5,
+    min_items: int = 20,
+    seed: int = 0,
 ) -> Interactions:
     """The §4 data-generating process.
 
     Items fall into ``clusters`` equal clusters; within each cluster item popularity follows a
     power law whose exponent is drawn from U(0.25, 1.5). Each user has random preferences over
-    the clusters (Dirichlet(1)) and a power-law number of items, drawn without replacement with
+    the clusters (Dirichlet(1)) and a power-law number of items (Pareto with index 1.5, at
+    least ``min_items``, at most a quarter of the items), drawn without replacement with
     probability proportional to cluster preference times item popularity.
     """
     rng = np.random.default_rng(seed)
@@ -37,7 +42,8 @@ def simulate(
         popularity[members] = rng.permutation(np.arange(1, len(members) + 1) ** -exponent)
     matrix = np.zeros((users, items))
     preference = rng.dirichlet(np.ones(clusters), size=users)
-    counts = np.clip((rng.pareto(1.5, size=users) + 1) * 5, 5, items // 4).astype(int)
+    counts = np.clip((rng.pareto(1.5, size=users) + 1) * min_items, min_items, items // 4)
+    counts = counts.astype(int)
     for u in range(users):
         weights = preference[u, item_cluster] * popularity
         chosen = rng.choice(items, size=counts[u], replace=False, p=weights / weights.sum())

@@ -135,9 +135,14 @@ def _verdict(report: Report) -> Panel:
 
 def _compare_header(report: CompareReport) -> Text:
     text = Text()
-    text.append(f"embaudit {report.tool['version']} compare-knn", style="bold")
+    text.append(f"embaudit {report.tool['version']} {report.kind}", style="bold")
     params = report.params
-    if report.mode == "files":
+    if report.mode == "towers":
+        items, users = report.input["items"], report.input["users"]
+        text.append(f"  items {items.get('path')} ({items['n']:,}) · users {users.get('path')} ")
+        text.append(f"({users['n']:,}) · d={items['d']}")
+        text.append(f"  k={report.k} max-condition={params['max_condition']:g}", style="dim")
+    elif report.mode == "files":
         old, new = report.input["old"], report.input["new"]
         text.append(f"  {old.get('path')} ({old['n']:,} rows) → {new.get('path')} ({new['n']:,})")
         text.append(f"  metric={params['metric']} k={report.k} seed={params['seed']}", style="dim")
@@ -199,6 +204,44 @@ def _files_tables(report: CompareReport) -> list[Any]:
     return [summary, Text(), ladder, Text(), spread, Text(), changed]
 
 
+def _gauge_tables(report: CompareReport) -> list[Any]:
+    parts: list[Any] = []
+    for side in report.results["sides"]:
+        curve = Table(
+            title=f"{side['side']}: overlap@{side['k']} under random gauges",
+            show_edge=False,
+            header_style="bold",
+        )
+        curve.add_column("condition ≤", justify="right")
+        curve.add_column(f"overlap@{side['k']}", justify="right")
+        for point in side["overlap_by_condition"]:
+            curve.add_row(f"{point['condition']:g}", f"{point['overlap_at_k']:.3f}")
+        cosines = side["cosine_range"]
+        parts += [
+            curve,
+            Text(
+                f"worst gauge found (condition {side['worst_condition']:.3g}, "
+                f"{side['evaluations']} evaluations): overlap@{side['k']} "
+                f"{side['worst_overlap_at_k']:.3f}"
+            ),
+            Text(
+                f"cosine of item pairs reached {cosines['min']:.3f} … {cosines['max']:.3f}; "
+                f"a pair's range is {cosines['mean_width']:.3f} wide on average"
+                if side["side"] == "items"
+                else f"cosine of user pairs reached {cosines['min']:.3f} … {cosines['max']:.3f}; "
+                f"a pair's range is {cosines['mean_width']:.3f} wide on average"
+            ),
+            Text(),
+        ]
+    parts.append(
+        Text(
+            "predictions under the worst gauge: max relative change "
+            f"{report.results['prediction_max_rel_change']:.1e}"
+        )
+    )
+    return parts
+
+
 def _gate_line(report: CompareReport) -> Text:
     failed = [check for check in report.checks if check.status == Status.FAIL]
     if report.params.get("min_overlap") is None:
@@ -226,7 +269,11 @@ class TableFormat(Format):
         )
         parts: list[Any]
         if isinstance(report, CompareReport):
-            tables = _files_tables(report) if report.mode == "files" else _metrics_tables(report)
+            tables = {
+                "files": _files_tables,
+                "metrics": _metrics_tables,
+                "towers": _gauge_tables,
+            }[report.mode](report)
             parts = [_compare_header(report), Text(), *tables, Text(), _gate_line(report)]
         else:
             parts = [_header(report), Text(), _checks_table(report), Text()]
