@@ -16,7 +16,7 @@ from embaudit.errors import InputError
 FLOAT_DTYPES = (np.dtype(np.float16), np.dtype(np.float32), np.dtype(np.float64))
 
 #: Default chunk size in bytes of float64 work per chunk (chunks are converted for accumulation).
-CHUNK_BYTES = 32 * 2**20
+CHUNK_BYTES = 64 * 2**20
 
 
 @dataclass(frozen=True)
