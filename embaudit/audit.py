@@ -333,15 +333,7 @@ def compare_knn(
             input={"old": first.describe(), "new": second.describe()},
             params=params | {"metric": metric, "ladder": comparison.ladder},
             k=comparison.k,
-            results={
-                "overlap_at_k": value,
-                "by_k": {str(j): v for j, v in comparison.by_k.items()},
-                "n_matched": comparison.n_matched,
-                "matched_by": comparison.matched_by,
-                "queries": comparison.queries,
-                "quantiles": comparison.quantiles(),
-                "changed_most": comparison.changed_most(),
-            },
+            results=comparison.to_dict(),
             checks=[
                 _gate_row(
                     "neighbour-stability",

@@ -298,17 +298,8 @@ def compare_knn_command(
     """  # noqa: E501
     if not 1 <= len(files) <= 2:
         raise UsageError(f"compare-knn takes one or two files, got {len(files)}")
-    configured = settings.load(config)
-    options = settings.audit_options(
-        configured,
-        k=k,
-        seed=seed,
-        trained_with=None,
-        select=None,
-        extend_select=None,
-        ignore=None,
-        fail_on=None if fail_on is None else fail_on.value,
-        queries=queries,
+    options = settings.run_options(
+        settings.load(config), k=k, seed=seed, fail_on=None if fail_on is None else fail_on.value
     )
     with pass_progress(not quiet) as progress:
         report = compare_knn(
@@ -316,7 +307,7 @@ def compare_knn_command(
             files[1] if len(files) == 2 else None,
             k=options["k"],
             seed=options["seed"],
-            queries=options["sampling"].queries,
+            queries=queries if queries is not None else options["queries"],
             metric=metric.value,
             min_overlap=min_overlap,
             fail_on=options["fail_on"],
@@ -389,15 +380,8 @@ def gauge_command(
 
     Exit codes: 0 the worst overlap stays at or above --min-overlap; 1 it is below (cosine neighbours are not identified by the model); 2 usage, configuration or input error; 3 internal error.
     """  # noqa: E501
-    options = settings.audit_options(
-        settings.load(config),
-        k=k,
-        seed=seed,
-        trained_with=None,
-        select=None,
-        extend_select=None,
-        ignore=None,
-        fail_on=None if fail_on is None else fail_on.value,
+    options = settings.run_options(
+        settings.load(config), k=k, seed=seed, fail_on=None if fail_on is None else fail_on.value
     )
     report = audit_gauge(
         items,

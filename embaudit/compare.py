@@ -118,6 +118,19 @@ class FilesComparison:
         points = {"min": 0.0, "p10": 0.1, "p25": 0.25, "p50": 0.5, "p75": 0.75, "p90": 0.9}
         return {name: float(np.quantile(self.per_query, q)) for name, q in points.items()}
 
+    def to_dict(self) -> dict[str, Any]:
+        """The JSON fields of a comparison (compare-knn files mode, EA601 metrics)."""
+        return {
+            "overlap_at_k": self.overlap_at_k,
+            "by_k": {str(j): v for j, v in self.by_k.items()},
+            "metric": self.metric,
+            "n_matched": self.n_matched,
+            "matched_by": self.matched_by,
+            "queries": self.queries,
+            "quantiles": self.quantiles(),
+            "changed_most": self.changed_most(),
+        }
+
     def changed_most(self) -> list[dict[str, Any]]:
         order = np.argsort(self.per_query, kind="stable")[:CHANGED_LIST]
         return [{"id": self.query_ids[i], "overlap_at_k": float(self.per_query[i])} for i in order]

@@ -77,3 +77,16 @@ def audit_options(
         options["extend_select"] = config.extend_select + _split(extend_select)
         options["ignore"] = config.ignore + _split(ignore)
     return options
+
+
+def run_options(
+    config: Config, *, k: int | None, seed: int | None, fail_on: str | None
+) -> dict[str, Any]:
+    """``k``, ``seed`` and ``fail_on`` for compare-knn and gauge: flag, then file, then default;
+    ``queries`` as configured (``--queries`` is applied by the caller)."""
+    return {
+        "k": _pick(k, config.k, 10),
+        "seed": _pick(seed, config.seed, 0),
+        "fail_on": _pick(fail_on, config.fail_on, "fail"),
+        "queries": config.sampling.get("queries", Sampling().queries),
+    }

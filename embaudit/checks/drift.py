@@ -51,16 +51,7 @@ def _baseline(data: AuditData) -> Baseline:
 def neighbour_stability(data: AuditData, threshold: float | None) -> Finding:
     comparison = _baseline(data).comparison
     value = comparison.overlap_at_k
-    metrics = {
-        "overlap_at_k": value,
-        "by_k": {str(j): v for j, v in comparison.by_k.items()},
-        "metric": comparison.metric,
-        "matched_by": comparison.matched_by,
-        "n_matched": comparison.n_matched,
-        "queries": comparison.queries,
-        "quantiles": comparison.quantiles(),
-        "changed_most": comparison.changed_most(),
-    }
+    metrics = comparison.to_dict()
     limit = threshold if threshold is not None else 0.8
     message = (
         f"overlap@{comparison.k} {value:.3f} of {comparison.metric} neighbours with the baseline "
