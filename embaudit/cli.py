@@ -96,7 +96,8 @@ FormatOption = Annotated[
         "--format",
         "-f",
         help="table for people; json for machines (schema_version 1); markdown for a PR "
-        "comment; junit for CI test reports; github for workflow annotations.",
+        "comment; junit for CI test reports; github for workflow annotations; html for a "
+        "self-contained page with plots (needs embaudit[report]).",
     ),
 ]
 OutputOption = Annotated[
@@ -233,6 +234,7 @@ def check(
         fail_on=None if fail_on is None else fail_on.value,
         queries=queries,
     )
+    FORMATS[output_format.value].require()
     with pass_progress(not quiet) as progress:
         report = audit(
             file,
@@ -301,6 +303,7 @@ def compare_knn_command(
     options = settings.run_options(
         settings.load(config), k=k, seed=seed, fail_on=None if fail_on is None else fail_on.value
     )
+    FORMATS[output_format.value].require()
     with pass_progress(not quiet) as progress:
         report = compare_knn(
             files[0],
@@ -383,6 +386,7 @@ def gauge_command(
     options = settings.run_options(
         settings.load(config), k=k, seed=seed, fail_on=None if fail_on is None else fail_on.value
     )
+    FORMATS[output_format.value].require()
     report = audit_gauge(
         items,
         users,

@@ -129,6 +129,10 @@ class FilesComparison:
             "queries": self.queries,
             "quantiles": self.quantiles(),
             "changed_most": self.changed_most(),
+            "per_item_histogram": {
+                "edges": [j / 10 for j in range(11)],
+                "counts": [int(c) for c in np.histogram(self.per_query, 10, (0.0, 1.0))[0]],
+            },
         }
 
     def changed_most(self) -> list[dict[str, Any]]:

@@ -100,6 +100,7 @@ class Neighbors:
     gauge_queries: int
     overlap: dict[tuple[str, str], Floats]  # per-query overlap@k of metric pairs
     top1_differs: dict[tuple[str, str], float]
+    by_k: dict[tuple[str, str], dict[int, float]]  # mean overlap@j for j = 1, 5, ..., k
     gauge: dict[float, list[Floats]]  # level -> per-draw, per-query overlap@k
     canonical: Floats  # per-query overlap@k against the column-standardised data
     canonical_scale: Floats = field(repr=False)  # the standardising D
@@ -318,6 +319,11 @@ def _neighbors(
     pairs = [("cosine", "l2"), ("cosine", "dot"), ("l2", "dot")]
     overlap = {(a, b): engine.overlap(lists[a], lists[b]) for a, b in pairs}
     top1 = {(a, b): float(np.mean(engine.overlap(lists[a], lists[b], at=1) < 1)) for a, b in pairs}
+    ladder = sorted({j for j in (1, 5, 10, 50, 100) if j < engine.k} | {engine.k})
+    by_k = {
+        (a, b): {j: float(engine.overlap(lists[a], lists[b], at=j).mean()) for j in ladder}
+        for a, b in pairs
+    }
     gauge: dict[float, list[Floats]] = {}
     for b, (s, _) in enumerate(gauges, start=1):
         gauge.setdefault(s, []).append(
@@ -333,6 +339,7 @@ def _neighbors(
         gauge_queries=engine.blocks[1].n_queries if len(engine.blocks) > 1 else 0,
         overlap=overlap,
         top1_differs=top1,
+        by_k=by_k,
         gauge=gauge,
         canonical=canonical,
         canonical_scale=scale,

@@ -204,6 +204,7 @@ def _agreement(
     summary = overlap_summary(neighbors.overlap[pair])
     value = summary["overlap_at_k"]
     metrics = summary | {"k": neighbors.k, "top1_differs": neighbors.top1_differs[pair]}
+    metrics["by_k"] = {str(j): v for j, v in neighbors.by_k[pair].items()}
     limit = threshold if threshold is not None else 0.9
     name = {"l2": "L2", "dot": "inner-product"}[other]
     message = f"overlap@{neighbors.k} of cosine and {name} neighbours {value:.3f}"

@@ -67,6 +67,11 @@ def mean_cosine(data: AuditData, threshold: float | None) -> Finding:
         p5, p50, p95 = (float(q) for q in np.quantile(cosines, [0.05, 0.5, 0.95]))
         metrics |= {"pairs": len(cosines), "pair_std": float(cosines.std())}
         metrics |= {"p5": p5, "p50": p50, "p95": p95}
+        counts, edges = np.histogram(cosines, bins=50, range=(-1.0, 1.0))
+        metrics["pair_histogram"] = {
+            "edges": [float(e) for e in edges],
+            "counts": [int(c) for c in counts],
+        }
     limit = threshold if threshold is not None else 0.5
     if mean > COLLAPSE_MEAN_COSINE:
         return Finding(
@@ -169,6 +174,7 @@ def spectrum(data: AuditData, threshold: float | None) -> Finding:
         "effective_rank": sample.effective_rank,
         "top_share": sample.top_share,
         "top_eigenvalues": [float(v) for v in sample.eigenvalues[:10]],
+        "eigenvalues": [float(v) for v in sample.eigenvalues],
         "sample": sample.m,
         "reference": {
             "isoscore": reference.isoscore,
@@ -231,6 +237,7 @@ def rogue_dimensions(data: AuditData, threshold: float | None) -> Finding:
     metrics: dict[str, object] = {
         "dimensions": dims,
         "contributions": [float(cc[j]) for j in dims],
+        "all_contributions": [float(v) for v in cc],
         "mean_cosine": mean_cosine,
         "r2_without": _nan_to_none(sample.rogue_r2),
     }

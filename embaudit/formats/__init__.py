@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from embaudit.formats.base import Attachment, Format
 from embaudit.formats.github import GithubFormat
+from embaudit.formats.html import HtmlFormat
 from embaudit.formats.json import JsonFormat
 from embaudit.formats.junit import JunitFormat
 from embaudit.formats.markdown import MarkdownFormat
@@ -11,7 +12,14 @@ from embaudit.formats.table import TableFormat
 
 FORMATS: dict[str, Format] = {
     fmt.name: fmt
-    for fmt in (TableFormat(), JsonFormat(), MarkdownFormat(), JunitFormat(), GithubFormat())
+    for fmt in (
+        TableFormat(),
+        JsonFormat(),
+        MarkdownFormat(),
+        JunitFormat(),
+        GithubFormat(),
+        HtmlFormat(),
+    )
 }
 
 __all__ = ["FORMATS", "Attachment", "Format"]

@@ -30,6 +30,9 @@ class Format(ABC):
     def render(self, report: AnyReport, *, color: bool = False, width: int = 100) -> str:
         """Return the whole document, ending with a newline."""
 
+    def require(self) -> None:  # noqa: B027 - optional hook, a no-op for most formats
+        """Raise a UsageError when the format cannot work here (a missing optional extra)."""
+
     def attachments(self, report: AnyReport, environ: Mapping[str, str]) -> list[Attachment]:
         """Files to append to besides the main output (none by default)."""
         return []
