@@ -5,6 +5,7 @@ from __future__ import annotations
 from embaudit._version import __version__
 from embaudit.audit import audit, audit_gauge, compare_knn
 from embaudit.errors import EmbauditError, InputError, UsageError
+from embaudit.measure import Sampling
 from embaudit.model import (
     CheckResult,
     Level,
@@ -20,6 +21,7 @@ __all__ = [
     "InputError",
     "Level",
     "Report",
+    "Sampling",
     "Status",
     "TrainedWith",
     "UsageError",

@@ -35,10 +35,21 @@ OBJECTIVE_METRIC = {
 }
 
 
+#: Largest neighbour count: trust in cosine is about the nearest neighbours, and the lists of
+#: every query are held in memory.
+MAX_K = 1000
+
+
 def _positive(name: str, value: Any, smallest: int = 1) -> None:
     if isinstance(value, bool) or not isinstance(value, int) or value < smallest:
         kind = "a positive integer" if smallest == 1 else f"an integer >= {smallest}"
         raise UsageError(f"{name} must be {kind}, got {value!r}")
+
+
+def _check_k(k: Any) -> None:
+    _positive("-k", k)
+    if k > MAX_K:
+        raise UsageError(f"-k must be at most {MAX_K}, got {k!r}")
 
 
 def _selectors(name: str, value: Iterable[str] | str | None) -> tuple[str, ...] | None:
@@ -66,7 +77,7 @@ def validate_params(
     severities: Mapping[str, str | Status] | None = None,
 ) -> AuditParams:
     """Check the audit options, naming the option at fault."""
-    _positive("-k", k)
+    _check_k(k)
     _positive("--seed", seed, smallest=0)
     try:
         objective = TrainedWith(trained_with)
@@ -81,6 +92,12 @@ def validate_params(
     for code in (*(thresholds or {}), *(severities or {})):
         if code not in REGISTRY:
             raise UsageError(f"unknown check code {code!r}")
+    for code, value in (thresholds or {}).items():
+        if isinstance(value, bool) or not isinstance(value, int | float) or value != value:
+            raise UsageError(f"threshold of {code} must be a number, got {value!r}")
+    for code, level in (severities or {}).items():
+        if level not in ("warn", "fail"):
+            raise UsageError(f"severity of {code} must be 'warn' or 'fail', got {level!r}")
     enabled = None
     if select is not None or extend_select is not None or ignore is not None:
         enabled = enabled_codes(
@@ -89,6 +106,8 @@ def validate_params(
             _selectors("--extend-select", extend_select) or (),
             _selectors("--ignore", ignore) or (),
         )
+        if not enabled:
+            raise UsageError("the selection (--select, --extend-select, --ignore) runs no check")
     return AuditParams(
         k=k,
         seed=seed,
@@ -271,7 +290,7 @@ def compare_knn(
     ``min_overlap`` turns the result into a gate: a comparison below it fails.
     """
     started = time.perf_counter()
-    _positive("-k", k)
+    _check_k(k)
     _positive("--seed", seed, smallest=0)
     _positive("--queries", queries)
     gate = _fail_on(fail_on)
@@ -309,6 +328,7 @@ def compare_knn(
             k=result.k,
             results={
                 "queries": result.queries,
+                "excluded_rows": result.excluded_rows,
                 "pairs": [pair.to_dict(result.k) for pair in result.pairs],
             },
             checks=checks,
@@ -385,14 +405,16 @@ def audit_gauge(
     the model does not determine those neighbours.
     """
     started = time.perf_counter()
-    _positive("-k", k)
+    _check_k(k)
     _positive("--seed", seed, smallest=0)
     _positive("--sample", sample, smallest=2)
+    if k >= sample - 1:
+        raise UsageError(f"-k {k} needs --sample larger than k + 1, got --sample {sample}")
     gate = _fail_on(fail_on)
     if side not in ("items", "users", "both"):
         raise UsageError(f"--side must be items, users or both, got {side!r}")
-    if not max_condition > 1.0:
-        raise UsageError(f"--max-condition must be greater than 1, got {max_condition!r}")
+    if not 1.0 <= max_condition < float("inf"):
+        raise UsageError(f"--max-condition must be finite and at least 1, got {max_condition!r}")
     if not 0.0 <= min_overlap <= 1.0:
         raise UsageError(f"--min-overlap must lie in [0, 1], got {min_overlap!r}")
     item_source = open_source(items, key=key, column=column, id_column=id_column)

@@ -110,15 +110,16 @@ OutputOption = Annotated[
     ),
 ]
 KOption = Annotated[
-    int | None, typer.Option("-k", min=1, help="Neighbours per query. [default: 10]")
+    int | None,
+    typer.Option("-k", min=1, max=1000, show_default="10", help="Neighbours per query."),
 ]
 SeedOption = Annotated[
     int | None,
-    typer.Option("--seed", min=0, help="Seed of every random choice. [default: 0]"),
+    typer.Option("--seed", min=0, show_default="0", help="Seed of every random choice."),
 ]
 QueriesOption = Annotated[
     int | None,
-    typer.Option("--queries", min=1, help="Query rows sampled for the kNN. [default: 500]"),
+    typer.Option("--queries", min=1, show_default="500", help="Query rows sampled for the kNN."),
 ]
 KeyOption = Annotated[
     str | None, typer.Option("--key", help="The array to read from an .npz archive.")
@@ -143,8 +144,16 @@ FailOnOption = Annotated[
     FailOn | None,
     typer.Option(
         "--fail-on",
-        help="Exit 1 on failures (fail) or also on warnings and a caution verdict (warn). "
-        "[default: fail]",
+        show_default="fail",
+        help="Exit 1 on failures (fail) or also on warnings and a caution verdict (warn).",
+    ),
+]
+GateFailOnOption = Annotated[
+    FailOn | None,
+    typer.Option(
+        "--fail-on",
+        show_default="fail",
+        help="Exit 1 on failing comparisons (fail) or also on warnings (warn).",
     ),
 ]
 ExitZeroOption = Annotated[
@@ -155,7 +164,7 @@ ConfigOption = Annotated[
     typer.Option(
         "--config",
         help="Configuration file. Default: the nearest embaudit.toml, or pyproject.toml with "
-        "[tool.embaudit], from the working directory up.",
+        "\\[tool.embaudit], from the working directory up.",
     ),
 ]
 QuietOption = Annotated[
@@ -173,8 +182,9 @@ def check(
         TrainedWith | None,
         typer.Option(
             "--trained-with",
+            show_default="unknown",
             help="The objective the model was trained with; it decides how norm and gauge "
-            "findings weigh in the verdict, never the measured values. [default: unknown]",
+            "findings weigh in the verdict, never the measured values.",
         ),
     ] = None,
     k: KOption = None,
@@ -276,7 +286,7 @@ def compare_knn_command(
     k: KOption = None,
     seed: SeedOption = None,
     queries: QueriesOption = None,
-    fail_on: FailOnOption = None,
+    fail_on: GateFailOnOption = None,
     exit_zero: ExitZeroOption = False,
     config: ConfigOption = None,
     key: KeyOption = None,
@@ -343,6 +353,7 @@ def gauge_command(
         typer.Option(
             "--max-condition",
             min=1.0,
+            max=1e12,
             help="Largest condition number max(D)/min(D) of the gauges tried.",
         ),
     ] = 10.0,
@@ -363,7 +374,7 @@ def gauge_command(
     output: OutputOption = None,
     k: KOption = None,
     seed: SeedOption = None,
-    fail_on: FailOnOption = None,
+    fail_on: GateFailOnOption = None,
     exit_zero: ExitZeroOption = False,
     config: ConfigOption = None,
     key: KeyOption = None,

@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from embaudit.errors import InputError
+from embaudit.errors import InputError, UsageError
 from embaudit.knn import Block, NeighborSearch
 from embaudit.sources import EmbeddingSource
 from embaudit.stats import CleanRows, row_norms, scan
@@ -31,6 +31,15 @@ CHANGED_LIST = 10
 def k_ladder(k: int, n: int) -> list[int]:
     """The ladder values (and k itself) that leave at least that many other rows."""
     return sorted({j for j in (*K_LADDER, k) if j <= max(n - 1, 1)})
+
+
+def _check_k_fits(k: int, others: int, what: str) -> None:
+    """k must leave something to compare: fewer neighbours than the other rows."""
+    if k >= others:
+        raise UsageError(
+            f"-k {k} must be smaller than the number of other {what} ({max(others, 0):,}): "
+            "otherwise every row is every row's neighbour"
+        )
 
 
 def clean_mask(values: Floats, dtype: np.dtype[Any]) -> npt.NDArray[np.bool_]:
@@ -66,6 +75,7 @@ class MetricsComparison:
     ladder: list[int]
     queries: int
     pairs: list[MetricPair]
+    excluded_rows: int  # non-finite or zero rows, left out of the neighbour lists
 
 
 def compare_metrics(
@@ -78,21 +88,21 @@ def compare_metrics(
     on_rows: Callable[[int], None] | None = None,
 ) -> MetricsComparison:
     """overlap@j of cosine, L2 and inner-product neighbours for the k ladder."""
+    _check_k_fits(k, source.n - 1, "rows")
     ladder = k_ladder(k, source.n)
-    k = min(k, ladder[-1])
     rng = np.random.default_rng(np.random.SeedSequence(seed).spawn(1)[0])
     rows, values = _clean_sample(source, np.arange(source.n), queries, rng)
     if not len(rows) or source.n < 2:
         raise InputError(source.path, "needs at least two finite, non-zero rows to compare")
     engine = NeighborSearch(values, rows, ladder[-1], [Block("base", len(rows))])
-    scan(source, consumers=[engine.add], chunk_rows=chunk_rows, on_chunk=on_rows)
+    stats = scan(source, consumers=[engine.add], chunk_rows=chunk_rows, on_chunk=on_rows)
     lists = {metric: engine.list_for(metric) for metric in METRICS}
     pairs = []
     for a, b in METRIC_PAIRS:
         by_k = {j: float(engine.overlap(lists[a], lists[b], at=j).mean()) for j in ladder}
         top1 = float(np.mean(engine.overlap(lists[a], lists[b], at=1) < 1))
         pairs.append(MetricPair(a, b, by_k, top1, engine.overlap(lists[a], lists[b], at=k)))
-    return MetricsComparison(k, ladder, len(rows), pairs)
+    return MetricsComparison(k, ladder, len(rows), pairs, source.n - stats.n_clean)
 
 
 # Two files: the same items in two exports ---------------------------------------------------
@@ -109,6 +119,7 @@ class FilesComparison:
     by_k: dict[int, float]
     per_query: Floats  # overlap@k of each query item
     query_ids: list[Any]
+    excluded_rows: dict[str, int]  # per file: non-finite or zero rows, left out
 
     @property
     def overlap_at_k(self) -> float:
@@ -129,6 +140,7 @@ class FilesComparison:
             "queries": self.queries,
             "quantiles": self.quantiles(),
             "changed_most": self.changed_most(),
+            "excluded_rows": self.excluded_rows,
             "per_item_histogram": {
                 "edges": [j / 10 for j in range(11)],
                 "counts": [int(c) for c in np.histogram(self.per_query, 10, (0.0, 1.0))[0]],
@@ -196,8 +208,8 @@ def compare_files(
     # The dimensions may differ (a new model version): neighbours are compared by item.
     old_rows, new_rows, ids, matched_by = match_items(old, new)
     n_matched = len(old_rows)
+    _check_k_fits(k, n_matched - 1, "matched items")
     ladder = k_ladder(k, n_matched)
-    k = min(k, ladder[-1])
     rng = np.random.default_rng(np.random.SeedSequence(seed).spawn(1)[0])
     order = rng.permutation(n_matched)[: 2 * queries + 16]
     old_values = old.take(old_rows[order]).astype(np.float64)
@@ -206,8 +218,11 @@ def compare_files(
     chosen = order[both][:queries]
     if not len(chosen) or n_matched < 2:
         raise InputError(new.path, "needs at least two items that are clean in both files")
-    neighbour_items = []
-    for source, rows, values in ((old, old_rows, old_values), (new, new_rows, new_values)):
+    neighbour_items, excluded = [], {}
+    for label, source, rows, values in (
+        ("old", old, old_rows, old_values),
+        ("new", new, new_rows, new_values),
+    ):
         item_of_row = np.full(source.n, -1, dtype=np.int64)
         item_of_row[rows] = np.arange(n_matched)
         engine = NeighborSearch(
@@ -225,7 +240,8 @@ def compare_files(
             )
 
         on_rows = on_pass(source) if on_pass is not None else None
-        scan(source, consumers=[matched_only], chunk_rows=chunk_rows, on_chunk=on_rows)
+        stats = scan(source, consumers=[matched_only], chunk_rows=chunk_rows, on_chunk=on_rows)
+        excluded[label] = source.n - stats.n_clean
         found = engine.list_for(metric).rows
         neighbour_items.append(np.where(found >= 0, item_of_row[np.maximum(found, 0)], -1))
     old_items, new_items = neighbour_items
@@ -248,6 +264,7 @@ def compare_files(
         by_k=by_k,
         per_query=per_query,
         query_ids=[ids[i] for i in chosen],
+        excluded_rows=excluded,
     )
 
 

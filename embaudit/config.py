@@ -79,9 +79,15 @@ def find_config(start: Path | None = None) -> Path | None:
 
 def _has_tool_table(pyproject: Path) -> bool:
     try:
-        document = tomllib.loads(pyproject.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError):
+        text = pyproject.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError):
         return False  # not ours to judge: only a file that configures embaudit is read
+    try:
+        document = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        if "tool.embaudit" in text:  # meant for us: a broken configuration is an error
+            raise ConfigError(pyproject, f"invalid TOML ({exc})") from None
+        return False
     return isinstance(document.get("tool"), dict) and "embaudit" in document["tool"]
 
 

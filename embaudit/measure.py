@@ -197,7 +197,8 @@ def measure(
     gauges = gauge_scales(d, sampling.gauge_levels, sampling.gauge_draws, gauge_rng)
     engine: NeighborSearch | None = None
     consumers = []
-    if len(query_rows) and n > 1:
+    # With k >= n - 1 every row is every row's neighbour: nothing to compare, the checks skip.
+    if len(query_rows) and k < n - 1:
         gauge_queries = min(sampling.gauge_queries, len(query_rows))
         canonical = canonical_scale(queries * unit)
         blocks = [Block("base", len(query_rows))]
@@ -220,7 +221,11 @@ def measure(
         else None
     )
     timings["geometry"] = time.perf_counter() - mark
-    neighbors = _neighbors(engine, gauges, stats.n_clean) if engine is not None else None
+    neighbors = (
+        _neighbors(engine, gauges, stats.n_clean)
+        if engine is not None and k < stats.n_clean - 1
+        else None
+    )
     return Measurements(stats, geometry_summary, neighbors, timings)
 
 

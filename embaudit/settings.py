@@ -16,8 +16,10 @@ from embaudit.measure import Sampling
 def load(config_path: Path | None) -> Config:
     """The configuration named by ``--config``, else the nearest one found, else none."""
     if config_path is not None:
-        if not config_path.is_file():
+        if not config_path.exists():
             raise ConfigError(config_path, "no such configuration file")
+        if not config_path.is_file():
+            raise ConfigError(config_path, "not a regular file")
         return load_config(config_path, set(REGISTRY))
     found = find_config()
     return load_config(found, set(REGISTRY)) if found is not None else Config()

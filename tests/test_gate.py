@@ -382,3 +382,66 @@ def test_shipped_pre_commit_hooks_are_well_formed():
         assert {"id", "name", "entry", "language", "files"} <= set(hook)
         assert hook["entry"].split()[0] == "embaudit"
         assert hook["language"] == "python" and hook["pass_filenames"] is False
+
+
+# Options that would make a gate pass without measuring anything -------------------------------
+
+
+def test_k_is_bounded(cli, fixtures):
+    result = cli("check", fixtures / "sphere.npy", "-k", "1001")
+    assert result.code == 2 and "'-k'" in result.stderr
+
+
+def test_k_at_least_the_other_rows_skips_the_neighbour_checks(cli, tmp_path):
+    np.save(tmp_path / "small.npy", np.random.default_rng(0).standard_normal((30, 4)))
+    report = cli("check", tmp_path / "small.npy", "-k", "29", "-f", "json").json()
+    statuses = {c["code"]: c["status"] for c in report["checks"]}
+    for code in ("EA301", "EA302", "EA401", "EA402"):
+        assert statuses[code] == "skip"
+    assert "every row is every row's neighbour" in next(
+        c["message"] for c in report["checks"] if c["code"] == "EA401"
+    )
+
+
+def test_compare_and_gauge_reject_a_k_that_leaves_nothing_to_compare(cli, fixtures, tmp_path):
+    result = cli(
+        "compare-knn", fixtures / "sphere.npy", fixtures / "sphere.npy", "-k", "1000", "--seed", "1"
+    )
+    assert result.code == 0  # 2,000 matched items: k = 1000 still leaves a choice
+    np.save(tmp_path / "a.npy", np.random.default_rng(1).standard_normal((20, 4)))
+    assert cli("compare-knn", tmp_path / "a.npy", "-k", "19").code == 2
+    np.save(tmp_path / "u.npy", np.random.default_rng(2).standard_normal((20, 4)))
+    gauge = cli("gauge", tmp_path / "a.npy", tmp_path / "u.npy", "-k", "10", "--sample", "5")
+    assert gauge.code == 2 and "--sample" in gauge.stderr
+    infinite = cli("gauge", tmp_path / "a.npy", tmp_path / "u.npy", "--max-condition", "inf")
+    assert infinite.code == 2
+
+
+def test_a_selection_that_runs_no_check_is_a_usage_error(cli, fixtures):
+    result = cli("check", fixtures / "sphere.npy", "--ignore", "EA")
+    assert result.code == 2 and "runs no check" in result.stderr
+
+
+def test_a_broken_pyproject_meant_for_embaudit_is_an_error(cli, fixtures, tmp_path, monkeypatch):
+    (tmp_path / "pyproject.toml").write_text("[tool.embaudit\nk = 1\n")
+    monkeypatch.chdir(tmp_path)
+    result = cli("check", fixtures / "sphere.npy", "-q")
+    assert result.code == 2 and "pyproject.toml: invalid TOML" in result.stderr
+
+
+def test_api_validates_thresholds_and_severities(fixtures):
+    from embaudit import UsageError, audit
+
+    with pytest.raises(UsageError, match="threshold of EA301"):
+        audit(fixtures / "sphere.npy", thresholds={"EA301": "x"})
+    with pytest.raises(UsageError, match="severity of EA301"):
+        audit(fixtures / "sphere.npy", severities={"EA301": "pass"})
+
+
+def test_compare_says_how_many_rows_it_left_out(cli, fixtures):
+    report = cli("compare-knn", fixtures / "nan_rows.npy", "-f", "json").json()
+    assert report["excluded_rows"] == 4
+    table = cli("compare-knn", fixtures / "nan_rows.npy")
+    assert "left out of the neighbour lists: 4" in table.stdout
+    files = cli("compare-knn", fixtures / "sphere.npy", fixtures / "zero_rows.npy", "-f", "json")
+    assert files.json()["excluded_rows"] == {"old": 0, "new": 2}

@@ -18,7 +18,7 @@ HEADLINE_LEVEL = 0.5
 USE_DOT = "Rank with the dot product the model was trained with, not cosine"
 NORMALIZE = "Normalize the vectors before indexing with L2 or inner product"
 DECLARE = "Declare the training objective (--trained-with cosine|dot|l2) to settle this"
-SKIP = "needs at least one query with a neighbour"
+SKIP = "needs more finite, non-zero rows than k + 1 (otherwise every row is every row's neighbour)"
 
 
 def overlap_summary(per_query: npt.NDArray[np.float64]) -> dict[str, Any]:

@@ -25,7 +25,7 @@ def _nan_to_none(value: float) -> float | None:
 @register(
     "EA201",
     "mean-cosine",
-    summary="Mean cosine of random pairs, next to its isotropic reference.",
+    summary="Mean cosine over all pairs of rows, next to its isotropic reference.",
     what=(
         "Computes the exact mean cosine over all pairs of distinct finite, non-zero rows (from "
         "per-dimension sums of the unit vectors), and the spread of the cosines of random pairs "

@@ -150,6 +150,13 @@ def _compare_header(report: CompareReport) -> Text:
         source = report.input
         text.append(f"  {source.get('path') or '(array)'}  {source['n']:,} × {source['d']}")
         text.append(f"  k={report.k} seed={params['seed']}", style="dim")
+    excluded = report.results.get("excluded_rows")
+    counts = excluded.values() if isinstance(excluded, dict) else [excluded or 0]
+    if sum(counts):
+        text.append(
+            f"\nrows with NaN/Inf or zero norm left out of the neighbour lists: {excluded}",
+            style="yellow",
+        )
     return text
 
 
