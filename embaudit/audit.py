@@ -427,12 +427,14 @@ def audit_gauge(
         )
     settings = GaugeSettings(k=k, seed=seed, max_condition=max_condition, sample=sample)
     rng = np.random.default_rng(np.random.SeedSequence([seed, 2]))
-    towers = {
+    samples = {
         "items": _tower_sample(item_source, settings.sample, rng),
         "users": _tower_sample(user_source, settings.sample, rng),
     }
-    pair_items = _tower_sample(item_source, settings.pairs, rng, replace=True)
-    pair_users = _tower_sample(user_source, settings.pairs, rng, replace=True)
+    towers = {name: rows for name, (rows, _) in samples.items()}
+    left_out = {name: dropped for name, (_, dropped) in samples.items()}
+    pair_items, _ = _tower_sample(item_source, settings.pairs, rng, replace=True)
+    pair_users, _ = _tower_sample(user_source, settings.pairs, rng, replace=True)
     results, changes = [], []
     for name in ("items", "users") if side == "both" else (side,):
         if len(towers[name]) < 2:
@@ -472,6 +474,7 @@ def audit_gauge(
             "overlap_by_condition": first.overlap_by_condition,
             "prediction_max_rel_change": max(changes),
             "cosine_range": first.cosine_range,
+            "excluded_rows": left_out,
             "sides": [result.to_dict() for result in results],
         },
         checks=checks,
@@ -482,15 +485,17 @@ def audit_gauge(
 
 def _tower_sample(
     source: EmbeddingSource, count: int, rng: np.random.Generator, *, replace: bool = False
-) -> npt.NDArray[np.float64]:
-    """Random finite, non-zero rows of one tower, as float64."""
+) -> tuple[npt.NDArray[np.float64], int]:
+    """Random finite, non-zero rows of one tower, as float64, and how many drawn rows were
+    left out for NaN/Inf or a zero norm."""
     if replace:
         rows = rng.integers(source.n, size=count)
     else:
         rows = rng.permutation(source.n)[: min(source.n, count + 64)]
     values = source.take(np.sort(rows)).astype(np.float64)
-    values = values[clean_mask(values, source.dtype)]
-    return values if replace else values[:count]
+    clean = clean_mask(values, source.dtype)
+    values = values[clean]
+    return (values if replace else values[:count]), int((~clean).sum())
 
 
 def _gauge_row(result: SideResult, min_overlap: float, change: float) -> CheckResult:
