@@ -11,6 +11,10 @@ from collections.abc import Sequence
 
 from embaudit.model import CheckResult, Level, Status, TrainedWith, Verdict
 
+#: Checks that look at the geometry (pairs, spectrum, neighbours): without any of them, nothing
+#: was measured about cosine itself.
+GEOMETRY_PREFIXES = ("EA2", "EA3", "EA4", "EA5")
+
 
 def decide(checks: Sequence[CheckResult], trained_with: TrainedWith) -> Verdict:
     drivers = sorted(
@@ -19,6 +23,13 @@ def decide(checks: Sequence[CheckResult], trained_with: TrainedWith) -> Verdict:
     )
     level = drivers[0].impact if drivers and drivers[0].impact else Level.TRUSTWORTHY
     reasons = [f"{check.code} {check.name}: {check.message}" for check in drivers]
+    geometry = [check for check in checks if check.code.startswith(GEOMETRY_PREFIXES)]
+    if geometry and all(check.status == Status.SKIP for check in geometry):
+        # Too few usable rows to measure anything about cosine: do not call that trustworthy.
+        level = max(level, Level.CAUTION, key=lambda lvl: lvl.rank)
+        reasons.append(
+            "too few finite, non-zero rows to measure the geometry: every cosine check skipped"
+        )
     if not reasons:
         objective = "" if trained_with == TrainedWith.UNKNOWN else f" ({trained_with}-trained)"
         reasons = [f"no check found a problem with cosine similarity on this data{objective}"]

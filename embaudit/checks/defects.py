@@ -183,6 +183,7 @@ def dead_dimensions(data: AuditData, threshold: float | None) -> Finding:
         "truncated": len(dead) > len(listed),
         "std_min": float(std.min()),
         "rms_coordinate": rms_coordinate,
+        "threshold_applies_to": "std of a dimension / rms_coordinate",
     }
     if not len(dead):
         return Finding(Status.PASS, 0.0, f"all {stats.d} dimensions vary", metrics)

@@ -70,6 +70,7 @@ def norm_spread(data: AuditData, threshold: float | None) -> Finding:
         "cv": cv,
         "normalized": normalized,
         "histogram": norm_histogram(norms),
+        "threshold_applies_to": "largest |norm - 1| (normalized)",
     }
     if normalized:
         return Finding(

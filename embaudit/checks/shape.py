@@ -173,6 +173,7 @@ def spectrum(data: AuditData, threshold: float | None) -> Finding:
         "isoscore": sample.isoscore,
         "effective_rank": sample.effective_rank,
         "top_share": sample.top_share,
+        "threshold_applies_to": "top_share",
         "top_eigenvalues": [float(v) for v in sample.eigenvalues[:10]],
         "eigenvalues": [float(v) for v in sample.eigenvalues],
         "sample": sample.m,
