@@ -19,6 +19,9 @@ import time
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+
+from make_data import ensure  # noqa: E402
 
 
 def main() -> None:
@@ -28,19 +31,7 @@ def main() -> None:
     parser.add_argument("--trained-with", default="unknown")
     args = parser.parse_args()
     path = HERE / "data" / f"clustered_{args.n}_{args.d}.npy"
-    if not path.exists():
-        subprocess.run(
-            [
-                sys.executable,
-                str(HERE / "make_data.py"),
-                str(path),
-                "--n",
-                str(args.n),
-                "--d",
-                str(args.d),
-            ],
-            check=True,
-        )
+    ensure(path, args.n, args.d)
     path.read_bytes()  # warm the page cache
     command = [
         "embaudit",

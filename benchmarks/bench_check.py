@@ -36,6 +36,9 @@ from embaudit.sources import open_source
 from embaudit.stats import CleanRows, row_norms
 
 HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+
+from make_data import ensure  # noqa: E402
 
 
 def timed(label: str, results: dict[str, float]):
@@ -126,19 +129,7 @@ def main() -> None:
     path = HERE / "data" / f"clustered_{args.n}_{args.d}.npy"
     if args.n == 1_000_000 and args.d == 768 and (HERE / "data" / "clustered_1m_768.npy").exists():
         path = HERE / "data" / "clustered_1m_768.npy"
-    if not path.exists():
-        subprocess.run(
-            [
-                sys.executable,
-                str(HERE / "make_data.py"),
-                str(path),
-                "--n",
-                str(args.n),
-                "--d",
-                str(args.d),
-            ],
-            check=True,
-        )
+    ensure(path, args.n, args.d)
     with path.open("rb") as stream:  # warm the page cache
         while stream.read(1 << 26):
             pass

@@ -61,6 +61,13 @@ def write(path: Path, n: int, d: int, *, seed: int, normalize: bool) -> None:
             start += len(block)
 
 
+def ensure(path: Path, n: int, d: int, seed: int = 0) -> Path:
+    """Generate the normalized clustered file at ``path`` unless it exists; return the path."""
+    if not path.exists():
+        write(path, n, d, seed=seed, normalize=True)
+    return path
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("path", type=Path)

@@ -18,8 +18,8 @@ from embaudit.compare import clean_mask, compare_files, compare_metrics
 from embaudit.config import enabled_codes, parse_selectors
 from embaudit.errors import InputError, UsageError
 from embaudit.gauge import GaugeSettings, SideResult, audit_side, prediction_change
-from embaudit.measure import Sampling, measure
-from embaudit.model import CheckResult, CompareReport, Report, Status, TrainedWith
+from embaudit.measure import Measurements, Sampling, measure
+from embaudit.model import CheckResult, CompareReport, Report, Status, TrainedWith, Verdict
 from embaudit.progress import PassReporter
 from embaudit.sources import EmbeddingSource, open_source
 from embaudit.verdict import decide
@@ -179,18 +179,10 @@ def audit(
         if baseline is None
         else open_source(baseline, key=key, column=column, id_column=id_column)
     )
-    measured = measure(
-        opened,
-        k=params.k,
-        seed=params.seed,
-        sampling=params.sampling,
-        chunk_rows=chunk_rows,
-        on_rows=_reporting(progress, "audit", opened),
+    measured, data, checks, verdict = _judge(
+        opened, params, chunk_rows, _reporting(progress, "audit", opened)
     )
     measured_at = time.perf_counter()
-    data = AuditData(params, measured.stats, measured.geometry, measured.neighbors)
-    checks = run_checks(data)
-    verdict = decide(checks, params.trained_with)
     if old is not None:
         baseline_data = _baseline(old, opened, params, chunk_rows, progress)
         data = replace(data, baseline=baseline_data, verdict=verdict)
@@ -226,6 +218,26 @@ def audit(
     )
 
 
+def _judge(
+    source: EmbeddingSource,
+    params: AuditParams,
+    chunk_rows: int | None,
+    on_rows: Callable[[int], None] | None,
+) -> tuple[Measurements, AuditData, list[CheckResult], Verdict]:
+    """Measure a source, run the audit checks on it and decide the verdict."""
+    measured = measure(
+        source,
+        k=params.k,
+        seed=params.seed,
+        sampling=params.sampling,
+        chunk_rows=chunk_rows,
+        on_rows=on_rows,
+    )
+    data = AuditData(params, measured.stats, measured.geometry, measured.neighbors)
+    checks = run_checks(data)
+    return measured, data, checks, decide(checks, params.trained_with)
+
+
 def _reporting(
     progress: PassReporter | None, action: str, source: EmbeddingSource
 ) -> Callable[[int], None] | None:
@@ -245,16 +257,7 @@ def _baseline(
 ) -> Baseline:
     """Audit the baseline with the same options (its verdict and norms), and compare the
     neighbours of the items the two exports share."""
-    measured = measure(
-        old,
-        k=params.k,
-        seed=params.seed,
-        sampling=params.sampling,
-        chunk_rows=chunk_rows,
-        on_rows=_reporting(progress, "baseline", old),
-    )
-    old_data = AuditData(params, measured.stats, measured.geometry, measured.neighbors)
-    verdict = decide(run_checks(old_data), params.trained_with)
+    measured, _, _, verdict = _judge(old, params, chunk_rows, _reporting(progress, "baseline", old))
     comparison = compare_files(
         old,
         new,
