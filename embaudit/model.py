@@ -91,6 +91,32 @@ class Verdict:
         }
 
 
+class _Gate:
+    """The gate rule, one place for every report: checks at or above ``fail_on`` fail it, and
+    so does a verdict at the matching level (untrustworthy; with ``fail_on=warn`` caution)."""
+
+    checks: list[CheckResult]
+    verdict: Verdict | None
+    fail_on: Status
+
+    def check_fails(self, check: CheckResult, fail_on: Status | None = None) -> bool:
+        if (fail_on or self.fail_on) == Status.FAIL:
+            return check.status == Status.FAIL
+        return check.status in (Status.FAIL, Status.WARN)
+
+    def verdict_fails(self, fail_on: Status | None = None) -> bool:
+        if self.verdict is None:
+            return False
+        worst = Level.UNTRUSTWORTHY if (fail_on or self.fail_on) == Status.FAIL else Level.CAUTION
+        return self.verdict.level.rank >= worst.rank
+
+    def failed(self, fail_on: Status | None = None) -> bool:
+        """Whether the gate fails (``fail_on`` default: the report's own)."""
+        return self.verdict_fails(fail_on) or any(
+            self.check_fails(check, fail_on) for check in self.checks
+        )
+
+
 def _summary(checks: list[CheckResult]) -> dict[str, int]:
     counts = {status.value: 0 for status in Status}
     for check in checks:
@@ -99,7 +125,7 @@ def _summary(checks: list[CheckResult]) -> dict[str, int]:
 
 
 @dataclass(frozen=True)
-class Report:
+class Report(_Gate):
     """The result of ``embaudit check``: JSON per the output contract via :meth:`to_dict`."""
 
     tool: dict[str, str]
@@ -127,20 +153,6 @@ class Report:
                 return result
         raise KeyError(code)
 
-    def failed(self, fail_on: Status | None = None) -> bool:
-        """Whether the gate fails: a check at or above ``fail_on``, or the matching verdict.
-
-        ``fail_on=fail`` (default: the report's own): any failing check or an untrustworthy
-        verdict. ``fail_on=warn``: also any warning or a caution verdict.
-        """
-        fail_on = fail_on or self.fail_on
-        statuses = {Status.FAIL} if fail_on == Status.FAIL else {Status.FAIL, Status.WARN}
-        worst = Level.UNTRUSTWORTHY if fail_on == Status.FAIL else Level.CAUTION
-        return (
-            any(check.status in statuses for check in self.checks)
-            or self.verdict.level.rank >= worst.rank
-        )
-
     def to_dict(self) -> dict[str, Any]:
         return {
             "schema_version": SCHEMA_VERSION,
@@ -155,7 +167,7 @@ class Report:
 
 
 @dataclass(frozen=True)
-class CompareReport:
+class CompareReport(_Gate):
     """The result of ``embaudit compare-knn`` (metrics of one file, or two files) and of
     ``embaudit gauge`` (two towers).
 
@@ -186,11 +198,6 @@ class CompareReport:
     @property
     def summary(self) -> dict[str, int]:
         return _summary(self.checks)
-
-    def failed(self, fail_on: Status | None = None) -> bool:
-        fail_on = fail_on or self.fail_on
-        statuses = {Status.FAIL} if fail_on == Status.FAIL else {Status.FAIL, Status.WARN}
-        return any(check.status in statuses for check in self.checks)
 
     def to_dict(self) -> dict[str, Any]:
         return {

@@ -7,7 +7,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from embaudit.model import AnyReport, CheckResult, Status
+from embaudit.model import AnyReport, CheckResult
 
 
 @dataclass(frozen=True)
@@ -38,21 +38,6 @@ class Format(ABC):
         return []
 
 
-def failing(report: AnyReport, check: CheckResult) -> bool:
-    """Whether a check is at the report's failing level (``--fail-on``)."""
-    levels = {Status.FAIL} if report.fail_on == Status.FAIL else {Status.FAIL, Status.WARN}
-    return check.status in levels
-
-
 def label(check: CheckResult) -> str:
     """'EA301 gauge-sensitivity', or just the name for rows without a code."""
     return f"{check.code} {check.name}" if check.code else check.name
-
-
-def verdict_fails(report: AnyReport) -> bool:
-    """Whether the verdict alone fails the gate."""
-    if report.verdict is None:
-        return False
-    worst = "untrustworthy" if report.fail_on == Status.FAIL else "caution"
-    order = ["trustworthy", "caution", "untrustworthy"]
-    return order.index(report.verdict.level.value) >= order.index(worst)

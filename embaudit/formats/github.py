@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from pathlib import Path
 
-from embaudit.formats.base import Attachment, Format, failing, label, verdict_fails
+from embaudit.formats.base import Attachment, Format, label
 from embaudit.formats.markdown import MarkdownFormat
 from embaudit.model import AnyReport, Status
 
@@ -34,7 +34,7 @@ class GithubFormat(Format):
     def render(self, report: AnyReport, *, color: bool = False, width: int = 100) -> str:
         lines = []
         for check in report.checks:
-            if failing(report, check):
+            if report.check_fails(check):
                 kind = "error"
             elif check.status == Status.WARN:
                 kind = "warning"
@@ -45,7 +45,7 @@ class GithubFormat(Format):
             )
         if report.verdict is not None:
             verdict = report.verdict
-            kind = "error" if verdict_fails(report) else "notice"
+            kind = "error" if report.verdict_fails() else "notice"
             reasons = "; ".join(verdict.reasons)
             lines.append(
                 command(

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import xml.etree.ElementTree as ET
 
-from embaudit.formats.base import Format, failing, label, verdict_fails
+from embaudit.formats.base import Format, label
 from embaudit.model import AnyReport, Status
 
 
@@ -25,7 +25,7 @@ class JunitFormat(Format):
             case = ET.Element(
                 "testcase", classname=f"embaudit.{report.kind}", name=label(check), time="0"
             )
-            if failing(report, check):
+            if report.check_fails(check):
                 failures += 1
                 failure = ET.SubElement(
                     case, "failure", message=check.message, type=check.status.value
@@ -43,7 +43,7 @@ class JunitFormat(Format):
                 "testcase", classname=f"embaudit.{report.kind}", name="verdict", time="0"
             )
             text = "\n".join([*verdict.reasons, *(f"-> {r}" for r in verdict.recommendations)])
-            if verdict_fails(report):
+            if report.verdict_fails():
                 failures += 1
                 failure = ET.SubElement(
                     case, "failure", message=verdict.level.value, type="verdict"
