@@ -255,8 +255,7 @@ def check(
             progress=progress,
             **options,
         )
-    _emit(report, output_format.value, output, quiet)
-    return EXIT_FINDINGS if report.failed() and not exit_zero else EXIT_OK
+    return _conclude(report, output_format.value, output, quiet, exit_zero)
 
 
 @app.command("compare-knn")
@@ -329,8 +328,7 @@ def compare_knn_command(
             id_column=id_column,
             progress=progress,
         )
-    _emit(report, output_format.value, output, quiet)
-    return EXIT_FINDINGS if report.failed() and not exit_zero else EXIT_OK
+    return _conclude(report, output_format.value, output, quiet, exit_zero)
 
 
 @app.command("gauge")
@@ -412,8 +410,7 @@ def gauge_command(
         column=column,
         id_column=id_column,
     )
-    _emit(report, output_format.value, output, quiet)
-    return EXIT_FINDINGS if report.failed() and not exit_zero else EXIT_OK
+    return _conclude(report, output_format.value, output, quiet, exit_zero)
 
 
 @app.command()
@@ -444,6 +441,14 @@ def explain(
         raise UsageError(f"unknown check code {code!r}; run 'embaudit explain' to list the codes")
     _write_stdout(check_.explain())
     return EXIT_OK
+
+
+def _conclude(
+    report: AnyReport, format_name: str, output: Path | None, quiet: bool, exit_zero: bool
+) -> int:
+    """Write the report and choose the exit code: 1 when the gate fails (unless --exit-zero)."""
+    _emit(report, format_name, output, quiet)
+    return EXIT_FINDINGS if report.failed() and not exit_zero else EXIT_OK
 
 
 def _emit(report: AnyReport, format_name: str, output: Path | None, quiet: bool) -> None:
