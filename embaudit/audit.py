@@ -14,7 +14,7 @@ import numpy.typing as npt
 
 from embaudit._version import __version__
 from embaudit.checks import REGISTRY, AuditData, AuditParams, Baseline, run_checks
-from embaudit.compare import clean_mask, compare_files, compare_metrics
+from embaudit.compare import compare_files, compare_metrics
 from embaudit.config import enabled_codes, parse_selectors
 from embaudit.errors import InputError, UsageError
 from embaudit.gauge import GaugeSettings, SideResult, audit_side, prediction_change
@@ -22,6 +22,7 @@ from embaudit.measure import Measurements, Sampling, measure
 from embaudit.model import CheckResult, CompareReport, Report, Status, TrainedWith, Verdict
 from embaudit.progress import PassReporter
 from embaudit.sources import EmbeddingSource, open_source
+from embaudit.stats import clean_mask
 from embaudit.verdict import decide
 
 Source = str | os.PathLike[str] | EmbeddingSource | Any

@@ -15,7 +15,7 @@ import numpy.typing as npt
 from embaudit.errors import InputError, UsageError
 from embaudit.knn import Block, NeighborSearch
 from embaudit.sources import EmbeddingSource
-from embaudit.stats import CleanRows, row_norms, scan
+from embaudit.stats import CleanRows, clean_mask, scan
 
 Floats = npt.NDArray[np.float64]
 Ints = npt.NDArray[np.int64]
@@ -40,12 +40,6 @@ def _check_k_fits(k: int, others: int, what: str) -> None:
             f"-k {k} must be smaller than the number of other {what} ({max(others, 0):,}): "
             "otherwise every row is every row's neighbour"
         )
-
-
-def clean_mask(values: Floats, dtype: np.dtype[Any]) -> npt.NDArray[np.bool_]:
-    norms = row_norms(values)
-    finite = np.isfinite(values).all(axis=1) & np.isfinite(norms)
-    return np.asarray(finite & (norms >= np.finfo(dtype).tiny))
 
 
 # One file: cosine vs L2 vs dot --------------------------------------------------------------

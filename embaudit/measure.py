@@ -21,7 +21,7 @@ import numpy.typing as npt
 from embaudit import geometry
 from embaudit.knn import Block, NeighborList, NeighborSearch
 from embaudit.sources import EmbeddingSource
-from embaudit.stats import CleanRows, ScanStats, row_norms, scan
+from embaudit.stats import CleanRows, ScanStats, clean_mask, row_norms, scan
 
 Floats = npt.NDArray[np.float64]
 Ints = npt.NDArray[np.int64]
@@ -151,9 +151,7 @@ def _draw_clean_queries(
     """Query rows drawn at random among the finite, non-zero rows, in draw order."""
     candidates = _draw(source.n, 2 * count + 16, rng)
     values = source.take(candidates).astype(np.float64)
-    norms = row_norms(values)
-    clean = np.isfinite(values).all(axis=1) & np.isfinite(norms)
-    clean &= norms >= np.finfo(source.dtype).tiny
+    clean = clean_mask(values, source.dtype)
     return candidates[clean][:count], values[clean][:count]
 
 

@@ -152,6 +152,17 @@ def row_norms(values: npt.NDArray[np.floating[Any]]) -> Floats:
     return norms
 
 
+def clean_mask(
+    values: npt.NDArray[np.floating[Any]], dtype: np.dtype[Any]
+) -> npt.NDArray[np.bool_]:
+    """Rows that are finite, with a finite norm of at least the dtype's smallest normal number:
+    the rows the diagnostics use (the same rule as the pass: EA001 and EA002 set the others
+    apart)."""
+    norms = row_norms(values)
+    finite = np.isfinite(values).all(axis=1) & np.isfinite(norms)
+    return np.asarray(finite & (norms >= np.finfo(dtype).tiny))
+
+
 def _row_words(values: npt.NDArray[np.floating[Any]]) -> npt.NDArray[np.uint64]:
     """The bit patterns of the values as uint64 words, with -0.0 folded into +0.0."""
     folded = values + values.dtype.type(0)  # -0.0 + 0.0 == +0.0 under round-to-nearest
