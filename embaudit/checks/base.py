@@ -63,14 +63,14 @@ class Check:
     why: str
     fix: str
     reference: str
-    threshold: float | None
+    threshold: float
     threshold_rationale: str
-    measure: Callable[[AuditData, float | None], Finding]
+    measure: Callable[[AuditData, float], Finding]
     needs_baseline: bool = False
 
     def explain(self) -> str:
         """The documentation ``embaudit explain CODE`` prints (Markdown, like ``ruff rule``)."""
-        threshold = "none" if self.threshold is None else f"`{self.threshold:g}`"
+        threshold = f"`{self.threshold:g}`"
         sections = [
             f"# {self.code} ({self.name})",
             self.summary,
@@ -116,16 +116,16 @@ def register(
     what: str,
     why: str,
     fix: str,
+    threshold: float,
+    threshold_rationale: str,
     reference: str = "",
-    threshold: float | None = None,
-    threshold_rationale: str = "",
     needs_baseline: bool = False,
-) -> Callable[[Callable[[AuditData, float | None], Finding]], Callable[..., Finding]]:
+) -> Callable[[Callable[[AuditData, float], Finding]], Callable[..., Finding]]:
     """Register ``measure`` as check ``code``; codes are public API and never renumbered."""
 
     def decorate(
-        measure: Callable[[AuditData, float | None], Finding],
-    ) -> Callable[[AuditData, float | None], Finding]:
+        measure: Callable[[AuditData, float], Finding],
+    ) -> Callable[[AuditData, float], Finding]:
         if code in REGISTRY:
             raise ValueError(f"check {code} registered twice")
         REGISTRY[code] = Check(

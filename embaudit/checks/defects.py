@@ -47,12 +47,12 @@ def _plural(count: int, word: str) -> str:
     threshold=0,
     threshold_rationale="Any non-finite row fails: cosine is undefined for it.",
 )
-def non_finite(data: AuditData, threshold: float | None) -> Finding:
+def non_finite(data: AuditData, threshold: float) -> Finding:
     stats = data.stats
     rows = stats.non_finite
     metrics: dict[str, Any] = {**rows.to_dict(), "nan_rows": stats.nan_rows}
     metrics["inf_rows"] = stats.inf_rows
-    if rows.count <= (threshold or 0):
+    if rows.count <= threshold:
         return Finding(Status.PASS, float(rows.count), "every value is finite", metrics)
     return Finding(
         Status.FAIL,
@@ -86,11 +86,11 @@ def non_finite(data: AuditData, threshold: float | None) -> Finding:
     threshold=0,
     threshold_rationale="Any zero row fails: cosine is undefined for it.",
 )
-def zero_vectors(data: AuditData, threshold: float | None) -> Finding:
+def zero_vectors(data: AuditData, threshold: float) -> Finding:
     rows = data.stats.zero
     smallest = float(np.finfo(data.stats.dtype).tiny)
     metrics = {**rows.to_dict(), "norm_below": smallest}
-    if rows.count <= (threshold or 0):
+    if rows.count <= threshold:
         return Finding(Status.PASS, float(rows.count), "no zero vectors", metrics)
     return Finding(
         Status.FAIL,
@@ -123,7 +123,7 @@ def zero_vectors(data: AuditData, threshold: float | None) -> Finding:
         "Warn on any duplicate: in an embedding export an exact copy is almost never intended."
     ),
 )
-def duplicates(data: AuditData, threshold: float | None) -> Finding:
+def duplicates(data: AuditData, threshold: float) -> Finding:
     stats = data.stats
     fraction = stats.duplicate_rows / stats.n_clean if stats.n_clean else 0.0
     metrics = {
@@ -132,7 +132,7 @@ def duplicates(data: AuditData, threshold: float | None) -> Finding:
         "groups": stats.duplicate_group_count,
         "examples": [group.to_dict() for group in stats.duplicate_groups],
     }
-    if fraction <= (threshold or 0.0):
+    if fraction <= threshold:
         return Finding(Status.PASS, fraction, "no exact duplicate rows", metrics)
     first = describe_rows(stats.duplicate_groups[0])
     return Finding(
@@ -169,13 +169,13 @@ def duplicates(data: AuditData, threshold: float | None) -> Finding:
         "rounding noise of float32 values."
     ),
 )
-def dead_dimensions(data: AuditData, threshold: float | None) -> Finding:
+def dead_dimensions(data: AuditData, threshold: float) -> Finding:
     stats = data.stats
     if stats.moments.count < 2:
         return Finding(Status.SKIP, None, "needs at least 2 finite, non-zero rows")
     std = stats.moments.std
     rms_coordinate = stats.rms_coordinate
-    dead = np.flatnonzero(std <= (threshold or 0.0) * rms_coordinate)
+    dead = np.flatnonzero(std <= threshold * rms_coordinate)
     listed = [int(j) for j in dead[:DIMENSION_LIST_CAP]]
     metrics = {
         "count": len(dead),

@@ -48,16 +48,15 @@ def _baseline(data: AuditData) -> Baseline:
     threshold_rationale="Warn when fewer than 4 in 5 neighbours survive on average.",
     needs_baseline=True,
 )
-def neighbour_stability(data: AuditData, threshold: float | None) -> Finding:
+def neighbour_stability(data: AuditData, threshold: float) -> Finding:
     comparison = _baseline(data).comparison
     value = comparison.overlap_at_k
     metrics = comparison.to_dict()
-    limit = threshold if threshold is not None else 0.8
     message = (
         f"overlap@{comparison.k} {value:.3f} of {comparison.metric} neighbours with the baseline "
         f"({comparison.n_matched:,} items matched by {comparison.matched_by})"
     )
-    if value < limit:
+    if value < threshold:
         return Finding(
             Status.WARN,
             value,
@@ -87,7 +86,7 @@ def neighbour_stability(data: AuditData, threshold: float | None) -> Finding:
     threshold_rationale="Warn when the norm CDFs differ by more than 0.1 anywhere.",
     needs_baseline=True,
 )
-def norm_shift(data: AuditData, threshold: float | None) -> Finding:
+def norm_shift(data: AuditData, threshold: float) -> Finding:
     baseline = _baseline(data).norms
     current = data.stats.clean_norms
     if not len(baseline) or not len(current):
@@ -101,9 +100,8 @@ def norm_shift(data: AuditData, threshold: float | None) -> Finding:
         "median_after": new_median,
         "median_change": change,
     }
-    limit = threshold if threshold is not None else 0.1
     message = f"KS statistic {statistic:.3f}; median norm {old_median:.4g} -> {new_median:.4g}"
-    if statistic > limit:
+    if statistic > threshold:
         return Finding(
             Status.WARN,
             statistic,
@@ -129,14 +127,14 @@ def norm_shift(data: AuditData, threshold: float | None) -> Finding:
     threshold_rationale="Warn on any step down.",
     needs_baseline=True,
 )
-def verdict_change(data: AuditData, threshold: float | None) -> Finding:
+def verdict_change(data: AuditData, threshold: float) -> Finding:
     before = _baseline(data).verdict.level
     assert data.verdict is not None  # drift checks run after the verdict of the other checks
     after = data.verdict.level
     change = float(after.rank - before.rank)
     metrics = {"before": before.value, "after": after.value}
     message = f"verdict {before.value} -> {after.value}"
-    if change > (threshold if threshold is not None else 0):
+    if change > (threshold):
         return Finding(
             Status.WARN,
             change,

@@ -118,7 +118,7 @@ def s50(levels: list[float], overlaps: list[float]) -> tuple[float | None, str |
         "one neighbour in five if cosine reflects the model rather than its gauge."
     ),
 )
-def gauge_sensitivity(data: AuditData, threshold: float | None) -> Finding:
+def gauge_sensitivity(data: AuditData, threshold: float) -> Finding:
     neighbors, sample = data.neighbors, data.geometry
     if neighbors is None or neighbors.k == 0 or not neighbors.gauge:
         return Finding(Status.SKIP, None, SKIP)
@@ -153,9 +153,8 @@ def gauge_sensitivity(data: AuditData, threshold: float | None) -> Finding:
         "k": neighbors.k,
     }
     where = f"{half:.2f}" if half is not None else f"{bound} {levels[0 if bound == '<' else -1]:g}"
-    limit = threshold if threshold is not None else 0.8
     message = f"overlap@{neighbors.k} {value:.2f} at s = {value_level:g}; s50 {where}"
-    return _gauge_verdict(data, value, limit, message, metrics)
+    return _gauge_verdict(data, value, threshold, message, metrics)
 
 
 @register(
@@ -181,20 +180,19 @@ def gauge_sensitivity(data: AuditData, threshold: float | None) -> Finding:
     threshold=0.8,
     threshold_rationale="As EA301: at most one neighbour in five may depend on the gauge.",
 )
-def canonical_gauge(data: AuditData, threshold: float | None) -> Finding:
+def canonical_gauge(data: AuditData, threshold: float) -> Finding:
     neighbors = data.neighbors
     if neighbors is None or neighbors.k == 0 or not len(neighbors.canonical):
         return Finding(Status.SKIP, None, SKIP)
     summary = overlap_summary(neighbors.canonical)
     value = summary["overlap_at_k"]
     metrics = summary | {"k": neighbors.k}
-    limit = threshold if threshold is not None else 0.8
     message = f"overlap@{neighbors.k} {value:.2f} with the column-standardized data"
-    return _gauge_verdict(data, value, limit, message, metrics)
+    return _gauge_verdict(data, value, threshold, message, metrics)
 
 
 def _agreement(
-    data: AuditData, pair: tuple[str, str], threshold: float | None, decisive: TrainedWith
+    data: AuditData, pair: tuple[str, str], threshold: float, decisive: TrainedWith
 ) -> Finding:
     """EA401 / EA402: do cosine neighbours agree with those of the other metric?"""
     neighbors = data.neighbors
@@ -205,10 +203,9 @@ def _agreement(
     value = summary["overlap_at_k"]
     metrics = summary | {"k": neighbors.k, "top1_differs": neighbors.top1_differs[pair]}
     metrics["by_k"] = {str(j): v for j, v in neighbors.by_k[pair].items()}
-    limit = threshold if threshold is not None else 0.9
     name = {"l2": "L2", "dot": "inner-product"}[other]
     message = f"overlap@{neighbors.k} of cosine and {name} neighbours {value:.3f}"
-    if value >= limit:
+    if value >= threshold:
         return Finding(Status.PASS, value, message, metrics)
     trained_with = data.params.trained_with
     if trained_with == decisive:
@@ -256,7 +253,7 @@ def _agreement(
     threshold=0.9,
     threshold_rationale="0.9: at most one neighbour in ten may differ between the metrics.",
 )
-def cosine_vs_l2(data: AuditData, threshold: float | None) -> Finding:
+def cosine_vs_l2(data: AuditData, threshold: float) -> Finding:
     return _agreement(data, ("cosine", "l2"), threshold, TrainedWith.L2)
 
 
@@ -282,7 +279,7 @@ def cosine_vs_l2(data: AuditData, threshold: float | None) -> Finding:
     threshold=0.9,
     threshold_rationale="0.9: at most one neighbour in ten may differ between the metrics.",
 )
-def cosine_vs_dot(data: AuditData, threshold: float | None) -> Finding:
+def cosine_vs_dot(data: AuditData, threshold: float) -> Finding:
     return _agreement(data, ("cosine", "dot"), threshold, TrainedWith.DOT)
 
 
@@ -318,7 +315,7 @@ def cosine_vs_dot(data: AuditData, threshold: float | None) -> Finding:
         "dimensions; above it a small set of points crowds the neighbour lists."
     ),
 )
-def hubness(data: AuditData, threshold: float | None) -> Finding:
+def hubness(data: AuditData, threshold: float) -> Finding:
     sample = data.geometry
     if sample is None or sample.hubness is None or sample.hubness_k == 0:
         return Finding(Status.SKIP, None, "needs at least 2 finite, non-zero rows")
@@ -336,8 +333,7 @@ def hubness(data: AuditData, threshold: float | None) -> Finding:
         f"k-occurrence skewness {hub.skewness:.2f}{reference_text}, Robin Hood "
         f"{hub.robin_hood:.2f}, antihubs {hub.antihub_rate:.1%}"
     )
-    limit = threshold if threshold is not None else 1.2
-    if hub.skewness > limit:
+    if hub.skewness > threshold:
         return Finding(
             Status.WARN,
             hub.skewness,

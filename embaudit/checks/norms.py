@@ -49,11 +49,11 @@ def norm_histogram(norms: np.ndarray[Any, Any], bins: int = HISTOGRAM_BINS) -> d
         "deliberate rescaling exceeds it."
     ),
 )
-def norm_spread(data: AuditData, threshold: float | None) -> Finding:
+def norm_spread(data: AuditData, threshold: float) -> Finding:
     norms = data.stats.clean_norms
     if not len(norms):
         return Finding(Status.SKIP, None, "no finite, non-zero rows")
-    tolerance = threshold if threshold is not None else 1e-3
+    tolerance = threshold
     p1, p50, p99 = (float(q) for q in np.quantile(norms, [0.01, 0.5, 0.99]))
     mean = float(norms.mean())
     cv = float((norms / mean).std())  # relative first: cannot overflow

@@ -51,7 +51,7 @@ def _nan_to_none(value: float) -> float | None:
         f"{COLLAPSE_MEAN_COSINE} (collapse)."
     ),
 )
-def mean_cosine(data: AuditData, threshold: float | None) -> Finding:
+def mean_cosine(data: AuditData, threshold: float) -> Finding:
     stats, sample = data.stats, data.geometry
     n = stats.n_clean
     if n < 2:
@@ -72,7 +72,6 @@ def mean_cosine(data: AuditData, threshold: float | None) -> Finding:
             "edges": [float(e) for e in edges],
             "counts": [int(c) for c in counts],
         }
-    limit = threshold if threshold is not None else 0.5
     if mean > COLLAPSE_MEAN_COSINE:
         return Finding(
             Status.FAIL,
@@ -83,11 +82,11 @@ def mean_cosine(data: AuditData, threshold: float | None) -> Finding:
             impact=Level.UNTRUSTWORTHY,
             recommendation=CENTRE,
         )
-    if mean > limit:
+    if mean > threshold:
         return Finding(
             Status.WARN,
             mean,
-            f"mean cosine {mean:.3f} > {limit:g}: a shared component inflates every cosine",
+            f"mean cosine {mean:.3f} > {threshold:g}: a shared component inflates every cosine",
             metrics,
             recommendation=CENTRE,
         )
@@ -119,7 +118,7 @@ def mean_cosine(data: AuditData, threshold: float | None) -> Finding:
     threshold=0.5,
     threshold_rationale="Above 0.5 the offset is as long as half a typical vector.",
 )
-def common_direction(data: AuditData, threshold: float | None) -> Finding:
+def common_direction(data: AuditData, threshold: float) -> Finding:
     stats = data.stats
     if stats.n_clean < 2:
         return Finding(Status.SKIP, None, "needs at least 2 finite, non-zero rows")
@@ -127,8 +126,7 @@ def common_direction(data: AuditData, threshold: float | None) -> Finding:
     scale = float(norms.max())
     ratio = float(np.linalg.norm(stats.moments.mean / scale) / np.mean(norms / scale))
     metrics = {"ratio": ratio, "reference": 1 / math.sqrt(stats.n_clean)}
-    limit = threshold if threshold is not None else 0.5
-    if ratio > limit:
+    if ratio > threshold:
         return Finding(
             Status.WARN,
             ratio,
@@ -164,7 +162,7 @@ def common_direction(data: AuditData, threshold: float | None) -> Finding:
     threshold=0.5,
     threshold_rationale="Warn when the top component carries more than half of the variance.",
 )
-def spectrum(data: AuditData, threshold: float | None) -> Finding:
+def spectrum(data: AuditData, threshold: float) -> Finding:
     sample = data.geometry
     if sample is None:
         return Finding(Status.SKIP, None, "needs at least 2 finite, non-zero rows")
@@ -188,8 +186,7 @@ def spectrum(data: AuditData, threshold: float | None) -> Finding:
         f"{sample.effective_rank:.1f} of {data.stats.d} (isotropic "
         f"{reference.effective_rank:.1f})"
     )
-    limit = threshold if threshold is not None else 0.5
-    if sample.top_share > limit:
+    if sample.top_share > threshold:
         return Finding(
             Status.WARN,
             sample.isoscore,
@@ -227,7 +224,7 @@ def spectrum(data: AuditData, threshold: float | None) -> Finding:
         f"addition, the cosines without them keep r^2 < {ROGUE_R2_FLOOR} with the originals."
     ),
 )
-def rogue_dimensions(data: AuditData, threshold: float | None) -> Finding:
+def rogue_dimensions(data: AuditData, threshold: float) -> Finding:
     stats, sample = data.stats, data.geometry
     n = stats.n_clean
     if n < 2 or sample is None:
@@ -253,9 +250,8 @@ def rogue_dimensions(data: AuditData, threshold: float | None) -> Finding:
         )
     share = float(cc[dims].sum() / mean_cosine)
     metrics["share"] = share
-    limit = threshold if threshold is not None else 0.5
     names = ", ".join(map(str, dims))
-    if share <= limit:
+    if share <= threshold:
         return Finding(
             Status.PASS,
             share,
@@ -308,7 +304,7 @@ def rogue_dimensions(data: AuditData, threshold: float | None) -> Finding:
         "0.5: one standard deviation of the log-scales is a factor e^0.5 ≈ 1.65 between dimensions."
     ),
 )
-def scale_spread(data: AuditData, threshold: float | None) -> Finding:
+def scale_spread(data: AuditData, threshold: float) -> Finding:
     sample = data.geometry
     if sample is None:
         return Finding(Status.SKIP, None, "needs at least 2 finite, non-zero rows")
@@ -325,9 +321,8 @@ def scale_spread(data: AuditData, threshold: float | None) -> Finding:
         "reference": 1 / math.sqrt(2 * (sample.m - 1)),
         "sample": sample.m,
     }
-    limit = threshold if threshold is not None else 0.5
     message = f"std of log per-dimension scales {spread:.3f}; largest/smallest {ratio:.3g}"
-    if spread > limit and data.params.trained_with in (TrainedWith.DOT, TrainedWith.UNKNOWN):
+    if spread > threshold and data.params.trained_with in (TrainedWith.DOT, TrainedWith.UNKNOWN):
         return Finding(
             Status.WARN,
             spread,
