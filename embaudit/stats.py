@@ -163,11 +163,11 @@ def clean_mask(
     return np.asarray(finite & (norms >= np.finfo(dtype).tiny))
 
 
-def _row_words(values: npt.NDArray[np.floating[Any]]) -> npt.NDArray[np.uint64]:
-    """The bit patterns of the values as uint64 words, with -0.0 folded into +0.0."""
+def _row_words(values: npt.NDArray[np.floating[Any]]) -> npt.NDArray[np.unsignedinteger[Any]]:
+    """The bit patterns of the values (unsigned words of the same width), -0.0 folded into +0.0:
+    what "identical rows" means for EA003."""
     folded = values + values.dtype.type(0)  # -0.0 + 0.0 == +0.0 under round-to-nearest
-    unsigned = np.dtype(f"u{values.dtype.itemsize}")
-    return folded.view(unsigned).astype(np.uint64)
+    return folded.view(np.dtype(f"u{values.dtype.itemsize}"))
 
 
 def _hash_rows(
@@ -175,8 +175,7 @@ def _hash_rows(
 ) -> npt.NDArray[np.uint64]:
     """A 64-bit multiply-sum hash of each row's bits (mod 2^64): equal rows hash equal; a
     prefilter only."""
-    folded = values + values.dtype.type(0)  # -0.0 + 0.0 == +0.0 under round-to-nearest
-    words = folded.view(np.dtype(f"u{values.dtype.itemsize}"))
+    words = _row_words(values)
     hashes: npt.NDArray[np.uint64] = np.einsum("ij,j->i", words, weights)  # one pass, wraps
     return hashes
 
