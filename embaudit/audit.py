@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import time
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +16,7 @@ from embaudit._version import __version__
 from embaudit.checks import REGISTRY, AuditData, AuditParams, Baseline, run_checks
 from embaudit.compare import compare_files, compare_metrics
 from embaudit.config import enabled_codes, parse_selectors
+from embaudit.engines import Engine, make_engine
 from embaudit.errors import InputError, UsageError
 from embaudit.gauge import GaugeSettings, SideResult, audit_side, prediction_change
 from embaudit.measure import Measurements, Sampling, measure
@@ -145,6 +146,8 @@ def audit(
     baseline: Source | None = None,
     chunk_rows: int | None = None,
     progress: PassReporter | None = None,
+    engine: str | Engine = "local",
+    ray_address: str | None = None,
 ) -> Report:
     """Audit embeddings and return the typed report that ``embaudit check`` renders.
 
@@ -156,7 +159,9 @@ def audit(
     ``extend_select`` and ``ignore`` take code prefixes as ruff does. ``fail_on`` sets the gate of
     :meth:`Report.failed`. ``baseline`` (a previous export, read with the same options) adds the
     drift checks EA6xx. ``progress`` is told of each pass over the data (see
-    :mod:`embaudit.progress`).
+    :mod:`embaudit.progress`). ``engine`` runs the passes: ``"local"`` (this process) or
+    ``"ray"`` (a Ray cluster at ``ray_address``, see :mod:`embaudit.engines`); both give the
+    same report.
 
     Raises :class:`~embaudit.errors.InputError` for unreadable input and
     :class:`~embaudit.errors.UsageError` for invalid options.
@@ -180,15 +185,15 @@ def audit(
         if baseline is None
         else open_source(baseline, key=key, column=column, id_column=id_column)
     )
-    measured, data, checks, verdict = _judge(
-        opened, params, chunk_rows, _reporting(progress, "audit", opened)
-    )
-    measured_at = time.perf_counter()
-    if old is not None:
-        baseline_data = _baseline(old, opened, params, chunk_rows, progress)
-        data = replace(data, baseline=baseline_data, verdict=verdict)
-        checks += run_checks(data, drift=True)
-        verdict = decide(checks, params.trained_with)
+    with _engine(engine, ray_address, opened, old) as runner:
+        run = _Run(runner, chunk_rows, progress)
+        measured, data, checks, verdict = _judge(opened, params, run, "audit")
+        measured_at = time.perf_counter()
+        if old is not None:
+            baseline_data = _baseline(old, opened, params, run)
+            data = replace(data, baseline=baseline_data, verdict=verdict)
+            checks += run_checks(data, drift=True)
+            verdict = decide(checks, params.trained_with)
     input_info = opened.describe()
     input_info["n_used"] = measured.stats.n_clean
     input_info["excluded_rows"] = {
@@ -207,6 +212,7 @@ def audit(
             "trained_with": params.trained_with.value,
             "fail_on": gate.value,
             **params.sampling.to_dict(),
+            "engine": runner.name,
         },
         verdict=verdict,
         checks=checks,
@@ -219,11 +225,37 @@ def audit(
     )
 
 
+@dataclass(frozen=True)
+class _Run:
+    """How the passes of one command run: the engine, the chunk size, the progress display."""
+
+    engine: Engine
+    chunk_rows: int | None
+    progress: PassReporter | None
+
+    def reporting(self, action: str, source: EmbeddingSource) -> Callable[[int], None] | None:
+        """The advance callback of one pass over ``source``, if progress is shown."""
+        if self.progress is None:
+            return None
+        name = Path(source.path).name if source.path else "array"
+        return self.progress(f"{action} {name}", source.n)
+
+
+def _engine(engine: str | Engine, address: str | None, *sources: EmbeddingSource | None) -> Engine:
+    """The engine to run on, checked against the sources before any work starts."""
+    runner = engine if isinstance(engine, Engine) else make_engine(engine, address)
+    try:
+        for source in sources:
+            if source is not None:
+                runner.check_source(source)
+    except BaseException:
+        runner.close()
+        raise
+    return runner
+
+
 def _judge(
-    source: EmbeddingSource,
-    params: AuditParams,
-    chunk_rows: int | None,
-    on_rows: Callable[[int], None] | None,
+    source: EmbeddingSource, params: AuditParams, run: _Run, action: str
 ) -> tuple[Measurements, AuditData, list[CheckResult], Verdict]:
     """Measure a source, run the audit checks on it and decide the verdict."""
     measured = measure(
@@ -231,34 +263,21 @@ def _judge(
         k=params.k,
         seed=params.seed,
         sampling=params.sampling,
-        chunk_rows=chunk_rows,
-        on_rows=on_rows,
+        chunk_rows=run.chunk_rows,
+        on_rows=run.reporting(action, source),
+        engine=run.engine,
     )
     data = AuditData(params, measured.stats, measured.geometry, measured.neighbors)
     checks = run_checks(data)
     return measured, data, checks, decide(checks, params.trained_with)
 
 
-def _reporting(
-    progress: PassReporter | None, action: str, source: EmbeddingSource
-) -> Callable[[int], None] | None:
-    """The advance callback of one pass over ``source``, if progress is shown."""
-    if progress is None:
-        return None
-    name = Path(source.path).name if source.path else "array"
-    return progress(f"{action} {name}", source.n)
-
-
 def _baseline(
-    old: EmbeddingSource,
-    new: EmbeddingSource,
-    params: AuditParams,
-    chunk_rows: int | None,
-    progress: PassReporter | None,
+    old: EmbeddingSource, new: EmbeddingSource, params: AuditParams, run: _Run
 ) -> Baseline:
     """Audit the baseline with the same options (its verdict and norms), and compare the
     neighbours of the items the two exports share."""
-    measured, _, _, verdict = _judge(old, params, chunk_rows, _reporting(progress, "baseline", old))
+    measured, _, _, verdict = _judge(old, params, run, "baseline")
     comparison = compare_files(
         old,
         new,
@@ -266,8 +285,9 @@ def _baseline(
         k=params.k,
         seed=params.seed,
         queries=params.sampling.queries,
-        chunk_rows=chunk_rows,
-        on_pass=lambda source: _reporting(progress, "neighbours of", source),
+        chunk_rows=run.chunk_rows,
+        on_pass=lambda source: run.reporting("neighbours of", source),
+        engine=run.engine,
     )
     return Baseline(old.path, comparison, measured.stats.clean_norms, verdict)
 
@@ -287,11 +307,14 @@ def compare_knn(
     fail_on: str | Status = Status.FAIL,
     chunk_rows: int | None = None,
     progress: PassReporter | None = None,
+    engine: str | Engine = "local",
+    ray_address: str | None = None,
 ) -> CompareReport:
     """Compare nearest neighbours: of cosine, L2 and inner product on one file (``new`` None),
     or of the same items in two exports (matched by id column, else by row order).
 
-    ``min_overlap`` turns the result into a gate: a comparison below it fails.
+    ``min_overlap`` turns the result into a gate: a comparison below it fails. ``engine`` and
+    ``ray_address`` as in :func:`audit`.
     """
     started = time.perf_counter()
     _check_k(k)
@@ -303,16 +326,40 @@ def compare_knn(
     if min_overlap is not None and not 0.0 <= min_overlap <= 1.0:
         raise UsageError(f"--min-overlap must lie in [0, 1], got {min_overlap!r}")
     first = open_source(old, key=key, column=column, id_column=id_column)
+    second = None if new is None else open_source(new, key=key, column=column, id_column=id_column)
     params: dict[str, Any] = {"k": k, "seed": seed, "queries": queries, "min_overlap": min_overlap}
     params["fail_on"] = gate.value
-    if new is None:
+    with _engine(engine, ray_address, first, second) as runner:
+        run = _Run(runner, chunk_rows, progress)
+        report = _compare(first, second, run, k, seed, queries, metric, min_overlap, params, gate)
+    return replace(
+        report,
+        params=report.params | {"engine": runner.name},
+        timings={"total_seconds": time.perf_counter() - started},
+    )
+
+
+def _compare(
+    first: EmbeddingSource,
+    second: EmbeddingSource | None,
+    run: _Run,
+    k: int,
+    seed: int,
+    queries: int,
+    metric: str,
+    min_overlap: float | None,
+    params: dict[str, Any],
+    gate: Status,
+) -> CompareReport:
+    if second is None:
         result = compare_metrics(
             first,
             k=k,
             seed=seed,
             queries=queries,
-            chunk_rows=chunk_rows,
-            on_rows=_reporting(progress, "neighbours of", first),
+            chunk_rows=run.chunk_rows,
+            on_rows=run.reporting("neighbours of", first),
+            engine=run.engine,
         )
         checks = [
             _gate_row(
@@ -339,7 +386,6 @@ def compare_knn(
             fail_on=gate,
         )
     else:
-        second = open_source(new, key=key, column=column, id_column=id_column)
         comparison = compare_files(
             first,
             second,
@@ -347,8 +393,9 @@ def compare_knn(
             k=k,
             seed=seed,
             queries=queries,
-            chunk_rows=chunk_rows,
-            on_pass=lambda source: _reporting(progress, "neighbours of", source),
+            chunk_rows=run.chunk_rows,
+            on_pass=lambda source: run.reporting("neighbours of", source),
+            engine=run.engine,
         )
         value = comparison.overlap_at_k
         report = CompareReport(
@@ -369,7 +416,7 @@ def compare_knn(
             ],
             fail_on=gate,
         )
-    return replace(report, timings={"total_seconds": time.perf_counter() - started})
+    return report
 
 
 def _gate_row(name: str, value: float, min_overlap: float | None, message: str) -> CheckResult:

@@ -12,10 +12,11 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from embaudit.engines import Engine, LocalEngine, PassPlan
 from embaudit.errors import InputError, UsageError
 from embaudit.knn import Block, NeighborSearch
 from embaudit.sources import EmbeddingSource
-from embaudit.stats import CleanRows, clean_mask, scan
+from embaudit.stats import clean_mask
 
 Floats = npt.NDArray[np.float64]
 Ints = npt.NDArray[np.int64]
@@ -80,22 +81,26 @@ def compare_metrics(
     queries: int,
     chunk_rows: int | None = None,
     on_rows: Callable[[int], None] | None = None,
+    engine: Engine | None = None,
 ) -> MetricsComparison:
     """overlap@j of cosine, L2 and inner-product neighbours for the k ladder."""
+    engine = engine or LocalEngine()
     _check_k_fits(k, source.n - 1, "rows")
     ladder = k_ladder(k, source.n)
     rng = np.random.default_rng(np.random.SeedSequence(seed).spawn(1)[0])
-    rows, values = _clean_sample(source, np.arange(source.n), queries, rng)
+    rows, values = _clean_sample(source, np.arange(source.n), queries, rng, engine)
     if not len(rows) or source.n < 2:
         raise InputError(source.path, "needs at least two finite, non-zero rows to compare")
-    engine = NeighborSearch(values, rows, ladder[-1], [Block("base", len(rows))])
-    stats = scan(source, consumers=[engine.add], chunk_rows=chunk_rows, on_chunk=on_rows)
-    lists = {metric: engine.list_for(metric) for metric in METRICS}
+    search = NeighborSearch(values, rows, ladder[-1], [Block("base", len(rows))])
+    stats = engine.run(
+        source, PassPlan(search=search), chunk_rows=chunk_rows, on_rows=on_rows
+    ).stats
+    lists = {metric: search.list_for(metric) for metric in METRICS}
     pairs = []
     for a, b in METRIC_PAIRS:
-        by_k = {j: float(engine.overlap(lists[a], lists[b], at=j).mean()) for j in ladder}
-        top1 = float(np.mean(engine.overlap(lists[a], lists[b], at=1) < 1))
-        pairs.append(MetricPair(a, b, by_k, top1, engine.overlap(lists[a], lists[b], at=k)))
+        by_k = {j: float(search.overlap(lists[a], lists[b], at=j).mean()) for j in ladder}
+        top1 = float(np.mean(search.overlap(lists[a], lists[b], at=1) < 1))
+        pairs.append(MetricPair(a, b, by_k, top1, search.overlap(lists[a], lists[b], at=k)))
     return MetricsComparison(k, ladder, len(rows), pairs, source.n - stats.n_clean)
 
 
@@ -178,11 +183,15 @@ def match_items(old: EmbeddingSource, new: EmbeddingSource) -> tuple[Ints, Ints,
 
 
 def _clean_sample(
-    source: EmbeddingSource, candidates: Ints, count: int, rng: np.random.Generator
+    source: EmbeddingSource,
+    candidates: Ints,
+    count: int,
+    rng: np.random.Generator,
+    engine: Engine,
 ) -> tuple[Ints, Floats]:
     """Up to ``count`` clean rows among ``candidates``, drawn at random, in draw order."""
     drawn = candidates[rng.permutation(len(candidates))[: 2 * count + 16]]
-    values = source.take(drawn).astype(np.float64)
+    values = engine.take(source, drawn).astype(np.float64)
     keep = clean_mask(values, source.dtype)
     return drawn[keep][:count], values[keep][:count]
 
@@ -197,8 +206,10 @@ def compare_files(
     queries: int,
     chunk_rows: int | None = None,
     on_pass: Callable[[EmbeddingSource], Callable[[int], None] | None] | None = None,
+    engine: Engine | None = None,
 ) -> FilesComparison:
     """Neighbour stability of the same items between two exports."""
+    engine = engine or LocalEngine()
     # The dimensions may differ (a new model version): neighbours are compared by item.
     old_rows, new_rows, ids, matched_by = match_items(old, new)
     n_matched = len(old_rows)
@@ -206,8 +217,8 @@ def compare_files(
     ladder = k_ladder(k, n_matched)
     rng = np.random.default_rng(np.random.SeedSequence(seed).spawn(1)[0])
     order = rng.permutation(n_matched)[: 2 * queries + 16]
-    old_values = old.take(old_rows[order]).astype(np.float64)
-    new_values = new.take(new_rows[order]).astype(np.float64)
+    old_values = engine.take(old, old_rows[order]).astype(np.float64)
+    new_values = engine.take(new, new_rows[order]).astype(np.float64)
     both = clean_mask(old_values, old.dtype) & clean_mask(new_values, new.dtype)
     chosen = order[both][:queries]
     if not len(chosen) or n_matched < 2:
@@ -219,24 +230,14 @@ def compare_files(
     ):
         item_of_row = np.full(source.n, -1, dtype=np.int64)
         item_of_row[rows] = np.arange(n_matched)
-        engine = NeighborSearch(
+        search = NeighborSearch(
             values[both][:queries], rows[chosen], ladder[-1], [Block("b", len(chosen))]
         )
-
-        def matched_only(
-            clean: CleanRows, engine: NeighborSearch = engine, items: Ints = item_of_row
-        ) -> None:
-            keep = items[clean.positions] >= 0
-            engine.add(
-                CleanRows(
-                    clean.positions[keep], clean.values[keep], clean.norms[keep], clean.unit[keep]
-                )
-            )
-
         on_rows = on_pass(source) if on_pass is not None else None
-        stats = scan(source, consumers=[matched_only], chunk_rows=chunk_rows, on_chunk=on_rows)
+        plan = PassPlan(search=search, search_rows=item_of_row >= 0)
+        stats = engine.run(source, plan, chunk_rows=chunk_rows, on_rows=on_rows).stats
         excluded[label] = source.n - stats.n_clean
-        found = engine.list_for(metric).rows
+        found = search.list_for(metric).rows
         neighbour_items.append(np.where(found >= 0, item_of_row[np.maximum(found, 0)], -1))
     old_items, new_items = neighbour_items
     by_k: dict[int, float] = {}

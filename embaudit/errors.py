@@ -36,3 +36,13 @@ class ConfigError(EmbauditError):
     def __init__(self, path: str | PathLike[str], problem: str) -> None:
         self.path = str(path)
         super().__init__(f"{self.path}: {problem}")
+
+
+class IncompleteError(EmbauditError):
+    """Part of the data could not be read (a worker lost for good, say): no report is built.
+
+    ``where`` names the file or dataset."""
+
+    def __init__(self, where: str | PathLike[str] | None, problem: str) -> None:
+        self.where = None if where is None else str(where)
+        super().__init__(problem if self.where is None else f"{self.where}: {problem}")

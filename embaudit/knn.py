@@ -14,6 +14,7 @@ A when A would have ranked it within A's top k up to float32 rounding (see :func
 
 from __future__ import annotations
 
+import copy
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -217,7 +218,8 @@ class NeighborSearch:
                 scores = self._scores(
                     neighbor_list, products[offset + filling], filling, None, norm, row_factor
                 )
-                query, column = self._candidates(scores, bar[filling], filling)
+                units = np.maximum(self._selection_units(neighbor_list)[filling], 1.0)
+                query, column = self._candidates(scores, bar[filling], filling, units)
                 if len(query):
                     self._merge(neighbor_list, query, positions[column], features(query, column))
             full = np.flatnonzero(~np.isneginf(bar))
@@ -315,10 +317,11 @@ class NeighborSearch:
             return np.asarray(threshold - slack)
 
     def _candidates(
-        self, scores: npt.NDArray[np.float32], bar: Floats, queries: Ints
+        self, scores: npt.NDArray[np.float32], bar: Floats, queries: Ints, slack_units: Floats
     ) -> tuple[Ints, Ints]:
         """(query, column) pairs of whole chunk rows that may enter the running top-k: the
-        entries above the bar, at most k per query (``scores`` rows belong to ``queries``)."""
+        entries above the bar, and of a crowded query only those within rounding of its k-th
+        best (``scores`` rows belong to ``queries``; ``slack_units`` as in :meth:`_bar`)."""
         hits = scores > bar.astype(np.float32)[:, None]
         per_query = hits.sum(axis=1)
         k = min(self.k, scores.shape[1])
@@ -326,10 +329,17 @@ class NeighborSearch:
         sparse_rows, sparse_columns = np.nonzero(hits & ~crowded[:, None])
         row_parts, column_parts = [sparse_rows], [sparse_columns]
         if crowded.any():
+            # Keep every entry within rounding of the k-th float32 score, not just k of them:
+            # the exact (float64) order decides among near-ties when the lists merge, so the
+            # result cannot depend on how the rows were cut into chunks.
             rows = np.flatnonzero(crowded)
-            top = np.argpartition(-scores[rows], k - 1, axis=1)[:, :k]
-            row_parts.append(np.repeat(rows, k))
-            column_parts.append(top.ravel())
+            kth = np.partition(scores[rows], -k, axis=1)[:, -k].astype(np.float64)
+            slack = np.abs(kth) * 4 * _U32 + self.tie_tolerance * slack_units[rows]
+            close_rows, close_columns = np.nonzero(
+                hits[rows] & (scores[rows] >= (kth - slack).astype(np.float32)[:, None])
+            )
+            row_parts.append(rows[close_rows])
+            column_parts.append(close_columns)
         row, column = np.concatenate(row_parts), np.concatenate(column_parts)
         finite = np.isfinite(scores[row, column])
         return queries[row[finite]].astype(np.int64), column[finite].astype(np.int64)
@@ -358,6 +368,33 @@ class NeighborSearch:
         neighbor_list.rows[slot_query, slot_rank] = all_rows[chosen]
         neighbor_list.scores[slot_query, slot_rank] = all_scores[chosen]
         neighbor_list.features[slot_query, slot_rank] = all_features[chosen]
+
+    # Merging searches of different fragments -------------------------------------------------
+
+    def fresh(self) -> NeighborSearch:
+        """The same search with empty lists: what a worker fills from its own fragment."""
+        clone = copy.copy(self)
+        clone.lists = [
+            NeighborList(
+                held.metric,
+                held.block,
+                np.full_like(held.rows, -1),
+                np.full_like(held.scores, -np.inf),
+                np.full_like(held.features, np.nan),
+            )
+            for held in self.lists
+        ]
+        return clone
+
+    def absorb(self, lists: list[NeighborList]) -> None:
+        """Merge the lists of the same search run on other rows (another fragment).
+
+        The merged top-k is ordered by exact score, then row, from the candidates' features, so
+        it does not depend on how the rows were split or in which order the parts arrive."""
+        for held, other in zip(self.lists, lists, strict=True):
+            query, slot = np.nonzero(other.rows >= 0)
+            if len(query):
+                self._merge(held, query, other.rows[query, slot], other.features[query, slot])
 
     # Results ---------------------------------------------------------------------------------
 

@@ -19,9 +19,10 @@ import numpy as np
 import numpy.typing as npt
 
 from embaudit import geometry
+from embaudit.engines import Engine, LocalEngine, PassPlan
 from embaudit.knn import Block, NeighborList, NeighborSearch
 from embaudit.sources import EmbeddingSource
-from embaudit.stats import CleanRows, ScanStats, clean_mask, row_norms, scan
+from embaudit.stats import RowCollector, ScanStats, clean_mask, row_norms
 
 Floats = npt.NDArray[np.float64]
 Ints = npt.NDArray[np.int64]
@@ -114,43 +115,17 @@ class Measurements:
     timings: dict[str, float] = field(default_factory=dict)  # seconds per stage
 
 
-class _SampleCollector:
-    """Keeps the clean rows at chosen positions as the chunks stream by."""
-
-    def __init__(self, positions: Ints) -> None:
-        self.order = np.argsort(positions, kind="stable")
-        self.positions = positions[self.order]
-        self.rank: list[Ints] = []
-        self.rows: list[Floats] = []
-
-    def __call__(self, rows: CleanRows) -> None:
-        # Both position lists are sorted: a merge by searchsorted finds the wanted clean rows.
-        at = np.searchsorted(rows.positions, self.positions).clip(max=len(rows.positions) - 1)
-        if not len(rows.positions):
-            return
-        found = rows.positions[at] == self.positions
-        self.rank.append(self.order[found])
-        self.rows.append(rows.values[at[found]])
-
-    def collected(self, limit: int, d: int) -> Floats:
-        """The first ``limit`` clean rows in the order they were drawn."""
-        if not self.rows:
-            return np.empty((0, d))
-        rank, rows = np.concatenate(self.rank), np.concatenate(self.rows)
-        return rows[np.argsort(rank, kind="stable")][:limit]
-
-
 def _draw(n: int, size: int, rng: np.random.Generator) -> Ints:
     """``size`` distinct row positions below n (all of them, shuffled, when size >= n)."""
     return rng.choice(n, size=min(n, size), replace=False).astype(np.int64)
 
 
 def _draw_clean_queries(
-    source: EmbeddingSource, count: int, rng: np.random.Generator
+    source: EmbeddingSource, count: int, rng: np.random.Generator, engine: Engine
 ) -> tuple[Ints, Floats]:
     """Query rows drawn at random among the finite, non-zero rows, in draw order."""
     candidates = _draw(source.n, 2 * count + 16, rng)
-    values = source.take(candidates).astype(np.float64)
+    values = engine.take(source, candidates).astype(np.float64)
     clean = clean_mask(values, source.dtype)
     return candidates[clean][:count], values[clean][:count]
 
@@ -179,22 +154,24 @@ def measure(
     sampling: Sampling,
     chunk_rows: int | None = None,
     on_rows: Callable[[int], None] | None = None,
+    engine: Engine | None = None,
 ) -> Measurements:
-    """Measure everything the checks read. ``on_rows`` is called with the rows of each chunk."""
+    """Measure everything the checks read, with ``engine`` (default: in this process).
+    ``on_rows`` is called with the rows of each chunk or fragment read."""
+    engine = engine or LocalEngine()
     streams = [np.random.default_rng(s) for s in np.random.SeedSequence(seed).spawn(5)]
     query_rng, sample_rng, gauge_rng, pair_rng, reference_rng = streams
     n, d = source.n, source.d
     timings: dict[str, float] = {}
     started = time.perf_counter()
 
-    query_rows, queries = _draw_clean_queries(source, sampling.queries, query_rng)
+    query_rows, queries = _draw_clean_queries(source, sampling.queries, query_rng, engine)
     timings["queries"] = time.perf_counter() - started
     # Scale-free statistics are computed on rows divided by one power of two (exact), so that
     # squares of values near 1e±30 (float32) or 1e±200 (float64) stay in range.
     unit = _power_of_two_scale(queries) if len(queries) else 1.0
     gauges = gauge_scales(d, sampling.gauge_levels, sampling.gauge_draws, gauge_rng)
-    engine: NeighborSearch | None = None
-    consumers = []
+    search: NeighborSearch | None = None
     # With k >= n - 1 every row is every row's neighbour: nothing to compare, the checks skip.
     if len(query_rows) and k < n - 1:
         gauge_queries = min(sampling.gauge_queries, len(query_rows))
@@ -202,16 +179,17 @@ def measure(
         blocks = [Block("base", len(query_rows))]
         blocks += [Block(f"gauge s={s:g}", gauge_queries, scale) for s, scale in gauges]
         blocks.append(Block("canonical", gauge_queries, canonical))
-        engine = NeighborSearch(queries, query_rows, k, blocks)
-        consumers.append(_timed(engine.add, "knn", timings))
-    collector = _SampleCollector(_draw(n, sampling.sample + 64, sample_rng))
-    consumers.append(_timed(collector, "sample", timings))
+        search = NeighborSearch(queries, query_rows, k, blocks)
+    plan = PassPlan(search=search, sample=RowCollector(_draw(n, sampling.sample + 64, sample_rng)))
 
     mark = time.perf_counter()
-    stats = scan(source, consumers=consumers, on_chunk=on_rows)
+    result = engine.run(source, plan, chunk_rows=chunk_rows, on_rows=on_rows)
+    stats = result.stats
+    timings |= result.timings
     timings["pass"] = time.perf_counter() - mark
     mark = time.perf_counter()
-    sample = collector.collected(sampling.sample, d)
+    assert result.sample is not None
+    sample = result.sample.collected(sampling.sample, d)
     sample = sample * (_power_of_two_scale(sample) if len(sample) else 1.0)
     geometry_summary = (
         _geometry(sample, stats, k, gauges, sampling.pairs, pair_rng, reference_rng)
@@ -220,24 +198,11 @@ def measure(
     )
     timings["geometry"] = time.perf_counter() - mark
     neighbors = (
-        _neighbors(engine, gauges, stats.n_clean)
-        if engine is not None and k < stats.n_clean - 1
+        _neighbors(search, gauges, stats.n_clean)
+        if search is not None and k < stats.n_clean - 1
         else None
     )
     return Measurements(stats, geometry_summary, neighbors, timings)
-
-
-def _timed(
-    consume: Callable[[CleanRows], None], name: str, timings: dict[str, float]
-) -> Callable[[CleanRows], None]:
-    """``consume``, adding its time to ``timings[name]`` (the pass reports time per stage)."""
-
-    def timed(rows: CleanRows) -> None:
-        mark = time.perf_counter()
-        consume(rows)
-        timings[name] = timings.get(name, 0.0) + time.perf_counter() - mark
-
-    return timed
 
 
 def _geometry(

@@ -17,7 +17,8 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from embaudit.sources import Chunk, EmbeddingSource
+from embaudit.errors import IncompleteError
+from embaudit.sources import Chunk, EmbeddingSource, Fragment
 
 #: How many offending rows a finding lists; the count is always complete.
 ROW_LIST_CAP = 20
@@ -232,59 +233,91 @@ def _pipelined(
                 worker.join(timeout=0.01)
 
 
-#: Called with the clean rows of every chunk, in row order.
+#: Called with the clean rows of every chunk, in row order within a fragment.
 ChunkConsumer = Callable[[CleanRows], None]
 
 
-def scan(
-    source: EmbeddingSource,
-    *,
-    chunk_rows: int | None = None,
-    on_chunk: Callable[[int], None] | None = None,
-    consumers: Sequence[ChunkConsumer] = (),
-) -> ScanStats:
-    """Read the source once and compute every mergeable statistic.
-
-    ``consumers`` see every chunk in the same pass (the kNN search, the sample collector), so the
-    data is read once whatever is measured. ``on_chunk`` gets the number of rows read.
-    """
-    n, d = source.n, source.d
-    tiny = np.finfo(source.dtype).tiny
-    norms = np.empty(n, dtype=np.float64)
-    finite = np.empty(n, dtype=bool)
-    has_nan = np.zeros(n, dtype=bool)
-    hashes = np.zeros(n, dtype=np.uint64)
-    # Fixed weights: the hash only proposes candidates, which are then compared exactly.
-    weights = np.random.default_rng(0x5EED).integers(
+def _hash_weights(d: int) -> npt.NDArray[np.uint64]:
+    """Fixed weights: the hash only proposes candidates, which are then compared exactly."""
+    weights: npt.NDArray[np.uint64] = np.random.default_rng(0x5EED).integers(
         0, 2**64 - 1, size=d, dtype=np.uint64, endpoint=True
     ) | np.uint64(1)
-    moments = Moments.empty(d)
-    unit_sum, unit_sq_sum = np.zeros(d), np.zeros(d)
+    return weights
+
+
+@dataclass
+class PartStats:
+    """The mergeable statistics of one fragment: per-row arrays of its rows, and sums.
+
+    Fragments are merged in row order by :func:`finish` whichever engine produced them, so the
+    floating-point sums are folded in the same order everywhere and agree to the last bit."""
+
+    start: int
+    norms: Floats  # L2 norm of every row; NaN for non-finite rows
+    finite: npt.NDArray[np.bool_]
+    has_nan: npt.NDArray[np.bool_]
+    hashes: npt.NDArray[np.uint64]  # row hashes of the clean rows (0 elsewhere)
+    moments: Moments  # over clean rows
+    unit_sum: Floats
+    unit_sq_sum: Floats
+
+    @property
+    def stop(self) -> int:
+        return self.start + len(self.norms)
+
+
+def fold_fragment(
+    source: EmbeddingSource,
+    fragment: Fragment,
+    *,
+    consumers: Sequence[ChunkConsumer] = (),
+    chunk_rows: int | None = None,
+    on_chunk: Callable[[int], None] | None = None,
+) -> PartStats:
+    """Read one fragment and compute its mergeable statistics.
+
+    ``consumers`` see the clean rows of every chunk in the same pass (the kNN search, the sample
+    collector), so the data is read once whatever is measured. ``on_chunk`` gets the number of
+    rows read.
+    """
+    d = source.d
+    rows_total = fragment.n
+    tiny = np.finfo(source.dtype).tiny
+    part = PartStats(
+        start=fragment.start,
+        norms=np.empty(rows_total, dtype=np.float64),
+        finite=np.empty(rows_total, dtype=bool),
+        has_nan=np.zeros(rows_total, dtype=bool),
+        hashes=np.zeros(rows_total, dtype=np.uint64),
+        moments=Moments.empty(d),
+        unit_sum=np.zeros(d),
+        unit_sq_sum=np.zeros(d),
+    )
+    weights = _hash_weights(d)
 
     def reduce(chunk: Chunk) -> CleanRows:
         """Fold one chunk into the statistics; return its clean rows for the consumers."""
-        nonlocal moments
         values = chunk.values
-        rows = slice(chunk.start, chunk.stop)
+        rows = slice(chunk.start - fragment.start, chunk.stop - fragment.start)
         wide = values.astype(np.float64)
         chunk_norms = row_norms(wide)
         # A float64 row whose norm exceeds the float64 range is as unusable as one with Inf.
         finite_rows = np.isfinite(values).all(axis=1) & np.isfinite(chunk_norms)
-        finite[rows] = finite_rows
+        part.finite[rows] = finite_rows
         if not finite_rows.all():
-            has_nan[rows] = np.isnan(values).any(axis=1)
+            part.has_nan[rows] = np.isnan(values).any(axis=1)
         chunk_norms[~finite_rows] = np.nan
-        norms[rows] = chunk_norms
+        part.norms[rows] = chunk_norms
         clean_rows = finite_rows & (chunk_norms >= tiny)
         all_clean = bool(clean_rows.all())
         clean_values = values if all_clean else values[clean_rows]
         clean_wide = wide if all_clean else wide[clean_rows]
         clean_norms = chunk_norms[clean_rows]
-        moments = moments.merge(Moments.of(clean_wide))
+        part.moments = part.moments.merge(Moments.of(clean_wide))
         unit = clean_wide / clean_norms[:, None]  # float64: the cosine sums must be exact
-        unit_sum[:] += unit.sum(axis=0)
-        unit_sq_sum[:] += np.einsum("ij,ij->j", unit, unit)
-        hashes[rows][clean_rows] = _hash_rows(clean_values, weights)
+        part.unit_sum += unit.sum(axis=0)
+        part.unit_sq_sum += np.einsum("ij,ij->j", unit, unit)
+        part.hashes[rows][clean_rows] = _hash_rows(clean_values, weights)
         positions = chunk.start + np.flatnonzero(clean_rows)
         unit_rows = unit.astype(np.float32) if consumers else np.empty((0, d), np.float32)
         return CleanRows(positions, clean_wide, clean_norms, unit_rows)
@@ -292,25 +325,60 @@ def scan(
     # The statistics of chunk i+1 are computed on a second thread while the consumers work on
     # chunk i (numpy releases the GIL): both cores stay busy. Chunks are folded and consumed in
     # order, so the result does not depend on timing.
-    for clean in _pipelined(source.chunks(chunk_rows), reduce):
+    read = 0
+    for clean in _pipelined(source.read(fragment, chunk_rows), reduce):
         for consume in consumers:
             consume(clean)
+        read += clean.rows_read
         if on_chunk is not None:
             on_chunk(int(clean.rows_read))
+    if read != rows_total:  # a reader that yields fewer rows than it promised is a bug
+        raise RuntimeError(f"fragment {fragment.index}: read {read} of {rows_total} rows")
+    return part
+
+
+def finish(
+    source: EmbeddingSource,
+    parts: Sequence[PartStats],
+    take: Callable[[Rows], npt.NDArray[np.floating[Any]]] | None = None,
+) -> ScanStats:
+    """Merge the statistics of every fragment, in row order, into the statistics of the source.
+
+    ``take`` fetches rows for the exact duplicate check (default: ``source.take``). Raises
+    :class:`~embaudit.errors.IncompleteError` unless the parts cover every row exactly once: a
+    report is never built from part of the data.
+    """
+    ordered = sorted(parts, key=lambda part: part.start)
+    covered = 0
+    for part in ordered:
+        if part.start != covered:
+            break
+        covered = part.stop
+    if covered != source.n or (not ordered and source.n):
+        raise IncompleteError(source.path, f"only {covered:,} of {source.n:,} rows were read")
+    d = source.d
+    tiny = np.finfo(source.dtype).tiny
+    moments, unit_sum, unit_sq_sum = Moments.empty(d), np.zeros(d), np.zeros(d)
+    for part in ordered:
+        moments = moments.merge(part.moments)
+        unit_sum += part.unit_sum
+        unit_sq_sum += part.unit_sq_sum
+    norms = np.concatenate([part.norms for part in ordered])
+    finite = np.concatenate([part.finite for part in ordered])
+    has_nan = np.concatenate([part.has_nan for part in ordered])
+    hashes = np.concatenate([part.hashes for part in ordered])
     zero = finite & ~(norms >= tiny)
     clean = finite & ~zero
-    non_finite_rows = np.flatnonzero(~finite)
-    zero_rows = np.flatnonzero(zero)
-    duplicate_rows, groups, group_count = _duplicates(source, hashes, clean)
+    duplicate_rows, groups, group_count = _duplicates(source, hashes, clean, take or source.take)
     return ScanStats(
-        n=n,
+        n=source.n,
         d=d,
         dtype=source.dtype,
         norms=norms,
-        non_finite=_row_set(source, non_finite_rows),
+        non_finite=_row_set(source, np.flatnonzero(~finite)),
         nan_rows=int(has_nan.sum()),
         inf_rows=int((~finite & ~has_nan).sum()),
-        zero=_row_set(source, zero_rows),
+        zero=_row_set(source, np.flatnonzero(zero)),
         clean=clean,
         moments=moments,
         unit_sum=unit_sum,
@@ -321,6 +389,62 @@ def scan(
     )
 
 
+def scan(
+    source: EmbeddingSource,
+    *,
+    chunk_rows: int | None = None,
+    on_chunk: Callable[[int], None] | None = None,
+    consumers: Sequence[ChunkConsumer] = (),
+) -> ScanStats:
+    """Read the source once, fragment by fragment in this process, and compute every mergeable
+    statistic (see :mod:`embaudit.engines` for the same pass on a cluster)."""
+    parts = [
+        fold_fragment(
+            source, fragment, consumers=consumers, chunk_rows=chunk_rows, on_chunk=on_chunk
+        )
+        for fragment in source.fragments()
+    ]
+    return finish(source, parts)
+
+
+class RowCollector:
+    """Keeps the clean rows at chosen positions as the chunks stream by (the geometry sample).
+
+    Collectors of different fragments merge: the rows come back in the order they were drawn."""
+
+    def __init__(self, positions: Rows) -> None:
+        self.order = np.argsort(positions, kind="stable")
+        self.positions = positions[self.order]
+        self.rank: list[Rows] = []
+        self.rows: list[Floats] = []
+
+    def __call__(self, rows: CleanRows) -> None:
+        # Both position lists are sorted: a merge by searchsorted finds the wanted clean rows.
+        if not len(rows.positions):
+            return
+        at = np.searchsorted(rows.positions, self.positions).clip(max=len(rows.positions) - 1)
+        found = rows.positions[at] == self.positions
+        self.rank.append(self.order[found])
+        self.rows.append(rows.values[at[found]])
+
+    def fresh(self) -> RowCollector:
+        """An empty collector of the same positions."""
+        clone = RowCollector.__new__(RowCollector)
+        clone.order, clone.positions, clone.rank, clone.rows = self.order, self.positions, [], []
+        return clone
+
+    def absorb(self, other: RowCollector) -> None:
+        self.rank += other.rank
+        self.rows += other.rows
+
+    def collected(self, limit: int, d: int) -> Floats:
+        """The first ``limit`` clean rows in the order they were drawn."""
+        if not self.rows:
+            return np.empty((0, d))
+        rank, rows = np.concatenate(self.rank), np.concatenate(self.rows)
+        return rows[np.argsort(rank, kind="stable")][:limit]
+
+
 def _row_set(source: EmbeddingSource, rows: Rows) -> RowSet:
     listed = rows[:ROW_LIST_CAP]
     ids = source.ids(listed) if len(listed) else ([] if source.id_column else None)
@@ -328,7 +452,10 @@ def _row_set(source: EmbeddingSource, rows: Rows) -> RowSet:
 
 
 def _duplicates(
-    source: EmbeddingSource, hashes: npt.NDArray[np.uint64], clean: npt.NDArray[np.bool_]
+    source: EmbeddingSource,
+    hashes: npt.NDArray[np.uint64],
+    clean: npt.NDArray[np.bool_],
+    take: Callable[[Rows], npt.NDArray[np.floating[Any]]],
 ) -> tuple[int, list[RowSet], int]:
     """Exact duplicate rows among the clean rows.
 
@@ -343,7 +470,7 @@ def _duplicates(
     groups: dict[bytes, list[int]] = {}
     for start in range(0, len(candidates), _VERIFY_BATCH):
         batch = candidates[start : start + _VERIFY_BATCH]
-        words = _row_words(source.take(batch))
+        words = _row_words(take(batch))
         for row, bits in zip(batch.tolist(), words, strict=True):
             digest = hashlib.blake2b(bits.tobytes(), digest_size=16).digest()
             groups.setdefault(digest, []).append(row)

@@ -10,10 +10,17 @@ import numpy as np
 
 from embaudit.errors import InputError, UsageError
 from embaudit.sources.arrays import ArraySource, open_npy, open_npz
-from embaudit.sources.base import Chunk, EmbeddingSource
+from embaudit.sources.base import Chunk, EmbeddingSource, Fragment
 from embaudit.sources.parquet import ParquetSource
 
-__all__ = ["ArraySource", "Chunk", "EmbeddingSource", "ParquetSource", "open_source"]
+__all__ = [
+    "ArraySource",
+    "Chunk",
+    "EmbeddingSource",
+    "Fragment",
+    "ParquetSource",
+    "open_source",
+]
 
 SUFFIXES = (".npy", ".npz", ".parquet")
 
@@ -41,6 +48,8 @@ def open_source(
         except (ValueError, TypeError) as exc:
             raise InputError(None, f"cannot read the array as (n, d) floats ({exc})") from None
         return ArraySource(array)
+    if isinstance(source, str) and _is_uri(source):
+        return _open_uri(source, key=key, column=column, id_column=id_column)
     path = Path(source)
     if not path.exists():
         raise InputError(path, "no such file or directory")
@@ -69,3 +78,30 @@ def open_source(
         raise InputError(path, "is a directory") from None
     except OSError as exc:
         raise InputError(path, f"cannot read ({exc.strerror or exc})") from None
+
+
+def _is_uri(location: str) -> bool:
+    """``scheme://…`` (s3, gs, hdfs, file, …); a Windows drive letter is not a scheme."""
+    scheme, separator, _ = location.partition("://")
+    return bool(separator) and len(scheme) > 1 and scheme.replace("+", "").isalnum()
+
+
+def _open_uri(
+    uri: str, *, key: str | None, column: str | None, id_column: str | None
+) -> EmbeddingSource:
+    """A parquet file or directory on any filesystem pyarrow resolves from a URI."""
+    import pyarrow as pa
+    import pyarrow.fs as pafs
+
+    if key is not None:
+        raise UsageError(f"--key applies to .npz files, not {uri}")
+    try:
+        filesystem, root = pafs.FileSystem.from_uri(uri)
+    except (pa.ArrowException, OSError) as exc:
+        text = str(exc).strip()
+        raise InputError(uri, f"cannot open ({text.splitlines()[0] if text else exc})") from None
+    if root.lower().endswith((".npy", ".npz")):
+        raise InputError(uri, "URIs are read as parquet; copy .npy and .npz files locally")
+    return ParquetSource(
+        uri, column=column, id_column=id_column, filesystem=(filesystem, root.rstrip("/"))
+    )

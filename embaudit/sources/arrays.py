@@ -19,6 +19,7 @@ from embaudit.errors import InputError
 from embaudit.sources.base import (
     Chunk,
     EmbeddingSource,
+    Fragment,
     as_row_positions,
     check_float_dtype,
     check_shape,
@@ -56,11 +57,11 @@ class ArraySource(EmbeddingSource):
     def _native(self, block: npt.NDArray[Any]) -> npt.NDArray[np.floating[Any]]:
         return np.ascontiguousarray(block, dtype=self.dtype)
 
-    def chunks(self, chunk_rows: int | None = None) -> Iterator[Chunk]:
+    def read(self, fragment: Fragment, chunk_rows: int | None = None) -> Iterator[Chunk]:
         step = chunk_rows or self.default_chunk_rows()
         self._advise(mmap.MADV_SEQUENTIAL if hasattr(mmap, "MADV_SEQUENTIAL") else None)
-        for start in range(0, self.n, step):
-            stop = min(start + step, self.n)
+        for start in range(fragment.start, fragment.stop, step):
+            stop = min(start + step, fragment.stop)
             yield Chunk(start, self._native(self._array[start:stop]))
             self._release(start, stop)
 

@@ -36,6 +36,21 @@ class Chunk:
         return self.start + len(self.values)
 
 
+@dataclass(frozen=True)
+class Fragment:
+    """A run of consecutive rows [start, stop) that can be read on its own: the unit of work an
+    engine maps (a parquet file, or a run of its row groups). ``where`` names the file."""
+
+    index: int
+    start: int
+    stop: int
+    where: str | None
+
+    @property
+    def n(self) -> int:
+        return self.stop - self.start
+
+
 class EmbeddingSource(ABC):
     """``n`` vectors of dimension ``d`` stored as ``dtype``, read without loading them whole."""
 
@@ -49,9 +64,22 @@ class EmbeddingSource(ABC):
     def default_chunk_rows(self) -> int:
         return max(1, CHUNK_BYTES // (8 * self.d))
 
+    def fragments(self) -> list[Fragment]:
+        """The source cut into fragments, in row order; they cover every row exactly once.
+
+        The cut depends on the data only, never on the engine, so that every engine reads the
+        same chunks and folds the same partial statistics."""
+        return [Fragment(0, 0, self.n, self.path)]
+
     @abstractmethod
+    def read(self, fragment: Fragment, chunk_rows: int | None = None) -> Iterator[Chunk]:
+        """Yield the rows of one fragment in order, ``chunk_rows`` at a time (fewer at the end of
+        the fragment)."""
+
     def chunks(self, chunk_rows: int | None = None) -> Iterator[Chunk]:
-        """Yield the rows in order, ``chunk_rows`` at a time (fewer at file boundaries)."""
+        """Yield every row in order, fragment by fragment."""
+        for fragment in self.fragments():
+            yield from self.read(fragment, chunk_rows)
 
     @abstractmethod
     def take(self, rows: npt.NDArray[np.integer[Any]]) -> npt.NDArray[np.floating[Any]]:

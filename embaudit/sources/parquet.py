@@ -16,6 +16,7 @@ import numpy as np
 import numpy.typing as npt
 import pyarrow as pa
 import pyarrow.compute as pc
+import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
 from embaudit.errors import InputError
@@ -23,11 +24,14 @@ from embaudit.sources.base import (
     FLOAT_DTYPES,
     Chunk,
     EmbeddingSource,
+    Fragment,
     as_row_positions,
     check_shape,
 )
 
 _DEFAULT_ID_COLUMN = "id"
+
+Ints = npt.NDArray[np.int64]
 
 
 @dataclass(frozen=True)
@@ -39,24 +43,36 @@ class _Layout:
 
 
 @dataclass
-class _Fragment:
-    path: Path
-    file: pq.ParquetFile
+class _File:
+    name: str  # as reported: the path the user gave, or the URI
+    path: str  # the path within the filesystem
     start: int  # global position of the file's first row
     n: int
     row_group_starts: npt.NDArray[np.int64]  # file-local position of each row group's first row
 
 
-def list_parquet_files(path: Path) -> list[Path]:
-    """The parquet files of a directory, in path order, skipping hidden and ``_`` files."""
+#: Target size of a fragment, in stored vector bytes: whole row groups of one file are grouped
+#: until they reach it. Large enough to amortise opening a file, small enough to spread a
+#: single large file over a cluster.
+FRAGMENT_BYTES = 256 * 2**20
+
+
+def list_parquet_files(filesystem: pafs.FileSystem, path: str, name: str) -> list[str]:
+    """The parquet files under a directory, in path order, skipping hidden and ``_`` files."""
+    with _reading(name):
+        infos = filesystem.get_file_info(pafs.FileSelector(path, recursive=True))
+    base = path.rstrip("/")
     files = sorted(
-        file
-        for file in path.rglob("*.parquet")
-        if file.is_file()
-        and not any(part.startswith((".", "_")) for part in file.relative_to(path).parts)
+        info.path
+        for info in infos
+        if info.type == pafs.FileType.File
+        and info.path.endswith(".parquet")
+        and not any(
+            part.startswith((".", "_")) for part in info.path[len(base) :].strip("/").split("/")
+        )
     )
     if not files:
-        raise InputError(path, "directory holds no .parquet files")
+        raise InputError(name, "directory holds no .parquet files")
     return files
 
 
@@ -135,40 +151,63 @@ def _list_layout(field: pa.Field, where: str) -> _Layout:
 
 
 class ParquetSource(EmbeddingSource):
-    """A parquet file or a directory of parquet files (read in path order)."""
+    """A parquet file or a directory of parquet files (read in path order), on any pyarrow
+    filesystem: a local path, or a URI such as ``s3://bucket/prefix`` or ``gs://bucket/prefix``.
+
+    Files are opened lazily and the source pickles without its open handles, so an engine can
+    ship it to workers that each open only the files of their fragments.
+    """
 
     format = "parquet"
 
     def __init__(
-        self, path: Path, *, column: str | None = None, id_column: str | None = None
+        self,
+        location: str | Path,
+        *,
+        column: str | None = None,
+        id_column: str | None = None,
+        filesystem: tuple[pafs.FileSystem, str] | None = None,
     ) -> None:
-        self.path = str(path)
-        files = list_parquet_files(path) if path.is_dir() else [path]
-        self._fragments: list[_Fragment] = []
+        """``location`` is a local path, or the URI that ``filesystem`` — (filesystem, path
+        within it), as :func:`pyarrow.fs.FileSystem.from_uri` returns — resolves."""
+        self.path = str(location)
+        if filesystem is None:  # a local path: the filesystem wants it absolute
+            filesystem = (pafs.LocalFileSystem(), str(Path(location).resolve()))
+        self._filesystem, root = filesystem
+        self._handles: dict[int, pq.ParquetFile] = {}
+        with _reading(self.path):
+            info = self._filesystem.get_file_info(root)
+        if info.type == pafs.FileType.NotFound:
+            raise InputError(self.path, "no such file or directory")
+        if info.type == pafs.FileType.Directory:
+            paths = list_parquet_files(self._filesystem, root, self.path)
+            names = [_name(self.path, root, path) for path in paths]
+        else:
+            paths, names = [root], [self.path]
+        self._files: list[_File] = []
         layout: _Layout | None = None
         start = 0
-        for file in files:
-            parquet_file = _open(file)
+        for index, (path, name) in enumerate(zip(paths, names, strict=True)):
+            self._files.append(_File(name, path, start, 0, np.zeros(1, dtype=np.int64)))
+            parquet_file = self._open(index)
             schema = parquet_file.schema_arrow
-            file_layout, file_id_column = _layout(schema, str(file), column, id_column)
+            file_layout, file_id_column = _layout(schema, name, column, id_column)
             file_id_type = None if file_id_column is None else schema.field(file_id_column).type
             if layout is None:
                 layout, self.id_column, id_type = file_layout, file_id_column, file_id_type
-                first_file = file
+                first_file = name
             elif file_layout != layout:
-                raise InputError(file, _mismatch(file_layout, layout, first_file))
+                raise InputError(name, _mismatch(file_layout, layout, first_file))
             elif (file_id_column, file_id_type) != (self.id_column, id_type):
                 raise InputError(
-                    file,
+                    name,
                     f"id column {_describe_id(file_id_column, file_id_type)} differs from "
                     f"{first_file} ({_describe_id(self.id_column, id_type)})",
                 )
             metadata = parquet_file.metadata
             sizes = [metadata.row_group(i).num_rows for i in range(metadata.num_row_groups)]
             group_starts = np.concatenate([[0], np.cumsum(sizes[:-1])]).astype(np.int64)
-            self._fragments.append(
-                _Fragment(file, parquet_file, start, metadata.num_rows, group_starts)
-            )
+            self._files[index] = _File(name, path, start, metadata.num_rows, group_starts)
             start += metadata.num_rows
         assert layout is not None
         self._layout = layout
@@ -176,45 +215,86 @@ class ParquetSource(EmbeddingSource):
         self.n = start
         d = layout.d if layout.d is not None else self._first_list_length()
         self.n, self.d = check_shape((self.n, d), self.path, "data")
-        self._starts = np.array([f.start for f in self._fragments], dtype=np.int64)
-        self._ids: pa.ChunkedArray | None = None
+        self._starts = np.array([f.start for f in self._files], dtype=np.int64)
+        self._fragments = self._cut()
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = self.__dict__.copy()
+        state["_handles"] = {}  # open files stay with the process that opened them
+        return state
+
+    def _open(self, index: int) -> pq.ParquetFile:
+        handle = self._handles.get(index)
+        if handle is None:
+            file = self._files[index]
+            with _reading(file.name):
+                handle = pq.ParquetFile(
+                    self._filesystem.open_input_file(file.path),
+                    pre_buffer=False,
+                    buffer_size=_READ_BUFFER_BYTES,
+                )
+            self._handles[index] = handle
+        return handle
+
+    def _cut(self) -> list[Fragment]:
+        """Fragments: runs of whole row groups of one file, of about FRAGMENT_BYTES each."""
+        target = max(1, FRAGMENT_BYTES // (self.d * self.dtype.itemsize))
+        fragments: list[Fragment] = []
+        for file in self._files:
+            bounds = [*file.row_group_starts.tolist(), file.n]
+            first = 0
+            for group in range(1, len(bounds)):
+                if bounds[group] - bounds[first] >= target or group == len(bounds) - 1:
+                    fragments.append(
+                        Fragment(
+                            len(fragments),
+                            file.start + bounds[first],
+                            file.start + bounds[group],
+                            file.name,
+                        )
+                    )
+                    first = group
+        return [f for f in fragments if f.n] or [Fragment(0, 0, 0, self.path)]
+
+    def fragments(self) -> list[Fragment]:
+        return list(self._fragments)
 
     def describe(self) -> dict[str, Any]:
         info = super().describe()
-        info["files"] = len(self._fragments)
+        info["files"] = len(self._files)
         info["layout"] = self._layout.kind
         if self._layout.kind != "wide":
             info["column"] = self._layout.columns[0]
         return info
 
     def _first_list_length(self) -> int:
-        for fragment in self._fragments:
-            if fragment.n == 0:
+        for index, file in enumerate(self._files):
+            if file.n == 0:
                 continue
             column = self._layout.columns[0]
-            with _reading(fragment.path):
-                batch = next(fragment.file.iter_batches(batch_size=1, columns=[column]))
+            with _reading(file.name):
+                batch = next(self._open(index).iter_batches(batch_size=1, columns=[column]))
             values = batch.column(0)
             if values.null_count:
-                raise InputError(fragment.path, f"column {column!r}: null vector at row 0")
+                raise InputError(file.name, f"column {column!r}: null vector at row 0")
             length = int(pc.list_value_length(values)[0].as_py())
             if length == 0:
-                raise InputError(fragment.path, f"column {column!r}: empty vector at row 0")
+                raise InputError(file.name, f"column {column!r}: empty vector at row 0")
             return length
         return 0
 
     # Reading ----------------------------------------------------------------------------------
 
     def _to_numpy(
-        self, batch: pa.RecordBatch, fragment: _Fragment, first_row: int
+        self, batch: pa.RecordBatch, file: _File, first_row: int
     ) -> npt.NDArray[np.floating[Any]]:
         """Convert a record batch to an (rows, d) array, rejecting nulls and ragged rows."""
         d = self.d
 
         def fail(problem: str, local_rows: npt.NDArray[np.bool_]) -> InputError:
             row = first_row + int(np.flatnonzero(local_rows)[0])
-            group = int(np.searchsorted(fragment.row_group_starts, row, side="right")) - 1
-            return InputError(fragment.path, f"{problem} at row {row} (row group {group})")
+            group = int(np.searchsorted(file.row_group_starts, row, side="right")) - 1
+            return InputError(file.name, f"{problem} at row {row} (row group {group})")
 
         if self._layout.kind == "wide":
             out = np.empty((batch.num_rows, d), dtype=self.dtype)
@@ -245,54 +325,74 @@ class ParquetSource(EmbeddingSource):
     def _columns(self) -> list[str]:
         return list(self._layout.columns)
 
-    def chunks(self, chunk_rows: int | None = None) -> Iterator[Chunk]:
+    def read(self, fragment: Fragment, chunk_rows: int | None = None) -> Iterator[Chunk]:
         step = chunk_rows or self.default_chunk_rows()
-        for fragment in self._fragments:
-            local = 0
-            with _reading(fragment.path):
-                for batch in fragment.file.iter_batches(batch_size=step, columns=self._columns()):
-                    values = self._to_numpy(batch, fragment, local)
-                    yield Chunk(fragment.start + local, values)
+        index = int(np.searchsorted(self._starts, fragment.start, side="right")) - 1
+        file = self._files[index]
+        local_start, local_stop = fragment.start - file.start, fragment.stop - file.start
+        groups = np.flatnonzero(
+            (file.row_group_starts >= local_start) & (file.row_group_starts < local_stop)
+        ).tolist()
+        local = local_start
+        if groups:
+            handle = self._open(index)
+            with _reading(file.name):
+                for batch in handle.iter_batches(
+                    batch_size=step, row_groups=groups, columns=self._columns()
+                ):
+                    values = self._to_numpy(batch, file, local)
+                    yield Chunk(file.start + local, values)
                     local += batch.num_rows
-            if local != fragment.n:
-                raise InputError(
-                    fragment.path, f"read {local} rows but the footer promises {fragment.n}"
-                )
+        if local != local_stop:
+            raise InputError(
+                file.name,
+                f"read {local - local_start} rows of row groups {groups[0] if groups else 0}.."
+                f"{groups[-1] if groups else 0} but the footer promises {local_stop - local_start}",
+            )
+
+    def _by_row_group(self, rows: npt.ArrayLike) -> Iterator[tuple[int, int, Ints, Ints]]:
+        """(file index, row group, file-local rows, their indices in ``rows``) per row group
+        touched by the global positions ``rows``."""
+        positions = as_row_positions(rows, self.n)
+        order = np.argsort(positions, kind="stable")
+        sorted_positions = positions[order]
+        file_index = np.searchsorted(self._starts, sorted_positions, side="right") - 1
+        for f in np.unique(file_index).tolist():
+            file = self._files[f]
+            in_file = np.flatnonzero(file_index == f)
+            local = sorted_positions[in_file] - file.start
+            group_index = np.searchsorted(file.row_group_starts, local, side="right") - 1
+            for g in np.unique(group_index).tolist():
+                in_group = np.flatnonzero(group_index == g)
+                yield f, g, local[in_group], order[in_file[in_group]]
 
     def take(self, rows: npt.ArrayLike) -> npt.NDArray[np.floating[Any]]:
         positions = as_row_positions(rows, self.n)
         out = np.empty((len(positions), self.d), dtype=self.dtype)
-        order = np.argsort(positions, kind="stable")
-        sorted_positions = positions[order]
-        file_index = np.searchsorted(self._starts, sorted_positions, side="right") - 1
-        for f in np.unique(file_index):
-            fragment = self._fragments[f]
-            in_file = np.flatnonzero(file_index == f)
-            local = sorted_positions[in_file] - fragment.start
-            group_index = np.searchsorted(fragment.row_group_starts, local, side="right") - 1
-            for g in np.unique(group_index):
-                in_group = np.flatnonzero(group_index == g)
-                group_start = int(fragment.row_group_starts[g])
-                with _reading(fragment.path):
-                    table = fragment.file.read_row_group(int(g), columns=self._columns())
-                for batch in table.combine_chunks().to_batches():
-                    values = self._to_numpy(batch, fragment, group_start)
-                    out[order[in_file[in_group]]] = values[local[in_group] - group_start]
+        for f, g, local, where in self._by_row_group(positions):
+            file = self._files[f]
+            group_start = int(file.row_group_starts[g])
+            with _reading(file.name):
+                table = self._open(f).read_row_group(g, columns=self._columns())
+            for batch in table.combine_chunks().to_batches():
+                values = self._to_numpy(batch, file, group_start)
+                out[where] = values[local - group_start]
         return out
 
     def ids(self, rows: npt.ArrayLike) -> list[Any] | None:
+        """The ids of the given rows, reading only the row groups that hold them."""
         if self.id_column is None:
             return None
-        if self._ids is None:
-            parts = []
-            for fragment in self._fragments:
-                with _reading(fragment.path):
-                    parts.append(fragment.file.read(columns=[self.id_column]).column(0))
-            self._ids = pa.chunked_array(
-                [chunk for part in parts for chunk in part.chunks], type=parts[0].type
-            )
         positions = as_row_positions(rows, self.n)
-        return [_json_safe(value) for value in self._ids.take(pa.array(positions)).to_pylist()]
+        out: list[Any] = [None] * len(positions)
+        for f, g, local, where in self._by_row_group(positions):
+            file = self._files[f]
+            with _reading(file.name):
+                column = self._open(f).read_row_group(g, columns=[self.id_column]).column(0)
+            picked = column.take(pa.array(local - int(file.row_group_starts[g]))).to_pylist()
+            for index, value in zip(where.tolist(), picked, strict=True):
+                out[index] = _json_safe(value)
+        return out
 
 
 #: Read-ahead of the parquet reader. Pre-buffering whole column chunks (pyarrow's default)
@@ -300,15 +400,15 @@ class ParquetSource(EmbeddingSource):
 _READ_BUFFER_BYTES = 4 * 2**20
 
 
-def _open(file: Path) -> pq.ParquetFile:
-    with _reading(file):
-        return pq.ParquetFile(file, pre_buffer=False, buffer_size=_READ_BUFFER_BYTES)
+def _name(location: str, root: str, path: str) -> str:
+    """How a file under a directory is named in messages: the location given, then the rest."""
+    return location.rstrip("/") + "/" + path[len(root.rstrip("/")) :].lstrip("/")
 
 
 class _reading:
     """Turn pyarrow's read errors into input errors that name the file."""
 
-    def __init__(self, file: Path) -> None:
+    def __init__(self, file: str | Path) -> None:
         self.file = file
 
     def __enter__(self) -> None:
@@ -336,7 +436,7 @@ def _json_safe(value: Any) -> Any:
     return str(value)
 
 
-def _mismatch(found: _Layout, expected: _Layout, first_file: Path) -> str:
+def _mismatch(found: _Layout, expected: _Layout, first_file: str) -> str:
     if found.kind == expected.kind and found.columns == expected.columns and found.d != expected.d:
         return (
             f"column {found.columns[0]!r} has dimension {found.d}, but {first_file} has "

@@ -1,0 +1,343 @@
+"""Where the pass over the data runs: in this process, or mapped over a Ray cluster.
+
+Every pass is the same map and reduce, whichever engine runs it:
+
+    fragments ──map──> (PartStats, partial top-k lists, sample rows) per fragment
+              ──reduce──> ScanStats (fragments merged in row order), merged top-k, the sample
+
+The cut into fragments depends on the data only (:meth:`EmbeddingSource.fragments`), every
+fragment is read in the same chunks, and the reduce folds the statistics in row order, so both
+engines compute the same floating-point sums. The top-k merge is exact and order-free (best score,
+then lowest row). Random choices are positions drawn from the seed before the pass, so they do not
+depend on the engine either: ``--engine ray`` and ``--engine local`` give the same report.
+
+The Ray engine needs the optional ``ray`` dependency (``pip install 'embaudit[ray]'``). A task
+that dies (worker or node lost) is retried; a fragment that cannot be parsed is an input error
+naming its file; a fragment lost for good stops the run: no report is built from part of the data.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from embaudit.errors import EmbauditError, IncompleteError, UsageError
+from embaudit.knn import NeighborList, NeighborSearch
+from embaudit.sources import EmbeddingSource, Fragment, ParquetSource
+from embaudit.stats import CleanRows, PartStats, RowCollector, ScanStats, finish, fold_fragment
+
+Ints = npt.NDArray[np.int64]
+Values = npt.NDArray[np.floating[Any]]
+
+ENGINES = ("local", "ray")
+#: Attempts of a Ray task after the first, when its worker or node dies.
+RAY_TASK_RETRIES = 3
+RAY_INSTALL = "pip install 'embaudit[ray]'"
+
+
+@dataclass
+class PassPlan:
+    """What one pass computes besides the statistics; broadcast to every fragment.
+
+    ``search`` is a kNN search of a query sample (its lists fill as rows stream by); when
+    ``search_rows`` is given, only the rows it marks (a bool per global row) are searched.
+    ``sample`` collects the clean rows at chosen positions."""
+
+    search: NeighborSearch | None = None
+    search_rows: npt.NDArray[np.bool_] | None = None
+    sample: RowCollector | None = None
+
+
+@dataclass
+class PassResult:
+    stats: ScanStats
+    search: NeighborSearch | None
+    sample: RowCollector | None
+    timings: dict[str, float] = field(default_factory=dict)  # seconds per consumer
+
+
+@dataclass
+class _FragmentResult:
+    part: PartStats
+    lists: list[NeighborList] | None
+    sample: RowCollector | None
+    timings: dict[str, float]
+
+
+def map_fragment(
+    source: EmbeddingSource,
+    fragment: Fragment,
+    plan: PassPlan,
+    *,
+    search: NeighborSearch | None = None,
+    sample: RowCollector | None = None,
+    chunk_rows: int | None = None,
+    on_chunk: Callable[[int], None] | None = None,
+) -> _FragmentResult:
+    """The map step: read one fragment and fold it into its statistics, into ``search`` and
+    ``sample`` (fresh ones from the plan when not given)."""
+    search = search if search is not None else plan.search and plan.search.fresh()
+    sample = sample if sample is not None else plan.sample and plan.sample.fresh()
+    timings: dict[str, float] = {}
+    consumers: list[Callable[[CleanRows], None]] = []
+    if search is not None:
+        add = search.add if plan.search_rows is None else _restricted(search, plan.search_rows)
+        consumers.append(_timed(add, "knn", timings))
+    if sample is not None:
+        consumers.append(_timed(sample, "sample", timings))
+    part = fold_fragment(
+        source, fragment, consumers=consumers, chunk_rows=chunk_rows, on_chunk=on_chunk
+    )
+    return _FragmentResult(part, None if search is None else search.lists, sample, timings)
+
+
+def _restricted(search: NeighborSearch, keep: npt.NDArray[np.bool_]) -> Callable[[CleanRows], None]:
+    def add(rows: CleanRows) -> None:
+        wanted = keep[rows.positions]
+        positions, values, norms = rows.positions[wanted], rows.values[wanted], rows.norms[wanted]
+        search.add(CleanRows(positions, values, norms, rows.unit[wanted]))
+
+    return add
+
+
+def _timed(
+    consume: Callable[[CleanRows], None], name: str, timings: dict[str, float]
+) -> Callable[[CleanRows], None]:
+    """``consume``, adding its time to ``timings[name]`` (reports show time per stage)."""
+
+    def timed(rows: CleanRows) -> None:
+        mark = time.perf_counter()
+        consume(rows)
+        timings[name] = timings.get(name, 0.0) + time.perf_counter() - mark
+
+    return timed
+
+
+class Engine(ABC):
+    """Runs passes over a source and fetches rows by position."""
+
+    name: str
+
+    @abstractmethod
+    def run(
+        self,
+        source: EmbeddingSource,
+        plan: PassPlan,
+        *,
+        chunk_rows: int | None = None,
+        on_rows: Callable[[int], None] | None = None,
+    ) -> PassResult:
+        """One pass: the statistics of every row, and what ``plan`` asks for."""
+
+    def take(self, source: EmbeddingSource, rows: Ints) -> Values:
+        """The rows at the given global positions, in the order given."""
+        return source.take(rows)
+
+    def check_source(self, source: EmbeddingSource) -> None:  # noqa: B027 (optional hook)
+        """Raise a UsageError when this engine cannot read ``source``."""
+
+    def close(self) -> None:  # noqa: B027 (optional hook)
+        """Release what the engine started."""
+
+    def __enter__(self) -> Engine:
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.close()
+
+
+class LocalEngine(Engine):
+    """Fragments one after the other in this process; the chunk statistics of each fragment run
+    on a second thread while the kNN consumes the chunk before (see :func:`fold_fragment`).
+
+    One search runs through all fragments, so its running k-th scores prune every later fragment;
+    its lists are the same as merging per-fragment lists (the merge is exact)."""
+
+    name = "local"
+
+    def run(
+        self,
+        source: EmbeddingSource,
+        plan: PassPlan,
+        *,
+        chunk_rows: int | None = None,
+        on_rows: Callable[[int], None] | None = None,
+    ) -> PassResult:
+        parts: list[PartStats] = []
+        timings: dict[str, float] = {}
+        for fragment in source.fragments():
+            result = map_fragment(
+                source,
+                fragment,
+                plan,
+                search=plan.search,
+                sample=plan.sample,
+                chunk_rows=chunk_rows,
+                on_chunk=on_rows,
+            )
+            parts.append(result.part)
+            _add_timings(timings, result.timings)
+        stats = finish(source, parts, lambda rows: self.take(source, rows))
+        return PassResult(stats, plan.search, plan.sample, timings)
+
+
+def _add_timings(total: dict[str, float], part: dict[str, float]) -> None:
+    for name, seconds in part.items():
+        total[name] = total.get(name, 0.0) + seconds
+
+
+class RayEngine(Engine):
+    """Fragments mapped to Ray tasks, merged on the driver in row order.
+
+    ``address`` is a running cluster (``auto``, ``ray://host:10001``, ``host:6379``); None
+    connects to the cluster this process already joined, else starts a local one for the run.
+    Tasks whose worker dies are retried up to :data:`RAY_TASK_RETRIES` times.
+    """
+
+    name = "ray"
+
+    def __init__(self, address: str | None = None) -> None:
+        try:
+            import ray
+        except ImportError:
+            raise UsageError(f"--engine ray needs Ray: {RAY_INSTALL}") from None
+        self._ray = ray
+        self._started = False
+        if not ray.is_initialized():
+            try:
+                ray.init(
+                    address=address,
+                    include_dashboard=False,
+                    log_to_driver=False,
+                    logging_level=logging.ERROR,
+                    configure_logging=True,
+                )
+            except (ConnectionError, RuntimeError, ValueError) as exc:
+                where = f"at {address}" if address else "locally"
+                raise UsageError(
+                    f"--ray-address: cannot start or join a Ray cluster {where}: {_first_line(exc)}"
+                ) from None
+            self._started = True
+        self._map = ray.remote(num_cpus=1, max_retries=RAY_TASK_RETRIES, retry_exceptions=False)(
+            _remote_map
+        )
+        self._take = ray.remote(num_cpus=1, max_retries=RAY_TASK_RETRIES, retry_exceptions=False)(
+            _remote_take
+        )
+
+    def check_source(self, source: EmbeddingSource) -> None:
+        if not isinstance(source, ParquetSource):
+            raise UsageError(
+                f"--engine ray reads parquet datasets (a file, a directory or a URI such as "
+                f"s3://bucket/prefix); {source.path or 'an in-memory array'} is {source.format}: "
+                "convert it to parquet or use --engine local"
+            )
+
+    def run(
+        self,
+        source: EmbeddingSource,
+        plan: PassPlan,
+        *,
+        chunk_rows: int | None = None,
+        on_rows: Callable[[int], None] | None = None,
+    ) -> PassResult:
+        self.check_source(source)
+        ray = self._ray
+        fragments = source.fragments()
+        source_ref, plan_ref = ray.put(source), ray.put(plan)
+        pending = {
+            self._map.remote(source_ref, fragment, plan_ref, chunk_rows): fragment
+            for fragment in fragments
+        }
+        parts: list[PartStats] = []
+        timings: dict[str, float] = {}
+        for fragment, result in self._completed(pending):
+            parts.append(result.part)
+            _add_timings(timings, result.timings)
+            if plan.search is not None and result.lists is not None:
+                plan.search.absorb(result.lists)
+            if plan.sample is not None and result.sample is not None:
+                plan.sample.absorb(result.sample)
+            if on_rows is not None:
+                on_rows(fragment.n)
+        stats = finish(source, parts, lambda rows: self.take(source, rows))
+        return PassResult(stats, plan.search, plan.sample, timings)
+
+    def take(self, source: EmbeddingSource, rows: Ints) -> Values:
+        """Rows fetched by the workers, one task per fragment that holds some of them."""
+        self.check_source(source)
+        rows = np.asarray(rows, dtype=np.int64)
+        fragments = source.fragments()
+        starts = np.array([fragment.start for fragment in fragments])
+        owner = np.searchsorted(starts, rows, side="right") - 1
+        out = np.empty((len(rows), source.d), dtype=source.dtype)
+        source_ref = self._ray.put(source)
+        pending = {}
+        for index in np.unique(owner).tolist():
+            where = np.flatnonzero(owner == index)
+            pending[self._take.remote(source_ref, rows[where])] = (fragments[index], where)
+        for (_, where), values in self._completed(pending):
+            out[where] = values
+        return out
+
+    def _completed(self, pending: dict[Any, Any]) -> Iterator[tuple[Any, Any]]:
+        """(key, result) of each task as it finishes; errors name the fragment's file."""
+        ray = self._ray
+        waiting = list(pending)
+        while waiting:
+            done, waiting = ray.wait(waiting, num_returns=1)
+            ref = done[0]
+            key = pending[ref]
+            try:
+                value = ray.get(ref)
+            except ray.exceptions.RayTaskError as error:
+                cause = getattr(error, "cause", None)
+                if isinstance(cause, EmbauditError):
+                    raise cause from None
+                raise
+            except ray.exceptions.RayError as error:  # worker, node or object lost for good
+                fragment = key[0] if isinstance(key, tuple) else key
+                raise IncompleteError(
+                    fragment.where,
+                    f"rows {fragment.start:,}–{fragment.stop:,} were not read: the Ray task "
+                    f"failed {RAY_TASK_RETRIES + 1} times ({_first_line(error)})",
+                ) from None
+            yield key, value
+
+    def close(self) -> None:
+        if self._started:
+            self._ray.shutdown()
+            self._started = False
+
+
+def _remote_map(
+    source: EmbeddingSource, fragment: Fragment, plan: PassPlan, chunk_rows: int | None
+) -> _FragmentResult:
+    return map_fragment(source, fragment, plan, chunk_rows=chunk_rows)
+
+
+def _remote_take(source: EmbeddingSource, rows: Ints) -> Values:
+    return source.take(rows)
+
+
+def _first_line(error: BaseException) -> str:
+    text = str(error).strip()
+    return text.splitlines()[0] if text else type(error).__name__
+
+
+def make_engine(name: str, address: str | None = None) -> Engine:
+    """The engine called ``name`` ("local" or "ray"); ``address`` is the Ray cluster."""
+    if name not in ENGINES:
+        raise UsageError(f"--engine must be one of {', '.join(ENGINES)}, got {name!r}")
+    if name == "local":
+        if address is not None:
+            raise UsageError("--ray-address applies to --engine ray")
+        return LocalEngine()
+    return RayEngine(address)
