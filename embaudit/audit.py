@@ -243,15 +243,12 @@ class _Run:
 
 def _engine(engine: str | Engine, address: str | None, *sources: EmbeddingSource | None) -> Engine:
     """The engine to run on, checked against the sources before any work starts."""
-    runner = engine if isinstance(engine, Engine) else make_engine(engine, address)
-    try:
-        for source in sources:
-            if source is not None:
-                runner.check_source(source)
-    except BaseException:
-        runner.close()
-        raise
-    return runner
+    given = [source for source in sources if source is not None]
+    if not isinstance(engine, Engine):
+        return make_engine(engine, address, given)
+    for source in given:
+        engine.check_source(source)
+    return engine
 
 
 def _judge(

@@ -84,9 +84,10 @@ def _root(
 
 
 FileArgument = Annotated[
-    Path,
+    str,
     typer.Argument(
-        help="Embeddings: .npy, .npz, .parquet, or a directory of parquet files.",
+        help="Embeddings: .npy, .npz, .parquet, a directory of parquet files, or a parquet "
+        "file or directory as a URI (s3://bucket/prefix, gs://…, file://…).",
         show_default=False,
     ),
 ]
@@ -167,6 +168,27 @@ ConfigOption = Annotated[
         "\\[tool.embaudit], from the working directory up.",
     ),
 ]
+class EngineName(StrEnum):
+    LOCAL = "local"
+    RAY = "ray"
+
+
+EngineOption = Annotated[
+    EngineName,
+    typer.Option(
+        "--engine",
+        help="Where the pass over the data runs: local (this process) or ray (a Ray cluster, "
+        "parquet input; needs embaudit\\[ray]). Both give the same report.",
+    ),
+]
+RayAddressOption = Annotated[
+    str | None,
+    typer.Option(
+        "--ray-address",
+        help="The Ray cluster to join (auto, host:6379, ray://host:10001). Default: the one "
+        "in RAY_ADDRESS, else a local cluster started for the run.",
+    ),
+]
 QuietOption = Annotated[
     bool,
     typer.Option("--quiet", "-q", help="Table format: print only a one-line summary."),
@@ -206,7 +228,7 @@ def check(
     fail_on: FailOnOption = None,
     exit_zero: ExitZeroOption = False,
     baseline: Annotated[
-        Path | None,
+        str | None,
         typer.Option(
             "--baseline",
             help="A previous export (same format and options): adds the drift checks EA601 "
@@ -217,6 +239,8 @@ def check(
     key: KeyOption = None,
     column: ColumnOption = None,
     id_column: IdColumnOption = None,
+    engine: EngineOption = EngineName.LOCAL,
+    ray_address: RayAddressOption = None,
     quiet: QuietOption = False,
 ) -> int:
     """Audit one embedding file: defects, norms, geometry, neighbours, and a verdict on cosine.
@@ -230,6 +254,8 @@ def check(
       embaudit check parts/ --column embedding --id-column doc_id -f json -o report.json
 
       embaudit check new.parquet --baseline old.parquet --fail-on warn -f github
+
+      embaudit check s3://bucket/export/ --engine ray --ray-address auto
 
     Exit codes: 0 nothing at the failing level; 1 a failing check or an untrustworthy verdict (with --fail-on warn also a warning or a caution verdict); 2 usage, configuration or input error; 3 internal error.
     """  # noqa: E501
@@ -253,6 +279,8 @@ def check(
             id_column=id_column,
             baseline=baseline,
             progress=progress,
+            engine=engine.value,
+            ray_address=ray_address,
             **options,
         )
     return _conclude(report, output_format.value, output, quiet, exit_zero)
@@ -261,7 +289,7 @@ def check(
 @app.command("compare-knn")
 def compare_knn_command(
     files: Annotated[
-        list[Path],
+        list[str],
         typer.Argument(
             help="One file (compare its cosine, L2 and inner-product neighbours) or two exports "
             "OLD NEW (compare the neighbours of the same items).",
@@ -291,6 +319,8 @@ def compare_knn_command(
     key: KeyOption = None,
     column: ColumnOption = None,
     id_column: IdColumnOption = None,
+    engine: EngineOption = EngineName.LOCAL,
+    ray_address: RayAddressOption = None,
     quiet: QuietOption = False,
 ) -> int:
     """Compare nearest neighbours: of three metrics on one file, or of two exports.
@@ -327,6 +357,8 @@ def compare_knn_command(
             column=column,
             id_column=id_column,
             progress=progress,
+            engine=engine.value,
+            ray_address=ray_address,
         )
     return _conclude(report, output_format.value, output, quiet, exit_zero)
 

@@ -21,7 +21,7 @@ from __future__ import annotations
 import logging
 import time
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -140,7 +140,8 @@ class Engine(ABC):
         """The rows at the given global positions, in the order given."""
         return source.take(rows)
 
-    def check_source(self, source: EmbeddingSource) -> None:  # noqa: B027 (optional hook)
+    @staticmethod
+    def check_source(source: EmbeddingSource) -> None:
         """Raise a UsageError when this engine cannot read ``source``."""
 
     def close(self) -> None:  # noqa: B027 (optional hook)
@@ -232,7 +233,8 @@ class RayEngine(Engine):
             _remote_take
         )
 
-    def check_source(self, source: EmbeddingSource) -> None:
+    @staticmethod
+    def check_source(source: EmbeddingSource) -> None:
         if not isinstance(source, ParquetSource):
             raise UsageError(
                 f"--engine ray reads parquet datasets (a file, a directory or a URI such as "
@@ -332,12 +334,16 @@ def _first_line(error: BaseException) -> str:
     return text.splitlines()[0] if text else type(error).__name__
 
 
-def make_engine(name: str, address: str | None = None) -> Engine:
-    """The engine called ``name`` ("local" or "ray"); ``address`` is the Ray cluster."""
+def make_engine(
+    name: str, address: str | None = None, sources: Iterable[EmbeddingSource] = ()
+) -> Engine:
+    """The engine called ``name`` ("local" or "ray"); ``address`` is the Ray cluster. The
+    ``sources`` it will read are checked first, before a cluster is started or joined."""
     if name not in ENGINES:
         raise UsageError(f"--engine must be one of {', '.join(ENGINES)}, got {name!r}")
-    if name == "local":
-        if address is not None:
-            raise UsageError("--ray-address applies to --engine ray")
-        return LocalEngine()
-    return RayEngine(address)
+    if name == "local" and address is not None:
+        raise UsageError("--ray-address applies to --engine ray")
+    kind = LocalEngine if name == "local" else RayEngine
+    for source in sources:
+        kind.check_source(source)
+    return kind() if kind is LocalEngine else RayEngine(address)
