@@ -168,6 +168,8 @@ ConfigOption = Annotated[
         "\\[tool.embaudit], from the working directory up.",
     ),
 ]
+
+
 class EngineName(StrEnum):
     LOCAL = "local"
     RAY = "ray"

@@ -143,6 +143,7 @@ class Engine(ABC):
     @staticmethod
     def check_source(source: EmbeddingSource) -> None:
         """Raise a UsageError when this engine cannot read ``source``."""
+        del source  # the base engine reads every source
 
     def close(self) -> None:  # noqa: B027 (optional hook)
         """Release what the engine started."""
