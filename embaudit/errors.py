@@ -25,6 +25,10 @@ class InputError(EmbauditError):
         self.problem = problem
         super().__init__(problem if self.where is None else f"{self.where}: {problem}")
 
+    def __reduce__(self) -> tuple[type[InputError], tuple[str | None, str]]:
+        # Errors cross process boundaries (an engine's workers): rebuild from both arguments.
+        return (type(self), (self.where, self.problem))
+
 
 class UsageError(EmbauditError):
     """An option or argument has a value the tool cannot use."""
@@ -35,14 +39,14 @@ class ConfigError(EmbauditError):
 
     def __init__(self, path: str | PathLike[str], problem: str) -> None:
         self.path = str(path)
+        self.problem = problem
         super().__init__(f"{self.path}: {problem}")
 
+    def __reduce__(self) -> tuple[type[ConfigError], tuple[str, str]]:
+        return (type(self), (self.path, self.problem))
 
-class IncompleteError(EmbauditError):
+
+class IncompleteError(InputError):
     """Part of the data could not be read (a worker lost for good, say): no report is built.
 
     ``where`` names the file or dataset."""
-
-    def __init__(self, where: str | PathLike[str] | None, problem: str) -> None:
-        self.where = None if where is None else str(where)
-        super().__init__(problem if self.where is None else f"{self.where}: {problem}")

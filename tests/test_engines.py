@@ -1,0 +1,362 @@
+"""The pass as map and reduce: fragments, their merge, and the Ray engine on a two-node cluster.
+
+The Ray tests start a local cluster of two nodes (``ray.cluster_utils.Cluster``) once for the
+module; every claim about the Ray engine is checked against the local engine on the same data.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import os
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+import ray
+
+import embaudit
+from embaudit.engines import LocalEngine, RayEngine, make_engine
+from embaudit.errors import IncompleteError, InputError, UsageError
+from embaudit.knn import Block, NeighborSearch, exact_lists
+from embaudit.measure import Sampling, measure
+from embaudit.sources import Chunk, Fragment, ParquetSource, open_source
+from embaudit.sources import parquet as parquet_module
+from embaudit.stats import CleanRows, clean_mask, row_norms, scan
+
+D = 24
+
+
+def _vectors(n: int, seed: int = 0) -> np.ndarray:
+    """Anisotropic data with norms that vary, a NaN row, a zero row and duplicates."""
+    rng = np.random.default_rng(seed)
+    x = (rng.normal(size=(n, D)) * rng.uniform(0.2, 3.0, size=D)).astype(np.float32)
+    x += rng.normal(size=D).astype(np.float32)  # a common direction
+    x[7, 3] = np.nan
+    x[1500] = 0.0
+    x[2900] = x[11]  # a duplicate across files
+    x[3100] = x[3000]  # and within one
+    return x
+
+
+def write_dataset(directory: Path, x: np.ndarray, files: int = 3, row_group: int = 300) -> Path:
+    """A directory of parquet files with an id column and several row groups per file."""
+    directory.mkdir(parents=True, exist_ok=True)
+    bounds = np.linspace(0, len(x), files + 1).astype(int)
+    for index, (start, stop) in enumerate(itertools.pairwise(bounds)):
+        part = x[start:stop]
+        table = pa.table(
+            {
+                "id": pa.array([f"doc-{i}" for i in range(start, stop)]),
+                "embedding": pa.FixedSizeListArray.from_arrays(pa.array(part.ravel()), D),
+            }
+        )
+        pq.write_table(table, directory / f"part-{index:03d}.parquet", row_group_size=row_group)
+    return directory
+
+
+@pytest.fixture
+def small_fragments(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Fragments of two or three row groups, so that a small dataset has many of them."""
+    monkeypatch.setattr(parquet_module, "FRAGMENT_BYTES", 600 * D * 4)
+
+
+@pytest.fixture
+def dataset(tmp_path: Path, small_fragments: None) -> Path:
+    return write_dataset(tmp_path / "export", _vectors(3600))
+
+
+def _comparable(report: Any) -> dict[str, Any]:
+    """A report's JSON without what may differ between runs: timings and the engine's name."""
+    out: dict[str, Any] = json.loads(json.dumps(report.to_dict()))
+    out.pop("timings")
+    assert out["params"].pop("engine") in ("local", "ray")
+    return out
+
+
+# Fragments and the local engine ----------------------------------------------------------------
+
+
+def test_fragments_cover_every_row_once_in_whole_row_groups(dataset: Path) -> None:
+    source = open_source(dataset)
+    fragments = source.fragments()
+    assert len(fragments) >= 6
+    assert fragments[0].start == 0 and fragments[-1].stop == source.n
+    for before, after in itertools.pairwise(fragments):
+        assert before.stop == after.start
+    for fragment in fragments:
+        assert fragment.start % 300 == 0  # whole row groups
+        chunks = list(source.read(fragment, 128))
+        assert chunks[0].start == fragment.start and chunks[-1].stop == fragment.stop
+        assert all(len(chunk.values) <= 128 for chunk in chunks)
+        assert fragment.where is not None and fragment.where.endswith(".parquet")
+    whole = np.concatenate([chunk.values for chunk in source.chunks(128)])
+    np.testing.assert_array_equal(whole, _vectors(3600))
+
+
+def test_merged_fragments_equal_one_pass_over_the_array(dataset: Path) -> None:
+    """Statistics merged from many fragments agree with the same pass over one array."""
+    x = _vectors(3600)
+    merged = scan(open_source(dataset))
+    whole = scan(open_source(x))
+    assert len(open_source(x).fragments()) == 1
+    np.testing.assert_array_equal(merged.norms, whole.norms)
+    np.testing.assert_array_equal(merged.clean, whole.clean)
+    assert merged.non_finite.rows == whole.non_finite.rows == [7]
+    assert merged.non_finite.ids == ["doc-7"]
+    assert merged.zero.rows == [1500]
+    assert merged.duplicate_rows == whole.duplicate_rows == 2
+    assert [group.rows for group in merged.duplicate_groups] == [[11, 2900], [3000, 3100]]
+    assert merged.moments.count == whole.moments.count
+    # Chan's merge in another order: equal up to float64 rounding of sums over 3,600 rows.
+    np.testing.assert_allclose(merged.moments.mean, whole.moments.mean, rtol=1e-12, atol=1e-14)
+    np.testing.assert_allclose(merged.moments.m2, whole.moments.m2, rtol=1e-12)
+    np.testing.assert_allclose(merged.unit_sum, whole.unit_sum, rtol=1e-12, atol=1e-12)
+    clean = x[whole.clean].astype(np.float64)
+    np.testing.assert_allclose(merged.moments.mean, clean.mean(axis=0), rtol=1e-12, atol=1e-14)
+    np.testing.assert_allclose(merged.moments.m2, clean.var(axis=0) * len(clean), rtol=1e-10)
+
+
+def _search(x: np.ndarray, k: int = 10) -> NeighborSearch:
+    rows = np.flatnonzero(clean_mask(x.astype(np.float64), x.dtype))[::37][:60]
+    scale = np.exp(np.random.default_rng(5).normal(0, 0.5, size=x.shape[1]))
+    blocks = [Block("base", len(rows)), Block("gauge", 20, scale)]
+    return NeighborSearch(x[rows].astype(np.float64), rows, k, blocks)
+
+
+def _feed(search: NeighborSearch, x: np.ndarray, start: int, stop: int, step: int) -> None:
+    for begin in range(start, stop, step):
+        values = x[begin : min(stop, begin + step)].astype(np.float64)
+        keep = clean_mask(values, x.dtype)
+        norms = row_norms(values[keep])
+        unit = (values[keep] / norms[:, None]).astype(np.float32)
+        search.add(CleanRows(begin + np.flatnonzero(keep), values[keep], norms, unit))
+
+
+@pytest.mark.parametrize("part_step", [100, 333])
+def test_search_lists_merged_from_parts_equal_one_search(part_step: int) -> None:
+    """absorb(): top-k lists of disjoint parts, merged in any order, are the lists of one pass;
+    and they agree with a brute-force float64 reference. With the same chunks the features are
+    bit-identical; with other chunks the float32 products may round differently (BLAS blocks by
+    shape) but the neighbour sets are the same."""
+    x = _vectors(3600)
+    one = _search(x)
+    _feed(one, x, 0, len(x), 100)
+    parts = []
+    for start, stop in itertools.pairwise([0, 700, 1900, 2000, 3600]):
+        part = one.fresh()
+        assert all((held.rows == -1).all() for held in part.lists)
+        _feed(part, x, start, stop, part_step)
+        parts.append(part)
+    merged = one.fresh()
+    for part in reversed(parts):
+        merged.absorb(part.lists)
+    for a, b in zip(one.lists, merged.lists, strict=True):
+        np.testing.assert_array_equal(a.rows, b.rows)
+        if part_step == 100:
+            np.testing.assert_array_equal(a.features, b.features)
+        else:
+            np.testing.assert_allclose(a.features, b.features, rtol=1e-6)
+    clean = clean_mask(x.astype(np.float64), x.dtype)
+    usable = np.flatnonzero(clean)
+    queries = np.searchsorted(usable, one.query_rows)
+    for metric in ("cosine", "l2", "dot"):
+        rows, _ = exact_lists(x[usable], queries, 10, metric)
+        found = merged.list_for(metric).rows
+        shared = [len(set(usable[r]) & set(f)) / 10 for r, f in zip(rows, found, strict=True)]
+        assert np.mean(shared) > 0.99, metric
+
+
+def test_local_engine_name_and_options() -> None:
+    assert make_engine("local").name == "local"
+    with pytest.raises(UsageError, match="--ray-address applies to --engine ray"):
+        make_engine("local", "auto")
+    with pytest.raises(UsageError, match="--engine must be one of local, ray"):
+        make_engine("spark")
+    with pytest.raises(UsageError, match=r"reads parquet datasets.*use --engine local"):
+        make_engine("ray", None, [open_source(np.ones((4, 2)))])
+
+
+def test_uri_opens_the_same_dataset(dataset: Path) -> None:
+    by_path = embaudit.audit(dataset)
+    by_uri = embaudit.audit(dataset.resolve().as_uri())
+    assert by_uri.input["path"].startswith("file://")
+    assert by_uri.input["files"] == 3
+    a, b = _comparable(by_path), _comparable(by_uri)
+    a["input"].pop("path"), b["input"].pop("path")
+    assert a == b
+
+
+def test_ray_missing_is_a_usage_error_with_the_install_command(
+    cli: Any, dataset: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setitem(sys.modules, "ray", None)  # import ray raises ImportError
+    result = cli("check", dataset, "--engine", "ray")
+    assert result.code == 2
+    assert result.stderr.strip() == (
+        "embaudit: error: --engine ray needs Ray: pip install 'embaudit[ray]'"
+    )
+
+
+# Ray, on a local cluster of two nodes ----------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def cluster() -> Iterator[Any]:
+    from ray import cloudpickle
+    from ray.cluster_utils import Cluster
+
+    # The test sources below travel to the workers by value (workers do not import tests/).
+    cloudpickle.register_pickle_by_value(sys.modules[__name__])
+    nodes = Cluster(initialize_head=True, head_node_args={"num_cpus": 1})
+    nodes.add_node(num_cpus=1)
+    nodes.wait_for_nodes()
+    ray.init(address=nodes.address, include_dashboard=False, log_to_driver=False)
+    yield nodes
+    ray.shutdown()
+    nodes.shutdown()
+    cloudpickle.unregister_pickle_by_value(sys.modules[__name__])
+
+
+class RecordingSource(ParquetSource):
+    """Writes the node that read each fragment to a folder the test looks at."""
+
+    def __init__(self, *args: Any, log: Path, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.log = log
+
+    def read(self, fragment: Fragment, chunk_rows: int | None = None) -> Iterator[Chunk]:
+        if ray.is_initialized() and ray.get_runtime_context().worker.mode == ray.WORKER_MODE:
+            node = ray.get_runtime_context().get_node_id()
+            (self.log / f"{fragment.index}-{node}-{os.getpid()}").touch()
+        yield from super().read(fragment, chunk_rows)
+
+
+class CrashingSource(ParquetSource):
+    """Kills its worker process while reading fragment ``victim``, ``times`` times at most
+    (counted with marker files, since every attempt runs in a new process)."""
+
+    def __init__(self, *args: Any, markers: Path, victim: int, times: int, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.markers, self.victim, self.times = markers, victim, times
+
+    def read(self, fragment: Fragment, chunk_rows: int | None = None) -> Iterator[Chunk]:
+        in_worker = ray.get_runtime_context().worker.mode == ray.WORKER_MODE
+        if in_worker and fragment.index == self.victim:
+            crashes = len(list(self.markers.iterdir()))
+            if crashes < self.times:
+                (self.markers / f"crash-{crashes}").touch()
+                os._exit(1)  # the worker dies mid-task, as on a lost node
+        yield from super().read(fragment, chunk_rows)
+
+
+def test_ray_report_equals_local_report_on_two_nodes(
+    cluster: Any, dataset: Path, tmp_path: Path
+) -> None:
+    log = tmp_path / "log"
+    log.mkdir()
+    source = RecordingSource(dataset, log=log)
+    local = embaudit.audit(source, seed=4)
+    remote = embaudit.audit(source, seed=4, engine=RayEngine())
+    assert remote.params["engine"] == "ray" and local.params["engine"] == "local"
+    assert _comparable(remote) == _comparable(local)  # every value, to the last bit
+    # Every fragment was mapped, on both nodes of the cluster.
+    read = [path.name.split("-") for path in log.iterdir()]
+    assert sorted({int(index) for index, _, _ in read}) == list(range(len(source.fragments())))
+    assert len({node for _, node, _ in read}) == 2
+
+
+def test_ray_measurements_equal_local_measurements(cluster: Any, dataset: Path) -> None:
+    """The same query rows, neighbour sets and sample under both engines."""
+    source = open_source(dataset)
+    sampling = Sampling(queries=80, gauge_queries=20, sample=900)
+    local = measure(source, k=10, seed=9, sampling=sampling, engine=LocalEngine())
+    remote = measure(source, k=10, seed=9, sampling=sampling, engine=RayEngine())
+    assert local.neighbors is not None and remote.neighbors is not None
+    for pair, overlap in local.neighbors.overlap.items():
+        np.testing.assert_array_equal(remote.neighbors.overlap[pair], overlap)
+    for level, draws in local.neighbors.gauge.items():
+        for a, b in zip(draws, remote.neighbors.gauge[level], strict=True):
+            np.testing.assert_array_equal(a, b)
+    assert local.geometry is not None and remote.geometry is not None
+    np.testing.assert_array_equal(local.geometry.eigenvalues, remote.geometry.eigenvalues)
+    np.testing.assert_array_equal(local.stats.moments.m2, remote.stats.moments.m2)
+    assert remote.stats.duplicate_rows == 2
+
+
+def test_ray_compare_knn_equals_local(cluster: Any, dataset: Path, tmp_path: Path) -> None:
+    x = _vectors(3600)
+    retrained = write_dataset(
+        tmp_path / "retrained",
+        x + 0.3 * np.random.default_rng(2).normal(size=x.shape).astype(np.float32),
+        files=2,
+    )
+    for args in ((dataset,), (dataset, retrained)):
+        local = embaudit.compare_knn(*args, queries=100)
+        remote = embaudit.compare_knn(*args, queries=100, engine="ray")
+        assert _comparable(remote) == _comparable(local)
+
+
+def test_a_task_that_dies_once_is_retried_and_the_report_is_unchanged(
+    cluster: Any, dataset: Path, tmp_path: Path
+) -> None:
+    markers = tmp_path / "markers"
+    markers.mkdir()
+    flaky = CrashingSource(dataset, markers=markers, victim=2, times=1)
+    expected = embaudit.audit(open_source(dataset), engine="local")
+    report = embaudit.audit(flaky, engine=RayEngine())
+    assert [path.name for path in markers.iterdir()] == ["crash-0"]  # it did die once
+    assert _comparable(report) == _comparable(expected)
+
+
+def test_a_fragment_lost_for_good_stops_the_run(
+    cluster: Any, dataset: Path, tmp_path: Path
+) -> None:
+    markers = tmp_path / "markers"
+    markers.mkdir()
+    doomed = CrashingSource(dataset, markers=markers, victim=1, times=100)
+    fragment = doomed.fragments()[1]
+    with pytest.raises(IncompleteError) as caught:
+        embaudit.audit(doomed, engine=RayEngine())
+    assert caught.value.where == fragment.where
+    assert f"rows {fragment.start:,}–{fragment.stop:,} were not read" in str(caught.value)
+    assert len(list(markers.iterdir())) == 4  # the first attempt and three retries
+
+
+def _corrupt_data_pages(path: Path) -> None:
+    """Overwrite the middle of a parquet file (data pages) and keep its footer readable."""
+    data = bytearray(path.read_bytes())
+    footer = int.from_bytes(data[-8:-4], "little") + 8
+    middle = (len(data) - footer) // 2
+    data[middle - 2000 : middle + 2000] = os.urandom(4000)
+    path.write_bytes(bytes(data))
+
+
+def test_a_corrupt_fragment_is_an_input_error_naming_its_file(
+    cli: Any, cluster: Any, dataset: Path
+) -> None:
+    victim = dataset / "part-001.parquet"
+    _corrupt_data_pages(victim)
+    with pytest.raises(InputError) as caught:
+        embaudit.audit(dataset, engine="ray")
+    assert caught.value.where == str(victim)
+    result = cli("check", dataset, "--engine", "ray")
+    assert result.code == 2
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith(f"embaudit: error: {victim}: cannot read")
+    assert result.stdout == ""
+
+
+def test_cli_check_with_the_ray_engine(cli: Any, cluster: Any, dataset: Path) -> None:
+    local = cli("check", dataset, "-f", "json", "--seed", "1")
+    remote = cli("check", dataset, "-f", "json", "--seed", "1", "--engine", "ray")
+    assert (local.code, remote.code) == (1, 1)  # a NaN row fails EA001 under both
+    a, b = local.json(), remote.json()
+    assert b["params"].pop("engine") == "ray" and a["params"].pop("engine") == "local"
+    a.pop("timings"), b.pop("timings")
+    assert a == b
