@@ -92,9 +92,11 @@ def map_fragment(
         consumers.append(_timed(add, "knn", timings))
     if sample is not None:
         consumers.append(_timed(sample, "sample", timings))
+    started = time.perf_counter()
     part = fold_fragment(
         source, fragment, consumers=consumers, chunk_rows=chunk_rows, on_chunk=on_chunk
     )
+    timings["map"] = time.perf_counter() - started  # worker seconds of this fragment
     return _FragmentResult(part, None if search is None else search.lists, sample, timings)
 
 
@@ -186,8 +188,18 @@ class LocalEngine(Engine):
             )
             parts.append(result.part)
             _add_timings(timings, result.timings)
-        stats = finish(source, parts, lambda rows: self.take(source, rows))
+        stats = _reduce(self, source, parts, timings)
         return PassResult(stats, plan.search, plan.sample, timings)
+
+
+def _reduce(
+    engine: Engine, source: EmbeddingSource, parts: list[PartStats], timings: dict[str, float]
+) -> ScanStats:
+    """The reduce step on the driver, timed: merge in row order, then the duplicate check."""
+    started = time.perf_counter()
+    stats = finish(source, parts, lambda rows: engine.take(source, rows))
+    timings["reduce"] = time.perf_counter() - started
+    return stats
 
 
 def _add_timings(total: dict[str, float], part: dict[str, float]) -> None:
@@ -270,7 +282,7 @@ class RayEngine(Engine):
                 plan.sample.absorb(result.sample)
             if on_rows is not None:
                 on_rows(fragment.n)
-        stats = finish(source, parts, lambda rows: self.take(source, rows))
+        stats = _reduce(self, source, parts, timings)
         return PassResult(stats, plan.search, plan.sample, timings)
 
     def take(self, source: EmbeddingSource, rows: Ints) -> Values:
