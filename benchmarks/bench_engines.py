@@ -108,7 +108,7 @@ def main() -> None:
         f"ray pass wall {pass_seconds:.1f} s -> parallel efficiency "
         f"{map_seconds / (pass_seconds * args.workers):.0%} on {args.workers} workers"
     )
-    stages = ("queries", "reduce", "geometry")
+    stages = ("queries", "merge", "reduce", "geometry")
     driver = {name: timings.get(f"{name}_seconds", 0.0) for name in stages}
     driver["checks"] = timings["total_seconds"] - timings["measure_seconds"]
     print(

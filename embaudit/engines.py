@@ -276,10 +276,12 @@ class RayEngine(Engine):
         for fragment, result in self._completed(pending):
             parts.append(result.part)
             _add_timings(timings, result.timings)
+            mark = time.perf_counter()
             if plan.search is not None and result.lists is not None:
                 plan.search.absorb(result.lists)
             if plan.sample is not None and result.sample is not None:
                 plan.sample.absorb(result.sample)
+            timings["merge"] = timings.get("merge", 0.0) + time.perf_counter() - mark
             if on_rows is not None:
                 on_rows(fragment.n)
         stats = _reduce(self, source, parts, timings)

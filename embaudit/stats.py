@@ -247,16 +247,18 @@ def _hash_weights(d: int) -> npt.NDArray[np.uint64]:
 
 @dataclass
 class PartStats:
-    """The mergeable statistics of one fragment: per-row arrays of its rows, and sums.
+    """The mergeable statistics of one fragment: its rows' norms and hashes, the positions of its
+    non-finite rows, and per-dimension sums.
 
     Fragments are merged in row order by :func:`finish` whichever engine produced them, so the
-    floating-point sums are folded in the same order everywhere and agree to the last bit."""
+    floating-point sums are folded in the same order everywhere and agree to the last bit. Per
+    row, a part carries 16 bytes (a norm and a hash), whatever the dimension."""
 
     start: int
     norms: Floats  # L2 norm of every row; NaN for non-finite rows
-    finite: npt.NDArray[np.bool_]
-    has_nan: npt.NDArray[np.bool_]
     hashes: npt.NDArray[np.uint64]  # row hashes of the clean rows (0 elsewhere)
+    non_finite: Rows  # global positions of the rows with NaN or Inf (or a norm beyond range)
+    nan_rows: int  # how many of them hold a NaN
     moments: Moments  # over clean rows
     unit_sum: Floats
     unit_sq_sum: Floats
@@ -286,14 +288,15 @@ def fold_fragment(
     part = PartStats(
         start=fragment.start,
         norms=np.empty(rows_total, dtype=np.float64),
-        finite=np.empty(rows_total, dtype=bool),
-        has_nan=np.zeros(rows_total, dtype=bool),
         hashes=np.zeros(rows_total, dtype=np.uint64),
+        non_finite=np.empty(0, dtype=np.int64),
+        nan_rows=0,
         moments=Moments.empty(d),
         unit_sum=np.zeros(d),
         unit_sq_sum=np.zeros(d),
     )
     weights = _hash_weights(d)
+    non_finite: list[Rows] = []
 
     def reduce(chunk: Chunk) -> CleanRows:
         """Fold one chunk into the statistics; return its clean rows for the consumers."""
@@ -303,9 +306,10 @@ def fold_fragment(
         chunk_norms = row_norms(wide)
         # A float64 row whose norm exceeds the float64 range is as unusable as one with Inf.
         finite_rows = np.isfinite(values).all(axis=1) & np.isfinite(chunk_norms)
-        part.finite[rows] = finite_rows
         if not finite_rows.all():
-            part.has_nan[rows] = np.isnan(values).any(axis=1)
+            bad = np.flatnonzero(~finite_rows)
+            non_finite.append(chunk.start + bad)
+            part.nan_rows += int(np.isnan(values[bad]).any(axis=1).sum())
         chunk_norms[~finite_rows] = np.nan
         part.norms[rows] = chunk_norms
         clean_rows = finite_rows & (chunk_norms >= tiny)
@@ -334,51 +338,61 @@ def fold_fragment(
             on_chunk(int(clean.rows_read))
     if read != rows_total:  # a reader that yields fewer rows than it promised is a bug
         raise RuntimeError(f"fragment {fragment.index}: read {read} of {rows_total} rows")
+    if non_finite:
+        part.non_finite = np.concatenate(non_finite)
     return part
 
 
 def finish(
     source: EmbeddingSource,
-    parts: Sequence[PartStats],
+    parts: list[PartStats],
     take: Callable[[Rows], npt.NDArray[np.floating[Any]]] | None = None,
 ) -> ScanStats:
     """Merge the statistics of every fragment, in row order, into the statistics of the source.
 
-    ``take`` fetches rows for the exact duplicate check (default: ``source.take``). Raises
-    :class:`~embaudit.errors.IncompleteError` unless the parts cover every row exactly once: a
-    report is never built from part of the data.
+    Consumes ``parts`` (the list is emptied as its per-row arrays are copied out, so the merge
+    holds each row's data once). ``take`` fetches rows for the exact duplicate check (default:
+    ``source.take``). Raises :class:`~embaudit.errors.IncompleteError` unless the parts cover
+    every row exactly once: a report is never built from part of the data.
     """
-    ordered = sorted(parts, key=lambda part: part.start)
+    parts.sort(key=lambda part: part.start)
     covered = 0
-    for part in ordered:
+    for part in parts:
         if part.start != covered:
             break
         covered = part.stop
-    if covered != source.n or (not ordered and source.n):
+    if covered != source.n:
         raise IncompleteError(source.path, f"only {covered:,} of {source.n:,} rows were read")
     d = source.d
     tiny = np.finfo(source.dtype).tiny
     moments, unit_sum, unit_sq_sum = Moments.empty(d), np.zeros(d), np.zeros(d)
-    for part in ordered:
+    norms = np.empty(source.n)
+    non_finite: list[Rows] = []
+    nan_rows = 0
+    hashes: list[npt.NDArray[np.uint64]] = []
+    for part in parts:
         moments = moments.merge(part.moments)
         unit_sum += part.unit_sum
         unit_sq_sum += part.unit_sq_sum
-    norms = np.concatenate([part.norms for part in ordered])
-    finite = np.concatenate([part.finite for part in ordered])
-    has_nan = np.concatenate([part.has_nan for part in ordered])
-    hashes = np.concatenate([part.hashes for part in ordered])
-    zero = finite & ~(norms >= tiny)
-    clean = finite & ~zero
+        norms[part.start : part.stop] = part.norms
+        non_finite.append(part.non_finite)
+        nan_rows += part.nan_rows
+        hashes.append(part.hashes)
+    parts.clear()
+    non_finite_rows = np.concatenate(non_finite)
+    clean = norms >= tiny  # NaN (non-finite rows) compares false
+    zero_rows = np.flatnonzero(~clean)
+    zero_rows = zero_rows[~np.isnan(norms[zero_rows])]
     duplicate_rows, groups, group_count = _duplicates(source, hashes, clean, take or source.take)
     return ScanStats(
         n=source.n,
         d=d,
         dtype=source.dtype,
         norms=norms,
-        non_finite=_row_set(source, np.flatnonzero(~finite)),
-        nan_rows=int(has_nan.sum()),
-        inf_rows=int((~finite & ~has_nan).sum()),
-        zero=_row_set(source, np.flatnonzero(zero)),
+        non_finite=_row_set(source, non_finite_rows),
+        nan_rows=nan_rows,
+        inf_rows=len(non_finite_rows) - nan_rows,
+        zero=_row_set(source, zero_rows),
         clean=clean,
         moments=moments,
         unit_sum=unit_sum,
@@ -453,20 +467,32 @@ def _row_set(source: EmbeddingSource, rows: Rows) -> RowSet:
 
 def _duplicates(
     source: EmbeddingSource,
-    hashes: npt.NDArray[np.uint64],
+    hashes: list[npt.NDArray[np.uint64]],
     clean: npt.NDArray[np.bool_],
     take: Callable[[Rows], npt.NDArray[np.floating[Any]]],
 ) -> tuple[int, list[RowSet], int]:
     """Exact duplicate rows among the clean rows.
 
-    Rows whose 64-bit hash occurs more than once are candidates; candidates are fetched and grouped
-    by a BLAKE2b-128 digest of their bits, so that only identical rows (up to -0.0 == 0.0) group.
-    Returns the number of rows that repeat an earlier row, the first groups, and the group count.
+    ``hashes`` are the row hashes of consecutive fragments. Hash values that occur more than once
+    among the clean rows (found by sorting one copy of the hashes in place) make their rows
+    candidates; candidates are fetched and grouped by a BLAKE2b-128 digest of their bits, so that
+    only identical rows (up to -0.0 == 0.0) group. Returns the number of rows that repeat an
+    earlier row, the first groups, and the group count. Beyond the hashes, it holds 8 bytes per
+    row (the sorted copy) and the candidates.
     """
-    clean_rows = np.flatnonzero(clean)
-    clean_hashes = hashes[clean_rows]
-    _, inverse, counts = np.unique(clean_hashes, return_inverse=True, return_counts=True)
-    candidates = np.sort(clean_rows[counts[inverse] > 1])
+    bounds = np.cumsum([0, *(len(block) for block in hashes)])
+    spans = list(zip(hashes, bounds[:-1].tolist(), bounds[1:].tolist(), strict=True))
+    ordered = np.concatenate([block[clean[start:stop]] for block, start, stop in spans])
+    ordered.sort()
+    repeated_values = np.unique(ordered[1:][ordered[1:] == ordered[:-1]])
+    del ordered
+    found: list[Rows] = [np.empty(0, dtype=np.int64)]
+    for block, start, stop in spans:
+        if len(repeated_values):
+            at = np.searchsorted(repeated_values, block).clip(max=len(repeated_values) - 1)
+            hit = (repeated_values[at] == block) & clean[start:stop]
+            found.append(start + np.flatnonzero(hit))
+    candidates = np.concatenate(found)
     groups: dict[bytes, list[int]] = {}
     for start in range(0, len(candidates), _VERIFY_BATCH):
         batch = candidates[start : start + _VERIFY_BATCH]
