@@ -36,6 +36,10 @@ _COSINE, _NORM = 0, 1  # feature columns; gauge block b > 0 has its cosine in co
 
 #: Chunk rows per tile of the candidate search (see NeighborSearch.add).
 TILE = 256
+#: (query, tile) pairs scored at a time: bounds the candidate arrays to ~8 MiB each.
+_PAIR_BATCH = 4096
+#: Candidates of one chunk held before they are cut to about k per query (see _nearest).
+_CAP_AT = 2**20
 
 
 class _TileRanges:
@@ -231,18 +235,57 @@ class NeighborSearch:
             )
             if not len(pair_query):
                 continue
-            query = full[pair_query]
-            columns = starts[pair_tile][:, None] + np.arange(TILE)  # (pairs, TILE)
-            inside = columns < len(positions)
-            columns = np.minimum(columns, len(positions) - 1)
-            entries = products[offset + query[:, None], columns]
-            scores = self._scores(neighbor_list, entries, query, columns, norm, row_factor)
-            hit_row, hit_column = np.nonzero(inside & (scores > bar[query, None]))
-            if len(hit_row):
-                hit_query, column = query[hit_row], columns[hit_row, hit_column]
+            # Score the candidate tiles a batch of pairs at a time, so that the (pairs, TILE)
+            # arrays stay small however many tiles the bounds leave in.
+            hit_queries: list[Ints] = []
+            hit_columns: list[Ints] = []
+            hit_scores: list[npt.NDArray[np.float32]] = []
+            for first in range(0, len(pair_query), _PAIR_BATCH):
+                query = full[pair_query[first : first + _PAIR_BATCH]]
+                columns = starts[pair_tile[first : first + _PAIR_BATCH]][:, None] + np.arange(TILE)
+                inside = columns < len(positions)
+                columns = np.minimum(columns, len(positions) - 1)
+                entries = products[offset + query[:, None], columns]
+                scores = self._scores(neighbor_list, entries, query, columns, norm, row_factor)
+                hit_row, hit_column = np.nonzero(inside & (scores > bar[query, None]))
+                hit_queries.append(query[hit_row])
+                hit_columns.append(columns[hit_row, hit_column])
+                hit_scores.append(scores[hit_row, hit_column])
+                if sum(map(len, hit_scores)) > _CAP_AT:
+                    hit_queries, hit_columns, hit_scores = self._nearest(
+                        neighbor_list, hit_queries, hit_columns, hit_scores
+                    )
+            (hit_query,), (column,), _ = self._nearest(
+                neighbor_list, hit_queries, hit_columns, hit_scores
+            )
+            if len(hit_query):
                 self._merge(
                     neighbor_list, hit_query, positions[column], features(hit_query, column)
                 )
+
+    def _nearest(
+        self,
+        neighbor_list: NeighborList,
+        queries: list[Ints],
+        columns: list[Ints],
+        scores: list[npt.NDArray[np.float32]],
+    ) -> tuple[list[Ints], list[Ints], list[npt.NDArray[np.float32]]]:
+        """Of one chunk's candidates (query, column, selection score), each query's best k and
+        those within rounding of its k-th: no others can enter its top k. Rows stored cluster by
+        cluster can put thousands of rows of a chunk above a bar set by an earlier chunk; this
+        keeps the candidates, and the features kept for them, to about k per query."""
+        order = np.lexsort((-np.concatenate(scores), np.concatenate(queries)))
+        query = np.concatenate(queries)[order]
+        column = np.concatenate(columns)[order]
+        score = np.concatenate(scores)[order]
+        first = np.searchsorted(query, query, side="left")
+        last = np.searchsorted(query, query, side="right") - 1
+        kth = score[np.minimum(first + self.k - 1, last)].astype(np.float64)
+        units = np.maximum(self._selection_units(neighbor_list)[query], 1.0)
+        slack = np.abs(kth) * 4 * _U32 + self.tie_tolerance * units
+        near = score >= (kth - slack).astype(np.float32)
+        keep = (np.arange(len(query)) - first < self.k) | near
+        return [query[keep]], [column[keep]], [score[keep]]
 
     def _own(self, positions: Ints) -> tuple[Ints, Ints]:
         """(query, column) of the chunk rows that are queries: self-matches, removed by row."""
