@@ -19,6 +19,8 @@ naming its file; a fragment lost for good stops the run: no report is built from
 from __future__ import annotations
 
 import logging
+import os
+import socket
 import time
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterable, Iterator
@@ -225,6 +227,8 @@ class RayEngine(Engine):
         self._ray = ray
         self._started = False
         if not ray.is_initialized():
+            target = address or os.environ.get("RAY_ADDRESS")
+            _probe(target)
             try:
                 ray.init(
                     address=address,
@@ -234,7 +238,7 @@ class RayEngine(Engine):
                     configure_logging=True,
                 )
             except (ConnectionError, RuntimeError, ValueError) as exc:
-                where = f"at {address}" if address else "locally"
+                where = f"at {target}" if target else "locally"
                 raise UsageError(
                     f"--ray-address: cannot start or join a Ray cluster {where}: {_first_line(exc)}"
                 ) from None
@@ -342,6 +346,28 @@ def _remote_map(
 
 def _remote_take(source: EmbeddingSource, rows: Ints) -> Values:
     return source.take(rows)
+
+
+#: Seconds to wait for a cluster's head to accept a connection before giving up.
+PROBE_SECONDS = 5.0
+
+
+def _probe(address: str | None) -> None:
+    """Fail fast, with one line, when ``host:port`` (or ``ray://host:port``) does not answer:
+    Ray itself retries an unreachable head for minutes, logging from C++ all along."""
+    if not address or address in ("auto", "local"):
+        return
+    location = address.removeprefix("ray://")
+    host, _, port = location.rpartition(":")
+    if not host or not port.isdigit():
+        raise UsageError(f"--ray-address {address!r}: expected auto, host:port or ray://host:port")
+    try:
+        socket.create_connection((host, int(port)), timeout=PROBE_SECONDS).close()
+    except OSError as exc:
+        raise UsageError(
+            f"--ray-address {address}: no Ray cluster answers there "
+            f"({exc.strerror or type(exc).__name__})"
+        ) from None
 
 
 def _first_line(error: BaseException) -> str:

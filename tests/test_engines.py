@@ -203,6 +203,24 @@ def test_ray_missing_is_a_usage_error_with_the_install_command(
     )
 
 
+@pytest.mark.parametrize(
+    ("address", "problem"),
+    [
+        ("127.0.0.1:1", "--ray-address 127.0.0.1:1: no Ray cluster answers there"),
+        ("ray://127.0.0.1:1", "--ray-address ray://127.0.0.1:1: no Ray cluster answers there"),
+        ("head-node", "--ray-address 'head-node': expected auto, host:port or ray://host:port"),
+    ],
+)
+def test_an_unreachable_cluster_is_one_line_at_once(
+    cli: Any, dataset: Path, address: str, problem: str
+) -> None:
+    assert not ray.is_initialized()
+    result = cli("check", dataset, "--engine", "ray", "--ray-address", address)
+    assert result.code == 2
+    assert result.stderr.strip().startswith(f"embaudit: error: {problem}")
+    assert len(result.stderr.strip().splitlines()) == 1
+
+
 # Ray, on a local cluster of two nodes ----------------------------------------------------------
 
 
