@@ -51,14 +51,14 @@ def clock(seconds: float) -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--rate", type=float, default=30_566, help="rows per worker-second")
+    parser.add_argument("--rate", type=float, default=26_902, help="rows per worker-second")
     parser.add_argument("--efficiency", type=float, default=0.9, help="parallel efficiency")
     parser.add_argument("--group-rows", type=int, default=65_536, help="rows per row group")
-    parser.add_argument("--group-read", type=float, default=0.52, help="worker-s per row group")
+    parser.add_argument("--group-read", type=float, default=0.44, help="worker-s per row group")
     parser.add_argument("--candidates", type=int, default=1_016, help="candidate query rows")
     parser.add_argument("--reduce-per-row", type=float, default=11.0e-8, help="driver s per row")
     parser.add_argument("--checks-per-row", type=float, default=9.5e-8, help="driver s per row")
-    parser.add_argument("--geometry", type=float, default=1.63, help="driver s, constant")
+    parser.add_argument("--geometry", type=float, default=1.65, help="driver s, constant")
     parser.add_argument("--driver-bytes-per-row", type=float, default=34)
     parser.add_argument("--n", type=int, nargs="+", default=[100_000_000, 1_000_000_000])
     parser.add_argument("--workers", type=int, nargs="+", default=[8, 32, 128])
