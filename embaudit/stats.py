@@ -1,8 +1,10 @@
 """One streaming pass over the source: defects, norms, per-dimension moments, duplicates.
 
-Everything here is a mergeable statistic: each chunk is reduced on its own and the reductions are
-combined, so the pass never holds more than a chunk of vectors. Sums run in float64 (float16 and
-float32 values square exactly into float64, so norms of values near 1e30 or 1e-30 stay finite).
+Everything here is a mergeable statistic: each chunk is folded into the statistics of its
+fragment (:func:`fold_fragment`, the map step an engine runs anywhere), and the fragments' parts
+are merged in row order (:func:`finish`, the reduce), so the pass never holds more than a chunk
+of vectors. Sums run in float64 (float16 and float32 values square exactly into float64, so norms
+of values near 1e30 or 1e-30 stay finite).
 """
 
 from __future__ import annotations
