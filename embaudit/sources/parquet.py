@@ -8,7 +8,7 @@ one named by ``--id-column``, else a column called ``id`` when there is one.
 from __future__ import annotations
 
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -254,7 +254,8 @@ class ParquetSource(EmbeddingSource):
                         )
                     )
                     first = group
-        return [f for f in fragments if f.n] or [Fragment(0, 0, 0, self.path)]
+        kept = [fragment for fragment in fragments if fragment.n]  # empty files read nothing
+        return [replace(fragment, index=index) for index, fragment in enumerate(kept)]
 
     def fragments(self) -> list[Fragment]:
         return list(self._fragments)
