@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from embaudit._version import __version__
 from embaudit.audit import audit, audit_gauge, compare_knn
-from embaudit.errors import EmbauditError, InputError, UsageError
+from embaudit.engines import Engine, LocalEngine, RayEngine
+from embaudit.errors import EmbauditError, IncompleteError, InputError, UsageError
 from embaudit.measure import Sampling
 from embaudit.model import (
     CheckResult,
@@ -18,8 +19,12 @@ from embaudit.model import (
 __all__ = [
     "CheckResult",
     "EmbauditError",
+    "Engine",
+    "IncompleteError",
     "InputError",
     "Level",
+    "LocalEngine",
+    "RayEngine",
     "Report",
     "Sampling",
     "Status",
