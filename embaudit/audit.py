@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -241,14 +242,22 @@ class _Run:
         return self.progress(f"{action} {name}", source.n)
 
 
-def _engine(engine: str | Engine, address: str | None, *sources: EmbeddingSource | None) -> Engine:
-    """The engine to run on, checked against the sources before any work starts."""
+@contextmanager
+def _engine(
+    engine: str | Engine, address: str | None, *sources: EmbeddingSource | None
+) -> Iterator[Engine]:
+    """The engine to run on, checked against the sources before any work starts. An engine
+    made here (from its name) is closed at the end; one passed in stays open for the caller."""
     given = [source for source in sources if source is not None]
-    if not isinstance(engine, Engine):
-        return make_engine(engine, address, given)
-    for source in given:
-        engine.check_source(source)
-    return engine
+    if isinstance(engine, Engine):
+        if address is not None:
+            raise UsageError("ray_address applies to an engine given by name, not an Engine")
+        for source in given:
+            engine.check_source(source)
+        yield engine
+        return
+    with make_engine(engine, address, given) as runner:
+        yield runner
 
 
 def _judge(

@@ -212,9 +212,11 @@ def _add_timings(total: dict[str, float], part: dict[str, float]) -> None:
 class RayEngine(Engine):
     """Fragments mapped to Ray tasks, merged on the driver in row order.
 
-    ``address`` is a running cluster (``auto``, ``ray://host:10001``, ``host:6379``); None
-    connects to the cluster this process already joined, else starts a local one for the run.
-    Tasks whose worker dies are retried up to :data:`RAY_TASK_RETRIES` times.
+    ``address`` is a running cluster (``auto``, ``ray://host:10001``, ``host:6379``). Without
+    it: the cluster this process already joined, else the one in ``RAY_ADDRESS``, else a new
+    local cluster started for the run (never a leftover one found on the machine). Tasks whose
+    worker dies are retried up to :data:`RAY_TASK_RETRIES` times. Used as a context manager,
+    the engine disconnects from (or stops) what it joined (or started) at the end.
     """
 
     name = "ray"
@@ -227,11 +229,11 @@ class RayEngine(Engine):
         self._ray = ray
         self._started = False
         if not ray.is_initialized():
-            target = address or os.environ.get("RAY_ADDRESS")
+            target = address or os.environ.get("RAY_ADDRESS") or None
             _probe(target)
             try:
                 ray.init(
-                    address=address,
+                    address=target or "local",
                     include_dashboard=False,
                     log_to_driver=False,
                     logging_level=logging.ERROR,
@@ -243,12 +245,16 @@ class RayEngine(Engine):
                     f"--ray-address: cannot start or join a Ray cluster {where}: {_first_line(exc)}"
                 ) from None
             self._started = True
-        self._map = ray.remote(num_cpus=1, max_retries=RAY_TASK_RETRIES, retry_exceptions=False)(
-            _remote_map
+        # One core per task; fragments spread over the nodes (their reads are the bottleneck
+        # a cluster is for); a task whose worker dies is retried, an exception is not (a corrupt
+        # fragment fails the same way every time).
+        remote = ray.remote(
+            num_cpus=1,
+            max_retries=RAY_TASK_RETRIES,
+            retry_exceptions=False,
+            scheduling_strategy="SPREAD",
         )
-        self._take = ray.remote(num_cpus=1, max_retries=RAY_TASK_RETRIES, retry_exceptions=False)(
-            _remote_take
-        )
+        self._map, self._take = remote(_remote_map), remote(_remote_take)
 
     @staticmethod
     def check_source(source: EmbeddingSource) -> None:
@@ -316,15 +322,22 @@ class RayEngine(Engine):
             done, waiting = ray.wait(waiting, num_returns=1)
             ref = done[0]
             key = pending[ref]
+            fragment = key[0] if isinstance(key, tuple) else key
             try:
                 value = ray.get(ref)
             except ray.exceptions.RayTaskError as error:
                 cause = getattr(error, "cause", None)
                 if isinstance(cause, EmbauditError):
-                    raise cause from None
+                    raise cause from None  # an input error names its own file
+                if isinstance(cause, ImportError):
+                    raise UsageError(
+                        f"the Ray workers cannot import what embaudit needs ({cause}): install "
+                        f"{RAY_INSTALL!r} on every node, or give the cluster a runtime_env"
+                    ) from None
+                if isinstance(cause, Exception):
+                    raise cause from error  # a bug: reported as in the local engine
                 raise
             except ray.exceptions.RayError as error:  # worker, node or object lost for good
-                fragment = key[0] if isinstance(key, tuple) else key
                 raise IncompleteError(
                     fragment.where,
                     f"rows {fragment.start:,}–{fragment.stop:,} were not read: the Ray task "

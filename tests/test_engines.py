@@ -182,6 +182,40 @@ def test_local_engine_name_and_options() -> None:
         make_engine("ray", None, [open_source(np.ones((4, 2)))])
 
 
+def test_a_dataset_of_many_files_keeps_few_open(tmp_path: Path) -> None:
+    directory = tmp_path / "many"
+    directory.mkdir()
+    x = _vectors(3600)[:600]
+    for index in range(60):
+        part = x[index * 10 : (index + 1) * 10]
+        table = pa.table({"v": pa.FixedSizeListArray.from_arrays(pa.array(part.ravel()), D)})
+        pq.write_table(table, directory / f"part-{index:03d}.parquet")
+    before = len(list(Path("/proc/self/fd").iterdir()))
+    source = open_source(directory)
+    assert len(source.fragments()) == 60
+    stats = scan(source)
+    source.take(np.arange(0, 600, 7))
+    assert len(list(Path("/proc/self/fd").iterdir())) - before <= parquet_module.OPEN_FILES
+    assert stats.non_finite.rows == [7] and stats.zero.count == 0
+
+
+class CountingEngine(LocalEngine):
+    closed = 0
+
+    def close(self) -> None:
+        CountingEngine.closed += 1
+
+
+def test_an_engine_passed_in_stays_open_for_the_next_call(dataset: Path) -> None:
+    engine = CountingEngine()
+    first = embaudit.audit(dataset, engine=engine)
+    second = embaudit.compare_knn(dataset, engine=engine, queries=50)
+    assert CountingEngine.closed == 0
+    assert first.params["engine"] == second.params["engine"] == "local"
+    with pytest.raises(UsageError, match="ray_address applies to an engine given by name"):
+        embaudit.audit(dataset, engine=engine, ray_address="auto")
+
+
 def test_uri_opens_the_same_dataset(dataset: Path) -> None:
     by_path = embaudit.audit(dataset)
     by_uri = embaudit.audit(dataset.resolve().as_uri())

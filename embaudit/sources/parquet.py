@@ -51,6 +51,9 @@ class _File:
     row_group_starts: npt.NDArray[np.int64]  # file-local position of each row group's first row
 
 
+#: Parquet files a source keeps open at once.
+OPEN_FILES = 8
+
 #: Target size of a fragment, in stored vector bytes: whole row groups of one file are grouped
 #: until they reach it. Large enough to amortise opening a file, small enough to spread a
 #: single large file over a cluster.
@@ -224,7 +227,9 @@ class ParquetSource(EmbeddingSource):
         return state
 
     def _open(self, index: int) -> pq.ParquetFile:
-        handle = self._handles.get(index)
+        """The open file ``index``; at most :data:`OPEN_FILES` stay open (least recently used
+        closed first), so a dataset of thousands of files needs a handful of descriptors."""
+        handle = self._handles.pop(index, None)
         if handle is None:
             file = self._files[index]
             with _reading(file.name):
@@ -233,7 +238,9 @@ class ParquetSource(EmbeddingSource):
                     pre_buffer=False,
                     buffer_size=_READ_BUFFER_BYTES,
                 )
-            self._handles[index] = handle
+            while len(self._handles) >= OPEN_FILES:
+                self._handles.pop(next(iter(self._handles))).close(force=True)
+        self._handles[index] = handle  # most recently used last
         return handle
 
     def _cut(self) -> list[Fragment]:
