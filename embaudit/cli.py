@@ -98,7 +98,7 @@ FormatOption = Annotated[
         "-f",
         help="table for people; json for machines (schema_version 1); markdown for a PR "
         "comment; junit for CI test reports; github for workflow annotations; html for a "
-        "self-contained page with plots (needs embaudit[report]).",
+        "self-contained page with plots (needs embaudit\\[report]).",
     ),
 ]
 OutputOption = Annotated[
