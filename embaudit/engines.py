@@ -240,10 +240,12 @@ class RayEngine(Engine):
                     configure_logging=True,
                 )
             except (ConnectionError, RuntimeError, ValueError) as exc:
-                where = f"at {target}" if target else "locally"
-                raise UsageError(
-                    f"--ray-address: cannot start or join a Ray cluster {where}: {_first_line(exc)}"
-                ) from None
+                problem = (
+                    f"--ray-address {target}: cannot join the Ray cluster"
+                    if target
+                    else "--engine ray: cannot start a local Ray cluster"
+                )
+                raise UsageError(f"{problem}: {_first_line(exc)}") from None
             self._started = True
         # One core per task; fragments spread over the nodes (their reads are the bottleneck
         # a cluster is for); a task whose worker dies is retried, an exception is not (a corrupt
