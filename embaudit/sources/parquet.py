@@ -244,7 +244,8 @@ class ParquetSource(EmbeddingSource):
         return handle
 
     def _cut(self) -> list[Fragment]:
-        """Fragments: runs of whole row groups of one file, of about FRAGMENT_BYTES each."""
+        """Fragments: runs of whole row groups of one file, of at least FRAGMENT_BYTES (or the
+        rest of the file)."""
         target = max(1, FRAGMENT_BYTES // (self.d * self.dtype.itemsize))
         fragments: list[Fragment] = []
         for file in self._files:
