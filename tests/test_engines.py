@@ -352,6 +352,11 @@ def test_ray_compare_knn_equals_local(cluster: Any, dataset: Path, tmp_path: Pat
         local = embaudit.compare_knn(*args, queries=100)
         remote = embaudit.compare_knn(*args, queries=100, engine="ray")
         assert _comparable(remote) == _comparable(local)
+    # check --baseline: the drift checks compare the neighbours of the two exports.
+    local = embaudit.audit(retrained, baseline=dataset)
+    remote = embaudit.audit(retrained, baseline=dataset, engine="ray")
+    assert remote.check("EA601").value == local.check("EA601").value < 1
+    assert _comparable(remote) == _comparable(local)
 
 
 def test_a_task_that_dies_once_is_retried_and_the_report_is_unchanged(
