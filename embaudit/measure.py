@@ -1,8 +1,11 @@
 """Everything the checks read, measured in one pass over the source plus work on small samples.
 
-    source ──┬── scan (mergeable statistics) ─────────────┐
+    source ──┬── statistics (PartStats per fragment) ─────┐
              ├── kNN of the query sample (NeighborSearch) ├──> Measurements ──> checks
              └── geometry sample (collected in the pass) ─┘
+
+One pass reads every fragment once, in this process or on a cluster (:mod:`embaudit.engines`);
+the engine does not change the result.
 
 Random choices (query rows, sample rows, gauge draws, pairs, the isotropic reference) each have
 their own stream spawned from ``seed``, so changing one sample size never changes the others.
