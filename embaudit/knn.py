@@ -222,7 +222,7 @@ class NeighborSearch:
                 scores = self._scores(
                     neighbor_list, products[offset + filling], filling, None, norm, row_factor
                 )
-                units = np.maximum(self._selection_units(neighbor_list)[filling], 1.0)
+                units = self._selection_units(neighbor_list)[filling]
                 query, column = self._candidates(scores, bar[filling], filling, units)
                 if len(query):
                     self._merge(neighbor_list, query, positions[column], features(query, column))
@@ -281,9 +281,8 @@ class NeighborSearch:
         first = np.searchsorted(query, query, side="left")
         last = np.searchsorted(query, query, side="right") - 1
         kth = score[np.minimum(first + self.k - 1, last)].astype(np.float64)
-        units = np.maximum(self._selection_units(neighbor_list)[query], 1.0)
-        slack = np.abs(kth) * 4 * _U32 + self.tie_tolerance * units
-        near = score >= (kth - slack).astype(np.float32)
+        units = self._selection_units(neighbor_list)[query]
+        near = score >= (kth - self._slack(kth, units)).astype(np.float32)
         keep = (np.arange(len(query)) - first < self.k) | near
         return [query[keep]], [column[keep]], [score[keep]]
 
@@ -355,16 +354,21 @@ class NeighborSearch:
         the current k-th score less a rounding slack (chunk scores are float32)."""
         units = self._selection_units(neighbor_list)
         threshold = neighbor_list.scores[:, -1] * units
-        slack = np.abs(threshold) * 4 * _U32 + self.tie_tolerance * np.maximum(units, 1.0)
         with np.errstate(invalid="ignore"):
-            return np.asarray(threshold - slack)
+            return np.asarray(threshold - self._slack(threshold, units))
+
+    def _slack(self, threshold: Floats, units: Floats) -> Floats:
+        """How far below a selection-score threshold an entry may still belong above it: the
+        float32 rounding of the chunk scores, plus the tie tolerance in selection units."""
+        with np.errstate(invalid="ignore"):
+            return np.abs(threshold) * 4 * _U32 + self.tie_tolerance * np.maximum(units, 1.0)
 
     def _candidates(
-        self, scores: npt.NDArray[np.float32], bar: Floats, queries: Ints, slack_units: Floats
+        self, scores: npt.NDArray[np.float32], bar: Floats, queries: Ints, units: Floats
     ) -> tuple[Ints, Ints]:
         """(query, column) pairs of whole chunk rows that may enter the running top-k: the
         entries above the bar, and of a crowded query only those within rounding of its k-th
-        best (``scores`` rows belong to ``queries``; ``slack_units`` as in :meth:`_bar`)."""
+        best (``scores`` rows belong to ``queries``; ``units`` are their selection units)."""
         hits = scores > bar.astype(np.float32)[:, None]
         per_query = hits.sum(axis=1)
         k = min(self.k, scores.shape[1])
@@ -377,7 +381,7 @@ class NeighborSearch:
             # result cannot depend on how the rows were cut into chunks.
             rows = np.flatnonzero(crowded)
             kth = np.partition(scores[rows], -k, axis=1)[:, -k].astype(np.float64)
-            slack = np.abs(kth) * 4 * _U32 + self.tie_tolerance * slack_units[rows]
+            slack = self._slack(kth, units[rows])
             close_rows, close_columns = np.nonzero(
                 hits[rows] & (scores[rows] >= (kth - slack).astype(np.float32)[:, None])
             )
