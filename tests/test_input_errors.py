@@ -115,24 +115,11 @@ def ragged_lists(tmp: Path):
     return [path], "ragged vectors (3 values, expected 2) at row 2"
 
 
-def null_list(tmp: Path):
-    path = tmp / "n.parquet"
-    emb = pa.array([[1.0, 2.0], None, [3.0, 4.0]], type=pa.list_(pa.float32()))
+def every_vector_null(tmp: Path):
+    path = tmp / "an.parquet"
+    emb = pa.array([None, None], type=pa.list_(pa.float32()))
     pq.write_table(pa.table({"emb": emb}), path)
-    return [path], "null vector at row 1"
-
-
-def null_inside_list(tmp: Path):
-    path = tmp / "ni.parquet"
-    emb = pa.array([[1.0, 2.0], [3.0, None]], type=pa.list_(pa.float32(), 2))
-    pq.write_table(pa.table({"emb": emb}), path)
-    return [path], "null value inside a vector at row 1"
-
-
-def null_in_wide_column(tmp: Path):
-    path = tmp / "nw.parquet"
-    pq.write_table(pa.table({"a": [1.0, 2.0, None], "b": [1.0, 2.0, 3.0]}), path)
-    return [path], "column 'a': null value at row 2"
+    return [path], "column 'emb': every vector is null"
 
 
 def mismatched_dimensions_across_files(tmp: Path):
@@ -307,9 +294,7 @@ CASES: list[Maker] = [
     zero_rows,
     zero_columns,
     ragged_lists,
-    null_list,
-    null_inside_list,
-    null_in_wide_column,
+    every_vector_null,
     mismatched_dimensions_across_files,
     mismatched_list_lengths_across_files,
     corrupt_parquet_footer,
@@ -423,3 +408,33 @@ def test_ragged_python_lists_are_input_errors():
 
     with pytest.raises(embaudit.InputError, match=r"\(n, d\) floats"):
         embaudit.audit([[1.0, 2.0], [3.0]])
+
+
+def _null_vector(tmp: Path) -> Path:
+    emb = pa.array([[1.0, 2.0], None, [3.0, 4.0], [5.0, 1.0]], type=pa.list_(pa.float32()))
+    pq.write_table(pa.table({"id": ["a", "b", "c", "d"], "emb": emb}), tmp / "n.parquet")
+    return tmp / "n.parquet"
+
+
+def _null_inside_vector(tmp: Path) -> Path:
+    emb = pa.array([[1.0, 2.0], [3.0, None], [3.0, 4.0], [5.0, 1.0]], pa.list_(pa.float32(), 2))
+    pq.write_table(pa.table({"id": ["a", "b", "c", "d"], "emb": emb}), tmp / "ni.parquet")
+    return tmp / "ni.parquet"
+
+
+def _null_in_wide_column(tmp: Path) -> Path:
+    table = pa.table(
+        {"id": ["a", "b", "c", "d"], "x": [1.0, None, 3.0, 5.0], "y": [2.0, 1.0, 4.0, 1.0]}
+    )
+    pq.write_table(table, tmp / "nw.parquet")
+    return tmp / "nw.parquet"
+
+
+@pytest.mark.parametrize("make", [_null_vector, _null_inside_vector, _null_in_wide_column])
+def test_nulls_are_non_finite_rows_not_input_errors(cli, tmp_path, make):
+    result = cli("check", make(tmp_path), "-f", "json")
+    assert result.code == 1, result.stderr
+    report = result.json()
+    ea001 = next(c for c in report["checks"] if c["code"] == "EA001")
+    assert ea001["metrics"]["rows"] == [1] and ea001["metrics"]["ids"] == ["b"]
+    assert report["input"]["n"] == 4

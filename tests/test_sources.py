@@ -9,6 +9,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
+from embaudit.errors import InputError
 from embaudit.sources import ArraySource, ParquetSource, open_source
 
 
@@ -161,3 +162,68 @@ def test_parquet_streaming_holds_a_bounded_number_of_row_groups(tmp_path):
         assert len(chunk.values)
         peak = max(peak, pa.total_allocated_bytes() - baseline)
     assert peak < 4 * group_bytes  # a whole-file read would reach 12 row groups
+
+
+def _with_nulls(value_type: pa.DataType) -> tuple[pa.Array, np.ndarray]:
+    """Nine 3-d vectors, row 0 and row 5 null, row 7 with a null value; and the rows expected."""
+    rows: list[list[float | None] | None] = [
+        [float(3 * i + j + 1) for j in range(3)] for i in range(9)
+    ]
+    rows[0] = rows[5] = None
+    rows[7][1] = None  # type: ignore[index]
+    expected = np.array(
+        [[np.nan] * 3 if r is None else [np.nan if x is None else x for x in r] for r in rows]
+    )
+    return pa.array(rows, type=value_type), expected
+
+
+@pytest.mark.parametrize(
+    "value_type",
+    [pa.list_(pa.float32()), pa.large_list(pa.float64()), pa.list_(pa.float16(), 3)],
+    ids=["list", "large_list", "fixed_size_list"],
+)
+def test_null_vectors_and_values_read_as_nan_in_every_fragment(tmp_path, monkeypatch, value_type):
+    import embaudit.sources.parquet as parquet
+
+    column, expected = _with_nulls(value_type)
+    path = tmp_path / "nulls.parquet"
+    pq.write_table(pa.table({"e": column}), path, row_group_size=2)
+    monkeypatch.setattr(parquet, "FRAGMENT_BYTES", 1)  # one fragment per row group
+    source = open_source(path)
+    assert (source.n, source.d) == (9, 3)
+    assert len(source.fragments()) == 5
+    by_fragment = [c.values for f in source.fragments() for c in source.read(f, 1)]
+    np.testing.assert_array_equal(np.concatenate(by_fragment), expected)
+    np.testing.assert_array_equal(_stream(source, 4), expected)
+    rows = np.array([7, 0, 5, 6])
+    np.testing.assert_array_equal(source.take(rows), expected[rows])
+
+
+def test_null_values_in_wide_columns_read_as_nan(tmp_path):
+    path = tmp_path / "wide.parquet"
+    table = pa.table({"a": [1.0, None, 3.0], "b": pa.array([None, 5.0, 6.0], pa.float16())})
+    pq.write_table(table, path, row_group_size=2)
+    expected = [[1.0, np.nan], [np.nan, 5.0], [3.0, 6.0]]
+    source = open_source(path)
+    np.testing.assert_array_equal(_stream(source, 2), expected)
+    np.testing.assert_array_equal(source.take([1, 2]), expected[1:])
+
+
+def test_the_dimension_comes_from_the_first_vector_that_is_not_null(tmp_path):
+    folder = tmp_path / "parts"
+    folder.mkdir()
+    list_type = pa.list_(pa.float32())
+    pq.write_table(pa.table({"e": pa.array([None] * 3, list_type)}), folder / "a.parquet")
+    emb = pa.array([None, [1.0, 2.0], [3.0, 4.0]], list_type)
+    pq.write_table(pa.table({"e": emb}), folder / "b.parquet")
+    source = open_source(folder)
+    assert (source.n, source.d) == (6, 2)
+    assert np.isnan(_stream(source)[:4]).all()
+
+
+def test_a_ragged_vector_after_a_null_one_is_named_by_its_row(tmp_path):
+    path = tmp_path / "ragged.parquet"
+    emb = pa.array([[1.0, 2.0], None, [1.0], [3.0, 4.0]], pa.list_(pa.float32()))
+    pq.write_table(pa.table({"e": emb}), path)
+    with pytest.raises(InputError, match=r"ragged vectors \(1 values, expected 2\) at row 2 "):
+        _stream(open_source(path))

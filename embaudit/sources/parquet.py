@@ -1,8 +1,9 @@
 """Parquet files and directories of parquet files, streamed by record batch.
 
-Three layouts are read: a ``fixed_size_list<float>`` column, a ``list<float>`` column (every row
-the same length), or all-float "wide" columns, one per dimension. An id column is optional: the
-one named by ``--id-column``, else a column called ``id`` when there is one.
+Three layouts are read: a ``fixed_size_list<float>`` column, a ``list<float>`` or
+``large_list<float>`` column (every row the same length), or all-float "wide" columns, one per
+dimension. An id column is optional: the one named by ``--id-column``, else a column called ``id``
+when there is one. A null vector reads as a row of NaN and a null value as NaN.
 """
 
 from __future__ import annotations
@@ -277,19 +278,26 @@ class ParquetSource(EmbeddingSource):
         return info
 
     def _first_list_length(self) -> int:
+        """The length of the first vector that is not null (0 when there are no rows)."""
+        column = self._layout.columns[0]
         for index, file in enumerate(self._files):
-            if file.n == 0:
-                continue
-            column = self._layout.columns[0]
+            local = 0
             with _reading(file.name):
-                batch = next(self._open(index).iter_batches(batch_size=1, columns=[column]))
-            values = batch.column(0)
-            if values.null_count:
-                raise InputError(file.name, f"column {column!r}: null vector at row 0")
-            length = int(pc.list_value_length(values)[0].as_py())
-            if length == 0:
-                raise InputError(file.name, f"column {column!r}: empty vector at row 0")
-            return length
+                batches = self._open(index).iter_batches(batch_size=_PROBE_ROWS, columns=[column])
+                for batch in batches:
+                    vectors = batch.column(0)
+                    present = np.flatnonzero(vectors.is_valid().to_numpy(zero_copy_only=False))
+                    if len(present):
+                        row = int(present[0])
+                        length = int(pc.list_value_length(vectors.slice(row, 1))[0].as_py())
+                        if length == 0:
+                            raise InputError(
+                                file.name, f"column {column!r}: empty vector at row {local + row}"
+                            )
+                        return length
+                    local += batch.num_rows
+        if self.n:
+            raise InputError(self.path, f"column {column!r}: every vector is null")
         return 0
 
     # Reading ----------------------------------------------------------------------------------
@@ -297,39 +305,41 @@ class ParquetSource(EmbeddingSource):
     def _to_numpy(
         self, batch: pa.RecordBatch, file: _File, first_row: int
     ) -> npt.NDArray[np.floating[Any]]:
-        """Convert a record batch to an (rows, d) array, rejecting nulls and ragged rows."""
+        """Convert a record batch to an (rows, d) array, rejecting ragged rows.
+
+        A null vector becomes a row of NaN and a null value becomes NaN (pandas writes NaN inside
+        a list as a null): bad data that EA001 reports by row, not a bad file."""
         d = self.d
-
-        def fail(problem: str, local_rows: npt.NDArray[np.bool_]) -> InputError:
-            row = first_row + int(np.flatnonzero(local_rows)[0])
-            group = int(np.searchsorted(file.row_group_starts, row, side="right")) - 1
-            return InputError(file.name, f"{problem} at row {row} (row group {group})")
-
         if self._layout.kind == "wide":
             out = np.empty((batch.num_rows, d), dtype=self.dtype)
             for j, name in enumerate(self._layout.columns):
-                values = batch.column(name)
-                if values.null_count:
-                    nulls = values.is_null().to_numpy(zero_copy_only=False)
-                    raise fail(f"column {name!r}: null value", nulls)
-                out[:, j] = values.to_numpy(zero_copy_only=False)
+                out[:, j] = _floats(batch.column(name), self.dtype)
             return out
         name = self._layout.columns[0]
-        values = batch.column(name)
-        if values.null_count:
-            raise fail(f"column {name!r}: null vector", values.is_null().to_numpy(False))
+        vectors = batch.column(name)
+        present: npt.NDArray[np.bool_] | None = None
+        if vectors.null_count:  # a null vector's slot may hold any number of values: drop it
+            present = vectors.is_valid().to_numpy(zero_copy_only=False)
+            vectors = vectors.filter(pa.array(present))
         if self._layout.kind == "list":
-            lengths = pc.list_value_length(values).to_numpy(zero_copy_only=False)
-            if np.any(lengths != d):
-                bad = lengths != d
-                found = int(lengths[np.flatnonzero(bad)[0]])
-                raise fail(f"column {name!r}: ragged vectors ({found} values, expected {d})", bad)
-        flat = values.flatten()
-        if flat.null_count:
-            inner = flat.is_null().to_numpy(zero_copy_only=False).reshape(-1, d).any(axis=1)
-            raise fail(f"column {name!r}: null value inside a vector", inner)
-        array = flat.to_numpy(zero_copy_only=False).reshape(-1, d)
-        return np.ascontiguousarray(array, dtype=self.dtype)
+            lengths = pc.list_value_length(vectors).to_numpy(zero_copy_only=False)
+            bad = np.flatnonzero(lengths != d)
+            if len(bad):
+                found = int(lengths[bad[0]])
+                local = int(bad[0] if present is None else np.flatnonzero(present)[bad[0]])
+                row = first_row + local
+                group = int(np.searchsorted(file.row_group_starts, row, side="right")) - 1
+                raise InputError(
+                    file.name,
+                    f"column {name!r}: ragged vectors ({found} values, expected {d}) "
+                    f"at row {row} (row group {group})",
+                )
+        array = _floats(vectors.flatten(), self.dtype).reshape(-1, d)
+        if present is None:
+            return np.ascontiguousarray(array, dtype=self.dtype)
+        out = np.full((batch.num_rows, d), np.nan, dtype=self.dtype)
+        out[present] = array
+        return out
 
     def _columns(self) -> list[str]:
         return list(self._layout.columns)
@@ -404,6 +414,9 @@ class ParquetSource(EmbeddingSource):
         return out
 
 
+#: Rows read at a time while looking for the first vector that is not null.
+_PROBE_ROWS = 1024
+
 #: Read-ahead of the parquet reader. Pre-buffering whole column chunks (pyarrow's default)
 #: keeps every row group read so far alive while a file is iterated; a bounded stream does not.
 _READ_BUFFER_BYTES = 4 * 2**20
@@ -430,6 +443,15 @@ class _reading:
             text = str(error).strip()
             message = text.splitlines()[0] if text else type(error).__name__
             raise InputError(self.file, f"cannot read parquet: {message}") from None
+
+
+def _floats(values: pa.Array, dtype: np.dtype[Any]) -> npt.NDArray[np.floating[Any]]:
+    """The values of a float array as numpy, a null as NaN."""
+    array = values.to_numpy(zero_copy_only=False)
+    if values.null_count:
+        array = np.array(array, dtype=dtype)  # a writable copy
+        array[values.is_null().to_numpy(zero_copy_only=False)] = np.nan
+    return array
 
 
 def _describe_id(name: str | None, arrow_type: pa.DataType | None) -> str:
