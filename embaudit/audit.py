@@ -272,6 +272,7 @@ def _judge(
         chunk_rows=run.chunk_rows,
         on_rows=run.reporting(action, source),
         engine=run.engine,
+        dead_ratio=params.threshold("EA004"),
     )
     data = AuditData(params, measured.stats, measured.geometry, measured.neighbors)
     checks = run_checks(data)

@@ -42,6 +42,12 @@ _PAIR_BATCH = 4096
 _CAP_AT = 2**20
 
 
+def _ratio(numerator: Floats, denominator: Floats) -> Floats:
+    """numerator / denominator, and 0 where the denominator is 0."""
+    safe = np.where(denominator > 0, denominator, 1.0)
+    return np.where(denominator > 0, numerator / safe, 0.0)
+
+
 class _TileRanges:
     """Per tile of chunk rows: the range of the scaled norms and of each gauge's row factor."""
 
@@ -116,10 +122,13 @@ class NeighborSearch:
         for block in self.blocks:
             part = directions[: block.n_queries]
             if block.scale is not None:
+                # A gauge may give dimensions a scale of 0 (the canonical gauge drops dead ones);
+                # a query with nothing left in the others scores 0 against every row.
                 squared = part * block.scale**2
                 squared_norm = np.linalg.norm(squared, axis=1)
-                self.query_factor.append(squared_norm / np.linalg.norm(part * block.scale, axis=1))
-                part = squared / squared_norm[:, None]
+                gauged_norm = np.linalg.norm(part * block.scale, axis=1)
+                self.query_factor.append(_ratio(squared_norm, gauged_norm))
+                part = squared * _ratio(np.ones_like(squared_norm), squared_norm)[:, None]
             else:
                 self.query_factor.append(np.ones(block.n_queries))
             stacked.append(part)
@@ -186,7 +195,9 @@ class NeighborSearch:
         if self._gauge_blocks:
             gauged = np.square(rows.unit) @ self._gauge_squares  # (rows, gauge blocks)
             for index, b in enumerate(self._gauge_blocks):
-                row_factor[b] = 1.0 / np.sqrt(gauged[:, index].astype(np.float64))
+                # A row with nothing outside the dimensions a gauge zeroes scores 0 under it.
+                gauged_norm = np.sqrt(gauged[:, index].astype(np.float64))
+                row_factor[b] = _ratio(np.ones_like(gauged_norm), gauged_norm)
         # A query never neighbours itself: its products with its own row are -inf in every block.
         own_query, own_column = self._own(positions)
         for b, block in enumerate(self.blocks):

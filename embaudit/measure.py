@@ -25,7 +25,15 @@ from embaudit import geometry
 from embaudit.engines import Engine, LocalEngine, PassPlan
 from embaudit.knn import Block, NeighborList, NeighborSearch
 from embaudit.sources import EmbeddingSource
-from embaudit.stats import RowCollector, ScanStats, clean_mask, row_norms
+from embaudit.stats import (
+    DEAD_RATIO,
+    RowCollector,
+    ScanStats,
+    clean_mask,
+    coordinate_rms,
+    dead_dimension_mask,
+    row_norms,
+)
 
 Floats = npt.NDArray[np.float64]
 Ints = npt.NDArray[np.int64]
@@ -102,6 +110,7 @@ class Neighbors:
     k: int  # neighbours per query that exist (k, or fewer on tiny inputs)
     queries: int
     gauge_queries: int
+    query_rows: Ints  # row positions of the queries; the gauge blocks use the first ones
     overlap: dict[tuple[str, str], Floats]  # per-query overlap@k of metric pairs
     top1_differs: dict[tuple[str, str], float]
     by_k: dict[tuple[str, str], dict[int, float]]  # mean overlap@j for j = 1, 5, ..., k
@@ -140,13 +149,23 @@ def gauge_scales(
     return [(s, np.exp(rng.normal(0.0, s, size=d))) for s in levels for _ in range(draws)]
 
 
-def canonical_scale(rows: Floats) -> Floats:
-    """D that scales every column to unit standard deviation (constant columns left as they are).
+def canonical_scale(rows: Floats, dead_ratio: float = DEAD_RATIO) -> Floats:
+    """The canonical gauge: D scaling every live column to unit standard deviation, and the
+    dead ones (EA004's rule, :func:`~embaudit.stats.dead_dimension_mask`) to 0: they carry no
+    information about which rows are near and their spread, if any, is rounding noise. D is
+    divided by its largest entry: cosine does not see an overall factor, and D^2 then stays
+    within float32 range.
 
-    Gauge-invariant: for rows X D', the scale is D'^-1 times this one, so X D' D_c = X D_c.
+    Gauge-invariant: for rows X D', the scale is D'^-1 times this one (up to that overall factor),
+    so X D' D_c = X D_c. (m, d) -> (d,)
     """
     std = rows.std(axis=0)
-    return np.where(std > 0, 1.0 / np.where(std > 0, std, 1.0), 1.0)
+    dead = dead_dimension_mask(std, coordinate_rms(row_norms(rows), rows.shape[1]), dead_ratio)
+    scale = np.zeros(rows.shape[1])
+    if not dead.all():
+        scale[~dead] = 1.0 / std[~dead]
+        scale /= scale.max()
+    return scale
 
 
 def measure(
@@ -158,9 +177,11 @@ def measure(
     chunk_rows: int | None = None,
     on_rows: Callable[[int], None] | None = None,
     engine: Engine | None = None,
+    dead_ratio: float = DEAD_RATIO,
 ) -> Measurements:
     """Measure everything the checks read, with ``engine`` (default: in this process).
-    ``on_rows`` is called with the rows of each chunk or fragment read."""
+    ``on_rows`` is called with the rows of each chunk or fragment read; ``dead_ratio`` is
+    EA004's threshold, which decides the dimensions the canonical gauge leaves out."""
     engine = engine or LocalEngine()
     streams = [np.random.default_rng(s) for s in np.random.SeedSequence(seed).spawn(5)]
     query_rng, sample_rng, gauge_rng, pair_rng, reference_rng = streams
@@ -178,7 +199,7 @@ def measure(
     # With k >= n - 1 every row is every row's neighbour: nothing to compare, the checks skip.
     if len(query_rows) and k < n - 1:
         gauge_queries = min(sampling.gauge_queries, len(query_rows))
-        canonical = canonical_scale(queries * unit)
+        canonical = canonical_scale(queries * unit, dead_ratio)
         blocks = [Block("base", len(query_rows))]
         blocks += [Block(f"gauge s={s:g}", gauge_queries, scale) for s, scale in gauges]
         blocks.append(Block("canonical", gauge_queries, canonical))
@@ -258,7 +279,7 @@ def _geometry(
     return Geometry(
         m=m,
         column_std=sample.std(axis=0),
-        rms_coordinate=float(np.sqrt(np.mean(row_norms(sample) ** 2) / d)),
+        rms_coordinate=coordinate_rms(row_norms(sample), d),
         eigenvalues=eigenvalues,
         isoscore=geometry.isoscore(eigenvalues),
         effective_rank=geometry.effective_rank(eigenvalues),
@@ -308,6 +329,7 @@ def _neighbors(
         k=min(engine.k, max(n_clean - 1, 0)),
         queries=engine.blocks[0].n_queries,
         gauge_queries=engine.blocks[1].n_queries if len(engine.blocks) > 1 else 0,
+        query_rows=np.asarray(engine.query_rows, dtype=np.int64),
         overlap=overlap,
         top1_differs=top1,
         by_k=by_k,

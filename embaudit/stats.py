@@ -26,6 +26,10 @@ from embaudit.sources import Chunk, EmbeddingSource, Fragment
 ROW_LIST_CAP = 20
 #: Candidate duplicate rows fetched at a time for exact verification.
 _VERIFY_BATCH = 8192
+#: A dimension is dead when its standard deviation is at most this share of the root mean square
+#: coordinate (EA004's default threshold): far below any informative spread, well above the
+#: rounding noise of a constant float32 or float64 column.
+DEAD_RATIO = 1e-6
 
 Floats = npt.NDArray[np.float64]
 Rows = npt.NDArray[np.int64]
@@ -123,14 +127,29 @@ class ScanStats:
 
     @property
     def rms_coordinate(self) -> float:
-        """sqrt(mean ||x||^2 / d) over the clean rows: the typical magnitude of one coordinate.
+        """sqrt(mean ||x||^2 / d) over the clean rows (see :func:`coordinate_rms`)."""
+        return coordinate_rms(self.clean_norms, self.d)
 
-        Computed relative to the largest norm so that it cannot overflow."""
-        norms = self.clean_norms
-        if not len(norms):
-            return 0.0
-        largest = float(norms.max())
-        return largest * float(np.sqrt(np.mean((norms / largest) ** 2) / self.d))
+
+def dead_dimension_mask(
+    std: Floats, rms_coordinate: float, ratio: float = DEAD_RATIO
+) -> npt.NDArray[np.bool_]:
+    """The dead dimensions (EA004): standard deviation at most ``ratio`` times the root mean
+    square coordinate sqrt(mean ||x||^2 / d). A constant dimension is dead whatever its value,
+    and so is one whose spread is rounding noise (a constant float64 column can have a computed
+    std near 1e-17 of its value): no per-dimension scale may be divided by such a spread."""
+    return np.asarray(std <= ratio * rms_coordinate)
+
+
+def coordinate_rms(norms: Floats, d: int) -> float:
+    """sqrt(mean ||x||^2 / d) from the row norms: the typical magnitude of one coordinate.
+    Computed relative to the largest norm so that it cannot overflow."""
+    if not len(norms):
+        return 0.0
+    largest = float(norms.max())
+    if largest == 0:
+        return 0.0
+    return largest * float(np.sqrt(np.mean((norms / largest) ** 2) / d))
 
 
 def row_norms(values: npt.NDArray[np.floating[Any]]) -> Floats:

@@ -35,6 +35,30 @@ def cli(capsys: pytest.CaptureFixture[str]) -> Callable[..., CliResult]:
     return run
 
 
+def run_cli_process(*args: str | Path, env: dict[str, str] | None = None) -> CliResult:
+    """Run ``python -m embaudit`` in a child process with every warning turned into an error,
+    so that a warning from numpy or an engine underneath fails the run (exit 3) instead of
+    reaching the user as a stray line."""
+    import os
+    import subprocess
+    import sys
+
+    done = subprocess.run(
+        [sys.executable, "-m", "embaudit", *(str(a) for a in args)],
+        capture_output=True,
+        text=True,
+        check=False,
+        env={**os.environ, "PYTHONWARNINGS": "error", **(env or {})},
+    )
+    return CliResult(done.returncode, done.stdout, done.stderr)
+
+
+@pytest.fixture
+def cli_process() -> Callable[..., CliResult]:
+    """The CLI in a child process, warnings as errors (see :func:`run_cli_process`)."""
+    return run_cli_process
+
+
 @pytest.fixture
 def fixtures() -> Path:
     return FIXTURES

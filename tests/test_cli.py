@@ -194,27 +194,11 @@ def test_internal_errors_exit_3_without_traceback(cli, fixtures, monkeypatch):
     assert "internal error" in result.stderr and "Traceback" not in result.stderr
 
 
-def test_module_entry_point_runs(fixtures):
-    import subprocess
-    import sys
-
-    done = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "embaudit",
-            "check",
-            str(fixtures / "sphere.npy"),
-            "--trained-with",
-            "cosine",
-            "-q",
-        ],
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    assert done.returncode == 0, done.stderr
+def test_module_entry_point_runs(cli_process, fixtures):
+    done = cli_process("check", fixtures / "sphere.npy", "--trained-with", "cosine", "-q")
+    assert done.code == 0, done.stderr
     assert "trustworthy" in done.stdout
+    assert done.stderr == ""
 
 
 def test_paths_are_reported_as_given(cli, fixtures):

@@ -11,7 +11,9 @@ from embaudit import Level, Status, audit
 from embaudit.checks.neighbors import s50
 from embaudit.geometry import pair_cosines, unit_rows
 from embaudit.knn import Block, NeighborSearch
-from embaudit.measure import Sampling, canonical_scale
+from embaudit.measure import Neighbors, Sampling, canonical_scale, measure
+from embaudit.sources import open_source
+from tests.exports import encoder_like, exact_cosine_top, set_overlap
 from tests.test_knn import clean_rows
 
 SMALL = Sampling(queries=120, gauge_queries=40, gauge_draws=2, sample=600, pairs=3000)
@@ -79,9 +81,10 @@ def test_the_canonical_gauge_is_unchanged_by_any_diagonal_rescaling(seed, s):
     x = _clustered(n=300, d=12, seed=seed % 1000)
     scale = np.exp(rng.normal(0.0, s, size=12))
     query_rows = np.arange(0, 300, 5)
+    # Equal up to one overall factor, which cosine does not see.
     np.testing.assert_allclose(
-        (x * scale) * canonical_scale((x * scale)[query_rows]),
-        x * canonical_scale(x[query_rows]),
+        unit_rows((x * scale) * canonical_scale((x * scale)[query_rows])),
+        unit_rows(x * canonical_scale(x[query_rows])),
         rtol=1e-12,
     )
     lists = []
@@ -93,6 +96,47 @@ def test_the_canonical_gauge_is_unchanged_by_any_diagonal_rescaling(seed, s):
     engine_check = engine  # either engine scores the other's list the same way up to rounding
     overlap = engine_check.overlap(lists[0], lists[1])
     assert np.all(overlap == 1.0)
+
+
+def _canonical_reference(x: np.ndarray, query_rows: np.ndarray, k: int) -> float:
+    """EA302 by brute force in float64: cosine kNN of X against those of X with every live
+    column divided by its std on the query rows and every dead column (std at most 1e-6 of
+    the rms coordinate) left out."""
+    queries = x[query_rows]
+    std = queries.std(axis=0)
+    rms = np.sqrt(np.mean(np.sum(queries**2, axis=1)) / x.shape[1])
+    live = std > 1e-6 * rms
+    standardized = x[:, live] / std[live]
+    return set_overlap(
+        exact_cosine_top(x, query_rows, k), exact_cosine_top(standardized, query_rows, k)
+    )
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("normalize", [True, False])
+def test_the_canonical_gauge_leaves_constant_columns_out(dtype, normalize):
+    # A real encoder export has a few constant dimensions; their computed std is rounding noise
+    # (about 1e-17 of the value in float64), which must not become a standardizing scale.
+    x = encoder_like(3000, 64, dead=(3, 17, 40), seed=4, normalize=normalize).astype(dtype)
+    report = audit(x, trained_with="dot", seed=1, sampling=Sampling(queries=200, gauge_queries=200))
+    neighbors = report_neighbors(x, seed=1)
+    reference = _canonical_reference(x.astype(np.float64), neighbors.query_rows, 10)
+    ea302 = report.check("EA302").value
+    assert reference > 0.5  # far from the collapse that a rounding-noise scale causes
+    # Exact kNN on both sides: only float32 near-ties may differ, one neighbour in a thousand.
+    assert ea302 == pytest.approx(reference, abs=1e-3)
+    assert report.check("EA302").metrics["dead_dimensions"] == [3, 17, 40]
+
+
+def report_neighbors(x: np.ndarray, seed: int) -> Neighbors:
+    measured = measure(
+        open_source(x),
+        k=10,
+        seed=seed,
+        sampling=Sampling(queries=200, gauge_queries=200),
+    )
+    assert measured.neighbors is not None
+    return measured.neighbors
 
 
 @PROPERTY

@@ -29,6 +29,10 @@ class AuditParams:
     enabled: frozenset[str] | None = None  # None: every check
     severities: Mapping[str, Status] = field(default_factory=dict)
 
+    def threshold(self, code: str) -> float:
+        """The threshold check ``code`` judges with: the configured one, else its default."""
+        return self.thresholds.get(code, REGISTRY[code].threshold)
+
 
 @dataclass(frozen=True)
 class Baseline:
@@ -84,7 +88,7 @@ class Check:
         return "\n\n".join(sections) + "\n"
 
     def run(self, data: AuditData) -> CheckResult:
-        threshold = data.params.thresholds.get(self.code, self.threshold)
+        threshold = data.params.threshold(self.code)
         finding = self.measure(data, threshold)
         status, impact = finding.status, finding.impact
         severity = data.params.severities.get(self.code)

@@ -8,7 +8,7 @@ import numpy as np
 
 from embaudit.checks.base import AuditData, register
 from embaudit.model import Finding, Level, Status
-from embaudit.stats import RowSet
+from embaudit.stats import DEAD_RATIO, RowSet, dead_dimension_mask
 
 #: Dimensions listed by EA004; the count is always complete.
 DIMENSION_LIST_CAP = 50
@@ -163,10 +163,11 @@ def duplicates(data: AuditData, threshold: float) -> Finding:
         "over-parameterised model."
     ),
     fix="Drop the listed dimensions before indexing (or reduce the output dimension).",
-    threshold=1e-6,
+    threshold=DEAD_RATIO,
     threshold_rationale=(
         "1e-6 of the typical coordinate: far below any informative spread, well above the "
-        "rounding noise of float32 values."
+        "rounding noise of float32 and float64 values. The same rule decides which dimensions "
+        "EA205 and EA302 leave out, so this threshold moves them too."
     ),
 )
 def dead_dimensions(data: AuditData, threshold: float) -> Finding:
@@ -175,7 +176,7 @@ def dead_dimensions(data: AuditData, threshold: float) -> Finding:
         return Finding(Status.SKIP, None, "needs at least 2 finite, non-zero rows")
     std = stats.moments.std
     rms_coordinate = stats.rms_coordinate
-    dead = np.flatnonzero(std <= threshold * rms_coordinate)
+    dead = np.flatnonzero(dead_dimension_mask(std, rms_coordinate, threshold))
     listed = [int(j) for j in dead[:DIMENSION_LIST_CAP]]
     metrics = {
         "count": len(dead),

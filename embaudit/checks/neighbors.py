@@ -10,6 +10,7 @@ import numpy as np
 import numpy.typing as npt
 
 from embaudit.checks.base import AuditData, register
+from embaudit.checks.defects import DIMENSION_LIST_CAP
 from embaudit.model import Finding, Level, Status, TrainedWith
 
 #: The rescaling level whose overlap is EA301's headline value.
@@ -162,10 +163,15 @@ def gauge_sensitivity(data: AuditData, threshold: float) -> Finding:
     "canonical-gauge",
     summary="Cosine neighbours against those of the column-standardized data.",
     what=(
-        "Computes the overlap@k between the cosine kNN of X and of X with every column scaled "
-        "to unit standard deviation (column standard deviations estimated on the query sample). "
+        "Computes the overlap@k between the cosine kNN of X and of X with every live column "
+        "scaled to unit standard deviation (column standard deviations estimated on the query "
+        "sample). Dead dimensions (EA004's rule: a std at most its threshold times the root "
+        "mean square coordinate, on the same sample) are left out, scale 0: they carry no "
+        "information about which rows are near, and the computed std of a constant column is "
+        "rounding noise (about 1e-17 of its value in float64) that must not become a scale. "
         "Standardizing is gauge-invariant: (X·D) standardized = X standardized for any diagonal "
-        "D, so this compares the file's gauge with a canonical one."
+        "D, and a dead column of X·D is dead in X, so this compares the file's gauge with a "
+        "canonical one. metrics.dead_dimensions lists the dimensions left out."
     ),
     why=(
         "If the cosine neighbours of the exported gauge differ from those of the canonical "
@@ -186,8 +192,15 @@ def canonical_gauge(data: AuditData, threshold: float) -> Finding:
         return Finding(Status.SKIP, None, SKIP)
     summary = overlap_summary(neighbors.canonical)
     value = summary["overlap_at_k"]
-    metrics = summary | {"k": neighbors.k}
+    dead = np.flatnonzero(neighbors.canonical_scale == 0)
+    metrics = summary | {
+        "k": neighbors.k,
+        "dead_dimensions": [int(j) for j in dead[:DIMENSION_LIST_CAP]],
+        "dead_dimension_count": len(dead),
+    }
     message = f"overlap@{neighbors.k} {value:.2f} with the column-standardized data"
+    if len(dead):
+        message += f" (dead dimensions left out: {len(dead)})"
     return _gauge_verdict(data, value, threshold, message, metrics)
 
 

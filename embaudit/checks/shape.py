@@ -9,6 +9,7 @@ import numpy as np
 
 from embaudit.checks.base import AuditData, register
 from embaudit.model import Finding, Level, Status, TrainedWith
+from embaudit.stats import dead_dimension_mask
 
 #: Mean cosine above which the cloud counts as collapsed (EA201 fails).
 COLLAPSE_MEAN_COSINE = 0.9
@@ -284,9 +285,9 @@ def rogue_dimensions(data: AuditData, threshold: float) -> Finding:
     "scale-spread",
     summary="Spread of the per-dimension standard deviations: how much a gauge matters.",
     what=(
-        "Computes the standard deviation of log(std_i) over the dimensions that are not dead, "
-        "on the sample. Equal scales give 0; an isotropic Gaussian sample of m rows gives about "
-        "1/sqrt(2(m-1)) from sampling noise alone."
+        "Computes the standard deviation of log(std_i) over the dimensions that are not dead "
+        "(EA004's rule), on the sample. Equal scales give 0; an isotropic Gaussian sample of "
+        "m rows gives about 1/sqrt(2(m-1)) from sampling noise alone."
     ),
     why=(
         "Cosine weighs each dimension by its scale. For a model trained with a dot product the "
@@ -309,7 +310,7 @@ def scale_spread(data: AuditData, threshold: float) -> Finding:
     if sample is None:
         return Finding(Status.SKIP, None, "needs at least 2 finite, non-zero rows")
     std = sample.column_std
-    alive = std > 1e-6 * sample.rms_coordinate
+    alive = ~dead_dimension_mask(std, sample.rms_coordinate, data.params.threshold("EA004"))
     if alive.sum() < 2:
         return Finding(Status.SKIP, None, "needs at least 2 dimensions that vary")
     log_std = np.log(std[alive])
