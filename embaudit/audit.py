@@ -19,7 +19,15 @@ from embaudit.compare import compare_files, compare_metrics
 from embaudit.config import enabled_codes, parse_selectors
 from embaudit.engines import Engine, make_engine
 from embaudit.errors import InputError, UsageError
-from embaudit.gauge import GaugeSettings, SideResult, audit_side, prediction_change
+from embaudit.gauge import (
+    Balance,
+    GaugeSettings,
+    SideResult,
+    audit_side,
+    balance,
+    column_norms,
+    prediction_change,
+)
 from embaudit.measure import Measurements, Sampling, measure
 from embaudit.model import CheckResult, CompareReport, Report, Status, TrainedWith, Verdict
 from embaudit.progress import PassReporter
@@ -509,6 +517,14 @@ def audit_gauge(
         _gauge_row(result, min_overlap, change)
         for result, change in zip(results, changes, strict=True)
     ]
+    # Summed over every row of both towers, not a sample: one more streaming pass of each.
+    balancing = time.perf_counter()
+    item_norms, user_norms = (
+        column_norms((chunk.values for chunk in source.chunks()), source.d, source.dtype)
+        for source in (item_source, user_source)
+    )
+    towers_balance = balance(item_norms, user_norms)
+    checks.append(_balance_row(towers_balance))
     return CompareReport(
         tool=TOOL,
         mode="towers",
@@ -534,9 +550,13 @@ def audit_gauge(
             "cosine_range": first.cosine_range,
             "excluded_rows": left_out,
             "sides": [result.to_dict() for result in results],
+            "balance": towers_balance.to_dict(),
         },
         checks=checks,
-        timings={"total_seconds": time.perf_counter() - started},
+        timings={
+            "balance_seconds": time.perf_counter() - balancing,
+            "total_seconds": time.perf_counter() - started,
+        },
         fail_on=gate,
     )
 
@@ -574,4 +594,53 @@ def _gauge_row(result: SideResult, min_overlap: float, change: float) -> CheckRe
         threshold=min_overlap,
         message=message,
         metrics={},
+    )
+
+
+def _balance_row(towers: Balance) -> CheckResult:
+    """How far the towers are from the split weight decay on both of them selects: a warning when
+    they are not there, since then nothing but the optimiser chose their split."""
+    rows = f"over all {towers.rows['items']:,} item and {towers.rows['users']:,} user rows"
+    dead = towers.dead
+    both = f"; {len(dead['both'])} dimensions zero in both towers left out" if dead["both"] else ""
+    if towers.condition is None and (dead["items"] or dead["users"]):
+        zero_in, other = ("users", "items") if dead["users"] else ("items", "users")
+        shown = ", ".join(str(j) for j in dead[zero_in][:5])
+        shown += ", …" if len(dead[zero_in]) > 5 else ""
+        message = (
+            f"{len(dead[zero_in])} dimension(s) ({shown}) zero in the {zero_in} but not the "
+            f"{other}: no gauge balances them, and weight decay on both towers would have zeroed "
+            "both, so the split is not the one per-factor L2 regularisation selects"
+        )
+        if towers.live_condition is not None:
+            message += f" (the others: condition {towers.live_condition:.3g})"
+    elif towers.condition is None:
+        message = "no dimension is non-zero in both towers: there is no split to balance"
+    elif towers.balanced:
+        message = (
+            f"balancing gauge of condition {towers.condition:.4g} ≤ {towers.tolerance:g} {rows}: "
+            "every dimension has the same norm in both towers, the split weight decay on both "
+            "towers (Steck et al. Eq. 2) selects; if it was so trained, the model fixes cosine "
+            "up to a rotation"
+        )
+    else:
+        message = (
+            f"balancing gauge of condition {towers.condition:.3g} > {towers.tolerance:g} {rows}: "
+            f"the ratio of user to item column norms varies {towers.condition**2:.3g}-fold "
+            "across dimensions, so this is not the split weight decay on both towers selects: "
+            "the split is arbitrary (a penalty on the product only, Steck et al. Eq. 1, or none) "
+            "and cosine depends on it"
+        )
+    return CheckResult(
+        code="",
+        name="gauge-balance",
+        status=Status.PASS if towers.balanced else Status.WARN,
+        value=towers.condition,
+        threshold=towers.tolerance,
+        message=message + both,
+        metrics={
+            "live_condition": towers.live_condition,
+            "log_scale_std": towers.log_scale_std,
+            "dead_dimensions": {side: len(columns) for side, columns in dead.items()},
+        },
     )

@@ -17,15 +17,28 @@ gauge and of gauges D whose condition number max(D)/min(D) is at most ``max_cond
 
 It also checks on sampled user–item pairs that the worst gauge leaves every prediction unchanged
 (to float64 rounding), and reports the range of cosines a pair of items can take.
+
+The scores cannot tell one gauge from another, but a penalty on each factor can. Weight decay on
+both towers (Steck, Ekanadham & Kallus 2024, Eq. 2) adds Σ_j D_j² ‖V_:j‖² + ‖U_:j‖² / D_j² for the
+split (items·D, users·D⁻¹), with V the item rows, U the user rows and norms over all rows; it is
+smallest at D_j² = ‖U_:j‖ / ‖V_:j‖, where the column norms agree (‖V_:j‖ D_j = ‖U_:j‖ / D_j), so
+such training ends at the balanced split diag(UᵀU) = diag(VᵀV). :func:`balance` reports that
+balancing gauge and its condition number max(D)/min(D) (a common factor of D moves no cosine):
+about 1 means the export sits at the split weight decay selects, far from 1 that its split is
+arbitrary. The column norms come from every clean row of each tower (:class:`ColumnNorms`, one
+streaming pass), so the number carries no sampling noise.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Iterable
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 import numpy.typing as npt
+
+from embaudit.stats import clean_mask
 
 Floats = npt.NDArray[np.float64]
 Ints = npt.NDArray[np.int64]
@@ -34,6 +47,18 @@ Ints = npt.NDArray[np.int64]
 CONDITION_LADDER = (1.25, 1.5, 2.0, 3.0, 5.0, 10.0, 30.0, 100.0, 1000.0)
 #: Tie tolerance (cosine units) of the overlap: scores closer than this are ties.
 TIE = 1e-9
+#: Largest condition number of the balancing gauge at which the towers count as balanced. The
+#: column norms come from every row, so an exact balance measures 1 to rounding (1e-7 for float32
+#: storage); a trained model stops short of its stationary point, and 1.1 (user-to-item column
+#: norm ratios within a factor 1.21 of each other) allows for that while staying well inside the
+#: smallest gauges that move neighbours: on examples/steck2024 random gauges of condition 1.1
+#: keep 96% of the items' cosine neighbours (1.25, the first rung of the ladder: 91%).
+BALANCED_CONDITION = 1.1
+#: A column whose norm is at most this share of its tower's root-mean-square column norm is zero:
+#: far below any informative scale, far above float rounding.
+DEAD_COLUMN = 1e-6
+#: Exponent of an empty column: below every float64, so that the first block sets the scale.
+_NO_EXPONENT = -1100
 
 
 @dataclass(frozen=True)
@@ -213,3 +238,126 @@ def prediction_change(items: Floats, users: Floats, item_scale: Floats) -> float
     scale = np.linalg.norm(u, axis=1) * np.linalg.norm(i, axis=1)
     scale = np.where(scale > 0, scale, 1.0)
     return float(np.max(np.abs(after - before) / scale))
+
+
+@dataclass
+class ColumnNorms:
+    """Per-dimension L2 norms of one tower over its clean rows, folded block by block.
+
+    Stored as ‖x_:j‖² = 4^exponent_j · scaled_j, every value divided by a power of two above its
+    column's largest magnitude (as LAPACK's dnrm2 scales): the division is exact, and no square
+    overflows or underflows, whatever the magnitudes of a float64 input.
+    """
+
+    d: int
+    rows: int = 0
+    exponent: Ints = field(init=False)
+    scaled: Floats = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.exponent = np.full(self.d, _NO_EXPONENT, dtype=np.int64)
+        self.scaled = np.zeros(self.d)
+
+    def fold(self, block: Floats) -> None:
+        """Add the rows of ``block`` (finite, float64)."""
+        if not len(block):
+            return
+        _, largest = np.frexp(np.abs(block).max(axis=0))  # |x| < 2^largest
+        exponent = np.maximum(self.exponent, largest.astype(np.int64))
+        scaled = np.ldexp(block, -exponent)
+        self.scaled = np.ldexp(self.scaled, 2 * (self.exponent - exponent)) + np.einsum(
+            "ij,ij->j", scaled, scaled
+        )
+        self.exponent = exponent
+        self.rows += len(block)
+
+    def log_norms(self) -> Floats:
+        """ln ‖x_:j‖ per dimension; -inf for a column of zeros."""
+        with np.errstate(divide="ignore"):
+            logs: Floats = self.exponent * np.log(2.0) + 0.5 * np.log(self.scaled)
+        return logs
+
+
+def column_norms(
+    blocks: Iterable[npt.NDArray[np.floating[Any]]], d: int, dtype: np.dtype[Any]
+) -> ColumnNorms:
+    """The column norms of every finite, non-zero row of one tower, from its (rows, d) blocks in
+    the storage ``dtype`` (the other rows are left out, as everywhere)."""
+    norms = ColumnNorms(d)
+    for block in blocks:
+        wide = block.astype(np.float64)
+        norms.fold(wide[clean_mask(wide, dtype)])
+    return norms
+
+
+@dataclass(frozen=True)
+class Balance:
+    """How far a two-tower export is from the split weight decay on both towers selects."""
+
+    condition: float | None  # max(D)/min(D); None when a column is zero in one tower only
+    live_condition: float | None  # the same over the columns non-zero in both towers
+    log_scale_std: float | None  # std of ln D over those columns
+    balanced: bool
+    tolerance: float
+    scale: Floats  # the balancing gauge D; NaN where a tower's column is zero
+    rows: dict[str, int]  # clean rows of each tower the norms sum over
+    dead: dict[str, list[int]]  # zero columns: in the items only, the users only, both
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "condition": self.condition,
+            "live_condition": self.live_condition,
+            "log_scale_std": self.log_scale_std,
+            "balanced": self.balanced,
+            "tolerance": self.tolerance,
+            "rows": self.rows,
+            "dimensions": int(np.isfinite(self.scale).sum()),
+            "dead_dimensions": self.dead,
+            "scale": [float(x) if np.isfinite(x) else None for x in self.scale],
+        }
+
+
+def balance(
+    items: ColumnNorms, users: ColumnNorms, tolerance: float = BALANCED_CONDITION
+) -> Balance:
+    """The balancing gauge D_j² = ‖U_:j‖ / ‖V_:j‖ of the towers (U users, V items) and its
+    condition number; balanced when it is at most ``tolerance`` and no dimension is zero in one
+    tower only (no gauge makes a zero column match a non-zero one, and weight decay would have
+    zeroed both). Dimensions zero in both towers move no score and no cosine: left out."""
+    log_items, log_users = items.log_norms(), users.log_norms()
+    dead_items, dead_users = _dead_columns(log_items), _dead_columns(log_users)
+    live = ~dead_items & ~dead_users
+    log_scale = np.full(items.d, np.nan)
+    log_scale[live] = (log_users[live] - log_items[live]) / 2
+    one_sided = bool((dead_items ^ dead_users).any())
+    live_condition = log_std = None
+    if live.any():
+        with np.errstate(over="ignore"):
+            live_condition = float(np.exp(np.ptp(log_scale[live])))
+        log_std = float(np.std(log_scale[live]))
+    condition = None if one_sided else live_condition
+    with np.errstate(over="ignore"):
+        scale = np.exp(log_scale)
+    return Balance(
+        condition=condition,
+        live_condition=live_condition,
+        log_scale_std=log_std,
+        balanced=condition is not None and condition <= tolerance,
+        tolerance=tolerance,
+        scale=scale,
+        rows={"items": items.rows, "users": users.rows},
+        dead={
+            "items": np.flatnonzero(dead_items & ~dead_users).tolist(),
+            "users": np.flatnonzero(dead_users & ~dead_items).tolist(),
+            "both": np.flatnonzero(dead_items & dead_users).tolist(),
+        },
+    )
+
+
+def _dead_columns(log_norms: Floats) -> npt.NDArray[np.bool_]:
+    """Columns whose norm is at most DEAD_COLUMN times the root-mean-square column norm."""
+    top = float(log_norms.max())
+    if top == -np.inf:  # no row, or every row zero
+        return np.ones(len(log_norms), dtype=bool)
+    log_rms = top + 0.5 * float(np.log(np.mean(np.exp(2 * (log_norms - top)))))
+    return np.asarray(log_norms <= log_rms + np.log(DEAD_COLUMN))

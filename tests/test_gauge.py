@@ -6,7 +6,14 @@ import numpy as np
 import pytest
 
 from embaudit import UsageError, audit_gauge
-from embaudit.gauge import GaugeSettings, audit_side, prediction_change
+from embaudit.gauge import (
+    BALANCED_CONDITION,
+    GaugeSettings,
+    audit_side,
+    balance,
+    column_norms,
+    prediction_change,
+)
 
 
 def _towers(tmp_path, d=12, items=300, users=400, seed=0):
@@ -88,3 +95,181 @@ def test_the_api_matches_the_cli(tmp_path):
     assert 0.0 <= report.results["worst_overlap_at_k"] <= 1.0
     with pytest.raises(UsageError, match="--side"):
         audit_gauge(items, users, side="rows")
+
+
+# The balance of the towers, on the closed forms of Steck, Ekanadham & Kallus (2024), DESIGN §8:
+# data X (users × items) = U Σ Vᵀ, item rows B, user rows X A.
+RANK, EQ1_PENALTY, EQ2_PENALTY = 8, 50.0, 5.0
+
+
+def _svd(seed=0, users=300, items=60):
+    rng = np.random.default_rng(seed)
+    matrix = (rng.random((users, items)) < 0.1 + 0.3 * rng.random(items)).astype(np.float64)
+    left, sigma, right_t = np.linalg.svd(matrix, full_matrices=False)
+    return matrix, left[:, :RANK], sigma[:RANK], right_t[:RANK].T
+
+
+def _eq2(left, sigma, right, penalty=EQ2_PENALTY):
+    """B = V_k diag(√(σ(1 − λ/σ)₊)), X A = U_k diag(same): unique up to rotation."""
+    weight = np.sqrt(sigma * np.clip(1 - penalty / sigma, 0, None))
+    return right * weight, left * weight
+
+
+def _eq1(matrix, sigma, right, gauge, penalty=EQ1_PENALTY):
+    """B = V_k diag(g)^½ D, A = V_k diag(g)^½ D⁻¹, g = 1/(1 + λ/σ²): optimal for every D."""
+    root_g = np.sqrt(1 / (1 + penalty / sigma**2))
+    return right * root_g * gauge, matrix @ (right * root_g / gauge)
+
+
+def _balance_of(items, users):
+    return balance(
+        column_norms([items], items.shape[1], items.dtype),
+        column_norms([users], users.shape[1], users.dtype),
+    )
+
+
+def test_the_eq2_solution_is_balanced_exactly():
+    _, left, sigma, right = _svd()
+    assert sigma.min() > EQ2_PENALTY  # every dimension survives the penalty
+    towers = _balance_of(*_eq2(left, sigma, right))
+    assert towers.balanced
+    assert towers.condition == pytest.approx(1.0, abs=1e-12)
+    assert towers.log_scale_std < 1e-12
+    np.testing.assert_allclose(towers.scale, 1.0, rtol=1e-12)
+
+
+def test_an_eq1_split_is_as_far_from_balance_as_its_gauge_puts_it():
+    # Item column norms ‖V_:j‖ = √g_j D_j, user column norms ‖X A_:j‖ = σ_j √g_j / D_j: the
+    # balancing gauge is √(σ_j) / D_j, whatever g.
+    matrix, _, sigma, right = _svd()
+    gauge = np.exp(np.random.default_rng(5).normal(0, 1, size=RANK))
+    towers = _balance_of(*_eq1(matrix, sigma, right, gauge))
+    expected = np.sqrt(sigma) / gauge
+    np.testing.assert_allclose(towers.scale, expected, rtol=1e-10)
+    assert towers.condition == pytest.approx(expected.max() / expected.min(), rel=1e-10)
+    assert not towers.balanced
+
+
+def test_a_gauge_applied_to_a_balanced_split_is_the_condition_it_reports():
+    # (B·D, X A·D⁻¹) from the balanced Eq. 2 towers: the balancing gauge is D⁻¹, its condition
+    # max(D)/min(D); the ratio of user to item column norms spreads by its square.
+    _, left, sigma, right = _svd()
+    items, users = _eq2(left, sigma, right)
+    gauge = np.exp(np.random.default_rng(6).uniform(-1, 1, size=RANK))
+    towers = _balance_of(items * gauge, users / gauge)
+    assert towers.condition == pytest.approx(gauge.max() / gauge.min(), rel=1e-10)
+    np.testing.assert_allclose(towers.scale, 1 / gauge, rtol=1e-10)
+    ratio = np.linalg.norm(users / gauge, axis=0) / np.linalg.norm(items * gauge, axis=0)
+    assert ratio.max() / ratio.min() == pytest.approx(towers.condition**2, rel=1e-10)
+
+
+def test_the_cli_reports_the_balance_of_both_closed_forms(cli, tmp_path):
+    matrix, left, sigma, right = _svd()
+    gauge = np.exp(np.random.default_rng(5).normal(0, 1, size=RANK))
+    exports = {"eq1": _eq1(matrix, sigma, right, gauge), "eq2": _eq2(left, sigma, right)}
+    reports = {}
+    for name, (items, users) in exports.items():
+        np.save(tmp_path / f"{name}-items.npy", items)
+        np.save(tmp_path / f"{name}-users.npy", users)
+        result = cli(
+            "gauge",
+            tmp_path / f"{name}-items.npy",
+            tmp_path / f"{name}-users.npy",
+            "--sample",
+            "40",
+            "--min-overlap",
+            "0",
+            "-f",
+            "json",
+        )
+        assert result.code == 0, result.stderr
+        reports[name] = result.json()
+    eq1, eq2 = reports["eq1"]["balance"], reports["eq2"]["balance"]
+    expected = np.sqrt(sigma) / gauge
+    assert eq1["condition"] == pytest.approx(expected.max() / expected.min(), rel=1e-10)
+    assert eq1["balanced"] is False
+    assert eq2["condition"] == pytest.approx(1.0, abs=1e-12)
+    assert eq2["balanced"] is True
+    assert eq2["rows"] == {"items": matrix.shape[1], "users": matrix.shape[0]}  # every row
+    assert eq2["tolerance"] == BALANCED_CONDITION
+    rows = {name: report["checks"][-1] for name, report in reports.items()}
+    assert rows["eq1"]["name"] == rows["eq2"]["name"] == "gauge-balance"
+    assert (rows["eq1"]["status"], rows["eq2"]["status"]) == ("warn", "pass")
+    assert rows["eq1"]["value"] == eq1["condition"]
+    assert "not the split weight decay on both towers selects" in rows["eq1"]["message"]
+
+
+def test_the_balance_sums_over_every_row_not_the_sample(tmp_path):
+    items, users = _towers(tmp_path)
+    user_rows = np.load(users)
+    user_rows[7] = np.nan  # left out, as everywhere
+    np.save(users, user_rows)
+    report = audit_gauge(items, users, sample=20)
+    towers = report.results["balance"]
+    expected = _balance_of(np.load(items), np.delete(user_rows, 7, axis=0))
+    assert towers["rows"] == {"items": 300, "users": 399}
+    assert towers["condition"] == pytest.approx(expected.condition, rel=1e-12)
+
+
+def test_float32_towers_at_balance_count_as_balanced(tmp_path):
+    _, left, sigma, right = _svd()
+    items, users = (tower.astype(np.float32) for tower in _eq2(left, sigma, right))
+    np.save(tmp_path / "items.npy", items)
+    np.save(tmp_path / "users.npy", users)
+    towers = audit_gauge(tmp_path / "items.npy", tmp_path / "users.npy", sample=40)
+    assert towers.results["balance"]["condition"] == pytest.approx(1.0, abs=1e-5)
+    assert towers.results["balance"]["balanced"] is True
+
+
+def test_dimensions_zero_in_both_towers_are_left_out():
+    # Eq. 2 zeroes the dimensions whose σ is below the penalty, in both towers alike.
+    _, left, sigma, right = _svd()
+    penalty = float(sigma[RANK - 3 : RANK - 1].mean())  # the last two dimensions die
+    towers = _balance_of(*_eq2(left, sigma, right, penalty=penalty))
+    assert towers.dead == {"items": [], "users": [], "both": [RANK - 2, RANK - 1]}
+    assert towers.condition == pytest.approx(1.0, abs=1e-12)
+    assert towers.balanced
+    assert towers.to_dict()["scale"][-2:] == [None, None]
+
+
+def test_a_dimension_zero_in_one_tower_only_cannot_be_balanced(cli, tmp_path):
+    _, left, sigma, right = _svd()
+    items, users = _eq2(left, sigma, right)
+    users[:, 2] = 0.0
+    np.save(tmp_path / "items.npy", items)
+    np.save(tmp_path / "users.npy", users)
+    result = cli(
+        "gauge", tmp_path / "items.npy", tmp_path / "users.npy", "--sample", "40", "-f", "json"
+    )
+    assert result.code in (0, 1), result.stderr
+    assert result.stderr == ""  # no numpy warning on the way (warnings are errors here, too)
+    towers = result.json()["balance"]
+    assert towers["condition"] is None
+    assert towers["live_condition"] == pytest.approx(1.0, abs=1e-12)
+    assert towers["balanced"] is False
+    assert towers["dead_dimensions"] == {"items": [], "users": [2], "both": []}
+    assert towers["scale"][2] is None
+    row = result.json()["checks"][-1]
+    assert row["status"] == "warn" and row["value"] is None
+    assert "zero in the users but not the items" in row["message"]
+    table = cli("gauge", tmp_path / "items.npy", tmp_path / "users.npy", "--sample", "40")
+    assert "zero in the users but not the items" in table.stdout
+
+
+def test_an_unbalanced_export_warns_and_fails_only_a_warn_gate(cli, tmp_path):
+    items, users = _towers(tmp_path)
+    args = ("gauge", items, users, "--sample", "100", "--min-overlap", "0")
+    assert cli(*args).code == 0
+    strict = cli(*args, "--fail-on", "warn")
+    assert strict.code == 1
+    assert "gate failed" in strict.stdout and "balancing gauge of condition" in strict.stdout
+
+
+def test_column_norms_are_exact_across_blocks_and_float64_extremes():
+    rows = np.random.default_rng(7).standard_normal((500, 5))
+    for magnitude in (1.0, 1e300, 1e-300):
+        folded = column_norms(np.array_split(rows * magnitude, 7), 5, np.dtype(np.float64))
+        np.testing.assert_allclose(
+            folded.log_norms() - np.log(magnitude), np.log(np.linalg.norm(rows, axis=0)), atol=1e-12
+        )
+        assert folded.rows == 500

@@ -16,7 +16,7 @@ from embaudit.checks import REGISTRY
 from embaudit.errors import UsageError
 from embaudit.formats.base import Format
 from embaudit.formats.table import format_value
-from embaudit.model import AnyReport, CompareReport
+from embaudit.model import AnyReport, CompareReport, Status
 
 STYLE = """
 body { font: 14px/1.45 system-ui, -apple-system, "Segoe UI", sans-serif; color: #1f2328;
@@ -59,6 +59,20 @@ def _pairs_table(values: dict[str, Any]) -> str:
     return "<table>" + "".join(rows) + "</table>"
 
 
+def _balance_html(balance: dict[str, Any]) -> str:
+    """The towers' balancing gauge (``embaudit gauge``): its numbers and how to read them."""
+    shown = {key: value for key, value in balance.items() if key != "scale"}
+    return (
+        "<h2>Balance of the towers</h2>"
+        "<p>The balancing gauge D² = ‖user column‖ / ‖item column‖, over every row of each tower, "
+        "makes the column norms of items·D and users·D⁻¹ equal, as weight decay on both towers "
+        "leaves them. Its condition number max(D)/min(D) near 1 means the export sits at that "
+        "split (then cosine is fixed up to a rotation, if that is how the model was trained); "
+        "far from 1, or a dimension zero in one tower only, means the split is arbitrary and "
+        "cosine depends on it.</p>" + _pairs_table(shown)
+    )
+
+
 class HtmlFormat(Format):
     name = "html"
 
@@ -94,6 +108,8 @@ class HtmlFormat(Format):
                 if minimum is None
                 else f"The gate fails when an overlap@k is below --min-overlap {minimum:g}."
             )
+            if report.fail_on == Status.WARN:
+                rule += " With --fail-on warn, a warning fails it too."
             verdict_html = (
                 f'<section class="verdict {outcome}"><h2>Gate {outcome}</h2>'
                 f"<p>{_e(rule)}</p></section>"
@@ -129,6 +145,8 @@ class HtmlFormat(Format):
             inputs = dict(report.input)
             results = {k: v for k, v in report.results.items() if not isinstance(v, list | dict)}
             extra = f"<h2>Results</h2>{_pairs_table(results)}" if results else ""
+            if "balance" in report.results:
+                extra += _balance_html(report.results["balance"])
         else:
             inputs, extra = report.input, ""
         summary = report.summary

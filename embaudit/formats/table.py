@@ -246,11 +246,48 @@ def _gauge_tables(report: CompareReport) -> list[Any]:
             f"{report.results['prediction_max_rel_change']:.1e}"
         )
     )
+    if "balance" in report.results:
+        parts += [Text(), _balance_text(report.results["balance"])]
     return parts
 
 
+def _balance_text(balance: dict[str, Any]) -> Text:
+    """The balancing gauge D² = user / item column norm, and what its condition number says."""
+    rows = balance["rows"]
+    text = Text("balance of the towers ", style="bold")
+    text.append(
+        f"(column norms over all {rows['items']:,} item and {rows['users']:,} user rows)\n",
+        style="dim",
+    )
+    condition, dead = balance["condition"], balance["dead_dimensions"]
+    if condition is not None:
+        style = "green" if balance["balanced"] else "yellow"
+        text.append(f"condition of the balancing gauge {condition:.4g}", style=style)
+        text.append(
+            f" (balanced ≤ {balance['tolerance']:g}); std of ln D {balance['log_scale_std']:.3g}\n"
+        )
+    for zero_in, other in (("items", "users"), ("users", "items")):
+        if dead[zero_in]:
+            text.append(
+                f"{len(dead[zero_in])} dimension(s) zero in the {zero_in} but not the {other}: "
+                "no gauge balances them\n",
+                style="yellow",
+            )
+    if condition is None and balance["live_condition"] is not None:
+        text.append(f"the other dimensions: condition {balance['live_condition']:.4g}\n")
+    if dead["both"]:
+        text.append(f"{len(dead['both'])} dimension(s) zero in both towers left out\n", style="dim")
+    text.append(
+        "≈ 1: the split weight decay on both towers selects (then cosine is fixed up to a "
+        "rotation, if that is how the model was trained); ≫ 1 or a one-sided zero: the split is "
+        "arbitrary and cosine depends on it",
+        style="dim",
+    )
+    return text
+
+
 def _gate_line(report: CompareReport) -> Text:
-    failed = [check for check in report.checks if check.status == Status.FAIL]
+    failed = [check for check in report.checks if report.check_fails(check)]
     if report.params.get("min_overlap") is None:
         return Text("no gate (set --min-overlap to fail below an overlap)", style="dim")
     if failed:
