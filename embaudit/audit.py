@@ -604,13 +604,19 @@ def _balance_row(towers: Balance) -> CheckResult:
     dead = towers.dead
     both = f"; {len(dead['both'])} dimensions zero in both towers left out" if dead["both"] else ""
     if towers.condition is None and (dead["items"] or dead["users"]):
-        zero_in, other = ("users", "items") if dead["users"] else ("items", "users")
-        shown = ", ".join(str(j) for j in dead[zero_in][:5])
-        shown += ", …" if len(dead[zero_in]) > 5 else ""
+        one_sided = []
+        for zero_in, other in (("users", "items"), ("items", "users")):
+            if dead[zero_in]:
+                shown = ", ".join(str(j) for j in dead[zero_in][:5])
+                shown += ", …" if len(dead[zero_in]) > 5 else ""
+                one_sided.append(
+                    f"{len(dead[zero_in])} dimension(s) ({shown}) zero in the {zero_in} but not "
+                    f"the {other}"
+                )
         message = (
-            f"{len(dead[zero_in])} dimension(s) ({shown}) zero in the {zero_in} but not the "
-            f"{other}: no gauge balances them, and weight decay on both towers would have zeroed "
-            "both, so the split is not the one per-factor L2 regularisation selects"
+            f"{'; '.join(one_sided)}: no gauge balances them, and weight decay on both towers "
+            "would have zeroed both, so the split is not the one per-factor L2 regularisation "
+            "selects"
         )
         if towers.live_condition is not None:
             message += f" (the others: condition {towers.live_condition:.3g})"

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from embaudit import UsageError, audit_gauge
 from embaudit.gauge import (
@@ -161,6 +163,21 @@ def test_a_gauge_applied_to_a_balanced_split_is_the_condition_it_reports():
     np.testing.assert_allclose(towers.scale, 1 / gauge, rtol=1e-10)
     ratio = np.linalg.norm(users / gauge, axis=0) / np.linalg.norm(items * gauge, axis=0)
     assert ratio.max() / ratio.min() == pytest.approx(towers.condition**2, rel=1e-10)
+
+
+@given(st.lists(st.floats(-3, 3), min_size=RANK, max_size=RANK))
+@settings(max_examples=30, deadline=None)
+def test_rebalancing_removes_whatever_gauge_the_export_was_in(log_gauge):
+    # The balanced split of (B·D, X A·D⁻¹) is the same for every D: balancing fixes the gauge.
+    matrix, _, sigma, right = _svd()
+    reference = _eq1(matrix, sigma, right, np.ones(RANK))
+    gauge = np.exp(np.array(log_gauge))
+    items, users = reference[0] * gauge, reference[1] / gauge
+    towers, reference_scale = _balance_of(items, users), _balance_of(*reference).scale
+    np.testing.assert_allclose(towers.scale, reference_scale / gauge, rtol=1e-9)
+    np.testing.assert_allclose(items * towers.scale, reference[0] * reference_scale, rtol=1e-9)
+    rebalanced = _balance_of(items * towers.scale, users / towers.scale)
+    assert rebalanced.condition == pytest.approx(1.0, abs=1e-9)
 
 
 def test_the_cli_reports_the_balance_of_both_closed_forms(cli, tmp_path):
