@@ -14,6 +14,7 @@ from typing import Annotated
 import typer
 
 from embaudit import settings
+from embaudit._streams import stdout_to_stderr
 from embaudit._version import __version__
 from embaudit.audit import audit, audit_gauge, compare_knn
 from embaudit.checks import REGISTRY
@@ -273,7 +274,7 @@ def check(
         queries=queries,
     )
     FORMATS[output_format.value].require()
-    with pass_progress(not quiet) as progress:
+    with stdout_to_stderr(), pass_progress(not quiet) as progress:
         report = audit(
             file,
             key=key,
@@ -345,7 +346,7 @@ def compare_knn_command(
         settings.load(config), k=k, seed=seed, fail_on=None if fail_on is None else fail_on.value
     )
     FORMATS[output_format.value].require()
-    with pass_progress(not quiet) as progress:
+    with stdout_to_stderr(), pass_progress(not quiet) as progress:
         report = compare_knn(
             files[0],
             files[1] if len(files) == 2 else None,
@@ -430,20 +431,21 @@ def gauge_command(
         settings.load(config), k=k, seed=seed, fail_on=None if fail_on is None else fail_on.value
     )
     FORMATS[output_format.value].require()
-    report = audit_gauge(
-        items,
-        users,
-        side=side.value,
-        k=options["k"],
-        seed=options["seed"],
-        max_condition=max_condition,
-        min_overlap=min_overlap,
-        sample=sample,
-        fail_on=options["fail_on"],
-        key=key,
-        column=column,
-        id_column=id_column,
-    )
+    with stdout_to_stderr():
+        report = audit_gauge(
+            items,
+            users,
+            side=side.value,
+            k=options["k"],
+            seed=options["seed"],
+            max_condition=max_condition,
+            min_overlap=min_overlap,
+            sample=sample,
+            fail_on=options["fail_on"],
+            key=key,
+            column=column,
+            id_column=id_column,
+        )
     return _conclude(report, output_format.value, output, quiet, exit_zero)
 
 

@@ -14,6 +14,8 @@ depend on the engine either: ``--engine ray`` and ``--engine local`` give the sa
 The Ray engine needs the optional ``ray`` dependency (``pip install 'embaudit[ray]'``). A task
 that dies (worker or node lost) is retried; a fragment that cannot be parsed is an input error
 naming its file; a fragment lost for good stops the run: no report is built from part of the data.
+Ray's own console output (what tasks print, the raylet's messages) stays off unless
+``EMBAUDIT_RAY_LOGS=1`` asks for it.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from __future__ import annotations
 import logging
 import os
 import socket
+import sys
 import time
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterable, Iterator
@@ -42,6 +45,9 @@ ENGINES = ("local", "ray")
 #: Attempts of a Ray task after the first, when its worker or node dies.
 RAY_TASK_RETRIES = 3
 RAY_INSTALL = "pip install 'embaudit[ray]'"
+#: Set to 1 to see Ray's own output: what tasks print, the raylet's messages (a worker died, a
+#: task is retried) and Ray's INFO log. The command line shows it on stderr.
+RAY_LOGS_VARIABLE = "EMBAUDIT_RAY_LOGS"
 
 
 @dataclass
@@ -228,6 +234,7 @@ class RayEngine(Engine):
             raise UsageError(f"--engine ray needs Ray: {RAY_INSTALL}") from None
         self._ray = ray
         self._started = False
+        show_logs = os.environ.get(RAY_LOGS_VARIABLE, "") not in ("", "0")
         if not ray.is_initialized():
             target = address or os.environ.get("RAY_ADDRESS") or None
             _probe(target)
@@ -235,8 +242,8 @@ class RayEngine(Engine):
                 ray.init(
                     address=target or "local",
                     include_dashboard=False,
-                    log_to_driver=False,
-                    logging_level=logging.ERROR,
+                    log_to_driver=show_logs,
+                    logging_level=logging.INFO if show_logs else logging.ERROR,
                     configure_logging=True,
                 )
             except (ConnectionError, RuntimeError, ValueError) as exc:
@@ -247,6 +254,7 @@ class RayEngine(Engine):
                 )
                 raise UsageError(f"{problem}: {_first_line(exc)}") from None
             self._started = True
+        self._quiet = not show_logs and _RayConsole.hold()
         # One core per task; fragments spread over the nodes (their reads are the bottleneck
         # a cluster is for); a task whose worker dies is retried, an exception is not (a corrupt
         # fragment fails the same way every time).
@@ -349,8 +357,42 @@ class RayEngine(Engine):
 
     def close(self) -> None:
         if self._started:
-            self._ray.shutdown()
+            self._ray.shutdown()  # joins the threads that print before the console is back
             self._started = False
+        if self._quiet:
+            _RayConsole.release()
+            self._quiet = False
+
+
+class _RayConsole:
+    """Ray's driver prints to ``sys.stdout`` from background threads: what tasks print (with
+    ``log_to_driver``) and, whatever ``log_to_driver`` says, the raylet's error messages such as
+    "(raylet) A worker died or was killed while executing a task". Those arrive some time after
+    the task's own error, so they can land in the middle of whatever the program writes next.
+    Both pass through one switch, ``ray._private.worker._worker_logs_enabled`` (the one Ray's
+    debugger turns off); it is off while any Ray engine is open and back to what it was once
+    the last one closes. A Ray without that switch keeps its console."""
+
+    _open = 0
+    _before = True
+
+    @classmethod
+    def hold(cls) -> bool:
+        worker: Any = sys.modules.get("ray._private.worker")
+        if worker is None or not isinstance(getattr(worker, "_worker_logs_enabled", None), bool):
+            return False
+        if cls._open == 0:
+            cls._before = worker._worker_logs_enabled
+        worker._worker_logs_enabled = False
+        cls._open += 1
+        return True
+
+    @classmethod
+    def release(cls) -> None:
+        cls._open -= 1
+        worker: Any = sys.modules.get("ray._private.worker")
+        if cls._open == 0 and worker is not None:
+            worker._worker_logs_enabled = cls._before
 
 
 def _remote_map(

@@ -9,6 +9,7 @@ from __future__ import annotations
 import itertools
 import json
 import os
+import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -269,7 +270,10 @@ def cluster() -> Iterator[Any]:
     nodes.add_node(num_cpus=1)
     nodes.wait_for_nodes()
     ray.init(address=nodes.address, include_dashboard=False, log_to_driver=False)
-    yield nodes
+    # One engine open for the module, as a program that runs Ray itself would hold one: the
+    # raylet's messages about the workers these tests kill arrive late, and stay off the console.
+    with RayEngine():
+        yield nodes
     ray.shutdown()
     nodes.shutdown()
     cloudpickle.unregister_pickle_by_value(sys.modules[__name__])
@@ -417,3 +421,54 @@ def test_cli_check_with_the_ray_engine(cli: Any, cluster: Any, dataset: Path) ->
     assert b["params"].pop("engine") == "ray" and a["params"].pop("engine") == "local"
     a.pop("timings"), b.pop("timings")
     assert a == b
+
+
+NOISY_RAY_CLI = """
+import os, sys
+from pathlib import Path
+import embaudit.cli as cli
+from embaudit.sources import ParquetSource
+
+class NoisySource(ParquetSource):  # prints in every task, kills the worker of fragment 1 once
+    def read(self, fragment, chunk_rows=None):
+        print(f"task reads fragment {fragment.index}")
+        os.write(1, b"task writes to fd 1\\n")
+        marker = Path(os.environ["CRASH_MARKER"])
+        if fragment.index == 1 and not marker.exists():
+            marker.touch()
+            os._exit(1)
+        yield from super().read(fragment, chunk_rows)
+
+audit = cli.audit
+cli.audit = lambda file, **options: audit(NoisySource(file), **options)
+sys.exit(cli.main(sys.argv[1:]))
+"""
+
+
+@pytest.mark.parametrize("ray_logs", ["", "1"])
+def test_cli_stdout_is_the_report_alone_when_ray_workers_print_and_die(
+    tmp_path: Path, ray_logs: str
+) -> None:
+    """A local cluster started by the command: tasks print, a worker dies and its task is
+    retried; stdout is the JSON report and nothing else. Ray's own output is off by default and
+    goes to stderr with EMBAUDIT_RAY_LOGS=1."""
+    directory = write_dataset(tmp_path / "export", _vectors(3600))
+    marker = tmp_path / "crashed"
+    env = {key: value for key, value in os.environ.items() if key != "RAY_ADDRESS"}
+    env |= {"CRASH_MARKER": str(marker), "EMBAUDIT_RAY_LOGS": ray_logs}
+    command = ["check", str(directory), "--engine", "ray", "-f", "json", "--seed", "1"]
+    done = subprocess.run(
+        [sys.executable, "-c", NOISY_RAY_CLI, *command],
+        capture_output=True,
+        text=True,
+        check=False,
+        env=env,
+    )
+    assert done.returncode == 1, done.stderr  # the NaN row fails EA001
+    assert marker.exists()  # a worker did die
+    report = json.loads(done.stdout)  # fails on anything but one JSON document
+    assert report["params"]["engine"] == "ray" and report["input"]["files"] == 3
+    if ray_logs:
+        assert "Started a local Ray instance" in done.stderr
+    else:
+        assert done.stderr == ""
