@@ -11,12 +11,12 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import numpy.typing as npt
 
 from embaudit._version import __version__
 from embaudit.checks import REGISTRY, AuditData, AuditParams, Baseline, run_checks
 from embaudit.compare import compare_files, compare_metrics
 from embaudit.config import enabled_codes, parse_selectors
+from embaudit.draw import draw_clean_rows
 from embaudit.engines import Engine, make_engine
 from embaudit.errors import InputError, UsageError
 from embaudit.gauge import (
@@ -32,7 +32,6 @@ from embaudit.measure import Measurements, Sampling, measure
 from embaudit.model import CheckResult, CompareReport, Report, Status, TrainedWith, Verdict
 from embaudit.progress import PassReporter
 from embaudit.sources import EmbeddingSource, open_source
-from embaudit.stats import clean_mask
 from embaudit.verdict import decide
 
 Source = str | os.PathLike[str] | EmbeddingSource | Any
@@ -494,13 +493,13 @@ def audit_gauge(
     settings = GaugeSettings(k=k, seed=seed, max_condition=max_condition, sample=sample)
     rng = np.random.default_rng(np.random.SeedSequence([seed, 2]))
     samples = {
-        "items": _tower_sample(item_source, settings.sample, rng),
-        "users": _tower_sample(user_source, settings.sample, rng),
+        "items": draw_clean_rows(item_source, settings.sample, rng),
+        "users": draw_clean_rows(user_source, settings.sample, rng),
     }
-    towers = {name: rows for name, (rows, _) in samples.items()}
-    left_out = {name: dropped for name, (_, dropped) in samples.items()}
-    pair_items, _ = _tower_sample(item_source, settings.pairs, rng, replace=True)
-    pair_users, _ = _tower_sample(user_source, settings.pairs, rng, replace=True)
+    towers = {name: rows for name, (_, rows, _) in samples.items()}
+    left_out = {name: dropped for name, (_, _, dropped) in samples.items()}
+    _, pair_items, _ = draw_clean_rows(item_source, settings.pairs, rng)
+    _, pair_users, _ = draw_clean_rows(user_source, settings.pairs, rng)
     results, changes = [], []
     for name in ("items", "users") if side == "both" else (side,):
         if len(towers[name]) < 2:
@@ -559,21 +558,6 @@ def audit_gauge(
         },
         fail_on=gate,
     )
-
-
-def _tower_sample(
-    source: EmbeddingSource, count: int, rng: np.random.Generator, *, replace: bool = False
-) -> tuple[npt.NDArray[np.float64], int]:
-    """Random finite, non-zero rows of one tower, as float64, and how many drawn rows were
-    left out for NaN/Inf or a zero norm."""
-    if replace:
-        rows = rng.integers(source.n, size=count)
-    else:
-        rows = rng.permutation(source.n)[: min(source.n, count + 64)]
-    values = source.take(np.sort(rows)).astype(np.float64)
-    clean = clean_mask(values, source.dtype)
-    values = values[clean]
-    return (values if replace else values[:count]), int((~clean).sum())
 
 
 def _gauge_row(result: SideResult, min_overlap: float, change: float) -> CheckResult:

@@ -12,11 +12,11 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from embaudit.draw import draw_clean_items, draw_clean_rows
 from embaudit.engines import Engine, LocalEngine, PassPlan
 from embaudit.errors import InputError, UsageError
 from embaudit.knn import Block, NeighborSearch
 from embaudit.sources import EmbeddingSource
-from embaudit.stats import clean_mask
 
 Floats = npt.NDArray[np.float64]
 Ints = npt.NDArray[np.int64]
@@ -88,7 +88,7 @@ def compare_metrics(
     _check_k_fits(k, source.n - 1, "rows")
     ladder = k_ladder(k, source.n)
     rng = np.random.default_rng(np.random.SeedSequence(seed).spawn(1)[0])
-    rows, values = _clean_sample(source, np.arange(source.n), queries, rng, engine)
+    rows, values, _ = draw_clean_rows(source, queries, rng, engine.take)
     if not len(rows) or source.n < 2:
         raise InputError(source.path, "needs at least two finite, non-zero rows to compare")
     search = NeighborSearch(values, rows, ladder[-1], [Block("base", len(rows))])
@@ -182,20 +182,6 @@ def match_items(old: EmbeddingSource, new: EmbeddingSource) -> tuple[Ints, Ints,
     return rows, rows, [int(r) for r in rows], "row order"
 
 
-def _clean_sample(
-    source: EmbeddingSource,
-    candidates: Ints,
-    count: int,
-    rng: np.random.Generator,
-    engine: Engine,
-) -> tuple[Ints, Floats]:
-    """Up to ``count`` clean rows among ``candidates``, drawn at random, in draw order."""
-    drawn = candidates[rng.permutation(len(candidates))[: 2 * count + 16]]
-    values = engine.take(source, drawn).astype(np.float64)
-    keep = clean_mask(values, source.dtype)
-    return drawn[keep][:count], values[keep][:count]
-
-
 def compare_files(
     old: EmbeddingSource,
     new: EmbeddingSource,
@@ -216,23 +202,18 @@ def compare_files(
     _check_k_fits(k, n_matched - 1, "matched items")
     ladder = k_ladder(k, n_matched)
     rng = np.random.default_rng(np.random.SeedSequence(seed).spawn(1)[0])
-    order = rng.permutation(n_matched)[: 2 * queries + 16]
-    old_values = engine.take(old, old_rows[order]).astype(np.float64)
-    new_values = engine.take(new, new_rows[order]).astype(np.float64)
-    both = clean_mask(old_values, old.dtype) & clean_mask(new_values, new.dtype)
-    chosen = order[both][:queries]
+    draw = draw_clean_items(queries, rng, [old, new], [old_rows, new_rows], engine.take)
+    chosen = draw.items
     if not len(chosen) or n_matched < 2:
         raise InputError(new.path, "needs at least two items that are clean in both files")
     neighbour_items, excluded = [], {}
     for label, source, rows, values in (
-        ("old", old, old_rows, old_values),
-        ("new", new, new_rows, new_values),
+        ("old", old, old_rows, draw.values[0]),
+        ("new", new, new_rows, draw.values[1]),
     ):
         item_of_row = np.full(source.n, -1, dtype=np.int64)
         item_of_row[rows] = np.arange(n_matched)
-        search = NeighborSearch(
-            values[both][:queries], rows[chosen], ladder[-1], [Block("b", len(chosen))]
-        )
+        search = NeighborSearch(values, rows[chosen], ladder[-1], [Block("b", len(chosen))])
         on_rows = on_pass(source) if on_pass is not None else None
         plan = PassPlan(search=search, search_rows=item_of_row >= 0)
         stats = engine.run(source, plan, chunk_rows=chunk_rows, on_rows=on_rows).stats

@@ -22,6 +22,7 @@ import numpy as np
 import numpy.typing as npt
 
 from embaudit import geometry
+from embaudit.draw import draw_clean_rows, draw_positions
 from embaudit.engines import Engine, LocalEngine, PassPlan
 from embaudit.knn import Block, NeighborList, NeighborSearch
 from embaudit.sources import EmbeddingSource
@@ -29,7 +30,6 @@ from embaudit.stats import (
     DEAD_RATIO,
     RowCollector,
     ScanStats,
-    clean_mask,
     coordinate_rms,
     dead_dimension_mask,
     row_norms,
@@ -127,21 +127,6 @@ class Measurements:
     timings: dict[str, float] = field(default_factory=dict)  # seconds per stage
 
 
-def _draw(n: int, size: int, rng: np.random.Generator) -> Ints:
-    """``size`` distinct row positions below n (all of them, shuffled, when size >= n)."""
-    return rng.choice(n, size=min(n, size), replace=False).astype(np.int64)
-
-
-def _draw_clean_queries(
-    source: EmbeddingSource, count: int, rng: np.random.Generator, engine: Engine
-) -> tuple[Ints, Floats]:
-    """Query rows drawn at random among the finite, non-zero rows, in draw order."""
-    candidates = _draw(source.n, 2 * count + 16, rng)
-    values = engine.take(source, candidates).astype(np.float64)
-    clean = clean_mask(values, source.dtype)
-    return candidates[clean][:count], values[clean][:count]
-
-
 def gauge_scales(
     d: int, levels: tuple[float, ...], draws: int, rng: np.random.Generator
 ) -> list[tuple[float, Floats]]:
@@ -189,7 +174,7 @@ def measure(
     timings: dict[str, float] = {}
     started = time.perf_counter()
 
-    query_rows, queries = _draw_clean_queries(source, sampling.queries, query_rng, engine)
+    query_rows, queries, _ = draw_clean_rows(source, sampling.queries, query_rng, engine.take)
     timings["queries"] = time.perf_counter() - started
     # Scale-free statistics are computed on rows divided by one power of two (exact), so that
     # squares of values near 1e±30 (float32) or 1e±200 (float64) stay in range.
@@ -204,7 +189,8 @@ def measure(
         blocks += [Block(f"gauge s={s:g}", gauge_queries, scale) for s, scale in gauges]
         blocks.append(Block("canonical", gauge_queries, canonical))
         search = NeighborSearch(queries, query_rows, k, blocks)
-    plan = PassPlan(search=search, sample=RowCollector(_draw(n, sampling.sample + 64, sample_rng)))
+    sample_rows = draw_positions(n, sampling.sample + 64, sample_rng)
+    plan = PassPlan(search=search, sample=RowCollector(sample_rows))
 
     mark = time.perf_counter()
     result = engine.run(source, plan, chunk_rows=chunk_rows, on_rows=on_rows)

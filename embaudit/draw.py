@@ -1,0 +1,85 @@
+"""Random rows: every sample of embaudit (queries, gauge rows, tower rows, compared items) is
+drawn here, so a bias or a fix lives in one place.
+
+Rows are drawn uniformly without replacement and kept in draw order: the first ``count`` clean
+ones are the sample, wherever they sit in the file. When too few of the drawn rows are clean
+(non-finite or zero rows, see :func:`~embaudit.stats.clean_mask`), a larger draw follows, until
+the sample is full or every row has been drawn.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from embaudit.sources import EmbeddingSource
+from embaudit.stats import clean_mask
+
+Floats = npt.NDArray[np.float64]
+Ints = npt.NDArray[np.int64]
+#: Reads rows of a source at the given positions, in the order given (an engine's ``take``).
+Take = Callable[[EmbeddingSource, Ints], npt.NDArray[np.floating[Any]]]
+
+
+def draw_positions(n: int, size: int, rng: np.random.Generator) -> Ints:
+    """``size`` distinct positions below ``n``, uniformly at random, in draw order (all of
+    them, shuffled, when ``size >= n``)."""
+    return rng.choice(n, size=min(n, size), replace=False).astype(np.int64)
+
+
+@dataclass(frozen=True)
+class CleanDraw:
+    """The items drawn, in draw order, and their rows in each source as float64."""
+
+    items: Ints  # item indices (row positions when the sources are not matched)
+    values: list[Floats]  # per source, (len(items), d) rows
+    left_out: int  # drawn items left out because a row of theirs is non-finite or zero
+
+
+def _take_source(source: EmbeddingSource, rows: Ints) -> npt.NDArray[np.floating[Any]]:
+    return source.take(rows)
+
+
+def draw_clean_items(
+    count: int,
+    rng: np.random.Generator,
+    sources: Sequence[EmbeddingSource],
+    rows: Sequence[Ints] | None = None,
+    take: Take | None = None,
+) -> CleanDraw:
+    """Up to ``count`` items whose rows are clean in every source, drawn uniformly at random.
+
+    Item i is row ``rows[s][i]`` of source s (default: row i of each). ``take`` reads rows
+    (default: the source's own reader; pass an engine's to read on a cluster).
+    """
+    take = take or _take_source
+    n = len(rows[0]) if rows is not None else sources[0].n
+    size = 2 * count + 16
+    while True:
+        items = draw_positions(n, size, rng)
+        order = np.argsort(items, kind="stable")  # read in file order, keep draw order
+        values, clean = [], np.ones(len(items), dtype=bool)
+        for s, source in enumerate(sources):
+            positions = items if rows is None else rows[s][items]
+            taken = np.empty((len(items), source.d))
+            taken[order] = take(source, positions[order])
+            clean &= clean_mask(taken, source.dtype)
+            values.append(taken)
+        if clean.sum() >= count or size >= n:
+            break
+        size *= 4
+    kept = np.flatnonzero(clean)[:count]
+    return CleanDraw(items[kept], [v[kept] for v in values], int((~clean).sum()))
+
+
+def draw_clean_rows(
+    source: EmbeddingSource, count: int, rng: np.random.Generator, take: Take | None = None
+) -> tuple[Ints, Floats, int]:
+    """Up to ``count`` clean rows of one source, drawn uniformly at random: their positions in
+    draw order, the rows as float64, and how many drawn rows were left out."""
+    draw = draw_clean_items(count, rng, [source], take=take)
+    return draw.items, draw.values[0], draw.left_out
