@@ -222,7 +222,9 @@ class RayEngine(Engine):
     it: the cluster this process already joined, else the one in ``RAY_ADDRESS``, else a new
     local cluster started for the run (never a leftover one found on the machine). Tasks whose
     worker dies are retried up to :data:`RAY_TASK_RETRIES` times. Used as a context manager,
-    the engine disconnects from (or stops) what it joined (or started) at the end.
+    the engine disconnects from (or stops) what it joined (or started) at the end. While it is
+    open, what tasks print and the raylet's messages stay off the console (:class:`_RayConsole`)
+    unless :data:`RAY_LOGS_VARIABLE` is set.
     """
 
     name = "ray"
