@@ -240,10 +240,14 @@ class NeighborSearch:
             full = np.flatnonzero(~np.isneginf(bar))
             if not len(full):
                 continue
-            bound = self._bound(neighbor_list, tile_max[offset + full], full, tiles)
-            pair_query, pair_tile = np.nonzero(
-                bound + np.abs(bound) * 1e-5 + 1e-6 > bar[full, None]
-            )
+            # A tile that holds nothing but the query's own row has a largest product of -inf
+            # and no candidate: its bound is -inf (the arithmetic would give -inf + inf).
+            empty = np.isneginf(tile_max[offset + full])
+            with np.errstate(invalid="ignore"):
+                bound = self._bound(neighbor_list, tile_max[offset + full], full, tiles)
+                reach = bound + np.abs(bound) * 1e-5 + 1e-6
+            reach[empty] = -np.inf
+            pair_query, pair_tile = np.nonzero(reach > bar[full, None])
             if not len(pair_query):
                 continue
             # Score the candidate tiles a batch of pairs at a time, so that the (pairs, TILE)

@@ -6,8 +6,11 @@ import math
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from embaudit import Level, Status, audit
+from embaudit.measure import Sampling
 
 
 def _unit(n=200, d=16, seed=0):
@@ -25,6 +28,26 @@ def test_ea004_flags_constant_zero_and_near_constant_dimensions():
     assert check.metrics["dimensions"] == [2, 5, 6]
     assert check.value == 3
     assert "Drop dead dimensions 2, 5, 6" in (check.recommendation or "")
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    st.sampled_from([np.float32, np.float64]),
+    st.floats(-1e3, 1e3, allow_subnormal=False).filter(lambda v: abs(v) > 1e-12),
+    st.integers(50, 3000),
+    st.integers(0, 2**32 - 1),
+)
+def test_ea004_finds_a_constant_column_whatever_its_value_dtype_and_chunking(
+    dtype, value, chunk_rows, seed
+):
+    # Unit rows of d = 64 with one constant column (a bias that survives the last layer): the
+    # column's rounding residue must stay below 1e-6 of the rms coordinate at any magnitude.
+    x = np.random.default_rng(seed).standard_normal((3000, 64))
+    x /= np.linalg.norm(x, axis=1, keepdims=True)
+    x[:, 7] = value
+    sampling = Sampling(queries=5, gauge_queries=5, gauge_draws=1, sample=100, pairs=100)
+    report = audit(x.astype(dtype), select="EA004", chunk_rows=chunk_rows, sampling=sampling)
+    assert report.check("EA004").metrics["dimensions"] == [7]
 
 
 def test_ea004_is_relative_to_the_scale_of_the_data():

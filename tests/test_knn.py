@@ -63,14 +63,24 @@ def test_neighbour_sets_match_faiss_knn(metric):
         assert set(found.rows[q]) == set(expected)
 
 
-def test_chunking_does_not_change_the_result():
+@pytest.mark.parametrize("chunk", [11, 1])
+def test_chunking_does_not_change_the_result(chunk):
+    # Chunks of one row hold tiles with nothing but a query's own row (a largest product of
+    # -inf); a gauge with a zero scale (the canonical gauge drops dead dimensions) rides along.
     rng = np.random.default_rng(2)
     x = rng.standard_normal((300, 8))
     query_rows = np.arange(0, 300, 7)
-    one = _search(x, query_rows, 5, chunk=300)
-    many = _search(x, query_rows, 5, chunk=11)
+    scale = np.exp(rng.normal(0.0, 1.0, size=8))
+    scale[3] = 0.0
+    blocks = [Block("base", len(query_rows)), Block("gauge", 20, scale)]
+    one = _search(x, query_rows, 5, blocks, chunk=300)
+    many = _search(x, query_rows, 5, blocks, chunk=chunk)
     for a, b in zip(one.lists, many.lists, strict=True):
         np.testing.assert_array_equal(a.rows, b.rows)
+    gauged = one.list_for("cosine", block=1)
+    x_gauged = x * scale
+    ref_rows, ref_scores = exact_lists(x_gauged, query_rows[:20], 5, "cosine")
+    _same_sets_up_to_ties(gauged.rows, gauged.scores, ref_rows, ref_scores, 1e-5)
 
 
 def test_k_larger_than_the_database_returns_every_other_row():
