@@ -417,7 +417,7 @@ def gauge_command(
 ) -> int:
     """Audit the gauge freedom of a two-tower dot-product model.
 
-    For any diagonal D, the towers (ITEMS·D, USERS·D⁻¹) give exactly the same scores, yet cosine between items (or users) depends on D. This command finds how far cosine neighbours move under such gauges with condition number up to --max-condition: random draws for a curve of overlap against condition number, and a search for the worst gauge (greedy flips between the bounds of the allowed box, where cosine rankings take their extremes). It also checks that the worst gauge changes no prediction.
+    For any diagonal D, the towers (ITEMS·D, USERS·D⁻¹) give exactly the same scores, yet cosine between items (or users) depends on D. This command finds how far cosine neighbours move under such gauges with condition number up to --max-condition: random draws for a curve of overlap against condition number, and a search for the worst gauge (greedy flips between the bounds of the allowed box, where cosine rankings take their extremes). It also checks that the worst gauge changes no prediction, and reports the balance of the towers: the gauge that makes every user column as long as its item column (over all rows), and its condition number. Weight decay on both towers (Steck et al. 2024, Eq. 2) selects the balanced split, so a condition near 1 is what such training leaves; far from 1, the split is arbitrary.
 
     Examples:
 
@@ -425,7 +425,7 @@ def gauge_command(
 
       embaudit gauge items.parquet users.parquet --side both --max-condition 100 -f json
 
-    Exit codes: 0 the worst overlap stays at or above --min-overlap; 1 it is below (cosine neighbours are not identified by the model); 2 usage, configuration or input error; 3 internal error.
+    Exit codes: 0 the worst overlap stays at or above --min-overlap; 1 it is below (cosine neighbours are not identified by the model), or, with --fail-on warn, the towers are not balanced; 2 usage, configuration or input error; 3 internal error.
     """  # noqa: E501
     options = settings.run_options(
         settings.load(config), k=k, seed=seed, fail_on=None if fail_on is None else fail_on.value

@@ -29,10 +29,11 @@ def _plural(count: int, word: str) -> str:
 @register(
     "EA001",
     "non-finite",
-    summary="Rows containing NaN or ±Inf.",
+    summary="Rows containing NaN, ±Inf or a null.",
     what=(
         "Counts the rows with at least one NaN or infinite value (or, in float64, a norm beyond "
-        "the float64 range) and lists the first of them."
+        "the float64 range) and lists the first of them. A null vector, or a null value inside "
+        "one (pandas writes NaN in a list column that way), is read as NaN and counted here."
     ),
     why=(
         "Cosine similarity of a row with NaN or Inf is undefined, and most vector indexes either "
@@ -57,7 +58,7 @@ def non_finite(data: AuditData, threshold: float) -> Finding:
     return Finding(
         Status.FAIL,
         float(rows.count),
-        f"{_plural(rows.count, 'row')} with NaN or Inf ({describe_rows(rows)}); "
+        f"{_plural(rows.count, 'row')} with NaN, Inf or null ({describe_rows(rows)}); "
         "excluded from the other checks",
         metrics,
         impact=Level.UNTRUSTWORTHY,
