@@ -20,10 +20,11 @@ from tests.exports import encoder_like, lognormal_norms
 
 ROOT = Path(__file__).resolve().parent.parent
 GOLDEN = ROOT / "tests" / "golden"
-STECK = "examples/steck2024/data"
-TMP = "<generated>"
+#: Where the generated exports are written, relative to the repository (ignored by git): a
+#: fixed path, so that the reports (and the table's line breaks) do not depend on it.
+TMP = "test-artifacts/golden"
 
-#: name -> command line; "<generated>" stands for the directory of the generated exports.
+#: name -> command line, run from the repository's root.
 CASES: dict[str, list[str]] = {
     "check-sphere": ["check", "fixtures/sphere.npy"],
     "check-unnormalized-dot": ["check", "fixtures/unnormalized.npy", "--trained-with", "dot"],
@@ -78,17 +79,17 @@ CASES: dict[str, list[str]] = {
         "--queries",
         "200",
     ],
-    "gauge-eq1": [
+    "gauge-free": [
         "gauge",
-        f"{STECK}/eq1-symmetric-items.npy",
-        f"{STECK}/eq1-symmetric-users.npy",
+        f"{TMP}/free-items.npy",
+        f"{TMP}/free-users.npy",
         "--sample",
         "400",
     ],
-    "gauge-eq2-both": [
+    "gauge-balanced-both": [
         "gauge",
-        f"{STECK}/eq2-items.npy",
-        f"{STECK}/eq2-users.npy",
+        f"{TMP}/balanced-items.npy",
+        f"{TMP}/balanced-users.npy",
         "--side",
         "both",
         "--sample",
@@ -101,10 +102,12 @@ CASES: dict[str, list[str]] = {
 }
 #: Cases also kept in the text formats, whose layout the restructure must not move either.
 TEXT_FORMATS = {
-    "check-unnormalized-dot": ("markdown", "junit", "github"),
-    "compare-files-ids": ("markdown", "junit", "github"),
-    "compare-metrics": ("markdown",),
-    "gauge-eq1": ("markdown", "github"),
+    "check-unnormalized-dot": ("markdown", "junit", "github", "table"),
+    "check-baseline": ("table",),
+    "compare-files-ids": ("markdown", "junit", "github", "table"),
+    "compare-metrics": ("markdown", "table"),
+    "gauge-free": ("markdown", "github", "table"),
+    "gauge-balanced-both": ("table",),
 }
 
 CONFIG = """\
@@ -130,22 +133,41 @@ def generate(directory: Path) -> None:
     raw = lognormal_norms(encoder_like(2500, 48, seed=22, normalize=False), seed=22)
     np.save(directory / "lognormal.npy", raw.astype(np.float32))
     (directory / "embaudit.toml").write_text(CONFIG, encoding="utf-8")
+    # Two towers of a dot-product model: a balanced split (every column as long in both
+    # towers) and the same model in another gauge, items·D and users·D⁻¹.
+    rng = np.random.default_rng(23)
+    items, users = rng.standard_normal((700, 12)), rng.standard_normal((2100, 12))
+    columns = np.exp(rng.normal(0.0, 0.5, size=12))
+    items *= columns
+    users *= columns * np.sqrt(len(items) / len(users))
+    balance = np.linalg.norm(users, axis=0) / np.linalg.norm(items, axis=0)
+    items, users = items * np.sqrt(balance), users / np.sqrt(balance)
+    np.save(directory / "balanced-items.npy", items)
+    np.save(directory / "balanced-users.npy", users.astype(np.float32))
+    gauge = np.exp(rng.normal(0.0, 0.8, size=12))
+    np.save(directory / "free-items.npy", (items * gauge).astype(np.float32))
+    np.save(directory / "free-users.npy", (users / gauge).astype(np.float32))
 
 
-def run(name: str, directory: Path, output_format: str = "json") -> str:
-    """The report of one case, with the generated directory and timings taken out."""
-    argv = [part.replace(TMP, str(directory)) for part in CASES[name]]
+def run(name: str, output_format: str = "json") -> str:
+    """The report of one case (the generated exports written first), timings taken out."""
+    argv = CASES[name]
     stdout = io.StringIO()
-    cwd = Path.cwd()
+    cwd, columns = Path.cwd(), os.environ.get("COLUMNS")
     os.chdir(ROOT)
+    os.environ["COLUMNS"] = "100"  # the table's width follows the terminal's
     try:
         with contextlib.redirect_stdout(stdout):
             code = main([*argv, "-f", output_format, "--exit-zero"])
     finally:
         os.chdir(cwd)
+        if columns is None:
+            del os.environ["COLUMNS"]
+        else:
+            os.environ["COLUMNS"] = columns
     if code != 0:
         raise RuntimeError(f"{name}: exit code {code}")
-    text = stdout.getvalue().replace(str(directory), TMP)
+    text = stdout.getvalue()
     if output_format != "json":
         return re.sub(r'time="[0-9.]+"', 'time="0"', text)  # JUnit carries the timings
     report: dict[str, Any] = json.loads(text)
@@ -154,21 +176,18 @@ def run(name: str, directory: Path, output_format: str = "json") -> str:
 
 
 def path_of(name: str, output_format: str = "json") -> Path:
-    suffix = {"json": "json", "markdown": "md", "junit": "xml", "github": "txt"}[output_format]
+    suffix = {"json": "json", "markdown": "md", "junit": "xml", "github": "txt", "table": "table"}[
+        output_format
+    ]
     return GOLDEN / f"{name}.{suffix}"
 
 
-def write_all(directory: Path) -> None:
-    generate(directory)
+def write_all() -> None:
+    generate(ROOT / TMP)
     for name in CASES:
         for output_format in ("json", *TEXT_FORMATS.get(name, ())):
-            path_of(name, output_format).write_text(
-                run(name, directory, output_format), encoding="utf-8"
-            )
+            path_of(name, output_format).write_text(run(name, output_format), encoding="utf-8")
 
 
 if __name__ == "__main__":
-    import tempfile
-
-    with tempfile.TemporaryDirectory() as temporary:
-        write_all(Path(temporary))
+    write_all()

@@ -6,24 +6,20 @@ change that is meant to move a figure; a restructure must leave them bit for bit
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
 
-from tests.golden_cases import CASES, TEXT_FORMATS, generate, path_of, run
+from tests.golden_cases import CASES, ROOT, TEXT_FORMATS, TMP, generate, path_of, run
 
 
-@pytest.fixture(scope="module")
-def generated(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    directory = tmp_path_factory.mktemp("generated")
-    generate(directory)
-    return directory
+@pytest.fixture(scope="module", autouse=True)
+def generated() -> None:
+    generate(ROOT / TMP)
 
 
 @pytest.mark.parametrize(
     ("name", "output_format"),
     [(name, fmt) for name in CASES for fmt in ("json", *TEXT_FORMATS.get(name, ()))],
 )
-def test_the_report_equals_its_golden_copy(generated: Path, name: str, output_format: str) -> None:
+def test_the_report_equals_its_golden_copy(name: str, output_format: str) -> None:
     expected = path_of(name, output_format).read_text(encoding="utf-8")
-    assert run(name, generated, output_format) == expected
+    assert run(name, output_format) == expected
