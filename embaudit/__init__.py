@@ -7,23 +7,30 @@ from embaudit.audit import audit, audit_gauge, compare_knn
 from embaudit.engines import Engine, LocalEngine, RayEngine
 from embaudit.errors import EmbauditError, IncompleteError, InputError, UsageError
 from embaudit.measure import Sampling
-from embaudit.model import (
-    CheckResult,
-    Level,
-    Report,
-    Status,
-    TrainedWith,
-    Verdict,
-)
+from embaudit.model import CheckResult, Level, Status, TrainedWith, Verdict
+from embaudit.options import CheckOptions, CompareOptions, GaugeOptions
+from embaudit.params import ParameterError
+from embaudit.reports import CheckReport, FilesReport, GaugeReport, MetricsReport
+
+#: The report of :func:`audit` (the name of earlier releases).
+Report = CheckReport
 
 __all__ = [
+    "CheckOptions",
+    "CheckReport",
     "CheckResult",
+    "CompareOptions",
     "EmbauditError",
     "Engine",
+    "FilesReport",
+    "GaugeOptions",
+    "GaugeReport",
     "IncompleteError",
     "InputError",
     "Level",
     "LocalEngine",
+    "MetricsReport",
+    "ParameterError",
     "RayEngine",
     "Report",
     "Sampling",

@@ -9,19 +9,43 @@ import tempfile
 import traceback
 from enum import StrEnum
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
-from embaudit import settings
 from embaudit._streams import stdout_to_stderr
 from embaudit._version import __version__
 from embaudit.audit import audit, audit_gauge, compare_knn
 from embaudit.checks import REGISTRY
 from embaudit.errors import EmbauditError, UsageError
 from embaudit.formats import FORMATS
-from embaudit.model import AnyReport, TrainedWith
+from embaudit.model import TrainedWith
+from embaudit.options import (
+    ENGINE,
+    FAIL_ON,
+    RAY_ADDRESS,
+    CheckOptions,
+    CompareOptions,
+    FailOn,
+    GaugeOptions,
+    Metric,
+    Side,
+    merge,
+    read_config,
+)
+from embaudit.params import (
+    COLUMN,
+    ID_COLUMN,
+    KEY,
+    QUERIES,
+    SEED,
+    K,
+    Param,
+    ParameterError,
+    declared,
+)
 from embaudit.progress import pass_progress
+from embaudit.reports import AnyReport
 
 EXIT_OK, EXIT_FINDINGS, EXIT_USAGE, EXIT_INTERNAL = 0, 1, 2, 3
 
@@ -30,21 +54,17 @@ OutputFormat = StrEnum("OutputFormat", {name.upper(): name for name in FORMATS})
 DEFAULT_FORMAT = OutputFormat("table")
 
 
-class FailOn(StrEnum):
-    WARN = "warn"
-    FAIL = "fail"
+def _flag(param: Param, *aliases: str, help: str | None = None) -> Any:
+    """The typer option of a declared parameter: its flag, help and default. The value is
+    validated where it is declared (:mod:`embaudit.params`), and an error names the flag."""
+    default = param.default
+    shown = False if default is None else str(getattr(default, "value", default))
+    assert param.flag is not None
+    return typer.Option(param.flag, *aliases, help=help or param.help, show_default=shown)
 
 
-class Side(StrEnum):
-    ITEMS = "items"
-    USERS = "users"
-    BOTH = "both"
-
-
-class Metric(StrEnum):
-    COSINE = "cosine"
-    L2 = "l2"
-    DOT = "dot"
+def _declared_flag(kind: type, name: str, *aliases: str) -> Any:
+    return _flag(declared(kind)[name], *aliases)
 
 
 app = typer.Typer(
@@ -111,52 +131,16 @@ OutputOption = Annotated[
         "when the gate fails.",
     ),
 ]
-KOption = Annotated[
-    int | None,
-    typer.Option("-k", min=1, max=1000, show_default="10", help="Neighbours per query."),
-]
-SeedOption = Annotated[
-    int | None,
-    typer.Option("--seed", min=0, show_default="0", help="Seed of every random choice."),
-]
-QueriesOption = Annotated[
-    int | None,
-    typer.Option("--queries", min=1, show_default="500", help="Query rows sampled for the kNN."),
-]
-KeyOption = Annotated[
-    str | None, typer.Option("--key", help="The array to read from an .npz archive.")
-]
-ColumnOption = Annotated[
-    str | None,
-    typer.Option(
-        "--column",
-        help="Parquet column holding the vectors (list or fixed_size_list of floats). "
-        "Default: the only list column; without one, every float column is a dimension.",
-    ),
-]
-IdColumnOption = Annotated[
-    str | None,
-    typer.Option(
-        "--id-column",
-        help="Parquet column of row ids, used in findings and to match items between files. "
-        "Default: a column named 'id'.",
-    ),
-]
-FailOnOption = Annotated[
-    FailOn | None,
-    typer.Option(
-        "--fail-on",
-        show_default="fail",
-        help="Exit 1 on failures (fail) or also on warnings and a caution verdict (warn).",
-    ),
-]
+KOption = Annotated[int | None, _flag(K)]
+SeedOption = Annotated[int | None, _flag(SEED)]
+QueriesOption = Annotated[int | None, _flag(QUERIES)]
+KeyOption = Annotated[str | None, _flag(KEY)]
+ColumnOption = Annotated[str | None, _flag(COLUMN)]
+IdColumnOption = Annotated[str | None, _flag(ID_COLUMN)]
+FailOnOption = Annotated[FailOn | None, _flag(FAIL_ON)]
 GateFailOnOption = Annotated[
     FailOn | None,
-    typer.Option(
-        "--fail-on",
-        show_default="fail",
-        help="Exit 1 on failing comparisons (fail) or also on warnings (warn).",
-    ),
+    _flag(FAIL_ON, help="Exit 1 on failing comparisons (fail) or also on warnings (warn)."),
 ]
 ExitZeroOption = Annotated[
     bool, typer.Option("--exit-zero", help="Exit 0 even when the gate fails (report only).")
@@ -176,22 +160,8 @@ class EngineName(StrEnum):
     RAY = "ray"
 
 
-EngineOption = Annotated[
-    EngineName,
-    typer.Option(
-        "--engine",
-        help="Where the pass over the data runs: local (this process) or ray (a Ray cluster, "
-        "parquet input; needs embaudit\\[ray]). Both give the same report.",
-    ),
-]
-RayAddressOption = Annotated[
-    str | None,
-    typer.Option(
-        "--ray-address",
-        help="The Ray cluster to join (auto, host:6379, ray://host:10001). Default: the one "
-        "in RAY_ADDRESS, else a local cluster started for the run.",
-    ),
-]
+EngineOption = Annotated[EngineName | None, _flag(ENGINE)]
+RayAddressOption = Annotated[str | None, _flag(RAY_ADDRESS)]
 QuietOption = Annotated[
     bool,
     typer.Option("--quiet", "-q", help="Table format: print only a one-line summary."),
@@ -204,30 +174,14 @@ def check(
     output_format: FormatOption = DEFAULT_FORMAT,
     output: OutputOption = None,
     trained_with: Annotated[
-        TrainedWith | None,
-        typer.Option(
-            "--trained-with",
-            show_default="unknown",
-            help="The objective the model was trained with; it decides how norm and gauge "
-            "findings weigh in the verdict, never the measured values.",
-        ),
+        TrainedWith | None, _declared_flag(CheckOptions, "trained_with")
     ] = None,
     k: KOption = None,
     seed: SeedOption = None,
     queries: QueriesOption = None,
-    select: Annotated[
-        str | None,
-        typer.Option(
-            "--select", help="Run only these codes or prefixes, comma-separated (EA3 = EA3xx)."
-        ),
-    ] = None,
-    extend_select: Annotated[
-        str | None,
-        typer.Option("--extend-select", help="Add codes or prefixes to the selection."),
-    ] = None,
-    ignore: Annotated[
-        str | None, typer.Option("--ignore", help="Skip these codes or prefixes.")
-    ] = None,
+    select: Annotated[str | None, _declared_flag(CheckOptions, "select")] = None,
+    extend_select: Annotated[str | None, _declared_flag(CheckOptions, "extend_select")] = None,
+    ignore: Annotated[str | None, _declared_flag(CheckOptions, "ignore")] = None,
     fail_on: FailOnOption = None,
     exit_zero: ExitZeroOption = False,
     baseline: Annotated[
@@ -242,7 +196,7 @@ def check(
     key: KeyOption = None,
     column: ColumnOption = None,
     id_column: IdColumnOption = None,
-    engine: EngineOption = EngineName.LOCAL,
+    engine: EngineOption = None,
     ray_address: RayAddressOption = None,
     quiet: QuietOption = False,
 ) -> int:
@@ -262,30 +216,28 @@ def check(
 
     Exit codes: 0 nothing at the failing level; 1 a failing check or an untrustworthy verdict (with --fail-on warn also a warning or a caution verdict); 2 usage, configuration or input error; 3 internal error.
     """  # noqa: E501
-    options = settings.audit_options(
-        settings.load(config),
-        k=k,
-        seed=seed,
-        trained_with=None if trained_with is None else trained_with.value,
-        select=select,
-        extend_select=extend_select,
-        ignore=ignore,
-        fail_on=None if fail_on is None else fail_on.value,
-        queries=queries,
+    options = merge(
+        CheckOptions,
+        read_config(config),
+        {
+            "k": k,
+            "seed": seed,
+            "trained_with": trained_with,
+            "queries": queries,
+            "select": select,
+            "extend_select": extend_select,
+            "ignore": ignore,
+            "fail_on": fail_on,
+            "key": key,
+            "column": column,
+            "id_column": id_column,
+            "engine": engine,
+            "ray_address": ray_address,
+        },
     )
     FORMATS[output_format.value].require()
     with stdout_to_stderr(), pass_progress(not quiet) as progress:
-        report = audit(
-            file,
-            key=key,
-            column=column,
-            id_column=id_column,
-            baseline=baseline,
-            progress=progress,
-            engine=engine.value,
-            ray_address=ray_address,
-            **options,
-        )
+        report = audit(file, options, baseline=baseline, progress=progress)
     return _conclude(report, output_format.value, output, quiet, exit_zero)
 
 
@@ -299,18 +251,8 @@ def compare_knn_command(
             show_default=False,
         ),
     ],
-    metric: Annotated[
-        Metric, typer.Option("--metric", help="Two files: the metric of the neighbours.")
-    ] = Metric.COSINE,
-    min_overlap: Annotated[
-        float | None,
-        typer.Option(
-            "--min-overlap",
-            min=0.0,
-            max=1.0,
-            help="Make it a gate: exit 1 when an overlap@k is below this value.",
-        ),
-    ] = None,
+    metric: Annotated[Metric | None, _declared_flag(CompareOptions, "metric")] = None,
+    min_overlap: Annotated[float | None, _declared_flag(CompareOptions, "min_overlap")] = None,
     output_format: FormatOption = DEFAULT_FORMAT,
     output: OutputOption = None,
     k: KOption = None,
@@ -322,7 +264,7 @@ def compare_knn_command(
     key: KeyOption = None,
     column: ColumnOption = None,
     id_column: IdColumnOption = None,
-    engine: EngineOption = EngineName.LOCAL,
+    engine: EngineOption = None,
     ray_address: RayAddressOption = None,
     quiet: QuietOption = False,
 ) -> int:
@@ -342,27 +284,27 @@ def compare_knn_command(
     """  # noqa: E501
     if not 1 <= len(files) <= 2:
         raise UsageError(f"compare-knn takes one or two files, got {len(files)}")
-    options = settings.run_options(
-        settings.load(config), k=k, seed=seed, fail_on=None if fail_on is None else fail_on.value
+    options = merge(
+        CompareOptions,
+        read_config(config),
+        {
+            "k": k,
+            "seed": seed,
+            "queries": queries,
+            "metric": metric,
+            "min_overlap": min_overlap,
+            "fail_on": fail_on,
+            "key": key,
+            "column": column,
+            "id_column": id_column,
+            "engine": engine,
+            "ray_address": ray_address,
+        },
     )
     FORMATS[output_format.value].require()
     with stdout_to_stderr(), pass_progress(not quiet) as progress:
-        report = compare_knn(
-            files[0],
-            files[1] if len(files) == 2 else None,
-            k=options["k"],
-            seed=options["seed"],
-            queries=queries if queries is not None else options["queries"],
-            metric=metric.value,
-            min_overlap=min_overlap,
-            fail_on=options["fail_on"],
-            key=key,
-            column=column,
-            id_column=id_column,
-            progress=progress,
-            engine=engine.value,
-            ray_address=ray_address,
-        )
+        second = files[1] if len(files) == 2 else None
+        report = compare_knn(files[0], second, options, progress=progress)
     return _conclude(report, output_format.value, output, quiet, exit_zero)
 
 
@@ -378,31 +320,10 @@ def gauge_command(
         Path,
         typer.Argument(help="The user tower (user factors, query embeddings).", show_default=False),
     ],
-    side: Annotated[
-        Side, typer.Option("--side", help="Whose cosine neighbours to audit.")
-    ] = Side.ITEMS,
-    max_condition: Annotated[
-        float,
-        typer.Option(
-            "--max-condition",
-            min=1.0,
-            max=1e12,
-            help="Largest condition number max(D)/min(D) of the gauges tried.",
-        ),
-    ] = 10.0,
-    min_overlap: Annotated[
-        float,
-        typer.Option(
-            "--min-overlap",
-            min=0.0,
-            max=1.0,
-            help="Fail when the worst overlap@k found is below this: the model does not "
-            "determine the cosine neighbours.",
-        ),
-    ] = 0.5,
-    sample: Annotated[
-        int, typer.Option("--sample", min=2, help="Rows of each tower compared.")
-    ] = 2000,
+    side: Annotated[Side | None, _declared_flag(GaugeOptions, "side")] = None,
+    max_condition: Annotated[float | None, _declared_flag(GaugeOptions, "max_condition")] = None,
+    min_overlap: Annotated[float | None, _declared_flag(GaugeOptions, "min_overlap")] = None,
+    sample: Annotated[int | None, _declared_flag(GaugeOptions, "sample")] = None,
     output_format: FormatOption = DEFAULT_FORMAT,
     output: OutputOption = None,
     k: KOption = None,
@@ -427,25 +348,25 @@ def gauge_command(
 
     Exit codes: 0 the worst overlap stays at or above --min-overlap; 1 it is below (cosine neighbours are not identified by the model), or, with --fail-on warn, the towers are not balanced; 2 usage, configuration or input error; 3 internal error.
     """  # noqa: E501
-    options = settings.run_options(
-        settings.load(config), k=k, seed=seed, fail_on=None if fail_on is None else fail_on.value
+    options = merge(
+        GaugeOptions,
+        read_config(config),
+        {
+            "k": k,
+            "seed": seed,
+            "side": side,
+            "max_condition": max_condition,
+            "min_overlap": min_overlap,
+            "sample": sample,
+            "fail_on": fail_on,
+            "key": key,
+            "column": column,
+            "id_column": id_column,
+        },
     )
     FORMATS[output_format.value].require()
     with stdout_to_stderr():
-        report = audit_gauge(
-            items,
-            users,
-            side=side.value,
-            k=options["k"],
-            seed=options["seed"],
-            max_condition=max_condition,
-            min_overlap=min_overlap,
-            sample=sample,
-            fail_on=options["fail_on"],
-            key=key,
-            column=column,
-            id_column=id_column,
-        )
+        report = audit_gauge(items, users, options)
     return _conclude(report, output_format.value, output, quiet, exit_zero)
 
 
@@ -578,6 +499,10 @@ def main(argv: list[str] | None = None) -> int:
     command = typer.main.get_command(app)
     try:
         result = command.main(args=argv, prog_name="embaudit", standalone_mode=False)
+    except ParameterError as error:  # the library names the parameter, the CLI its flag
+        named = error.named(error.flag) if error.flag else str(error)
+        sys.stderr.write(f"embaudit: error: {one_line(named)}\n")
+        return EXIT_USAGE
     except EmbauditError as error:
         sys.stderr.write(f"embaudit: error: {one_line(str(error))}\n")
         return EXIT_USAGE

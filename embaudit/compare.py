@@ -140,10 +140,14 @@ class FilesComparison:
             "quantiles": self.quantiles(),
             "changed_most": self.changed_most(),
             "excluded_rows": self.excluded_rows,
-            "per_item_histogram": {
-                "edges": [j / 10 for j in range(11)],
-                "counts": [int(c) for c in np.histogram(self.per_query, 10, (0.0, 1.0))[0]],
-            },
+            "per_item_histogram": self.per_item_histogram(),
+        }
+
+    def per_item_histogram(self) -> dict[str, Any]:
+        """Counts of the per-item overlap@k in ten bins of [0, 1]."""
+        return {
+            "edges": [j / 10 for j in range(11)],
+            "counts": [int(c) for c in np.histogram(self.per_query, 10, (0.0, 1.0))[0]],
         }
 
     def changed_most(self) -> list[dict[str, Any]]:

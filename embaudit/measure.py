@@ -25,6 +25,16 @@ from embaudit import geometry
 from embaudit.draw import draw_clean_rows, draw_positions
 from embaudit.engines import Engine, LocalEngine, PassPlan
 from embaudit.knn import Block, NeighborList, NeighborSearch
+from embaudit.params import (
+    GAUGE_DRAWS,
+    GAUGE_LEVELS,
+    GAUGE_QUERIES,
+    PAIRS,
+    QUERIES,
+    SAMPLE,
+    declare,
+    validate,
+)
 from embaudit.sources import EmbeddingSource
 from embaudit.stats import (
     DEAD_RATIO,
@@ -44,12 +54,15 @@ class Sampling:
     """Sample sizes. Defaults keep a 1M x 768 audit within seconds; see the README for the
     statistical error they imply."""
 
-    queries: int = 500  # query rows of the cosine / L2 / dot comparison (EA401, EA402)
-    gauge_queries: int = 50  # the first of them, searched again under each gauge (EA301, EA302)
-    gauge_draws: int = 3  # random gauges per rescaling level
-    gauge_levels: tuple[float, ...] = (0.1, 0.25, 0.5, 1.0)  # s in D = exp(N(0, s^2))
-    sample: int = 5000  # rows for the spectrum, pair cosines and hubness graph
-    pairs: int = 20000  # random pairs of sample rows
+    queries: int = declare(QUERIES)  # query rows of the cosine / L2 / dot comparison (EA4xx)
+    gauge_queries: int = declare(GAUGE_QUERIES)  # the first queries, searched under each gauge
+    gauge_draws: int = declare(GAUGE_DRAWS)  # random gauges per rescaling level
+    gauge_levels: tuple[float, ...] = declare(GAUGE_LEVELS)  # s in D = exp(N(0, s^2))
+    sample: int = declare(SAMPLE)  # rows for the spectrum, pair cosines and hubness graph
+    pairs: int = declare(PAIRS)  # random pairs of sample rows
+
+    def __post_init__(self) -> None:
+        validate(self)
 
     def to_dict(self) -> dict[str, Any]:
         return {

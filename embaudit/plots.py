@@ -13,7 +13,7 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
-from embaudit.model import AnyReport, CompareReport, Report
+from embaudit.reports import AnyReport, CheckReport, FilesReport, GaugeReport, MetricsReport
 
 PALETTE = ["#3b6ea8", "#d1495b", "#edae49", "#00798c", "#66a182"]
 
@@ -59,7 +59,7 @@ def _bars(axes: Any, edges: list[float], counts: list[int], color: str, label: s
     axes.bar(edges[: len(counts)], counts, width=widths, align="edge", color=color, label=label)
 
 
-def check_plots(report: Report) -> list[Plot]:
+def check_plots(report: CheckReport) -> list[Plot]:
     metrics = {check.code: check.metrics for check in report.checks}
     plots = []
     if "histogram" in metrics.get("EA101", {}):
@@ -251,95 +251,80 @@ def check_plots(report: Report) -> list[Plot]:
     return plots
 
 
-def compare_plots(report: CompareReport) -> list[Plot]:
-    results, plots = report.results, []
-    if report.mode == "towers":
-        figure, axes = _figure()
-        for color, side in zip(PALETTE, results["sides"], strict=False):
-            curve = side["overlap_by_condition"]
-            axes.plot(
-                [p["condition"] for p in curve],
-                [p["overlap_at_k"] for p in curve],
-                "o-",
-                color=color,
-                label=f"{side['side']}: random gauges",
-            )
-            axes.axhline(
-                side["worst_overlap_at_k"],
-                color=color,
-                linestyle="--",
-                label=f"{side['side']}: worst found",
-            )
-        axes.set(
-            xscale="log",
-            title="Overlap by condition number",
-            xlabel="max(D) / min(D)",
-            ylabel="overlap@k",
-            ylim=(0, 1.05),
-        )
-        axes.legend(fontsize=8)
-        plots.append(
-            Plot(
-                "Overlap by condition number",
-                "Every gauge here leaves the predictions unchanged; the lower the curve, the less "
-                "the model determines its cosine neighbours.",
-                "Line chart of the cosine overlap@k under score-preserving gauges by condition "
-                "number, with the worst gauge found as a dashed line.",
-                _svg(figure),
-            )
-        )
-        return plots
+def _condition_plot(report: GaugeReport) -> Plot:
     figure, axes = _figure()
-    if report.mode == "files":
-        by_k = results["by_k"]
+    for color, side in zip(PALETTE, report.sides, strict=False):
+        curve = side.overlap_by_condition
         axes.plot(
-            [int(j) for j in by_k],
-            list(by_k.values()),
+            [p["condition"] for p in curve],
+            [p["overlap_at_k"] for p in curve],
             "o-",
-            color=PALETTE[0],
-            label=results["metric"],
+            color=color,
+            label=f"{side.side}: random gauges",
         )
-    else:
-        for color, pair in zip(PALETTE, results["pairs"], strict=False):
-            axes.plot(
-                [int(j) for j in pair["by_k"]],
-                list(pair["by_k"].values()),
-                "o-",
-                color=color,
-                label=f"{pair['a']} vs {pair['b']}",
-            )
+        axes.axhline(
+            side.worst_overlap_at_k, color=color, linestyle="--", label=f"{side.side}: worst found"
+        )
+    axes.set(
+        xscale="log",
+        title="Overlap by condition number",
+        xlabel="max(D) / min(D)",
+        ylabel="overlap@k",
+        ylim=(0, 1.05),
+    )
+    axes.legend(fontsize=8)
+    return Plot(
+        "Overlap by condition number",
+        "Every gauge here leaves the predictions unchanged; the lower the curve, the less the "
+        "model determines its cosine neighbours.",
+        "Line chart of the cosine overlap@k under score-preserving gauges by condition number, "
+        "with the worst gauge found as a dashed line.",
+        _svg(figure),
+    )
+
+
+def _by_k_plot(curves: list[tuple[str, dict[int, float]]]) -> Plot:
+    figure, axes = _figure()
+    for color, (label, by_k) in zip(PALETTE, curves, strict=False):
+        axes.plot([int(j) for j in by_k], list(by_k.values()), "o-", color=color, label=label)
     axes.set(xscale="log", title="Overlap by k", xlabel="k", ylabel="overlap@k", ylim=(0, 1.05))
     axes.legend()
-    plots.append(
-        Plot(
-            "Overlap by k",
-            "At 1 every neighbour is shared; the curve shows whether disagreement sits at the "
-            "top of the lists or further down.",
-            "Line chart of overlap@k against k.",
-            _svg(figure),
-        )
+    return Plot(
+        "Overlap by k",
+        "At 1 every neighbour is shared; the curve shows whether disagreement sits at the top of "
+        "the lists or further down.",
+        "Line chart of overlap@k against k.",
+        _svg(figure),
     )
-    if report.mode == "files":
-        figure, axes = _figure()
-        hist = results["per_item_histogram"]
-        _bars(axes, hist["edges"], hist["counts"], PALETTE[0], "items")
-        axes.set(
-            title="Per-item overlap",
-            xlabel=f"overlap@{report.k} of an item's neighbours",
-            ylabel="items",
-        )
-        plots.append(
-            Plot(
-                "Per-item overlap",
-                "Mass at the left means many items whose neighbourhoods changed completely "
-                "between the exports.",
-                "Histogram of the overlap@k of each sampled item's neighbours between the two "
-                "exports.",
-                _svg(figure),
-            )
-        )
-    return plots
+
+
+def _per_item_plot(report: FilesReport) -> Plot:
+    figure, axes = _figure()
+    hist = report.comparison.per_item_histogram()
+    _bars(axes, hist["edges"], hist["counts"], PALETTE[0], "items")
+    axes.set(
+        title="Per-item overlap",
+        xlabel=f"overlap@{report.k} of an item's neighbours",
+        ylabel="items",
+    )
+    return Plot(
+        "Per-item overlap",
+        "Mass at the left means many items whose neighbourhoods changed completely between the "
+        "exports.",
+        "Histogram of the overlap@k of each sampled item's neighbours between the two exports.",
+        _svg(figure),
+    )
+
+
+def compare_plots(report: MetricsReport | FilesReport | GaugeReport) -> list[Plot]:
+    if isinstance(report, GaugeReport):
+        return [_condition_plot(report)]
+    if isinstance(report, FilesReport):
+        comparison = report.comparison
+        return [_by_k_plot([(comparison.metric, comparison.by_k)]), _per_item_plot(report)]
+    pairs = report.comparison.pairs
+    return [_by_k_plot([(f"{pair.a} vs {pair.b}", pair.by_k) for pair in pairs])]
 
 
 def plots_for(report: AnyReport) -> list[Plot]:
-    return compare_plots(report) if isinstance(report, CompareReport) else check_plots(report)
+    return check_plots(report) if isinstance(report, CheckReport) else compare_plots(report)

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 import embaudit
-from embaudit import InputError, Report, UsageError, audit
+from embaudit import InputError, Report, Sampling, UsageError, audit, audit_gauge, compare_knn
 from embaudit.formats import FORMATS
 
 
@@ -31,16 +31,35 @@ def test_audit_accepts_paths_as_strings(fixtures):
 @pytest.mark.parametrize(
     ("options", "fragment"),
     [
-        ({"k": 0}, "-k"),
-        ({"k": 2.5}, "-k"),
-        ({"seed": -1}, "--seed"),
-        ({"trained_with": "softmax"}, "--trained-with"),
-        ({"key": "x"}, "--key"),
+        ({"k": 0}, "^k must be an integer in \\[1, 1000\\], got 0$"),
+        ({"k": 2.5}, "^k must be an integer"),
+        ({"seed": -1}, "^seed must be an integer >= 0, got -1$"),
+        ({"trained_with": "softmax"}, "^trained_with must be one of cosine, dot, l2, unknown"),
+        ({"key": "x"}, "^key applies to files, not arrays$"),
+        ({"sampling": Sampling(queries=5), "k": 1001}, "^k must be"),
+        ({"kk": 3}, "unknown parameter 'kk'"),
     ],
 )
-def test_invalid_options_raise_usage_errors_naming_the_option(options, fragment):
+def test_invalid_options_raise_usage_errors_naming_the_parameter(options, fragment):
+    # The library names the parameter; only the command line speaks of flags.
     with pytest.raises(UsageError, match=fragment):
         audit(np.ones((3, 2)), **options)
+
+
+@pytest.mark.parametrize(
+    ("call", "fragment"),
+    [
+        (lambda: compare_knn(np.ones((3, 2)), queries=0), "^queries must be an integer >= 1"),
+        (lambda: compare_knn(np.ones((3, 2)), min_overlap=1.5), "^min_overlap must be a number"),
+        (lambda: compare_knn(np.ones((3, 2)), metric="cos"), "^metric must be one of"),
+        (lambda: audit_gauge(np.ones((3, 2)), np.ones((3, 2)), sample=5), "^sample must be larger"),
+        (lambda: audit_gauge(np.ones((3, 2)), np.ones((3, 2)), side="x"), "^side must be one of"),
+        (lambda: Sampling(gauge_levels=()), "^gauge_levels must be a non-empty list"),
+    ],
+)
+def test_every_command_names_the_parameter_at_fault(call, fragment):
+    with pytest.raises(UsageError, match=fragment):
+        call()
 
 
 def test_unreadable_arrays_raise_input_errors():

@@ -440,7 +440,7 @@ class NoisySource(ParquetSource):  # prints in every task, kills the worker of f
         yield from super().read(fragment, chunk_rows)
 
 audit = cli.audit
-cli.audit = lambda file, **options: audit(NoisySource(file), **options)
+cli.audit = lambda file, *args, **options: audit(NoisySource(file), *args, **options)
 sys.exit(cli.main(sys.argv[1:]))
 """
 

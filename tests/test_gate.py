@@ -11,7 +11,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from embaudit.checks import REGISTRY
-from embaudit.config import enabled_codes
+from embaudit.config_file import enabled_codes
 from embaudit.formats.github import escape_data, escape_property
 
 AUDIT_CODES = sorted(code for code, check in REGISTRY.items() if not check.needs_baseline)
@@ -224,7 +224,7 @@ def test_severity_warn_keeps_a_finding_from_failing_the_gate(cli, fixtures, tmp_
     ("content", "fragment"),
     [
         ("tresholds = 1\n", "unknown key 'tresholds'"),
-        ("k = 0\n", "'k' in embaudit.toml: must be an integer >= 1"),
+        ("k = 0\n", "'k' in embaudit.toml: must be an integer in [1, 1000], got 0"),
         ('trained-with = "softmax"\n', "'trained-with' in embaudit.toml"),
         ('select = ["EA9"]\n', "'select' in embaudit.toml: 'EA9' matches no check code"),
         ('fail-on = "error"\n', "'fail-on' in embaudit.toml"),
@@ -389,7 +389,7 @@ def test_shipped_pre_commit_hooks_are_well_formed():
 
 def test_k_is_bounded(cli, fixtures):
     result = cli("check", fixtures / "sphere.npy", "-k", "1001")
-    assert result.code == 2 and "'-k'" in result.stderr
+    assert result.code == 2 and "-k must be an integer in [1, 1000], got 1001" in result.stderr
 
 
 def test_k_at_least_the_other_rows_skips_the_neighbour_checks(cli, tmp_path):
@@ -432,9 +432,9 @@ def test_a_broken_pyproject_meant_for_embaudit_is_an_error(cli, fixtures, tmp_pa
 def test_api_validates_thresholds_and_severities(fixtures):
     from embaudit import UsageError, audit
 
-    with pytest.raises(UsageError, match="threshold of EA301"):
+    with pytest.raises(UsageError, match="thresholds of EA301"):
         audit(fixtures / "sphere.npy", thresholds={"EA301": "x"})
-    with pytest.raises(UsageError, match="severity of EA301"):
+    with pytest.raises(UsageError, match="severities of EA301"):
         audit(fixtures / "sphere.npy", severities={"EA301": "pass"})
 
 

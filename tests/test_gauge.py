@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 from hypothesis import given, settings
@@ -90,12 +92,20 @@ def test_prediction_change_stays_at_float64_rounding_for_any_gauge():
         assert prediction_change(items, users, gauge) < 1e-12
 
 
-def test_the_api_matches_the_cli(tmp_path):
+def test_the_api_matches_the_cli(cli, tmp_path):
     items, users = _towers(tmp_path)
-    report = audit_gauge(items, users, sample=300)
+    report = audit_gauge(items, users, sample=300, side="both", seed=4)
+    printed = cli("gauge", items, users, "--sample", "300", "--side", "both", "--seed", "4")
     assert report.kind == "gauge"
-    assert 0.0 <= report.results["worst_overlap_at_k"] <= 1.0
-    with pytest.raises(UsageError, match="--side"):
+    document = report.to_dict()
+    expected = cli(
+        "gauge", items, users, "--sample", "300", "--side", "both", "--seed", "4", "-f", "json"
+    ).json()
+    for produced in (document, expected):
+        produced.pop("timings")
+    assert json.loads(json.dumps(document)) == expected
+    assert f"{report.worst_overlap_at_k:.3f}" in printed.stdout
+    with pytest.raises(UsageError, match=r"^side must be one of items, users, both"):
         audit_gauge(items, users, side="rows")
 
 
@@ -222,10 +232,10 @@ def test_the_balance_sums_over_every_row_not_the_sample(tmp_path):
     user_rows[7] = np.nan  # left out, as everywhere
     np.save(users, user_rows)
     report = audit_gauge(items, users, sample=20)
-    towers = report.results["balance"]
+    towers = report.balance
     expected = _balance_of(np.load(items), np.delete(user_rows, 7, axis=0))
-    assert towers["rows"] == {"items": 300, "users": 399}
-    assert towers["condition"] == pytest.approx(expected.condition, rel=1e-12)
+    assert towers.rows == {"items": 300, "users": 399}
+    assert towers.condition == pytest.approx(expected.condition, rel=1e-12)
 
 
 def test_float32_towers_at_balance_count_as_balanced(tmp_path):
@@ -234,8 +244,8 @@ def test_float32_towers_at_balance_count_as_balanced(tmp_path):
     np.save(tmp_path / "items.npy", items)
     np.save(tmp_path / "users.npy", users)
     towers = audit_gauge(tmp_path / "items.npy", tmp_path / "users.npy", sample=40)
-    assert towers.results["balance"]["condition"] == pytest.approx(1.0, abs=1e-5)
-    assert towers.results["balance"]["balanced"] is True
+    assert towers.balance.condition == pytest.approx(1.0, abs=1e-5)
+    assert towers.balance.balanced is True
 
 
 def test_dimensions_zero_in_both_towers_are_left_out():

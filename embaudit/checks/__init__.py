@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 from embaudit.checks import defects, drift, neighbors, norms, shape
-from embaudit.checks.base import REGISTRY, AuditData, AuditParams, Baseline, Check
+from embaudit.checks.base import REGISTRY, AuditData, Baseline, Check
 from embaudit.model import CheckResult
 
-__all__ = ["REGISTRY", "AuditData", "AuditParams", "Baseline", "Check", "run_checks"]
+__all__ = ["REGISTRY", "AuditData", "Baseline", "Check", "run_checks"]
 
 del defects, drift, neighbors, norms, shape  # imported for registration only
 

@@ -2,36 +2,20 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from collections.abc import Callable
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import numpy as np
 import numpy.typing as npt
 
-from embaudit.measure import Geometry, Neighbors, Sampling
-from embaudit.model import CheckResult, Finding, Level, Status, TrainedWith, Verdict
+from embaudit.measure import Geometry, Neighbors
+from embaudit.model import CheckResult, Finding, Level, Status, Verdict
 from embaudit.stats import ScanStats
 
 if TYPE_CHECKING:
     from embaudit.compare import FilesComparison
-
-
-@dataclass(frozen=True)
-class AuditParams:
-    """Options that shape the measurements and how they are judged."""
-
-    k: int = 10
-    seed: int = 0
-    trained_with: TrainedWith = TrainedWith.UNKNOWN
-    thresholds: Mapping[str, float] = field(default_factory=dict)
-    sampling: Sampling = field(default_factory=Sampling)
-    enabled: frozenset[str] | None = None  # None: every check
-    severities: Mapping[str, Status] = field(default_factory=dict)
-
-    def threshold(self, code: str) -> float:
-        """The threshold check ``code`` judges with: the configured one, else its default."""
-        return self.thresholds.get(code, REGISTRY[code].threshold)
+    from embaudit.options import CheckOptions
 
 
 @dataclass(frozen=True)
@@ -48,7 +32,7 @@ class Baseline:
 class AuditData:
     """Everything the checks read: computed once, upstream of every check."""
 
-    params: AuditParams
+    params: CheckOptions
     stats: ScanStats
     geometry: Geometry | None = None
     neighbors: Neighbors | None = None

@@ -7,7 +7,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from embaudit.model import AnyReport, CheckResult
+from embaudit.model import CheckResult
+from embaudit.reports import AnyReport
 
 
 @dataclass(frozen=True)

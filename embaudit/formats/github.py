@@ -13,7 +13,8 @@ from pathlib import Path
 
 from embaudit.formats.base import Attachment, Format, label
 from embaudit.formats.markdown import MarkdownFormat
-from embaudit.model import AnyReport, Status
+from embaudit.model import Status
+from embaudit.reports import AnyReport
 
 
 def escape_data(text: str) -> str:

@@ -16,7 +16,8 @@ from embaudit.checks import REGISTRY
 from embaudit.errors import UsageError
 from embaudit.formats.base import Format
 from embaudit.formats.table import format_value
-from embaudit.model import AnyReport, CompareReport, Status
+from embaudit.model import Status
+from embaudit.reports import AnyReport, CheckReport, FilesReport, GaugeReport, MetricsReport
 
 STYLE = """
 body { font: 14px/1.45 system-ui, -apple-system, "Segoe UI", sans-serif; color: #1f2328;
@@ -57,6 +58,21 @@ def _pairs_table(values: dict[str, Any]) -> str:
         )
         rows.append(f"<tr><th>{_e(key)}</th><td>{_e(shown)}</td></tr>")
     return "<table>" + "".join(rows) + "</table>"
+
+
+#: The fields every JSON document has: the rest are a comparison's own results.
+_DOCUMENT_FIELDS = ("schema_version", "tool", "mode", "input", "params", "k", "checks")
+
+
+def _results(report: MetricsReport | FilesReport | GaugeReport) -> dict[str, Any]:
+    """The single-valued results of a comparison, in the order of its JSON document."""
+    document = report.to_dict()
+    return {
+        key: value
+        for key, value in document.items()
+        if key not in (*_DOCUMENT_FIELDS, "summary", "timings")
+        and not isinstance(value, list | dict)
+    }
 
 
 def _balance_html(balance: dict[str, Any]) -> str:
@@ -141,14 +157,12 @@ class HtmlFormat(Format):
             "</figure>"
             for plot in plots_for(report)
         )
-        if isinstance(report, CompareReport):
-            inputs = dict(report.input)
-            results = {k: v for k, v in report.results.items() if not isinstance(v, list | dict)}
+        inputs, extra = dict(report.input), ""
+        if not isinstance(report, CheckReport):
+            results = _results(report)
             extra = f"<h2>Results</h2>{_pairs_table(results)}" if results else ""
-            if "balance" in report.results:
-                extra += _balance_html(report.results["balance"])
-        else:
-            inputs, extra = report.input, ""
+        if isinstance(report, GaugeReport):
+            extra += _balance_html(report.balance.to_dict())
         summary = report.summary
         counts = " · ".join(f"{count} {status}" for status, count in summary.items())
         return (

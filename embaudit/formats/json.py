@@ -7,7 +7,7 @@ import math
 from typing import Any
 
 from embaudit.formats.base import Format
-from embaudit.model import AnyReport
+from embaudit.reports import AnyReport
 
 
 def _finite(value: Any) -> Any:

@@ -11,7 +11,8 @@ from __future__ import annotations
 import xml.etree.ElementTree as ET
 
 from embaudit.formats.base import Format, label
-from embaudit.model import AnyReport, Status
+from embaudit.model import Status
+from embaudit.reports import AnyReport
 
 
 class JunitFormat(Format):

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from embaudit.formats.base import Format
 from embaudit.formats.table import format_value
-from embaudit.model import AnyReport, Status
+from embaudit.model import Status
+from embaudit.reports import AnyReport
 
 ICON = {Status.PASS: "✅", Status.WARN: "⚠️", Status.FAIL: "❌", Status.SKIP: "⏭️"}
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import math
+from collections.abc import Callable
 from typing import Any
 
 from rich.console import Console, Group
@@ -12,7 +13,9 @@ from rich.table import Table
 from rich.text import Text
 
 from embaudit.formats.base import Format
-from embaudit.model import AnyReport, CompareReport, Level, Report, Status
+from embaudit.gauge import Balance
+from embaudit.model import Level, Status
+from embaudit.reports import AnyReport, CheckReport, FilesReport, GaugeReport, MetricsReport
 
 STATUS_STYLE = {
     Status.PASS: "green",
@@ -44,7 +47,7 @@ def sparkline(counts: list[int]) -> str:
     )
 
 
-def _header(report: Report) -> Text:
+def _header(report: CheckReport) -> Text:
     source = report.input
     params = report.params
     text = Text()
@@ -67,7 +70,7 @@ def _header(report: Report) -> Text:
     return text
 
 
-def _checks_table(report: Report) -> Table:
+def _checks_table(report: CheckReport) -> Table:
     table = Table(show_edge=False, header_style="bold", pad_edge=False, expand=False)
     table.add_column("Code", no_wrap=True)
     table.add_column("Check", no_wrap=True)
@@ -85,7 +88,7 @@ def _checks_table(report: Report) -> Table:
     return table
 
 
-def _norms(report: Report) -> Text | None:
+def _norms(report: CheckReport) -> Text | None:
     try:
         metrics: dict[str, Any] = report.check("EA101").metrics
     except KeyError:
@@ -111,7 +114,7 @@ def _norms(report: Report) -> Text | None:
     return text
 
 
-def _verdict(report: Report) -> Panel:
+def _verdict(report: CheckReport) -> Panel:
     verdict = report.verdict
     body = Text()
     for reason in verdict.reasons:
@@ -133,25 +136,42 @@ def _verdict(report: Report) -> Panel:
     )
 
 
-def _compare_header(report: CompareReport) -> Text:
+def _title(report: AnyReport) -> Text:
     text = Text()
     text.append(f"embaudit {report.tool['version']} {report.kind}", style="bold")
-    params = report.params
-    if report.mode == "towers":
-        items, users = report.input["items"], report.input["users"]
-        text.append(f"  items {items.get('path')} ({items['n']:,}) · users {users.get('path')} ")
-        text.append(f"({users['n']:,}) · d={items['d']}")
-        text.append(f"  k={report.k} max-condition={params['max_condition']:g}", style="dim")
-    elif report.mode == "files":
-        old, new = report.input["old"], report.input["new"]
-        text.append(f"  {old.get('path')} ({old['n']:,} rows) → {new.get('path')} ({new['n']:,})")
-        text.append(f"  metric={params['metric']} k={report.k} seed={params['seed']}", style="dim")
-    else:
-        source = report.input
-        text.append(f"  {source.get('path') or '(array)'}  {source['n']:,} × {source['d']}")
-        text.append(f"  k={report.k} seed={params['seed']}", style="dim")
-    excluded = report.results.get("excluded_rows")
-    counts = excluded.values() if isinstance(excluded, dict) else [excluded or 0]
+    return text
+
+
+def _gauge_header(report: GaugeReport) -> Text:
+    text = _title(report)
+    items, users = report.items, report.users
+    text.append(f"  items {items.get('path')} ({items['n']:,}) · users {users.get('path')} ")
+    text.append(f"({users['n']:,}) · d={items['d']}")
+    text.append(f"  k={report.k} max-condition={report.options.max_condition:g}", style="dim")
+    return _excluded(text, report.excluded_rows)
+
+
+def _files_header(report: FilesReport) -> Text:
+    text = _title(report)
+    old, new = report.old, report.new
+    text.append(f"  {old.get('path')} ({old['n']:,} rows) → {new.get('path')} ({new['n']:,})")
+    text.append(
+        f"  metric={report.comparison.metric} k={report.k} seed={report.options.seed}",
+        style="dim",
+    )
+    return _excluded(text, report.comparison.excluded_rows)
+
+
+def _metrics_header(report: MetricsReport) -> Text:
+    text = _title(report)
+    source = report.input
+    text.append(f"  {source.get('path') or '(array)'}  {source['n']:,} × {source['d']}")
+    text.append(f"  k={report.k} seed={report.options.seed}", style="dim")
+    return _excluded(text, report.comparison.excluded_rows)
+
+
+def _excluded(text: Text, excluded: int | dict[str, int]) -> Text:
+    counts = excluded.values() if isinstance(excluded, dict) else [excluded]
     if sum(counts):
         text.append(
             f"\nrows with NaN/Inf or zero norm left out of the neighbour lists: {excluded}",
@@ -160,10 +180,10 @@ def _compare_header(report: CompareReport) -> Text:
     return text
 
 
-def _metrics_tables(report: CompareReport) -> list[Any]:
-    pairs = report.results["pairs"]
+def _metrics_tables(report: MetricsReport) -> list[Any]:
+    pairs = report.comparison.pairs
     metrics = ["cosine", "l2", "dot"]
-    overlap = {(p["a"], p["b"]): p["overlap_at_k"] for p in pairs}
+    overlap = {(p.a, p.b): p.by_k[report.k] for p in pairs}
     matrix = Table(title=f"overlap@{report.k}", show_edge=False, header_style="bold")
     matrix.add_column("")
     for metric in metrics:
@@ -176,66 +196,65 @@ def _metrics_tables(report: CompareReport) -> list[Any]:
         matrix.add_row(a, *row)
     ladder = Table(title="overlap by k", show_edge=False, header_style="bold")
     ladder.add_column("pair")
-    ks = list(pairs[0]["by_k"]) if pairs else []
+    ks = list(pairs[0].by_k) if pairs else []
     for j in ks:
         ladder.add_column(f"@{j}", justify="right")
     ladder.add_column("top-1 differs", justify="right")
     for pair in pairs:
         ladder.add_row(
-            f"{pair['a']} vs {pair['b']}",
-            *(f"{pair['by_k'][j]:.3f}" for j in ks),
-            f"{pair['top1_differs']:.1%}",
+            f"{pair.a} vs {pair.b}",
+            *(f"{pair.by_k[j]:.3f}" for j in ks),
+            f"{pair.top1_differs:.1%}",
         )
     return [matrix, Text(), ladder]
 
 
-def _files_tables(report: CompareReport) -> list[Any]:
-    results = report.results
+def _files_tables(report: FilesReport) -> list[Any]:
+    comparison = report.comparison
     summary = Text(
-        f"overlap@{report.k} {results['overlap_at_k']:.3f} over {results['queries']:,} of "
-        f"{results['n_matched']:,} items matched by {results['matched_by']}"
+        f"overlap@{report.k} {comparison.overlap_at_k:.3f} over {comparison.queries:,} of "
+        f"{comparison.n_matched:,} items matched by {comparison.matched_by}"
     )
     ladder = Table(title="overlap by k", show_edge=False, header_style="bold")
-    for j in results["by_k"]:
+    for j in comparison.by_k:
         ladder.add_column(f"@{j}", justify="right")
-    ladder.add_row(*(f"{v:.3f}" for v in results["by_k"].values()))
+    ladder.add_row(*(f"{v:.3f}" for v in comparison.by_k.values()))
+    quantiles = comparison.quantiles()
     spread = Table(title="per-item overlap", show_edge=False, header_style="bold")
-    for name in results["quantiles"]:
+    for name in quantiles:
         spread.add_column(name, justify="right")
-    spread.add_row(*(f"{v:.2f}" for v in results["quantiles"].values()))
+    spread.add_row(*(f"{v:.2f}" for v in quantiles.values()))
     changed = Table(title="changed most", show_edge=False, header_style="bold")
     changed.add_column("id")
     changed.add_column(f"overlap@{report.k}", justify="right")
-    for item in results["changed_most"]:
+    for item in comparison.changed_most():
         changed.add_row(str(item["id"]), f"{item['overlap_at_k']:.2f}")
     return [summary, Text(), ladder, Text(), spread, Text(), changed]
 
 
-def _gauge_tables(report: CompareReport) -> list[Any]:
+def _gauge_tables(report: GaugeReport) -> list[Any]:
     parts: list[Any] = []
-    for side in report.results["sides"]:
+    for side in report.sides:
         curve = Table(
-            title=f"{side['side']}: overlap@{side['k']} under random gauges",
+            title=f"{side.side}: overlap@{side.k} under random gauges",
             show_edge=False,
             header_style="bold",
         )
         curve.add_column("condition ≤", justify="right")
-        curve.add_column(f"overlap@{side['k']}", justify="right")
-        for point in side["overlap_by_condition"]:
+        curve.add_column(f"overlap@{side.k}", justify="right")
+        for point in side.overlap_by_condition:
             curve.add_row(f"{point['condition']:g}", f"{point['overlap_at_k']:.3f}")
-        cosines = side["cosine_range"]
+        cosines = side.cosine_range
+        pairs = "item" if side.side == "items" else "user"
         parts += [
             curve,
             Text(
-                f"worst gauge found (condition {side['worst_condition']:.3g}, "
-                f"{side['evaluations']} evaluations): overlap@{side['k']} "
-                f"{side['worst_overlap_at_k']:.3f}"
+                f"worst gauge found (condition {side.worst_condition:.3g}, "
+                f"{side.evaluations} evaluations): overlap@{side.k} "
+                f"{side.worst_overlap_at_k:.3f}"
             ),
             Text(
-                f"cosine of item pairs reached {cosines['min']:.3f} … {cosines['max']:.3f}; "
-                f"a pair's range is {cosines['mean_width']:.3f} wide on average"
-                if side["side"] == "items"
-                else f"cosine of user pairs reached {cosines['min']:.3f} … {cosines['max']:.3f}; "
+                f"cosine of {pairs} pairs reached {cosines['min']:.3f} … {cosines['max']:.3f}; "
                 f"a pair's range is {cosines['mean_width']:.3f} wide on average"
             ),
             Text(),
@@ -243,28 +262,27 @@ def _gauge_tables(report: CompareReport) -> list[Any]:
     parts.append(
         Text(
             "predictions under the worst gauge: max relative change "
-            f"{report.results['prediction_max_rel_change']:.1e}"
+            f"{report.prediction_max_rel_change:.1e}"
         )
     )
-    if "balance" in report.results:
-        parts += [Text(), _balance_text(report.results["balance"])]
+    parts += [Text(), _balance_text(report.balance)]
     return parts
 
 
-def _balance_text(balance: dict[str, Any]) -> Text:
+def _balance_text(balance: Balance) -> Text:
     """The balancing gauge D² = user / item column norm, and what its condition number says."""
-    rows = balance["rows"]
+    rows = balance.rows
     text = Text("balance of the towers ", style="bold")
     text.append(
         f"(column norms over all {rows['items']:,} item and {rows['users']:,} user rows)\n",
         style="dim",
     )
-    condition, dead = balance["condition"], balance["dead_dimensions"]
+    condition, dead = balance.condition, balance.dead
     if condition is not None:
-        style = "green" if balance["balanced"] else "yellow"
+        style = "green" if balance.balanced else "yellow"
         text.append(f"condition of the balancing gauge {condition:.4g}", style=style)
         text.append(
-            f" (balanced ≤ {balance['tolerance']:g}); std of ln D {balance['log_scale_std']:.3g}\n"
+            f" (balanced ≤ {balance.tolerance:g}); std of ln D {balance.log_scale_std:.3g}\n"
         )
     for zero_in, other in (("items", "users"), ("users", "items")):
         if dead[zero_in]:
@@ -273,8 +291,8 @@ def _balance_text(balance: dict[str, Any]) -> Text:
                 "no gauge balances them\n",
                 style="yellow",
             )
-    if condition is None and balance["live_condition"] is not None:
-        text.append(f"the other dimensions: condition {balance['live_condition']:.4g}\n")
+    if condition is None and balance.live_condition is not None:
+        text.append(f"the other dimensions: condition {balance.live_condition:.4g}\n")
     if dead["both"]:
         text.append(f"{len(dead['both'])} dimension(s) zero in both towers left out\n", style="dim")
     text.append(
@@ -286,15 +304,28 @@ def _balance_text(balance: dict[str, Any]) -> Text:
     return text
 
 
-def _gate_line(report: CompareReport) -> Text:
+def _gate_line(report: MetricsReport | FilesReport | GaugeReport) -> Text:
     failed = [check for check in report.checks if report.check_fails(check)]
-    if report.params.get("min_overlap") is None:
+    minimum = report.options.min_overlap
+    if minimum is None:
         return Text("no gate (set --min-overlap to fail below an overlap)", style="dim")
     if failed:
         return Text(
             f"gate failed: {'; '.join(c.message for c in failed)}", style=STATUS_STYLE[Status.FAIL]
         )
-    return Text(f"gate passed: overlap ≥ {report.params['min_overlap']:g}", style="green")
+    return Text(f"gate passed: overlap ≥ {minimum:g}", style="green")
+
+
+_HEADERS: dict[type, Callable[[Any], Text]] = {
+    MetricsReport: _metrics_header,
+    FilesReport: _files_header,
+    GaugeReport: _gauge_header,
+}
+_TABLES: dict[type, Callable[[Any], list[Any]]] = {
+    MetricsReport: _metrics_tables,
+    FilesReport: _files_tables,
+    GaugeReport: _gauge_tables,
+}
 
 
 class TableFormat(Format):
@@ -312,13 +343,9 @@ class TableFormat(Format):
             highlight=False,
         )
         parts: list[Any]
-        if isinstance(report, CompareReport):
-            tables = {
-                "files": _files_tables,
-                "metrics": _metrics_tables,
-                "towers": _gauge_tables,
-            }[report.mode](report)
-            parts = [_compare_header(report), Text(), *tables, Text(), _gate_line(report)]
+        if not isinstance(report, CheckReport):
+            tables = _TABLES[type(report)](report)
+            parts = [_HEADERS[type(report)](report), Text(), *tables, Text(), _gate_line(report)]
         else:
             parts = [_header(report), Text(), _checks_table(report), Text()]
             norms = _norms(report)

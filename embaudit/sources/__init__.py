@@ -8,7 +8,8 @@ from typing import Any
 
 import numpy as np
 
-from embaudit.errors import InputError, UsageError
+from embaudit.errors import InputError
+from embaudit.params import ParameterError
 from embaudit.sources.arrays import ArraySource, open_npy, open_npz
 from embaudit.sources.base import Chunk, EmbeddingSource, Fragment
 from embaudit.sources.parquet import ParquetSource
@@ -41,8 +42,9 @@ def open_source(
     if isinstance(source, EmbeddingSource):
         return source
     if not isinstance(source, str | os.PathLike):
-        if any(option is not None for option in (key, column, id_column)):
-            raise UsageError("--key, --column and --id-column apply to files, not arrays")
+        for name, option in (("key", key), ("column", column), ("id_column", id_column)):
+            if option is not None:
+                raise _not_for(name, "files, not arrays")
         try:
             array = np.asarray(source)
         except (ValueError, TypeError) as exc:
@@ -63,9 +65,10 @@ def open_source(
             ".parquet or a directory of parquet files",
         )
     if key is not None and suffix != ".npz":
-        raise UsageError(f"--key applies to .npz files, not {path}")
-    if (column is not None or id_column is not None) and suffix not in (".parquet", "dir"):
-        raise UsageError(f"--column and --id-column apply to parquet input, not {path}")
+        raise _not_for("key", f".npz files, not {path}")
+    for name, option in (("column", column), ("id_column", id_column)):
+        if option is not None and suffix not in (".parquet", "dir"):
+            raise _not_for(name, f"parquet input, not {path}")
     try:
         if suffix == ".npy":
             return open_npy(path)
@@ -78,6 +81,11 @@ def open_source(
         raise InputError(path, "is a directory") from None
     except OSError as exc:
         raise InputError(path, f"cannot read ({exc.strerror or exc})") from None
+
+
+def _not_for(name: str, what: str) -> ParameterError:
+    """An input option given for a source it does not apply to."""
+    return ParameterError(name, f"applies to {what}", "--" + name.replace("_", "-"))
 
 
 def _is_uri(location: str) -> bool:
@@ -94,7 +102,7 @@ def _open_uri(
     import pyarrow.fs as pafs
 
     if key is not None:
-        raise UsageError(f"--key applies to .npz files, not {uri}")
+        raise _not_for("key", f".npz files, not {uri}")
     try:
         filesystem, root = pafs.FileSystem.from_uri(uri)
     except (pa.ArrowException, OSError) as exc:

@@ -1,9 +1,10 @@
-"""Configuration: ``[tool.embaudit]`` in pyproject.toml, or embaudit.toml, or ``--config PATH``.
+"""The configuration file: ``[tool.embaudit]`` in pyproject.toml, or embaudit.toml, or
+``--config PATH``, found and parsed (merged with the flags by :func:`embaudit.options.merge`).
 
 The file is found from the working directory upward (the first directory holding an
 ``embaudit.toml``, or a ``pyproject.toml`` with a ``[tool.embaudit]`` table, wins). Flags on the
-command line override it. Every key is validated: an unknown key or a bad value is a
-configuration error naming the key and the file.
+command line override it. Every key is validated: an unknown key here, a bad value when the
+options are built from it; either is a configuration error naming the key and the file.
 
     [tool.embaudit]
     trained-with = "cosine"
@@ -22,26 +23,17 @@ configuration error naming the key and the file.
 from __future__ import annotations
 
 import tomllib
-from dataclasses import dataclass, field
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 from embaudit.errors import ConfigError
-from embaudit.model import Status, TrainedWith
+from embaudit.model import Status
 
-_SAMPLE_KEYS = ("queries", "gauge-queries", "gauge-draws", "sample", "pairs")
-_KEYS = (
-    "trained-with",
-    "k",
-    "seed",
-    "select",
-    "ignore",
-    "extend-select",
-    "fail-on",
-    "checks",
-    *_SAMPLE_KEYS,
-)
 _CHECK_KEYS = ("threshold", "severity")
+#: Keys that are not parameters of one options type: the selection and the per-check table.
+_SELECTION_KEYS = ("select", "ignore", "extend-select")
 
 
 @dataclass(frozen=True)
@@ -51,17 +43,21 @@ class CheckConfig:
 
 
 @dataclass(frozen=True)
-class Config:
+class ConfigFile:
+    """A parsed configuration file. ``values`` holds the parameters as written, by parameter
+    name (``trained_with`` for the key ``trained-with``); the options types validate them."""
+
     path: Path | None = None
-    trained_with: TrainedWith | None = None
-    k: int | None = None
-    seed: int | None = None
+    section: str = ""
+    values: dict[str, Any] = field(default_factory=dict)
     select: tuple[str, ...] | None = None
     ignore: tuple[str, ...] = ()
     extend_select: tuple[str, ...] = ()
-    fail_on: Status | None = None
-    sampling: dict[str, int] = field(default_factory=dict)  # keys as in Sampling
     checks: dict[str, CheckConfig] = field(default_factory=dict)
+
+    def error(self, key: str, problem: str) -> ConfigError:
+        """An error about ``key`` of this file."""
+        return ConfigError(self.path or "configuration", f"{key!r} in {self.section}: {problem}")
 
 
 def find_config(start: Path | None = None) -> Path | None:
@@ -91,8 +87,8 @@ def _has_tool_table(pyproject: Path) -> bool:
     return isinstance(document.get("tool"), dict) and "embaudit" in document["tool"]
 
 
-def load_config(path: Path, known_codes: set[str]) -> Config:
-    """Read and validate a configuration file."""
+def load_config(path: Path, known_codes: set[str], known_keys: Mapping[str, str]) -> ConfigFile:
+    """Read a configuration file: ``known_keys`` maps each parameter key to its name."""
     try:
         document = tomllib.loads(path.read_text(encoding="utf-8"))
     except OSError as exc:
@@ -107,50 +103,39 @@ def load_config(path: Path, known_codes: set[str]) -> Config:
         if table is None:
             raise ConfigError(path, "has no [tool.embaudit] table")
     else:
-        table, section = document, "embaudit.toml"
+        table, section = document, path.name
     if not isinstance(table, dict):
         raise ConfigError(path, f"{section} must be a table")
-    return _parse(table, path, section, known_codes)
+    return _parse(table, ConfigFile(path, section), known_codes, known_keys)
 
 
-def _parse(table: dict[str, Any], path: Path, section: str, known_codes: set[str]) -> Config:
-    def fail(key: str, problem: str) -> ConfigError:
-        return ConfigError(path, f"{key!r} in {section}: {problem}")
-
+def _parse(
+    table: dict[str, Any], blank: ConfigFile, known_codes: set[str], known_keys: Mapping[str, str]
+) -> ConfigFile:
+    keys = (*known_keys, *_SELECTION_KEYS, "checks")
     for key in table:
-        if key not in _KEYS:
+        if key not in keys:
             raise ConfigError(
-                path, f"unknown key {key!r} in {section}; known keys: {', '.join(_KEYS)}"
+                blank.path or "configuration",
+                f"unknown key {key!r} in {blank.section}; known keys: {', '.join(keys)}",
             )
-    values: dict[str, Any] = {"path": path}
-    if "trained-with" in table:
-        try:
-            values["trained_with"] = TrainedWith(table["trained-with"])
-        except ValueError:
-            choices = ", ".join(t.value for t in TrainedWith)
-            raise fail("trained-with", f"must be one of {choices}") from None
-    for key in ("k", "seed", *_SAMPLE_KEYS):
-        if key in table:
-            value = table[key]
-            smallest = 0 if key == "seed" else 1
-            if isinstance(value, bool) or not isinstance(value, int) or value < smallest:
-                raise fail(key, f"must be an integer >= {smallest}, got {value!r}")
-            if key in _SAMPLE_KEYS:
-                values.setdefault("sampling", {})[key.replace("-", "_")] = value
-            else:
-                values[key] = value
-    for key in ("select", "ignore", "extend-select"):
-        if key in table:
-            values[key.replace("-", "_")] = tuple(
-                parse_selectors(table[key], known_codes, lambda p, k=key: fail(k, p))
-            )
-    if "fail-on" in table:
-        if table["fail-on"] not in ("warn", "fail"):
-            raise fail("fail-on", "must be 'warn' or 'fail'")
-        values["fail_on"] = Status(table["fail-on"])
-    if "checks" in table:
-        values["checks"] = _parse_checks(table["checks"], known_codes, fail)
-    return Config(**values)
+    selection = {
+        key.replace("-", "_"): tuple(
+            parse_selectors(table[key], known_codes, lambda p, k=key: blank.error(k, p))
+        )
+        for key in _SELECTION_KEYS
+        if key in table
+    }
+    checks = _parse_checks(table["checks"], known_codes, blank.error) if "checks" in table else {}
+    values = {known_keys[key]: value for key, value in table.items() if key in known_keys}
+    return replace(
+        blank,
+        values=values,
+        checks=checks,
+        select=selection.get("select"),
+        ignore=selection.get("ignore", ()),
+        extend_select=selection.get("extend_select", ()),
+    )
 
 
 def _parse_checks(checks: Any, known_codes: set[str], fail: Any) -> dict[str, CheckConfig]:

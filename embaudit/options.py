@@ -1,0 +1,395 @@
+"""One frozen options type per command, and the merge that builds it.
+
+:class:`CheckOptions` (``embaudit check``), :class:`CompareOptions` (``compare-knn``) and
+:class:`GaugeOptions` (``gauge``) declare every parameter once (:mod:`embaudit.params`) and
+validate themselves from the declarations. The command line and the configuration file both
+produce these objects through :func:`merge`: flags over the file over the defaults; an error is
+reported under the flag or the key that gave the bad value.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from enum import StrEnum
+from functools import cached_property
+from pathlib import Path
+from typing import Any, TypeVar
+
+from embaudit.config_file import (
+    ConfigFile,
+    enabled_codes,
+    find_config,
+    load_config,
+    parse_selectors,
+)
+from embaudit.engines import ENGINES, Engine
+from embaudit.errors import ConfigError, UsageError
+from embaudit.measure import Sampling
+from embaudit.model import Status, TrainedWith
+from embaudit.params import (
+    COLUMN,
+    ID_COLUMN,
+    KEY,
+    QUERIES,
+    SEED,
+    Choices,
+    Custom,
+    Interval,
+    K,
+    Param,
+    ParameterError,
+    declare,
+    declared,
+    validate,
+)
+
+
+class FailOn(StrEnum):
+    WARN = "warn"
+    FAIL = "fail"
+
+
+class Metric(StrEnum):
+    COSINE = "cosine"
+    L2 = "l2"
+    DOT = "dot"
+
+
+class Side(StrEnum):
+    ITEMS = "items"
+    USERS = "users"
+    BOTH = "both"
+
+
+def _engine(value: Any) -> str | Engine:
+    if isinstance(value, Engine) or value in ENGINES:
+        return value
+    raise ValueError(f"must be one of {', '.join(ENGINES)} or an Engine, got {value!r}")
+
+
+def _chunk_rows(value: Any) -> int:
+    return int(Interval(int, 1).convert(value))
+
+
+def _codes() -> set[str]:
+    from embaudit.checks import REGISTRY  # the registry imports the measurements, not options
+
+    return set(REGISTRY)
+
+
+def _selectors(value: Any) -> tuple[str, ...]:
+    def fail(problem: str) -> ValueError:
+        return ValueError(problem)
+
+    if not isinstance(value, str) and isinstance(value, Iterable):
+        value = list(value)
+    return tuple(parse_selectors(value, _codes(), fail))
+
+
+def _thresholds(value: Any) -> dict[str, float]:
+    if not isinstance(value, Mapping):
+        raise ValueError(f"must map check codes to numbers, got {value!r}")
+    for code, threshold in value.items():
+        if code not in _codes():
+            raise ValueError(f"name an unknown check code {code!r}")
+        if isinstance(threshold, bool) or not isinstance(threshold, int | float):
+            raise ValueError(f"of {code} must be a number, got {threshold!r}")
+        if threshold != threshold:
+            raise ValueError(f"of {code} must be a number, got {threshold!r}")
+    return {code: float(threshold) for code, threshold in value.items()}
+
+
+def _severities(value: Any) -> dict[str, Status]:
+    if not isinstance(value, Mapping):
+        raise ValueError(f"must map check codes to 'warn' or 'fail', got {value!r}")
+    for code, level in value.items():
+        if code not in _codes():
+            raise ValueError(f"name an unknown check code {code!r}")
+        if level not in ("warn", "fail"):
+            raise ValueError(f"of {code} must be 'warn' or 'fail', got {level!r}")
+    return {code: Status(level) for code, level in value.items()}
+
+
+def _sampling(value: Any) -> Sampling:
+    if not isinstance(value, Sampling):
+        raise ValueError(f"must be a Sampling, got {value!r}")
+    return value
+
+
+FAIL_ON = Param(
+    FailOn.FAIL,
+    Choices(FailOn),
+    "--fail-on",
+    "Exit 1 on failures (fail) or also on warnings and a caution verdict (warn).",
+    in_config=True,
+)
+ENGINE = Param(
+    "local",
+    Custom(_engine),
+    "--engine",
+    "Where the pass over the data runs: local (this process) or ray (a Ray cluster, parquet "
+    "input; needs embaudit\\[ray]). Both give the same report.",
+)
+RAY_ADDRESS = Param(
+    None,
+    None,
+    "--ray-address",
+    "The Ray cluster to join (auto, host:6379, ray://host:10001). Default: the one in "
+    "RAY_ADDRESS, else a local cluster started for the run.",
+    optional=True,
+)
+CHUNK_ROWS = Param(None, Custom(_chunk_rows), optional=True)
+
+
+@dataclass(frozen=True, kw_only=True)
+class _Common:
+    """What every command takes: the neighbour count, the seed, the gate, the input columns."""
+
+    k: int = declare(K)
+    seed: int = declare(SEED)
+    fail_on: Status = declare(FAIL_ON)
+    key: str | None = declare(KEY)
+    column: str | None = declare(COLUMN)
+    id_column: str | None = declare(ID_COLUMN)
+
+    def __post_init__(self) -> None:
+        validate(self)
+        # The gate is a check status: warn or fail (FailOn only spells the flag's choices).
+        object.__setattr__(self, "fail_on", Status(self.fail_on))
+
+
+@dataclass(frozen=True, kw_only=True)
+class _Passes:
+    """How the passes over the data run."""
+
+    engine: str | Engine = declare(ENGINE)
+    ray_address: str | None = declare(RAY_ADDRESS)
+    chunk_rows: int | None = declare(CHUNK_ROWS)
+
+
+@dataclass(frozen=True, kw_only=True)
+class CheckOptions(_Common, _Passes):
+    """Options of ``embaudit check`` / :func:`embaudit.audit`."""
+
+    trained_with: TrainedWith = declare(
+        Param(
+            TrainedWith.UNKNOWN,
+            Choices(TrainedWith),
+            "--trained-with",
+            "The objective the model was trained with; it decides how norm and gauge findings "
+            "weigh in the verdict, never the measured values.",
+            in_config=True,
+        )
+    )
+    sampling: Sampling = field(
+        default_factory=Sampling, metadata={"param": Param(None, Custom(_sampling))}
+    )
+    thresholds: Mapping[str, float] = declare(Param({}, Custom(_thresholds)))
+    severities: Mapping[str, Status] = declare(Param({}, Custom(_severities)))
+    select: tuple[str, ...] | None = declare(
+        Param(
+            None,
+            Custom(_selectors),
+            "--select",
+            "Run only these codes or prefixes, comma-separated (EA3 = EA3xx).",
+            optional=True,
+        )
+    )
+    extend_select: tuple[str, ...] = declare(
+        Param((), Custom(_selectors), "--extend-select", "Add codes or prefixes to the selection.")
+    )
+    ignore: tuple[str, ...] = declare(
+        Param((), Custom(_selectors), "--ignore", "Skip these codes or prefixes.")
+    )
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.enabled is not None and not self.enabled:
+            raise UsageError(
+                "the selection (select, extend_select, ignore) runs no check: every code it "
+                "enables is ignored"
+            )
+
+    @cached_property
+    def enabled(self) -> frozenset[str] | None:
+        """The codes the selection runs (None: every code)."""
+        if self.select is None and not self.extend_select and not self.ignore:
+            return None
+        return enabled_codes(_codes(), self.select, self.extend_select, self.ignore)
+
+    def threshold(self, code: str) -> float:
+        """The threshold check ``code`` judges with: the configured one, else its default."""
+        from embaudit.checks import REGISTRY
+
+        return self.thresholds.get(code, REGISTRY[code].threshold)
+
+
+@dataclass(frozen=True, kw_only=True)
+class CompareOptions(_Common, _Passes):
+    """Options of ``embaudit compare-knn`` / :func:`embaudit.compare_knn`."""
+
+    queries: int = declare(QUERIES)
+    metric: Metric = declare(
+        Param(
+            Metric.COSINE, Choices(Metric), "--metric", "Two files: the metric of the neighbours."
+        )
+    )
+    min_overlap: float | None = declare(
+        Param(
+            None,
+            Interval(float, 0.0, 1.0),
+            "--min-overlap",
+            "Make it a gate: exit 1 when an overlap@k is below this value.",
+            optional=True,
+        )
+    )
+
+
+@dataclass(frozen=True, kw_only=True)
+class GaugeOptions(_Common):
+    """Options of ``embaudit gauge`` / :func:`embaudit.audit_gauge`."""
+
+    side: Side = declare(
+        Param(Side.ITEMS, Choices(Side), "--side", "Whose cosine neighbours to audit.")
+    )
+    max_condition: float = declare(
+        Param(
+            10.0,
+            Interval(float, 1.0),
+            "--max-condition",
+            "Largest condition number max(D)/min(D) of the gauges tried.",
+        )
+    )
+    min_overlap: float = declare(
+        Param(
+            0.5,
+            Interval(float, 0.0, 1.0),
+            "--min-overlap",
+            "Fail when the worst overlap@k found is below this: the model does not determine the "
+            "cosine neighbours.",
+        )
+    )
+    sample: int = declare(Param(2000, Interval(int, 2), "--sample", "Rows of each tower compared."))
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.k >= self.sample - 1:
+            raise ParameterError(
+                "sample",
+                f"must be larger than k + 1 = {self.k + 1}, got {self.sample}",
+                declared(self)["sample"].flag,
+            )
+
+
+Options = TypeVar("Options", CheckOptions, CompareOptions, GaugeOptions)
+
+
+def build(kind: type[Options], given: Options | None = None, **parameters: Any) -> Options:
+    """``given`` (default: the defaults) with ``parameters`` replaced, validated. An unknown
+    parameter name is a usage error naming it."""
+    known = {f.name for f in dataclasses.fields(kind)}
+    for name in parameters:
+        if name not in known:
+            raise UsageError(f"unknown parameter {name!r}; known: {', '.join(sorted(known))}")
+    return dataclasses.replace(given or kind(), **parameters)
+
+
+# The merge of flags, the configuration file and the defaults --------------------------------
+
+
+def read_config(path: Path | None) -> ConfigFile:
+    """The configuration named by ``--config``, else the nearest one found, else none."""
+    from embaudit.checks import REGISTRY
+
+    if path is not None:
+        if not path.exists():
+            raise ConfigError(path, "no such configuration file")
+        if not path.is_file():
+            raise ConfigError(path, "not a regular file")
+        return load_config(path, set(REGISTRY), config_keys())
+    found = find_config()
+    return load_config(found, set(REGISTRY), config_keys()) if found is not None else ConfigFile()
+
+
+def config_keys() -> dict[str, str]:
+    """Configuration keys (kebab-case) of every configurable parameter, to their names."""
+    names: dict[str, str] = {}
+    for kind in (CheckOptions, CompareOptions, GaugeOptions, Sampling):
+        for name, param in declared(kind).items():
+            if param.in_config:
+                names[name.replace("_", "-")] = name
+    return names
+
+
+def merge(kind: type[Options], config: ConfigFile, flags: Mapping[str, Any]) -> Options:
+    """The options of one command: ``flags`` (None: not given) over the configuration file over
+    the defaults. ``--select`` replaces the configured selection; ``--extend-select`` and
+    ``--ignore`` add to it. A bad value is reported under the flag or key that gave it."""
+    given = {name: value for name, value in flags.items() if value is not None}
+    configured = {
+        name: value
+        for name, value in config.values.items()
+        if name in declared(kind) and declared(kind)[name].in_config
+    }
+    values: dict[str, Any] = configured | given
+    if kind is CheckOptions:
+        values |= _check_values(config, given)
+    origin = dict.fromkeys(given, "flag")
+    try:
+        if kind is CheckOptions:
+            sampling_names = declared(Sampling)
+            sampling = {
+                name: values.pop(name)
+                for name in list(values)
+                if name in sampling_names and name not in declared(CheckOptions)
+            }
+            sampling |= {n: v for n, v in config.values.items() if n in sampling_names}
+            sampling |= {n: v for n, v in given.items() if n in sampling_names}
+            values["sampling"] = Sampling(**sampling)
+        return kind(**values)
+    except ParameterError as error:
+        if origin.get(error.parameter) == "flag" or config.path is None:
+            raise  # named by its flag where the command line reports it
+        raise config.error(error.parameter.replace("_", "-"), error.problem) from None
+
+
+def _check_values(config: ConfigFile, given: Mapping[str, Any]) -> dict[str, Any]:
+    """The selection and the per-check settings of ``check``, merged as ruff merges them."""
+    values: dict[str, Any] = {
+        "thresholds": {
+            code: c.threshold for code, c in config.checks.items() if c.threshold is not None
+        },
+        "severities": {
+            code: c.severity for code, c in config.checks.items() if c.severity is not None
+        },
+        "extend_select": config.extend_select + _split(given.get("extend_select")),
+        "ignore": config.ignore + _split(given.get("ignore")),
+    }
+    select = given.get("select")
+    values["select"] = _split(select) if select is not None else config.select
+    return values
+
+
+def _split(value: Any) -> tuple[str, ...]:
+    if value is None:
+        return ()
+    if isinstance(value, str):
+        return tuple(part.strip() for part in value.split(",") if part.strip())
+    return tuple(value)
+
+
+__all__ = [
+    "CheckOptions",
+    "CompareOptions",
+    "ConfigError",
+    "FailOn",
+    "GaugeOptions",
+    "Metric",
+    "Side",
+    "build",
+    "config_keys",
+    "merge",
+    "read_config",
+]

@@ -1,0 +1,193 @@
+"""Parameters declared once: default, rule (bounds or choices), flag and help.
+
+An options type (:mod:`embaudit.options`, :class:`embaudit.measure.Sampling`) builds each field
+from a :class:`Param` and validates itself from the declarations, as scikit-learn's
+``_param_validation`` does: the library's errors name the parameter (``k``); only the command
+line maps a parameter to its flag (``-k``), and only the configuration file to its key (``k``).
+A default or a bound lives here and nowhere else.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import Any
+
+from embaudit.errors import UsageError
+
+
+class ParameterError(UsageError):
+    """A parameter has a value the tool cannot use. ``parameter`` is its name in the library;
+    ``flag`` the command-line flag that sets it (None when it has none)."""
+
+    def __init__(self, parameter: str, problem: str, flag: str | None = None) -> None:
+        self.parameter, self.problem, self.flag = parameter, problem, flag
+        super().__init__(f"{parameter} {problem}")
+
+    def __reduce__(self) -> tuple[type[ParameterError], tuple[str, str, str | None]]:
+        return (type(self), (self.parameter, self.problem, self.flag))
+
+    def named(self, name: str) -> str:
+        """The message with the parameter called ``name`` (a flag, a configuration key)."""
+        return f"{name} {self.problem}"
+
+
+class Rule:
+    """Converts a value into the parameter's type, or raises ValueError saying what it must be."""
+
+    def convert(self, value: Any) -> Any:
+        raise NotImplementedError
+
+
+@dataclass(frozen=True)
+class Interval(Rule):
+    """A number in [low, high] (either end open-ended when None); ``kind`` int or float."""
+
+    kind: type
+    low: float | None = None
+    high: float | None = None
+
+    def describe(self) -> str:
+        noun = "an integer" if self.kind is int else "a number"
+        if self.low is not None and self.high is not None:
+            return f"{noun} in [{self.low:g}, {self.high:g}]"
+        if self.low is not None:
+            return f"{noun} >= {self.low:g}"
+        if self.high is not None:
+            return f"{noun} <= {self.high:g}"
+        return noun
+
+    def convert(self, value: Any) -> Any:
+        allowed = int if self.kind is int else int | float
+        if isinstance(value, bool) or not isinstance(value, allowed) or value != value:
+            raise ValueError(f"must be {self.describe()}, got {value!r}")
+        if self.kind is float and not math.isfinite(value):
+            raise ValueError(f"must be a finite {self.describe()[2:]}, got {value!r}")
+        if (self.low is not None and value < self.low) or (
+            self.high is not None and value > self.high
+        ):
+            raise ValueError(f"must be {self.describe()}, got {value!r}")
+        return self.kind(value)
+
+
+@dataclass(frozen=True)
+class Choices(Rule):
+    """One of the values of a string enumeration (given as the member or its value)."""
+
+    enum: type[StrEnum]
+
+    def convert(self, value: Any) -> Any:
+        try:
+            return self.enum(value)
+        except ValueError:
+            choices = ", ".join(member.value for member in self.enum)
+            raise ValueError(f"must be one of {choices}, got {value!r}") from None
+
+
+@dataclass(frozen=True)
+class Custom(Rule):
+    """A rule of its own: ``function`` converts or raises ValueError with the problem."""
+
+    function: Callable[[Any], Any]
+
+    def convert(self, value: Any) -> Any:
+        return self.function(value)
+
+
+@dataclass(frozen=True)
+class Param:
+    """The declaration of one parameter. ``optional``: None is a valid value (not given)."""
+
+    default: Any
+    rule: Rule | None = None
+    flag: str | None = None
+    help: str = ""
+    optional: bool = False
+    in_config: bool = False  # a key of the configuration file (the name in kebab-case)
+
+    def convert(self, name: str, value: Any) -> Any:
+        if value is None and self.optional:
+            return None
+        if self.rule is None:
+            return value
+        try:
+            return self.rule.convert(value)
+        except ValueError as error:
+            raise ParameterError(name, str(error), self.flag) from None
+
+
+def declare(param: Param) -> Any:
+    """A dataclass field carrying ``param`` (its default, and the declaration for
+    :func:`validate`): what ``dataclasses.field`` is to a plain field."""
+    default = param.default
+    if isinstance(default, dict | list):
+        return dataclasses.field(
+            default_factory=lambda: type(default)(default), metadata={"param": param}
+        )
+    return dataclasses.field(default=default, metadata={"param": param})
+
+
+def declared(options: Any) -> dict[str, Param]:
+    """The declared parameters of an options type or instance, by field name."""
+    return {
+        f.name: f.metadata["param"] for f in dataclasses.fields(options) if "param" in f.metadata
+    }
+
+
+def validate(options: Any) -> None:
+    """Convert and check every declared field of a frozen dataclass in place (from its
+    ``__post_init__``); raises :class:`ParameterError` naming the first bad one."""
+    for name, param in declared(options).items():
+        converted = param.convert(name, getattr(options, name))
+        object.__setattr__(options, name, converted)
+
+
+# Parameters that more than one options type declares ----------------------------------------
+
+#: Largest neighbour count: trust in cosine is about the nearest neighbours, and the lists of
+#: every query are held in memory.
+MAX_K = 1000
+
+
+def _levels(value: Any) -> tuple[float, ...]:
+    if isinstance(value, str) or not hasattr(value, "__iter__"):
+        raise ValueError(f"must be a list of positive numbers, got {value!r}")
+    levels = tuple(value)
+    if not levels or any(
+        isinstance(s, bool) or not isinstance(s, int | float) or not 0 < s < math.inf
+        for s in levels
+    ):
+        raise ValueError(f"must be a non-empty list of positive numbers, got {value!r}")
+    return tuple(float(s) for s in levels)
+
+
+K = Param(10, Interval(int, 1, MAX_K), "-k", "Neighbours per query.", in_config=True)
+SEED = Param(0, Interval(int, 0), "--seed", "Seed of every random choice.", in_config=True)
+QUERIES = Param(
+    500, Interval(int, 1), "--queries", "Query rows sampled for the kNN.", in_config=True
+)
+GAUGE_QUERIES = Param(50, Interval(int, 1), in_config=True)
+GAUGE_DRAWS = Param(3, Interval(int, 1), in_config=True)
+GAUGE_LEVELS = Param((0.1, 0.25, 0.5, 1.0), Custom(_levels))
+SAMPLE = Param(5000, Interval(int, 1), in_config=True)
+PAIRS = Param(20000, Interval(int, 1), in_config=True)
+KEY = Param(None, None, "--key", "The array to read from an .npz archive.", optional=True)
+COLUMN = Param(
+    None,
+    None,
+    "--column",
+    "Parquet column holding the vectors (list or fixed_size_list of floats). Default: the only "
+    "list column; without one, every float column is a dimension.",
+    optional=True,
+)
+ID_COLUMN = Param(
+    None,
+    None,
+    "--id-column",
+    "Parquet column of row ids, used in findings and to match items between files. Default: "
+    "a column named 'id'.",
+    optional=True,
+)

@@ -1,0 +1,107 @@
+"""``embaudit check``: measure a source, run the checks, decide the verdict, build the report;
+with a baseline, audit it the same way and add the drift checks."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import replace
+
+from embaudit.checks import AuditData, Baseline, run_checks
+from embaudit.compare import compare_files
+from embaudit.measure import Measurements, measure
+from embaudit.model import CheckResult, TrainedWith, Verdict
+from embaudit.options import CheckOptions
+from embaudit.pipelines import TOOL, Run
+from embaudit.reports import CheckReport
+from embaudit.sources import EmbeddingSource
+from embaudit.verdict import decide
+
+#: The metric neighbours are compared with, per declared objective (cosine when unknown).
+OBJECTIVE_METRIC = {
+    TrainedWith.COSINE: "cosine",
+    TrainedWith.DOT: "dot",
+    TrainedWith.L2: "l2",
+    TrainedWith.UNKNOWN: "cosine",
+}
+
+
+def run_check(
+    source: EmbeddingSource, baseline: EmbeddingSource | None, options: CheckOptions, run: Run
+) -> CheckReport:
+    """The report of ``embaudit check`` on an opened source (and baseline)."""
+    started = time.perf_counter()
+    measured, data, checks, verdict = _judge(source, options, run, "audit")
+    measured_at = time.perf_counter()
+    if baseline is not None:
+        data = replace(data, baseline=_baseline(baseline, source, options, run), verdict=verdict)
+        checks += run_checks(data, drift=True)
+        verdict = decide(checks, options.trained_with)
+    input_info = source.describe()
+    input_info["n_used"] = measured.stats.n_clean
+    input_info["excluded_rows"] = {
+        "non-finite": measured.stats.non_finite.count,
+        "zero-vectors": measured.stats.zero.count,
+    }
+    if baseline is not None:
+        input_info["baseline"] = baseline.describe()
+    finished = time.perf_counter()
+    return CheckReport(
+        options=options,
+        tool=TOOL,
+        input=input_info,
+        params={
+            "k": options.k,
+            "seed": options.seed,
+            "trained_with": options.trained_with.value,
+            "fail_on": options.fail_on.value,
+            **options.sampling.to_dict(),
+            "engine": run.engine.name,
+        },
+        verdict=verdict,
+        checks=checks,
+        timings={
+            **{f"{stage}_seconds": seconds for stage, seconds in measured.timings.items()},
+            "measure_seconds": measured_at - started,
+            "total_seconds": finished - started,
+        },
+        fail_on=options.fail_on,
+    )
+
+
+def _judge(
+    source: EmbeddingSource, options: CheckOptions, run: Run, action: str
+) -> tuple[Measurements, AuditData, list[CheckResult], Verdict]:
+    """Measure a source, run the audit checks on it and decide the verdict."""
+    measured = measure(
+        source,
+        k=options.k,
+        seed=options.seed,
+        sampling=options.sampling,
+        chunk_rows=run.chunk_rows,
+        on_rows=run.reporting(action, source),
+        engine=run.engine,
+        dead_ratio=options.threshold("EA004"),
+    )
+    data = AuditData(options, measured.stats, measured.geometry, measured.neighbors)
+    checks = run_checks(data)
+    return measured, data, checks, decide(checks, options.trained_with)
+
+
+def _baseline(
+    old: EmbeddingSource, new: EmbeddingSource, options: CheckOptions, run: Run
+) -> Baseline:
+    """Audit the baseline with the same options (its verdict and norms), and compare the
+    neighbours of the items the two exports share."""
+    measured, _, _, verdict = _judge(old, options, run, "baseline")
+    comparison = compare_files(
+        old,
+        new,
+        metric=OBJECTIVE_METRIC[options.trained_with],
+        k=options.k,
+        seed=options.seed,
+        queries=options.sampling.queries,
+        chunk_rows=run.chunk_rows,
+        on_pass=lambda source: run.reporting("neighbours of", source),
+        engine=run.engine,
+    )
+    return Baseline(old.path, comparison, measured.stats.clean_norms, verdict)

@@ -1,0 +1,173 @@
+"""``embaudit gauge``: how far the cosine neighbours of two towers move under the diagonal
+gauges that change no score, and how far the towers are from the balanced split."""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+
+from embaudit.draw import draw_clean_rows
+from embaudit.errors import InputError
+from embaudit.gauge import (
+    Balance,
+    GaugeSettings,
+    SideResult,
+    audit_side,
+    balance,
+    column_norms,
+    prediction_change,
+)
+from embaudit.model import CheckResult, Status
+from embaudit.options import GaugeOptions, Side
+from embaudit.pipelines import TOOL
+from embaudit.reports import GaugeReport
+from embaudit.sources import EmbeddingSource
+
+
+def run_gauge(items: EmbeddingSource, users: EmbeddingSource, options: GaugeOptions) -> GaugeReport:
+    """The report of ``embaudit gauge`` on the opened towers."""
+    started = time.perf_counter()
+    if items.d != users.d:
+        raise InputError(
+            users.path,
+            f"has dimension {users.d}, but {items.path} has {items.d}: the two towers of a "
+            "dot-product model share d",
+        )
+    settings = GaugeSettings(
+        k=options.k, seed=options.seed, max_condition=options.max_condition, sample=options.sample
+    )
+    rng = np.random.default_rng(np.random.SeedSequence([options.seed, 2]))
+    samples = {
+        "items": draw_clean_rows(items, settings.sample, rng),
+        "users": draw_clean_rows(users, settings.sample, rng),
+    }
+    towers = {name: rows for name, (_, rows, _) in samples.items()}
+    _, pair_items, _ = draw_clean_rows(items, settings.pairs, rng)
+    _, pair_users, _ = draw_clean_rows(users, settings.pairs, rng)
+    sides, changes = [], []
+    for name in ("items", "users") if options.side == Side.BOTH else (options.side.value,):
+        if len(towers[name]) < 2:
+            source = items if name == "items" else users
+            raise InputError(source.path, "needs at least two finite, non-zero rows")
+        result, worst = audit_side(name, towers[name], settings)
+        sides.append(result)
+        # The worst gauge of the user side is D⁻¹ for the items.
+        item_scale = worst if name == "items" else 1.0 / worst
+        changes.append(prediction_change(pair_items, pair_users, item_scale))
+    checks = [
+        _gauge_row(result, options.min_overlap, change)
+        for result, change in zip(sides, changes, strict=True)
+    ]
+    # Summed over every row of both towers, not a sample: one more streaming pass of each.
+    balancing = time.perf_counter()
+    item_norms, user_norms = (
+        column_norms((chunk.values for chunk in source.chunks()), source.d, source.dtype)
+        for source in (items, users)
+    )
+    towers_balance = balance(item_norms, user_norms)
+    checks.append(_balance_row(towers_balance))
+    return GaugeReport(
+        options=options,
+        tool=TOOL,
+        items=items.describe(),
+        users=users.describe(),
+        params={
+            "k": options.k,
+            "seed": options.seed,
+            "side": options.side.value,
+            "max_condition": options.max_condition,
+            "min_overlap": options.min_overlap,
+            "sample": settings.sample,
+            "draws": settings.draws,
+            "budget": settings.budget,
+            "pairs": settings.pairs,
+            "fail_on": options.fail_on.value,
+        },
+        sides=sides,
+        prediction_max_rel_change=max(changes),
+        excluded_rows={name: dropped for name, (_, _, dropped) in samples.items()},
+        balance=towers_balance,
+        checks=checks,
+        timings={
+            "balance_seconds": time.perf_counter() - balancing,
+            "total_seconds": time.perf_counter() - started,
+        },
+        fail_on=options.fail_on,
+    )
+
+
+def _gauge_row(result: SideResult, min_overlap: float, change: float) -> CheckResult:
+    value = result.worst_overlap_at_k
+    failed = value < min_overlap
+    message = (
+        f"worst overlap@{result.k} {value:.3f} of {result.side[:-1]} cosine neighbours under a "
+        f"gauge of condition {result.worst_condition:.3g} that changes no prediction "
+        f"(max relative change {change:.1e})"
+    )
+    if failed:
+        message += f": below {min_overlap:g}, cosine neighbours are not identified by the model"
+    return CheckResult(
+        code="",
+        name=f"gauge-{result.side}",
+        status=Status.FAIL if failed else Status.PASS,
+        value=value,
+        threshold=min_overlap,
+        message=message,
+        metrics={},
+    )
+
+
+def _balance_row(towers: Balance) -> CheckResult:
+    """How far the towers are from the split weight decay on both of them selects: a warning when
+    they are not there, since then nothing but the optimiser chose their split."""
+    rows = f"over all {towers.rows['items']:,} item and {towers.rows['users']:,} user rows"
+    dead = towers.dead
+    both = f"; {len(dead['both'])} dimensions zero in both towers left out" if dead["both"] else ""
+    if towers.condition is None and (dead["items"] or dead["users"]):
+        one_sided = []
+        for zero_in, other in (("users", "items"), ("items", "users")):
+            if dead[zero_in]:
+                shown = ", ".join(str(j) for j in dead[zero_in][:5])
+                shown += ", …" if len(dead[zero_in]) > 5 else ""
+                one_sided.append(
+                    f"{len(dead[zero_in])} dimension(s) ({shown}) zero in the {zero_in} but not "
+                    f"the {other}"
+                )
+        message = (
+            f"{'; '.join(one_sided)}: no gauge balances them, and weight decay on both towers "
+            "would have zeroed both, so the split is not the one per-factor L2 regularisation "
+            "selects"
+        )
+        if towers.live_condition is not None:
+            message += f" (the others: condition {towers.live_condition:.3g})"
+    elif towers.condition is None:
+        message = "no dimension is non-zero in both towers: there is no split to balance"
+    elif towers.balanced:
+        message = (
+            f"balancing gauge of condition {towers.condition:.4g} ≤ {towers.tolerance:g} {rows}: "
+            "every dimension has the same norm in both towers, the split weight decay on both "
+            "towers (Steck et al. Eq. 2) selects; if it was so trained, the model fixes cosine "
+            "up to a rotation"
+        )
+    else:
+        message = (
+            f"balancing gauge of condition {towers.condition:.3g} > {towers.tolerance:g} {rows}: "
+            f"the ratio of user to item column norms varies {towers.condition**2:.3g}-fold "
+            "across dimensions, so this is not the split weight decay on both towers selects: "
+            "the split is arbitrary (a penalty on the product only, Steck et al. Eq. 1, or none) "
+            "and cosine depends on it"
+        )
+    return CheckResult(
+        code="",
+        name="gauge-balance",
+        status=Status.PASS if towers.balanced else Status.WARN,
+        value=towers.condition,
+        threshold=towers.tolerance,
+        message=message + both,
+        metrics={
+            "live_condition": towers.live_condition,
+            "log_scale_std": towers.log_scale_std,
+            "dead_dimensions": {side: len(columns) for side, columns in dead.items()},
+        },
+    )

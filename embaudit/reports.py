@@ -1,0 +1,212 @@
+"""The typed reports, one per command, and the gate rule they share.
+
+:class:`CheckReport` (``embaudit check``), :class:`MetricsReport` (``compare-knn`` on one file),
+:class:`FilesReport` (``compare-knn`` on two exports) and :class:`GaugeReport` (``gauge``). Each
+holds what its command computed as typed fields; :meth:`to_dict` is the JSON document
+(``schema_version`` 1), and the formats dispatch on the type.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+from embaudit.compare import FilesComparison, MetricsComparison
+from embaudit.gauge import Balance, SideResult
+from embaudit.model import SCHEMA_VERSION, CheckResult, Level, Status, Verdict
+from embaudit.options import CheckOptions, CompareOptions, GaugeOptions
+
+
+@dataclass(frozen=True, kw_only=True)
+class Gate:
+    """The gate rule, one place for every report: checks at or above ``fail_on`` fail it, and so
+    does a verdict at the matching level (untrustworthy; with ``fail_on=warn`` caution)."""
+
+    tool: dict[str, str]
+    params: dict[str, Any]
+    checks: list[CheckResult]
+    timings: dict[str, float] = field(default_factory=dict)
+    fail_on: Status = Status.FAIL
+
+    kind: ClassVar[str]  # the command, as the formats name it
+    verdict: Verdict | None = None
+
+    def check_fails(self, check: CheckResult, fail_on: Status | None = None) -> bool:
+        if (fail_on or self.fail_on) == Status.FAIL:
+            return check.status == Status.FAIL
+        return check.status in (Status.FAIL, Status.WARN)
+
+    def verdict_fails(self, fail_on: Status | None = None) -> bool:
+        if self.verdict is None:
+            return False
+        worst = Level.UNTRUSTWORTHY if (fail_on or self.fail_on) == Status.FAIL else Level.CAUTION
+        return self.verdict.level.rank >= worst.rank
+
+    def failed(self, fail_on: Status | None = None) -> bool:
+        """Whether the gate fails (``fail_on`` default: the report's own)."""
+        return self.verdict_fails(fail_on) or any(
+            self.check_fails(check, fail_on) for check in self.checks
+        )
+
+    @property
+    def summary(self) -> dict[str, int]:
+        counts = {status.value: 0 for status in Status}
+        for check in self.checks:
+            counts[check.status.value] += 1
+        return counts
+
+    @property
+    def subject(self) -> str:
+        raise NotImplementedError
+
+    def _document(self, head: dict[str, Any], body: dict[str, Any]) -> dict[str, Any]:
+        return {
+            "schema_version": SCHEMA_VERSION,
+            "tool": self.tool,
+            **head,
+            **body,
+            "checks": [check.to_dict() for check in self.checks],
+            "summary": self.summary,
+            "timings": self.timings,
+        }
+
+
+def _path(info: dict[str, Any]) -> str:
+    return str(info.get("path") or "array")
+
+
+@dataclass(frozen=True, kw_only=True)
+class CheckReport(Gate):
+    """The result of ``embaudit check``: the checks and the verdict on cosine."""
+
+    options: CheckOptions
+    input: dict[str, Any]
+    verdict: Verdict
+
+    kind: ClassVar[str] = "check"
+
+    @property
+    def subject(self) -> str:
+        return _path(self.input)
+
+    def check(self, code: str) -> CheckResult:
+        """The result of one check by code (KeyError when it did not run)."""
+        for result in self.checks:
+            if result.code == code:
+                return result
+        raise KeyError(code)
+
+    def to_dict(self) -> dict[str, Any]:
+        head = {"input": self.input, "params": self.params}
+        return self._document(head, {"verdict": self.verdict.to_dict()})
+
+
+@dataclass(frozen=True, kw_only=True)
+class MetricsReport(Gate):
+    """The result of ``embaudit compare-knn FILE``: cosine, L2 and inner-product neighbours."""
+
+    options: CompareOptions
+    input: dict[str, Any]
+    comparison: MetricsComparison
+
+    kind: ClassVar[str] = "compare-knn"
+    mode: ClassVar[str] = "metrics"
+
+    @property
+    def k(self) -> int:
+        return self.comparison.k
+
+    @property
+    def subject(self) -> str:
+        return _path(self.input)
+
+    def to_dict(self) -> dict[str, Any]:
+        comparison = self.comparison
+        head = {"mode": self.mode, "input": self.input, "params": self.params, "k": self.k}
+        body = {
+            "queries": comparison.queries,
+            "excluded_rows": comparison.excluded_rows,
+            "pairs": [pair.to_dict(comparison.k) for pair in comparison.pairs],
+        }
+        return self._document(head, body)
+
+
+@dataclass(frozen=True, kw_only=True)
+class FilesReport(Gate):
+    """The result of ``embaudit compare-knn OLD NEW``: neighbours of the same items."""
+
+    options: CompareOptions
+    old: dict[str, Any]
+    new: dict[str, Any]
+    comparison: FilesComparison
+
+    kind: ClassVar[str] = "compare-knn"
+    mode: ClassVar[str] = "files"
+
+    @property
+    def k(self) -> int:
+        return self.comparison.k
+
+    @property
+    def input(self) -> dict[str, Any]:
+        return {"old": self.old, "new": self.new}
+
+    @property
+    def subject(self) -> str:
+        return f"{self.old.get('path')} -> {self.new.get('path')}"
+
+    def to_dict(self) -> dict[str, Any]:
+        head = {"mode": self.mode, "input": self.input, "params": self.params, "k": self.k}
+        return self._document(head, self.comparison.to_dict())
+
+
+@dataclass(frozen=True, kw_only=True)
+class GaugeReport(Gate):
+    """The result of ``embaudit gauge``: the gauge freedom and the balance of two towers."""
+
+    options: GaugeOptions
+    items: dict[str, Any]
+    users: dict[str, Any]
+    sides: list[SideResult]  # the audited sides, items first
+    prediction_max_rel_change: float
+    excluded_rows: dict[str, int]  # per tower, drawn rows left out (non-finite or zero)
+    balance: Balance
+
+    kind: ClassVar[str] = "gauge"
+    mode: ClassVar[str] = "towers"
+
+    @property
+    def k(self) -> int:
+        return self.sides[0].k
+
+    @property
+    def input(self) -> dict[str, Any]:
+        return {"items": self.items, "users": self.users}
+
+    @property
+    def subject(self) -> str:
+        return f"{self.items.get('path')} + {self.users.get('path')}"
+
+    @property
+    def worst_overlap_at_k(self) -> float:
+        return min(side.worst_overlap_at_k for side in self.sides)
+
+    def to_dict(self) -> dict[str, Any]:
+        first = self.sides[0]
+        head = {"mode": self.mode, "input": self.input, "params": self.params, "k": self.k}
+        body = {
+            "worst_overlap_at_k": self.worst_overlap_at_k,
+            "overlap_by_condition": first.overlap_by_condition,
+            "prediction_max_rel_change": self.prediction_max_rel_change,
+            "cosine_range": first.cosine_range,
+            "excluded_rows": self.excluded_rows,
+            "sides": [side.to_dict() for side in self.sides],
+            "balance": self.balance.to_dict(),
+        }
+        return self._document(head, body)
+
+
+#: Every report a format renders.
+AnyReport = CheckReport | MetricsReport | FilesReport | GaugeReport
+#: The two results of compare-knn.
+CompareReport = MetricsReport | FilesReport
