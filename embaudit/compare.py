@@ -14,8 +14,9 @@ import numpy.typing as npt
 
 from embaudit.draw import draw_clean_items, draw_clean_rows
 from embaudit.engines import Engine, LocalEngine, PassPlan
-from embaudit.errors import InputError, UsageError
+from embaudit.errors import InputError
 from embaudit.knn import Block, NeighborSearch
+from embaudit.params import ParameterError
 from embaudit.sources import EmbeddingSource
 
 Floats = npt.NDArray[np.float64]
@@ -37,9 +38,11 @@ def k_ladder(k: int, n: int) -> list[int]:
 def _check_k_fits(k: int, others: int, what: str) -> None:
     """k must leave something to compare: fewer neighbours than the other rows."""
     if k >= others:
-        raise UsageError(
-            f"-k {k} must be smaller than the number of other {what} ({max(others, 0):,}): "
-            "otherwise every row is every row's neighbour"
+        raise ParameterError(
+            "k",
+            f"must be smaller than the number of other {what} ({max(others, 0):,}), got {k}: "
+            "otherwise every row is every row's neighbour",
+            "-k",
         )
 
 

@@ -61,12 +61,16 @@ DEAD_COLUMN = 1e-6
 _NO_EXPONENT = -1100
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class GaugeSettings:
-    k: int = 10
-    seed: int = 0
-    max_condition: float = 10.0
-    sample: int = 2000  # rows of the tower whose neighbours are compared
+    """How one tower's gauge sensitivity is searched: the command's options (k, seed, the
+    largest condition number, the rows compared; defaults in :class:`~embaudit.options.
+    GaugeOptions`) and the search's own effort."""
+
+    k: int
+    seed: int
+    max_condition: float
+    sample: int  # rows of the tower whose neighbours are compared
     draws: int = 8  # random gauges per condition number
     vertices: int = 32  # random vertices the worst-case search starts from
     budget: int = 600  # gauge evaluations of the search

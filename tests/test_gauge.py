@@ -78,7 +78,9 @@ def test_towers_must_share_the_dimension(cli, tmp_path):
 
 def test_the_search_stays_inside_the_condition_bound():
     rows = np.random.default_rng(3).standard_normal((200, 8))
-    result, scale = audit_side("items", rows, GaugeSettings(max_condition=4.0, budget=100))
+    result, scale = audit_side(
+        "items", rows, GaugeSettings(k=10, seed=0, max_condition=4.0, sample=2000, budget=100)
+    )
     assert scale.max() / scale.min() <= 4.0 + 1e-9
     assert result.worst_condition <= 4.0 + 1e-9
     assert result.evaluations <= 100
