@@ -20,6 +20,7 @@ Ray's own console output (what tasks print, the raylet's messages) stays off unl
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import socket
@@ -96,10 +97,10 @@ def map_fragment(
     timings: dict[str, float] = {}
     consumers: list[Callable[[CleanRows], None]] = []
     if search is not None:
-        add = search.add if plan.search_rows is None else _restricted(search, plan.search_rows)
-        consumers.append(_timed(add, "knn", timings))
+        add = search.add if plan.search_rows is None else _Restricted(search, plan.search_rows)
+        consumers.append(_Timed(add, "knn", timings))
     if sample is not None:
-        consumers.append(_timed(sample, "sample", timings))
+        consumers.append(_Timed(sample, "sample", timings))
     started = time.perf_counter()
     part = fold_fragment(
         source, fragment, consumers=consumers, chunk_rows=chunk_rows, on_chunk=on_chunk
@@ -108,26 +109,31 @@ def map_fragment(
     return _FragmentResult(part, None if search is None else search.lists, sample, timings)
 
 
-def _restricted(search: NeighborSearch, keep: npt.NDArray[np.bool_]) -> Callable[[CleanRows], None]:
-    def add(rows: CleanRows) -> None:
-        wanted = keep[rows.positions]
+@dataclass(frozen=True, eq=False)
+class _Restricted:
+    """Feeds ``search`` only the rows that ``keep`` (a bool per global row) marks."""
+
+    search: NeighborSearch
+    keep: npt.NDArray[np.bool_]
+
+    def __call__(self, rows: CleanRows) -> None:
+        wanted = self.keep[rows.positions]
         positions, values, norms = rows.positions[wanted], rows.values[wanted], rows.norms[wanted]
-        search.add(CleanRows(positions, values, norms, rows.unit[wanted]))
-
-    return add
+        self.search.add(CleanRows(positions, values, norms, rows.unit[wanted]))
 
 
-def _timed(
-    consume: Callable[[CleanRows], None], name: str, timings: dict[str, float]
-) -> Callable[[CleanRows], None]:
+@dataclass(frozen=True, eq=False)
+class _Timed:
     """``consume``, adding its time to ``timings[name]`` (reports show time per stage)."""
 
-    def timed(rows: CleanRows) -> None:
-        mark = time.perf_counter()
-        consume(rows)
-        timings[name] = timings.get(name, 0.0) + time.perf_counter() - mark
+    consume: Callable[[CleanRows], None]
+    name: str
+    timings: dict[str, float]
 
-    return timed
+    def __call__(self, rows: CleanRows) -> None:
+        mark = time.perf_counter()
+        self.consume(rows)
+        self.timings[self.name] = self.timings.get(self.name, 0.0) + time.perf_counter() - mark
 
 
 class Engine(ABC):
@@ -205,7 +211,7 @@ def _reduce(
 ) -> ScanStats:
     """The reduce step on the driver, timed: merge in row order, then the duplicate check."""
     started = time.perf_counter()
-    stats = finish(source, parts, lambda rows: engine.take(source, rows))
+    stats = finish(source, parts, functools.partial(engine.take, source))
     timings["reduce"] = time.perf_counter() - started
     return stats
 

@@ -151,8 +151,30 @@ def audit_side(side: str, rows: Floats, settings: GaugeSettings) -> tuple[SideRe
     rng = np.random.default_rng(
         np.random.SeedSequence([settings.seed, 0 if side == "items" else 1])
     )
-    d = rows.shape[1]
     search = _Neighbours(rows, settings.k)
+    curve, tried = _condition_curve(search, settings, rng)
+    best_scale, best, evaluations = _worst_gauge(search, settings, rng)
+    tried.append(best_scale)
+    result = SideResult(
+        side=side,
+        k=search.k,
+        sample=len(rows),
+        worst_overlap_at_k=best,
+        worst_condition=float(best_scale.max() / best_scale.min()),
+        worst_scale=best_scale,
+        evaluations=evaluations,
+        overlap_by_condition=curve,
+        cosine_range=_cosine_range(rows, tried, settings.pairs, rng),
+    )
+    return result, best_scale
+
+
+def _condition_curve(
+    search: _Neighbours, settings: GaugeSettings, rng: np.random.Generator
+) -> tuple[list[dict[str, float]], list[Floats]]:
+    """Mean overlap@k of ``settings.draws`` random gauges per condition number of the ladder,
+    and the gauges drawn."""
+    d = search.rows.shape[1]
     curve = []
     tried: list[Floats] = []
     for condition in [c for c in CONDITION_LADDER if c <= settings.max_condition]:
@@ -168,7 +190,16 @@ def audit_side(side: str, rows: Floats, settings: GaugeSettings) -> tuple[SideRe
                 "draws": len(overlaps),
             }
         )
-    # Worst case: best random vertex, then greedy coordinate flips between the two bounds.
+    return curve, tried
+
+
+def _worst_gauge(
+    search: _Neighbours, settings: GaugeSettings, rng: np.random.Generator
+) -> tuple[Floats, float, int]:
+    """The worst gauge found, its overlap@k and the evaluations spent: the best random vertex,
+    then greedy coordinate flips between the two bounds (see the module docstring)."""
+    rows = search.rows
+    d = rows.shape[1]
     evaluations = 0
     best_scale, best = np.ones(d), 1.0
     for _ in range(settings.vertices):
@@ -195,30 +226,26 @@ def audit_side(side: str, rows: Floats, settings: GaugeSettings) -> tuple[SideRe
                 best_scale = best_scale.copy()
                 best_scale[dim] = flipped
                 improved = True
-    tried.append(best_scale)
-    first, second = _pairs(len(rows), settings.pairs, rng)
+    return best_scale, best, evaluations
+
+
+def _cosine_range(
+    rows: Floats, tried: list[Floats], pair_count: int, rng: np.random.Generator
+) -> dict[str, float]:
+    """The range of the cosines of random pairs of ``rows`` over the exported gauge and the
+    gauges ``tried``."""
+    first, second = _pairs(len(rows), pair_count, rng)
     cosines = np.stack(
-        [_pair_cosines(rows * scale, first, second) for scale in [np.ones(d), *tried]]
+        [_pair_cosines(rows * scale, first, second) for scale in [np.ones(rows.shape[1]), *tried]]
     )
     width = cosines.max(axis=0) - cosines.min(axis=0)
-    result = SideResult(
-        side=side,
-        k=search.k,
-        sample=len(rows),
-        worst_overlap_at_k=best,
-        worst_condition=float(best_scale.max() / best_scale.min()),
-        worst_scale=best_scale,
-        evaluations=evaluations,
-        overlap_by_condition=curve,
-        cosine_range={
-            "min": float(cosines.min()),
-            "max": float(cosines.max()),
-            "mean_width": float(width.mean()),
-            "max_width": float(width.max()),
-            "pairs": len(first),
-        },
-    )
-    return result, best_scale
+    return {
+        "min": float(cosines.min()),
+        "max": float(cosines.max()),
+        "mean_width": float(width.mean()),
+        "max_width": float(width.max()),
+        "pairs": len(first),
+    }
 
 
 def _pairs(m: int, count: int, rng: np.random.Generator) -> tuple[Ints, Ints]:

@@ -48,6 +48,12 @@ def _ratio(numerator: Floats, denominator: Floats) -> Floats:
     return np.where(denominator > 0, numerator / safe, 0.0)
 
 
+def _at_columns(values: Floats, columns: Ints | None) -> npt.NDArray[np.float32]:
+    """Per-row ``values`` at the chunk rows ``columns`` (None: all of them), in float32."""
+    selected = values if columns is None else values[columns]
+    return selected.astype(np.float32)
+
+
 class _TileRanges:
     """Per tile of chunk rows: the range of the scaled norms and of each gauge's row factor."""
 
@@ -63,6 +69,19 @@ class _TileRanges:
             np.minimum.reduceat(values, self._starts)[None, :],
             np.maximum.reduceat(values, self._starts)[None, :],
         )
+
+
+@dataclass(frozen=True)
+class _Chunk:
+    """One chunk as the candidate search sees it (see :meth:`NeighborSearch.add`)."""
+
+    positions: Ints  # global row positions of the chunk's clean rows
+    norm: Floats  # their L2 norms
+    products: npt.NDArray[np.float32]  # (stacked queries, rows); -inf at self-matches
+    row_factor: list[Floats | None]  # per block: |x| / |x D| of each row (None: no gauge)
+    starts: Ints  # first row of each tile of TILE rows
+    tile_max: Floats  # (stacked queries, tiles): the largest product in each tile
+    tiles: _TileRanges
 
 
 @dataclass(frozen=True)
@@ -185,98 +204,151 @@ class NeighborSearch:
     # Streaming -------------------------------------------------------------------------------
 
     def add(self, rows: CleanRows) -> None:
-        """Consume the clean rows of one chunk."""
+        """Consume the clean rows of one chunk.
+
+        The largest product of each query in each tile of TILE rows bounds its scores there
+        under every metric, so once a query's list has filled, only the tiles that can beat its
+        current k-th score are scored. Queries whose lists are still filling (the first chunk)
+        take whole rows."""
         if not len(rows.positions):
             return
-        positions, norm = rows.positions, rows.norms
+        chunk = self._chunk(rows)
+        for neighbor_list in self.lists:
+            bar = self._bar(neighbor_list)
+            filling = np.flatnonzero(np.isneginf(bar))
+            if len(filling):
+                self._add_filling(neighbor_list, chunk, bar, filling)
+            full = np.flatnonzero(~np.isneginf(bar))
+            if len(full):
+                self._add_full(neighbor_list, chunk, bar, full)
+
+    def _chunk(self, rows: CleanRows) -> _Chunk:
+        """The products of the chunk's rows with every stacked query, self-matches removed, and
+        what the tiles of TILE rows bound."""
         products = self.stacked @ rows.unit.T  # (stacked queries, rows), float32
-        # |x| / |x D| = 1 / |x/|x| D| per gauge block: the database side of a gauge cosine.
+        row_factor = self._row_factors(rows.unit)
+        # A query never neighbours itself: its products with its own row are -inf in every block.
+        own_query, own_column = self._own(rows.positions)
+        for b, block in enumerate(self.blocks):
+            inside = own_query < block.n_queries
+            products[self.offsets[b] + own_query[inside], own_column[inside]] = -np.inf
+        starts = np.arange(0, len(rows.positions), TILE)
+        return _Chunk(
+            positions=rows.positions,
+            norm=rows.norms,
+            products=products,
+            row_factor=row_factor,
+            starts=starts,
+            tile_max=np.maximum.reduceat(products, starts, axis=1).astype(np.float64),
+            tiles=_TileRanges(rows.norms * self.unit, row_factor, starts),
+        )
+
+    def _row_factors(self, unit: npt.NDArray[np.float32]) -> list[Floats | None]:
+        """|x| / |x D| = 1 / |x/|x| D| per gauge block (None elsewhere): the database side of a
+        gauge cosine, from the chunk's unit rows."""
         row_factor: list[Floats | None] = [None] * len(self.blocks)
         if self._gauge_blocks:
-            gauged = np.square(rows.unit) @ self._gauge_squares  # (rows, gauge blocks)
+            gauged = np.square(unit) @ self._gauge_squares  # (rows, gauge blocks)
             for index, b in enumerate(self._gauge_blocks):
                 # A row with nothing outside the dimensions a gauge zeroes scores 0 under it.
                 gauged_norm = np.sqrt(gauged[:, index].astype(np.float64))
                 row_factor[b] = _ratio(np.ones_like(gauged_norm), gauged_norm)
-        # A query never neighbours itself: its products with its own row are -inf in every block.
-        own_query, own_column = self._own(positions)
-        for b, block in enumerate(self.blocks):
-            inside = own_query < block.n_queries
-            products[self.offsets[b] + own_query[inside], own_column[inside]] = -np.inf
+        return row_factor
 
-        def features(query: Ints, column: Ints) -> Floats:
-            out = np.full((len(query), self.n_features), np.nan)
-            out[:, _COSINE] = products[query, column]
-            out[:, _NORM] = norm[column]
-            for b, block in enumerate(self.blocks[1:], start=1):
-                inside = query < block.n_queries
-                q, c = query[inside], column[inside]
-                factor = row_factor[b]
-                assert factor is not None
-                raw = products[self.offsets[b] + q, c].astype(np.float64)
-                out[inside, 1 + b] = raw * self.query_factor[b][q] * factor[c]
-            return out
+    def _add_filling(
+        self, neighbor_list: NeighborList, chunk: _Chunk, bar: Floats, filling: Ints
+    ) -> None:
+        """Merge the chunk's candidates for the queries ``filling`` (lists not yet full): every
+        row of the chunk is scored."""
+        offset = self.offsets[neighbor_list.block]
+        products = chunk.products[offset + filling]
+        scores = self._scores(neighbor_list, products, filling, None, chunk.norm, chunk.row_factor)
+        units = self._selection_units(neighbor_list)[filling]
+        query, column = self._candidates(scores, bar[filling], filling, units)
+        if len(query):
+            features = self._features(chunk, query, column)
+            self._merge(neighbor_list, query, chunk.positions[column], features)
 
-        # The largest product of each query in each tile of TILE rows bounds its scores there
-        # under every metric, so once a query's list has filled, only the tiles that can beat
-        # its current k-th score are scored. Queries whose lists are still filling (the first
-        # chunk) take whole rows.
-        starts = np.arange(0, len(positions), TILE)
-        tile_max = np.maximum.reduceat(products, starts, axis=1).astype(np.float64)
-        tiles = _TileRanges(norm * self.unit, row_factor, starts)
-        for neighbor_list in self.lists:
-            b = neighbor_list.block
-            offset = self.offsets[b]
-            bar = self._bar(neighbor_list)
-            filling = np.flatnonzero(np.isneginf(bar))
-            if len(filling):
-                scores = self._scores(
-                    neighbor_list, products[offset + filling], filling, None, norm, row_factor
-                )
-                units = self._selection_units(neighbor_list)[filling]
-                query, column = self._candidates(scores, bar[filling], filling, units)
-                if len(query):
-                    self._merge(neighbor_list, query, positions[column], features(query, column))
-            full = np.flatnonzero(~np.isneginf(bar))
-            if not len(full):
-                continue
-            # A tile that holds nothing but the query's own row has a largest product of -inf
-            # and no candidate: its bound is -inf (the arithmetic would give -inf + inf).
-            empty = np.isneginf(tile_max[offset + full])
-            with np.errstate(invalid="ignore"):
-                bound = self._bound(neighbor_list, tile_max[offset + full], full, tiles)
-                reach = bound + np.abs(bound) * 1e-5 + 1e-6
-            reach[empty] = -np.inf
-            pair_query, pair_tile = np.nonzero(reach > bar[full, None])
-            if not len(pair_query):
-                continue
-            # Score the candidate tiles a batch of pairs at a time, so that the (pairs, TILE)
-            # arrays stay small however many tiles the bounds leave in.
-            hit_queries: list[Ints] = []
-            hit_columns: list[Ints] = []
-            hit_scores: list[npt.NDArray[np.float32]] = []
-            for first in range(0, len(pair_query), _PAIR_BATCH):
-                query = full[pair_query[first : first + _PAIR_BATCH]]
-                columns = starts[pair_tile[first : first + _PAIR_BATCH]][:, None] + np.arange(TILE)
-                inside = columns < len(positions)
-                columns = np.minimum(columns, len(positions) - 1)
-                entries = products[offset + query[:, None], columns]
-                scores = self._scores(neighbor_list, entries, query, columns, norm, row_factor)
-                hit_row, hit_column = np.nonzero(inside & (scores > bar[query, None]))
-                hit_queries.append(query[hit_row])
-                hit_columns.append(columns[hit_row, hit_column])
-                hit_scores.append(scores[hit_row, hit_column])
-                if sum(map(len, hit_scores)) > _CAP_AT:
-                    hit_queries, hit_columns, hit_scores = self._nearest(
-                        neighbor_list, hit_queries, hit_columns, hit_scores
-                    )
-            (hit_query,), (column,), _ = self._nearest(
-                neighbor_list, hit_queries, hit_columns, hit_scores
+    def _add_full(
+        self, neighbor_list: NeighborList, chunk: _Chunk, bar: Floats, full: Ints
+    ) -> None:
+        """Merge the chunk's candidates for the queries ``full`` (lists full): only the tiles
+        whose bound reaches a query's bar are scored."""
+        query, tile_start = self._reachable_tiles(neighbor_list, chunk, bar, full)
+        if not len(query):
+            return
+        hit_query, column = self._tile_hits(neighbor_list, chunk, bar, query, tile_start)
+        if len(hit_query):
+            features = self._features(chunk, hit_query, column)
+            self._merge(neighbor_list, hit_query, chunk.positions[column], features)
+
+    def _reachable_tiles(
+        self, neighbor_list: NeighborList, chunk: _Chunk, bar: Floats, full: Ints
+    ) -> tuple[Ints, Ints]:
+        """(query, first row) of each tile whose bound on the query's selection scores reaches
+        the query's bar, for the queries ``full``."""
+        tile_max = chunk.tile_max[self.offsets[neighbor_list.block] + full]
+        # A tile that holds nothing but the query's own row has a largest product of -inf
+        # and no candidate: its bound is -inf (the arithmetic would give -inf + inf).
+        empty = np.isneginf(tile_max)
+        with np.errstate(invalid="ignore"):
+            bound = self._bound(neighbor_list, tile_max, full, chunk.tiles)
+            reach = bound + np.abs(bound) * 1e-5 + 1e-6
+        reach[empty] = -np.inf
+        pair_query, pair_tile = np.nonzero(reach > bar[full, None])
+        return full[pair_query], chunk.starts[pair_tile]
+
+    def _tile_hits(
+        self,
+        neighbor_list: NeighborList,
+        chunk: _Chunk,
+        bar: Floats,
+        query: Ints,
+        tile_start: Ints,
+    ) -> tuple[Ints, Ints]:
+        """(query, column) of the entries of the (query, tile) pairs that beat the query's bar,
+        cut to about k per query (:meth:`_nearest`). The pairs are scored a batch at a time, so
+        that the (pairs, TILE) arrays stay small however many tiles the bounds leave in."""
+        offset = self.offsets[neighbor_list.block]
+        n_rows = len(chunk.positions)
+        hit_queries: list[Ints] = []
+        hit_columns: list[Ints] = []
+        hit_scores: list[npt.NDArray[np.float32]] = []
+        for first in range(0, len(query), _PAIR_BATCH):
+            batch = query[first : first + _PAIR_BATCH]
+            columns = tile_start[first : first + _PAIR_BATCH][:, None] + np.arange(TILE)
+            inside = columns < n_rows
+            columns = np.minimum(columns, n_rows - 1)
+            entries = chunk.products[offset + batch[:, None], columns]
+            scores = self._scores(
+                neighbor_list, entries, batch, columns, chunk.norm, chunk.row_factor
             )
-            if len(hit_query):
-                self._merge(
-                    neighbor_list, hit_query, positions[column], features(hit_query, column)
+            hit_row, hit_column = np.nonzero(inside & (scores > bar[batch, None]))
+            hit_queries.append(batch[hit_row])
+            hit_columns.append(columns[hit_row, hit_column])
+            hit_scores.append(scores[hit_row, hit_column])
+            if sum(map(len, hit_scores)) > _CAP_AT:
+                hit_queries, hit_columns, hit_scores = self._nearest(
+                    neighbor_list, hit_queries, hit_columns, hit_scores
                 )
+        (hit_query,), (column,), _ = self._nearest(
+            neighbor_list, hit_queries, hit_columns, hit_scores
+        )
+        return hit_query, column
+
+    def _features(self, chunk: _Chunk, query: Ints, column: Ints) -> Floats:
+        """The features (see the module docstring) of the chunk entries (query, column)."""
+        out = np.full((len(query), self.n_features), np.nan)
+        out[:, _COSINE] = chunk.products[query, column]
+        out[:, _NORM] = chunk.norm[column]
+        for b, block in enumerate(self.blocks[1:], start=1):
+            inside = query < block.n_queries
+            q, c = query[inside], column[inside]
+            factor = chunk.row_factor[b]
+            assert factor is not None
+            raw = chunk.products[self.offsets[b] + q, c].astype(np.float64)
+            out[inside, 1 + b] = raw * self.query_factor[b][q] * factor[c]
+        return out
 
     def _nearest(
         self,
@@ -322,18 +394,14 @@ class NeighborSearch:
         per-query constant, :meth:`_selection_units`). ``products`` holds one row per query in
         ``query``; its columns are the chunk rows ``columns`` (None: all of them, in order)."""
 
-        def per_row(values: Floats) -> npt.NDArray[np.float32]:
-            selected = values if columns is None else values[columns]
-            return selected.astype(np.float32)
-
         if neighbor_list.block:
             factor = row_factor[neighbor_list.block]
             assert factor is not None
-            return products * per_row(factor)
+            return products * _at_columns(factor, columns)
         if neighbor_list.metric == "cosine":
             return products
         inverse_query = (1.0 / (self.query_norm[query] * self.unit)).astype(np.float32)
-        ratio = per_row(norm * self.unit) * inverse_query[:, None]  # |x| / |q|
+        ratio = _at_columns(norm * self.unit, columns) * inverse_query[:, None]  # |x| / |q|
         if neighbor_list.metric == "l2":
             return (2 * products - ratio) * ratio - np.float32(1)
         return products * ratio

@@ -243,19 +243,7 @@ def _geometry(
     first, second = geometry.random_pairs(m, min(pair_count, m * (m - 1)), pair_rng)
     cosines = geometry.pair_cosines(unit, first, second)
 
-    cc = geometry.rogue_contributions(stats.unit_sum, stats.unit_sq_sum, stats.n_clean)
-    rogue = [int(j) for j in np.argsort(-cc, kind="stable")[: min(3, d)]]
-    rogue_r2 = float("nan")
-    if d > len(rogue):
-        reduced = sample.copy()
-        reduced[:, rogue] = 0.0
-        alive = np.abs(reduced).max(axis=1) > 0
-        keep = alive[first] & alive[second]
-        if keep.sum() >= 2:
-            reduced_unit = np.zeros_like(reduced)
-            reduced_unit[alive] = geometry.unit_rows(reduced[alive])
-            without = geometry.pair_cosines(reduced_unit, first[keep], second[keep])
-            rogue_r2 = geometry.pearson_r2(cosines[keep], without)
+    rogue, rogue_r2 = _rogue(sample, stats, first, second, cosines)
 
     change: dict[float, list[float]] = {}
     for s, scale in gauges:
@@ -264,17 +252,7 @@ def _geometry(
 
     hub_k = min(k, m - 1)
     hubness = geometry.hubness_from_neighbors(geometry.cosine_knn_graph(unit, hub_k), m)
-    gaussian = geometry.isotropic_sample(m, d, reference_rng)
-    reference_eigenvalues = geometry.covariance_eigenvalues(gaussian)
-    reference_graph = geometry.cosine_knn_graph(geometry.unit_rows(gaussian), hub_k)
-    reference = Reference(
-        m=m,
-        d=d,
-        isoscore=geometry.isoscore(reference_eigenvalues),
-        effective_rank=geometry.effective_rank(reference_eigenvalues),
-        top_share=_top_share(reference_eigenvalues),
-        hubness=geometry.hubness_from_neighbors(reference_graph, m),
-    )
+    reference = _reference(m, d, hub_k, reference_rng)
     return Geometry(
         m=m,
         column_std=sample.std(axis=0),
@@ -290,6 +268,43 @@ def _geometry(
         rogue_r2=rogue_r2,
         cosine_change={s: float(np.mean(v)) for s, v in change.items()},
         reference=reference,
+    )
+
+
+def _rogue(
+    sample: Floats, stats: ScanStats, first: Ints, second: Ints, cosines: Floats
+) -> tuple[list[int], float]:
+    """The three dimensions that contribute most to the expected cosine (from every clean row),
+    and the r^2 of the pair cosines with and without them (NaN when too few pairs are left)."""
+    d = sample.shape[1]
+    cc = geometry.rogue_contributions(stats.unit_sum, stats.unit_sq_sum, stats.n_clean)
+    rogue = [int(j) for j in np.argsort(-cc, kind="stable")[: min(3, d)]]
+    if d <= len(rogue):
+        return rogue, float("nan")
+    reduced = sample.copy()
+    reduced[:, rogue] = 0.0
+    alive = np.abs(reduced).max(axis=1) > 0
+    keep = alive[first] & alive[second]
+    if keep.sum() < 2:
+        return rogue, float("nan")
+    reduced_unit = np.zeros_like(reduced)
+    reduced_unit[alive] = geometry.unit_rows(reduced[alive])
+    without = geometry.pair_cosines(reduced_unit, first[keep], second[keep])
+    return rogue, geometry.pearson_r2(cosines[keep], without)
+
+
+def _reference(m: int, d: int, hub_k: int, rng: np.random.Generator) -> Reference:
+    """The geometry statistics of an isotropic Gaussian sample of the same shape."""
+    gaussian = geometry.isotropic_sample(m, d, rng)
+    eigenvalues = geometry.covariance_eigenvalues(gaussian)
+    graph = geometry.cosine_knn_graph(geometry.unit_rows(gaussian), hub_k)
+    return Reference(
+        m=m,
+        d=d,
+        isoscore=geometry.isoscore(eigenvalues),
+        effective_rank=geometry.effective_rank(eigenvalues),
+        top_share=_top_share(eigenvalues),
+        hubness=geometry.hubness_from_neighbors(graph, m),
     )
 
 

@@ -59,196 +59,215 @@ def _bars(axes: Any, edges: list[float], counts: list[int], color: str, label: s
     axes.bar(edges[: len(counts)], counts, width=widths, align="edge", color=color, label=label)
 
 
+Metrics = dict[str, dict[str, Any]]
+
+
 def check_plots(report: CheckReport) -> list[Plot]:
-    metrics = {check.code: check.metrics for check in report.checks}
-    plots = []
-    if "histogram" in metrics.get("EA101", {}):
-        m = metrics["EA101"]
-        figure, axes = _figure()
-        _bars(axes, m["histogram"]["edges"], m["histogram"]["counts"], PALETTE[0], "rows")
-        low, high = m["histogram"]["edges"][0], m["histogram"]["edges"][-1]
-        if low <= 1.0 <= high or high - low < 1e-6:
-            axes.axvline(1.0, color=PALETTE[1], linestyle="--", label="unit norm")
-        axes.set(title="Norm histogram", xlabel="L2 norm", ylabel="rows")
-        axes.legend()
-        plots.append(
-            Plot(
-                "Norm histogram",
-                "A single spike at 1 means normalized vectors; a wide or bimodal spread means "
-                "L2 and inner-product indexes rank differently from cosine.",
-                f"Histogram of the L2 norms from {m['min']:.4g} to {m['max']:.4g}, median "
-                f"{m['p50']:.4g}.",
-                _svg(figure),
-            )
-        )
-    if "pair_histogram" in metrics.get("EA201", {}):
-        m = metrics["EA201"]
-        figure, axes = _figure()
-        hist = m["pair_histogram"]
-        _bars(axes, hist["edges"], hist["counts"], PALETTE[0], "random pairs")
-        d = report.input["d"]
-        sigma = 1 / math.sqrt(d)
-        total = sum(hist["counts"])
-        width = hist["edges"][1] - hist["edges"][0]
-        xs = [-1 + 2 * i / 400 for i in range(401)]
-        ys = [
-            total * width * math.exp(-(x**2) / (2 * sigma**2)) / (sigma * math.sqrt(2 * math.pi))
-            for x in xs
-        ]
-        axes.plot(xs, ys, color=PALETTE[1], label=f"isotropic reference (0 ± {sigma:.3f})")
-        axes.axvline(m["mean"], color="black", linestyle=":", label=f"mean {m['mean']:.3f}")
-        axes.set(title="Cosine of random pairs", xlabel="cosine", ylabel="pairs", xlim=(-1, 1))
-        axes.legend(fontsize=8)
-        plots.append(
-            Plot(
-                "Cosine of random pairs",
-                "Cosines squeezed into a narrow band far right of the reference mean a shared "
-                "component dominates every similarity.",
-                f"Histogram of the cosine of {m.get('pairs', 0):,} random pairs, mean "
-                f"{m['mean']:.3f}, against a normal curve at 0 with spread {sigma:.3f}.",
-                _svg(figure),
-            )
-        )
-    if "eigenvalues" in metrics.get("EA203", {}):
-        m = metrics["EA203"]
-        values = [max(v, 0.0) for v in m["eigenvalues"]]
-        total = sum(values) or 1.0
-        cumulative, running = [], 0.0
-        for v in values:
-            running += v
-            cumulative.append(running / total)
-        figure, axes = _figure()
-        ranks = list(range(1, len(values) + 1))
-        axes.plot(ranks, [v / total for v in values], color=PALETTE[0], label="variance share")
-        axes.set_yscale("log")
-        twin = axes.twinx()
-        twin.plot(ranks, cumulative, color=PALETTE[2], label="cumulative share")
-        twin.set_ylim(0, 1.02)
-        twin.set_ylabel("cumulative share")
-        axes.axvline(m["effective_rank"], color=PALETTE[1], linestyle="--", label="effective rank")
-        axes.set(title="Eigenvalue spectrum", xlabel="component", ylabel="share of variance")
-        axes.legend(loc="lower left", fontsize=8)
-        plots.append(
-            Plot(
-                "Eigenvalue spectrum",
-                "One component towering over the rest means cosine mostly measures a position "
-                "along it; the dashed line is the effective rank.",
-                f"Covariance eigenvalues of {m['sample']:,} rows as shares of the variance, top "
-                f"share {m['top_share']:.2f}, effective rank {m['effective_rank']:.1f}.",
-                _svg(figure),
-            )
-        )
-    if "all_contributions" in metrics.get("EA204", {}):
-        m = metrics["EA204"]
-        figure, axes = _figure()
-        contributions = m["all_contributions"]
-        colors = [
-            PALETTE[1] if j in m["dimensions"] else PALETTE[0] for j in range(len(contributions))
-        ]
-        axes.bar(range(len(contributions)), contributions, color=colors, width=1.0)
-        axes.set(
-            title="Per-dimension share of the expected cosine",
-            xlabel="dimension",
-            ylabel="contribution to E[cos]",
-        )
-        plots.append(
-            Plot(
-                "Per-dimension share of the expected cosine",
-                "A few tall bars (red: the top three) are rogue dimensions that decide most of "
-                "every cosine.",
-                f"Bar chart of each dimension's contribution to the expected cosine; the top "
-                f"three are dimensions {', '.join(map(str, m['dimensions']))}.",
-                _svg(figure),
-            )
-        )
+    """The figures of a check report, in reading order; a check that measured nothing for its
+    figure (skipped, not selected) has none."""
+    metrics: Metrics = {check.code: check.metrics for check in report.checks}
+    figures = [
+        _norm_plot(metrics),
+        _pair_cosine_plot(metrics, report.input),
+        _spectrum_plot(metrics),
+        _contribution_plot(metrics),
+        _metric_overlap_plot(metrics),
+        _rescaling_plot(metrics),
+        _occurrence_plot(metrics),
+    ]
+    return [plot for plot in figures if plot is not None]
+
+
+def _norm_plot(metrics: Metrics) -> Plot | None:
+    m = metrics.get("EA101", {})
+    if "histogram" not in m:
+        return None
+    figure, axes = _figure()
+    _bars(axes, m["histogram"]["edges"], m["histogram"]["counts"], PALETTE[0], "rows")
+    low, high = m["histogram"]["edges"][0], m["histogram"]["edges"][-1]
+    if low <= 1.0 <= high or high - low < 1e-6:
+        axes.axvline(1.0, color=PALETTE[1], linestyle="--", label="unit norm")
+    axes.set(title="Norm histogram", xlabel="L2 norm", ylabel="rows")
+    axes.legend()
+    return Plot(
+        "Norm histogram",
+        "A single spike at 1 means normalized vectors; a wide or bimodal spread means "
+        "L2 and inner-product indexes rank differently from cosine.",
+        f"Histogram of the L2 norms from {m['min']:.4g} to {m['max']:.4g}, median {m['p50']:.4g}.",
+        _svg(figure),
+    )
+
+
+def _pair_cosine_plot(metrics: Metrics, report_input: dict[str, Any]) -> Plot | None:
+    m = metrics.get("EA201", {})
+    if "pair_histogram" not in m:
+        return None
+    figure, axes = _figure()
+    hist = m["pair_histogram"]
+    _bars(axes, hist["edges"], hist["counts"], PALETTE[0], "random pairs")
+    sigma = 1 / math.sqrt(report_input["d"])
+    total = sum(hist["counts"])
+    width = hist["edges"][1] - hist["edges"][0]
+    xs = [-1 + 2 * i / 400 for i in range(401)]
+    ys = [
+        total * width * math.exp(-(x**2) / (2 * sigma**2)) / (sigma * math.sqrt(2 * math.pi))
+        for x in xs
+    ]
+    axes.plot(xs, ys, color=PALETTE[1], label=f"isotropic reference (0 ± {sigma:.3f})")
+    axes.axvline(m["mean"], color="black", linestyle=":", label=f"mean {m['mean']:.3f}")
+    axes.set(title="Cosine of random pairs", xlabel="cosine", ylabel="pairs", xlim=(-1, 1))
+    axes.legend(fontsize=8)
+    return Plot(
+        "Cosine of random pairs",
+        "Cosines squeezed into a narrow band far right of the reference mean a shared "
+        "component dominates every similarity.",
+        f"Histogram of the cosine of {m.get('pairs', 0):,} random pairs, mean "
+        f"{m['mean']:.3f}, against a normal curve at 0 with spread {sigma:.3f}.",
+        _svg(figure),
+    )
+
+
+def _spectrum_plot(metrics: Metrics) -> Plot | None:
+    m = metrics.get("EA203", {})
+    if "eigenvalues" not in m:
+        return None
+    values = [max(v, 0.0) for v in m["eigenvalues"]]
+    total = sum(values) or 1.0
+    cumulative, running = [], 0.0
+    for v in values:
+        running += v
+        cumulative.append(running / total)
+    figure, axes = _figure()
+    ranks = list(range(1, len(values) + 1))
+    axes.plot(ranks, [v / total for v in values], color=PALETTE[0], label="variance share")
+    axes.set_yscale("log")
+    twin = axes.twinx()
+    twin.plot(ranks, cumulative, color=PALETTE[2], label="cumulative share")
+    twin.set_ylim(0, 1.02)
+    twin.set_ylabel("cumulative share")
+    axes.axvline(m["effective_rank"], color=PALETTE[1], linestyle="--", label="effective rank")
+    axes.set(title="Eigenvalue spectrum", xlabel="component", ylabel="share of variance")
+    axes.legend(loc="lower left", fontsize=8)
+    return Plot(
+        "Eigenvalue spectrum",
+        "One component towering over the rest means cosine mostly measures a position "
+        "along it; the dashed line is the effective rank.",
+        f"Covariance eigenvalues of {m['sample']:,} rows as shares of the variance, top "
+        f"share {m['top_share']:.2f}, effective rank {m['effective_rank']:.1f}.",
+        _svg(figure),
+    )
+
+
+def _contribution_plot(metrics: Metrics) -> Plot | None:
+    m = metrics.get("EA204", {})
+    if "all_contributions" not in m:
+        return None
+    figure, axes = _figure()
+    contributions = m["all_contributions"]
+    colors = [PALETTE[1] if j in m["dimensions"] else PALETTE[0] for j in range(len(contributions))]
+    axes.bar(range(len(contributions)), contributions, color=colors, width=1.0)
+    axes.set(
+        title="Per-dimension share of the expected cosine",
+        xlabel="dimension",
+        ylabel="contribution to E[cos]",
+    )
+    return Plot(
+        "Per-dimension share of the expected cosine",
+        "A few tall bars (red: the top three) are rogue dimensions that decide most of "
+        "every cosine.",
+        f"Bar chart of each dimension's contribution to the expected cosine; the top "
+        f"three are dimensions {', '.join(map(str, m['dimensions']))}.",
+        _svg(figure),
+    )
+
+
+def _metric_overlap_plot(metrics: Metrics) -> Plot | None:
     by_k: dict[str, dict[str, float]] = {
         code: metrics[code]["by_k"]
         for code in ("EA401", "EA402")
         if "by_k" in metrics.get(code, {})
     }
-    if by_k:
-        figure, axes = _figure()
-        for color, (code, overlaps) in zip(PALETTE, by_k.items(), strict=False):
-            label = {"EA401": "cosine vs L2", "EA402": "cosine vs inner product"}[code]
-            axes.plot(
-                [int(j) for j in overlaps], list(overlaps.values()), "o-", color=color, label=label
-            )
-        axes.set(title="Overlap@k between metrics", xlabel="k", ylabel="overlap@k", ylim=(0, 1.05))
-        axes.legend()
-        plots.append(
-            Plot(
-                "Overlap@k between metrics",
-                "At 1 the metrics agree on every neighbour; lower means an index with that "
-                "metric returns other neighbours than cosine.",
-                "Line chart of the overlap@k of cosine with L2 and with inner-product neighbours.",
-                _svg(figure),
-            )
-        )
-    if "levels" in metrics.get("EA301", {}):
-        m = metrics["EA301"]
-        figure, axes = _figure()
-        levels = [level["s"] for level in m["levels"]]
+    if not by_k:
+        return None
+    figure, axes = _figure()
+    for color, (code, overlaps) in zip(PALETTE, by_k.items(), strict=False):
+        label = {"EA401": "cosine vs L2", "EA402": "cosine vs inner product"}[code]
         axes.plot(
-            levels,
-            [level["overlap_at_k"] for level in m["levels"]],
-            "o-",
-            color=PALETTE[0],
-            label="mean over draws",
+            [int(j) for j in overlaps], list(overlaps.values()), "o-", color=color, label=label
         )
-        for level in m["levels"]:
-            axes.scatter(
-                [level["s"]] * len(level["draws"]),
-                level["draws"],
-                color=PALETTE[3],
-                s=12,
-                alpha=0.7,
-            )
-        if m.get("s50") is not None:
-            axes.axvline(m["s50"], color=PALETTE[1], linestyle="--", label=f"s50 = {m['s50']:.2f}")
-        axes.axhline(0.5, color="grey", linewidth=0.8)
-        axes.set(
-            xscale="log",
-            title="Overlap against rescaling strength",
-            xlabel="s (D = exp(N(0, s²)))",
-            ylabel="overlap@k",
-            ylim=(0, 1.05),
+    axes.set(title="Overlap@k between metrics", xlabel="k", ylabel="overlap@k", ylim=(0, 1.05))
+    axes.legend()
+    return Plot(
+        "Overlap@k between metrics",
+        "At 1 the metrics agree on every neighbour; lower means an index with that "
+        "metric returns other neighbours than cosine.",
+        "Line chart of the overlap@k of cosine with L2 and with inner-product neighbours.",
+        _svg(figure),
+    )
+
+
+def _rescaling_plot(metrics: Metrics) -> Plot | None:
+    m = metrics.get("EA301", {})
+    if "levels" not in m:
+        return None
+    figure, axes = _figure()
+    levels = [level["s"] for level in m["levels"]]
+    axes.plot(
+        levels,
+        [level["overlap_at_k"] for level in m["levels"]],
+        "o-",
+        color=PALETTE[0],
+        label="mean over draws",
+    )
+    for level in m["levels"]:
+        axes.scatter(
+            [level["s"]] * len(level["draws"]), level["draws"], color=PALETTE[3], s=12, alpha=0.7
         )
-        axes.legend()
-        plots.append(
-            Plot(
-                "Overlap against rescaling strength",
-                "Neighbours melting away under modest rescaling mean cosine depends on the "
-                "per-dimension scale; s50 is where half are gone.",
-                "Line chart of the cosine overlap@k under random diagonal rescalings at s = "
-                + ", ".join(f"{s:g}" for s in levels)
-                + ".",
-                _svg(figure),
-            )
-        )
-    if "occurrence_counts" in metrics.get("EA501", {}):
-        m = metrics["EA501"]
-        figure, axes = _figure()
-        counts = m["occurrence_counts"]
-        axes.bar(range(len(counts)), counts, color=PALETTE[0], width=1.0)
-        axes.axvline(m["k"], color=PALETTE[1], linestyle="--", label=f"k = {m['k']}")
-        axes.set(
-            yscale="log",
-            title="k-occurrence distribution (hubness)",
-            xlabel="times a point is among the others' k nearest",
-            ylabel="points",
-        )
-        axes.legend()
-        plots.append(
-            Plot(
-                "k-occurrence distribution",
-                "A long right tail means hubs that crowd every neighbour list; a tall bar at 0 "
-                "means antihubs that are never retrieved.",
-                f"Histogram of k-occurrences, skewness {m['skewness']:.2f}, antihub rate "
-                f"{m['antihub_rate']:.1%}.",
-                _svg(figure),
-            )
-        )
-    return plots
+    if m.get("s50") is not None:
+        axes.axvline(m["s50"], color=PALETTE[1], linestyle="--", label=f"s50 = {m['s50']:.2f}")
+    axes.axhline(0.5, color="grey", linewidth=0.8)
+    axes.set(
+        xscale="log",
+        title="Overlap against rescaling strength",
+        xlabel="s (D = exp(N(0, s²)))",
+        ylabel="overlap@k",
+        ylim=(0, 1.05),
+    )
+    axes.legend()
+    return Plot(
+        "Overlap against rescaling strength",
+        "Neighbours melting away under modest rescaling mean cosine depends on the "
+        "per-dimension scale; s50 is where half are gone.",
+        "Line chart of the cosine overlap@k under random diagonal rescalings at s = "
+        + ", ".join(f"{s:g}" for s in levels)
+        + ".",
+        _svg(figure),
+    )
+
+
+def _occurrence_plot(metrics: Metrics) -> Plot | None:
+    m = metrics.get("EA501", {})
+    if "occurrence_counts" not in m:
+        return None
+    figure, axes = _figure()
+    counts = m["occurrence_counts"]
+    axes.bar(range(len(counts)), counts, color=PALETTE[0], width=1.0)
+    axes.axvline(m["k"], color=PALETTE[1], linestyle="--", label=f"k = {m['k']}")
+    axes.set(
+        yscale="log",
+        title="k-occurrence distribution (hubness)",
+        xlabel="times a point is among the others' k nearest",
+        ylabel="points",
+    )
+    axes.legend()
+    return Plot(
+        "k-occurrence distribution",
+        "A long right tail means hubs that crowd every neighbour list; a tall bar at 0 "
+        "means antihubs that are never retrieved.",
+        f"Histogram of k-occurrences, skewness {m['skewness']:.2f}, antihub rate "
+        f"{m['antihub_rate']:.1%}.",
+        _svg(figure),
+    )
 
 
 def _condition_plot(report: GaugeReport) -> Plot:

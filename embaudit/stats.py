@@ -228,20 +228,9 @@ def _pipelined(
     """
     results: queue.Queue[Any] = queue.Queue(maxsize=depth)
     stop = threading.Event()
-
-    def work() -> None:
-        try:
-            for chunk in chunks:
-                if stop.is_set():
-                    return
-                clean = reduce(chunk)
-                results.put(replace(clean, rows_read=chunk.stop - chunk.start))
-        except BaseException as error:  # handed to the caller
-            results.put(error)
-            return
-        results.put(_DONE)
-
-    worker = threading.Thread(target=work, name="embaudit-scan", daemon=True)
+    worker = threading.Thread(
+        target=_reduce_all, args=(chunks, reduce, results, stop), name="embaudit-scan", daemon=True
+    )
     worker.start()
     try:
         while (item := results.get()) is not _DONE:
@@ -255,6 +244,26 @@ def _pipelined(
                 results.get_nowait()
             except queue.Empty:
                 worker.join(timeout=0.01)
+
+
+def _reduce_all(
+    chunks: Iterator[Chunk],
+    reduce: Callable[[Chunk], CleanRows],
+    results: queue.Queue[Any],
+    stop: threading.Event,
+) -> None:
+    """The worker of :func:`_pipelined`: puts each reduced chunk on ``results`` until ``stop`` is
+    set, then :data:`_DONE`; an exception is put there instead, for the caller to raise."""
+    try:
+        for chunk in chunks:
+            if stop.is_set():
+                return
+            clean = reduce(chunk)
+            results.put(replace(clean, rows_read=chunk.stop - chunk.start))
+    except BaseException as error:  # handed to the caller
+        results.put(error)
+        return
+    results.put(_DONE)
 
 
 #: Called with the clean rows of every chunk, in row order within a fragment.
@@ -306,37 +315,59 @@ def fold_fragment(
     collector), so the data is read once whatever is measured. ``on_chunk`` gets the number of
     rows read.
     """
-    d = source.d
-    rows_total = fragment.n
-    tiny = np.finfo(source.dtype).tiny
-    part = PartStats(
-        start=fragment.start,
-        norms=np.empty(rows_total, dtype=np.float64),
-        hashes=np.zeros(rows_total, dtype=np.uint64),
-        non_finite=np.empty(0, dtype=np.int64),
-        nan_rows=0,
-        moments=Moments.empty(d),
-        unit_sum=np.zeros(d),
-        unit_sq_sum=np.zeros(d),
-    )
-    weights = _hash_weights(d)
-    non_finite: list[Rows] = []
+    folder = _FragmentFolder(source, fragment, keep_unit=bool(consumers))
+    # The statistics of chunk i+1 are computed on a second thread while the consumers work on
+    # chunk i (numpy releases the GIL): both cores stay busy. Chunks are folded and consumed in
+    # order, so the result does not depend on timing.
+    read = 0
+    for clean in _pipelined(source.read(fragment, chunk_rows), folder):
+        for consume in consumers:
+            consume(clean)
+        read += clean.rows_read
+        if on_chunk is not None:
+            on_chunk(int(clean.rows_read))
+    if read != fragment.n:  # a reader that yields fewer rows than it promised is a bug
+        raise RuntimeError(f"fragment {fragment.index}: read {read} of {fragment.n} rows")
+    return folder.finished()
 
-    def reduce(chunk: Chunk) -> CleanRows:
+
+class _FragmentFolder:
+    """Folds the chunks of one fragment, one call per chunk in row order, into the fragment's
+    :class:`PartStats`, and returns each chunk's clean rows for the consumers. ``keep_unit``:
+    whether the clean rows carry their unit rows (someone consumes them)."""
+
+    def __init__(self, source: EmbeddingSource, fragment: Fragment, *, keep_unit: bool) -> None:
+        d = source.d
+        self.d, self.start, self.keep_unit = d, fragment.start, keep_unit
+        self.tiny = np.finfo(source.dtype).tiny
+        self.weights = _hash_weights(d)
+        self.non_finite: list[Rows] = []
+        self.part = PartStats(
+            start=fragment.start,
+            norms=np.empty(fragment.n, dtype=np.float64),
+            hashes=np.zeros(fragment.n, dtype=np.uint64),
+            non_finite=np.empty(0, dtype=np.int64),
+            nan_rows=0,
+            moments=Moments.empty(d),
+            unit_sum=np.zeros(d),
+            unit_sq_sum=np.zeros(d),
+        )
+
+    def __call__(self, chunk: Chunk) -> CleanRows:
         """Fold one chunk into the statistics; return its clean rows for the consumers."""
-        values = chunk.values
-        rows = slice(chunk.start - fragment.start, chunk.stop - fragment.start)
+        part, values = self.part, chunk.values
+        rows = slice(chunk.start - self.start, chunk.stop - self.start)
         wide = values.astype(np.float64)
         chunk_norms = row_norms(wide)
         # A float64 row whose norm exceeds the float64 range is as unusable as one with Inf.
         finite_rows = np.isfinite(values).all(axis=1) & np.isfinite(chunk_norms)
         if not finite_rows.all():
             bad = np.flatnonzero(~finite_rows)
-            non_finite.append(chunk.start + bad)
+            self.non_finite.append(chunk.start + bad)
             part.nan_rows += int(np.isnan(values[bad]).any(axis=1).sum())
         chunk_norms[~finite_rows] = np.nan
         part.norms[rows] = chunk_norms
-        clean_rows = finite_rows & (chunk_norms >= tiny)
+        clean_rows = finite_rows & (chunk_norms >= self.tiny)
         all_clean = bool(clean_rows.all())
         clean_values = values if all_clean else values[clean_rows]
         clean_wide = wide if all_clean else wide[clean_rows]
@@ -345,26 +376,16 @@ def fold_fragment(
         unit = clean_wide / clean_norms[:, None]  # float64: the cosine sums must be exact
         part.unit_sum += unit.sum(axis=0)
         part.unit_sq_sum += np.einsum("ij,ij->j", unit, unit)
-        part.hashes[rows][clean_rows] = _hash_rows(clean_values, weights)
+        part.hashes[rows][clean_rows] = _hash_rows(clean_values, self.weights)
         positions = chunk.start + np.flatnonzero(clean_rows)
-        unit_rows = unit.astype(np.float32) if consumers else np.empty((0, d), np.float32)
+        unit_rows = unit.astype(np.float32) if self.keep_unit else np.empty((0, self.d), np.float32)
         return CleanRows(positions, clean_wide, clean_norms, unit_rows)
 
-    # The statistics of chunk i+1 are computed on a second thread while the consumers work on
-    # chunk i (numpy releases the GIL): both cores stay busy. Chunks are folded and consumed in
-    # order, so the result does not depend on timing.
-    read = 0
-    for clean in _pipelined(source.read(fragment, chunk_rows), reduce):
-        for consume in consumers:
-            consume(clean)
-        read += clean.rows_read
-        if on_chunk is not None:
-            on_chunk(int(clean.rows_read))
-    if read != rows_total:  # a reader that yields fewer rows than it promised is a bug
-        raise RuntimeError(f"fragment {fragment.index}: read {read} of {rows_total} rows")
-    if non_finite:
-        part.non_finite = np.concatenate(non_finite)
-    return part
+    def finished(self) -> PartStats:
+        """The statistics of the fragment, once every chunk is folded."""
+        if self.non_finite:
+            self.part.non_finite = np.concatenate(self.non_finite)
+        return self.part
 
 
 def finish(
