@@ -1,6 +1,6 @@
 """Neighbour comparisons: between the metrics of one file, and between two exports.
 
-Both are built on the streamed kNN engine: a seeded query sample against the whole file.
+Both are built on the streamed kNN search: a seeded query sample against the whole file.
 """
 
 from __future__ import annotations

@@ -45,7 +45,7 @@ Ints = npt.NDArray[np.int64]
 
 #: Condition numbers of the overlap-by-condition curve (kept where <= max_condition).
 CONDITION_LADDER = (1.25, 1.5, 2.0, 3.0, 5.0, 10.0, 30.0, 100.0, 1000.0)
-#: Tie tolerance (cosine units) of the overlap: scores closer than this are ties.
+#: Tie tolerance (on the cosine scale) of the overlap: scores closer than this are ties.
 TIE = 1e-9
 #: Largest condition number of the balancing gauge at which the towers count as balanced. The
 #: column norms come from every row, so an exact balance measures 1 to rounding (1e-7 for float32

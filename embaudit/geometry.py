@@ -24,6 +24,13 @@ def unit_rows(x: npt.NDArray[np.floating[Any]]) -> Floats:
     return scaled / np.linalg.norm(scaled, axis=1, keepdims=True)
 
 
+def pow2_scale(norms: Floats) -> float:
+    """2^-e with 2^e nearest the median of ``norms`` (in log2): multiplying by it is exact, and it
+    brings norms near 1e±30 (float32) or 1e±200 (float64) close to 1, so their squares stay in
+    range. (n,) -> scalar."""
+    return float(2.0 ** -np.round(np.log2(np.median(norms))))
+
+
 # Spectrum --------------------------------------------------------------------------------------
 
 

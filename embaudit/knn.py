@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import numpy.typing as npt
 
-from embaudit.geometry import unit_rows
+from embaudit.geometry import pow2_scale, unit_rows
 from embaudit.stats import CleanRows, row_norms
 
 Floats = npt.NDArray[np.float64]
@@ -28,7 +28,7 @@ Ints = npt.NDArray[np.int64]
 
 #: Unit roundoff of float32: the products run in float32.
 _U32 = 2.0**-24
-#: Scores closer than TIE_ULPS * sqrt(d) * u32 (in cosine units) are ties.
+#: Scores closer than TIE_ULPS * sqrt(d) * u32 (on the cosine scale) are ties.
 TIE_ULPS = 8.0
 
 _COSINE, _NORM = 0, 1  # feature columns; gauge block b > 0 has its cosine in column 1 + b
@@ -130,9 +130,9 @@ class NeighborSearch:
         directions = unit_rows(queries)
         # L2 and dot scores are kept relative to the query norm (a positive constant per query,
         # so rankings are unchanged): dot/|q| and -L2^2/|q|^2, with r = |x|/|q|. The float32
-        # selection scores use norms divided by one power of two, so values near 1e30 or 1e-30
+        # selection scores use norms times one power of two, so values near 1e30 or 1e-30
         # neither overflow nor underflow.
-        self.unit = 2.0 ** -np.round(np.log2(np.median(self.query_norm)))
+        self.pow2_scale = pow2_scale(self.query_norm)
         # Each stacked row is a unit vector, so every product is a bounded cosine: base rows are
         # q/|q|, gauge rows (q D^2)/|q D^2|, and
         # cos_D(q, x) = (row . x/|x|) * (|q D^2| / |q D|) * (|x| / |x D|).
@@ -240,7 +240,7 @@ class NeighborSearch:
             row_factor=row_factor,
             starts=starts,
             tile_max=np.maximum.reduceat(products, starts, axis=1).astype(np.float64),
-            tiles=_TileRanges(rows.norms * self.unit, row_factor, starts),
+            tiles=_TileRanges(rows.norms * self.pow2_scale, row_factor, starts),
         )
 
     def _row_factors(self, unit: npt.NDArray[np.float32]) -> list[Floats | None]:
@@ -263,8 +263,8 @@ class NeighborSearch:
         offset = self.offsets[neighbor_list.block]
         products = chunk.products[offset + filling]
         scores = self._scores(neighbor_list, products, filling, None, chunk.norm, chunk.row_factor)
-        units = self._selection_units(neighbor_list)[filling]
-        query, column = self._candidates(scores, bar[filling], filling, units)
+        selection_factor = self._selection_factor(neighbor_list)[filling]
+        query, column = self._candidates(scores, bar[filling], filling, selection_factor)
         if len(query):
             features = self._features(chunk, query, column)
             self._merge(neighbor_list, query, chunk.positions[column], features)
@@ -368,8 +368,8 @@ class NeighborSearch:
         first = np.searchsorted(query, query, side="left")
         last = np.searchsorted(query, query, side="right") - 1
         kth = score[np.minimum(first + self.k - 1, last)].astype(np.float64)
-        units = self._selection_units(neighbor_list)[query]
-        near = score >= (kth - self._slack(kth, units)).astype(np.float32)
+        selection_factor = self._selection_factor(neighbor_list)[query]
+        near = score >= (kth - self._slack(kth, selection_factor)).astype(np.float32)
         keep = (np.arange(len(query)) - first < self.k) | near
         return [query[keep]], [column[keep]], [score[keep]]
 
@@ -390,18 +390,17 @@ class NeighborSearch:
         norm: Floats,
         row_factor: list[Floats | None],
     ) -> npt.NDArray[np.float32]:
-        """float32 scores of chunk entries in *selection units* (the score divided by a
-        per-query constant, :meth:`_selection_units`). ``products`` holds one row per query in
-        ``query``; its columns are the chunk rows ``columns`` (None: all of them, in order)."""
-
+        """float32 *selection scores* of chunk entries: the score times a per-query constant,
+        :meth:`_selection_factor`. ``products`` holds one row per query in ``query``; its columns
+        are the chunk rows ``columns`` (None: all of them, in order)."""
         if neighbor_list.block:
             factor = row_factor[neighbor_list.block]
             assert factor is not None
             return products * _at_columns(factor, columns)
         if neighbor_list.metric == "cosine":
             return products
-        inverse_query = (1.0 / (self.query_norm[query] * self.unit)).astype(np.float32)
-        ratio = _at_columns(norm * self.unit, columns) * inverse_query[:, None]  # |x| / |q|
+        inverse_query = (1.0 / (self.query_norm[query] * self.pow2_scale)).astype(np.float32)
+        ratio = _at_columns(norm * self.pow2_scale, columns) * inverse_query[:, None]  # |x| / |q|
         if neighbor_list.metric == "l2":
             return (2 * products - ratio) * ratio - np.float32(1)
         return products * ratio
@@ -416,7 +415,7 @@ class NeighborSearch:
             return np.where(tile_max >= 0, tile_max * high, tile_max * low)
         if neighbor_list.metric == "cosine":
             return tile_max
-        inverse_query = 1.0 / (self.query_norm[query] * self.unit)
+        inverse_query = 1.0 / (self.query_norm[query] * self.pow2_scale)
         low = tiles.norm_low[None, :] * inverse_query[:, None]
         high = tiles.norm_high[None, :] * inverse_query[:, None]
         if neighbor_list.metric == "dot":
@@ -425,8 +424,8 @@ class NeighborSearch:
         best = np.clip(tile_max, low, high)
         return 2 * tile_max * best - best * best - 1
 
-    def _selection_units(self, neighbor_list: NeighborList) -> Floats:
-        """Per-query factor from exact scores to the selection units of :meth:`_chunk_scores`."""
+    def _selection_factor(self, neighbor_list: NeighborList) -> Floats:
+        """Per-query factor from exact scores to the selection scores of :meth:`_scores`."""
         m = neighbor_list.n_queries
         if neighbor_list.block:
             return 1.0 / self.query_factor[neighbor_list.block][:m]
@@ -435,23 +434,24 @@ class NeighborSearch:
     def _bar(self, neighbor_list: NeighborList) -> Floats:
         """Per query, the selection score a chunk entry must beat to enter the running top-k:
         the current k-th score less a rounding slack (chunk scores are float32)."""
-        units = self._selection_units(neighbor_list)
-        threshold = neighbor_list.scores[:, -1] * units
+        selection_factor = self._selection_factor(neighbor_list)
+        threshold = neighbor_list.scores[:, -1] * selection_factor
         with np.errstate(invalid="ignore"):
-            return np.asarray(threshold - self._slack(threshold, units))
+            return np.asarray(threshold - self._slack(threshold, selection_factor))
 
-    def _slack(self, threshold: Floats, units: Floats) -> Floats:
+    def _slack(self, threshold: Floats, selection_factor: Floats) -> Floats:
         """How far below a selection-score threshold an entry may still belong above it: the
-        float32 rounding of the chunk scores, plus the tie tolerance in selection units."""
+        float32 rounding of the chunk scores, plus the tie tolerance on the selection scale."""
         with np.errstate(invalid="ignore"):
-            return np.abs(threshold) * 4 * _U32 + self.tie_tolerance * np.maximum(units, 1.0)
+            tie = self.tie_tolerance * np.maximum(selection_factor, 1.0)
+            return np.abs(threshold) * 4 * _U32 + tie
 
     def _candidates(
-        self, scores: npt.NDArray[np.float32], bar: Floats, queries: Ints, units: Floats
+        self, scores: npt.NDArray[np.float32], bar: Floats, queries: Ints, selection_factor: Floats
     ) -> tuple[Ints, Ints]:
         """(query, column) pairs of whole chunk rows that may enter the running top-k: the
         entries above the bar, and of a crowded query only those within rounding of its k-th
-        best (``scores`` rows belong to ``queries``; ``units`` are their selection units)."""
+        best (``scores`` rows belong to ``queries``; ``selection_factor`` is theirs)."""
         hits = scores > bar.astype(np.float32)[:, None]
         per_query = hits.sum(axis=1)
         k = min(self.k, scores.shape[1])
@@ -464,7 +464,7 @@ class NeighborSearch:
             # result cannot depend on how the rows were cut into chunks.
             rows = np.flatnonzero(crowded)
             kth = np.partition(scores[rows], -k, axis=1)[:, -k].astype(np.float64)
-            slack = self._slack(kth, units[rows])
+            slack = self._slack(kth, selection_factor[rows])
             close_rows, close_columns = np.nonzero(
                 hits[rows] & (scores[rows] >= (kth - slack).astype(np.float32)[:, None])
             )
@@ -564,7 +564,7 @@ def exact_lists(
 ) -> tuple[Ints, Floats]:
     """Brute-force reference in float64: top-k rows and scores, self excluded. For tests.
 
-    Scores are in the engine's units: cosine; -||q - x||^2 / |q|^2; q.x / |q|^2.
+    Scores are those of :class:`NeighborSearch`: cosine; -||q - x||^2 / |q|^2; q.x / |q|^2.
     """
     x = np.asarray(database, dtype=np.float64)
     rows = np.asarray(query_rows)

@@ -191,13 +191,13 @@ def measure(
     timings["queries"] = time.perf_counter() - started
     # Scale-free statistics are computed on rows divided by one power of two (exact), so that
     # squares of values near 1e±30 (float32) or 1e±200 (float64) stay in range.
-    unit = _power_of_two_scale(queries) if len(queries) else 1.0
+    pow2_scale = geometry.pow2_scale(row_norms(queries)) if len(queries) else 1.0
     gauges = gauge_scales(d, sampling.gauge_levels, sampling.gauge_draws, gauge_rng)
     search: NeighborSearch | None = None
     # With k >= n - 1 every row is every row's neighbour: nothing to compare, the checks skip.
     if len(query_rows) and k < n - 1:
         gauge_queries = min(sampling.gauge_queries, len(query_rows))
-        canonical = canonical_scale(queries * unit, dead_ratio)
+        canonical = canonical_scale(queries * pow2_scale, dead_ratio)
         blocks = [Block("base", len(query_rows))]
         blocks += [Block(f"gauge s={s:g}", gauge_queries, scale) for s, scale in gauges]
         blocks.append(Block("canonical", gauge_queries, canonical))
@@ -213,7 +213,7 @@ def measure(
     mark = time.perf_counter()
     assert result.sample is not None
     sample = result.sample.collected(sampling.sample, d)
-    sample = sample * (_power_of_two_scale(sample) if len(sample) else 1.0)
+    sample = sample * (geometry.pow2_scale(row_norms(sample)) if len(sample) else 1.0)
     geometry_summary = (
         _geometry(sample, stats, k, gauges, sampling.pairs, pair_rng, reference_rng)
         if len(sample) >= 2
@@ -308,42 +308,37 @@ def _reference(m: int, d: int, hub_k: int, rng: np.random.Generator) -> Referenc
     )
 
 
-def _power_of_two_scale(rows: Floats) -> float:
-    """2^-e with 2^e near the median row norm: multiplying by it is exact."""
-    return float(2.0 ** -np.round(np.log2(np.median(row_norms(rows)))))
-
-
 def _top_share(eigenvalues: Floats) -> float:
     total = eigenvalues.sum()
     return float(eigenvalues[0] / total) if total > 0 else 0.0
 
 
 def _neighbors(
-    engine: NeighborSearch, gauges: list[tuple[float, Floats]], n_clean: int
+    search: NeighborSearch, gauges: list[tuple[float, Floats]], n_clean: int
 ) -> Neighbors:
-    lists: dict[str, NeighborList] = {m: engine.list_for(m) for m in ("cosine", "l2", "dot")}
+    lists: dict[str, NeighborList] = {m: search.list_for(m) for m in ("cosine", "l2", "dot")}
     pairs = [("cosine", "l2"), ("cosine", "dot"), ("l2", "dot")]
-    overlap = {(a, b): engine.overlap(lists[a], lists[b]) for a, b in pairs}
-    top1 = {(a, b): float(np.mean(engine.overlap(lists[a], lists[b], at=1) < 1)) for a, b in pairs}
-    ladder = sorted({j for j in (1, 5, 10, 50, 100) if j < engine.k} | {engine.k})
+    overlap = {(a, b): search.overlap(lists[a], lists[b]) for a, b in pairs}
+    top1 = {(a, b): float(np.mean(search.overlap(lists[a], lists[b], at=1) < 1)) for a, b in pairs}
+    ladder = sorted({j for j in (1, 5, 10, 50, 100) if j < search.k} | {search.k})
     by_k = {
-        (a, b): {j: float(engine.overlap(lists[a], lists[b], at=j).mean()) for j in ladder}
+        (a, b): {j: float(search.overlap(lists[a], lists[b], at=j).mean()) for j in ladder}
         for a, b in pairs
     }
     gauge: dict[float, list[Floats]] = {}
     for b, (s, _) in enumerate(gauges, start=1):
         gauge.setdefault(s, []).append(
-            engine.overlap(lists["cosine"], engine.list_for("cosine", b))
+            search.overlap(lists["cosine"], search.list_for("cosine", b))
         )
-    canonical_block = len(engine.blocks) - 1
-    canonical = engine.overlap(lists["cosine"], engine.list_for("cosine", canonical_block))
-    scale = engine.blocks[canonical_block].scale
+    canonical_block = len(search.blocks) - 1
+    canonical = search.overlap(lists["cosine"], search.list_for("cosine", canonical_block))
+    scale = search.blocks[canonical_block].scale
     assert scale is not None
     return Neighbors(
-        k=min(engine.k, max(n_clean - 1, 0)),
-        queries=engine.blocks[0].n_queries,
-        gauge_queries=engine.blocks[1].n_queries if len(engine.blocks) > 1 else 0,
-        query_rows=np.asarray(engine.query_rows, dtype=np.int64),
+        k=min(search.k, max(n_clean - 1, 0)),
+        queries=search.blocks[0].n_queries,
+        gauge_queries=search.blocks[1].n_queries if len(search.blocks) > 1 else 0,
+        query_rows=np.asarray(search.query_rows, dtype=np.int64),
         overlap=overlap,
         top1_differs=top1,
         by_k=by_k,

@@ -90,11 +90,11 @@ def test_the_canonical_gauge_is_unchanged_by_any_diagonal_rescaling(seed, s):
     lists = []
     for data in (x, x * scale):
         block = Block("canonical", len(query_rows), canonical_scale(data[query_rows]))
-        engine = NeighborSearch(data[query_rows], query_rows, 5, [Block("base", 60), block])
-        engine.add(clean_rows(data))
-        lists.append(engine.list_for("cosine", 1))
-    engine_check = engine  # either engine scores the other's list the same way up to rounding
-    overlap = engine_check.overlap(lists[0], lists[1])
+        search = NeighborSearch(data[query_rows], query_rows, 5, [Block("base", 60), block])
+        search.add(clean_rows(data))
+        lists.append(search.list_for("cosine", 1))
+    # Either search scores the other's list the same way up to rounding.
+    overlap = search.overlap(lists[0], lists[1])
     assert np.all(overlap == 1.0)
 
 

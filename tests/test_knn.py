@@ -1,4 +1,4 @@
-"""The streamed kNN engine against a float64 brute force and against faiss."""
+"""The streamed kNN search against a float64 brute force and against faiss."""
 
 from __future__ import annotations
 
@@ -13,10 +13,10 @@ from embaudit.stats import CleanRows
 def _search(x, query_rows, k, blocks=None, chunk=37):
     x = np.asarray(x, dtype=np.float64)
     blocks = blocks or [Block("base", len(query_rows))]
-    engine = NeighborSearch(x[query_rows], np.asarray(query_rows), k, blocks)
+    search = NeighborSearch(x[query_rows], np.asarray(query_rows), k, blocks)
     for start in range(0, len(x), chunk):
-        engine.add(clean_rows(x[start : start + chunk], start))
-    return engine
+        search.add(clean_rows(x[start : start + chunk], start))
+    return search
 
 
 def clean_rows(x, start=0):
@@ -39,8 +39,8 @@ def test_streamed_lists_equal_float64_brute_force(metric):
     rng = np.random.default_rng(0)
     x = rng.standard_normal((500, 24)) * rng.lognormal(size=(500, 1))
     query_rows = rng.choice(500, 40, replace=False)
-    engine = _search(x, query_rows, k=10)
-    found = engine.list_for(metric)
+    search = _search(x, query_rows, k=10)
+    found = search.list_for(metric)
     ref_rows, ref_scores = exact_lists(x, query_rows, 10, metric)
     scale = np.abs(ref_scores).max()
     _same_sets_up_to_ties(found.rows, found.scores, ref_rows, ref_scores, 1e-5 * scale)
@@ -53,8 +53,8 @@ def test_neighbour_sets_match_faiss_knn(metric):
     rng = np.random.default_rng(1)
     x = rng.standard_normal((2000, 32)).astype(np.float32)
     query_rows = rng.choice(2000, 100, replace=False)
-    engine = _search(x, query_rows, k=10, chunk=300)
-    found = engine.list_for(metric)
+    search = _search(x, query_rows, k=10, chunk=300)
+    found = search.list_for(metric)
     base = x / np.linalg.norm(x, axis=1, keepdims=True) if metric == "cosine" else x
     kind = faiss.METRIC_L2 if metric == "l2" else faiss.METRIC_INNER_PRODUCT
     _, labels = faiss.knn(base[query_rows], base, 11, metric=kind)
@@ -85,10 +85,10 @@ def test_chunking_does_not_change_the_result(chunk):
 
 def test_k_larger_than_the_database_returns_every_other_row():
     x = np.random.default_rng(3).standard_normal((6, 3))
-    engine = _search(x, np.array([0, 5]), k=10, chunk=4)
-    cosine = engine.list_for("cosine")
+    search = _search(x, np.array([0, 5]), k=10, chunk=4)
+    cosine = search.list_for("cosine")
     assert sorted(cosine.rows[0][cosine.rows[0] >= 0]) == [1, 2, 3, 4, 5]
-    overlap = engine.overlap(cosine, engine.list_for("l2"))
+    overlap = search.overlap(cosine, search.list_for("l2"))
     assert overlap.shape == (2,) and np.all((overlap >= 0) & (overlap <= 1))
 
 
@@ -97,8 +97,8 @@ def test_overlap_counts_tied_neighbours_as_shared():
     unit = rng.standard_normal((50, 6))
     unit /= np.linalg.norm(unit, axis=1, keepdims=True)
     x = np.concatenate([unit, unit, unit])  # every vector three times: ties everywhere
-    engine = _search(x, np.arange(0, 150, 3), k=4)
-    overlap = engine.overlap(engine.list_for("cosine"), engine.list_for("l2"))
+    search = _search(x, np.arange(0, 150, 3), k=4)
+    overlap = search.overlap(search.list_for("cosine"), search.list_for("l2"))
     assert np.all(overlap == 1.0)
 
 
@@ -107,8 +107,8 @@ def test_gauge_blocks_equal_cosine_of_the_rescaled_data():
     x = rng.standard_normal((400, 12))
     scale = np.exp(rng.normal(0, 1.0, size=12))
     query_rows = rng.choice(400, 30, replace=False)
-    engine = _search(x, query_rows, 8, [Block("base", 30), Block("gauge", 20, scale)])
-    gauged = engine.list_for("cosine", block=1)
+    search = _search(x, query_rows, 8, [Block("base", 30), Block("gauge", 20, scale)])
+    gauged = search.list_for("cosine", block=1)
     ref_rows, ref_scores = exact_lists(x * scale, query_rows[:20], 8, "cosine")
     _same_sets_up_to_ties(gauged.rows, gauged.scores, ref_rows, ref_scores, 1e-5)
 
@@ -116,9 +116,9 @@ def test_gauge_blocks_equal_cosine_of_the_rescaled_data():
 def test_extreme_magnitudes_do_not_overflow_the_float32_products():
     rng = np.random.default_rng(6)
     x = rng.standard_normal((200, 16)) * 1e30
-    engine = _search(x, np.arange(10), 5)
+    search = _search(x, np.arange(10), 5)
     ref_rows, _ = exact_lists(x / 1e30, np.arange(10), 5, "l2")
-    for got, want in zip(engine.list_for("l2").rows, ref_rows, strict=True):
+    for got, want in zip(search.list_for("l2").rows, ref_rows, strict=True):
         assert set(got) == set(want)
 
 
@@ -132,8 +132,8 @@ def test_rows_in_cluster_order_give_the_brute_force_lists(metric):
     x = np.concatenate([centre + rng.standard_normal((700, 32)) for centre in centres])
     x *= rng.lognormal(0, 0.3, size=(len(x), 1))
     query_rows = rng.choice(len(x), 120, replace=False)
-    engine = _search(x, query_rows, k=10, chunk=1400)  # the first chunk holds two clusters
-    found = engine.list_for(metric)
+    search = _search(x, query_rows, k=10, chunk=1400)  # the first chunk holds two clusters
+    found = search.list_for(metric)
     ref_rows, ref_scores = exact_lists(x, query_rows, 10, metric)
     scale = np.abs(ref_scores).max()
     _same_sets_up_to_ties(found.rows, found.scores, ref_rows, ref_scores, 1e-5 * scale)

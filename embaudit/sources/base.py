@@ -38,7 +38,7 @@ class Chunk:
 
 @dataclass(frozen=True)
 class Fragment:
-    """A run of consecutive rows [start, stop) that can be read on its own: the unit of work an
+    """A run of consecutive rows [start, stop) that can be read on its own: the piece of work an
     engine maps (a parquet file, or a run of its row groups). ``where`` names the file."""
 
     index: int
