@@ -1,6 +1,6 @@
 """Render a real report and save its screenshot for the README.
 
-    python docs/make_screenshot.py          # writes docs/report.png
+    python -m docs.make_screenshot          # from the repository's root: writes docs/report.png
 
 Audits fixtures/unnormalized.npy (--trained-with cosine) as HTML, opens it in headless Chromium
 (Debian's chromium and chromium-driver) and saves a full-page PNG.
@@ -13,8 +13,8 @@ import tempfile
 from pathlib import Path
 
 import embaudit
-from embaudit.browser import full_page_screenshot, open_browser
 from embaudit.formats import FORMATS
+from tests.browser import full_page_screenshot, open_browser
 
 HERE = Path(__file__).resolve().parent
 

@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 from matplotlib.image import imread
 
-from embaudit.browser import full_page_screenshot, open_browser
+from tests.browser import full_page_screenshot, open_browser
 
 ARTIFACTS = Path(__file__).resolve().parent.parent / "test-artifacts"
 

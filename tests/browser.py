@@ -1,5 +1,6 @@
 """Open a report in headless Chromium (Debian's chromium + chromium-driver), for the browser
-test and the README screenshot. Nothing is downloaded: the binaries must be installed."""
+test and the README screenshot (docs/make_screenshot.py). A test helper, not part of the package.
+Nothing is downloaded: the binaries must be installed."""
 
 from __future__ import annotations
 
