@@ -48,6 +48,12 @@ from embaudit.progress import pass_progress
 from embaudit.reports import AnyReport
 
 EXIT_OK, EXIT_FINDINGS, EXIT_USAGE, EXIT_INTERNAL = 0, 1, 2, 3
+#: Where CI users look (stderr of the human formats): what an undeclared objective means.
+UNDECLARED_NOTICE = (
+    "embaudit: note: the training objective is not declared (--trained-with unknown): gauge "
+    "and norm findings raise the verdict to caution at most, which --fail-on fail lets pass; "
+    "declare it, or set require-objective = true in the configuration\n"
+)
 
 OutputFormat = StrEnum("OutputFormat", {name.upper(): name for name in FORMATS})  # type: ignore[misc]
 
@@ -183,6 +189,9 @@ def check(
     extend_select: Annotated[str | None, _declared_flag(CheckOptions, "extend_select")] = None,
     ignore: Annotated[str | None, _declared_flag(CheckOptions, "ignore")] = None,
     fail_on: FailOnOption = None,
+    require_objective: Annotated[
+        bool | None, _declared_flag(CheckOptions, "require_objective")
+    ] = None,
     exit_zero: ExitZeroOption = False,
     baseline: Annotated[
         str | None,
@@ -228,6 +237,7 @@ def check(
             "extend_select": extend_select,
             "ignore": ignore,
             "fail_on": fail_on,
+            "require_objective": require_objective,
             "key": key,
             "column": column,
             "id_column": id_column,
@@ -235,9 +245,12 @@ def check(
             "ray_address": ray_address,
         },
     )
+    check_output(output)
     FORMATS[output_format.value].require()
     with stdout_to_stderr(), pass_progress(not quiet) as progress:
         report = audit(file, options, baseline=baseline, progress=progress)
+    if not report.verdict.objective_declared and output_format.value in ("table", "github"):
+        sys.stderr.write(UNDECLARED_NOTICE)
     return _conclude(report, output_format.value, output, quiet, exit_zero)
 
 
@@ -301,6 +314,7 @@ def compare_knn_command(
             "ray_address": ray_address,
         },
     )
+    check_output(output)
     FORMATS[output_format.value].require()
     with stdout_to_stderr(), pass_progress(not quiet) as progress:
         second = files[1] if len(files) == 2 else None
@@ -364,6 +378,7 @@ def gauge_command(
             "id_column": id_column,
         },
     )
+    check_output(output)
     FORMATS[output_format.value].require()
     with stdout_to_stderr():
         report = audit_gauge(items, users, options)
@@ -414,14 +429,7 @@ def _emit(report: AnyReport, format_name: str, output: Path | None, quiet: bool)
     if output is not None:
         write_report(output, renderer.render(report, color=False, width=100))
     elif quiet and renderer.human:
-        summary = report.summary
-        counts = ", ".join(f"{summary[s]} {s}" for s in ("fail", "warn") if summary[s])
-        outcome = (
-            report.verdict.level.value
-            if report.verdict
-            else ("failed" if report.failed() else "passed")
-        )
-        _write_stdout(f"{report.subject}: {outcome}{f' ({counts})' if counts else ''}\n")
+        _write_stdout(one_line_summary(report) + "\n")
     else:
         color = renderer.human and sys.stdout.isatty() and "NO_COLOR" not in os.environ
         width = max(80, shutil.get_terminal_size((100, 24)).columns)
@@ -434,6 +442,27 @@ def _emit(report: AnyReport, format_name: str, output: Path | None, quiet: bool)
             raise UsageError(f"{attachment.path}: cannot append ({exc.strerror or exc})") from None
 
 
+def one_line_summary(report: AnyReport) -> str:
+    """``--quiet``: the outcome, the counts, and what failed the gate (the checks by code or
+    name, and the verdict when its level fails it)."""
+    summary = report.summary
+    counts = ", ".join(f"{summary[s]} {s}" for s in ("fail", "warn") if summary[s])
+    outcome = (
+        report.verdict.level.value
+        if report.verdict
+        else ("failed" if report.failed() else "passed")
+    )
+    line = f"{report.subject}: {outcome}{f' ({counts})' if counts else ''}"
+    if not report.failed():
+        return line
+    failing = [
+        f"{c.code or c.name} {c.status.value}" for c in report.checks if report.check_fails(c)
+    ]
+    if report.verdict is not None and report.verdict_fails():
+        failing.append(f"verdict {report.verdict.level.value}")
+    return f"{line}; gate failed on {', '.join(failing)} (--fail-on {report.fail_on.value})"
+
+
 def _write_stdout(text: str) -> None:
     try:
         sys.stdout.write(text)
@@ -442,6 +471,17 @@ def _write_stdout(text: str) -> None:
         sys.stdout = Path(os.devnull).open("w")  # noqa: SIM115 - silences the final flush
     except OSError as exc:
         raise UsageError(f"cannot write to stdout ({exc.strerror or exc})") from None
+
+
+def check_output(path: Path | None) -> None:
+    """Refuse an ``--output`` that cannot be written before any work starts."""
+    if path is None:
+        return
+    target = path.resolve() if path.is_symlink() else path
+    if target.is_dir():
+        raise UsageError(f"--output {path}: is a directory")
+    if not target.parent.is_dir():
+        raise UsageError(f"--output {path}: no such directory {target.parent}")
 
 
 def write_report(path: Path, text: str) -> None:

@@ -250,9 +250,13 @@ class NeighborSearch:
         if self._gauge_blocks:
             gauged = np.square(unit) @ self._gauge_squares  # (rows, gauge blocks)
             for index, b in enumerate(self._gauge_blocks):
-                # A row with nothing outside the dimensions a gauge zeroes scores 0 under it.
+                # A row with nothing outside the dimensions a gauge zeroes has a product of
+                # exactly 0 with every gauged query, so it scores 0 under that gauge whatever
+                # its factor: 1 keeps its own -inf self-match at -inf (0 would make it NaN).
                 gauged_norm = np.sqrt(gauged[:, index].astype(np.float64))
-                row_factor[b] = _ratio(np.ones_like(gauged_norm), gauged_norm)
+                row_factor[b] = np.where(
+                    gauged_norm > 0, _ratio(np.ones_like(gauged_norm), gauged_norm), 1.0
+                )
         return row_factor
 
     def _add_filling(
@@ -428,7 +432,10 @@ class NeighborSearch:
         """Per-query factor from exact scores to the selection scores of :meth:`_scores`."""
         m = neighbor_list.n_queries
         if neighbor_list.block:
-            return 1.0 / self.query_factor[neighbor_list.block][:m]
+            # A query with nothing outside the dimensions a gauge zeroes has factor 0 and
+            # scores 0 against every row: its selection scores need no scaling.
+            factor = self.query_factor[neighbor_list.block][:m]
+            return np.where(factor > 0, _ratio(np.ones(m), factor), 1.0)
         return np.ones(m)
 
     def _bar(self, neighbor_list: NeighborList) -> Floats:

@@ -79,13 +79,18 @@ class CheckResult:
 
 @dataclass(frozen=True)
 class Verdict:
+    """``objective_declared`` false: the training objective is unknown, so gauge and norm
+    findings raise the verdict to caution at most (a ``--fail-on fail`` gate lets it pass)."""
+
     level: Level
     reasons: list[str]
     recommendations: list[str]
+    objective_declared: bool = True
 
     def to_dict(self) -> dict[str, Any]:
         return {
             "level": self.level.value,
             "reasons": self.reasons,
             "recommendations": self.recommendations,
+            "objective_declared": self.objective_declared,
         }

@@ -69,6 +69,12 @@ def _engine(value: Any) -> str | Engine:
     raise ValueError(f"must be one of {', '.join(ENGINES)} or an Engine, got {value!r}")
 
 
+def _boolean(value: Any) -> bool:
+    if not isinstance(value, bool):
+        raise ValueError(f"must be true or false, got {value!r}")
+    return value
+
+
 def _chunk_rows(value: Any) -> int:
     return int(Interval(int, 1).convert(value))
 
@@ -183,6 +189,17 @@ class CheckOptions(_Common, _Passes):
             in_config=True,
         )
     )
+    require_objective: bool = declare(
+        Param(
+            False,
+            Custom(_boolean),
+            "--require-objective",
+            "Refuse to audit (exit 2) unless the training objective is declared: with "
+            "--trained-with unknown, gauge and norm findings can raise caution at most, which "
+            "--fail-on fail lets pass.",
+            in_config=True,
+        )
+    )
     sampling: Sampling = field(
         default_factory=Sampling, metadata={"param": Param(None, Custom(_sampling))}
     )
@@ -206,6 +223,11 @@ class CheckOptions(_Common, _Passes):
 
     def __post_init__(self) -> None:
         super().__post_init__()
+        if self.require_objective and self.trained_with == TrainedWith.UNKNOWN:
+            raise UsageError(
+                "the training objective must be declared (--trained-with cosine|dot|l2, or "
+                "trained-with in the configuration): require-objective is set"
+            )
         if self.enabled is not None and not self.enabled:
             raise UsageError(
                 "the selection (select, extend_select, ignore) runs no check: every code it "

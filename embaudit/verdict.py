@@ -24,7 +24,14 @@ def decide(checks: Sequence[CheckResult], trained_with: TrainedWith) -> Verdict:
     level = drivers[0].impact if drivers and drivers[0].impact else Level.TRUSTWORTHY
     reasons = [f"{check.code} {check.name}: {check.message}" for check in drivers]
     geometry = [check for check in checks if check.code.startswith(GEOMETRY_PREFIXES)]
-    if geometry and all(check.status == Status.SKIP for check in geometry):
+    if not geometry:
+        # The selection left out every check of cosine itself: nothing to call trustworthy.
+        level = max(level, Level.CAUTION, key=lambda lvl: lvl.rank)
+        reasons.append(
+            "nothing about cosine was assessed: the selection runs no geometry or neighbour "
+            "check (EA2xx-EA5xx)"
+        )
+    elif all(check.status == Status.SKIP for check in geometry):
         # Too few usable rows to measure anything about cosine: do not call that trustworthy.
         level = max(level, Level.CAUTION, key=lambda lvl: lvl.rank)
         reasons.append(
@@ -43,4 +50,4 @@ def decide(checks: Sequence[CheckResult], trained_with: TrainedWith) -> Verdict:
         action = check.recommendation
         if action and check.status != Status.PASS and action not in recommendations:
             recommendations.append(action)
-    return Verdict(level, reasons, recommendations)
+    return Verdict(level, reasons, recommendations, trained_with != TrainedWith.UNKNOWN)

@@ -8,6 +8,7 @@ import pytest
 
 from embaudit.knn import Block, NeighborSearch, exact_lists
 from embaudit.stats import CleanRows
+from tests.exports import exact_cosine_top
 
 
 def _search(x, query_rows, k, blocks=None, chunk=37):
@@ -137,3 +138,21 @@ def test_rows_in_cluster_order_give_the_brute_force_lists(metric):
     ref_rows, ref_scores = exact_lists(x, query_rows, 10, metric)
     scale = np.abs(ref_scores).max()
     _same_sets_up_to_ties(found.rows, found.scores, ref_rows, ref_scores, 1e-5 * scale)
+
+
+def test_a_query_with_nothing_outside_a_zeroed_dimension_scores_zero_without_warnings():
+    # The canonical gauge gives dead dimensions a scale of 0: a row that lives only there has no
+    # direction under it. It must neither warn nor disturb the other queries' lists.
+    rng = np.random.default_rng(9)
+    x = rng.standard_normal((200, 6))
+    x[:, 0] = 0.5  # a dead dimension
+    x[0, 1:] = 0.0  # row 0 lives only on it
+    scale = np.array([0.0, 1.0, 2.0, 0.5, 1.0, 3.0])
+    query_rows = np.array([0, 5, 17, 33])
+    search = _search(x, query_rows, 5, [Block("base", 4), Block("gauge", 4, scale)], chunk=1)
+    gauged = search.list_for("cosine", block=1)
+    assert np.all(gauged.scores[0] == 0.0)
+    # Row 0 is a zero vector under the gauge: cosine 0 with every row, as the reference has it.
+    expected = exact_cosine_top(x * scale, query_rows[1:], 5)
+    for found, wanted in zip(gauged.rows[1:], expected, strict=True):
+        assert set(found) == set(wanted)

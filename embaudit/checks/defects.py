@@ -155,7 +155,8 @@ def duplicates(data: AuditData, threshold: float) -> Finding:
         "Computes each dimension's standard deviation over the finite, non-zero rows and flags "
         "the dimensions whose standard deviation is at most the threshold times the root mean "
         "square coordinate, sqrt(mean ||x||^2 / d). A constant dimension is dead whatever its "
-        "value."
+        "value. Its value is the smallest ratio std / rms coordinate over the dimensions, which "
+        "the threshold judges; metrics.count is the number of dead dimensions."
     ),
     why=(
         "A dead dimension carries no information about which items are similar. A constant "
@@ -178,6 +179,7 @@ def dead_dimensions(data: AuditData, threshold: float) -> Finding:
     std = stats.moments.std
     rms_coordinate = stats.rms_coordinate
     dead = np.flatnonzero(dead_dimension_mask(std, rms_coordinate, threshold))
+    smallest = float(std.min() / rms_coordinate) if rms_coordinate > 0 else 0.0
     listed = [int(j) for j in dead[:DIMENSION_LIST_CAP]]
     metrics = {
         "count": len(dead),
@@ -188,11 +190,11 @@ def dead_dimensions(data: AuditData, threshold: float) -> Finding:
         "threshold_applies_to": "std of a dimension / rms_coordinate",
     }
     if not len(dead):
-        return Finding(Status.PASS, 0.0, f"all {stats.d} dimensions vary", metrics)
+        return Finding(Status.PASS, smallest, f"all {stats.d} dimensions vary", metrics)
     shown = ", ".join(map(str, listed[:10])) + (", …" if len(dead) > 10 else "")
     return Finding(
         Status.WARN,
-        float(len(dead)),
+        smallest,
         f"{_plural(len(dead), 'dimension')} of {stats.d} are dead (constant): {shown}",
         metrics,
         recommendation=f"Drop dead {'dimension' if len(dead) == 1 else 'dimensions'} {shown}",

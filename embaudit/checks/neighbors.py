@@ -296,17 +296,21 @@ def cosine_vs_dot(data: AuditData, threshold: float) -> Finding:
     return _agreement(data, ("cosine", "dot"), threshold, TrainedWith.DOT)
 
 
+def _isotropic(value: float | None) -> str:
+    return "" if value is None else f" (isotropic {value:.2f})"
+
+
 @register(
     "EA501",
     "hubness",
     summary="Points that appear in many neighbour lists (hubs) and in none (antihubs).",
     what=(
-        "Builds the exact cosine kNN graph of the sample and reports the skewness of the "
-        "k-occurrence distribution (how often each point is among the others' k nearest; biased "
-        "sample skewness as scipy.stats.skew), the Robin Hood index (share of occurrences that "
-        "would have to move for every point to occur k times) and the antihub rate (share of "
-        "points in no list), next to the values for an isotropic Gaussian sample of the same "
-        "size and dimension."
+        "Builds the exact cosine kNN graph of the sample and measures how unevenly the points "
+        "occur in the others' k-nearest lists. Its value is the Robin Hood index: the share of "
+        "all list slots that would have to move for every point to occur exactly k times (0 for "
+        "a perfectly even graph). Also reported: the skewness of the k-occurrence distribution "
+        "(biased, as scipy.stats.skew) and the antihub rate (share of points in no list), each "
+        "next to the value for an isotropic Gaussian sample of the same size and dimension."
     ),
     why=(
         "In high dimensions a few points become nearest neighbours of very many others. Hubs "
@@ -318,14 +322,27 @@ def cosine_vs_dot(data: AuditData, threshold: float) -> Finding:
         "before kNN retrieval."
     ),
     reference=(
-        "Radovanović, Nanopoulos & Ivanović (2010), 'Hubs in Space', JMLR 11; Feldbauer & "
-        "Flexer (2019), 'A comprehensive empirical comparison of hubness reduction in "
-        "high-dimensional spaces', KAIS"
+        "Radovanović, Nanopoulos & Ivanović (2010), 'Hubs in Space', JMLR 11; Feldbauer, "
+        "Leodolter, Plant & Flexer (2018), 'Fast approximate hubness reduction for large "
+        "high-dimensional data', ICBK (the Robin Hood index); Feldbauer & Flexer (2019), 'A "
+        "comprehensive empirical comparison of hubness reduction in high-dimensional spaces', "
+        "KAIS"
     ),
-    threshold=1.2,
+    threshold=0.5,
     threshold_rationale=(
-        "1.2: an isotropic Gaussian sample of the same size stays well below it at common "
-        "dimensions; above it a small set of points crowds the neighbour lists."
+        "0.5: half of all list slots would have to move. Skewness, the classic measure, does "
+        "not separate harmless from harmful hubness: clustered data has hubs at its cluster "
+        "centres (skewness above 2 on the clean clustered fixtures and generated sentence-"
+        "encoder-like corpora) and a collapsed geometry can show the same skewness. The Robin "
+        "Hood index does (Feldbauer et al. 2018 prefer it for its stability). Calibration, "
+        "k = 10, 5,000-row samples: isotropic Gaussians 0.12 (d = 50 … 1,536); clean clustered "
+        "and sentence-encoder-like corpora 0.38 to 0.41 (fixtures/sphere.npy 0.38, with 7% "
+        "antihubs); heavy-tailed Student t (3 degrees of freedom) 0.18; an uncentred Gaussian "
+        "cloud (mean 3 per coordinate, d = 384), the classic hubness case, 0.62 with 30% of "
+        "the rows never retrieved; three rogue dimensions 30 times the others 0.69, with 54%. "
+        "Robin Hood does not see a single giant hub (one tight group holding a fifth of the "
+        "rows: 0.42, skewness 30): that is a near-duplicate problem (EA003), and skewness stays "
+        "in metrics."
     ),
 )
 def hubness(data: AuditData, threshold: float) -> Finding:
@@ -341,17 +358,20 @@ def hubness(data: AuditData, threshold: float) -> Finding:
             "robin_hood": reference.robin_hood,
             "antihub_rate": reference.antihub_rate,
         }
-    reference_text = f" (isotropic {reference.skewness:.2f})" if reference is not None else ""
+
     message = (
-        f"k-occurrence skewness {hub.skewness:.2f}{reference_text}, Robin Hood "
-        f"{hub.robin_hood:.2f}, antihubs {hub.antihub_rate:.1%}"
+        f"Robin Hood index {hub.robin_hood:.2f}"
+        f"{_isotropic(reference.robin_hood if reference else None)}, k-occurrence skewness "
+        f"{hub.skewness:.2f}{_isotropic(reference.skewness if reference else None)}, antihubs "
+        f"{hub.antihub_rate:.1%}"
     )
-    if hub.skewness > threshold:
+    if hub.robin_hood > threshold:
         return Finding(
             Status.WARN,
-            hub.skewness,
-            f"{message}: hubs crowd the neighbour lists",
+            hub.robin_hood,
+            f"{message}: hubs crowd the neighbour lists and {hub.antihub_rate:.0%} of the rows "
+            "are in none",
             metrics,
             recommendation="Centre the vectors, or apply hubness reduction before kNN retrieval",
         )
-    return Finding(Status.PASS, hub.skewness, message, metrics)
+    return Finding(Status.PASS, hub.robin_hood, message, metrics)

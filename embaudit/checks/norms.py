@@ -27,8 +27,12 @@ def norm_histogram(norms: np.ndarray[Any, Any], bins: int = HISTOGRAM_BINS) -> d
     summary="Distribution of the L2 norms; whether the vectors are normalized.",
     what=(
         "Computes the L2 norm of every finite, non-zero row (accumulated in float64) and reports "
-        "min, p1, p50, p99, max and the coefficient of variation (std / mean). The data counts as "
-        "normalized when every norm lies within the threshold of 1."
+        "min, p1, p50, p99, max and the coefficient of variation (std / mean). Its value is the "
+        "relative half-range of the norms, (max - min) / (2 p50), which the threshold judges: "
+        "at or below it every norm is the same up to rounding, so cosine, L2 and inner-product "
+        "rankings agree; the data counts as normalized (metrics.normalized) when, in addition, "
+        "every norm lies within the threshold of 1. The coefficient of variation is in "
+        "metrics.cv."
     ),
     why=(
         "On unit vectors 1 - cos(x, y) = ||x - y||^2 / 2, so cosine, L2 and inner-product rankings "
@@ -45,8 +49,8 @@ def norm_histogram(norms: np.ndarray[Any, Any], bins: int = HISTOGRAM_BINS) -> d
     "About Similarity?', arXiv:2403.05440",
     threshold=1e-3,
     threshold_rationale=(
-        "1e-3 absolute on the norm: float16 rounding of a unit vector stays within it, while any "
-        "deliberate rescaling exceeds it."
+        "1e-3 relative: float16 rounding of a unit vector stays within it, while any deliberate "
+        "rescaling exceeds it."
     ),
 )
 def norm_spread(data: AuditData, threshold: float) -> Finding:
@@ -58,8 +62,9 @@ def norm_spread(data: AuditData, threshold: float) -> Finding:
     mean = float(norms.mean())
     cv = float((norms / mean).std())  # relative first: cannot overflow
     low, high = float(norms.min()), float(norms.max())
+    half_range = (high - low) / (2 * p50)
     normalized = bool(np.all(np.abs(norms - 1.0) <= tolerance))
-    constant = bool(high - low <= 2 * tolerance * p50)
+    constant = normalized or half_range <= tolerance
     metrics = {
         "min": low,
         "p1": p1,
@@ -70,16 +75,16 @@ def norm_spread(data: AuditData, threshold: float) -> Finding:
         "cv": cv,
         "normalized": normalized,
         "histogram": norm_histogram(norms),
-        "threshold_applies_to": "largest |norm - 1| (normalized)",
+        "threshold_applies_to": "(max - min) / (2 p50) of the norms",
     }
     if normalized:
         return Finding(
-            Status.PASS, cv, f"normalized: every norm within {tolerance:g} of 1", metrics
+            Status.PASS, half_range, f"normalized: every norm within {tolerance:g} of 1", metrics
         )
     if constant:
         return Finding(
             Status.PASS,
-            cv,
+            half_range,
             f"every norm is {p50:.6g} (within {tolerance:g} relative): cosine, L2 and "
             "inner-product rankings agree",
             metrics,
@@ -88,11 +93,15 @@ def norm_spread(data: AuditData, threshold: float) -> Finding:
     trained_with = data.params.trained_with
     if trained_with == TrainedWith.DOT:
         return Finding(
-            Status.PASS, cv, f"{spread}; a dot-product model uses them in its scores", metrics
+            Status.PASS,
+            half_range,
+            f"{spread}; a dot-product model uses them in its scores (the objective decides: "
+            "not a finding for dot)",
+            metrics,
         )
     return Finding(
         Status.WARN,
-        cv,
+        half_range,
         f"{spread}: L2 and inner-product indexes will not return the cosine neighbours",
         metrics,
         impact=Level.CAUTION if trained_with == TrainedWith.UNKNOWN else None,

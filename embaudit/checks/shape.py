@@ -190,12 +190,13 @@ def spectrum(data: AuditData, threshold: float) -> Finding:
     if sample.top_share > threshold:
         return Finding(
             Status.WARN,
-            sample.isoscore,
+            sample.top_share,
             f"the top component carries {sample.top_share:.0%} of the variance; {summary}",
             metrics,
             recommendation=CENTRE,
         )
-    return Finding(Status.PASS, sample.isoscore, summary, metrics)
+    summary = f"the top component carries {sample.top_share:.0%} of the variance; {summary}"
+    return Finding(Status.PASS, sample.top_share, summary, metrics)
 
 
 @register(

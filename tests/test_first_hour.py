@@ -1,0 +1,134 @@
+"""A newcomer's first hour: the gate never looks greener than the evidence, and says why."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from embaudit import Level, Status, audit
+from tests.exports import encoder_like
+
+
+def test_a_selection_without_any_cosine_check_is_not_trustworthy(fixtures):
+    report = audit(fixtures / "sphere.npy", trained_with="dot", select="EA0")
+    assert report.verdict.level == Level.CAUTION
+    assert any("nothing about cosine was assessed" in r for r in report.verdict.reasons)
+
+
+def test_a_selection_with_a_cosine_check_is_judged_on_it(fixtures):
+    # The other direction: one geometry check that passes is evidence enough.
+    report = audit(fixtures / "sphere.npy", trained_with="cosine", select="EA0,EA401")
+    assert report.verdict.level == Level.TRUSTWORTHY
+    assert not any("nothing about cosine" in r for r in report.verdict.reasons)
+
+
+@pytest.mark.parametrize(("output_format", "noted"), [("table", True), ("github", True)])
+def test_an_undeclared_objective_is_noted_where_ci_users_look(cli, fixtures, output_format, noted):
+    result = cli("check", fixtures / "sphere.npy", "-f", output_format)
+    assert ("objective is not declared" in result.stderr) is noted
+    declared = cli("check", fixtures / "sphere.npy", "-f", output_format, "--trained-with", "l2")
+    assert "objective is not declared" not in declared.stderr
+
+
+def test_json_says_whether_the_objective_was_declared(cli, fixtures):
+    undeclared = cli("check", fixtures / "sphere.npy", "-f", "json")
+    assert undeclared.stderr == ""
+    assert undeclared.json()["verdict"]["objective_declared"] is False
+    declared = cli("check", fixtures / "sphere.npy", "-f", "json", "--trained-with", "cosine")
+    assert declared.json()["verdict"]["objective_declared"] is True
+
+
+def test_require_objective_in_the_config_refuses_an_undeclared_objective(
+    cli, fixtures, tmp_path, monkeypatch
+):
+    (tmp_path / "embaudit.toml").write_text("require-objective = true\n")
+    monkeypatch.chdir(tmp_path)
+    refused = cli("check", fixtures / "sphere.npy", "-q")
+    assert refused.code == 2 and "must be declared" in refused.stderr
+    assert refused.stderr.count("\n") == 1
+    accepted = cli("check", fixtures / "sphere.npy", "-q", "--trained-with", "cosine")
+    assert accepted.code == 0, accepted.stderr
+
+
+@pytest.mark.parametrize(
+    "make",
+    [
+        lambda fixtures: np.load(fixtures / "sphere.npy"),
+        lambda fixtures: encoder_like(6000, 384, seed=12, common=0.5).astype(np.float32),
+    ],
+    ids=["sphere-fixture", "clean-sentence-like"],
+)
+def test_clean_corpora_pass_a_warn_gate_when_declared(cli, fixtures, tmp_path, make):
+    np.save(tmp_path / "x.npy", make(fixtures))
+    result = cli("check", tmp_path / "x.npy", "--trained-with", "cosine", "--fail-on", "warn", "-q")
+    assert result.code == 0, result.stdout
+    assert result.stdout.strip().endswith(": trustworthy")
+
+
+def test_hubness_warns_where_most_rows_are_never_retrieved():
+    # Three rogue dimensions 30 times the others: half the rows are in no neighbour list.
+    rows = np.random.default_rng(5).standard_normal((5000, 384))
+    rows[:, :3] *= 30
+    check = audit(rows, select="EA5").check("EA501")
+    assert check.status == Status.WARN
+    assert check.value == check.metrics["robin_hood"] > check.threshold
+    assert check.metrics["antihub_rate"] > 0.3
+
+
+def test_hubness_of_clustered_data_passes_though_its_skewness_is_high(fixtures):
+    check = audit(fixtures / "sphere.npy", select="EA5").check("EA501")
+    assert check.metrics["skewness"] > 2  # the classic measure would have warned
+    assert check.status == Status.PASS and check.value <= check.threshold
+
+
+@pytest.mark.parametrize(
+    ("code", "passes_above"),
+    [("EA004", True), ("EA101", False), ("EA203", False), ("EA501", False)],
+)
+def test_the_value_shown_is_the_one_the_threshold_judges(code, passes_above):
+    # On one side of the threshold the check passes, on the other it does not: both are seen.
+    statuses = set()
+    for data in _clean_and_spoiled(code):
+        check = audit(data, trained_with="cosine").check(code)
+        above = check.value > check.threshold
+        assert (above == passes_above) == (check.status == Status.PASS), check
+        statuses.add(check.status)
+    assert statuses == {Status.PASS, Status.WARN}
+
+
+def _clean_and_spoiled(code: str) -> tuple[np.ndarray, np.ndarray]:
+    """Clean sentence-like rows, and the same rows with the defect ``code`` looks for."""
+    rng = np.random.default_rng(3)
+    clean = encoder_like(3000, 384, seed=3, common=0.5)
+    spoiled = clean.copy()
+    if code == "EA004":
+        spoiled[:, 3] = 0.25
+    elif code == "EA101":
+        spoiled *= np.linspace(0.5, 2.0, len(clean))[:, None]
+    elif code == "EA203":
+        spoiled[:, 0] += 5 * rng.standard_normal(len(clean))
+    else:  # an uncentred cloud: hubs near its mean direction, a third of the rows in no list
+        spoiled = rng.standard_normal(clean.shape) + 3.0
+    return clean, spoiled
+
+
+def test_the_one_line_summary_names_what_failed_the_gate(cli, fixtures):
+    failed = cli("check", fixtures / "sphere.npy", "--fail-on", "warn", "-q")
+    assert failed.code == 1
+    assert "gate failed on EA301 warn, verdict caution (--fail-on warn)" in failed.stdout
+    passed = cli("check", fixtures / "sphere.npy", "--trained-with", "cosine", "-q")
+    assert passed.code == 0 and "gate failed" not in passed.stdout
+
+
+def test_an_output_in_a_missing_directory_fails_before_the_audit(cli, fixtures, tmp_path):
+    import embaudit.cli
+
+    calls = []
+    original = embaudit.cli.audit
+    embaudit.cli.audit = lambda *args, **kwargs: calls.append(1) or original(*args, **kwargs)
+    try:
+        result = cli("check", fixtures / "sphere.npy", "-o", tmp_path / "missing" / "r.json")
+    finally:
+        embaudit.cli.audit = original
+    assert result.code == 2 and "no such directory" in result.stderr
+    assert calls == []
