@@ -389,7 +389,10 @@ def gauge_command(
 def explain(
     code: Annotated[
         str | None,
-        typer.Argument(help="A check code such as EA301. Omit it to list every check."),
+        typer.Argument(
+            help="A check code such as EA301, or its name (gauge-sensitivity). Omit it to "
+            "list every check."
+        ),
     ] = None,
 ) -> int:
     """Explain a check: what it measures, why it matters, how to fix it, and its source.
@@ -399,6 +402,8 @@ def explain(
       embaudit explain            # every code with a one-line summary
 
       embaudit explain EA301      # gauge sensitivity in full
+
+      embaudit explain gauge-sensitivity
     """
     if code is None:
         width = max(len(check.name) for check in REGISTRY.values())
@@ -408,9 +413,13 @@ def explain(
         ]
         _write_stdout("\n".join(lines) + "\n")
         return EXIT_OK
-    check_ = REGISTRY.get(code.strip().upper())
+    wanted = code.strip()
+    by_name = {check.name: check for check in REGISTRY.values()}
+    check_ = REGISTRY.get(wanted.upper()) or by_name.get(wanted.lower())
     if check_ is None:
-        raise UsageError(f"unknown check code {code!r}; run 'embaudit explain' to list the codes")
+        raise UsageError(
+            f"unknown check code or name {code!r}; run 'embaudit explain' to list them"
+        )
     _write_stdout(check_.explain())
     return EXIT_OK
 

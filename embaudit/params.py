@@ -174,20 +174,37 @@ GAUGE_DRAWS = Param(3, Interval(int, 1), in_config=True)
 GAUGE_LEVELS = Param((0.1, 0.25, 0.5, 1.0), Custom(_levels))
 SAMPLE = Param(5000, Interval(int, 1), in_config=True)
 PAIRS = Param(20000, Interval(int, 1), in_config=True)
-KEY = Param(None, None, "--key", "The array to read from an .npz archive.", optional=True)
+
+
+def _text(value: Any) -> str:
+    if not isinstance(value, str) or not value:
+        raise ValueError(f"must be a non-empty string, got {value!r}")
+    return value
+
+
+KEY = Param(
+    None,
+    Custom(_text),
+    "--key",
+    "The array to read from an .npz archive.",
+    optional=True,
+    in_config=True,
+)
 COLUMN = Param(
     None,
-    None,
+    Custom(_text),
     "--column",
     "Parquet column holding the vectors (list or fixed_size_list of floats). Default: the only "
     "list column; without one, every float column is a dimension.",
     optional=True,
+    in_config=True,
 )
 ID_COLUMN = Param(
     None,
-    None,
+    Custom(_text),
     "--id-column",
     "Parquet column of row ids, used in findings and to match items between files. Default: "
     "a column named 'id'.",
     optional=True,
+    in_config=True,
 )

@@ -240,7 +240,7 @@ def test_explain_every_code(cli):
 def test_explain_an_unknown_code_exits_2(cli):
     result = cli("explain", "EA999")
     assert result.code == 2
-    assert "unknown check code 'EA999'" in result.stderr
+    assert "unknown check code or name 'EA999'" in result.stderr
 
 
 def test_progress_is_hidden_when_stderr_is_not_a_terminal():

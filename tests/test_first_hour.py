@@ -132,3 +132,42 @@ def test_an_output_in_a_missing_directory_fails_before_the_audit(cli, fixtures, 
         embaudit.cli.audit = original
     assert result.code == 2 and "no such directory" in result.stderr
     assert calls == []
+
+
+def test_explain_takes_names_as_well_as_codes(cli):
+    by_name = cli("explain", "gauge-sensitivity")
+    assert by_name.code == 0 and by_name.stdout == cli("explain", "EA301").stdout
+    assert cli("explain", "no-such-check").code == 2
+
+
+def test_input_options_are_configuration_keys_too(cli, tmp_path, monkeypatch):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    rows = np.random.default_rng(0).standard_normal((300, 8)).astype(np.float32)
+    rows[7] = np.nan
+    table = pa.table(
+        {
+            "doc": [f"d{i}" for i in range(300)],
+            "vec": pa.FixedSizeListArray.from_arrays(pa.array(rows.reshape(-1)), 8),
+            "other": pa.FixedSizeListArray.from_arrays(pa.array(rows.reshape(-1)), 8),
+        }
+    )
+    pq.write_table(table, tmp_path / "e.parquet")
+    (tmp_path / "embaudit.toml").write_text('column = "vec"\nid-column = "doc"\n')
+    monkeypatch.chdir(tmp_path)
+    report = cli("check", "e.parquet", "-f", "json").json()
+    assert report["input"]["column"] == "vec"
+    assert report["checks"][0]["metrics"]["ids"] == ["d7"]
+    (tmp_path / "embaudit.toml").write_text("column = 3\n")
+    bad = cli("check", "e.parquet")
+    assert bad.code == 2 and "'column' in embaudit.toml: must be a non-empty string" in bad.stderr
+
+
+def test_dot_models_are_not_told_to_drop_their_strongest_dimensions():
+    rows = encoder_like(3000, 64, seed=2)
+    rows[:, :3] *= 8
+    for trained_with, dropped in (("cosine", True), ("dot", False)):
+        check = audit(rows, trained_with=trained_with, select="EA2").check("EA204")
+        assert check.status != Status.PASS
+        assert ("or drop dimensions" in (check.recommendation or "")) is dropped

@@ -216,7 +216,10 @@ def spectrum(data: AuditData, threshold: float) -> Finding:
     ),
     fix=(
         "Standardize the dimensions (z-score each column) or drop the listed dimensions before "
-        "using cosine."
+        "using cosine. Not for a dot-product model (--trained-with dot): there the dominant "
+        "dimensions are its top singular directions (often popularity), which its scores rely "
+        "on; rank with the dot product, or compare items in the users' metric B·(AᵀA)^½ that "
+        "`embaudit gauge` reports."
     ),
     reference="Timkey & van Schijndel (2021), 'All Bark and No Bite: Rogue Dimensions in "
     "Transformer Language Models Obscure Representational Quality', EMNLP",
@@ -262,6 +265,14 @@ def rogue_dimensions(data: AuditData, threshold: float) -> Finding:
         )
     r2 = sample.rogue_r2
     action = f"Standardize the dimensions, or drop dimensions {names}, before using cosine"
+    if data.params.trained_with == TrainedWith.DOT:
+        # In a dot-product model the largest dimensions are usually its top singular directions
+        # (popularity, say): dropping them removes what the scores rely on.
+        action = (
+            f"Do not drop dimensions {names} of a dot-product model (they carry its strongest "
+            "directions, e.g. popularity): rank with the dot product, or compare items in the "
+            "users' metric (embaudit gauge)"
+        )
     if not math.isnan(r2) and r2 < ROGUE_R2_FLOOR:
         return Finding(
             Status.FAIL,
