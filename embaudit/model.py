@@ -33,8 +33,22 @@ class TrainedWith(StrEnum):
 
     COSINE = "cosine"
     DOT = "dot"
+    #: A dot-product model with an L2 penalty on each factor (regularized ALS, weight decay on
+    #: both towers; Steck et al. 2024, Eq. 2): the penalty selects the balanced split, unique up
+    #: to a rotation, so the diagonal gauge is fixed; it still scores with the dot product.
+    DOT_REGULARIZED = "dot-regularized"
     L2 = "l2"
     UNKNOWN = "unknown"
+
+    @property
+    def scores_with_dot(self) -> bool:
+        """The model's scores are inner products: cosine discards the norms it used."""
+        return self in (TrainedWith.DOT, TrainedWith.DOT_REGULARIZED)
+
+    @property
+    def fixes_gauge(self) -> bool:
+        """The objective leaves no diagonal gauge free: gauge sensitivity is not a finding."""
+        return self in (TrainedWith.COSINE, TrainedWith.L2, TrainedWith.DOT_REGULARIZED)
 
 
 @dataclass(frozen=True)

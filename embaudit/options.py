@@ -185,7 +185,9 @@ class CheckOptions(_Common, _Passes):
             Choices(TrainedWith),
             "--trained-with",
             "The objective the model was trained with; it decides how norm and gauge findings "
-            "weigh in the verdict, never the measured values.",
+            "weigh in the verdict, never the measured values. dot-regularized: a dot-product "
+            "model with an L2 penalty on each factor (regularized ALS, weight decay on both "
+            "towers), whose split is fixed up to a rotation (check it with embaudit gauge).",
             in_config=True,
         )
     )

@@ -171,3 +171,16 @@ def test_dot_models_are_not_told_to_drop_their_strongest_dimensions():
         check = audit(rows, trained_with=trained_with, select="EA2").check("EA204")
         assert check.status != Status.PASS
         assert ("or drop dimensions" in (check.recommendation or "")) is dropped
+
+
+def test_a_regularized_dot_model_is_judged_on_its_dot_product_not_on_the_gauge(fixtures):
+    # Steck et al. Eq. 2: the per-factor penalty fixes the gauge, the scores stay inner products.
+    free = audit(fixtures / "unnormalized.npy", trained_with="dot")
+    fixed = audit(fixtures / "unnormalized.npy", trained_with="dot-regularized")
+    assert free.check("EA301").status == Status.FAIL
+    assert fixed.check("EA301").status == Status.PASS
+    assert "fixes the split up to a rotation" in fixed.check("EA301").message
+    assert fixed.check("EA402").status == Status.FAIL  # cosine still disagrees with the dot
+    assert fixed.check("EA101").status == Status.PASS  # the norms are part of its scores
+    assert fixed.verdict.level == Level.UNTRUSTWORTHY
+    assert [r.split()[0] for r in fixed.verdict.reasons] == ["EA402"]

@@ -39,12 +39,16 @@ def _gauge_verdict(
 ) -> Finding:
     """Shared by EA301 and EA302: what a gauge-sensitive neighbourhood means per objective."""
     trained_with = data.params.trained_with
-    if trained_with in (TrainedWith.COSINE, TrainedWith.L2):
+    if trained_with.fixes_gauge:
+        fixed_by = (
+            "whose per-factor penalty fixes the split up to a rotation"
+            if trained_with == TrainedWith.DOT_REGULARIZED
+            else "whose objective fixes the scale of every dimension"
+        )
         return Finding(
             Status.PASS,
             value,
-            f"{message}; irrelevant for a {trained_with}-trained model, whose objective fixes "
-            "the scale of every dimension",
+            f"{message}; irrelevant for a {trained_with}-trained model, {fixed_by}",
             metrics,
         )
     if value >= limit:
@@ -221,7 +225,7 @@ def _agreement(
     if value >= threshold:
         return Finding(Status.PASS, value, message, metrics)
     trained_with = data.params.trained_with
-    if trained_with == decisive:
+    if trained_with == decisive or (decisive == TrainedWith.DOT and trained_with.scores_with_dot):
         action = USE_DOT if other == "dot" else "Rank with L2 distance, as the model was trained"
         return Finding(
             Status.FAIL,

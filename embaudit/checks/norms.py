@@ -91,7 +91,7 @@ def norm_spread(data: AuditData, threshold: float) -> Finding:
         )
     spread = f"norms vary (CV {cv:.3g}, p1 {p1:.4g}, p99 {p99:.4g})"
     trained_with = data.params.trained_with
-    if trained_with == TrainedWith.DOT:
+    if trained_with.scores_with_dot:
         return Finding(
             Status.PASS,
             half_range,

@@ -265,7 +265,7 @@ def rogue_dimensions(data: AuditData, threshold: float) -> Finding:
         )
     r2 = sample.rogue_r2
     action = f"Standardize the dimensions, or drop dimensions {names}, before using cosine"
-    if data.params.trained_with == TrainedWith.DOT:
+    if data.params.trained_with.scores_with_dot:
         # In a dot-product model the largest dimensions are usually its top singular directions
         # (popularity, say): dropping them removes what the scores rely on.
         action = (

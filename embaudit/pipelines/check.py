@@ -20,6 +20,7 @@ from embaudit.verdict import decide
 OBJECTIVE_METRIC = {
     TrainedWith.COSINE: "cosine",
     TrainedWith.DOT: "dot",
+    TrainedWith.DOT_REGULARIZED: "dot",
     TrainedWith.L2: "l2",
     TrainedWith.UNKNOWN: "cosine",
 }
