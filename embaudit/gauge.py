@@ -314,11 +314,7 @@ def column_norms(
 ) -> ColumnNorms:
     """The column norms of every finite, non-zero row of one tower, from its (rows, d) blocks in
     the storage ``dtype`` (the other rows are left out, as everywhere)."""
-    norms = ColumnNorms(d)
-    for block in blocks:
-        wide = block.astype(np.float64)
-        norms.fold(wide[clean_mask(wide, dtype)])
-    return norms
+    return tower_pass(blocks, d, dtype)[0]
 
 
 @dataclass(frozen=True)
@@ -392,3 +388,94 @@ def _dead_columns(log_norms: Floats) -> npt.NDArray[np.bool_]:
         return np.ones(len(log_norms), dtype=bool)
     log_rms = top + 0.5 * float(np.log(np.mean(np.exp(2 * (log_norms - top)))))
     return np.asarray(log_norms <= log_rms + np.log(DEAD_COLUMN))
+
+
+# Item similarity in the users' metric -------------------------------------------------------
+
+
+@dataclass
+class Gram:
+    """AᵀA of the finite, non-zero rows of one tower, streamed: ``matrix`` times 4^``exponent``,
+    the rows scaled by one power of two (exact) so that their squares neither overflow nor
+    underflow."""
+
+    d: int
+    rows: int = 0
+    exponent: int | None = None
+    matrix: Floats = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.matrix = np.zeros((self.d, self.d))
+
+    def fold(self, block: Floats) -> None:
+        """Add the rows of ``block`` (finite, float64)."""
+        if not len(block):
+            return
+        _, largest = np.frexp(np.abs(block).max())
+        exponent = int(largest) if self.exponent is None else max(self.exponent, int(largest))
+        if self.exponent is not None and exponent != self.exponent:
+            self.matrix = np.ldexp(self.matrix, 2 * (self.exponent - exponent))
+        scaled = np.ldexp(block, -exponent)
+        self.matrix += scaled.T @ scaled
+        self.exponent = exponent
+        self.rows += len(block)
+
+    def root(self) -> Floats:
+        """(AᵀA)^½, the symmetric square root (negative rounding in the spectrum clipped)."""
+        values, vectors = np.linalg.eigh((self.matrix + self.matrix.T) / 2)
+        root = (vectors * np.sqrt(np.clip(values, 0.0, None))) @ vectors.T
+        return np.asarray(np.ldexp(root, self.exponent or 0), dtype=np.float64)
+
+
+def tower_pass(
+    blocks: Iterable[npt.NDArray[np.floating[Any]]], d: int, dtype: np.dtype[Any]
+) -> tuple[ColumnNorms, Gram]:
+    """One streaming pass over a tower's (rows, d) blocks: its column norms and its Gram matrix
+    over the finite, non-zero rows."""
+    norms, gram = ColumnNorms(d), Gram(d)
+    for block in blocks:
+        wide = block.astype(np.float64)
+        clean = wide[clean_mask(wide, dtype)]
+        norms.fold(clean)
+        gram.fold(clean)
+    return norms, gram
+
+
+@dataclass(frozen=True)
+class UsersMetric:
+    """How far plain cosine between items agrees with cosine in the users' metric.
+
+    With both towers a dot-product model identifies one item similarity: the inner product
+    bᵢ (AᵀA) bⱼᵀ of the users' metric (and its cosine), unchanged by every A·M⁻ᵀ, B·M, the
+    diagonal gauges included; it is the cosine of the rows B·(AᵀA)^½."""
+
+    overlap_at_k: float | None  # cosine neighbours of the item sample vs the users' metric
+    k: int
+    sample: int
+    rank: int  # numerical rank of AᵀA: below d, the users do not see every item direction
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "overlap_at_k": self.overlap_at_k,
+            "k": self.k,
+            "sample": self.sample,
+            "rank": self.rank,
+        }
+
+
+def users_metric(items: Floats, gram: Gram, k: int) -> UsersMetric:
+    """Overlap@k of the cosine neighbours among ``items`` (a sample of item rows, finite and
+    non-zero) with their cosine neighbours in the users' metric (tie-aware, as the gauges')."""
+    metric = (gram.matrix + gram.matrix.T) / 2
+    values = np.linalg.eigvalsh(metric)
+    floor = max(values.max(), 0.0) * metric.shape[0] * np.finfo(np.float64).eps
+    rank = int((values > floor).sum())
+    # Items the users cannot tell from zero (in the null space of AᵀA) have no direction there.
+    seen = np.einsum("ij,jk,ik->i", items, metric, items) > floor * np.einsum(
+        "ij,ij->i", items, items
+    )
+    items = items[seen]
+    if len(items) < 3:
+        return UsersMetric(None, 0, len(items), rank)
+    search = _Neighbours(items, k)
+    return UsersMetric(search.overlap(items @ metric @ items.T), search.k, len(items), rank)

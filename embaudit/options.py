@@ -297,6 +297,18 @@ class GaugeOptions(_Common):
     )
     sample: int = declare(Param(2000, Interval(int, 2), "--sample", "Rows of each tower compared."))
 
+    write_items: Path | None = declare(
+        Param(
+            None,
+            Custom(lambda value: Path(value)),
+            "--write-items",
+            "Write the item embeddings in the users' metric, B·(AᵀA)^½, to this .npy file: "
+            "their cosine (and inner product) is the item similarity every split of the model "
+            "agrees on.",
+            optional=True,
+        )
+    )
+
     def __post_init__(self) -> None:
         super().__post_init__()
         if self.k >= self.sample - 1:

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 from embaudit.compare import FilesComparison, MetricsComparison
-from embaudit.gauge import Balance, SideResult
+from embaudit.gauge import Balance, SideResult, UsersMetric
 from embaudit.model import SCHEMA_VERSION, CheckResult, Level, Status, Verdict
 from embaudit.options import CheckOptions, CompareOptions, GaugeOptions
 
@@ -171,6 +171,8 @@ class GaugeReport(Gate):
     prediction_max_rel_change: float
     excluded_rows: dict[str, int]  # per tower, drawn rows left out (non-finite or zero)
     balance: Balance
+    users_metric: UsersMetric  # plain item cosine against cosine in the users' metric
+    recommendations: list[str]  # which similarity answers which question
 
     kind: ClassVar[str] = "gauge"
     mode: ClassVar[str] = "towers"
@@ -202,6 +204,8 @@ class GaugeReport(Gate):
             "excluded_rows": self.excluded_rows,
             "sides": [side.to_dict() for side in self.sides],
             "balance": self.balance.to_dict(),
+            "users_metric": self.users_metric.to_dict(),
+            "recommendations": self.recommendations,
         }
         return self._document(head, body)
 

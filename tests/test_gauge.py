@@ -13,11 +13,14 @@ from embaudit import UsageError, audit_gauge
 from embaudit.gauge import (
     BALANCED_CONDITION,
     GaugeSettings,
+    Gram,
     audit_side,
     balance,
     column_norms,
     prediction_change,
+    users_metric,
 )
+from tests.exports import exact_cosine_top, set_overlap
 
 
 def _towers(tmp_path, d=12, items=300, users=400, seed=0):
@@ -302,3 +305,77 @@ def test_column_norms_are_exact_across_blocks_and_float64_extremes():
             folded.log_norms() - np.log(magnitude), np.log(np.linalg.norm(rows, axis=0)), atol=1e-12
         )
         assert folded.rows == 500
+
+
+# The item similarity both towers identify: cosine in the users' metric -----------------------
+
+
+def test_items_in_the_users_metric_are_the_same_for_every_split(tmp_path):
+    # (A·M⁻ᵀ, B·M) gives every score of (A, B) for any invertible M, not only diagonal ones; the
+    # inner products of B·(AᵀA)^½ are the same for all of them.
+    _, left, sigma, right = _svd(seed=3)
+    items, users = _eq2(left, sigma, right)
+    mixing = np.random.default_rng(3).standard_normal((RANK, RANK))
+    written = []
+    for name, (b, a) in {
+        "plain": (items, users),
+        "mixed": (items @ mixing, users @ np.linalg.inv(mixing).T),
+    }.items():
+        np.save(tmp_path / f"{name}-items.npy", b)
+        np.save(tmp_path / f"{name}-users.npy", a)
+        out = tmp_path / f"{name}-invariant.npy"
+        audit_gauge(
+            tmp_path / f"{name}-items.npy",
+            tmp_path / f"{name}-users.npy",
+            sample=40,
+            write_items=out,
+        )
+        rows = np.load(out).astype(np.float64)
+        written.append(rows @ rows.T)
+    np.testing.assert_allclose(written[0], written[1], rtol=0, atol=1e-5 * np.abs(written[0]).max())
+    # ... and equal to B (AᵀA) Bᵀ itself.
+    np.testing.assert_allclose(
+        written[0],
+        items @ (users.T @ users) @ items.T,
+        rtol=0,
+        atol=1e-5 * np.abs(written[0]).max(),
+    )
+
+
+def test_the_users_metric_overlap_is_the_brute_force_one():
+    rng = np.random.default_rng(4)
+    items, users = rng.standard_normal((150, 6)), rng.standard_normal((900, 6)) * [1, 2, 3, 1, 5, 1]
+    gram = Gram(6)
+    gram.fold(users[:400])
+    gram.fold(users[400:] * 1e-3)  # blocks of other magnitudes merge exactly (powers of two)
+    exact = users[:400].T @ users[:400] + (users[400:] * 1e-3).T @ (users[400:] * 1e-3)
+    np.testing.assert_allclose(np.ldexp(gram.matrix, 2 * gram.exponent), exact, rtol=1e-12)
+    found = users_metric(items, gram, 10)
+    root = gram.root()
+    expected = set_overlap(
+        exact_cosine_top(items, np.arange(150), 10),
+        exact_cosine_top(items @ root, np.arange(150), 10),
+    )
+    assert found.overlap_at_k == pytest.approx(expected, abs=1e-12)
+    assert found.rank == 6 and found.k == 10
+
+
+def test_gauge_says_which_similarity_answers_which_question(cli, tmp_path):
+    _, left, sigma, right = _svd()
+    for name, (items, users) in {"eq2": _eq2(left, sigma, right)}.items():
+        np.save(tmp_path / f"{name}-items.npy", items)
+        np.save(tmp_path / f"{name}-users.npy", users)
+    report = cli(
+        "gauge",
+        tmp_path / "eq2-items.npy",
+        tmp_path / "eq2-users.npy",
+        "--sample",
+        "40",
+        "-f",
+        "json",
+    ).json()
+    advice = report["recommendations"]
+    assert advice[0].startswith("User→item scores: the dot product")
+    assert advice[1].startswith("Item→item similarity: cosine in the users' metric")
+    assert "dot-regularized" in advice[2]  # Eq. 2 is balanced
+    assert 0.0 <= report["users_metric"]["overlap_at_k"] <= 1.0

@@ -265,8 +265,23 @@ def _gauge_tables(report: GaugeReport) -> list[Any]:
             f"{report.prediction_max_rel_change:.1e}"
         )
     )
-    parts += [Text(), _balance_text(report.balance)]
+    parts += [Text(), _balance_text(report.balance), Text(), _users_metric_text(report)]
     return parts
+
+
+def _users_metric_text(report: GaugeReport) -> Text:
+    """Which similarity to use for which question, and how far plain cosine is from the one the
+    model identifies."""
+    similarity = report.users_metric
+    text = Text("similarity ", style="bold")
+    text.append(
+        f"(users' metric AᵀA of rank {similarity.rank} of {report.items['d']}; "
+        f"{similarity.sample:,} items compared)\n",
+        style="dim",
+    )
+    for advice in report.recommendations:
+        text.append(f"→ {advice}\n")
+    return text
 
 
 def _balance_text(balance: Balance) -> Text:

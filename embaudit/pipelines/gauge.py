@@ -4,19 +4,23 @@ gauges that change no score, and how far the towers are from the balanced split.
 from __future__ import annotations
 
 import time
+from pathlib import Path
 
 import numpy as np
 
 from embaudit.draw import draw_clean_rows
-from embaudit.errors import InputError
+from embaudit.errors import InputError, UsageError
 from embaudit.gauge import (
     Balance,
     GaugeSettings,
+    Gram,
     SideResult,
+    UsersMetric,
     audit_side,
     balance,
-    column_norms,
     prediction_change,
+    tower_pass,
+    users_metric,
 )
 from embaudit.model import CheckResult, Status
 from embaudit.options import GaugeOptions, Side
@@ -59,14 +63,12 @@ def run_gauge(items: EmbeddingSource, users: EmbeddingSource, options: GaugeOpti
         _gauge_row(result, options.min_overlap, change)
         for result, change in zip(sides, changes, strict=True)
     ]
-    # Summed over every row of both towers, not a sample: one more streaming pass of each.
     balancing = time.perf_counter()
-    item_norms, user_norms = (
-        column_norms((chunk.values for chunk in source.chunks()), source.d, source.dtype)
-        for source in (items, users)
-    )
-    towers_balance = balance(item_norms, user_norms)
+    towers_balance, user_gram = _whole_towers(items, users)
     checks.append(_balance_row(towers_balance))
+    similarity = users_metric(towers["items"], user_gram, options.k)
+    if options.write_items is not None:
+        _write_items(items, user_gram, options.write_items)
     return GaugeReport(
         options=options,
         tool=TOOL,
@@ -88,6 +90,8 @@ def run_gauge(items: EmbeddingSource, users: EmbeddingSource, options: GaugeOpti
         prediction_max_rel_change=max(changes),
         excluded_rows={name: dropped for name, (_, _, dropped) in samples.items()},
         balance=towers_balance,
+        users_metric=similarity,
+        recommendations=_recommendations(towers_balance, similarity, options),
         checks=checks,
         timings={
             "balance_seconds": time.perf_counter() - balancing,
@@ -95,6 +99,61 @@ def run_gauge(items: EmbeddingSource, users: EmbeddingSource, options: GaugeOpti
         },
         fail_on=options.fail_on,
     )
+
+
+def _whole_towers(items: EmbeddingSource, users: EmbeddingSource) -> tuple[Balance, Gram]:
+    """Summed over every row of both towers, not a sample: one more streaming pass of each,
+    for their column norms (the balance) and the users' Gram matrix (the users' metric)."""
+    item_norms, _ = tower_pass((chunk.values for chunk in items.chunks()), items.d, items.dtype)
+    user_norms, user_gram = tower_pass(
+        (chunk.values for chunk in users.chunks()), users.d, users.dtype
+    )
+    return balance(item_norms, user_norms), user_gram
+
+
+def _write_items(items: EmbeddingSource, user_gram: Gram, path: Path) -> None:
+    """B·(AᵀA)^½ for every item row, streamed into a .npy file (float32; rows that are not
+    finite stay so)."""
+    root = user_gram.root()
+    try:
+        out = np.lib.format.open_memmap(path, mode="w+", dtype=np.float32, shape=(items.n, items.d))
+        for chunk in items.chunks():
+            with np.errstate(invalid="ignore", over="ignore"):
+                out[chunk.start : chunk.stop] = chunk.values.astype(np.float64) @ root
+        out.flush()
+        del out
+    except OSError as exc:
+        raise UsageError(f"--write-items {path}: cannot write ({exc.strerror or exc})") from None
+
+
+def _recommendations(towers: Balance, similarity: UsersMetric, options: GaugeOptions) -> list[str]:
+    """Which similarity answers which question, for this pair of towers."""
+    advice = [
+        "User→item scores: the dot product u·i, which every split of the model gives alike",
+    ]
+    agreement = (
+        ""
+        if similarity.overlap_at_k is None
+        else f"; plain cosine between items shares {similarity.overlap_at_k:.0%} of its "
+        f"top-{similarity.k} neighbours"
+    )
+    where = (
+        f" (written to {options.write_items})"
+        if options.write_items is not None
+        else " (--write-items writes them)"
+    )
+    advice.append(
+        "Item→item similarity: cosine in the users' metric, i.e. of the rows B·(AᵀA)^½"
+        f"{where}, the only item similarity every split of the model agrees on{agreement}. "
+        "The plain dot product between items is not: (B·D)(B·D)ᵀ ≠ B·Bᵀ"
+    )
+    if towers.balanced:
+        advice.append(
+            "The towers are balanced: if the model was trained with a penalty on each factor "
+            "(weight decay on both towers, --trained-with dot-regularized), plain cosine is "
+            "fixed up to a rotation and can be used too"
+        )
+    return advice
 
 
 def _gauge_row(result: SideResult, min_overlap: float, change: float) -> CheckResult:
