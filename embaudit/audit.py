@@ -96,7 +96,24 @@ def audit_gauge(
     :class:`~embaudit.options.GaugeOptions` and/or keywords.
     """
     options = build(GaugeOptions, options, **parameters)
-    return run_gauge(_open(items, options), _open(users, options), options)
+    keys = (options.items_key or options.key, options.users_key or options.key)
+    if _same_location(items, users) and keys[0] == keys[1]:
+        raise UsageError(
+            "the item and user towers are the same array: give the other tower, or "
+            "items_key / users_key (--items-key / --users-key) for an archive that holds both"
+        )
+    towers = [
+        open_source(tower, key=key, column=options.column, id_column=options.id_column)
+        for tower, key in zip((items, users), keys, strict=True)
+    ]
+    return run_gauge(towers[0], towers[1], options)
+
+
+def _same_location(first: Source, second: Source) -> bool:
+    """Whether two sources are the same file (or the same array object)."""
+    if isinstance(first, str | os.PathLike) and isinstance(second, str | os.PathLike):
+        return os.path.realpath(first) == os.path.realpath(second)
+    return first is second
 
 
 def _open(source: Source, options: CheckOptions | CompareOptions | GaugeOptions) -> EmbeddingSource:

@@ -297,6 +297,24 @@ class GaugeOptions(_Common):
     )
     sample: int = declare(Param(2000, Interval(int, 2), "--sample", "Rows of each tower compared."))
 
+    items_key: str | None = declare(
+        Param(
+            None,
+            KEY.rule,
+            "--items-key",
+            "The item tower's array in an .npz (default: --key).",
+            optional=True,
+        )
+    )
+    users_key: str | None = declare(
+        Param(
+            None,
+            KEY.rule,
+            "--users-key",
+            "The user tower's array in an .npz (default: --key); one archive often holds both.",
+            optional=True,
+        )
+    )
     write_items: Path | None = declare(
         Param(
             None,

@@ -379,3 +379,33 @@ def test_gauge_says_which_similarity_answers_which_question(cli, tmp_path):
     assert advice[1].startswith("Item→item similarity: cosine in the users' metric")
     assert "dot-regularized" in advice[2]  # Eq. 2 is balanced
     assert 0.0 <= report["users_metric"]["overlap_at_k"] <= 1.0
+
+
+def test_one_archive_holding_both_towers_takes_a_key_per_tower(cli, tmp_path):
+    item_path, user_path = _towers(tmp_path)
+    np.savez(tmp_path / "mf.npz", item_factors=np.load(item_path), user_factors=np.load(user_path))
+    both = cli(
+        "gauge",
+        tmp_path / "mf.npz",
+        tmp_path / "mf.npz",
+        "--items-key",
+        "item_factors",
+        "--users-key",
+        "user_factors",
+        "--sample",
+        "300",
+        "-f",
+        "json",
+    )
+    separate = cli("gauge", item_path, user_path, "--sample", "300", "-f", "json")
+    assert both.code == separate.code
+    assert both.json()["worst_overlap_at_k"] == separate.json()["worst_overlap_at_k"]
+    assert both.json()["balance"]["condition"] == separate.json()["balance"]["condition"]
+
+
+def test_a_tower_compared_with_itself_is_refused(cli, tmp_path):
+    item_path, _ = _towers(tmp_path)
+    np.savez(tmp_path / "mf.npz", item_factors=np.load(item_path))
+    same = cli("gauge", tmp_path / "mf.npz", tmp_path / "mf.npz", "--key", "item_factors")
+    assert same.code == 2 and "the same array" in same.stderr
+    assert cli("gauge", item_path, item_path).code == 2
