@@ -59,6 +59,12 @@ class Gate:
     def subject(self) -> str:
         raise NotImplementedError
 
+    @property
+    def gated(self) -> bool:
+        """Whether a threshold decides pass or fail here (a comparison without
+        ``min_overlap`` only measures: no row of it may look like a pass)."""
+        return True
+
     def _document(self, head: dict[str, Any], body: dict[str, Any]) -> dict[str, Any]:
         return {
             "schema_version": SCHEMA_VERSION,
@@ -113,6 +119,10 @@ class MetricsReport(Gate):
     mode: ClassVar[str] = "metrics"
 
     @property
+    def gated(self) -> bool:
+        return self.options.min_overlap is not None
+
+    @property
     def k(self) -> int:
         return self.comparison.k
 
@@ -142,6 +152,10 @@ class FilesReport(Gate):
 
     kind: ClassVar[str] = "compare-knn"
     mode: ClassVar[str] = "files"
+
+    @property
+    def gated(self) -> bool:
+        return self.options.min_overlap is not None
 
     @property
     def k(self) -> int:

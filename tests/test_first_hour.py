@@ -184,3 +184,32 @@ def test_a_regularized_dot_model_is_judged_on_its_dot_product_not_on_the_gauge(f
     assert fixed.check("EA101").status == Status.PASS  # the norms are part of its scores
     assert fixed.verdict.level == Level.UNTRUSTWORTHY
     assert [r.split()[0] for r in fixed.verdict.reasons] == ["EA402"]
+
+
+def test_markdown_carries_what_the_table_carries_and_no_pass_mark_without_a_gate(cli, fixtures):
+    files = (fixtures / "list.parquet", fixtures / "fixed_size_list.parquet")
+    ungated = cli("compare-knn", *files, "-f", "markdown").stdout
+    assert "✅" not in ungated and "measured" in ungated and "passed" not in ungated
+    for detail in ("Overlap by k", "Per-item overlap", "Changed most", "doc-"):
+        assert detail in ungated
+    gated = cli("compare-knn", *files, "-f", "markdown", "--min-overlap", "0.5").stdout
+    assert "✅" in gated and "**passed**" in gated
+    failing = cli("compare-knn", *files, "-f", "markdown", "--min-overlap", "1.0", "-k", "5")
+    metrics = cli("compare-knn", fixtures / "unnormalized.npy", "-f", "markdown").stdout
+    assert "top-1 differs" in metrics and "cosine vs dot" in metrics and "✅" not in metrics
+    assert failing.code in (0, 1)
+
+
+def test_gauge_markdown_carries_the_curves_the_balance_and_the_advice(cli, tmp_path):
+    rng = np.random.default_rng(1)
+    np.save(tmp_path / "i.npy", rng.standard_normal((300, 6)) * [1, 2, 3, 4, 5, 6])
+    np.save(tmp_path / "u.npy", rng.standard_normal((500, 6)))
+    text = cli("gauge", tmp_path / "i.npy", tmp_path / "u.npy", "--sample", "200", "-f", "markdown")
+    for detail in (
+        "under random gauges",
+        "Worst gauge found",
+        "Cosine of item pairs reached",
+        "Balance of the towers",
+        "Item→item similarity",
+    ):
+        assert detail in text.stdout
