@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -13,7 +14,15 @@ import numpy.typing as npt
 
 from embaudit.engines import Engine, make_engine
 from embaudit.errors import UsageError
-from embaudit.options import CheckOptions, CompareOptions, GaugeOptions, build
+from embaudit.options import (
+    CheckOptions,
+    CompareOptions,
+    GaugeOptions,
+    Options,
+    build,
+    merge,
+    read_config,
+)
 from embaudit.pipelines import Run
 from embaudit.pipelines.check import run_check
 from embaudit.pipelines.compare import run_files, run_metrics
@@ -33,6 +42,7 @@ def audit(
     *,
     baseline: Source | None = None,
     progress: PassReporter | None = None,
+    config: str | os.PathLike[str] | bool | None = None,
     **parameters: Any,
 ) -> CheckReport:
     """Audit embeddings and return the typed report that ``embaudit check`` renders.
@@ -48,12 +58,14 @@ def audit(
     ``ray_address``, or an :class:`~embaudit.engines.Engine`; both give the same report).
     ``baseline`` (a previous export, read with the same options) adds the drift checks EA6xx.
     ``progress`` is told of each pass over the data (see :mod:`embaudit.progress`).
+    ``config`` reads a configuration file as the command line does: a path, or ``True`` for the
+    nearest ``embaudit.toml`` / ``pyproject.toml`` (keywords given here override it).
 
     Raises :class:`~embaudit.errors.InputError` for unreadable input and
     :class:`~embaudit.errors.UsageError` (a :class:`~embaudit.params.ParameterError` naming
     the parameter) for invalid options.
     """
-    options = build(CheckOptions, options, **parameters)
+    options = _options(CheckOptions, options, config, parameters)
     opened = _open(source, options)
     old = None if baseline is None else _open(baseline, options)
     with _engine(options.engine, options.ray_address, opened, old) as engine:
@@ -66,6 +78,7 @@ def compare_knn(
     options: CompareOptions | None = None,
     *,
     progress: PassReporter | None = None,
+    config: str | os.PathLike[str] | bool | None = None,
     **parameters: Any,
 ) -> MetricsReport | FilesReport:
     """Compare nearest neighbours: of cosine, L2 and inner product on one file (``new`` None),
@@ -75,7 +88,7 @@ def compare_knn(
     ``queries``, ``metric``, ``min_overlap`` — a gate: a comparison below it fails — ``engine``
     ...).
     """
-    options = build(CompareOptions, options, **parameters)
+    options = _options(CompareOptions, options, config, parameters)
     first = _open(old, options)
     second = None if new is None else _open(new, options)
     with _engine(options.engine, options.ray_address, first, second) as engine:
@@ -86,7 +99,12 @@ def compare_knn(
 
 
 def audit_gauge(
-    items: Source, users: Source, options: GaugeOptions | None = None, **parameters: Any
+    items: Source,
+    users: Source,
+    options: GaugeOptions | None = None,
+    *,
+    config: str | os.PathLike[str] | bool | None = None,
+    **parameters: Any,
 ) -> GaugeReport:
     """Two-tower gauge audit (see :mod:`embaudit.gauge`): how far the cosine neighbours of
     items (``side="items"``), users, or ``"both"`` move under diagonal gauges
@@ -95,7 +113,7 @@ def audit_gauge(
     found is below ``min_overlap``: the model does not determine those neighbours. Options as
     :class:`~embaudit.options.GaugeOptions` and/or keywords.
     """
-    options = build(GaugeOptions, options, **parameters)
+    options = _options(GaugeOptions, options, config, parameters)
     keys = (options.items_key or options.key, options.users_key or options.key)
     if _same_location(items, users) and keys[0] == keys[1]:
         raise UsageError(
@@ -114,6 +132,22 @@ def _same_location(first: Source, second: Source) -> bool:
     if isinstance(first, str | os.PathLike) and isinstance(second, str | os.PathLike):
         return os.path.realpath(first) == os.path.realpath(second)
     return first is second
+
+
+def _options(
+    kind: type[Options],
+    given: Options | None,
+    config: str | os.PathLike[str] | bool | None,
+    parameters: dict[str, Any],
+) -> Options:
+    """The options of one call: ``given`` or the configuration file (``config``), with the
+    keyword ``parameters`` over them."""
+    if config is None or config is False:
+        return build(kind, given, **parameters)
+    if given is not None:
+        raise UsageError("give options or config, not both: options already hold every value")
+    found = read_config(None if config is True else Path(config))
+    return build(kind, merge(kind, found, {}), **parameters)
 
 
 def _open(source: Source, options: CheckOptions | CompareOptions | GaugeOptions) -> EmbeddingSource:

@@ -15,6 +15,7 @@ from embaudit.compare import FilesComparison, MetricsComparison
 from embaudit.gauge import Balance, SideResult, UsersMetric
 from embaudit.model import SCHEMA_VERSION, CheckResult, Level, Status, Verdict
 from embaudit.options import CheckOptions, CompareOptions, GaugeOptions
+from embaudit.params import ParameterError
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -58,6 +59,19 @@ class Gate:
     @property
     def subject(self) -> str:
         raise NotImplementedError
+
+    def render(self, format_name: str = "table", *, color: bool = False, width: int = 100) -> str:
+        """The report in one of the CLI's formats (``table``, ``json``, ``markdown``, ``junit``,
+        ``github``, ``html``), as ``--format`` prints it."""
+        from embaudit.formats import FORMATS
+
+        if format_name not in FORMATS:
+            raise ParameterError(
+                "format_name", f"must be one of {', '.join(FORMATS)}, got {format_name!r}"
+            )
+        renderer = FORMATS[format_name]
+        renderer.require()
+        return renderer.render(self, color=color, width=width)  # type: ignore[arg-type]
 
     @property
     def gated(self) -> bool:

@@ -46,7 +46,7 @@ def open_source(
             if option is not None:
                 raise _not_for(name, "files, not arrays")
         try:
-            array = np.asarray(source)
+            array = _vectors_of(source)
         except (ValueError, TypeError) as exc:
             raise InputError(None, f"cannot read the array as (n, d) floats ({exc})") from None
         return ArraySource(array)
@@ -81,6 +81,47 @@ def open_source(
         raise InputError(path, "is a directory") from None
     except OSError as exc:
         raise InputError(path, f"cannot read ({exc.strerror or exc})") from None
+
+
+def _vectors_of(source: Any) -> np.ndarray[Any, Any]:
+    """An (n, d) array from an in-memory object: a numpy array, or a column of vectors as
+    pandas or pyarrow hold them (a Series of arrays, a list or fixed-size-list array, a table
+    with one such column), read through pyarrow like a parquet column."""
+    import pyarrow as pa
+
+    if type(source).__module__.startswith("pandas") and hasattr(source, "columns"):
+        if len(source.columns) != 1:
+            raise ValueError(f"a DataFrame of {len(source.columns)} columns: pass one column")
+        source = source[source.columns[0]]
+    if (
+        type(source).__module__.startswith("pandas")
+        and str(getattr(source, "dtype", "")) == "object"
+    ):
+        source = pa.array(list(source), from_pandas=True)
+    if isinstance(source, pa.Table):
+        if source.num_columns != 1:
+            raise ValueError(f"a table of {source.num_columns} columns: pass one column")
+        source = source.column(0)
+    if isinstance(source, pa.ChunkedArray):
+        source = source.combine_chunks()
+    list_types = (pa.types.is_list, pa.types.is_large_list, pa.types.is_fixed_size_list)
+    if isinstance(source, pa.Array) and any(is_list(source.type) for is_list in list_types):
+        return _list_matrix(source)
+    return np.asarray(source)
+
+
+def _list_matrix(vectors: Any) -> np.ndarray[Any, Any]:
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    lengths = pc.list_value_length(vectors).to_numpy(zero_copy_only=False)
+    if len(lengths) and (np.isnan(lengths.astype(float)).any() or (lengths != lengths[0]).any()):
+        raise ValueError("the vectors are null or of different lengths")
+    values = pc.list_flatten(vectors).to_numpy(zero_copy_only=False)
+    d = int(lengths[0]) if len(lengths) else 0
+    if not pa.types.is_floating(vectors.type.value_type):
+        values = values.astype(np.float64)
+    return values.reshape(len(vectors), d)
 
 
 def _not_for(name: str, what: str) -> ParameterError:
