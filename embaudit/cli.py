@@ -227,7 +227,7 @@ def check(
     """  # noqa: E501
     options = merge(
         CheckOptions,
-        read_config(config),
+        read_config(config).for_path(file),
         {
             "k": k,
             "seed": seed,
@@ -299,7 +299,7 @@ def compare_knn_command(
         raise UsageError(f"compare-knn takes one or two files, got {len(files)}")
     options = merge(
         CompareOptions,
-        read_config(config),
+        read_config(config).for_path(files[0]),
         {
             "k": k,
             "seed": seed,
@@ -367,7 +367,7 @@ def gauge_command(
     """  # noqa: E501
     options = merge(
         GaugeOptions,
-        read_config(config),
+        read_config(config).for_path(items),
         {
             "k": k,
             "seed": seed,

@@ -18,10 +18,18 @@ options are built from it; either is a configuration error naming the key and th
     [tool.embaudit.checks.EA301]
     threshold = 0.7
     severity = "warn"          # a finding of this check is reported as a warning
+
+    [[tool.embaudit.files]]    # settings of the inputs a glob matches, over the ones above
+    path = "exports/items*.npz"
+    trained-with = "dot"
+    key = "item_factors"
 """
 
 from __future__ import annotations
 
+import contextlib
+import fnmatch
+import os
 import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
@@ -54,6 +62,25 @@ class ConfigFile:
     ignore: tuple[str, ...] = ()
     extend_select: tuple[str, ...] = ()
     checks: dict[str, CheckConfig] = field(default_factory=dict)
+    #: ``[[files]]`` entries: a glob and the settings of the files it matches.
+    files: tuple[tuple[str, ConfigFile], ...] = ()
+
+    def for_path(self, path: str | os.PathLike[str]) -> ConfigFile:
+        """The settings of one input: these, with every matching ``[[files]]`` entry over them
+        in order. A pattern matches the path as given, relative to the configuration's
+        directory, or its file name."""
+        merged = self
+        for pattern, entry in self.files:
+            if _matches(pattern, path, self.path):
+                merged = replace(
+                    merged,
+                    values=merged.values | entry.values,
+                    checks=merged.checks | entry.checks,
+                    select=entry.select if entry.select is not None else merged.select,
+                    ignore=merged.ignore + entry.ignore,
+                    extend_select=merged.extend_select + entry.extend_select,
+                )
+        return replace(merged, files=())
 
     def error(self, key: str, problem: str) -> ConfigError:
         """An error about ``key`` of this file."""
@@ -112,7 +139,7 @@ def load_config(path: Path, known_codes: set[str], known_keys: Mapping[str, str]
 def _parse(
     table: dict[str, Any], blank: ConfigFile, known_codes: set[str], known_keys: Mapping[str, str]
 ) -> ConfigFile:
-    keys = (*known_keys, *_SELECTION_KEYS, "checks")
+    keys = (*known_keys, *_SELECTION_KEYS, "checks", "files")
     for key in table:
         if key not in keys:
             raise ConfigError(
@@ -128,6 +155,7 @@ def _parse(
     }
     checks = _parse_checks(table["checks"], known_codes, blank.error) if "checks" in table else {}
     values = {known_keys[key]: value for key, value in table.items() if key in known_keys}
+    files = _parse_files(table["files"], blank, known_codes, known_keys) if "files" in table else ()
     return replace(
         blank,
         values=values,
@@ -135,7 +163,36 @@ def _parse(
         select=selection.get("select"),
         ignore=selection.get("ignore", ()),
         extend_select=selection.get("extend_select", ()),
+        files=files,
     )
+
+
+def _parse_files(
+    entries: Any, blank: ConfigFile, known_codes: set[str], known_keys: Mapping[str, str]
+) -> tuple[tuple[str, ConfigFile], ...]:
+    """``[[files]]``: each entry a ``path`` glob with the settings of the files it matches."""
+    if not isinstance(entries, list) or not all(isinstance(e, dict) for e in entries):
+        raise blank.error("files", "must be an array of tables ([[tool.embaudit.files]])")
+    parsed = []
+    for index, entry in enumerate(entries):
+        where = replace(blank, section=f"{blank.section} files[{index}]")
+        pattern = entry.get("path")
+        if not isinstance(pattern, str) or not pattern:
+            raise where.error("path", "must be a glob naming the files these settings apply to")
+        rest = {key: value for key, value in entry.items() if key != "path"}
+        if "files" in rest:
+            raise where.error("files", "entries cannot nest")
+        parsed.append((pattern, _parse(rest, where, known_codes, known_keys)))
+    return tuple(parsed)
+
+
+def _matches(pattern: str, path: str | os.PathLike[str], config: Path | None) -> bool:
+    given = Path(path)
+    candidates = [str(path), given.name]
+    if config is not None:
+        with contextlib.suppress(ValueError):  # outside the configuration's directory
+            candidates.append(str(given.resolve().relative_to(config.resolve().parent)))
+    return any(fnmatch.fnmatch(candidate, pattern) for candidate in candidates)
 
 
 def _parse_checks(checks: Any, known_codes: set[str], fail: Any) -> dict[str, CheckConfig]:

@@ -213,3 +213,40 @@ def test_gauge_markdown_carries_the_curves_the_balance_and_the_advice(cli, tmp_p
         "Item→item similarity",
     ):
         assert detail in text.stdout
+
+
+def test_one_repository_audits_each_export_with_its_own_settings(
+    cli, fixtures, tmp_path, monkeypatch
+):
+    exports = tmp_path / "exports"
+    exports.mkdir()
+    np.save(exports / "sentences.npy", np.load(fixtures / "sphere.npy"))
+    np.savez(exports / "items.npz", item_factors=np.load(fixtures / "unnormalized.npy"))
+    (tmp_path / "pyproject.toml").write_text(
+        "[tool.embaudit]\n"
+        'trained-with = "cosine"\n'
+        "[[tool.embaudit.files]]\n"
+        'path = "exports/items*.npz"\n'
+        'trained-with = "dot"\n'
+        'key = "item_factors"\n'
+        "[tool.embaudit.files.checks.EA402]\n"
+        'severity = "warn"\n'
+    )
+    monkeypatch.chdir(tmp_path)
+    sentences = cli("check", "exports/sentences.npy", "-f", "json").json()
+    items = cli("check", "exports/items.npz", "-f", "json").json()
+    assert sentences["params"]["trained_with"] == "cosine"
+    assert items["params"]["trained_with"] == "dot"
+    assert items["input"]["path"].endswith("items.npz[item_factors]")
+    statuses = {c["code"]: c["status"] for c in items["checks"]}
+    assert statuses["EA402"] == "warn" and statuses["EA301"] == "fail"
+    flag = cli("check", "exports/items.npz", "--trained-with", "cosine", "-f", "json").json()
+    assert flag["params"]["trained_with"] == "cosine"  # a flag still wins
+
+
+def test_a_files_entry_without_a_path_names_the_entry(cli, fixtures, tmp_path, monkeypatch):
+    (tmp_path / "embaudit.toml").write_text('[[files]]\ntrained-with = "dot"\n')
+    monkeypatch.chdir(tmp_path)
+    result = cli("check", fixtures / "sphere.npy")
+    assert result.code == 2
+    assert "'path' in embaudit.toml files[0]: must be a glob" in result.stderr
