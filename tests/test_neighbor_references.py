@@ -1,0 +1,435 @@
+"""The values that decide EA301, EA302, EA401, EA402 and compare-knn, against float64 brute force.
+
+Each test reproduces the query sample and the gauges the audit drew (same seed, same spawned
+streams), computes the exact float64 neighbour lists, and requires the reported overlap of every
+query to lie between two references: ties counted only when the float64 scores are equal
+(``strict``), and ties counted within float32 rounding (``loose``), as the definition allows.
+On the data used here the two references agree almost everywhere, so the bounds are tight; the
+means are also compared with an all-rows population value within the reported standard error.
+
+The data have what breaks naive implementations: exact ties (quantized unit vectors, duplicated
+rows) and constant columns.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import numpy.typing as npt
+import pytest
+
+from embaudit import audit, compare_knn
+from embaudit.knn import Block, NeighborSearch, exact_lists
+from embaudit.measure import Sampling, gauge_scales, measure
+from embaudit.sources import open_source
+from tests.exports import encoder_like, lognormal_norms
+from tests.test_knn import _search
+
+Floats = npt.NDArray[np.float64]
+Ints = npt.NDArray[np.int64]
+
+#: Ties within float32 rounding of a cosine (the definition's "identical scores"): generous
+#: against the products' rounding, far below the gaps of the quantized data.
+LOOSE = 1e-5
+#: Ties in float64: equal up to the rounding of a float64 dot product.
+STRICT = 1e-12
+
+SAMPLING = Sampling(queries=200, gauge_queries=80, gauge_draws=3, sample=400, pairs=2000)
+K = 10
+
+
+def quantized_units(n: int, d: int, seed: int) -> Floats:
+    """Unit vectors with coordinates in {-1, 0, 1} (before normalizing): few distinct
+    directions, so most cosines tie exactly with others; every 7th row is duplicated."""
+    rng = np.random.default_rng(seed)
+    rows = rng.integers(-1, 2, size=(n, d)).astype(np.float64)
+    rows[~rows.any(axis=1), 0] = 1.0
+    rows[7::7] = rows[: len(rows[7::7])]
+    return rows / np.linalg.norm(rows, axis=1, keepdims=True)
+
+
+def with_constant_columns(rows: Floats, columns: tuple[int, ...], value: float = 0.3) -> Floats:
+    rows = rows.copy()
+    rows[:, list(columns)] = value
+    return rows
+
+
+def scores(x: Floats, query_rows: Ints, metric: str) -> Floats:
+    """Exact float64 scores (larger is nearer) of every row for each query, self at -inf; the
+    scales of NeighborSearch: cosine, -||q - x||^2 / |q|^2, q.x / |q|^2."""
+    q = x[query_rows]
+    if metric == "cosine":
+        norms = np.linalg.norm(x, axis=1)
+        unit = x / np.where(norms > 0, norms, 1.0)[:, None]
+        out = unit[query_rows] @ unit.T
+    else:
+        q_norm2 = (q**2).sum(1)[:, None]
+        dot = q @ x.T
+        out = dot / q_norm2 if metric == "dot" else -(q_norm2 + (x**2).sum(1) - 2 * dot) / q_norm2
+    out[np.arange(len(query_rows)), query_rows] = -np.inf
+    return out
+
+
+def top(score: Floats, k: int) -> Ints:
+    """Top-k by score, ties by lowest row (as exact_lists)."""
+    rows = np.broadcast_to(np.arange(score.shape[1]), score.shape)
+    return np.lexsort((rows, -score), axis=1)[:, :k]
+
+
+def overlap_bounds(
+    reference: Floats, other: Floats, k: int, tie_scale: Floats | float = 1.0
+) -> tuple[Floats, Floats]:
+    """Per query, the overlap@k of ``other``'s top-k against ``reference``'s, with ties counted
+    in float64 only (low) and within float32 rounding (high). ``tie_scale`` scales the
+    tolerance per (query, row) as the score's magnitude does."""
+    other_top = top(other, k)
+    kth = np.sort(reference, axis=1)[:, -k]
+    got = np.take_along_axis(reference, other_top, axis=1)
+    scale = (
+        np.take_along_axis(np.broadcast_to(tie_scale, reference.shape), other_top, axis=1)
+        if np.ndim(tie_scale)
+        else tie_scale
+    )
+    low = np.minimum((got >= kth[:, None] - STRICT * scale).sum(1), k) / k
+    high = np.minimum((got >= kth[:, None] - LOOSE * scale).sum(1), k) / k
+    return low, high
+
+
+def tie_scale(x: Floats, query_rows: Ints, metric: str) -> Floats | float:
+    """How a score's rounding grows with r = |x| / |q| (NeighborSearch's scales)."""
+    if metric == "cosine":
+        return 1.0
+    norms = np.linalg.norm(x, axis=1)
+    ratio = norms[None, :] / norms[query_rows][:, None]
+    return 1 + ratio * ratio if metric == "l2" else np.maximum(ratio, 1.0)
+
+
+def assert_between(per_query: Floats, low: Floats, high: Floats) -> None:
+    assert per_query.shape == low.shape
+    outside = np.flatnonzero((per_query < low - 1e-12) | (per_query > high + 1e-12))
+    assert not len(outside), (outside[:5], per_query[outside[:5]], low[outside[:5]])
+
+
+def measured(x: Floats, *, seed: int = 0, sampling: Sampling = SAMPLING, k: int = K):
+    neighbors = measure(open_source(x), k=k, seed=seed, sampling=sampling).neighbors
+    assert neighbors is not None
+    return neighbors
+
+
+def drawn_gauges(d: int, seed: int, sampling: Sampling) -> list[tuple[float, Floats]]:
+    """The gauges measure() draws: the third of the five streams spawned from the seed."""
+    gauge_rng = np.random.default_rng(np.random.SeedSequence(seed).spawn(5)[2])
+    return gauge_scales(d, sampling.gauge_levels, sampling.gauge_draws, gauge_rng)
+
+
+# The tie-aware overlap ----------------------------------------------------------------------
+
+
+def test_quantized_unit_vectors_break_ties_differently_in_cosine_and_l2_lists():
+    """On unit vectors cosine and L2 rank identically, so their overlap is 1 by definition; with
+    quantized directions the float32 scores break the exact ties in different orders, so a plain
+    set overlap of the two lists is below 1. The tie-aware overlap must still be exactly 1."""
+    x = quantized_units(600, 12, seed=1)
+    query_rows = np.arange(0, 600, 3)
+    search = _search(x, query_rows, k=K, chunk=101)
+    cosine, l2, dot = (search.list_for(m) for m in ("cosine", "l2", "dot"))
+    plain = np.mean(
+        [len(np.intersect1d(a, b)) / K for a, b in zip(cosine.rows, l2.rows, strict=True)]
+    )
+    assert plain < 0.999  # the lists differ as sets: the data does exercise the ties
+    assert np.all(search.overlap(cosine, l2) == 1.0)
+    assert np.all(search.overlap(l2, cosine) == 1.0)
+    assert np.all(search.overlap(cosine, dot) == 1.0)
+
+
+def test_ea401_is_exactly_one_on_quantized_unit_vectors():
+    report = audit(quantized_units(1500, 12, seed=2), k=K, sampling=SAMPLING, select="EA4")
+    assert report.check("EA401").value == 1.0
+    assert report.check("EA402").value == 1.0
+    assert report.check("EA401").metrics["top1_differs"] == 0.0
+
+
+def test_overlap_counts_only_ties_as_shared_not_near_misses():
+    """A neighbour of the other list that is not a reference neighbour and does not tie with
+    the reference's k-th counts as a miss: the tolerance is float32 rounding, not more."""
+    rng = np.random.default_rng(3)
+    x = rng.standard_normal((400, 16)) * rng.lognormal(0.0, 1.0, size=(400, 1))
+    query_rows = rng.choice(400, 60, replace=False)
+    search = _search(x, query_rows, k=K)
+    for a, b in (("cosine", "l2"), ("cosine", "dot"), ("l2", "dot"), ("dot", "cosine")):
+        per_query = search.overlap(search.list_for(a), search.list_for(b))
+        low, high = overlap_bounds(scores(x, query_rows, a), scores(x, query_rows, b), K)
+        assert_between(per_query, low, high)
+        assert per_query.mean() < 0.95  # the norms vary: the metrics disagree somewhere
+
+
+@pytest.mark.parametrize("at", [1, 3, 10])
+def test_overlap_at_a_smaller_k_uses_the_first_entries_of_both_lists(at):
+    rng = np.random.default_rng(4)
+    x = rng.standard_normal((300, 8)) * rng.lognormal(0.0, 0.7, size=(300, 1))
+    query_rows = np.arange(0, 300, 5)
+    search = _search(x, query_rows, k=K)
+    per_query = search.overlap(search.list_for("cosine"), search.list_for("dot"), at=at)
+    low, high = overlap_bounds(scores(x, query_rows, "cosine"), scores(x, query_rows, "dot"), at)
+    assert_between(per_query, low, high)
+
+
+def test_overlap_divides_by_the_neighbours_that_exist():
+    # 5 rows: each query has 4 other rows, fewer than k = 10; lists of every row agree fully.
+    x = np.random.default_rng(5).standard_normal((5, 3))
+    search = _search(x, np.arange(5), k=K, chunk=2)
+    assert np.all(search.overlap(search.list_for("cosine"), search.list_for("dot")) == 1.0)
+    # Unit rows: cosine, L2 and dot agree, and the 4 neighbours count as a full list.
+    unit = x / np.linalg.norm(x, axis=1, keepdims=True)
+    search = _search(unit, np.arange(5), k=K, chunk=2)
+    assert np.all(search.overlap(search.list_for("l2"), search.list_for("dot")) == 1.0)
+
+
+def test_gauge_block_overlap_is_judged_by_the_base_cosine():
+    """A gauge list is compared with the base cosine list in the base cosine's scores: its
+    features carry both, and the overlap must read the reference's column."""
+    rng = np.random.default_rng(6)
+    x = rng.standard_normal((500, 10))
+    scale = np.exp(rng.normal(0.0, 1.0, size=10))
+    query_rows = rng.choice(500, 50, replace=False)
+    blocks = [Block("base", 50), Block("gauge", 30, scale)]
+    search = _search(x, query_rows, K, blocks, chunk=64)
+    base, gauged = search.list_for("cosine"), search.list_for("cosine", 1)
+    per_query = search.overlap(base, gauged)
+    assert per_query.shape == (30,)
+    low, high = overlap_bounds(
+        scores(x, query_rows[:30], "cosine"), scores(x * scale, query_rows[:30], "cosine"), K
+    )
+    assert_between(per_query, low, high)
+    # And the other way round: the gauge list as reference, read in its own column.
+    back = search.overlap(gauged, base)
+    low, high = overlap_bounds(
+        scores(x * scale, query_rows[:30], "cosine"), scores(x, query_rows[:30], "cosine"), K
+    )
+    assert_between(back, low, high)
+
+
+# EA401 / EA402 ------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("name", "data"),
+    [
+        ("unnormalized, constant columns", "encoder"),
+        ("quantized, duplicated, log-normal norms", "quantized"),
+    ],
+)
+def test_ea401_and_ea402_per_query_equal_brute_force(name, data):
+    x = make(data)
+    neighbors = measured(x)
+    report = audit(x, k=K, sampling=SAMPLING, select="EA4")
+    rows = neighbors.query_rows
+    for code, pair in (("EA401", ("cosine", "l2")), ("EA402", ("cosine", "dot"))):
+        a, b = pair
+        low, high = overlap_bounds(scores(x, rows, a), scores(x, rows, b), K, tie_scale(x, rows, a))
+        assert_between(neighbors.overlap[pair], low, high)
+        check = report.check(code)
+        assert check.value == pytest.approx(neighbors.overlap[pair].mean(), abs=1e-15)
+        assert low.mean() <= check.value <= high.mean()
+        top1_low, top1_high = overlap_bounds(scores(x, rows, a), scores(x, rows, b), 1)
+        assert np.mean(top1_high < 1) <= check.metrics["top1_differs"] <= np.mean(top1_low < 1)
+
+
+def test_ea401_is_within_its_standard_error_of_the_all_rows_value():
+    x = make("encoder")
+    report = audit(x, k=K, sampling=SAMPLING, select="EA401")
+    check = report.check("EA401")
+    every = np.arange(len(x))
+    low, high = overlap_bounds(scores(x, every, "cosine"), scores(x, every, "l2"), K)
+    standard_error = check.metrics["standard_error"]
+    assert 0 < standard_error < 0.05
+    # 200 of 1,500 rows: a finite-population sample; 4 standard errors.
+    assert low.mean() - 4 * standard_error <= check.value <= high.mean() + 4 * standard_error
+
+
+def make(kind: str) -> Floats:
+    if kind == "encoder":
+        # Constant columns set after the norms vary, as a bias added by the last layer.
+        rows = lognormal_norms(encoder_like(1500, 24, seed=7), sigma=0.6, seed=7)
+        return with_constant_columns(rows, (3, 17))
+    units = quantized_units(1500, 10, seed=8)
+    return lognormal_norms(units, sigma=0.5, seed=8)
+
+
+# EA301 --------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("data", ["encoder", "quantized"])
+def test_ea301_every_draw_of_every_level_equals_brute_force(data):
+    x = make(data)
+    seed = 11
+    neighbors = measured(x, seed=seed)
+    check = audit(x, k=K, seed=seed, sampling=SAMPLING, select="EA301").check("EA301")
+    gauges = drawn_gauges(x.shape[1], seed, SAMPLING)
+    rows = neighbors.query_rows[: neighbors.gauge_queries]
+    assert len(rows) == SAMPLING.gauge_queries
+    base = scores(x, rows, "cosine")
+    levels = {row["s"]: row for row in check.metrics["levels"]}
+    assert sorted(levels) == sorted(SAMPLING.gauge_levels)
+    for index, (s, scale) in enumerate(gauges):
+        draw = index % SAMPLING.gauge_draws
+        low, high = overlap_bounds(base, scores(x * scale, rows, "cosine"), K)
+        per_query = neighbors.gauge[s][draw]
+        assert_between(per_query, low, high)
+        assert levels[s]["draws"][draw] == pytest.approx(per_query.mean(), abs=1e-15)
+    for row in levels.values():
+        assert row["overlap_at_k"] == pytest.approx(np.mean(row["draws"]), abs=1e-15)
+    assert check.value == levels[0.5]["overlap_at_k"]
+    # Larger rescalings move more neighbours (on average over the draws).
+    curve = [levels[s]["overlap_at_k"] for s in sorted(levels)]
+    assert curve[0] > curve[-1]
+
+
+def test_ea301_standard_error_is_that_of_the_draw_means():
+    x = make("encoder")
+    check = audit(x, k=K, sampling=SAMPLING, select="EA301").check("EA301")
+    for row in check.metrics["levels"]:
+        draws = np.array(row["draws"])
+        expected = draws.std(ddof=1) / np.sqrt(len(draws))
+        assert row["standard_error"] == pytest.approx(expected, rel=1e-12, abs=1e-15)
+
+
+def test_ea301_s50_interpolates_in_log_s_between_the_levels_around_one_half():
+    x = make("encoder")
+    sampling = Sampling(
+        queries=200, gauge_queries=80, gauge_draws=2, gauge_levels=(0.25, 1.0, 4.0), sample=400
+    )
+    check = audit(x, k=K, sampling=sampling, select="EA301").check("EA301")
+    overlaps = [row["overlap_at_k"] for row in check.metrics["levels"]]
+    s50 = check.metrics["s50"]
+    levels = [0.25, 1.0, 4.0]
+    crossing = next(i for i in range(2) if overlaps[i] >= 0.5 > overlaps[i + 1])
+    o0, o1 = overlaps[crossing], overlaps[crossing + 1]
+    t = (o0 - 0.5) / (o0 - o1)
+    log_s = np.log(levels[crossing]) + t * (np.log(levels[crossing + 1]) - np.log(levels[crossing]))
+    assert s50 == pytest.approx(np.exp(log_s), rel=1e-12)
+
+
+# EA302 --------------------------------------------------------------------------------------
+
+
+def canonical_reference(x: Floats, query_rows: Ints, dead: tuple[int, ...]) -> Floats:
+    """Every live column at unit std over the query sample, the dead ones dropped."""
+    live = np.setdiff1d(np.arange(x.shape[1]), dead)
+    std = x[query_rows][:, live].std(axis=0)
+    standardized = np.zeros_like(x)
+    standardized[:, live] = x[:, live] / std
+    return standardized
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_ea302_leaves_constant_columns_out_and_equals_brute_force(dtype):
+    """A constant float64 column has a computed std of rounding noise (about 1e-17 of its
+    value); dividing by it would make that column decide every cosine. The canonical gauge
+    drops it, and the overlap equals brute force on the standardized live columns."""
+    dead = (3, 17)
+    x = make("encoder").astype(dtype)
+    assert np.all(x[:, 3] == x[0, 3])
+    neighbors = measured(x)
+    check = audit(x, k=K, sampling=SAMPLING, select="EA302").check("EA302")
+    assert check.metrics["dead_dimensions"] == list(dead)
+    assert np.flatnonzero(neighbors.canonical_scale == 0).tolist() == list(dead)
+    wide = x.astype(np.float64)
+    rows = neighbors.query_rows
+    gauge_rows = rows[: neighbors.gauge_queries]
+    standardized = canonical_reference(wide, rows, dead)
+    low, high = overlap_bounds(
+        scores(wide, gauge_rows, "cosine"), scores(standardized, gauge_rows, "cosine"), K
+    )
+    assert_between(neighbors.canonical, low, high)
+    assert check.value == pytest.approx(neighbors.canonical.mean(), abs=1e-15)
+
+
+def test_ea302_of_a_rescaled_export_is_that_of_the_export():
+    """Standardizing is gauge-invariant: X·D and X have the same canonical neighbours, so the
+    overlap of X·D with them differs from X's by exactly what D moved."""
+    x = make("encoder")
+    scale = np.exp(np.random.default_rng(12).normal(0.0, 1.0, size=x.shape[1]))
+    neighbors = measured(x * scale)
+    rows = neighbors.query_rows[: neighbors.gauge_queries]
+    standardized = canonical_reference(x, neighbors.query_rows, (3, 17))
+    low, high = overlap_bounds(
+        scores(x * scale, rows, "cosine"), scores(standardized, rows, "cosine"), K
+    )
+    assert_between(neighbors.canonical, low, high)
+
+
+# compare-knn --------------------------------------------------------------------------------
+
+
+def test_compare_knn_metrics_mode_equals_brute_force_at_every_k():
+    x = make("quantized")
+    report = compare_knn(x, k=K, queries=150, seed=3)
+    comparison = report.comparison
+    rng = np.random.default_rng(np.random.SeedSequence(3).spawn(1)[0])
+    # The same draw compare_metrics makes: the queries, in order.
+    from embaudit.draw import draw_clean_rows
+    from embaudit.engines import LocalEngine
+
+    rows, _, _ = draw_clean_rows(open_source(x), 150, rng, LocalEngine().take)
+    assert comparison.queries == len(rows) == 150
+    for pair in comparison.pairs:
+        for j, value in pair.by_k.items():
+            low, high = overlap_bounds(
+                scores(x, rows, pair.a), scores(x, rows, pair.b), j, tie_scale(x, rows, pair.a)
+            )
+            assert low.mean() - 1e-12 <= value <= high.mean() + 1e-12, (pair.a, pair.b, j)
+        low, high = overlap_bounds(scores(x, rows, pair.a), scores(x, rows, pair.b), K)
+        assert_between(pair.per_query, low, high)
+        top1_low, top1_high = overlap_bounds(scores(x, rows, pair.a), scores(x, rows, pair.b), 1)
+        assert np.mean(top1_high < 1) <= pair.top1_differs <= np.mean(top1_low < 1)
+
+
+def test_compare_knn_files_mode_equals_brute_force_set_overlap():
+    """Two exports of the same items: the neighbour lists are exact, and their overlap is the
+    plain set overlap of the two brute-force lists (item ids, not scores, are compared)."""
+    rng = np.random.default_rng(13)
+    old = rng.standard_normal((800, 16))
+    new = old + 0.6 * rng.standard_normal(old.shape)
+    new[:, 5] = 0.25  # a constant column in the new export
+    report = compare_knn(old, new, k=K, queries=120, seed=4)
+    comparison = report.comparison
+    query_rows = np.asarray(comparison.query_ids)
+    longest = comparison.ladder[-1]
+    old_top = exact_lists(old, query_rows, longest, "cosine")[0]
+    new_top = exact_lists(new, query_rows, longest, "cosine")[0]
+    for j in comparison.ladder:
+        expected = [
+            len(np.intersect1d(a[:j], b[:j])) / j for a, b in zip(old_top, new_top, strict=True)
+        ]
+        assert comparison.by_k[j] == pytest.approx(np.mean(expected), abs=1e-15)
+        if j == K:
+            np.testing.assert_array_equal(comparison.per_query, expected)
+    assert 0.1 < comparison.overlap_at_k < 0.9
+
+
+def test_compare_knn_files_mode_counts_duplicated_rows_by_item():
+    # Exact duplicates in both exports: the lists hold items, and identical exports agree fully.
+    x = quantized_units(400, 8, seed=14)
+    report = compare_knn(x, x.copy(), k=K, queries=100, seed=5)
+    assert report.comparison.overlap_at_k == 1.0
+    assert all(value == 1.0 for value in report.comparison.by_k.values())
+
+
+def test_the_search_lists_equal_brute_force_on_quantized_data_up_to_ties():
+    """The lists themselves: every member is a brute-force neighbour or ties with the k-th."""
+    x = make("quantized")
+    query_rows = np.arange(0, len(x), 9)
+    search = NeighborSearch(x[query_rows], query_rows, K, [Block("base", len(query_rows))])
+    from tests.test_knn import clean_rows
+
+    for start in range(0, len(x), 333):
+        search.add(clean_rows(x[start : start + 333], start))
+    for metric in ("cosine", "l2", "dot"):
+        exact = scores(x, query_rows, metric)
+        kth = np.sort(exact, axis=1)[:, -K]
+        found = search.list_for(metric).rows
+        got = np.take_along_axis(exact, found, axis=1)
+        scale = np.take_along_axis(
+            np.broadcast_to(tie_scale(x, query_rows, metric), exact.shape), found, axis=1
+        )
+        assert np.all(got >= kth[:, None] - LOOSE * scale), metric
