@@ -520,6 +520,9 @@ def write_report(path: Path, text: str) -> None:
             temporary = Path(handle.name)
             try:
                 handle.write(text)
+                # A short report sits in the buffer until the file closes: flush here, so a
+                # failed write (a full disk) still removes the temporary file.
+                handle.flush()
             except BaseException:
                 temporary.unlink(missing_ok=True)
                 raise
