@@ -11,6 +11,7 @@ import numpy.typing as npt
 
 from embaudit.checks.base import AuditData, register
 from embaudit.checks.defects import DIMENSION_LIST_CAP
+from embaudit.estimates import crossed_standard_error, mean_standard_error
 from embaudit.model import Finding, Level, Status, TrainedWith
 
 #: The rescaling level whose overlap is EA301's headline value.
@@ -23,11 +24,11 @@ SKIP = "needs more finite, non-zero rows than k + 1 (otherwise every row is ever
 
 
 def overlap_summary(per_query: npt.NDArray[np.float64]) -> dict[str, Any]:
-    """Mean overlap@k over queries with its standard error and quantiles."""
+    """Mean overlap@k over queries with its standard error (over the queries) and quantiles."""
     n = len(per_query)
     return {
         "overlap_at_k": float(per_query.mean()),
-        "standard_error": float(per_query.std(ddof=1) / math.sqrt(n)) if n > 1 else None,
+        "standard_error": mean_standard_error(per_query),
         "p10": float(np.quantile(per_query, 0.1)),
         "p50": float(np.quantile(per_query, 0.5)),
         "queries": n,
@@ -100,7 +101,9 @@ def s50(levels: list[float], overlaps: list[float]) -> tuple[float | None, str |
         "draws each) computes the overlap@k between the exact cosine kNN of X and of X·D for a "
         "sample of queries against the whole file, the mean absolute change of cosine on random "
         "pairs, and s50, the rescaling at which half of the neighbours change. The headline value "
-        "is the overlap at s = 0.5."
+        "is the overlap at s = 0.5. Each level's standard_error covers both sources of sampling, "
+        "the queries and the gauge draws: the two-way random-effects variance of the mean over "
+        "(draws × queries), from the mean squares (MS_draw + MS_query − MS_residual) / (D·Q)."
     ),
     why=(
         "A model trained with a dot product (matrix factorisation, two-tower retrieval) is "
@@ -139,11 +142,7 @@ def gauge_sensitivity(data: AuditData, threshold: float) -> Finding:
                 "s": s,
                 "overlap_at_k": overlap,
                 "draws": [float(d.mean()) for d in draws],
-                "standard_error": float(
-                    np.std([d.mean() for d in draws], ddof=1) / math.sqrt(len(draws))
-                )
-                if len(draws) > 1
-                else None,
+                "standard_error": crossed_standard_error(np.asarray(draws)),
                 "cosine_change": sample.cosine_change.get(s) if sample is not None else None,
             }
         )
@@ -152,6 +151,7 @@ def gauge_sensitivity(data: AuditData, threshold: float) -> Finding:
     half, bound = s50(levels, level_overlaps)
     metrics = {
         "levels": rows,
+        "standard_error": rows[levels.index(value_level)]["standard_error"],
         "s50": half,
         "s50_bound": bound,
         "queries": neighbors.gauge_queries,
