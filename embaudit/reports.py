@@ -18,7 +18,7 @@ from embaudit.options import CheckOptions, CompareOptions, GaugeOptions
 from embaudit.params import ParameterError
 
 
-@dataclass(frozen=True, kw_only=True)
+@dataclass(frozen=True, kw_only=True, repr=False)
 class Gate:
     """The gate rule, one place for every report: checks at or above ``fail_on`` fail it, and so
     does a verdict at the matching level (untrustworthy; with ``fail_on=warn`` caution)."""
@@ -73,6 +73,33 @@ class Gate:
         renderer.require()
         return renderer.render(self, color=color, width=width)  # type: ignore[arg-type]
 
+    def __repr__(self) -> str:
+        """One line: the type, the subject, the verdict (or the gate's outcome) and what is not a
+        pass, e.g. ``<CheckReport fixtures/x.npy: untrustworthy (2 fail, 1 warn)>``."""
+        summary = self.summary
+        counts = ", ".join(f"{summary[s]} {s}" for s in ("fail", "warn") if summary[s])
+        subject = "".join(c if c.isprintable() else repr(c)[1:-1] for c in self.subject)
+        return (
+            f"<{type(self).__name__} {subject}: {self.outcome}{f' ({counts})' if counts else ''}>"
+        )
+
+    def _repr_html_(self) -> str:
+        """Jupyter's display: the page of ``--format html`` without the outer document, plots
+        inline when matplotlib (``embaudit[report]``) is installed, the tables alone otherwise."""
+        from embaudit.formats.html import notebook_html
+
+        return notebook_html(self)  # type: ignore[arg-type]
+
+    @property
+    def outcome(self) -> str:
+        """The verdict's level; for a comparison, ``gate failed`` / ``gate passed``, or
+        ``measured`` when no threshold gates it."""
+        if self.verdict is not None:
+            return self.verdict.level.value
+        if self.failed():
+            return "gate failed"
+        return "gate passed" if self.gated else "measured"
+
     @property
     def gated(self) -> bool:
         """Whether a threshold decides pass or fail here (a comparison without
@@ -95,7 +122,7 @@ def _path(info: dict[str, Any]) -> str:
     return str(info.get("path") or "array")
 
 
-@dataclass(frozen=True, kw_only=True)
+@dataclass(frozen=True, kw_only=True, repr=False)
 class CheckReport(Gate):
     """The result of ``embaudit check``: the checks and the verdict on cosine."""
 
@@ -121,7 +148,7 @@ class CheckReport(Gate):
         return self._document(head, {"verdict": self.verdict.to_dict()})
 
 
-@dataclass(frozen=True, kw_only=True)
+@dataclass(frozen=True, kw_only=True, repr=False)
 class MetricsReport(Gate):
     """The result of ``embaudit compare-knn FILE``: cosine, L2 and inner-product neighbours."""
 
@@ -155,7 +182,7 @@ class MetricsReport(Gate):
         return self._document(head, body)
 
 
-@dataclass(frozen=True, kw_only=True)
+@dataclass(frozen=True, kw_only=True, repr=False)
 class FilesReport(Gate):
     """The result of ``embaudit compare-knn OLD NEW``: neighbours of the same items."""
 
@@ -188,7 +215,7 @@ class FilesReport(Gate):
         return self._document(head, self.comparison.to_dict())
 
 
-@dataclass(frozen=True, kw_only=True)
+@dataclass(frozen=True, kw_only=True, repr=False)
 class GaugeReport(Gate):
     """The result of ``embaudit gauge``: the gauge freedom and the balance of two towers."""
 
