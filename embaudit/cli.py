@@ -19,6 +19,7 @@ from embaudit.audit import audit, audit_gauge, compare_knn
 from embaudit.checks import REGISTRY
 from embaudit.errors import EmbauditError, UsageError
 from embaudit.formats import FORMATS
+from embaudit.index import IndexMetric
 from embaudit.model import TrainedWith
 from embaudit.options import (
     ENGINE,
@@ -207,6 +208,12 @@ def check(
     id_column: IdColumnOption = None,
     engine: EngineOption = None,
     ray_address: RayAddressOption = None,
+    index: Annotated[str | None, _declared_flag(CheckOptions, "index")] = None,
+    index_metric: Annotated[
+        IndexMetric | None, _declared_flag(CheckOptions, "index_metric")
+    ] = None,
+    index_sample: Annotated[int | None, _declared_flag(CheckOptions, "index_sample")] = None,
+    truncate: Annotated[list[int] | None, _declared_flag(CheckOptions, "truncate")] = None,
     quiet: QuietOption = False,
 ) -> int:
     """Audit one embedding file: defects, norms, geometry, neighbours, and a verdict on cosine.
@@ -222,6 +229,10 @@ def check(
       embaudit check new.parquet --baseline old.parquet --fail-on warn -f github
 
       embaudit check s3://bucket/export/ --engine ray --ray-address auto
+
+      embaudit check vectors.npy --trained-with cosine --index HNSW32 --index-metric ip
+
+      embaudit check matryoshka.npy --truncate 256 --truncate 512
 
     Exit codes: 0 nothing at the failing level; 1 a failing check or an untrustworthy verdict (with --fail-on warn also a warning or a caution verdict); 2 usage, configuration or input error; 3 internal error.
     """  # noqa: E501
@@ -243,6 +254,10 @@ def check(
             "id_column": id_column,
             "engine": engine,
             "ray_address": ray_address,
+            "index": index,
+            "index_metric": index_metric,
+            "index_sample": index_sample,
+            "truncate": truncate or None,
         },
     )
     check_output(output)

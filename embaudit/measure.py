@@ -24,6 +24,7 @@ import numpy.typing as npt
 from embaudit import geometry
 from embaudit.draw import draw_clean_rows, draw_positions
 from embaudit.engines import Engine, LocalEngine, PassPlan
+from embaudit.index import IndexMeasurement
 from embaudit.knn import Block, NeighborList, NeighborSearch
 from embaudit.params import (
     GAUGE_DRAWS,
@@ -130,6 +131,9 @@ class Neighbors:
     gauge: dict[float, list[Floats]]  # level -> per-draw, per-query overlap@k
     canonical: Floats  # per-query overlap@k against the column-standardised data
     canonical_scale: Floats = field(repr=False)  # the standardising D
+    truncation: dict[int, Floats] = field(default_factory=dict)  # M -> per-query overlap@k
+    search: NeighborSearch | None = field(default=None, repr=False, compare=False)  # its lists
+    index: IndexMeasurement | None = None  # the index of ``--index``, searched (EA701, EA702)
 
 
 @dataclass(frozen=True)
@@ -145,6 +149,14 @@ def gauge_scales(
 ) -> list[tuple[float, Floats]]:
     """Random diagonal gauges D = exp(N(0, s^2)), ``draws`` per level s."""
     return [(s, np.exp(rng.normal(0.0, s, size=d))) for s in levels for _ in range(draws)]
+
+
+def truncation_scale(d: int, m: int) -> Floats:
+    """The gauge of a truncation to the first ``m`` of ``d`` dimensions: D = (1…1, 0…0). Cosine
+    under it is cosine on the first m columns. (d,)"""
+    scale = np.zeros(d)
+    scale[:m] = 1.0
+    return scale
 
 
 def canonical_scale(rows: Floats, dead_ratio: float = DEAD_RATIO) -> Floats:
@@ -176,10 +188,12 @@ def measure(
     on_rows: Callable[[int], None] | None = None,
     engine: Engine | None = None,
     dead_ratio: float = DEAD_RATIO,
+    truncate: tuple[int, ...] = (),
 ) -> Measurements:
     """Measure everything the checks read, with ``engine`` (default: in this process).
     ``on_rows`` is called with the rows of each chunk or fragment read; ``dead_ratio`` is
-    EA004's threshold, which decides the dimensions the canonical gauge leaves out."""
+    EA004's threshold, which decides the dimensions the canonical gauge leaves out;
+    ``truncate`` the dimension counts M (below d) whose cosine neighbours EA303 compares."""
     engine = engine or LocalEngine()
     streams = [np.random.default_rng(s) for s in np.random.SeedSequence(seed).spawn(5)]
     query_rng, sample_rng, gauge_rng, pair_rng, reference_rng = streams
@@ -201,6 +215,9 @@ def measure(
         blocks = [Block("base", len(query_rows))]
         blocks += [Block(f"gauge s={s:g}", gauge_queries, scale) for s, scale in gauges]
         blocks.append(Block("canonical", gauge_queries, canonical))
+        blocks += [
+            Block(f"truncate {m}", len(query_rows), truncation_scale(d, m)) for m in truncate
+        ]
         search = NeighborSearch(queries, query_rows, k, blocks)
     sample_rows = draw_positions(n, sampling.sample + 64, sample_rng)
     plan = PassPlan(search=search, sample=RowCollector(sample_rows))
@@ -221,7 +238,7 @@ def measure(
     )
     timings["geometry"] = time.perf_counter() - mark
     neighbors = (
-        _neighbors(search, gauges, stats.n_clean)
+        _neighbors(search, gauges, truncate, stats.n_clean)
         if search is not None and k < stats.n_clean - 1
         else None
     )
@@ -314,7 +331,10 @@ def _top_share(eigenvalues: Floats) -> float:
 
 
 def _neighbors(
-    search: NeighborSearch, gauges: list[tuple[float, Floats]], n_clean: int
+    search: NeighborSearch,
+    gauges: list[tuple[float, Floats]],
+    truncate: tuple[int, ...],
+    n_clean: int,
 ) -> Neighbors:
     lists: dict[str, NeighborList] = {m: search.list_for(m) for m in ("cosine", "l2", "dot")}
     pairs = [("cosine", "l2"), ("cosine", "dot"), ("l2", "dot")]
@@ -330,8 +350,12 @@ def _neighbors(
         gauge.setdefault(s, []).append(
             search.overlap(lists["cosine"], search.list_for("cosine", b))
         )
-    canonical_block = len(search.blocks) - 1
+    canonical_block = 1 + len(gauges)
     canonical = search.overlap(lists["cosine"], search.list_for("cosine", canonical_block))
+    truncation = {
+        m: search.overlap(lists["cosine"], search.list_for("cosine", b))
+        for b, m in enumerate(truncate, start=canonical_block + 1)
+    }
     scale = search.blocks[canonical_block].scale
     assert scale is not None
     return Neighbors(
@@ -345,4 +369,6 @@ def _neighbors(
         gauge=gauge,
         canonical=canonical,
         canonical_scale=scale,
+        truncation=truncation,
+        search=search,
     )

@@ -26,6 +26,7 @@ from embaudit.config_file import (
 )
 from embaudit.engines import ENGINES, Engine
 from embaudit.errors import ConfigError, UsageError
+from embaudit.index import IndexMetric
 from embaudit.measure import Sampling
 from embaudit.model import Status, TrainedWith
 from embaudit.params import (
@@ -40,6 +41,7 @@ from embaudit.params import (
     K,
     Param,
     ParameterError,
+    _text,
     declare,
     declared,
     validate,
@@ -118,6 +120,17 @@ def _severities(value: Any) -> dict[str, Status]:
     return {code: Status(level) for code, level in value.items()}
 
 
+def _dimensions(value: Any) -> tuple[int, ...]:
+    if isinstance(value, int) and not isinstance(value, bool):
+        value = [value]
+    if isinstance(value, str) or not isinstance(value, Iterable):
+        raise ValueError(f"must be a list of positive integers, got {value!r}")
+    dimensions = list(value)
+    if any(isinstance(m, bool) or not isinstance(m, int) or m < 1 for m in dimensions):
+        raise ValueError(f"must be a list of positive integers, got {value!r}")
+    return tuple(sorted(set(dimensions)))
+
+
 def _sampling(value: Any) -> Sampling:
     if not isinstance(value, Sampling):
         raise ValueError(f"must be a Sampling, got {value!r}")
@@ -147,6 +160,42 @@ RAY_ADDRESS = Param(
     optional=True,
 )
 CHUNK_ROWS = Param(None, Custom(_chunk_rows), optional=True)
+INDEX = Param(
+    None,
+    Custom(_text),
+    "--index",
+    "A faiss index_factory string (HNSW32, IVF4096,Flat, IVF1024,PQ64, SQ8, HNSW32,SQ8...): "
+    "build that index on the file and check what it returns (EA701 ann-recall, EA702 "
+    "index-vs-objective). Local engine only.",
+    optional=True,
+    in_config=True,
+)
+INDEX_METRIC = Param(
+    None,
+    Choices(IndexMetric),
+    "--index-metric",
+    "The index's metric (cosine: normalize, then inner product). Default: the declared "
+    "objective's (dot: ip; unknown: cosine).",
+    optional=True,
+    in_config=True,
+)
+INDEX_SAMPLE = Param(
+    None,
+    Interval(int, 2),
+    "--index-sample",
+    "Build the index on this many rows drawn at random instead of every row (faster; the "
+    "report says so).",
+    optional=True,
+    in_config=True,
+)
+TRUNCATE = Param(
+    (),
+    Custom(_dimensions),
+    "--truncate",
+    "Check the cosine neighbours on the first M dimensions against all of them (EA303, "
+    "Matryoshka exports); repeat for several M.",
+    in_config=True,
+)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -222,9 +271,26 @@ class CheckOptions(_Common, _Passes):
     ignore: tuple[str, ...] = declare(
         Param((), Custom(_selectors), "--ignore", "Skip these codes or prefixes.")
     )
+    index: str | None = declare(INDEX)
+    index_metric: IndexMetric | None = declare(INDEX_METRIC)
+    index_sample: int | None = declare(INDEX_SAMPLE)
+    truncate: tuple[int, ...] = declare(TRUNCATE)
 
     def __post_init__(self) -> None:
         super().__post_init__()
+        if self.index is not None and getattr(self.engine, "name", self.engine) != "local":
+            raise ParameterError(
+                "index",
+                "needs the local engine: the index is built and searched in this process, "
+                "not on the cluster",
+                INDEX.flag,
+            )
+        if self.index_sample is not None and self.index_sample <= self.k + 1:
+            raise ParameterError(
+                "index_sample",
+                f"must be larger than k + 1 = {self.k + 1}, got {self.index_sample}",
+                INDEX_SAMPLE.flag,
+            )
         if self.require_objective and self.trained_with == TrainedWith.UNKNOWN:
             raise UsageError(
                 "the training objective must be declared (--trained-with cosine|dot|l2, or "

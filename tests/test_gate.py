@@ -14,7 +14,10 @@ from embaudit.checks import REGISTRY
 from embaudit.config_file import enabled_codes
 from embaudit.formats.github import escape_data, escape_property
 
-AUDIT_CODES = sorted(code for code, check in REGISTRY.items() if not check.needs_baseline)
+#: The checks of a default audit: not the drift checks, not those an option asks for.
+AUDIT_CODES = sorted(
+    code for code, check in REGISTRY.items() if not check.needs_baseline and not check.option
+)
 
 
 def _write_parquet(path, vectors, ids):

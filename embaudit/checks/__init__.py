@@ -2,21 +2,24 @@
 
 from __future__ import annotations
 
-from embaudit.checks import defects, drift, neighbors, norms, shape
+from embaudit.checks import defects, drift, index, neighbors, norms, shape, truncation
 from embaudit.checks.base import REGISTRY, AuditData, Baseline, Check
 from embaudit.model import CheckResult
 
 __all__ = ["REGISTRY", "AuditData", "Baseline", "Check", "run_checks"]
 
-del defects, drift, neighbors, norms, shape  # imported for registration only
+del defects, drift, index, neighbors, norms, shape, truncation  # imported for registration only
 
 
 def run_checks(data: AuditData, *, drift: bool = False) -> list[CheckResult]:
     """Run the enabled checks in code order: the audit checks, or (``drift``) the checks
-    against a baseline, which run after the verdict of the others is known."""
+    against a baseline, which run after the verdict of the others is known. A check that an
+    option asks for (``--index``, ``--truncate``) runs only with it."""
     enabled = data.params.enabled
     return [
         REGISTRY[code].run(data)
         for code in sorted(REGISTRY)
-        if (enabled is None or code in enabled) and REGISTRY[code].needs_baseline == drift
+        if (enabled is None or code in enabled)
+        and REGISTRY[code].needs_baseline == drift
+        and REGISTRY[code].requested(data.params)
     ]

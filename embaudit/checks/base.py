@@ -55,13 +55,22 @@ class Check:
     threshold_rationale: str
     measure: Callable[[AuditData, float], Finding]
     needs_baseline: bool = False
+    #: The option that asks for this check (``index``, ``truncate``): without it, the check is
+    #: not run and not reported. None: every audit runs it.
+    option: str | None = None
+
+    def requested(self, options: CheckOptions) -> bool:
+        """Whether ``options`` ask for this check (its option, if any, is given)."""
+        return self.option is None or bool(getattr(options, self.option))
 
     def explain(self) -> str:
         """The documentation ``embaudit explain CODE`` prints (Markdown, like ``ruff rule``)."""
         threshold = f"`{self.threshold:g}`"
-        sections = [
-            f"# {self.code} ({self.name})",
-            self.summary,
+        sections = [f"# {self.code} ({self.name})", self.summary]
+        if self.option is not None:
+            flag = "--" + self.option.replace("_", "-")
+            sections.append(f"Runs only when asked for: `{flag}` (or `{flag[2:]}` in the config).")
+        sections += [
             f"## What it measures\n\n{self.what}",
             f"## Why it matters\n\n{self.why}",
             f"## How to fix it\n\n{self.fix}",
@@ -108,6 +117,7 @@ def register(
     threshold_rationale: str,
     reference: str = "",
     needs_baseline: bool = False,
+    option: str | None = None,
 ) -> Callable[[Callable[[AuditData, float], Finding]], Callable[..., Finding]]:
     """Register ``measure`` as check ``code``; codes are public API and never renumbered."""
 
@@ -128,6 +138,7 @@ def register(
             threshold_rationale=threshold_rationale,
             measure=measure,
             needs_baseline=needs_baseline,
+            option=option,
         )
         return measure
 

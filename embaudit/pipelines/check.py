@@ -4,13 +4,17 @@ with a baseline, audit it the same way and add the drift checks."""
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import replace
+from typing import Any
 
 from embaudit.checks import AuditData, Baseline, run_checks
 from embaudit.compare import compare_files
+from embaudit.index import IndexPlan, check_plan, default_metric, measure_index, objective_metric
 from embaudit.measure import Measurements, measure
 from embaudit.model import CheckResult, TrainedWith, Verdict
 from embaudit.options import CheckOptions
+from embaudit.params import ParameterError, declared
 from embaudit.pipelines import TOOL, Run
 from embaudit.reports import CheckReport
 from embaudit.sources import EmbeddingSource
@@ -57,6 +61,7 @@ def run_check(
             "fail_on": options.fail_on.value,
             **options.sampling.to_dict(),
             "engine": run.engine.name,
+            **_deployment_params(options),
         },
         verdict=verdict,
         checks=checks,
@@ -73,6 +78,7 @@ def _judge(
     source: EmbeddingSource, options: CheckOptions, run: Run, action: str
 ) -> tuple[Measurements, AuditData, list[CheckResult], Verdict]:
     """Measure a source, run the audit checks on it and decide the verdict."""
+    plan = _index_plan(source, options)
     measured = measure(
         source,
         k=options.k,
@@ -82,8 +88,21 @@ def _judge(
         on_rows=run.reporting(action, source),
         engine=run.engine,
         dead_ratio=options.threshold("EA004"),
+        truncate=options.truncate,
     )
-    data = AuditData(options, measured.stats, measured.geometry, measured.neighbors)
+    neighbors = measured.neighbors
+    if plan is not None and neighbors is not None and neighbors.search is not None:
+        indexed = measure_index(
+            source,
+            neighbors.search,
+            plan,
+            objective_metric(options.trained_with),
+            chunk_rows=run.chunk_rows,
+            on_rows=_index_progress(run, source, plan),
+        )
+        measured.timings.update(indexed.timings)
+        neighbors = replace(neighbors, index=indexed)
+    data = AuditData(options, measured.stats, measured.geometry, neighbors)
     checks = run_checks(data)
     return measured, data, checks, decide(checks, options.trained_with)
 
@@ -106,3 +125,52 @@ def _baseline(
         engine=run.engine,
     )
     return Baseline(old.path, comparison, measured.stats.clean_norms, verdict)
+
+
+def _index_plan(source: EmbeddingSource, options: CheckOptions) -> IndexPlan | None:
+    """The index of ``--index`` (None without it), and the dimensions of ``--truncate``,
+    checked against the source before any work starts."""
+    flags = declared(CheckOptions)
+    for m in options.truncate:
+        if m >= source.d:
+            raise ParameterError(
+                "truncate",
+                f"must be below the dimension d = {source.d}, got {m}",
+                flags["truncate"].flag,
+            )
+    if options.index is None:
+        return None
+    plan = IndexPlan(
+        spec=options.index,
+        metric=options.index_metric or default_metric(options.trained_with),
+        sample=options.index_sample,
+        seed=options.seed,
+        flag=flags["index"].flag,
+    )
+    check_plan(source.d, plan)
+    return plan
+
+
+def _index_progress(
+    run: Run, source: EmbeddingSource, plan: IndexPlan
+) -> Callable[[int], None] | None:
+    """The progress of the index build: every row read, or the rows of the sample added."""
+    if plan.sample is None:
+        return run.reporting(f"index {plan.spec}", source)
+    if run.progress is None:
+        return None
+    return run.progress(f"index {plan.spec} on a sample", min(plan.sample, source.n))
+
+
+def _deployment_params(options: CheckOptions) -> dict[str, Any]:
+    """The index and truncation parameters, in the report when given."""
+    params: dict[str, Any] = {}
+    if options.index is not None:
+        params["index"] = options.index
+        params["index_metric"] = (
+            options.index_metric or default_metric(options.trained_with)
+        ).value
+        params["index_sample"] = options.index_sample
+    if options.truncate:
+        params["truncate"] = list(options.truncate)
+    return params

@@ -1,0 +1,267 @@
+"""Index checks: EA701 ann-recall (what the index returns against the exact neighbours under its
+own metric) and EA702 index-vs-objective (against the neighbours the objective wants)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from embaudit.checks.base import AuditData, register
+from embaudit.checks.neighbors import SKIP, overlap_summary
+from embaudit.index import IndexMeasurement, IndexMetric, SweepPoint
+from embaudit.model import Finding, Level, Status, TrainedWith
+
+#: The index metric that ranks like each exact metric of an objective.
+_METRIC_FOR = {"cosine": IndexMetric.COSINE, "l2": IndexMetric.L2, "dot": IndexMetric.IP}
+_OBJECTIVE_NAME = {"cosine": "cosine", "l2": "L2", "dot": "inner-product"}
+#: Training rows per inverted list below which faiss's k-means warns.
+FAISS_ROWS_PER_LIST = 39
+
+
+def _index_name(index: IndexMeasurement) -> str:
+    """'HNSW32 (ip)', and where it was built on a sample, how large."""
+    built = f", built on a sample of {index.rows:,} rows" if index.sampled else ""
+    return f"{index.spec} ({index.metric}{built})"
+
+
+def _common(index: IndexMeasurement) -> dict[str, Any]:
+    return {
+        "index": index.spec,
+        "metric": index.metric.value,
+        "rows": index.rows,
+        "sample": index.sampled,
+        "trained_on": index.trained_on,
+        "lists": index.lists,
+        "k": index.k,
+        "ms_per_query": index.ms_per_query,
+        "default": None
+        if index.knob is None
+        else {"param": index.knob, "value": index.default_setting},
+    }
+
+
+def _smallest(sweep: list[SweepPoint], reaches: float, key: str) -> dict[str, Any] | None:
+    for point in sweep:
+        if getattr(point, key) >= reaches:
+            return {"param": point.param, "value": point.value}
+    return None
+
+
+def _setting(setting: dict[str, Any] | None) -> str:
+    return "" if setting is None else f"{setting['param']} = {setting['value']}"
+
+
+def _skip(data: AuditData) -> Finding | None:
+    neighbors = data.neighbors
+    if neighbors is None or neighbors.k == 0 or neighbors.index is None:
+        return Finding(Status.SKIP, None, SKIP)
+    return None
+
+
+@register(
+    "EA701",
+    "ann-recall",
+    summary="Recall@k of the index you deploy against the exact neighbours under its metric.",
+    what=(
+        "With --index SPEC (a faiss index_factory string: HNSW32, IVF4096,Flat, IVF1024,PQ64, "
+        "SQ8, HNSW32,SQ8, ...), builds that index on every clean row of the file (streamed in "
+        "chunks; trained first on a seeded sample when it needs training), or on --index-sample "
+        "rows, and searches the query sample with it at faiss's default search parameters "
+        "(efSearch 16, nprobe 1), the query's own row left out as in the exact lists. The value "
+        "is the mean overlap@k of what it returns with the exact neighbours under the index's "
+        "metric (--index-metric; cosine = normalize, then inner product), tie-aware: a "
+        "duplicate of a true neighbour is not a miss. metrics.sweep lists recall and time per "
+        "query along the search knob (efSearch for HNSW, nprobe for inverted files), "
+        "metrics.recommended the smallest setting that reaches the threshold."
+    ),
+    why=(
+        "An approximate index trades neighbours for speed, and quantizers (SQ8, PQ, fp16) lose "
+        "some for memory: brute force finds them, the index does not. faiss's defaults are "
+        "chosen for speed, not for your data; recall at the defaults is often far below what "
+        "users assume, and what it takes to recover it depends on the corpus."
+    ),
+    fix=(
+        "Search with the recommended setting (metrics.recommended: efSearch for HNSW, nprobe "
+        "for IVF). When no setting reaches the threshold, the index itself loses the "
+        "neighbours: use more HNSW links (HNSW64), more inverted lists or a finer quantizer "
+        "(SQ8 for PQ, Flat for SQ8), or re-rank with the exact vectors (a ',RFlat' refine)."
+    ),
+    reference="Aumüller, Bernhardsson & Faithfull (2020), 'ANN-Benchmarks: A Benchmarking Tool "
+    "for Approximate Nearest Neighbor Algorithms', Information Systems 87; Douze et al. (2024), "
+    "'The Faiss library', arXiv:2401.08281",
+    threshold=0.9,
+    threshold_rationale=(
+        "0.9: nine neighbours in ten, the recall ANN benchmarks and vector databases quote as "
+        "the usual operating point."
+    ),
+    option="index",
+)
+def ann_recall(data: AuditData, threshold: float) -> Finding:
+    skipped = _skip(data)
+    if skipped is not None:
+        return skipped
+    assert data.neighbors is not None and data.neighbors.index is not None
+    index = data.neighbors.index
+    summary = overlap_summary(index.recall)
+    value = summary.pop("overlap_at_k")
+    recommended = _smallest(index.sweep, threshold, "recall")
+    metrics = (
+        {"recall_at_k": value}
+        | summary
+        | _common(index)
+        | {
+            "sweep": [
+                {
+                    "param": point.param,
+                    "value": point.value,
+                    "recall": point.recall,
+                    "ms_per_query": point.ms_per_query,
+                }
+                for point in index.sweep
+            ],
+            "recommended": recommended,
+        }
+    )
+    at = f" at {_setting(metrics['default'])}" if index.knob else ""
+    message = f"{_index_name(index)} recall@{index.k} {value:.2f}{at} (faiss's default)"
+    if index.lists and index.trained_on < FAISS_ROWS_PER_LIST * index.lists:
+        message += (
+            f"; trained on {index.trained_on:,} rows for {index.lists:,} lists (faiss asks for "
+            f"{FAISS_ROWS_PER_LIST} per list)"
+        )
+    if value >= threshold:
+        return Finding(Status.PASS, value, message, metrics)
+    if recommended is not None:
+        action = f"Search {index.spec} with {_setting(recommended)} (recall {threshold:g} or more)"
+        message += f"; {_setting(recommended)} reaches {threshold:g}"
+    elif index.knob is not None:
+        last = index.sweep[-1]
+        action = (
+            f"{index.spec} loses neighbours that no {index.knob} up to {last.value} recovers: "
+            "use more links or lists, a finer quantizer, or re-rank with the exact vectors"
+        )
+        message += f"; {last.recall:.2f} at {last.param} = {last.value}, below {threshold:g}"
+    else:
+        action = (
+            f"{index.spec} loses neighbours: use a finer quantizer or re-rank with the exact "
+            "vectors"
+        )
+    return Finding(Status.WARN, value, message, metrics, recommendation=action)
+
+
+def _cause(index: IndexMeasurement, threshold: float) -> tuple[str, str]:
+    """Why the index misses the objective's neighbours, and what to change."""
+    agreement = float(index.exact_agreement.mean())
+    wanted = _METRIC_FOR[index.objective]
+    recall = float(index.recall.mean())
+    if agreement < threshold and wanted != index.metric:
+        ranking = (
+            f"even exact {index.metric} search agrees with {_OBJECTIVE_NAME[index.objective]} "
+            f"on only {agreement:.2f}"
+        )
+        if wanted == IndexMetric.COSINE:
+            action = (
+                f"Normalize the vectors before indexing with {index.metric} (or build "
+                f"{index.spec} with --index-metric cosine)"
+            )
+        else:
+            action = f"Index with --index-metric {wanted}, the metric the model was trained for"
+        if recall < threshold:
+            better = _smallest(index.sweep, threshold, "recall")
+            then = f"search with {_setting(better)}" if better else "use a more exact index"
+            action += f", then {then} (recall {recall:.2f} at the defaults)"
+        return ranking, action
+    if recall < threshold:
+        better = _smallest(index.sweep, threshold, "objective_overlap")
+        missed = f"the index misses neighbours (recall {recall:.2f})"
+        if better is not None:
+            return missed, f"Search {index.spec} with {_setting(better)}"
+        return missed, (
+            f"Use a more exact index than {index.spec} (more links or lists, a finer quantizer, "
+            "a ',RFlat' re-rank)"
+        )
+    return (
+        f"metric and approximation together (exact agreement {agreement:.2f}, recall {recall:.2f})",
+        f"Index with --index-metric {wanted} and search {index.spec} with a higher "
+        f"{index.knob or 'setting'}",
+    )
+
+
+@register(
+    "EA702",
+    "index-vs-objective",
+    summary="Of the neighbours the objective wants, how many the index you deploy returns.",
+    what=(
+        "With --index SPEC, the mean overlap@k between what that index returns (as EA701: built "
+        "on the file, searched at faiss's defaults) and the exact neighbours under the metric "
+        "of the declared objective (--trained-with: cosine; dot: inner product; l2; unknown: "
+        "cosine). It measures metric mismatch and approximation in one number: an inner-product "
+        "index over unnormalized vectors of a cosine model returns about (the exact "
+        "inner-product/cosine agreement) × (its recall). metrics.exact_agreement is the first "
+        "factor, metrics.recall the second, metrics.sweep the overlap along the search knob."
+    ),
+    why=(
+        "This is the number a user cares about: the neighbours the model was trained to put "
+        "near, returned by the index that serves them. Vector stores default to inner product "
+        "or L2 on whatever vectors they are given, and approximate search at default settings "
+        "loses more; each alone can look harmless."
+    ),
+    fix=(
+        "Normalize the vectors before indexing when the objective is cosine (or build the "
+        "index with the cosine metric); index with the metric the model was trained for "
+        "(inner product for a dot-product model); raise efSearch / nprobe to the setting in "
+        "metrics.recommended."
+    ),
+    reference="Steck, Ekanadham & Kallus (2024), arXiv:2403.05440 (the metric must match the "
+    "objective); Aumüller et al. (2020), ANN-Benchmarks",
+    threshold=0.9,
+    threshold_rationale="As EA701: nine of the ten neighbours the objective wants.",
+    option="index",
+)
+def index_vs_objective(data: AuditData, threshold: float) -> Finding:
+    skipped = _skip(data)
+    if skipped is not None:
+        return skipped
+    assert data.neighbors is not None and data.neighbors.index is not None
+    index = data.neighbors.index
+    summary = overlap_summary(index.objective_overlap)
+    value = summary["overlap_at_k"]
+    metrics = (
+        summary
+        | _common(index)
+        | {
+            "objective": index.objective,
+            "exact_agreement": float(index.exact_agreement.mean()),
+            "recall": float(index.recall.mean()),
+            "sweep": [
+                {
+                    "param": point.param,
+                    "value": point.value,
+                    "overlap_at_k": point.objective_overlap,
+                    "ms_per_query": point.ms_per_query,
+                }
+                for point in index.sweep
+            ],
+            "recommended": _smallest(index.sweep, threshold, "objective_overlap"),
+        }
+    )
+    wanted = _OBJECTIVE_NAME[index.objective]
+    message = (
+        f"{_index_name(index)} returns {value:.2f} of the {index.k} exact {wanted} neighbours "
+        "at faiss's defaults"
+    )
+    if value >= threshold:
+        return Finding(Status.PASS, value, message, metrics)
+    cause, action = _cause(index, threshold)
+    message = f"for index {message}: {cause}"
+    if data.params.trained_with == TrainedWith.UNKNOWN:
+        return Finding(
+            Status.WARN,
+            value,
+            f"{message} (if the model was trained for cosine)",
+            metrics,
+            impact=Level.CAUTION,
+            recommendation=action,
+        )
+    return Finding(
+        Status.FAIL, value, message, metrics, impact=Level.UNTRUSTWORTHY, recommendation=action
+    )

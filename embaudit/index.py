@@ -1,0 +1,541 @@
+"""Index readiness: build the faiss index a user will deploy, search the query sample with it,
+and compare what it returns with the exact neighbours (EA701 ann-recall, EA702
+index-vs-objective).
+
+    spec ── index_factory ── train on a seeded sample (when the index needs training)
+         ── add every clean row, chunk by chunk (or a seeded sample of rows)
+         ── search the queries for k + 1 and drop the query's own row, at faiss's default search
+            parameters and along the search knob (efSearch, nprobe)
+         ── overlap with the exact lists of :class:`~embaudit.knn.NeighborSearch`: under the
+            index's metric (its recall) and under the declared objective's metric
+
+The exact lists are those the audit already has (the query sample against every clean row); when
+the index is built on a sample, the same search runs on that sample instead, so both sides always
+see the same rows. The overlap is the tie-aware overlap@k of :meth:`NeighborSearch.overlap`: a row
+the index returns counts when its exact score reaches the k-th exact score up to float32 rounding,
+so a duplicate of a true neighbour is never a miss.
+
+faiss is imported on first use, with its import-time warnings kept inside; what it prints while
+training (a clustering with fewer points than it recommends, say) is captured, never shown.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import sys
+import tempfile
+import time
+import warnings
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field, replace
+from enum import StrEnum
+from functools import cache
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from embaudit.draw import draw_clean_rows
+from embaudit.knn import Block, NeighborList, NeighborSearch
+from embaudit.model import TrainedWith
+from embaudit.params import ParameterError
+from embaudit.sources import EmbeddingSource
+from embaudit.stats import CleanRows, clean_mask, row_norms
+
+Floats = npt.NDArray[np.float64]
+Ints = npt.NDArray[np.int64]
+Rows32 = npt.NDArray[np.float32]
+
+
+class IndexMetric(StrEnum):
+    """The metric an index ranks with: cosine is inner product on normalized rows."""
+
+    COSINE = "cosine"
+    L2 = "l2"
+    IP = "ip"
+
+
+#: The exact list (a :class:`NeighborSearch` metric) that each index metric approximates.
+EXACT_METRIC = {IndexMetric.COSINE: "cosine", IndexMetric.L2: "l2", IndexMetric.IP: "dot"}
+
+#: efSearch settings tried for HNSW indexes (faiss's default, 16, first). faiss searches with
+#: max(efSearch, k + 1), so settings below k + 1 all behave as k + 1.
+EF_SEARCH_LADDER = (16, 32, 64, 128, 256, 512)
+#: Training rows: at least this many, else 40 per inverted list (faiss asks for 39), at most
+#: TRAIN_MAX (float64 rows of d = 768 take 1.6 GB there). Fewer when the file has fewer.
+TRAIN_MIN, TRAIN_PER_LIST, TRAIN_MAX = 2**16, 40, 2**18
+#: Rows per faiss ``add`` call when the index is built from a sample held in memory.
+ADD_ROWS = 16_384
+#: The sweep stops once recall has risen by less than this over its last two settings.
+PLATEAU = 1e-3
+#: Where the index's random choices come from: children of SeedSequence(seed) after the five
+#: streams of :func:`embaudit.measure.measure`.
+_TRAIN_STREAM, _SAMPLE_STREAM = 5, 6
+
+
+def default_metric(trained_with: TrainedWith) -> IndexMetric:
+    """The index metric of a declared objective: its own, and cosine when unknown."""
+    if trained_with.scores_with_dot:
+        return IndexMetric.IP
+    return IndexMetric.L2 if trained_with == TrainedWith.L2 else IndexMetric.COSINE
+
+
+def objective_metric(trained_with: TrainedWith) -> str:
+    """The exact list of the neighbours the objective wants (cosine when unknown)."""
+    return EXACT_METRIC[default_metric(trained_with)]
+
+
+@dataclass(frozen=True)
+class IndexPlan:
+    """What to build: a faiss ``index_factory`` string, its metric, and the rows it holds
+    (``sample`` rows drawn with ``seed``; None: every clean row)."""
+
+    spec: str
+    metric: IndexMetric
+    sample: int | None
+    seed: int
+    flag: str | None = None  # the command-line flag of the spec, for errors
+
+
+@dataclass(frozen=True)
+class SweepPoint:
+    """One setting of the search knob and what the index returns with it."""
+
+    param: str
+    value: int
+    recall: float  # mean overlap@k with the exact lists under the index's metric
+    objective_overlap: float  # mean overlap@k with the exact lists under the objective's
+    ms_per_query: float  # wall time of the batch of queries, per query
+
+
+@dataclass(frozen=True)
+class IndexMeasurement:
+    """The index built and searched, and its per-query overlaps at faiss's defaults."""
+
+    spec: str
+    metric: IndexMetric
+    objective: str  # the exact metric of the declared objective (cosine, l2, dot)
+    k: int
+    rows: int  # rows the index holds
+    sampled: bool  # built on a sample of the clean rows (``--index-sample``)
+    trained_on: int  # training rows (0: the index needs no training)
+    lists: int | None  # inverted lists of an IVF index (faiss asks for 39 training rows each)
+    knob: str | None  # efSearch, nprobe, or None (nothing to tune: flat, SQ, PQ)
+    default_setting: int | None  # the knob at faiss's default
+    recall: Floats  # per query, against the exact lists under the index's metric
+    objective_overlap: Floats  # per query, against the exact lists under the objective's
+    exact_agreement: Floats  # per query, exact index-metric lists against objective ones
+    ms_per_query: float
+    sweep: list[SweepPoint]
+    timings: dict[str, float] = field(default_factory=dict)  # seconds per stage
+
+
+# faiss, quietly ------------------------------------------------------------------------------
+
+
+@cache
+def _faiss() -> Any:
+    """The faiss module. Its SWIG bindings warn at import on recent Pythons: not the user's."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        import faiss
+
+    return faiss
+
+
+@contextmanager
+def _native_output_captured() -> Iterator[list[str]]:
+    """Send what native code prints (file descriptors 1 and 2) to a temporary file for the
+    duration; yields a list that receives the captured text. faiss prints warnings with
+    fprintf, which no Python setting silences."""
+    sys.stdout.flush()
+    sys.stderr.flush()
+    captured: list[str] = []
+    with tempfile.TemporaryFile(mode="w+b") as sink:
+        saved = [os.dup(1), os.dup(2)]
+        try:
+            os.dup2(sink.fileno(), 1)
+            os.dup2(sink.fileno(), 2)
+            yield captured
+        finally:
+            os.dup2(saved[0], 1)
+            os.dup2(saved[1], 2)
+            for descriptor in saved:
+                os.close(descriptor)
+            sink.seek(0)
+            captured.append(sink.read().decode("utf-8", "replace"))
+
+
+def _faiss_problem(error: Exception) -> str:
+    """The useful part of a faiss error: its message without the C++ function and source line
+    ("could not parse index string Foo", "'d % M == 0' failed: ...")."""
+    text = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+    text = re.sub(r"^Error in .*? at \S+:\d+: ", "", text)
+    return text.removeprefix("Error: ")
+
+
+def new_index(d: int, plan: IndexPlan) -> Any:
+    """An empty index of ``plan.spec`` for dimension ``d``; a spec faiss cannot build is a
+    :class:`ParameterError` naming ``index``."""
+    faiss = _faiss()
+    metric = faiss.METRIC_L2 if plan.metric == IndexMetric.L2 else faiss.METRIC_INNER_PRODUCT
+    try:
+        return faiss.index_factory(d, plan.spec, metric)
+    except (RuntimeError, ValueError, TypeError) as error:
+        problem = f"{plan.spec!r} cannot be built for d = {d} with metric {plan.metric}"
+        raise ParameterError("index", f"{problem}: {_faiss_problem(error)}", plan.flag) from None
+
+
+def check_plan(d: int, plan: IndexPlan) -> None:
+    """Raise the :class:`ParameterError` of :func:`new_index` before any work starts."""
+    new_index(d, plan)
+
+
+# The search knob -----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class _Knob:
+    name: str  # the faiss ParameterSpace name
+    default: int
+    ladder: tuple[int, ...]
+
+
+def _hnsw_of(index: Any) -> Any | None:
+    """The HNSW index inside ``index`` (through pre-transforms, refinement, id maps)."""
+    faiss = _faiss()
+    inner = faiss.downcast_index(index)
+    while inner is not None:
+        if isinstance(inner, faiss.IndexHNSW):
+            return inner
+        if isinstance(inner, faiss.IndexPreTransform | faiss.IndexIDMap):
+            inner = faiss.downcast_index(inner.index)
+        elif isinstance(inner, faiss.IndexRefine):
+            inner = faiss.downcast_index(inner.base_index)
+        else:
+            return None
+    return None
+
+
+def _knob(index: Any) -> _Knob | None:
+    """The search parameter that trades recall for time: nprobe of an inverted file (powers of
+    two up to the number of lists), efSearch of an HNSW graph; None for the others."""
+    faiss = _faiss()
+    ivf = faiss.try_extract_index_ivf(index)
+    if ivf is not None:
+        nlist = int(ivf.nlist)
+        ladder = [2**i for i in range(nlist.bit_length()) if 2**i <= nlist]
+        if ladder[-1] != nlist:
+            ladder.append(nlist)
+        return _Knob("nprobe", int(ivf.nprobe), tuple(ladder))
+    hnsw = _hnsw_of(index)
+    if hnsw is not None:
+        return _Knob("efSearch", int(hnsw.hnsw.efSearch), EF_SEARCH_LADDER)
+    return None
+
+
+def _lists(index: Any) -> int | None:
+    """The number of inverted lists of an IVF index (None for the others)."""
+    ivf = _faiss().try_extract_index_ivf(index)
+    return None if ivf is None else int(ivf.nlist)
+
+
+def _training_rows(index: Any, n: int) -> int:
+    """How many rows to train ``index`` on (0 when it needs no training)."""
+    if index.is_trained:
+        return 0
+    lists = _lists(index) or 0
+    return min(n, max(TRAIN_MIN, min(TRAIN_PER_LIST * lists, TRAIN_MAX)))
+
+
+# Building ------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class _Prepare:
+    """Rows as the index takes them: float32, unit rows for cosine, else scaled by one power of
+    two (exact; the ranking under L2 or inner product does not change) so that squares stay in
+    float32's range."""
+
+    metric: IndexMetric
+    pow2_scale: float
+
+    def __call__(self, values: npt.NDArray[np.floating[Any]]) -> Rows32:
+        wide = np.asarray(values, dtype=np.float64)
+        if self.metric == IndexMetric.COSINE:
+            wide = wide / row_norms(wide)[:, None]
+        else:
+            wide = wide * self.pow2_scale
+        return np.ascontiguousarray(wide, dtype=np.float32)
+
+
+def _train(index: Any, rows: Rows32, plan: IndexPlan) -> None:
+    """Train ``index`` on ``rows``; faiss's refusal (fewer rows than lists) names ``index``."""
+    with _native_output_captured():
+        try:
+            index.train(rows)
+        except RuntimeError as error:
+            raise ParameterError(
+                "index",
+                f"{plan.spec!r} cannot be trained on {len(rows):,} rows: {_faiss_problem(error)}",
+                plan.flag,
+            ) from None
+
+
+def _add_all(
+    index: Any,
+    source: EmbeddingSource,
+    prepare: _Prepare,
+    chunk_rows: int | None,
+    on_rows: Callable[[int], None] | None,
+) -> Ints:
+    """Add every clean row of ``source``, chunk by chunk; the row positions in index order."""
+    positions: list[Ints] = []
+    for chunk in source.chunks(chunk_rows):
+        clean = clean_mask(chunk.values, source.dtype)
+        if clean.any():
+            index.add(prepare(chunk.values[clean]))
+            positions.append(chunk.start + np.flatnonzero(clean).astype(np.int64))
+        if on_rows is not None:
+            on_rows(len(chunk.values))
+    return np.concatenate(positions) if positions else np.empty(0, np.int64)
+
+
+def _add_sample(
+    index: Any,
+    values: Floats,
+    prepare: _Prepare,
+    on_rows: Callable[[int], None] | None,
+) -> None:
+    for start in range(0, len(values), ADD_ROWS):
+        index.add(prepare(values[start : start + ADD_ROWS]))
+        if on_rows is not None:
+            on_rows(len(values[start : start + ADD_ROWS]))
+
+
+@dataclass(frozen=True)
+class _Database:
+    """The rows an index was built on: their positions, and how to read them back."""
+
+    positions: Ints  # row position of each index entry, in index order
+    read: Callable[[Ints], Floats]  # rows at sorted positions, float64
+    search: NeighborSearch  # exact lists of the queries against these rows
+
+
+def _sample_database(
+    source: EmbeddingSource, search: NeighborSearch, plan: IndexPlan
+) -> tuple[_Database, Floats]:
+    """A seeded sample of clean rows (sorted by position) and the exact lists against it."""
+    rng = np.random.default_rng(np.random.SeedSequence(plan.seed, spawn_key=(_SAMPLE_STREAM,)))
+    drawn, values, _ = draw_clean_rows(source, plan.sample or source.n, rng)
+    order = np.argsort(drawn, kind="stable")
+    positions, values = drawn[order], values[order]
+    exact = NeighborSearch(
+        search.queries, search.query_rows, search.k, [Block("base", len(search.query_rows))]
+    )
+    for start in range(0, len(positions), ADD_ROWS):
+        part = values[start : start + ADD_ROWS]
+        norms = row_norms(part)
+        unit = (part / norms[:, None]).astype(np.float32)
+        exact.add(CleanRows(positions[start : start + ADD_ROWS], part, norms, unit))
+
+    def read(rows: Ints) -> Floats:
+        return values[np.searchsorted(positions, rows)]
+
+    return _Database(positions, read, exact), values
+
+
+def _file_database(source: EmbeddingSource, search: NeighborSearch, positions: Ints) -> _Database:
+    def read(rows: Ints) -> Floats:
+        return np.asarray(source.take(rows), dtype=np.float64)
+
+    return _Database(positions, read, search)
+
+
+# Searching -----------------------------------------------------------------------------------
+
+
+def _search(index: Any, queries: Rows32, query_rows: Ints, k: int, positions: Ints) -> Ints:
+    """Row positions of the index's k nearest rows per query, the query's own row dropped (it
+    is in the index): k + 1 are asked for, and the last dropped when the own row is absent.
+    -1 where the index returned fewer."""
+    _, labels = index.search(queries, k + 1)
+    rows = np.where(labels >= 0, positions[np.clip(labels, 0, None)], -1)
+    keep = rows != query_rows[:, None]
+    keep[keep.all(axis=1), -1] = False
+    return rows[keep].reshape(len(queries), k)
+
+
+class _Scorer:
+    """Scores the index's lists as the exact search scores its own: the features (cosine, norm)
+    of every row returned, each row read back once whatever the settings that return it."""
+
+    def __init__(self, database: _Database) -> None:
+        self.database, self.search = database, database.search
+        self.known = np.empty(0, np.int64)  # sorted positions read so far
+        self.unit = np.empty((0, self.search.d), dtype=np.float32)
+        self.norms = np.empty(0)
+
+    def _read(self, rows: Ints) -> None:
+        new = np.setdiff1d(rows[rows >= 0], self.known)
+        if not len(new):
+            return
+        units, norms = [self.unit], [self.norms]
+        for start in range(0, len(new), ADD_ROWS):
+            values = self.database.read(new[start : start + ADD_ROWS])
+            part_norms = row_norms(values)
+            norms.append(part_norms)
+            # As the pass computes its unit rows: float64 division, then float32.
+            units.append((values / part_norms[:, None]).astype(np.float32))
+        known = np.concatenate([self.known, new])
+        order = np.argsort(known, kind="stable")
+        self.known = known[order]
+        self.unit, self.norms = np.concatenate(units)[order], np.concatenate(norms)[order]
+
+    def as_list(self, rows: Ints) -> NeighborList:
+        """``rows`` (queries, k; -1 where absent) as a list the exact search can overlap."""
+        self._read(rows)
+        search = self.search
+        features = np.full((*rows.shape, search.n_features), np.nan)
+        valid = rows >= 0
+        at = np.searchsorted(self.known, rows[valid])
+        query = np.nonzero(valid)[0]
+        directions = search.stacked[: search.blocks[0].n_queries]  # float32 unit queries
+        features[valid, 0] = np.einsum("ij,ij->i", directions[query], self.unit[at])
+        features[valid, 1] = self.norms[at]
+        return NeighborList("index", 0, rows, np.full(rows.shape, np.nan), features)
+
+
+@dataclass(frozen=True)
+class _Queries:
+    """The query sample as the index searches it, and the exact lists it is compared with."""
+
+    rows: Rows32  # prepared for the index
+    positions: Ints  # their row positions
+    k: int
+    index_list: NeighborList  # exact, under the index's metric
+    objective_list: NeighborList  # exact, under the objective's metric
+
+    def search(self, index: Any, database: _Database) -> tuple[Ints, float]:
+        """The index's rows per query, and the wall time per query in milliseconds."""
+        started = time.perf_counter()
+        rows = _search(index, self.rows, self.positions, self.k, database.positions)
+        return rows, (time.perf_counter() - started) * 1000 / max(len(self.rows), 1)
+
+
+def _sweep(
+    index: Any, knob: _Knob | None, queries: _Queries, database: _Database, scorer: _Scorer
+) -> list[SweepPoint]:
+    """Recall and time along the knob's ladder, until every exact neighbour is found or recall
+    stops rising (a quantizer's loss that no setting recovers)."""
+    if knob is None:
+        return []
+    space = _faiss().ParameterSpace()
+    exact = database.search
+    points: list[SweepPoint] = []
+    for value in knob.ladder:
+        space.set_index_parameter(index, knob.name, float(value))
+        rows, ms = queries.search(index, database)
+        scored = scorer.as_list(rows)
+        points.append(
+            SweepPoint(
+                param=knob.name,
+                value=value,
+                recall=float(exact.overlap(queries.index_list, scored).mean()),
+                objective_overlap=float(exact.overlap(queries.objective_list, scored).mean()),
+                ms_per_query=ms,
+            )
+        )
+        recalls = [point.recall for point in points]
+        if recalls[-1] >= 1.0 or (len(recalls) >= 3 and recalls[-1] - recalls[-3] < PLATEAU):
+            break
+    return points
+
+
+def measure_index(
+    source: EmbeddingSource,
+    search: NeighborSearch,
+    plan: IndexPlan,
+    objective: str,
+    *,
+    chunk_rows: int | None = None,
+    on_rows: Callable[[int], None] | None = None,
+) -> IndexMeasurement:
+    """Build ``plan``'s index on ``source`` (every clean row, or a sample), search the queries
+    of ``search`` with it, and compare with the exact lists. ``objective`` is the exact metric
+    of the declared objective; ``on_rows`` is told of the rows added."""
+    timings: dict[str, float] = {}
+    started = time.perf_counter()
+    index = new_index(source.d, plan)
+    prepare = _Prepare(plan.metric, search.pow2_scale)
+    if plan.sample is not None:
+        database, values = _sample_database(source, search, plan)
+        timings["index_sample"] = time.perf_counter() - started
+        trained_on = _train_on(index, values, prepare, plan, timings)
+        mark = time.perf_counter()
+        _add_sample(index, values, prepare, on_rows)
+        del values
+    else:
+        rng = np.random.default_rng(np.random.SeedSequence(plan.seed, spawn_key=(_TRAIN_STREAM,)))
+        count = _training_rows(index, source.n)
+        train_values = draw_clean_rows(source, count, rng)[1] if count else np.empty((0, 0))
+        trained_on = _train_on(index, train_values, prepare, plan, timings)
+        del train_values
+        mark = time.perf_counter()
+        positions = _add_all(index, source, prepare, chunk_rows, on_rows)
+        database = _file_database(source, search, positions)
+    timings["index_add"] = time.perf_counter() - mark
+    timings["index_build"] = time.perf_counter() - started
+    measured = _compare(index, database, plan, objective)
+    return replace(measured, trained_on=trained_on, timings=timings | measured.timings)
+
+
+def _train_on(
+    index: Any, values: Floats, prepare: _Prepare, plan: IndexPlan, timings: dict[str, float]
+) -> int:
+    """Train ``index`` (when it needs it) on the first of ``values`` it asks for; the rows used."""
+    count = min(_training_rows(index, len(values)), len(values))
+    if not count:
+        return 0
+    mark = time.perf_counter()
+    _train(index, prepare(values[:count]), plan)
+    timings["index_train"] = time.perf_counter() - mark
+    return count
+
+
+def _compare(index: Any, database: _Database, plan: IndexPlan, objective: str) -> IndexMeasurement:
+    """Search the queries at the defaults and along the knob; overlap with the exact lists."""
+    started = time.perf_counter()
+    exact = database.search
+    queries = _Queries(
+        rows=_Prepare(plan.metric, exact.pow2_scale)(exact.queries),
+        positions=np.asarray(exact.query_rows, dtype=np.int64),
+        k=exact.k,
+        index_list=exact.list_for(EXACT_METRIC[plan.metric]),
+        objective_list=exact.list_for(objective),
+    )
+    knob = _knob(index)
+    scorer = _Scorer(database)
+    default_rows, default_ms = queries.search(index, database)
+    default_list = scorer.as_list(default_rows)
+    sweep = _sweep(index, knob, queries, database, scorer)
+    return IndexMeasurement(
+        spec=plan.spec,
+        metric=plan.metric,
+        objective=objective,
+        k=exact.k,
+        rows=len(database.positions),
+        sampled=plan.sample is not None,
+        trained_on=0,
+        lists=_lists(index),
+        knob=knob.name if knob else None,
+        default_setting=knob.default if knob else None,
+        recall=exact.overlap(queries.index_list, default_list),
+        objective_overlap=exact.overlap(queries.objective_list, default_list),
+        exact_agreement=exact.overlap(queries.objective_list, queries.index_list),
+        ms_per_query=default_ms,
+        sweep=sweep,
+        timings={"index_search": time.perf_counter() - started},
+    )
