@@ -74,6 +74,7 @@ def check_plots(report: CheckReport) -> list[Plot]:
         _metric_overlap_plot(metrics),
         _rescaling_plot(metrics),
         _occurrence_plot(metrics),
+        _index_sweep_plot(metrics, {check.code: check.threshold for check in report.checks}),
     ]
     return [plot for plot in figures if plot is not None]
 
@@ -266,6 +267,57 @@ def _occurrence_plot(metrics: Metrics) -> Plot | None:
         "means antihubs that are never retrieved.",
         f"Histogram of k-occurrences, skewness {m['skewness']:.2f}, antihub rate "
         f"{m['antihub_rate']:.1%}.",
+        _svg(figure),
+    )
+
+
+def _index_sweep_plot(metrics: Metrics, thresholds: dict[str, float | None]) -> Plot | None:
+    recall, wanted = metrics.get("EA701", {}), metrics.get("EA702", {})
+    if not recall.get("sweep"):
+        return None
+    figure, axes = _figure()
+    param = recall["sweep"][0]["param"]
+    values = [point["value"] for point in recall["sweep"]]
+    axes.plot(
+        values,
+        [point["recall"] for point in recall["sweep"]],
+        "o-",
+        color=PALETTE[0],
+        label=f"recall@k ({recall['metric']}, EA701)",
+    )
+    if wanted.get("sweep"):
+        axes.plot(
+            [point["value"] for point in wanted["sweep"]],
+            [point["overlap_at_k"] for point in wanted["sweep"]],
+            "s--",
+            color=PALETTE[1],
+            label=f"{wanted['objective']} neighbours returned (EA702)",
+        )
+    threshold = thresholds.get("EA701")
+    if threshold is not None:
+        axes.axhline(threshold, color="grey", linewidth=0.8, label=f"threshold {threshold:g}")
+    axes.set(
+        xscale="log",
+        title=f"{recall['index']}: recall against {param}",
+        xlabel=f"{param} (log scale)",
+        ylabel="overlap@k",
+        ylim=(0, 1.05),
+    )
+    axes.set_xticks(values, [str(v) for v in values])
+    axes.minorticks_off()
+    axes.legend(fontsize=8)
+    recommended = recall.get("recommended")
+    return Plot(
+        f"{recall['index']}: recall against {param}",
+        "Recall rising to 1 with the setting means the index can find the neighbours at a "
+        "cost in time; a gap between the two curves is the metric, not the approximation.",
+        f"Line chart of the recall@k of {recall['index']} ({recall['metric']}) for {param} "
+        f"from {values[0]} to {values[-1]}"
+        + (
+            f"; {param} = {recommended['value']} is the smallest reaching the threshold."
+            if recommended
+            else "; no setting reaches the threshold."
+        ),
         _svg(figure),
     )
 
