@@ -34,7 +34,10 @@ def test_audit_accepts_paths_as_strings(fixtures):
         ({"k": 0}, "^k must be an integer in \\[1, 1000\\], got 0$"),
         ({"k": 2.5}, "^k must be an integer"),
         ({"seed": -1}, "^seed must be an integer >= 0, got -1$"),
-        ({"trained_with": "softmax"}, "^trained_with must be one of cosine, dot, dot-regularized, l2, unknown"),
+        (
+            {"trained_with": "softmax"},
+            "^trained_with must be one of cosine, dot, dot-regularized, l2, unknown",
+        ),
         ({"key": "x"}, "^key applies to files, not arrays$"),
         ({"sampling": Sampling(queries=5), "k": 1001}, "^k must be"),
         ({"kk": 3}, "unknown parameter 'kk'"),
