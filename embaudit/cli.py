@@ -114,8 +114,8 @@ def _root(
 FileArgument = Annotated[
     str,
     typer.Argument(
-        help="Embeddings: .npy, .npz, .parquet, a directory of parquet files, or a parquet "
-        "file or directory as a URI (s3://bucket/prefix, gs://…, file://…).",
+        help="Embeddings: .npy, .npz, .parquet, a directory of parquet files, a parquet file "
+        "or directory as a URI (s3://bucket/prefix, gs://…, file://…), .jsonl / .ndjson, .csv.",
         show_default=False,
     ),
 ]
@@ -442,6 +442,22 @@ def explain(
             f"unknown check code or name {code!r}; run 'embaudit explain' to list them"
         )
     _write_stdout(check_.explain())
+    return EXIT_OK
+
+
+@app.command("mcp")
+def mcp_command() -> int:
+    """Serve the audit to AI agents over the Model Context Protocol (stdio).
+
+    Tools: check, compare_knn, gauge (each returns the JSON report) and explain. The server reads the files the agent names and writes none; it reads no configuration file. Needs the MCP SDK: pip install 'embaudit\\[mcp]'.
+
+    Example client configuration:
+
+      {"mcpServers": {"embaudit": {"command": "embaudit", "args": ["mcp"]}}}
+    """  # noqa: E501
+    from embaudit import mcp_server  # the SDK loads only for this command
+
+    mcp_server.serve()
     return EXIT_OK
 
 

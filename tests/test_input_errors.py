@@ -195,9 +195,9 @@ def empty_directory(tmp: Path):
 
 
 def unknown_extension(tmp: Path):
-    path = tmp / "vectors.csv"
+    path = tmp / "vectors.txt"
     path.write_text("1,2,3\n")
-    return [path], "unknown file type '.csv'"
+    return [path], "unknown file type '.txt'"
 
 
 def missing_file(tmp: Path):
@@ -246,7 +246,7 @@ def key_on_npy(tmp: Path):
 def column_on_npy(tmp: Path):
     path = tmp / "a.npy"
     np.save(path, _vectors())
-    return [path, "--column", "x"], "--column applies to parquet input"
+    return [path, "--column", "x"], "--column applies to parquet"
 
 
 def k_zero(tmp: Path):

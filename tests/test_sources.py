@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+import json
 
 import numpy as np
 import pyarrow as pa
@@ -227,3 +228,107 @@ def test_a_ragged_vector_after_a_null_one_is_named_by_its_row(tmp_path):
     pq.write_table(pa.table({"e": emb}), path)
     with pytest.raises(InputError, match=r"ragged vectors \(1 values, expected 2\) at row 2 "):
         _stream(open_source(path))
+
+
+# JSON Lines and CSV ---------------------------------------------------------------------------
+
+
+def _jsonl(path, records):
+    path.write_text("".join(json.dumps(record) + "\n" for record in records))
+    return path
+
+
+def test_jsonl_list_field_with_ids_blank_lines_and_crlf(tmp_path):
+    vectors = np.random.default_rng(3).standard_normal((40, 5)).astype(np.float32)
+    lines = [
+        json.dumps({"id": f"doc-{row}", "text": "a", "embedding": vector.tolist()})
+        for row, vector in enumerate(vectors)
+    ]
+    lines.insert(7, "   ")
+    path = tmp_path / "dump.jsonl"
+    path.write_bytes(("\r\n".join(lines) + "\r\n\r\n").encode())
+    source = open_source(path)
+    assert (source.n, source.d, source.format) == (40, 5, "jsonl")
+    assert source.describe()["column"] == "embedding" and source.id_column == "id"
+    np.testing.assert_array_equal(_stream(source, 6), vectors)
+    rows = np.array([39, 0, 7, 7, 8])
+    np.testing.assert_array_equal(source.take(rows), vectors[rows])
+    assert source.ids(rows) == [f"doc-{row}" for row in rows]
+
+
+def test_ndjson_is_json_lines(tmp_path):
+    path = _jsonl(tmp_path / "v.ndjson", [{"e": [1, 2]}, {"e": [3.5, 4]}])
+    np.testing.assert_array_equal(_stream(open_source(path)), [[1, 2], [3.5, 4]])
+
+
+def test_jsonl_nulls_read_as_nan_rows_and_values(tmp_path):
+    records = [{"e": [1.0, 2.0]}, {"e": None}, {"e": [None, 3.0]}, {"e": [4.0, 5.0]}]
+    source = open_source(_jsonl(tmp_path / "n.jsonl", records))
+    expected = [[1, 2], [np.nan, np.nan], [np.nan, 3], [4, 5]]
+    np.testing.assert_array_equal(_stream(source, 3), expected)
+
+
+def test_jsonl_whose_first_vectors_are_null_takes_d_from_a_later_one(tmp_path, monkeypatch):
+    import embaudit.sources.text as text
+
+    monkeypatch.setattr(text, "SAMPLE_ROWS", 2)
+    records = [{"e": None}] * 5 + [{"e": [1.0, 2.0, 3.0]}]
+    source = open_source(_jsonl(tmp_path / "late.jsonl", records))
+    assert (source.n, source.d) == (6, 3)
+
+
+def test_jsonl_wide_fields_and_integer_values(tmp_path):
+    records = [{"key": 10, "a": 1, "b": 2.5}, {"key": 11, "a": 3, "b": None}]
+    source = open_source(_jsonl(tmp_path / "w.jsonl", records), id_column="key")
+    assert source.describe()["layout"] == "wide"
+    np.testing.assert_array_equal(_stream(source), [[1, 2.5], [3, np.nan]])
+    assert source.ids([1, 0]) == [11, 10]
+
+
+def test_csv_list_cells_in_brackets_or_spaces_and_empty_cells(tmp_path):
+    path = tmp_path / "dump.csv"
+    path.write_text('id,text,embedding\n1,"a, b","[0.5, 1.5]"\n2,c,\n3,d,"[nan,2]"\n4,e,"3 4"\n')
+    source = open_source(path)
+    assert source.describe()["column"] == "embedding"
+    expected = [[0.5, 1.5], [np.nan, np.nan], [np.nan, 2], [3, 4]]
+    np.testing.assert_array_equal(_stream(source, 3), expected)
+    np.testing.assert_array_equal(source.take([3, 1]), [[3, 4], [np.nan, np.nan]])
+    assert source.ids([3, 0]) == [4, 1]
+
+
+def test_csv_one_column_per_dimension(tmp_path):
+    path = tmp_path / "wide.csv"
+    path.write_text("doc,d0,d1,d2\nx,1,2,3\ny,4,,6\n\nz,7,8,9\n")
+    source = open_source(path, id_column="doc")
+    assert (source.n, source.d, source.describe()["layout"]) == (3, 3, "wide")
+    np.testing.assert_array_equal(_stream(source, 2), [[1, 2, 3], [4, np.nan, 6], [7, 8, 9]])
+    assert source.ids([2]) == ["z"]
+
+
+def test_csv_column_picks_the_vectors(tmp_path):
+    path = tmp_path / "two.csv"
+    path.write_text('a,b\n"[1,2]","[3,4,5]"\n"[6,7]","[8,9,10]"\n')
+    with pytest.raises(InputError, match="several list columns"):
+        open_source(path)
+    np.testing.assert_array_equal(_stream(open_source(path, column="b")), [[3, 4, 5], [8, 9, 10]])
+
+
+@pytest.mark.parametrize("suffix", [".jsonl", ".csv"])
+def test_text_fragments_are_runs_of_lines_read_alone(tmp_path, monkeypatch, suffix):
+    import embaudit.sources.text as text
+
+    vectors = np.random.default_rng(4).standard_normal((50, 3))
+    path = tmp_path / f"frag{suffix}"
+    if suffix == ".jsonl":
+        _jsonl(path, [{"e": vector.tolist()} for vector in vectors])
+    else:
+        rows = "".join(",".join(repr(float(v)) for v in vector) + "\n" for vector in vectors)
+        path.write_text("a,b,c\n" + rows)
+    monkeypatch.setattr(text, "FRAGMENT_BYTES", 300)
+    source = open_source(path)
+    fragments = source.fragments()
+    assert len(fragments) > 3
+    assert [f.start for f in fragments[1:]] == [f.stop for f in fragments[:-1]]
+    for fragment in fragments:
+        read = np.concatenate([c.values for c in source.read(fragment, 4)])
+        np.testing.assert_array_equal(read, vectors[fragment.start : fragment.stop])

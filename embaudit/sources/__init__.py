@@ -13,6 +13,7 @@ from embaudit.params import ParameterError
 from embaudit.sources.arrays import ArraySource, open_npy, open_npz
 from embaudit.sources.base import Chunk, EmbeddingSource, Fragment
 from embaudit.sources.parquet import ParquetSource
+from embaudit.sources.text import TextSource
 
 __all__ = [
     "ArraySource",
@@ -20,10 +21,27 @@ __all__ = [
     "EmbeddingSource",
     "Fragment",
     "ParquetSource",
+    "TextSource",
     "open_source",
 ]
 
-SUFFIXES = (".npy", ".npz", ".parquet")
+#: File formats by suffix, and the input options each takes.
+FORMATS: dict[str, tuple[str, frozenset[str]]] = {
+    ".npy": ("npy", frozenset()),
+    ".npz": ("npz", frozenset({"key"})),
+    ".parquet": ("parquet", frozenset({"column", "id_column"})),
+    ".jsonl": ("jsonl", frozenset({"column", "id_column"})),
+    ".ndjson": ("jsonl", frozenset({"column", "id_column"})),
+    ".csv": ("csv", frozenset({"column", "id_column"})),
+}
+SUFFIXES = tuple(FORMATS)
+
+#: What each option applies to, for the message when it is given elsewhere.
+_APPLIES_TO = {
+    "key": ".npz files",
+    "column": "parquet, JSON Lines and CSV input",
+    "id_column": "parquet, JSON Lines and CSV input",
+}
 
 
 def open_source(
@@ -33,16 +51,18 @@ def open_source(
     column: str | None = None,
     id_column: str | None = None,
 ) -> EmbeddingSource:
-    """Open a path (``.npy``, ``.npz``, ``.parquet`` or a directory of parquet files) or wrap an
-    in-memory 2-D float array.
+    """Open a path (``.npy``, ``.npz``, ``.parquet`` or a directory of parquet files,
+    ``.jsonl`` / ``.ndjson``, ``.csv``) or wrap an in-memory 2-D float array.
 
-    ``key`` picks the array of an ``.npz``; ``column`` and ``id_column`` name the parquet columns
-    holding the vectors and the row ids. Options that do not apply to the format are usage errors.
+    ``key`` picks the array of an ``.npz``; ``column`` and ``id_column`` name the columns
+    holding the vectors and the row ids (parquet, JSON Lines, CSV). Options that do not apply to
+    the format are usage errors.
     """
+    options = {"key": key, "column": column, "id_column": id_column}
     if isinstance(source, EmbeddingSource):
         return source
     if not isinstance(source, str | os.PathLike):
-        for name, option in (("key", key), ("column", column), ("id_column", id_column)):
+        for name, option in options.items():
             if option is not None:
                 raise _not_for(name, "files, not arrays")
         try:
@@ -57,30 +77,37 @@ def open_source(
         raise InputError(path, "no such file or directory")
     if not (path.is_file() or path.is_dir()):
         raise InputError(path, "not a regular file or directory")
-    suffix = "dir" if path.is_dir() else path.suffix.lower()
-    if suffix not in (*SUFFIXES, "dir"):
+    suffix = ".parquet" if path.is_dir() else path.suffix.lower()
+    if suffix not in FORMATS:
         raise InputError(
             path,
-            f"unknown file type {path.suffix or '(no extension)'!r}; expected .npy, .npz, "
-            ".parquet or a directory of parquet files",
+            f"unknown file type {path.suffix or '(no extension)'!r}; expected one of "
+            f"{', '.join(SUFFIXES)} or a directory of parquet files",
         )
-    if key is not None and suffix != ".npz":
-        raise _not_for("key", f".npz files, not {path}")
-    for name, option in (("column", column), ("id_column", id_column)):
-        if option is not None and suffix not in (".parquet", "dir"):
-            raise _not_for(name, f"parquet input, not {path}")
+    format, accepted = FORMATS[suffix]
+    for name, option in options.items():
+        if option is not None and name not in accepted:
+            raise _not_for(name, f"{_APPLIES_TO[name]}, not {path}")
     try:
-        if suffix == ".npy":
-            return open_npy(path)
-        if suffix == ".npz":
-            return open_npz(path, key)
-        return ParquetSource(path, column=column, id_column=id_column)
+        return _open_file(path, format, key=key, column=column, id_column=id_column)
     except PermissionError:
         raise InputError(path, "permission denied") from None
     except IsADirectoryError:
         raise InputError(path, "is a directory") from None
     except OSError as exc:
         raise InputError(path, f"cannot read ({exc.strerror or exc})") from None
+
+
+def _open_file(
+    path: Path, format: str, *, key: str | None, column: str | None, id_column: str | None
+) -> EmbeddingSource:
+    if format == "npy":
+        return open_npy(path)
+    if format == "npz":
+        return open_npz(path, key)
+    if format in ("jsonl", "csv"):
+        return TextSource(path, format=format, column=column, id_column=id_column)
+    return ParquetSource(path, column=column, id_column=id_column)
 
 
 def _vectors_of(source: Any) -> np.ndarray[Any, Any]:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -140,6 +140,27 @@ def check_shape(shape: tuple[int, ...], where: str | None, what: str = "array") 
     if d == 0:
         raise InputError(where, f"{what} has zero dimensions (shape {shape})")
     return n, d
+
+
+def exact_chunks(
+    blocks: Iterable[npt.NDArray[np.floating[Any]]], start: int, step: int
+) -> Iterator[Chunk]:
+    """Re-cut blocks of consecutive rows (as a reader returns them, of any size) into chunks of
+    exactly ``step`` rows (fewer at the end), the first at global position ``start``: the chunks
+    of a source do not depend on how its reader happens to batch."""
+    pending: list[npt.NDArray[np.floating[Any]]] = []
+    held = 0
+    for block in blocks:
+        pending.append(block)
+        held += len(block)
+        while held >= step:
+            joined = pending[0] if len(pending) == 1 else np.concatenate(pending)
+            yield Chunk(start, np.ascontiguousarray(joined[:step]))
+            start += step
+            pending, held = [joined[step:]], held - step
+    if held:
+        joined = pending[0] if len(pending) == 1 else np.concatenate(pending)
+        yield Chunk(start, np.ascontiguousarray(joined))
 
 
 def as_row_positions(rows: npt.ArrayLike, n: int) -> npt.NDArray[np.int64]:

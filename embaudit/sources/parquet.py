@@ -1,9 +1,7 @@
 """Parquet files and directories of parquet files, streamed by record batch.
 
-Three layouts are read: a ``fixed_size_list<float>`` column, a ``list<float>`` or
-``large_list<float>`` column (every row the same length), or all-float "wide" columns, one per
-dimension. An id column is optional: the one named by ``--id-column``, else a column called ``id``
-when there is one. A null vector reads as a row of NaN and a null value as NaN.
+The layouts (a list or fixed-size-list column, or one float column per dimension) and the id
+column are those of :mod:`embaudit.sources.columns`.
 """
 
 from __future__ import annotations
@@ -22,25 +20,15 @@ import pyarrow.parquet as pq
 
 from embaudit.errors import InputError
 from embaudit.sources.base import (
-    FLOAT_DTYPES,
     Chunk,
     EmbeddingSource,
     Fragment,
     as_row_positions,
     check_shape,
 )
-
-_DEFAULT_ID_COLUMN = "id"
+from embaudit.sources.columns import Layout, RaggedRow, batch_matrix, json_safe, layout_of
 
 Ints = npt.NDArray[np.int64]
-
-
-@dataclass(frozen=True)
-class _Layout:
-    kind: str  # "fixed_size_list", "list" or "wide"
-    columns: tuple[str, ...]  # the vector column, or the wide columns in order
-    dtype: np.dtype[Any]
-    d: int | None  # None for list columns until a row has been read
 
 
 @dataclass
@@ -80,80 +68,6 @@ def list_parquet_files(filesystem: pafs.FileSystem, path: str, name: str) -> lis
     return files
 
 
-def _float_dtype(arrow_type: pa.DataType) -> np.dtype[Any] | None:
-    if not pa.types.is_floating(arrow_type):
-        return None
-    dtype = np.dtype(arrow_type.to_pandas_dtype())
-    return dtype if dtype in FLOAT_DTYPES else None
-
-
-def _is_list(arrow_type: pa.DataType) -> bool:
-    return bool(
-        pa.types.is_list(arrow_type)
-        or pa.types.is_large_list(arrow_type)
-        or pa.types.is_fixed_size_list(arrow_type)
-    )
-
-
-def _layout(
-    schema: pa.Schema, where: str, column: str | None, id_column: str | None
-) -> tuple[_Layout, str | None]:
-    names = schema.names
-    if id_column is not None and id_column not in names:
-        raise InputError(
-            where, f"--id-column {id_column!r} not found; columns are: {', '.join(names)}"
-        )
-    if id_column is None and _DEFAULT_ID_COLUMN in names and column != _DEFAULT_ID_COLUMN:
-        id_column = _DEFAULT_ID_COLUMN
-    if column is not None:
-        if column not in names:
-            raise InputError(
-                where, f"--column {column!r} not found; columns are: {', '.join(names)}"
-            )
-        if column == id_column:
-            raise InputError(where, f"column {column!r} cannot be both the vectors and the ids")
-        return _list_layout(schema.field(column), where), id_column
-    list_columns = [f.name for f in schema if _is_list(f.type) and f.name != id_column]
-    if len(list_columns) > 1:
-        raise InputError(
-            where,
-            f"several list columns ({', '.join(list_columns)}); choose the vectors with --column",
-        )
-    if list_columns:
-        return _list_layout(schema.field(list_columns[0]), where), id_column
-    wide = [f for f in schema if f.name != id_column]
-    if not wide:
-        raise InputError(where, "no vector columns (zero dimensions)")
-    for field in wide:
-        if _float_dtype(field.type) is None:
-            raise InputError(
-                where,
-                f"column {field.name!r} is {field.type}; the wide layout needs one float column "
-                "per dimension (name the id column with --id-column, or the vector column with "
-                "--column)",
-            )
-    dtype = np.result_type(*(_float_dtype(f.type) for f in wide))
-    return _Layout("wide", tuple(f.name for f in wide), dtype, len(wide)), id_column
-
-
-def _list_layout(field: pa.Field, where: str) -> _Layout:
-    if not _is_list(field.type):
-        raise InputError(
-            where,
-            f"column {field.name!r} is {field.type}; expected a list or fixed_size_list of floats",
-        )
-    dtype = _float_dtype(field.type.value_type)
-    if dtype is None:
-        raise InputError(
-            where,
-            f"column {field.name!r} holds {field.type.value_type} values; expected float16, "
-            "float32 or float64",
-        )
-    if pa.types.is_fixed_size_list(field.type):
-        return _Layout("fixed_size_list", (field.name,), dtype, field.type.list_size)
-    return _Layout("list", (field.name,), dtype, None)
-
-
 class ParquetSource(EmbeddingSource):
     """A parquet file or a directory of parquet files (read in path order), on any pyarrow
     filesystem: a local path, or a URI such as ``s3://bucket/prefix`` or ``gs://bucket/prefix``.
@@ -189,13 +103,13 @@ class ParquetSource(EmbeddingSource):
         else:
             paths, names = [root], [self.path]
         self._files: list[_File] = []
-        layout: _Layout | None = None
+        layout: Layout | None = None
         start = 0
         for index, (path, name) in enumerate(zip(paths, names, strict=True)):
             self._files.append(_File(name, path, start, 0, np.zeros(1, dtype=np.int64)))
             parquet_file = self._open(index)
             schema = parquet_file.schema_arrow
-            file_layout, file_id_column = _layout(schema, name, column, id_column)
+            file_layout, file_id_column = layout_of(schema, name, column, id_column)
             file_id_type = None if file_id_column is None else schema.field(file_id_column).type
             if layout is None:
                 layout, self.id_column, id_type = file_layout, file_id_column, file_id_type
@@ -305,41 +219,18 @@ class ParquetSource(EmbeddingSource):
     def _to_numpy(
         self, batch: pa.RecordBatch, file: _File, first_row: int
     ) -> npt.NDArray[np.floating[Any]]:
-        """Convert a record batch to an (rows, d) array, rejecting ragged rows.
-
-        A null vector becomes a row of NaN and a null value becomes NaN (pandas writes NaN inside
-        a list as a null): bad data that EA001 reports by row, not a bad file."""
-        d = self.d
-        if self._layout.kind == "wide":
-            out = np.empty((batch.num_rows, d), dtype=self.dtype)
-            for j, name in enumerate(self._layout.columns):
-                out[:, j] = _floats(batch.column(name), self.dtype)
-            return out
-        name = self._layout.columns[0]
-        vectors = batch.column(name)
-        present: npt.NDArray[np.bool_] | None = None
-        if vectors.null_count:  # a null vector's slot may hold any number of values: drop it
-            present = vectors.is_valid().to_numpy(zero_copy_only=False)
-            vectors = vectors.filter(pa.array(present))
-        if self._layout.kind == "list":
-            lengths = pc.list_value_length(vectors).to_numpy(zero_copy_only=False)
-            bad = np.flatnonzero(lengths != d)
-            if len(bad):
-                found = int(lengths[bad[0]])
-                local = int(bad[0] if present is None else np.flatnonzero(present)[bad[0]])
-                row = first_row + local
-                group = int(np.searchsorted(file.row_group_starts, row, side="right")) - 1
-                raise InputError(
-                    file.name,
-                    f"column {name!r}: ragged vectors ({found} values, expected {d}) "
-                    f"at row {row} (row group {group})",
-                )
-        array = _floats(vectors.flatten(), self.dtype).reshape(-1, d)
-        if present is None:
-            return np.ascontiguousarray(array, dtype=self.dtype)
-        out = np.full((batch.num_rows, d), np.nan, dtype=self.dtype)
-        out[present] = array
-        return out
+        """Convert a record batch to an (rows, d) array (see :func:`columns.batch_matrix`),
+        naming a ragged row by its file-local position and row group."""
+        try:
+            return batch_matrix(batch, self._layout, self.d, self.dtype)
+        except RaggedRow as ragged:
+            row = first_row + ragged.row
+            group = int(np.searchsorted(file.row_group_starts, row, side="right")) - 1
+            raise InputError(
+                file.name,
+                f"column {self._layout.columns[0]!r}: ragged vectors ({ragged.found} values, "
+                f"expected {self.d}) at row {row} (row group {group})",
+            ) from None
 
     def _columns(self) -> list[str]:
         return list(self._layout.columns)
@@ -410,7 +301,7 @@ class ParquetSource(EmbeddingSource):
                 column = self._open(f).read_row_group(g, columns=[self.id_column]).column(0)
             picked = column.take(pa.array(local - int(file.row_group_starts[g]))).to_pylist()
             for index, value in zip(where.tolist(), picked, strict=True):
-                out[index] = _json_safe(value)
+                out[index] = json_safe(value)
         return out
 
 
@@ -445,29 +336,11 @@ class _reading:
             raise InputError(self.file, f"cannot read parquet: {message}") from None
 
 
-def _floats(values: pa.Array, dtype: np.dtype[Any]) -> npt.NDArray[np.floating[Any]]:
-    """The values of a float array as numpy, a null as NaN."""
-    array = values.to_numpy(zero_copy_only=False)
-    if values.null_count:
-        array = np.array(array, dtype=dtype)  # a writable copy
-        array[values.is_null().to_numpy(zero_copy_only=False)] = np.nan
-    return array
-
-
 def _describe_id(name: str | None, arrow_type: pa.DataType | None) -> str:
     return "absent" if name is None else f"{name!r} ({arrow_type})"
 
 
-def _json_safe(value: Any) -> Any:
-    """Ids as JSON can carry them: numbers and strings as they are, anything else as text."""
-    if value is None or isinstance(value, bool | int | float | str):
-        return value
-    if isinstance(value, bytes):
-        return value.decode("utf-8", errors="backslashreplace")
-    return str(value)
-
-
-def _mismatch(found: _Layout, expected: _Layout, first_file: str) -> str:
+def _mismatch(found: Layout, expected: Layout, first_file: str) -> str:
     if found.kind == expected.kind and found.columns == expected.columns and found.d != expected.d:
         return (
             f"column {found.columns[0]!r} has dimension {found.d}, but {first_file} has "

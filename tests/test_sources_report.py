@@ -1,0 +1,139 @@
+"""Every source gives the report of the same rows in a float32 `.npy`.
+
+The rows are written the way each format holds them (a JSON Lines dump, a CSV with the vectors in
+a text cell or one column per dimension, …), with a NaN value, a null vector and a zero vector
+among them; each file is audited and compared check by check with the `.npy`, timings aside.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+import embaudit
+from embaudit import Report
+
+N, D = 300, 16
+NAN_ROW, NULL_ROW, ZERO_ROW = 2, 4, 7
+IDS = [f"doc-{row:04d}" for row in range(N)]
+
+Writer = Callable[[np.ndarray, Path], dict[str, Any]]
+
+
+def _rows() -> np.ndarray:
+    """Clustered unit rows, rounded to float16 so every storage dtype holds the same values;
+    row NAN_ROW has one NaN, row NULL_ROW is all NaN (a null vector), row ZERO_ROW is zero."""
+    rng = np.random.default_rng(17)
+    centres = rng.standard_normal((6, D))
+    rows = centres[rng.integers(6, size=N)] + 0.5 * rng.standard_normal((N, D))
+    rows /= np.linalg.norm(rows, axis=1, keepdims=True)
+    rows = rows.astype(np.float16).astype(np.float64)
+    rows[NAN_ROW, 3] = np.nan
+    rows[NULL_ROW] = np.nan
+    rows[ZERO_ROW] = 0.0
+    return rows
+
+
+def _number(value: float) -> float | None:
+    return None if math.isnan(value) else float(value)
+
+
+def _list(rows: np.ndarray, row: int) -> list[float | None] | None:
+    """A row as a JSON list: the null vector as null, a NaN value as null."""
+    return None if row == NULL_ROW else [_number(v) for v in rows[row]]
+
+
+def jsonl_list(rows: np.ndarray, folder: Path) -> dict[str, Any]:
+    path = folder / "dump.jsonl"
+    with path.open("w") as stream:
+        for row in range(N):
+            record = {"id": IDS[row], "text": f"passage {row}", "embedding": _list(rows, row)}
+            stream.write(json.dumps(record) + "\n")
+    return {"source": path}
+
+
+def jsonl_wide(rows: np.ndarray, folder: Path) -> dict[str, Any]:
+    path = folder / "wide.ndjson"
+    with path.open("w") as stream:
+        for row in range(N):
+            record = {"doc": IDS[row], **{f"d{j}": _number(rows[row, j]) for j in range(D)}}
+            stream.write(json.dumps(record) + "\n")
+    return {"source": path, "id_column": "doc"}
+
+
+def csv_list(rows: np.ndarray, folder: Path) -> dict[str, Any]:
+    """The vector as a text cell, as a CSV written from a list column holds it."""
+    path = folder / "dump.csv"
+    with path.open("w", newline="") as stream:
+        writer = csv.writer(stream)
+        writer.writerow(["id", "text", "embedding"])
+        for row in range(N):
+            vector = "" if row == NULL_ROW else json.dumps([float(v) for v in rows[row]])
+            text = f"passage {row}, with a comma"
+            writer.writerow([IDS[row], text, vector.replace("NaN", "nan")])
+    return {"source": path}
+
+
+def csv_wide(rows: np.ndarray, folder: Path) -> dict[str, Any]:
+    """One column per dimension; a NaN as an empty cell (as pandas writes it)."""
+    path = folder / "wide.csv"
+    with path.open("w", newline="") as stream:
+        writer = csv.writer(stream)
+        writer.writerow(["id", *(f"dim_{j}" for j in range(D))])
+        for row in range(N):
+            cells = ["" if math.isnan(v) else repr(float(v)) for v in rows[row]]
+            writer.writerow([IDS[row], *cells])
+    return {"source": path}
+
+
+WITH_IDS = [jsonl_list, jsonl_wide, csv_list, csv_wide]
+WRITERS: list[Writer] = [*WITH_IDS]
+
+
+@pytest.fixture(scope="module")
+def folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("sources")
+
+
+@pytest.fixture(scope="module")
+def reference(folder: Path) -> Report:
+    path = folder / "reference.npy"
+    np.save(path, _rows().astype(np.float32))
+    return embaudit.audit(path, k=5, seed=3)
+
+
+def _audit(write: Writer, folder: Path) -> Report:
+    given = write(_rows(), folder)
+    return embaudit.audit(given.pop("source"), k=5, seed=3, **given)
+
+
+def assert_same_checks(report: Report, reference: Report) -> None:
+    assert (report.input["n"], report.input["d"]) == (reference.input["n"], reference.input["d"])
+    assert report.input["excluded_rows"] == reference.input["excluded_rows"]
+    assert [c.code for c in report.checks] == [c.code for c in reference.checks]
+    for result, expected in zip(report.checks, reference.checks, strict=True):
+        assert result.status == expected.status, (result.code, result.message)
+        if expected.value is None:
+            assert result.value is None, result.code
+        else:
+            assert result.value == pytest.approx(expected.value, rel=1e-6, abs=1e-9), result.code
+    assert report.verdict.level == reference.verdict.level
+
+
+@pytest.mark.parametrize("write", WRITERS, ids=[write.__name__ for write in WRITERS])
+def test_every_source_gives_the_report_of_the_float32_npy(write, folder, reference):
+    assert_same_checks(_audit(write, folder), reference)
+
+
+@pytest.mark.parametrize("write", WITH_IDS, ids=[write.__name__ for write in WITH_IDS])
+def test_findings_name_the_ids(write, folder):
+    report = _audit(write, folder)
+    assert report.check("EA001").metrics["ids"] == [IDS[NAN_ROW], IDS[NULL_ROW]]
+    assert report.check("EA002").metrics["ids"] == [IDS[ZERO_ROW]]
