@@ -1,0 +1,357 @@
+"""The rules of the neighbour checks (EA301, EA302, EA401, EA402, EA501) on measurements built by
+hand: status, verdict impact, recommendation, value and metrics, per declared objective, on both
+sides of each threshold. The measurements themselves are tested against brute force in
+tests/test_neighbor_references.py; here they are inputs, so every branch of a rule is reached in
+milliseconds. Thresholds are passed explicitly: these tests pin the rules, not the defaults.
+"""
+
+from __future__ import annotations
+
+import math
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+
+from embaudit.checks.base import AuditData
+from embaudit.checks.defects import DIMENSION_LIST_CAP
+from embaudit.checks.neighbors import (
+    DECLARE,
+    HEADLINE_LEVEL,
+    NORMALIZE,
+    SKIP,
+    USE_DOT,
+    canonical_gauge,
+    cosine_vs_dot,
+    cosine_vs_l2,
+    gauge_sensitivity,
+    hubness,
+    overlap_summary,
+    s50,
+)
+from embaudit.geometry import Hubness
+from embaudit.measure import Neighbors
+from embaudit.model import Level, Status, TrainedWith
+from embaudit.options import CheckOptions
+
+PAIRS = (("cosine", "l2"), ("cosine", "dot"), ("l2", "dot"))
+L2_ACTION = "Rank with L2 distance, as the model was trained"
+
+
+def neighbors(
+    *,
+    overlap: float = 1.0,
+    k: int = 10,
+    queries: int = 4,
+    gauge: dict[float, list[list[float]]] | None = None,
+    canonical: list[float] | None = None,
+    dead: tuple[int, ...] = (),
+    d: int = 8,
+) -> Neighbors:
+    """Per-query overlaps: ``overlap`` for every metric pair, the gauge draws as given."""
+    per_query = {pair: np.full(queries, overlap) for pair in PAIRS}
+    scale = np.ones(d)
+    scale[list(dead)] = 0.0
+    return Neighbors(
+        k=k,
+        queries=queries,
+        gauge_queries=2,
+        query_rows=np.arange(queries, dtype=np.int64),
+        overlap=per_query,
+        top1_differs=dict.fromkeys(PAIRS, 0.25),
+        by_k={pair: {1: 0.5, k: overlap} for pair in PAIRS},
+        gauge={s: [np.array(draw) for draw in draws] for s, draws in (gauge or {}).items()},
+        canonical=np.array(canonical if canonical is not None else [1.0, 1.0]),
+        canonical_scale=scale,
+    )
+
+
+def data(trained_with: TrainedWith, measured: Neighbors | None, geometry=None) -> AuditData:
+    options = CheckOptions(trained_with=trained_with)
+    return AuditData(params=options, stats=None, geometry=geometry, neighbors=measured)  # type: ignore[arg-type]
+
+
+# overlap_summary and s50 --------------------------------------------------------------------
+
+
+def test_overlap_summary_is_the_mean_with_its_standard_error_and_quantiles():
+    per_query = np.array([1.0, 0.5, 0.75, 0.25, 0.0])
+    summary = overlap_summary(per_query)
+    assert summary["overlap_at_k"] == 0.5
+    assert summary["standard_error"] == pytest.approx(per_query.std(ddof=1) / math.sqrt(5))
+    assert summary["p10"] == pytest.approx(0.1) and summary["p50"] == 0.5
+    assert summary["queries"] == 5
+    assert overlap_summary(np.array([0.7]))["standard_error"] is None
+    assert overlap_summary(np.array([0.7, 0.9]))["standard_error"] == pytest.approx(0.1)
+
+
+def test_s50_interpolates_in_log_s_and_says_which_side_it_is_on():
+    levels = [0.1, 0.25, 0.5, 1.0]
+    assert s50(levels, [0.4, 0.3, 0.2, 0.1]) == (None, "<")
+    assert s50(levels, [0.9, 0.8, 0.7, 0.6]) == (None, ">")
+    assert s50(levels, [0.9, 0.8, 0.7, 0.5]) == (None, ">")  # reaching 0.5 is not falling below
+    value, bound = s50(levels, [0.9, 0.7, 0.3, 0.1])
+    assert bound is None
+    assert value == pytest.approx(math.exp(math.log(0.25) + 0.5 * math.log(2)), rel=1e-12)
+    value, _ = s50(levels, [0.5, 0.4, 0.3, 0.2])  # exactly 0.5 at the first level
+    assert value == pytest.approx(0.1, rel=1e-12)
+    value, _ = s50(levels, [0.9, 0.8, 0.6, 0.2])
+    expected = math.exp(math.log(0.5) + 0.25 * (math.log(1.0) - math.log(0.5)))
+    assert value == pytest.approx(expected, rel=1e-12)
+
+
+# EA401 / EA402 ------------------------------------------------------------------------------
+
+AGREEMENT = [
+    # (check, objective, status, impact, recommendation) when the overlap is below threshold
+    (cosine_vs_l2, TrainedWith.L2, Status.FAIL, Level.UNTRUSTWORTHY, L2_ACTION),
+    (cosine_vs_l2, TrainedWith.UNKNOWN, Status.WARN, Level.CAUTION, NORMALIZE),
+    (cosine_vs_l2, TrainedWith.COSINE, Status.WARN, None, NORMALIZE),
+    (cosine_vs_l2, TrainedWith.DOT, Status.WARN, None, None),
+    (cosine_vs_l2, TrainedWith.DOT_REGULARIZED, Status.WARN, None, None),
+    (cosine_vs_dot, TrainedWith.DOT, Status.FAIL, Level.UNTRUSTWORTHY, USE_DOT),
+    (cosine_vs_dot, TrainedWith.DOT_REGULARIZED, Status.FAIL, Level.UNTRUSTWORTHY, USE_DOT),
+    (cosine_vs_dot, TrainedWith.UNKNOWN, Status.WARN, Level.CAUTION, NORMALIZE),
+    (cosine_vs_dot, TrainedWith.COSINE, Status.WARN, None, NORMALIZE),
+    (cosine_vs_dot, TrainedWith.L2, Status.WARN, None, None),
+]
+
+
+@pytest.mark.parametrize(("check", "objective", "status", "impact", "action"), AGREEMENT)
+def test_disagreement_weighs_by_the_declared_objective(check, objective, status, impact, action):
+    finding = check(data(objective, neighbors(overlap=0.85)), 0.9)
+    assert (finding.status, finding.impact, finding.recommendation) == (status, impact, action)
+    assert finding.value == pytest.approx(0.85)
+    name = "L2" if check is cosine_vs_l2 else "inner-product"
+    assert finding.message.startswith(f"overlap@10 of cosine and {name} neighbours 0.850: ")
+    if status == Status.FAIL:
+        assert f"cosine disagrees with the {name} ranking the model was trained for" in (
+            finding.message
+        )
+    else:
+        assert f"an {name} index will not return the cosine neighbours" in finding.message
+
+
+@pytest.mark.parametrize("check", [cosine_vs_l2, cosine_vs_dot])
+@pytest.mark.parametrize("objective", list(TrainedWith))
+def test_agreement_at_or_above_the_threshold_passes_for_every_objective(check, objective):
+    for overlap in (0.9, 0.95, 1.0):
+        finding = check(data(objective, neighbors(overlap=overlap)), 0.9)
+        assert finding.status == Status.PASS, overlap
+        assert finding.impact is None and finding.recommendation is None
+        assert finding.value == pytest.approx(overlap)
+    name = "L2" if check is cosine_vs_l2 else "inner-product"
+    assert finding.message == f"overlap@10 of cosine and {name} neighbours 1.000"
+
+
+def test_agreement_metrics_carry_the_summary_the_top1_share_and_the_curve_by_k():
+    measured = neighbors(overlap=0.8, k=5, queries=3)
+    finding = cosine_vs_dot(data(TrainedWith.UNKNOWN, measured), 0.9)
+    assert finding.metrics == {
+        "overlap_at_k": pytest.approx(0.8),
+        "standard_error": pytest.approx(0.0, abs=1e-15),
+        "p10": pytest.approx(0.8),
+        "p50": pytest.approx(0.8),
+        "queries": 3,
+        "k": 5,
+        "top1_differs": 0.25,
+        "by_k": {"1": 0.5, "5": 0.8},
+    }
+    assert cosine_vs_l2(data(TrainedWith.UNKNOWN, measured), 0.9).metrics["by_k"] == {
+        "1": 0.5,
+        "5": 0.8,
+    }
+
+
+@pytest.mark.parametrize("check", [cosine_vs_l2, cosine_vs_dot, canonical_gauge])
+def test_neighbour_checks_skip_without_neighbours(check):
+    for measured in (None, neighbors(k=0)):
+        finding = check(data(TrainedWith.DOT, measured), 0.9)
+        assert finding.status == Status.SKIP and finding.value is None
+        assert finding.message == SKIP and finding.impact is None
+
+
+def test_each_agreement_reads_its_own_pair():
+    measured = neighbors(overlap=1.0)
+    measured.overlap[("cosine", "l2")][:] = 0.5
+    assert cosine_vs_l2(data(TrainedWith.L2, measured), 0.9).status == Status.FAIL
+    assert cosine_vs_dot(data(TrainedWith.DOT, measured), 0.9).status == Status.PASS
+
+
+# EA301 / EA302: the gauge rule --------------------------------------------------------------
+
+GAUGE = [
+    (TrainedWith.DOT, Status.FAIL, Level.UNTRUSTWORTHY, USE_DOT),
+    (TrainedWith.UNKNOWN, Status.WARN, Level.CAUTION, DECLARE),
+    (TrainedWith.COSINE, Status.PASS, None, None),
+    (TrainedWith.L2, Status.PASS, None, None),
+    (TrainedWith.DOT_REGULARIZED, Status.PASS, None, None),
+]
+LADDER = {
+    0.1: [[1.0, 1.0], [1.0, 0.8]],
+    0.25: [[0.8, 0.8], [0.7, 0.7]],
+    0.5: [[0.6, 0.6], [0.5, 0.3]],
+    1.0: [[0.2, 0.4], [0.2, 0.2]],
+}
+
+
+@pytest.mark.parametrize(("objective", "status", "impact", "action"), GAUGE)
+def test_gauge_sensitivity_weighs_by_the_declared_objective(objective, status, impact, action):
+    finding = gauge_sensitivity(data(objective, neighbors(gauge=LADDER)), 0.8)
+    assert (finding.status, finding.impact, finding.recommendation) == (status, impact, action)
+    assert finding.value == pytest.approx(0.5)  # the mean of the draws at s = 0.5
+    assert finding.message.startswith("overlap@10 0.50 at s = 0.5; s50 ")
+    if objective == TrainedWith.DOT:
+        assert "depend on an arbitrary per-dimension scale" in finding.message
+    elif objective == TrainedWith.UNKNOWN:
+        assert "if the model was trained with a dot product" in finding.message
+    elif objective == TrainedWith.DOT_REGULARIZED:
+        assert "irrelevant for a dot-regularized-trained model, whose per-factor penalty" in (
+            finding.message
+        )
+    else:
+        assert f"irrelevant for a {objective}-trained model, whose objective fixes" in (
+            finding.message
+        )
+
+
+@pytest.mark.parametrize("objective", [TrainedWith.DOT, TrainedWith.UNKNOWN])
+def test_gauge_sensitivity_at_or_above_the_threshold_passes(objective):
+    finding = gauge_sensitivity(data(objective, neighbors(gauge=LADDER)), 0.5)
+    assert finding.status == Status.PASS and finding.impact is None
+    assert finding.recommendation is None
+    assert gauge_sensitivity(data(objective, neighbors(gauge=LADDER)), 0.51).status != (Status.PASS)
+
+
+def test_gauge_sensitivity_metrics_per_level():
+    geometry = SimpleNamespace(cosine_change={0.1: 0.01, 0.25: 0.02, 0.5: 0.05})
+    finding = gauge_sensitivity(data(TrainedWith.DOT, neighbors(gauge=LADDER), geometry), 0.8)
+    rows = finding.metrics["levels"]
+    assert [row["s"] for row in rows] == [0.1, 0.25, 0.5, 1.0]
+    assert [row["overlap_at_k"] for row in rows] == pytest.approx([0.95, 0.75, 0.5, 0.25])
+    assert rows[0]["draws"] == pytest.approx([1.0, 0.9])
+    assert rows[2]["draws"] == pytest.approx([0.6, 0.4])
+    assert [row["cosine_change"] for row in rows] == [0.01, 0.02, 0.05, None]
+    assert all(row["standard_error"] is not None for row in rows)
+    assert finding.metrics["s50"] == pytest.approx(0.5)
+    assert finding.metrics["s50_bound"] is None
+    assert finding.metrics["queries"] == 2 and finding.metrics["k"] == 10
+    assert finding.message == (
+        "overlap@10 0.50 at s = 0.5; s50 0.50: cosine neighbours of a dot-product model depend "
+        "on an arbitrary per-dimension scale"
+    )
+    without = gauge_sensitivity(data(TrainedWith.DOT, neighbors(gauge=LADDER)), 0.8)
+    assert all(row["cosine_change"] is None for row in without.metrics["levels"])
+
+
+def test_gauge_sensitivity_standard_errors_are_those_of_each_levels_draws_and_queries():
+    from embaudit.estimates import crossed_standard_error
+
+    finding = gauge_sensitivity(data(TrainedWith.DOT, neighbors(gauge=LADDER)), 0.8)
+    for row in finding.metrics["levels"]:
+        assert row["standard_error"] == crossed_standard_error(np.array(LADDER[row["s"]]))
+    assert finding.metrics["standard_error"] == finding.metrics["levels"][2]["standard_error"]
+
+
+def test_the_headline_level_is_the_one_nearest_one_half_in_log_s():
+    assert HEADLINE_LEVEL == 0.5
+    ladder = {0.3: [[0.9, 0.9]], 0.9: [[0.4, 0.4]], 2.0: [[0.1, 0.1]]}
+    finding = gauge_sensitivity(data(TrainedWith.DOT, neighbors(gauge=ladder)), 0.8)
+    # |log(0.3/0.5)| = 0.51 < |log(0.9/0.5)| = 0.59: s = 0.3 is the headline.
+    assert finding.value == pytest.approx(0.9)
+    assert finding.message.startswith("overlap@10 0.90 at s = 0.3; s50 ")
+
+
+def test_s50_outside_the_ladder_is_reported_as_a_bound():
+    high = {0.1: [[0.9, 0.9]], 0.5: [[0.8, 0.8]], 1.0: [[0.7, 0.7]]}
+    finding = gauge_sensitivity(data(TrainedWith.UNKNOWN, neighbors(gauge=high)), 0.5)
+    assert finding.metrics["s50"] is None and finding.metrics["s50_bound"] == ">"
+    assert finding.message == "overlap@10 0.80 at s = 0.5; s50 > 1"
+    low = {0.1: [[0.4, 0.4]], 0.5: [[0.3, 0.3]], 1.0: [[0.2, 0.2]]}
+    finding = gauge_sensitivity(data(TrainedWith.UNKNOWN, neighbors(gauge=low)), 0.1)
+    assert finding.metrics["s50_bound"] == "<"
+    assert finding.message == "overlap@10 0.30 at s = 0.5; s50 < 0.1"
+
+
+def test_gauge_sensitivity_skips_without_gauge_blocks():
+    for measured in (None, neighbors(k=0, gauge=LADDER), neighbors()):
+        finding = gauge_sensitivity(data(TrainedWith.DOT, measured), 0.8)
+        assert finding.status == Status.SKIP and finding.value is None
+        assert finding.message == SKIP
+
+
+@pytest.mark.parametrize(("objective", "status", "impact", "action"), GAUGE)
+def test_canonical_gauge_weighs_by_the_declared_objective(objective, status, impact, action):
+    measured = neighbors(canonical=[0.5, 0.7, 0.6], dead=(1, 4))
+    finding = canonical_gauge(data(objective, measured), 0.8)
+    assert (finding.status, finding.impact, finding.recommendation) == (status, impact, action)
+    assert finding.value == pytest.approx(0.6)
+    assert finding.message.startswith(
+        "overlap@10 0.60 with the column-standardized data (dead dimensions left out: 2)"
+    )
+    assert finding.metrics["dead_dimensions"] == [1, 4]
+    assert finding.metrics["dead_dimension_count"] == 2
+    assert finding.metrics["k"] == 10 and finding.metrics["queries"] == 3
+
+
+def test_canonical_gauge_passes_at_the_threshold_and_lists_dead_dimensions_capped():
+    measured = neighbors(canonical=[0.8, 0.8], dead=tuple(range(60)), d=64)
+    finding = canonical_gauge(data(TrainedWith.DOT, measured), 0.8)
+    assert finding.status == Status.PASS
+    assert finding.metrics["dead_dimensions"] == list(range(DIMENSION_LIST_CAP))
+    assert finding.metrics["dead_dimension_count"] == 60
+    clean = canonical_gauge(data(TrainedWith.DOT, neighbors(canonical=[0.9, 1.0])), 0.8)
+    assert clean.message == "overlap@10 0.95 with the column-standardized data"
+    assert clean.metrics["dead_dimensions"] == [] and clean.metrics["dead_dimension_count"] == 0
+    empty = neighbors(canonical=[])
+    assert canonical_gauge(data(TrainedWith.DOT, empty), 0.8).status == Status.SKIP
+
+
+# EA501 --------------------------------------------------------------------------------------
+
+
+def hub(robin_hood: float, skewness: float = 1.5, antihubs: float = 0.25) -> Hubness:
+    return Hubness(skewness, robin_hood, antihubs, 7, np.array([0, 1, 1, 2, 7]))
+
+
+def sample(measured: Hubness | None, reference: Hubness | None, k: int = 10):
+    return SimpleNamespace(
+        hubness=measured, hubness_k=k, m=500, reference=SimpleNamespace(hubness=reference)
+    )
+
+
+@pytest.mark.parametrize("objective", list(TrainedWith))
+def test_hubness_warns_above_its_threshold_whatever_the_objective(objective):
+    finding = hubness(data(objective, None, sample(hub(0.6), hub(0.1, 0.3, 0.01))), 0.5)
+    assert finding.status == Status.WARN and finding.impact is None
+    assert finding.value == 0.6
+    assert finding.recommendation == (
+        "Centre the vectors, or apply hubness reduction before kNN retrieval"
+    )
+    assert finding.message == (
+        "Robin Hood index 0.60 (isotropic 0.10), k-occurrence skewness 1.50 (isotropic 0.30), "
+        "antihubs 25.0%: hubs crowd the neighbour lists and 25% of the rows are in none"
+    )
+    assert finding.metrics["reference"] == {
+        "skewness": 0.3,
+        "robin_hood": 0.1,
+        "antihub_rate": 0.01,
+    }
+    assert finding.metrics["k"] == 10 and finding.metrics["sample"] == 500
+    assert finding.metrics["robin_hood"] == 0.6 and finding.metrics["max_occurrence"] == 7
+
+
+def test_hubness_at_or_below_its_threshold_passes():
+    for robin_hood in (0.5, 0.2):
+        finding = hubness(data(TrainedWith.UNKNOWN, None, sample(hub(robin_hood), None)), 0.5)
+        assert finding.status == Status.PASS and finding.value == robin_hood
+        assert finding.recommendation is None
+        assert "reference" not in finding.metrics
+    assert finding.message == ("Robin Hood index 0.20, k-occurrence skewness 1.50, antihubs 25.0%")
+
+
+def test_hubness_skips_without_a_graph():
+    for geometry in (None, sample(None, None), sample(hub(0.9), None, k=0)):
+        finding = hubness(data(TrainedWith.UNKNOWN, None, geometry), 0.5)
+        assert finding.status == Status.SKIP and finding.value is None
+        assert finding.message == "needs at least 2 finite, non-zero rows"
