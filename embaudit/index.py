@@ -478,9 +478,8 @@ def measure_index(
         _add_sample(index, values, prepare, on_rows)
         del values
     else:
-        rng = np.random.default_rng(np.random.SeedSequence(plan.seed, spawn_key=(_TRAIN_STREAM,)))
         count = _training_rows(index, source.n)
-        train_values = draw_clean_rows(source, count, rng)[1] if count else np.empty((0, 0))
+        train_values = training_sample(source, count, plan.seed) if count else np.empty((0, 0))
         trained_on = _train_on(index, train_values, prepare, plan, timings)
         del train_values
         mark = time.perf_counter()
@@ -490,6 +489,14 @@ def measure_index(
     timings["index_build"] = time.perf_counter() - started
     measured = _compare(index, database, plan, objective)
     return replace(measured, trained_on=trained_on, timings=timings | measured.timings)
+
+
+def training_sample(source: EmbeddingSource, count: int, seed: int) -> Floats:
+    """The clean rows an index built on the whole file is trained on: ``count`` drawn at random
+    from their own stream of ``seed``, in draw order (faiss's k-means sees them in that order).
+    (count, d) float64."""
+    rng = np.random.default_rng(np.random.SeedSequence(seed, spawn_key=(_TRAIN_STREAM,)))
+    return draw_clean_rows(source, count, rng)[1]
 
 
 def _train_on(
