@@ -445,6 +445,22 @@ def explain(
     return EXIT_OK
 
 
+@app.command("mcp")
+def mcp_command() -> int:
+    """Serve the audit to AI agents over the Model Context Protocol (stdio).
+
+    Tools: check, compare_knn, gauge (each returns the JSON report) and explain. The server reads the files the agent names and writes none; it reads no configuration file. Needs the MCP SDK: pip install 'embaudit\\[mcp]'.
+
+    Example client configuration:
+
+      {"mcpServers": {"embaudit": {"command": "embaudit", "args": ["mcp"]}}}
+    """  # noqa: E501
+    from embaudit import mcp_server  # the SDK loads only for this command
+
+    mcp_server.serve()
+    return EXIT_OK
+
+
 def _conclude(
     report: AnyReport, format_name: str, output: Path | None, quiet: bool, exit_zero: bool
 ) -> int:
