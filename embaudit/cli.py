@@ -115,7 +115,8 @@ FileArgument = Annotated[
     str,
     typer.Argument(
         help="Embeddings: .npy, .npz, .parquet, a directory of parquet files, a parquet file "
-        "or directory as a URI (s3://bucket/prefix, gs://…, file://…), .jsonl / .ndjson, .csv.",
+        "or directory as a URI (s3://bucket/prefix, gs://…, file://…), .jsonl / .ndjson, .csv, "
+        ".fvecs / .bvecs, .fbin / .f16bin / .u8bin / .i8bin.",
         show_default=False,
     ),
 ]

@@ -279,6 +279,114 @@ def non_integer_k(tmp: Path):
     return [path, "-k", "ten"], "'-k'"
 
 
+def jsonl_ragged(tmp: Path):
+    path = tmp / "r.jsonl"
+    path.write_text('{"e": [1, 2]}\n\n{"e": [1, 2]}\n{"e": [1, 2, 3]}\n')
+    return [path], "ragged vectors (3 values, expected 2) at row 2 (line 4)"
+
+
+def jsonl_broken_record(tmp: Path):
+    path = tmp / "b.jsonl"
+    path.write_text('{"e": [1, 2]}\n{"e": [1, 2\n')
+    return [path], "cannot parse JSON Lines"
+
+
+def jsonl_string_values(tmp: Path):
+    path = tmp / "s.jsonl"
+    path.write_text('{"e": ["a", "b"]}\n')
+    return [path], "column 'e' holds string values"
+
+
+def jsonl_missing_column(tmp: Path):
+    path = tmp / "m.jsonl"
+    path.write_text('{"e": [1, 2]}\n')
+    return [path, "--column", "embedding"], "--column 'embedding' not found; columns are: e"
+
+
+def csv_not_a_number(tmp: Path):
+    path = tmp / "n.csv"
+    path.write_text('e\n"[1, 2]"\n"[1, x]"\n')
+    return [path], "'x' is not a number, at row 1 (line 3)"
+
+
+def csv_header_only(tmp: Path):
+    path = tmp / "h.csv"
+    path.write_text("a,b\n")
+    return [path], "no rows"
+
+
+def csv_short_row(tmp: Path):
+    path = tmp / "c.csv"
+    path.write_text("a,b\n1,2\n3\n")
+    return [path], "Expected 2 columns, got 1"
+
+
+def csv_text_column_in_wide_layout(tmp: Path):
+    path = tmp / "t.csv"
+    path.write_text("id,text,a\n1,x,0.5\n")
+    return [path], "column 'text' is string; the wide layout needs one float column"
+
+
+def csv_line_break_in_a_value(tmp: Path):
+    path = tmp / "q.csv"
+    path.write_text('a,b\n1,"x\ny"\n')
+    return [path], "a line break inside a quoted value?"
+
+
+def _bigann_bytes(n: int, d: int, values: np.ndarray) -> bytes:
+    return np.array([n, d], dtype="<u4").tobytes() + values.astype("<f4").tobytes()
+
+
+def _fvecs_bytes(vectors: np.ndarray) -> bytes:
+    n, d = vectors.shape
+    header = np.full((n, 1), d, dtype="<i4").view("<f4")
+    return np.hstack([header, vectors.astype("<f4")]).tobytes()
+
+
+def truncated_fvecs(tmp: Path):
+    path = tmp / "t.fvecs"
+    path.write_bytes(_fvecs_bytes(_vectors(10, 8))[:-7])
+    return [path], "is not a whole number of rows of 36 bytes"
+
+
+def fvecs_wrong_first_dimension(tmp: Path):
+    path = tmp / "w.fvecs"
+    path.write_bytes(np.int32(1 << 30).tobytes() + b"\0" * 60)
+    return [path], "wrong header: the first row declares d = 1,073,741,824"
+
+
+def fvecs_inconsistent_dimensions(tmp: Path):
+    path = tmp / "i.fvecs"
+    raw = bytearray(_fvecs_bytes(_vectors(10, 8)))
+    raw[-36:-32] = np.int32(7).tobytes()
+    path.write_bytes(bytes(raw))
+    return [path], "row 9 declares d = 7, the first row d = 8"
+
+
+def fbin_wrong_header(tmp: Path):
+    path = tmp / "h.fbin"
+    path.write_bytes(_bigann_bytes(7, 4, _vectors(6, 4)))
+    return [path], "truncated: the header promises 7 × 4 float32"
+
+
+def fbin_header_of_another_layout(tmp: Path):
+    path = tmp / "l.fbin"
+    path.write_bytes(_bigann_bytes(6, 2, _vectors(6, 4)))
+    return [path], "wrong header: the header promises 6 × 2 float32"
+
+
+def u8bin_shorter_than_its_header(tmp: Path):
+    path = tmp / "s.u8bin"
+    path.write_bytes(b"\1\0")
+    return [path], "shorter than the 8-byte header"
+
+
+def i8bin_without_rows(tmp: Path):
+    path = tmp / "z.i8bin"
+    path.write_bytes(np.array([0, 4], dtype="<u4").tobytes())
+    return [path], "no rows"
+
+
 CASES: list[Maker] = [
     truncated_npy,
     wrong_magic,
@@ -320,6 +428,22 @@ CASES: list[Maker] = [
     unknown_objective,
     unknown_format,
     non_integer_k,
+    jsonl_ragged,
+    jsonl_broken_record,
+    jsonl_string_values,
+    jsonl_missing_column,
+    csv_not_a_number,
+    csv_header_only,
+    csv_short_row,
+    csv_text_column_in_wide_layout,
+    csv_line_break_in_a_value,
+    truncated_fvecs,
+    fvecs_wrong_first_dimension,
+    fvecs_inconsistent_dimensions,
+    fbin_wrong_header,
+    fbin_header_of_another_layout,
+    u8bin_shorter_than_its_header,
+    i8bin_without_rows,
 ]
 
 

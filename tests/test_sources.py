@@ -332,3 +332,68 @@ def test_text_fragments_are_runs_of_lines_read_alone(tmp_path, monkeypatch, suff
     for fragment in fragments:
         read = np.concatenate([c.values for c in source.read(fragment, 4)])
         np.testing.assert_array_equal(read, vectors[fragment.start : fragment.stop])
+
+
+# TEXMEX and big-ann ---------------------------------------------------------------------------
+
+
+def _texmex(path, rows, dtype):
+    from tests.test_sources_report import write_texmex
+
+    write_texmex(path, rows, dtype)
+    return path
+
+
+def _bigann(path, rows, dtype):
+    from tests.test_sources_report import write_bigann
+
+    write_bigann(path, rows, dtype)
+    return path
+
+
+@pytest.mark.parametrize(
+    ("suffix", "dtype", "chunk_dtype"),
+    [
+        (".fvecs", "<f4", np.float32),
+        (".bvecs", "u1", np.float32),
+        (".fbin", "<f4", np.float32),
+        (".f16bin", "<f2", np.float16),
+        (".u8bin", "u1", np.float32),
+        (".i8bin", "i1", np.float32),
+    ],
+)
+def test_benchmark_layouts_are_memory_mapped_and_stream_their_values(
+    tmp_path, suffix, dtype, chunk_dtype
+):
+    rows = np.random.default_rng(6).integers(-100, 100, size=(30, 7))
+    if dtype == "u1":
+        rows += 100
+    path = tmp_path / f"base{suffix}"
+    (_texmex if suffix in (".fvecs", ".bvecs") else _bigann)(path, rows, dtype)
+    source = open_source(path)
+    assert source._mapping is not None
+    assert (source.n, source.d, source.dtype) == (30, 7, np.dtype(chunk_dtype))
+    assert source.describe()["dtype"] == np.dtype(dtype).newbyteorder("=").name
+    assert source.describe()["format"] == suffix[1:]
+    np.testing.assert_array_equal(_stream(source, 4), rows)
+    np.testing.assert_array_equal(source.take([29, 0, 0, 13]), rows[[29, 0, 0, 13]])
+
+
+def test_a_fvecs_row_with_another_dimension_is_found_when_read(tmp_path):
+    path = _texmex(tmp_path / "c.fvecs", np.ones((20, 3)), "<f4")
+    raw = bytearray(path.read_bytes())
+    raw[16 * 11 : 16 * 11 + 4] = np.int32(2).tobytes()  # row 11 of 4 + 3 × 4 bytes
+    path.write_bytes(bytes(raw))
+    source = open_source(path)  # the first and last rows are fine
+    with pytest.raises(InputError, match="row 11 declares d = 2, the first row d = 3"):
+        _stream(source, 5)
+    with pytest.raises(InputError, match="row 11 declares d = 2"):
+        source.take([0, 11])
+
+
+def test_int8_npy_is_read_as_quantized_vectors(tmp_path):
+    codes = np.arange(-6, 6, dtype=np.int8).reshape(4, 3)
+    np.save(tmp_path / "codes.npy", codes)
+    source = open_source(tmp_path / "codes.npy")
+    assert source.describe()["dtype"] == "int8" and source.dtype == np.float32
+    np.testing.assert_array_equal(_stream(source, 3), codes)

@@ -93,8 +93,73 @@ def csv_wide(rows: np.ndarray, folder: Path) -> dict[str, Any]:
     return {"source": path}
 
 
+def write_texmex(path: Path, rows: np.ndarray, dtype: str) -> None:
+    """TEXMEX: every row is <int32 d> then its d values."""
+    n, d = rows.shape
+    values = np.ascontiguousarray(rows.astype(dtype)).view(np.uint8).reshape(n, -1)
+    header = np.broadcast_to(np.frombuffer(np.int32(d).astype("<i4").tobytes(), np.uint8), (n, 4))
+    np.hstack([header, values]).tofile(path)
+
+
+def write_bigann(path: Path, rows: np.ndarray, dtype: str) -> None:
+    """big-ann: <uint32 n><uint32 d> then the n × d values."""
+    with path.open("wb") as stream:
+        stream.write(np.array(rows.shape, dtype="<u4").tobytes())
+        stream.write(np.ascontiguousarray(rows.astype(dtype)).tobytes())
+
+
+def fvecs(rows: np.ndarray, folder: Path) -> dict[str, Any]:
+    write_texmex(folder / "base.fvecs", rows, "<f4")
+    return {"source": folder / "base.fvecs"}
+
+
+def fbin(rows: np.ndarray, folder: Path) -> dict[str, Any]:
+    write_bigann(folder / "base.fbin", rows, "<f4")
+    return {"source": folder / "base.fbin"}
+
+
+def f16bin(rows: np.ndarray, folder: Path) -> dict[str, Any]:
+    write_bigann(folder / "base.f16bin", rows, "<f2")
+    return {"source": folder / "base.f16bin"}
+
+
 WITH_IDS = [jsonl_list, jsonl_wide, csv_list, csv_wide]
-WRITERS: list[Writer] = [*WITH_IDS]
+WRITERS: list[Writer] = [*WITH_IDS, fvecs, fbin, f16bin]
+
+
+def _quantized() -> np.ndarray:
+    """int8 codes of clustered rows, as a scalar quantizer writes them; row ZERO_ROW is zero."""
+    rng = np.random.default_rng(5)
+    centres = rng.standard_normal((6, D))
+    rows = centres[rng.integers(6, size=N)] + 0.5 * rng.standard_normal((N, D))
+    codes = np.clip(np.round(rows * 30), -127, 127)
+    codes[ZERO_ROW] = 0
+    return codes
+
+
+def i8bin(codes: np.ndarray, folder: Path) -> dict[str, Any]:
+    write_bigann(folder / "codes.i8bin", codes, "i1")
+    return {"source": folder / "codes.i8bin"}
+
+
+def i8_npy(codes: np.ndarray, folder: Path) -> dict[str, Any]:
+    np.save(folder / "codes.npy", codes.astype(np.int8))
+    return {"source": folder / "codes.npy"}
+
+
+def u8bin(codes: np.ndarray, folder: Path) -> dict[str, Any]:
+    """uint8 codes are the int8 codes offset by 128: a shift every check sees, so the rows are
+    compared with the shifted float32 rows."""
+    write_bigann(folder / "codes.u8bin", codes + 128, "u1")
+    return {"source": folder / "codes.u8bin", "offset": 128}
+
+
+def bvecs(codes: np.ndarray, folder: Path) -> dict[str, Any]:
+    write_texmex(folder / "codes.bvecs", codes + 128, "u1")
+    return {"source": folder / "codes.bvecs", "offset": 128}
+
+
+QUANTIZED: list[Writer] = [i8bin, i8_npy, u8bin, bvecs]
 
 
 @pytest.fixture(scope="module")
@@ -130,6 +195,17 @@ def assert_same_checks(report: Report, reference: Report) -> None:
 @pytest.mark.parametrize("write", WRITERS, ids=[write.__name__ for write in WRITERS])
 def test_every_source_gives_the_report_of_the_float32_npy(write, folder, reference):
     assert_same_checks(_audit(write, folder), reference)
+
+
+@pytest.mark.parametrize("write", QUANTIZED, ids=[write.__name__ for write in QUANTIZED])
+def test_quantized_vectors_give_the_report_of_their_float32_values(write, folder):
+    given = write(_quantized(), folder)
+    offset = given.pop("offset", 0)
+    report = embaudit.audit(given.pop("source"), k=5, seed=3)
+    assert report.input["dtype"] == ("uint8" if offset else "int8")
+    np.save(folder / f"values_{offset}.npy", (_quantized() + offset).astype(np.float32))
+    reference = embaudit.audit(folder / f"values_{offset}.npy", k=5, seed=3)
+    assert_same_checks(report, reference)
 
 
 @pytest.mark.parametrize("write", WITH_IDS, ids=[write.__name__ for write in WITH_IDS])

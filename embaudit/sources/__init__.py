@@ -14,6 +14,7 @@ from embaudit.sources.arrays import ArraySource, open_npy, open_npz
 from embaudit.sources.base import Chunk, EmbeddingSource, Fragment
 from embaudit.sources.parquet import ParquetSource
 from embaudit.sources.text import TextSource
+from embaudit.sources.vecs import BIGANN, TEXMEX, open_vectors
 
 __all__ = [
     "ArraySource",
@@ -33,6 +34,7 @@ FORMATS: dict[str, tuple[str, frozenset[str]]] = {
     ".jsonl": ("jsonl", frozenset({"column", "id_column"})),
     ".ndjson": ("jsonl", frozenset({"column", "id_column"})),
     ".csv": ("csv", frozenset({"column", "id_column"})),
+    **{suffix: (suffix[1:], frozenset()) for suffix in (*TEXMEX, *BIGANN)},
 }
 SUFFIXES = tuple(FORMATS)
 
@@ -52,7 +54,8 @@ def open_source(
     id_column: str | None = None,
 ) -> EmbeddingSource:
     """Open a path (``.npy``, ``.npz``, ``.parquet`` or a directory of parquet files,
-    ``.jsonl`` / ``.ndjson``, ``.csv``) or wrap an in-memory 2-D float array.
+    ``.jsonl`` / ``.ndjson``, ``.csv``, ``.fvecs`` / ``.bvecs``, ``.fbin`` / ``.f16bin`` /
+    ``.u8bin`` / ``.i8bin``) or wrap an in-memory 2-D float array.
 
     ``key`` picks the array of an ``.npz``; ``column`` and ``id_column`` name the columns
     holding the vectors and the row ids (parquet, JSON Lines, CSV). Options that do not apply to
@@ -107,6 +110,8 @@ def _open_file(
         return open_npz(path, key)
     if format in ("jsonl", "csv"):
         return TextSource(path, format=format, column=column, id_column=id_column)
+    if path.suffix.lower() in (*TEXMEX, *BIGANN):
+        return open_vectors(path)
     return ParquetSource(path, column=column, id_column=id_column)
 
 

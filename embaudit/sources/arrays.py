@@ -1,4 +1,6 @@
-"""Sources backed by one NumPy array: in memory, a memory-mapped ``.npy``, or a ``.npz`` member."""
+"""Sources backed by one NumPy array: in memory, a memory-mapped ``.npy``, or a ``.npz`` member.
+
+The array holds floats (float16/32/64), or quantized int8 / uint8 vectors, read as float32."""
 
 from __future__ import annotations
 
@@ -47,12 +49,20 @@ class ArraySource(EmbeddingSource):
         self.path = path
         self.format = format
         what = "array" if path is None else "data"
-        check_float_dtype(array.dtype, path, what)
+        check_float_dtype(array.dtype, path, what, quantized=True)
         self.n, self.d = check_shape(array.shape, path, what)
         self.dtype = array.dtype.newbyteorder("=")
+        if self.dtype.kind in "iu":  # quantized vectors: read as float32
+            self.stored_dtype, self.dtype = self.dtype, np.dtype(np.float32)
         self._array = array
         self._mapping = mapping
         self._data_offset = data_offset
+        # Bytes from one row to the next when each row's values are contiguous (C order, or
+        # rows with a header of their own such as .fvecs); None otherwise (Fortran order).
+        row_major = array.strides[1] == array.itemsize and array.strides[0] >= self.d * (
+            array.itemsize
+        )
+        self._row_stride: int | None = array.strides[0] if row_major else None
 
     def _native(self, block: npt.NDArray[Any]) -> npt.NDArray[np.floating[Any]]:
         return np.ascontiguousarray(block, dtype=self.dtype)
@@ -87,10 +97,10 @@ class ArraySource(EmbeddingSource):
         of megabytes of the file resident."""
         if self._mapping is None or not hasattr(mmap, "MADV_DONTNEED"):
             return
-        if not self._array.flags.c_contiguous:
+        if self._row_stride is None:
             self._advise(mmap.MADV_DONTNEED)
             return
-        row_bytes = self.d * self._array.dtype.itemsize
+        row_bytes = self._row_stride
         span = 2**21  # the largest fault-around or folio a fault may map
         for row in np.unique(rows).tolist():
             first = self._data_offset + row * row_bytes
@@ -101,8 +111,8 @@ class ArraySource(EmbeddingSource):
         """Drop the mapped pages of rows [start, stop) from this process (not from the cache)."""
         if self._mapping is None or not hasattr(mmap, "MADV_DONTNEED"):
             return
-        if self._array.flags.c_contiguous:
-            row_bytes = self.d * self._array.dtype.itemsize
+        if self._row_stride is not None:
+            row_bytes = self._row_stride
             # Keep the page holding the next row: it may be shared with this chunk's last row.
             first = self._data_offset + start * row_bytes
             last = self._data_offset + stop * row_bytes
@@ -138,7 +148,7 @@ def _read_npy_header(stream: IO[bytes], where: str) -> tuple[tuple[int, ...], bo
 def _validate_header(
     shape: tuple[int, ...], dtype: np.dtype[Any], available: int, where: str
 ) -> int:
-    check_float_dtype(dtype, where, "data")
+    check_float_dtype(dtype, where, "data", quantized=True)
     check_shape(shape, where, "data")
     needed = math.prod(int(size) for size in shape) * dtype.itemsize  # exact: no overflow
     if available < needed:

@@ -14,6 +14,9 @@ from embaudit.errors import InputError
 
 #: Storage dtypes embaudit reads. Compute is float32, with float64 where sums grow.
 FLOAT_DTYPES = (np.dtype(np.float16), np.dtype(np.float32), np.dtype(np.float64))
+#: Quantized vectors (int8 / uint8) are embeddings too: their values are audited, read as
+#: float32 chunks, and the storage dtype is reported.
+QUANTIZED_DTYPES = (np.dtype(np.int8), np.dtype(np.uint8))
 
 #: Default chunk size in bytes of float64 work per chunk (chunks are converted for accumulation).
 CHUNK_BYTES = 64 * 2**20
@@ -58,8 +61,11 @@ class EmbeddingSource(ABC):
     format: str
     n: int
     d: int
-    dtype: np.dtype[Any]
+    dtype: np.dtype[Any]  # the dtype of the chunks' values
     id_column: str | None = None
+    #: The dtype the values are stored in when the chunks convert them (int8 / uint8 read as
+    #: float32); the report's ``input.dtype`` names it.
+    stored_dtype: np.dtype[Any] | None = None
 
     def default_chunk_rows(self) -> int:
         return max(1, CHUNK_BYTES // (8 * self.d))
@@ -96,17 +102,22 @@ class EmbeddingSource(ABC):
             "format": self.format,
             "n": self.n,
             "d": self.d,
-            "dtype": self.dtype.name,
+            "dtype": (self.stored_dtype or self.dtype).name,
         }
         if self.id_column is not None:
             info["id_column"] = self.id_column
         return info
 
 
-def check_float_dtype(dtype: np.dtype[Any], where: str | None, what: str = "array") -> None:
-    """Raise an InputError unless ``dtype`` is float16, float32 or float64 (any byte order)."""
+def check_float_dtype(
+    dtype: np.dtype[Any], where: str | None, what: str = "array", *, quantized: bool = False
+) -> None:
+    """Raise an InputError unless ``dtype`` is float16, float32 or float64 (any byte order), or
+    with ``quantized`` int8 / uint8."""
     if dtype.fields is not None:
         raise InputError(where, f"{what} has a structured dtype {dtype}; expected float16/32/64")
+    if quantized and dtype in QUANTIZED_DTYPES:
+        return
     if dtype.kind != "f" or dtype.newbyteorder("=") not in FLOAT_DTYPES:
         kind = {
             "O": "Python objects",
@@ -117,10 +128,10 @@ def check_float_dtype(dtype: np.dtype[Any], where: str | None, what: str = "arra
             "i": "integers",
             "u": "unsigned integers",
         }.get(dtype.kind, "non-float values")
+        allowed = "float16, float32 or float64" + (" (or int8 / uint8)" if quantized else "")
         hint = "; convert with .astype(np.float32)" if dtype.kind in "iub" else ""
         raise InputError(
-            where,
-            f"{what} holds {kind} (dtype {dtype.name}); expected float16, float32 or float64{hint}",
+            where, f"{what} holds {kind} (dtype {dtype.name}); expected {allowed}{hint}"
         )
 
 
