@@ -179,3 +179,13 @@ def test_a_check_report_in_a_notebook_renders_in_a_browser(reports, check_html, 
     finally:
         driver.quit()
     assert (ARTIFACTS / "notebook-check.png").stat().st_size > 10_000
+
+
+def test_the_readme_shows_these_reprs(reports, monkeypatch):
+    monkeypatch.chdir(FIXTURES.parent)
+    readme = Path("README.md").read_text()
+    assert f"# {reports['check']!r}" in readme
+    files = compare_knn(
+        "fixtures/sphere.npy", "fixtures/unnormalized.npy", queries=100, min_overlap=0.9
+    )
+    assert f"# repr: {files!r}" in readme
