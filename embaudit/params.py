@@ -186,7 +186,7 @@ KEY = Param(
     None,
     Custom(_text),
     "--key",
-    "The array to read from an .npz archive.",
+    "The array to read: an .npz member, a .safetensors tensor.",
     optional=True,
     in_config=True,
 )

@@ -240,7 +240,7 @@ def npz_truncated_member(tmp: Path):
 def key_on_npy(tmp: Path):
     path = tmp / "a.npy"
     np.save(path, _vectors())
-    return [path, "--key", "x"], "--key applies to .npz files"
+    return [path, "--key", "x"], "--key applies to .npz"
 
 
 def column_on_npy(tmp: Path):
@@ -387,6 +387,45 @@ def i8bin_without_rows(tmp: Path):
     return [path], "no rows"
 
 
+def _safetensors(path: Path, tensors: dict) -> Path:
+    from tests.test_sources_report import write_safetensors
+
+    write_safetensors(path, tensors)
+    return path
+
+
+def safetensors_several_tables(tmp: Path):
+    path = _safetensors(tmp / "s.safetensors", {"a": ("F32", _vectors()), "b": ("F32", _vectors())})
+    return [path], "holds 2 2-D tensors (a (6 × 4 F32), b (6 × 4 F32)); pick one with --key"
+
+
+def safetensors_missing_key(tmp: Path):
+    path = _safetensors(tmp / "k.safetensors", {"a": ("F32", _vectors())})
+    return [path, "--key", "emb"], "--key 'emb' not found; the file holds: a (6 × 4 F32)"
+
+
+def safetensors_three_dimensional(tmp: Path):
+    path = _safetensors(tmp / "3.safetensors", {"a": ("F32", _vectors(6, 4).reshape(2, 3, 4))})
+    return [path, "--key", "a"], "the tensor has 3 dimension(s), shape (2, 3, 4)"
+
+
+def safetensors_integer_ids(tmp: Path):
+    path = _safetensors(tmp / "i.safetensors", {"ids": ("I64", np.ones((3, 2), dtype=np.int64))})
+    return [path], "the tensor holds I64 values; expected F16, BF16, F32, F64, I8 or U8"
+
+
+def safetensors_truncated(tmp: Path):
+    path = _safetensors(tmp / "t.safetensors", {"a": ("F32", _vectors(50, 8))})
+    path.write_bytes(path.read_bytes()[:-10])
+    return [path], "truncated: the tensor ends at byte 1,600 of data"
+
+
+def safetensors_not_a_header(tmp: Path):
+    path = tmp / "n.safetensors"
+    path.write_bytes(b"\x93NUMPY\x01\x00 this is an npy file")
+    return [path], "not a safetensors file: the header length"
+
+
 CASES: list[Maker] = [
     truncated_npy,
     wrong_magic,
@@ -444,6 +483,12 @@ CASES: list[Maker] = [
     fbin_header_of_another_layout,
     u8bin_shorter_than_its_header,
     i8bin_without_rows,
+    safetensors_several_tables,
+    safetensors_missing_key,
+    safetensors_three_dimensional,
+    safetensors_integer_ids,
+    safetensors_truncated,
+    safetensors_not_a_header,
 ]
 
 

@@ -397,3 +397,32 @@ def test_int8_npy_is_read_as_quantized_vectors(tmp_path):
     source = open_source(tmp_path / "codes.npy")
     assert source.describe()["dtype"] == "int8" and source.dtype == np.float32
     np.testing.assert_array_equal(_stream(source, 3), codes)
+
+
+# safetensors ----------------------------------------------------------------------------------
+
+
+def test_safetensors_written_by_the_library_is_memory_mapped(tmp_path):
+    numpy_io = pytest.importorskip("safetensors.numpy")
+    table = np.random.default_rng(7).standard_normal((25, 6)).astype(np.float32)
+    numpy_io.save_file({"emb": table, "bias": np.zeros(6, np.float32)}, tmp_path / "m.safetensors")
+    source = open_source(tmp_path / "m.safetensors")  # the only 2-D tensor
+    assert source._mapping is not None
+    assert source.path == f"{tmp_path / 'm.safetensors'}[emb]"
+    assert source.describe()["format"] == "safetensors"
+    np.testing.assert_array_equal(_stream(source, 4), table)
+    np.testing.assert_array_equal(source.take([24, 0]), table[[24, 0]])
+
+
+def test_safetensors_bfloat16_reads_as_float32(tmp_path):
+    from tests.test_sources_report import write_safetensors
+
+    table = np.random.default_rng(8).standard_normal((9, 4)).astype(np.float32)
+    upper = (table.view(np.uint32) >> 16).astype("<u2")  # bfloat16: the upper half of the bits
+    write_safetensors(tmp_path / "b.safetensors", {"w": ("BF16", upper)})
+    source = open_source(tmp_path / "b.safetensors")
+    expected = (upper.astype(np.uint32) << 16).view(np.float32)
+    assert source.dtype == np.float32 and source.describe()["dtype"] == "bfloat16"
+    np.testing.assert_array_equal(_stream(source, 2), expected)
+    np.testing.assert_array_equal(source.take([8, 1]), expected[[8, 1]])
+    assert np.abs(expected - table).max() <= np.abs(table).max() * 2.0**-7

@@ -123,8 +123,43 @@ def f16bin(rows: np.ndarray, folder: Path) -> dict[str, Any]:
     return {"source": folder / "base.f16bin"}
 
 
+def write_safetensors(path: Path, tensors: dict[str, tuple[str, np.ndarray]]) -> None:
+    """A .safetensors file by hand: the 8-byte header length, the JSON header, the data.
+    ``tensors`` maps a name to (safetensors dtype, the array's bytes as stored)."""
+    header: dict[str, Any] = {"__metadata__": {"format": "np"}}
+    data = b""
+    for name, (dtype, array) in tensors.items():
+        raw = np.ascontiguousarray(array).tobytes()
+        header[name] = {
+            "dtype": dtype,
+            "shape": list(array.shape),
+            "data_offsets": [len(data), len(data) + len(raw)],
+        }
+        data += raw
+    text = json.dumps(header).encode()
+    path.write_bytes(len(text).to_bytes(8, "little") + text + data)
+
+
+def safetensors_f32(rows: np.ndarray, folder: Path) -> dict[str, Any]:
+    """An embedding table beside other tensors of the model: --key picks it."""
+    path = folder / "model.safetensors"
+    tensors = {
+        "embeddings.weight": ("F32", rows.astype("<f4")),
+        "head.weight": ("F32", np.ones((3, 4), dtype="<f4")),
+        "head.bias": ("F32", np.zeros(3, dtype="<f4")),
+    }
+    write_safetensors(path, tensors)
+    return {"source": path, "key": "embeddings.weight"}
+
+
+def safetensors_f16(rows: np.ndarray, folder: Path) -> dict[str, Any]:
+    path = folder / "table.safetensors"
+    write_safetensors(path, {"table": ("F16", rows.astype("<f2"))})
+    return {"source": path}
+
+
 WITH_IDS = [jsonl_list, jsonl_wide, csv_list, csv_wide]
-WRITERS: list[Writer] = [*WITH_IDS, fvecs, fbin, f16bin]
+WRITERS: list[Writer] = [*WITH_IDS, fvecs, fbin, f16bin, safetensors_f32, safetensors_f16]
 
 
 def _quantized() -> np.ndarray:
@@ -159,7 +194,12 @@ def bvecs(codes: np.ndarray, folder: Path) -> dict[str, Any]:
     return {"source": folder / "codes.bvecs", "offset": 128}
 
 
-QUANTIZED: list[Writer] = [i8bin, i8_npy, u8bin, bvecs]
+def safetensors_i8(codes: np.ndarray, folder: Path) -> dict[str, Any]:
+    write_safetensors(folder / "codes.safetensors", {"codes": ("I8", codes.astype(np.int8))})
+    return {"source": folder / "codes.safetensors"}
+
+
+QUANTIZED: list[Writer] = [i8bin, i8_npy, u8bin, bvecs, safetensors_i8]
 
 
 @pytest.fixture(scope="module")

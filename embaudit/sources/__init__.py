@@ -13,6 +13,7 @@ from embaudit.params import ParameterError
 from embaudit.sources.arrays import ArraySource, open_npy, open_npz
 from embaudit.sources.base import Chunk, EmbeddingSource, Fragment
 from embaudit.sources.parquet import ParquetSource
+from embaudit.sources.tensors import open_safetensors
 from embaudit.sources.text import TextSource
 from embaudit.sources.vecs import BIGANN, TEXMEX, open_vectors
 
@@ -35,12 +36,13 @@ FORMATS: dict[str, tuple[str, frozenset[str]]] = {
     ".ndjson": ("jsonl", frozenset({"column", "id_column"})),
     ".csv": ("csv", frozenset({"column", "id_column"})),
     **{suffix: (suffix[1:], frozenset()) for suffix in (*TEXMEX, *BIGANN)},
+    ".safetensors": ("safetensors", frozenset({"key"})),
 }
 SUFFIXES = tuple(FORMATS)
 
 #: What each option applies to, for the message when it is given elsewhere.
 _APPLIES_TO = {
-    "key": ".npz files",
+    "key": ".npz and .safetensors files",
     "column": "parquet, JSON Lines and CSV input",
     "id_column": "parquet, JSON Lines and CSV input",
 }
@@ -55,11 +57,11 @@ def open_source(
 ) -> EmbeddingSource:
     """Open a path (``.npy``, ``.npz``, ``.parquet`` or a directory of parquet files,
     ``.jsonl`` / ``.ndjson``, ``.csv``, ``.fvecs`` / ``.bvecs``, ``.fbin`` / ``.f16bin`` /
-    ``.u8bin`` / ``.i8bin``) or wrap an in-memory 2-D float array.
+    ``.u8bin`` / ``.i8bin``, ``.safetensors``) or wrap an in-memory 2-D float array.
 
-    ``key`` picks the array of an ``.npz``; ``column`` and ``id_column`` name the columns
-    holding the vectors and the row ids (parquet, JSON Lines, CSV). Options that do not apply to
-    the format are usage errors.
+    ``key`` picks the array of an ``.npz`` or the tensor of a ``.safetensors`` file; ``column``
+    and ``id_column`` name the columns holding the vectors and the row ids (parquet, JSON Lines,
+    CSV). Options that do not apply to the format are usage errors.
     """
     options = {"key": key, "column": column, "id_column": id_column}
     if isinstance(source, EmbeddingSource):
@@ -112,6 +114,8 @@ def _open_file(
         return TextSource(path, format=format, column=column, id_column=id_column)
     if path.suffix.lower() in (*TEXMEX, *BIGANN):
         return open_vectors(path)
+    if format == "safetensors":
+        return open_safetensors(path, key)
     return ParquetSource(path, column=column, id_column=id_column)
 
 
@@ -175,7 +179,7 @@ def _open_uri(
     import pyarrow.fs as pafs
 
     if key is not None:
-        raise _not_for("key", f".npz files, not {uri}")
+        raise _not_for("key", f"{_APPLIES_TO['key']}, not {uri}")
     try:
         filesystem, root = pafs.FileSystem.from_uri(uri)
     except (pa.ArrowException, OSError) as exc:
