@@ -186,7 +186,8 @@ KEY = Param(
     None,
     Custom(_text),
     "--key",
-    "The array to read: an .npz member, a .safetensors tensor.",
+    "The array to read: an .npz member, a .safetensors tensor, an HDF5 dataset (default: "
+    "train, else the only 2-D one).",
     optional=True,
     in_config=True,
 )

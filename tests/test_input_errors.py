@@ -426,6 +426,35 @@ def safetensors_not_a_header(tmp: Path):
     return [path], "not a safetensors file: the header length"
 
 
+def _hdf5(path: Path, datasets: dict) -> Path:
+    h5py = pytest.importorskip("h5py")
+    with h5py.File(path, "w") as file:
+        for name, data in datasets.items():
+            file.create_dataset(name, data=data)
+    return path
+
+
+def hdf5_not_hdf5(tmp: Path):
+    path = tmp / "n.h5"
+    path.write_bytes(b"\x89HDF but not really" * 8)
+    return [path], "not a readable HDF5 file"
+
+
+def hdf5_missing_key(tmp: Path):
+    path = _hdf5(tmp / "k.hdf5", {"train": _vectors(), "test": _vectors(2, 4)})
+    return [path, "--key", "base"], "--key 'base' not found; the file holds: test (2 × 4 float32)"
+
+
+def hdf5_several_datasets_and_no_train(tmp: Path):
+    path = _hdf5(tmp / "s.h5", {"items": _vectors(), "users": _vectors()})
+    return [path], "holds 2 2-D datasets (items (6 × 4 float32), users (6 × 4 float32))"
+
+
+def hdf5_neighbor_ids(tmp: Path):
+    path = _hdf5(tmp / "i.hdf5", {"train": _vectors(), "neighbors": np.ones((3, 2), np.int32)})
+    return [path, "--key", "neighbors"], "dataset holds integers (dtype int32)"
+
+
 CASES: list[Maker] = [
     truncated_npy,
     wrong_magic,
@@ -489,6 +518,10 @@ CASES: list[Maker] = [
     safetensors_integer_ids,
     safetensors_truncated,
     safetensors_not_a_header,
+    hdf5_not_hdf5,
+    hdf5_missing_key,
+    hdf5_several_datasets_and_no_train,
+    hdf5_neighbor_ids,
 ]
 
 

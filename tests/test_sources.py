@@ -426,3 +426,61 @@ def test_safetensors_bfloat16_reads_as_float32(tmp_path):
     np.testing.assert_array_equal(_stream(source, 2), expected)
     np.testing.assert_array_equal(source.take([8, 1]), expected[[8, 1]])
     assert np.abs(expected - table).max() <= np.abs(table).max() * 2.0**-7
+
+
+# HDF5 -----------------------------------------------------------------------------------------
+
+
+def _ann_benchmarks(path, train, distance="angular"):
+    h5py = pytest.importorskip("h5py")
+    with h5py.File(path, "w") as file:
+        file.attrs["distance"] = distance
+        file.create_dataset("train", data=train, chunks=(8, train.shape[1]), compression="gzip")
+        file.create_dataset("test", data=train[:4])
+        file.create_dataset("neighbors", data=np.zeros((4, 3), dtype=np.int32))
+    return path
+
+
+@pytest.mark.parametrize(
+    ("distance", "metric"), [("angular", "cosine"), ("euclidean", "l2"), ("dot", "ip")]
+)
+def test_hdf5_reads_train_and_reports_the_distance_and_its_metric(tmp_path, distance, metric):
+    train = np.random.default_rng(9).standard_normal((30, 5)).astype(np.float32)
+    source = open_source(_ann_benchmarks(tmp_path / "a.hdf5", train, distance))
+    info = source.describe()
+    assert (info["format"], info["key"], info["distance"], info["metric"]) == (
+        "hdf5",
+        "train",
+        distance,
+        metric,
+    )
+    assert source.path == f"{tmp_path / 'a.hdf5'}[train]"
+    np.testing.assert_array_equal(_stream(source, 7), train)
+    rows = np.array([29, 0, 0, 9, 8, 10])
+    np.testing.assert_array_equal(source.take(rows), train[rows])
+
+
+def test_hdf5_key_picks_a_nested_dataset_of_any_float_or_quantized_dtype(tmp_path):
+    h5py = pytest.importorskip("h5py")
+    table = np.arange(24, dtype=np.float16).reshape(6, 4)
+    with h5py.File(tmp_path / "m.h5", "w") as file:
+        file.create_dataset("model/items", data=table)
+        file.create_dataset("model/codes", data=table.astype(np.int8))
+    source = open_source(tmp_path / "m.h5", key="/model/items")
+    assert source.dtype == np.float16 and "distance" not in source.describe()
+    np.testing.assert_array_equal(_stream(source), table)
+    codes = open_source(tmp_path / "m.h5", key="model/codes")
+    assert codes.describe()["dtype"] == "int8" and codes.dtype == np.float32
+    np.testing.assert_array_equal(_stream(codes), table)
+
+
+def test_a_missing_optional_reader_names_its_install_command(tmp_path, monkeypatch):
+    import sys
+
+    path = tmp_path / "a.h5"
+    path.write_bytes(b"")
+    monkeypatch.setitem(sys.modules, "h5py", None)  # import h5py raises ImportError
+    with pytest.raises(
+        InputError, match=r"a.h5: reading HDF5 needs h5py: pip install 'embaudit\[hdf5\]'"
+    ):
+        open_source(path)

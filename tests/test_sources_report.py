@@ -158,8 +158,30 @@ def safetensors_f16(rows: np.ndarray, folder: Path) -> dict[str, Any]:
     return {"source": path}
 
 
+def hdf5_ann_benchmarks(rows: np.ndarray, folder: Path) -> dict[str, Any]:
+    """The ann-benchmarks layout: train (read by default), test, neighbors, a distance."""
+    h5py = pytest.importorskip("h5py")
+    path = folder / "glove-16-angular.hdf5"
+    with h5py.File(path, "w") as file:
+        file.attrs["distance"] = "angular"
+        file.create_dataset(
+            "train", data=rows.astype(np.float32), chunks=(64, D), compression="gzip"
+        )
+        file.create_dataset("test", data=rows[:10].astype(np.float32))
+        file.create_dataset("neighbors", data=np.zeros((10, 5), dtype=np.int32))
+    return {"source": path}
+
+
 WITH_IDS = [jsonl_list, jsonl_wide, csv_list, csv_wide]
-WRITERS: list[Writer] = [*WITH_IDS, fvecs, fbin, f16bin, safetensors_f32, safetensors_f16]
+WRITERS: list[Writer] = [
+    *WITH_IDS,
+    fvecs,
+    fbin,
+    f16bin,
+    safetensors_f32,
+    safetensors_f16,
+    hdf5_ann_benchmarks,
+]
 
 
 def _quantized() -> np.ndarray:

@@ -12,6 +12,7 @@ from embaudit.errors import InputError
 from embaudit.params import ParameterError
 from embaudit.sources.arrays import ArraySource, open_npy, open_npz
 from embaudit.sources.base import Chunk, EmbeddingSource, Fragment
+from embaudit.sources.hdf5 import HDF5Source
 from embaudit.sources.parquet import ParquetSource
 from embaudit.sources.tensors import open_safetensors
 from embaudit.sources.text import TextSource
@@ -37,12 +38,14 @@ FORMATS: dict[str, tuple[str, frozenset[str]]] = {
     ".csv": ("csv", frozenset({"column", "id_column"})),
     **{suffix: (suffix[1:], frozenset()) for suffix in (*TEXMEX, *BIGANN)},
     ".safetensors": ("safetensors", frozenset({"key"})),
+    ".h5": ("hdf5", frozenset({"key"})),
+    ".hdf5": ("hdf5", frozenset({"key"})),
 }
 SUFFIXES = tuple(FORMATS)
 
 #: What each option applies to, for the message when it is given elsewhere.
 _APPLIES_TO = {
-    "key": ".npz and .safetensors files",
+    "key": ".npz, .safetensors and HDF5 files",
     "column": "parquet, JSON Lines and CSV input",
     "id_column": "parquet, JSON Lines and CSV input",
 }
@@ -57,9 +60,11 @@ def open_source(
 ) -> EmbeddingSource:
     """Open a path (``.npy``, ``.npz``, ``.parquet`` or a directory of parquet files,
     ``.jsonl`` / ``.ndjson``, ``.csv``, ``.fvecs`` / ``.bvecs``, ``.fbin`` / ``.f16bin`` /
-    ``.u8bin`` / ``.i8bin``, ``.safetensors``) or wrap an in-memory 2-D float array.
+    ``.u8bin`` / ``.i8bin``, ``.safetensors``, ``.h5`` / ``.hdf5``) or wrap an in-memory 2-D
+    float array.
 
-    ``key`` picks the array of an ``.npz`` or the tensor of a ``.safetensors`` file; ``column``
+    ``key`` picks the array of an ``.npz``, the tensor of a ``.safetensors`` file or the
+    dataset of an HDF5 file; ``column``
     and ``id_column`` name the columns holding the vectors and the row ids (parquet, JSON Lines,
     CSV). Options that do not apply to the format are usage errors.
     """
@@ -116,6 +121,8 @@ def _open_file(
         return open_vectors(path)
     if format == "safetensors":
         return open_safetensors(path, key)
+    if format == "hdf5":
+        return HDF5Source(path, key=key)
     return ParquetSource(path, column=column, id_column=id_column)
 
 
