@@ -501,3 +501,14 @@ def test_a_reference_with_missing_neighbours_divides_by_those_it_has():
     lone = with_scores(one, hand_list("cosine", [3], [0.9], [1.0]))
     assert one.overlap(lone, hand_list("cosine", [3], [0.9], [1.0])).tolist() == [1.0]
     assert one.overlap(lone, hand_list("cosine", [5], [0.4], [1.0])).tolist() == [0.0]
+
+
+def test_a_neighbour_exactly_one_tolerance_below_the_kth_reaches_it():
+    # d = 64: the tolerance is 8 * 8 * 2^-24 = 2^-18 exactly, and 0.5 - 2^-18 is a float.
+    search = one_query_search(64, 1.0)
+    assert search.tie_tolerance == 2.0**-18
+    reference = with_scores(search, hand_list("cosine", [0, 1], [0.9, 0.5], [1.0, 1.0]))
+    edge = hand_list("cosine", [0, 2], [0.9, 0.5 - 2.0**-18], [1.0, 1.0])
+    assert search.overlap(reference, edge).tolist() == [1.0]
+    beyond = hand_list("cosine", [0, 2], [0.9, np.nextafter(0.5 - 2.0**-18, 0.0)], [1.0, 1.0])
+    assert search.overlap(reference, beyond).tolist() == [0.5]
