@@ -116,7 +116,8 @@ FileArgument = Annotated[
     typer.Argument(
         help="Embeddings: .npy, .npz, .parquet, a directory of parquet files, a parquet file "
         "or directory as a URI (s3://bucket/prefix, gs://…, file://…), .jsonl / .ndjson, .csv, "
-        ".fvecs / .bvecs, .fbin / .f16bin / .u8bin / .i8bin, .safetensors, .h5 / .hdf5.",
+        ".fvecs / .bvecs, .fbin / .f16bin / .u8bin / .i8bin, .safetensors, .h5 / .hdf5, a .lance "
+        "dataset.",
         show_default=False,
     ),
 ]

@@ -195,9 +195,9 @@ COLUMN = Param(
     None,
     Custom(_text),
     "--column",
-    "Column holding the vectors (parquet, JSON Lines, CSV: a list of floats, or in CSV a text "
-    "cell such as [0.1, 0.2]). Default: the only list column; without one, every numeric "
-    "column is a dimension.",
+    "Column holding the vectors (parquet, JSON Lines, CSV, Lance: a list of floats, or in CSV "
+    "a text cell such as [0.1, 0.2]). Default: the only list column; without one, every "
+    "numeric column is a dimension.",
     optional=True,
     in_config=True,
 )
@@ -205,8 +205,8 @@ ID_COLUMN = Param(
     None,
     Custom(_text),
     "--id-column",
-    "Column of row ids (parquet, JSON Lines, CSV), used in findings and to match items between "
-    "files. Default: a column named 'id'.",
+    "Column of row ids (parquet, JSON Lines, CSV, Lance), used in findings and to match items "
+    "between files. Default: a column named 'id'.",
     optional=True,
     in_config=True,
 )

@@ -455,6 +455,28 @@ def hdf5_neighbor_ids(tmp: Path):
     return [path, "--key", "neighbors"], "dataset holds integers (dtype int32)"
 
 
+def _lance(path: Path, **columns) -> Path:
+    lance = pytest.importorskip("lance")
+    lance.write_dataset(pa.table(columns), path)
+    return path
+
+
+def lance_not_a_dataset(tmp: Path):
+    path = tmp / "empty.lance"
+    path.mkdir()
+    return [path], "cannot read the Lance dataset"
+
+
+def lance_text_column(tmp: Path):
+    path = _lance(tmp / "t.lance", text=["a", "b"], vector=_fixed(_vectors(2, 4)))
+    return [path, "--column", "text"], "column 'text' is string; expected a list"
+
+
+def lance_missing_id_column(tmp: Path):
+    path = _lance(tmp / "m.lance", vector=_fixed(_vectors(2, 4)))
+    return [path, "--id-column", "doc"], "--id-column 'doc' not found; columns are: vector"
+
+
 CASES: list[Maker] = [
     truncated_npy,
     wrong_magic,
@@ -522,6 +544,9 @@ CASES: list[Maker] = [
     hdf5_missing_key,
     hdf5_several_datasets_and_no_train,
     hdf5_neighbor_ids,
+    lance_not_a_dataset,
+    lance_text_column,
+    lance_missing_id_column,
 ]
 
 

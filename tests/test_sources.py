@@ -484,3 +484,57 @@ def test_a_missing_optional_reader_names_its_install_command(tmp_path, monkeypat
         InputError, match=r"a.h5: reading HDF5 needs h5py: pip install 'embaudit\[hdf5\]'"
     ):
         open_source(path)
+
+
+# Lance ----------------------------------------------------------------------------------------
+
+
+def _lance_dataset(path, vectors, **columns):
+    lance = pytest.importorskip("lance")
+    fixed = pa.FixedSizeListArray.from_arrays(pa.array(vectors.ravel()), vectors.shape[1])
+    return lance.write_dataset(
+        pa.table({**columns, "vector": fixed}), path, max_rows_per_file=100, max_rows_per_group=25
+    )
+
+
+def test_lance_streams_by_fragment_and_takes_rows_and_ids(tmp_path):
+    vectors = np.random.default_rng(10).standard_normal((260, 8)).astype(np.float32)
+    _lance_dataset(tmp_path / "t.lance", vectors, doc=[f"d{i}" for i in range(260)])
+    source = open_source(tmp_path / "t.lance", id_column="doc")
+    assert (source.n, source.d, source.format) == (260, 8, "lance")
+    assert [(f.start, f.stop) for f in source.fragments()] == [(0, 100), (100, 200), (200, 260)]
+    assert "index" not in source.describe()
+    for fragment in source.fragments():
+        read = np.concatenate([c.values for c in source.read(fragment, 30)])
+        np.testing.assert_array_equal(read, vectors[fragment.start : fragment.stop])
+    rows = np.array([259, 0, 0, 150])
+    np.testing.assert_array_equal(source.take(rows), vectors[rows])
+    assert source.ids(rows) == ["d259", "d0", "d0", "d150"]
+
+
+@pytest.mark.parametrize(
+    ("index", "metric", "expected"),
+    [
+        ({"index_type": "IVF_PQ", "num_partitions": 2, "num_sub_vectors": 2}, "dot", "ip"),
+        (
+            {"index_type": "IVF_HNSW_SQ", "num_partitions": 1, "m": 12, "ef_construction": 80},
+            "cosine",
+            "cosine",
+        ),
+    ],
+)
+def test_lance_vector_index_is_reported_with_its_metric(tmp_path, index, metric, expected):
+    # Lance trains fewer lists than asked on few rows: enough rows for two.
+    vectors = np.random.default_rng(11).standard_normal((1000, 8)).astype(np.float32)
+    dataset = _lance_dataset(tmp_path / "i.lance", vectors)
+    dataset.create_index("vector", metric=metric, **index)
+    info = open_source(tmp_path / "i.lance").describe()["index"]
+    assert (info["type"], info["metric"], info["index_metric"]) == (
+        index["index_type"],
+        expected,
+        metric,
+    )
+    assert info["rows_indexed"] == 1000
+    assert info["partitions"] == index["num_partitions"]
+    if "m" in index:
+        assert (info["m"], info["ef_construction"]) == (12, 80)

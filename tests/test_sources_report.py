@@ -172,7 +172,23 @@ def hdf5_ann_benchmarks(rows: np.ndarray, folder: Path) -> dict[str, Any]:
     return {"source": path}
 
 
-WITH_IDS = [jsonl_list, jsonl_wide, csv_list, csv_wide]
+def lance_table(rows: np.ndarray, folder: Path) -> dict[str, Any]:
+    """A LanceDB-style table: ids, text and a fixed_size_list vector column (a null vector as a
+    null), over several fragments, with an IVF_PQ index on the vectors."""
+    lance = pytest.importorskip("lance")
+    import pyarrow as pa
+
+    values = pa.array(rows.astype(np.float32).ravel())
+    mask = pa.array([row == NULL_ROW for row in range(N)])
+    vectors = pa.FixedSizeListArray.from_arrays(values, D, mask=mask)
+    texts = [f"passage {row}" for row in range(N)]
+    table = pa.table({"id": IDS, "text": texts, "vector": vectors})
+    path = folder / "items.lance"
+    lance.write_dataset(table, path, mode="overwrite", max_rows_per_file=128, max_rows_per_group=32)
+    return {"source": path}
+
+
+WITH_IDS = [jsonl_list, jsonl_wide, csv_list, csv_wide, lance_table]
 WRITERS: list[Writer] = [
     *WITH_IDS,
     fvecs,
@@ -275,3 +291,14 @@ def test_findings_name_the_ids(write, folder):
     report = _audit(write, folder)
     assert report.check("EA001").metrics["ids"] == [IDS[NAN_ROW], IDS[NULL_ROW]]
     assert report.check("EA002").metrics["ids"] == [IDS[ZERO_ROW]]
+
+
+@pytest.mark.parametrize("write", [jsonl_list, hdf5_ann_benchmarks, lance_table])
+def test_the_cli_reads_the_source_without_a_line_from_a_library(write, folder, cli_process):
+    given = write(_rows(), folder)
+    source = given.pop("source")
+    options = [f"--{name.replace('_', '-')}={value}" for name, value in given.items()]
+    result = cli_process("check", source, *options, "--trained-with", "cosine")
+    assert result.code == 1, result.stderr  # the NaN and zero rows fail EA001 and EA002
+    assert result.stderr == ""
+    assert "EA001" in result.stdout

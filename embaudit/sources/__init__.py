@@ -13,6 +13,7 @@ from embaudit.params import ParameterError
 from embaudit.sources.arrays import ArraySource, open_npy, open_npz
 from embaudit.sources.base import Chunk, EmbeddingSource, Fragment
 from embaudit.sources.hdf5 import HDF5Source
+from embaudit.sources.lance_dataset import LanceSource
 from embaudit.sources.parquet import ParquetSource
 from embaudit.sources.tensors import open_safetensors
 from embaudit.sources.text import TextSource
@@ -40,14 +41,15 @@ FORMATS: dict[str, tuple[str, frozenset[str]]] = {
     ".safetensors": ("safetensors", frozenset({"key"})),
     ".h5": ("hdf5", frozenset({"key"})),
     ".hdf5": ("hdf5", frozenset({"key"})),
+    ".lance": ("lance", frozenset({"column", "id_column"})),
 }
 SUFFIXES = tuple(FORMATS)
 
 #: What each option applies to, for the message when it is given elsewhere.
 _APPLIES_TO = {
     "key": ".npz, .safetensors and HDF5 files",
-    "column": "parquet, JSON Lines and CSV input",
-    "id_column": "parquet, JSON Lines and CSV input",
+    "column": "parquet, JSON Lines, CSV and Lance input",
+    "id_column": "parquet, JSON Lines, CSV and Lance input",
 }
 
 
@@ -60,13 +62,13 @@ def open_source(
 ) -> EmbeddingSource:
     """Open a path (``.npy``, ``.npz``, ``.parquet`` or a directory of parquet files,
     ``.jsonl`` / ``.ndjson``, ``.csv``, ``.fvecs`` / ``.bvecs``, ``.fbin`` / ``.f16bin`` /
-    ``.u8bin`` / ``.i8bin``, ``.safetensors``, ``.h5`` / ``.hdf5``) or wrap an in-memory 2-D
-    float array.
+    ``.u8bin`` / ``.i8bin``, ``.safetensors``, ``.h5`` / ``.hdf5``, a ``.lance`` dataset
+    directory) or wrap an in-memory 2-D float array.
 
     ``key`` picks the array of an ``.npz``, the tensor of a ``.safetensors`` file or the
     dataset of an HDF5 file; ``column``
     and ``id_column`` name the columns holding the vectors and the row ids (parquet, JSON Lines,
-    CSV). Options that do not apply to the format are usage errors.
+    CSV, Lance). Options that do not apply to the format are usage errors.
     """
     options = {"key": key, "column": column, "id_column": id_column}
     if isinstance(source, EmbeddingSource):
@@ -87,7 +89,9 @@ def open_source(
         raise InputError(path, "no such file or directory")
     if not (path.is_file() or path.is_dir()):
         raise InputError(path, "not a regular file or directory")
-    suffix = ".parquet" if path.is_dir() else path.suffix.lower()
+    suffix = path.suffix.lower()
+    if path.is_dir() and suffix != ".lance":
+        suffix = ".parquet"  # a directory of parquet files
     if suffix not in FORMATS:
         raise InputError(
             path,
@@ -123,6 +127,8 @@ def _open_file(
         return open_safetensors(path, key)
     if format == "hdf5":
         return HDF5Source(path, key=key)
+    if format == "lance":
+        return LanceSource(path, column=column, id_column=id_column)
     return ParquetSource(path, column=column, id_column=id_column)
 
 
