@@ -66,8 +66,8 @@ def _about(kind: type, name: str, text: str | None = None) -> str:
 
 def _path(what: str) -> Any:
     return Field(
-        description=f"{what}: .npy, .npz, .parquet or a directory of parquet files; absolute, "
-        "or relative to the server's working directory."
+        description=f"{what}: a file or directory embaudit reads (.npy, .npz, parquet, ...), "
+        "absolute or relative to the server's working directory."
     )
 
 
@@ -91,6 +91,7 @@ def _document(make_report: Callable[[], AnyReport]) -> dict[str, Any]:
 
 
 def _one_line(text: str) -> str:
+    """Control characters escaped (a newline in a file name), as the command line does."""
     return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
 
 
