@@ -252,7 +252,7 @@ def index_vs_objective(data: AuditData, threshold: float) -> Finding:
     if value >= threshold:
         return Finding(Status.PASS, value, message, metrics)
     cause, action = _cause(index, threshold)
-    message = f"for index {message}: {cause}"
+    message = f"{message}: {cause}"
     if data.params.trained_with == TrainedWith.UNKNOWN:
         return Finding(
             Status.WARN,
