@@ -12,22 +12,13 @@ from embaudit.checks import AuditData, Baseline, run_checks
 from embaudit.compare import compare_files
 from embaudit.index import IndexPlan, check_plan, default_metric, measure_index, objective_metric
 from embaudit.measure import Measurements, measure
-from embaudit.model import CheckResult, TrainedWith, Verdict
+from embaudit.model import CheckResult, Verdict
 from embaudit.options import CheckOptions
 from embaudit.params import ParameterError, declared
 from embaudit.pipelines import TOOL, Run
 from embaudit.reports import CheckReport
 from embaudit.sources import EmbeddingSource
 from embaudit.verdict import decide
-
-#: The metric neighbours are compared with, per declared objective (cosine when unknown).
-OBJECTIVE_METRIC = {
-    TrainedWith.COSINE: "cosine",
-    TrainedWith.DOT: "dot",
-    TrainedWith.DOT_REGULARIZED: "dot",
-    TrainedWith.L2: "l2",
-    TrainedWith.UNKNOWN: "cosine",
-}
 
 
 def run_check(
@@ -116,7 +107,7 @@ def _baseline(
     comparison = compare_files(
         old,
         new,
-        metric=OBJECTIVE_METRIC[options.trained_with],
+        metric=objective_metric(options.trained_with),
         k=options.k,
         seed=options.seed,
         queries=options.sampling.queries,
