@@ -149,15 +149,13 @@ class CheckReport(Gate):
 
 
 @dataclass(frozen=True, kw_only=True, repr=False)
-class MetricsReport(Gate):
-    """The result of ``embaudit compare-knn FILE``: cosine, L2 and inner-product neighbours."""
+class _Comparison(Gate):
+    """What both results of compare-knn share: the options, a gate only with ``min_overlap``."""
 
     options: CompareOptions
-    input: dict[str, Any]
-    comparison: MetricsComparison
+    comparison: MetricsComparison | FilesComparison
 
     kind: ClassVar[str] = "compare-knn"
-    mode: ClassVar[str] = "metrics"
 
     @property
     def gated(self) -> bool:
@@ -166,6 +164,16 @@ class MetricsReport(Gate):
     @property
     def k(self) -> int:
         return self.comparison.k
+
+
+@dataclass(frozen=True, kw_only=True, repr=False)
+class MetricsReport(_Comparison):
+    """The result of ``embaudit compare-knn FILE``: cosine, L2 and inner-product neighbours."""
+
+    input: dict[str, Any]
+    comparison: MetricsComparison
+
+    mode: ClassVar[str] = "metrics"
 
     @property
     def subject(self) -> str:
@@ -183,24 +191,14 @@ class MetricsReport(Gate):
 
 
 @dataclass(frozen=True, kw_only=True, repr=False)
-class FilesReport(Gate):
+class FilesReport(_Comparison):
     """The result of ``embaudit compare-knn OLD NEW``: neighbours of the same items."""
 
-    options: CompareOptions
     old: dict[str, Any]
     new: dict[str, Any]
     comparison: FilesComparison
 
-    kind: ClassVar[str] = "compare-knn"
     mode: ClassVar[str] = "files"
-
-    @property
-    def gated(self) -> bool:
-        return self.options.min_overlap is not None
-
-    @property
-    def k(self) -> int:
-        return self.comparison.k
 
     @property
     def input(self) -> dict[str, Any]:
