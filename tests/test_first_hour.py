@@ -250,3 +250,30 @@ def test_a_files_entry_without_a_path_names_the_entry(cli, fixtures, tmp_path, m
     result = cli("check", fixtures / "sphere.npy")
     assert result.code == 2
     assert "'path' in embaudit.toml files[0]: must be a glob" in result.stderr
+
+
+def test_a_directory_mixing_list_and_fixed_size_list_shards_is_one_dataset(cli, tmp_path):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    rows = np.random.default_rng(6).standard_normal((600, 8)).astype(np.float32)
+    shards = tmp_path / "export"
+    shards.mkdir()
+    listed = pa.array(list(rows[:300]), type=pa.list_(pa.float32()))  # as pandas writes it
+    fixed = pa.FixedSizeListArray.from_arrays(pa.array(rows[300:].ravel()), 8)  # as pyarrow
+    pq.write_table(pa.table({"embedding": listed}), shards / "part-0.parquet")
+    pq.write_table(pa.table({"embedding": fixed}), shards / "part-1.parquet")
+    np.save(tmp_path / "same.npy", rows)
+    mixed = cli("check", shards, "-f", "json", "--select", "EA0,EA1,EA4")
+    assert mixed.code == 0, mixed.stderr
+    expected = cli("check", tmp_path / "same.npy", "-f", "json", "--select", "EA0,EA1,EA4").json()
+    got = mixed.json()
+    assert got["input"]["n"] == 600
+    # Two shards merge their moments in another order than one array: equal to rounding.
+    assert [c["value"] for c in got["checks"]] == pytest.approx(
+        [c["value"] for c in expected["checks"]], rel=1e-12
+    )
+    # Another dimension is still another dataset.
+    other = pa.FixedSizeListArray.from_arrays(pa.array(rows[:10, :4].ravel()), 4)
+    pq.write_table(pa.table({"embedding": other}), shards / "part-2.parquet")
+    assert cli("check", shards).code == 2

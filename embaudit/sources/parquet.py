@@ -114,7 +114,7 @@ class ParquetSource(EmbeddingSource):
             if layout is None:
                 layout, self.id_column, id_type = file_layout, file_id_column, file_id_type
                 first_file = name
-            elif file_layout != layout:
+            elif (merged := _common_layout(layout, file_layout)) is None:
                 raise InputError(name, _mismatch(file_layout, layout, first_file))
             elif (file_id_column, file_id_type) != (self.id_column, id_type):
                 raise InputError(
@@ -122,6 +122,8 @@ class ParquetSource(EmbeddingSource):
                     f"id column {_describe_id(file_id_column, file_id_type)} differs from "
                     f"{first_file} ({_describe_id(self.id_column, id_type)})",
                 )
+            else:
+                layout = merged
             metadata = parquet_file.metadata
             sizes = [metadata.row_group(i).num_rows for i in range(metadata.num_row_groups)]
             group_starts = np.concatenate([[0], np.cumsum(sizes[:-1])]).astype(np.int64)
@@ -338,6 +340,25 @@ class _reading:
 
 def _describe_id(name: str | None, arrow_type: pa.DataType | None) -> str:
     return "absent" if name is None else f"{name!r} ({arrow_type})"
+
+
+def _common_layout(first: Layout, other: Layout) -> Layout | None:
+    """The layout that reads both files' vectors, or None. pandas writes ``list<float>`` and
+    pyarrow ``fixed_size_list<float>`` for the same vectors: shards of one dataset may mix them
+    when the column, dtype and dimension agree. They are then read as lists, whose lengths are
+    checked row by row."""
+    if first == other:
+        return first
+    kinds = {first.kind, other.kind}
+    if kinds != {"list", "fixed_size_list"}:
+        return None
+    if first.columns != other.columns or first.dtype != other.dtype:
+        return None
+    fixed = first.d if first.kind == "fixed_size_list" else other.d
+    listed = first.d if first.kind == "list" else other.d
+    if listed is not None and listed != fixed:
+        return None
+    return Layout("list", first.columns, first.dtype, fixed)
 
 
 def _mismatch(found: Layout, expected: Layout, first_file: str) -> str:
