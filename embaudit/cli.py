@@ -74,6 +74,13 @@ def _declared_flag(kind: type, name: str, *aliases: str) -> Any:
     return _flag(declared(kind)[name], *aliases)
 
 
+def _repeatable_flag(kind: type, name: str, metavar: str) -> Any:
+    """The typer option of a declared parameter given once per value (``--truncate 256
+    --truncate 512``); its default, none, goes unshown."""
+    param = declared(kind)[name]
+    return typer.Option(param.flag, help=param.help, metavar=metavar, show_default=False)
+
+
 app = typer.Typer(
     name="embaudit",
     help=(
@@ -215,7 +222,7 @@ def check(
         IndexMetric | None, _declared_flag(CheckOptions, "index_metric")
     ] = None,
     index_sample: Annotated[int | None, _declared_flag(CheckOptions, "index_sample")] = None,
-    truncate: Annotated[list[int] | None, _declared_flag(CheckOptions, "truncate")] = None,
+    truncate: Annotated[list[int] | None, _repeatable_flag(CheckOptions, "truncate", "M")] = None,
     quiet: QuietOption = False,
 ) -> int:
     """Audit one embedding file: defects, norms, geometry, neighbours, and a verdict on cosine.
