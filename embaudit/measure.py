@@ -189,11 +189,13 @@ def measure(
     engine: Engine | None = None,
     dead_ratio: float = DEAD_RATIO,
     truncate: tuple[int, ...] = (),
+    on_geometry: Callable[[int], None] | None = None,
 ) -> Measurements:
     """Measure everything the checks read, with ``engine`` (default: in this process).
     ``on_rows`` is called with the rows of each chunk or fragment read; ``dead_ratio`` is
     EA004's threshold, which decides the dimensions the canonical gauge leaves out;
-    ``truncate`` the dimension counts M (below d) whose cosine neighbours EA303 compares."""
+    ``truncate`` the dimension counts M (below d) whose cosine neighbours EA303 compares;
+    ``on_geometry`` is called with 1 after each of the GEOMETRY_STEPS stages on the sample."""
     engine = engine or LocalEngine()
     streams = [np.random.default_rng(s) for s in np.random.SeedSequence(seed).spawn(5)]
     query_rng, sample_rng, gauge_rng, pair_rng, reference_rng = streams
@@ -232,7 +234,7 @@ def measure(
     sample = result.sample.collected(sampling.sample, d)
     sample = sample * (geometry.pow2_scale(row_norms(sample)) if len(sample) else 1.0)
     geometry_summary = (
-        _geometry(sample, stats, k, gauges, sampling.pairs, pair_rng, reference_rng)
+        _geometry(sample, stats, k, gauges, sampling.pairs, (pair_rng, reference_rng), on_geometry)
         if len(sample) >= 2
         else None
     )
@@ -245,17 +247,25 @@ def measure(
     return Measurements(stats, geometry_summary, neighbors, timings)
 
 
+#: Stages of the work on the sample after the pass: spectrum, pairs, hubness graph, reference.
+GEOMETRY_STEPS = 4
+
+
 def _geometry(
     sample: Floats,
     stats: ScanStats,
     k: int,
     gauges: list[tuple[float, Floats]],
     pair_count: int,
-    pair_rng: np.random.Generator,
-    reference_rng: np.random.Generator,
+    rngs: tuple[np.random.Generator, np.random.Generator],
+    step: Callable[[int], None] | None = None,
 ) -> Geometry:
+    """The statistics of the sample, in GEOMETRY_STEPS stages (``step`` told of each)."""
+    pair_rng, reference_rng = rngs
+    advance = step or (lambda _: None)
     m, d = sample.shape
     eigenvalues = geometry.covariance_eigenvalues(sample)
+    advance(1)
     unit = geometry.unit_rows(sample)
     first, second = geometry.random_pairs(m, min(pair_count, m * (m - 1)), pair_rng)
     cosines = geometry.pair_cosines(unit, first, second)
@@ -266,10 +276,13 @@ def _geometry(
     for s, scale in gauges:
         rescaled = geometry.pair_cosines(geometry.unit_rows(sample * scale), first, second)
         change.setdefault(s, []).append(float(np.mean(np.abs(rescaled - cosines))))
+    advance(1)
 
     hub_k = min(k, m - 1)
     hubness = geometry.hubness_from_neighbors(geometry.cosine_knn_graph(unit, hub_k), m)
+    advance(1)
     reference = _reference(m, d, hub_k, reference_rng)
+    advance(1)
     return Geometry(
         m=m,
         column_std=sample.std(axis=0),

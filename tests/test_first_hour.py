@@ -277,3 +277,19 @@ def test_a_directory_mixing_list_and_fixed_size_list_shards_is_one_dataset(cli, 
     other = pa.FixedSizeListArray.from_arrays(pa.array(rows[:10, :4].ravel()), 4)
     pq.write_table(pa.table({"embedding": other}), shards / "part-2.parquet")
     assert cli("check", shards).code == 2
+
+
+def test_progress_moves_through_the_geometry_after_the_pass(fixtures):
+    seen: dict[str, list[int]] = {}
+
+    def reporter(description: str, total: int):
+        seen[description] = [total, 0]
+
+        def advance(count: int) -> None:
+            seen[description][1] += count
+
+        return advance
+
+    audit(fixtures / "sphere.npy", progress=reporter)
+    assert seen["audit sphere.npy"] == [2000, 2000]
+    assert seen["geometry of the audit sample"] == [4, 4]

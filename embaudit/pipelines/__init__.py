@@ -34,3 +34,9 @@ class Run:
             return None
         name = Path(source.path).name if source.path else "array"
         return self.progress(f"{action} {name}", source.n)
+
+    def stages(self, description: str, total: int) -> Callable[[int], None] | None:
+        """The advance callback of work counted in stages rather than rows (the geometry of
+        the sample after the pass), if progress is shown: the bar moves on instead of sitting
+        at 100%."""
+        return None if self.progress is None else self.progress(description, total)

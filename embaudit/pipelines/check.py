@@ -11,7 +11,7 @@ from typing import Any
 from embaudit.checks import AuditData, Baseline, run_checks
 from embaudit.compare import compare_files
 from embaudit.index import IndexPlan, check_plan, default_metric, measure_index, objective_metric
-from embaudit.measure import Measurements, measure
+from embaudit.measure import GEOMETRY_STEPS, Measurements, measure
 from embaudit.model import CheckResult, Verdict
 from embaudit.options import CheckOptions
 from embaudit.params import ParameterError, declared
@@ -80,6 +80,7 @@ def _judge(
         engine=run.engine,
         dead_ratio=options.threshold("EA004"),
         truncate=options.truncate,
+        on_geometry=run.stages(f"geometry of the {action} sample", GEOMETRY_STEPS),
     )
     neighbors = measured.neighbors
     if plan is not None and neighbors is not None and neighbors.search is not None:
