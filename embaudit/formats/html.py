@@ -18,6 +18,7 @@ from typing import Any
 from embaudit.checks import REGISTRY
 from embaudit.errors import UsageError
 from embaudit.formats.base import Format
+from embaudit.formats.details import Block, Bullets, Table, details
 from embaudit.formats.table import format_value
 from embaudit.model import Status
 from embaudit.reports import AnyReport, CheckReport, FilesReport, GaugeReport, MetricsReport
@@ -86,6 +87,22 @@ def _results(report: MetricsReport | FilesReport | GaugeReport) -> dict[str, Any
         if key not in (*_DOCUMENT_FIELDS, "summary", "timings")
         and not isinstance(value, list | dict)
     }
+
+
+def _block_html(block: Block) -> str:
+    """A detail block (:mod:`embaudit.formats.details`) as HTML."""
+    if isinstance(block, Table):
+        head = "".join(f"<th>{_e(name)}</th>" for name in block.header)
+        rows = "".join(
+            "<tr>" + "".join(f"<td>{_e(value)}</td>" for value in row) + "</tr>"
+            for row in block.rows
+        )
+        return f"<h3>{_e(block.title)}</h3><table><tr>{head}</tr>{rows}</table>"
+    if isinstance(block, Bullets):
+        items = "".join(f"<li>{_e(item)}</li>" for item in block.items)
+        return f"<h3>{_e(block.title)}</h3><ul>{items}</ul>"
+    title = f"<strong>{_e(block.title)}</strong>: " if block.title else ""
+    return f"<p>{title}{_e(block.text)}</p>"
 
 
 def _balance_html(balance: dict[str, Any]) -> str:
@@ -185,6 +202,7 @@ def body(report: AnyReport, *, plots: bool = True) -> str:
     if not isinstance(report, CheckReport):
         results = _results(report)
         extra = f"<h2>Results</h2>{_pairs_table(results)}" if results else ""
+        extra += "".join(_block_html(block) for block in details(report))
     if isinstance(report, GaugeReport):
         extra += _balance_html(report.balance.to_dict())
     figures = (
