@@ -293,3 +293,11 @@ def test_progress_moves_through_the_geometry_after_the_pass(fixtures):
     audit(fixtures / "sphere.npy", progress=reporter)
     assert seen["audit sphere.npy"] == [2000, 2000]
     assert seen["geometry of the audit sample"] == [4, 4]
+
+
+def test_junit_counts_an_ungated_comparison_as_measured_not_passed(cli, fixtures):
+    ungated = cli("compare-knn", fixtures / "unnormalized.npy", "-f", "junit").stdout
+    assert 'tests="3" failures="0" errors="0" skipped="3"' in ungated
+    assert "measured, no gate" in ungated
+    gated = cli("compare-knn", fixtures / "unnormalized.npy", "-f", "junit", "--min-overlap", "0")
+    assert 'skipped="0"' in gated.stdout
