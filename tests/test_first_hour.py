@@ -301,3 +301,11 @@ def test_junit_counts_an_ungated_comparison_as_measured_not_passed(cli, fixtures
     assert "measured, no gate" in ungated
     gated = cli("compare-knn", fixtures / "unnormalized.npy", "-f", "junit", "--min-overlap", "0")
     assert 'skipped="0"' in gated.stdout
+
+
+def test_an_error_in_a_named_config_file_names_that_file(cli, fixtures, tmp_path):
+    (tmp_path / "bad.toml").write_text("k = 0\n")
+    result = cli("check", fixtures / "sphere.npy", "--config", tmp_path / "bad.toml")
+    assert result.code == 2
+    assert "bad.toml: 'k' in bad.toml: must be an integer in [1, 1000], got 0" in result.stderr
+    assert "embaudit.toml" not in result.stderr
