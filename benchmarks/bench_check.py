@@ -30,9 +30,9 @@ import faiss
 import numpy as np
 
 import embaudit
-from embaudit.engines import LocalEngine
+from embaudit.draw import draw_clean_rows
 from embaudit.knn import Block, NeighborSearch
-from embaudit.measure import Sampling, _draw_clean_queries, canonical_scale, gauge_scales
+from embaudit.measure import Sampling, canonical_scale, gauge_scales
 from embaudit.sources import open_source
 from embaudit.stats import CleanRows, row_norms
 
@@ -60,7 +60,7 @@ def by_hand(path: Path, k: int, seed: int, sampling: Sampling) -> dict[str, floa
     n, d = x.shape
     source = open_source(path)
     streams = [np.random.default_rng(s) for s in np.random.SeedSequence(seed).spawn(5)]
-    query_rows, queries = _draw_clean_queries(source, sampling.queries, streams[0], LocalEngine())
+    query_rows, queries, _ = draw_clean_rows(source, sampling.queries, streams[0])
     gauges = gauge_scales(d, sampling.gauge_levels, sampling.gauge_draws, streams[2])
     gauge_rows = query_rows[: sampling.gauge_queries]
     with timed("norms and non-finite rows", stages):
@@ -99,7 +99,7 @@ def knn_stage(path: Path, k: int, seed: int, sampling: Sampling) -> tuple[float,
     """(embaudit kNN stage seconds, bare matmul seconds, stacked query rows), same process."""
     source = open_source(path)
     streams = [np.random.default_rng(s) for s in np.random.SeedSequence(seed).spawn(5)]
-    query_rows, queries = _draw_clean_queries(source, sampling.queries, streams[0], LocalEngine())
+    query_rows, queries, _ = draw_clean_rows(source, sampling.queries, streams[0])
     gauges = gauge_scales(source.d, sampling.gauge_levels, sampling.gauge_draws, streams[2])
     blocks = [Block("base", len(query_rows))]
     blocks += [Block("g", sampling.gauge_queries, scale) for _, scale in gauges]

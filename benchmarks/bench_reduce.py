@@ -26,7 +26,8 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from embaudit.checks import AuditData, AuditParams, run_checks
+from embaudit.checks import AuditData, run_checks
+from embaudit.options import CheckOptions
 from embaudit.sources import Chunk, EmbeddingSource, Fragment
 from embaudit.stats import Moments, PartStats, finish
 
@@ -88,7 +89,7 @@ def one(n: int, fragment_rows: int) -> dict[str, float]:
     stats = finish(source, made)  # consumes the parts
     reduce_seconds = time.perf_counter() - started
     started = time.perf_counter()
-    results = run_checks(AuditData(AuditParams(), stats))
+    results = run_checks(AuditData(CheckOptions(), stats))
     checks_seconds = time.perf_counter() - started
     duplicates = next(r for r in results if r.code == "EA003").metrics["duplicate_rows"]
     assert duplicates == PLANTED, duplicates

@@ -65,7 +65,8 @@ def _flag(param: Param, *aliases: str, help: str | None = None) -> Any:
     """The typer option of a declared parameter: its flag, help and default. The value is
     validated where it is declared (:mod:`embaudit.params`), and an error names the flag."""
     default = param.default
-    shown = False if default is None else str(getattr(default, "value", default))
+    empty = default is None or (isinstance(default, tuple | list | dict) and not default)
+    shown = False if empty else str(getattr(default, "value", default))
     assert param.flag is not None
     return typer.Option(param.flag, *aliases, help=help or param.help, show_default=shown)
 
