@@ -121,7 +121,13 @@ def audit_gauge(
             "items_key / users_key (--items-key / --users-key) for an archive that holds both"
         )
     towers = [
-        open_source(tower, key=key, column=options.column, id_column=options.id_column)
+        open_source(
+            tower,
+            key=key,
+            column=options.column,
+            id_column=options.id_column,
+            table=options.table,
+        )
         for tower, key in zip((items, users), keys, strict=True)
     ]
     return run_gauge(towers[0], towers[1], options)
@@ -151,7 +157,13 @@ def _options(
 
 
 def _open(source: Source, options: CheckOptions | CompareOptions | GaugeOptions) -> EmbeddingSource:
-    return open_source(source, key=options.key, column=options.column, id_column=options.id_column)
+    return open_source(
+        source,
+        key=options.key,
+        column=options.column,
+        id_column=options.id_column,
+        table=options.table,
+    )
 
 
 @contextmanager

@@ -40,6 +40,7 @@ from embaudit.params import (
     KEY,
     QUERIES,
     SEED,
+    TABLE,
     K,
     Param,
     ParameterError,
@@ -125,7 +126,7 @@ FileArgument = Annotated[
         help="Embeddings: .npy, .npz, .parquet, a directory of parquet files, a parquet file "
         "or directory as a URI (s3://bucket/prefix, gs://…, file://…), .jsonl / .ndjson, .csv, "
         ".fvecs / .bvecs, .fbin / .f16bin / .u8bin / .i8bin, .safetensors, .h5 / .hdf5, a .lance "
-        "dataset.",
+        "dataset, or a PostgreSQL table as postgresql://USER@HOST/DB with --table.",
         show_default=False,
     ),
 ]
@@ -154,6 +155,7 @@ QueriesOption = Annotated[int | None, _flag(QUERIES)]
 KeyOption = Annotated[str | None, _flag(KEY)]
 ColumnOption = Annotated[str | None, _flag(COLUMN)]
 IdColumnOption = Annotated[str | None, _flag(ID_COLUMN)]
+TableOption = Annotated[str | None, _flag(TABLE)]
 FailOnOption = Annotated[FailOn | None, _flag(FAIL_ON)]
 GateFailOnOption = Annotated[
     FailOn | None,
@@ -216,6 +218,7 @@ def check(
     key: KeyOption = None,
     column: ColumnOption = None,
     id_column: IdColumnOption = None,
+    table: TableOption = None,
     engine: EngineOption = None,
     ray_address: RayAddressOption = None,
     index: Annotated[str | None, _declared_flag(CheckOptions, "index")] = None,
@@ -262,6 +265,7 @@ def check(
             "key": key,
             "column": column,
             "id_column": id_column,
+            "table": table,
             "engine": engine,
             "ray_address": ray_address,
             "index": index,
@@ -302,6 +306,7 @@ def compare_knn_command(
     key: KeyOption = None,
     column: ColumnOption = None,
     id_column: IdColumnOption = None,
+    table: TableOption = None,
     engine: EngineOption = None,
     ray_address: RayAddressOption = None,
     quiet: QuietOption = False,
@@ -335,6 +340,7 @@ def compare_knn_command(
             "key": key,
             "column": column,
             "id_column": id_column,
+            "table": table,
             "engine": engine,
             "ray_address": ray_address,
         },

@@ -35,6 +35,7 @@ from embaudit.params import (
     KEY,
     QUERIES,
     SEED,
+    TABLE,
     Choices,
     Custom,
     Interval,
@@ -208,6 +209,7 @@ class _Common:
     key: str | None = declare(KEY)
     column: str | None = declare(COLUMN)
     id_column: str | None = declare(ID_COLUMN)
+    table: str | None = declare(TABLE)
 
     def __post_init__(self) -> None:
         validate(self)

@@ -210,3 +210,11 @@ ID_COLUMN = Param(
     optional=True,
     in_config=True,
 )
+TABLE = Param(
+    None,
+    Custom(_text),
+    "--table",
+    "PostgreSQL table (or schema.table) holding the vectors, for a postgresql:// source.",
+    optional=True,
+    in_config=True,
+)

@@ -538,3 +538,40 @@ def test_lance_vector_index_is_reported_with_its_metric(tmp_path, index, metric,
     assert info["partitions"] == index["num_partitions"]
     if "m" in index:
         assert (info["m"], info["ef_construction"]) == (12, 80)
+
+
+def test_a_stored_lance_index_is_the_default_index(tmp_path):
+    import embaudit
+
+    rows = np.random.default_rng(12).standard_normal((1000, 8)).astype(np.float32)
+    dataset = _lance_dataset(tmp_path / "i.lance", rows)
+    dataset.create_index(
+        "vector", metric="dot", index_type="IVF_PQ", num_partitions=2, num_sub_vectors=2
+    )
+    source = open_source(tmp_path / "i.lance")
+    assert source.describe()["index"]["spec"] == "IVF2,PQ2x8"
+    report = embaudit.audit(source, k=5)
+    assert (report.params["index"], report.params["index_metric"]) == ("IVF2,PQ2x8", "ip")
+    assert report.params["index_from"] == "input.index"
+    assert {"EA701", "EA702"} <= {check.code for check in report.checks}
+    # --index and --index-metric win over what the dataset holds.
+    chosen = embaudit.audit(source, k=5, index="Flat", index_metric="l2")
+    assert (chosen.params["index"], chosen.params["index_metric"]) == ("Flat", "l2")
+    assert chosen.params["index_from"] == "--index"
+
+
+@pytest.mark.parametrize(
+    ("distance", "metric"), [("angular", "cosine"), ("dot", "ip"), ("hamming", None)]
+)
+def test_the_hdf5_distance_is_the_default_index_metric(tmp_path, distance, metric):
+    import embaudit
+
+    h5py = pytest.importorskip("h5py")
+    rows = np.random.default_rng(13).standard_normal((400, 8)).astype(np.float32)
+    with h5py.File(tmp_path / "a.hdf5", "w") as file:
+        file.attrs["distance"] = distance
+        file.create_dataset("train", data=rows)
+    report = embaudit.audit(tmp_path / "a.hdf5", k=5, index="Flat", trained_with="l2")
+    # Without a metric the attribute names, the objective's (l2) is the default.
+    assert report.params["index_metric"] == (metric or "l2")
+    assert "index" not in embaudit.audit(tmp_path / "a.hdf5", k=5).params

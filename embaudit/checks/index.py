@@ -63,12 +63,15 @@ def _skip(data: AuditData) -> Finding | None:
     summary="Recall@k of the index you deploy against the exact neighbours under its metric.",
     what=(
         "With --index SPEC (a faiss index_factory string: HNSW32, IVF4096,Flat, IVF1024,PQ64, "
-        "SQ8, HNSW32,SQ8, ...), builds that index on every clean row of the file (streamed in "
+        "SQ8, HNSW32,SQ8, ...), or without it the index stored with the data (a pgvector "
+        "table's hnsw / ivfflat index, a Lance dataset's index: input.index, params.index_from), "
+        "builds that index on every clean row of the file (streamed in "
         "chunks; trained first on a seeded sample when it needs training), or on --index-sample "
         "rows, and searches the query sample with it at faiss's default search parameters "
         "(efSearch 16, nprobe 1), the query's own row left out as in the exact lists. The value "
         "is the mean overlap@k of what it returns with the exact neighbours under the index's "
-        "metric (--index-metric; cosine = normalize, then inner product), tie-aware: a "
+        "metric (--index-metric, else the stored index's operator class or the ann-benchmarks "
+        "distance; cosine = normalize, then inner product), tie-aware: a "
         "duplicate of a true neighbour is not a miss. metrics.sweep lists recall and time per "
         "query along the search knob (efSearch for HNSW, nprobe for inverted files), "
         "metrics.recommended the smallest setting that reaches the threshold."
@@ -191,7 +194,7 @@ def _cause(index: IndexMeasurement, threshold: float) -> tuple[str, str]:
     "index-vs-objective",
     summary="Of the neighbours the objective wants, how many the index you deploy returns.",
     what=(
-        "With --index SPEC, the mean overlap@k between what that index returns (as EA701: built "
+        "With --index SPEC (or the index stored with the data), the mean overlap@k between what that index returns (as EA701: built "
         "on the file, searched at faiss's defaults) and the exact neighbours under the metric "
         "of the declared objective (--trained-with: cosine; dot: inner product; l2; unknown: "
         "cosine). It measures metric mismatch and approximation in one number: an inner-product "

@@ -10,7 +10,14 @@ from typing import Any
 
 from embaudit.checks import AuditData, Baseline, run_checks
 from embaudit.compare import compare_files
-from embaudit.index import IndexPlan, check_plan, default_metric, measure_index, objective_metric
+from embaudit.index import (
+    IndexMetric,
+    IndexPlan,
+    check_plan,
+    default_metric,
+    measure_index,
+    objective_metric,
+)
 from embaudit.measure import GEOMETRY_STEPS, Measurements, measure
 from embaudit.model import CheckResult, Verdict
 from embaudit.options import CheckOptions
@@ -26,6 +33,7 @@ def run_check(
 ) -> CheckReport:
     """The report of ``embaudit check`` on an opened source (and baseline)."""
     started = time.perf_counter()
+    given, options = options, _with_stored_index(source, options)
     measured, data, checks, verdict = _judge(source, options, run, "audit")
     measured_at = time.perf_counter()
     if baseline is not None:
@@ -52,7 +60,7 @@ def run_check(
             "fail_on": options.fail_on.value,
             **options.sampling.to_dict(),
             "engine": run.engine.name,
-            **_deployment_params(options),
+            **_deployment_params(options, given),
         },
         verdict=verdict,
         checks=checks,
@@ -119,6 +127,22 @@ def _baseline(
     return Baseline(old.path, comparison, measured.stats.clean_norms, verdict)
 
 
+def _with_stored_index(source: EmbeddingSource, options: CheckOptions) -> CheckOptions:
+    """``options`` with the index stored with the data (a pgvector or Lance index) as
+    ``--index`` when none is given, and its metric (or the ``distance`` of an ann-benchmarks
+    file) as ``--index-metric`` when none is given: the index checks then judge what is
+    deployed."""
+    stored = source.stored_index()
+    if stored is None:
+        return options
+    changes: dict[str, Any] = {}
+    if options.index is None and stored.spec is not None:
+        changes["index"] = stored.spec
+    if options.index_metric is None and stored.metric is not None:
+        changes["index_metric"] = IndexMetric(stored.metric)
+    return replace(options, **changes) if changes else options
+
+
 def _index_plan(source: EmbeddingSource, options: CheckOptions) -> IndexPlan | None:
     """The index of ``--index`` (None without it), and the dimensions of ``--truncate``,
     checked against the source before any work starts."""
@@ -154,8 +178,9 @@ def _index_progress(
     return run.progress(f"index {plan.spec} on a sample", min(plan.sample, source.n))
 
 
-def _deployment_params(options: CheckOptions) -> dict[str, Any]:
-    """The index and truncation parameters, in the report when given."""
+def _deployment_params(options: CheckOptions, given: CheckOptions) -> dict[str, Any]:
+    """The index and truncation parameters, in the report when given; ``index_from`` says
+    whether the index is ``--index`` or the one stored with the data (``input.index``)."""
     params: dict[str, Any] = {}
     if options.index is not None:
         params["index"] = options.index
@@ -163,6 +188,7 @@ def _deployment_params(options: CheckOptions) -> dict[str, Any]:
             options.index_metric or default_metric(options.trained_with)
         ).value
         params["index_sample"] = options.index_sample
+        params["index_from"] = "--index" if given.index is not None else "input.index"
     if options.truncate:
         params["truncate"] = list(options.truncate)
     return params

@@ -15,6 +15,7 @@ from embaudit.sources.base import Chunk, EmbeddingSource, Fragment
 from embaudit.sources.hdf5 import HDF5Source
 from embaudit.sources.lance_dataset import LanceSource
 from embaudit.sources.parquet import ParquetSource
+from embaudit.sources.postgres import PostgresSource, is_postgres
 from embaudit.sources.tensors import open_safetensors
 from embaudit.sources.text import TextSource
 from embaudit.sources.vecs import BIGANN, TEXMEX, open_vectors
@@ -25,6 +26,7 @@ __all__ = [
     "EmbeddingSource",
     "Fragment",
     "ParquetSource",
+    "PostgresSource",
     "TextSource",
     "open_source",
 ]
@@ -48,8 +50,9 @@ SUFFIXES = tuple(FORMATS)
 #: What each option applies to, for the message when it is given elsewhere.
 _APPLIES_TO = {
     "key": ".npz, .safetensors and HDF5 files",
-    "column": "parquet, JSON Lines, CSV and Lance input",
-    "id_column": "parquet, JSON Lines, CSV and Lance input",
+    "column": "parquet, JSON Lines, CSV, Lance and PostgreSQL input",
+    "id_column": "parquet, JSON Lines, CSV, Lance and PostgreSQL input",
+    "table": "PostgreSQL sources (postgresql://…)",
 }
 
 
@@ -59,18 +62,20 @@ def open_source(
     key: str | None = None,
     column: str | None = None,
     id_column: str | None = None,
+    table: str | None = None,
 ) -> EmbeddingSource:
     """Open a path (``.npy``, ``.npz``, ``.parquet`` or a directory of parquet files,
     ``.jsonl`` / ``.ndjson``, ``.csv``, ``.fvecs`` / ``.bvecs``, ``.fbin`` / ``.f16bin`` /
     ``.u8bin`` / ``.i8bin``, ``.safetensors``, ``.h5`` / ``.hdf5``, a ``.lance`` dataset
-    directory) or wrap an in-memory 2-D float array.
+    directory), a parquet URI, a PostgreSQL URI (``postgresql://…`` with ``table``), or wrap an
+    in-memory 2-D float array.
 
     ``key`` picks the array of an ``.npz``, the tensor of a ``.safetensors`` file or the
-    dataset of an HDF5 file; ``column``
-    and ``id_column`` name the columns holding the vectors and the row ids (parquet, JSON Lines,
-    CSV, Lance). Options that do not apply to the format are usage errors.
+    dataset of an HDF5 file; ``column`` and ``id_column`` name the columns holding the vectors
+    and the row ids (parquet, JSON Lines, CSV, Lance, PostgreSQL); ``table`` the PostgreSQL
+    table. Options that do not apply to the format are usage errors.
     """
-    options = {"key": key, "column": column, "id_column": id_column}
+    options = {"key": key, "column": column, "id_column": id_column, "table": table}
     if isinstance(source, EmbeddingSource):
         return source
     if not isinstance(source, str | os.PathLike):
@@ -82,6 +87,12 @@ def open_source(
         except (ValueError, TypeError) as exc:
             raise InputError(None, f"cannot read the array as (n, d) floats ({exc})") from None
         return ArraySource(array)
+    if isinstance(source, str) and is_postgres(source):
+        if key is not None:
+            raise _not_for("key", f"{_APPLIES_TO['key']}, not a PostgreSQL table")
+        return PostgresSource(source, table=table, column=column, id_column=id_column)
+    if table is not None:
+        raise _not_for("table", f"{_APPLIES_TO['table']}, not {source}")
     if isinstance(source, str) and _is_uri(source):
         return _open_uri(source, key=key, column=column, id_column=id_column)
     path = Path(source)

@@ -40,6 +40,20 @@ class Chunk:
 
 
 @dataclass(frozen=True)
+class StoredIndex:
+    """The vector index stored with the data (a pgvector or Lance index, ann-benchmarks'
+    ``distance``): what ``--index`` and ``--index-metric`` default to, so that the index checks
+    judge what is deployed.
+
+    ``spec`` is the faiss ``index_factory`` string of the same structure (None when faiss has
+    none, or the source names a metric only); ``metric`` ranks as ``--index-metric``'s names
+    (``cosine``, ``l2``, ``ip``; None when it is none of them)."""
+
+    spec: str | None
+    metric: str | None
+
+
+@dataclass(frozen=True)
 class Fragment:
     """A run of consecutive rows [start, stop) that can be read on its own: the piece of work an
     engine maps (a parquet file, or a run of its row groups). ``where`` names the file."""
@@ -93,6 +107,10 @@ class EmbeddingSource(ABC):
 
     def ids(self, rows: npt.NDArray[np.integer[Any]]) -> list[Any] | None:
         """The id-column values of the given rows, or None when the input has no id column."""
+        return None
+
+    def stored_index(self) -> StoredIndex | None:
+        """The vector index stored with the data, reported in ``input.index``; None here."""
         return None
 
     def describe(self) -> dict[str, Any]:

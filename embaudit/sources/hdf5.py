@@ -23,6 +23,7 @@ from embaudit.sources.base import (
     Chunk,
     EmbeddingSource,
     Fragment,
+    StoredIndex,
     as_row_positions,
     check_float_dtype,
     check_shape,
@@ -87,6 +88,12 @@ class HDF5Source(EmbeddingSource):
             if metric is not None:
                 info["metric"] = metric
         return info
+
+    def stored_index(self) -> StoredIndex | None:
+        """The metric the ``distance`` attribute names (no index structure): the default
+        ``--index-metric``."""
+        metric = METRICS.get(self.distance.lower()) if self.distance is not None else None
+        return StoredIndex(None, metric) if metric is not None else None
 
     def _slab(self, selection: Any) -> npt.NDArray[np.floating[Any]]:
         try:

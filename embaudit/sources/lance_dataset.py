@@ -24,6 +24,7 @@ from embaudit.sources.base import (
     Chunk,
     EmbeddingSource,
     Fragment,
+    StoredIndex,
     as_row_positions,
     check_shape,
     exact_chunks,
@@ -101,6 +102,12 @@ class LanceSource(EmbeddingSource):
         if self.index is not None:
             info["index"] = self.index
         return info
+
+    def stored_index(self) -> StoredIndex | None:
+        if self.index is None:
+            return None
+        metric = self.index["metric"]
+        return StoredIndex(self.index.get("spec"), metric if metric in METRICS.values() else None)
 
     def _first_length(self, n: int) -> int:
         column = self._layout.columns[0]
@@ -205,7 +212,30 @@ def _index_info(dataset: Any, description: Any, details: dict[str, Any]) -> dict
             info["partitions"] = int(segments[0]["num_partitions"])
     except (AttributeError, OSError, ValueError, RuntimeError, TypeError):
         pass
+    spec = _faiss_spec(info)
+    if spec is not None:
+        info["spec"] = spec
     return info
+
+
+def _faiss_spec(info: dict[str, Any]) -> str | None:
+    """The faiss ``index_factory`` string of the same structure as a Lance index, when faiss
+    has one: IVF_FLAT, IVF_PQ and IVF_SQ with their lists, and IVF_HNSW_FLAT / IVF_HNSW_SQ on
+    one partition (an HNSW graph over every row). None otherwise: ``--index`` then says what to
+    build."""
+    kind, lists = info["type"], info.get("partitions")
+    compression = info.get("compression") or {}
+    if lists is None:
+        return None
+    if kind == "IVF_FLAT":
+        return f"IVF{lists},Flat"
+    if kind == "IVF_PQ" and "num_sub_vectors" in compression:
+        return f"IVF{lists},PQ{compression['num_sub_vectors']}x{compression.get('num_bits', 8)}"
+    if kind == "IVF_SQ":
+        return f"IVF{lists},SQ8"
+    if kind in ("IVF_HNSW_FLAT", "IVF_HNSW_SQ") and lists == 1 and "m" in info:
+        return f"HNSW{info['m']}" + (",SQ8" if kind.endswith("SQ") else "")
+    return None
 
 
 class _reading:
