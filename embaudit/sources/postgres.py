@@ -427,7 +427,9 @@ class PostgresSource(EmbeddingSource):
 
     def read(self, fragment: Fragment, chunk_rows: int | None = None) -> Iterator[Chunk]:
         step = chunk_rows or self.default_chunk_rows()
-        blocks = self._copy(fragment) if self._fetch == "copy" else self._cursor(fragment, step)
+        blocks = (
+            self._copy(fragment, step) if self._fetch == "copy" else self._cursor(fragment, step)
+        )
         read = fragment.start
         for chunk in exact_chunks(blocks, fragment.start, step):
             read = chunk.stop
@@ -453,21 +455,26 @@ class PostgresSource(EmbeddingSource):
                 yield self._decode([value for (value,) in batch], row)
                 row += len(batch)
 
-    def _copy(self, fragment: Fragment) -> Iterator[npt.NDArray[Any]]:
-        """A fragment through ``COPY (range query) TO STDOUT (FORMAT BINARY)``."""
+    def _copy(self, fragment: Fragment, step: int) -> Iterator[npt.NDArray[Any]]:
+        """A fragment through ``COPY (range query) TO STDOUT (FORMAT BINARY)``, decoded ``step``
+        rows at a time (libpq hands the stream over in blocks of a row or a few)."""
         sql = self._psycopg.sql
         statement, bounds = self._range_query(fragment)
         copy_statement = sql.SQL("COPY ({}) TO STDOUT (FORMAT BINARY)").format(statement)
         parser = _CopyParser()
         row = fragment.start
+        pending: list[bytes | None] = []
         with self._reading(), self._connection.cursor() as cursor:
             with cursor.copy(copy_statement, bounds) as copy:
                 for data in copy:
-                    values = parser.feed(bytes(data))
-                    if values:
-                        yield self._decode(values, row)
-                        row += len(values)
+                    pending += parser.feed(bytes(data))
+                    if len(pending) >= step:
+                        yield self._decode(pending, row)
+                        row += len(pending)
+                        pending = []
             parser.finish(self._where)
+        if pending:
+            yield self._decode(pending, row)
 
     def _decode(self, values: list[Any], first_row: int) -> npt.NDArray[np.floating[Any]]:
         try:
