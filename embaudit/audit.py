@@ -23,6 +23,7 @@ from embaudit.options import (
     merge,
     read_config,
 )
+from embaudit.params import QUERY_FILE, ParameterError
 from embaudit.pipelines import Run
 from embaudit.pipelines.check import run_check
 from embaudit.pipelines.compare import run_files, run_metrics
@@ -67,9 +68,11 @@ def audit(
     """
     options = _options(CheckOptions, options, config, parameters)
     opened = _open(source, options)
+    queries = _query_source(opened, options)
     old = None if baseline is None else _open(baseline, options)
     with _engine(options.engine, options.ray_address, opened, old) as engine:
-        return run_check(opened, old, options, Run(engine, options.chunk_rows, progress))
+        run = Run(engine, options.chunk_rows, progress)
+        return run_check(opened, old, options, run, queries=queries)
 
 
 def compare_knn(
@@ -164,6 +167,24 @@ def _open(source: Source, options: CheckOptions | CompareOptions | GaugeOptions)
         id_column=options.id_column,
         table=options.table,
     )
+
+
+def _query_source(corpus: EmbeddingSource, options: CheckOptions) -> EmbeddingSource | None:
+    """The source of ``query_file`` (read with the same key and columns as the corpus), or
+    None; its dimension must be the corpus's."""
+    if options.query_file is None:
+        return None
+    queries = open_source(
+        options.query_file, key=options.key, column=options.column, id_column=options.id_column
+    )
+    if queries.d != corpus.d:
+        raise ParameterError(
+            "query_file",
+            f"{options.query_file} has d = {queries.d}; the corpus {corpus.path or ''} has "
+            f"d = {corpus.d}: the queries must come from the same model",
+            QUERY_FILE.flag,
+        )
+    return queries
 
 
 @contextmanager

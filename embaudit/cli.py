@@ -39,6 +39,7 @@ from embaudit.params import (
     ID_COLUMN,
     KEY,
     QUERIES,
+    QUERY_FILE,
     SEED,
     TABLE,
     K,
@@ -156,6 +157,7 @@ KeyOption = Annotated[str | None, _flag(KEY)]
 ColumnOption = Annotated[str | None, _flag(COLUMN)]
 IdColumnOption = Annotated[str | None, _flag(ID_COLUMN)]
 TableOption = Annotated[str | None, _flag(TABLE)]
+QueryFileOption = Annotated[str | None, _flag(QUERY_FILE)]
 FailOnOption = Annotated[FailOn | None, _flag(FAIL_ON)]
 GateFailOnOption = Annotated[
     FailOn | None,
@@ -219,6 +221,7 @@ def check(
     column: ColumnOption = None,
     id_column: IdColumnOption = None,
     table: TableOption = None,
+    query_file: QueryFileOption = None,
     engine: EngineOption = None,
     ray_address: RayAddressOption = None,
     index: Annotated[str | None, _declared_flag(CheckOptions, "index")] = None,
@@ -226,6 +229,9 @@ def check(
         IndexMetric | None, _declared_flag(CheckOptions, "index_metric")
     ] = None,
     index_sample: Annotated[int | None, _declared_flag(CheckOptions, "index_sample")] = None,
+    near_duplicate_cosine: Annotated[
+        float | None, _declared_flag(CheckOptions, "near_duplicate_cosine")
+    ] = None,
     truncate: Annotated[list[int] | None, _repeatable_flag(CheckOptions, "truncate", "M")] = None,
     quiet: QuietOption = False,
 ) -> int:
@@ -266,11 +272,13 @@ def check(
             "column": column,
             "id_column": id_column,
             "table": table,
+            "query_file": query_file,
             "engine": engine,
             "ray_address": ray_address,
             "index": index,
             "index_metric": index_metric,
             "index_sample": index_sample,
+            "near_duplicate_cosine": near_duplicate_cosine,
             "truncate": truncate or None,
         },
     )

@@ -25,6 +25,28 @@ def mean_standard_error(values: npt.ArrayLike) -> float | None:
     return float(x.std(ddof=1) / math.sqrt(len(x)))
 
 
+#: The two-sided 95% normal quantile.
+_Z95 = 1.959963984540054
+
+
+def median_standard_error(values: npt.ArrayLike) -> float | None:
+    """Standard error of the median of independent draws (the queries), distribution-free:
+    the half-width of the order-statistic 95% interval of the median (ranks n/2 ± 1.96·√n/2,
+    Conover 1999, §3.2) divided by 1.96. For n normal draws it approaches √(π/2)·σ/√n. None
+    below two values, or when that interval is not finite."""
+    x = np.sort(np.asarray(values, dtype=np.float64))
+    n = len(x)
+    if n < 2:
+        return None
+    half = _Z95 * math.sqrt(n) / 2
+    low = min(max(math.ceil(n / 2 - half), 1), n)
+    high = min(max(math.ceil(n / 2 + half), 1), n)
+    ends = x[[low - 1, high - 1]]
+    if not np.isfinite(ends).all():
+        return None
+    return float((ends[1] - ends[0]) / (2 * _Z95))
+
+
 def crossed_standard_error(table: npt.ArrayLike) -> float | None:
     """Standard error of the grand mean of a (draws, queries) table in which both the draws
     (random gauges) and the queries (random rows) are sampled: the two-way random-effects

@@ -188,3 +188,62 @@ def cosine_knn_graph(unit: Floats, k: int, block: int = 2048) -> Ints:
 def isotropic_sample(m: int, d: int, rng: np.random.Generator) -> Floats:
     """An isotropic Gaussian sample of the same size: the reference for n- and d-dependent stats."""
     return rng.standard_normal((m, d))
+
+
+def mutual_components(graph: Ints) -> Ints:
+    """Size of each row's connected component in the mutual kNN graph of ``graph`` (rows i and
+    j joined when each is among the other's neighbours). (m, k) -> (m,)"""
+    m, k = graph.shape
+    first = np.repeat(np.arange(m, dtype=np.int64), k)
+    second = graph.reshape(-1).astype(np.int64)
+    directed = set(zip(first.tolist(), second.tolist(), strict=True))
+    mutual = np.array([(i, j) for i, j in directed if i < j and (j, i) in directed], np.int64)
+    label = np.arange(m, dtype=np.int64)
+    if len(mutual):
+        # Each round gives both ends of every edge the smaller label, then jumps labels to
+        # their label's label; it stops when no label changes.
+        while True:
+            low = np.minimum(label[mutual[:, 0]], label[mutual[:, 1]])
+            updated = label.copy()
+            np.minimum.at(updated, mutual[:, 0], low)
+            np.minimum.at(updated, mutual[:, 1], low)
+            updated = updated[updated]
+            if np.array_equal(updated, label):
+                break
+            label = updated
+    _, inverse, counts = np.unique(label, return_inverse=True, return_counts=True)
+    return np.asarray(counts[inverse.reshape(-1)], dtype=np.int64)
+
+
+def island_shares(graph: Ints, k: int) -> tuple[float, float]:
+    """Shares of rows in the mutual kNN graph's small islands: in components of 2 to ``k``
+    rows (a group too small to hold a k-neighbour list of its own, reached from the rest only
+    by one-way links), and alone (no mutual neighbour: EA501's antihubs, mostly)."""
+    if not len(graph):
+        return 0.0, 0.0
+    sizes = mutual_components(graph)
+    return float(np.mean((sizes > 1) & (sizes < k + 1))), float(np.mean(sizes == 1))
+
+
+def isotropic_nearest_cosine(n: int, d: int, quantile: float = 0.5) -> float:
+    """The ``quantile`` of the largest cosine between a unit vector and ``n`` others drawn
+    uniformly on the sphere in ``d`` dimensions: the nearest-neighbour cosine of an isotropic
+    corpus of n + 1 rows.
+
+    The angle θ between two uniform directions has density ∝ sin^(d−2) θ on [0, π]; the
+    largest of n cosines is below t with probability F(t)^n, so t solves
+    P(θ < arccos t) = 1 − quantile^(1/n), integrated numerically on a fine grid of θ."""
+    if n < 1 or d < 2:
+        return float("nan")
+    tail = -np.expm1(np.log(quantile) / n)  # 1 - quantile^(1/n), exact for large n
+    theta = np.linspace(0.0, np.pi, 200_001)
+    sine = np.sin(theta)
+    density = np.full_like(theta, 1.0 if d == 2 else 0.0)
+    positive = (sine > 0) & (d > 2)
+    # sin^(d-2) relative to its peak (1 at θ = π/2), through logs: no underflow to 0 · inf.
+    density[positive] = np.exp((d - 2) * np.log(sine[positive]))
+    steps = (density[1:] + density[:-1]) / 2 * np.diff(theta)
+    cumulative = np.concatenate([[0.0], np.cumsum(steps)])
+    cumulative /= cumulative[-1]
+    angle = float(np.interp(tail, cumulative, theta))
+    return float(np.cos(angle))

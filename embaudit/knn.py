@@ -15,7 +15,7 @@ A when A would have ranked it within A's top k up to float32 rounding (see :func
 from __future__ import annotations
 
 import copy
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 import numpy.typing as npt
@@ -534,6 +534,26 @@ class NeighborSearch:
                 self._merge(held, query, other.rows[query, slot], other.features[query, slot])
 
     # Results ---------------------------------------------------------------------------------
+
+    def head(self, m: int) -> NeighborSearch:
+        """The finished search restricted to its first ``m`` queries (every block keeps at most
+        m): what the checks read when the last queries served another purpose (the corpus rows
+        that give EA503 its floor next to a query file). For reading results only: rows
+        cannot be added to it."""
+        if m >= self.blocks[0].n_queries:
+            return self
+        clone = copy.copy(self)
+        clone.queries = self.queries[:m]
+        clone.query_rows = np.asarray(self.query_rows)[:m]
+        clone.query_norm = self.query_norm[:m]
+        clone.blocks = [replace(b, n_queries=min(b.n_queries, m)) for b in self.blocks]
+        clone.lists = [
+            NeighborList(held.metric, held.block, held.rows[:m], held.scores[:m], held.features[:m])
+            for held in self.lists
+        ]
+        clone._row_order = np.argsort(clone.query_rows, kind="stable")
+        clone._sorted_rows = clone.query_rows[clone._row_order]
+        return clone
 
     def list_for(self, metric: str, block: int = 0) -> NeighborList:
         for neighbor_list in self.lists:

@@ -86,6 +86,7 @@ class Reference:
     effective_rank: float
     top_share: float
     hubness: geometry.Hubness | None
+    island_share: float = float("nan")  # rows in small mutual-kNN groups (EA502)
 
     def to_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {
@@ -98,6 +99,7 @@ class Reference:
             hub = self.hubness
             out |= {"skewness": hub.skewness, "robin_hood": hub.robin_hood}
             out["antihub_rate"] = hub.antihub_rate
+            out["island_share"] = self.island_share
         return out
 
 
@@ -113,6 +115,9 @@ class Geometry:
     pair_cosines: Floats
     hubness: geometry.Hubness | None
     hubness_k: int
+    island_share: float  # rows in mutual-kNN components of 2 to island_k rows (EA502)
+    single_share: float  # rows without a mutual neighbour
+    island_k: int  # the degree of that graph: ISLAND_K, whatever k
     rogue_dimensions: list[int]  # the three largest contributions to the expected cosine
     rogue_r2: float  # r^2 of pair cosines with and without them
     cosine_change: dict[float, float]  # mean |cos_D - cos| of the pairs per rescaling level
@@ -132,8 +137,52 @@ class Neighbors:
     canonical: Floats  # per-query overlap@k against the column-standardised data
     canonical_scale: Floats = field(repr=False)  # the standardising D
     truncation: dict[int, Floats] = field(default_factory=dict)  # M -> per-query overlap@k
+    hygiene: QueryHygiene | None = None  # nearest and mean cosines per query (EA005, EA206, EA503)
     search: NeighborSearch | None = field(default=None, repr=False, compare=False)  # its lists
     index: IndexMeasurement | None = None  # the index of ``--index``, searched (EA701, EA702)
+
+
+#: The row position given to a query that is not a corpus row (``--query-file``): never a row,
+#: and not -1, which marks a missing neighbour.
+EXTERNAL_ROW = -2
+#: The random stream of the corpus rows drawn for EA503's floor next to a query file (after
+#: measure's five and the index's two).
+_FLOOR_STREAM = 7
+
+
+@dataclass(frozen=True)
+class _External:
+    """Queries from another source: where they come from, their positions there, and how many
+    corpus rows follow them in the search (EA503's floor)."""
+
+    source: EmbeddingSource
+    rows: Ints
+    floor_queries: int
+
+
+@dataclass(frozen=True)
+class QueryHygiene:
+    """What each query sees of the corpus beyond its neighbour list: the cosine of its nearest
+    other row, whether that row is an exact copy (EA003's, not a near-duplicate), and its mean
+    cosine to every other clean row (exact, from the pass's sum of unit rows)."""
+
+    nearest_cosine: Floats  # (queries,); -inf when the corpus has no other row
+    nearest_row: Ints  # (queries,); -1 when none
+    exact_copy: npt.NDArray[np.bool_]  # nearest cosine 1 and the same norm, up to rounding
+    mean_cosine: Floats  # (queries,) mean cosine to the other clean rows
+    #: Names of the queries and corpus rows the examples show: ids where the source has an id
+    #: column, else row positions (in the query file for external queries).
+    query_names: dict[int, Any] = field(default_factory=dict)
+    row_names: dict[int, Any] = field(default_factory=dict)
+    external: bool = False  # the queries come from --query-file
+    floor_cosine: Floats | None = None  # nearest cosines of corpus rows (with a query file)
+    returned: dict[str, Any] | None = None  # how the queries' results spread (query file)
+
+    def query_name(self, query: int) -> Any:
+        return self.query_names.get(query, query)
+
+    def row_name(self, row: int) -> Any:
+        return self.row_names.get(row, row)
 
 
 @dataclass(frozen=True)
@@ -190,12 +239,18 @@ def measure(
     dead_ratio: float = DEAD_RATIO,
     truncate: tuple[int, ...] = (),
     on_geometry: Callable[[int], None] | None = None,
+    queries_from: EmbeddingSource | None = None,
 ) -> Measurements:
     """Measure everything the checks read, with ``engine`` (default: in this process).
     ``on_rows`` is called with the rows of each chunk or fragment read; ``dead_ratio`` is
     EA004's threshold, which decides the dimensions the canonical gauge leaves out;
     ``truncate`` the dimension counts M (below d) whose cosine neighbours EA303 compares;
-    ``on_geometry`` is called with 1 after each of the GEOMETRY_STEPS stages on the sample."""
+    ``on_geometry`` is called with 1 after each of the GEOMETRY_STEPS stages on the sample.
+
+    With ``queries_from`` (``--query-file``), the query rows are drawn from that source
+    instead of the corpus: every list is what those queries see of the corpus (nothing to
+    exclude: they are not corpus rows). Corpus rows drawn as well, searched in the same pass
+    after them, give EA503 the corpus's own floor of nearest cosines."""
     engine = engine or LocalEngine()
     streams = [np.random.default_rng(s) for s in np.random.SeedSequence(seed).spawn(5)]
     query_rng, sample_rng, gauge_rng, pair_rng, reference_rng = streams
@@ -203,7 +258,18 @@ def measure(
     timings: dict[str, float] = {}
     started = time.perf_counter()
 
-    query_rows, queries, _ = draw_clean_rows(source, sampling.queries, query_rng, engine.take)
+    if queries_from is None:
+        query_rows, queries, _ = draw_clean_rows(source, sampling.queries, query_rng, engine.take)
+        external = None
+    else:
+        drawn, queries, _ = draw_clean_rows(queries_from, sampling.queries, query_rng)
+        floor_rng = np.random.default_rng(np.random.SeedSequence(seed, spawn_key=(_FLOOR_STREAM,)))
+        floor_rows, floor_queries, _ = draw_clean_rows(
+            source, sampling.queries, floor_rng, engine.take
+        )
+        external = _External(queries_from, drawn, len(floor_rows))
+        query_rows = np.concatenate([np.full(len(drawn), EXTERNAL_ROW), floor_rows])
+        queries = np.concatenate([queries, floor_queries])
     timings["queries"] = time.perf_counter() - started
     # Scale-free statistics are computed on rows divided by one power of two (exact), so that
     # squares of values near 1e±30 (float32) or 1e±200 (float64) stay in range.
@@ -211,15 +277,15 @@ def measure(
     gauges = gauge_scales(d, sampling.gauge_levels, sampling.gauge_draws, gauge_rng)
     search: NeighborSearch | None = None
     # With k >= n - 1 every row is every row's neighbour: nothing to compare, the checks skip.
-    if len(query_rows) and k < n - 1:
-        gauge_queries = min(sampling.gauge_queries, len(query_rows))
+    # The queries the checks read: the query file's, when the corpus's follow them.
+    own = len(query_rows) if external is None else len(external.rows)
+    if own and k < n - 1:
+        gauge_queries = min(sampling.gauge_queries, own)
         canonical = canonical_scale(queries * pow2_scale, dead_ratio)
         blocks = [Block("base", len(query_rows))]
         blocks += [Block(f"gauge s={s:g}", gauge_queries, scale) for s, scale in gauges]
         blocks.append(Block("canonical", gauge_queries, canonical))
-        blocks += [
-            Block(f"truncate {m}", len(query_rows), truncation_scale(d, m)) for m in truncate
-        ]
+        blocks += [Block(f"truncate {m}", own, truncation_scale(d, m)) for m in truncate]
         search = NeighborSearch(queries, query_rows, k, blocks)
     sample_rows = draw_positions(n, sampling.sample + 64, sample_rng)
     plan = PassPlan(search=search, sample=RowCollector(sample_rows))
@@ -240,12 +306,17 @@ def measure(
     )
     timings["geometry"] = time.perf_counter() - mark
     neighbors = (
-        _neighbors(search, gauges, truncate, stats.n_clean)
+        _neighbors(search, gauges, truncate, stats, source, external)
         if search is not None and k < stats.n_clean - 1
         else None
     )
     return Measurements(stats, geometry_summary, neighbors, timings)
 
+
+#: The degree of the mutual kNN graph whose islands EA502 counts, whatever k: islands are a
+#: property of the index's graph (an HNSW layer links 16 to 32 rows), not of the list size the
+#: user compares, and the share falls steeply with the degree (calibrated at 10).
+ISLAND_K = 10
 
 #: Stages of the work on the sample after the pass: spectrum, pairs, hubness graph, reference.
 GEOMETRY_STEPS = 4
@@ -279,9 +350,14 @@ def _geometry(
     advance(1)
 
     hub_k = min(k, m - 1)
-    hubness = geometry.hubness_from_neighbors(geometry.cosine_knn_graph(unit, hub_k), m)
+    graph = geometry.cosine_knn_graph(unit, hub_k)
+    hubness = geometry.hubness_from_neighbors(graph, m)
+    island_k = min(ISLAND_K, m - 1)
+    if island_k != hub_k:
+        graph = geometry.cosine_knn_graph(unit, island_k)
+    islands, singles = geometry.island_shares(graph, island_k)
     advance(1)
-    reference = _reference(m, d, hub_k, reference_rng)
+    reference = _reference(m, d, hub_k, island_k, reference_rng)
     advance(1)
     return Geometry(
         m=m,
@@ -294,6 +370,9 @@ def _geometry(
         pair_cosines=cosines,
         hubness=hubness,
         hubness_k=hub_k,
+        island_share=islands,
+        single_share=singles,
+        island_k=island_k,
         rogue_dimensions=rogue,
         rogue_r2=rogue_r2,
         cosine_change={s: float(np.mean(v)) for s, v in change.items()},
@@ -323,11 +402,12 @@ def _rogue(
     return rogue, geometry.pearson_r2(cosines[keep], without)
 
 
-def _reference(m: int, d: int, hub_k: int, rng: np.random.Generator) -> Reference:
+def _reference(m: int, d: int, hub_k: int, island_k: int, rng: np.random.Generator) -> Reference:
     """The geometry statistics of an isotropic Gaussian sample of the same shape."""
     gaussian = geometry.isotropic_sample(m, d, rng)
     eigenvalues = geometry.covariance_eigenvalues(gaussian)
-    graph = geometry.cosine_knn_graph(geometry.unit_rows(gaussian), hub_k)
+    unit = geometry.unit_rows(gaussian)
+    graph = geometry.cosine_knn_graph(unit, hub_k)
     return Reference(
         m=m,
         d=d,
@@ -335,6 +415,9 @@ def _reference(m: int, d: int, hub_k: int, rng: np.random.Generator) -> Referenc
         effective_rank=geometry.effective_rank(eigenvalues),
         top_share=_top_share(eigenvalues),
         hubness=geometry.hubness_from_neighbors(graph, m),
+        island_share=geometry.island_shares(
+            graph if island_k == hub_k else geometry.cosine_knn_graph(unit, island_k), island_k
+        )[0],
     )
 
 
@@ -343,12 +426,23 @@ def _top_share(eigenvalues: Floats) -> float:
     return float(eigenvalues[0] / total) if total > 0 else 0.0
 
 
+#: Example rows whose ids the report names: the nearest pairs (EA005), the farthest queries
+#: (EA503).
+EXAMPLES = 5
+
+
 def _neighbors(
     search: NeighborSearch,
     gauges: list[tuple[float, Floats]],
     truncate: tuple[int, ...],
-    n_clean: int,
+    stats: ScanStats,
+    source: EmbeddingSource,
+    external: _External | None = None,
 ) -> Neighbors:
+    n_clean = stats.n_clean
+    full = search
+    if external is not None:
+        search = search.head(len(external.rows))
     lists: dict[str, NeighborList] = {m: search.list_for(m) for m in ("cosine", "l2", "dot")}
     pairs = [("cosine", "l2"), ("cosine", "dot"), ("l2", "dot")]
     overlap = {(a, b): search.overlap(lists[a], lists[b]) for a, b in pairs}
@@ -383,5 +477,86 @@ def _neighbors(
         canonical=canonical,
         canonical_scale=scale,
         truncation=truncation,
+        hygiene=_hygiene(search, lists["cosine"], stats, source, external, full),
         search=search,
     )
+
+
+def _hygiene(
+    search: NeighborSearch,
+    cosine: NeighborList,
+    stats: ScanStats,
+    source: EmbeddingSource,
+    external: _External | None,
+    full: NeighborSearch,
+) -> QueryHygiene:
+    """Each query's nearest other row and mean cosine to the other clean rows (its own row,
+    when it is a corpus row, left out of the mean); with a query file, the nearest cosines of
+    the corpus rows searched after the queries."""
+    count = cosine.n_queries
+    nearest = np.asarray(cosine.scores[:, 0], dtype=np.float64)
+    rows = np.asarray(cosine.rows[:, 0], dtype=np.int64)
+    ratio = cosine.features[:, 0, 1] / search.query_norm[:count]
+    tolerance = search.tie_tolerance
+    exact = (rows >= 0) & (nearest >= 1 - tolerance) & (np.abs(ratio - 1) <= tolerance)
+    unit = geometry.unit_rows(np.asarray(search.queries[:count], dtype=np.float64))
+    own = (np.asarray(search.query_rows[:count]) >= 0).astype(np.float64)
+    others = np.maximum(stats.n_clean - own, 1)
+    mean_cosine = np.clip((unit @ stats.unit_sum - own) / others, -1.0, 1.0)
+    # The examples: the nearest pairs (EA005) and the farthest queries (EA503).
+    found = rows >= 0
+    near = np.flatnonzero(found & ~exact)
+    near = near[np.argsort(-nearest[near], kind="stable")][:EXAMPLES]
+    far = np.flatnonzero(found)[np.argsort(nearest[found], kind="stable")][:EXAMPLES]
+    shown = np.unique(np.concatenate([near, far]))
+    if external is None:
+        positions = np.asarray(search.query_rows)[shown]
+        query_source = source
+    else:
+        positions, query_source = external.rows[shown], external.source
+    query_names = dict(zip(shown.tolist(), _names(query_source, positions), strict=True))
+    corpus_rows = np.unique(rows[near])
+    row_names = dict(zip(corpus_rows.tolist(), _names(source, corpus_rows), strict=True))
+    floor, returned = None, None
+    if external is not None:
+        floor = np.asarray(full.list_for("cosine").scores[count:, 0], dtype=np.float64)
+        floor = floor[np.isfinite(floor)]
+        returned = _returned(cosine.rows, stats.n_clean, source)
+    return QueryHygiene(
+        nearest,
+        rows,
+        exact,
+        mean_cosine,
+        query_names,
+        row_names,
+        external is not None,
+        floor,
+        returned,
+    )
+
+
+def _returned(lists: Ints, n_clean: int, source: EmbeddingSource) -> dict[str, Any]:
+    """Query hubness: how the result slots of the queries spread over the corpus rows — the
+    distinct rows returned (and as many as slots drawn uniformly from n rows would give) and
+    the rows returned most, with the share of the slots they fill."""
+    slots = lists[lists >= 0]
+    rows, counts = np.unique(slots, return_counts=True)
+    order = np.argsort(-counts, kind="stable")[:EXAMPLES]
+    total = max(len(slots), 1)
+    uniform = n_clean * -np.expm1(-len(slots) / max(n_clean, 1))
+    return {
+        "slots": len(slots),
+        "distinct_rows": len(rows),
+        "distinct_if_uniform": float(uniform),
+        "top_share": float(counts[order].sum() / total),
+        "most_returned": [
+            {"row": name, "count": int(count)}
+            for name, count in zip(_names(source, rows[order]), counts[order], strict=True)
+        ],
+    }
+
+
+def _names(source: EmbeddingSource, rows: Ints) -> list[Any]:
+    """The ids of ``rows`` when the source has an id column, else the row positions."""
+    ids = source.ids(rows) if source.id_column is not None and len(rows) else None
+    return list(ids) if ids is not None else [int(r) for r in rows]

@@ -34,6 +34,7 @@ from embaudit.params import (
     ID_COLUMN,
     KEY,
     QUERIES,
+    QUERY_FILE,
     SEED,
     TABLE,
     Choices,
@@ -189,6 +190,13 @@ INDEX_SAMPLE = Param(
     optional=True,
     in_config=True,
 )
+NEAR_DUPLICATE_COSINE = Param(
+    0.99,
+    Interval(float, 0.0, 1.0),
+    "--near-duplicate-cosine",
+    "EA005 counts a row as a near-duplicate when its nearest other row has at least this cosine.",
+    in_config=True,
+)
 TRUNCATE = Param(
     (),
     Custom(_dimensions),
@@ -277,6 +285,8 @@ class CheckOptions(_Common, _Passes):
     index_metric: IndexMetric | None = declare(INDEX_METRIC)
     index_sample: int | None = declare(INDEX_SAMPLE)
     truncate: tuple[int, ...] = declare(TRUNCATE)
+    near_duplicate_cosine: float = declare(NEAR_DUPLICATE_COSINE)
+    query_file: str | None = declare(QUERY_FILE)
 
     def __post_init__(self) -> None:
         super().__post_init__()

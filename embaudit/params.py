@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import os
 from collections.abc import Callable
 from dataclasses import dataclass
 from enum import StrEnum
@@ -182,6 +183,23 @@ def _text(value: Any) -> str:
     return value
 
 
+def _location(value: Any) -> str:
+    if isinstance(value, os.PathLike):
+        value = os.fspath(value)
+    return _text(value)
+
+
+QUERY_FILE = Param(
+    None,
+    Custom(_location),
+    "--query-file",
+    "Take the query rows from this file (real user queries, the other tower of a two-tower "
+    "model; any input format, the same d, read with the same --key/--column/--id-column) "
+    "instead of sampling the corpus: every kNN check measures what these queries see of the "
+    "corpus. --queries stays the sample size.",
+    optional=True,
+    in_config=True,
+)
 KEY = Param(
     None,
     Custom(_text),

@@ -211,6 +211,7 @@ def test_embaudit_toml_and_explicit_config(cli, fixtures, tmp_path, monkeypatch)
         "EA002",
         "EA003",
         "EA004",
+        "EA005",
     ]
 
 

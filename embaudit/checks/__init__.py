@@ -2,13 +2,23 @@
 
 from __future__ import annotations
 
-from embaudit.checks import defects, drift, index, neighbors, norms, shape, truncation
+from embaudit.checks import (
+    defects,
+    drift,
+    hygiene,
+    index,
+    neighbors,
+    norms,
+    shape,
+    truncation,
+)
 from embaudit.checks.base import REGISTRY, AuditData, Baseline, Check
 from embaudit.model import CheckResult
 
 __all__ = ["REGISTRY", "AuditData", "Baseline", "Check", "run_checks"]
 
-del defects, drift, index, neighbors, norms, shape, truncation  # imported for registration only
+# Imported for registration only.
+del defects, drift, hygiene, index, neighbors, norms, shape, truncation
 
 
 def run_checks(data: AuditData, *, drift: bool = False) -> list[CheckResult]:

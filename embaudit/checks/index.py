@@ -194,12 +194,13 @@ def _cause(index: IndexMeasurement, threshold: float) -> tuple[str, str]:
     "index-vs-objective",
     summary="Of the neighbours the objective wants, how many the index you deploy returns.",
     what=(
-        "With --index SPEC (or the index stored with the data), the mean overlap@k between what that index returns (as EA701: built "
-        "on the file, searched at faiss's defaults) and the exact neighbours under the metric "
-        "of the declared objective (--trained-with: cosine; dot: inner product; l2; unknown: "
-        "cosine). It measures metric mismatch and approximation in one number: an inner-product "
-        "index over unnormalized vectors of a cosine model returns about (the exact "
-        "inner-product/cosine agreement) × (its recall). metrics.exact_agreement is the first "
+        "With --index SPEC (or the index stored with the data), the mean overlap@k between "
+        "what that index returns (as EA701: built on the file, searched at faiss's defaults) "
+        "and the exact neighbours under the metric of the declared objective (--trained-with: "
+        "cosine; dot: inner product; l2; unknown: cosine). It measures metric mismatch and "
+        "approximation in one number: an inner-product index over unnormalized vectors of a "
+        "cosine model returns about (the exact inner-product/cosine agreement) × (its recall). "
+        "metrics.exact_agreement is the first "
         "factor, metrics.recall the second, metrics.sweep the overlap along the search knob."
     ),
     why=(

@@ -369,6 +369,15 @@ def hubness(data: AuditData, threshold: float) -> Finding:
         f"{hub.skewness:.2f}{_isotropic(reference.skewness if reference else None)}, antihubs "
         f"{hub.antihub_rate:.1%}"
     )
+    hygiene = data.neighbors.hygiene if data.neighbors is not None else None
+    if hygiene is not None and hygiene.returned is not None:
+        returned = hygiene.returned
+        metrics["queries"] = returned
+        message += (
+            f"; the query file's results: {returned['distinct_rows']:,} distinct rows in "
+            f"{returned['slots']:,} slots (uniform: {returned['distinct_if_uniform']:,.0f}), the "
+            f"{len(returned['most_returned'])} most returned fill {returned['top_share']:.0%}"
+        )
     if hub.robin_hood > threshold:
         return Finding(
             Status.WARN,

@@ -47,6 +47,10 @@ class MarkdownFormat(Format):
             outcome = "**failed**" if report.failed() else "**passed**"
         lines.append(f"### embaudit {report.kind}: {outcome} — `{cell(report.subject)}`")
         lines.append("")
+        queries = report.input.get("queries") if isinstance(report, CheckReport) else None
+        if queries is not None:
+            where = cell(str(queries.get("path") or "(array)"))
+            lines += [f"Queries: {queries['drawn']:,} rows of `{where}`, searched against it.", ""]
         lines.append("| | Code | Check | Status | Value | Message |")
         lines.append("|---|---|---|---|---:|---|")
         for check in report.checks:

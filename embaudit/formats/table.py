@@ -58,6 +58,13 @@ def _header(report: CheckReport) -> Text:
         f"  k={params['k']} seed={params['seed']} trained-with={params['trained_with']}",
         style="dim",
     )
+    queries = source.get("queries")
+    if queries is not None:
+        text.append(
+            f"\nqueries: {queries['drawn']:,} rows of {queries.get('path') or '(array)'} "
+            f"({queries['n']:,} × {queries['d']} {queries['format']}), searched against the "
+            "corpus"
+        )
     excluded = {name: count for name, count in source["excluded_rows"].items() if count}
     if excluded:
         parts = ", ".join(f"{name} {count:,}" for name, count in excluded.items())

@@ -29,12 +29,18 @@ from embaudit.verdict import decide
 
 
 def run_check(
-    source: EmbeddingSource, baseline: EmbeddingSource | None, options: CheckOptions, run: Run
+    source: EmbeddingSource,
+    baseline: EmbeddingSource | None,
+    options: CheckOptions,
+    run: Run,
+    *,
+    queries: EmbeddingSource | None = None,
 ) -> CheckReport:
-    """The report of ``embaudit check`` on an opened source (and baseline)."""
+    """The report of ``embaudit check`` on an opened source (and baseline); ``queries``, the
+    source of ``--query-file``, gives the query rows."""
     started = time.perf_counter()
     given, options = options, _with_stored_index(source, options)
-    measured, data, checks, verdict = _judge(source, options, run, "audit")
+    measured, data, checks, verdict = _judge(source, options, run, "audit", queries)
     measured_at = time.perf_counter()
     if baseline is not None:
         data = replace(data, baseline=_baseline(baseline, source, options, run), verdict=verdict)
@@ -48,6 +54,9 @@ def run_check(
     }
     if baseline is not None:
         input_info["baseline"] = baseline.describe()
+    if queries is not None:
+        drawn = measured.neighbors.queries if measured.neighbors is not None else 0
+        input_info["queries"] = queries.describe() | {"drawn": drawn}
     finished = time.perf_counter()
     return CheckReport(
         options=options,
@@ -59,6 +68,7 @@ def run_check(
             "trained_with": options.trained_with.value,
             "fail_on": options.fail_on.value,
             **options.sampling.to_dict(),
+            **({"query_file": options.query_file} if options.query_file is not None else {}),
             "engine": run.engine.name,
             **_deployment_params(options, given),
         },
@@ -74,7 +84,11 @@ def run_check(
 
 
 def _judge(
-    source: EmbeddingSource, options: CheckOptions, run: Run, action: str
+    source: EmbeddingSource,
+    options: CheckOptions,
+    run: Run,
+    action: str,
+    queries: EmbeddingSource | None = None,
 ) -> tuple[Measurements, AuditData, list[CheckResult], Verdict]:
     """Measure a source, run the audit checks on it and decide the verdict."""
     plan = _index_plan(source, options)
@@ -89,6 +103,7 @@ def _judge(
         dead_ratio=options.threshold("EA004"),
         truncate=options.truncate,
         on_geometry=run.stages(f"geometry of the {action} sample", GEOMETRY_STEPS),
+        queries_from=queries,
     )
     neighbors = measured.neighbors
     if plan is not None and neighbors is not None and neighbors.search is not None:
