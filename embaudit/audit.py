@@ -94,10 +94,18 @@ def compare_knn(
     options = _options(CompareOptions, options, config, parameters)
     first = _open(old, options)
     second = None if new is None else _open(new, options)
+    if second is not None and options.query_file is not None:
+        raise ParameterError(
+            "query_file",
+            "applies to one file (the metrics of its neighbours), not to two exports: a new "
+            "export needs queries embedded by its own model",
+            QUERY_FILE.flag,
+        )
+    queries = _query_source(first, options)
     with _engine(options.engine, options.ray_address, first, second) as engine:
         run = Run(engine, options.chunk_rows, progress)
         if second is None:
-            return run_metrics(first, options, run)
+            return run_metrics(first, options, run, queries=queries)
         return run_files(first, second, options, run)
 
 
@@ -169,7 +177,9 @@ def _open(source: Source, options: CheckOptions | CompareOptions | GaugeOptions)
     )
 
 
-def _query_source(corpus: EmbeddingSource, options: CheckOptions) -> EmbeddingSource | None:
+def _query_source(
+    corpus: EmbeddingSource, options: CheckOptions | CompareOptions
+) -> EmbeddingSource | None:
     """The source of ``query_file`` (read with the same key and columns as the corpus), or
     None; its dimension must be the corpus's."""
     if options.query_file is None:

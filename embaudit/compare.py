@@ -15,7 +15,7 @@ import numpy.typing as npt
 from embaudit.draw import draw_clean_items, draw_clean_rows
 from embaudit.engines import Engine, LocalEngine, PassPlan
 from embaudit.errors import InputError
-from embaudit.knn import Block, NeighborSearch
+from embaudit.knn import EXTERNAL_ROW, Block, NeighborSearch
 from embaudit.params import ParameterError
 from embaudit.sources import EmbeddingSource
 
@@ -85,13 +85,23 @@ def compare_metrics(
     chunk_rows: int | None = None,
     on_rows: Callable[[int], None] | None = None,
     engine: Engine | None = None,
+    queries_from: EmbeddingSource | None = None,
 ) -> MetricsComparison:
-    """overlap@j of cosine, L2 and inner-product neighbours for the k ladder."""
+    """overlap@j of cosine, L2 and inner-product neighbours for the k ladder; with
+    ``queries_from``, of queries drawn from that source (searched against every row, none of
+    them their own)."""
     engine = engine or LocalEngine()
-    _check_k_fits(k, source.n - 1, "rows")
+    own = queries_from is None
+    _check_k_fits(k, source.n - 1 if own else source.n, "rows")
     ladder = k_ladder(k, source.n)
     rng = np.random.default_rng(np.random.SeedSequence(seed).spawn(1)[0])
-    rows, values, _ = draw_clean_rows(source, queries, rng, engine.take)
+    if queries_from is None:
+        rows, values, _ = draw_clean_rows(source, queries, rng, engine.take)
+    else:
+        drawn, values, _ = draw_clean_rows(queries_from, queries, rng)
+        rows = np.full(len(drawn), EXTERNAL_ROW, dtype=np.int64)
+        if not len(rows):
+            raise InputError(queries_from.path, "no finite, non-zero rows to query with")
     if not len(rows) or source.n < 2:
         raise InputError(source.path, "needs at least two finite, non-zero rows to compare")
     search = NeighborSearch(values, rows, ladder[-1], [Block("base", len(rows))])

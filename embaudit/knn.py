@@ -31,6 +31,10 @@ _U32 = 2.0**-24
 #: Scores closer than TIE_ULPS * sqrt(d) * u32 (on the cosine scale) are ties.
 TIE_ULPS = 8.0
 
+#: The row position of a query that is not a row of the database (``--query-file``): never
+#: a row, so nothing is excluded as its own, and not -1, which marks a missing neighbour.
+EXTERNAL_ROW = -2
+
 _COSINE, _NORM = 0, 1  # feature columns; gauge block b > 0 has its cosine in column 1 + b
 
 

@@ -25,7 +25,7 @@ from embaudit import geometry
 from embaudit.draw import draw_clean_rows, draw_positions
 from embaudit.engines import Engine, LocalEngine, PassPlan
 from embaudit.index import IndexMeasurement
-from embaudit.knn import Block, NeighborList, NeighborSearch
+from embaudit.knn import EXTERNAL_ROW, Block, NeighborList, NeighborSearch
 from embaudit.params import (
     GAUGE_DRAWS,
     GAUGE_LEVELS,
@@ -142,9 +142,6 @@ class Neighbors:
     index: IndexMeasurement | None = None  # the index of ``--index``, searched (EA701, EA702)
 
 
-#: The row position given to a query that is not a corpus row (``--query-file``): never a row,
-#: and not -1, which marks a missing neighbour.
-EXTERNAL_ROW = -2
 #: The random stream of the corpus rows drawn for EA503's floor next to a query file (after
 #: measure's five and the index's two).
 _FLOOR_STREAM = 7

@@ -347,6 +347,7 @@ class CompareOptions(_Common, _Passes):
             optional=True,
         )
     )
+    query_file: str | None = declare(QUERY_FILE)
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -173,3 +173,28 @@ def test_the_cli_reports_the_query_file(tmp_path, cli_process):
     report = json.loads(result.stdout)
     assert report["input"]["queries"]["path"] == queries
     assert report["params"]["query_file"] == queries
+
+
+def test_compare_knn_measures_the_metrics_of_the_query_file(tmp_path):
+    from embaudit import compare_knn
+
+    corpus = _corpus() * np.exp(np.random.default_rng(4).normal(0, 0.5, size=(N, 1)))
+    queries = _foreign()
+    report = compare_knn(
+        _save(tmp_path, "c.npy", corpus), query_file=_save(tmp_path, "q.npy", queries), queries=Q
+    )
+    brute = _brute(corpus, queries)
+    overlap = [
+        len(set(a) & set(b)) / K for a, b in zip(brute["cos_top"], brute["l2_top"], strict=True)
+    ]
+    pair = next(p for p in report.comparison.pairs if (p.a, p.b) == ("cosine", "l2"))
+    assert pair.by_k[K] == pytest.approx(np.mean(overlap), abs=1e-12)
+    assert report.input["queries"]["drawn"] == Q
+    assert report.params["query_file"].endswith("q.npy")
+
+
+def test_compare_knn_refuses_a_query_file_for_two_exports(tmp_path, cli_process):
+    corpus = _save(tmp_path, "c.npy", _corpus())
+    result = cli_process("compare-knn", corpus, corpus, "--query-file", corpus)
+    assert result.code == 2
+    assert result.stderr.startswith("embaudit: error: --query-file applies to one file")

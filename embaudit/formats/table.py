@@ -58,13 +58,7 @@ def _header(report: CheckReport) -> Text:
         f"  k={params['k']} seed={params['seed']} trained-with={params['trained_with']}",
         style="dim",
     )
-    queries = source.get("queries")
-    if queries is not None:
-        text.append(
-            f"\nqueries: {queries['drawn']:,} rows of {queries.get('path') or '(array)'} "
-            f"({queries['n']:,} × {queries['d']} {queries['format']}), searched against the "
-            "corpus"
-        )
+    _queries_line(text, source)
     excluded = {name: count for name, count in source["excluded_rows"].items() if count}
     if excluded:
         parts = ", ".join(f"{name} {count:,}" for name, count in excluded.items())
@@ -174,7 +168,19 @@ def _metrics_header(report: MetricsReport) -> Text:
     source = report.input
     text.append(f"  {source.get('path') or '(array)'}  {source['n']:,} × {source['d']}")
     text.append(f"  k={report.k} seed={report.options.seed}", style="dim")
+    _queries_line(text, source)
     return _excluded(text, report.comparison.excluded_rows)
+
+
+def _queries_line(text: Text, source: dict[str, Any]) -> None:
+    """Where the queries come from, when a query file gave them."""
+    queries = source.get("queries")
+    if queries is not None:
+        text.append(
+            f"\nqueries: {queries['drawn']:,} rows of {queries.get('path') or '(array)'} "
+            f"({queries['n']:,} × {queries['d']} {queries['format']}), searched against the "
+            "corpus"
+        )
 
 
 def _excluded(text: Text, excluded: int | dict[str, int]) -> Text:

@@ -20,11 +20,19 @@ def _params(options: CompareOptions, run: Run) -> dict[str, object]:
         "queries": options.queries,
         "min_overlap": options.min_overlap,
         "fail_on": options.fail_on.value,
+        **({"query_file": options.query_file} if options.query_file is not None else {}),
     }
 
 
-def run_metrics(source: EmbeddingSource, options: CompareOptions, run: Run) -> MetricsReport:
-    """overlap@k of cosine, L2 and inner-product neighbours on one file."""
+def run_metrics(
+    source: EmbeddingSource,
+    options: CompareOptions,
+    run: Run,
+    *,
+    queries: EmbeddingSource | None = None,
+) -> MetricsReport:
+    """overlap@k of cosine, L2 and inner-product neighbours on one file (of the rows of
+    ``queries``, the source of ``--query-file``, when given)."""
     started = time.perf_counter()
     result = compare_metrics(
         source,
@@ -34,7 +42,11 @@ def run_metrics(source: EmbeddingSource, options: CompareOptions, run: Run) -> M
         chunk_rows=run.chunk_rows,
         on_rows=run.reporting("neighbours of", source),
         engine=run.engine,
+        queries_from=queries,
     )
+    input_info = source.describe()
+    if queries is not None:
+        input_info["queries"] = queries.describe() | {"drawn": result.queries}
     checks = [
         _gate_row(
             f"{pair.a}-vs-{pair.b}",
@@ -48,7 +60,7 @@ def run_metrics(source: EmbeddingSource, options: CompareOptions, run: Run) -> M
     return MetricsReport(
         options=options,
         tool=TOOL,
-        input=source.describe(),
+        input=input_info,
         params=_params(options, run) | {"ladder": result.ladder, "engine": run.engine.name},
         comparison=result,
         checks=checks,
