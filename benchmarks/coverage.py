@@ -21,7 +21,9 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from embaudit import CheckResult, audit
+from embaudit.checks.hygiene import FLOOR_MADS, MAD_TO_SD
 from embaudit.knn import exact_lists
+from embaudit.measure import canonical_scale
 from tests.exports import encoder_like, lognormal_norms
 
 #: Gauge draws of the exhaustive EA301 value (the audit draws 3 per level).
@@ -48,11 +50,39 @@ def exhaustive(x: np.ndarray, k: int = 10, seed: int = 12345) -> dict[str, float
         _overlap(cosine, _top(x * np.exp(rng.normal(0, 0.5, x.shape[1])), "cosine", k))
         for _ in range(REFERENCE_DRAWS - 1)
     ]
+    unit = x / np.linalg.norm(x, axis=1, keepdims=True)
+    cos = unit @ unit.T
+    np.fill_diagonal(cos, -np.inf)
+    nearest = cos.max(axis=1)
+    np.fill_diagonal(cos, 0.0)
+    mean = cos.sum(axis=1) / (len(x) - 1)
+    median = np.median(nearest)
+    floor = median - FLOOR_MADS * MAD_TO_SD * np.median(np.abs(nearest - median))
     return {
         "EA301": float(np.mean(gauge)),
+        # The canonical gauge of every row (the audit estimates it on its query sample).
+        "EA302": _overlap(cosine, _top(x * canonical_scale(x), "cosine", k)),
         "EA401": _overlap(cosine, _top(x, "l2", k)),
         "EA402": _overlap(cosine, _top(x, "dot", k)),
+        "EA005": float(np.mean(nearest >= 0.99)),
+        "EA206": float(np.median((1 - mean) / (1 - nearest))),
+        "EA503": float(np.mean(nearest < floor)),
     }
+
+
+def planted(x: np.ndarray, seed: int = 3) -> np.ndarray:
+    """10% of the rows replaced by perturbed copies of others, 3% by random directions: shares
+    of EA005 and EA503 away from 0."""
+    rng = np.random.default_rng(seed)
+    n, d = x.shape
+    x = x.copy()
+    rows = rng.permutation(n)
+    copies, outliers = rows[: n // 10], rows[n // 10 : n // 10 + 3 * n // 100]
+    originals = rng.choice(rows[n // 5 :], size=len(copies))
+    scale = np.linalg.norm(x[originals], axis=1)[:, None] / np.sqrt(d)
+    x[copies] = x[originals] + 0.07 * scale * rng.standard_normal((len(copies), d))
+    x[outliers] = rng.standard_normal((len(outliers), d))
+    return x
 
 
 def _standard_error(check: CheckResult) -> float:
@@ -69,7 +99,7 @@ def study(name: str, x: np.ndarray, seeds: int) -> list[str]:
     covered = dict.fromkeys(reference, 0)
     errors = {code: [] for code in reference}
     for seed in range(seeds):
-        report = audit(x, seed=seed, select="EA3,EA4")
+        report = audit(x, seed=seed, select="EA3,EA4,EA005,EA206,EA503", ignore="EA303")
         for code, value in reference.items():
             check = report.check(code)
             error = _standard_error(check)
@@ -95,6 +125,7 @@ def main() -> None:
     exports = {
         f"sentence-like {args.n} × {args.d}": unit,
         f"log-normal norms {args.n} × {args.d}": lognormal_norms(unit, seed=2),
+        f"planted copies and outliers {args.n} × {args.d}": planted(unit),
     }
     print("| export | check | exhaustive value | mean reported SE | within 2 SE |")
     print("|---|---|---:|---:|---:|")

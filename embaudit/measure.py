@@ -188,6 +188,9 @@ class Measurements:
     geometry: Geometry | None
     neighbors: Neighbors | None
     timings: dict[str, float] = field(default_factory=dict)  # seconds per stage
+    #: Set when the audit measured again (undecided checks): rounds, the checks that asked for
+    #: it, those still undecided at the cap.
+    adaptive: dict[str, Any] | None = None
 
 
 def gauge_scales(

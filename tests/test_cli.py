@@ -28,6 +28,11 @@ def test_json_follows_the_output_contract(cli, fixtures):
     assert report["input"]["format"] == "npy"
     assert (report["input"]["n"], report["input"]["d"]) == (2000, 64)
     assert report["input"]["dtype"] == "float32"
+    # EA302 sits at its threshold here: measured again, the report says how (params.adaptive).
+    adaptive = report["params"].pop("adaptive")
+    assert adaptive["grew"] == ["EA302"] and adaptive["rounds"] > 1
+    ea302 = next(check for check in report["checks"] if check["code"] == "EA302")
+    assert ea302["metrics"]["sampling"]["gauge_queries"] == 50 * 2 ** (adaptive["rounds"] - 1)
     assert report["params"] == {
         "k": 7,
         "seed": 3,

@@ -58,6 +58,11 @@ class Check:
     #: The option that asks for this check (``index``, ``truncate``): without it, the check is
     #: not run and not reported. None: every audit runs it.
     option: str | None = None
+    #: The sample sizes (fields of :class:`~embaudit.measure.Sampling`) its estimate rests on:
+    #: when the threshold lies inside the value's 95% interval, the audit measures again with
+    #: these doubled (see :mod:`embaudit.pipelines.check`). Empty: measured exactly, or with no
+    #: standard error to decide by.
+    samples: tuple[str, ...] = ()
 
     def requested(self, options: CheckOptions) -> bool:
         """Whether ``options`` ask for this check (its option, if any, is given)."""
@@ -118,6 +123,7 @@ def register(
     reference: str = "",
     needs_baseline: bool = False,
     option: str | None = None,
+    samples: tuple[str, ...] = (),
 ) -> Callable[[Callable[[AuditData, float], Finding]], Callable[..., Finding]]:
     """Register ``measure`` as check ``code``; codes are public API and never renumbered."""
 
@@ -139,6 +145,7 @@ def register(
             measure=measure,
             needs_baseline=needs_baseline,
             option=option,
+            samples=samples,
         )
         return measure
 

@@ -88,6 +88,7 @@ def _with_hygiene(data: AuditData) -> tuple[QueryHygiene, npt.NDArray[np.int64]]
         "shows a copy for about one query in ten; at 10% copies are the rule. Generated "
         "encoder-like corpora without planted copies have none at cosine 0.99."
     ),
+    samples=("queries",),
 )
 def near_duplicates(data: AuditData, threshold: float) -> Finding:
     found = _with_hygiene(data)
@@ -313,6 +314,7 @@ def graph_islands(data: AuditData, threshold: float) -> Finding:
         "nearest cosines have a longer tail towards 0, and generated clustered corpora put 0.6% "
         "to 1.5% of their rows below it."
     ),
+    samples=("queries",),
 )
 def isolated_rows(data: AuditData, threshold: float) -> Finding:
     found = _with_hygiene(data)

@@ -125,6 +125,7 @@ def s50(levels: list[float], overlaps: list[float]) -> tuple[float | None, str |
         "0.8 at s = 0.5: scales varying by a factor e^±0.5 ≈ 1.65 should not change more than "
         "one neighbour in five if cosine reflects the model rather than its gauge."
     ),
+    samples=("queries", "gauge_queries", "gauge_draws"),
 )
 def gauge_sensitivity(data: AuditData, threshold: float) -> Finding:
     neighbors, sample = data.neighbors, data.geometry
@@ -189,6 +190,7 @@ def gauge_sensitivity(data: AuditData, threshold: float) -> Finding:
     reference="Steck, Ekanadham & Kallus (2024), arXiv:2403.05440",
     threshold=0.8,
     threshold_rationale="As EA301: at most one neighbour in five may depend on the gauge.",
+    samples=("queries", "gauge_queries"),
 )
 def canonical_gauge(data: AuditData, threshold: float) -> Finding:
     neighbors = data.neighbors
@@ -269,6 +271,7 @@ def _agreement(
     ),
     threshold=0.9,
     threshold_rationale="0.9: at most one neighbour in ten may differ between the metrics.",
+    samples=("queries",),
 )
 def cosine_vs_l2(data: AuditData, threshold: float) -> Finding:
     return _agreement(data, ("cosine", "l2"), threshold, TrainedWith.L2)
@@ -295,6 +298,7 @@ def cosine_vs_l2(data: AuditData, threshold: float) -> Finding:
     reference="Steck, Ekanadham & Kallus (2024), arXiv:2403.05440",
     threshold=0.9,
     threshold_rationale="0.9: at most one neighbour in ten may differ between the metrics.",
+    samples=("queries",),
 )
 def cosine_vs_dot(data: AuditData, threshold: float) -> Finding:
     return _agreement(data, ("cosine", "dot"), threshold, TrainedWith.DOT)

@@ -39,6 +39,7 @@ from embaudit.model import Finding, Status
         "for retrieval that must match the full vectors."
     ),
     option="truncate",
+    samples=("queries",),
 )
 def truncation(data: AuditData, threshold: float) -> Finding:
     neighbors = data.neighbors

@@ -8,7 +8,7 @@ from collections.abc import Callable
 from dataclasses import replace
 from typing import Any
 
-from embaudit.checks import AuditData, Baseline, run_checks
+from embaudit.checks import REGISTRY, AuditData, Baseline, run_checks
 from embaudit.compare import compare_files
 from embaudit.index import (
     IndexMetric,
@@ -18,7 +18,7 @@ from embaudit.index import (
     measure_index,
     objective_metric,
 )
-from embaudit.measure import GEOMETRY_STEPS, Measurements, measure
+from embaudit.measure import GEOMETRY_STEPS, Measurements, Sampling, measure
 from embaudit.model import CheckResult, Verdict
 from embaudit.options import CheckOptions
 from embaudit.params import ParameterError, declared
@@ -68,6 +68,7 @@ def run_check(
             "trained_with": options.trained_with.value,
             "fail_on": options.fail_on.value,
             **options.sampling.to_dict(),
+            **({"adaptive": measured.adaptive} if measured.adaptive else {}),
             **({"query_file": options.query_file} if options.query_file is not None else {}),
             "engine": run.engine.name,
             **_deployment_params(options, given),
@@ -90,21 +91,32 @@ def _judge(
     action: str,
     queries: EmbeddingSource | None = None,
 ) -> tuple[Measurements, AuditData, list[CheckResult], Verdict]:
-    """Measure a source, run the audit checks on it and decide the verdict."""
+    """Measure a source, run the audit checks on it and decide the verdict.
+
+    A check estimated from samples whose threshold lies inside its value's 95% interval, where
+    the side of the threshold decides its status, is undecided: the source is measured again
+    with the sample sizes it rests on doubled, at most MAX_ROUNDS times, and only the undecided
+    checks take their result from the larger sample (every other check keeps the first
+    measurement). A check still undecided then keeps the status of its point estimate and says
+    "inconclusive at the cap"."""
     plan = _index_plan(source, options)
-    measured = measure(
-        source,
-        k=options.k,
-        seed=options.seed,
-        sampling=options.sampling,
-        chunk_rows=run.chunk_rows,
-        on_rows=run.reporting(action, source),
-        engine=run.engine,
-        dead_ratio=options.threshold("EA004"),
-        truncate=options.truncate,
-        on_geometry=run.stages(f"geometry of the {action} sample", GEOMETRY_STEPS),
-        queries_from=queries,
-    )
+
+    def measured_with(sampling: Sampling, label: str) -> Measurements:
+        return measure(
+            source,
+            k=options.k,
+            seed=options.seed,
+            sampling=sampling,
+            chunk_rows=run.chunk_rows,
+            on_rows=run.reporting(label, source),
+            engine=run.engine,
+            dead_ratio=options.threshold("EA004"),
+            truncate=options.truncate,
+            on_geometry=run.stages(f"geometry of the {label} sample", GEOMETRY_STEPS),
+            queries_from=queries,
+        )
+
+    measured = measured_with(options.sampling, action)
     neighbors = measured.neighbors
     if plan is not None and neighbors is not None and neighbors.search is not None:
         indexed = measure_index(
@@ -119,7 +131,86 @@ def _judge(
         neighbors = replace(neighbors, index=indexed)
     data = AuditData(options, measured.stats, measured.geometry, neighbors)
     checks = run_checks(data)
+    results = {check.code: check for check in checks}
+    pending = [check.code for check in checks if _undecided(check, data)]
+    sampling, rounds, grew = options.sampling, 0, list(pending)
+    while pending and rounds < MAX_ROUNDS:
+        grown = _grown(sampling, pending, options.sampling, measured.stats.n_clean)
+        if grown is None:
+            break
+        sampling, rounds = grown, rounds + 1
+        again = measured_with(sampling, f"{action} (round {rounds + 1})")
+        larger = AuditData(
+            replace(options, sampling=sampling), again.stats, again.geometry, again.neighbors
+        )
+        for code in pending:
+            result = REGISTRY[code].run(larger)
+            results[code] = replace(
+                result, metrics=result.metrics | {"sampling": _sizes(sampling, code)}
+            )
+        pending = [code for code in pending if _undecided(results[code], larger)]
+    checks = [
+        _inconclusive(results[check.code], rounds) if check.code in pending else results[check.code]
+        for check in checks
+    ]
+    if grew:
+        measured = replace(
+            measured, adaptive={"rounds": rounds + 1, "grew": grew, "inconclusive": pending}
+        )
     return measured, data, checks, decide(checks, options.trained_with)
+
+
+def _sizes(sampling: Sampling, code: str) -> dict[str, int]:
+    """The sample sizes a check was measured with, when more than requested."""
+    return {name: getattr(sampling, name) for name in REGISTRY[code].samples}
+
+
+#: Times the audit measures again, each with the sample sizes of the undecided checks doubled:
+#: at most 2**MAX_ROUNDS (8) times the requested sizes.
+MAX_ROUNDS = 3
+#: The two-sided 95% normal quantile: the interval a decision must clear.
+_Z95 = 1.959963984540054
+
+
+def _undecided(check: CheckResult, data: AuditData) -> bool:
+    """Whether the threshold lies inside the value's 95% interval and the side of it decides
+    the status (the check run with the threshold at either end of the interval differs)."""
+    spec = REGISTRY[check.code]
+    error = check.metrics.get("standard_error")
+    if not spec.samples or check.value is None or check.threshold is None or not error:
+        return False
+    low, high = check.value - _Z95 * error, check.value + _Z95 * error
+    if not low <= check.threshold <= high:
+        return False
+    return spec.measure(data, low).status != spec.measure(data, high).status
+
+
+def _grown(sampling: Sampling, codes: list[str], first: Sampling, n: int) -> Sampling | None:
+    """``sampling`` with the sizes the checks ``codes`` rest on doubled, each at most
+    2**MAX_ROUNDS times its size in ``first`` and the queries at most the rows there are; None
+    when nothing can grow."""
+    fields = {name for code in codes for name in REGISTRY[code].samples}
+    changes: dict[str, Any] = {}
+    for name in sorted(fields):
+        current = getattr(sampling, name)
+        limit = getattr(first, name) * 2**MAX_ROUNDS
+        if name in ("queries", "gauge_queries"):
+            limit = min(limit, n)
+        if min(2 * current, limit) > current:
+            changes[name] = min(2 * current, limit)
+    return replace(sampling, **changes) if changes else None
+
+
+def _inconclusive(check: CheckResult, rounds: int) -> CheckResult:
+    """A check whose threshold is still inside its 95% interval after the last round."""
+    error = check.metrics["standard_error"]
+    grown = f" after {rounds} more round{'s' if rounds != 1 else ''}" if rounds else ""
+    return replace(
+        check,
+        message=f"{check.message}; inconclusive at the cap{grown}: the threshold "
+        f"{check.threshold:g} lies within {check.value:.3g} ± {_Z95 * error:.2g}",
+        metrics=check.metrics | {"inconclusive": True},
+    )
 
 
 def _baseline(
