@@ -75,8 +75,17 @@ class Check:
         if self.option is not None:
             flag = "--" + self.option.replace("_", "-")
             sections.append(f"Runs only when asked for: `{flag}` (or `{flag[2:]}` in the config).")
+        what = self.what
+        if self.samples:
+            sizes = ", ".join(self.samples)
+            what += (
+                f" Estimated from samples ({sizes}): when the threshold lies inside the value's "
+                "95% interval and decides the status, the audit measures again with these "
+                "doubled, up to 8 times the requested sizes (metrics.sampling; 'inconclusive at "
+                "the cap' when still undecided)."
+            )
         sections += [
-            f"## What it measures\n\n{self.what}",
+            f"## What it measures\n\n{what}",
             f"## Why it matters\n\n{self.why}",
             f"## How to fix it\n\n{self.fix}",
             f"## Default threshold\n\n{threshold}\n\n{self.threshold_rationale}".rstrip(),
