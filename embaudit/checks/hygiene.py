@@ -286,6 +286,33 @@ def graph_islands(data: AuditData, threshold: float) -> Finding:
     return Finding(Status.PASS, share, message, metrics)
 
 
+#: Bootstrap resamples of EA503's error, from a fixed seed (the same values, the same error).
+BOOTSTRAP = 400
+
+
+def _floor(nearest: Floats) -> tuple[float, float, float]:
+    """The robust floor of nearest cosines (median − FLOOR_MADS normal-consistent MADs), the
+    median and that spread."""
+    median = float(np.median(nearest))
+    spread = MAD_TO_SD * float(np.median(np.abs(nearest - median)))
+    return median - FLOOR_MADS * spread, median, spread
+
+
+def _isolated_error(nearest: Floats, corpus: Floats, separate: bool) -> float | None:
+    """Standard error of the share of ``nearest`` below the floor of ``corpus``: a bootstrap
+    over the queries that draws the floor again with them (the floor is estimated from the same
+    sample, or, with a query file, from its own corpus rows, resampled apart)."""
+    if len(nearest) < 2:
+        return None
+    rng = np.random.default_rng(0)
+    shares = np.empty(BOOTSTRAP)
+    for b in range(BOOTSTRAP):
+        drawn = nearest[rng.integers(len(nearest), size=len(nearest))]
+        floor_rows = corpus[rng.integers(len(corpus), size=len(corpus))] if separate else drawn
+        shares[b] = np.mean(drawn < _floor(floor_rows)[0])
+    return float(shares.std(ddof=1))
+
+
 @register(
     "EA503",
     "isolated-rows",
@@ -294,7 +321,8 @@ def graph_islands(data: AuditData, threshold: float) -> Finding:
         "The corpus's robust floor is the median of the queries' nearest-row cosines less "
         f"{FLOOR_MADS:g} MADs (the median absolute deviation times {MAD_TO_SD:.4f}, the "
         "standard deviation of a normal sample). The value is the share of queries whose "
-        "nearest cosine falls below it, with its standard error over the queries; "
+        "nearest cosine falls below it, with its standard error (a bootstrap over the queries "
+        "that estimates the floor again in each resample, since it comes from them too); "
         "metrics.examples lists the farthest (ids when the input has an id column)."
     ),
     why=(
@@ -325,11 +353,10 @@ def isolated_rows(data: AuditData, threshold: float) -> Finding:
     corpus = hygiene.floor_cosine if hygiene.floor_cosine is not None else nearest
     if not len(corpus):
         return Finding(Status.SKIP, None, SKIP)
-    median = float(np.median(corpus))
-    spread = MAD_TO_SD * float(np.median(np.abs(corpus - median)))
-    floor = median - FLOOR_MADS * spread
+    floor, median, spread = _floor(corpus)
     below = nearest < floor
-    share, error = _share(below)
+    share = float(below.mean())
+    error = _isolated_error(nearest, corpus, hygiene.floor_cosine is not None)
     farthest = queries[below][np.argsort(nearest[below], kind="stable")][:5]
     examples = [
         {"row": hygiene.query_name(int(q)), "nearest_cosine": float(hygiene.nearest_cosine[q])}
