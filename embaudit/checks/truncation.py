@@ -52,7 +52,13 @@ def truncation(data: AuditData, threshold: float) -> Finding:
     ]
     smallest = rows[0]
     value = smallest["overlap_at_k"]
-    metrics = {"dimensions": rows, "d": d, "k": neighbors.k, "queries": neighbors.queries}
+    metrics = {
+        "standard_error": smallest["standard_error"],  # of the value: the smallest M's overlap
+        "dimensions": rows,
+        "d": d,
+        "k": neighbors.k,
+        "queries": neighbors.queries,
+    }
     others = "; ".join(f"{row['overlap_at_k']:.2f} at M = {row['m']}" for row in rows[1:])
     message = (
         f"overlap@{neighbors.k} {value:.2f} on the first {smallest['m']} of {d} dimensions"
