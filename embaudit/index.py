@@ -97,6 +97,12 @@ class IndexPlan:
     sample: int | None
     seed: int
     flag: str | None = None  # the command-line flag of the spec, for errors
+    #: Settings of the deployed index that faiss's string does not carry: ``efConstruction``
+    #: (set before rows are added) and the search knob's default (``efSearch``, ``nprobe``),
+    #: with the name of what set them (``defaults_from``). Empty: faiss's defaults.
+    build: tuple[tuple[str, int], ...] = ()
+    search: tuple[tuple[str, int], ...] = ()
+    defaults_from: str = "faiss's default"
 
 
 @dataclass(frozen=True)
@@ -123,13 +129,14 @@ class IndexMeasurement:
     trained_on: int  # training rows (0: the index needs no training)
     lists: int | None  # inverted lists of an IVF index (faiss asks for 39 training rows each)
     knob: str | None  # efSearch, nprobe, or None (nothing to tune: flat, SQ, PQ)
-    default_setting: int | None  # the knob at faiss's default
+    default_setting: int | None  # the knob at its default (faiss's, or the store's)
     recall: Floats  # per query, against the exact lists under the index's metric
     objective_overlap: Floats  # per query, against the exact lists under the objective's
     exact_agreement: Floats  # per query, exact index-metric lists against objective ones
     ms_per_query: float
     sweep: list[SweepPoint]
     timings: dict[str, float] = field(default_factory=dict)  # seconds per stage
+    defaults_from: str = "faiss's default"  # whose default search setting ``recall`` is at
 
 
 # faiss, quietly ------------------------------------------------------------------------------
@@ -182,10 +189,15 @@ def new_index(d: int, plan: IndexPlan) -> Any:
     faiss = _faiss()
     metric = faiss.METRIC_L2 if plan.metric == IndexMetric.L2 else faiss.METRIC_INNER_PRODUCT
     try:
-        return faiss.index_factory(d, plan.spec, metric)
+        index = faiss.index_factory(d, plan.spec, metric)
     except (RuntimeError, ValueError, TypeError) as error:
         problem = f"{plan.spec!r} cannot be built for d = {d} with metric {plan.metric}"
         raise ParameterError("index", f"{problem}: {_faiss_problem(error)}", plan.flag) from None
+    hnsw = _hnsw_of(index)
+    for name, value in plan.build:
+        if name == "efConstruction" and hnsw is not None:
+            hnsw.hnsw.efConstruction = value
+    return index
 
 
 def check_plan(d: int, plan: IndexPlan) -> None:
@@ -523,6 +535,9 @@ def _compare(index: Any, database: _Database, plan: IndexPlan, objective: str) -
         index_list=exact.list_for(EXACT_METRIC[plan.metric]),
         objective_list=exact.list_for(objective),
     )
+    space = _faiss().ParameterSpace()
+    for name, value in plan.search:
+        space.set_index_parameter(index, name, float(value))
     knob = _knob(index)
     scorer = _Scorer(database)
     default_rows, default_ms = queries.search(index, database)
@@ -545,4 +560,5 @@ def _compare(index: Any, database: _Database, plan: IndexPlan, objective: str) -
         ms_per_query=default_ms,
         sweep=sweep,
         timings={"index_search": time.perf_counter() - started},
+        defaults_from=plan.defaults_from if plan.search else "faiss's default",
     )

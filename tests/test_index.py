@@ -304,3 +304,12 @@ def test_same_options_same_measurements():
     assert values(first) == values(second)
     sweeps = [r.check("EA701").metrics["sweep"] for r in (first, second)]
     assert [p["recall"] for p in sweeps[0]] == [p["recall"] for p in sweeps[1]]
+
+
+def test_a_plan_carries_the_deployed_build_setting():
+    from embaudit.index import IndexMetric, IndexPlan, _hnsw_of, new_index
+
+    plan = IndexPlan("HNSW16", IndexMetric.COSINE, None, 0, build=(("efConstruction", 64),))
+    assert _hnsw_of(new_index(8, plan)).hnsw.efConstruction == 64
+    default = IndexPlan("HNSW16", IndexMetric.COSINE, None, 0)
+    assert _hnsw_of(new_index(8, default)).hnsw.efConstruction == 40  # faiss's own

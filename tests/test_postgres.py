@@ -207,6 +207,23 @@ def test_the_deployed_hnsw_index_is_judged(uri, opclass, status):
     assert report.params["index_from"] == "input.index"
     assert report.params["index_metric"] == index["metric"]
     assert report.check("EA702").status == status
+    # Built with the table's ef_construction and searched at the server's hnsw.ef_search
+    # (pgvector's default 40), not at faiss's 16.
+    assert index["ef_search"] == 40
+    ea701 = report.check("EA701")
+    assert ea701.metrics["default"] == {
+        "param": "efSearch",
+        "value": 40,
+        "from": "the server's hnsw.ef_search",
+    }
+    assert "at efSearch = 40 (the server's hnsw.ef_search)" in ea701.message
+    run_sql(uri, "ALTER DATABASE postgres SET hnsw.ef_search = 80")
+    try:
+        tuned = embaudit.audit(uri, table=table, trained_with="cosine", sampling=SAMPLING)
+    finally:
+        run_sql(uri, "ALTER DATABASE postgres RESET hnsw.ef_search")
+    assert tuned.input["index"]["ef_search"] == 80
+    assert tuned.check("EA701").metrics["default"]["value"] == 80
     # --index-metric still overrides what the catalog says.
     if opclass == "vector_ip_ops":
         fixed = embaudit.audit(
@@ -232,6 +249,7 @@ def test_an_ivfflat_index_gives_its_lists_and_expression_indexes_count(uri):
             "metric": "l2",
             "lists": 8,
             "spec": "IVF8,Flat",
+            "probes": 1,
         }
         assert (second["metric"], second["m"], second["spec"]) == ("ip", 16, "HNSW16")
         assert "embedding" in second["expression"]

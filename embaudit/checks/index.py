@@ -35,8 +35,15 @@ def _common(index: IndexMeasurement) -> dict[str, Any]:
         "ms_per_query": index.ms_per_query,
         "default": None
         if index.knob is None
-        else {"param": index.knob, "value": index.default_setting},
+        else {"param": index.knob, "value": index.default_setting, "from": index.defaults_from},
     }
+
+
+def _at_defaults(index: IndexMeasurement) -> str:
+    """'at faiss's defaults', or the deployed default it was searched at."""
+    if index.defaults_from == "faiss's default" or index.knob is None:
+        return "at faiss's defaults"
+    return f"at {index.knob} = {index.default_setting} ({index.defaults_from})"
 
 
 def _smallest(sweep: list[SweepPoint], reaches: float, key: str) -> dict[str, Any] | None:
@@ -68,7 +75,9 @@ def _skip(data: AuditData) -> Finding | None:
         "builds that index on every clean row of the file (streamed in "
         "chunks; trained first on a seeded sample when it needs training), or on --index-sample "
         "rows, and searches the query sample with it at faiss's default search parameters "
-        "(efSearch 16, nprobe 1), the query's own row left out as in the exact lists. The value "
+        "(efSearch 16, nprobe 1) — a pgvector index is built with its ef_construction and "
+        "searched at the server's hnsw.ef_search / ivfflat.probes (pgvector's defaults: 40, "
+        "1) — the query's own row left out as in the exact lists. The value "
         "is the mean overlap@k of what it returns with the exact neighbours under the index's "
         "metric (--index-metric, else the stored index's operator class or the ann-benchmarks "
         "distance; cosine = normalize, then inner product), tie-aware: a "
@@ -125,7 +134,7 @@ def ann_recall(data: AuditData, threshold: float) -> Finding:
         }
     )
     at = f" at {_setting(metrics['default'])}" if index.knob else ""
-    message = f"{_index_name(index)} recall@{index.k} {value:.2f}{at} (faiss's default)"
+    message = f"{_index_name(index)} recall@{index.k} {value:.2f}{at} ({index.defaults_from})"
     if index.lists and index.trained_on < FAISS_ROWS_PER_LIST * index.lists:
         message += (
             f"; trained on {index.trained_on:,} rows for {index.lists:,} lists (faiss asks for "
@@ -251,7 +260,7 @@ def index_vs_objective(data: AuditData, threshold: float) -> Finding:
     wanted = _OBJECTIVE_NAME[index.objective]
     message = (
         f"{_index_name(index)} returns {value:.2f} of the {index.k} exact {wanted} neighbours "
-        "at faiss's defaults"
+        f"{_at_defaults(index)}"
     )
     if value >= threshold:
         return Finding(Status.PASS, value, message, metrics)

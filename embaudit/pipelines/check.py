@@ -25,6 +25,7 @@ from embaudit.params import ParameterError, declared
 from embaudit.pipelines import TOOL, Run
 from embaudit.reports import CheckReport
 from embaudit.sources import EmbeddingSource
+from embaudit.sources.base import StoredIndex
 from embaudit.verdict import decide
 
 
@@ -40,7 +41,8 @@ def run_check(
     source of ``--query-file``, gives the query rows."""
     started = time.perf_counter()
     given, options = options, _with_stored_index(source, options)
-    measured, data, checks, verdict = _judge(source, options, run, "audit", queries)
+    stored = source.stored_index() if given.index is None else None
+    measured, data, checks, verdict = _judge(source, options, run, "audit", queries, stored)
     measured_at = time.perf_counter()
     if baseline is not None:
         data = replace(data, baseline=_baseline(baseline, source, options, run), verdict=verdict)
@@ -90,6 +92,7 @@ def _judge(
     run: Run,
     action: str,
     queries: EmbeddingSource | None = None,
+    stored: StoredIndex | None = None,
 ) -> tuple[Measurements, AuditData, list[CheckResult], Verdict]:
     """Measure a source, run the audit checks on it and decide the verdict.
 
@@ -99,7 +102,7 @@ def _judge(
     checks take their result from the larger sample (every other check keeps the first
     measurement). A check still undecided then keeps the status of its point estimate and says
     "inconclusive at the cap"."""
-    plan = _index_plan(source, options)
+    plan = _index_plan(source, options, stored)
 
     def measured_with(sampling: Sampling, label: str) -> Measurements:
         return measure(
@@ -249,9 +252,12 @@ def _with_stored_index(source: EmbeddingSource, options: CheckOptions) -> CheckO
     return replace(options, **changes) if changes else options
 
 
-def _index_plan(source: EmbeddingSource, options: CheckOptions) -> IndexPlan | None:
+def _index_plan(
+    source: EmbeddingSource, options: CheckOptions, stored: StoredIndex | None = None
+) -> IndexPlan | None:
     """The index of ``--index`` (None without it), and the dimensions of ``--truncate``,
-    checked against the source before any work starts."""
+    checked against the source before any work starts. With ``stored`` (the index stored with
+    the data, when it gave ``--index``), its build and search settings too."""
     flags = declared(CheckOptions)
     for m in options.truncate:
         if m >= source.d:
@@ -269,6 +275,14 @@ def _index_plan(source: EmbeddingSource, options: CheckOptions) -> IndexPlan | N
         seed=options.seed,
         flag=flags["index"].flag,
     )
+    if stored is not None and stored.spec == options.index:
+        plan = replace(
+            plan,
+            flag="input.index",
+            build=stored.build,
+            search=stored.search,
+            defaults_from=stored.defaults_from or plan.defaults_from,
+        )
     check_plan(source.d, plan)
     return plan
 

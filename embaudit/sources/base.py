@@ -51,6 +51,11 @@ class StoredIndex:
 
     spec: str | None
     metric: str | None
+    #: What faiss's string does not carry: build settings (``efConstruction``) and the search
+    #: knob's deployed default (``efSearch``, ``nprobe``), and where that default comes from.
+    build: tuple[tuple[str, int], ...] = ()
+    search: tuple[tuple[str, int], ...] = ()
+    defaults_from: str = ""
 
 
 @dataclass(frozen=True)

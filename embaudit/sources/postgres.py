@@ -80,6 +80,9 @@ KINDS = {
     "double precision[]": _Kind("double precision[]", np.dtype(">f8"), True),
 }
 
+#: pgvector's search defaults, where the server sets none (hnsw.ef_search, ivfflat.probes).
+HNSW_EF_SEARCH, IVFFLAT_PROBES = 40, 1
+
 #: pgvector operator classes and the metric they rank with, in --index-metric's names.
 OPCLASS_METRICS = {"l2": "l2", "ip": "ip", "cosine": "cosine", "l1": "l1"}
 
@@ -369,13 +372,21 @@ class PostgresSource(EmbeddingSource):
             "WHERE x.indrelid = %s AND am.amname IN ('hnsw', 'ivfflat') ORDER BY c.relname",
             (self._column, relation),
         )
+        searched = self._query(
+            "SELECT current_setting('hnsw.ef_search', true), "
+            "current_setting('ivfflat.probes', true)"
+        )[0]
         found = []
         for name, method, opclass, options, expression, predicate, on_column in rows:
             if not on_column and not (expression and _mentions(expression, self._column)):
                 continue
-            found.append(
-                _index_info(str(name), str(method), str(opclass), options, expression, predicate)
-            )
+            info = _index_info(str(name), str(method), str(opclass), options, expression, predicate)
+            # The search setting queries get: the server's (pgvector's defaults: 40 and 1).
+            if method == "hnsw":
+                info["ef_search"] = int(searched[0] or HNSW_EF_SEARCH)
+            else:
+                info["probes"] = int(searched[1] or IVFFLAT_PROBES)
+            found.append(info)
         return found
 
     # Describing --------------------------------------------------------------------------------
@@ -389,7 +400,20 @@ class PostgresSource(EmbeddingSource):
             return None
         index = self.indexes[0]
         metric = index["metric"] if index["metric"] in ("cosine", "l2", "ip") else None
-        return StoredIndex(index["spec"], metric)
+        if index["type"] == "hnsw":
+            return StoredIndex(
+                index["spec"],
+                metric,
+                build=(("efConstruction", index["ef_construction"]),),
+                search=(("efSearch", index["ef_search"]),),
+                defaults_from="the server's hnsw.ef_search",
+            )
+        return StoredIndex(
+            index["spec"],
+            metric,
+            search=(("nprobe", index["probes"]),),
+            defaults_from="the server's ivfflat.probes",
+        )
 
     def describe(self) -> dict[str, Any]:
         info = super().describe()
