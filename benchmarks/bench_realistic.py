@@ -1,0 +1,181 @@
+"""`embaudit check` on realistic 1M × 768 exports, against the bare float32 product and against
+the pipeline a practitioner writes by hand, in one run (issue #14's measurement).
+
+    python benchmarks/bench_realistic.py [--n 1000000] [--d 768] [--kinds normalized,...]
+
+Three kinds of float32 data, generated once under benchmarks/data/ (make_data.py's clusters):
+
+* ``normalized``: clustered unit rows;
+* ``lognormal``: the same rows times log-normal norms exp(N(0, 1)), as unnormalized exports are;
+* ``anisotropic``: sentence-encoder-like rows: clusters plus a strong common direction (1.5
+  times a standard normal offset) and three rogue dimensions 8 times the others, normalized.
+
+For each, with a warm page cache, in this order and in one process (each embaudit run in a
+child process, whose peak RSS is read from ``getrusage``):
+
+* the bare product: 1,000 query rows against every row in 65,536-row chunks, float32;
+* ``embaudit check FILE --format json`` with default options: wall time, ratio to the bare
+  product, peak RSS;
+* the practitioner's pipeline: ``faiss.knn`` of the 1,000 query rows against every row for
+  cosine (a normalized copy), L2 and inner product; gauge searches (4 levels × 2 draws) on a
+  100,000-row sample; covariance eigenvalues of 50,000 rows; a hubness kNN graph of 10,000 rows.
+
+Prints a Markdown section for benchmarks/RESULTS.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import faiss
+import numpy as np
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+
+from bench_index import lognormal_export, machine  # noqa: E402
+from make_data import clustered_chunks, ensure  # noqa: E402
+
+CHUNK = 65_536
+QUERIES = 1000
+KINDS = ("normalized", "lognormal", "anisotropic")
+
+
+def anisotropic_export(path: Path, n: int, d: int, seed: int = 0) -> Path:
+    """Clusters, a common direction and three rogue dimensions, normalized (once)."""
+    if path.exists():
+        return path
+    path.parent.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(seed + 2)
+    common = (1.5 * rng.standard_normal(d)).astype(np.float32)
+    rogue = np.ones(d, dtype=np.float32)
+    rogue[[3 % d, 101 % d, 577 % d]] = 8.0
+    out = np.lib.format.open_memmap(path, mode="w+", dtype=np.float32, shape=(n, d))
+    start = 0
+    for block in clustered_chunks(n, d, seed=seed, normalize=True):
+        rows = (block + common) * rogue
+        rows /= np.linalg.norm(rows, axis=1, keepdims=True)
+        out[start : start + len(rows)] = rows
+        start += len(rows)
+    out.flush()
+    del out
+    return path
+
+
+def export(kind: str, n: int, d: int) -> Path:
+    data = HERE / "data"
+    if kind == "normalized":
+        return ensure(data / f"clustered_{n}_{d}.npy", n, d)
+    if kind == "lognormal":
+        return lognormal_export(data / f"lognormal_{n}_{d}.npy", n, d, sigma=1.0)
+    return anisotropic_export(data / f"anisotropic_{n}_{d}.npy", n, d)
+
+
+def warm(path: Path) -> None:
+    with path.open("rb") as stream:
+        while stream.read(1 << 26):
+            pass
+
+
+def bare_product(x: np.ndarray, queries: np.ndarray) -> float:
+    started = time.perf_counter()
+    for start in range(0, len(x), CHUNK):
+        queries @ np.asarray(x[start : start + CHUNK]).T
+    return time.perf_counter() - started
+
+
+def embaudit_run(path: Path) -> tuple[float, float, dict]:
+    """Wall seconds, peak RSS (MiB) and the report of ``embaudit check --format json``."""
+    wrapper = (
+        "import resource, subprocess, sys\n"
+        "done = subprocess.run(sys.argv[1:], capture_output=True, text=True)\n"
+        "sys.stdout.write(done.stdout)\n"
+        "peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss\n"
+        "sys.stderr.write(f'{peak}\\n')\n"
+    )
+    command = [sys.executable, "-m", "embaudit", "check", str(path), "--format", "json"]
+    started = time.perf_counter()
+    done = subprocess.run(
+        [sys.executable, "-c", wrapper, *command], capture_output=True, text=True, check=False
+    )
+    seconds = time.perf_counter() - started
+    peak_kib = int(done.stderr.strip().splitlines()[-1])
+    return seconds, peak_kib / 1024, json.loads(done.stdout)
+
+
+def practitioner(x: np.ndarray, query_rows: np.ndarray, k: int = 10, seed: int = 0) -> float:
+    """The diagnostics as one writes them by hand with faiss and numpy."""
+    rng = np.random.default_rng(seed)
+    n, d = x.shape
+    started = time.perf_counter()
+    raw = np.ascontiguousarray(x, dtype=np.float32)
+    normalized = raw / np.linalg.norm(raw, axis=1, keepdims=True)
+    faiss.knn(normalized[query_rows], normalized, k + 1, metric=faiss.METRIC_INNER_PRODUCT)
+    del normalized
+    faiss.knn(raw[query_rows], raw, k + 1, metric=faiss.METRIC_L2)
+    faiss.knn(raw[query_rows], raw, k + 1, metric=faiss.METRIC_INNER_PRODUCT)
+    sample = raw[np.sort(rng.choice(n, size=min(n, 100_000), replace=False))]
+    gauge_queries = sample[:QUERIES]
+    for s in (0.1, 0.25, 0.5, 1.0):
+        for _ in range(2):
+            scale = np.exp(rng.normal(0, s, d)).astype(np.float32)
+            rescaled = sample * scale
+            rescaled /= np.linalg.norm(rescaled, axis=1, keepdims=True)
+            queried = gauge_queries * scale
+            queried /= np.linalg.norm(queried, axis=1, keepdims=True)
+            faiss.knn(queried, rescaled, k + 1, metric=faiss.METRIC_INNER_PRODUCT)
+    np.linalg.eigvalsh(np.cov(raw[rng.choice(n, size=min(n, 50_000), replace=False)].T))
+    graph = raw[rng.choice(n, size=min(n, 10_000), replace=False)]
+    graph = graph / np.linalg.norm(graph, axis=1, keepdims=True)
+    faiss.knn(graph, graph, k + 1, metric=faiss.METRIC_INNER_PRODUCT)
+    del raw
+    return time.perf_counter() - started
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--n", type=int, default=1_000_000)
+    parser.add_argument("--d", type=int, default=768)
+    parser.add_argument("--kinds", default=",".join(KINDS))
+    args = parser.parse_args()
+    rows = []
+    for kind in args.kinds.split(","):
+        path = export(kind, args.n, args.d)
+        warm(path)
+        x = np.load(path, mmap_mode="r")
+        rng = np.random.default_rng(1)
+        query_rows = np.sort(rng.choice(len(x), size=QUERIES, replace=False))
+        queries = np.ascontiguousarray(x[query_rows], dtype=np.float32)
+        bare = bare_product(x, queries)
+        seconds, peak, report = embaudit_run(path)
+        hand = practitioner(x, query_rows)
+        rows.append((kind, bare, seconds, peak, hand, report["verdict"]["level"]))
+        print(rows[-1], file=sys.stderr, flush=True)
+    lines = [
+        f"## Realistic exports: `embaudit check` on {args.n:,} × {args.d}, against the bare "
+        "product and a practitioner's pipeline",
+        "",
+        f"Machine: {machine()}. `python benchmarks/bench_realistic.py --n {args.n} --d {args.d}`; "
+        "warm page cache, one run; embaudit in a child process with default options "
+        "(`--format json`).",
+        "",
+        "| data | bare product (s) | embaudit (s) | embaudit / bare | practitioner (s) | "
+        "practitioner / embaudit | embaudit peak RSS (MiB) | verdict |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for kind, bare, seconds, peak, hand, verdict in rows:
+        lines.append(
+            f"| {kind} | {bare:.1f} | {seconds:.1f} | {seconds / bare:.2f}× | {hand:.1f} | "
+            f"{hand / seconds:.2f}× | {peak:,.0f} | {verdict} |"
+        )
+    print("\n".join(lines))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
