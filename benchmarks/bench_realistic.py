@@ -7,8 +7,9 @@ Three kinds of float32 data, generated once under benchmarks/data/ (make_data.py
 
 * ``normalized``: clustered unit rows;
 * ``lognormal``: the same rows times log-normal norms exp(N(0, 1)), as unnormalized exports are;
-* ``anisotropic``: sentence-encoder-like rows: clusters plus a strong common direction (1.5
-  times a standard normal offset) and three rogue dimensions 8 times the others, normalized.
+* ``anisotropic``: sentence-encoder-like rows: unit clustered rows plus a common direction of
+  length 0.8 (mean cosine about 0.4, as sentence encoders give) and three rogue dimensions 8
+  times the others, normalized.
 
 For each, with a warm page cache, in this order and in one process (each embaudit run in a
 child process, whose peak RSS is read from ``getrusage``):
@@ -52,7 +53,8 @@ def anisotropic_export(path: Path, n: int, d: int, seed: int = 0) -> Path:
         return path
     path.parent.mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng(seed + 2)
-    common = (1.5 * rng.standard_normal(d)).astype(np.float32)
+    direction = rng.standard_normal(d)
+    common = (0.8 * direction / np.linalg.norm(direction)).astype(np.float32)
     rogue = np.ones(d, dtype=np.float32)
     rogue[[3 % d, 101 % d, 577 % d]] = 8.0
     out = np.lib.format.open_memmap(path, mode="w+", dtype=np.float32, shape=(n, d))
@@ -73,7 +75,7 @@ def export(kind: str, n: int, d: int) -> Path:
         return ensure(data / f"clustered_{n}_{d}.npy", n, d)
     if kind == "lognormal":
         return lognormal_export(data / f"lognormal_{n}_{d}.npy", n, d, sigma=1.0)
-    return anisotropic_export(data / f"anisotropic_{n}_{d}.npy", n, d)
+    return anisotropic_export(data / f"sentence_like_{n}_{d}.npy", n, d)
 
 
 def warm(path: Path) -> None:
