@@ -9,6 +9,7 @@ the sample is full or every row has been drawn.
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -74,6 +75,31 @@ def draw_clean_items(
         size *= 4
     kept = np.flatnonzero(clean)[:count]
     return CleanDraw(items[kept], [v[kept] for v in values], int((~clean).sum()))
+
+
+def first_positions(n: int, count: int, rng: np.random.Generator) -> Ints:
+    """The positions the first round of ``draw_clean_rows(source, count, rng)`` reads (a source
+    of ``n`` rows), without consuming ``rng``: what to read ahead for it."""
+    return draw_positions(n, 2 * count + 16, copy.deepcopy(rng))
+
+
+def read_ahead(source: EmbeddingSource, rows: Ints, take: Take | None = None) -> Take:
+    """A ``take`` that serves the rows ``rows`` of ``source`` from one read made now, and any
+    other row by ``take``: draws that read the same row groups (several samples of a parquet
+    file) then read them once."""
+    take = take or _take_source
+    wanted = np.unique(np.asarray(rows, dtype=np.int64))
+    values = take(source, wanted) if len(wanted) else np.empty((0, source.d), source.dtype)
+
+    def served(asked: EmbeddingSource, positions: Ints) -> npt.NDArray[np.floating[Any]]:
+        where = np.searchsorted(wanted, positions)
+        inside = where < len(wanted)
+        inside[inside] = wanted[where[inside]] == positions[inside]
+        if asked is not source or not inside.all():
+            return take(asked, positions)
+        return values[where]
+
+    return served
 
 
 def draw_clean_rows(

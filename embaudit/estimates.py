@@ -84,6 +84,112 @@ def crossed_standard_error(table: npt.ArrayLike) -> float | None:
     return float(math.sqrt(combined / (draws * queries)) * t_factor(freedom))
 
 
+def top_share_standard_error(rows: npt.ArrayLike, top: npt.ArrayLike) -> float | None:
+    """Standard error of the top principal component's share of variance, lambda_1 / tr(S), of
+    iid ``rows`` whose covariance S has the unit top eigenvector ``top``: the delta method with
+    the influence function of a simple eigenvalue, IF(x) = (v_1 . c)^2 - lambda_1 for c = x -
+    mean (Critchley 1985, 'Influence in principal components analysis', Biometrika 72), so
+    IF_share = (IF_1 - share * (|c|^2 - tr S)) / tr S and the error is sd(IF_share) / sqrt(m).
+    It holds while lambda_1 stands apart from lambda_2 (the share is then what a threshold
+    judges); for tied top eigenvalues it understates. (m, d), (d,) -> scalar; None below three
+    rows or with no variance."""
+    x = np.asarray(rows, dtype=np.float64)
+    m = len(x)
+    if m < 3:
+        return None
+    centred = x - x.mean(axis=0)
+    squared = np.einsum("ij,ij->i", centred, centred)
+    total = float(squared.mean())
+    if total <= 0:
+        return None
+    along = (centred @ np.asarray(top, dtype=np.float64)) ** 2
+    share = float(along.mean()) / total
+    influence = (along - share * squared) / total
+    return float(influence.std(ddof=1) / math.sqrt(m))
+
+
+def log_scale_spread_standard_error(rows: npt.ArrayLike) -> float | None:
+    """Standard error of g = std over columns of log(std_j) for iid ``rows`` (EA205; dead
+    columns left out by the caller), by the delta method: the influence of a row on log std_j
+    is (c_j^2 / var_j - 1) / 2 for c = x - mean, so on g it is sum_j (L_j - mean L) (c_j^2 /
+    var_j - 1) / (2 d g), and the error is its sd over rows / sqrt(m). (m, d) -> scalar; None
+    below three rows or two columns, or when g is 0."""
+    x = np.asarray(rows, dtype=np.float64)
+    m, d = x.shape
+    if m < 3 or d < 2:
+        return None
+    centred = x - x.mean(axis=0)
+    variance = np.mean(centred**2, axis=0)
+    if not np.all(variance > 0):
+        return None
+    logs = 0.5 * np.log(variance)
+    spread = float(logs.std())
+    if spread <= 0:
+        return None
+    weights = (logs - logs.mean()) / (2 * d * spread)
+    influence = (centred**2 / variance - 1.0) @ weights
+    return float(influence.std(ddof=1) / math.sqrt(m))
+
+
+def robin_hood_jackknife(graph: npt.ArrayLike, k: int) -> float | None:
+    """Delete-one jackknife standard error of the Robin Hood index of a kNN graph over m sampled
+    points (Efron & Stein 1981), from each point's k + 1 nearest others (``graph``, (m, k + 1):
+    its k neighbours in any order in the first k columns, the (k + 1)-th in the last). Leaving
+    point i out takes one occurrence from each of its k neighbours and gives one to the next
+    neighbour of every point that listed i, so each of the m indexes is an O(k) update of the
+    full one. None below three points."""
+    lists = np.asarray(graph, dtype=np.int64)
+    m = len(lists)
+    if m < 3 or lists.shape[1] != k + 1:
+        return None
+    near, following = lists[:, :k], lists[:, k]
+    occurrence = np.bincount(near.ravel(), minlength=m).astype(np.float64)
+    own = np.abs(occurrence - k)
+    # Left-out point, point whose occurrence changes, and by how much.
+    left_out = np.concatenate([np.repeat(np.arange(m), k), near.ravel()])
+    changed = np.concatenate([near.ravel(), np.repeat(following, k)])
+    step = np.concatenate([-np.ones(m * k), np.ones(m * k)])
+    pairs, where = np.unique(left_out * m + changed, return_inverse=True)
+    total_step = np.bincount(where.reshape(-1), weights=step)
+    out, point = np.divmod(pairs, m)
+    moved = np.abs(occurrence[point] + total_step - k) - own[point]
+    moved[point == out] = 0.0
+    deviations = own.sum() - own + np.bincount(out, weights=moved, minlength=m)
+    indexes = deviations / (2 * (m - 1) * k)
+    return float(math.sqrt((m - 1) / m * float(((indexes - indexes.mean()) ** 2).sum())))
+
+
+def cluster_share_standard_error(labels: npt.ArrayLike, counted: npt.ArrayLike) -> float | None:
+    """Standard error of the share of sampled rows that are ``counted``, where rows fall into
+    clusters (``labels``) that are counted or not as a whole (the components of a graph): the
+    ratio estimator of cluster sampling, the clusters as the units (Cochran 1977, 'Sampling
+    Techniques', §6.4), Var = C / (C - 1) * sum_c (y_c - p m_c)^2 / m^2 for cluster sizes m_c
+    and counted rows y_c. None below two clusters."""
+    _, cluster = np.unique(np.asarray(labels), return_inverse=True)
+    cluster = cluster.reshape(-1)
+    sizes = np.bincount(cluster).astype(np.float64)
+    clusters = len(sizes)
+    if clusters < 2:
+        return None
+    counts = np.bincount(cluster, weights=np.asarray(counted, dtype=np.float64).reshape(-1))
+    m = float(sizes.sum())
+    share = float(counts.sum()) / m
+    variance = clusters / (clusters - 1) * float(((counts - share * sizes) ** 2).sum()) / m**2
+    return math.sqrt(variance)
+
+
+def combined_standard_error(*parts: tuple[float, int] | None) -> float:
+    """The error of a value with independent sources of error, each (error, degrees of freedom
+    it is estimated with): their quadrature sum, widened by the Student t factor of its
+    Satterthwaite degrees of freedom (Satterthwaite 1946). A part that is None is left out."""
+    known = [(error**2, freedom) for error, freedom in filter(None, parts)]
+    variance = sum(v for v, _ in known)
+    if variance <= 0:
+        return 0.0
+    spread = sum(v**2 / max(freedom, 1) for v, freedom in known)
+    return math.sqrt(variance) * t_factor(variance**2 / spread)
+
+
 #: Two-sided 95% quantiles of Student's t by degrees of freedom (Fisher & Yates' table).
 _T975 = (
     (1, 12.706),

@@ -36,15 +36,26 @@ def pow2_scale(norms: Floats) -> float:
 
 def covariance_eigenvalues(x: npt.NDArray[np.floating[Any]]) -> Floats:
     """Eigenvalues of the (population) covariance of the rows, descending, negatives clipped."""
+    return covariance_spectrum(x)[0]
+
+
+def covariance_spectrum(x: npt.NDArray[np.floating[Any]]) -> tuple[Floats, Floats]:
+    """Eigenvalues of the (population) covariance of the rows, descending, negatives clipped,
+    and the unit eigenvector of the largest. (m, d) -> (d,), (d,)"""
     wide = np.asarray(x, dtype=np.float64)
+    m, d = wide.shape
     centred = wide - wide.mean(axis=0)
-    if centred.shape[0] < centred.shape[1]:  # the Gram matrix has the same non-zero spectrum
-        values = np.linalg.eigvalsh(centred @ centred.T)
-        values = np.concatenate([np.zeros(centred.shape[1] - centred.shape[0]), values])
+    if m < d:  # the Gram matrix has the same non-zero spectrum
+        values, vectors = np.linalg.eigh(centred @ centred.T)
+        top = centred.T @ vectors[:, -1]
+        values = np.concatenate([np.zeros(d - m), values])
     else:
-        values = np.linalg.eigvalsh(centred.T @ centred)
-    values = np.clip(values[::-1], 0.0, None) / centred.shape[0]
-    return np.asarray(values, dtype=np.float64)
+        values, vectors = np.linalg.eigh(centred.T @ centred)
+        top = vectors[:, -1]
+    length = float(np.linalg.norm(top))
+    top = top / length if length > 0 else np.eye(d)[0]
+    values = np.clip(values[::-1], 0.0, None) / m
+    return np.asarray(values, dtype=np.float64), np.asarray(top, dtype=np.float64)
 
 
 def isoscore(eigenvalues: npt.ArrayLike) -> float:
@@ -170,18 +181,20 @@ def knn_from_distances(distances: Floats, k: int) -> Ints:
     return order.astype(np.int64)
 
 
-def cosine_knn_graph(unit: Floats, k: int, block: int = 2048) -> Ints:
-    """Each unit row's k most cosine-similar other rows, computed blockwise. (m, d) -> (m, k)."""
+def cosine_knn_graph(unit: Floats, k: int, block: int = 2048, following: bool = False) -> Ints:
+    """Each unit row's k most cosine-similar other rows, computed blockwise, in no particular
+    order; with ``following``, and in one more column the (k + 1)-th (when m > k + 1: a
+    leave-one-out of the graph needs it). (m, d) -> (m, k) or (m, k + 1)."""
     m = unit.shape[0]
     k = min(k, m - 1)
+    width = k + 1 if following and k + 1 <= m - 1 else k
     single = unit.astype(np.float32)
-    out = np.empty((m, k), dtype=np.int64)
+    out = np.empty((m, width), dtype=np.int64)
     for start in range(0, m, block):
         sims = single[start : start + block] @ single.T
         rows = np.arange(start, min(start + block, m))
         sims[rows - start, rows] = -np.inf
-        top = np.argpartition(-sims, k - 1, axis=1)[:, :k]
-        out[start : start + block] = top
+        out[start : start + block] = np.argpartition(-sims, width - 1, axis=1)[:, :width]
     return out
 
 
@@ -193,6 +206,13 @@ def isotropic_sample(m: int, d: int, rng: np.random.Generator) -> Floats:
 def mutual_components(graph: Ints) -> Ints:
     """Size of each row's connected component in the mutual kNN graph of ``graph`` (rows i and
     j joined when each is among the other's neighbours). (m, k) -> (m,)"""
+    labels = mutual_labels(graph)
+    return np.asarray(np.bincount(labels)[labels], dtype=np.int64)
+
+
+def mutual_labels(graph: Ints) -> Ints:
+    """A label per row, the same for the rows of one connected component of the mutual kNN
+    graph of ``graph`` (the smallest row of the component). (m, k) -> (m,)"""
     m, k = graph.shape
     first = np.repeat(np.arange(m, dtype=np.int64), k)
     second = graph.reshape(-1).astype(np.int64)
@@ -211,8 +231,7 @@ def mutual_components(graph: Ints) -> Ints:
             if np.array_equal(updated, label):
                 break
             label = updated
-    _, inverse, counts = np.unique(label, return_inverse=True, return_counts=True)
-    return np.asarray(counts[inverse.reshape(-1)], dtype=np.int64)
+    return label
 
 
 def island_shares(graph: Ints, k: int) -> tuple[float, float]:

@@ -15,15 +15,21 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
 import numpy.typing as npt
 
 from embaudit import geometry
-from embaudit.draw import draw_clean_rows, draw_positions
+from embaudit.draw import draw_clean_rows, draw_positions, first_positions, read_ahead
 from embaudit.engines import Engine, LocalEngine, PassPlan
+from embaudit.estimates import (
+    cluster_share_standard_error,
+    log_scale_spread_standard_error,
+    robin_hood_jackknife,
+    top_share_standard_error,
+)
 from embaudit.index import IndexMeasurement
 from embaudit.knn import EXTERNAL_ROW, Block, NeighborList, NeighborSearch
 from embaudit.params import (
@@ -107,15 +113,19 @@ class Reference:
 class Geometry:
     m: int  # sample rows used
     column_std: Floats  # per-dimension standard deviation of the (power-of-two scaled) sample
+    scale_spread_error: float | None  # standard error of EA205's spread of their logs
     rms_coordinate: float  # sqrt(mean ||x||^2 / d) of the same rows
     eigenvalues: Floats
     isoscore: float
     effective_rank: float
     top_share: float
+    top_share_error: float | None  # its standard error over the sample (EA203)
     pair_cosines: Floats
     hubness: geometry.Hubness | None
     hubness_k: int
+    robin_hood_error: float | None  # the Robin Hood index's jackknife error (EA501)
     island_share: float  # rows in mutual-kNN components of 2 to island_k rows (EA502)
+    island_error: float | None  # its standard error, the components as units (EA502)
     single_share: float  # rows without a mutual neighbour
     island_k: int  # the degree of that graph: ISLAND_K, whatever k
     rogue_dimensions: list[int]  # the three largest contributions to the expected cosine
@@ -136,6 +146,12 @@ class Neighbors:
     gauge: dict[float, list[Floats]]  # level -> per-draw, per-query overlap@k
     canonical: Floats  # per-query overlap@k against the column-standardised data
     canonical_scale: Floats = field(repr=False)  # the standardising D
+    #: Per draw, the per-query overlap@k against the same gauge jittered by its own estimation
+    #: error (:func:`scale_jitter`): how far one more such error moves the value, which is how
+    #: far the estimated scale may have moved it from that of the exact one (EA302's error).
+    canonical_jitter: list[Floats] = field(default_factory=list)
+    #: The corpus rows the canonical gauge's column scales are estimated on.
+    canonical_rows: Ints = field(default_factory=lambda: np.zeros(0, np.int64), repr=False)
     truncation: dict[int, Floats] = field(default_factory=dict)  # M -> per-query overlap@k
     hygiene: QueryHygiene | None = None  # nearest and mean cosines per query (EA005, EA206, EA503)
     search: NeighborSearch | None = field(default=None, repr=False, compare=False)  # its lists
@@ -145,6 +161,12 @@ class Neighbors:
 #: The random stream of the corpus rows drawn for EA503's floor next to a query file (after
 #: measure's five and the index's two).
 _FLOOR_STREAM = 7
+#: The random streams of the rows the canonical gauge is estimated on (EA302) and of its
+#: jitter (EA302's scale error), and the jitter's draws.
+_SCALE_STREAM = 8
+_JITTER_STREAM = 9
+JITTER_DRAWS = 3
+JITTER_BLOCK = "canonical jitter"
 
 
 @dataclass(frozen=True)
@@ -227,6 +249,24 @@ def canonical_scale(rows: Floats, dead_ratio: float = DEAD_RATIO) -> Floats:
     return scale
 
 
+def scale_jitter(rows: Floats, scale: Floats, rng: np.random.Generator) -> Floats:
+    """``scale`` (a canonical gauge estimated on ``rows``) times exp(e), e_j ~ N(0, v_j) with
+    v_j the sampling variance of log std_j on those rows, (m4 / m2^2 - 1) / (4 m) by the delta
+    method (m2, m4: the column's central moments): a draw of the gauge as far from this one as
+    this one is, in distribution, from the gauge of every row. Dead columns stay 0. (m, d),
+    (d,) -> (d,)"""
+    m = rows.shape[0]
+    live = scale > 0
+    centred = rows[:, live] - rows[:, live].mean(axis=0)
+    m2 = np.mean(centred**2, axis=0)
+    m4 = np.mean(centred**4, axis=0)
+    variance = np.maximum(m4 / m2**2 - 1.0, 0.0) / (4 * max(m, 1))
+    jittered = np.zeros_like(scale)
+    jittered[live] = scale[live] * np.exp(rng.normal(0.0, np.sqrt(variance)))
+    peak = jittered.max()
+    return jittered / peak if peak > 0 else jittered
+
+
 def measure(
     source: EmbeddingSource,
     *,
@@ -258,33 +298,58 @@ def measure(
     timings: dict[str, float] = {}
     started = time.perf_counter()
 
+    floor_rng, scale_rng, jitter_rng = (
+        np.random.default_rng(np.random.SeedSequence(seed, spawn_key=(stream,)))
+        for stream in (_FLOOR_STREAM, _SCALE_STREAM, _JITTER_STREAM)
+    )
+    # The corpus rows drawn before the pass (the queries or EA503's floor rows, and the rows
+    # of the canonical gauge) are read together: a parquet file's row groups once.
+    corpus_rng = query_rng if queries_from is None else floor_rng
+    take = read_ahead(
+        source,
+        np.concatenate(
+            [
+                first_positions(n, sampling.queries, corpus_rng),
+                first_positions(n, sampling.sample, scale_rng),
+            ]
+        ),
+        engine.take,
+    )
     if queries_from is None:
-        query_rows, queries, _ = draw_clean_rows(source, sampling.queries, query_rng, engine.take)
+        query_rows, queries, _ = draw_clean_rows(source, sampling.queries, query_rng, take)
         external = None
     else:
         drawn, queries, _ = draw_clean_rows(queries_from, sampling.queries, query_rng)
-        floor_rng = np.random.default_rng(np.random.SeedSequence(seed, spawn_key=(_FLOOR_STREAM,)))
-        floor_rows, floor_queries, _ = draw_clean_rows(
-            source, sampling.queries, floor_rng, engine.take
-        )
+        floor_rows, floor_queries, _ = draw_clean_rows(source, sampling.queries, floor_rng, take)
         external = _External(queries_from, drawn, len(floor_rows))
         query_rows = np.concatenate([np.full(len(drawn), EXTERNAL_ROW), floor_rows])
         queries = np.concatenate([queries, floor_queries])
+    # The canonical gauge standardizes the corpus's columns, estimated on `sample` rows of it.
+    scale_positions, scale_rows, _ = draw_clean_rows(source, sampling.sample, scale_rng, take)
     timings["queries"] = time.perf_counter() - started
-    # Scale-free statistics are computed on rows divided by one power of two (exact), so that
-    # squares of values near 1e±30 (float32) or 1e±200 (float64) stay in range.
-    pow2_scale = geometry.pow2_scale(row_norms(queries)) if len(queries) else 1.0
     gauges = gauge_scales(d, sampling.gauge_levels, sampling.gauge_draws, gauge_rng)
     search: NeighborSearch | None = None
     # With k >= n - 1 every row is every row's neighbour: nothing to compare, the checks skip.
     # The queries the checks read: the query file's, when the corpus's follow them.
     own = len(query_rows) if external is None else len(external.rows)
-    if own and k < n - 1:
+    if own and len(scale_rows) and k < n - 1:
         gauge_queries = min(sampling.gauge_queries, own)
-        canonical = canonical_scale(queries * pow2_scale, dead_ratio)
+        # Scale-free statistics are computed on rows divided by one power of two (exact), so
+        # that squares of values near 1e±30 (float32) or 1e±200 (float64) stay in range.
+        scale_rows = scale_rows * geometry.pow2_scale(row_norms(scale_rows))
+        canonical = canonical_scale(scale_rows, dead_ratio)
         blocks = [Block("base", len(query_rows))]
         blocks += [Block(f"gauge s={s:g}", gauge_queries, scale) for s, scale in gauges]
         blocks.append(Block("canonical", gauge_queries, canonical))
+        blocks += [
+            Block(
+                f"{JITTER_BLOCK} {r}",
+                gauge_queries,
+                scale_jitter(scale_rows, canonical, jitter_rng),
+            )
+            # A scale estimated on every row is exact: nothing to jitter.
+            for r in range(JITTER_DRAWS if sampling.sample < n else 0)
+        ]
         blocks += [Block(f"truncate {m}", own, truncation_scale(d, m)) for m in truncate]
         search = NeighborSearch(queries, query_rows, k, blocks)
     sample_rows = draw_positions(n, sampling.sample + 64, sample_rng)
@@ -300,13 +365,25 @@ def measure(
     sample = result.sample.collected(sampling.sample, d)
     sample = sample * (geometry.pow2_scale(row_norms(sample)) if len(sample) else 1.0)
     geometry_summary = (
-        _geometry(sample, stats, k, gauges, sampling.pairs, (pair_rng, reference_rng), on_geometry)
+        _geometry(
+            sample,
+            stats,
+            k,
+            gauges,
+            sampling.pairs,
+            (pair_rng, reference_rng),
+            on_geometry,
+            dead_ratio,
+        )
         if len(sample) >= 2
         else None
     )
     timings["geometry"] = time.perf_counter() - mark
     neighbors = (
-        _neighbors(search, gauges, truncate, stats, source, external)
+        replace(
+            _neighbors(search, gauges, truncate, stats, source, external),
+            canonical_rows=scale_positions,
+        )
         if search is not None and k < stats.n_clean - 1
         else None
     )
@@ -330,12 +407,18 @@ def _geometry(
     pair_count: int,
     rngs: tuple[np.random.Generator, np.random.Generator],
     step: Callable[[int], None] | None = None,
+    dead_ratio: float = DEAD_RATIO,
 ) -> Geometry:
-    """The statistics of the sample, in GEOMETRY_STEPS stages (``step`` told of each)."""
+    """The statistics of the sample, in GEOMETRY_STEPS stages (``step`` told of each);
+    ``dead_ratio`` is EA004's threshold, whose dead dimensions EA205's error leaves out."""
     pair_rng, reference_rng = rngs
     advance = step or (lambda _: None)
     m, d = sample.shape
-    eigenvalues = geometry.covariance_eigenvalues(sample)
+    eigenvalues, top = geometry.covariance_spectrum(sample)
+    column_std, rms = sample.std(axis=0), coordinate_rms(row_norms(sample), d)
+    dead = dead_dimension_mask(column_std, rms, dead_ratio)
+    # A sample of every clean row measures the corpus itself: its statistics carry no error.
+    complete = m >= stats.n_clean
     advance(1)
     unit = geometry.unit_rows(sample)
     first, second = geometry.random_pairs(m, min(pair_count, m * (m - 1)), pair_rng)
@@ -350,27 +433,36 @@ def _geometry(
     advance(1)
 
     hub_k = min(k, m - 1)
-    graph = geometry.cosine_knn_graph(unit, hub_k)
+    extended = geometry.cosine_knn_graph(unit, hub_k, following=True)
+    graph = extended[:, :hub_k]
     hubness = geometry.hubness_from_neighbors(graph, m)
     island_k = min(ISLAND_K, m - 1)
     if island_k != hub_k:
         graph = geometry.cosine_knn_graph(unit, island_k)
     islands, singles = geometry.island_shares(graph, island_k)
+    labels = geometry.mutual_labels(graph)
+    sizes = np.bincount(labels)[labels]
     advance(1)
     reference = _reference(m, d, hub_k, island_k, reference_rng)
     advance(1)
     return Geometry(
         m=m,
-        column_std=sample.std(axis=0),
-        rms_coordinate=coordinate_rms(row_norms(sample), d),
+        column_std=column_std,
+        scale_spread_error=None if complete else log_scale_spread_standard_error(sample[:, ~dead]),
+        rms_coordinate=rms,
         eigenvalues=eigenvalues,
         isoscore=geometry.isoscore(eigenvalues),
         effective_rank=geometry.effective_rank(eigenvalues),
         top_share=_top_share(eigenvalues),
+        top_share_error=None if complete else top_share_standard_error(sample, top),
         pair_cosines=cosines,
         hubness=hubness,
         hubness_k=hub_k,
+        robin_hood_error=None if complete else robin_hood_jackknife(extended, hub_k),
         island_share=islands,
+        island_error=None
+        if complete
+        else cluster_share_standard_error(labels, (sizes > 1) & (sizes <= island_k)),
         single_share=singles,
         island_k=island_k,
         rogue_dimensions=rogue,
@@ -459,9 +551,13 @@ def _neighbors(
         )
     canonical_block = 1 + len(gauges)
     canonical = search.overlap(lists["cosine"], search.list_for("cosine", canonical_block))
+    jitter_blocks = [
+        b for b, block in enumerate(search.blocks) if block.name.startswith(JITTER_BLOCK)
+    ]
+    jitter = [search.overlap(lists["cosine"], search.list_for("cosine", b)) for b in jitter_blocks]
     truncation = {
         m: search.overlap(lists["cosine"], search.list_for("cosine", b))
-        for b, m in enumerate(truncate, start=canonical_block + 1)
+        for b, m in enumerate(truncate, start=canonical_block + 1 + len(jitter_blocks))
     }
     scale = search.blocks[canonical_block].scale
     assert scale is not None
@@ -476,6 +572,7 @@ def _neighbors(
         gauge=gauge,
         canonical=canonical,
         canonical_scale=scale,
+        canonical_jitter=jitter,
         truncation=truncation,
         hygiene=_hygiene(search, lists["cosine"], stats, source, external, full),
         search=search,

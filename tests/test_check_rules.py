@@ -8,6 +8,7 @@ milliseconds. Thresholds are passed explicitly: these tests pin the rules, not t
 from __future__ import annotations
 
 import math
+from dataclasses import replace
 from types import SimpleNamespace
 
 import numpy as np
@@ -29,6 +30,7 @@ from embaudit.checks.neighbors import (
     overlap_summary,
     s50,
 )
+from embaudit.estimates import combined_standard_error, t_factor
 from embaudit.geometry import Hubness
 from embaudit.measure import Neighbors
 from embaudit.model import Level, Status, TrainedWith
@@ -316,7 +318,11 @@ def hub(robin_hood: float, skewness: float = 1.5, antihubs: float = 0.25) -> Hub
 
 def sample(measured: Hubness | None, reference: Hubness | None, k: int = 10):
     return SimpleNamespace(
-        hubness=measured, hubness_k=k, m=500, reference=SimpleNamespace(hubness=reference)
+        hubness=measured,
+        hubness_k=k,
+        m=500,
+        reference=SimpleNamespace(hubness=reference),
+        robin_hood_error=0.01,
     )
 
 
@@ -355,3 +361,30 @@ def test_hubness_skips_without_a_graph():
         finding = hubness(data(TrainedWith.UNKNOWN, None, geometry), 0.5)
         assert finding.status == Status.SKIP and finding.value is None
         assert finding.message == "needs at least 2 finite, non-zero rows"
+
+
+def test_canonical_gauge_error_joins_the_scales_own():
+    """Three jitter draws move the value by 0, -0.1 and +0.1 (the value is 0.6): the scale's
+    error is their root mean square, sqrt(0.02 / 3), and joins the queries' error in
+    quadrature, widened for the 3 draws it rests on; without draws (a scale from every row)
+    the error is the queries' alone."""
+    measured = neighbors(canonical=[0.5, 0.7, 0.6])
+    exact = canonical_gauge(data(TrainedWith.DOT, measured), 0.8).metrics
+    assert exact["scale_error"] is None
+    # The queries' error alone, widened for the 2 degrees of freedom of 3 queries.
+    assert exact["standard_error"] == pytest.approx(exact["query_error"] * t_factor(2))
+    jittered = replace(
+        measured,
+        canonical_jitter=[
+            np.array([0.5, 0.7, 0.6]),
+            np.array([0.4, 0.6, 0.5]),
+            np.array([0.6, 0.8, 0.7]),
+        ],
+    )
+    metrics = canonical_gauge(data(TrainedWith.DOT, jittered), 0.8).metrics
+    scale = math.sqrt(0.02 / 3)
+    assert metrics["scale_error"] == pytest.approx(scale)
+    assert metrics["query_error"] == pytest.approx(0.1 / math.sqrt(3))
+    expected = combined_standard_error((0.1 / math.sqrt(3), 2), (scale, 3))
+    assert metrics["standard_error"] == pytest.approx(expected)
+    assert metrics["standard_error"] > math.hypot(0.1 / math.sqrt(3), scale)

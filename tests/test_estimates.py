@@ -7,7 +7,23 @@ import math
 import numpy as np
 import pytest
 
-from embaudit.estimates import crossed_standard_error, mean_standard_error, t_factor
+from embaudit.estimates import (
+    cluster_share_standard_error,
+    combined_standard_error,
+    crossed_standard_error,
+    log_scale_spread_standard_error,
+    mean_standard_error,
+    robin_hood_jackknife,
+    t_factor,
+    top_share_standard_error,
+)
+from embaudit.geometry import (
+    cosine_knn_graph,
+    covariance_spectrum,
+    hubness_from_neighbors,
+    unit_rows,
+)
+from embaudit.measure import scale_jitter
 
 
 def _tables(rng, count, draws, queries, sd_draw, sd_query, sd_residual):
@@ -65,3 +81,121 @@ def test_the_t_factor_follows_the_table_and_tends_to_one():
     assert 2.228 / 1.959964 > t_factor(11) > 2.179 / 1.959964
     assert t_factor(1e9) == pytest.approx(1.0, abs=1e-6)
     assert t_factor(math.inf) == 1.0
+
+
+# Errors of the sample statistics (EA203, EA501, EA502) and of EA302's scale --------------------
+
+
+def test_the_top_share_error_is_the_spread_of_the_share_over_samples():
+    """Rows of a Gaussian whose top eigenvalue (4) stands apart: over repeated samples the
+    share's spread equals the mean reported error, and ±2 errors cover the population share."""
+    rng = np.random.default_rng(3)
+    d, m = 12, 800
+    scales = np.sqrt(np.r_[4.0, np.linspace(1.5, 0.5, d - 1)])
+    population = 4.0 / np.sum(scales**2)
+    shares, errors = [], []
+    for _ in range(400):
+        rows = rng.standard_normal((m, d)) * scales
+        values, top = covariance_spectrum(rows)
+        shares.append(values[0] / values.sum())
+        errors.append(top_share_standard_error(rows, top))
+    shares, errors = np.array(shares), np.array(errors)
+    assert np.mean(errors) == pytest.approx(np.std(shares), rel=0.1)
+    assert np.mean(np.abs(shares - population) <= 2 * errors) >= 0.9
+
+
+def test_the_top_share_error_needs_rows_and_variance():
+    assert top_share_standard_error(np.ones((2, 3)), np.eye(3)[0]) is None
+    assert top_share_standard_error(np.ones((10, 3)), np.eye(3)[0]) is None
+
+
+def _robin_hood(unit: np.ndarray, k: int) -> float:
+    graph = cosine_knn_graph(unit, k)
+    return hubness_from_neighbors(graph, len(unit)).robin_hood
+
+
+def test_the_robin_hood_jackknife_equals_the_graphs_rebuilt_without_each_point():
+    """The O(k) update per left-out point against the jackknife of graphs rebuilt from scratch
+    on the m - 1 other points (no ties: Gaussian directions)."""
+    rng = np.random.default_rng(5)
+    unit = unit_rows(rng.standard_normal((70, 6)))
+    k, m = 4, 70
+    left_out = np.array([_robin_hood(np.delete(unit, i, axis=0), k) for i in range(m)])
+    expected = math.sqrt((m - 1) / m * np.sum((left_out - left_out.mean()) ** 2))
+    extended = cosine_knn_graph(unit, k, following=True)
+    assert extended.shape == (m, k + 1)
+    assert robin_hood_jackknife(extended, k) == pytest.approx(expected, rel=1e-12)
+
+
+def test_the_robin_hood_jackknife_needs_the_next_neighbour():
+    unit = unit_rows(np.random.default_rng(0).standard_normal((20, 4)))
+    assert robin_hood_jackknife(cosine_knn_graph(unit, 3), 3) is None
+    assert cosine_knn_graph(unit[:4], 3, following=True).shape == (4, 3)  # no (k + 1)-th
+
+
+def test_the_cluster_error_is_the_ratio_estimators():
+    """Clusters of sizes 2, 3, 1, 4 of which the first two count: p = 5/10, totals y = 2, 3, 0,
+    0, and Var = 4/3 * ((2 - 1)^2 + (3 - 1.5)^2 + (0 - .5)^2 + (0 - 2)^2) / 100."""
+    labels = np.array([0, 0, 1, 1, 1, 2, 3, 3, 3, 3])
+    counted = np.isin(labels, [0, 1])
+    expected = math.sqrt(4 / 3 * (1 + 2.25 + 0.25 + 4) / 100)
+    assert cluster_share_standard_error(labels, counted) == pytest.approx(expected, rel=1e-12)
+    # Rows that count one by one: the binomial error of the share, with C / (C - 1).
+    single = np.arange(10)
+    flags = np.arange(10) < 3
+    binomial = math.sqrt(10 / 9 * 0.3 * 0.7 / 10)
+    assert cluster_share_standard_error(single, flags) == pytest.approx(binomial, rel=1e-12)
+    assert cluster_share_standard_error(np.zeros(5), np.ones(5, bool)) is None
+
+
+def test_combined_errors_add_in_quadrature_and_widen_with_few_degrees_of_freedom():
+    assert combined_standard_error((0.3, 10**9), (0.4, 10**9)) == pytest.approx(0.5, rel=1e-6)
+    assert combined_standard_error((0.3, 10**9), None) == pytest.approx(0.3, rel=1e-6)
+    # One part on 3 degrees of freedom dominates: its t factor.
+    assert combined_standard_error((1e-6, 10**9), (0.4, 3)) == pytest.approx(
+        0.4 * t_factor(3), rel=1e-6
+    )
+    assert combined_standard_error(None) == 0.0
+
+
+def test_the_scale_jitter_has_the_delta_method_spread():
+    """Gaussian columns: var(log std) = (3 - 1) / (4 m) = 1 / (2 m); a dead column stays 0."""
+    rng = np.random.default_rng(8)
+    m, d = 500, 4000
+    rows = rng.standard_normal((m, d))
+    scale = np.ones(d)
+    scale[7] = 0.0
+    jittered = scale_jitter(rows, scale, rng)
+    assert jittered[7] == 0.0
+    logs = np.log(np.delete(jittered, 7))
+    assert np.std(logs) == pytest.approx(math.sqrt(1 / (2 * m)), rel=0.05)
+    assert jittered.max() == 1.0
+
+
+def test_the_log_scale_spread_error_is_its_spread_over_samples():
+    """Columns of Gaussian rows with log-scales spread by 0.4: over repeated samples the spread's
+    own spread equals the mean reported error."""
+    rng = np.random.default_rng(4)
+    m, d = 600, 30
+    scales = np.exp(np.random.default_rng(1).normal(0.0, 0.4, d))
+    spreads, errors = [], []
+    for _ in range(400):
+        rows = rng.standard_normal((m, d)) * scales
+        spreads.append(np.log(rows.std(axis=0)).std())
+        errors.append(log_scale_spread_standard_error(rows))
+    assert np.mean(errors) == pytest.approx(np.std(spreads), rel=0.1)
+    assert log_scale_spread_standard_error(np.ones((10, 3))) is None
+
+
+def test_every_check_says_whether_its_value_is_exact_or_sampled():
+    """explain says 'no standard error' exactly for the checks computed from every row, and
+    the sampled checks that are measured again report no such thing."""
+    from embaudit.checks import REGISTRY
+
+    for code, check in REGISTRY.items():
+        text = check.explain()
+        assert ("carries no standard error" in text) == check.exact, code
+        assert not (check.exact and check.samples), code
+    exact = {code for code, check in REGISTRY.items() if check.exact}
+    assert {"EA001", "EA101", "EA201", "EA202"} <= exact
+    assert not exact & {"EA203", "EA205", "EA301", "EA302", "EA401", "EA501", "EA502", "EA503"}

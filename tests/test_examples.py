@@ -42,8 +42,14 @@ def test_unnormalized_export_is_fine_for_cosine_but_not_for_l2_or_ip_indexes(cas
 def test_matrix_factorisation_export_is_untrustworthy_for_cosine(cases):
     report = audit(cases["mf_items"], trained_with="dot")
     assert report.verdict.level == Level.UNTRUSTWORTHY
-    for code in ("EA301", "EA302", "EA402"):
+    for code in ("EA301", "EA402"):
         assert report.check(code).status == Status.FAIL
+    # The column-standardized gauge keeps 0.83 of the neighbours (brute force over every row:
+    # 0.8305), above EA302's 0.8: the scales of this export happen to be near canonical, and
+    # it is the random gauges (EA301) that move the neighbours.
+    canonical = report.check("EA302")
+    assert canonical.status == Status.PASS
+    assert abs(canonical.value - 0.8305) <= 2 * canonical.metrics["standard_error"]
     assert report.verdict.recommendations[0] == (
         "Rank with the dot product the model was trained with, not cosine"
     )

@@ -303,10 +303,11 @@ def test_ea301_s50_interpolates_in_log_s_between_the_levels_around_one_half():
 # EA302 --------------------------------------------------------------------------------------
 
 
-def canonical_reference(x: Floats, query_rows: Ints, dead: tuple[int, ...]) -> Floats:
-    """Every live column at unit std over the query sample, the dead ones dropped."""
+def canonical_reference(x: Floats, scale_rows: Ints, dead: tuple[int, ...]) -> Floats:
+    """Every live column at unit std over the rows the scale is estimated on, the dead ones
+    dropped."""
     live = np.setdiff1d(np.arange(x.shape[1]), dead)
-    std = x[query_rows][:, live].std(axis=0)
+    std = x[scale_rows][:, live].std(axis=0)
     standardized = np.zeros_like(x)
     standardized[:, live] = x[:, live] / std
     return standardized
@@ -327,7 +328,7 @@ def test_ea302_leaves_constant_columns_out_and_equals_brute_force(dtype):
     wide = x.astype(np.float64)
     rows = neighbors.query_rows
     gauge_rows = rows[: neighbors.gauge_queries]
-    standardized = canonical_reference(wide, rows, dead)
+    standardized = canonical_reference(wide, neighbors.canonical_rows, dead)
     low, high = overlap_bounds(
         scores(wide, gauge_rows, "cosine"), scores(standardized, gauge_rows, "cosine"), K
     )
@@ -342,7 +343,7 @@ def test_ea302_of_a_rescaled_export_is_that_of_the_export():
     scale = np.exp(np.random.default_rng(12).normal(0.0, 1.0, size=x.shape[1]))
     neighbors = measured(x * scale)
     rows = neighbors.query_rows[: neighbors.gauge_queries]
-    standardized = canonical_reference(x, neighbors.query_rows, (3, 17))
+    standardized = canonical_reference(x, neighbors.canonical_rows, (3, 17))
     low, high = overlap_bounds(
         scores(x * scale, rows, "cosine"), scores(standardized, rows, "cosine"), K
     )

@@ -63,6 +63,8 @@ class Check:
     #: these doubled (see :mod:`embaudit.pipelines.check`). Empty: measured exactly, or with no
     #: standard error to decide by.
     samples: tuple[str, ...] = ()
+    #: Its value is computed exactly from every clean row (no sample): no standard error.
+    exact: bool = False
 
     def requested(self, options: CheckOptions) -> bool:
         """Whether ``options`` ask for this check (its option, if any, is given)."""
@@ -84,6 +86,8 @@ class Check:
                 "doubled, up to 8 times the requested sizes (metrics.sampling; 'inconclusive at "
                 "the cap' when still undecided)."
             )
+        if self.exact:
+            what += " Computed exactly from every clean row: the value carries no standard error."
         sections += [
             f"## What it measures\n\n{what}",
             f"## Why it matters\n\n{self.why}",
@@ -133,6 +137,7 @@ def register(
     needs_baseline: bool = False,
     option: str | None = None,
     samples: tuple[str, ...] = (),
+    exact: bool = False,
 ) -> Callable[[Callable[[AuditData, float], Finding]], Callable[..., Finding]]:
     """Register ``measure`` as check ``code``; codes are public API and never renumbered."""
 
@@ -155,6 +160,7 @@ def register(
             needs_baseline=needs_baseline,
             option=option,
             samples=samples,
+            exact=exact,
         )
         return measure
 

@@ -29,6 +29,7 @@ def _plural(count: int, word: str) -> str:
 @register(
     "EA001",
     "non-finite",
+    exact=True,
     summary="Rows containing NaN, ±Inf or a null.",
     what=(
         "Counts the rows with at least one NaN or infinite value (or, in float64, a norm beyond "
@@ -70,6 +71,7 @@ def non_finite(data: AuditData, threshold: float) -> Finding:
 @register(
     "EA002",
     "zero-vectors",
+    exact=True,
     summary="Rows whose norm is zero (or too small to carry a direction).",
     what=(
         "Counts the finite rows whose L2 norm is 0 or below the smallest normal number of the "
@@ -108,6 +110,7 @@ def zero_vectors(data: AuditData, threshold: float) -> Finding:
 @register(
     "EA003",
     "duplicates",
+    exact=True,
     summary="Rows that are exact copies of another row.",
     what=(
         "Finds rows whose values are bit-for-bit identical (−0.0 equal to 0.0) among the finite, "
@@ -150,6 +153,7 @@ def duplicates(data: AuditData, threshold: float) -> Finding:
 @register(
     "EA004",
     "dead-dimensions",
+    exact=True,
     summary="Dimensions with (near-)zero variance.",
     what=(
         "Computes each dimension's standard deviation over the finite, non-zero rows and flags "

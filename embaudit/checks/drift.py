@@ -34,7 +34,8 @@ def _baseline(data: AuditData) -> Baseline:
         "Matches the items of the baseline and the current export (by id column, else by row "
         "order), and computes for a sample of items the overlap@k of their nearest neighbours "
         "(among the matched items) in the two exports, with the metric of the declared "
-        "objective (cosine unless dot or l2). The same measure as `embaudit compare-knn OLD NEW`."
+        "objective (cosine unless dot or l2), with its standard error over the sampled items. "
+        "The same measure as `embaudit compare-knn OLD NEW`."
     ),
     why=(
         "A retrain or a pipeline change that moves most neighbourhoods changes every downstream "
@@ -70,6 +71,7 @@ def neighbour_stability(data: AuditData, threshold: float) -> Finding:
 @register(
     "EA602",
     "norm-shift",
+    exact=True,
     summary="Shift of the norm distribution against the baseline export.",
     what=(
         "Computes the two-sample Kolmogorov–Smirnov statistic between the norms of the finite, "

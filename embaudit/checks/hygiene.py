@@ -232,7 +232,9 @@ def distance_concentration(data: AuditData, threshold: float) -> Finding:
         "sample rows in components of 2 to 10 rows: groups too small to hold a neighbour list "
         "of their own, linked to the rest only one way. Rows with no mutual "
         "neighbour at all are EA501's antihubs, mostly: their share is metrics.single_rows. "
-        "Next to the same share for an isotropic Gaussian sample of the same size and dimension."
+        "Next to the same share for an isotropic Gaussian sample of the same size and dimension. "
+        "Its standard_error treats the components as the sampled units (rows of one component "
+        "count or not together): the ratio estimator's error of cluster sampling."
     ),
     why=(
         "Graph indexes (HNSW, NSG, DiskANN) keep roughly mutual links; a small tight group is "
@@ -256,6 +258,7 @@ def distance_concentration(data: AuditData, threshold: float) -> Finding:
         "to 10% single rows); the same corpora with 4% to 20% of their rows moved into tight "
         "groups of 4 or 5, 7% to 13%."
     ),
+    samples=("sample",),
 )
 def graph_islands(data: AuditData, threshold: float) -> Finding:
     sample = data.geometry
@@ -265,6 +268,7 @@ def graph_islands(data: AuditData, threshold: float) -> Finding:
     reference = sample.reference.island_share
     metrics: dict[str, Any] = {
         "share": share,
+        "standard_error": sample.island_error,
         "single_rows": sample.single_share,
         "graph_k": sample.island_k,
         "sample": sample.m,

@@ -11,7 +11,11 @@ import numpy.typing as npt
 
 from embaudit.checks.base import AuditData, register
 from embaudit.checks.defects import DIMENSION_LIST_CAP
-from embaudit.estimates import crossed_standard_error, mean_standard_error
+from embaudit.estimates import (
+    combined_standard_error,
+    crossed_standard_error,
+    mean_standard_error,
+)
 from embaudit.model import Finding, Level, Status, TrainedWith
 
 #: The rescaling level whose overlap is EA301's headline value.
@@ -169,9 +173,16 @@ def gauge_sensitivity(data: AuditData, threshold: float) -> Finding:
     summary="Cosine neighbours against those of the column-standardized data.",
     what=(
         "Computes the overlap@k between the cosine kNN of X and of X with every live column "
-        "scaled to unit standard deviation (column standard deviations estimated on the query "
-        "sample). Dead dimensions (EA004's rule: a std at most its threshold times the root "
-        "mean square coordinate, on the same sample) are left out, scale 0: they carry no "
+        "scaled to unit standard deviation (column standard deviations estimated on a sample of "
+        "the corpus's rows, as many as --sample). Its standard_error combines the queries' "
+        "error (query_error) with the scale's own (scale_error): the root mean square "
+        "of how far the value moves when the estimated scale is jittered once more by its own "
+        "estimation error (each column's log std moved by N(0, v), v = (m4/m2^2 - 1)/(4m), the "
+        "delta-method variance on the m rows; 3 draws), which is how far, in distribution, the "
+        "estimated scale moved the value from that of the exact one; the two add in quadrature, "
+        "widened by the Student t factor of their Satterthwaite degrees of freedom. Dead "
+        "dimensions (EA004's rule: a std at most its threshold times the root mean square "
+        "coordinate, on the same sample) are left out, scale 0: they carry no "
         "information about which rows are near, and the computed std of a constant column is "
         "rounding noise (about 1e-17 of its value in float64) that must not become a scale. "
         "Standardizing is gauge-invariant: (X·D) standardized = X standardized for any diagonal "
@@ -190,7 +201,7 @@ def gauge_sensitivity(data: AuditData, threshold: float) -> Finding:
     reference="Steck, Ekanadham & Kallus (2024), arXiv:2403.05440",
     threshold=0.8,
     threshold_rationale="As EA301: at most one neighbour in five may depend on the gauge.",
-    samples=("queries", "gauge_queries"),
+    samples=("queries", "gauge_queries", "sample"),
 )
 def canonical_gauge(data: AuditData, threshold: float) -> Finding:
     neighbors = data.neighbors
@@ -199,7 +210,16 @@ def canonical_gauge(data: AuditData, threshold: float) -> Finding:
     summary = overlap_summary(neighbors.canonical)
     value = summary["overlap_at_k"]
     dead = np.flatnonzero(neighbors.canonical_scale == 0)
+    query_error = summary["standard_error"]
+    # The scale is estimated too (unless from every row): its error joins the queries'.
+    scale_error = canonical_scale_error(neighbors.canonical, neighbors.canonical_jitter)
+    if query_error is not None:
+        summary["standard_error"] = combined_standard_error(
+            (query_error, len(neighbors.canonical) - 1), scale_error
+        )
     metrics = summary | {
+        "query_error": query_error,
+        "scale_error": None if scale_error is None else scale_error[0],
         "k": neighbors.k,
         "dead_dimensions": [int(j) for j in dead[:DIMENSION_LIST_CAP]],
         "dead_dimension_count": len(dead),
@@ -208,6 +228,21 @@ def canonical_gauge(data: AuditData, threshold: float) -> Finding:
     if len(dead):
         message += f" (dead dimensions left out: {len(dead)})"
     return _gauge_verdict(data, value, threshold, message, metrics)
+
+
+def canonical_scale_error(
+    canonical: npt.NDArray[np.float64], jittered: list[npt.NDArray[np.float64]]
+) -> tuple[float, int] | None:
+    """EA302's error from its estimated scale, and the draws it rests on: the root mean square,
+    over draws, of how far the value moves when the scale is jittered once more by its own
+    estimation error. Where the value's change under such an increment does not depend on where
+    it starts, that is the root mean square of how far the estimated scale moved it from the
+    value of the exact scale. None without draws (a scale estimated on every row is exact)."""
+    if not jittered or not len(canonical):
+        return None
+    base = float(canonical.mean())
+    moves = [float(draw[: len(canonical)].mean()) - base for draw in jittered]
+    return math.sqrt(float(np.mean(np.square(moves)))), len(moves)
 
 
 def _agreement(
@@ -318,7 +353,11 @@ def _isotropic(value: float | None) -> str:
         "all list slots that would have to move for every point to occur exactly k times (0 for "
         "a perfectly even graph). Also reported: the skewness of the k-occurrence distribution "
         "(biased, as scipy.stats.skew) and the antihub rate (share of points in no list), each "
-        "next to the value for an isotropic Gaussian sample of the same size and dimension."
+        "next to the value for an isotropic Gaussian sample of the same size and dimension. "
+        "Hubness depends on the sample size (metrics.sample): the value is that of a graph of "
+        "this many random rows, and its standard_error is the delete-one jackknife over them "
+        "(each row left out once, from its (k + 1)-nearest-neighbour lists). Measured again "
+        "on a larger sample, the value is that of the larger graph, next to its own reference."
     ),
     why=(
         "In high dimensions a few points become nearest neighbours of very many others. Hubs "
@@ -352,13 +391,18 @@ def _isotropic(value: float | None) -> str:
         "rows: 0.42, skewness 30): that is a near-duplicate problem (EA003), and skewness stays "
         "in metrics."
     ),
+    samples=("sample",),
 )
 def hubness(data: AuditData, threshold: float) -> Finding:
     sample = data.geometry
     if sample is None or sample.hubness is None or sample.hubness_k == 0:
         return Finding(Status.SKIP, None, "needs at least 2 finite, non-zero rows")
     hub = sample.hubness
-    metrics = hub.to_dict() | {"k": sample.hubness_k, "sample": sample.m}
+    metrics = hub.to_dict() | {
+        "standard_error": sample.robin_hood_error,
+        "k": sample.hubness_k,
+        "sample": sample.m,
+    }
     reference = sample.reference.hubness
     if reference is not None:
         metrics["reference"] = {

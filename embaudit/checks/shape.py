@@ -26,6 +26,7 @@ def _nan_to_none(value: float) -> float | None:
 @register(
     "EA201",
     "mean-cosine",
+    exact=True,
     summary="Mean cosine over all pairs of rows, next to its isotropic reference.",
     what=(
         "Computes the exact mean cosine over all pairs of distinct finite, non-zero rows (from "
@@ -102,6 +103,7 @@ def mean_cosine(data: AuditData, threshold: float) -> Finding:
 @register(
     "EA202",
     "common-direction",
+    exact=True,
     summary="Length of the mean vector relative to the mean length: a shared offset.",
     what=(
         "Computes ||mean(x)|| / mean(||x||) over the finite, non-zero rows. 0 means no common "
@@ -148,7 +150,10 @@ def common_direction(data: AuditData, threshold: float) -> Finding:
         "normalized singular values of the centred data) and IsoScore (Rudman et al. 2022, 1 for "
         "an isotropic cloud, 0 for a line). Each is reported next to the value an isotropic "
         "Gaussian sample of the same size and dimension gives. IsoScore and the effective rank "
-        "are biased low when the sample is not much larger than d."
+        "are biased low when the sample is not much larger than d. The value, the top "
+        "component's share, carries a standard error over the sample's rows: the delta method "
+        "with the influence function of the top eigenvalue (Critchley 1985), which holds while "
+        "that eigenvalue stands apart from the next."
     ),
     why=(
         "When one direction carries most of the variance, cosine mostly measures the position "
@@ -162,6 +167,7 @@ def common_direction(data: AuditData, threshold: float) -> Finding:
     ),
     threshold=0.5,
     threshold_rationale="Warn when the top component carries more than half of the variance.",
+    samples=("sample",),
 )
 def spectrum(data: AuditData, threshold: float) -> Finding:
     sample = data.geometry
@@ -172,6 +178,7 @@ def spectrum(data: AuditData, threshold: float) -> Finding:
         "isoscore": sample.isoscore,
         "effective_rank": sample.effective_rank,
         "top_share": sample.top_share,
+        "standard_error": sample.top_share_error,
         "threshold_applies_to": "top_share",
         "top_eigenvalues": [float(v) for v in sample.eigenvalues[:10]],
         "eigenvalues": [float(v) for v in sample.eigenvalues],
@@ -202,6 +209,7 @@ def spectrum(data: AuditData, threshold: float) -> Finding:
 @register(
     "EA204",
     "rogue-dimensions",
+    exact=True,
     summary="A few dimensions that decide most of every cosine.",
     what=(
         "Computes each dimension's contribution to the expected cosine of two distinct rows, "
@@ -299,7 +307,9 @@ def rogue_dimensions(data: AuditData, threshold: float) -> Finding:
     what=(
         "Computes the standard deviation of log(std_i) over the dimensions that are not dead "
         "(EA004's rule), on the sample. Equal scales give 0; an isotropic Gaussian sample of "
-        "m rows gives about 1/sqrt(2(m-1)) from sampling noise alone."
+        "m rows gives about 1/sqrt(2(m-1)) from sampling noise alone. Its standard error over "
+        "the sample's rows is the delta method's (the influence of a row on each log std_j is "
+        "(c_j^2 / var_j - 1) / 2)."
     ),
     why=(
         "Cosine weighs each dimension by its scale. For a model trained with a dot product the "
@@ -316,6 +326,7 @@ def rogue_dimensions(data: AuditData, threshold: float) -> Finding:
     threshold_rationale=(
         "0.5: one standard deviation of the log-scales is a factor e^0.5 ≈ 1.65 between dimensions."
     ),
+    samples=("sample",),
 )
 def scale_spread(data: AuditData, threshold: float) -> Finding:
     sample = data.geometry
@@ -330,6 +341,7 @@ def scale_spread(data: AuditData, threshold: float) -> Finding:
     ratio = float(np.exp(log_std.max() - log_std.min()))
     metrics = {
         "log_std_spread": spread,
+        "standard_error": sample.scale_spread_error,
         "max_over_min": ratio,
         "reference": 1 / math.sqrt(2 * (sample.m - 1)),
         "sample": sample.m,

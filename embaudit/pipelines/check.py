@@ -197,8 +197,8 @@ def _grown(sampling: Sampling, codes: list[str], first: Sampling, n: int) -> Sam
     for name in sorted(fields):
         current = getattr(sampling, name)
         limit = getattr(first, name) * 2**MAX_ROUNDS
-        if name in ("queries", "gauge_queries"):
-            limit = min(limit, n)
+        if name in ("queries", "gauge_queries", "sample"):
+            limit = min(limit, n)  # every row: a larger draw is the same draw
         if min(2 * current, limit) > current:
             changes[name] = min(2 * current, limit)
     return replace(sampling, **changes) if changes else None
