@@ -203,13 +203,6 @@ def isotropic_sample(m: int, d: int, rng: np.random.Generator) -> Floats:
     return rng.standard_normal((m, d))
 
 
-def mutual_components(graph: Ints) -> Ints:
-    """Size of each row's connected component in the mutual kNN graph of ``graph`` (rows i and
-    j joined when each is among the other's neighbours). (m, k) -> (m,)"""
-    labels = mutual_labels(graph)
-    return np.asarray(np.bincount(labels)[labels], dtype=np.int64)
-
-
 def mutual_labels(graph: Ints) -> Ints:
     """A label per row, the same for the rows of one connected component of the mutual kNN
     graph of ``graph`` (the smallest row of the component). (m, k) -> (m,)"""
@@ -240,8 +233,16 @@ def island_shares(graph: Ints, k: int) -> tuple[float, float]:
     by one-way links), and alone (no mutual neighbour: EA501's antihubs, mostly)."""
     if not len(graph):
         return 0.0, 0.0
-    sizes = mutual_components(graph)
-    return float(np.mean((sizes > 1) & (sizes < k + 1))), float(np.mean(sizes == 1))
+    _, small, alone = island_rows(graph, k)
+    return float(np.mean(small)), float(np.mean(alone))
+
+
+def island_rows(graph: Ints, k: int) -> tuple[Ints, npt.NDArray[np.bool_], npt.NDArray[np.bool_]]:
+    """Each row's mutual-kNN component label (:func:`mutual_labels`), whether it lies in a
+    small island (a component of 2 to ``k`` rows) and whether it is alone. (m, k) -> 3 × (m,)"""
+    labels = mutual_labels(graph)
+    sizes = np.bincount(labels)[labels]
+    return labels, (sizes > 1) & (sizes <= k), sizes == 1
 
 
 def isotropic_nearest_cosine(n: int, d: int, quantile: float = 0.5) -> float:

@@ -326,6 +326,7 @@ def measure(
         queries = np.concatenate([queries, floor_queries])
     # The canonical gauge standardizes the corpus's columns, estimated on `sample` rows of it.
     scale_positions, scale_rows, _ = draw_clean_rows(source, sampling.sample, scale_rng, take)
+    del take  # its rows read ahead are not kept through the pass
     timings["queries"] = time.perf_counter() - started
     gauges = gauge_scales(d, sampling.gauge_levels, sampling.gauge_draws, gauge_rng)
     search: NeighborSearch | None = None
@@ -439,9 +440,7 @@ def _geometry(
     island_k = min(ISLAND_K, m - 1)
     if island_k != hub_k:
         graph = geometry.cosine_knn_graph(unit, island_k)
-    islands, singles = geometry.island_shares(graph, island_k)
-    labels = geometry.mutual_labels(graph)
-    sizes = np.bincount(labels)[labels]
+    labels, small, alone = geometry.island_rows(graph, island_k)
     advance(1)
     reference = _reference(m, d, hub_k, island_k, reference_rng)
     advance(1)
@@ -459,11 +458,9 @@ def _geometry(
         hubness=hubness,
         hubness_k=hub_k,
         robin_hood_error=None if complete else robin_hood_jackknife(extended, hub_k),
-        island_share=islands,
-        island_error=None
-        if complete
-        else cluster_share_standard_error(labels, (sizes > 1) & (sizes <= island_k)),
-        single_share=singles,
+        island_share=float(small.mean()),
+        island_error=None if complete else cluster_share_standard_error(labels, small),
+        single_share=float(alone.mean()),
         island_k=island_k,
         rogue_dimensions=rogue,
         rogue_r2=rogue_r2,
