@@ -22,7 +22,7 @@ import numpy as np
 import numpy.typing as npt
 
 from embaudit import geometry
-from embaudit.draw import draw_clean_rows, draw_positions, first_positions, read_ahead
+from embaudit.draw import Take, draw_clean_rows, draw_positions, first_positions, read_ahead
 from embaudit.engines import Engine, LocalEngine, PassPlan
 from embaudit.estimates import (
     cluster_share_standard_error,
@@ -36,6 +36,7 @@ from embaudit.params import (
     GAUGE_DRAWS,
     GAUGE_LEVELS,
     GAUGE_QUERIES,
+    GRAPHS,
     PAIRS,
     QUERIES,
     SAMPLE,
@@ -67,6 +68,7 @@ class Sampling:
     gauge_levels: tuple[float, ...] = declare(GAUGE_LEVELS)  # s in D = exp(N(0, s^2))
     sample: int = declare(SAMPLE)  # rows for the spectrum, pair cosines and hubness graph
     pairs: int = declare(PAIRS)  # random pairs of sample rows
+    graphs: int = declare(GRAPHS)  # independent `sample`-row graphs EA501 / EA502 average
 
     def __post_init__(self) -> None:
         validate(self)
@@ -79,6 +81,7 @@ class Sampling:
             "gauge_levels": list(self.gauge_levels),
             "sample": self.sample,
             "pairs": self.pairs,
+            "graphs": self.graphs,
         }
 
 
@@ -110,6 +113,25 @@ class Reference:
 
 
 @dataclass(frozen=True)
+class SampleGraph:
+    """Hubness and islands of the cosine kNN graph of a sample of ``m`` rows (EA501, EA502),
+    or their means over ``graphs`` independent samples of that size.
+
+    Their values depend on ``m`` (a larger graph has other hubs and islands): a check that
+    needs a smaller error averages more graphs of the same size (:func:`more_graphs`), it does
+    not grow the graph."""
+
+    hubness: geometry.Hubness | None
+    hubness_k: int
+    robin_hood_error: float | None  # the Robin Hood index's jackknife error (EA501)
+    island_share: float  # rows in mutual-kNN components of 2 to island_k rows (EA502)
+    island_error: float | None  # its standard error, the components as units (EA502)
+    single_share: float  # rows without a mutual neighbour
+    island_k: int  # the degree of that graph: ISLAND_K, whatever k
+    graphs: int = 1
+
+
+@dataclass(frozen=True)
 class Geometry:
     m: int  # sample rows used
     column_std: Floats  # per-dimension standard deviation of the (power-of-two scaled) sample
@@ -121,13 +143,7 @@ class Geometry:
     top_share: float
     top_share_error: float | None  # its standard error over the sample (EA203)
     pair_cosines: Floats
-    hubness: geometry.Hubness | None
-    hubness_k: int
-    robin_hood_error: float | None  # the Robin Hood index's jackknife error (EA501)
-    island_share: float  # rows in mutual-kNN components of 2 to island_k rows (EA502)
-    island_error: float | None  # its standard error, the components as units (EA502)
-    single_share: float  # rows without a mutual neighbour
-    island_k: int  # the degree of that graph: ISLAND_K, whatever k
+    graph: SampleGraph  # the sample's cosine kNN graph (EA501, EA502)
     rogue_dimensions: list[int]  # the three largest contributions to the expected cosine
     rogue_r2: float  # r^2 of pair cosines with and without them
     cosine_change: dict[float, float]  # mean |cos_D - cos| of the pairs per rescaling level
@@ -165,6 +181,8 @@ _FLOOR_STREAM = 7
 #: jitter (EA302's scale error), and the jitter's draws.
 _SCALE_STREAM = 8
 _JITTER_STREAM = 9
+#: The random stream of the further independent samples whose graphs EA501 and EA502 average.
+_GRAPH_STREAM = 10
 JITTER_DRAWS = 3
 JITTER_BLOCK = "canonical jitter"
 
@@ -379,6 +397,12 @@ def measure(
         if len(sample) >= 2
         else None
     )
+    if geometry_summary is not None and sampling.graphs > 1 and len(sample) < stats.n_clean:
+        graph = geometry_summary.graph
+        more = more_graphs(
+            source, graph, len(sample), k=k, seed=seed, count=sampling.graphs - 1, take=engine.take
+        )
+        geometry_summary = replace(geometry_summary, graph=averaged_graph([graph, *more]))
     timings["geometry"] = time.perf_counter() - mark
     neighbors = (
         replace(
@@ -433,16 +457,9 @@ def _geometry(
         change.setdefault(s, []).append(float(np.mean(np.abs(rescaled - cosines))))
     advance(1)
 
-    hub_k = min(k, m - 1)
-    extended = geometry.cosine_knn_graph(unit, hub_k, following=True)
-    graph = extended[:, :hub_k]
-    hubness = geometry.hubness_from_neighbors(graph, m)
-    island_k = min(ISLAND_K, m - 1)
-    if island_k != hub_k:
-        graph = geometry.cosine_knn_graph(unit, island_k)
-    labels, small, alone = geometry.island_rows(graph, island_k)
+    graph = sample_graph(unit, k, complete)
     advance(1)
-    reference = _reference(m, d, hub_k, island_k, reference_rng)
+    reference = _reference(m, d, graph.hubness_k, graph.island_k, reference_rng)
     advance(1)
     return Geometry(
         m=m,
@@ -455,6 +472,27 @@ def _geometry(
         top_share=_top_share(eigenvalues),
         top_share_error=None if complete else top_share_standard_error(sample, top),
         pair_cosines=cosines,
+        graph=graph,
+        rogue_dimensions=rogue,
+        rogue_r2=rogue_r2,
+        cosine_change={s: float(np.mean(v)) for s, v in change.items()},
+        reference=reference,
+    )
+
+
+def sample_graph(unit: Floats, k: int, complete: bool) -> SampleGraph:
+    """The hubness (k-NN) and islands (ISLAND_K-NN, mutual) of the cosine graph of the unit
+    rows ``unit``, with their errors unless the rows are every clean row (``complete``)."""
+    m = len(unit)
+    hub_k = min(k, m - 1)
+    extended = geometry.cosine_knn_graph(unit, hub_k, following=True)
+    graph = extended[:, :hub_k]
+    hubness = geometry.hubness_from_neighbors(graph, m)
+    island_k = min(ISLAND_K, m - 1)
+    if island_k != hub_k:
+        graph = geometry.cosine_knn_graph(unit, island_k)
+    labels, small, alone = geometry.island_rows(graph, island_k)
+    return SampleGraph(
         hubness=hubness,
         hubness_k=hub_k,
         robin_hood_error=None if complete else robin_hood_jackknife(extended, hub_k),
@@ -462,10 +500,69 @@ def _geometry(
         island_error=None if complete else cluster_share_standard_error(labels, small),
         single_share=float(alone.mean()),
         island_k=island_k,
-        rogue_dimensions=rogue,
-        rogue_r2=rogue_r2,
-        cosine_change={s: float(np.mean(v)) for s, v in change.items()},
-        reference=reference,
+    )
+
+
+def more_graphs(
+    source: EmbeddingSource,
+    first: SampleGraph,
+    m: int,
+    *,
+    k: int,
+    seed: int,
+    count: int,
+    start: int = 0,
+    take: Take | None = None,
+) -> list[SampleGraph]:
+    """The graphs of ``count`` further independent samples of ``m`` clean rows of ``source``,
+    the ``start``-th onwards of their random stream (each its own, so a later round adds to the
+    earlier ones): what EA501 and EA502 average when one graph leaves them undecided."""
+    rngs = [
+        np.random.default_rng(np.random.SeedSequence(seed, spawn_key=(_GRAPH_STREAM, start + i)))
+        for i in range(count)
+    ]
+    # The rows of every sample are read together (a parquet file's row groups once).
+    positions = [first_positions(source.n, m, rng) for rng in rngs]
+    ahead = read_ahead(source, np.concatenate(positions), take)
+    graphs = []
+    for rng in rngs:
+        _, rows, _ = draw_clean_rows(source, m, rng, ahead)
+        rows = rows * geometry.pow2_scale(row_norms(rows))
+        graph = sample_graph(geometry.unit_rows(rows), k, complete=False)
+        graphs.append(replace(graph, hubness_k=first.hubness_k, island_k=first.island_k))
+    return graphs
+
+
+def averaged_graph(graphs: list[SampleGraph]) -> SampleGraph:
+    """The mean of independent graphs' values, with the error of a mean of independent
+    estimates (none when one graph's is none); the k-occurrences of every graph pooled."""
+    if len(graphs) == 1:
+        return graphs[0]
+    hubs = [g.hubness for g in graphs if g.hubness is not None]
+
+    def mean_error(errors: list[float | None]) -> float | None:
+        known = [e for e in errors if e is not None]
+        if len(known) < len(errors):
+            return None
+        return float(np.sqrt(np.sum(np.square(known)))) / len(errors)
+
+    hubness = None
+    if len(hubs) == len(graphs):
+        hubness = geometry.Hubness(
+            skewness=float(np.mean([h.skewness for h in hubs])),
+            robin_hood=float(np.mean([h.robin_hood for h in hubs])),
+            antihub_rate=float(np.mean([h.antihub_rate for h in hubs])),
+            max_occurrence=max(h.max_occurrence for h in hubs),
+            k_occurrence=np.concatenate([h.k_occurrence for h in hubs]),
+        )
+    return replace(
+        graphs[0],
+        hubness=hubness,
+        robin_hood_error=mean_error([g.robin_hood_error for g in graphs]),
+        island_share=float(np.mean([g.island_share for g in graphs])),
+        island_error=mean_error([g.island_error for g in graphs]),
+        single_share=float(np.mean([g.single_share for g in graphs])),
+        graphs=len(graphs),
     )
 
 

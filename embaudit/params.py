@@ -175,6 +175,7 @@ GAUGE_DRAWS = Param(3, Interval(int, 1), in_config=True)
 GAUGE_LEVELS = Param((0.1, 0.25, 0.5, 1.0), Custom(_levels))
 SAMPLE = Param(5000, Interval(int, 1), in_config=True)
 PAIRS = Param(20000, Interval(int, 1), in_config=True)
+GRAPHS = Param(1, Interval(int, 1), in_config=True)
 
 
 def _text(value: Any) -> str:

@@ -44,6 +44,7 @@ def test_json_follows_the_output_contract(cli, fixtures):
         "gauge_levels": [0.1, 0.25, 0.5, 1.0],
         "sample": 5000,
         "pairs": 20000,
+        "graphs": 1,
         "engine": "local",
     }
     assert report["verdict"]["level"] in {"trustworthy", "caution", "untrustworthy"}

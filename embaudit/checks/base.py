@@ -86,6 +86,12 @@ class Check:
                 "doubled, up to 8 times the requested sizes (metrics.sampling; 'inconclusive at "
                 "the cap' when still undecided)."
             )
+            if "graphs" in self.samples:
+                what += (
+                    " Its value is a property of a graph of `sample` rows (a larger graph has "
+                    "other hubs and islands), so what grows is the number of independent "
+                    "graphs of that size it averages (graphs), not the graph."
+                )
         if self.exact:
             what += " Computed exactly from every clean row: the value carries no standard error."
         sections += [

@@ -258,25 +258,27 @@ def distance_concentration(data: AuditData, threshold: float) -> Finding:
         "to 10% single rows); the same corpora with 4% to 20% of their rows moved into tight "
         "groups of 4 or 5, 7% to 13%."
     ),
-    samples=("sample",),
+    samples=("graphs",),
 )
 def graph_islands(data: AuditData, threshold: float) -> Finding:
     sample = data.geometry
-    if sample is None or sample.island_k == 0:
+    if sample is None or sample.graph.island_k == 0:
         return Finding(Status.SKIP, None, "needs at least 2 finite, non-zero rows")
-    share = sample.island_share
+    graph = sample.graph
+    share = graph.island_share
     reference = sample.reference.island_share
     metrics: dict[str, Any] = {
         "share": share,
-        "standard_error": sample.island_error,
-        "single_rows": sample.single_share,
-        "graph_k": sample.island_k,
+        "standard_error": graph.island_error,
+        "single_rows": graph.single_share,
+        "graph_k": graph.island_k,
         "sample": sample.m,
+        "graphs": graph.graphs,
         "reference": {"share": reference},
     }
     message = (
-        f"{share:.1%} of the sample in mutual-kNN groups of 2 to {sample.island_k} rows "
-        f"(isotropic {reference:.1%}); {sample.single_share:.1%} without a mutual neighbour"
+        f"{share:.1%} of the sample in mutual-kNN groups of 2 to {graph.island_k} rows "
+        f"(isotropic {reference:.1%}); {graph.single_share:.1%} without a mutual neighbour"
     )
     if share > threshold:
         return Finding(

@@ -3,6 +3,7 @@ EA402 cosine vs dot, EA501 hubness."""
 
 from __future__ import annotations
 
+import itertools
 import math
 from typing import Any
 
@@ -87,9 +88,7 @@ def s50(levels: list[float], overlaps: list[float]) -> tuple[float | None, str |
     """
     if overlaps[0] < 0.5:
         return None, "<"
-    for (s0, o0), (s1, o1) in zip(
-        zip(levels, overlaps, strict=True), zip(levels[1:], overlaps[1:], strict=True), strict=False
-    ):
+    for (s0, o0), (s1, o1) in itertools.pairwise(zip(levels, overlaps, strict=True)):
         if o1 < 0.5 <= o0:
             t = (o0 - 0.5) / (o0 - o1)
             return float(math.exp(math.log(s0) + t * (math.log(s1) - math.log(s0)))), None
@@ -139,8 +138,7 @@ def gauge_sensitivity(data: AuditData, threshold: float) -> Finding:
     level_overlaps, rows = [], []
     for s in levels:
         draws = neighbors.gauge[s]
-        per_query = np.mean(draws, axis=0)
-        overlap = float(per_query.mean())
+        overlap = float(np.mean(draws))  # every draw has the same queries
         level_overlaps.append(overlap)
         rows.append(
             {
@@ -391,17 +389,19 @@ def _isotropic(value: float | None) -> str:
         "rows: 0.42, skewness 30): that is a near-duplicate problem (EA003), and skewness stays "
         "in metrics."
     ),
-    samples=("sample",),
+    samples=("graphs",),
 )
 def hubness(data: AuditData, threshold: float) -> Finding:
     sample = data.geometry
-    if sample is None or sample.hubness is None or sample.hubness_k == 0:
+    graph = sample.graph if sample is not None else None
+    hub = graph.hubness if graph is not None else None
+    if sample is None or graph is None or hub is None or graph.hubness_k == 0:
         return Finding(Status.SKIP, None, "needs at least 2 finite, non-zero rows")
-    hub = sample.hubness
     metrics = hub.to_dict() | {
-        "standard_error": sample.robin_hood_error,
-        "k": sample.hubness_k,
+        "standard_error": graph.robin_hood_error,
+        "k": graph.hubness_k,
         "sample": sample.m,
+        "graphs": graph.graphs,
     }
     reference = sample.reference.hubness
     if reference is not None:
