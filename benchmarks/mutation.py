@@ -94,12 +94,14 @@ GROUPS = (
             "tests/test_diagnostics.py",
             "tests/test_neighbor_references.py",
             "tests/test_check_rules.py",
+            "tests/test_graphs.py",
+            "tests/test_query_file.py",
         ),
     ),
     Group(
         "gauge",
         ("embaudit/gauge.py",),
-        ("tests/test_gauge.py", "tests/test_gauge_references.py"),
+        ("tests/test_gauge.py", "tests/test_gauge_references.py", "tests/test_gauge_search.py"),
         # The worst overlap and its search, the prediction change, the balance; not the
         # streamed Gram matrix and the users' metric, which have their closed forms.
         _functions(

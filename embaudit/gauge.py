@@ -111,7 +111,8 @@ class _Neighbours:
         self.base_gram = rows @ rows.T
         self.base_cosines = self._cosines(self.base_gram)
         self.base_top = self._top(self.base_cosines)
-        self.base_kth = np.take_along_axis(self.base_cosines, self.base_top[:, -1:], axis=1)[:, 0]
+        # The k-th largest exported cosine of each row: the smallest of its k nearest.
+        self.base_kth = np.take_along_axis(self.base_cosines, self.base_top, axis=1).min(axis=1)
 
     @staticmethod
     def _cosines(gram: Floats) -> Floats:
@@ -121,9 +122,9 @@ class _Neighbours:
         return cosines
 
     def _top(self, cosines: Floats) -> Ints:
-        top = np.argpartition(-cosines, self.k - 1, axis=1)[:, : self.k]
-        order = np.argsort(-np.take_along_axis(cosines, top, axis=1), axis=1, kind="stable")
-        return np.take_along_axis(top, order, axis=1).astype(np.int64)
+        """Each row's k largest cosines' columns, in no particular order (the overlap counts
+        sets)."""
+        return np.argpartition(-cosines, self.k - 1, axis=1)[:, : self.k].astype(np.int64)
 
     def gram(self, weights: Floats) -> Floats:
         return (self.rows * weights) @ self.rows.T
@@ -359,12 +360,12 @@ def balance(
     one_sided = bool((dead_items ^ dead_users).any())
     live_condition = log_std = None
     if live.any():
-        with np.errstate(over="ignore"):
-            live_condition = float(np.exp(np.ptp(log_scale[live])))
+        # A live column lies within DEAD_COLUMN and √d of its tower's rms norm: the log scales
+        # span at most log(√d / DEAD_COLUMN), and nothing here overflows.
+        live_condition = float(np.exp(np.ptp(log_scale[live])))
         log_std = float(np.std(log_scale[live]))
     condition = None if one_sided else live_condition
-    with np.errstate(over="ignore"):
-        scale = np.exp(log_scale)
+    scale = np.exp(log_scale)
     return Balance(
         condition=condition,
         live_condition=live_condition,

@@ -17,11 +17,12 @@ GEOMETRY_PREFIXES = ("EA2", "EA3", "EA4", "EA5")
 
 
 def decide(checks: Sequence[CheckResult], trained_with: TrainedWith) -> Verdict:
-    drivers = sorted(
-        (check for check in checks if check.impact is not None),
-        key=lambda check: (-check.impact.rank if check.impact else 0, check.code),
+    ranked = sorted(
+        ((check.impact, check) for check in checks if check.impact is not None),
+        key=lambda pair: (-pair[0].rank, pair[1].code),
     )
-    level = drivers[0].impact if drivers and drivers[0].impact else Level.TRUSTWORTHY
+    drivers = [check for _, check in ranked]
+    level = ranked[0][0] if ranked else Level.TRUSTWORTHY
     reasons = [f"{check.code} {check.name}: {check.message}" for check in drivers]
     geometry = [check for check in checks if check.code.startswith(GEOMETRY_PREFIXES)]
     if not geometry:

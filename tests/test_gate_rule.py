@@ -261,7 +261,10 @@ def test_an_undeclared_objective_with_a_caution_says_which_declaration_settles_i
     checks = [GEOMETRY, result("EA301", Status.WARN, Level.CAUTION)]
     undeclared = decide(checks, TrainedWith.UNKNOWN)
     assert undeclared.level == Level.CAUTION
-    assert undeclared.reasons[-1].startswith("declaring the training objective")
+    assert undeclared.reasons[-1] == (
+        "declaring the training objective (--trained-with cosine|dot|l2) would settle whether "
+        "these findings matter"
+    )
     assert len(undeclared.reasons) == 2
     for trained_with in (TrainedWith.COSINE, TrainedWith.DOT, TrainedWith.L2):
         declared = decide(checks, trained_with)
@@ -300,13 +303,36 @@ def test_geometry_checks_that_all_skipped_do_not_make_a_trustworthy_verdict():
     ]
     decided = decide(skipped, TrainedWith.COSINE)
     assert decided.level == Level.CAUTION
-    assert any("every cosine check skipped" in reason for reason in decided.reasons)
+    assert decided.reasons == [
+        "too few finite, non-zero rows to measure the geometry: every cosine check skipped"
+    ]
     # One geometry check that ran is enough to judge the rest.
     ran = [*skipped[:3], result("EA401", Status.PASS)]
     assert decide(ran, TrainedWith.COSINE).level == Level.TRUSTWORTHY
     # And a finding above caution is not lowered by it.
     failed = [*skipped, result("EA002", Status.FAIL, Level.UNTRUSTWORTHY)]
     assert decide(failed, TrainedWith.COSINE).level == Level.UNTRUSTWORTHY
+
+
+NOTHING_ASSESSED = (
+    "nothing about cosine was assessed: the selection runs no geometry or neighbour check "
+    "(EA2xx-EA5xx)"
+)
+
+
+@pytest.mark.parametrize("trained_with", list(TrainedWith))
+def test_a_selection_without_geometry_checks_is_never_trustworthy(trained_with):
+    clean = [result("EA001", Status.PASS), result("EA101", Status.PASS)]
+    decided = decide(clean, trained_with)
+    assert decided.level == Level.CAUTION
+    assert decided.reasons[0] == NOTHING_ASSESSED
+    # A finding above caution stays above it, with the same reason after its own.
+    failed = [*clean, result("EA002", Status.FAIL, Level.UNTRUSTWORTHY)]
+    decided = decide(failed, trained_with)
+    assert decided.level == Level.UNTRUSTWORTHY
+    assert decided.reasons == ["EA002 check-ea002: EA002 says fail", NOTHING_ASSESSED]
+    # One geometry check, even passing, lifts it.
+    assert decide([*clean, GEOMETRY], trained_with).level == Level.TRUSTWORTHY
 
 
 # Internal errors and --output ----------------------------------------------------------------
