@@ -14,7 +14,7 @@ their own stream spawned from ``seed``, so changing one sample size never change
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -55,6 +55,16 @@ from embaudit.stats import (
 
 Floats = npt.NDArray[np.float64]
 Ints = npt.NDArray[np.int64]
+
+#: The parts of a measurement a sampled check's value comes from (its ``reads``): the base
+#: lists of every query (EA4xx, EA005, EA503), the random gauges' lists (EA301), the canonical
+#: gauge's and its jitter's (EA302), the truncations' (EA303), the sample's statistics (EA203,
+#: EA205) and its graphs (EA501, EA502). Measuring again for undecided checks measures only the
+#: parts they read (:func:`measure`'s ``parts``).
+PARTS = ("lists", "gauges", "canonical", "truncation", "sample", "graphs")
+_SEARCHED = frozenset(("lists", "gauges", "canonical", "truncation"))
+#: The parts measured in a pass over the source (the others read a few rows by position).
+PASS_PARTS = _SEARCHED | {"sample"}
 
 
 @dataclass(frozen=True)
@@ -148,6 +158,26 @@ class Geometry:
     rogue_r2: float  # r^2 of pair cosines with and without them
     cosine_change: dict[float, float]  # mean |cos_D - cos| of the pairs per rescaling level
     reference: Reference
+    #: The sample and its pairs' rows, which a later round's gauges change the cosines of.
+    rows: Floats = field(default_factory=lambda: np.zeros((0, 0)), repr=False, compare=False)
+    pairs: tuple[Ints, Ints] = field(
+        default_factory=lambda: (np.zeros(0, np.int64), np.zeros(0, np.int64)), repr=False
+    )
+
+    def with_gauges(self, gauges: list[tuple[float, Floats]]) -> Geometry:
+        """The same sample, its cosine changes measured under ``gauges``."""
+        return replace(self, cosine_change=_cosine_change(self, gauges))
+
+
+def _cosine_change(sample: Geometry, gauges: list[tuple[float, Floats]]) -> dict[float, float]:
+    """Mean |cos_D - cos| of the sample's pairs per rescaling level, over its draws."""
+    first, second = sample.pairs
+    change: dict[float, list[float]] = {}
+    for s, scale in gauges:
+        unit = geometry.unit_rows(sample.rows * scale)
+        rescaled = geometry.pair_cosines(unit, first, second)
+        change.setdefault(s, []).append(float(np.mean(np.abs(rescaled - sample.pair_cosines))))
+    return {s: float(np.mean(v)) for s, v in change.items()}
 
 
 @dataclass(frozen=True)
@@ -184,6 +214,10 @@ _JITTER_STREAM = 9
 #: The random stream of the further independent samples whose graphs EA501 and EA502 average.
 _GRAPH_STREAM = 10
 JITTER_DRAWS = 3
+#: Names of the search's blocks the checks read (:func:`_neighbors`).
+BASE_BLOCK = "base"
+GAUGE_BLOCK = "gauge s="
+CANONICAL_BLOCK = "canonical"
 JITTER_BLOCK = "canonical jitter"
 
 
@@ -267,22 +301,28 @@ def canonical_scale(rows: Floats, dead_ratio: float = DEAD_RATIO) -> Floats:
     return scale
 
 
-def scale_jitter(rows: Floats, scale: Floats, rng: np.random.Generator) -> Floats:
-    """``scale`` (a canonical gauge estimated on ``rows``) times exp(e), e_j ~ N(0, v_j) with
-    v_j the sampling variance of log std_j on those rows, (m4 / m2^2 - 1) / (4 m) by the delta
-    method (m2, m4: the column's central moments): a draw of the gauge as far from this one as
-    this one is, in distribution, from the gauge of every row. Dead columns stay 0. (m, d),
-    (d,) -> (d,)"""
+def scale_jitter(
+    rows: Floats, scale: Floats, rng: np.random.Generator, draws: int = 1
+) -> list[Floats]:
+    """``draws`` draws of ``scale`` (a canonical gauge estimated on ``rows``) times exp(e),
+    e_j ~ N(0, v_j) with v_j the sampling variance of log std_j on those rows,
+    (m4 / m2^2 - 1) / (4 m) by the delta method (m2, m4: the column's central moments): each a
+    gauge as far from this one as this one is, in distribution, from the gauge of every row.
+    Dead columns stay 0. (m, d), (d,) -> [(d,)] * draws"""
     m = rows.shape[0]
     live = scale > 0
     centred = rows[:, live] - rows[:, live].mean(axis=0)
-    m2 = np.mean(centred**2, axis=0)
-    m4 = np.mean(centred**4, axis=0)
+    squared = np.square(centred)
+    m2 = np.mean(squared, axis=0)
+    m4 = np.mean(np.square(squared), axis=0)
     variance = np.maximum(m4 / m2**2 - 1.0, 0.0) / (4 * max(m, 1))
-    jittered = np.zeros_like(scale)
-    jittered[live] = scale[live] * np.exp(rng.normal(0.0, np.sqrt(variance)))
-    peak = jittered.max()
-    return jittered / peak if peak > 0 else jittered
+    out = []
+    for _ in range(draws):
+        jittered = np.zeros_like(scale)
+        jittered[live] = scale[live] * np.exp(rng.normal(0.0, np.sqrt(variance)))
+        peak = jittered.max()
+        out.append(jittered / peak if peak > 0 else jittered)
+    return out
 
 
 def measure(
@@ -298,6 +338,8 @@ def measure(
     truncate: tuple[int, ...] = (),
     on_geometry: Callable[[int], None] | None = None,
     queries_from: EmbeddingSource | None = None,
+    parts: Collection[str] = PARTS,
+    previous: Measurements | None = None,
 ) -> Measurements:
     """Measure everything the checks read, with ``engine`` (default: in this process).
     ``on_rows`` is called with the rows of each chunk or fragment read; ``dead_ratio`` is
@@ -308,7 +350,19 @@ def measure(
     With ``queries_from`` (``--query-file``), the query rows are drawn from that source
     instead of the corpus: every list is what those queries see of the corpus (nothing to
     exclude: they are not corpus rows). Corpus rows drawn as well, searched in the same pass
-    after them, give EA503 the corpus's own floor of nearest cosines."""
+    after them, give EA503 the corpus's own floor of nearest cosines.
+
+    ``parts`` (of :data:`PARTS`) are what to measure; the others are taken from ``previous``,
+    a measurement of the same source with the same seed. Without ``lists`` or ``truncation``
+    the base block holds only the gauge queries (the references of the gauges' lists); without
+    a searched part nor ``sample`` there is no pass (the statistics are ``previous``'s); with
+    ``graphs`` alone the sample's graphs grow to ``sampling.graphs`` by new samples added to
+    ``previous``'s."""
+    wanted = frozenset(parts)
+    if not wanted <= set(PARTS) or (previous is None and wanted != set(PARTS)):
+        raise ValueError(f"parts {sorted(wanted)}: a subset of {PARTS}, all without previous")
+    if previous is not None and wanted.isdisjoint(PASS_PARTS):
+        return _more_graphs(source, previous, k=k, seed=seed, sampling=sampling, engine=engine)
     engine = engine or LocalEngine()
     streams = [np.random.default_rng(s) for s in np.random.SeedSequence(seed).spawn(5)]
     query_rng, sample_rng, gauge_rng, pair_rng, reference_rng = streams
@@ -351,28 +405,32 @@ def measure(
     # With k >= n - 1 every row is every row's neighbour: nothing to compare, the checks skip.
     # The queries the checks read: the query file's, when the corpus's follow them.
     own = len(query_rows) if external is None else len(external.rows)
-    if own and len(scale_rows) and k < n - 1:
+    canonical = np.zeros(d)
+    if own and len(scale_rows) and k < n - 1 and not wanted.isdisjoint(_SEARCHED):
         gauge_queries = min(sampling.gauge_queries, own)
         # Scale-free statistics are computed on rows divided by one power of two (exact), so
         # that squares of values near 1e±30 (float32) or 1e±200 (float64) stay in range.
         scale_rows = scale_rows * geometry.pow2_scale(row_norms(scale_rows))
         canonical = canonical_scale(scale_rows, dead_ratio)
-        blocks = [Block("base", len(query_rows))]
-        blocks += [Block(f"gauge s={s:g}", gauge_queries, scale) for s, scale in gauges]
-        blocks.append(Block("canonical", gauge_queries, canonical))
-        blocks += [
-            Block(
-                f"{JITTER_BLOCK} {r}",
-                gauge_queries,
-                scale_jitter(scale_rows, canonical, jitter_rng),
-            )
+        every = external is not None or not wanted.isdisjoint(("lists", "truncation"))
+        base = len(query_rows) if every else gauge_queries
+        blocks = [Block(BASE_BLOCK, base)]
+        if "gauges" in wanted:
+            blocks += [Block(f"{GAUGE_BLOCK}{s:g}", gauge_queries, scale) for s, scale in gauges]
+        if "canonical" in wanted:
+            blocks.append(Block(CANONICAL_BLOCK, gauge_queries, canonical))
             # A scale estimated on every row is exact: nothing to jitter.
-            for r in range(JITTER_DRAWS if sampling.sample < n else 0)
-        ]
-        blocks += [Block(f"truncate {m}", own, truncation_scale(d, m)) for m in truncate]
-        search = NeighborSearch(queries, query_rows, k, blocks)
+            draws = JITTER_DRAWS if sampling.sample < n else 0
+            blocks += [
+                Block(f"{JITTER_BLOCK} {r}", gauge_queries, scale)
+                for r, scale in enumerate(scale_jitter(scale_rows, canonical, jitter_rng, draws))
+            ]
+        if "truncation" in wanted:
+            blocks += [Block(f"truncate {m}", own, truncation_scale(d, m)) for m in truncate]
+        search = NeighborSearch(queries[:base], query_rows[:base], k, blocks)
     sample_rows = draw_positions(n, sampling.sample + 64, sample_rng)
-    plan = PassPlan(search=search, sample=RowCollector(sample_rows))
+    collector = RowCollector(sample_rows) if "sample" in wanted else None
+    plan = PassPlan(search=search, sample=collector)
 
     mark = time.perf_counter()
     result = engine.run(source, plan, chunk_rows=chunk_rows, on_rows=on_rows)
@@ -380,39 +438,63 @@ def measure(
     timings |= result.timings
     timings["pass"] = time.perf_counter() - mark
     mark = time.perf_counter()
-    assert result.sample is not None
-    sample = result.sample.collected(sampling.sample, d)
-    sample = sample * (geometry.pow2_scale(row_norms(sample)) if len(sample) else 1.0)
-    geometry_summary = (
-        _geometry(
-            sample,
-            stats,
-            k,
-            gauges,
-            sampling.pairs,
-            (pair_rng, reference_rng),
-            on_geometry,
-            dead_ratio,
+    geometry_summary = previous.geometry if previous is not None else None
+    if result.sample is not None:
+        sample = result.sample.collected(sampling.sample, d)
+        sample = sample * (geometry.pow2_scale(row_norms(sample)) if len(sample) else 1.0)
+        geometry_summary = (
+            _geometry(
+                sample,
+                stats,
+                k,
+                gauges,
+                sampling.pairs,
+                (pair_rng, reference_rng),
+                on_geometry,
+                dead_ratio,
+            )
+            if len(sample) >= 2
+            else None
         )
-        if len(sample) >= 2
-        else None
-    )
-    if geometry_summary is not None and sampling.graphs > 1 and len(sample) < stats.n_clean:
-        graph = geometry_summary.graph
-        more = more_graphs(
-            source, graph, len(sample), k=k, seed=seed, count=sampling.graphs - 1, take=engine.take
-        )
-        geometry_summary = replace(geometry_summary, graph=averaged_graph([graph, *more]))
+    if result.sample is None and "gauges" in wanted and geometry_summary is not None:
+        geometry_summary = geometry_summary.with_gauges(gauges)  # the gauges of this round
+    measured = Measurements(stats, geometry_summary, None, timings)
+    if "graphs" in wanted:
+        measured = _more_graphs(source, measured, k=k, seed=seed, sampling=sampling, engine=engine)
     timings["geometry"] = time.perf_counter() - mark
-    neighbors = (
-        replace(
+    neighbors = previous.neighbors if previous is not None else None
+    if search is not None and k < stats.n_clean - 1:
+        neighbors = replace(
             _neighbors(search, gauges, truncate, stats, source, external),
+            canonical_scale=canonical,
             canonical_rows=scale_positions,
         )
-        if search is not None and k < stats.n_clean - 1
-        else None
+    return replace(measured, neighbors=neighbors)
+
+
+def _more_graphs(
+    source: EmbeddingSource,
+    measured: Measurements,
+    *,
+    k: int,
+    seed: int,
+    sampling: Sampling,
+    engine: Engine | None,
+) -> Measurements:
+    """``measured`` with its sample's graph averaged with those of further independent samples
+    of its size, ``sampling.graphs`` in all (the ones it averages already are kept)."""
+    sample = measured.geometry
+    if sample is None or sample.m >= measured.stats.n_clean:
+        return measured  # a graph of every row is exact: nothing to average
+    graph = sample.graph
+    count = sampling.graphs - graph.graphs
+    if count <= 0:
+        return measured
+    take = (engine or LocalEngine()).take
+    more = more_graphs(
+        source, graph, sample.m, k=k, seed=seed, count=count, start=graph.graphs - 1, take=take
     )
-    return Measurements(stats, geometry_summary, neighbors, timings)
+    return replace(measured, geometry=replace(sample, graph=averaged_graph([graph, *more])))
 
 
 #: The degree of the mutual kNN graph whose islands EA502 counts, whatever k: islands are a
@@ -450,18 +532,13 @@ def _geometry(
     cosines = geometry.pair_cosines(unit, first, second)
 
     rogue, rogue_r2 = _rogue(sample, stats, first, second, cosines)
-
-    change: dict[float, list[float]] = {}
-    for s, scale in gauges:
-        rescaled = geometry.pair_cosines(geometry.unit_rows(sample * scale), first, second)
-        change.setdefault(s, []).append(float(np.mean(np.abs(rescaled - cosines))))
     advance(1)
 
     graph = sample_graph(unit, k, complete)
     advance(1)
     reference = _reference(m, d, graph.hubness_k, graph.island_k, reference_rng)
     advance(1)
-    return Geometry(
+    measured = Geometry(
         m=m,
         column_std=column_std,
         scale_spread_error=None if complete else log_scale_spread_standard_error(sample[:, ~dead]),
@@ -475,9 +552,12 @@ def _geometry(
         graph=graph,
         rogue_dimensions=rogue,
         rogue_r2=rogue_r2,
-        cosine_change={s: float(np.mean(v)) for s, v in change.items()},
+        cosine_change={},
         reference=reference,
+        rows=sample,
+        pairs=(first, second),
     )
+    return measured.with_gauges(gauges)
 
 
 def sample_graph(unit: Floats, k: int, complete: bool) -> SampleGraph:
@@ -535,23 +615,30 @@ def more_graphs(
 
 def averaged_graph(graphs: list[SampleGraph]) -> SampleGraph:
     """The mean of independent graphs' values, with the error of a mean of independent
-    estimates (none when one graph's is none); the k-occurrences of every graph pooled."""
+    estimates (none when one graph's is none); the k-occurrences of every graph pooled. A
+    graph that is itself a mean of ``g.graphs`` graphs counts as that many."""
     if len(graphs) == 1:
         return graphs[0]
+    weights = np.array([g.graphs for g in graphs], dtype=np.float64)
+    total = float(weights.sum())
     hubs = [g.hubness for g in graphs if g.hubness is not None]
 
+    def mean(values: list[float]) -> float:
+        return float(np.dot(weights, values) / total)
+
     def mean_error(errors: list[float | None]) -> float | None:
+        # A mean of g graphs with error e: the sum of its graphs' squared errors is (g e)^2.
         known = [e for e in errors if e is not None]
         if len(known) < len(errors):
             return None
-        return float(np.sqrt(np.sum(np.square(known)))) / len(errors)
+        return float(np.sqrt(np.sum(np.square(weights * np.asarray(known))))) / total
 
     hubness = None
     if len(hubs) == len(graphs):
         hubness = geometry.Hubness(
-            skewness=float(np.mean([h.skewness for h in hubs])),
-            robin_hood=float(np.mean([h.robin_hood for h in hubs])),
-            antihub_rate=float(np.mean([h.antihub_rate for h in hubs])),
+            skewness=mean([h.skewness for h in hubs]),
+            robin_hood=mean([h.robin_hood for h in hubs]),
+            antihub_rate=mean([h.antihub_rate for h in hubs]),
             max_occurrence=max(h.max_occurrence for h in hubs),
             k_occurrence=np.concatenate([h.k_occurrence for h in hubs]),
         )
@@ -559,10 +646,10 @@ def averaged_graph(graphs: list[SampleGraph]) -> SampleGraph:
         graphs[0],
         hubness=hubness,
         robin_hood_error=mean_error([g.robin_hood_error for g in graphs]),
-        island_share=float(np.mean([g.island_share for g in graphs])),
+        island_share=mean([g.island_share for g in graphs]),
         island_error=mean_error([g.island_error for g in graphs]),
-        single_share=float(np.mean([g.single_share for g in graphs])),
-        graphs=len(graphs),
+        single_share=mean([g.single_share for g in graphs]),
+        graphs=int(total),
     )
 
 
@@ -638,34 +725,38 @@ def _neighbors(
         (a, b): {j: float(search.overlap(lists[a], lists[b], at=j).mean()) for j in ladder}
         for a, b in pairs
     }
+    # Each gauge block's per-query overlap against the base cosine lists. The blocks a
+    # measurement searched (:func:`measure`'s parts) are in the order they were made: the
+    # random gauges in the order of ``gauges``, the canonical gauge and its jitters, the
+    # truncations in the order of ``truncate``.
     gauge: dict[float, list[Floats]] = {}
-    for b, (s, _) in enumerate(gauges, start=1):
-        gauge.setdefault(s, []).append(
-            search.overlap(lists["cosine"], search.list_for("cosine", b))
-        )
-    canonical_block = 1 + len(gauges)
-    canonical = search.overlap(lists["cosine"], search.list_for("cosine", canonical_block))
-    jitter_blocks = [
-        b for b, block in enumerate(search.blocks) if block.name.startswith(JITTER_BLOCK)
-    ]
-    jitter = [search.overlap(lists["cosine"], search.list_for("cosine", b)) for b in jitter_blocks]
-    truncation = {
-        m: search.overlap(lists["cosine"], search.list_for("cosine", b))
-        for b, m in enumerate(truncate, start=canonical_block + 1 + len(jitter_blocks))
-    }
-    scale = search.blocks[canonical_block].scale
-    assert scale is not None
+    canonical: Floats = np.zeros(0)
+    jitter: list[Floats] = []
+    truncation: dict[int, Floats] = {}
+    levels, dimensions = iter(s for s, _ in gauges), iter(truncate)
+    for b, block in enumerate(search.blocks[1:], start=1):
+        shared = search.overlap(lists["cosine"], search.list_for("cosine", b))
+        if block.name.startswith(GAUGE_BLOCK):
+            gauge.setdefault(next(levels), []).append(shared)
+        elif block.name == CANONICAL_BLOCK:
+            canonical = shared
+        elif block.name.startswith(JITTER_BLOCK):
+            jitter.append(shared)
+        else:
+            truncation[next(dimensions)] = shared
     return Neighbors(
         k=min(search.k, max(n_clean - 1, 0)),
         queries=search.blocks[0].n_queries,
-        gauge_queries=search.blocks[1].n_queries if len(search.blocks) > 1 else 0,
+        gauge_queries=next(
+            (b.n_queries for b in search.blocks[1:] if not b.name.startswith("truncate")), 0
+        ),
         query_rows=np.asarray(search.query_rows, dtype=np.int64),
         overlap=overlap,
         top1_differs=top1,
         by_k=by_k,
         gauge=gauge,
         canonical=canonical,
-        canonical_scale=scale,
+        canonical_scale=np.zeros(search.d),  # the caller's (the scale the rows were drawn for)
         canonical_jitter=jitter,
         truncation=truncation,
         hygiene=_hygiene(search, lists["cosine"], stats, source, external, full),

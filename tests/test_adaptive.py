@@ -4,13 +4,17 @@ rests on doubled (at most 8 times the requested sizes); still undecided, it says
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
 
-from embaudit import audit
-from embaudit.measure import Sampling
+from embaudit import LocalEngine, audit
+from embaudit.measure import PARTS, Sampling
 from embaudit.model import Status
+from embaudit.pipelines import check as check_pipeline
 from embaudit.pipelines.check import MAX_ROUNDS, _grown
+from tests.exports import encoder_like
 
 
 def _clusters(sigma: float) -> np.ndarray:
@@ -88,3 +92,59 @@ def test_a_seed_that_flipped_the_gate_no_longer_does(seed, monkeypatch):
     once = audit(x, seed=seed, select="EA301", trained_with="dot").check("EA301")
     assert once.status == Status.FAIL and once.value < 0.8
     assert again.status == Status.PASS and again.value >= 0.8
+
+
+def _at_threshold(x: np.ndarray, code: str, sampling: Sampling) -> tuple[float, dict]:
+    """A threshold inside ``code``'s 95% interval where its side decides the status."""
+    first = audit(x, select=code, sampling=sampling).check(code)
+    return first.value + first.metrics["standard_error"], first.metrics
+
+
+@pytest.mark.parametrize(
+    ("code", "parts"),
+    [
+        ("EA301", ["gauges"]),
+        ("EA302", ["canonical"]),
+        ("EA401", ["lists"]),
+        ("EA203", ["sample"]),
+        ("EA501", ["graphs"]),
+    ],
+)
+def test_a_round_measures_what_its_check_reads_and_gives_the_value_of_measuring_all(
+    code, parts, monkeypatch
+):
+    """Measured again for one undecided check, a round measures only the parts that check reads
+    (the base lists only for the gauge queries, no pass for the graphs); its value and error
+    are those of a whole measurement at the grown sizes."""
+    x = encoder_like(6000, 32, seed=4, normalize=False)
+    sampling = Sampling(queries=200, gauge_queries=20, gauge_draws=2, sample=600)
+    threshold, _ = _at_threshold(x, code, sampling)
+    calls: list[list[str]] = []
+    passes: list[int] = []
+    measure, run = check_pipeline.measure, LocalEngine.run
+
+    def recorded(*args, **kwargs):
+        calls.append(sorted(kwargs["parts"]))
+        return measure(*args, **kwargs)
+
+    def counted(self, *args, **kwargs):
+        passes.append(1)
+        return run(self, *args, **kwargs)
+
+    monkeypatch.setattr(check_pipeline, "measure", recorded)
+    monkeypatch.setattr(LocalEngine, "run", counted)
+    report = audit(x, select=code, sampling=sampling, thresholds={code: threshold})
+    rounds = report.params["adaptive"]["rounds"]
+    assert rounds > 1 and calls == [sorted(PARTS)] + [parts] * (rounds - 1)
+    assert len(passes) == (1 if code == "EA501" else rounds)
+    check = report.check(code)
+    monkeypatch.setattr(check_pipeline, "MAX_ROUNDS", 0)
+    grown = replace(sampling, **check.metrics["sampling"])
+    direct = audit(x, select=code, sampling=grown).check(code)
+    assert direct.value == pytest.approx(check.value, rel=1e-12, abs=1e-15)
+    error = check.metrics["standard_error"]
+    assert direct.metrics["standard_error"] == pytest.approx(error, rel=1e-12)
+    for size in ("queries", "sample", "graphs"):  # what each says it was measured on
+        assert check.metrics.get(size) == direct.metrics.get(size)
+    # EA301's levels: each draw's overlap and the pairs' cosine change under the same gauges.
+    assert check.metrics.get("levels") == direct.metrics.get("levels")

@@ -165,7 +165,7 @@ def test_the_scale_jitter_has_the_delta_method_spread():
     rows = rng.standard_normal((m, d))
     scale = np.ones(d)
     scale[7] = 0.0
-    jittered = scale_jitter(rows, scale, rng)
+    (jittered,) = scale_jitter(rows, scale, rng)
     assert jittered[7] == 0.0
     logs = np.log(np.delete(jittered, 7))
     assert np.std(logs) == pytest.approx(math.sqrt(1 / (2 * m)), rel=0.05)

@@ -42,6 +42,26 @@ def test_the_mean_of_independent_graphs_and_the_error_of_a_mean():
     assert averaged_graph(graphs[:1]) is graphs[0]
 
 
+def test_a_mean_of_means_weighs_each_by_its_graphs():
+    """A later round adds graphs to the mean of the earlier ones: the same mean and error as
+    averaging every graph at once."""
+    graphs = [
+        _graph(0.30, 0.02, 0.04, 0.010),
+        _graph(0.40, 0.03, 0.06, 0.020),
+        _graph(0.20, 0.01, 0.02, 0.030),
+        _graph(0.50, 0.04, 0.10, 0.005),
+    ]
+    at_once = averaged_graph(graphs)
+    in_rounds = averaged_graph([averaged_graph(graphs[:2]), *graphs[2:]])
+    assert in_rounds.graphs == at_once.graphs == 4
+    assert in_rounds.hubness is not None and at_once.hubness is not None
+    assert in_rounds.hubness.robin_hood == pytest.approx(0.35) == at_once.hubness.robin_hood
+    assert in_rounds.island_share == pytest.approx(at_once.island_share)
+    assert in_rounds.robin_hood_error == pytest.approx(np.sqrt(0.003) / 4)
+    assert in_rounds.robin_hood_error == pytest.approx(at_once.robin_hood_error)
+    assert in_rounds.island_error == pytest.approx(at_once.island_error)
+
+
 def test_averaged_graphs_estimate_the_mean_graph_of_that_size():
     """Four 800-row graphs against the mean of 60 independent 800-row graphs built by hand."""
     x = encoder_like(6000, 32, seed=4, normalize=False)

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 import numpy.typing as npt
 
-from embaudit.measure import Geometry, Neighbors
+from embaudit.measure import PARTS, Geometry, Neighbors
 from embaudit.model import CheckResult, Finding, Level, Status, Verdict
 from embaudit.stats import ScanStats
 
@@ -63,6 +63,9 @@ class Check:
     #: these doubled (see :mod:`embaudit.pipelines.check`). Empty: measured exactly, or with no
     #: standard error to decide by.
     samples: tuple[str, ...] = ()
+    #: The parts of the measurement (:data:`~embaudit.measure.PARTS`) its value comes from:
+    #: measuring again for it measures only these (the others are those measured before).
+    reads: tuple[str, ...] = ()
     #: Its value is computed exactly from every clean row (no sample): no standard error.
     exact: bool = False
 
@@ -143,6 +146,7 @@ def register(
     needs_baseline: bool = False,
     option: str | None = None,
     samples: tuple[str, ...] = (),
+    reads: tuple[str, ...] = (),
     exact: bool = False,
 ) -> Callable[[Callable[[AuditData, float], Finding]], Callable[..., Finding]]:
     """Register ``measure`` as check ``code``; codes are public API and never renumbered."""
@@ -152,6 +156,8 @@ def register(
     ) -> Callable[[AuditData, float], Finding]:
         if code in REGISTRY:
             raise ValueError(f"check {code} registered twice")
+        if bool(samples) != bool(reads) or not set(reads) <= set(PARTS):
+            raise ValueError(f"check {code}: a sampled check reads parts of {PARTS}")
         REGISTRY[code] = Check(
             code=code,
             name=name,
@@ -166,6 +172,7 @@ def register(
             needs_baseline=needs_baseline,
             option=option,
             samples=samples,
+            reads=reads,
             exact=exact,
         )
         return measure

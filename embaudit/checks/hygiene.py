@@ -89,6 +89,7 @@ def _with_hygiene(data: AuditData) -> tuple[QueryHygiene, npt.NDArray[np.int64]]
         "encoder-like corpora without planted copies have none at cosine 0.99."
     ),
     samples=("queries",),
+    reads=("lists",),
 )
 def near_duplicates(data: AuditData, threshold: float) -> Finding:
     found = _with_hygiene(data)
@@ -259,6 +260,7 @@ def distance_concentration(data: AuditData, threshold: float) -> Finding:
         "groups of 4 or 5, 7% to 13%."
     ),
     samples=("graphs",),
+    reads=("graphs",),
 )
 def graph_islands(data: AuditData, threshold: float) -> Finding:
     sample = data.geometry
@@ -349,6 +351,7 @@ def _isolated_error(nearest: Floats, corpus: Floats, separate: bool) -> float | 
         "to 1.5% of their rows below it."
     ),
     samples=("queries",),
+    reads=("lists",),
 )
 def isolated_rows(data: AuditData, threshold: float) -> Finding:
     found = _with_hygiene(data)

@@ -129,6 +129,7 @@ def s50(levels: list[float], overlaps: list[float]) -> tuple[float | None, str |
         "one neighbour in five if cosine reflects the model rather than its gauge."
     ),
     samples=("queries", "gauge_queries", "gauge_draws"),
+    reads=("gauges",),
 )
 def gauge_sensitivity(data: AuditData, threshold: float) -> Finding:
     neighbors, sample = data.neighbors, data.geometry
@@ -200,6 +201,7 @@ def gauge_sensitivity(data: AuditData, threshold: float) -> Finding:
     threshold=0.8,
     threshold_rationale="As EA301: at most one neighbour in five may depend on the gauge.",
     samples=("queries", "gauge_queries", "sample"),
+    reads=("canonical",),
 )
 def canonical_gauge(data: AuditData, threshold: float) -> Finding:
     neighbors = data.neighbors
@@ -305,6 +307,7 @@ def _agreement(
     threshold=0.9,
     threshold_rationale="0.9: at most one neighbour in ten may differ between the metrics.",
     samples=("queries",),
+    reads=("lists",),
 )
 def cosine_vs_l2(data: AuditData, threshold: float) -> Finding:
     return _agreement(data, ("cosine", "l2"), threshold, TrainedWith.L2)
@@ -332,6 +335,7 @@ def cosine_vs_l2(data: AuditData, threshold: float) -> Finding:
     threshold=0.9,
     threshold_rationale="0.9: at most one neighbour in ten may differ between the metrics.",
     samples=("queries",),
+    reads=("lists",),
 )
 def cosine_vs_dot(data: AuditData, threshold: float) -> Finding:
     return _agreement(data, ("cosine", "dot"), threshold, TrainedWith.DOT)
@@ -390,6 +394,7 @@ def _isotropic(value: float | None) -> str:
         "in metrics."
     ),
     samples=("graphs",),
+    reads=("graphs",),
 )
 def hubness(data: AuditData, threshold: float) -> Finding:
     sample = data.geometry

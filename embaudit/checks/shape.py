@@ -168,6 +168,7 @@ def common_direction(data: AuditData, threshold: float) -> Finding:
     threshold=0.5,
     threshold_rationale="Warn when the top component carries more than half of the variance.",
     samples=("sample",),
+    reads=("sample",),
 )
 def spectrum(data: AuditData, threshold: float) -> Finding:
     sample = data.geometry
@@ -327,6 +328,7 @@ def rogue_dimensions(data: AuditData, threshold: float) -> Finding:
         "0.5: one standard deviation of the log-scales is a factor e^0.5 ≈ 1.65 between dimensions."
     ),
     samples=("sample",),
+    reads=("sample",),
 )
 def scale_spread(data: AuditData, threshold: float) -> Finding:
     sample = data.geometry

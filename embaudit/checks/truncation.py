@@ -40,6 +40,7 @@ from embaudit.model import Finding, Status
     ),
     option="truncate",
     samples=("queries",),
+    reads=("truncation",),
 )
 def truncation(data: AuditData, threshold: float) -> Finding:
     neighbors = data.neighbors

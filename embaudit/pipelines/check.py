@@ -4,7 +4,7 @@ with a baseline, audit it the same way and add the drift checks."""
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import replace
 from typing import Any
 
@@ -18,7 +18,7 @@ from embaudit.index import (
     measure_index,
     objective_metric,
 )
-from embaudit.measure import GEOMETRY_STEPS, Measurements, Sampling, measure
+from embaudit.measure import GEOMETRY_STEPS, PARTS, PASS_PARTS, Measurements, Sampling, measure
 from embaudit.model import CheckResult, Verdict
 from embaudit.options import CheckOptions
 from embaudit.params import ParameterError, declared
@@ -100,23 +100,36 @@ def _judge(
     the side of the threshold decides its status, is undecided: the source is measured again
     with the sample sizes it rests on doubled, at most MAX_ROUNDS times, and only the undecided
     checks take their result from the larger sample (every other check keeps the first
-    measurement). A check still undecided then keeps the status of its point estimate and says
-    "inconclusive at the cap"."""
+    measurement). A round measures only the parts of the measurement its undecided checks read
+    (their ``reads``: the gauges' lists for EA301, the sample's graphs for EA501, ...). A check
+    still undecided then keeps the status of its point estimate and says "inconclusive at the
+    cap"."""
     plan = _index_plan(source, options, stored)
 
-    def measured_with(sampling: Sampling, label: str) -> Measurements:
+    def measured_with(
+        sampling: Sampling,
+        label: str,
+        parts: Collection[str] = PARTS,
+        previous: Measurements | None = None,
+    ) -> Measurements:
         return measure(
             source,
             k=options.k,
             seed=options.seed,
             sampling=sampling,
             chunk_rows=run.chunk_rows,
-            on_rows=run.reporting(label, source),
+            on_rows=run.reporting(label, source) if PASS_PARTS.intersection(parts) else None,
             engine=run.engine,
             dead_ratio=options.threshold("EA004"),
             truncate=options.truncate,
-            on_geometry=run.stages(f"geometry of the {label} sample", GEOMETRY_STEPS),
+            on_geometry=(
+                run.stages(f"geometry of the {label} sample", GEOMETRY_STEPS)
+                if "sample" in parts
+                else None
+            ),
             queries_from=queries,
+            parts=parts,
+            previous=previous,
         )
 
     measured = measured_with(options.sampling, action)
@@ -136,13 +149,14 @@ def _judge(
     checks = run_checks(data)
     results = {check.code: check for check in checks}
     pending = [check.code for check in checks if _undecided(check, data)]
-    sampling, rounds, grew = options.sampling, 0, list(pending)
+    sampling, rounds, grew, again = options.sampling, 0, list(pending), measured
     while pending and rounds < MAX_ROUNDS:
         grown = _grown(sampling, pending, options.sampling, measured.stats.n_clean)
         if grown is None:
             break
         sampling, rounds = grown, rounds + 1
-        again = measured_with(sampling, f"{action} (round {rounds + 1})")
+        parts = sorted({part for code in pending for part in REGISTRY[code].reads})
+        again = measured_with(sampling, f"{action} (round {rounds + 1})", parts, again)
         larger = AuditData(
             replace(options, sampling=sampling), again.stats, again.geometry, again.neighbors
         )
