@@ -97,6 +97,10 @@ def test_the_neighbour_checks_measure_the_query_file(tmp_path):
     rows, counts = np.unique(brute["cos_top"], return_counts=True)
     assert (returned["slots"], returned["distinct_rows"]) == (Q * K, len(rows))
     assert returned["most_returned"][0]["count"] == counts.max()
+    # The message gives the corpus's own hubness first, then the query file's results.
+    message = report.check("EA501").message
+    assert message.startswith("Robin Hood index ")
+    assert f"; the query file's results: {len(rows):,} distinct rows in {Q * K:,} slots" in message
 
 
 def test_ea503_measures_the_queries_against_the_corpus_floor(tmp_path):

@@ -50,9 +50,16 @@ def open_safetensors(path: Path, key: str | None) -> ArraySource:
     offset = data_start + begin
     if entry["dtype"] == "BF16":
         bits: npt.NDArray[Any] = np.ndarray(shape, dtype="<f2", buffer=mapping, offset=offset)
-        return BFloat16Source(bits, path=where, mapping=mapping, data_offset=offset)
+        return BFloat16Source(bits, path=where, mapping=mapping, data_offset=offset, file=str(path))
     array: npt.NDArray[Any] = np.ndarray(shape, dtype=dtype, buffer=mapping, offset=offset)
-    return ArraySource(array, path=where, format="safetensors", mapping=mapping, data_offset=offset)
+    return ArraySource(
+        array,
+        path=where,
+        format="safetensors",
+        mapping=mapping,
+        data_offset=offset,
+        file=str(path),
+    )
 
 
 class BFloat16Source(ArraySource):
@@ -61,10 +68,21 @@ class BFloat16Source(ArraySource):
     chunks are float32."""
 
     def __init__(
-        self, bits: npt.NDArray[Any], *, path: str, mapping: mmap.mmap, data_offset: int
+        self,
+        bits: npt.NDArray[Any],
+        *,
+        path: str,
+        mapping: mmap.mmap,
+        data_offset: int,
+        file: str | None = None,
     ) -> None:
         super().__init__(
-            bits, path=path, format="safetensors", mapping=mapping, data_offset=data_offset
+            bits,
+            path=path,
+            format="safetensors",
+            mapping=mapping,
+            data_offset=data_offset,
+            file=file,
         )
         self.dtype = np.dtype(np.float32)
 

@@ -66,7 +66,12 @@ def _open_bigann(path: Path, dtype: np.dtype[Any]) -> ArraySource:
         mapping = mmap.mmap(stream.fileno(), 0, access=mmap.ACCESS_READ)
     array: npt.NDArray[Any] = np.ndarray((n, d), dtype=dtype, buffer=mapping, offset=8)
     return ArraySource(
-        array, path=where, format=path.suffix.lower()[1:], mapping=mapping, data_offset=8
+        array,
+        path=where,
+        format=path.suffix.lower()[1:],
+        mapping=mapping,
+        data_offset=8,
+        file=str(path),
     )
 
 
@@ -102,7 +107,9 @@ def _open_texmex(path: Path, dtype: np.dtype[Any]) -> TexmexSource:
     dims: npt.NDArray[Any] = np.ndarray(
         (n,), dtype=_INT32, buffer=mapping, offset=0, strides=(row_bytes,)
     )
-    source = TexmexSource(values, dims, path=where, format=path.suffix.lower()[1:], mapping=mapping)
+    source = TexmexSource(
+        values, dims, path=where, format=path.suffix.lower()[1:], mapping=mapping, file=str(path)
+    )
     source.check_dims(np.array([0, n - 1]))
     return source
 
@@ -119,8 +126,11 @@ class TexmexSource(ArraySource):
         path: str,
         format: str,
         mapping: mmap.mmap,
+        file: str | None = None,
     ) -> None:
-        super().__init__(values, path=path, format=format, mapping=mapping, data_offset=4)
+        super().__init__(
+            values, path=path, format=format, mapping=mapping, data_offset=4, file=file
+        )
         self._dims = dims
 
     def check_dims(self, rows: npt.NDArray[np.int64] | slice) -> None:
