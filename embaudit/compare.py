@@ -110,6 +110,7 @@ def compare_metrics(
     stats = engine.run(
         source, PassPlan(search=search), chunk_rows=chunk_rows, on_rows=on_rows
     ).stats
+    assert stats is not None  # the plan asks for statistics
     lists = {metric: search.list_for(metric) for metric in METRICS}
     pairs = []
     for a, b in METRIC_PAIRS:
@@ -237,6 +238,7 @@ def compare_files(
         on_rows = on_pass(source) if on_pass is not None else None
         plan = PassPlan(search=search, search_rows=item_of_row >= 0)
         stats = engine.run(source, plan, chunk_rows=chunk_rows, on_rows=on_rows).stats
+        assert stats is not None  # the plan asks for statistics
         excluded[label] = source.n - stats.n_clean
         found = search.list_for(metric).rows
         neighbour_items.append(np.where(found >= 0, item_of_row[np.maximum(found, 0)], -1))

@@ -57,16 +57,19 @@ class PassPlan:
 
     ``search`` is a kNN search of a query sample (its lists fill as rows stream by); when
     ``search_rows`` is given, only the rows it marks (a bool per global row) are searched.
-    ``sample`` collects the clean rows at chosen positions."""
+    ``sample`` collects the clean rows at chosen positions. Without ``statistics`` the pass
+    only finds the clean rows for the search and the sample (a measurement taken again on more
+    queries: its statistics are those of the pass before), and the result has no stats."""
 
     search: NeighborSearch | None = None
     search_rows: npt.NDArray[np.bool_] | None = None
     sample: RowCollector | None = None
+    statistics: bool = True
 
 
 @dataclass
 class PassResult:
-    stats: ScanStats
+    stats: ScanStats | None  # None when the plan asked for no statistics
     search: NeighborSearch | None
     sample: RowCollector | None
     timings: dict[str, float] = field(default_factory=dict)  # seconds per consumer
@@ -74,7 +77,7 @@ class PassResult:
 
 @dataclass
 class _FragmentResult:
-    part: PartStats
+    part: PartStats | None
     lists: list[NeighborList] | None
     sample: RowCollector | None
     timings: dict[str, float]
@@ -103,7 +106,12 @@ def map_fragment(
         consumers.append(_Timed(sample, "sample", timings))
     started = time.perf_counter()
     part = fold_fragment(
-        source, fragment, consumers=consumers, chunk_rows=chunk_rows, on_chunk=on_chunk
+        source,
+        fragment,
+        consumers=consumers,
+        chunk_rows=chunk_rows,
+        on_chunk=on_chunk,
+        statistics=plan.statistics,
     )
     timings["map"] = time.perf_counter() - started  # worker seconds of this fragment
     return _FragmentResult(part, None if search is None else search.lists, sample, timings)
@@ -200,9 +208,10 @@ class LocalEngine(Engine):
                 chunk_rows=chunk_rows,
                 on_chunk=on_rows,
             )
-            parts.append(result.part)
+            if result.part is not None:
+                parts.append(result.part)
             _add_timings(timings, result.timings)
-        stats = _reduce(self, source, parts, timings)
+        stats = _reduce(self, source, parts, timings) if plan.statistics else None
         return PassResult(stats, plan.search, plan.sample, timings)
 
 
@@ -302,7 +311,8 @@ class RayEngine(Engine):
         parts: list[PartStats] = []
         timings: dict[str, float] = {}
         for fragment, result in self._completed(pending):
-            parts.append(result.part)
+            if result.part is not None:
+                parts.append(result.part)
             _add_timings(timings, result.timings)
             mark = time.perf_counter()
             if plan.search is not None and result.lists is not None:
@@ -312,7 +322,7 @@ class RayEngine(Engine):
             timings["merge"] = timings.get("merge", 0.0) + time.perf_counter() - mark
             if on_rows is not None:
                 on_rows(fragment.n)
-        stats = _reduce(self, source, parts, timings)
+        stats = _reduce(self, source, parts, timings) if plan.statistics else None
         return PassResult(stats, plan.search, plan.sample, timings)
 
     def take(self, source: EmbeddingSource, rows: Ints) -> Values:

@@ -430,11 +430,14 @@ def measure(
         search = NeighborSearch(queries[:base], query_rows[:base], k, blocks)
     sample_rows = draw_positions(n, sampling.sample + 64, sample_rng)
     collector = RowCollector(sample_rows) if "sample" in wanted else None
-    plan = PassPlan(search=search, sample=collector)
+    # The statistics of every row are those of the first measurement: a later one's pass only
+    # feeds the search and the sample.
+    plan = PassPlan(search=search, sample=collector, statistics=previous is None)
 
     mark = time.perf_counter()
     result = engine.run(source, plan, chunk_rows=chunk_rows, on_rows=on_rows)
-    stats = result.stats
+    stats = result.stats if previous is None else previous.stats
+    assert stats is not None
     timings |= result.timings
     timings["pass"] = time.perf_counter() - mark
     mark = time.perf_counter()

@@ -308,14 +308,16 @@ def fold_fragment(
     consumers: Sequence[ChunkConsumer] = (),
     chunk_rows: int | None = None,
     on_chunk: Callable[[int], None] | None = None,
-) -> PartStats:
-    """Read one fragment and compute its mergeable statistics.
+    statistics: bool = True,
+) -> PartStats | None:
+    """Read one fragment and compute its mergeable statistics (None without ``statistics``:
+    only the clean rows the consumers see).
 
     ``consumers`` see the clean rows of every chunk in the same pass (the kNN search, the sample
     collector), so the data is read once whatever is measured. ``on_chunk`` gets the number of
     rows read.
     """
-    folder = _FragmentFolder(source, fragment, keep_unit=bool(consumers))
+    folder = _FragmentFolder(source, fragment, keep_unit=bool(consumers), statistics=statistics)
     # The statistics of chunk i+1 are computed on a second thread while the consumers work on
     # chunk i (numpy releases the GIL): both cores stay busy. Chunks are folded and consumed in
     # order, so the result does not depend on timing.
@@ -328,7 +330,7 @@ def fold_fragment(
             on_chunk(int(clean.rows_read))
     if read != fragment.n:  # a reader that yields fewer rows than it promised is a bug
         raise RuntimeError(f"fragment {fragment.index}: read {read} of {fragment.n} rows")
-    return folder.finished()
+    return folder.finished() if statistics else None
 
 
 class _FragmentFolder:
@@ -336,9 +338,17 @@ class _FragmentFolder:
     :class:`PartStats`, and returns each chunk's clean rows for the consumers. ``keep_unit``:
     whether the clean rows carry their unit rows (someone consumes them)."""
 
-    def __init__(self, source: EmbeddingSource, fragment: Fragment, *, keep_unit: bool) -> None:
+    def __init__(
+        self,
+        source: EmbeddingSource,
+        fragment: Fragment,
+        *,
+        keep_unit: bool,
+        statistics: bool = True,
+    ) -> None:
         d = source.d
         self.d, self.start, self.keep_unit = d, fragment.start, keep_unit
+        self.statistics = statistics
         self.tiny = np.finfo(source.dtype).tiny
         self.weights = _hash_weights(d)
         self.non_finite: list[Rows] = []
@@ -372,11 +382,12 @@ class _FragmentFolder:
         clean_values = values if all_clean else values[clean_rows]
         clean_wide = wide if all_clean else wide[clean_rows]
         clean_norms = chunk_norms[clean_rows]
-        part.moments = part.moments.merge(Moments.of(clean_wide))
         unit = clean_wide / clean_norms[:, None]  # float64: the cosine sums must be exact
-        part.unit_sum += unit.sum(axis=0)
-        part.unit_sq_sum += np.einsum("ij,ij->j", unit, unit)
-        part.hashes[rows][clean_rows] = _hash_rows(clean_values, self.weights)
+        if self.statistics:
+            part.moments = part.moments.merge(Moments.of(clean_wide))
+            part.unit_sum += unit.sum(axis=0)
+            part.unit_sq_sum += np.einsum("ij,ij->j", unit, unit)
+            part.hashes[rows][clean_rows] = _hash_rows(clean_values, self.weights)
         positions = chunk.start + np.flatnonzero(clean_rows)
         unit_rows = unit.astype(np.float32) if self.keep_unit else np.empty((0, self.d), np.float32)
         return CleanRows(positions, clean_wide, clean_norms, unit_rows)
@@ -457,12 +468,13 @@ def scan(
 ) -> ScanStats:
     """Read the source once, fragment by fragment in this process, and compute every mergeable
     statistic (see :mod:`embaudit.engines` for the same pass on a cluster)."""
-    parts = [
-        fold_fragment(
+    parts = []
+    for fragment in source.fragments():
+        part = fold_fragment(
             source, fragment, consumers=consumers, chunk_rows=chunk_rows, on_chunk=on_chunk
         )
-        for fragment in source.fragments()
-    ]
+        assert part is not None  # statistics were asked for
+        parts.append(part)
     return finish(source, parts)
 
 

@@ -114,29 +114,30 @@ def test_a_round_measures_what_its_check_reads_and_gives_the_value_of_measuring_
     code, parts, monkeypatch
 ):
     """Measured again for one undecided check, a round measures only the parts that check reads
-    (the base lists only for the gauge queries, no pass for the graphs); its value and error
-    are those of a whole measurement at the grown sizes."""
+    (the base lists only for the gauge queries, no statistics again, no pass for the graphs); its
+    value and error are those of a whole measurement at the grown sizes."""
     x = encoder_like(6000, 32, seed=4, normalize=False)
     sampling = Sampling(queries=200, gauge_queries=20, gauge_draws=2, sample=600)
     threshold, _ = _at_threshold(x, code, sampling)
     calls: list[list[str]] = []
-    passes: list[int] = []
+    passes: list[bool] = []  # whether each pass computed the statistics
     measure, run = check_pipeline.measure, LocalEngine.run
 
     def recorded(*args, **kwargs):
         calls.append(sorted(kwargs["parts"]))
         return measure(*args, **kwargs)
 
-    def counted(self, *args, **kwargs):
-        passes.append(1)
-        return run(self, *args, **kwargs)
+    def counted(self, source, plan, **kwargs):
+        passes.append(plan.statistics)
+        return run(self, source, plan, **kwargs)
 
     monkeypatch.setattr(check_pipeline, "measure", recorded)
     monkeypatch.setattr(LocalEngine, "run", counted)
     report = audit(x, select=code, sampling=sampling, thresholds={code: threshold})
     rounds = report.params["adaptive"]["rounds"]
     assert rounds > 1 and calls == [sorted(PARTS)] + [parts] * (rounds - 1)
-    assert len(passes) == (1 if code == "EA501" else rounds)
+    # Later passes feed only the search or the sample: the statistics are the first pass's.
+    assert passes == [True] + [False] * (0 if code == "EA501" else rounds - 1)
     check = report.check(code)
     monkeypatch.setattr(check_pipeline, "MAX_ROUNDS", 0)
     grown = replace(sampling, **check.metrics["sampling"])
