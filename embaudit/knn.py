@@ -228,23 +228,31 @@ class NeighborSearch:
 
     def _chunk(self, rows: CleanRows) -> _Chunk:
         """The products of the chunk's rows with every stacked query, self-matches removed, and
-        what the tiles of TILE rows bound."""
-        products = self.stacked @ rows.unit.T  # (stacked queries, rows), float32
-        row_factor = self._row_factors(rows.unit)
+        what the tiles of TILE rows bound.
+
+        The rows are taken in the order of their norms, so that each tile holds rows of similar
+        norms: the L2 and inner-product bounds of a tile grow with its largest norm, and on an
+        export whose norms spread (log-normal, say) a tile of mixed norms would be bounded by
+        its largest one and never pruned. The lists do not depend on the order (they keep the
+        best score, then the lowest row)."""
+        order = np.argsort(rows.norms, kind="stable")
+        positions, norms, unit = rows.positions[order], rows.norms[order], rows.unit[order]
+        products = self.stacked @ unit.T  # (stacked queries, rows), float32
+        row_factor = self._row_factors(unit)
         # A query never neighbours itself: its products with its own row are -inf in every block.
-        own_query, own_column = self._own(rows.positions)
+        own_query, own_column = self._own(positions)
         for b, block in enumerate(self.blocks):
             inside = own_query < block.n_queries
             products[self.offsets[b] + own_query[inside], own_column[inside]] = -np.inf
-        starts = np.arange(0, len(rows.positions), TILE)
+        starts = np.arange(0, len(positions), TILE)
         return _Chunk(
-            positions=rows.positions,
-            norm=rows.norms,
+            positions=positions,
+            norm=norms,
             products=products,
             row_factor=row_factor,
             starts=starts,
             tile_max=np.maximum.reduceat(products, starts, axis=1).astype(np.float64),
-            tiles=_TileRanges(rows.norms * self.pow2_scale, row_factor, starts),
+            tiles=_TileRanges(norms * self.pow2_scale, row_factor, starts),
         )
 
     def _row_factors(self, unit: npt.NDArray[np.float32]) -> list[Floats | None]:
