@@ -369,8 +369,9 @@ class _FragmentFolder:
         rows = slice(chunk.start - self.start, chunk.stop - self.start)
         wide = values.astype(np.float64)
         chunk_norms = row_norms(wide)
-        # A float64 row whose norm exceeds the float64 range is as unusable as one with Inf.
-        finite_rows = np.isfinite(values).all(axis=1) & np.isfinite(chunk_norms)
+        # A NaN or an Inf makes the row's norm NaN or Inf (row_norms rescales only finite rows),
+        # and a float64 row whose norm exceeds the float64 range is as unusable as one with Inf.
+        finite_rows = np.isfinite(chunk_norms)
         if not finite_rows.all():
             bad = np.flatnonzero(~finite_rows)
             self.non_finite.append(chunk.start + bad)
