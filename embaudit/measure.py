@@ -139,6 +139,7 @@ class SampleGraph:
     single_share: float  # rows without a mutual neighbour
     island_k: int  # the degree of that graph: ISLAND_K, whatever k
     graphs: int = 1
+    m: int = 0  # rows of each graph
 
 
 @dataclass(frozen=True)
@@ -459,6 +460,20 @@ def measure(
             if len(sample) >= 2
             else None
         )
+    if previous is not None and previous.geometry is not None and geometry_summary is not None:
+        # The graphs' value is that of a graph of the first sample's size (EA501, EA502): a
+        # larger sample measured for EA203 or EA205 keeps the first sample's graphs, and the
+        # isotropic reference of that size.
+        first = previous.geometry
+        geometry_summary = replace(
+            geometry_summary,
+            graph=first.graph,
+            reference=replace(
+                geometry_summary.reference,
+                hubness=first.reference.hubness,
+                island_share=first.reference.island_share,
+            ),
+        )
     if result.sample is None and "gauges" in wanted and geometry_summary is not None:
         geometry_summary = geometry_summary.with_gauges(gauges)  # the gauges of this round
     measured = Measurements(stats, geometry_summary, None, timings)
@@ -487,7 +502,7 @@ def _more_graphs(
     """``measured`` with its sample's graph averaged with those of further independent samples
     of its size, ``sampling.graphs`` in all (the ones it averages already are kept)."""
     sample = measured.geometry
-    if sample is None or sample.m >= measured.stats.n_clean:
+    if sample is None or sample.graph.m >= measured.stats.n_clean:
         return measured  # a graph of every row is exact: nothing to average
     graph = sample.graph
     count = sampling.graphs - graph.graphs
@@ -495,7 +510,7 @@ def _more_graphs(
         return measured
     take = (engine or LocalEngine()).take
     more = more_graphs(
-        source, graph, sample.m, k=k, seed=seed, count=count, start=graph.graphs - 1, take=take
+        source, graph, graph.m, k=k, seed=seed, count=count, start=graph.graphs - 1, take=take
     )
     return replace(measured, geometry=replace(sample, graph=averaged_graph([graph, *more])))
 
@@ -583,6 +598,7 @@ def sample_graph(unit: Floats, k: int, complete: bool) -> SampleGraph:
         island_error=None if complete else cluster_share_standard_error(labels, small),
         single_share=float(alone.mean()),
         island_k=island_k,
+        m=m,
     )
 
 

@@ -149,3 +149,24 @@ def test_a_round_measures_what_its_check_reads_and_gives_the_value_of_measuring_
         assert check.metrics.get(size) == direct.metrics.get(size)
     # EA301's levels: each draw's overlap and the pairs' cosine change under the same gauges.
     assert check.metrics.get("levels") == direct.metrics.get("levels")
+
+
+def test_graphs_keep_their_size_when_the_sample_grows_in_the_same_rounds(monkeypatch):
+    """EA203 and EA501 undecided together: the rounds grow the sample for EA203, while EA501's
+    value stays that of graphs of the first sample's size (its estimand), as a measurement of
+    that many graphs of that size gives."""
+    x = encoder_like(6000, 32, seed=4, normalize=False)
+    sampling = Sampling(queries=200, gauge_queries=20, gauge_draws=2, sample=600)
+    thresholds = {code: _at_threshold(x, code, sampling)[0] for code in ("EA203", "EA501")}
+    report = audit(x, select="EA203,EA501", sampling=sampling, thresholds=thresholds)
+    assert report.params["adaptive"]["grew"] == ["EA203", "EA501"]
+    ea203, ea501 = report.check("EA203"), report.check("EA501")
+    assert ea203.metrics["sample"] > 600  # the sample grew
+    assert ea501.metrics["sample"] == 600 and ea501.metrics["graphs"] > 1
+    monkeypatch.setattr(check_pipeline, "MAX_ROUNDS", 0)
+    direct = audit(
+        x, select="EA501", sampling=replace(sampling, graphs=ea501.metrics["graphs"])
+    ).check("EA501")
+    assert direct.value == pytest.approx(ea501.value, rel=1e-12)
+    assert direct.metrics["standard_error"] == pytest.approx(ea501.metrics["standard_error"])
+    assert direct.metrics["reference"] == ea501.metrics["reference"]  # isotropic, same size

@@ -274,7 +274,7 @@ def graph_islands(data: AuditData, threshold: float) -> Finding:
         "standard_error": graph.island_error,
         "single_rows": graph.single_share,
         "graph_k": graph.island_k,
-        "sample": sample.m,
+        "sample": graph.m,
         "graphs": graph.graphs,
         "reference": {"share": reference},
     }

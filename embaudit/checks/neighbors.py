@@ -405,7 +405,7 @@ def hubness(data: AuditData, threshold: float) -> Finding:
     metrics = hub.to_dict() | {
         "standard_error": graph.robin_hood_error,
         "k": graph.hubness_k,
-        "sample": sample.m,
+        "sample": graph.m,
         "graphs": graph.graphs,
     }
     reference = sample.reference.hubness
