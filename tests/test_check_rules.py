@@ -322,7 +322,7 @@ def hub(robin_hood: float, skewness: float = 1.5, antihubs: float = 0.25) -> Hub
 
 
 def sample(measured: Hubness | None, reference: Hubness | None, k: int = 10):
-    graph = SimpleNamespace(hubness=measured, hubness_k=k, robin_hood_error=0.01, graphs=1)
+    graph = SimpleNamespace(hubness=measured, hubness_k=k, robin_hood_error=0.01, graphs=1, m=500)
     return SimpleNamespace(graph=graph, m=500, reference=SimpleNamespace(hubness=reference))
 
 
