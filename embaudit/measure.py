@@ -456,23 +456,10 @@ def measure(
                 (pair_rng, reference_rng),
                 on_geometry,
                 dead_ratio,
+                kept=previous.geometry if previous is not None else None,
             )
             if len(sample) >= 2
             else None
-        )
-    if previous is not None and previous.geometry is not None and geometry_summary is not None:
-        # The graphs' value is that of a graph of the first sample's size (EA501, EA502): a
-        # larger sample measured for EA203 or EA205 keeps the first sample's graphs, and the
-        # isotropic reference of that size.
-        first = previous.geometry
-        geometry_summary = replace(
-            geometry_summary,
-            graph=first.graph,
-            reference=replace(
-                geometry_summary.reference,
-                hubness=first.reference.hubness,
-                island_share=first.reference.island_share,
-            ),
         )
     if result.sample is None and "gauges" in wanted and geometry_summary is not None:
         geometry_summary = geometry_summary.with_gauges(gauges)  # the gauges of this round
@@ -533,9 +520,14 @@ def _geometry(
     rngs: tuple[np.random.Generator, np.random.Generator],
     step: Callable[[int], None] | None = None,
     dead_ratio: float = DEAD_RATIO,
+    kept: Geometry | None = None,
 ) -> Geometry:
     """The statistics of the sample, in GEOMETRY_STEPS stages (``step`` told of each);
-    ``dead_ratio`` is EA004's threshold, whose dead dimensions EA205's error leaves out."""
+    ``dead_ratio`` is EA004's threshold, whose dead dimensions EA205's error leaves out.
+
+    With ``kept`` (the first measurement's geometry, when a later round measures a larger
+    sample for EA203 or EA205) the graphs and their isotropic reference are ``kept``'s: their
+    value is that of a graph of the first sample's size (EA501, EA502)."""
     pair_rng, reference_rng = rngs
     advance = step or (lambda _: None)
     m, d = sample.shape
@@ -552,9 +544,12 @@ def _geometry(
     rogue, rogue_r2 = _rogue(sample, stats, first, second, cosines)
     advance(1)
 
-    graph = sample_graph(unit, k, complete)
+    graph = sample_graph(unit, k, complete) if kept is None else kept.graph
     advance(1)
-    reference = _reference(m, d, graph.hubness_k, graph.island_k, reference_rng)
+    reference = _reference(m, d, graph.hubness_k, graph.island_k, reference_rng, kept is None)
+    if kept is not None:
+        hubness, island_share = kept.reference.hubness, kept.reference.island_share
+        reference = replace(reference, hubness=hubness, island_share=island_share)
     advance(1)
     measured = Geometry(
         m=m,
@@ -694,18 +689,27 @@ def _rogue(
     return rogue, geometry.pearson_r2(cosines[keep], without)
 
 
-def _reference(m: int, d: int, hub_k: int, island_k: int, rng: np.random.Generator) -> Reference:
-    """The geometry statistics of an isotropic Gaussian sample of the same shape."""
+def _reference(
+    m: int, d: int, hub_k: int, island_k: int, rng: np.random.Generator, graphs: bool = True
+) -> Reference:
+    """The geometry statistics of an isotropic Gaussian sample of the same shape (without
+    ``graphs``, not those of its kNN graphs: no hubness, a NaN island share)."""
     gaussian = geometry.isotropic_sample(m, d, rng)
     eigenvalues = geometry.covariance_eigenvalues(gaussian)
-    unit = geometry.unit_rows(gaussian)
-    graph = geometry.cosine_knn_graph(unit, hub_k)
-    return Reference(
+    reference = Reference(
         m=m,
         d=d,
         isoscore=geometry.isoscore(eigenvalues),
         effective_rank=geometry.effective_rank(eigenvalues),
         top_share=_top_share(eigenvalues),
+        hubness=None,
+    )
+    if not graphs:
+        return reference
+    unit = geometry.unit_rows(gaussian)
+    graph = geometry.cosine_knn_graph(unit, hub_k)
+    return replace(
+        reference,
         hubness=geometry.hubness_from_neighbors(graph, m),
         island_share=geometry.island_shares(
             graph if island_k == hub_k else geometry.cosine_knn_graph(unit, island_k), island_k
