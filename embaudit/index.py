@@ -336,14 +336,16 @@ class _Database:
     search: NeighborSearch  # exact lists of the queries against these rows
 
 
-def _sample_database(
-    source: EmbeddingSource, search: NeighborSearch, plan: IndexPlan
-) -> tuple[_Database, Floats]:
-    """A seeded sample of clean rows (sorted by position) and the exact lists against it."""
+def _sample_rows(source: EmbeddingSource, plan: IndexPlan) -> tuple[Ints, Floats]:
+    """A seeded sample of clean rows, sorted by position: their positions and values."""
     rng = np.random.default_rng(np.random.SeedSequence(plan.seed, spawn_key=(_SAMPLE_STREAM,)))
     drawn, values, _ = draw_clean_rows(source, plan.sample or source.n, rng)
     order = np.argsort(drawn, kind="stable")
-    positions, values = drawn[order], values[order]
+    return drawn[order], values[order]
+
+
+def _sample_database(search: NeighborSearch, positions: Ints, values: Floats) -> _Database:
+    """The sample's rows and the exact lists of the queries of ``search`` against them."""
     exact = NeighborSearch(
         search.queries, search.query_rows, search.k, [Block("base", len(search.query_rows))]
     )
@@ -356,7 +358,7 @@ def _sample_database(
     def read(rows: Ints) -> Floats:
         return values[np.searchsorted(positions, rows)]
 
-    return _Database(positions, read, exact), values
+    return _Database(positions, read, exact)
 
 
 def _file_database(source: EmbeddingSource, search: NeighborSearch, positions: Ints) -> _Database:
@@ -466,6 +468,73 @@ def _sweep(
     return points
 
 
+@dataclass(frozen=True)
+class BuiltIndex:
+    """An index built on a source, and the rows it holds: what a larger query sample searches
+    again (the audit's later rounds) without building it again."""
+
+    plan: IndexPlan
+    index: Any  # the faiss index
+    source: EmbeddingSource
+    positions: Ints  # row position of each index entry, in index order
+    prepare: _Prepare  # rows as the index took them (queries are prepared the same way)
+    trained_on: int  # training rows (0: the index needs no training)
+    timings: dict[str, float]  # seconds per stage of the build
+    knob: _Knob | None  # the search knob at its default (faiss's, or the deployed index's)
+    sample: Floats | None = None  # the rows of an index built on a sample, in position order
+
+    def database(self, search: NeighborSearch) -> _Database:
+        """The rows of the index, with the exact lists of ``search``'s queries against them."""
+        if self.sample is not None:
+            return _sample_database(search, self.positions, self.sample)
+        return _file_database(self.source, search, self.positions)
+
+    def search(self, search: NeighborSearch, objective: str) -> IndexMeasurement:
+        """Search the queries of ``search`` and compare with its exact lists (``objective``:
+        the exact metric of the declared objective)."""
+        measured = _compare(self, self.database(search), objective)
+        return replace(
+            measured, trained_on=self.trained_on, timings=self.timings | measured.timings
+        )
+
+
+def build_index(
+    source: EmbeddingSource,
+    plan: IndexPlan,
+    pow2_scale: float,
+    *,
+    chunk_rows: int | None = None,
+    on_rows: Callable[[int], None] | None = None,
+) -> BuiltIndex:
+    """Build ``plan``'s index on ``source`` (every clean row, or a sample); ``pow2_scale`` is
+    the exact search's power-of-two row scale, ``on_rows`` is told of the rows added."""
+    timings: dict[str, float] = {}
+    started = time.perf_counter()
+    index = new_index(source.d, plan)
+    prepare = _Prepare(plan.metric, pow2_scale)
+    sample: Floats | None = None
+    if plan.sample is not None:
+        positions, sample = _sample_rows(source, plan)
+        timings["index_sample"] = time.perf_counter() - started
+        trained_on = _train_on(index, sample, prepare, plan, timings)
+        mark = time.perf_counter()
+        _add_sample(index, sample, prepare, on_rows)
+    else:
+        count = _training_rows(index, source.n)
+        train_values = training_sample(source, count, plan.seed) if count else np.empty((0, 0))
+        trained_on = _train_on(index, train_values, prepare, plan, timings)
+        del train_values
+        mark = time.perf_counter()
+        positions = _add_all(index, source, prepare, chunk_rows, on_rows)
+    timings["index_add"] = time.perf_counter() - mark
+    timings["index_build"] = time.perf_counter() - started
+    space = _faiss().ParameterSpace()
+    for name, value in plan.search:  # the deployed index's default search setting
+        space.set_index_parameter(index, name, float(value))
+    knob = _knob(index)
+    return BuiltIndex(plan, index, source, positions, prepare, trained_on, timings, knob, sample)
+
+
 def measure_index(
     source: EmbeddingSource,
     search: NeighborSearch,
@@ -478,29 +547,8 @@ def measure_index(
     """Build ``plan``'s index on ``source`` (every clean row, or a sample), search the queries
     of ``search`` with it, and compare with the exact lists. ``objective`` is the exact metric
     of the declared objective; ``on_rows`` is told of the rows added."""
-    timings: dict[str, float] = {}
-    started = time.perf_counter()
-    index = new_index(source.d, plan)
-    prepare = _Prepare(plan.metric, search.pow2_scale)
-    if plan.sample is not None:
-        database, values = _sample_database(source, search, plan)
-        timings["index_sample"] = time.perf_counter() - started
-        trained_on = _train_on(index, values, prepare, plan, timings)
-        mark = time.perf_counter()
-        _add_sample(index, values, prepare, on_rows)
-        del values
-    else:
-        count = _training_rows(index, source.n)
-        train_values = training_sample(source, count, plan.seed) if count else np.empty((0, 0))
-        trained_on = _train_on(index, train_values, prepare, plan, timings)
-        del train_values
-        mark = time.perf_counter()
-        positions = _add_all(index, source, prepare, chunk_rows, on_rows)
-        database = _file_database(source, search, positions)
-    timings["index_add"] = time.perf_counter() - mark
-    timings["index_build"] = time.perf_counter() - started
-    measured = _compare(index, database, plan, objective)
-    return replace(measured, trained_on=trained_on, timings=timings | measured.timings)
+    built = build_index(source, plan, search.pow2_scale, chunk_rows=chunk_rows, on_rows=on_rows)
+    return built.search(search, objective)
 
 
 def training_sample(source: EmbeddingSource, count: int, seed: int) -> Floats:
@@ -524,21 +572,20 @@ def _train_on(
     return count
 
 
-def _compare(index: Any, database: _Database, plan: IndexPlan, objective: str) -> IndexMeasurement:
+def _compare(built: BuiltIndex, database: _Database, objective: str) -> IndexMeasurement:
     """Search the queries at the defaults and along the knob; overlap with the exact lists."""
     started = time.perf_counter()
-    exact = database.search
+    index, plan, exact = built.index, built.plan, database.search
     queries = _Queries(
-        rows=_Prepare(plan.metric, exact.pow2_scale)(exact.queries),
+        rows=built.prepare(exact.queries),
         positions=np.asarray(exact.query_rows, dtype=np.int64),
         k=exact.k,
         index_list=exact.list_for(EXACT_METRIC[plan.metric]),
         objective_list=exact.list_for(objective),
     )
-    space = _faiss().ParameterSpace()
-    for name, value in plan.search:
-        space.set_index_parameter(index, name, float(value))
-    knob = _knob(index)
+    knob = built.knob
+    if knob is not None:  # a search before this one left the knob where its sweep ended
+        _faiss().ParameterSpace().set_index_parameter(index, knob.name, float(knob.default))
     scorer = _Scorer(database)
     default_rows, default_ms = queries.search(index, database)
     default_list = scorer.as_list(default_rows)

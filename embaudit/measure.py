@@ -27,6 +27,7 @@ from embaudit.engines import Engine, LocalEngine, PassPlan
 from embaudit.estimates import (
     cluster_share_standard_error,
     log_scale_spread_standard_error,
+    pair_r2_standard_error,
     robin_hood_jackknife,
     top_share_standard_error,
 )
@@ -157,6 +158,7 @@ class Geometry:
     graph: SampleGraph  # the sample's cosine kNN graph (EA501, EA502)
     rogue_dimensions: list[int]  # the three largest contributions to the expected cosine
     rogue_r2: float  # r^2 of pair cosines with and without them
+    rogue_r2_error: float | None  # its standard error over the sample's rows and pairs
     cosine_change: dict[float, float]  # mean |cos_D - cos| of the pairs per rescaling level
     reference: Reference
     #: The sample and its pairs' rows, which a later round's gauges change the cosines of.
@@ -541,7 +543,7 @@ def _geometry(
     first, second = geometry.random_pairs(m, min(pair_count, m * (m - 1)), pair_rng)
     cosines = geometry.pair_cosines(unit, first, second)
 
-    rogue, rogue_r2 = _rogue(sample, stats, first, second, cosines)
+    rogue, rogue_r2, rogue_r2_error = _rogue(sample, stats, first, second, cosines, complete)
     advance(1)
 
     graph = sample_graph(unit, k, complete) if kept is None else kept.graph
@@ -565,6 +567,7 @@ def _geometry(
         graph=graph,
         rogue_dimensions=rogue,
         rogue_r2=rogue_r2,
+        rogue_r2_error=rogue_r2_error,
         cosine_change={},
         reference=reference,
         rows=sample,
@@ -668,25 +671,31 @@ def averaged_graph(graphs: list[SampleGraph]) -> SampleGraph:
 
 
 def _rogue(
-    sample: Floats, stats: ScanStats, first: Ints, second: Ints, cosines: Floats
-) -> tuple[list[int], float]:
+    sample: Floats, stats: ScanStats, first: Ints, second: Ints, cosines: Floats, complete: bool
+) -> tuple[list[int], float, float | None]:
     """The three dimensions that contribute most to the expected cosine (from every clean row),
-    and the r^2 of the pair cosines with and without them (NaN when too few pairs are left)."""
+    and the r^2 of the pair cosines with and without them (NaN when too few pairs are left)
+    with its standard error (over the pairs alone when the sample is every clean row:
+    ``complete``)."""
     d = sample.shape[1]
     cc = geometry.rogue_contributions(stats.unit_sum, stats.unit_sq_sum, stats.n_clean)
     rogue = [int(j) for j in np.argsort(-cc, kind="stable")[: min(3, d)]]
     if d <= len(rogue):
-        return rogue, float("nan")
+        return rogue, float("nan"), None
     reduced = sample.copy()
     reduced[:, rogue] = 0.0
     alive = np.abs(reduced).max(axis=1) > 0
     keep = alive[first] & alive[second]
     if keep.sum() < 2:
-        return rogue, float("nan")
+        return rogue, float("nan"), None
     reduced_unit = np.zeros_like(reduced)
     reduced_unit[alive] = geometry.unit_rows(reduced[alive])
     without = geometry.pair_cosines(reduced_unit, first[keep], second[keep])
-    return rogue, geometry.pearson_r2(cosines[keep], without)
+    r2 = geometry.pearson_r2(cosines[keep], without)
+    error = pair_r2_standard_error(
+        cosines[keep], without, first[keep], second[keep], rows_sampled=not complete
+    )
+    return rogue, r2, None if np.isnan(r2) else error
 
 
 def _reference(

@@ -4,6 +4,7 @@ rests on doubled (at most 8 times the requested sizes); still undecided, it says
 
 from __future__ import annotations
 
+import importlib
 from dataclasses import replace
 
 import numpy as np
@@ -94,31 +95,42 @@ def test_a_seed_that_flipped_the_gate_no_longer_does(seed, monkeypatch):
     assert again.status == Status.PASS and again.value >= 0.8
 
 
-def _at_threshold(x: np.ndarray, code: str, sampling: Sampling) -> float:
+def _at_threshold(x: np.ndarray, code: str, sampling: Sampling, **options) -> float:
     """A threshold inside ``code``'s 95% interval where its side decides the status."""
-    first = audit(x, select=code, sampling=sampling).check(code)
+    first = audit(x, select=code, sampling=sampling, **options).check(code)
     return first.value + first.metrics["standard_error"]
 
 
 @pytest.mark.parametrize(
-    ("code", "parts"),
+    ("code", "parts", "options"),
     [
-        ("EA301", ["gauges"]),
-        ("EA302", ["canonical"]),
-        ("EA401", ["lists"]),
-        ("EA203", ["sample"]),
-        ("EA501", ["graphs"]),
+        ("EA301", ["gauges"], {}),
+        ("EA302", ["canonical"], {}),
+        ("EA401", ["lists"], {}),
+        ("EA203", ["sample"], {}),
+        ("EA501", ["graphs"], {}),
+        # The index is built once; the larger query sample searches it again.
+        ("EA701", ["lists"], {"index": "HNSW32"}),
+        ("EA702", ["lists"], {"index": "IVF16,Flat", "index_metric": "ip"}),
     ],
 )
 def test_a_round_measures_what_its_check_reads_and_gives_the_value_of_measuring_all(
-    code, parts, monkeypatch
+    code, parts, options, monkeypatch
 ):
     """Measured again for one undecided check, a round measures only the parts that check reads
     (the base lists only for the gauge queries, no statistics again, no pass for the graphs); its
     value and error are those of a whole measurement at the grown sizes."""
     x = encoder_like(6000, 32, seed=4, normalize=False)
     sampling = Sampling(queries=200, gauge_queries=20, gauge_draws=2, sample=600)
-    threshold = _at_threshold(x, code, sampling)
+    threshold = _at_threshold(x, code, sampling, **options)
+    built = []
+    build = check_pipeline.build_index
+
+    def counted_build(*args, **kwargs):
+        built.append(args[1].spec)
+        return build(*args, **kwargs)
+
+    monkeypatch.setattr(check_pipeline, "build_index", counted_build)
     calls: list[list[str]] = []
     passes: list[bool] = []  # whether each pass computed the statistics
     measure, run = check_pipeline.measure, LocalEngine.run
@@ -133,15 +145,16 @@ def test_a_round_measures_what_its_check_reads_and_gives_the_value_of_measuring_
 
     monkeypatch.setattr(check_pipeline, "measure", recorded)
     monkeypatch.setattr(LocalEngine, "run", counted)
-    report = audit(x, select=code, sampling=sampling, thresholds={code: threshold})
+    report = audit(x, select=code, sampling=sampling, thresholds={code: threshold}, **options)
     rounds = report.params["adaptive"]["rounds"]
+    assert built == ([options["index"]] if options else [])  # built once, whatever the rounds
     assert rounds > 1 and calls == [sorted(PARTS)] + [parts] * (rounds - 1)
     # Later passes feed only the search or the sample: the statistics are the first pass's.
     assert passes == [True] + [False] * (0 if code == "EA501" else rounds - 1)
     check = report.check(code)
     monkeypatch.setattr(check_pipeline, "MAX_ROUNDS", 0)
     grown = replace(sampling, **check.metrics["sampling"])
-    direct = audit(x, select=code, sampling=grown).check(code)
+    direct = audit(x, select=code, sampling=grown, **options).check(code)
     assert direct.value == pytest.approx(check.value, rel=1e-12, abs=1e-15)
     error = check.metrics["standard_error"]
     assert direct.metrics["standard_error"] == pytest.approx(error, rel=1e-12)
@@ -149,6 +162,14 @@ def test_a_round_measures_what_its_check_reads_and_gives_the_value_of_measuring_
         assert check.metrics.get(size) == direct.metrics.get(size)
     # EA301's levels: each draw's overlap and the pairs' cosine change under the same gauges.
     assert check.metrics.get("levels") == direct.metrics.get("levels")
+    # The index's: its recall along the knob for the grown query sample (times aside).
+    for key in ("recall", "exact_agreement"):
+        assert check.metrics.get(key) == direct.metrics.get(key)
+
+    def untimed(sweep):
+        return [{k: v for k, v in point.items() if k != "ms_per_query"} for point in sweep or []]
+
+    assert untimed(check.metrics.get("sweep")) == untimed(direct.metrics.get("sweep"))
 
 
 def test_graphs_keep_their_size_when_the_sample_grows_in_the_same_rounds(monkeypatch):
@@ -170,3 +191,47 @@ def test_graphs_keep_their_size_when_the_sample_grows_in_the_same_rounds(monkeyp
     assert direct.value == pytest.approx(ea501.value, rel=1e-12)
     assert direct.metrics["standard_error"] == pytest.approx(ea501.metrics["standard_error"])
     assert direct.metrics["reference"] == ea501.metrics["reference"]  # isotropic, same size
+
+
+def test_a_second_estimate_that_decides_the_status_is_measured_again_too(monkeypatch):
+    """EA204's share is exact, but its r^2 decides failure or warning: with the r^2 floor inside
+    r^2's 95% interval the rounds grow the sample and its pairs (and nothing else), and the
+    result is that of a whole measurement at the grown sizes; far from the floor, one round."""
+    x = encoder_like(6000, 32, seed=4, normalize=False)
+    sampling = Sampling(sample=600, pairs=5000)
+    options = {"select": "EA204", "sampling": sampling, "thresholds": {"EA204": 0.01}}
+    first = audit(x, **options).check("EA204")
+    assert "adaptive" not in audit(x, **options).params  # r^2 0.97 ± 0.005: far from 0.5
+    assert first.status == Status.WARN and "undecided_by" not in first.metrics
+    r2, error = first.metrics["r2_without"], first.metrics["r2_standard_error"]
+    assert 0 < error < 0.05
+    monkeypatch.setattr(
+        importlib.import_module("embaudit.checks.shape"), "ROGUE_R2_FLOOR", r2 + error
+    )
+    calls: list[list[str]] = []
+    measure = check_pipeline.measure
+
+    def recorded(*args, **kwargs):
+        calls.append(sorted(kwargs["parts"]))
+        return measure(*args, **kwargs)
+
+    monkeypatch.setattr(check_pipeline, "measure", recorded)
+    report = audit(x, **options)
+    adaptive = report.params["adaptive"]
+    assert adaptive["grew"] == ["EA204"] and adaptive["rounds"] > 1
+    assert calls == [sorted(PARTS)] + [["sample"]] * (adaptive["rounds"] - 1)
+    check = report.check("EA204")
+    grown = 2 ** (adaptive["rounds"] - 1)
+    assert check.metrics["sampling"] == {"sample": 600 * grown, "pairs": 5000 * grown}
+    assert check.metrics["r2_standard_error"] < error  # more rows and pairs: a smaller error
+    inside = "undecided_by" in check.metrics
+    assert ("EA204" in adaptive["inconclusive"]) == inside
+    assert ("inconclusive at the cap" in check.message) == inside
+    assert check.status == (
+        Status.FAIL if check.metrics["r2_without"] < r2 + error else Status.WARN
+    )
+    monkeypatch.setattr(check_pipeline, "MAX_ROUNDS", 0)
+    direct = audit(x, **(options | {"sampling": replace(sampling, **check.metrics["sampling"])}))
+    expected = direct.check("EA204")
+    for key in ("r2_without", "r2_standard_error", "share", "sample", "pairs"):
+        assert check.metrics[key] == pytest.approx(expected.metrics[key], rel=1e-12)

@@ -13,6 +13,7 @@ from embaudit.estimates import (
     crossed_standard_error,
     log_scale_spread_standard_error,
     mean_standard_error,
+    pair_r2_standard_error,
     robin_hood_jackknife,
     t_factor,
     top_share_standard_error,
@@ -199,3 +200,46 @@ def test_every_check_says_whether_its_value_is_exact_or_sampled():
     exact = {code for code, check in REGISTRY.items() if check.exact}
     assert {"EA001", "EA101", "EA201", "EA202"} <= exact
     assert not exact & {"EA203", "EA205", "EA301", "EA302", "EA401", "EA501", "EA502", "EA503"}
+
+
+def test_the_pair_r2_error_of_independent_pairs_is_the_normal_closed_form():
+    """Pairs with no row in common, bivariate normal with correlation rho: the delta method's
+    sd of r^2 is 2 |rho| (1 - rho^2) / sqrt(P)."""
+    rng = np.random.default_rng(0)
+    pairs, rho = 20_000, 0.6
+    z = rng.standard_normal((pairs, 2))
+    a, b = z[:, 0], rho * z[:, 0] + math.sqrt(1 - rho**2) * z[:, 1]
+    first = np.arange(0, 2 * pairs, 2)
+    error = pair_r2_standard_error(a, b, first, first + 1)
+    assert error == pytest.approx(2 * rho * (1 - rho**2) / math.sqrt(pairs), rel=0.05)
+    # No two pairs share a row: the pairs-only error (rows not sampled) is the same.
+    alone = pair_r2_standard_error(a, b, first, first + 1, rows_sampled=False)
+    assert alone == pytest.approx(error, rel=1e-12)
+    assert pair_r2_standard_error(a, np.ones(pairs), first, first + 1) is None
+    assert pair_r2_standard_error(a[:2], b[:2], first[:2], first[:2] + 1) is None
+
+
+def test_the_pair_r2_error_covers_the_sample_rows_the_pairs_share():
+    """EA204's r^2: random pairs of a 600-row sample (each row in about 13 pairs). Over repeated
+    samples the r^2's spread equals the mean reported error, and the error of pairs taken as
+    independent would understate it."""
+    rng = np.random.default_rng(5)
+    m, d, pairs = 600, 8, 4000
+    scales = np.exp(np.random.default_rng(1).normal(0.0, 1.0, d))
+    rogue = np.argsort(-scales)[:2]
+    values, errors, independent = [], [], []
+    for _ in range(300):
+        x = rng.standard_normal((m, d)) * scales + 0.5
+        first = rng.integers(m, size=pairs)
+        second = (first + rng.integers(1, m, size=pairs)) % m
+        unit = x / np.linalg.norm(x, axis=1, keepdims=True)
+        reduced = x.copy()
+        reduced[:, rogue] = 0.0
+        reduced /= np.linalg.norm(reduced, axis=1, keepdims=True)
+        a = np.einsum("ij,ij->i", unit[first], unit[second])
+        b = np.einsum("ij,ij->i", reduced[first], reduced[second])
+        values.append(np.corrcoef(a, b)[0, 1] ** 2)
+        errors.append(pair_r2_standard_error(a, b, first, second))
+        independent.append(pair_r2_standard_error(a, b, np.arange(pairs), np.arange(pairs) + pairs))
+    assert np.mean(errors) == pytest.approx(np.std(values), rel=0.1)
+    assert np.mean(independent) < 0.8 * np.std(values)

@@ -84,8 +84,9 @@ class Check:
         if self.samples:
             sizes = ", ".join(self.samples)
             what += (
-                f" Estimated from samples ({sizes}): when the threshold lies inside the value's "
-                "95% interval and decides the status, the audit measures again with these "
+                f" Estimated from samples ({sizes}): when a threshold lies inside the 95% "
+                "interval of the estimate it judges and decides the status, the audit measures "
+                "again with these "
                 "doubled, up to 8 times the requested sizes (metrics.sampling; 'inconclusive at "
                 "the cap' when still undecided)."
             )

@@ -106,6 +106,8 @@ def _skip(data: AuditData) -> Finding | None:
         "the usual operating point."
     ),
     option="index",
+    samples=("queries",),
+    reads=("lists",),
 )
 def ann_recall(data: AuditData, threshold: float) -> Finding:
     skipped = _skip(data)
@@ -229,6 +231,8 @@ def _cause(index: IndexMeasurement, threshold: float) -> tuple[str, str]:
     threshold=0.9,
     threshold_rationale="As EA701: nine of the ten neighbours the objective wants.",
     option="index",
+    samples=("queries",),
+    reads=("lists",),
 )
 def index_vs_objective(data: AuditData, threshold: float) -> Finding:
     skipped = _skip(data)

@@ -8,6 +8,7 @@ import math
 import numpy as np
 
 from embaudit.checks.base import AuditData, register
+from embaudit.estimates import Z95
 from embaudit.model import Finding, Level, Status, TrainedWith
 from embaudit.stats import dead_dimension_mask
 
@@ -210,13 +211,16 @@ def spectrum(data: AuditData, threshold: float) -> Finding:
 @register(
     "EA204",
     "rogue-dimensions",
-    exact=True,
     summary="A few dimensions that decide most of every cosine.",
     what=(
         "Computes each dimension's contribution to the expected cosine of two distinct rows, "
         "CC_i = E[u_i v_i] for unit vectors u, v (Timkey & van Schijndel 2021), exactly from "
-        "per-dimension sums. Reports the share of the three largest contributions and the r^2 "
-        "between the cosines of random pairs with and without those three dimensions."
+        "per-dimension sums. Reports the share of the three largest contributions (exact: "
+        "metrics.standard_error is null) and the r^2 between the cosines of random pairs of "
+        "the sample with and without those three dimensions, which decides between a warning "
+        "and a failure. The r^2 is an estimate: metrics.r2_standard_error is the delta "
+        "method's, with the variance of pairs that share a row (dyadic-robust), so it covers "
+        "the draw of the sample's rows and of the pairs."
     ),
     why=(
         "When three dimensions account for most of the expected cosine, cosine similarity "
@@ -237,6 +241,8 @@ def spectrum(data: AuditData, threshold: float) -> Finding:
         "Warn when three dimensions carry more than half of the expected cosine; fail when, in "
         f"addition, the cosines without them keep r^2 < {ROGUE_R2_FLOOR} with the originals."
     ),
+    samples=("sample", "pairs"),
+    reads=("sample",),
 )
 def rogue_dimensions(data: AuditData, threshold: float) -> Finding:
     stats, sample = data.stats, data.geometry
@@ -252,6 +258,10 @@ def rogue_dimensions(data: AuditData, threshold: float) -> Finding:
         "all_contributions": [float(v) for v in cc],
         "mean_cosine": mean_cosine,
         "r2_without": _nan_to_none(sample.rogue_r2),
+        "r2_standard_error": sample.rogue_r2_error,
+        "standard_error": None,  # the share is exact
+        "sample": sample.m,
+        "pairs": len(sample.pair_cosines),
     }
     noise = 1 / math.sqrt(stats.d)
     if mean_cosine <= noise:
@@ -272,7 +282,12 @@ def rogue_dimensions(data: AuditData, threshold: float) -> Finding:
             f"the top 3 dimensions carry {share:.0%} of the mean cosine",
             metrics,
         )
-    r2 = sample.rogue_r2
+    r2, r2_error = sample.rogue_r2, sample.rogue_r2_error
+    if r2_error and abs(r2 - ROGUE_R2_FLOOR) <= Z95 * r2_error:
+        # Which side of the floor r^2 lies on decides failure or warning: the sample decides.
+        metrics["undecided_by"] = (
+            f"the r^2 floor {ROGUE_R2_FLOOR:g} lies within {r2:.3g} ± {Z95 * r2_error:.2g}"
+        )
     action = f"Standardize the dimensions, or drop dimensions {names}, before using cosine"
     if data.params.trained_with.scores_with_dot:
         # In a dot-product model the largest dimensions are usually its top singular directions

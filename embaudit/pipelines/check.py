@@ -10,12 +10,13 @@ from typing import Any
 
 from embaudit.checks import REGISTRY, AuditData, Baseline, run_checks
 from embaudit.compare import compare_files
+from embaudit.estimates import Z95
 from embaudit.index import (
     IndexMetric,
     IndexPlan,
+    build_index,
     check_plan,
     default_metric,
-    measure_index,
     objective_metric,
 )
 from embaudit.measure import GEOMETRY_STEPS, PARTS, PASS_PARTS, Measurements, Sampling, measure
@@ -133,18 +134,19 @@ def _judge(
         )
 
     measured = measured_with(options.sampling, action)
-    neighbors = measured.neighbors
+    neighbors, built = measured.neighbors, None
     if plan is not None and neighbors is not None and neighbors.search is not None:
-        indexed = measure_index(
+        built = build_index(
             source,
-            neighbors.search,
             plan,
-            objective_metric(options.trained_with),
+            neighbors.search.pow2_scale,
             chunk_rows=run.chunk_rows,
             on_rows=_index_progress(run, source, plan),
         )
+        indexed = built.search(neighbors.search, objective_metric(options.trained_with))
         measured.timings.update(indexed.timings)
         neighbors = replace(neighbors, index=indexed)
+        measured = replace(measured, neighbors=neighbors)
     data = AuditData(options, measured.stats, measured.geometry, neighbors)
     checks = run_checks(data)
     results = {check.code: check for check in checks}
@@ -157,6 +159,11 @@ def _judge(
         sampling, rounds = grown, rounds + 1
         parts = sorted({part for code in pending for part in REGISTRY[code].reads})
         again = measured_with(sampling, f"{action} (round {rounds + 1})", parts, again)
+        if built is not None and "lists" in parts and any(_on_index(code) for code in pending):
+            # The index built once searches the larger query sample (EA701, EA702).
+            assert again.neighbors is not None and again.neighbors.search is not None
+            searched = built.search(again.neighbors.search, objective_metric(options.trained_with))
+            again = replace(again, neighbors=replace(again.neighbors, index=searched))
         larger = AuditData(
             replace(options, sampling=sampling), again.stats, again.geometry, again.neighbors
         )
@@ -177,6 +184,11 @@ def _judge(
     return measured, data, checks, decide(checks, options.trained_with)
 
 
+def _on_index(code: str) -> bool:
+    """Whether check ``code`` judges the index of ``--index`` (its value is the index's)."""
+    return REGISTRY[code].option == "index"
+
+
 def _sizes(sampling: Sampling, code: str) -> dict[str, int]:
     """The sample sizes a check was measured with, when more than requested."""
     return {name: getattr(sampling, name) for name in REGISTRY[code].samples}
@@ -185,18 +197,18 @@ def _sizes(sampling: Sampling, code: str) -> dict[str, int]:
 #: Times the audit measures again, each with the sample sizes of the undecided checks doubled:
 #: at most 2**MAX_ROUNDS (8) times the requested sizes.
 MAX_ROUNDS = 3
-#: The two-sided 95% normal quantile: the interval a decision must clear.
-_Z95 = 1.959963984540054
 
 
 def _undecided(check: CheckResult, data: AuditData) -> bool:
     """Whether the threshold lies inside the value's 95% interval and the side of it decides
     the status (the check run with the threshold at either end of the interval differs)."""
     spec = REGISTRY[check.code]
+    if spec.samples and check.metrics.get("undecided_by"):
+        return True  # a second estimate the check decides by (EA204's r^2) says so itself
     error = check.metrics.get("standard_error")
     if not spec.samples or check.value is None or check.threshold is None or not error:
         return False
-    low, high = check.value - _Z95 * error, check.value + _Z95 * error
+    low, high = check.value - Z95 * error, check.value + Z95 * error
     if not low <= check.threshold <= high:
         return False
     return spec.measure(data, low).status != spec.measure(data, high).status
@@ -220,12 +232,16 @@ def _grown(sampling: Sampling, codes: list[str], first: Sampling, n: int) -> Sam
 
 def _inconclusive(check: CheckResult, rounds: int) -> CheckResult:
     """A check whose threshold is still inside its 95% interval after the last round."""
-    error = check.metrics["standard_error"]
+    within = check.metrics.get("undecided_by")
+    if not within:
+        error = check.metrics["standard_error"]
+        within = (
+            f"the threshold {check.threshold:g} lies within {check.value:.3g} ± {Z95 * error:.2g}"
+        )
     grown = f" after {rounds} more round{'s' if rounds != 1 else ''}" if rounds else ""
     return replace(
         check,
-        message=f"{check.message}; inconclusive at the cap{grown}: the threshold "
-        f"{check.threshold:g} lies within {check.value:.3g} ± {_Z95 * error:.2g}",
+        message=f"{check.message}; inconclusive at the cap{grown}: {within}",
         metrics=check.metrics | {"inconclusive": True},
     )
 
