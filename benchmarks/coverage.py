@@ -6,10 +6,15 @@ On generated exports small enough for brute force (sentence-encoder-like rows, a
 with log-normal norms), the exhaustive value of each sampled check is computed in float64 over
 every row as a query (and, for EA301, over many gauge draws); then the audit runs once per seed at
 its default sample sizes, and the share of seeds whose value lies within 2 reported standard
-errors of the exhaustive one is printed per check. Target: at least 90 %.
+errors of the exhaustive one is printed per check. Target: at least 90 %. EA701 / EA702 judge
+an inner-product HNSW32 index (INDEX) built on every row, here by faiss directly: their
+exhaustive value is that index's recall (and objective overlap) with every row a query. faiss
+builds the same graph from the same rows (the audit's value with every row a query equals it),
+so what the seeds vary is the query sample, which the reported error is about.
 
 A second study (``--sample-n`` rows, more than the default 5,000-row sample) covers the checks
 whose estimate rests on the sample: EA203 (the top component's share of every row's covariance),
+EA204's r^2 (the cosines of every pair of distinct rows with and without its three dimensions),
 EA205 (the spread of every row's log column scales), EA302 (the canonical gauge of every row,
 the audit's estimated on 5,000 of them), and EA501 / EA502, whose value is a property of a graph
 of 5,000 random rows: their exhaustive value is the mean over many independent 5,000-row samples.

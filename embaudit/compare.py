@@ -15,7 +15,7 @@ import numpy.typing as npt
 from embaudit.draw import draw_clean_items, draw_clean_rows
 from embaudit.engines import Engine, LocalEngine, PassPlan
 from embaudit.errors import InputError
-from embaudit.estimates import mean_standard_error
+from embaudit.estimates import bounded_mean_standard_error
 from embaudit.knn import EXTERNAL_ROW, Block, NeighborSearch
 from embaudit.params import ParameterError
 from embaudit.sources import EmbeddingSource
@@ -63,7 +63,7 @@ class MetricPair:
             "a": self.a,
             "b": self.b,
             "overlap_at_k": self.by_k[k],
-            "standard_error": mean_standard_error(self.per_query),  # over the queries
+            "standard_error": bounded_mean_standard_error(self.per_query),  # over the queries
             "by_k": {str(j): v for j, v in self.by_k.items()},
             "top1_differs": self.top1_differs,
         }
@@ -148,7 +148,7 @@ class FilesComparison:
         """The JSON fields of a comparison (compare-knn files mode, EA601 metrics)."""
         return {
             "overlap_at_k": self.overlap_at_k,
-            "standard_error": mean_standard_error(self.per_query),  # over the queried items
+            "standard_error": bounded_mean_standard_error(self.per_query),  # over the queried items
             "by_k": {str(j): v for j, v in self.by_k.items()},
             "metric": self.metric,
             "n_matched": self.n_matched,

@@ -29,6 +29,27 @@ def mean_standard_error(values: npt.ArrayLike) -> float | None:
 Z95 = 1.959963984540054
 
 
+def bounded_mean_standard_error(values: npt.ArrayLike) -> float | None:
+    """Standard error of the mean of independent draws of a value in [0, 1] (a query's
+    overlap@k), in Agresti & Coull's form (1998, 'Approximate is better than "exact" for
+    interval estimation of binomial proportions', Am. Stat. 52): the variance about the mean
+    of the draws with z^2/2 more at 0 and z^2/2 more at 1, over n + z^2. Near an end of the
+    range (a recall of 0.999: a few queries miss a neighbour, most draws see none) the plain
+    error shrinks with the misses it happens to see and is 0 when it sees none; this one stays
+    at the size of what a sample of n draws cannot see. For 0/1 draws it is Agresti-Coull's
+    error; in the middle of the range it is a little larger than the plain error (about 4
+    pseudo-draws among n). None below two draws."""
+    x = np.asarray(values, dtype=np.float64)
+    n = len(x)
+    if n < 2:
+        return None
+    extra = Z95**2 / 2  # pseudo-draws at each end
+    total = n + 2 * extra
+    mean = (float(x.sum()) + extra) / total
+    spread = float(((x - mean) ** 2).sum()) + extra * (mean**2 + (1 - mean) ** 2)
+    return float(math.sqrt(spread / total / total))
+
+
 def median_standard_error(values: npt.ArrayLike) -> float | None:
     """Standard error of the median of independent draws (the queries), distribution-free:
     the half-width of the order-statistic 95% interval of the median (ranks n/2 ± 1.96·√n/2,

@@ -30,7 +30,7 @@ from embaudit.checks.neighbors import (
     overlap_summary,
     s50,
 )
-from embaudit.estimates import combined_standard_error, t_factor
+from embaudit.estimates import bounded_mean_standard_error, combined_standard_error, t_factor
 from embaudit.geometry import Hubness
 from embaudit.measure import Neighbors
 from embaudit.model import Level, Status, TrainedWith
@@ -80,11 +80,18 @@ def test_overlap_summary_is_the_mean_with_its_standard_error_and_quantiles():
     per_query = np.array([1.0, 0.5, 0.75, 0.25, 0.0])
     summary = overlap_summary(per_query)
     assert summary["overlap_at_k"] == 0.5
-    assert summary["standard_error"] == pytest.approx(per_query.std(ddof=1) / math.sqrt(5))
+    # Agresti-Coull's form: z^2/2 pseudo-queries at 0 and at 1; symmetric here, so the mean
+    # stays 0.5 and each pseudo-query lies 0.5 from it.
+    extra = 1.959963984540054**2 / 2
+    total = 5 + 2 * extra
+    spread = float(((per_query - 0.5) ** 2).sum()) + 2 * extra * 0.25
+    assert summary["standard_error"] == pytest.approx(math.sqrt(spread) / total, rel=1e-12)
+    assert summary["standard_error"] > per_query.std(ddof=1) / math.sqrt(5) * 0.8
     assert summary["p10"] == pytest.approx(0.1) and summary["p50"] == 0.5
     assert summary["queries"] == 5
     assert overlap_summary(np.array([0.7]))["standard_error"] is None
-    assert overlap_summary(np.array([0.7, 0.9]))["standard_error"] == pytest.approx(0.1)
+    # Every query found every neighbour: still an error, that of what 2 queries cannot see.
+    assert overlap_summary(np.ones(2))["standard_error"] > 0.1
 
 
 def test_s50_interpolates_in_log_s_and_says_which_side_it_is_on():
@@ -154,7 +161,8 @@ def test_agreement_metrics_carry_the_summary_the_top1_share_and_the_curve_by_k()
     finding = cosine_vs_dot(data(TrainedWith.UNKNOWN, measured), 0.9)
     assert finding.metrics == {
         "overlap_at_k": pytest.approx(0.8),
-        "standard_error": pytest.approx(0.0, abs=1e-15),
+        # Three queries that agree on 0.8 do not make the mean exact (tested in test_estimates).
+        "standard_error": pytest.approx(bounded_mean_standard_error(np.full(3, 0.8))),
         "p10": pytest.approx(0.8),
         "p50": pytest.approx(0.8),
         "queries": 3,
@@ -384,7 +392,9 @@ def test_canonical_gauge_error_joins_the_scales_own():
     metrics = canonical_gauge(data(TrainedWith.DOT, jittered), 0.8).metrics
     scale = math.sqrt(0.02 / 3)
     assert metrics["scale_error"] == pytest.approx(scale)
-    assert metrics["query_error"] == pytest.approx(0.1 / math.sqrt(3))
-    expected = combined_standard_error((0.1 / math.sqrt(3), 2), (scale, 3))
+    # The queries' error of an overlap (Agresti-Coull's form, more than the plain 0.1 / sqrt 3).
+    queries = bounded_mean_standard_error(np.array([0.5, 0.7, 0.6]))
+    assert metrics["query_error"] == pytest.approx(queries) and queries > 0.1 / math.sqrt(3)
+    expected = combined_standard_error((queries, 2), (scale, 3))
     assert metrics["standard_error"] == pytest.approx(expected)
-    assert metrics["standard_error"] > math.hypot(0.1 / math.sqrt(3), scale)
+    assert metrics["standard_error"] > math.hypot(queries, scale)

@@ -13,9 +13,9 @@ import numpy.typing as npt
 from embaudit.checks.base import AuditData, register
 from embaudit.checks.defects import DIMENSION_LIST_CAP
 from embaudit.estimates import (
+    bounded_mean_standard_error,
     combined_standard_error,
     crossed_standard_error,
-    mean_standard_error,
 )
 from embaudit.model import Finding, Level, Status, TrainedWith
 
@@ -33,7 +33,7 @@ def overlap_summary(per_query: npt.NDArray[np.float64]) -> dict[str, Any]:
     n = len(per_query)
     return {
         "overlap_at_k": float(per_query.mean()),
-        "standard_error": mean_standard_error(per_query),
+        "standard_error": bounded_mean_standard_error(per_query),
         "p10": float(np.quantile(per_query, 0.1)),
         "p50": float(np.quantile(per_query, 0.5)),
         "queries": n,
