@@ -378,7 +378,9 @@ def measure(
         for stream in (_FLOOR_STREAM, _SCALE_STREAM, _JITTER_STREAM)
     )
     # The corpus rows drawn before the pass (the queries or EA503's floor rows, and the rows
-    # of the canonical gauge) are read together: a parquet file's row groups once.
+    # of the canonical gauge) are read together: a parquet file's row groups once. A pass
+    # that searches nothing (a later round for the sample alone) reads none of them.
+    searched = not wanted.isdisjoint(_SEARCHED)
     corpus_rng = query_rng if queries_from is None else floor_rng
     take = read_ahead(
         source,
@@ -387,20 +389,26 @@ def measure(
                 first_positions(n, sampling.queries, corpus_rng),
                 first_positions(n, sampling.sample, scale_rng),
             ]
-        ),
+        )
+        if searched
+        else np.empty(0, np.int64),
         engine.take,
     )
-    if queries_from is None:
+    external = None
+    if not searched:
+        query_rows, queries = np.empty(0, np.int64), np.empty((0, d))
+        scale_positions, scale_rows = np.empty(0, np.int64), np.empty((0, d))
+    elif queries_from is None:
         query_rows, queries, _ = draw_clean_rows(source, sampling.queries, query_rng, take)
-        external = None
     else:
         drawn, queries, _ = draw_clean_rows(queries_from, sampling.queries, query_rng)
         floor_rows, floor_queries, _ = draw_clean_rows(source, sampling.queries, floor_rng, take)
         external = _External(queries_from, drawn, len(floor_rows))
         query_rows = np.concatenate([np.full(len(drawn), EXTERNAL_ROW), floor_rows])
         queries = np.concatenate([queries, floor_queries])
-    # The canonical gauge standardizes the corpus's columns, estimated on `sample` rows of it.
-    scale_positions, scale_rows, _ = draw_clean_rows(source, sampling.sample, scale_rng, take)
+    if searched:
+        # The canonical gauge standardizes the corpus's columns, estimated on `sample` rows.
+        scale_positions, scale_rows, _ = draw_clean_rows(source, sampling.sample, scale_rng, take)
     del take  # its rows read ahead are not kept through the pass
     timings["queries"] = time.perf_counter() - started
     gauges = gauge_scales(d, sampling.gauge_levels, sampling.gauge_draws, gauge_rng)
@@ -409,7 +417,7 @@ def measure(
     # The queries the checks read: the query file's, when the corpus's follow them.
     own = len(query_rows) if external is None else len(external.rows)
     canonical = np.zeros(d)
-    if own and len(scale_rows) and k < n - 1 and not wanted.isdisjoint(_SEARCHED):
+    if own and len(scale_rows) and k < n - 1:
         gauge_queries = min(sampling.gauge_queries, own)
         # Scale-free statistics are computed on rows divided by one power of two (exact), so
         # that squares of values near 1e±30 (float32) or 1e±200 (float64) stay in range.

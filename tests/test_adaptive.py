@@ -209,17 +209,26 @@ def test_a_second_estimate_that_decides_the_status_is_measured_again_too(monkeyp
         importlib.import_module("embaudit.checks.shape"), "ROGUE_R2_FLOOR", r2 + error
     )
     calls: list[list[str]] = []
-    measure = check_pipeline.measure
+    taken: list[int] = []  # rows read by position, per measurement
+    measure, take = check_pipeline.measure, LocalEngine.take
 
     def recorded(*args, **kwargs):
         calls.append(sorted(kwargs["parts"]))
+        taken.append(0)
         return measure(*args, **kwargs)
 
+    def counted(self, source, rows):
+        taken[-1] += len(rows)
+        return take(self, source, rows)
+
     monkeypatch.setattr(check_pipeline, "measure", recorded)
+    monkeypatch.setattr(LocalEngine, "take", counted)
     report = audit(x, **options)
     adaptive = report.params["adaptive"]
     assert adaptive["grew"] == ["EA204"] and adaptive["rounds"] > 1
     assert calls == [sorted(PARTS)] + [["sample"]] * (adaptive["rounds"] - 1)
+    # The sample is collected in the pass: a round for it alone reads no query or scale rows.
+    assert taken[0] > 0 and taken[1:] == [0] * (adaptive["rounds"] - 1)
     check = report.check("EA204")
     grown = 2 ** (adaptive["rounds"] - 1)
     assert check.metrics["sampling"] == {"sample": 600 * grown, "pairs": 5000 * grown}

@@ -6,7 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 from embaudit.checks.base import AuditData, register
-from embaudit.checks.neighbors import SKIP, overlap_summary
+from embaudit.checks.neighbors import OVERLAP_ERROR, SKIP, overlap_summary
 from embaudit.index import IndexMeasurement, IndexMetric, SweepPoint
 from embaudit.model import Finding, Level, Status, TrainedWith
 
@@ -83,7 +83,9 @@ def _skip(data: AuditData) -> Finding | None:
         "distance; cosine = normalize, then inner product), tie-aware: a "
         "duplicate of a true neighbour is not a miss. metrics.sweep lists recall and time per "
         "query along the search knob (efSearch for HNSW, nprobe for inverted files), "
-        "metrics.recommended the smallest setting that reaches the threshold."
+        "metrics.recommended the smallest setting that reaches the threshold. "
+        + OVERLAP_ERROR
+        + " The index is built once: measured again, the larger query sample searches it."
     ),
     why=(
         "An approximate index trades neighbours for speed, and quantizers (SQ8, PQ, fp16) lose "
@@ -212,7 +214,8 @@ def _cause(index: IndexMeasurement, threshold: float) -> tuple[str, str]:
         "approximation in one number: an inner-product index over unnormalized vectors of a "
         "cosine model returns about (the exact inner-product/cosine agreement) × (its recall). "
         "metrics.exact_agreement is the first "
-        "factor, metrics.recall the second, metrics.sweep the overlap along the search knob."
+        "factor, metrics.recall the second, metrics.sweep the overlap along the search knob. "
+        + OVERLAP_ERROR
     ),
     why=(
         "This is the number a user cares about: the neighbours the model was trained to put "

@@ -28,6 +28,14 @@ DECLARE = "Declare the training objective (--trained-with cosine|dot|l2) to sett
 SKIP = "needs more finite, non-zero rows than k + 1 (otherwise every row is every row's neighbour)"
 
 
+#: How the error of a mean overlap over the queries is computed (explain's text).
+OVERLAP_ERROR = (
+    "Its standard_error is over the queries, in Agresti & Coull's form for a mean of values in "
+    "[0, 1] (z^2/2 pseudo-queries at each end): it stays above 0 when every query drawn agrees, "
+    "as rare misses a sample does not see would otherwise go unreported."
+)
+
+
 def overlap_summary(per_query: npt.NDArray[np.float64]) -> dict[str, Any]:
     """Mean overlap@k over queries with its standard error (over the queries) and quantiles."""
     n = len(per_query)
@@ -292,7 +300,8 @@ def _agreement(
     what=(
         "Computes, for a sample of queries against the whole file, the overlap@k of the exact "
         "cosine and L2 nearest neighbours (self excluded; neighbours whose scores tie within "
-        "float32 rounding count as shared), and the share of queries whose top-1 differs."
+        "float32 rounding count as shared), and the share of queries whose top-1 differs. "
+        + OVERLAP_ERROR
     ),
     why=(
         "On unit vectors 1 - cos(x, y) = ||x - y||^2 / 2, so the two rankings coincide exactly "
@@ -320,7 +329,7 @@ def cosine_vs_l2(data: AuditData, threshold: float) -> Finding:
     what=(
         "Computes, for a sample of queries against the whole file, the overlap@k of the exact "
         "cosine and inner-product nearest neighbours (ties within float32 rounding count as "
-        "shared), and the share of queries whose top-1 differs."
+        "shared), and the share of queries whose top-1 differs. " + OVERLAP_ERROR
     ),
     why=(
         "The inner product is cosine times both norms. When norms vary, inner-product ranking "
