@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 
 from embaudit import LocalEngine, audit
+from embaudit.index import BuiltIndex
 from embaudit.measure import PARTS, Sampling
 from embaudit.model import Status
 from embaudit.pipelines import check as check_pipeline
@@ -112,6 +113,8 @@ def _at_threshold(x: np.ndarray, code: str, sampling: Sampling, **options) -> fl
         # The index is built once; the larger query sample searches it again.
         ("EA701", ["lists"], {"index": "HNSW32"}),
         ("EA702", ["lists"], {"index": "IVF16,Flat", "index_metric": "ip"}),
+        # Undecided alone, a list check's rounds do not search the index again.
+        ("EA401", ["lists"], {"index": "HNSW32"}),
     ],
 )
 def test_a_round_measures_what_its_check_reads_and_gives_the_value_of_measuring_all(
@@ -123,14 +126,19 @@ def test_a_round_measures_what_its_check_reads_and_gives_the_value_of_measuring_
     x = encoder_like(6000, 32, seed=4, normalize=False)
     sampling = Sampling(queries=200, gauge_queries=20, gauge_draws=2, sample=600)
     threshold = _at_threshold(x, code, sampling, **options)
-    built = []
-    build = check_pipeline.build_index
+    built, searched = [], []
+    build, search = check_pipeline.build_index, BuiltIndex.search
 
     def counted_build(*args, **kwargs):
         built.append(args[1].spec)
         return build(*args, **kwargs)
 
+    def counted_search(self, *args, **kwargs):
+        searched.append(len(args[0].query_rows))
+        return search(self, *args, **kwargs)
+
     monkeypatch.setattr(check_pipeline, "build_index", counted_build)
+    monkeypatch.setattr(BuiltIndex, "search", counted_search)
     calls: list[list[str]] = []
     passes: list[bool] = []  # whether each pass computed the statistics
     measure, run = check_pipeline.measure, LocalEngine.run
@@ -148,6 +156,9 @@ def test_a_round_measures_what_its_check_reads_and_gives_the_value_of_measuring_
     report = audit(x, select=code, sampling=sampling, thresholds={code: threshold}, **options)
     rounds = report.params["adaptive"]["rounds"]
     assert built == ([options["index"]] if options else [])  # built once, whatever the rounds
+    again = rounds - 1 if code.startswith("EA7") else 0
+    assert len(searched) == (1 + again if options else 0)
+    assert searched == sorted(searched) and len(set(searched)) == len(searched)  # more queries
     assert rounds > 1 and calls == [sorted(PARTS)] + [parts] * (rounds - 1)
     # Later passes feed only the search or the sample: the statistics are the first pass's.
     assert passes == [True] + [False] * (0 if code == "EA501" else rounds - 1)

@@ -153,13 +153,15 @@ def _judge(
     pending = [check.code for check in checks if _undecided(check, data)]
     sampling, rounds, grew, again = options.sampling, 0, list(pending), measured
     while pending and rounds < MAX_ROUNDS:
+        if not any(_on_index(code) for code in pending):
+            built = None  # no round searches the index again: it is not kept through them
         grown = _grown(sampling, pending, options.sampling, measured.stats.n_clean)
         if grown is None:
             break
         sampling, rounds = grown, rounds + 1
         parts = sorted({part for code in pending for part in REGISTRY[code].reads})
         again = measured_with(sampling, f"{action} (round {rounds + 1})", parts, again)
-        if built is not None and "lists" in parts and any(_on_index(code) for code in pending):
+        if built is not None and "lists" in parts:
             # The index built once searches the larger query sample (EA701, EA702).
             assert again.neighbors is not None and again.neighbors.search is not None
             searched = built.search(again.neighbors.search, objective_metric(options.trained_with))
