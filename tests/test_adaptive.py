@@ -82,6 +82,24 @@ def test_sizes_double_up_to_the_cap_and_the_rows():
     assert _grown(Sampling(queries=700), ["EA401"], Sampling(queries=700), n=900).queries == 900
     assert _grown(Sampling(queries=900), ["EA401"], Sampling(queries=900), n=900) is None
     assert _grown(first, ["EA101"], first, n=10_000) is None  # not a sampled check
+    # Queries from a 300-row query file: at most its rows, whatever the corpus's.
+    few = Sampling(queries=200)
+    assert _grown(few, ["EA701"], few, n=10_000, query_rows=300).queries == 300
+    assert _grown(Sampling(queries=300), ["EA701"], few, n=10_000, query_rows=300) is None
+    assert _grown(few, ["EA203"], few, n=10_000, query_rows=300).sample == 2 * few.sample
+
+
+def test_queries_that_are_every_row_carry_no_error_and_are_not_measured_again():
+    """480 clean rows and 500 queries: every row is a query, so the overlaps and the index's
+    recall are exact (no error, no round, whatever the threshold); with more rows they carry one."""
+    x = encoder_like(480, 32, seed=4, normalize=False)
+    report = audit(x, select="EA4,EA7", index="HNSW4", thresholds={"EA701": 0.98})
+    assert "adaptive" not in report.params
+    for code in ("EA401", "EA402", "EA701", "EA702"):
+        assert report.check(code).metrics["standard_error"] is None, code
+        assert "inconclusive" not in report.check(code).message
+    larger = audit(encoder_like(2000, 32, seed=4, normalize=False), select="EA401", index="HNSW4")
+    assert larger.check("EA401").metrics["standard_error"] > 0
 
 
 @pytest.mark.parametrize("seed", [2, 3])
@@ -174,7 +192,7 @@ def test_a_round_measures_what_its_check_reads_and_gives_the_value_of_measuring_
     # EA301's levels: each draw's overlap and the pairs' cosine change under the same gauges.
     assert check.metrics.get("levels") == direct.metrics.get("levels")
     # The index's: its recall along the knob for the grown query sample (times aside).
-    for key in ("recall", "exact_agreement"):
+    for key in ("recall_at_k", "recall", "exact_agreement"):
         assert check.metrics.get(key) == direct.metrics.get(key)
 
     def untimed(sweep):

@@ -70,7 +70,9 @@ def neighbors(
 
 def data(trained_with: TrainedWith, measured: Neighbors | None, geometry=None) -> AuditData:
     options = CheckOptions(trained_with=trained_with)
-    return AuditData(params=options, stats=None, geometry=geometry, neighbors=measured)  # type: ignore[arg-type]
+    # The queries are a sample of a corpus far larger than them (their mean has an error).
+    corpus = SimpleNamespace(n_clean=10**9)
+    return AuditData(params=options, stats=corpus, geometry=geometry, neighbors=measured)  # type: ignore[arg-type]
 
 
 # overlap_summary and s50 --------------------------------------------------------------------

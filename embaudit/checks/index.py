@@ -6,7 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 from embaudit.checks.base import AuditData, register
-from embaudit.checks.neighbors import OVERLAP_ERROR, SKIP, overlap_summary
+from embaudit.checks.neighbors import OVERLAP_ERROR, SKIP, overlap_summary, query_population
 from embaudit.index import IndexMeasurement, IndexMetric, SweepPoint
 from embaudit.model import Finding, Level, Status, TrainedWith
 
@@ -117,7 +117,7 @@ def ann_recall(data: AuditData, threshold: float) -> Finding:
         return skipped
     assert data.neighbors is not None and data.neighbors.index is not None
     index = data.neighbors.index
-    summary = overlap_summary(index.recall)
+    summary = overlap_summary(index.recall, query_population(data))
     value = summary.pop("overlap_at_k")
     recommended = _smallest(index.sweep, threshold, "recall")
     metrics = (
@@ -243,7 +243,7 @@ def index_vs_objective(data: AuditData, threshold: float) -> Finding:
         return skipped
     assert data.neighbors is not None and data.neighbors.index is not None
     index = data.neighbors.index
-    summary = overlap_summary(index.objective_overlap)
+    summary = overlap_summary(index.objective_overlap, query_population(data))
     value = summary["overlap_at_k"]
     metrics = (
         summary

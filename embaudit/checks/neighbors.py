@@ -17,6 +17,7 @@ from embaudit.estimates import (
     combined_standard_error,
     crossed_standard_error,
 )
+from embaudit.knn import EXTERNAL_ROW
 from embaudit.model import Finding, Level, Status, TrainedWith
 
 #: The rescaling level whose overlap is EA301's headline value.
@@ -36,12 +37,25 @@ OVERLAP_ERROR = (
 )
 
 
-def overlap_summary(per_query: npt.NDArray[np.float64]) -> dict[str, Any]:
-    """Mean overlap@k over queries with its standard error (over the queries) and quantiles."""
+def query_population(data: AuditData) -> int | None:
+    """The rows the queries are drawn from when they are the corpus's clean rows (None with a
+    query file): as many queries as that are every row, and their mean carries no error."""
+    neighbors = data.neighbors
+    if neighbors is None or bool((neighbors.query_rows == EXTERNAL_ROW).any()):
+        return None
+    return data.stats.n_clean
+
+
+def overlap_summary(
+    per_query: npt.NDArray[np.float64], population: int | None = None
+) -> dict[str, Any]:
+    """Mean overlap@k over queries with its standard error (over the queries; none when they
+    are every one of the ``population`` rows they are drawn from) and quantiles."""
     n = len(per_query)
+    every_row = population is not None and n >= population
     return {
         "overlap_at_k": float(per_query.mean()),
-        "standard_error": bounded_mean_standard_error(per_query),
+        "standard_error": None if every_row else bounded_mean_standard_error(per_query),
         "p10": float(np.quantile(per_query, 0.1)),
         "p50": float(np.quantile(per_query, 0.5)),
         "queries": n,
@@ -215,16 +229,15 @@ def canonical_gauge(data: AuditData, threshold: float) -> Finding:
     neighbors = data.neighbors
     if neighbors is None or neighbors.k == 0 or not len(neighbors.canonical):
         return Finding(Status.SKIP, None, SKIP)
-    summary = overlap_summary(neighbors.canonical)
+    summary = overlap_summary(neighbors.canonical, query_population(data))
     value = summary["overlap_at_k"]
     dead = np.flatnonzero(neighbors.canonical_scale == 0)
     query_error = summary["standard_error"]
     # The scale is estimated too (unless from every row): its error joins the queries'.
     scale_error = canonical_scale_error(neighbors.canonical, neighbors.canonical_jitter)
-    if query_error is not None:
-        summary["standard_error"] = combined_standard_error(
-            (query_error, len(neighbors.canonical) - 1), scale_error
-        )
+    if query_error is not None or scale_error is not None:
+        queries = None if query_error is None else (query_error, len(neighbors.canonical) - 1)
+        summary["standard_error"] = combined_standard_error(queries, scale_error)
     metrics = summary | {
         "query_error": query_error,
         "scale_error": None if scale_error is None else scale_error[0],
@@ -261,7 +274,7 @@ def _agreement(
     if neighbors is None or neighbors.k == 0:
         return Finding(Status.SKIP, None, SKIP)
     other = pair[1]
-    summary = overlap_summary(neighbors.overlap[pair])
+    summary = overlap_summary(neighbors.overlap[pair], query_population(data))
     value = summary["overlap_at_k"]
     metrics = summary | {"k": neighbors.k, "top1_differs": neighbors.top1_differs[pair]}
     metrics["by_k"] = {str(j): v for j, v in neighbors.by_k[pair].items()}

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from embaudit.checks.base import AuditData, register
-from embaudit.checks.neighbors import SKIP, overlap_summary
+from embaudit.checks.neighbors import SKIP, overlap_summary, query_population
 from embaudit.model import Finding, Status
 
 
@@ -48,7 +48,7 @@ def truncation(data: AuditData, threshold: float) -> Finding:
         return Finding(Status.SKIP, None, SKIP)
     d = data.stats.d
     rows = [
-        {"m": m} | overlap_summary(per_query)
+        {"m": m} | overlap_summary(per_query, query_population(data))
         for m, per_query in sorted(neighbors.truncation.items())
     ]
     smallest = rows[0]

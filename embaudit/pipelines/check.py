@@ -152,10 +152,12 @@ def _judge(
     results = {check.code: check for check in checks}
     pending = [check.code for check in checks if _undecided(check, data)]
     sampling, rounds, grew, again = options.sampling, 0, list(pending), measured
+    # Queries are drawn from the query file's rows when there is one, else from the corpus's.
+    query_rows = queries.n if queries is not None else measured.stats.n_clean
     while pending and rounds < MAX_ROUNDS:
         if not any(_on_index(code) for code in pending):
             built = None  # no round searches the index again: it is not kept through them
-        grown = _grown(sampling, pending, options.sampling, measured.stats.n_clean)
+        grown = _grown(sampling, pending, options.sampling, measured.stats.n_clean, query_rows)
         if grown is None:
             break
         sampling, rounds = grown, rounds + 1
@@ -216,16 +218,21 @@ def _undecided(check: CheckResult, data: AuditData) -> bool:
     return spec.measure(data, low).status != spec.measure(data, high).status
 
 
-def _grown(sampling: Sampling, codes: list[str], first: Sampling, n: int) -> Sampling | None:
+def _grown(
+    sampling: Sampling, codes: list[str], first: Sampling, n: int, query_rows: int | None = None
+) -> Sampling | None:
     """``sampling`` with the sizes the checks ``codes`` rest on doubled, each at most
-    2**MAX_ROUNDS times its size in ``first`` and the queries at most the rows there are; None
-    when nothing can grow."""
+    2**MAX_ROUNDS times its size in ``first``, the sample at most the ``n`` clean rows and the
+    queries at most the rows they are drawn from (``query_rows``: a query file's, else ``n``);
+    None when nothing can grow."""
     fields = {name for code in codes for name in REGISTRY[code].samples}
     changes: dict[str, Any] = {}
     for name in sorted(fields):
         current = getattr(sampling, name)
         limit = getattr(first, name) * 2**MAX_ROUNDS
-        if name in ("queries", "gauge_queries", "sample"):
+        if name in ("queries", "gauge_queries"):
+            limit = min(limit, n if query_rows is None else query_rows)  # every row there is
+        elif name == "sample":
             limit = min(limit, n)  # every row: a larger draw is the same draw
         if min(2 * current, limit) > current:
             changes[name] = min(2 * current, limit)
