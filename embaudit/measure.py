@@ -380,36 +380,34 @@ def measure(
     # The corpus rows drawn before the pass (the queries or EA503's floor rows, and the rows
     # of the canonical gauge) are read together: a parquet file's row groups once. A pass
     # that searches nothing (a later round for the sample alone) reads none of them.
-    searched = not wanted.isdisjoint(_SEARCHED)
-    corpus_rng = query_rng if queries_from is None else floor_rng
-    take = read_ahead(
-        source,
-        np.concatenate(
-            [
-                first_positions(n, sampling.queries, corpus_rng),
-                first_positions(n, sampling.sample, scale_rng),
-            ]
-        )
-        if searched
-        else np.empty(0, np.int64),
-        engine.take,
-    )
     external = None
-    if not searched:
-        query_rows, queries = np.empty(0, np.int64), np.empty((0, d))
-        scale_positions, scale_rows = np.empty(0, np.int64), np.empty((0, d))
-    elif queries_from is None:
-        query_rows, queries, _ = draw_clean_rows(source, sampling.queries, query_rng, take)
-    else:
-        drawn, queries, _ = draw_clean_rows(queries_from, sampling.queries, query_rng)
-        floor_rows, floor_queries, _ = draw_clean_rows(source, sampling.queries, floor_rng, take)
-        external = _External(queries_from, drawn, len(floor_rows))
-        query_rows = np.concatenate([np.full(len(drawn), EXTERNAL_ROW), floor_rows])
-        queries = np.concatenate([queries, floor_queries])
-    if searched:
+    query_rows, queries = np.empty(0, np.int64), np.empty((0, d))
+    scale_positions, scale_rows = np.empty(0, np.int64), np.empty((0, d))
+    if not wanted.isdisjoint(_SEARCHED):
+        corpus_rng = query_rng if queries_from is None else floor_rng
+        take = read_ahead(
+            source,
+            np.concatenate(
+                [
+                    first_positions(n, sampling.queries, corpus_rng),
+                    first_positions(n, sampling.sample, scale_rng),
+                ]
+            ),
+            engine.take,
+        )
+        if queries_from is None:
+            query_rows, queries, _ = draw_clean_rows(source, sampling.queries, query_rng, take)
+        else:
+            drawn, queries, _ = draw_clean_rows(queries_from, sampling.queries, query_rng)
+            floor_rows, floor_queries, _ = draw_clean_rows(
+                source, sampling.queries, floor_rng, take
+            )
+            external = _External(queries_from, drawn, len(floor_rows))
+            query_rows = np.concatenate([np.full(len(drawn), EXTERNAL_ROW), floor_rows])
+            queries = np.concatenate([queries, floor_queries])
         # The canonical gauge standardizes the corpus's columns, estimated on `sample` rows.
         scale_positions, scale_rows, _ = draw_clean_rows(source, sampling.sample, scale_rng, take)
-    del take  # its rows read ahead are not kept through the pass
+        del take  # its rows read ahead are not kept through the pass
     timings["queries"] = time.perf_counter() - started
     gauges = gauge_scales(d, sampling.gauge_levels, sampling.gauge_draws, gauge_rng)
     search: NeighborSearch | None = None
@@ -703,7 +701,7 @@ def _rogue(
     error = pair_r2_standard_error(
         cosines[keep], without, first[keep], second[keep], rows_sampled=not complete
     )
-    return rogue, r2, None if np.isnan(r2) else error
+    return rogue, r2, error  # None where a cosine is constant (r^2 NaN) or below 3 pairs
 
 
 def _reference(
