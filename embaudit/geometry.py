@@ -181,21 +181,35 @@ def knn_from_distances(distances: Floats, k: int) -> Ints:
     return order.astype(np.int64)
 
 
-def cosine_knn_graph(unit: Floats, k: int, block: int = 2048, following: bool = False) -> Ints:
-    """Each unit row's k most cosine-similar other rows, computed blockwise, in no particular
-    order; with ``following``, and in one more column the (k + 1)-th (when m > k + 1: a
-    leave-one-out of the graph needs it). (m, d) -> (m, k) or (m, k + 1)."""
+def cosine_knn_graph(unit: Floats, k: int, block: int = 512, following: bool = False) -> Ints:
+    """Each unit row's k most cosine-similar other rows, computed blockwise, nearest first;
+    with ``following``, and in one more column the (k + 1)-th (when m > k + 1: a
+    leave-one-out of the graph needs it). (m, d) -> (m, k) or (m, k + 1).
+
+    The float32 products propose ``width + RERANK_MARGIN`` candidates per row, and their float64
+    cosines choose among them: rows within float32 rounding of each other are ranked by their
+    exact cosines, not by how a processor's kernel happened to round (the graph, and EA501's
+    figures, would otherwise differ from one machine to another)."""
     m = unit.shape[0]
     k = min(k, m - 1)
     width = k + 1 if following and k + 1 <= m - 1 else k
-    single = unit.astype(np.float32)
+    proposed = min(width + RERANK_MARGIN, m - 1)
+    wide = np.asarray(unit, dtype=np.float64)
+    single = wide.astype(np.float32)
     out = np.empty((m, width), dtype=np.int64)
     for start in range(0, m, block):
         sims = single[start : start + block] @ single.T
         rows = np.arange(start, min(start + block, m))
         sims[rows - start, rows] = -np.inf
-        out[start : start + block] = np.argpartition(-sims, width - 1, axis=1)[:, :width]
+        candidates = np.argpartition(-sims, proposed - 1, axis=1)[:, :proposed]
+        exact = np.einsum("ij,ikj->ik", wide[rows], wide[candidates])
+        best = np.argsort(-exact, axis=1, kind="stable")[:, :width]
+        out[start : start + block] = np.take_along_axis(candidates, best, axis=1)
     return out
+
+
+#: Candidates beyond the k a row keeps, re-ranked in float64 (see cosine_knn_graph).
+RERANK_MARGIN = 4
 
 
 def isotropic_sample(m: int, d: int, rng: np.random.Generator) -> Floats:

@@ -260,7 +260,10 @@ class NeighborSearch:
         gauge cosine, from the chunk's unit rows."""
         row_factor: list[Floats | None] = [None] * len(self.blocks)
         if self._gauge_blocks:
-            gauged = np.square(unit) @ self._gauge_squares  # (rows, gauge blocks)
+            gauged = np.empty((len(unit), len(self._gauge_blocks)), dtype=np.float32)
+            for first in range(0, len(unit), TILE):  # squares of TILE rows stay in the cache
+                rows = slice(first, first + TILE)
+                np.matmul(np.square(unit[rows]), self._gauge_squares, out=gauged[rows])
             for index, b in enumerate(self._gauge_blocks):
                 # A row with nothing outside the dimensions a gauge zeroes has a product of
                 # exactly 0 with every gauged query, so it scores 0 under that gauge whatever

@@ -175,11 +175,19 @@ class Geometry:
 def _cosine_change(sample: Geometry, gauges: list[tuple[float, Floats]]) -> dict[float, float]:
     """Mean |cos_D - cos| of the sample's pairs per rescaling level, over its draws."""
     first, second = sample.pairs
+    if not gauges or not len(first):
+        return {s: float("nan") for s, _ in gauges}
+    # Every gauge at once: cos_D(u, v) = sum_i u_i v_i D_i^2 / (|u D| |v D|), from the unit rows
+    # (a cosine does not change when a row is scaled), one product per pair and per row.
+    unit = geometry.unit_rows(sample.rows)
+    squares = np.stack([scale**2 for _, scale in gauges], axis=1)  # (d, gauges)
+    gauged_norms = np.sqrt((unit * unit) @ squares)  # (rows, gauges); D > 0: no zero
+    products = (unit[first] * unit[second]) @ squares  # (pairs, gauges)
+    rescaled = products / (gauged_norms[first] * gauged_norms[second])
+    shift = np.abs(rescaled - sample.pair_cosines[:, None]).mean(axis=0)
     change: dict[float, list[float]] = {}
-    for s, scale in gauges:
-        unit = geometry.unit_rows(sample.rows * scale)
-        rescaled = geometry.pair_cosines(unit, first, second)
-        change.setdefault(s, []).append(float(np.mean(np.abs(rescaled - sample.pair_cosines))))
+    for (s, _), value in zip(gauges, shift.tolist(), strict=True):
+        change.setdefault(s, []).append(value)
     return {s: float(np.mean(v)) for s, v in change.items()}
 
 

@@ -10,10 +10,9 @@ of values near 1e30 or 1e-30 stay finite).
 from __future__ import annotations
 
 import hashlib
-import queue
 import threading
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -24,6 +23,8 @@ from embaudit.sources import Chunk, EmbeddingSource, Fragment
 
 #: How many offending rows a finding lists; the count is always complete.
 ROW_LIST_CAP = 20
+#: Bytes of float64 rows folded at a time within a chunk (see _FragmentFolder.reduce).
+FOLD_BYTES = 2**20
 #: Candidate duplicate rows fetched at a time for exact verification.
 _VERIFY_BATCH = 8192
 #: A dimension is dead when its standard deviation is at most this share of the root mean square
@@ -216,57 +217,7 @@ class CleanRows:
     rows_read: int = 0  # rows of the chunk, clean or not
 
 
-_DONE = object()
-
-
-def _pipelined(
-    chunks: Iterator[Chunk], reduce: Callable[[Chunk], CleanRows], depth: int = 1
-) -> Iterator[CleanRows]:
-    """``reduce`` each chunk on a worker thread, at most ``depth`` chunks ahead; yield in order.
-
-    An exception on the worker (a corrupt file, say) is raised here, in the caller's thread.
-    """
-    results: queue.Queue[Any] = queue.Queue(maxsize=depth)
-    stop = threading.Event()
-    worker = threading.Thread(
-        target=_reduce_all, args=(chunks, reduce, results, stop), name="embaudit-scan", daemon=True
-    )
-    worker.start()
-    try:
-        while (item := results.get()) is not _DONE:
-            if isinstance(item, BaseException):
-                raise item
-            yield item
-    finally:
-        stop.set()
-        while worker.is_alive():  # unblock a worker waiting on a full queue
-            try:
-                results.get_nowait()
-            except queue.Empty:
-                worker.join(timeout=0.01)
-
-
-def _reduce_all(
-    chunks: Iterator[Chunk],
-    reduce: Callable[[Chunk], CleanRows],
-    results: queue.Queue[Any],
-    stop: threading.Event,
-) -> None:
-    """The worker of :func:`_pipelined`: puts each reduced chunk on ``results`` until ``stop`` is
-    set, then :data:`_DONE`; an exception is put there instead, for the caller to raise."""
-    try:
-        for chunk in chunks:
-            if stop.is_set():
-                return
-            clean = reduce(chunk)
-            results.put(replace(clean, rows_read=chunk.stop - chunk.start))
-    except BaseException as error:  # handed to the caller
-        results.put(error)
-        return
-    results.put(_DONE)
-
-
-#: Called with the clean rows of every chunk, in row order within a fragment.
+#: Called with the clean rows of the chunks one worker of a pass takes, in row order.
 ChunkConsumer = Callable[[CleanRows], None]
 
 
@@ -305,7 +256,7 @@ def fold_fragment(
     source: EmbeddingSource,
     fragment: Fragment,
     *,
-    consumers: Sequence[ChunkConsumer] = (),
+    consumers: Sequence[Sequence[ChunkConsumer]] = ((),),
     chunk_rows: int | None = None,
     on_chunk: Callable[[int], None] | None = None,
     statistics: bool = True,
@@ -313,24 +264,108 @@ def fold_fragment(
     """Read one fragment and compute its mergeable statistics (None without ``statistics``:
     only the clean rows the consumers see).
 
-    ``consumers`` see the clean rows of every chunk in the same pass (the kNN search, the sample
-    collector), so the data is read once whatever is measured. ``on_chunk`` gets the number of
-    rows read.
+    ``consumers`` holds one list of consumers per worker: the kNN search and the sample
+    collector of that worker, which see the clean rows of the chunks it takes, in row order
+    (each worker's own search and collector merge with the others' afterwards). With more than
+    one worker, each runs on its own thread and takes the next chunk as it comes free (numpy
+    and the float32 products release the GIL): every core reads, folds and searches. A chunk's
+    statistics are folded into the fragment's in row order whatever worker computed them, so
+    the result depends neither on the number of workers nor on their timing. The data is read
+    once whatever is measured. ``on_chunk`` gets the number of rows of each chunk done.
     """
-    folder = _FragmentFolder(source, fragment, keep_unit=bool(consumers), statistics=statistics)
-    # The statistics of chunk i+1 are computed on a second thread while the consumers work on
-    # chunk i (numpy releases the GIL): both cores stay busy. Chunks are folded and consumed in
-    # order, so the result does not depend on timing.
-    read = 0
-    for clean in _pipelined(source.read(fragment, chunk_rows), folder):
-        for consume in consumers:
-            consume(clean)
-        read += clean.rows_read
-        if on_chunk is not None:
-            on_chunk(int(clean.rows_read))
-    if read != fragment.n:  # a reader that yields fewer rows than it promised is a bug
-        raise RuntimeError(f"fragment {fragment.index}: read {read} of {fragment.n} rows")
+    folder = _FragmentFolder(
+        source, fragment, keep_unit=any(map(len, consumers)), statistics=statistics
+    )
+    order = _InOrder(source.read(fragment, chunk_rows), folder, on_chunk)
+    if len(consumers) == 1:
+        order.work(consumers[0])
+    else:
+        threads = [
+            threading.Thread(target=order.work, args=(own,), name=f"embaudit-pass-{i}", daemon=True)
+            for i, own in enumerate(consumers)
+        ]
+        for thread in threads:
+            thread.start()
+        try:
+            for thread in threads:
+                thread.join()
+        except BaseException as error:  # Ctrl-C: the workers stop at their next chunk
+            order.stop(error)
+            raise
+    if order.failure is not None:
+        raise order.failure
+    if order.read != fragment.n:  # a reader that yields fewer rows than it promised is a bug
+        raise RuntimeError(f"fragment {fragment.index}: read {order.read} of {fragment.n} rows")
     return folder.finished() if statistics else None
+
+
+class _InOrder:
+    """The chunks of one fragment shared out among workers: each worker takes the next chunk
+    under a lock, reduces it (:meth:`_FragmentFolder.reduce`) and feeds its consumers; the
+    chunks' statistics are folded in row order as they become ready. The first exception of
+    any worker stops the others (at their next chunk) and is kept in ``failure``."""
+
+    def __init__(
+        self,
+        chunks: Iterator[Chunk],
+        folder: _FragmentFolder,
+        on_chunk: Callable[[int], None] | None,
+    ) -> None:
+        self.chunks, self.folder, self.on_chunk = chunks, folder, on_chunk
+        self.lock = threading.Lock()
+        self.taken = 0  # chunks handed out
+        self.folded = 0  # chunks folded, in order
+        self.ready: dict[int, _ChunkPart] = {}
+        self.read = 0
+        self.failure: BaseException | None = None
+
+    def work(self, consumers: Sequence[ChunkConsumer]) -> None:
+        try:
+            while True:
+                with self.lock:
+                    if self.failure is not None:
+                        return
+                    chunk = next(self.chunks, None)
+                    index, self.taken = self.taken, self.taken + 1
+                    # Widened before the next chunk is read: a memory-mapped reader drops a
+                    # chunk's pages then, and a later touch would fault them back in for good.
+                    wide = None if chunk is None else chunk.values.astype(np.float64)
+                if chunk is None or wide is None:
+                    return
+                part, clean = self.folder.reduce(chunk.start, wide)
+                for consume in consumers:
+                    consume(clean)
+                with self.lock:
+                    self.ready[index] = part
+                    while self.folded in self.ready:
+                        self.folder.fold(self.ready.pop(self.folded))
+                        self.folded += 1
+                    self.read += chunk.stop - chunk.start
+                    if self.on_chunk is not None:
+                        self.on_chunk(chunk.stop - chunk.start)
+        except BaseException as error:  # raised by fold_fragment, in the caller's thread
+            self.stop(error)
+
+    def stop(self, error: BaseException) -> None:
+        """Keep the first ``error``; every worker stops before its next chunk."""
+        with self.lock:
+            if self.failure is None:
+                self.failure = error
+
+
+@dataclass
+class _ChunkPart:
+    """The statistics of one chunk, before they are folded into its fragment's."""
+
+    rows: slice  # the chunk's rows within the fragment
+    norms: Floats
+    non_finite: Rows  # global positions
+    nan_rows: int
+    clean_rows: npt.NDArray[np.bool_]
+    moments: Moments | None = None  # None without statistics
+    unit_sum: Floats | None = None
+    unit_sq_sum: Floats | None = None
+    hashes: npt.NDArray[np.uint64] | None = None
 
 
 class _FragmentFolder:
@@ -363,35 +398,68 @@ class _FragmentFolder:
             unit_sq_sum=np.zeros(d),
         )
 
-    def __call__(self, chunk: Chunk) -> CleanRows:
-        """Fold one chunk into the statistics; return its clean rows for the consumers."""
-        part, values = self.part, chunk.values
-        rows = slice(chunk.start - self.start, chunk.stop - self.start)
-        wide = values.astype(np.float64)
+    def reduce(self, start: int, wide: Floats) -> tuple[_ChunkPart, CleanRows]:
+        """The statistics of the chunk of rows from ``start`` whose values, widened to float64,
+        are ``wide``, and its clean rows for the consumers (any thread). float16 and float32
+        values widen exactly, so the float64 rows are equal exactly when the stored ones are."""
+        stop = start + len(wide)
         chunk_norms = row_norms(wide)
         # A NaN or an Inf makes the row's norm NaN or Inf (row_norms rescales only finite rows),
         # and a float64 row whose norm exceeds the float64 range is as unusable as one with Inf.
         finite_rows = np.isfinite(chunk_norms)
-        if not finite_rows.all():
-            bad = np.flatnonzero(~finite_rows)
-            self.non_finite.append(chunk.start + bad)
-            part.nan_rows += int(np.isnan(values[bad]).any(axis=1).sum())
+        bad = np.flatnonzero(~finite_rows)
+        nan_rows = int(np.isnan(wide[bad]).any(axis=1).sum()) if len(bad) else 0
         chunk_norms[~finite_rows] = np.nan
-        part.norms[rows] = chunk_norms
         clean_rows = finite_rows & (chunk_norms >= self.tiny)
         all_clean = bool(clean_rows.all())
-        clean_values = values if all_clean else values[clean_rows]
         clean_wide = wide if all_clean else wide[clean_rows]
         clean_norms = chunk_norms[clean_rows]
-        unit = clean_wide / clean_norms[:, None]  # float64: the cosine sums must be exact
+        part = _ChunkPart(
+            slice(start - self.start, stop - self.start),
+            chunk_norms,
+            start + bad,
+            nan_rows,
+            clean_rows,
+        )
+        unit_rows = np.empty((len(clean_wide) if self.keep_unit else 0, self.d), np.float32)
+        moments, unit_sum, unit_sq_sum = Moments.empty(self.d), np.zeros(self.d), np.zeros(self.d)
+        hashes = np.empty(len(clean_wide) if self.statistics else 0, dtype=np.uint64)
+        if self.statistics or self.keep_unit:
+            # A few hundred rows at a time, which stay in the cache while every sum reads them
+            # (the whole chunk would be read from memory once per sum).
+            step = max(1, FOLD_BYTES // (8 * self.d))
+            for first in range(0, len(clean_wide), step):
+                rows = slice(first, first + step)
+                block = clean_wide[rows]
+                unit = block / clean_norms[rows, None]  # float64: the cosine sums must be exact
+                if self.keep_unit:
+                    unit_rows[rows] = unit
+                if self.statistics:
+                    moments = moments.merge(Moments.of(block))
+                    unit_sum += unit.sum(axis=0)
+                    unit_sq_sum += np.einsum("ij,ij->j", unit, unit)
+                    hashes[rows] = _hash_rows(block, self.weights)
         if self.statistics:
-            part.moments = part.moments.merge(Moments.of(clean_wide))
-            part.unit_sum += unit.sum(axis=0)
-            part.unit_sq_sum += np.einsum("ij,ij->j", unit, unit)
-            part.hashes[rows][clean_rows] = _hash_rows(clean_values, self.weights)
-        positions = chunk.start + np.flatnonzero(clean_rows)
-        unit_rows = unit.astype(np.float32) if self.keep_unit else np.empty((0, self.d), np.float32)
-        return CleanRows(positions, clean_wide, clean_norms, unit_rows)
+            part.moments, part.unit_sum, part.unit_sq_sum = moments, unit_sum, unit_sq_sum
+            part.hashes = hashes
+        positions = start + np.flatnonzero(clean_rows)
+        clean = CleanRows(positions, clean_wide, clean_norms, unit_rows, stop - start)
+        return part, clean
+
+    def fold(self, chunk: _ChunkPart) -> None:
+        """Fold one chunk's statistics into the fragment's; called in row order."""
+        part = self.part
+        part.norms[chunk.rows] = chunk.norms
+        if len(chunk.non_finite):
+            self.non_finite.append(chunk.non_finite)
+        part.nan_rows += chunk.nan_rows
+        if chunk.moments is not None:
+            assert chunk.unit_sum is not None and chunk.unit_sq_sum is not None
+            assert chunk.hashes is not None
+            part.moments = part.moments.merge(chunk.moments)
+            part.unit_sum += chunk.unit_sum
+            part.unit_sq_sum += chunk.unit_sq_sum
+            part.hashes[chunk.rows][chunk.clean_rows] = chunk.hashes
 
     def finished(self) -> PartStats:
         """The statistics of the fragment, once every chunk is folded."""
@@ -472,7 +540,7 @@ def scan(
     parts = []
     for fragment in source.fragments():
         part = fold_fragment(
-            source, fragment, consumers=consumers, chunk_rows=chunk_rows, on_chunk=on_chunk
+            source, fragment, consumers=[consumers], chunk_rows=chunk_rows, on_chunk=on_chunk
         )
         assert part is not None  # statistics were asked for
         parts.append(part)

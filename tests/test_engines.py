@@ -11,6 +11,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -22,13 +23,14 @@ import pytest
 import ray
 
 import embaudit
+from embaudit import engines as engines_module
 from embaudit.engines import LocalEngine, RayEngine, make_engine
 from embaudit.errors import IncompleteError, InputError, UsageError
 from embaudit.knn import Block, NeighborSearch, exact_lists
 from embaudit.measure import Sampling, measure
 from embaudit.sources import Chunk, Fragment, ParquetSource, open_source
 from embaudit.sources import parquet as parquet_module
-from embaudit.stats import CleanRows, clean_mask, row_norms, scan
+from embaudit.stats import CleanRows, clean_mask, fold_fragment, row_norms, scan
 
 D = 24
 
@@ -477,3 +479,83 @@ def test_cli_stdout_is_the_report_alone_when_ray_workers_print_and_die(
         assert "Started a local Ray instance" in done.stderr
     else:
         assert done.stderr == ""
+
+
+# The local engine's workers ------------------------------------------------------------------
+
+
+class _Seen:
+    """A consumer that records the rows it is given (and lets the other worker take a turn)."""
+
+    def __init__(self) -> None:
+        self.positions: list[np.ndarray] = []
+
+    def __call__(self, rows: CleanRows) -> None:
+        self.positions.append(rows.positions)
+        time.sleep(0.002)
+
+
+def test_workers_share_the_chunks_and_fold_the_statistics_of_one_worker() -> None:
+    """Two workers take the chunks in turn (each in row order); every clean row reaches exactly
+    one of them; the statistics, folded in row order, equal one worker's to the last bit."""
+    x = _vectors(3600)
+    source = open_source(x)
+    (fragment,) = source.fragments()
+    alone = fold_fragment(source, fragment, consumers=[[_Seen()]], chunk_rows=100)
+    seen = [_Seen(), _Seen()]
+    shared = fold_fragment(source, fragment, consumers=[[s] for s in seen], chunk_rows=100)
+    assert alone is not None and shared is not None
+    assert all(s.positions for s in seen)  # both workers searched
+    for s in seen:
+        starts = [int(p[0]) for p in s.positions]
+        assert starts == sorted(starts)
+    every = np.sort(np.concatenate([p for s in seen for p in s.positions]))
+    np.testing.assert_array_equal(every, np.flatnonzero(clean_mask(x, x.dtype)))
+    for name in ("norms", "hashes", "non_finite", "unit_sum", "unit_sq_sum"):
+        np.testing.assert_array_equal(getattr(shared, name), getattr(alone, name))
+    np.testing.assert_array_equal(shared.moments.m2, alone.moments.m2)
+    np.testing.assert_array_equal(shared.moments.mean, alone.moments.mean)
+    assert shared.nan_rows == alone.nan_rows == 1
+
+
+def test_an_error_in_one_worker_stops_the_pass_and_is_raised(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    source = open_source(_vectors(3600))
+    read = source.read
+
+    def failing(fragment: Fragment, chunk_rows: int | None = None) -> Iterator[Chunk]:
+        for index, chunk in enumerate(read(fragment, chunk_rows)):
+            if index == 5:
+                raise InputError("export.npy", "row 500 is torn")
+            yield chunk
+
+    monkeypatch.setattr(source, "read", failing)
+    (fragment,) = source.fragments()
+    seen = [_Seen(), _Seen()]
+    with pytest.raises(InputError, match="row 500 is torn"):
+        fold_fragment(source, fragment, consumers=[[s] for s in seen], chunk_rows=100)
+    assert sum(len(s.positions) for s in seen) <= 5
+
+
+@pytest.mark.parametrize("workers", [2, 3])
+def test_a_pass_on_several_workers_gives_the_report_of_one(workers: int) -> None:
+    x = _vectors(3600)
+    sampling = Sampling(queries=200, sample=1000)
+    one = embaudit.audit(x, engine=LocalEngine(workers=1), chunk_rows=128, sampling=sampling)
+    several = embaudit.audit(
+        x, engine=LocalEngine(workers=workers), chunk_rows=128, sampling=sampling
+    )
+    assert LocalEngine(workers=workers).workers == workers
+    assert _comparable(several) == _comparable(one)
+
+
+def test_the_local_engine_takes_a_worker_per_core_and_leaves_blas_the_rest(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(engines_module, "_cores", lambda: 2)
+    assert (LocalEngine().workers, LocalEngine().blas_threads) == (2, 1)
+    monkeypatch.setattr(engines_module, "_cores", lambda: 16)
+    assert (LocalEngine().workers, LocalEngine().blas_threads) == (engines_module.MAX_WORKERS, 4)
+    monkeypatch.setattr(engines_module, "_cores", lambda: 1)
+    assert (LocalEngine().workers, LocalEngine().blas_threads) == (1, 1)

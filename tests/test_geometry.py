@@ -8,6 +8,7 @@ from scipy.spatial.distance import squareform
 from scipy.stats import skew
 
 from embaudit.geometry import (
+    cosine_knn_graph,
     covariance_eigenvalues,
     effective_rank,
     hubness_from_neighbors,
@@ -87,3 +88,37 @@ def test_rogue_contributions_sum_to_the_mean_cosine_of_distinct_pairs():
         (pairwise_dim0.sum() - np.trace(pairwise_dim0)) / (40 * 39), rel=1e-12
     )
     assert cc.argmax() == 0
+
+
+def _rows_with_cosines(cosines: np.ndarray, d: int, rng: np.random.Generator) -> np.ndarray:
+    """Unit rows whose cosine with e_0 is ``cosines`` (float64)."""
+    other = rng.standard_normal((len(cosines), d))
+    other[:, 0] = 0
+    other /= np.linalg.norm(other, axis=1, keepdims=True)
+    rows = np.sqrt(1 - cosines**2)[:, None] * other
+    rows[:, 0] = cosines
+    return rows
+
+
+def test_knn_graph_ranks_rows_within_float32_rounding_by_their_exact_cosines():
+    """Six rows whose cosines with the first row differ by 1e-9 (one float32 value: a product
+    in float32 cannot tell them apart, and which three it keeps depends on how the processor's
+    kernel rounds) and forty far ones: the graph keeps the three of largest exact cosine,
+    nearest first."""
+    rng = np.random.default_rng(0)
+    d = 64
+    near = 0.5 + np.arange(6) * 1e-9
+    cosines = np.concatenate([near[::2], near[1::2], rng.uniform(-0.2, 0.2, 40)])[::-1]
+    first = np.zeros((1, d))
+    first[0, 0] = 1.0
+    unit = np.vstack([first, _rows_with_cosines(cosines, d, rng)])
+    exact = unit[1:] @ unit[0]
+    expected = 1 + np.argsort(-exact, kind="stable")[:3]
+    single = unit.astype(np.float32)
+    scores = single[0] @ single.T
+    assert len(np.unique(scores[expected])) == 1  # float32 sees one value
+    scores[0] = -np.inf
+    assert set(np.argpartition(-scores, 2)[:3]) != set(expected)  # and keeps other rows
+    np.testing.assert_array_equal(cosine_knn_graph(unit, 3)[0], expected)
+    extended = cosine_knn_graph(unit, 3, following=True)[0]
+    np.testing.assert_array_equal(extended, 1 + np.argsort(-exact, kind="stable")[:4])
