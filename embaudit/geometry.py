@@ -186,14 +186,16 @@ def cosine_knn_graph(unit: Floats, k: int, block: int = 512, following: bool = F
     with ``following``, and in one more column the (k + 1)-th (when m > k + 1: a
     leave-one-out of the graph needs it). (m, d) -> (m, k) or (m, k + 1).
 
-    The float32 products propose ``width + RERANK_MARGIN`` candidates per row, and their float64
-    cosines choose among them: rows within float32 rounding of each other are ranked by their
-    exact cosines, not by how a processor's kernel happened to round (the graph, and EA501's
-    figures, would otherwise differ from one machine to another)."""
-    m = unit.shape[0]
+    The float32 products propose ``width + RERANK_MARGIN`` candidates per row; where two of a
+    row's first ``width + 1`` lie within float32 rounding of each other, their float64 cosines
+    rank them: such rows are ranked by their exact cosines, not by how a processor's kernel
+    happened to round (the graph, and EA501's figures, would otherwise differ from one machine
+    to another)."""
+    m, d = unit.shape
     k = min(k, m - 1)
     width = k + 1 if following and k + 1 <= m - 1 else k
     proposed = min(width + RERANK_MARGIN, m - 1)
+    tie = RERANK_ULPS * np.sqrt(d) * 2.0**-24  # float32 rounding of a cosine
     wide = np.asarray(unit, dtype=np.float64)
     single = wide.astype(np.float32)
     out = np.empty((m, width), dtype=np.int64)
@@ -202,14 +204,24 @@ def cosine_knn_graph(unit: Floats, k: int, block: int = 512, following: bool = F
         rows = np.arange(start, min(start + block, m))
         sims[rows - start, rows] = -np.inf
         candidates = np.argpartition(-sims, proposed - 1, axis=1)[:, :proposed]
-        exact = np.einsum("ij,ikj->ik", wide[rows], wide[candidates])
-        best = np.argsort(-exact, axis=1, kind="stable")[:, :width]
-        out[start : start + block] = np.take_along_axis(candidates, best, axis=1)
+        scores = np.take_along_axis(sims, candidates, axis=1)
+        order = np.argsort(-scores, axis=1, kind="stable")
+        candidates = np.take_along_axis(candidates, order, axis=1)
+        scores = np.take_along_axis(scores, order, axis=1)[:, : width + 1]
+        close = np.flatnonzero((scores[:, :-1] - scores[:, 1:] <= tie).any(axis=1))
+        if len(close):
+            near = candidates[close]
+            exact = np.einsum("ij,ikj->ik", wide[rows[close]], wide[near])
+            best = np.argsort(-exact, axis=1, kind="stable")
+            candidates[close] = np.take_along_axis(near, best, axis=1)
+        out[start : start + block] = candidates[:, :width]
     return out
 
 
-#: Candidates beyond the k a row keeps, re-ranked in float64 (see cosine_knn_graph).
-RERANK_MARGIN = 4
+#: Candidates beyond the k a row keeps, re-ranked in float64 where float32 ties them, and the
+#: cosine difference counted as a tie, in units of sqrt(d) float32 roundings (see
+#: cosine_knn_graph).
+RERANK_MARGIN, RERANK_ULPS = 4, 8.0
 
 
 def isotropic_sample(m: int, d: int, rng: np.random.Generator) -> Floats:

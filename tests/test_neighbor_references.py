@@ -19,7 +19,7 @@ import pytest
 
 from embaudit import audit, compare_knn
 from embaudit.knn import Block, NeighborSearch, exact_lists
-from embaudit.measure import Sampling, gauge_scales, measure
+from embaudit.measure import SCALE_ROWS_PER_SAMPLE, Sampling, gauge_scales, measure
 from embaudit.sources import open_source
 from tests.exports import encoder_like, lognormal_norms
 from tests.test_knn import _search
@@ -334,6 +334,23 @@ def test_ea302_leaves_constant_columns_out_and_equals_brute_force(dtype):
     )
     assert_between(neighbors.canonical, low, high)
     assert check.value == pytest.approx(neighbors.canonical.mean(), abs=1e-15)
+
+
+def test_ea302_estimates_its_scale_on_four_times_the_sample_and_jitters_it_unless_exact():
+    """The canonical gauge's rows: SCALE_ROWS_PER_SAMPLE times ``sample`` distinct clean rows,
+    with the jitter of its estimation error; every row (and no jitter) once that reaches n."""
+    x = make("encoder")
+    assert SCALE_ROWS_PER_SAMPLE == 4
+    for sample, rows, draws in ((100, 400, 3), (300, 1200, 3), (375, 1500, 0), (400, 1500, 0)):
+        sampling = Sampling(queries=200, gauge_queries=40, sample=sample, pairs=500)
+        neighbors = measured(x, sampling=sampling)
+        assert len(np.unique(neighbors.canonical_rows)) == len(neighbors.canonical_rows) == rows
+        assert len(neighbors.canonical_jitter) == draws
+        wide = x.astype(np.float64)
+        std = wide[neighbors.canonical_rows].std(axis=0)
+        live = neighbors.canonical_scale > 0
+        ratio = neighbors.canonical_scale[live] * std[live]  # unit std up to one factor
+        np.testing.assert_allclose(ratio, ratio[0], rtol=1e-9)
 
 
 def test_ea302_of_a_rescaled_export_is_that_of_the_export():

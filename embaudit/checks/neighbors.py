@@ -195,8 +195,8 @@ def gauge_sensitivity(data: AuditData, threshold: float) -> Finding:
     what=(
         "Computes the overlap@k between the cosine kNN of X and of X with every live column "
         "scaled to unit standard deviation (column standard deviations estimated on a sample of "
-        "the corpus's rows, as many as --sample). Its standard_error combines the queries' "
-        "error (query_error) with the scale's own (scale_error): the root mean square "
+        "the corpus's rows, four times as many as --sample). Its standard_error combines the "
+        "queries' error (query_error) with the scale's own (scale_error): the root mean square "
         "of how far the value moves when the estimated scale is jittered once more by its own "
         "estimation error (each column's log std moved by N(0, v), v = (m4/m2^2 - 1)/(4m), the "
         "delta-method variance on the m rows; 3 draws), which is how far, in distribution, the "
