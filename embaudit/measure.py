@@ -207,7 +207,8 @@ class Neighbors:
     #: error (:func:`scale_jitter`): how far one more such error moves the value, which is how
     #: far the estimated scale may have moved it from that of the exact one (EA302's error).
     canonical_jitter: list[Floats] = field(default_factory=list)
-    #: The corpus rows the canonical gauge's column scales are estimated on.
+    #: The corpus rows the canonical gauge's column scales are estimated on (none in a later
+    #: round: its scales are those of every clean row, from the first pass's statistics).
     canonical_rows: Ints = field(default_factory=lambda: np.zeros(0, np.int64), repr=False)
     truncation: dict[int, Floats] = field(default_factory=dict)  # M -> per-query overlap@k
     hygiene: QueryHygiene | None = None  # nearest and mean cosines per query (EA005, EA206, EA503)
@@ -309,8 +310,14 @@ def canonical_scale(rows: Floats, dead_ratio: float = DEAD_RATIO) -> Floats:
     so X D' D_c = X D_c. (m, d) -> (d,)
     """
     std = rows.std(axis=0)
-    dead = dead_dimension_mask(std, coordinate_rms(row_norms(rows), rows.shape[1]), dead_ratio)
-    scale = np.zeros(rows.shape[1])
+    return scale_of_spread(std, coordinate_rms(row_norms(rows), rows.shape[1]), dead_ratio)
+
+
+def scale_of_spread(std: Floats, rms_coordinate: float, dead_ratio: float = DEAD_RATIO) -> Floats:
+    """:func:`canonical_scale` from the columns' standard deviations and the root mean square
+    coordinate of the rows they are measured on (a sample's, or every row's from the pass)."""
+    dead = dead_dimension_mask(std, rms_coordinate, dead_ratio)
+    scale = np.zeros(len(std))
     if not dead.all():
         scale[~dead] = 1.0 / std[~dead]
         scale /= scale.max()
@@ -396,7 +403,10 @@ def measure(
     external = None
     query_rows, queries = np.empty(0, np.int64), np.empty((0, d))
     scale_positions, scale_rows = np.empty(0, np.int64), np.empty((0, d))
-    scale_count = SCALE_ROWS_PER_SAMPLE * sampling.sample
+    # A later round's canonical gauge is every row's: the first pass's column statistics
+    # (finite unless values beyond ~1e154 overflowed their squares) give it exactly.
+    exact_scale = previous is not None and bool(np.isfinite(previous.stats.moments.std).all())
+    scale_count = 0 if exact_scale else SCALE_ROWS_PER_SAMPLE * sampling.sample
     if not wanted.isdisjoint(_SEARCHED):
         corpus_rng = query_rng if queries_from is None else floor_rng
         take = read_ahead(
@@ -404,7 +414,9 @@ def measure(
             np.concatenate(
                 [
                     first_positions(n, sampling.queries, corpus_rng),
-                    first_positions(n, scale_count, scale_rng),
+                    first_positions(n, scale_count, scale_rng)
+                    if scale_count
+                    else np.empty(0, np.int64),
                 ]
             ),
             engine.take,
@@ -420,7 +432,9 @@ def measure(
             query_rows = np.concatenate([np.full(len(drawn), EXTERNAL_ROW), floor_rows])
             queries = np.concatenate([queries, floor_queries])
         # The canonical gauge standardizes the corpus's columns, estimated on `sample` rows.
-        scale_positions, scale_rows, _ = draw_clean_rows(source, scale_count, scale_rng, take)
+        if scale_count:
+            drawn_scale = draw_clean_rows(source, scale_count, scale_rng, take)
+            scale_positions, scale_rows, _ = drawn_scale
         del take  # its rows read ahead are not kept through the pass
     timings["queries"] = time.perf_counter() - started
     gauges = gauge_scales(d, sampling.gauge_levels, sampling.gauge_draws, gauge_rng)
@@ -429,12 +443,17 @@ def measure(
     # The queries the checks read: the query file's, when the corpus's follow them.
     own = len(query_rows) if external is None else len(external.rows)
     canonical = np.zeros(d)
-    if own and len(scale_rows) and k < n - 1:
+    if own and (exact_scale or len(scale_rows)) and k < n - 1:
         gauge_queries = min(sampling.gauge_queries, own)
-        # Scale-free statistics are computed on rows divided by one power of two (exact), so
-        # that squares of values near 1e±30 (float32) or 1e±200 (float64) stay in range.
-        scale_rows = scale_rows * geometry.pow2_scale(row_norms(scale_rows))
-        canonical = canonical_scale(scale_rows, dead_ratio)
+        if exact_scale:
+            assert previous is not None
+            every_row = previous.stats
+            canonical = scale_of_spread(every_row.moments.std, every_row.rms_coordinate, dead_ratio)
+        else:
+            # Scale-free statistics are computed on rows divided by one power of two (exact), so
+            # that squares of values near 1e±30 (float32) or 1e±200 (float64) stay in range.
+            scale_rows = scale_rows * geometry.pow2_scale(row_norms(scale_rows))
+            canonical = canonical_scale(scale_rows, dead_ratio)
         every = external is not None or not wanted.isdisjoint(("lists", "truncation"))
         base = len(query_rows) if every else gauge_queries
         blocks = [Block(BASE_BLOCK, base)]
@@ -442,12 +461,13 @@ def measure(
             blocks += [Block(f"{GAUGE_BLOCK}{s:g}", gauge_queries, scale) for s, scale in gauges]
         if "canonical" in wanted:
             blocks.append(Block(CANONICAL_BLOCK, gauge_queries, canonical))
-            # A scale estimated on every row is exact: nothing to jitter.
-            draws = JITTER_DRAWS if scale_count < n else 0
-            blocks += [
-                Block(f"{JITTER_BLOCK} {r}", gauge_queries, scale)
-                for r, scale in enumerate(scale_jitter(scale_rows, canonical, jitter_rng, draws))
-            ]
+            # A scale of every row is exact: nothing to jitter.
+            if 0 < scale_count < n:
+                jittered = scale_jitter(scale_rows, canonical, jitter_rng, JITTER_DRAWS)
+                blocks += [
+                    Block(f"{JITTER_BLOCK} {r}", gauge_queries, scale)
+                    for r, scale in enumerate(jittered)
+                ]
         if "truncation" in wanted:
             blocks += [Block(f"truncate {m}", own, truncation_scale(d, m)) for m in truncate]
         search = NeighborSearch(queries[:base], query_rows[:base], k, blocks)

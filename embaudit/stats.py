@@ -369,8 +369,9 @@ class _ChunkPart:
 
 
 class _FragmentFolder:
-    """Folds the chunks of one fragment, one call per chunk in row order, into the fragment's
-    :class:`PartStats`, and returns each chunk's clean rows for the consumers. ``keep_unit``:
+    """The statistics of one fragment: :meth:`reduce` computes a chunk's (on any thread) and its
+    clean rows for the consumers, :meth:`fold` adds them to the fragment's :class:`PartStats`,
+    chunk after chunk in row order. ``keep_unit``:
     whether the clean rows carry their unit rows (someone consumes them)."""
 
     def __init__(

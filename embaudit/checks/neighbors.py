@@ -195,8 +195,10 @@ def gauge_sensitivity(data: AuditData, threshold: float) -> Finding:
     what=(
         "Computes the overlap@k between the cosine kNN of X and of X with every live column "
         "scaled to unit standard deviation (column standard deviations estimated on a sample of "
-        "the corpus's rows, four times as many as --sample). Its standard_error combines the "
-        "queries' error (query_error) with the scale's own (scale_error): the root mean square "
+        "the corpus's rows, four times as many as --sample; when EA302 is measured again, "
+        "undecided, those of every row, from the pass's column statistics). Its standard_error "
+        "combines the queries' error (query_error) with the scale's own (scale_error; none "
+        "for the scale of every row): the root mean square "
         "of how far the value moves when the estimated scale is jittered once more by its own "
         "estimation error (each column's log std moved by N(0, v), v = (m4/m2^2 - 1)/(4m), the "
         "delta-method variance on the m rows; 3 draws), which is how far, in distribution, the "
@@ -222,7 +224,7 @@ def gauge_sensitivity(data: AuditData, threshold: float) -> Finding:
     reference="Steck, Ekanadham & Kallus (2024), arXiv:2403.05440",
     threshold=0.8,
     threshold_rationale="As EA301: at most one neighbour in five may depend on the gauge.",
-    samples=("queries", "gauge_queries", "sample"),
+    samples=("queries", "gauge_queries"),
     reads=("canonical",),
 )
 def canonical_gauge(data: AuditData, threshold: float) -> Finding:
