@@ -327,12 +327,19 @@ class _InOrder:
                         return
                     chunk = next(self.chunks, None)
                     index, self.taken = self.taken, self.taken + 1
+                    if chunk is None:
+                        return
                     # Widened before the next chunk is read: a memory-mapped reader drops a
                     # chunk's pages then, and a later touch would fault them back in for good.
-                    wide = None if chunk is None else chunk.values.astype(np.float64)
-                if chunk is None or wide is None:
-                    return
-                part, clean = self.folder.reduce(chunk.start, wide)
+                    # Nothing of the chunk is kept (a view would keep a parquet reader's whole
+                    # row group alive while the reader moves on to the next).
+                    start, rows, wide = (
+                        chunk.start,
+                        chunk.stop - chunk.start,
+                        chunk.values.astype(np.float64),
+                    )
+                    del chunk
+                part, clean = self.folder.reduce(start, wide)
                 for consume in consumers:
                     consume(clean)
                 with self.lock:
@@ -340,9 +347,9 @@ class _InOrder:
                     while self.folded in self.ready:
                         self.folder.fold(self.ready.pop(self.folded))
                         self.folded += 1
-                    self.read += chunk.stop - chunk.start
+                    self.read += rows
                     if self.on_chunk is not None:
-                        self.on_chunk(chunk.stop - chunk.start)
+                        self.on_chunk(rows)
         except BaseException as error:  # raised by fold_fragment, in the caller's thread
             self.stop(error)
 

@@ -282,14 +282,25 @@ class ParquetSource(EmbeddingSource):
         positions = as_row_positions(rows, self.n)
         out = np.empty((len(positions), self.d), dtype=self.dtype)
         for f, g, local, where in self._by_row_group(positions):
-            file = self._files[f]
-            group_start = int(file.row_group_starts[g])
-            with _reading(file.name):
-                table = self._open(f).read_row_group(g, columns=self._columns())
-            for batch in table.combine_chunks().to_batches():
-                values = self._to_numpy(batch, file, group_start)
-                out[where] = values[local - group_start]
+            self._take_from_group(f, g, local, where, out)
+        # The decoded row groups go back to the system: Arrow's pool would keep them, and the
+        # pass that follows decodes its batches on other threads, which do not reuse them
+        # (1.7 GiB instead of 1.2 at the peak of a 1M x 768 audit).
+        pa.default_memory_pool().release_unused()
         return out
+
+    def _take_from_group(
+        self, f: int, g: int, local: Ints, where: Ints, out: npt.NDArray[np.floating[Any]]
+    ) -> None:
+        """Rows ``local`` (file-local positions) of row group ``g`` of file ``f`` into
+        ``out[where]``."""
+        file = self._files[f]
+        group_start = int(file.row_group_starts[g])
+        with _reading(file.name):
+            table = self._open(f).read_row_group(g, columns=self._columns())
+        for batch in table.combine_chunks().to_batches():
+            values = self._to_numpy(batch, file, group_start)
+            out[where] = values[local - group_start]
 
     def ids(self, rows: npt.ArrayLike) -> list[Any] | None:
         """The ids of the given rows, reading only the row groups that hold them."""
