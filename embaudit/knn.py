@@ -59,20 +59,11 @@ def _at_columns(values: Floats, columns: Ints | None) -> npt.NDArray[np.float32]
 
 
 class _TileRanges:
-    """Per tile of chunk rows: the range of the scaled norms and of each gauge's row factor."""
+    """Per tile of chunk rows: the range of the scaled norms."""
 
-    def __init__(self, norm: Floats, row_factor: list[Floats | None], starts: Ints) -> None:
+    def __init__(self, norm: Floats, starts: Ints) -> None:
         self.norm_low = np.minimum.reduceat(norm, starts)
         self.norm_high = np.maximum.reduceat(norm, starts)
-        self._row_factor, self._starts = row_factor, starts
-
-    def factor(self, block: int) -> tuple[Floats, Floats]:
-        values = self._row_factor[block]
-        assert values is not None
-        return (
-            np.minimum.reduceat(values, self._starts)[None, :],
-            np.maximum.reduceat(values, self._starts)[None, :],
-        )
 
 
 @dataclass(frozen=True)
@@ -81,8 +72,9 @@ class _Chunk:
 
     positions: Ints  # global row positions of the chunk's clean rows
     norm: Floats  # their L2 norms
-    products: npt.NDArray[np.float32]  # (stacked queries, rows); -inf at self-matches
-    row_factor: list[Floats | None]  # per block: |x| / |x D| of each row (None: no gauge)
+    #: (stacked queries, rows), -inf at self-matches; a gauge block's rows times each row's
+    #: |x| / |x D|, so that they are the block's selection scores (see _chunk)
+    products: npt.NDArray[np.float32]
     starts: Ints  # first row of each tile of TILE rows
     tile_max: Floats  # (stacked queries, tiles): the largest product in each tile
     tiles: _TileRanges
@@ -234,11 +226,18 @@ class NeighborSearch:
         norms: the L2 and inner-product bounds of a tile grow with its largest norm, and on an
         export whose norms spread (log-normal, say) a tile of mixed norms would be bounded by
         its largest one and never pruned. The lists do not depend on the order (they keep the
-        best score, then the lowest row)."""
+        best score, then the lowest row).
+
+        A gauge block's products are multiplied by each row's factor |x| / |x D| (in float32, as
+        its selection scores always were): each tile's largest entry then bounds the block's
+        scores exactly, where the largest product times the tile's largest factor would not."""
         order = np.argsort(rows.norms, kind="stable")
         positions, norms, unit = rows.positions[order], rows.norms[order], rows.unit[order]
         products = self.stacked @ unit.T  # (stacked queries, rows), float32
-        row_factor = self._row_factors(unit)
+        for b, factor in enumerate(self._row_factors(unit)):
+            if factor is not None:
+                gauged = slice(self.offsets[b], self.offsets[b] + self.blocks[b].n_queries)
+                products[gauged] *= factor.astype(np.float32)
         # A query never neighbours itself: its products with its own row are -inf in every block.
         own_query, own_column = self._own(positions)
         for b, block in enumerate(self.blocks):
@@ -249,10 +248,9 @@ class NeighborSearch:
             positions=positions,
             norm=norms,
             products=products,
-            row_factor=row_factor,
             starts=starts,
             tile_max=np.maximum.reduceat(products, starts, axis=1).astype(np.float64),
-            tiles=_TileRanges(norms * self.pow2_scale, row_factor, starts),
+            tiles=_TileRanges(norms * self.pow2_scale, starts),
         )
 
     def _row_factors(self, unit: npt.NDArray[np.float32]) -> list[Floats | None]:
@@ -281,7 +279,7 @@ class NeighborSearch:
         row of the chunk is scored."""
         offset = self.offsets[neighbor_list.block]
         products = chunk.products[offset + filling]
-        scores = self._scores(neighbor_list, products, filling, None, chunk.norm, chunk.row_factor)
+        scores = self._scores(neighbor_list, products, filling, None, chunk.norm)
         selection_factor = self._selection_factor(neighbor_list)[filling]
         query, column = self._candidates(scores, bar[filling], filling, selection_factor)
         if len(query):
@@ -339,9 +337,7 @@ class NeighborSearch:
             inside = columns < n_rows
             columns = np.minimum(columns, n_rows - 1)
             entries = chunk.products[offset + batch[:, None], columns]
-            scores = self._scores(
-                neighbor_list, entries, batch, columns, chunk.norm, chunk.row_factor
-            )
+            scores = self._scores(neighbor_list, entries, batch, columns, chunk.norm)
             hit_row, hit_column = np.nonzero(inside & (scores > bar[batch, None]))
             hit_queries.append(batch[hit_row])
             hit_columns.append(columns[hit_row, hit_column])
@@ -363,10 +359,8 @@ class NeighborSearch:
         for b, block in enumerate(self.blocks[1:], start=1):
             inside = query < block.n_queries
             q, c = query[inside], column[inside]
-            factor = chunk.row_factor[b]
-            assert factor is not None
-            raw = chunk.products[self.offsets[b] + q, c].astype(np.float64)
-            out[inside, 1 + b] = raw * self.query_factor[b][q] * factor[c]
+            scaled = chunk.products[self.offsets[b] + q, c].astype(np.float64)  # times |x|/|xD|
+            out[inside, 1 + b] = scaled * self.query_factor[b][q]
         return out
 
     def _nearest(
@@ -407,16 +401,12 @@ class NeighborSearch:
         query: Ints,
         columns: Ints | None,
         norm: Floats,
-        row_factor: list[Floats | None],
     ) -> npt.NDArray[np.float32]:
         """float32 *selection scores* of chunk entries: the score times a per-query constant,
         :meth:`_selection_factor`. ``products`` holds one row per query in ``query``; its columns
-        are the chunk rows ``columns`` (None: all of them, in order)."""
-        if neighbor_list.block:
-            factor = row_factor[neighbor_list.block]
-            assert factor is not None
-            return products * _at_columns(factor, columns)
-        if neighbor_list.metric == "cosine":
+        are the chunk rows ``columns`` (None: all of them, in order). A gauge block's products
+        are already its selection scores (:meth:`_chunk`)."""
+        if neighbor_list.block or neighbor_list.metric == "cosine":
             return products
         inverse_query = (1.0 / (self.query_norm[query] * self.pow2_scale)).astype(np.float32)
         ratio = _at_columns(norm * self.pow2_scale, columns) * inverse_query[:, None]  # |x| / |q|
@@ -428,11 +418,9 @@ class NeighborSearch:
         self, neighbor_list: NeighborList, tile_max: Floats, query: Ints, tiles: _TileRanges
     ) -> Floats:
         """Upper bounds of the selection scores of ``query`` in each tile, from the tile's
-        largest product: every score grows with the product for a fixed row."""
-        if neighbor_list.block:
-            low, high = tiles.factor(neighbor_list.block)
-            return np.where(tile_max >= 0, tile_max * high, tile_max * low)
-        if neighbor_list.metric == "cosine":
+        largest product: every score grows with the product for a fixed row (a gauge block's
+        products and a cosine list's are their selection scores)."""
+        if neighbor_list.block or neighbor_list.metric == "cosine":
             return tile_max
         inverse_query = 1.0 / (self.query_norm[query] * self.pow2_scale)
         low = tiles.norm_low[None, :] * inverse_query[:, None]
