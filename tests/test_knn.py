@@ -6,6 +6,7 @@ import faiss
 import numpy as np
 import pytest
 
+from embaudit import knn
 from embaudit.knn import Block, NeighborSearch, exact_lists
 from embaudit.stats import CleanRows
 from tests.exports import exact_cosine_top
@@ -82,6 +83,34 @@ def test_chunking_does_not_change_the_result(chunk):
     x_gauged = x * scale
     ref_rows, ref_scores = exact_lists(x_gauged, query_rows[:20], 5, "cosine")
     _same_sets_up_to_ties(gauged.rows, gauged.scores, ref_rows, ref_scores, 1e-5)
+
+
+def test_a_chunk_of_many_slabs_gives_the_lists_of_the_brute_force(monkeypatch):
+    # A chunk is multiplied SLAB rows at a time: queries whose own rows fall in later slabs,
+    # a last slab shorter than SLAB and a last tile shorter than TILE, under a gauge; the
+    # second chunk's lists are full, so its tiles' bounds decide what is scored.
+    monkeypatch.setattr(knn, "SLAB", 2 * knn.TILE)
+    rng = np.random.default_rng(12)
+    x = rng.standard_normal((3 * 2 * knn.TILE + 100, 10)) * rng.lognormal(size=(1636, 1))
+    query_rows = np.sort(rng.choice(len(x), 60, replace=False))
+    assert query_rows.max() > 4 * knn.TILE
+    scale = np.exp(rng.normal(0.0, 1.0, size=10))
+    blocks = [Block("base", 60), Block("gauge", 30, scale)]
+    whole = _search(x, query_rows, 7, blocks, chunk=1100)
+    for metric in ("cosine", "l2", "dot"):
+        found = whole.list_for(metric)
+        ref_rows, ref_scores = exact_lists(x, query_rows, 7, metric)
+        tolerance = 1e-5 * np.abs(ref_scores).max()
+        _same_sets_up_to_ties(found.rows, found.scores, ref_rows, ref_scores, tolerance)
+        for q, row in enumerate(query_rows):
+            assert row not in found.rows[q]
+    gauged = whole.list_for("cosine", block=1)
+    ref_rows, ref_scores = exact_lists(x * scale, query_rows[:30], 7, "cosine")
+    _same_sets_up_to_ties(gauged.rows, gauged.scores, ref_rows, ref_scores, 1e-5)
+    monkeypatch.setattr(knn, "SLAB", 64 * knn.TILE)  # one slab per chunk
+    one = _search(x, query_rows, 7, blocks, chunk=1100)
+    for a, b in zip(one.lists, whole.lists, strict=True):
+        np.testing.assert_array_equal(a.rows, b.rows)
 
 
 def test_k_larger_than_the_database_returns_every_other_row():
