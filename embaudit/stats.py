@@ -211,7 +211,7 @@ class CleanRows:
     """The finite, non-zero rows of one chunk, as the consumers of the pass see them."""
 
     positions: Rows  # global row positions
-    values: Floats  # (r, d) float64
+    values: npt.NDArray[np.floating[Any]]  # (r, d) as stored (float16, float32 or float64)
     norms: Floats  # (r,) L2 norms, float64
     unit: npt.NDArray[np.float32]  # (r, d) the rows scaled to unit norm, float32
     rows_read: int = 0  # rows of the chunk, clean or not
@@ -329,17 +329,17 @@ class _InOrder:
                     index, self.taken = self.taken, self.taken + 1
                     if chunk is None:
                         return
-                    # Widened before the next chunk is read: a memory-mapped reader drops a
+                    # Copied before the next chunk is read: a memory-mapped reader drops a
                     # chunk's pages then, and a later touch would fault them back in for good.
                     # Nothing of the chunk is kept (a view would keep a parquet reader's whole
                     # row group alive while the reader moves on to the next).
-                    start, rows, wide = (
+                    start, rows, values = (
                         chunk.start,
                         chunk.stop - chunk.start,
-                        chunk.values.astype(np.float64),
+                        np.array(chunk.values, copy=True),
                     )
                     del chunk
-                part, clean = self.folder.reduce(start, wide)
+                part, clean = self.folder.reduce(start, values)
                 for consume in consumers:
                     consume(clean)
                 with self.lock:
@@ -406,52 +406,67 @@ class _FragmentFolder:
             unit_sq_sum=np.zeros(d),
         )
 
-    def reduce(self, start: int, wide: Floats) -> tuple[_ChunkPart, CleanRows]:
-        """The statistics of the chunk of rows from ``start`` whose values, widened to float64,
-        are ``wide``, and its clean rows for the consumers (any thread). float16 and float32
-        values widen exactly, so the float64 rows are equal exactly when the stored ones are."""
-        stop = start + len(wide)
-        chunk_norms = row_norms(wide)
-        # A NaN or an Inf makes the row's norm NaN or Inf (row_norms rescales only finite rows),
-        # and a float64 row whose norm exceeds the float64 range is as unusable as one with Inf.
-        finite_rows = np.isfinite(chunk_norms)
-        bad = np.flatnonzero(~finite_rows)
-        nan_rows = int(np.isnan(wide[bad]).any(axis=1).sum()) if len(bad) else 0
-        chunk_norms[~finite_rows] = np.nan
-        clean_rows = finite_rows & (chunk_norms >= self.tiny)
-        all_clean = bool(clean_rows.all())
-        clean_wide = wide if all_clean else wide[clean_rows]
-        clean_norms = chunk_norms[clean_rows]
+    def reduce(
+        self, start: int, values: npt.NDArray[np.floating[Any]]
+    ) -> tuple[_ChunkPart, CleanRows]:
+        """The statistics of the chunk of rows from ``start`` whose stored values are ``values``,
+        and its clean rows for the consumers (any thread).
+
+        One sweep, a few hundred rows at a time: each block is widened to float64 (float16 and
+        float32 widen exactly, so the float64 rows are equal exactly when the stored ones are),
+        and its norms, clean rows, sums, hashes and unit rows are computed while it stays in
+        the cache (the whole chunk widened would be read from memory once per sum)."""
+        n = len(values)
+        step = max(1, FOLD_BYTES // (8 * self.d))
+        chunk_norms = np.empty(n)
+        clean_rows = np.empty(n, dtype=bool)
+        nan_rows, kept = 0, 0
+        unit_rows = np.empty((n if self.keep_unit else 0, self.d), np.float32)
+        hashes = np.empty(n if self.statistics else 0, dtype=np.uint64)
+        moments, unit_sum, unit_sq_sum = Moments.empty(self.d), np.zeros(self.d), np.zeros(self.d)
+        for first in range(0, n, step):
+            rows = slice(first, first + step)
+            wide = values[rows].astype(np.float64)
+            norms = row_norms(wide)
+            # A NaN or an Inf makes the row's norm NaN or Inf (row_norms rescales only finite
+            # rows), and a float64 row whose norm exceeds the float64 range is as unusable as
+            # one with Inf: their norms are NaN from here on.
+            finite = np.isfinite(norms)
+            if not finite.all():
+                nan_rows += int(np.isnan(wide[~finite]).any(axis=1).sum())
+                norms[~finite] = np.nan
+            clean = norms >= self.tiny  # NaN compares false
+            chunk_norms[rows], clean_rows[rows] = norms, clean
+            if not clean.all():
+                wide, norms = wide[clean], norms[clean]
+            if not len(wide):
+                continue
+            out = slice(kept, kept + len(wide))
+            kept += len(wide)
+            if not (self.statistics or self.keep_unit):
+                continue
+            unit = wide / norms[:, None]  # float64: the cosine sums must be exact
+            if self.keep_unit:
+                unit_rows[out] = unit
+            if self.statistics:
+                moments = moments.merge(Moments.of(wide))
+                unit_sum += unit.sum(axis=0)
+                unit_sq_sum += np.einsum("ij,ij->j", unit, unit)
+                hashes[out] = _hash_rows(wide, self.weights)
+        bad = np.flatnonzero(np.isnan(chunk_norms))
         part = _ChunkPart(
-            slice(start - self.start, stop - self.start),
+            slice(start - self.start, start + n - self.start),
             chunk_norms,
             start + bad,
             nan_rows,
             clean_rows,
         )
-        unit_rows = np.empty((len(clean_wide) if self.keep_unit else 0, self.d), np.float32)
-        moments, unit_sum, unit_sq_sum = Moments.empty(self.d), np.zeros(self.d), np.zeros(self.d)
-        hashes = np.empty(len(clean_wide) if self.statistics else 0, dtype=np.uint64)
-        if self.statistics or self.keep_unit:
-            # A few hundred rows at a time, which stay in the cache while every sum reads them
-            # (the whole chunk would be read from memory once per sum).
-            step = max(1, FOLD_BYTES // (8 * self.d))
-            for first in range(0, len(clean_wide), step):
-                rows = slice(first, first + step)
-                block = clean_wide[rows]
-                unit = block / clean_norms[rows, None]  # float64: the cosine sums must be exact
-                if self.keep_unit:
-                    unit_rows[rows] = unit
-                if self.statistics:
-                    moments = moments.merge(Moments.of(block))
-                    unit_sum += unit.sum(axis=0)
-                    unit_sq_sum += np.einsum("ij,ij->j", unit, unit)
-                    hashes[rows] = _hash_rows(block, self.weights)
         if self.statistics:
             part.moments, part.unit_sum, part.unit_sq_sum = moments, unit_sum, unit_sq_sum
-            part.hashes = hashes
+            part.hashes = hashes[:kept]
         positions = start + np.flatnonzero(clean_rows)
-        clean = CleanRows(positions, clean_wide, clean_norms, unit_rows, stop - start)
+        clean_values = values if kept == n else values[clean_rows]
+        clean = CleanRows(positions, clean_values, chunk_norms[clean_rows], unit_rows[:kept], n)
         return part, clean
 
     def fold(self, chunk: _ChunkPart) -> None:
@@ -573,7 +588,7 @@ class RowCollector:
         at = np.searchsorted(rows.positions, self.positions).clip(max=len(rows.positions) - 1)
         found = rows.positions[at] == self.positions
         self.rank.append(self.order[found])
-        self.rows.append(rows.values[at[found]])
+        self.rows.append(rows.values[at[found]].astype(np.float64))
 
     def fresh(self) -> RowCollector:
         """An empty collector of the same positions."""

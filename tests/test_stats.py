@@ -83,6 +83,37 @@ def test_scan_excludes_non_finite_and_zero_rows_and_counts_them():
     assert stats.moments.count == 6
 
 
+@pytest.mark.parametrize("dtype", [np.float16, np.float32, np.float64])
+def test_a_chunk_folded_in_blocks_gives_the_statistics_of_its_clean_rows(monkeypatch, dtype):
+    # Blocks of 3 rows (FOLD_BYTES): the defects, a duplicate pair and the chunk's end fall in
+    # different blocks; every statistic and the consumers' rows against numpy on the clean rows.
+    monkeypatch.setattr(embaudit.stats, "FOLD_BYTES", 3 * 8 * 5)
+    rng = np.random.default_rng(11)
+    values = (rng.standard_normal((40, 5)) * rng.lognormal(size=(40, 1))).astype(dtype)
+    values[1, 2], values[9, 0], values[17] = np.nan, np.inf, 0.0
+    values[31] = values[4]
+    source = open_source(values)
+    seen = []
+    embaudit.stats.fold_fragment(source, source.fragments()[0], consumers=[[seen.append]])
+    stats = scan(source, chunk_rows=23)
+    clean = np.setdiff1d(np.arange(40), [1, 9, 17])
+    wide = values.astype(np.float64)
+    np.testing.assert_array_equal(np.concatenate([rows.positions for rows in seen]), clean)
+    for rows in seen:
+        assert rows.values.dtype == dtype
+        np.testing.assert_array_equal(rows.values, values[rows.positions])
+        reference = wide[rows.positions] / np.linalg.norm(wide[rows.positions], axis=1)[:, None]
+        np.testing.assert_allclose(rows.unit, reference, rtol=1e-6)
+    assert stats.non_finite.rows == [1, 9] and stats.nan_rows == 1 and stats.zero.rows == [17]
+    np.testing.assert_allclose(stats.norms[clean], np.linalg.norm(wide[clean], axis=1), rtol=1e-14)
+    assert np.isnan(stats.norms[[1, 9]]).all() and stats.norms[17] == 0
+    np.testing.assert_allclose(stats.moments.mean, wide[clean].mean(axis=0), rtol=1e-12)
+    np.testing.assert_allclose(stats.moments.std, wide[clean].std(axis=0), rtol=1e-12)
+    unit = wide[clean] / np.linalg.norm(wide[clean], axis=1)[:, None]
+    np.testing.assert_allclose(stats.unit_sum, unit.sum(axis=0), rtol=1e-12, atol=1e-12)
+    assert [group.rows for group in stats.duplicate_groups] == [[4, 31]]
+
+
 def test_row_lists_are_capped_but_counts_are_complete():
     values = np.ones((100, 2))
     values[::4] = np.nan
