@@ -38,7 +38,7 @@ class CleanDraw:
 
     items: Ints  # item indices (row positions when the sources are not matched)
     values: list[Floats]  # per source, (len(items), d) rows
-    left_out: int  # drawn items left out because a row of theirs is non-finite or zero
+    left_out: int  # items drawn and read, left out because a row of theirs is non-finite or zero
 
 
 def _take_source(source: EmbeddingSource, rows: Ints) -> npt.NDArray[np.floating[Any]]:
@@ -62,25 +62,41 @@ def draw_clean_items(
     size = 2 * count + 16
     while True:
         items = draw_positions(n, size, rng)
-        order = np.argsort(items, kind="stable")  # read in file order, keep draw order
-        values, clean = [], np.ones(len(items), dtype=bool)
-        for s, source in enumerate(sources):
-            positions = items if rows is None else rows[s][items]
-            taken = np.empty((len(items), source.d))
-            taken[order] = take(source, positions[order])
-            clean &= clean_mask(taken, source.dtype)
-            values.append(taken)
+        values = [np.empty((len(items), source.d)) for source in sources]
+        clean = np.zeros(len(items), dtype=bool)
+        # The drawn items are read in draw order, the first _head(count) of them, the rest only
+        # if too few of those are clean: the result is that of reading them all.
+        read, stop = 0, min(len(items), _head(count))
+        while read < len(items):
+            batch = slice(read, stop)
+            order = np.argsort(items[batch], kind="stable")  # read in file order
+            clean[batch] = True
+            for s, source in enumerate(sources):
+                positions = items[batch] if rows is None else rows[s][items[batch]]
+                taken = np.empty((len(order), source.d))
+                taken[order] = take(source, positions[order])
+                clean[batch] &= clean_mask(taken, source.dtype)
+                values[s][batch] = taken
+            read, stop = stop, len(items)
+            if clean[:read].sum() >= count:
+                break
         if clean.sum() >= count or size >= n:
             break
         size *= 4
     kept = np.flatnonzero(clean)[:count]
-    return CleanDraw(items[kept], [v[kept] for v in values], int((~clean).sum()))
+    return CleanDraw(items[kept], [v[kept] for v in values], int((~clean[:read]).sum()))
+
+
+def _head(count: int) -> int:
+    """How many drawn items are read first for ``count`` clean ones: a margin of one in eight
+    (and 16) for rows that are not clean."""
+    return count + count // 8 + 16
 
 
 def first_positions(n: int, count: int, rng: np.random.Generator) -> Ints:
-    """The positions the first round of ``draw_clean_rows(source, count, rng)`` reads (a source
-    of ``n`` rows), without consuming ``rng``: what to read ahead for it."""
-    return draw_positions(n, 2 * count + 16, copy.deepcopy(rng))
+    """The positions ``draw_clean_rows(source, count, rng)`` reads first (a source of ``n``
+    rows), without consuming ``rng``: what to read ahead for it."""
+    return draw_positions(n, 2 * count + 16, copy.deepcopy(rng))[: _head(count)]
 
 
 def read_ahead(source: EmbeddingSource, rows: Ints, take: Take | None = None) -> Take:

@@ -335,7 +335,8 @@ def scale_jitter(
     Dead columns stay 0. (m, d), (d,) -> [(d,)] * draws"""
     m = rows.shape[0]
     live = scale > 0
-    squared = rows[:, live] - rows[:, live].mean(axis=0)  # centred, then squared in place
+    columns = rows if live.all() else rows[:, live]
+    squared = columns - columns.mean(axis=0)  # centred, then squared in place
     np.square(squared, out=squared)
     m2 = np.mean(squared, axis=0)
     m4 = np.mean(np.square(squared, out=squared), axis=0)

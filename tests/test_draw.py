@@ -71,3 +71,29 @@ def test_matched_items_are_clean_in_every_source():
     assert set(draw.items.tolist()) == set(range(300)) - {10, 20, 299 - 30}
     np.testing.assert_array_equal(draw.values[0], old[draw.items])
     np.testing.assert_array_equal(draw.values[1], new[new_rows[draw.items]])
+
+
+@pytest.mark.parametrize("broken_share", [0.0, 0.05, 0.3])
+def test_reading_the_draw_in_two_steps_gives_the_rows_of_reading_it_whole(broken_share):
+    # The first count + count // 8 + 16 drawn rows are read, the rest of the draw only when
+    # too few of those are clean; the rows kept are the first clean ones of the whole draw.
+    x = _rows(5000, seed=4)
+    broken = np.random.default_rng(5).random(len(x)) < broken_share
+    x[broken] = np.nan
+    source = open_source(x)
+    reads = []
+
+    def take(asked, positions):
+        reads.append(len(positions))
+        return asked.take(positions)
+
+    rows, values, left_out = draw_clean_rows(source, 400, np.random.default_rng(6), take)
+    whole = np.random.default_rng(6).choice(len(x), size=2 * 400 + 16, replace=False)
+    expected = whole[~broken[whole]][:400]
+    np.testing.assert_array_equal(rows, expected)
+    np.testing.assert_array_equal(values, x[expected])
+    head = 400 + 400 // 8 + 16
+    if broken[whole[:head]].sum() <= head - 400:
+        assert reads == [head] and left_out == broken[whole[:head]].sum()
+    else:
+        assert reads == [head, 2 * 400 + 16 - head] and left_out == broken[whole].sum()
