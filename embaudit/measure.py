@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Collection
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -575,6 +576,45 @@ def _geometry(
     pair_rng, reference_rng = rngs
     advance = step or (lambda _: None)
     m, d = sample.shape
+    # The isotropic reference depends on the sample's shape and k alone: it is computed on a
+    # second thread while this one measures the sample (numpy releases the GIL), from its own
+    # random stream, so the result does not depend on which finishes first.
+    hub_k, island_k = (
+        (kept.graph.hubness_k, kept.graph.island_k)
+        if kept is not None
+        else (min(k, m - 1), min(ISLAND_K, m - 1))
+    )
+    with ThreadPoolExecutor(1, thread_name_prefix="embaudit-reference") as pool:
+        pending = pool.submit(_reference, m, d, hub_k, island_k, reference_rng, kept is None)
+
+        def reference() -> Reference:
+            finished = pending.result()
+            if kept is not None:
+                hubness, island_share = kept.reference.hubness, kept.reference.island_share
+                finished = replace(finished, hubness=hubness, island_share=island_share)
+            advance(1)
+            return finished
+
+        measured = _sample_geometry(
+            sample, stats, k, (pair_count, pair_rng), advance, dead_ratio, kept, reference
+        )
+    return measured.with_gauges(gauges)
+
+
+def _sample_geometry(
+    sample: Floats,
+    stats: ScanStats,
+    k: int,
+    pairs: tuple[int, np.random.Generator],
+    advance: Callable[[int], None],
+    dead_ratio: float,
+    kept: Geometry | None,
+    reference: Callable[[], Reference],
+) -> Geometry:
+    """The geometry of the sample (:func:`_geometry`), with the reference ``reference()``
+    gives once the sample's own statistics are done."""
+    pair_count, pair_rng = pairs
+    m, d = sample.shape
     eigenvalues, top = geometry.covariance_spectrum(sample)
     column_std, rms = sample.std(axis=0), coordinate_rms(row_norms(sample), d)
     dead = dead_dimension_mask(column_std, rms, dead_ratio)
@@ -590,12 +630,8 @@ def _geometry(
 
     graph = sample_graph(unit, k, complete) if kept is None else kept.graph
     advance(1)
-    reference = _reference(m, d, graph.hubness_k, graph.island_k, reference_rng, kept is None)
-    if kept is not None:
-        hubness, island_share = kept.reference.hubness, kept.reference.island_share
-        reference = replace(reference, hubness=hubness, island_share=island_share)
-    advance(1)
-    measured = Geometry(
+    isotropic = reference()
+    return Geometry(
         m=m,
         column_std=column_std,
         scale_spread_error=None if complete else log_scale_spread_standard_error(sample[:, ~dead]),
@@ -611,11 +647,10 @@ def _geometry(
         rogue_r2=rogue_r2,
         rogue_r2_error=rogue_r2_error,
         cosine_change={},
-        reference=reference,
+        reference=isotropic,
         rows=sample,
         pairs=(first, second),
     )
-    return measured.with_gauges(gauges)
 
 
 def sample_graph(unit: Floats, k: int, complete: bool) -> SampleGraph:
