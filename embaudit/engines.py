@@ -38,6 +38,7 @@ from threadpoolctl import threadpool_limits
 from embaudit.errors import EmbauditError, IncompleteError, UsageError
 from embaudit.knn import NeighborList, NeighborSearch
 from embaudit.sources import EmbeddingSource, Fragment, ParquetSource
+from embaudit.sources.base import available_cores
 from embaudit.stats import CleanRows, PartStats, RowCollector, ScanStats, finish, fold_fragment
 
 Ints = npt.NDArray[np.int64]
@@ -264,11 +265,8 @@ class LocalEngine(Engine):
 MAX_WORKERS = 4
 
 
-def _cores() -> int:
-    """The cores this process may run on."""
-    if hasattr(os, "sched_getaffinity"):
-        return max(1, len(os.sched_getaffinity(0)))
-    return max(1, os.cpu_count() or 1)
+#: The cores this process may run on (a module attribute, so that tests can pretend others).
+_cores = available_cores
 
 
 def _reduce(

@@ -165,6 +165,50 @@ def test_parquet_streaming_holds_a_bounded_number_of_row_groups(tmp_path):
     assert peak < 4 * group_bytes  # a whole-file read would reach 12 row groups
 
 
+@pytest.mark.parametrize("threads", [1, 3])
+def test_parquet_take_decodes_row_groups_on_threads_into_the_rows_asked(
+    tmp_path, monkeypatch, threads
+):
+    # Rows asked out of order, repeated, across files and row groups; with three threads each
+    # row group is read through a handle of its own, and the file handles kept stay the same.
+    import embaudit.sources.parquet as parquet
+
+    monkeypatch.setattr(parquet, "TAKE_THREADS", threads)
+    monkeypatch.setattr(parquet, "available_cores", lambda: 4)
+    rng = np.random.default_rng(8)
+    vectors = rng.standard_normal((300, 5)).astype(np.float32)
+    for part in range(2):
+        rows = vectors[150 * part : 150 * (part + 1)]
+        column = pa.FixedSizeListArray.from_arrays(pa.array(rows.ravel()), 5)
+        pq.write_table(
+            pa.table({"e": column}), tmp_path / f"part-{part}.parquet", row_group_size=16
+        )
+    source = open_source(tmp_path)
+    assert source.n == 300
+    asked = np.concatenate([rng.permutation(300)[:120], [7, 7, 299, 0]])
+    np.testing.assert_array_equal(source.take(asked), vectors[asked])
+    kept = dict(source._handles)
+    np.testing.assert_array_equal(source.take(asked[::-1]), vectors[asked[::-1]])
+    assert source._handles.keys() == kept.keys()
+
+
+def test_parquet_take_on_threads_names_the_file_of_a_corrupt_row_group(tmp_path, monkeypatch):
+    import embaudit.sources.parquet as parquet
+
+    monkeypatch.setattr(parquet, "available_cores", lambda: 2)
+    values = np.random.default_rng(9).standard_normal(64 * 4).astype(np.float32)
+    column = pa.FixedSizeListArray.from_arrays(pa.array(values), 4)
+    path = tmp_path / "broken.parquet"
+    pq.write_table(pa.table({"e": column}), path, row_group_size=16, compression="none")
+    source = open_source(path)
+    data = bytearray(path.read_bytes())
+    footer = int.from_bytes(data[-8:-4], "little") + 8  # the metadata, its length and PAR1
+    data[4 : len(data) - footer] = bytes(len(data) - footer - 4)  # every page, not the footer
+    path.write_bytes(bytes(data))
+    with pytest.raises(InputError, match=r"broken\.parquet: cannot read parquet: .*thrift"):
+        source.take(np.arange(0, 64, 5))
+
+
 def _with_nulls(value_type: pa.DataType) -> tuple[pa.Array, np.ndarray]:
     """Nine 3-d vectors, row 0 and row 5 null, row 7 with a null value; and the rows expected."""
     rows: list[list[float | None] | None] = [

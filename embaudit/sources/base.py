@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from abc import ABC, abstractmethod
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
@@ -203,3 +204,10 @@ def as_row_positions(rows: npt.ArrayLike, n: int) -> npt.NDArray[np.int64]:
     if positions.size and (positions.min() < 0 or positions.max() >= n):
         raise IndexError(f"row positions must lie in [0, {n})")
     return positions
+
+
+def available_cores() -> int:
+    """The cores this process may run on (its CPU affinity where the system has one)."""
+    if hasattr(os, "sched_getaffinity"):
+        return max(1, len(os.sched_getaffinity(0)))
+    return max(1, os.cpu_count() or 1)
