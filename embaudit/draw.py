@@ -73,17 +73,19 @@ def draw_clean_items(
             clean[batch] = True
             for s, source in enumerate(sources):
                 positions = items[batch] if rows is None else rows[s][items[batch]]
-                taken = np.empty((len(order), source.d))
+                taken = values[s][batch]  # a view: the rows land in place
                 taken[order] = take(source, positions[order])
                 clean[batch] &= clean_mask(taken, source.dtype)
-                values[s][batch] = taken
             read, stop = stop, len(items)
             if clean[:read].sum() >= count:
                 break
         if clean.sum() >= count or size >= n:
             break
         size *= 4
-    kept = np.flatnonzero(clean)[:count]
+    clean_items = np.flatnonzero(clean)[:count]
+    kept: Ints | slice = clean_items
+    if len(clean_items) and clean_items[-1] == len(clean_items) - 1:
+        kept = slice(0, len(clean_items))  # the first rows drawn, all clean: views, no copies
     return CleanDraw(items[kept], [v[kept] for v in values], int((~clean[:read]).sum()))
 
 

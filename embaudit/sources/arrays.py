@@ -109,7 +109,10 @@ class ArraySource(EmbeddingSource):
                     raise InputError(self.path, f"row {row} ends past the end of the file")
         finally:
             os.close(descriptor)
-        return out.view(self._array.dtype).reshape(len(wanted), self.d)[back.reshape(-1)]
+        rows = out.view(self._array.dtype).reshape(len(wanted), self.d)
+        if len(wanted) == len(positions) and np.array_equal(wanted, positions):
+            return rows  # sorted and distinct already (a read-ahead's): no copy
+        return rows[back.reshape(-1)]
 
     # Page management for memory-mapped arrays -------------------------------------------------
 
