@@ -249,14 +249,16 @@ class NeighborSearch:
             if f is not None
         ]
         # A query never neighbours itself: its products with its own row are -inf in every block.
+        # (stacked row, column) of each self-match, every block's.
         own_query, own_column = self._own(positions)
-        own_rows = [
-            (self.offsets[b] + own_query[inside], own_column[inside])
-            for b, block in enumerate(self.blocks)
-            for inside in [own_query < block.n_queries]
-        ]
-        own_stacked = np.concatenate([q for q, _ in own_rows])
-        own_columns = np.concatenate([c for _, c in own_rows])
+        in_block = [own_query < block.n_queries for block in self.blocks]
+        own_stacked = np.concatenate(
+            [
+                offset + own_query[inside]
+                for offset, inside in zip(self.offsets, in_block, strict=True)
+            ]
+        )
+        own_columns = np.concatenate([own_column[inside] for inside in in_block])
         products = np.empty((len(self.stacked), n), dtype=np.float32)
         starts = np.arange(0, n, TILE)
         tile_max = np.empty((len(self.stacked), len(starts)))

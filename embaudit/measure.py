@@ -580,9 +580,7 @@ def _geometry(
     # second thread while this one measures the sample (numpy releases the GIL), from its own
     # random stream, so the result does not depend on which finishes first.
     hub_k, island_k = (
-        (kept.graph.hubness_k, kept.graph.island_k)
-        if kept is not None
-        else (min(k, m - 1), min(ISLAND_K, m - 1))
+        (kept.graph.hubness_k, kept.graph.island_k) if kept is not None else _graph_degrees(m, k)
     )
     with ThreadPoolExecutor(1, thread_name_prefix="embaudit-reference") as pool:
         pending = pool.submit(_reference, m, d, hub_k, island_k, reference_rng, kept is None)
@@ -653,15 +651,20 @@ def _sample_geometry(
     )
 
 
+def _graph_degrees(m: int, k: int) -> tuple[int, int]:
+    """The degrees of a sample's kNN graphs of ``m`` rows: hubness's (k) and the islands'
+    (ISLAND_K), each at most m - 1."""
+    return min(k, m - 1), min(ISLAND_K, m - 1)
+
+
 def sample_graph(unit: Floats, k: int, complete: bool) -> SampleGraph:
     """The hubness (k-NN) and islands (ISLAND_K-NN, mutual) of the cosine graph of the unit
     rows ``unit``, with their errors unless the rows are every clean row (``complete``)."""
     m = len(unit)
-    hub_k = min(k, m - 1)
+    hub_k, island_k = _graph_degrees(m, k)
     extended = geometry.cosine_knn_graph(unit, hub_k, following=True)
     graph = extended[:, :hub_k]
     hubness = geometry.hubness_from_neighbors(graph, m)
-    island_k = min(ISLAND_K, m - 1)
     if island_k != hub_k:
         graph = geometry.cosine_knn_graph(unit, island_k)
     labels, small, alone = geometry.island_rows(graph, island_k)

@@ -154,17 +154,20 @@ class ParquetSource(EmbeddingSource):
         closed first), so a dataset of thousands of files needs a handful of descriptors."""
         handle = self._handles.pop(index, None)
         if handle is None:
-            file = self._files[index]
-            with _reading(file.name):
-                handle = pq.ParquetFile(
-                    self._filesystem.open_input_file(file.path),
-                    pre_buffer=False,
-                    buffer_size=_READ_BUFFER_BYTES,
-                )
+            with _reading(self._files[index].name):
+                handle = self._new_handle(index)
             while len(self._handles) >= OPEN_FILES:
                 self._handles.pop(next(iter(self._handles))).close(force=True)
         self._handles[index] = handle  # most recently used last
         return handle
+
+    def _new_handle(self, index: int) -> pq.ParquetFile:
+        """A new handle on file ``index``, streamed (see :data:`_READ_BUFFER_BYTES`)."""
+        return pq.ParquetFile(
+            self._filesystem.open_input_file(self._files[index].path),
+            pre_buffer=False,
+            buffer_size=_READ_BUFFER_BYTES,
+        )
 
     def _cut(self) -> list[Fragment]:
         """Fragments: runs of whole row groups of one file, of at least FRAGMENT_BYTES (or the
@@ -335,8 +338,11 @@ class ParquetSource(EmbeddingSource):
 
         with _reading(file.name):
             if own_handle:
-                with self._filesystem.open_input_file(file.path) as stream:
-                    pick(pq.ParquetFile(stream, pre_buffer=False, buffer_size=_READ_BUFFER_BYTES))
+                handle = self._new_handle(f)
+                try:
+                    pick(handle)
+                finally:
+                    handle.close(force=True)
             else:
                 pick(self._open(f))
 
