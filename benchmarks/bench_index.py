@@ -21,10 +21,12 @@ import time
 from pathlib import Path
 from typing import Any
 
-import faiss
 import numpy as np
 
 import embaudit
+from embaudit.index import _faiss
+
+faiss = _faiss()  # as embaudit loads it: on numpy's BLAS kernel (bench_faiss_kernel.py)
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))

@@ -141,14 +141,48 @@ class IndexMeasurement:
 
 # faiss, quietly ------------------------------------------------------------------------------
 
+#: The variable an OpenBLAS library reads as it loads: the kernel to use instead of detecting one.
+CORETYPE = "OPENBLAS_CORETYPE"
+
+
+def numpy_blas_kernel(libraries: list[dict[str, Any]] | None = None) -> str | None:
+    """The kernel the OpenBLAS loaded before faiss (numpy's) chose for this CPU, from
+    threadpoolctl's description of the loaded libraries (``libraries``, read now when None);
+    None when that BLAS is not OpenBLAS or does not say."""
+    if libraries is None:
+        from threadpoolctl import threadpool_info
+
+        libraries = threadpool_info()
+    for library in libraries:
+        if library.get("internal_api") == "openblas" and library.get("architecture"):
+            return str(library["architecture"])
+    return None
+
 
 @cache
 def _faiss() -> Any:
-    """The faiss module. Its SWIG bindings warn at import on recent Pythons: not the user's."""
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        import faiss
+    """The faiss module, loaded quietly and on the BLAS kernel numpy uses.
 
+    Its SWIG bindings warn at import on recent Pythons: not the user's. The faiss-cpu wheels
+    bundle an OpenBLAS older than numpy's (0.3.15 in faiss-cpu 1.15), which gives a CPU newer
+    than itself a generic kernel: on a virtualized Xeon it chose Prescott (SSE3) where numpy's
+    chose SkylakeX, and an IVF1024,Flat build on 200,000 x 768 rows took 37.8 s instead of
+    11.7 s (benchmarks/RESULTS.md). Unless the user chose a kernel (``OPENBLAS_CORETYPE``),
+    faiss's OpenBLAS is told, for the time of the import, the one numpy's detected on the same
+    CPU; a name it does not know leaves it to its own detection, and what it prints about that
+    is not shown."""
+    kernel = None
+    if CORETYPE not in os.environ and "faiss" not in sys.modules:
+        kernel = numpy_blas_kernel()
+    if kernel is not None:
+        os.environ[CORETYPE] = kernel
+    try:
+        with warnings.catch_warnings(), _native_output_captured():
+            warnings.simplefilter("ignore")
+            import faiss
+    finally:
+        if kernel is not None:
+            del os.environ[CORETYPE]
     return faiss
 
 

@@ -4,14 +4,26 @@ float64 brute force."""
 from __future__ import annotations
 
 import json
+import os
+import platform
+import subprocess
+import sys
 
 import faiss
 import numpy as np
 import pytest
+from threadpoolctl import threadpool_info
 
 from embaudit import Level, Status, audit
 from embaudit.checks import REGISTRY
-from embaudit.index import IndexMetric, IndexPlan, measure_index, training_sample
+from embaudit.index import (
+    CORETYPE,
+    IndexMetric,
+    IndexPlan,
+    measure_index,
+    numpy_blas_kernel,
+    training_sample,
+)
 from embaudit.measure import Sampling, measure
 from embaudit.sources import open_source
 from embaudit.stats import row_norms
@@ -313,3 +325,70 @@ def test_a_plan_carries_the_deployed_build_setting():
     assert _hnsw_of(new_index(8, plan)).hnsw.efConstruction == 64
     default = IndexPlan("HNSW16", IndexMetric.COSINE, None, 0)
     assert _hnsw_of(new_index(8, default)).hnsw.efConstruction == 40  # faiss's own
+
+
+def test_numpy_blas_kernel_is_the_first_openblas_that_names_one():
+    libraries = [
+        {"internal_api": "openmp", "architecture": None},
+        {"internal_api": "mkl", "architecture": "Haswell"},  # not an OpenBLAS: not its kernel
+        {"internal_api": "openblas", "architecture": None},
+        {"internal_api": "openblas", "architecture": "SkylakeX"},
+        {"internal_api": "openblas", "architecture": "Zen"},
+    ]
+    assert numpy_blas_kernel(libraries) == "SkylakeX"
+    assert numpy_blas_kernel(libraries[:3]) is None
+    assert numpy_blas_kernel([]) is None
+
+
+_KERNELS = """
+import json, os
+from threadpoolctl import threadpool_info
+from embaudit.index import numpy_blas_kernel, _faiss
+before = {i["filepath"] for i in threadpool_info()}
+numpy = numpy_blas_kernel()
+_faiss()
+faiss = [  # the OpenBLAS libraries faiss brought
+    i.get("architecture")
+    for i in threadpool_info()
+    if i["internal_api"] == "openblas" and i["filepath"] not in before
+]
+print(json.dumps({"numpy": numpy, "faiss": faiss, "env": os.environ.get("OPENBLAS_CORETYPE")}))
+"""
+
+
+def _kernels(coretype: str | None) -> dict:
+    environment = {k: v for k, v in os.environ.items() if k != CORETYPE}
+    if coretype is not None:
+        environment[CORETYPE] = coretype
+    done = subprocess.run(
+        [sys.executable, "-c", _KERNELS], capture_output=True, text=True, env=environment
+    )
+    assert done.returncode == 0 and done.stderr == "", done.stderr
+    return json.loads(done.stdout)
+
+
+#: Whether this faiss brings its own OpenBLAS (faiss-cpu's Linux wheels do) next to numpy's.
+needs_openblas = pytest.mark.skipif(
+    not any(i["internal_api"] == "openblas" and "faiss" in i["filepath"] for i in threadpool_info())
+    or numpy_blas_kernel() is None,
+    reason="faiss and numpy do not both run on OpenBLAS here",
+)
+
+
+@needs_openblas
+def test_faiss_runs_on_the_kernel_numpy_detected_and_the_environment_is_left_as_it_was():
+    """faiss-cpu's older bundled OpenBLAS gives CPUs newer than itself a generic kernel
+    (Prescott on a virtualized Xeon whose numpy runs SkylakeX): every OpenBLAS loaded ends up on
+    numpy's kernel, and the variable that told faiss's is gone after the import."""
+    seen = _kernels(None)
+    assert seen["numpy"] is not None
+    assert seen["faiss"] == [seen["numpy"]]
+    assert seen["env"] is None
+
+
+@needs_openblas
+@pytest.mark.skipif(platform.machine() not in ("x86_64", "AMD64"), reason="an x86-64 kernel")
+def test_a_kernel_the_user_chose_is_kept():
+    seen = _kernels("Prescott")  # SSE3: every x86-64 CPU runs it
+    assert seen["faiss"] == ["Prescott"]
+    assert seen["env"] == "Prescott"
