@@ -9,6 +9,7 @@ of values near 1e30 or 1e-30 stay finite).
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import threading
 from collections.abc import Callable, Iterator, Sequence
@@ -196,13 +197,21 @@ def _row_words(values: npt.NDArray[np.floating[Any]]) -> npt.NDArray[np.unsigned
     return folded.view(np.dtype(f"u{values.dtype.itemsize}"))
 
 
-def _hash_rows(
-    values: npt.NDArray[np.floating[Any]], weights: npt.NDArray[np.uint64]
-) -> npt.NDArray[np.uint64]:
-    """A 64-bit multiply-sum hash of each row's bits (mod 2^64): equal rows hash equal; a
-    prefilter only."""
+def _hash_rows(values: npt.NDArray[np.floating[Any]]) -> npt.NDArray[np.uint64]:
+    """A 64-bit multiply-sum hash of each row's bits as stored (mod 2^64): equal rows hash equal;
+    a prefilter only.
+
+    The sum runs over words of at most 32 bits (a float64 value is two), each times its own odd
+    weight. A float64 value taken whole would not do: one that was a float32 before (a float32
+    export written as float64, or widened on the way) has 29 trailing zero bits, its word is a
+    multiple of 2^29, and so is the sum, which leaves 35 bits of hash, a collision among 1M
+    rows (and 29 rows to fetch again and compare, 2.5 s on a 1M-row parquet file)."""
     words = _row_words(values)
-    hashes: npt.NDArray[np.uint64] = np.einsum("ij,j->i", words, weights)  # one pass, wraps
+    if words.dtype.itemsize == 8:
+        words = words.view(np.uint32)  # (r, 2d): the two halves of each value
+    hashes: npt.NDArray[np.uint64] = np.einsum(
+        "ij,j->i", words, _hash_weights(words.shape[1]), dtype=np.uint64
+    )  # one pass, wraps
     return hashes
 
 
@@ -221,11 +230,14 @@ class CleanRows:
 ChunkConsumer = Callable[[CleanRows], None]
 
 
-def _hash_weights(d: int) -> npt.NDArray[np.uint64]:
-    """Fixed weights: the hash only proposes candidates, which are then compared exactly."""
+@functools.cache
+def _hash_weights(words: int) -> npt.NDArray[np.uint64]:
+    """Fixed odd weights, one per word of a row (read-only: shared): the hash only proposes
+    candidates, which are then compared exactly."""
     weights: npt.NDArray[np.uint64] = np.random.default_rng(0x5EED).integers(
-        0, 2**64 - 1, size=d, dtype=np.uint64, endpoint=True
+        0, 2**64 - 1, size=words, dtype=np.uint64, endpoint=True
     ) | np.uint64(1)
+    weights.flags.writeable = False
     return weights
 
 
@@ -393,7 +405,6 @@ class _FragmentFolder:
         self.d, self.start, self.keep_unit = d, fragment.start, keep_unit
         self.statistics = statistics
         self.tiny = np.finfo(source.dtype).tiny
-        self.weights = _hash_weights(d)
         self.non_finite: list[Rows] = []
         self.part = PartStats(
             start=fragment.start,
@@ -426,7 +437,8 @@ class _FragmentFolder:
         moments, unit_sum, unit_sq_sum = Moments.empty(self.d), np.zeros(self.d), np.zeros(self.d)
         for first in range(0, n, step):
             rows = slice(first, first + step)
-            wide = values[rows].astype(np.float64)
+            stored = values[rows]
+            wide = stored.astype(np.float64)
             norms = row_norms(wide)
             # A NaN or an Inf makes the row's norm NaN or Inf (row_norms rescales only finite
             # rows), and a float64 row whose norm exceeds the float64 range is as unusable as
@@ -438,7 +450,7 @@ class _FragmentFolder:
             clean = norms >= self.tiny  # NaN compares false
             chunk_norms[rows], clean_rows[rows] = norms, clean
             if not clean.all():
-                wide, norms = wide[clean], norms[clean]
+                stored, wide, norms = stored[clean], wide[clean], norms[clean]
             if not len(wide):
                 continue
             out = slice(kept, kept + len(wide))
@@ -452,7 +464,7 @@ class _FragmentFolder:
                 moments = moments.merge(Moments.of(wide))
                 unit_sum += unit.sum(axis=0)
                 unit_sq_sum += np.einsum("ij,ij->j", unit, unit)
-                hashes[out] = _hash_rows(wide, self.weights)
+                hashes[out] = _hash_rows(stored)
         bad = np.flatnonzero(np.isnan(chunk_norms))
         part = _ChunkPart(
             slice(start - self.start, start + n - self.start),

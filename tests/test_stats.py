@@ -140,8 +140,40 @@ def test_negative_zero_equals_zero_for_duplicates():
     assert _scan(values).duplicate_rows == 1
 
 
+def test_the_row_hash_keeps_its_low_bits_on_float32_values_stored_as_float64():
+    # A float32 value stored as float64 has 29 trailing zero bits; hashed as one 64-bit word
+    # times a weight, every row's hash was a multiple of 2^29 (35 bits left: collisions among
+    # 1M rows). Hashed as 32-bit halves, the low bits vary as much as the others.
+    rows = np.random.default_rng(5).standard_normal((4000, 16)).astype(np.float32)
+    hashes = embaudit.stats._hash_rows(rows.astype(np.float64))
+    single = rows.astype(np.float64).view(np.uint64)  # the former hash, for contrast
+    former = np.einsum("ij,j->i", single, embaudit.stats._hash_weights(16))
+    assert (former % 2**29 == 0).all()
+    assert len(np.unique(hashes % 2**16)) > 3000  # 4,000 draws of 65,536 values: ~3,890
+    assert len(np.unique(hashes)) == len(rows)
+
+
+@pytest.mark.parametrize("dtype", [np.float16, np.float32, np.float64])
+def test_the_row_hash_is_equal_for_equal_rows_and_moves_with_any_one_bit(dtype):
+    rows = np.random.default_rng(6).standard_normal((50, 9)).astype(dtype)
+    rows[3, 4] = 0.0
+    rows[10] = rows[3]
+    rows[11] = rows[3]
+    rows[11, 4] = -0.0  # equal to 0.0: the same row for EA003
+    rows[12] = rows[3]
+    rows[12, 8] = np.nextafter(rows[3, 8], dtype(np.inf))  # the lowest bit of the last word
+    rows[13] = rows[3]
+    rows[13, 0] = -rows[3, 0]  # the highest bit of the first
+    hashes = embaudit.stats._hash_rows(rows)
+    assert hashes.dtype == np.uint64
+    assert hashes[10] == hashes[3] == hashes[11]
+    # Any one word changed moves the sum by weight x change, never 0 mod 2^64 (odd weights).
+    assert hashes[12] != hashes[3] and hashes[13] != hashes[3]
+    assert len(np.unique(np.delete(hashes, [10, 11]))) == len(rows) - 2
+
+
 def test_duplicate_grouping_does_not_trust_the_hash(monkeypatch):
-    def colliding(values, weights):
+    def colliding(values):
         return np.zeros(len(values), dtype=np.uint64)
 
     monkeypatch.setattr(embaudit.stats, "_hash_rows", colliding)
