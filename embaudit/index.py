@@ -167,10 +167,10 @@ def _faiss() -> Any:
     bundle an OpenBLAS older than numpy's (0.3.15 in faiss-cpu 1.15), which gives a CPU newer
     than itself a generic kernel: on a virtualized Xeon it chose Prescott (SSE3) where numpy's
     chose SkylakeX, and an ``--index IVF1024,Flat`` audit of 200,000 x 768 rows took 56 s
-    instead of 28 s, its k-means 27.6 s instead of 7.0 s (benchmarks/bench_faiss_kernel.py). Unless the user chose a kernel (``OPENBLAS_CORETYPE``),
-    faiss's OpenBLAS is told, for the time of the import, the one numpy's detected on the same
-    CPU; a name it does not know leaves it to its own detection, and what it prints about that
-    is not shown."""
+    instead of 28 s, its k-means 27.6 s instead of 7.0 s (benchmarks/bench_faiss_kernel.py).
+    Unless the user chose a kernel (``OPENBLAS_CORETYPE``), faiss's OpenBLAS is told, for the
+    time of the import, the one numpy's detected on the same CPU; a name it does not know
+    leaves it to its own detection, and what it prints about that is not shown."""
     kernel = None
     if CORETYPE not in os.environ and "faiss" not in sys.modules:
         kernel = numpy_blas_kernel()
