@@ -193,7 +193,8 @@ def clean_mask(
 def _row_words(values: npt.NDArray[np.floating[Any]]) -> npt.NDArray[np.unsignedinteger[Any]]:
     """The bit patterns of the values (unsigned words of the same width), -0.0 folded into +0.0:
     what "identical rows" means for EA003."""
-    folded = values + values.dtype.type(0)  # -0.0 + 0.0 == +0.0 under round-to-nearest
+    # -0.0 + 0.0 == +0.0 under round-to-nearest; C order, so that the rows' words are contiguous
+    folded = np.add(values, values.dtype.type(0), order="C")
     return folded.view(np.dtype(f"u{values.dtype.itemsize}"))
 
 
@@ -201,14 +202,16 @@ def _hash_rows(values: npt.NDArray[np.floating[Any]]) -> npt.NDArray[np.uint64]:
     """A 64-bit multiply-sum hash of each row's bits as stored (mod 2^64): equal rows hash equal;
     a prefilter only.
 
-    The sum runs over words of at most 32 bits (a float64 value is two), each times its own odd
-    weight. A float64 value taken whole would not do: one that was a float32 before (a float32
-    export written as float64, or widened on the way) has 29 trailing zero bits, its word is a
-    multiple of 2^29, and so is the sum, which leaves 35 bits of hash, a collision among 1M
-    rows (and 29 rows to fetch again and compare, 2.5 s on a 1M-row parquet file)."""
-    words = _row_words(values)
-    if words.dtype.itemsize == 8:
-        words = words.view(np.uint32)  # (r, 2d): the two halves of each value
+    Each value's word has its high half folded into its low half (w ^ (w >> half its width):
+    one-to-one, so equal words stay equal and different ones different) before the sum of the
+    words times their own odd weights. Without it, values of lower precision than their dtype
+    leave the low bits of every word zero, and of the sum: a float32 value stored as float64
+    (a float32 export written by pandas, or widened on the way) has 29 trailing zero bits, so
+    every hash was a multiple of 2^29 — 35 bits of hash, colliding about n^2 / 2^36 times (28
+    rows to fetch again and compare on a 1M-row export, 2.5 s on its parquet copy); int8 or
+    bfloat16 values read as float32 keep 16-17 zero bits."""
+    words = _row_words(values)  # a new array: folded in place
+    words ^= words >> (4 * words.dtype.itemsize)
     hashes: npt.NDArray[np.uint64] = np.einsum(
         "ij,j->i", words, _hash_weights(words.shape[1]), dtype=np.uint64
     )  # one pass, wraps
@@ -404,7 +407,7 @@ class _FragmentFolder:
         d = source.d
         self.d, self.start, self.keep_unit = d, fragment.start, keep_unit
         self.statistics = statistics
-        self.tiny = np.finfo(source.dtype).tiny
+        self.dtype, self.tiny = source.dtype, np.finfo(source.dtype).tiny
         self.non_finite: list[Rows] = []
         self.part = PartStats(
             start=fragment.start,
@@ -424,9 +427,11 @@ class _FragmentFolder:
         and its clean rows for the consumers (any thread).
 
         One sweep, a few hundred rows at a time: each block is widened to float64 (float16 and
-        float32 widen exactly, so the float64 rows are equal exactly when the stored ones are),
-        and its norms, clean rows, sums, hashes and unit rows are computed while it stays in
-        the cache (the whole chunk widened would be read from memory once per sum)."""
+        float32 widen exactly), and its norms, clean rows, sums, unit rows and the hashes of its
+        stored bits are computed while it stays in the cache (the whole chunk widened would be
+        read from memory once per sum)."""
+        if values.dtype != self.dtype:  # a source's bug: the hashes would not compare
+            raise RuntimeError(f"a chunk of {values.dtype} rows from a {self.dtype} source")
         n = len(values)
         step = max(1, FOLD_BYTES // (8 * self.d))
         chunk_norms = np.empty(n)

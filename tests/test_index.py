@@ -20,6 +20,7 @@ from embaudit.index import (
     CORETYPE,
     IndexMetric,
     IndexPlan,
+    kernel_for_faiss,
     measure_index,
     numpy_blas_kernel,
     training_sample,
@@ -327,6 +328,47 @@ def test_a_plan_carries_the_deployed_build_setting():
     assert _hnsw_of(new_index(8, default)).hnsw.efConstruction == 40  # faiss's own
 
 
+_KERNELS = """
+import json, os, sys
+from threadpoolctl import threadpool_info
+import embaudit.index as index
+exec(sys.argv[1])  # the test's patch, if any
+before = {i["filepath"] for i in threadpool_info()}
+numpy = index.numpy_blas_kernel()
+index._faiss()
+faiss = [  # the OpenBLAS libraries faiss brought
+    i.get("architecture")
+    for i in threadpool_info()
+    if i["internal_api"] == "openblas" and i["filepath"] not in before
+]
+print(json.dumps({"numpy": numpy, "faiss": faiss, "env": os.environ.get("OPENBLAS_CORETYPE")}))
+"""
+
+
+def _kernels(coretype: str | None, patch: str = "pass") -> dict:
+    environment = {k: v for k, v in os.environ.items() if k != CORETYPE}
+    if coretype is not None:
+        environment[CORETYPE] = coretype
+    done = subprocess.run(
+        [sys.executable, "-c", _KERNELS, patch], capture_output=True, text=True, env=environment
+    )
+    assert done.returncode == 0 and done.stderr == "", done.stderr
+    return json.loads(done.stdout)
+
+
+def _numpy_says(kernel: str | None) -> str:
+    return f"index.numpy_blas_kernel = lambda libraries=None: {kernel!r}"
+
+
+#: Whether this faiss brings its own OpenBLAS (faiss-cpu's Linux wheels do) next to numpy's.
+needs_openblas = pytest.mark.skipif(
+    not any(i["internal_api"] == "openblas" and "faiss" in i["filepath"] for i in threadpool_info())
+    or numpy_blas_kernel() is None,
+    reason="faiss and numpy do not both run on OpenBLAS here",
+)
+x86 = pytest.mark.skipif(platform.machine() not in ("x86_64", "AMD64"), reason="x86-64 kernels")
+
+
 def test_numpy_blas_kernel_is_the_first_openblas_that_names_one():
     libraries = [
         {"internal_api": "openmp", "architecture": None},
@@ -340,55 +382,51 @@ def test_numpy_blas_kernel_is_the_first_openblas_that_names_one():
     assert numpy_blas_kernel([]) is None
 
 
-_KERNELS = """
-import json, os
-from threadpoolctl import threadpool_info
-from embaudit.index import numpy_blas_kernel, _faiss
-before = {i["filepath"] for i in threadpool_info()}
-numpy = numpy_blas_kernel()
-_faiss()
-faiss = [  # the OpenBLAS libraries faiss brought
-    i.get("architecture")
-    for i in threadpool_info()
-    if i["internal_api"] == "openblas" and i["filepath"] not in before
-]
-print(json.dumps({"numpy": numpy, "faiss": faiss, "env": os.environ.get("OPENBLAS_CORETYPE")}))
-"""
-
-
-def _kernels(coretype: str | None) -> dict:
-    environment = {k: v for k, v in os.environ.items() if k != CORETYPE}
-    if coretype is not None:
-        environment[CORETYPE] = coretype
-    done = subprocess.run(
-        [sys.executable, "-c", _KERNELS], capture_output=True, text=True, env=environment
-    )
-    assert done.returncode == 0 and done.stderr == "", done.stderr
-    return json.loads(done.stdout)
-
-
-#: Whether this faiss brings its own OpenBLAS (faiss-cpu's Linux wheels do) next to numpy's.
-needs_openblas = pytest.mark.skipif(
-    not any(i["internal_api"] == "openblas" and "faiss" in i["filepath"] for i in threadpool_info())
-    or numpy_blas_kernel() is None,
-    reason="faiss and numpy do not both run on OpenBLAS here",
-)
+def test_faiss_is_handed_only_kernels_its_openblas_knows():
+    assert kernel_for_faiss("SkylakeX") == "SkylakeX"
+    assert kernel_for_faiss("HASWELL") == "HASWELL"  # OpenBLAS compares names without case
+    assert kernel_for_faiss("SapphireRapids") == "Cooperlake"  # newer than 0.3.15: the nearest
+    assert kernel_for_faiss("NeoverseV2") is None  # unknown: faiss's OpenBLAS detects itself
+    assert kernel_for_faiss(None) is None
 
 
 @needs_openblas
+@x86
 def test_faiss_runs_on_the_kernel_numpy_detected_and_the_environment_is_left_as_it_was():
     """faiss-cpu's older bundled OpenBLAS gives CPUs newer than itself a generic kernel
-    (Prescott on a virtualized Xeon whose numpy runs SkylakeX): every OpenBLAS loaded ends up on
-    numpy's kernel, and the variable that told faiss's is gone after the import."""
+    (Prescott on a virtualized Xeon whose numpy runs SkylakeX): faiss's ends up on numpy's
+    kernel, and the variable that told it is gone after the import."""
     seen = _kernels(None)
-    assert seen["numpy"] is not None
-    assert seen["faiss"] == [seen["numpy"]]
+    assert seen["faiss"] == [kernel_for_faiss(seen["numpy"])]
     assert seen["env"] is None
+    # Whatever this CPU: a kernel numpy reports is the one faiss's OpenBLAS runs (Sandybridge:
+    # AVX, which every x86-64 CPU this suite runs on has).
+    assert _kernels(None, _numpy_says("Sandybridge"))["faiss"] == ["Sandybridge"]
 
 
 @needs_openblas
-@pytest.mark.skipif(platform.machine() not in ("x86_64", "AMD64"), reason="an x86-64 kernel")
+@x86
+def test_a_kernel_faiss_would_not_know_is_not_handed_over():
+    own = _kernels(None, _numpy_says(None))["faiss"]  # faiss's OpenBLAS left to detect
+    seen = _kernels(None, _numpy_says("NoSuchKernel"))
+    assert seen["faiss"] == own and seen["env"] is None
+
+
+@needs_openblas
+@x86
 def test_a_kernel_the_user_chose_is_kept():
     seen = _kernels("Prescott")  # SSE3: every x86-64 CPU runs it
     assert seen["faiss"] == ["Prescott"]
     assert seen["env"] == "Prescott"
+
+
+def test_faiss_loads_in_a_process_whose_standard_streams_are_closed(tmp_path):
+    out = tmp_path / "loaded"
+    script = (  # the result file opened first: it would take descriptor 1 once that is closed
+        f"import os, sys; result = open({str(out)!r}, 'w'); os.close(1); os.close(2); "
+        "sys.stdout = sys.stderr = None; from embaudit.index import _faiss; "
+        "result.write(_faiss().__name__); result.close()"
+    )
+    done = subprocess.run([sys.executable, "-c", script], check=False)
+    assert done.returncode == 0
+    assert out.read_text() == "faiss"

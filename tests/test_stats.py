@@ -140,17 +140,41 @@ def test_negative_zero_equals_zero_for_duplicates():
     assert _scan(values).duplicate_rows == 1
 
 
-def test_the_row_hash_keeps_its_low_bits_on_float32_values_stored_as_float64():
-    # A float32 value stored as float64 has 29 trailing zero bits; hashed as one 64-bit word
-    # times a weight, every row's hash was a multiple of 2^29 (35 bits left: collisions among
-    # 1M rows). Hashed as 32-bit halves, the low bits vary as much as the others.
-    rows = np.random.default_rng(5).standard_normal((4000, 16)).astype(np.float32)
-    hashes = embaudit.stats._hash_rows(rows.astype(np.float64))
-    single = rows.astype(np.float64).view(np.uint64)  # the former hash, for contrast
-    former = np.einsum("ij,j->i", single, embaudit.stats._hash_weights(16))
-    assert (former % 2**29 == 0).all()
+def _low_precision(kind: str) -> np.ndarray:
+    """4,000 rows of values of lower precision than their dtype: trailing zero bits."""
+    rng = np.random.default_rng(5)
+    normal = rng.standard_normal((4000, 16))
+    if kind == "float32 as float64":  # 29 zero bits
+        return normal.astype(np.float32).astype(np.float64)
+    if kind == "int8 as float32":  # 16 or more
+        return rng.integers(-128, 128, size=(4000, 16)).astype(np.float32)
+    if kind == "bfloat16 as float32":  # 16
+        bits = normal.astype(np.float32).view(np.uint32) & np.uint32(0xFFFF0000)
+        return bits.view(np.float32)
+    return normal.astype(np.float16).astype(np.float32)  # float16 as float32: 13
+
+
+@pytest.mark.parametrize(
+    "kind", ["float32 as float64", "int8 as float32", "bfloat16 as float32", "float16 as float32"]
+)
+def test_the_row_hash_keeps_its_low_bits_on_values_of_lower_precision(kind):
+    # Words with trailing zero bits times weights sum to a multiple of 2^zeros: a float32 value
+    # stored as float64, hashed as its word, left every hash a multiple of 2^29 (35 bits:
+    # collisions among 1M rows). Each word's halves are folded together first.
+    rows = _low_precision(kind)
+    words = rows.view(np.dtype(f"u{rows.itemsize}"))
+    former = np.einsum("ij,j->i", words, embaudit.stats._hash_weights(16), dtype=np.uint64)
+    assert (former % 2**13 == 0).all()  # the former hash, for contrast
+    hashes = embaudit.stats._hash_rows(rows)
     assert len(np.unique(hashes % 2**16)) > 3000  # 4,000 draws of 65,536 values: ~3,890
-    assert len(np.unique(hashes)) == len(rows)
+    assert len(np.unique(hashes)) == len(np.unique(rows, axis=0))
+
+
+def test_the_row_hash_does_not_depend_on_the_memory_layout():
+    rows = np.random.default_rng(7).standard_normal((30, 5))
+    expected = embaudit.stats._hash_rows(rows)
+    np.testing.assert_array_equal(embaudit.stats._hash_rows(np.asfortranarray(rows)), expected)
+    np.testing.assert_array_equal(embaudit.stats._hash_rows(rows[:, ::-1][:, ::-1]), expected)
 
 
 @pytest.mark.parametrize("dtype", [np.float16, np.float32, np.float64])
@@ -161,13 +185,14 @@ def test_the_row_hash_is_equal_for_equal_rows_and_moves_with_any_one_bit(dtype):
     rows[11] = rows[3]
     rows[11, 4] = -0.0  # equal to 0.0: the same row for EA003
     rows[12] = rows[3]
-    rows[12, 8] = np.nextafter(rows[3, 8], dtype(np.inf))  # the lowest bit of the last word
+    rows[12, 8] = np.nextafter(rows[3, 8], dtype(np.inf))  # the last value's lowest bit
     rows[13] = rows[3]
-    rows[13, 0] = -rows[3, 0]  # the highest bit of the first
+    rows[13, 0] = -rows[3, 0]  # the first value's sign bit
     hashes = embaudit.stats._hash_rows(rows)
     assert hashes.dtype == np.uint64
     assert hashes[10] == hashes[3] == hashes[11]
-    # Any one word changed moves the sum by weight x change, never 0 mod 2^64 (odd weights).
+    # A value changed changes its folded word (the fold is one-to-one), and the sum by
+    # weight x change: never 0 mod 2^64, the weights being odd.
     assert hashes[12] != hashes[3] and hashes[13] != hashes[3]
     assert len(np.unique(np.delete(hashes, [10, 11]))) == len(rows) - 2
 
