@@ -36,6 +36,8 @@ TIE_ULPS = 8.0
 EXTERNAL_ROW = -2
 
 _COSINE, _NORM = 0, 1  # feature columns; gauge block b > 0 has its cosine in column 1 + b
+#: The base block's metrics, in the order of its lists.
+METRICS = ("cosine", "l2", "dot")
 
 
 #: Chunk rows per tile of the candidate search (see NeighborSearch.add).
@@ -115,13 +117,16 @@ class NeighborSearch:
 
     ``queries`` (Q, d) are clean rows of the database at global positions ``query_rows``; each
     block uses the first ``n_queries`` of them. ``k`` neighbours are kept per query, the query
-    itself (by row position) excluded.
+    itself (by row position) excluded. ``metrics`` are the base block's lists (every gauge
+    block has its cosine list): a search without "l2" and "dot" takes each chunk's rows in the
+    order they come (only those lists' bounds need tiles of similar norms).
     """
 
     queries: Floats
     query_rows: Ints
     k: int
     blocks: list[Block]
+    metrics: tuple[str, ...] = METRICS
     lists: list[NeighborList] = field(init=False)
 
     def __post_init__(self) -> None:
@@ -158,7 +163,9 @@ class NeighborSearch:
         self.n_features = 1 + len(self.blocks)
         self.tie_tolerance = TIE_ULPS * np.sqrt(self.d) * _U32
         base = self.blocks[0].n_queries
-        plan = [("cosine", 0, base), ("l2", 0, base), ("dot", 0, base)]
+        if "cosine" not in self.metrics or not set(self.metrics) <= set(METRICS):
+            raise ValueError(f"metrics must hold cosine and be among {METRICS}: {self.metrics}")
+        plan = [(metric, 0, base) for metric in METRICS if metric in self.metrics]
         plan += [("cosine", b, block.n_queries) for b, block in enumerate(self.blocks) if b]
         self.lists = [
             NeighborList(
@@ -178,6 +185,7 @@ class NeighborSearch:
         ).astype(np.float32)
         self._row_order = np.argsort(self.query_rows, kind="stable")
         self._sorted_rows = np.asarray(self.query_rows)[self._row_order]
+        self._by_norm = self.metrics != ("cosine",)
 
     # Scoring ---------------------------------------------------------------------------------
 
@@ -227,11 +235,12 @@ class NeighborSearch:
         """The products of the chunk's rows with every stacked query, self-matches removed, and
         what the tiles of TILE rows bound.
 
-        The rows are taken in the order of their norms, so that each tile holds rows of similar
-        norms: the L2 and inner-product bounds of a tile grow with its largest norm, and on an
-        export whose norms spread (log-normal, say) a tile of mixed norms would be bounded by
-        its largest one and never pruned. The lists do not depend on the order (they keep the
-        best score, then the lowest row).
+        With L2 or inner-product lists, the rows are taken in the order of their norms, so that
+        each tile holds rows of similar norms: those lists' bounds of a tile grow with its
+        largest norm, and on an export whose norms spread (log-normal, say) a tile of mixed
+        norms would be bounded by its largest one and never pruned. Cosine bounds do not
+        depend on norms: without those lists the rows stay as they come (no copy). The lists do
+        not depend on the order (they keep the best score, then the lowest row).
 
         A gauge block's products are multiplied by each row's factor |x| / |x D| (in float32, as
         its selection scores always were): each tile's largest entry then bounds the block's
@@ -240,8 +249,11 @@ class NeighborSearch:
         The products are computed SLAB rows at a time, each slab scaled and bounded before the
         next: the same float32 values as one product of the whole chunk, without reading a
         (stacked queries, chunk rows) array back from memory twice."""
-        order = np.argsort(rows.norms, kind="stable")
-        positions, norms, unit = rows.positions[order], rows.norms[order], rows.unit[order]
+        if self._by_norm:
+            order = np.argsort(rows.norms, kind="stable")
+            positions, norms, unit = rows.positions[order], rows.norms[order], rows.unit[order]
+        else:
+            positions, norms, unit = rows.positions, rows.norms, rows.unit
         n = len(positions)
         factors = [
             (slice(self.offsets[b], self.offsets[b] + self.blocks[b].n_queries), f)

@@ -33,7 +33,7 @@ from embaudit.estimates import (
     top_share_standard_error,
 )
 from embaudit.index import IndexMeasurement
-from embaudit.knn import EXTERNAL_ROW, Block, NeighborList, NeighborSearch
+from embaudit.knn import EXTERNAL_ROW, METRICS, Block, NeighborList, NeighborSearch
 from embaudit.params import (
     GAUGE_DRAWS,
     GAUGE_LEVELS,
@@ -472,7 +472,10 @@ def measure(
                 ]
         if "truncation" in wanted:
             blocks += [Block(f"truncate {m}", own, truncation_scale(d, m)) for m in truncate]
-        search = NeighborSearch(queries[:base], query_rows[:base], k, blocks)
+        # L2 and inner-product lists only where a check reads them (a round for the gauges
+        # alone compares cosine lists).
+        metrics = METRICS if every else ("cosine",)
+        search = NeighborSearch(queries[:base], query_rows[:base], k, blocks, metrics)
     del scale_rows  # not kept through the pass
     sample_rows = draw_positions(n, sampling.sample + 64, sample_rng)
     collector = RowCollector(sample_rows) if "sample" in wanted else None
@@ -828,8 +831,8 @@ def _neighbors(
     full = search
     if external is not None:
         search = search.head(len(external.rows))
-    lists: dict[str, NeighborList] = {m: search.list_for(m) for m in ("cosine", "l2", "dot")}
-    pairs = [("cosine", "l2"), ("cosine", "dot"), ("l2", "dot")]
+    lists: dict[str, NeighborList] = {m: search.list_for(m) for m in search.metrics}
+    pairs = [(a, b) for a, b in [("cosine", "l2"), ("cosine", "dot"), ("l2", "dot")] if b in lists]
     overlap = {(a, b): search.overlap(lists[a], lists[b]) for a, b in pairs}
     top1 = {(a, b): float(np.mean(search.overlap(lists[a], lists[b], at=1) < 1)) for a, b in pairs}
     ladder = sorted({j for j in (1, 5, 10, 50, 100) if j < search.k} | {search.k})

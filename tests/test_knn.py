@@ -12,10 +12,10 @@ from embaudit.stats import CleanRows
 from tests.exports import exact_cosine_top
 
 
-def _search(x, query_rows, k, blocks=None, chunk=37):
+def _search(x, query_rows, k, blocks=None, chunk=37, metrics=knn.METRICS):
     x = np.asarray(x, dtype=np.float64)
     blocks = blocks or [Block("base", len(query_rows))]
-    search = NeighborSearch(x[query_rows], np.asarray(query_rows), k, blocks)
+    search = NeighborSearch(x[query_rows], np.asarray(query_rows), k, blocks, metrics)
     for start in range(0, len(x), chunk):
         search.add(clean_rows(x[start : start + chunk], start))
     return search
@@ -141,6 +141,38 @@ def test_gauge_blocks_equal_cosine_of_the_rescaled_data():
     gauged = search.list_for("cosine", block=1)
     ref_rows, ref_scores = exact_lists(x * scale, query_rows[:20], 8, "cosine")
     _same_sets_up_to_ties(gauged.rows, gauged.scores, ref_rows, ref_scores, 1e-5)
+
+
+def test_a_cosine_only_search_keeps_the_lists_of_the_full_one(monkeypatch):
+    # Log-normal norms, tiles of 8 rows, chunks of 300: the full search takes each chunk's rows
+    # in norm order, the cosine-only one as they come; their cosine lists (base and gauged) are
+    # the same, and both are the brute force's.
+    monkeypatch.setattr(knn, "TILE", 8)
+    monkeypatch.setattr(knn, "SLAB", 32)
+    rng = np.random.default_rng(9)
+    x = rng.standard_normal((1200, 16)) * rng.lognormal(0, 1.5, size=(1200, 1))
+    scale = np.exp(rng.normal(0, 0.5, size=16))
+    query_rows = rng.choice(1200, 40, replace=False)
+    blocks = [Block("base", 40), Block("gauge", 25, scale)]
+    full = _search(x, query_rows, 10, blocks, chunk=300)
+    cosine = _search(x, query_rows, 10, blocks, chunk=300, metrics=("cosine",))
+    assert full._by_norm and not cosine._by_norm
+    assert [(lst.metric, lst.block) for lst in cosine.lists] == [("cosine", 0), ("cosine", 1)]
+    for block in (0, 1):
+        np.testing.assert_array_equal(
+            cosine.list_for("cosine", block).rows, full.list_for("cosine", block).rows
+        )
+    ref_rows, ref_scores = exact_lists(x * scale, query_rows[:25], 10, "cosine")
+    gauged = cosine.list_for("cosine", 1)
+    _same_sets_up_to_ties(gauged.rows, gauged.scores, ref_rows, ref_scores, 1e-5)
+    with pytest.raises(KeyError):
+        cosine.list_for("l2")
+
+
+@pytest.mark.parametrize("metrics", [("l2", "dot"), ("cosine", "hamming"), ()])
+def test_a_search_without_cosine_or_with_an_unknown_metric_is_refused(metrics):
+    with pytest.raises(ValueError, match="metrics"):
+        NeighborSearch(np.eye(3), np.arange(3), 1, [Block("base", 3)], metrics)
 
 
 def test_extreme_magnitudes_do_not_overflow_the_float32_products():
