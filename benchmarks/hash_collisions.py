@@ -44,7 +44,7 @@ def main() -> None:
     stored = "float64" if args.as_float64 else str(x.dtype)
     print(f"{Path(args.file).name}: {len(x):,} × {x.shape[1]}, hashed as {stored}")
     print(f"rows with a repeated hash, former (a word per value): {repeated(np.hstack(former))}")
-    print(f"rows with a repeated hash, now (32-bit words): {repeated(np.hstack(now))}")
+    print(f"rows with a repeated hash, now (halves folded): {repeated(np.hstack(now))}")
 
 
 if __name__ == "__main__":
