@@ -832,7 +832,11 @@ def _neighbors(
     if external is not None:
         search = search.head(len(external.rows))
     lists: dict[str, NeighborList] = {m: search.list_for(m) for m in search.metrics}
-    pairs = [(a, b) for a, b in [("cosine", "l2"), ("cosine", "dot"), ("l2", "dot")] if b in lists]
+    pairs = [
+        (a, b)
+        for a, b in [("cosine", "l2"), ("cosine", "dot"), ("l2", "dot")]
+        if a in lists and b in lists
+    ]
     overlap = {(a, b): search.overlap(lists[a], lists[b]) for a, b in pairs}
     top1 = {(a, b): float(np.mean(search.overlap(lists[a], lists[b], at=1) < 1)) for a, b in pairs}
     ladder = sorted({j for j in (1, 5, 10, 50, 100) if j < search.k} | {search.k})
