@@ -102,9 +102,19 @@ def random_pairs(m: int, count: int, rng: np.random.Generator) -> tuple[Ints, In
     return first.astype(np.int64), second.astype(np.int64)
 
 
+#: Pairs whose rows are gathered at a time: two (PAIR_BLOCK, d) arrays that stay in the cache,
+#: where gathering every pair's rows at once wrote (and page-faulted) 2 x 123 MB for the
+#: default 20,000 pairs at d = 768, 5-10 times slower. Each pair's sum is the same either way.
+PAIR_BLOCK = 512
+
+
 def pair_cosines(unit: Floats, first: Ints, second: Ints) -> Floats:
     """Cosine of each pair of unit rows. (m, d), (p,), (p,) -> (p,)."""
-    return np.einsum("ij,ij->i", unit[first], unit[second])
+    out = np.empty(len(first), dtype=unit.dtype)
+    for start in range(0, len(first), PAIR_BLOCK):
+        block = slice(start, start + PAIR_BLOCK)
+        out[block] = np.einsum("ij,ij->i", unit[first[block]], unit[second[block]])
+    return out
 
 
 def rogue_contributions(unit_sum: Floats, unit_sq_sum: Floats, n: int) -> Floats:

@@ -183,7 +183,10 @@ def _cosine_change(sample: Geometry, gauges: list[tuple[float, Floats]]) -> dict
     unit = geometry.unit_rows(sample.rows)
     squares = np.stack([scale**2 for _, scale in gauges], axis=1)  # (d, gauges)
     gauged_norms = np.sqrt((unit * unit) @ squares)  # (rows, gauges); D > 0: no zero
-    products = (unit[first] * unit[second]) @ squares  # (pairs, gauges)
+    products = np.empty((len(first), len(gauges)))  # (pairs, gauges)
+    for start in range(0, len(first), geometry.PAIR_BLOCK):  # the pairs' rows in the cache
+        block = slice(start, start + geometry.PAIR_BLOCK)
+        products[block] = (unit[first[block]] * unit[second[block]]) @ squares
     rescaled = products / (gauged_norms[first] * gauged_norms[second])
     shift = np.abs(rescaled - sample.pair_cosines[:, None]).mean(axis=0)
     change: dict[float, list[float]] = {}

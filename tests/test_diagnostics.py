@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from types import SimpleNamespace
+
 import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -9,9 +11,9 @@ from hypothesis import strategies as st
 
 from embaudit import Level, Status, audit
 from embaudit.checks.neighbors import s50
-from embaudit.geometry import pair_cosines, unit_rows
+from embaudit.geometry import PAIR_BLOCK, pair_cosines, unit_rows
 from embaudit.knn import Block, NeighborSearch
-from embaudit.measure import Neighbors, Sampling, canonical_scale, measure
+from embaudit.measure import Neighbors, Sampling, _cosine_change, canonical_scale, measure
 from embaudit.sources import open_source
 from tests.exports import encoder_like, exact_cosine_top, set_overlap
 from tests.test_knn import clean_rows
@@ -41,6 +43,54 @@ def test_on_unit_vectors_one_minus_cosine_is_half_the_squared_distance(seed, d):
     cosines = pair_cosines(unit, first, second)
     squared = ((unit[first] - unit[second]) ** 2).sum(axis=1)
     np.testing.assert_allclose(1 - cosines, squared / 2, atol=1e-14)
+
+
+def test_pair_cosines_in_blocks_are_each_pairs_own_sum():
+    rng = np.random.default_rng(7)
+    unit = unit_rows(rng.standard_normal((300, 33)))
+    count = 3 * PAIR_BLOCK + 7  # three whole blocks and a partial one
+    first, second = rng.integers(300, size=count), rng.integers(300, size=count)
+    cosines = pair_cosines(unit, first, second)
+    assert cosines.shape == (count,) and cosines.dtype == np.float64
+    whole = np.einsum("ij,ij->i", unit[first], unit[second])  # every pair's rows at once
+    np.testing.assert_array_equal(cosines, whole)
+    direct = [float(unit[i] @ unit[j]) for i, j in zip(first, second, strict=True)]
+    np.testing.assert_allclose(cosines, direct, rtol=0, atol=1e-15)
+    assert pair_cosines(unit[:, :0], first[:0], second[:0]).shape == (0,)
+
+
+def test_cosine_change_is_the_mean_shift_of_each_rescaled_pair():
+    rng = np.random.default_rng(8)
+    rows = rng.standard_normal((200, 16)) * rng.lognormal(size=(200, 1))
+    count = PAIR_BLOCK + 90
+    first, second = rng.integers(200, size=count), rng.integers(200, size=count)
+    unit = unit_rows(rows)
+    sample = SimpleNamespace(
+        rows=rows, pairs=(first, second), pair_cosines=pair_cosines(unit, first, second)
+    )
+    gauges = [
+        (0.5, rng.lognormal(0, 0.5, 16)),
+        (0.5, rng.lognormal(0, 0.5, 16)),
+        (1.0, rng.lognormal(0, 1, 16)),
+    ]
+    change = _cosine_change(sample, gauges)
+
+    def shift(scale):  # cos under D from the rescaled rows themselves, pair by pair
+        scaled = rows * scale
+        return np.mean(
+            [
+                abs(
+                    scaled[i] @ scaled[j] / np.linalg.norm(scaled[i]) / np.linalg.norm(scaled[j])
+                    - rows[i] @ rows[j] / np.linalg.norm(rows[i]) / np.linalg.norm(rows[j])
+                )
+                for i, j in zip(first, second, strict=True)
+            ]
+        )
+
+    assert set(change) == {0.5, 1.0}
+    assert change[0.5] == pytest.approx((shift(gauges[0][1]) + shift(gauges[1][1])) / 2, rel=1e-12)
+    assert change[1.0] == pytest.approx(shift(gauges[2][1]), rel=1e-12)
+    assert change[1.0] > change[0.5] > 0
 
 
 @PROPERTY
