@@ -15,7 +15,11 @@ ROWS = np.random.default_rng(0).standard_normal((400, 12)).astype(np.float32)
 
 
 @pytest.mark.parametrize("format_name", sorted(set(FORMATS) - {"html"}))
-def test_a_report_renders_in_every_format_as_the_cli_prints_it(cli, tmp_path, format_name):
+def test_a_report_renders_in_every_format_as_the_cli_prints_it(
+    cli, tmp_path, format_name, monkeypatch
+):
+    # The CLI's table follows the terminal's width (COLUMNS first); render's default is 100.
+    monkeypatch.setenv("COLUMNS", "100")
     np.save(tmp_path / "x.npy", ROWS)
     report = audit(tmp_path / "x.npy", seed=3)
     printed = cli("check", tmp_path / "x.npy", "--seed", "3", "-f", format_name).stdout
