@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import xml.etree.ElementTree as ET
+from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
@@ -449,3 +450,46 @@ def test_compare_says_how_many_rows_it_left_out(cli, fixtures):
     assert "left out of the neighbour lists: 4" in table.stdout
     files = cli("compare-knn", fixtures / "sphere.npy", fixtures / "zero_rows.npy", "-f", "json")
     assert files.json()["excluded_rows"] == {"old": 0, "new": 2}
+
+
+def _readme_configuration() -> str:
+    """The sample ``[tool.embaudit]`` block of the README's Configuration section."""
+    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
+    section = readme.split("## Configuration", 1)[1]
+    block = section.split("```toml\n", 1)[1].split("```", 1)[0]
+    assert block.startswith("[tool.embaudit]")
+    return block
+
+
+def test_the_readme_configuration_applies_to_every_format_it_names(cli, tmp_path, monkeypatch):
+    rng = np.random.default_rng(5)
+    (tmp_path / "pyproject.toml").write_text('[project]\nname = "x"\n\n' + _readme_configuration())
+    (tmp_path / "exports").mkdir()
+    items = rng.standard_normal((300, 16)).astype(np.float32)
+    np.savez(tmp_path / "exports" / "items1.npz", item_factors=items, user_factors=items[:50])
+    np.save(tmp_path / "corpus.npy", items)
+    vectors = pa.array(list(items), type=pa.list_(pa.float32(), 16))
+    other = pa.array(list(items[:, :8]), type=pa.list_(pa.float32(), 8))
+    pq.write_table(pa.table({"other": other, "embedding": vectors}), tmp_path / "corpus.parquet")
+    monkeypatch.chdir(tmp_path)
+
+    for name, objective in [
+        ("exports/items1.npz", "dot"),  # its glob: the objective and the array
+        ("corpus.npy", "cosine"),  # no glob: the top-level settings only
+        ("corpus.parquet", "cosine"),  # its glob: the column of two vector columns
+    ]:
+        result = cli("check", name, "-f", "json")
+        assert result.code in (0, 1), (name, result.stderr)
+        report = result.json()
+        assert report["params"]["trained_with"] == objective and report["input"]["d"] == 16
+        codes = [check["code"] for check in report["checks"]]
+        assert "EA501" not in codes  # ignored
+        assert next(c for c in report["checks"] if c["code"] == "EA301")["threshold"] == 0.7
+    # Without the parquet glob (the README's last table), the file's two vector columns are
+    # ambiguous: its column comes from the glob.
+    (tmp_path / "pyproject.toml").write_text(
+        '[project]\nname = "x"\n\n'
+        + _readme_configuration().split("[[tool.embaudit.files]]\npath")[0]
+    )
+    ambiguous = cli("check", "corpus.parquet", "-q")
+    assert ambiguous.code == 2 and "corpus.parquet" in ambiguous.stderr
