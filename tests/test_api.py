@@ -65,6 +65,35 @@ def test_every_command_names_the_parameter_at_fault(call, fragment):
         call()
 
 
+def test_column_picks_the_vectors_of_an_in_memory_table(fixtures):
+    import pyarrow.parquet as pq
+
+    table = pq.read_table(fixtures / "list.parquet")  # an id column and the vectors
+    assert table.num_columns == 2
+    expected = audit(fixtures / "list.parquet", column="embedding", seed=1).to_dict()
+    frame = table.to_pandas()
+    frame.columns = ["id", 7]  # a name that is not a string, as the user writes it
+    reports = [
+        audit(table, column="embedding", seed=1).to_dict(),
+        audit(table.select(["embedding"]), seed=1).to_dict(),
+        audit(frame, column="7", seed=1).to_dict(),
+    ]
+    for report in reports:
+        assert report["input"]["n"] == expected["input"]["n"]
+        assert report["input"]["d"] == expected["input"]["d"]
+        assert [(c["code"], c["value"]) for c in report["checks"]] == [
+            (c["code"], c["value"]) for c in expected["checks"]
+        ]
+    with pytest.raises(InputError, match="a table of 2 columns: name the vectors' with column="):
+        audit(table)  # which column holds the vectors is not guessed
+    with pytest.raises(UsageError, match=r"^column 'vec' is not a column of the table; it has id"):
+        audit(table, column="vec")
+    with pytest.raises(UsageError, match=r"^column applies to files and tables, not arrays$"):
+        audit(np.ones((3, 2)), column="embedding")
+    with pytest.raises(UsageError, match=r"^key applies to files, not arrays$"):
+        audit(table, column="embedding", key="x")
+
+
 def test_unreadable_arrays_raise_input_errors():
     with pytest.raises(InputError, match="2-D"):
         audit(np.ones(4))

@@ -72,16 +72,22 @@ def open_source(
 
     ``key`` picks the array of an ``.npz``, the tensor of a ``.safetensors`` file or the
     dataset of an HDF5 file; ``column`` and ``id_column`` name the columns holding the vectors
-    and the row ids (parquet, JSON Lines, CSV, Lance, PostgreSQL); ``table`` the PostgreSQL
-    table. Options that do not apply to the format are usage errors.
+    and the row ids (parquet, JSON Lines, CSV, Lance, PostgreSQL), and ``column`` the column of
+    an in-memory pyarrow table or pandas DataFrame; ``table`` the PostgreSQL table. Options that
+    do not apply to the format are usage errors.
     """
     options = {"key": key, "column": column, "id_column": id_column, "table": table}
     if isinstance(source, EmbeddingSource):
         return source
     if not isinstance(source, str | os.PathLike):
+        if column is not None and _is_table(source):
+            source, options["column"] = _column_of(source, column), None
         for name, option in options.items():
             if option is not None:
-                raise _not_for(name, "files, not arrays")
+                raise _not_for(
+                    name,
+                    "files and tables, not arrays" if name == "column" else "files, not arrays",
+                )
         try:
             array = _vectors_of(source)
         except (ValueError, TypeError) as exc:
@@ -143,6 +149,26 @@ def _open_file(
     return ParquetSource(path, column=column, id_column=id_column)
 
 
+def _is_table(source: Any) -> bool:
+    """A pyarrow table or a pandas DataFrame: an in-memory source with named columns."""
+    import pyarrow as pa
+
+    return isinstance(source, pa.Table) or (
+        type(source).__module__.startswith("pandas") and hasattr(source, "columns")
+    )
+
+
+def _column_of(source: Any, column: str) -> Any:
+    """The column named ``column`` of a pyarrow table or pandas DataFrame."""
+    columns = list(source.column_names if hasattr(source, "column_names") else source.columns)
+    names = [str(name) for name in columns]  # as the user sees them
+    if column not in names:
+        raise ParameterError(
+            "column", f"{column!r} is not a column of the table; it has {', '.join(names)}"
+        )
+    return source[columns[names.index(column)]]
+
+
 def _vectors_of(source: Any) -> np.ndarray[Any, Any]:
     """An (n, d) array from an in-memory object: a numpy array, or a column of vectors as
     pandas or pyarrow hold them (a Series of arrays, a list or fixed-size-list array, a table
@@ -151,7 +177,9 @@ def _vectors_of(source: Any) -> np.ndarray[Any, Any]:
 
     if type(source).__module__.startswith("pandas") and hasattr(source, "columns"):
         if len(source.columns) != 1:
-            raise ValueError(f"a DataFrame of {len(source.columns)} columns: pass one column")
+            raise ValueError(
+                f"a DataFrame of {len(source.columns)} columns: name the vectors' with column="
+            )
         source = source[source.columns[0]]
     if (
         type(source).__module__.startswith("pandas")
@@ -160,7 +188,9 @@ def _vectors_of(source: Any) -> np.ndarray[Any, Any]:
         source = pa.array(list(source), from_pandas=True)
     if isinstance(source, pa.Table):
         if source.num_columns != 1:
-            raise ValueError(f"a table of {source.num_columns} columns: pass one column")
+            raise ValueError(
+                f"a table of {source.num_columns} columns: name the vectors' with column="
+            )
         source = source.column(0)
     if isinstance(source, pa.ChunkedArray):
         source = source.combine_chunks()
