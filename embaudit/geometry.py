@@ -6,6 +6,7 @@ in each docstring; ``x`` is always (m, d) with finite, non-zero rows.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -109,11 +110,16 @@ def random_pairs(m: int, count: int, rng: np.random.Generator) -> tuple[Ints, In
 PAIR_BLOCK = 512
 
 
+def pair_blocks(count: int) -> Iterator[slice]:
+    """The slices of ``count`` pairs whose rows are gathered together (PAIR_BLOCK at a time)."""
+    for start in range(0, count, PAIR_BLOCK):
+        yield slice(start, start + PAIR_BLOCK)
+
+
 def pair_cosines(unit: Floats, first: Ints, second: Ints) -> Floats:
     """Cosine of each pair of unit rows. (m, d), (p,), (p,) -> (p,)."""
     out = np.empty(len(first), dtype=unit.dtype)
-    for start in range(0, len(first), PAIR_BLOCK):
-        block = slice(start, start + PAIR_BLOCK)
+    for block in pair_blocks(len(first)):
         out[block] = np.einsum("ij,ij->i", unit[first[block]], unit[second[block]])
     return out
 

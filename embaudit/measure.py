@@ -184,8 +184,7 @@ def _cosine_change(sample: Geometry, gauges: list[tuple[float, Floats]]) -> dict
     squares = np.stack([scale**2 for _, scale in gauges], axis=1)  # (d, gauges)
     gauged_norms = np.sqrt((unit * unit) @ squares)  # (rows, gauges); D > 0: no zero
     products = np.empty((len(first), len(gauges)))  # (pairs, gauges)
-    for start in range(0, len(first), geometry.PAIR_BLOCK):  # the pairs' rows in the cache
-        block = slice(start, start + geometry.PAIR_BLOCK)
+    for block in geometry.pair_blocks(len(first)):  # the pairs' rows in the cache
         products[block] = (unit[first[block]] * unit[second[block]]) @ squares
     rescaled = products / (gauged_norms[first] * gauged_norms[second])
     shift = np.abs(rescaled - sample.pair_cosines[:, None]).mean(axis=0)

@@ -80,8 +80,9 @@ def open_source(
     if isinstance(source, EmbeddingSource):
         return source
     if not isinstance(source, str | os.PathLike):
-        if column is not None and _is_table(source):
-            source, options["column"] = _column_of(source, column), None
+        columns = _table_columns(source)
+        if column is not None and columns is not None:
+            source, options["column"] = _column_of(source, columns, column), None
         for name, option in options.items():
             if option is not None:
                 raise _not_for(
@@ -149,19 +150,20 @@ def _open_file(
     return ParquetSource(path, column=column, id_column=id_column)
 
 
-def _is_table(source: Any) -> bool:
-    """A pyarrow table or a pandas DataFrame: an in-memory source with named columns."""
+def _table_columns(source: Any) -> list[Any] | None:
+    """The column names of a pyarrow table or a pandas DataFrame (None for anything else)."""
     import pyarrow as pa
 
-    return isinstance(source, pa.Table) or (
-        type(source).__module__.startswith("pandas") and hasattr(source, "columns")
-    )
+    if isinstance(source, pa.Table):
+        return list(source.column_names)
+    if type(source).__module__.startswith("pandas") and hasattr(source, "columns"):
+        return list(source.columns)
+    return None
 
 
-def _column_of(source: Any, column: str) -> Any:
-    """The column named ``column`` of a pyarrow table or pandas DataFrame."""
-    columns = list(source.column_names if hasattr(source, "column_names") else source.columns)
-    names = [str(name) for name in columns]  # as the user sees them
+def _column_of(source: Any, columns: list[Any], column: str) -> Any:
+    """The column named ``column`` (as the user sees it: a string) of a table with ``columns``."""
+    names = [str(name) for name in columns]
     if column not in names:
         raise ParameterError(
             "column", f"{column!r} is not a column of the table; it has {', '.join(names)}"
@@ -175,23 +177,17 @@ def _vectors_of(source: Any) -> np.ndarray[Any, Any]:
     with one such column), read through pyarrow like a parquet column."""
     import pyarrow as pa
 
-    if type(source).__module__.startswith("pandas") and hasattr(source, "columns"):
-        if len(source.columns) != 1:
-            raise ValueError(
-                f"a DataFrame of {len(source.columns)} columns: name the vectors' with column="
-            )
-        source = source[source.columns[0]]
+    columns = _table_columns(source)
+    if columns is not None:
+        if len(columns) != 1:
+            kind = "table" if isinstance(source, pa.Table) else "DataFrame"
+            raise ValueError(f"a {kind} of {len(columns)} columns: name the vectors' with column=")
+        source = source[columns[0]]
     if (
         type(source).__module__.startswith("pandas")
         and str(getattr(source, "dtype", "")) == "object"
     ):
         source = pa.array(list(source), from_pandas=True)
-    if isinstance(source, pa.Table):
-        if source.num_columns != 1:
-            raise ValueError(
-                f"a table of {source.num_columns} columns: name the vectors' with column="
-            )
-        source = source.column(0)
     if isinstance(source, pa.ChunkedArray):
         source = source.combine_chunks()
     list_types = (pa.types.is_list, pa.types.is_large_list, pa.types.is_fixed_size_list)
