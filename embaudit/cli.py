@@ -58,6 +58,10 @@ UNDECLARED_NOTICE = (
     "declare it, or set require-objective = true in the configuration\n"
 )
 
+#: The formats a person reads, whose stderr carries UNDECLARED_NOTICE (not under --quiet, whose
+#: one line is all it prints).
+HUMAN_NOTICE = ("table", "github")
+
 OutputFormat = StrEnum("OutputFormat", {name.upper(): name for name in FORMATS})  # type: ignore[misc]
 
 DEFAULT_FORMAT = OutputFormat("table")
@@ -286,7 +290,7 @@ def check(
     FORMATS[output_format.value].require()
     with stdout_to_stderr(), pass_progress(not quiet) as progress:
         report = audit(file, options, baseline=baseline, progress=progress)
-    if not report.verdict.objective_declared and output_format.value in ("table", "github"):
+    if not (quiet or report.verdict.objective_declared) and output_format.value in HUMAN_NOTICE:
         sys.stderr.write(UNDECLARED_NOTICE)
     return _conclude(report, output_format.value, output, quiet, exit_zero)
 

@@ -31,6 +31,7 @@ def test_ea004_flags_constant_zero_and_near_constant_dimensions():
     # The value is what the threshold judges: the smallest std / rms coordinate (0 here).
     assert check.value == 0.0 and check.value <= check.threshold
     assert "Drop dead dimensions 2, 5, 6" in (check.recommendation or "")
+    assert check.message.startswith("3 dimensions of 8 are dead (constant): 2, 5, 6")
 
 
 @settings(max_examples=40, deadline=None)
@@ -51,6 +52,7 @@ def test_ea004_finds_a_constant_column_whatever_its_value_dtype_and_chunking(
     sampling = Sampling(queries=5, gauge_queries=5, gauge_draws=1, sample=100, pairs=100)
     report = audit(x.astype(dtype), select="EA004", chunk_rows=chunk_rows, sampling=sampling)
     assert report.check("EA004").metrics["dimensions"] == [7]
+    assert report.check("EA004").message == "1 dimension of 64 is dead (constant): 7"
 
 
 def test_ea004_is_relative_to_the_scale_of_the_data():

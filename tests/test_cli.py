@@ -151,6 +151,15 @@ def test_quiet_prints_only_the_verdict_line(cli, fixtures):
     lines = result.stdout.strip().splitlines()
     assert len(lines) == 1
     assert lines[0].startswith(f"{fixtures / 'nan_rows.npy'}: untrustworthy (1 fail")
+    assert result.stderr == ""  # not even the note on an undeclared objective
+
+
+def test_an_undeclared_objective_is_noted_on_stderr_until_declared(cli, fixtures):
+    undeclared = cli("check", fixtures / "unnormalized.npy")
+    assert "note: the training objective is not declared" in undeclared.stderr
+    assert "not declared" not in undeclared.stdout
+    declared = cli("check", fixtures / "unnormalized.npy", "--trained-with", "cosine")
+    assert declared.stderr == ""
 
 
 def test_trained_with_changes_statuses_not_values(cli, fixtures):

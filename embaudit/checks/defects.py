@@ -199,7 +199,8 @@ def dead_dimensions(data: AuditData, threshold: float) -> Finding:
     return Finding(
         Status.WARN,
         smallest,
-        f"{_plural(len(dead), 'dimension')} of {stats.d} are dead (constant): {shown}",
+        f"{_plural(len(dead), 'dimension')} of {stats.d} {'is' if len(dead) == 1 else 'are'} "
+        f"dead (constant): {shown}",
         metrics,
         recommendation=f"Drop dead {'dimension' if len(dead) == 1 else 'dimensions'} {shown}",
     )
