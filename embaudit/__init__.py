@@ -5,7 +5,7 @@ from __future__ import annotations
 from embaudit._version import __version__
 from embaudit.audit import audit, audit_gauge, compare_knn
 from embaudit.engines import Engine, LocalEngine, RayEngine
-from embaudit.errors import EmbauditError, IncompleteError, InputError, UsageError
+from embaudit.errors import ConfigError, EmbauditError, IncompleteError, InputError, UsageError
 from embaudit.measure import Sampling
 from embaudit.model import CheckResult, Level, Status, TrainedWith, Verdict
 from embaudit.options import CheckOptions, CompareOptions, GaugeOptions
@@ -20,6 +20,7 @@ __all__ = [
     "CheckReport",
     "CheckResult",
     "CompareOptions",
+    "ConfigError",
     "EmbauditError",
     "Engine",
     "FilesReport",

@@ -3,6 +3,7 @@ and hand over to the pipelines (:mod:`embaudit.pipelines`)."""
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -19,6 +20,7 @@ from embaudit.options import (
     CompareOptions,
     GaugeOptions,
     Options,
+    blamed_on,
     build,
     merge,
     read_config,
@@ -63,17 +65,19 @@ def audit(
     ``config`` reads a configuration file as the command line does: a path, or ``True`` for the
     nearest ``embaudit.toml`` / ``pyproject.toml`` (keywords given here override it).
 
-    Raises :class:`~embaudit.errors.InputError` for unreadable input and
+    Raises :class:`~embaudit.errors.InputError` for unreadable input,
     :class:`~embaudit.errors.UsageError` (a :class:`~embaudit.params.ParameterError` naming
-    the parameter) for invalid options.
+    the parameter) for invalid options, and :class:`~embaudit.errors.ConfigError` naming the
+    file and key for a value the configuration set that is invalid, or does not apply to the
+    input.
     """
-    options = _options(CheckOptions, options, config, parameters)
-    opened = _open(source, options)
-    queries = _query_source(opened, options)
-    old = None if baseline is None else _open(baseline, options)
-    with _engine(options.engine, options.ray_address, opened, old) as engine:
-        run = Run(engine, options.chunk_rows, progress)
-        return run_check(opened, old, options, run, queries=queries)
+    with _configured(CheckOptions, options, config, parameters, source) as options:
+        opened = _open(source, options)
+        queries = _query_source(opened, options)
+        old = None if baseline is None else _open(baseline, options)
+        with _engine(options.engine, options.ray_address, opened, old) as engine:
+            run = Run(engine, options.chunk_rows, progress)
+            return run_check(opened, old, options, run, queries=queries)
 
 
 def compare_knn(
@@ -92,22 +96,22 @@ def compare_knn(
     ``queries``, ``metric``, ``min_overlap`` — a gate: a comparison below it fails — ``engine``
     ...).
     """
-    options = _options(CompareOptions, options, config, parameters)
-    first = _open(old, options)
-    second = None if new is None else _open(new, options)
-    if second is not None and options.query_file is not None:
-        raise ParameterError(
-            "query_file",
-            "applies to one file (the metrics of its neighbours), not to two exports: a new "
-            "export needs queries embedded by its own model",
-            QUERY_FILE.flag,
-        )
-    queries = _query_source(first, options)
-    with _engine(options.engine, options.ray_address, first, second) as engine:
-        run = Run(engine, options.chunk_rows, progress)
-        if second is None:
-            return run_metrics(first, options, run, queries=queries)
-        return run_files(first, second, options, run)
+    with _configured(CompareOptions, options, config, parameters, old) as options:
+        first = _open(old, options)
+        second = None if new is None else _open(new, options)
+        if second is not None and options.query_file is not None:
+            raise ParameterError(
+                "query_file",
+                "applies to one file (the metrics of its neighbours), not to two exports: a new "
+                "export needs queries embedded by its own model",
+                QUERY_FILE.flag,
+            )
+        queries = _query_source(first, options)
+        with _engine(options.engine, options.ray_address, first, second) as engine:
+            run = Run(engine, options.chunk_rows, progress)
+            if second is None:
+                return run_metrics(first, options, run, queries=queries)
+            return run_files(first, second, options, run)
 
 
 def audit_gauge(
@@ -125,24 +129,24 @@ def audit_gauge(
     found is below ``min_overlap``: the model does not determine those neighbours. Options as
     :class:`~embaudit.options.GaugeOptions` and/or keywords.
     """
-    options = _options(GaugeOptions, options, config, parameters)
-    keys = (options.items_key or options.key, options.users_key or options.key)
-    if _same_location(items, users) and keys[0] == keys[1]:
-        raise UsageError(
-            "the item and user towers are the same array: give the other tower, or "
-            "items_key / users_key (--items-key / --users-key) for an archive that holds both"
-        )
-    towers = [
-        open_source(
-            tower,
-            key=key,
-            column=options.column,
-            id_column=options.id_column,
-            table=options.table,
-        )
-        for tower, key in zip((items, users), keys, strict=True)
-    ]
-    return run_gauge(towers[0], towers[1], options)
+    with _configured(GaugeOptions, options, config, parameters, items) as options:
+        keys = (options.items_key or options.key, options.users_key or options.key)
+        if _same_location(items, users) and keys[0] == keys[1]:
+            raise UsageError(
+                "the item and user towers are the same array: give the other tower, or "
+                "items_key / users_key (--items-key / --users-key) for an archive that holds both"
+            )
+        towers = [
+            open_source(
+                tower,
+                key=key,
+                column=options.column,
+                id_column=options.id_column,
+                table=options.table,
+            )
+            for tower, key in zip((items, users), keys, strict=True)
+        ]
+        return run_gauge(towers[0], towers[1], options)
 
 
 def _same_location(first: Source, second: Source) -> bool:
@@ -152,20 +156,30 @@ def _same_location(first: Source, second: Source) -> bool:
     return first is second
 
 
-def _options(
+@contextmanager
+def _configured(
     kind: type[Options],
     given: Options | None,
     config: str | os.PathLike[str] | bool | None,
     parameters: dict[str, Any],
-) -> Options:
-    """The options of one call: ``given`` or the configuration file (``config``), with the
-    keyword ``parameters`` over them."""
+    source: Source | Any,
+) -> Iterator[Options]:
+    """The options of one call: ``given`` or the configuration file (``config``), as the command
+    line reads it for ``source`` (with the settings of the ``[[files]]`` globs a path matches),
+    with the keyword ``parameters`` over them. Within it, an error about a value the
+    configuration set names its file and key (:func:`~embaudit.options.blamed_on`)."""
     if config is None or config is False:
-        return build(kind, given, **parameters)
+        yield build(kind, given, **parameters)
+        return
     if given is not None:
         raise UsageError("give options or config, not both: options already hold every value")
     found = read_config(None if config is True else Path(config))
-    return build(kind, merge(kind, found, {}), **parameters)
+    if isinstance(source, str | os.PathLike):
+        found = found.for_path(source)
+    else:  # an array or a table in memory: no glob matches it
+        found = dataclasses.replace(found, files=())
+    with blamed_on(found, parameters):
+        yield build(kind, merge(kind, found, {}), **parameters)
 
 
 def _open(source: Source, options: CheckOptions | CompareOptions | GaugeOptions) -> EmbeddingSource:

@@ -31,6 +31,7 @@ from embaudit.options import (
     GaugeOptions,
     Metric,
     Side,
+    blamed_on,
     merge,
     read_config,
 )
@@ -259,36 +260,34 @@ def check(
 
     Exit codes: 0 nothing at the failing level; 1 a failing check or an untrustworthy verdict (with --fail-on warn also a warning or a caution verdict); 2 usage, configuration or input error; 3 internal error.
     """  # noqa: E501
-    options = merge(
-        CheckOptions,
-        read_config(config).for_path(file),
-        {
-            "k": k,
-            "seed": seed,
-            "trained_with": trained_with,
-            "queries": queries,
-            "select": select,
-            "extend_select": extend_select,
-            "ignore": ignore,
-            "fail_on": fail_on,
-            "require_objective": require_objective,
-            "key": key,
-            "column": column,
-            "id_column": id_column,
-            "table": table,
-            "query_file": query_file,
-            "engine": engine,
-            "ray_address": ray_address,
-            "index": index,
-            "index_metric": index_metric,
-            "index_sample": index_sample,
-            "near_duplicate_cosine": near_duplicate_cosine,
-            "truncate": truncate or None,
-        },
-    )
+    configuration = read_config(config).for_path(file)
+    flags = {
+        "k": k,
+        "seed": seed,
+        "trained_with": trained_with,
+        "queries": queries,
+        "select": select,
+        "extend_select": extend_select,
+        "ignore": ignore,
+        "fail_on": fail_on,
+        "require_objective": require_objective,
+        "key": key,
+        "column": column,
+        "id_column": id_column,
+        "table": table,
+        "query_file": query_file,
+        "engine": engine,
+        "ray_address": ray_address,
+        "index": index,
+        "index_metric": index_metric,
+        "index_sample": index_sample,
+        "near_duplicate_cosine": near_duplicate_cosine,
+        "truncate": truncate or None,
+    }
+    options = merge(CheckOptions, configuration, flags)
     check_output(output)
     FORMATS[output_format.value].require()
-    with stdout_to_stderr(), pass_progress(not quiet) as progress:
+    with blamed_on(configuration, flags), stdout_to_stderr(), pass_progress(not quiet) as progress:
         report = audit(file, options, baseline=baseline, progress=progress)
     if not (quiet or report.verdict.objective_declared) and output_format.value in HUMAN_NOTICE:
         sys.stderr.write(UNDECLARED_NOTICE)
@@ -340,28 +339,26 @@ def compare_knn_command(
     """  # noqa: E501
     if not 1 <= len(files) <= 2:
         raise UsageError(f"compare-knn takes one or two files, got {len(files)}")
-    options = merge(
-        CompareOptions,
-        read_config(config).for_path(files[0]),
-        {
-            "k": k,
-            "seed": seed,
-            "queries": queries,
-            "metric": metric,
-            "min_overlap": min_overlap,
-            "fail_on": fail_on,
-            "key": key,
-            "column": column,
-            "id_column": id_column,
-            "table": table,
-            "query_file": query_file,
-            "engine": engine,
-            "ray_address": ray_address,
-        },
-    )
+    configuration = read_config(config).for_path(files[0])
+    flags = {
+        "k": k,
+        "seed": seed,
+        "queries": queries,
+        "metric": metric,
+        "min_overlap": min_overlap,
+        "fail_on": fail_on,
+        "key": key,
+        "column": column,
+        "id_column": id_column,
+        "table": table,
+        "query_file": query_file,
+        "engine": engine,
+        "ray_address": ray_address,
+    }
+    options = merge(CompareOptions, configuration, flags)
     check_output(output)
     FORMATS[output_format.value].require()
-    with stdout_to_stderr(), pass_progress(not quiet) as progress:
+    with blamed_on(configuration, flags), stdout_to_stderr(), pass_progress(not quiet) as progress:
         second = files[1] if len(files) == 2 else None
         report = compare_knn(files[0], second, options, progress=progress)
     return _conclude(report, output_format.value, output, quiet, exit_zero)
@@ -410,28 +407,26 @@ def gauge_command(
 
     Exit codes: 0 the worst overlap stays at or above --min-overlap; 1 it is below (cosine neighbours are not identified by the model), or, with --fail-on warn, the towers are not balanced; 2 usage, configuration or input error; 3 internal error.
     """  # noqa: E501
-    options = merge(
-        GaugeOptions,
-        read_config(config).for_path(items),
-        {
-            "k": k,
-            "seed": seed,
-            "side": side,
-            "max_condition": max_condition,
-            "min_overlap": min_overlap,
-            "sample": sample,
-            "write_items": write_items,
-            "items_key": items_key,
-            "users_key": users_key,
-            "fail_on": fail_on,
-            "key": key,
-            "column": column,
-            "id_column": id_column,
-        },
-    )
+    configuration = read_config(config).for_path(items)
+    flags = {
+        "k": k,
+        "seed": seed,
+        "side": side,
+        "max_condition": max_condition,
+        "min_overlap": min_overlap,
+        "sample": sample,
+        "write_items": write_items,
+        "items_key": items_key,
+        "users_key": users_key,
+        "fail_on": fail_on,
+        "key": key,
+        "column": column,
+        "id_column": id_column,
+    }
+    options = merge(GaugeOptions, configuration, flags)
     check_output(output)
     FORMATS[output_format.value].require()
-    with stdout_to_stderr():
+    with blamed_on(configuration, flags), stdout_to_stderr():
         report = audit_gauge(items, users, options)
     return _conclude(report, output_format.value, output, quiet, exit_zero)
 

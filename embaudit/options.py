@@ -10,7 +10,8 @@ reported under the flag or the key that gave the bad value.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from enum import StrEnum
 from functools import cached_property
@@ -469,8 +470,7 @@ def merge(kind: type[Options], config: ConfigFile, flags: Mapping[str, Any]) -> 
     values: dict[str, Any] = configured | given
     if kind is CheckOptions:
         values |= _check_values(config, given)
-    origin = dict.fromkeys(given, "flag")
-    try:
+    with blamed_on(config, given):
         if kind is CheckOptions:
             sampling_names = declared(Sampling)
             sampling = {
@@ -482,10 +482,22 @@ def merge(kind: type[Options], config: ConfigFile, flags: Mapping[str, Any]) -> 
             sampling |= {n: v for n, v in given.items() if n in sampling_names}
             values["sampling"] = Sampling(**sampling)
         return kind(**values)
+
+
+@contextmanager
+def blamed_on(config: ConfigFile, flags: Mapping[str, Any]) -> Iterator[None]:
+    """Within it, a :class:`ParameterError` about a value that ``config`` set, and no flag or
+    keyword replaced (``flags``: None where not given), is the configuration's error, named by
+    its file and key: an option checked against the input (``column`` on an .npy, ``index`` on
+    too few rows) is reported where the user wrote it. Any other is raised as it is, for the
+    command line to name by its flag."""
+    try:
+        yield
     except ParameterError as error:
-        if origin.get(error.parameter) == "flag" or config.path is None:
-            raise  # named by its flag where the command line reports it
-        raise config.error(error.parameter.replace("_", "-"), error.problem) from None
+        name = error.parameter
+        if config.path is None or flags.get(name) is not None or name not in config.values:
+            raise
+        raise config.error(name.replace("_", "-"), error.problem) from None
 
 
 def _check_values(config: ConfigFile, given: Mapping[str, Any]) -> dict[str, Any]:
@@ -521,6 +533,7 @@ __all__ = [
     "GaugeOptions",
     "Metric",
     "Side",
+    "blamed_on",
     "build",
     "config_keys",
     "merge",

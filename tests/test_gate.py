@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
@@ -11,6 +12,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
+from embaudit import ConfigError, ParameterError, audit
 from embaudit.checks import REGISTRY
 from embaudit.config_file import enabled_codes
 from embaudit.formats.github import escape_data, escape_property
@@ -435,7 +437,7 @@ def test_a_broken_pyproject_meant_for_embaudit_is_an_error(cli, fixtures, tmp_pa
 
 
 def test_api_validates_thresholds_and_severities(fixtures):
-    from embaudit import UsageError, audit
+    from embaudit import UsageError
 
     with pytest.raises(UsageError, match="thresholds of EA301"):
         audit(fixtures / "sphere.npy", thresholds={"EA301": "x"})
@@ -485,6 +487,10 @@ def test_the_readme_configuration_applies_to_every_format_it_names(cli, tmp_path
         codes = [check["code"] for check in report["checks"]]
         assert "EA501" not in codes  # ignored
         assert next(c for c in report["checks"] if c["code"] == "EA301")["threshold"] == 0.7
+        # From Python, config=True reads the file as the command line does, globs included.
+        api = audit(name, config=True, select="EA3")
+        assert api.options.trained_with.value == objective and api.input["d"] == 16
+        assert api.check("EA301").threshold == 0.7
     # Without the parquet glob (the README's last table), the file's two vector columns are
     # ambiguous: its column comes from the glob.
     (tmp_path / "pyproject.toml").write_text(
@@ -493,3 +499,39 @@ def test_the_readme_configuration_applies_to_every_format_it_names(cli, tmp_path
     )
     ambiguous = cli("check", "corpus.parquet", "-q")
     assert ambiguous.code == 2 and "corpus.parquet" in ambiguous.stderr
+
+
+@pytest.mark.parametrize(
+    ("setting", "flag", "value", "where"),
+    [
+        ('column = "embedding"', "--column", "embedding", "'column' in [tool.embaudit]: applies"),
+        ('key = "items"', "--key", "items", "'key' in [tool.embaudit]: applies to .npz"),
+        ("truncate = [64]", "--truncate", 64, "'truncate' in [tool.embaudit]: must be below"),
+    ],
+)
+def test_an_option_the_input_rejects_is_named_where_it_was_set(
+    cli, fixtures, tmp_path, monkeypatch, setting, flag, value, where
+):
+    # Checked against the input after the options are read: the configuration's file and key
+    # when it set the value, the flag when the command line did (which overrides the file).
+    configuration = tmp_path / "pyproject.toml"
+    configuration.write_text(f"[tool.embaudit]\n{setting}\n")
+    monkeypatch.chdir(tmp_path)
+    from_file = cli("check", fixtures / "unnormalized.npy", "-q")
+    assert from_file.code == 2
+    assert from_file.stderr.startswith(f"embaudit: error: {configuration}: {where}")
+    assert flag not in from_file.stderr and from_file.stderr.count("\n") == 1
+    from_flag = cli("check", fixtures / "unnormalized.npy", "-q", flag, str(value))
+    assert from_flag.code == 2
+    assert from_flag.stderr.startswith(f"embaudit: error: {flag} ")
+    assert str(configuration) not in from_flag.stderr
+    with pytest.raises(ConfigError, match=re.escape(where)):
+        audit(fixtures / "unnormalized.npy", config=True)
+    with pytest.raises(ParameterError, match=f"^{flag.lstrip('-')} "):
+        audit(fixtures / "unnormalized.npy", config=True, **{flag.lstrip("-"): value})
+    # compare-knn reads the same file.
+    if flag != "--truncate":
+        compared = cli("compare-knn", fixtures / "unnormalized.npy", "-q")
+        assert compared.code == 2 and compared.stderr.startswith(
+            f"embaudit: error: {configuration}"
+        )

@@ -12,8 +12,6 @@ from __future__ import annotations
 
 import dataclasses
 import os
-import resource
-import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -372,14 +370,19 @@ def test_an_internal_error_message_stays_on_one_line(cli, fixtures, monkeypatch)
     assert "RuntimeError: first line\\nsecond line" in result_.stderr
 
 
-def _limit_file_size(limit: int):
-    def apply() -> None:
-        # A write past the limit fails with EFBIG (the signal that would kill us is ignored),
-        # as on a full disk or a quota.
-        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
-        resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
-
-    return apply
+def _with_file_size_limit(limit: int) -> list[str]:
+    """``python -m embaudit`` whose process first limits the size of the files it writes: a
+    write past the limit fails with EFBIG (the signal that would kill it is ignored), as on a
+    full disk or a quota. Set in the child itself, not by a preexec_fn: that would fork this
+    process, and lance (imported by other tests) warns on a fork."""
+    prelude = (
+        "import resource, runpy, signal, sys; "
+        "signal.signal(signal.SIGXFSZ, signal.SIG_IGN); "
+        f"resource.setrlimit(resource.RLIMIT_FSIZE, ({limit}, {limit})); "
+        "sys.argv[0] = 'embaudit'; "
+        "runpy.run_module('embaudit', run_name='__main__')"
+    )
+    return [sys.executable, "-c", prelude]
 
 
 @pytest.mark.parametrize("fmt", ["json", "markdown"])
@@ -389,14 +392,12 @@ def test_output_keeps_the_earlier_report_when_the_write_fails(fixtures, tmp_path
     target = tmp_path / f"report.{fmt}"
     earlier = "an earlier report\n"
     target.write_text(earlier)
-    command = [sys.executable, "-m", "embaudit", "check", str(fixtures / "sphere.npy")]
-    command += ["-f", fmt, "-o", str(target)]
+    arguments = ["check", str(fixtures / "sphere.npy"), "-f", fmt, "-o", str(target)]
     done = subprocess.run(
-        command,
+        [*_with_file_size_limit(200), *arguments],
         capture_output=True,
         text=True,
         check=False,
-        preexec_fn=_limit_file_size(200),
         env={**os.environ, "PYTHONWARNINGS": "error"},
     )
     assert done.returncode == 2, done.stderr
@@ -405,6 +406,7 @@ def test_output_keeps_the_earlier_report_when_the_write_fails(fixtures, tmp_path
     assert target.read_text() == earlier
     assert sorted(p.name for p in tmp_path.iterdir()) == [target.name]
     # Without the limit the same command replaces it.
+    command = [sys.executable, "-m", "embaudit", *arguments]
     again = subprocess.run(command, capture_output=True, text=True, check=False)
     assert again.returncode in (0, 1), again.stderr
     assert target.read_text() != earlier and "EA001" in target.read_text()
