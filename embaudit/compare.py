@@ -13,7 +13,7 @@ import numpy as np
 import numpy.typing as npt
 
 from embaudit.draw import draw_clean_items, draw_clean_rows
-from embaudit.engines import Engine, LocalEngine, PassPlan
+from embaudit.engines import Engine, LocalEngine, PassPlan, Searched
 from embaudit.errors import InputError
 from embaudit.estimates import bounded_mean_standard_error
 from embaudit.knn import EXTERNAL_ROW, Block, NeighborSearch
@@ -108,7 +108,7 @@ def compare_metrics(
         raise InputError(source.path, "needs at least two finite, non-zero rows to compare")
     search = NeighborSearch(values, rows, ladder[-1], [Block("base", len(rows))])
     stats = engine.run(
-        source, PassPlan(search=search), chunk_rows=chunk_rows, on_rows=on_rows
+        source, PassPlan((Searched(search),)), chunk_rows=chunk_rows, on_rows=on_rows
     ).stats
     assert stats is not None  # the plan asks for statistics
     lists = {metric: search.list_for(metric) for metric in METRICS}
@@ -236,7 +236,7 @@ def compare_files(
         item_of_row[rows] = np.arange(n_matched)
         search = NeighborSearch(values, rows[chosen], ladder[-1], [Block("b", len(chosen))])
         on_rows = on_pass(source) if on_pass is not None else None
-        plan = PassPlan(search=search, search_rows=item_of_row >= 0)
+        plan = PassPlan((Searched(search, np.flatnonzero(item_of_row >= 0)),))
         stats = engine.run(source, plan, chunk_rows=chunk_rows, on_rows=on_rows).stats
         assert stats is not None  # the plan asks for statistics
         excluded[label] = source.n - stats.n_clean

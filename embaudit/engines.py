@@ -53,18 +53,26 @@ RAY_INSTALL = "pip install 'embaudit[ray]'"
 RAY_LOGS_VARIABLE = "EMBAUDIT_RAY_LOGS"
 
 
+@dataclass(frozen=True, eq=False)
+class Searched:
+    """A kNN search a pass feeds (its lists fill as rows stream by), and the rows it sees:
+    every clean row, or only the clean rows at ``rows`` (sorted global positions)."""
+
+    search: NeighborSearch
+    rows: Ints | None = None
+
+
 @dataclass
 class PassPlan:
     """What one pass computes besides the statistics; broadcast to every fragment.
 
-    ``search`` is a kNN search of a query sample (its lists fill as rows stream by); when
-    ``search_rows`` is given, only the rows it marks (a bool per global row) are searched.
-    ``sample`` collects the clean rows at chosen positions. Without ``statistics`` the pass
-    only finds the clean rows for the search and the sample (a measurement taken again on more
-    queries: its statistics are those of the pass before), and the result has no stats."""
+    ``searches`` are kNN searches of query samples, each over every row or over a set of rows
+    (:class:`Searched`). ``sample`` collects the clean rows at chosen positions. Without
+    ``statistics`` the pass only finds the clean rows for the searches and the sample (a
+    measurement taken again on more queries: its statistics are those of the pass before), and
+    the result has no stats."""
 
-    search: NeighborSearch | None = None
-    search_rows: npt.NDArray[np.bool_] | None = None
+    searches: tuple[Searched, ...] = ()
     sample: RowCollector | None = None
     statistics: bool = True
 
@@ -72,7 +80,6 @@ class PassPlan:
 @dataclass
 class PassResult:
     stats: ScanStats | None  # None when the plan asked for no statistics
-    search: NeighborSearch | None
     sample: RowCollector | None
     timings: dict[str, float] = field(default_factory=dict)  # seconds per consumer
 
@@ -80,39 +87,44 @@ class PassResult:
 @dataclass
 class _FragmentResult:
     part: PartStats | None
-    lists: list[NeighborList] | None
+    lists: list[list[NeighborList]]  # per search of the plan
     sample: RowCollector | None
     timings: dict[str, float]
 
 
 @dataclass
 class _Worker:
-    """What one worker of a pass feeds: its own search and sample collector (the plan's, or
+    """What one worker of a pass feeds: its own searches and sample collector (the plan's, or
     fresh ones merged into the plan's at the end) and the seconds it spent in each."""
 
-    search: NeighborSearch | None
+    searches: list[NeighborSearch]
     sample: RowCollector | None
     timings: dict[str, float] = field(default_factory=dict)
 
     @classmethod
+    def of(cls, plan: PassPlan) -> _Worker:
+        """The worker that fills the plan's own searches and collector."""
+        return cls([searched.search for searched in plan.searches], plan.sample)
+
+    @classmethod
     def fresh(cls, plan: PassPlan) -> _Worker:
-        return cls(plan.search and plan.search.fresh(), plan.sample and plan.sample.fresh())
+        searches = [searched.search.fresh() for searched in plan.searches]
+        return cls(searches, plan.sample and plan.sample.fresh())
 
     def consumers(self, plan: PassPlan) -> list[Callable[[CleanRows], None]]:
         consumers: list[Callable[[CleanRows], None]] = []
-        if self.search is not None:
-            add = self.search.add
-            if plan.search_rows is not None:
-                add = _Restricted(self.search, plan.search_rows)
+        for search, searched in zip(self.searches, plan.searches, strict=True):
+            add = search.add if searched.rows is None else _Restricted(search, searched.rows)
             consumers.append(_Timed(add, "knn", self.timings))
         if self.sample is not None:
             consumers.append(_Timed(self.sample, "sample", self.timings))
         return consumers
 
     def merge_into(self, plan: PassPlan) -> None:
-        """Merge this worker's lists and rows into the plan's own search and collector."""
-        if plan.search is not None and self.search is not None and self.search is not plan.search:
-            plan.search.absorb(self.search.lists)
+        """Merge this worker's lists and rows into the plan's own searches and collector."""
+        for search, searched in zip(self.searches, plan.searches, strict=True):
+            if search is not searched.search:
+                searched.search.absorb(search.lists)
         if plan.sample is not None and self.sample is not None and self.sample is not plan.sample:
             plan.sample.absorb(self.sample)
 
@@ -144,21 +156,28 @@ def map_fragment(
         _add_timings(timings, worker.timings)
         worker.timings.clear()
     first = workers[0]
-    lists = None if first.search is None else first.search.lists
-    return _FragmentResult(part, lists, first.sample, timings)
+    return _FragmentResult(part, [search.lists for search in first.searches], first.sample, timings)
 
 
 @dataclass(frozen=True, eq=False)
 class _Restricted:
-    """Feeds ``search`` only the rows that ``keep`` (a bool per global row) marks."""
+    """Feeds ``search`` only the rows at ``rows`` (sorted global positions)."""
 
     search: NeighborSearch
-    keep: npt.NDArray[np.bool_]
+    rows: Ints
 
     def __call__(self, rows: CleanRows) -> None:
-        wanted = self.keep[rows.positions]
-        positions, values, norms = rows.positions[wanted], rows.values[wanted], rows.norms[wanted]
-        self.search.add(CleanRows(positions, values, norms, rows.unit[wanted]))
+        positions = rows.positions
+        if not len(positions):
+            return
+        # The chunk's rows are in order: only the positions within its range can be among them.
+        low, high = np.searchsorted(self.rows, (positions[0], positions[-1] + 1))
+        wanted = np.isin(positions, self.rows[low:high], assume_unique=True)
+        if wanted.all():
+            self.search.add(rows)
+            return
+        unit = rows.unit[wanted]
+        self.search.add(CleanRows(positions[wanted], rows.values[wanted], rows.norms[wanted], unit))
 
 
 @dataclass(frozen=True, eq=False)
@@ -237,7 +256,7 @@ class LocalEngine(Engine):
     ) -> PassResult:
         parts: list[PartStats] = []
         timings: dict[str, float] = {}
-        workers = [_Worker(plan.search, plan.sample)]
+        workers = [_Worker.of(plan)]
         workers += [_Worker.fresh(plan) for _ in range(self.workers - 1)]
         with threadpool_limits(self.blas_threads, user_api="blas"):
             for fragment in source.fragments():
@@ -257,7 +276,7 @@ class LocalEngine(Engine):
             worker.merge_into(plan)
         timings["merge"] = time.perf_counter() - mark
         stats = _reduce(self, source, parts, timings) if plan.statistics else None
-        return PassResult(stats, plan.search, plan.sample, timings)
+        return PassResult(stats, plan.sample, timings)
 
 
 #: At most this many threads read one pass (each holds a chunk, its unit rows and its
@@ -369,15 +388,15 @@ class RayEngine(Engine):
                 parts.append(result.part)
             _add_timings(timings, result.timings)
             mark = time.perf_counter()
-            if plan.search is not None and result.lists is not None:
-                plan.search.absorb(result.lists)
+            for searched, lists in zip(plan.searches, result.lists, strict=True):
+                searched.search.absorb(lists)
             if plan.sample is not None and result.sample is not None:
                 plan.sample.absorb(result.sample)
             timings["merge"] = timings.get("merge", 0.0) + time.perf_counter() - mark
             if on_rows is not None:
                 on_rows(fragment.n)
         stats = _reduce(self, source, parts, timings) if plan.statistics else None
-        return PassResult(stats, plan.search, plan.sample, timings)
+        return PassResult(stats, plan.sample, timings)
 
     def take(self, source: EmbeddingSource, rows: Ints) -> Values:
         """Rows fetched by the workers, one task per fragment that holds some of them."""

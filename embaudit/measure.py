@@ -24,7 +24,7 @@ import numpy.typing as npt
 
 from embaudit import geometry
 from embaudit.draw import Take, draw_clean_rows, draw_positions, first_positions, read_ahead
-from embaudit.engines import Engine, LocalEngine, PassPlan
+from embaudit.engines import Engine, LocalEngine, PassPlan, Searched
 from embaudit.estimates import (
     cluster_share_standard_error,
     log_scale_spread_standard_error,
@@ -33,11 +33,12 @@ from embaudit.estimates import (
     top_share_standard_error,
 )
 from embaudit.index import IndexMeasurement
-from embaudit.knn import EXTERNAL_ROW, METRICS, Block, NeighborList, NeighborSearch
+from embaudit.knn import EXTERNAL_ROW, Block, NeighborList, NeighborSearch
 from embaudit.params import (
     GAUGE_DRAWS,
     GAUGE_LEVELS,
     GAUGE_QUERIES,
+    GAUGE_ROWS,
     GRAPHS,
     PAIRS,
     QUERIES,
@@ -77,6 +78,7 @@ class Sampling:
     queries: int = declare(QUERIES)  # query rows of the cosine / L2 / dot comparison (EA4xx)
     gauge_queries: int = declare(GAUGE_QUERIES)  # the first queries, searched under each gauge
     gauge_draws: int = declare(GAUGE_DRAWS)  # random gauges per rescaling level
+    gauge_rows: int = declare(GAUGE_ROWS)  # corpus rows the gauge queries search (all if fewer)
     gauge_levels: tuple[float, ...] = declare(GAUGE_LEVELS)  # s in D = exp(N(0, s^2))
     sample: int = declare(SAMPLE)  # rows for the spectrum, pair cosines and hubness graph
     pairs: int = declare(PAIRS)  # random pairs of sample rows
@@ -90,6 +92,7 @@ class Sampling:
             "queries": self.queries,
             "gauge_queries": self.gauge_queries,
             "gauge_draws": self.gauge_draws,
+            "gauge_rows": self.gauge_rows,
             "gauge_levels": list(self.gauge_levels),
             "sample": self.sample,
             "pairs": self.pairs,
@@ -214,8 +217,13 @@ class Neighbors:
     #: round: its scales are those of every clean row, from the first pass's statistics).
     canonical_rows: Ints = field(default_factory=lambda: np.zeros(0, np.int64), repr=False)
     truncation: dict[int, Floats] = field(default_factory=dict)  # M -> per-query overlap@k
+    #: How many of the file's rows the gauge queries searched (EA301, EA302): a random draw
+    #: (:func:`gauge_corpus`), or every row.
+    gauge_rows: int = 0
     hygiene: QueryHygiene | None = None  # nearest and mean cosines per query (EA005, EA206, EA503)
     search: NeighborSearch | None = field(default=None, repr=False, compare=False)  # its lists
+    #: The gauge queries' search on the gauge rows (EA301, EA302 read its lists).
+    gauge_search: NeighborSearch | None = field(default=None, repr=False, compare=False)
     index: IndexMeasurement | None = None  # the index of ``--index``, searched (EA701, EA702)
 
 
@@ -228,6 +236,8 @@ _SCALE_STREAM = 8
 _JITTER_STREAM = 9
 #: The random stream of the further independent samples whose graphs EA501 and EA502 average.
 _GRAPH_STREAM = 10
+#: The random stream of the corpus rows the gauge queries search (:func:`gauge_corpus`).
+_GAUGE_ROWS_STREAM = 11
 JITTER_DRAWS = 3
 #: The canonical gauge is estimated on this many times ``sample`` rows: rows read by position
 #: cost little next to the search, and its error and its bias (an estimated scale is a small
@@ -293,6 +303,21 @@ def gauge_scales(
 ) -> list[tuple[float, Floats]]:
     """Random diagonal gauges D = exp(N(0, s^2)), ``draws`` per level s."""
     return [(s, np.exp(rng.normal(0.0, s, size=d))) for s in levels for _ in range(draws)]
+
+
+def gauge_corpus(n: int, rows: int, seed: int) -> Ints | None:
+    """The sorted positions of the corpus rows that the gauge queries search (EA301, EA302):
+    ``rows`` of the ``n`` drawn uniformly at random from their own stream of ``seed``, or
+    None (every row) when ``n <= rows``. The same rows in every round of an audit, so that
+    every round estimates the same overlap.
+
+    Why a sample: a gauge moves cosine neighbours through the directions the rows spread in,
+    which a random sample of 100,000 rows shows as the whole corpus does; searching every row
+    under 16 gauges would cost 1.6 times the search of the 500 queries themselves."""
+    if n <= rows:
+        return None
+    rng = np.random.default_rng(np.random.SeedSequence(seed, spawn_key=(_GAUGE_ROWS_STREAM,)))
+    return np.sort(draw_positions(n, rows, rng))
 
 
 def truncation_scale(d: int, m: int) -> Floats:
@@ -442,7 +467,10 @@ def measure(
         del take  # its rows read ahead are not kept through the pass
     timings["queries"] = time.perf_counter() - started
     gauges = gauge_scales(d, sampling.gauge_levels, sampling.gauge_draws, gauge_rng)
-    search: NeighborSearch | None = None
+    search: NeighborSearch | None = None  # every query, every row: lists, truncations
+    gauge_search: NeighborSearch | None = None  # the gauge queries on gauge_corpus's rows
+    gauge_rows: Ints | None = None
+    searches: list[Searched] = []
     # With k >= n - 1 every row is every row's neighbour: nothing to compare, the checks skip.
     # The queries the checks read: the query file's, when the corpus's follow them.
     own = len(query_rows) if external is None else len(external.rows)
@@ -458,32 +486,43 @@ def measure(
             # that squares of values near 1e±30 (float32) or 1e±200 (float64) stay in range.
             scale_rows = scale_rows * geometry.pow2_scale(row_norms(scale_rows))
             canonical = canonical_scale(scale_rows, dead_ratio)
-        every = external is not None or not wanted.isdisjoint(("lists", "truncation"))
-        base = len(query_rows) if every else gauge_queries
-        blocks = [Block(BASE_BLOCK, base)]
+        # L2 and inner-product lists, and the base search, only where a check reads them (a
+        # round for the gauges alone searches their own sample of the corpus).
+        if not wanted.isdisjoint(("lists", "truncation")):
+            blocks = [Block(BASE_BLOCK, len(query_rows))]
+            if "truncation" in wanted:
+                blocks += [Block(f"truncate {m}", own, truncation_scale(d, m)) for m in truncate]
+            search = NeighborSearch(queries, query_rows, k, blocks)
+            searches.append(Searched(search))
+        gauge_blocks = []
         if "gauges" in wanted:
-            blocks += [Block(f"{GAUGE_BLOCK}{s:g}", gauge_queries, scale) for s, scale in gauges]
+            gauge_blocks += [Block(f"{GAUGE_BLOCK}{s:g}", gauge_queries, g) for s, g in gauges]
         if "canonical" in wanted:
-            blocks.append(Block(CANONICAL_BLOCK, gauge_queries, canonical))
+            gauge_blocks.append(Block(CANONICAL_BLOCK, gauge_queries, canonical))
             # A scale of every row is exact: nothing to jitter.
             if 0 < scale_count < n:
                 jittered = scale_jitter(scale_rows, canonical, jitter_rng, JITTER_DRAWS)
-                blocks += [
+                gauge_blocks += [
                     Block(f"{JITTER_BLOCK} {r}", gauge_queries, scale)
                     for r, scale in enumerate(jittered)
                 ]
-        if "truncation" in wanted:
-            blocks += [Block(f"truncate {m}", own, truncation_scale(d, m)) for m in truncate]
-        # L2 and inner-product lists only where a check reads them (a round for the gauges
-        # alone compares cosine lists).
-        metrics = METRICS if every else ("cosine",)
-        search = NeighborSearch(queries[:base], query_rows[:base], k, blocks, metrics)
+        if gauge_blocks:
+            # The gauge queries' cosine lists without a gauge are the gauges' references.
+            gauge_search = NeighborSearch(
+                queries[:gauge_queries],
+                query_rows[:gauge_queries],
+                k,
+                [Block(BASE_BLOCK, gauge_queries), *gauge_blocks],
+                ("cosine",),
+            )
+            gauge_rows = gauge_corpus(n, sampling.gauge_rows, seed)
+            searches.append(Searched(gauge_search, gauge_rows))
     del scale_rows  # not kept through the pass
     sample_rows = draw_positions(n, sampling.sample + 64, sample_rng)
     collector = RowCollector(sample_rows) if "sample" in wanted else None
     # The statistics of every row are those of the first measurement: a later one's pass only
     # feeds the search and the sample.
-    plan = PassPlan(search=search, sample=collector, statistics=previous is None)
+    plan = PassPlan(tuple(searches), collector, statistics=previous is None)
 
     mark = time.perf_counter()
     result = engine.run(source, plan, chunk_rows=chunk_rows, on_rows=on_rows)
@@ -518,11 +557,12 @@ def measure(
         measured = _more_graphs(source, measured, k=k, seed=seed, sampling=sampling, engine=engine)
     timings["geometry"] = time.perf_counter() - mark
     neighbors = previous.neighbors if previous is not None else None
-    if search is not None and k < stats.n_clean - 1:
+    if (search is not None or gauge_search is not None) and k < stats.n_clean - 1:
         neighbors = replace(
-            _neighbors(search, gauges, truncate, stats, source, external),
+            _neighbors(search, gauge_search, gauges, truncate, stats, source, external),
             canonical_scale=canonical,
             canonical_rows=scale_positions,
+            gauge_rows=n if gauge_rows is None else len(gauge_rows),
         )
     return replace(measured, neighbors=neighbors)
 
@@ -822,66 +862,80 @@ EXAMPLES = 5
 
 
 def _neighbors(
-    search: NeighborSearch,
+    search: NeighborSearch | None,
+    gauge_search: NeighborSearch | None,
     gauges: list[tuple[float, Floats]],
     truncate: tuple[int, ...],
     stats: ScanStats,
     source: EmbeddingSource,
     external: _External | None = None,
 ) -> Neighbors:
+    """What the checks read of the searches: the metric overlaps, truncations and hygiene of
+    every query (``search``; None in a round for the gauges alone) and the gauges' overlaps
+    (``gauge_search``; None when no gauge was searched)."""
     n_clean = stats.n_clean
-    full = search
-    if external is not None:
-        search = search.head(len(external.rows))
-    lists: dict[str, NeighborList] = {m: search.list_for(m) for m in search.metrics}
-    pairs = [
-        (a, b)
-        for a, b in [("cosine", "l2"), ("cosine", "dot"), ("l2", "dot")]
-        if a in lists and b in lists
-    ]
-    overlap = {(a, b): search.overlap(lists[a], lists[b]) for a, b in pairs}
-    top1 = {(a, b): float(np.mean(search.overlap(lists[a], lists[b], at=1) < 1)) for a, b in pairs}
-    ladder = sorted({j for j in (1, 5, 10, 50, 100) if j < search.k} | {search.k})
-    by_k = {
-        (a, b): {j: float(search.overlap(lists[a], lists[b], at=j).mean()) for j in ladder}
-        for a, b in pairs
-    }
-    # Each gauge block's per-query overlap against the base cosine lists. The blocks a
-    # measurement searched (:func:`measure`'s parts) are in the order they were made: the
-    # random gauges in the order of ``gauges``, the canonical gauge and its jitters, the
-    # truncations in the order of ``truncate``.
+    overlap: dict[tuple[str, str], Floats] = {}
+    top1: dict[tuple[str, str], float] = {}
+    by_k: dict[tuple[str, str], dict[int, float]] = {}
+    truncation: dict[int, Floats] = {}
+    hygiene = None
+    if search is not None:
+        full = search
+        if external is not None:
+            search = search.head(len(external.rows))
+        lists: dict[str, NeighborList] = {m: search.list_for(m) for m in search.metrics}
+        pairs = [("cosine", "l2"), ("cosine", "dot"), ("l2", "dot")]
+        overlap = {(a, b): search.overlap(lists[a], lists[b]) for a, b in pairs}
+        top1 = {
+            (a, b): float(np.mean(search.overlap(lists[a], lists[b], at=1) < 1)) for a, b in pairs
+        }
+        ladder = sorted({j for j in (1, 5, 10, 50, 100) if j < search.k} | {search.k})
+        by_k = {
+            (a, b): {j: float(search.overlap(lists[a], lists[b], at=j).mean()) for j in ladder}
+            for a, b in pairs
+        }
+        # The truncations' blocks, in the order of ``truncate``, when this search has them.
+        if len(search.blocks) > 1:
+            for m, b in zip(truncate, range(1, len(search.blocks)), strict=True):
+                truncation[m] = search.overlap(lists["cosine"], search.list_for("cosine", b))
+        hygiene = _hygiene(search, lists["cosine"], stats, source, external, full)
+    # Each gauge block's per-query overlap against the gauge queries' own cosine lists, in the
+    # order the blocks were made: the random gauges in the order of ``gauges``, the canonical
+    # gauge and its jitters.
     gauge: dict[float, list[Floats]] = {}
     canonical: Floats = np.zeros(0)
     jitter: list[Floats] = []
-    truncation: dict[int, Floats] = {}
-    levels, dimensions = iter(s for s, _ in gauges), iter(truncate)
-    for b, block in enumerate(search.blocks[1:], start=1):
-        shared = search.overlap(lists["cosine"], search.list_for("cosine", b))
-        if block.name.startswith(GAUGE_BLOCK):
-            gauge.setdefault(next(levels), []).append(shared)
-        elif block.name == CANONICAL_BLOCK:
-            canonical = shared
-        elif block.name.startswith(JITTER_BLOCK):
-            jitter.append(shared)
-        else:
-            truncation[next(dimensions)] = shared
+    gauge_queries = 0
+    if gauge_search is not None:
+        gauge_queries = gauge_search.blocks[0].n_queries
+        reference = gauge_search.list_for("cosine")
+        levels = iter(s for s, _ in gauges)
+        for b, block in enumerate(gauge_search.blocks[1:], start=1):
+            shared = gauge_search.overlap(reference, gauge_search.list_for("cosine", b))
+            if block.name.startswith(GAUGE_BLOCK):
+                gauge.setdefault(next(levels), []).append(shared)
+            elif block.name == CANONICAL_BLOCK:
+                canonical = shared
+            else:
+                jitter.append(shared)
+    searched = search if search is not None else gauge_search
+    assert searched is not None
     return Neighbors(
-        k=min(search.k, max(n_clean - 1, 0)),
-        queries=search.blocks[0].n_queries,
-        gauge_queries=next(
-            (b.n_queries for b in search.blocks[1:] if not b.name.startswith("truncate")), 0
-        ),
-        query_rows=np.asarray(search.query_rows, dtype=np.int64),
+        k=min(searched.k, max(n_clean - 1, 0)),
+        queries=searched.blocks[0].n_queries,
+        gauge_queries=gauge_queries,
+        query_rows=np.asarray(searched.query_rows, dtype=np.int64),
         overlap=overlap,
         top1_differs=top1,
         by_k=by_k,
         gauge=gauge,
         canonical=canonical,
-        canonical_scale=np.zeros(search.d),  # the caller's (the scale the rows were drawn for)
+        canonical_scale=np.zeros(searched.d),  # the caller's (the scale the rows were drawn for)
         canonical_jitter=jitter,
         truncation=truncation,
-        hygiene=_hygiene(search, lists["cosine"], stats, source, external, full),
+        hygiene=hygiene,
         search=search,
+        gauge_search=gauge_search,
     )
 
 

@@ -172,6 +172,9 @@ QUERIES = Param(
 )
 GAUGE_QUERIES = Param(50, Interval(int, 1), in_config=True)
 GAUGE_DRAWS = Param(3, Interval(int, 1), in_config=True)
+#: Rows the gauge searches (EA301, EA302) search: a random sample of the corpus, as large as
+#: one that a hand-written check of the gauge searches (benchmarks/bench_realistic.py).
+GAUGE_ROWS = Param(100_000, Interval(int, 1), in_config=True)
 GAUGE_LEVELS = Param((0.1, 0.25, 0.5, 1.0), Custom(_levels))
 SAMPLE = Param(5000, Interval(int, 1), in_config=True)
 PAIRS = Param(20000, Interval(int, 1), in_config=True)

@@ -13,13 +13,21 @@ rows) and constant columns.
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 import numpy.typing as npt
 import pytest
 
 from embaudit import audit, compare_knn
 from embaudit.knn import Block, NeighborSearch, exact_lists
-from embaudit.measure import SCALE_ROWS_PER_SAMPLE, Sampling, gauge_scales, measure
+from embaudit.measure import (
+    SCALE_ROWS_PER_SAMPLE,
+    Sampling,
+    gauge_corpus,
+    gauge_scales,
+    measure,
+)
 from embaudit.sources import open_source
 from tests.exports import encoder_like, lognormal_norms
 from tests.test_knn import _search
@@ -311,6 +319,51 @@ def canonical_reference(x: Floats, scale_rows: Ints, dead: tuple[int, ...]) -> F
     standardized = np.zeros_like(x)
     standardized[:, live] = x[:, live] / std
     return standardized
+
+
+# The gauge rows -----------------------------------------------------------------------------
+
+
+def test_the_gauge_rows_are_every_row_up_to_their_count_and_a_seeded_draw_beyond():
+    assert gauge_corpus(500, 500, seed=0) is None
+    assert gauge_corpus(100, 500, seed=0) is None
+    drawn = gauge_corpus(1000, 300, seed=4)
+    assert drawn is not None and len(np.unique(drawn)) == len(drawn) == 300
+    assert (np.diff(drawn) > 0).all() and drawn[0] >= 0 and drawn[-1] < 1000
+    np.testing.assert_array_equal(drawn, gauge_corpus(1000, 300, seed=4))
+    assert not np.array_equal(drawn, gauge_corpus(1000, 300, seed=5))
+
+
+@pytest.mark.parametrize("data", ["encoder", "quantized"])
+def test_ea301_and_ea302_search_the_gauge_rows_alone_and_equal_brute_force_there(data):
+    """With fewer gauge rows than rows, every gauge list and its reference hold drawn rows
+    only, and the overlaps are those of brute force on the drawn rows; the base lists of the
+    same queries still search every row."""
+    x = make(data)
+    seed = 11
+    sampling = replace(SAMPLING, gauge_rows=len(x) // 3)
+    neighbors = measured(x, seed=seed, sampling=sampling)
+    drawn = gauge_corpus(len(x), sampling.gauge_rows, seed)
+    assert drawn is not None and neighbors.gauge_rows == len(drawn) == len(x) // 3
+    assert neighbors.gauge_search is not None and neighbors.search is not None
+    found = np.concatenate([held.rows[held.rows >= 0] for held in neighbors.gauge_search.lists])
+    assert len(found) and np.isin(found, drawn).all()
+    rows = neighbors.query_rows[: neighbors.gauge_queries]
+    assert (~np.isin(neighbors.search.list_for("cosine").rows[: len(rows)], drawn)).any()
+    others = np.setdiff1d(np.arange(len(x)), drawn)
+
+    def on_drawn(score: Floats) -> Floats:
+        score[:, others] = -np.inf
+        return score
+
+    base = on_drawn(scores(x, rows, "cosine"))
+    for index, (s, scale) in enumerate(drawn_gauges(x.shape[1], seed, sampling)):
+        low, high = overlap_bounds(base, on_drawn(scores(x * scale, rows, "cosine")), K)
+        assert_between(neighbors.gauge[s][index % sampling.gauge_draws], low, high)
+    dead = tuple(np.flatnonzero(neighbors.canonical_scale == 0).tolist())
+    standardized = canonical_reference(x, neighbors.canonical_rows, dead)
+    low, high = overlap_bounds(base, on_drawn(scores(standardized, rows, "cosine")), K)
+    assert_between(neighbors.canonical, low, high)
 
 
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])

@@ -124,7 +124,9 @@ def s50(levels: list[float], overlaps: list[float]) -> tuple[float | None, str |
     what=(
         "For random diagonal gauges D = exp(N(0, s^2)) at s = 0.1, 0.25, 0.5 and 1.0 (several "
         "draws each) computes the overlap@k between the exact cosine kNN of X and of X·D for a "
-        "sample of queries against the whole file, the mean absolute change of cosine on random "
+        "sample of queries (gauge-queries) against a random sample of the file's rows "
+        "(gauge-rows, 100,000 by default; every row of a smaller file), the same rows for X "
+        "and X·D and in every round, the mean absolute change of cosine on random "
         "pairs, and s50, the rescaling at which half of the neighbours change. The headline value "
         "is the overlap at s = 0.5. Each level's standard_error covers both sources of sampling, "
         "the queries and the gauge draws: the two-way random-effects variance of the mean over "
@@ -181,10 +183,12 @@ def gauge_sensitivity(data: AuditData, threshold: float) -> Finding:
         "s50": half,
         "s50_bound": bound,
         "queries": neighbors.gauge_queries,
+        "rows": neighbors.gauge_rows,
         "k": neighbors.k,
     }
     where = f"{half:.2f}" if half is not None else f"{bound} {levels[0 if bound == '<' else -1]:g}"
     message = f"overlap@{neighbors.k} {value:.2f} at s = {value_level:g}; s50 {where}"
+    message += _on_gauge_rows(data)
     return _gauge_verdict(data, value, threshold, message, metrics)
 
 
@@ -194,7 +198,9 @@ def gauge_sensitivity(data: AuditData, threshold: float) -> Finding:
     summary="Cosine neighbours against those of the column-standardized data.",
     what=(
         "Computes the overlap@k between the cosine kNN of X and of X with every live column "
-        "scaled to unit standard deviation (column standard deviations estimated on a sample of "
+        "scaled to unit standard deviation, for the gauge queries against the gauge rows (as "
+        "EA301: a random sample of gauge-rows rows, every row of a smaller file) "
+        "(column standard deviations estimated on a sample of "
         "the corpus's rows, four times as many as --sample; when EA302 is measured again, "
         "undecided, those of every row, from the pass's column statistics). Its standard_error "
         "combines the queries' error (query_error) with the scale's own (scale_error; none "
@@ -243,14 +249,24 @@ def canonical_gauge(data: AuditData, threshold: float) -> Finding:
     metrics = summary | {
         "query_error": query_error,
         "scale_error": None if scale_error is None else scale_error[0],
+        "rows": neighbors.gauge_rows,
         "k": neighbors.k,
         "dead_dimensions": [int(j) for j in dead[:DIMENSION_LIST_CAP]],
         "dead_dimension_count": len(dead),
     }
     message = f"overlap@{neighbors.k} {value:.2f} with the column-standardized data"
+    message += _on_gauge_rows(data)
     if len(dead):
         message += f" (dead dimensions left out: {len(dead)})"
     return _gauge_verdict(data, value, threshold, message, metrics)
+
+
+def _on_gauge_rows(data: AuditData) -> str:
+    """What a gauge check's message adds when its queries searched a sample of the rows."""
+    neighbors = data.neighbors
+    if neighbors is None or neighbors.gauge_rows >= data.stats.n:
+        return ""
+    return f" (on a sample of {neighbors.gauge_rows:,} of {data.stats.n:,} rows)"
 
 
 def canonical_scale_error(
