@@ -13,8 +13,8 @@ options are built from it; either is a configuration error naming the key and th
     ignore = ["EA501"]
     extend-select = []
     fail-on = "warn"
-    queries = 500              # sample sizes: queries, gauge-queries, gauge-draws, sample,
-                               # pairs, graphs
+    queries = 500              # sample sizes: queries, gauge-queries, gauge-draws,
+                               # gauge-rows, sample, pairs, graphs
 
     [tool.embaudit.checks.EA301]
     threshold = 0.7

@@ -407,7 +407,8 @@ def measure(
 
     ``parts`` (of :data:`PARTS`) are what to measure; the others are taken from ``previous``,
     a measurement of the same source with the same seed. Without ``lists`` or ``truncation``
-    the base block holds only the gauge queries (the references of the gauges' lists); without
+    nothing searches every row (the gauges' references are the gauge queries' own lists on
+    the gauge rows, :func:`gauge_corpus`); without
     a searched part nor ``sample`` there is no pass (the statistics are ``previous``'s); with
     ``graphs`` alone the sample's graphs grow to ``sampling.graphs`` by new samples added to
     ``previous``'s."""

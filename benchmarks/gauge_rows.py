@@ -1,0 +1,89 @@
+"""What searching a sample of the rows changes in EA301 and EA302 (``gauge_rows``).
+
+    python benchmarks/gauge_rows.py [--n 1000000] [--d 768] [--rows 25000,100000,400000,all]
+
+On the three kinds of 1M × 768 exports of bench_realistic.py (normalized clustered, log-normal
+norms, sentence-encoder-like), audits EA301 and EA302 with the gauge queries searching
+``gauge_rows`` rows drawn at random, and every row (``all``), at seed 0, and the default
+``gauge_rows`` at seeds 1 and 2 as well: the value, its 95% interval (± 1.96 standard errors), the
+status under ``--trained-with unknown`` and the audit's wall time. The rows of the sample are a
+random draw like the queries, so a value measured on a sample is an estimate of the overlap
+among that many random rows of the corpus; the rows printed side by side show how far it sits
+from the overlap among every row.
+
+Prints a Markdown section for benchmarks/RESULTS.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+
+from bench_index import machine  # noqa: E402
+from bench_realistic import KINDS, export, warm  # noqa: E402
+
+import embaudit  # noqa: E402
+from embaudit.measure import Sampling  # noqa: E402
+
+Z95 = 1.96
+
+
+def audited(path: Path, rows: int, seed: int) -> tuple[dict[str, str], float]:
+    """EA301 and EA302 as 'value ± 1.96 SE (status)', and the audit's wall seconds."""
+    started = time.perf_counter()
+    report = embaudit.audit(
+        str(path), sampling=Sampling(gauge_rows=rows), seed=seed, select=["EA301", "EA302"]
+    )
+    seconds = time.perf_counter() - started
+    cells = {}
+    for code in ("EA301", "EA302"):
+        check = report.check(code)
+        error = check.metrics.get("standard_error") or 0.0
+        cells[code] = f"{check.value:.3f} ± {Z95 * error:.3f} ({check.status.value})"
+        if check.metrics.get("sampling"):
+            cells[code] += " after rounds"
+    return cells, seconds
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--n", type=int, default=1_000_000)
+    parser.add_argument("--d", type=int, default=768)
+    parser.add_argument("--rows", default="25000,100000,400000,all")
+    args = parser.parse_args()
+    default = Sampling().gauge_rows
+    settings = [
+        (args.n if rows == "all" else int(rows), 0) for rows in args.rows.split(",")
+    ] + [(default, 1), (default, 2)]
+    lines = [
+        f"## EA301 and EA302 on a sample of the rows ({args.n:,} × {args.d})",
+        "",
+        f"Machine: {machine()}. `python benchmarks/gauge_rows.py --n {args.n} --d {args.d}`; "
+        "value ± 1.96 standard errors (status); seconds of the audit (EA301 and EA302 "
+        "selected, the whole pass).",
+        "",
+        "| data | gauge rows | seed | EA301 (s = 0.5) | EA302 | audit (s) |",
+        "|---|---|---|---|---|---|",
+    ]
+    for kind in KINDS:
+        path = export(kind, args.n, args.d)
+        warm(path)
+        for rows, seed in settings:
+            cells, seconds = audited(path, rows, seed)
+            label = "every row" if rows >= args.n else f"{rows:,}"
+            lines.append(
+                f"| {kind} | {label} | {seed} | {cells['EA301']} | {cells['EA302']} | "
+                f"{seconds:.1f} |"
+            )
+            print(lines[-1], file=sys.stderr, flush=True)
+    print("\n".join(lines))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
