@@ -11,12 +11,18 @@ random draw like the queries, so a value measured on a sample is an estimate of 
 among that many random rows of the corpus; the rows printed side by side show how far it sits
 from the overlap among every row.
 
+With ``--draws N``, a second table: at seed 0 (the same queries and gauges), N independent
+draws of the default number of gauge rows (their random stream changed), and the spread of
+EA301's and EA302's values over those draws next to their reported standard errors, which
+count the queries and the gauges but not the rows: what the draw of the rows alone moves.
+
 Prints a Markdown section for benchmarks/RESULTS.md.
 """
 
 from __future__ import annotations
 
 import argparse
+import statistics
 import sys
 import time
 from pathlib import Path
@@ -28,6 +34,7 @@ from bench_index import machine  # noqa: E402
 from bench_realistic import KINDS, export, warm  # noqa: E402
 
 import embaudit  # noqa: E402
+from embaudit import measure  # noqa: E402
 from embaudit.measure import Sampling  # noqa: E402
 
 Z95 = 1.96
@@ -50,16 +57,45 @@ def audited(path: Path, rows: int, seed: int) -> tuple[dict[str, str], float]:
     return cells, seconds
 
 
+def row_draws(path: Path, draws: int) -> str:
+    """A Markdown row: EA301's and EA302's values over ``draws`` draws of the gauge rows (the
+    rest of the audit fixed: seed 0), their standard deviation, and the mean reported errors."""
+    values: dict[str, list[float]] = {"EA301": [], "EA302": []}
+    errors: dict[str, list[float]] = {"EA301": [], "EA302": []}
+    stream = measure._GAUGE_ROWS_STREAM
+    try:
+        for draw in range(draws):
+            measure._GAUGE_ROWS_STREAM = 1000 + draw  # another draw of the rows alone
+            report = embaudit.audit(str(path), seed=0, select=["EA301", "EA302"])
+            for code in values:
+                check = report.check(code)
+                values[code].append(float(check.value))
+                errors[code].append(float(check.metrics.get("standard_error") or 0.0))
+    finally:
+        measure._GAUGE_ROWS_STREAM = stream
+    cells = []
+    for code in values:
+        spread = statistics.stdev(values[code]) if draws > 1 else 0.0
+        cells.append(
+            f"{min(values[code]):.3f}–{max(values[code]):.3f} | {spread:.4f} | "
+            f"{statistics.mean(errors[code]):.4f}"
+        )
+    return " | ".join(cells)
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--n", type=int, default=1_000_000)
     parser.add_argument("--d", type=int, default=768)
     parser.add_argument("--rows", default="25000,100000,400000,all")
+    parser.add_argument("--draws", type=int, default=0, help="draws of the rows alone")
+    parser.add_argument("--kinds", default=",".join(KINDS))
     args = parser.parse_args()
+    kinds = args.kinds.split(",")
     default = Sampling().gauge_rows
-    settings = [
-        (args.n if rows == "all" else int(rows), 0) for rows in args.rows.split(",")
-    ] + [(default, 1), (default, 2)]
+    sizes = [r for r in args.rows.split(",") if r]
+    settings = [(args.n if r == "all" else int(r), 0) for r in sizes]
+    settings += [(default, 1), (default, 2)] if settings else []
     lines = [
         f"## EA301 and EA302 on a sample of the rows ({args.n:,} × {args.d})",
         "",
@@ -70,7 +106,7 @@ def main() -> int:
         "| data | gauge rows | seed | EA301 (s = 0.5) | EA302 | audit (s) |",
         "|---|---|---|---|---|---|",
     ]
-    for kind in KINDS:
+    for kind in kinds if settings else ():
         path = export(kind, args.n, args.d)
         warm(path)
         for rows, seed in settings:
@@ -80,6 +116,22 @@ def main() -> int:
                 f"| {kind} | {label} | {seed} | {cells['EA301']} | {cells['EA302']} | "
                 f"{seconds:.1f} |"
             )
+            print(lines[-1], file=sys.stderr, flush=True)
+    if args.draws:
+        lines += [
+            "",
+            f"{args.draws} draws of the {default:,} gauge rows, seed 0 otherwise: the range of "
+            "the values, their standard deviation over the draws, and the mean standard error "
+            "the audits reported.",
+            "",
+            "| data | EA301 range | EA301 sd over draws | EA301 reported error | EA302 range | "
+            "EA302 sd over draws | EA302 reported error |",
+            "|---|---|---|---|---|---|---|",
+        ]
+        for kind in kinds:
+            path = export(kind, args.n, args.d)
+            warm(path)
+            lines.append(f"| {kind} | {row_draws(path, args.draws)} |")
             print(lines[-1], file=sys.stderr, flush=True)
     print("\n".join(lines))
     return 0
