@@ -219,9 +219,9 @@ class Neighbors:
     #: round: its scales are those of every clean row, from the first pass's statistics).
     canonical_rows: Ints = field(default_factory=lambda: np.zeros(0, np.int64), repr=False)
     truncation: dict[int, Floats] = field(default_factory=dict)  # M -> per-query overlap@k
-    #: How many of the file's rows the gauge queries searched (EA301, EA302): a random draw
-    #: (:func:`gauge_corpus`), or every row.
-    gauge_rows: int = 0
+    #: How many rows the gauge queries searched (EA301, EA302) when they are a random draw of
+    #: the corpus's (:func:`gauge_corpus`); None when they searched every row.
+    gauge_rows: int | None = None
     hygiene: QueryHygiene | None = None  # nearest and mean cosines per query (EA005, EA206, EA503)
     search: NeighborSearch | None = field(default=None, repr=False, compare=False)  # its lists
     #: The gauge queries' search on the gauge rows (EA301, EA302 read its lists).
@@ -569,7 +569,7 @@ def measure(
             _neighbors(search, gauge_search, gauges, truncate, stats, source, external),
             canonical_scale=canonical,
             canonical_rows=scale_positions,
-            gauge_rows=n if gauge_rows is None else len(gauge_rows),
+            gauge_rows=None if gauge_rows is None else len(gauge_rows),
         )
     return replace(measured, neighbors=neighbors)
 

@@ -261,6 +261,18 @@ def test_gauge_sensitivity_metrics_per_level():
     assert all(row["cosine_change"] is None for row in without.metrics["levels"])
 
 
+def test_the_gauge_checks_name_the_rows_they_searched_and_a_sample_of_them():
+    every_row = data(TrainedWith.DOT, neighbors(gauge=LADDER))
+    sampled = data(TrainedWith.DOT, replace(neighbors(gauge=LADDER), gauge_rows=100_000))
+    sampled = replace(sampled, stats=SimpleNamespace(n_clean=2_999_990, n=3_000_000))
+    for check in (gauge_sensitivity, canonical_gauge):
+        assert check(every_row, 0.8).metrics["rows"] == 10**9  # every clean row
+        assert "sample" not in check(every_row, 0.8).message
+        finding = check(sampled, 0.8)
+        assert finding.metrics["rows"] == 100_000
+        assert "(on a sample of 100,000 of 3,000,000 rows)" in finding.message
+
+
 def test_gauge_sensitivity_standard_errors_are_those_of_each_levels_draws_and_queries():
     from embaudit.estimates import crossed_standard_error
 

@@ -186,7 +186,7 @@ def gauge_sensitivity(data: AuditData, threshold: float) -> Finding:
         "s50": half,
         "s50_bound": bound,
         "queries": neighbors.gauge_queries,
-        "rows": neighbors.gauge_rows,
+        "rows": _gauge_rows(data),
         "k": neighbors.k,
     }
     where = f"{half:.2f}" if half is not None else f"{bound} {levels[0 if bound == '<' else -1]:g}"
@@ -253,7 +253,7 @@ def canonical_gauge(data: AuditData, threshold: float) -> Finding:
     metrics = summary | {
         "query_error": query_error,
         "scale_error": None if scale_error is None else scale_error[0],
-        "rows": neighbors.gauge_rows,
+        "rows": _gauge_rows(data),
         "k": neighbors.k,
         "dead_dimensions": [int(j) for j in dead[:DIMENSION_LIST_CAP]],
         "dead_dimension_count": len(dead),
@@ -265,10 +265,17 @@ def canonical_gauge(data: AuditData, threshold: float) -> Finding:
     return _gauge_verdict(data, value, threshold, message, metrics)
 
 
+def _gauge_rows(data: AuditData) -> int:
+    """How many rows a gauge check's queries searched: a sample's, or every clean row."""
+    assert data.neighbors is not None
+    sampled = data.neighbors.gauge_rows
+    return data.stats.n_clean if sampled is None else sampled
+
+
 def _on_gauge_rows(data: AuditData) -> str:
     """What a gauge check's message adds when its queries searched a sample of the rows."""
     neighbors = data.neighbors
-    if neighbors is None or neighbors.gauge_rows >= data.stats.n:
+    if neighbors is None or neighbors.gauge_rows is None:
         return ""
     return f" (on a sample of {neighbors.gauge_rows:,} of {data.stats.n:,} rows)"
 
