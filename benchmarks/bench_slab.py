@@ -4,8 +4,9 @@
 
 ``NeighborSearch._chunk`` multiplies a chunk's rows SLAB at a time and scales and bounds each
 slab while it is in the cache. This times, for one chunk of clustered float32 rows (65,536 by
-default, the pass's chunk) and the default stacked queries (500 base queries, 50 gauge queries
-under 12 random gauges, the canonical gauge and 3 jitters: 1,300 rows), in one run:
+default, the pass's chunk) and 1,300 stacked queries (500 base queries, 50 gauge queries under
+12 random gauges, the canonical gauge and 3 jitters, as one search stacked them before the
+gauge queries searched a sample of the rows of their own), in one run:
 
 * ``bare``: the bare float32 product of the stacked queries with the whole chunk;
 * ``whole``: the chunk prepared as before the slabs: rows sorted by norm, the gauges' row

@@ -42,8 +42,9 @@ METRICS = ("cosine", "l2", "dot")
 
 #: Chunk rows per tile of the candidate search (see NeighborSearch.add).
 TILE = 256
-#: Chunk rows per matrix product (a multiple of TILE): each slab of products (10 MiB at the
-#: default 1,300 stacked queries) is scaled and bounded tile by tile while it is still in the
+#: Chunk rows per matrix product (a multiple of TILE): each slab of products (4 MiB at the
+#: default 500 queries, 7 MiB at the 850 rows stacked for the gauges; measured with 1,300
+#: stacked rows) is scaled and bounded tile by tile while it is still in the
 #: cache, instead of being read back from memory twice (benchmarks/bench_slab.py: 5-10 % less
 #: time per 65,536-row chunk on a 2-core Xeon, within that machine's noise).
 SLAB = 8 * TILE
