@@ -96,16 +96,22 @@ def main() -> int:
     sizes = [r for r in args.rows.split(",") if r]
     settings = [(args.n if r == "all" else int(r), 0) for r in sizes]
     settings += [(default, 1), (default, 2)] if settings else []
+    rows_flag = args.rows or "''"
     lines = [
         f"## EA301 and EA302 on a sample of the rows ({args.n:,} × {args.d})",
         "",
-        f"Machine: {machine()}. `python benchmarks/gauge_rows.py --n {args.n} --d {args.d}`; "
-        "value ± 1.96 standard errors (status); seconds of the audit (EA301 and EA302 "
-        "selected, the whole pass).",
-        "",
-        "| data | gauge rows | seed | EA301 (s = 0.5) | EA302 | audit (s) |",
-        "|---|---|---|---|---|---|",
+        f"Machine: {machine()}. `python benchmarks/gauge_rows.py --n {args.n} --d {args.d} "
+        f"--rows {rows_flag} --draws {args.draws}`.",
     ]
+    if settings:
+        lines += [
+            "",
+            "Value ± 1.96 standard errors (status); seconds of the audit (EA301 and EA302 "
+            "selected, the whole pass).",
+            "",
+            "| data | gauge rows | seed | EA301 (s = 0.5) | EA302 | audit (s) |",
+            "|---|---|---|---|---|---|",
+        ]
     for kind in kinds if settings else ():
         path = export(kind, args.n, args.d)
         warm(path)
