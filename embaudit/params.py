@@ -172,8 +172,9 @@ QUERIES = Param(
 )
 GAUGE_QUERIES = Param(50, Interval(int, 1), in_config=True)
 GAUGE_DRAWS = Param(3, Interval(int, 1), in_config=True)
-#: Rows the gauge searches (EA301, EA302) search: a random sample of the corpus, as large as
-#: one that a hand-written check of the gauge searches (benchmarks/bench_realistic.py).
+#: Rows the gauge queries search (EA301, EA302): a seeded random sample of the corpus, of the
+#: size a hand-written check of the gauges searches (bench_realistic.py's practitioner); every
+#: row of a smaller file (measure.gauge_corpus says why and what it changes).
 GAUGE_ROWS = Param(100_000, Interval(int, 1), in_config=True)
 GAUGE_LEVELS = Param((0.1, 0.25, 0.5, 1.0), Custom(_levels))
 SAMPLE = Param(5000, Interval(int, 1), in_config=True)
