@@ -191,7 +191,8 @@ def gauge_sensitivity(data: AuditData, threshold: float) -> Finding:
     }
     where = f"{half:.2f}" if half is not None else f"{bound} {levels[0 if bound == '<' else -1]:g}"
     message = f"overlap@{neighbors.k} {value:.2f} at s = {value_level:g}; s50 {where}"
-    message += _on_gauge_rows(data)
+    sampled = _on_gauge_rows(data)
+    message += f" ({sampled})" if sampled else ""
     return _gauge_verdict(data, value, threshold, message, metrics)
 
 
@@ -258,10 +259,10 @@ def canonical_gauge(data: AuditData, threshold: float) -> Finding:
         "dead_dimensions": [int(j) for j in dead[:DIMENSION_LIST_CAP]],
         "dead_dimension_count": len(dead),
     }
+    dead_note = f"dead dimensions left out: {len(dead)}" if len(dead) else ""
+    notes = [note for note in (_on_gauge_rows(data), dead_note) if note]
     message = f"overlap@{neighbors.k} {value:.2f} with the column-standardized data"
-    message += _on_gauge_rows(data)
-    if len(dead):
-        message += f" (dead dimensions left out: {len(dead)})"
+    message += f" ({'; '.join(notes)})" if notes else ""
     return _gauge_verdict(data, value, threshold, message, metrics)
 
 
@@ -273,11 +274,11 @@ def _gauge_rows(data: AuditData) -> int:
 
 
 def _on_gauge_rows(data: AuditData) -> str:
-    """What a gauge check's message adds when its queries searched a sample of the rows."""
+    """What a gauge check's message says when its queries searched a sample of the rows."""
     neighbors = data.neighbors
     if neighbors is None or neighbors.gauge_rows is None:
         return ""
-    return f" (on a sample of {neighbors.gauge_rows:,} of {data.stats.n:,} rows)"
+    return f"on a sample of {neighbors.gauge_rows:,} of {data.stats.n:,} rows"
 
 
 def canonical_scale_error(
