@@ -69,7 +69,7 @@ sys.path.insert(0, str(HERE))
 from bench_index import lognormal_export, machine  # noqa: E402
 from make_data import clustered_chunks, ensure  # noqa: E402
 
-from embaudit.measure import JITTER_DRAWS, Sampling  # noqa: E402
+from embaudit.measure import JITTER_DRAWS, Sampling, gauge_corpus  # noqa: E402
 
 CHUNK = 65_536
 QUERIES = 1000
@@ -135,8 +135,8 @@ def own_products(x: np.ndarray, rng: np.random.Generator) -> float:
     queries, gauge_stacked = stacked_rows()
     rows = np.sort(rng.choice(len(x), size=min(len(x), queries), replace=False))
     seconds = bare_product(x, np.ascontiguousarray(x[rows], dtype=np.float32))
-    drawn = np.sort(rng.choice(len(x), size=min(len(x), Sampling().gauge_rows), replace=False))
-    gauge_rows = np.ascontiguousarray(x[drawn], dtype=np.float32)
+    drawn = gauge_corpus(len(x), Sampling().gauge_rows, seed=0)  # the audit's own gauge rows
+    gauge_rows = np.ascontiguousarray(x if drawn is None else x[drawn], dtype=np.float32)
     stacked = np.ascontiguousarray(gauge_rows[:gauge_stacked], dtype=np.float32)
     return seconds + bare_product(gauge_rows, stacked)
 

@@ -13,8 +13,9 @@ from the overlap among every row.
 
 With ``--draws N``, a second table: at seed 0 (the same queries and gauges), N independent
 draws of the default number of gauge rows (their random stream changed), and the spread of
-EA301's and EA302's values over those draws next to their reported standard errors, which
-count the queries and the gauges but not the rows: what the draw of the rows alone moves.
+EA301's and EA302's values over those draws next to their reported standard errors: how far
+the draw of the rows alone moves a value, against an error computed over the queries, each of
+which carries the draw of the rows around it.
 
 Prints a Markdown section for benchmarks/RESULTS.md.
 """

@@ -21,7 +21,7 @@ from typing import Any
 
 import numpy as np
 import numpy.typing as npt
-from threadpoolctl import threadpool_limits
+from threadpoolctl import threadpool_info, threadpool_limits
 
 from embaudit import geometry
 from embaudit.draw import Take, draw_clean_rows, draw_positions, first_positions, read_ahead
@@ -219,8 +219,8 @@ class Neighbors:
     #: round: its scales are those of every clean row, from the first pass's statistics).
     canonical_rows: Ints = field(default_factory=lambda: np.zeros(0, np.int64), repr=False)
     truncation: dict[int, Floats] = field(default_factory=dict)  # M -> per-query overlap@k
-    #: How many rows the gauge queries searched (EA301, EA302) when they are a random draw of
-    #: the corpus's (:func:`gauge_corpus`); None when they searched every row.
+    #: How many clean rows the gauge queries searched (EA301, EA302) when they are a random
+    #: draw of the corpus's (:func:`gauge_corpus`); None when they searched every row.
     gauge_rows: int | None = None
     hygiene: QueryHygiene | None = None  # nearest and mean cosines per query (EA005, EA206, EA503)
     search: NeighborSearch | None = field(default=None, repr=False, compare=False)  # its lists
@@ -569,7 +569,8 @@ def measure(
             _neighbors(search, gauge_search, gauges, truncate, stats, source, external),
             canonical_scale=canonical,
             canonical_rows=scale_positions,
-            gauge_rows=None if gauge_rows is None else len(gauge_rows),
+            # The search saw the clean rows among those drawn.
+            gauge_rows=None if gauge_rows is None else int(stats.clean[gauge_rows].sum()),
         )
     return replace(measured, neighbors=neighbors)
 
@@ -634,10 +635,13 @@ def _geometry(
     hub_k, island_k = (
         (kept.graph.hubness_k, kept.graph.island_k) if kept is not None else _graph_degrees(m, k)
     )
-    # Each of the two threads' BLAS calls gets half the cores: as many BLAS threads as cores
-    # in each would oversubscribe them (and OpenBLAS's eigh of a 768 x 768 covariance alone
-    # takes 0.56 s on two threads against 0.20 s on one, on a 2-core AMD EPYC).
-    blas = threadpool_limits(max(1, available_cores() // 2), user_api="blas")
+    # Each of the two threads' BLAS calls gets half the cores (or fewer, if so limited): as
+    # many BLAS threads as cores in each would oversubscribe them (and OpenBLAS's eigh of a
+    # 768 x 768 covariance alone takes 0.56 s on two threads against 0.20 s on one, on a
+    # 2-core AMD EPYC).
+    blas_threads = [i["num_threads"] for i in threadpool_info() if i["user_api"] == "blas"]
+    half = max(1, min([available_cores() // 2, *blas_threads]))
+    blas = threadpool_limits(half, user_api="blas")
     with blas, ThreadPoolExecutor(1, thread_name_prefix="embaudit-reference") as pool:
         pending = pool.submit(_reference, m, d, hub_k, island_k, reference_rng, kept is None)
 

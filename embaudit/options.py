@@ -304,6 +304,12 @@ class CheckOptions(_Common, _Passes):
                 f"must be larger than k + 1 = {self.k + 1}, got {self.index_sample}",
                 INDEX_SAMPLE.flag,
             )
+        if self.sampling.gauge_rows <= self.k + 1:
+            raise ParameterError(
+                "gauge_rows",
+                f"must be larger than k + 1 = {self.k + 1}, got {self.sampling.gauge_rows}: every "
+                "gauge row would be every query's neighbour",
+            )
         if self.require_objective and self.trained_with == TrainedWith.UNKNOWN:
             raise UsageError(
                 "the training objective must be declared (--trained-with cosine|dot|l2, or "

@@ -139,7 +139,7 @@ def test_a_round_measures_what_its_check_reads_and_gives_the_value_of_measuring_
     code, parts, options, monkeypatch
 ):
     """Measured again for one undecided check, a round measures only the parts that check reads
-    (the base lists only for the gauge queries, no statistics again, no pass for the graphs); its
+    (no base lists for the gauges, no statistics again, no pass for the graphs); its
     value and error are those of a whole measurement at the grown sizes."""
     x = encoder_like(6000, 32, seed=4, normalize=False)
     sampling = Sampling(queries=200, gauge_queries=20, gauge_draws=2, sample=600)

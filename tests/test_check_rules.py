@@ -270,7 +270,7 @@ def test_the_gauge_checks_name_the_rows_they_searched_and_a_sample_of_them():
         assert "sample" not in check(every_row, 0.8).message
         finding = check(sampled, 0.8)
         assert finding.metrics["rows"] == 100_000
-        assert "(on a sample of 100,000 of 3,000,000 rows)" in finding.message
+        assert "(on a sample of 100,000 of the 2,999,990 rows" in finding.message
 
 
 def test_gauge_sensitivity_standard_errors_are_those_of_each_levels_draws_and_queries():

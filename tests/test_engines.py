@@ -337,10 +337,13 @@ def test_ray_report_equals_local_report_on_two_nodes(
 def test_ray_measurements_equal_local_measurements(cluster: Any, dataset: Path) -> None:
     """The same query rows, neighbour sets and sample under both engines."""
     source = open_source(dataset)
-    sampling = Sampling(queries=80, gauge_queries=20, sample=900)
+    # The gauge queries search a sample of the rows: their rows travel with the plan.
+    sampling = Sampling(queries=80, gauge_queries=20, sample=900, gauge_rows=1500)
     local = measure(source, k=10, seed=9, sampling=sampling, engine=LocalEngine())
     remote = measure(source, k=10, seed=9, sampling=sampling, engine=RayEngine())
     assert local.neighbors is not None and remote.neighbors is not None
+    assert local.neighbors.gauge_rows == remote.neighbors.gauge_rows == 1498  # NaN, zero row
+    np.testing.assert_array_equal(remote.neighbors.canonical, local.neighbors.canonical)
     for pair, overlap in local.neighbors.overlap.items():
         np.testing.assert_array_equal(remote.neighbors.overlap[pair], overlap)
     for level, draws in local.neighbors.gauge.items():
@@ -541,13 +544,33 @@ def test_an_error_in_one_worker_stops_the_pass_and_is_raised(
 @pytest.mark.parametrize("workers", [2, 3])
 def test_a_pass_on_several_workers_gives_the_report_of_one(workers: int) -> None:
     x = _vectors(3600)
-    sampling = Sampling(queries=200, sample=1000)
+    sampling = Sampling(queries=200, sample=1000, gauge_rows=1200)
     one = embaudit.audit(x, engine=LocalEngine(workers=1), chunk_rows=128, sampling=sampling)
     several = embaudit.audit(
         x, engine=LocalEngine(workers=workers), chunk_rows=128, sampling=sampling
     )
     assert LocalEngine(workers=workers).workers == workers
     assert _comparable(several) == _comparable(one)
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_a_search_over_some_rows_sees_their_clean_rows_alone(workers: int) -> None:
+    """Searched(search, rows): the lists are those of brute force on the clean rows at
+    ``rows``, whatever the chunks (some hold none of them) and the workers."""
+    x = _vectors(3600)
+    rng = np.random.default_rng(4)
+    some = [rng.choice(1000, 300, replace=False), 2000 + rng.choice(1600, 500, replace=False)]
+    rows = np.unique(np.concatenate([*some, [7, 1500]]))  # with the NaN row and the zero row
+    clean = rows[clean_mask(x[rows].astype(np.float64), x.dtype)]
+    assert len(clean) == len(rows) - 2
+    queries = clean[[0, 150, 400, 700]]
+    search = NeighborSearch(x[queries].astype(np.float64), queries, 10, [Block("b", 4)])
+    plan = engines_module.PassPlan((engines_module.Searched(search, rows),))
+    LocalEngine(workers=workers).run(open_source(x), plan, chunk_rows=97)
+    for metric in ("cosine", "l2", "dot"):
+        want, _ = exact_lists(x[clean], np.searchsorted(clean, queries), 10, metric)
+        for expected, found in zip(clean[want], search.list_for(metric).rows, strict=True):
+            assert set(found.tolist()) == set(expected.tolist()), metric
 
 
 def test_the_local_engine_takes_a_worker_per_core_and_leaves_blas_the_rest(

@@ -28,6 +28,7 @@ from embaudit.measure import (
     gauge_scales,
     measure,
 )
+from embaudit.params import ParameterError
 from embaudit.sources import open_source
 from tests.exports import encoder_like, lognormal_norms
 from tests.test_knn import _search
@@ -364,6 +365,36 @@ def test_ea301_and_ea302_search_the_gauge_rows_alone_and_equal_brute_force_there
     standardized = canonical_reference(x, neighbors.canonical_rows, dead)
     low, high = overlap_bounds(base, on_drawn(scores(standardized, rows, "cosine")), K)
     assert_between(neighbors.canonical, low, high)
+
+
+def test_the_gauge_rows_count_the_clean_rows_drawn_and_a_round_searches_them_again():
+    x = make("encoder")
+    seed = 11
+    drawn = gauge_corpus(len(x), 600, seed)  # positions: they do not depend on the data
+    assert drawn is not None
+    x[drawn[:4]] = np.nan  # drawn, but never searched nor counted
+    clean = drawn[4:]
+    source, sampling = open_source(x), replace(SAMPLING, gauge_rows=600)
+    first = measure(source, k=K, seed=seed, sampling=sampling)
+    assert first.neighbors is not None and first.neighbors.gauge_rows == len(clean) == 596
+    # A round for the gauges alone searches nothing but the same rows.
+    grown = replace(sampling, gauge_queries=160, gauge_draws=6)
+    again = measure(source, k=K, seed=seed, sampling=grown, parts={"gauges"}, previous=first)
+    assert again.neighbors is not None and again.neighbors.search is None
+    assert again.neighbors.gauge_search is not None
+    found = np.concatenate(
+        [held.rows[held.rows >= 0] for held in again.neighbors.gauge_search.lists]
+    )
+    assert np.isin(found, clean).all() and again.neighbors.gauge_rows == len(clean)
+    assert len(again.neighbors.gauge[0.5]) == 6
+
+
+def test_gauge_rows_must_exceed_k_plus_one():
+    x = make("encoder")
+    with pytest.raises(ParameterError, match=r"gauge_rows must be larger than k \+ 1 = 11"):
+        audit(x, k=10, sampling=replace(SAMPLING, gauge_rows=11), select="EA301")
+    check = audit(x, k=10, sampling=replace(SAMPLING, gauge_rows=12), select="EA301")
+    assert check.check("EA301").metrics["rows"] == 12
 
 
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])

@@ -19,6 +19,7 @@ from embaudit.estimates import (
 )
 from embaudit.knn import EXTERNAL_ROW
 from embaudit.model import Finding, Level, Status, TrainedWith
+from embaudit.params import GAUGE_ROWS
 
 #: The rescaling level whose overlap is EA301's headline value.
 HEADLINE_LEVEL = 0.5
@@ -125,15 +126,17 @@ def s50(levels: list[float], overlaps: list[float]) -> tuple[float | None, str |
         "For random diagonal gauges D = exp(N(0, s^2)) at s = 0.1, 0.25, 0.5 and 1.0 (several "
         "draws each) computes the overlap@k between the exact cosine kNN of X and of X·D for a "
         "sample of queries (gauge-queries) against a random sample of the file's rows "
-        "(gauge-rows, 100,000 by default; every row of a smaller file), the same rows for X "
-        "and X·D and in every round (an overlap depends on how many rows are searched, which "
-        "decide how near the neighbours are: the sample measures every larger export at the "
-        "same density; set gauge-rows to the row count to search every row), the mean "
-        "absolute change of cosine on random "
+        f"(gauge-rows, {GAUGE_ROWS.default:,} by default; every row of a smaller file), the same "
+        "rows for X and X·D and in every round (an overlap depends on how many rows are "
+        "searched, which decide how near the neighbours are: the sample measures every larger "
+        "export at the same density; set gauge-rows to the row count to search every row; "
+        "metrics.rows counts the rows searched), the mean absolute change of cosine on random "
         "pairs, and s50, the rescaling at which half of the neighbours change. The headline value "
-        "is the overlap at s = 0.5. Each level's standard_error covers both sources of sampling, "
-        "the queries and the gauge draws: the two-way random-effects variance of the mean over "
-        "(draws × queries), from the mean squares (MS_draw + MS_query − MS_residual) / (D·Q)."
+        "is the overlap at s = 0.5. Each level's standard_error covers the queries and the gauge "
+        "draws: the two-way random-effects variance of the mean over (draws × queries), from the "
+        "mean squares (MS_draw + MS_query − MS_residual) / (D·Q); each query's overlap carries "
+        "the draw of the gauge rows around it, so the error over queries covers that draw too "
+        "(benchmarks/gauge_rows.py --draws)."
     ),
     why=(
         "A model trained with a dot product (matrix factorisation, two-tower retrieval) is "
@@ -180,19 +183,20 @@ def gauge_sensitivity(data: AuditData, threshold: float) -> Finding:
     value_level = min(levels, key=lambda s: abs(math.log(s / HEADLINE_LEVEL)))
     value = level_overlaps[levels.index(value_level)]
     half, bound = s50(levels, level_overlaps)
+    searched, sample_note = _gauge_rows(data)
     metrics = {
         "levels": rows,
         "standard_error": rows[levels.index(value_level)]["standard_error"],
         "s50": half,
         "s50_bound": bound,
         "queries": neighbors.gauge_queries,
-        "rows": _gauge_rows(data),
+        "rows": searched,
         "k": neighbors.k,
     }
     where = f"{half:.2f}" if half is not None else f"{bound} {levels[0 if bound == '<' else -1]:g}"
-    message = f"overlap@{neighbors.k} {value:.2f} at s = {value_level:g}; s50 {where}"
-    sampled = _on_gauge_rows(data)
-    message += f" ({sampled})" if sampled else ""
+    message = _with_notes(
+        f"overlap@{neighbors.k} {value:.2f} at s = {value_level:g}; s50 {where}", sample_note
+    )
     return _gauge_verdict(data, value, threshold, message, metrics)
 
 
@@ -203,10 +207,9 @@ def gauge_sensitivity(data: AuditData, threshold: float) -> Finding:
     what=(
         "Computes the overlap@k between the cosine kNN of X and of X with every live column "
         "scaled to unit standard deviation, for the gauge queries against the gauge rows (as "
-        "EA301: a random sample of gauge-rows rows, every row of a smaller file; the overlap "
-        "depends on how many) "
-        "(column standard deviations estimated on a sample of "
-        "the corpus's rows, four times as many as --sample; when EA302 is measured again, "
+        "EA301: a random sample of gauge-rows rows, every row of a smaller file, on which the "
+        "overlap depends), the column standard deviations estimated on a sample of the "
+        "corpus's rows (four times as many as --sample; when EA302 is measured again, "
         "undecided, those of every row, from the pass's column statistics). Its standard_error "
         "combines the queries' error (query_error) with the scale's own (scale_error; none "
         "for the scale of every row): the root mean square "
@@ -245,6 +248,7 @@ def canonical_gauge(data: AuditData, threshold: float) -> Finding:
     summary = overlap_summary(neighbors.canonical, query_population(data))
     value = summary["overlap_at_k"]
     dead = np.flatnonzero(neighbors.canonical_scale == 0)
+    searched, sample_note = _gauge_rows(data)
     query_error = summary["standard_error"]
     # The scale is estimated too (unless from every row): its error joins the queries'.
     scale_error = canonical_scale_error(neighbors.canonical, neighbors.canonical_jitter)
@@ -254,31 +258,33 @@ def canonical_gauge(data: AuditData, threshold: float) -> Finding:
     metrics = summary | {
         "query_error": query_error,
         "scale_error": None if scale_error is None else scale_error[0],
-        "rows": _gauge_rows(data),
+        "rows": searched,
         "k": neighbors.k,
         "dead_dimensions": [int(j) for j in dead[:DIMENSION_LIST_CAP]],
         "dead_dimension_count": len(dead),
     }
-    dead_note = f"dead dimensions left out: {len(dead)}" if len(dead) else ""
-    notes = [note for note in (_on_gauge_rows(data), dead_note) if note]
-    message = f"overlap@{neighbors.k} {value:.2f} with the column-standardized data"
-    message += f" ({'; '.join(notes)})" if notes else ""
+    message = _with_notes(
+        f"overlap@{neighbors.k} {value:.2f} with the column-standardized data",
+        sample_note,
+        f"dead dimensions left out: {len(dead)}" if len(dead) else "",
+    )
     return _gauge_verdict(data, value, threshold, message, metrics)
 
 
-def _gauge_rows(data: AuditData) -> int:
-    """How many rows a gauge check's queries searched: a sample's, or every clean row."""
+def _gauge_rows(data: AuditData) -> tuple[int, str]:
+    """How many rows a gauge check's queries searched (a sample's clean rows, or every clean
+    row), and what its message says of a sample."""
     assert data.neighbors is not None
-    sampled = data.neighbors.gauge_rows
-    return data.stats.n_clean if sampled is None else sampled
+    sampled, usable = data.neighbors.gauge_rows, data.stats.n_clean
+    if sampled is None:
+        return usable, ""
+    return sampled, f"on a sample of {sampled:,} of the {usable:,} rows"
 
 
-def _on_gauge_rows(data: AuditData) -> str:
-    """What a gauge check's message says when its queries searched a sample of the rows."""
-    neighbors = data.neighbors
-    if neighbors is None or neighbors.gauge_rows is None:
-        return ""
-    return f"on a sample of {neighbors.gauge_rows:,} of {data.stats.n:,} rows"
+def _with_notes(message: str, *notes: str) -> str:
+    """``message`` with the notes that are not empty in one parenthesis."""
+    kept = [note for note in notes if note]
+    return f"{message} ({'; '.join(kept)})" if kept else message
 
 
 def canonical_scale_error(
