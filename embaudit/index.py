@@ -42,6 +42,8 @@ from embaudit.draw import draw_clean_rows
 from embaudit.knn import Block, NeighborList, NeighborSearch
 from embaudit.model import TrainedWith
 from embaudit.params import ParameterError
+from embaudit.random_streams import Stream
+from embaudit.random_streams import rng as random_stream
 from embaudit.sources import EmbeddingSource
 from embaudit.stats import CleanRows, clean_mask, row_norms
 
@@ -71,9 +73,6 @@ TRAIN_MIN, TRAIN_PER_LIST, TRAIN_MAX = 2**16, 40, 2**18
 ADD_ROWS = 16_384
 #: The sweep stops once recall has risen by less than this over its last two settings.
 PLATEAU = 1e-3
-#: Where the index's random choices come from: children of SeedSequence(seed) after the five
-#: streams of :func:`embaudit.measure.measure`.
-_TRAIN_STREAM, _SAMPLE_STREAM = 5, 6
 
 
 def default_metric(trained_with: TrainedWith) -> IndexMetric:
@@ -412,7 +411,7 @@ class _Database:
 
 def _sample_rows(source: EmbeddingSource, plan: IndexPlan) -> tuple[Ints, Floats]:
     """A seeded sample of clean rows, sorted by position: their positions and values."""
-    rng = np.random.default_rng(np.random.SeedSequence(plan.seed, spawn_key=(_SAMPLE_STREAM,)))
+    rng = random_stream(plan.seed, Stream.INDEX_SAMPLE)
     drawn, values, _ = draw_clean_rows(source, plan.sample or source.n, rng)
     order = np.argsort(drawn, kind="stable")
     return drawn[order], values[order]
@@ -629,7 +628,7 @@ def training_sample(source: EmbeddingSource, count: int, seed: int) -> Floats:
     """The clean rows an index built on the whole file is trained on: ``count`` drawn at random
     from their own stream of ``seed``, in draw order (faiss's k-means sees them in that order).
     (count, d) float64."""
-    rng = np.random.default_rng(np.random.SeedSequence(seed, spawn_key=(_TRAIN_STREAM,)))
+    rng = random_stream(seed, Stream.INDEX_TRAIN)
     return draw_clean_rows(source, count, rng)[1]
 
 
