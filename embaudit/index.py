@@ -42,8 +42,7 @@ from embaudit.draw import draw_clean_rows
 from embaudit.knn import Block, NeighborList, NeighborSearch
 from embaudit.model import TrainedWith
 from embaudit.params import ParameterError
-from embaudit.random_streams import Stream
-from embaudit.random_streams import rng as random_stream
+from embaudit.random_streams import Stream, generator
 from embaudit.sources import EmbeddingSource
 from embaudit.stats import CleanRows, clean_mask, row_norms
 
@@ -411,7 +410,7 @@ class _Database:
 
 def _sample_rows(source: EmbeddingSource, plan: IndexPlan) -> tuple[Ints, Floats]:
     """A seeded sample of clean rows, sorted by position: their positions and values."""
-    rng = random_stream(plan.seed, Stream.INDEX_SAMPLE)
+    rng = generator(plan.seed, Stream.INDEX_SAMPLE)
     drawn, values, _ = draw_clean_rows(source, plan.sample or source.n, rng)
     order = np.argsort(drawn, kind="stable")
     return drawn[order], values[order]
@@ -628,7 +627,7 @@ def training_sample(source: EmbeddingSource, count: int, seed: int) -> Floats:
     """The clean rows an index built on the whole file is trained on: ``count`` drawn at random
     from their own stream of ``seed``, in draw order (faiss's k-means sees them in that order).
     (count, d) float64."""
-    rng = random_stream(seed, Stream.INDEX_TRAIN)
+    rng = generator(seed, Stream.INDEX_TRAIN)
     return draw_clean_rows(source, count, rng)[1]
 
 

@@ -31,7 +31,7 @@ class Stream(IntEnum):
     GAUGE_ROWS = 11  # the corpus rows the gauge queries search (EA301, EA302)
 
 
-def rng(seed: int, stream: Stream, *more: int) -> np.random.Generator:
+def generator(seed: int, stream: Stream, *more: int) -> np.random.Generator:
     """The generator of ``stream`` for ``seed`` (``more``: a child of that stream, e.g. the
     i-th further graph). Equal to ``SeedSequence(seed).spawn(n)[stream]`` for a bare stream."""
     return np.random.default_rng(np.random.SeedSequence(seed, spawn_key=(int(stream), *more)))
@@ -45,6 +45,6 @@ class TowerStream(IntEnum):
     GAUGES = 2
 
 
-def tower_rng(seed: int, stream: TowerStream) -> np.random.Generator:
+def tower_generator(seed: int, stream: TowerStream) -> np.random.Generator:
     """The generator of ``stream`` of ``embaudit gauge`` for ``seed``."""
     return np.random.default_rng(np.random.SeedSequence([seed, int(stream)]))
