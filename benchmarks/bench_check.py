@@ -32,7 +32,8 @@ import numpy as np
 import embaudit
 from embaudit.draw import draw_clean_rows
 from embaudit.knn import Block, NeighborSearch
-from embaudit.measure import Sampling, canonical_scale, gauge_scales
+from embaudit.measurement.gauges import canonical_scale, gauge_scales
+from embaudit.measurement.sampling import Sampling
 from embaudit.sources import open_source
 from embaudit.stats import CleanRows, row_norms
 

@@ -69,7 +69,8 @@ sys.path.insert(0, str(HERE))
 from bench_index import lognormal_export, machine  # noqa: E402
 from make_data import clustered_chunks, ensure  # noqa: E402
 
-from embaudit.measure import JITTER_DRAWS, Sampling, gauge_corpus  # noqa: E402
+from embaudit.measurement.gauges import JITTER_DRAWS  # noqa: E402
+from embaudit.measurement.sampling import Sampling, gauge_corpus  # noqa: E402
 
 CHUNK = 65_536
 QUERIES = 1000

@@ -34,7 +34,9 @@ from bench_index import machine  # noqa: E402
 from bench_realistic import QUERIES, bare_product, export, warm  # noqa: E402
 
 from embaudit.checks import REGISTRY, AuditData  # noqa: E402
-from embaudit.measure import JITTER_DRAWS, Sampling, measure  # noqa: E402
+from embaudit.measurement.gauges import JITTER_DRAWS  # noqa: E402
+from embaudit.measurement.sampling import Sampling  # noqa: E402
+from embaudit.measurement.steps import measure  # noqa: E402
 from embaudit.options import CheckOptions  # noqa: E402
 from embaudit.sources import open_source  # noqa: E402
 

@@ -40,7 +40,7 @@ from make_data import clustered_chunks  # noqa: E402
 
 from embaudit import knn  # noqa: E402
 from embaudit.knn import Block, NeighborSearch  # noqa: E402
-from embaudit.measure import gauge_scales  # noqa: E402
+from embaudit.measurement.gauges import gauge_scales  # noqa: E402
 from embaudit.stats import CleanRows  # noqa: E402
 
 

@@ -35,7 +35,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from embaudit import CheckResult, audit, geometry
 from embaudit.checks.hygiene import FLOOR_MADS, MAD_TO_SD
 from embaudit.knn import exact_lists
-from embaudit.measure import ISLAND_K, Sampling, canonical_scale
+from embaudit.measurement.gauges import canonical_scale
+from embaudit.measurement.graphs import ISLAND_K
+from embaudit.measurement.sampling import Sampling
 from tests.exports import encoder_like, lognormal_norms
 
 #: Gauge draws of the exhaustive EA301 value (the audit draws 3 per level).

@@ -23,6 +23,7 @@ Prints a Markdown section for benchmarks/RESULTS.md.
 from __future__ import annotations
 
 import argparse
+import functools
 import statistics
 import sys
 import time
@@ -35,8 +36,8 @@ from bench_index import machine  # noqa: E402
 from bench_realistic import KINDS, export, warm  # noqa: E402
 
 import embaudit  # noqa: E402
-from embaudit import measure  # noqa: E402
-from embaudit.measure import Sampling  # noqa: E402
+import embaudit.measurement.steps as steps  # noqa: E402
+from embaudit.measurement.sampling import Sampling  # noqa: E402
 
 Z95 = 1.96
 
@@ -63,17 +64,18 @@ def row_draws(path: Path, draws: int) -> str:
     rest of the audit fixed: seed 0), their standard deviation, and the mean reported errors."""
     values: dict[str, list[float]] = {"EA301": [], "EA302": []}
     errors: dict[str, list[float]] = {"EA301": [], "EA302": []}
-    stream = measure._GAUGE_ROWS_STREAM
+    drawn = steps.gauge_corpus
     try:
         for draw in range(draws):
-            measure._GAUGE_ROWS_STREAM = 1000 + draw  # another draw of the rows alone
+            # Another draw of the rows alone: gauge_corpus's redraw, the rest of the audit fixed.
+            steps.gauge_corpus = functools.partial(drawn, redraw=draw)
             report = embaudit.audit(str(path), seed=0, select=["EA301", "EA302"])
             for code in values:
                 check = report.check(code)
                 values[code].append(float(check.value))
                 errors[code].append(float(check.metrics.get("standard_error") or 0.0))
     finally:
-        measure._GAUGE_ROWS_STREAM = stream
+        steps.gauge_corpus = drawn
     cells = []
     for code in values:
         spread = statistics.stdev(values[code]) if draws > 1 else 0.0

@@ -6,7 +6,7 @@ from embaudit._version import __version__
 from embaudit.audit import audit, audit_gauge, compare_knn
 from embaudit.engines import Engine, LocalEngine, RayEngine
 from embaudit.errors import ConfigError, EmbauditError, IncompleteError, InputError, UsageError
-from embaudit.measure import Sampling
+from embaudit.measurement.sampling import Sampling
 from embaudit.model import CheckResult, Level, Status, TrainedWith, Verdict
 from embaudit.options import CheckOptions, CompareOptions, GaugeOptions
 from embaudit.params import ParameterError

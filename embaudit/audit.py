@@ -58,7 +58,7 @@ def audit(
     objective: cosine, dot, l2 or unknown), ``key`` / ``column`` / ``id_column`` (what to read),
     ``thresholds`` and ``severities`` by code, ``select`` / ``extend_select`` / ``ignore`` (code
     prefixes, as ruff), ``fail_on`` (the gate of :meth:`CheckReport.failed`), ``sampling``
-    (:class:`~embaudit.measure.Sampling`), ``engine`` (``"local"``, ``"ray"`` with
+    (:class:`~embaudit.measurement.sampling.Sampling`), ``engine`` (``"local"``, ``"ray"`` with
     ``ray_address``, or an :class:`~embaudit.engines.Engine`; both give the same report).
     ``baseline`` (a previous export, read with the same options) adds the drift checks EA6xx.
     ``progress`` is told of each pass over the data (see :mod:`embaudit.progress`).

@@ -22,7 +22,7 @@ from embaudit.audit import audit, audit_gauge, compare_knn
 from embaudit.checks import REGISTRY
 from embaudit.errors import EmbauditError, UsageError
 from embaudit.formats import FORMATS
-from embaudit.measure import Sampling
+from embaudit.measurement.sampling import Sampling
 from embaudit.model import TrainedWith
 from embaudit.options import CheckOptions, CompareOptions, FailOn, GaugeOptions, Metric, Side
 from embaudit.params import Interval, declared

@@ -28,7 +28,7 @@ from embaudit.config_file import (
 from embaudit.engines import ENGINES, Engine
 from embaudit.errors import ConfigError, UsageError
 from embaudit.index import IndexMetric
-from embaudit.measure import Sampling
+from embaudit.measurement.sampling import Sampling
 from embaudit.model import Status, TrainedWith
 from embaudit.params import (
     COLUMN,

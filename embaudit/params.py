@@ -1,9 +1,10 @@
 """Parameters declared once: default, rule (bounds or choices), flag and help.
 
-An options type (:mod:`embaudit.options`, :class:`embaudit.measure.Sampling`) builds each field
-from a :class:`Param` and validates itself from the declarations, as scikit-learn's
-``_param_validation`` does: the library's errors name the parameter (``k``); only the command
-line maps a parameter to its flag (``-k``), and only the configuration file to its key (``k``).
+An options type (:mod:`embaudit.options`, :class:`embaudit.measurement.sampling.Sampling`)
+builds each field from a :class:`Param` and validates itself from the declarations, as
+scikit-learn's ``_param_validation`` does: the library's errors name the parameter (``k``);
+only the command line maps a parameter to its flag (``-k``), and only the configuration file to
+its key (``k``).
 A default or a bound lives here and nowhere else.
 """
 
@@ -174,7 +175,7 @@ GAUGE_QUERIES = Param(50, Interval(int, 1), in_config=True)
 GAUGE_DRAWS = Param(3, Interval(int, 1), in_config=True)
 #: Rows the gauge queries search (EA301, EA302): a seeded random sample of the corpus, of the
 #: size a hand-written check of the gauges searches (bench_realistic.py's practitioner); every
-#: row of a smaller file (measure.gauge_corpus says why and what it changes).
+#: row of a smaller file (embaudit.measurement.sampling.gauge_corpus says why and what it changes).
 GAUGE_ROWS = Param(100_000, Interval(int, 1), in_config=True)
 GAUGE_LEVELS = Param((0.1, 0.25, 0.5, 1.0), Custom(_levels))
 SAMPLE = Param(5000, Interval(int, 1), in_config=True)

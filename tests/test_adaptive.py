@@ -12,7 +12,8 @@ import pytest
 
 from embaudit import LocalEngine, audit
 from embaudit.index import BuiltIndex
-from embaudit.measure import PARTS, Sampling
+from embaudit.measurement.sampling import Sampling
+from embaudit.measurement.steps import PARTS
 from embaudit.model import Status
 from embaudit.pipelines import check as check_pipeline
 from embaudit.pipelines.check import MAX_ROUNDS, _grown

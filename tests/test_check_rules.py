@@ -32,7 +32,7 @@ from embaudit.checks.neighbors import (
 )
 from embaudit.estimates import bounded_mean_standard_error, combined_standard_error, t_factor
 from embaudit.geometry import Hubness
-from embaudit.measure import Neighbors
+from embaudit.measurement.neighbors import Neighbors
 from embaudit.model import Level, Status, TrainedWith
 from embaudit.options import CheckOptions
 
@@ -263,7 +263,7 @@ def test_gauge_sensitivity_metrics_per_level():
 
 def test_the_gauge_checks_name_the_rows_they_searched_and_a_sample_of_them():
     every_row = data(TrainedWith.DOT, neighbors(gauge=LADDER))
-    sampled = data(TrainedWith.DOT, replace(neighbors(gauge=LADDER), gauge_rows=100_000))
+    sampled = data(TrainedWith.DOT, replace(neighbors(gauge=LADDER), gauge_rows_searched=100_000))
     sampled = replace(sampled, stats=SimpleNamespace(n_clean=2_999_990, n=3_000_000))
     for check in (gauge_sensitivity, canonical_gauge):
         assert check(every_row, 0.8).metrics["rows"] == 10**9  # every clean row

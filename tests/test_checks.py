@@ -10,7 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from embaudit import Level, Status, audit
-from embaudit.measure import Sampling
+from embaudit.measurement.sampling import Sampling
 from tests.exports import encoder_like
 
 

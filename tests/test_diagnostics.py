@@ -13,7 +13,11 @@ from embaudit import Level, Status, audit
 from embaudit.checks.neighbors import s50
 from embaudit.geometry import PAIR_BLOCK, pair_cosines, unit_rows
 from embaudit.knn import Block, NeighborSearch
-from embaudit.measure import Neighbors, Sampling, _cosine_change, canonical_scale, measure
+from embaudit.measurement.gauges import canonical_scale
+from embaudit.measurement.neighbors import Neighbors
+from embaudit.measurement.sample import cosine_change as _cosine_change
+from embaudit.measurement.sampling import Sampling
+from embaudit.measurement.steps import measure
 from embaudit.sources import open_source
 from tests.exports import encoder_like, exact_cosine_top, set_overlap
 from tests.test_knn import clean_rows

@@ -27,7 +27,8 @@ from embaudit import engines as engines_module
 from embaudit.engines import LocalEngine, RayEngine, make_engine
 from embaudit.errors import IncompleteError, InputError, UsageError
 from embaudit.knn import Block, NeighborSearch, exact_lists
-from embaudit.measure import Sampling, measure
+from embaudit.measurement.sampling import Sampling
+from embaudit.measurement.steps import measure
 from embaudit.sources import Chunk, Fragment, ParquetSource, open_source
 from embaudit.sources import parquet as parquet_module
 from embaudit.stats import CleanRows, clean_mask, fold_fragment, row_norms, scan
@@ -342,7 +343,9 @@ def test_ray_measurements_equal_local_measurements(cluster: Any, dataset: Path) 
     local = measure(source, k=10, seed=9, sampling=sampling, engine=LocalEngine())
     remote = measure(source, k=10, seed=9, sampling=sampling, engine=RayEngine())
     assert local.neighbors is not None and remote.neighbors is not None
-    assert local.neighbors.gauge_rows == remote.neighbors.gauge_rows == 1498  # NaN, zero row
+    assert (
+        local.neighbors.gauge_rows_searched == remote.neighbors.gauge_rows_searched == 1498
+    )  # NaN, zero row
     np.testing.assert_array_equal(remote.neighbors.canonical, local.neighbors.canonical)
     for pair, overlap in local.neighbors.overlap.items():
         np.testing.assert_array_equal(remote.neighbors.overlap[pair], overlap)

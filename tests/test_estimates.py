@@ -26,7 +26,7 @@ from embaudit.geometry import (
     hubness_from_neighbors,
     unit_rows,
 )
-from embaudit.measure import scale_jitter
+from embaudit.measurement.gauges import scale_jitter
 
 
 def _tables(rng, count, draws, queries, sd_draw, sd_query, sd_residual):

@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 
 from embaudit import audit, geometry
-from embaudit.measure import SampleGraph, Sampling, averaged_graph
+from embaudit.measurement.graphs import SampleGraph, averaged_graph
+from embaudit.measurement.sampling import Sampling
 from embaudit.model import Status
 from tests.exports import encoder_like
 

@@ -25,7 +25,8 @@ from embaudit.index import (
     numpy_blas_kernel,
     training_sample,
 )
-from embaudit.measure import Sampling, measure
+from embaudit.measurement.sampling import Sampling
+from embaudit.measurement.steps import measure
 from embaudit.sources import open_source
 from embaudit.stats import row_norms
 from tests.exports import encoder_like, exact_cosine_top, lognormal_norms, set_overlap

@@ -21,13 +21,9 @@ import pytest
 
 from embaudit import audit, compare_knn
 from embaudit.knn import Block, NeighborSearch, exact_lists
-from embaudit.measure import (
-    SCALE_ROWS_PER_SAMPLE,
-    Sampling,
-    gauge_corpus,
-    gauge_scales,
-    measure,
-)
+from embaudit.measurement.gauges import SCALE_ROWS_PER_SAMPLE, gauge_scales
+from embaudit.measurement.sampling import Sampling, gauge_corpus
+from embaudit.measurement.steps import measure
 from embaudit.params import ParameterError
 from embaudit.sources import open_source
 from tests.exports import encoder_like, lognormal_norms
@@ -345,7 +341,7 @@ def test_ea301_and_ea302_search_the_gauge_rows_alone_and_equal_brute_force_there
     sampling = replace(SAMPLING, gauge_rows=len(x) // 3)
     neighbors = measured(x, seed=seed, sampling=sampling)
     drawn = gauge_corpus(len(x), sampling.gauge_rows, seed)
-    assert drawn is not None and neighbors.gauge_rows == len(drawn) == len(x) // 3
+    assert drawn is not None and neighbors.gauge_rows_searched == len(drawn) == len(x) // 3
     assert neighbors.gauge_search is not None and neighbors.search is not None
     found = np.concatenate([held.rows[held.rows >= 0] for held in neighbors.gauge_search.lists])
     assert len(found) and np.isin(found, drawn).all()
@@ -376,7 +372,7 @@ def test_the_gauge_rows_count_the_clean_rows_drawn_and_a_round_searches_them_aga
     clean = drawn[4:]
     source, sampling = open_source(x), replace(SAMPLING, gauge_rows=600)
     first = measure(source, k=K, seed=seed, sampling=sampling)
-    assert first.neighbors is not None and first.neighbors.gauge_rows == len(clean) == 596
+    assert first.neighbors is not None and first.neighbors.gauge_rows_searched == len(clean) == 596
     # A round for the gauges alone searches nothing but the same rows.
     grown = replace(sampling, gauge_queries=160, gauge_draws=6)
     again = measure(source, k=K, seed=seed, sampling=grown, parts={"gauges"}, previous=first)
@@ -385,7 +381,7 @@ def test_the_gauge_rows_count_the_clean_rows_drawn_and_a_round_searches_them_aga
     found = np.concatenate(
         [held.rows[held.rows >= 0] for held in again.neighbors.gauge_search.lists]
     )
-    assert np.isin(found, clean).all() and again.neighbors.gauge_rows == len(clean)
+    assert np.isin(found, clean).all() and again.neighbors.gauge_rows_searched == len(clean)
     assert len(again.neighbors.gauge[0.5]) == 6
 
 

@@ -9,7 +9,9 @@ from typing import TYPE_CHECKING
 import numpy as np
 import numpy.typing as npt
 
-from embaudit.measure import PARTS, Geometry, Neighbors
+from embaudit.measurement.neighbors import Neighbors
+from embaudit.measurement.sample import Geometry
+from embaudit.measurement.steps import PARTS
 from embaudit.model import CheckResult, Finding, Level, Status, Verdict
 from embaudit.stats import ScanStats
 
@@ -58,13 +60,13 @@ class Check:
     #: The option that asks for this check (``index``, ``truncate``): without it, the check is
     #: not run and not reported. None: every audit runs it.
     option: str | None = None
-    #: The sample sizes (fields of :class:`~embaudit.measure.Sampling`) its estimate rests on:
-    #: when the threshold lies inside the value's 95% interval, the audit measures again with
-    #: these doubled (see :mod:`embaudit.pipelines.check`). Empty: measured exactly, or with no
-    #: standard error to decide by.
+    #: The sample sizes (fields of :class:`~embaudit.measurement.sampling.Sampling`) its
+    #: estimate rests on: when the threshold lies inside the value's 95% interval, the audit
+    #: measures again with these doubled (see :mod:`embaudit.pipelines.check`). Empty:
+    #: measured exactly, or with no standard error to decide by.
     samples: tuple[str, ...] = ()
-    #: The parts of the measurement (:data:`~embaudit.measure.PARTS`) its value comes from:
-    #: measuring again for it measures only these (the others are those measured before).
+    #: The parts of the measurement (:data:`~embaudit.measurement.steps.PARTS`) its value comes
+    #: from: measuring again for it measures only these (the others are those measured before).
     reads: tuple[str, ...] = ()
     #: Its value is computed exactly from every clean row (no sample): no standard error.
     exact: bool = False

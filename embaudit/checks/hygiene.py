@@ -15,7 +15,7 @@ from embaudit import geometry
 from embaudit.checks.base import AuditData, register
 from embaudit.checks.neighbors import SKIP
 from embaudit.estimates import mean_standard_error, median_standard_error
-from embaudit.measure import QueryHygiene
+from embaudit.measurement.neighbors import QueryHygiene
 from embaudit.model import Finding, Status
 
 Floats = npt.NDArray[np.float64]

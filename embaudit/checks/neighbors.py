@@ -275,7 +275,7 @@ def _gauge_rows(data: AuditData) -> tuple[int, str]:
     """How many rows a gauge check's queries searched (a sample's clean rows, or every clean
     row), and what its message says of a sample."""
     assert data.neighbors is not None
-    sampled, usable = data.neighbors.gauge_rows, data.stats.n_clean
+    sampled, usable = data.neighbors.gauge_rows_searched, data.stats.n_clean
     if sampled is None:
         return usable, ""
     return sampled, f"on a sample of {sampled:,} of the {usable:,} rows"

@@ -19,7 +19,9 @@ from embaudit.index import (
     default_metric,
     objective_metric,
 )
-from embaudit.measure import GEOMETRY_STEPS, PARTS, PASS_PARTS, Measurements, Sampling, measure
+from embaudit.measurement.sample import GEOMETRY_STEPS
+from embaudit.measurement.sampling import Sampling
+from embaudit.measurement.steps import PARTS, PASS_PARTS, Measurements, measure
 from embaudit.model import CheckResult, Verdict
 from embaudit.options import CheckOptions
 from embaudit.params import ParameterError, declared

@@ -1,0 +1,281 @@
+"""What the checks read of the neighbour searches: per-query overlaps of the cosine, L2 and
+inner-product lists (EA401, EA402), of the truncations' lists (EA303) and of the gauges' lists
+(EA301, EA302), and what each query sees beyond its list: its nearest other row and its mean
+cosine (EA005, EA206, EA503)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from embaudit import geometry
+from embaudit.index import IndexMeasurement
+from embaudit.knn import NeighborList, NeighborSearch
+from embaudit.measurement.gauges import CANONICAL_BLOCK, GAUGE_BLOCK
+from embaudit.sources import EmbeddingSource
+from embaudit.stats import ScanStats
+
+Floats = npt.NDArray[np.float64]
+Ints = npt.NDArray[np.int64]
+
+
+@dataclass(frozen=True)
+class Neighbors:
+    k: int  # neighbours per query that exist (k, or fewer on tiny inputs)
+    queries: int
+    gauge_queries: int
+    query_rows: Ints  # row positions of the queries; the gauge blocks use the first ones
+    overlap: dict[tuple[str, str], Floats]  # per-query overlap@k of metric pairs
+    top1_differs: dict[tuple[str, str], float]
+    by_k: dict[tuple[str, str], dict[int, float]]  # mean overlap@j for j = 1, 5, ..., k
+    gauge: dict[float, list[Floats]]  # level -> per-draw, per-query overlap@k
+    canonical: Floats  # per-query overlap@k against the column-standardised data
+    canonical_scale: Floats = field(repr=False)  # the standardising D
+    #: Per draw, the per-query overlap@k against the same gauge jittered by its own estimation
+    #: error (:func:`scale_jitter`): how far one more such error moves the value, which is how
+    #: far the estimated scale may have moved it from that of the exact one (EA302's error).
+    canonical_jitter: list[Floats] = field(default_factory=list)
+    #: The corpus rows the canonical gauge's column scales are estimated on (none in a later
+    #: round: its scales are those of every clean row, from the first pass's statistics).
+    canonical_rows: Ints = field(default_factory=lambda: np.zeros(0, np.int64), repr=False)
+    truncation: dict[int, Floats] = field(default_factory=dict)  # M -> per-query overlap@k
+    #: How many clean rows the gauge queries searched (EA301, EA302) when they are a random
+    #: draw of the corpus's (:func:`~embaudit.measurement.sampling.gauge_corpus`); None when
+    #: they searched every row.
+    gauge_rows_searched: int | None = None
+    hygiene: QueryHygiene | None = None  # nearest and mean cosines per query (EA005, EA206, EA503)
+    search: NeighborSearch | None = field(default=None, repr=False, compare=False)  # its lists
+    #: The gauge queries' search on the gauge rows (EA301, EA302 read its lists).
+    gauge_search: NeighborSearch | None = field(default=None, repr=False, compare=False)
+    index: IndexMeasurement | None = None  # the index of ``--index``, searched (EA701, EA702)
+
+
+@dataclass(frozen=True)
+class External:
+    """Queries from another source: where they come from, their positions there, and how many
+    corpus rows follow them in the search (EA503's floor)."""
+
+    source: EmbeddingSource
+    rows: Ints
+    floor_queries: int
+
+
+@dataclass(frozen=True)
+class QueryHygiene:
+    """What each query sees of the corpus beyond its neighbour list: the cosine of its nearest
+    other row, whether that row is an exact copy (EA003's, not a near-duplicate), and its mean
+    cosine to every other clean row (exact, from the pass's sum of unit rows)."""
+
+    nearest_cosine: Floats  # (queries,); -inf when the corpus has no other row
+    nearest_row: Ints  # (queries,); -1 when none
+    exact_copy: npt.NDArray[np.bool_]  # nearest cosine 1 and the same norm, up to rounding
+    mean_cosine: Floats  # (queries,) mean cosine to the other clean rows
+    #: Names of the queries and corpus rows the examples show: ids where the source has an id
+    #: column, else row positions (in the query file for external queries).
+    query_names: dict[int, Any] = field(default_factory=dict)
+    row_names: dict[int, Any] = field(default_factory=dict)
+    external: bool = False  # the queries come from --query-file
+    floor_cosine: Floats | None = None  # nearest cosines of corpus rows (with a query file)
+    returned: dict[str, Any] | None = None  # how the queries' results spread (query file)
+
+    def query_name(self, query: int) -> Any:
+        return self.query_names.get(query, query)
+
+    def row_name(self, row: int) -> Any:
+        return self.row_names.get(row, row)
+
+
+#: Example rows whose ids the report names: the nearest pairs (EA005), the farthest queries
+#: (EA503).
+EXAMPLES = 5
+
+
+def neighbor_lists(
+    search: NeighborSearch | None,
+    gauge_search: NeighborSearch | None,
+    gauges: list[tuple[float, Floats]],
+    truncate: tuple[int, ...],
+    stats: ScanStats,
+    source: EmbeddingSource,
+    external: External | None = None,
+) -> Neighbors:
+    """What the checks read of the searches: the metric overlaps, truncations and hygiene of
+    every query (``search``; None in a round for the gauges alone) and the gauges' overlaps
+    (``gauge_search``; None when no gauge was searched)."""
+    metrics = _MetricOverlaps()
+    hygiene = None
+    if search is not None:
+        full = search
+        if external is not None:
+            search = search.head(len(external.rows))
+        metrics = _metric_overlaps(search, truncate)
+        hygiene = _hygiene(search, search.list_for("cosine"), stats, source, external, full)
+    gauged = _GaugeOverlaps() if gauge_search is None else _gauge_overlaps(gauge_search, gauges)
+    searched = search if search is not None else gauge_search
+    assert searched is not None
+    return Neighbors(
+        k=min(searched.k, max(stats.n_clean - 1, 0)),
+        queries=searched.blocks[0].n_queries,
+        gauge_queries=gauged.queries,
+        query_rows=np.asarray(searched.query_rows, dtype=np.int64),
+        overlap=metrics.overlap,
+        top1_differs=metrics.top1_differs,
+        by_k=metrics.by_k,
+        gauge=gauged.gauge,
+        canonical=gauged.canonical,
+        canonical_scale=np.zeros(searched.d),  # the caller's (the scale the rows were drawn for)
+        canonical_jitter=gauged.jitter,
+        truncation=metrics.truncation,
+        hygiene=hygiene,
+        search=search,
+        gauge_search=gauge_search,
+    )
+
+
+#: The metric pairs whose lists the checks compare (EA401, EA402, and L2 against the dot).
+METRIC_PAIRS = (("cosine", "l2"), ("cosine", "dot"), ("l2", "dot"))
+
+
+@dataclass(frozen=True)
+class _MetricOverlaps:
+    overlap: dict[tuple[str, str], Floats] = field(default_factory=dict)
+    top1_differs: dict[tuple[str, str], float] = field(default_factory=dict)
+    by_k: dict[tuple[str, str], dict[int, float]] = field(default_factory=dict)
+    truncation: dict[int, Floats] = field(default_factory=dict)
+
+
+def _metric_overlaps(search: NeighborSearch, truncate: tuple[int, ...]) -> _MetricOverlaps:
+    """Per-query overlaps of the metrics' lists, at k, at 1 and along a ladder of list sizes,
+    and of the truncations' cosine lists against the full cosine lists."""
+    lists: dict[str, NeighborList] = {m: search.list_for(m) for m in search.metrics}
+    ladder = sorted({j for j in (1, 5, 10, 50, 100) if j < search.k} | {search.k})
+    truncation: dict[int, Floats] = {}
+    # The truncations' blocks, in the order of ``truncate``, when this search has them.
+    if len(search.blocks) > 1:
+        for m, b in zip(truncate, range(1, len(search.blocks)), strict=True):
+            truncation[m] = search.overlap(lists["cosine"], search.list_for("cosine", b))
+    return _MetricOverlaps(
+        overlap={(a, b): search.overlap(lists[a], lists[b]) for a, b in METRIC_PAIRS},
+        top1_differs={
+            (a, b): float(np.mean(search.overlap(lists[a], lists[b], at=1) < 1))
+            for a, b in METRIC_PAIRS
+        },
+        by_k={
+            (a, b): {j: float(search.overlap(lists[a], lists[b], at=j).mean()) for j in ladder}
+            for a, b in METRIC_PAIRS
+        },
+        truncation=truncation,
+    )
+
+
+@dataclass(frozen=True)
+class _GaugeOverlaps:
+    queries: int = 0
+    gauge: dict[float, list[Floats]] = field(default_factory=dict)
+    canonical: Floats = field(default_factory=lambda: np.zeros(0))
+    jitter: list[Floats] = field(default_factory=list)
+
+
+def _gauge_overlaps(
+    gauge_search: NeighborSearch, gauges: list[tuple[float, Floats]]
+) -> _GaugeOverlaps:
+    """Each gauge block's per-query overlap against the gauge queries' own cosine lists, in the
+    order the blocks were made: the random gauges in the order of ``gauges``, the canonical
+    gauge and its jitters."""
+    gauge: dict[float, list[Floats]] = {}
+    canonical: Floats = np.zeros(0)
+    jitter: list[Floats] = []
+    reference = gauge_search.list_for("cosine")
+    levels = iter(s for s, _ in gauges)
+    for b, block in enumerate(gauge_search.blocks[1:], start=1):
+        shared = gauge_search.overlap(reference, gauge_search.list_for("cosine", b))
+        if block.name.startswith(GAUGE_BLOCK):
+            gauge.setdefault(next(levels), []).append(shared)
+        elif block.name == CANONICAL_BLOCK:
+            canonical = shared
+        else:
+            jitter.append(shared)
+    return _GaugeOverlaps(gauge_search.blocks[0].n_queries, gauge, canonical, jitter)
+
+
+def _hygiene(
+    search: NeighborSearch,
+    cosine: NeighborList,
+    stats: ScanStats,
+    source: EmbeddingSource,
+    external: External | None,
+    full: NeighborSearch,
+) -> QueryHygiene:
+    """Each query's nearest other row and mean cosine to the other clean rows (its own row,
+    when it is a corpus row, left out of the mean); with a query file, the nearest cosines of
+    the corpus rows searched after the queries."""
+    count = cosine.n_queries
+    nearest = np.asarray(cosine.scores[:, 0], dtype=np.float64)
+    rows = np.asarray(cosine.rows[:, 0], dtype=np.int64)
+    ratio = cosine.features[:, 0, 1] / search.query_norm[:count]
+    tolerance = search.tie_tolerance
+    exact = (rows >= 0) & (nearest >= 1 - tolerance) & (np.abs(ratio - 1) <= tolerance)
+    unit = geometry.unit_rows(np.asarray(search.queries[:count], dtype=np.float64))
+    own = (np.asarray(search.query_rows[:count]) >= 0).astype(np.float64)
+    others = np.maximum(stats.n_clean - own, 1)
+    mean_cosine = np.clip((unit @ stats.unit_sum - own) / others, -1.0, 1.0)
+    # The examples: the nearest pairs (EA005) and the farthest queries (EA503).
+    found = rows >= 0
+    near = np.flatnonzero(found & ~exact)
+    near = near[np.argsort(-nearest[near], kind="stable")][:EXAMPLES]
+    far = np.flatnonzero(found)[np.argsort(nearest[found], kind="stable")][:EXAMPLES]
+    shown = np.unique(np.concatenate([near, far]))
+    if external is None:
+        positions = np.asarray(search.query_rows)[shown]
+        query_source = source
+    else:
+        positions, query_source = external.rows[shown], external.source
+    query_names = dict(zip(shown.tolist(), names_of(query_source, positions), strict=True))
+    corpus_rows = np.unique(rows[near])
+    row_names = dict(zip(corpus_rows.tolist(), names_of(source, corpus_rows), strict=True))
+    floor, returned = None, None
+    if external is not None:
+        floor = np.asarray(full.list_for("cosine").scores[count:, 0], dtype=np.float64)
+        floor = floor[np.isfinite(floor)]
+        returned = returned_rows(cosine.rows, stats.n_clean, source)
+    return QueryHygiene(
+        nearest,
+        rows,
+        exact,
+        mean_cosine,
+        query_names,
+        row_names,
+        external is not None,
+        floor,
+        returned,
+    )
+
+
+def returned_rows(lists: Ints, n_clean: int, source: EmbeddingSource) -> dict[str, Any]:
+    """Query hubness: how the result slots of the queries spread over the corpus rows — the
+    distinct rows returned (and as many as slots drawn uniformly from n rows would give) and
+    the rows returned most, with the share of the slots they fill."""
+    slots = lists[lists >= 0]
+    rows, counts = np.unique(slots, return_counts=True)
+    order = np.argsort(-counts, kind="stable")[:EXAMPLES]
+    total = max(len(slots), 1)
+    uniform = n_clean * -np.expm1(-len(slots) / max(n_clean, 1))
+    return {
+        "slots": len(slots),
+        "distinct_rows": len(rows),
+        "distinct_if_uniform": float(uniform),
+        "top_share": float(counts[order].sum() / total),
+        "most_returned": [
+            {"row": name, "count": int(count)}
+            for name, count in zip(names_of(source, rows[order]), counts[order], strict=True)
+        ],
+    }
+
+
+def names_of(source: EmbeddingSource, rows: Ints) -> list[Any]:
+    """The ids of ``rows`` when the source has an id column, else the row positions."""
+    ids = source.ids(rows) if source.id_column is not None and len(rows) else None
+    return list(ids) if ids is not None else [int(r) for r in rows]

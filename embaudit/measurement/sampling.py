@@ -1,0 +1,77 @@
+"""The sampling plan: how many rows each measurement draws, and which corpus rows the gauge
+queries search. Every draw takes its own stream (:mod:`embaudit.random_streams`)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from embaudit.draw import draw_positions
+from embaudit.params import (
+    GAUGE_DRAWS,
+    GAUGE_LEVELS,
+    GAUGE_QUERIES,
+    GAUGE_ROWS,
+    GRAPHS,
+    PAIRS,
+    QUERIES,
+    SAMPLE,
+    declare,
+    validate,
+)
+from embaudit.random_streams import Stream, generator
+
+Ints = npt.NDArray[np.int64]
+
+
+@dataclass(frozen=True)
+class Sampling:
+    """Sample sizes. Defaults keep a 1M x 768 audit within seconds; ``docs/performance.md``
+    gives the statistical error they imply."""
+
+    queries: int = declare(QUERIES)  # query rows of the cosine / L2 / dot comparison (EA4xx)
+    gauge_queries: int = declare(GAUGE_QUERIES)  # the first queries, searched under each gauge
+    gauge_draws: int = declare(GAUGE_DRAWS)  # random gauges per rescaling level
+    gauge_rows: int = declare(GAUGE_ROWS)  # corpus rows the gauge queries search (all if fewer)
+    gauge_levels: tuple[float, ...] = declare(GAUGE_LEVELS)  # s in D = exp(N(0, s^2))
+    sample: int = declare(SAMPLE)  # rows for the spectrum, pair cosines and hubness graph
+    pairs: int = declare(PAIRS)  # random pairs of sample rows
+    graphs: int = declare(GRAPHS)  # independent `sample`-row graphs EA501 / EA502 average
+
+    def __post_init__(self) -> None:
+        validate(self)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "queries": self.queries,
+            "gauge_queries": self.gauge_queries,
+            "gauge_draws": self.gauge_draws,
+            "gauge_rows": self.gauge_rows,
+            "gauge_levels": list(self.gauge_levels),
+            "sample": self.sample,
+            "pairs": self.pairs,
+            "graphs": self.graphs,
+        }
+
+
+def gauge_corpus(n: int, rows: int, seed: int, redraw: int | None = None) -> Ints | None:
+    """The sorted positions of the corpus rows that the gauge queries search (EA301, EA302):
+    ``rows`` of the ``n`` drawn uniformly at random from their own stream of ``seed``, or
+    None (every row) when ``n <= rows``. The same rows in every round of an audit, so that
+    every round estimates the same overlap. ``redraw`` (a benchmark's) draws other rows from a
+    child of that stream, the rest of the audit unchanged.
+
+    Why a sample: searching every row under the 16 gauges would multiply 800 more query rows
+    with every row, more than the 500 queries of the other checks. What it changes: an overlap
+    depends on how many rows are searched, since they decide how near the neighbours are, in
+    either direction (a 1M x 768 clustered export: EA301 0.43 on 25,000 rows, 0.30 on
+    100,000, 0.16 on every row, benchmarks/gauge_rows.py; clusters of 10 rows: lower on a
+    third of the rows than on all, where fewer of each cluster remain). A sample of a fixed
+    size measures every export larger than it at the same density."""
+    if n <= rows:
+        return None
+    rng = generator(seed, Stream.GAUGE_ROWS, *(() if redraw is None else (redraw,)))
+    return np.sort(draw_positions(n, rows, rng))

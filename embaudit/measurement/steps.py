@@ -1,0 +1,388 @@
+"""``measure``: everything the checks read, as a short sequence of named steps.
+
+    draw the queries ──> plan the searches ──> one pass over the source ──┬──> sample geometry
+                                                                          ├──> more graphs
+                                                                          └──> neighbour lists
+
+One pass reads every fragment once, in this process or on a cluster (:mod:`embaudit.engines`);
+the engine does not change the result. A later round (for checks left undecided) measures only
+the parts those checks read, and takes the others from the previous measurement.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Collection
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from embaudit import geometry
+from embaudit.draw import Take, draw_clean_rows, draw_positions, first_positions, read_ahead
+from embaudit.engines import Engine, LocalEngine, PassPlan, PassResult, Searched
+from embaudit.knn import EXTERNAL_ROW, Block, NeighborSearch
+from embaudit.measurement.gauges import (
+    BASE_BLOCK,
+    CANONICAL_BLOCK,
+    GAUGE_BLOCK,
+    JITTER_BLOCK,
+    JITTER_DRAWS,
+    SCALE_ROWS_PER_SAMPLE,
+    canonical_scale,
+    gauge_scales,
+    scale_jitter,
+    scale_of_spread,
+    truncation_scale,
+)
+from embaudit.measurement.graphs import averaged_graph, more_graphs
+from embaudit.measurement.neighbors import External, Neighbors, neighbor_lists
+from embaudit.measurement.sample import Geometry, sample_geometry
+from embaudit.measurement.sampling import Sampling, gauge_corpus
+from embaudit.random_streams import Stream, generator
+from embaudit.sources import EmbeddingSource
+from embaudit.stats import DEAD_RATIO, RowCollector, ScanStats, row_norms
+
+Floats = npt.NDArray[np.float64]
+Ints = npt.NDArray[np.int64]
+
+#: The parts of a measurement a sampled check's value comes from (its ``reads``): the base
+#: lists of every query (EA4xx, EA005, EA503), the random gauges' lists (EA301), the canonical
+#: gauge's and its jitter's (EA302), the truncations' (EA303), the sample's statistics (EA203,
+#: EA205) and its graphs (EA501, EA502). Measuring again for undecided checks measures only the
+#: parts they read (:func:`measure`'s ``parts``, the others taken from ``previous``): without
+#: ``lists`` or ``truncation`` nothing searches every row (the gauges' references are the gauge
+#: queries' own lists on the gauge rows); without a searched part nor ``sample`` there is no
+#: pass (the statistics are the previous measurement's); with ``graphs`` alone the sample's
+#: graphs grow to ``sampling.graphs`` by new samples added to the previous ones.
+PARTS = ("lists", "gauges", "canonical", "truncation", "sample", "graphs")
+_SEARCHED = frozenset(("lists", "gauges", "canonical", "truncation"))
+#: The parts measured in a pass over the source (the others read a few rows by position).
+PASS_PARTS = _SEARCHED | {"sample"}
+
+
+@dataclass(frozen=True)
+class Measurements:
+    stats: ScanStats
+    geometry: Geometry | None
+    neighbors: Neighbors | None
+    timings: dict[str, float] = field(default_factory=dict)  # seconds per stage
+    #: Set when the audit measured again (undecided checks): rounds, the checks that asked for
+    #: it, those still undecided at the cap.
+    adaptive: dict[str, Any] | None = None
+
+
+def measure(
+    source: EmbeddingSource,
+    *,
+    k: int,
+    seed: int,
+    sampling: Sampling,
+    chunk_rows: int | None = None,
+    on_rows: Callable[[int], None] | None = None,
+    engine: Engine | None = None,
+    dead_ratio: float = DEAD_RATIO,
+    truncate: tuple[int, ...] = (),
+    on_geometry: Callable[[int], None] | None = None,
+    queries_from: EmbeddingSource | None = None,
+    parts: Collection[str] = PARTS,
+    previous: Measurements | None = None,
+) -> Measurements:
+    """Measure everything the checks read, with ``engine`` (default: in this process).
+    ``on_rows`` is called with the rows of each chunk or fragment read; ``dead_ratio`` is
+    EA004's threshold, which decides the dimensions the canonical gauge leaves out;
+    ``truncate`` the dimension counts M (below d) whose cosine neighbours EA303 compares;
+    ``on_geometry`` is called with 1 after each of the GEOMETRY_STEPS stages on the sample.
+
+    With ``queries_from`` (``--query-file``), the query rows are drawn from that source
+    instead of the corpus: every list is what those queries see of the corpus (nothing to
+    exclude: they are not corpus rows). Corpus rows drawn as well, searched in the same pass
+    after them, give EA503 the corpus's own floor of nearest cosines.
+
+    ``parts`` (of :data:`PARTS`) are what to measure; the others are taken from ``previous``,
+    a measurement of the same source with the same seed (:data:`PARTS` says what each
+    needs)."""
+    wanted = frozenset(parts)
+    if not wanted <= set(PARTS) or (previous is None and wanted != set(PARTS)):
+        raise ValueError(f"parts {sorted(wanted)}: a subset of {PARTS}, all without previous")
+    engine = engine or LocalEngine()
+    if previous is not None and wanted.isdisjoint(PASS_PARTS):
+        return _more_graphs(source, previous, k=k, seed=seed, sampling=sampling, take=engine.take)
+    timings: dict[str, float] = {}
+    started = time.perf_counter()
+    every_row = _exact_columns(previous)
+    drawn = _draw_queries(
+        source,
+        sampling,
+        seed,
+        queries_from,
+        scale_count=0 if every_row is not None else SCALE_ROWS_PER_SAMPLE * sampling.sample,
+        take=engine.take if not wanted.isdisjoint(_SEARCHED) else None,
+    )
+    timings["queries"] = time.perf_counter() - started
+    gauges = gauge_scales(
+        source.d, sampling.gauge_levels, sampling.gauge_draws, generator(seed, Stream.GAUGES)
+    )
+    planned = _plan_searches(
+        source, drawn, gauges, k=k, seed=seed, sampling=sampling, wanted=wanted,
+        truncate=truncate, dead_ratio=dead_ratio, every_row=every_row,
+    )  # fmt: skip
+    drawn = replace(drawn, scale_rows=np.empty((0, source.d)))  # not kept through the pass
+    mark = time.perf_counter()
+    sample_rows = draw_positions(source.n, sampling.sample + 64, generator(seed, Stream.SAMPLE))
+    # The statistics of every row are those of the first measurement: a later one's pass only
+    # feeds the search and the sample.
+    plan = PassPlan(
+        planned.searches,
+        RowCollector(sample_rows) if "sample" in wanted else None,
+        statistics=previous is None,
+    )
+    result = engine.run(source, plan, chunk_rows=chunk_rows, on_rows=on_rows)
+    stats = result.stats if previous is None else previous.stats
+    assert stats is not None
+    timings |= result.timings
+    timings["pass"] = time.perf_counter() - mark
+    mark = time.perf_counter()
+    kept = previous.geometry if previous is not None else None
+    measured = Measurements(
+        stats,
+        _geometry(result, stats, k, gauges, sampling, seed, on_geometry, dead_ratio, kept, wanted),
+        None,
+        timings,
+    )
+    if "graphs" in wanted:
+        measured = _more_graphs(
+            source, measured, k=k, seed=seed, sampling=sampling, take=engine.take
+        )
+    timings["geometry"] = time.perf_counter() - mark
+    neighbors = previous.neighbors if previous is not None else None
+    if planned.searched and k < stats.n_clean - 1:
+        neighbors = _neighbors(planned, drawn, gauges, truncate, stats, source)
+    return replace(measured, neighbors=neighbors)
+
+
+def _exact_columns(previous: Measurements | None) -> ScanStats | None:
+    """The statistics whose column spreads give a later round's canonical gauge exactly (every
+    row's, from the first pass), when they are finite (values beyond ~1e154 overflow their
+    squares); None: estimate it on drawn rows."""
+    if previous is None or not np.isfinite(previous.stats.moments.std).all():
+        return None
+    return previous.stats
+
+
+@dataclass(frozen=True)
+class _Drawn:
+    """The query rows (a query file's, followed by EA503's corpus floor rows) and the corpus
+    rows the canonical gauge is estimated on, drawn before the pass."""
+
+    query_rows: Ints  # corpus positions; EXTERNAL_ROW for a query file's
+    queries: Floats
+    external: External | None = None
+    scale_positions: Ints = field(default_factory=lambda: np.zeros(0, np.int64))
+    scale_rows: Floats = field(default_factory=lambda: np.zeros((0, 0)))
+
+    @property
+    def own(self) -> int:
+        """The queries the checks read: the query file's, when the corpus's follow them."""
+        return len(self.query_rows) if self.external is None else len(self.external.rows)
+
+
+def _draw_queries(
+    source: EmbeddingSource,
+    sampling: Sampling,
+    seed: int,
+    queries_from: EmbeddingSource | None,
+    scale_count: int,
+    take: Take | None,
+) -> _Drawn:
+    """The rows drawn before the pass; none when nothing is searched (``take`` None: a later
+    round for the sample alone). The corpus rows (the queries or EA503's floor rows, and the
+    canonical gauge's) are read together: a parquet file's row groups once."""
+    n, d = source.n, source.d
+    if take is None:
+        return _Drawn(np.empty(0, np.int64), np.empty((0, d)))
+    query_rng = generator(seed, Stream.QUERIES)
+    corpus_rng = query_rng if queries_from is None else generator(seed, Stream.FLOOR)
+    scale_rng = generator(seed, Stream.SCALE)
+    ahead = [first_positions(n, sampling.queries, corpus_rng)]
+    if scale_count:
+        ahead.append(first_positions(n, scale_count, scale_rng))
+    take = read_ahead(source, np.concatenate(ahead), take)
+    external = None
+    if queries_from is None:
+        query_rows, queries, _ = draw_clean_rows(source, sampling.queries, query_rng, take)
+    else:
+        drawn, queries, _ = draw_clean_rows(queries_from, sampling.queries, query_rng)
+        floor_rows, floor_queries, _ = draw_clean_rows(source, sampling.queries, corpus_rng, take)
+        external = External(queries_from, drawn, len(floor_rows))
+        query_rows = np.concatenate([np.full(len(drawn), EXTERNAL_ROW), floor_rows])
+        queries = np.concatenate([queries, floor_queries])
+    if not scale_count:
+        return _Drawn(query_rows, queries, external, scale_rows=np.empty((0, d)))
+    # The canonical gauge standardizes the corpus's columns, estimated on scale_count rows.
+    scale_positions, scale_rows, _ = draw_clean_rows(source, scale_count, scale_rng, take)
+    # Scale-free statistics are computed on rows divided by one power of two (exact), so that
+    # squares of values near 1e±30 (float32) or 1e±200 (float64) stay in range.
+    if len(scale_rows):
+        scale_rows = scale_rows * geometry.pow2_scale(row_norms(scale_rows))
+    return _Drawn(query_rows, queries, external, scale_positions, scale_rows)
+
+
+@dataclass(frozen=True)
+class _Planned:
+    """The searches of the pass: every query against every row (the metrics' lists and the
+    truncations), and the gauge queries against the gauge rows (the gauges' lists)."""
+
+    search: NeighborSearch | None = None
+    gauge_search: NeighborSearch | None = None
+    gauge_positions: Ints | None = None  # the gauge rows; None: every row
+    canonical: Floats = field(default_factory=lambda: np.zeros(0))  # the canonical gauge's D
+
+    @property
+    def searched(self) -> bool:
+        return self.search is not None or self.gauge_search is not None
+
+    @property
+    def searches(self) -> tuple[Searched, ...]:
+        planned = [] if self.search is None else [Searched(self.search)]
+        if self.gauge_search is not None:
+            planned.append(Searched(self.gauge_search, self.gauge_positions))
+        return tuple(planned)
+
+
+def _plan_searches(
+    source: EmbeddingSource,
+    drawn: _Drawn,
+    gauges: list[tuple[float, Floats]],
+    *,
+    k: int,
+    seed: int,
+    sampling: Sampling,
+    wanted: frozenset[str],
+    truncate: tuple[int, ...],
+    dead_ratio: float,
+    every_row: ScanStats | None,
+) -> _Planned:
+    """The searches the wanted parts read, with the canonical gauge (every row's, from
+    ``every_row``'s statistics, else estimated on the drawn scale rows). With k >= n - 1 every
+    row is every row's neighbour: nothing to compare, nothing searched (the checks skip)."""
+    n, d = source.n, source.d
+    if not drawn.own or not (every_row is not None or len(drawn.scale_rows)) or k >= n - 1:
+        return _Planned(canonical=np.zeros(d))
+    canonical = _canonical_gauge(drawn.scale_rows, every_row, dead_ratio)
+    search = None
+    # L2 and inner-product lists, and the base search, only where a check reads them (a
+    # round for the gauges alone searches their own sample of the corpus).
+    if not wanted.isdisjoint(("lists", "truncation")):
+        blocks = [Block(BASE_BLOCK, len(drawn.query_rows))]
+        if "truncation" in wanted:
+            blocks += [Block(f"truncate {m}", drawn.own, truncation_scale(d, m)) for m in truncate]
+        search = NeighborSearch(drawn.queries, drawn.query_rows, k, blocks)
+    gauge_queries = min(sampling.gauge_queries, drawn.own)
+    gauge_blocks = []
+    if "gauges" in wanted:
+        gauge_blocks += [Block(f"{GAUGE_BLOCK}{s:g}", gauge_queries, g) for s, g in gauges]
+    if "canonical" in wanted:
+        gauge_blocks.append(Block(CANONICAL_BLOCK, gauge_queries, canonical))
+        # A scale of every row is exact: nothing to jitter.
+        if every_row is None and SCALE_ROWS_PER_SAMPLE * sampling.sample < n:
+            jitter_rng = generator(seed, Stream.JITTER)
+            jittered = scale_jitter(drawn.scale_rows, canonical, jitter_rng, JITTER_DRAWS)
+            gauge_blocks += [
+                Block(f"{JITTER_BLOCK} {r}", gauge_queries, scale)
+                for r, scale in enumerate(jittered)
+            ]
+    if not gauge_blocks:
+        return _Planned(search, canonical=canonical)
+    # The gauge queries' cosine lists without a gauge are the gauges' references.
+    gauge_search = NeighborSearch(
+        drawn.queries[:gauge_queries],
+        drawn.query_rows[:gauge_queries],
+        k,
+        [Block(BASE_BLOCK, gauge_queries), *gauge_blocks],
+        ("cosine",),
+    )
+    return _Planned(search, gauge_search, gauge_corpus(n, sampling.gauge_rows, seed), canonical)
+
+
+def _canonical_gauge(scale_rows: Floats, every_row: ScanStats | None, dead_ratio: float) -> Floats:
+    """The canonical gauge's D: every row's, from the first pass's column statistics, else
+    estimated on the drawn scale rows (already scaled by a power of two)."""
+    if every_row is not None:
+        return scale_of_spread(every_row.moments.std, every_row.rms_coordinate, dead_ratio)
+    return canonical_scale(scale_rows, dead_ratio)
+
+
+def _geometry(
+    result: PassResult,
+    stats: ScanStats,
+    k: int,
+    gauges: list[tuple[float, Floats]],
+    sampling: Sampling,
+    seed: int,
+    on_geometry: Callable[[int], None] | None,
+    dead_ratio: float,
+    kept: Geometry | None,
+    wanted: frozenset[str],
+) -> Geometry | None:
+    """The sample's geometry when the pass collected a sample (of at least two rows), else
+    ``kept``'s, its cosine changes measured under this round's gauges."""
+    if result.sample is None:
+        if "gauges" in wanted and kept is not None:
+            return kept.with_gauges(gauges)  # the gauges of this round
+        return kept
+    sample = result.sample.collected(sampling.sample, stats.d)
+    sample = sample * (geometry.pow2_scale(row_norms(sample)) if len(sample) else 1.0)
+    if len(sample) < 2:
+        return None
+    rngs = (generator(seed, Stream.PAIRS), generator(seed, Stream.REFERENCE))
+    return sample_geometry(
+        sample, stats, k, gauges, sampling.pairs, rngs, on_geometry, dead_ratio, kept=kept
+    )
+
+
+def _more_graphs(
+    source: EmbeddingSource,
+    measured: Measurements,
+    *,
+    k: int,
+    seed: int,
+    sampling: Sampling,
+    take: Take,
+) -> Measurements:
+    """``measured`` with its sample's graph averaged with those of further independent samples
+    of its size, ``sampling.graphs`` in all (the ones it averages already are kept)."""
+    sample = measured.geometry
+    if sample is None or sample.graph.m >= measured.stats.n_clean:
+        return measured  # a graph of every row is exact: nothing to average
+    graph = sample.graph
+    count = sampling.graphs - graph.graphs
+    if count <= 0:
+        return measured
+    more = more_graphs(
+        source, graph, graph.m, k=k, seed=seed, count=count, start=graph.graphs - 1, take=take
+    )
+    return replace(measured, geometry=replace(sample, graph=averaged_graph([graph, *more])))
+
+
+def _neighbors(
+    planned: _Planned,
+    drawn: _Drawn,
+    gauges: list[tuple[float, Floats]],
+    truncate: tuple[int, ...],
+    stats: ScanStats,
+    source: EmbeddingSource,
+) -> Neighbors:
+    """What the checks read of the searches, with the canonical gauge they searched and the
+    count of clean rows among the gauge rows (the search saw those)."""
+    measured = neighbor_lists(
+        planned.search, planned.gauge_search, gauges, truncate, stats, source, drawn.external
+    )
+    positions = planned.gauge_positions
+    return replace(
+        measured,
+        canonical_scale=planned.canonical,
+        canonical_rows=drawn.scale_positions,
+        gauge_rows_searched=None if positions is None else int(stats.clean[positions].sum()),
+    )
