@@ -18,6 +18,7 @@ from embaudit.errors import InputError
 from embaudit.estimates import bounded_mean_standard_error
 from embaudit.knn import EXTERNAL_ROW, Block, NeighborSearch
 from embaudit.params import ParameterError
+from embaudit.random_streams import Stream, generator
 from embaudit.sources import EmbeddingSource
 
 Floats = npt.NDArray[np.float64]
@@ -96,7 +97,7 @@ def compare_metrics(
     own = queries_from is None
     _check_k_fits(k, source.n - 1 if own else source.n, "rows")
     ladder = k_ladder(k, source.n)
-    rng = np.random.default_rng(np.random.SeedSequence(seed).spawn(1)[0])
+    rng = generator(seed, Stream.QUERIES)
     if queries_from is None:
         rows, values, _ = draw_clean_rows(source, queries, rng, engine.take)
     else:
@@ -222,7 +223,7 @@ def compare_files(
     n_matched = len(old_rows)
     _check_k_fits(k, n_matched - 1, "matched items")
     ladder = k_ladder(k, n_matched)
-    rng = np.random.default_rng(np.random.SeedSequence(seed).spawn(1)[0])
+    rng = generator(seed, Stream.QUERIES)
     draw = draw_clean_items(queries, rng, [old, new], [old_rows, new_rows], engine.take)
     chosen = draw.items
     if not len(chosen) or n_matched < 2:

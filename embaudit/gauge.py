@@ -38,6 +38,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from embaudit.random_streams import TowerStream, tower_generator
 from embaudit.stats import clean_mask
 
 Floats = npt.NDArray[np.float64]
@@ -149,9 +150,8 @@ def _vertex(d: int, condition: float, rng: np.random.Generator) -> Floats:
 def audit_side(side: str, rows: Floats, settings: GaugeSettings) -> tuple[SideResult, Floats]:
     """Gauge sensitivity of the cosine neighbours among ``rows`` (a sample of one tower, finite
     and non-zero). Returns the result and the worst gauge D found for that tower."""
-    rng = np.random.default_rng(
-        np.random.SeedSequence([settings.seed, 0 if side == "items" else 1])
-    )
+    stream = TowerStream.ITEM_GAUGES if side == "items" else TowerStream.USER_GAUGES
+    rng = tower_generator(settings.seed, stream)
     search = _Neighbours(rows, settings.k)
     curve, tried = _condition_curve(search, settings, rng)
     best_scale, best, evaluations = _worst_gauge(search, settings, rng)

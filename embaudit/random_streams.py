@@ -38,11 +38,11 @@ def generator(seed: int, stream: Stream, *more: int) -> np.random.Generator:
 
 
 class TowerStream(IntEnum):
-    """The streams of ``embaudit gauge``: each tower's rows, and the gauges it tries."""
+    """The streams of ``embaudit gauge``: the gauges tried on each tower, and the towers' rows."""
 
-    ITEMS = 0
-    USERS = 1
-    GAUGES = 2
+    ITEM_GAUGES = 0
+    USER_GAUGES = 1
+    ROWS = 2
 
 
 def tower_generator(seed: int, stream: TowerStream) -> np.random.Generator:

@@ -25,6 +25,7 @@ from embaudit.gauge import (
 from embaudit.model import CheckResult, Status
 from embaudit.options import GaugeOptions, Side
 from embaudit.pipelines import TOOL
+from embaudit.random_streams import TowerStream, tower_generator
 from embaudit.reports import GaugeReport
 from embaudit.sources import EmbeddingSource
 
@@ -41,7 +42,7 @@ def run_gauge(items: EmbeddingSource, users: EmbeddingSource, options: GaugeOpti
     settings = GaugeSettings(
         k=options.k, seed=options.seed, max_condition=options.max_condition, sample=options.sample
     )
-    rng = np.random.default_rng(np.random.SeedSequence([options.seed, 2]))
+    rng = tower_generator(options.seed, TowerStream.ROWS)
     samples = {
         "items": draw_clean_rows(items, settings.sample, rng),
         "users": draw_clean_rows(users, settings.sample, rng),
