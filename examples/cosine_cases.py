@@ -1,4 +1,4 @@
-"""Generate the three worked cases of the README section "Is cosine trustworthy here?".
+"""Generate the three worked cases of docs/worked-cases.md ("Is cosine trustworthy here?").
 
     python examples/cosine_cases.py [OUTPUT_DIR]        # default: examples/data
 

@@ -1,7 +1,9 @@
-"""The README's worked cases give the verdicts the README states."""
+"""The worked cases of docs/worked-cases.md (one of them also in the README) give the verdicts
+the pages state."""
 
 from __future__ import annotations
 
+import re
 import sys
 from pathlib import Path
 
@@ -9,7 +11,42 @@ import pytest
 
 from embaudit import Level, Status, audit
 
-EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
+ROOT = Path(__file__).resolve().parent.parent
+EXAMPLES = ROOT / "examples"
+#: The verdict and exit code each case's output shows, as the tests below measure them.
+STATED = {
+    "sphere": ("trustworthy", 0),
+    "unnormalized": ("trustworthy", 0),
+    "mf_items": ("untrustworthy", 1),
+}
+
+
+def _console_blocks(text: str) -> dict[str, str]:
+    """The ``console`` blocks of a page, by the case they run (``examples/data/NAME.npy``)."""
+    blocks = re.findall(r"^```console\n(.*?)^```$", text, flags=re.MULTILINE | re.DOTALL)
+    named = {}
+    for block in blocks:
+        case = re.match(r"\$ embaudit check examples/data/(\w+)\.npy", block)
+        assert case, block.splitlines()[0]
+        named[case.group(1)] = block
+    return named
+
+
+def _stated(block: str) -> tuple[str, int]:
+    verdict = re.search(r"Verdict: (\w+)", block)
+    code = re.search(r"^\$ echo \$\?\n(\d+)$", block, flags=re.MULTILINE)
+    assert verdict and code
+    return verdict.group(1), int(code.group(1))
+
+
+def test_the_pages_state_these_verdicts():
+    page = _console_blocks((ROOT / "docs" / "worked-cases.md").read_text())
+    assert {case: _stated(block) for case, block in page.items()} == STATED
+    # The README's case is one of the page's, output and all.
+    readme = _console_blocks((ROOT / "README.md").read_text())
+    assert readme
+    for case, block in readme.items():
+        assert block == page[case]
 
 
 @pytest.fixture(scope="module")

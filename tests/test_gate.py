@@ -454,18 +454,19 @@ def test_compare_says_how_many_rows_it_left_out(cli, fixtures):
     assert files.json()["excluded_rows"] == {"old": 0, "new": 2}
 
 
-def _readme_configuration() -> str:
-    """The sample ``[tool.embaudit]`` block of the README's Configuration section."""
-    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
-    section = readme.split("## Configuration", 1)[1]
-    block = section.split("```toml\n", 1)[1].split("```", 1)[0]
+def _documented_configuration() -> str:
+    """The sample ``[tool.embaudit]`` block of docs/configuration.md."""
+    page = (Path(__file__).resolve().parent.parent / "docs" / "configuration.md").read_text()
+    block = page.split("```toml\n", 1)[1].split("```", 1)[0]
     assert block.startswith("[tool.embaudit]")
     return block
 
 
-def test_the_readme_configuration_applies_to_every_format_it_names(cli, tmp_path, monkeypatch):
+def test_the_documented_configuration_applies_to_every_format_it_names(cli, tmp_path, monkeypatch):
     rng = np.random.default_rng(5)
-    (tmp_path / "pyproject.toml").write_text('[project]\nname = "x"\n\n' + _readme_configuration())
+    (tmp_path / "pyproject.toml").write_text(
+        '[project]\nname = "x"\n\n' + _documented_configuration()
+    )
     (tmp_path / "exports").mkdir()
     items = rng.standard_normal((300, 16)).astype(np.float32)
     np.savez(tmp_path / "exports" / "items1.npz", item_factors=items, user_factors=items[:50])
@@ -491,11 +492,11 @@ def test_the_readme_configuration_applies_to_every_format_it_names(cli, tmp_path
         api = audit(name, config=True, select="EA3")
         assert api.options.trained_with.value == objective and api.input["d"] == 16
         assert api.check("EA301").threshold == 0.7
-    # Without the parquet glob (the README's last table), the file's two vector columns are
+    # Without the parquet glob (the page's last table), the file's two vector columns are
     # ambiguous: its column comes from the glob.
     (tmp_path / "pyproject.toml").write_text(
         '[project]\nname = "x"\n\n'
-        + _readme_configuration().split("[[tool.embaudit.files]]\npath")[0]
+        + _documented_configuration().split("[[tool.embaudit.files]]\npath")[0]
     )
     ambiguous = cli("check", "corpus.parquet", "-q")
     assert ambiguous.code == 2 and "corpus.parquet" in ambiguous.stderr
