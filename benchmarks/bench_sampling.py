@@ -5,7 +5,7 @@ the standard errors of the checks those rows serve, on bench_realistic.py's expo
 
 embaudit's pass multiplies every chunk by one stack of query rows: the ``queries`` base rows,
 and ``gauge_queries`` rows under each of the ``len(gauge_levels) * gauge_draws`` random gauges,
-the canonical gauge and its jitters. Its time grows with that stack, which DESIGN's defaults are
+the canonical gauge and its jitters. Its time grows with that stack, which the defaults are
 chosen to keep within the performance budget. For each data kind this measures, in one process
 and one run (warm page cache, the local engine on every core), the bare float32 product of 1,000
 query rows (bench_realistic.py's baseline), then ``measure`` (one pass, no adaptive round) at the

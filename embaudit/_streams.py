@@ -1,4 +1,4 @@
-"""stdout carries the report and nothing else (DESIGN §6), whatever a library underneath prints.
+"""stdout carries the report and nothing else (docs/output.md), whatever a library prints.
 
 While a command computes, :func:`stdout_to_stderr` sends everything written to stdout to stderr
 instead: Python code writing to ``sys.stdout`` (Ray's driver threads print there) and C code

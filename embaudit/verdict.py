@@ -1,7 +1,7 @@
 """The verdict: trustworthy, caution or untrustworthy, with the checks that drove it.
 
 Each check states the level its finding raises the verdict to, given the declared objective
-(DESIGN.md §5); the verdict is the highest of them. Reasons name the driving checks; the
+(docs/science.md); the verdict is the highest of them. Reasons name the driving checks; the
 recommendations gather the concrete actions of every check that found something.
 """
 

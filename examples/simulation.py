@@ -1,5 +1,5 @@
 """Simulated data of Steck, Ekanadham & Kallus (2024), §4, and the closed-form solutions of their
-two matrix-factorisation objectives (DESIGN.md §8).
+two matrix-factorisation objectives (docs/science.md).
 
 Steck, H., Ekanadham, C. & Kallus, N. (2024). Is Cosine-Similarity of Embeddings Really About
 Similarity? Companion Proceedings of the ACM Web Conference 2024. arXiv:2403.05440.

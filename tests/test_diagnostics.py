@@ -1,4 +1,4 @@
-"""The diagnostics and the verdict: identities, invariances and behaviours (DESIGN.md §4, §5)."""
+"""The diagnostics and the verdict: identities, invariances and behaviours (docs/science.md)."""
 
 from __future__ import annotations
 

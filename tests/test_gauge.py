@@ -114,7 +114,8 @@ def test_the_api_matches_the_cli(cli, tmp_path):
         audit_gauge(items, users, side="rows")
 
 
-# The balance of the towers, on the closed forms of Steck, Ekanadham & Kallus (2024), DESIGN §8:
+# The balance of the towers, on the closed forms of Steck, Ekanadham & Kallus (2024)
+# (docs/science.md):
 # data X (users × items) = U Σ Vᵀ, item rows B, user rows X A.
 RANK, EQ1_PENALTY, EQ2_PENALTY = 8, 50.0, 5.0
 

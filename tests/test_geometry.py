@@ -1,4 +1,4 @@
-"""The science pinned to closed forms and published reference values (DESIGN.md §4)."""
+"""The science pinned to closed forms and published reference values (docs/science.md)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""``--format json``: the output contract of DESIGN.md §6."""
+"""``--format json``: the output contract (docs/output.md, docs/science.md)."""
 
 from __future__ import annotations
 
