@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import embaudit.formats  # noqa: F401 - registers the output formats of Report.render
 from embaudit._version import __version__
 from embaudit.audit import audit, audit_gauge, compare_knn
 from embaudit.engines import Engine, LocalEngine, RayEngine

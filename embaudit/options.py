@@ -18,6 +18,7 @@ from functools import cached_property
 from pathlib import Path
 from typing import Any, TypeVar
 
+from embaudit.codes import CODES
 from embaudit.config_file import (
     ConfigFile,
     enabled_codes,
@@ -85,9 +86,7 @@ def _chunk_rows(value: Any) -> int:
 
 
 def _codes() -> set[str]:
-    from embaudit.checks import REGISTRY  # the registry imports the measurements, not options
-
-    return set(REGISTRY)
+    return set(CODES)
 
 
 def _selectors(value: Any) -> tuple[str, ...]:
@@ -328,12 +327,6 @@ class CheckOptions(_Common, _Passes):
             return None
         return enabled_codes(_codes(), self.select, self.extend_select, self.ignore)
 
-    def threshold(self, code: str) -> float:
-        """The threshold check ``code`` judges with: the configured one, else its default."""
-        from embaudit.checks import REGISTRY
-
-        return self.thresholds.get(code, REGISTRY[code].threshold)
-
 
 @dataclass(frozen=True, kw_only=True)
 class CompareOptions(_Common, _Passes):
@@ -441,16 +434,14 @@ def build(kind: type[Options], given: Options | None = None, **parameters: Any) 
 
 def read_config(path: Path | None) -> ConfigFile:
     """The configuration named by ``--config``, else the nearest one found, else none."""
-    from embaudit.checks import REGISTRY
-
     if path is not None:
         if not path.exists():
             raise ConfigError(path, "no such configuration file")
         if not path.is_file():
             raise ConfigError(path, "not a regular file")
-        return load_config(path, set(REGISTRY), config_keys())
+        return load_config(path, set(CODES), config_keys())
     found = find_config()
-    return load_config(found, set(REGISTRY), config_keys()) if found is not None else ConfigFile()
+    return load_config(found, set(CODES), config_keys()) if found is not None else ConfigFile()
 
 
 def config_keys() -> dict[str, str]:

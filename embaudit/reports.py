@@ -9,13 +9,34 @@ holds what its command computed as typed fields; :meth:`to_dict` is the JSON doc
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Protocol, runtime_checkable
 
 from embaudit.compare import FilesComparison, MetricsComparison
 from embaudit.gauge import Balance, SideResult, UsersMetric
 from embaudit.model import SCHEMA_VERSION, CheckResult, Level, Status, Verdict
 from embaudit.options import CheckOptions, CompareOptions, GaugeOptions
 from embaudit.params import ParameterError
+
+
+class Renderer(Protocol):
+    """An output format as a report sees it (:class:`embaudit.formats.base.Format`)."""
+
+    def require(self) -> None: ...
+
+    def render(self, report: Any, *, color: bool = False, width: int = 100) -> str: ...
+
+
+@runtime_checkable
+class NotebookRenderer(Renderer, Protocol):
+    """A format that also renders the fragment a notebook shows (``html``)."""
+
+    def notebook(self, report: Any) -> str: ...
+
+
+#: The output formats by the name ``--format`` takes. :mod:`embaudit.formats` registers each
+#: when it is imported (``import embaudit`` does): a report renders itself through them
+#: without importing the formats, which read the reports.
+RENDERERS: dict[str, Renderer] = {}
 
 
 @dataclass(frozen=True, kw_only=True, repr=False)
@@ -63,15 +84,13 @@ class Gate:
     def render(self, format_name: str = "table", *, color: bool = False, width: int = 100) -> str:
         """The report in one of the CLI's formats (``table``, ``json``, ``markdown``, ``junit``,
         ``github``, ``html``), as ``--format`` prints it."""
-        from embaudit.formats import FORMATS
-
-        if format_name not in FORMATS:
+        if format_name not in RENDERERS:
             raise ParameterError(
-                "format_name", f"must be one of {', '.join(FORMATS)}, got {format_name!r}"
+                "format_name", f"must be one of {', '.join(RENDERERS)}, got {format_name!r}"
             )
-        renderer = FORMATS[format_name]
+        renderer = RENDERERS[format_name]
         renderer.require()
-        return renderer.render(self, color=color, width=width)  # type: ignore[arg-type]
+        return renderer.render(self, color=color, width=width)
 
     def __repr__(self) -> str:
         """One line: the type, the subject, the verdict (or the gate's outcome) and what is not a
@@ -86,9 +105,9 @@ class Gate:
     def _repr_html_(self) -> str:
         """Jupyter's display: the page of ``--format html`` without the outer document, plots
         inline when matplotlib (``embaudit[report]``) is installed, the tables alone otherwise."""
-        from embaudit.formats.html import notebook_html
-
-        return notebook_html(self)  # type: ignore[arg-type]
+        notebook = RENDERERS["html"]
+        assert isinstance(notebook, NotebookRenderer)
+        return notebook.notebook(self)
 
     @property
     def outcome(self) -> str:

@@ -13,12 +13,15 @@ from embaudit.checks import (
     truncation,
 )
 from embaudit.checks.base import REGISTRY, AuditData, Baseline, Check
+from embaudit.codes import CODES
 from embaudit.model import CheckResult
 
 __all__ = ["REGISTRY", "AuditData", "Baseline", "Check", "run_checks"]
 
 # Imported for registration only.
 del defects, drift, hygiene, index, neighbors, norms, shape, truncation
+if set(REGISTRY) != set(CODES):  # a code without its check, or the reverse, is a release bug
+    raise ImportError(f"checks registered for {sorted(set(REGISTRY) ^ set(CODES))} disagree")
 
 
 def run_checks(data: AuditData, *, drift: bool = False) -> list[CheckResult]:

@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 import numpy.typing as npt
 
+from embaudit.codes import CODES
 from embaudit.measurement.neighbors import Neighbors
 from embaudit.measurement.sample import Geometry
 from embaudit.measurement.steps import PARTS
@@ -111,7 +112,7 @@ class Check:
         return "\n\n".join(sections) + "\n"
 
     def run(self, data: AuditData) -> CheckResult:
-        threshold = data.params.threshold(self.code)
+        threshold = threshold_of(data.params, self.code)
         finding = self.measure(data, threshold)
         status, impact = finding.status, finding.impact
         severity = data.params.severities.get(self.code)
@@ -135,9 +136,13 @@ class Check:
 REGISTRY: dict[str, Check] = {}
 
 
+def threshold_of(options: CheckOptions, code: str) -> float:
+    """The threshold check ``code`` judges with: the configured one, else its default."""
+    return options.thresholds.get(code, REGISTRY[code].threshold)
+
+
 def register(
     code: str,
-    name: str,
     *,
     summary: str,
     what: str,
@@ -152,18 +157,19 @@ def register(
     reads: tuple[str, ...] = (),
     exact: bool = False,
 ) -> Callable[[Callable[[AuditData, float], Finding]], Callable[..., Finding]]:
-    """Register ``measure`` as check ``code``; codes are public API and never renumbered."""
+    """Register ``measure`` as check ``code`` (of :data:`~embaudit.codes.CODES`, which names it);
+    codes are public API and never renumbered."""
 
     def decorate(
         measure: Callable[[AuditData, float], Finding],
     ) -> Callable[[AuditData, float], Finding]:
-        if code in REGISTRY:
-            raise ValueError(f"check {code} registered twice")
+        if code in REGISTRY or code not in CODES:
+            raise ValueError(f"check {code} registered twice, or not in embaudit.codes.CODES")
         if bool(samples) != bool(reads) or not set(reads) <= set(PARTS):
             raise ValueError(f"check {code}: a sampled check reads parts of {PARTS}")
         REGISTRY[code] = Check(
             code=code,
-            name=name,
+            name=CODES[code],
             summary=summary,
             what=what,
             why=why,

@@ -28,7 +28,6 @@ def _plural(count: int, word: str) -> str:
 
 @register(
     "EA001",
-    "non-finite",
     exact=True,
     summary="Rows containing NaN, ±Inf or a null.",
     what=(
@@ -70,7 +69,6 @@ def non_finite(data: AuditData, threshold: float) -> Finding:
 
 @register(
     "EA002",
-    "zero-vectors",
     exact=True,
     summary="Rows whose norm is zero (or too small to carry a direction).",
     what=(
@@ -109,7 +107,6 @@ def zero_vectors(data: AuditData, threshold: float) -> Finding:
 
 @register(
     "EA003",
-    "duplicates",
     exact=True,
     summary="Rows that are exact copies of another row.",
     what=(
@@ -152,7 +149,6 @@ def duplicates(data: AuditData, threshold: float) -> Finding:
 
 @register(
     "EA004",
-    "dead-dimensions",
     exact=True,
     summary="Dimensions with (near-)zero variance.",
     what=(

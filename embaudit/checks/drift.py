@@ -28,7 +28,6 @@ def _baseline(data: AuditData) -> Baseline:
 
 @register(
     "EA601",
-    "neighbour-stability",
     summary="How many of each item's neighbours survive from the baseline export.",
     what=(
         "Matches the items of the baseline and the current export (by id column, else by row "
@@ -70,7 +69,6 @@ def neighbour_stability(data: AuditData, threshold: float) -> Finding:
 
 @register(
     "EA602",
-    "norm-shift",
     exact=True,
     summary="Shift of the norm distribution against the baseline export.",
     what=(
@@ -117,7 +115,6 @@ def norm_shift(data: AuditData, threshold: float) -> Finding:
 
 @register(
     "EA603",
-    "verdict-change",
     summary="Whether the verdict got worse than the baseline's.",
     what=(
         "Audits the baseline with the same options and compares the two verdicts "

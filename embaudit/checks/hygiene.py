@@ -55,7 +55,6 @@ def _with_hygiene(data: AuditData) -> tuple[QueryHygiene, npt.NDArray[np.int64]]
 
 @register(
     "EA005",
-    "near-duplicates",
     summary="Rows whose nearest other row is almost the same direction (cosine ≥ 0.99).",
     what=(
         "For each query of the sample, the cosine of its nearest other row (exact search, the "
@@ -151,7 +150,6 @@ def near_duplicates(data: AuditData, threshold: float) -> Finding:
 
 @register(
     "EA206",
-    "distance-concentration",
     summary="Relative contrast: how much nearer the nearest row is than a random one.",
     what=(
         "For each query, the relative contrast: its mean cosine distance (1 − cosine) to every "
@@ -223,7 +221,6 @@ def distance_concentration(data: AuditData, threshold: float) -> Finding:
 
 @register(
     "EA502",
-    "graph-islands",
     summary="Rows in small islands of the mutual kNN graph, which graph indexes reach badly.",
     what=(
         "On the cosine 10-nearest-neighbour graph of the sample (EA501's graph when k = 10; "
@@ -323,7 +320,6 @@ def _isolated_error(nearest: Floats, corpus: Floats, separate: bool) -> float | 
 
 @register(
     "EA503",
-    "isolated-rows",
     summary="Queries whose nearest row is unusually far: outliers of the corpus.",
     what=(
         "The corpus's robust floor is the median of the queries' nearest-row cosines less "

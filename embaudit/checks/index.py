@@ -66,7 +66,6 @@ def _skip(data: AuditData) -> Finding | None:
 
 @register(
     "EA701",
-    "ann-recall",
     summary="Recall@k of the index you deploy against the exact neighbours under its metric.",
     what=(
         "With --index SPEC (a faiss index_factory string: HNSW32, IVF4096,Flat, IVF1024,PQ64, "
@@ -204,7 +203,6 @@ def _cause(index: IndexMeasurement, threshold: float) -> tuple[str, str]:
 
 @register(
     "EA702",
-    "index-vs-objective",
     summary="Of the neighbours the objective wants, how many the index you deploy returns.",
     what=(
         "With --index SPEC (or the index stored with the data), the mean overlap@k between "

@@ -120,7 +120,6 @@ def s50(levels: list[float], overlaps: list[float]) -> tuple[float | None, str |
 
 @register(
     "EA301",
-    "gauge-sensitivity",
     summary="How far cosine neighbours move under random per-dimension rescaling.",
     what=(
         "For random diagonal gauges D = exp(N(0, s^2)) at s = 0.1, 0.25, 0.5 and 1.0 (several "
@@ -202,7 +201,6 @@ def gauge_sensitivity(data: AuditData, threshold: float) -> Finding:
 
 @register(
     "EA302",
-    "canonical-gauge",
     summary="Cosine neighbours against those of the column-standardized data.",
     what=(
         "Computes the overlap@k between the cosine kNN of X and of X with every live column "
@@ -344,7 +342,6 @@ def _agreement(
 
 @register(
     "EA401",
-    "cosine-vs-l2",
     summary="Agreement of cosine and L2 nearest neighbours.",
     what=(
         "Computes, for a sample of queries against the whole file, the overlap@k of the exact "
@@ -373,7 +370,6 @@ def cosine_vs_l2(data: AuditData, threshold: float) -> Finding:
 
 @register(
     "EA402",
-    "cosine-vs-dot",
     summary="Agreement of cosine and inner-product nearest neighbours.",
     what=(
         "Computes, for a sample of queries against the whole file, the overlap@k of the exact "
@@ -405,7 +401,6 @@ def _isotropic(value: float | None) -> str:
 
 @register(
     "EA501",
-    "hubness",
     summary="Points that appear in many neighbour lists (hubs) and in none (antihubs).",
     what=(
         "Builds the exact cosine kNN graph of the sample and measures how unevenly the points "

@@ -23,7 +23,6 @@ def norm_histogram(norms: np.ndarray[Any, Any], bins: int = HISTOGRAM_BINS) -> d
 
 @register(
     "EA101",
-    "norm-spread",
     exact=True,
     summary="Distribution of the L2 norms; whether the vectors are normalized.",
     what=(

@@ -7,7 +7,7 @@ import math
 
 import numpy as np
 
-from embaudit.checks.base import AuditData, register
+from embaudit.checks.base import AuditData, register, threshold_of
 from embaudit.estimates import Z95
 from embaudit.model import Finding, Level, Status, TrainedWith
 from embaudit.stats import dead_dimension_mask
@@ -26,7 +26,6 @@ def _nan_to_none(value: float) -> float | None:
 
 @register(
     "EA201",
-    "mean-cosine",
     exact=True,
     summary="Mean cosine over all pairs of rows, next to its isotropic reference.",
     what=(
@@ -103,7 +102,6 @@ def mean_cosine(data: AuditData, threshold: float) -> Finding:
 
 @register(
     "EA202",
-    "common-direction",
     exact=True,
     summary="Length of the mean vector relative to the mean length: a shared offset.",
     what=(
@@ -143,7 +141,6 @@ def common_direction(data: AuditData, threshold: float) -> Finding:
 
 @register(
     "EA203",
-    "spectrum",
     summary="Covariance spectrum: top component share, effective rank, IsoScore.",
     what=(
         "Computes the covariance eigenvalues of the sample, the share of variance of the top "
@@ -210,7 +207,6 @@ def spectrum(data: AuditData, threshold: float) -> Finding:
 
 @register(
     "EA204",
-    "rogue-dimensions",
     summary="A few dimensions that decide most of every cosine.",
     what=(
         "Computes each dimension's contribution to the expected cosine of two distinct rows, "
@@ -318,7 +314,6 @@ def rogue_dimensions(data: AuditData, threshold: float) -> Finding:
 
 @register(
     "EA205",
-    "scale-spread",
     summary="Spread of the per-dimension standard deviations: how much a gauge matters.",
     what=(
         "Computes the standard deviation of log(std_i) over the dimensions that are not dead "
@@ -350,7 +345,7 @@ def scale_spread(data: AuditData, threshold: float) -> Finding:
     if sample is None:
         return Finding(Status.SKIP, None, "needs at least 2 finite, non-zero rows")
     std = sample.column_std
-    alive = ~dead_dimension_mask(std, sample.rms_coordinate, data.params.threshold("EA004"))
+    alive = ~dead_dimension_mask(std, sample.rms_coordinate, threshold_of(data.params, "EA004"))
     if alive.sum() < 2:
         return Finding(Status.SKIP, None, "needs at least 2 dimensions that vary")
     log_std = np.log(std[alive])

@@ -9,7 +9,6 @@ from embaudit.model import Finding, Status
 
 @register(
     "EA303",
-    "truncation",
     summary="Cosine neighbours on the first M dimensions against those on all of them.",
     what=(
         "With --truncate M (repeatable), computes the overlap@k between the exact cosine kNN "

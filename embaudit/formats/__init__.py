@@ -9,6 +9,7 @@ from embaudit.formats.json import JsonFormat
 from embaudit.formats.junit import JunitFormat
 from embaudit.formats.markdown import MarkdownFormat
 from embaudit.formats.table import TableFormat
+from embaudit.reports import RENDERERS
 
 FORMATS: dict[str, Format] = {
     fmt.name: fmt
@@ -21,5 +22,7 @@ FORMATS: dict[str, Format] = {
         HtmlFormat(),
     )
 }
+
+RENDERERS.update(FORMATS)
 
 __all__ = ["FORMATS", "Attachment", "Format"]

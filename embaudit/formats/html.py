@@ -235,6 +235,9 @@ def notebook_html(report: AnyReport) -> str:
 class HtmlFormat(Format):
     name = "html"
 
+    def notebook(self, report: AnyReport) -> str:
+        return notebook_html(report)
+
     def require(self) -> None:
         if not plots_available():
             raise UsageError("--format html needs matplotlib: pip install 'embaudit[report]'")

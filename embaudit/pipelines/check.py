@@ -9,6 +9,7 @@ from dataclasses import replace
 from typing import Any
 
 from embaudit.checks import REGISTRY, AuditData, Baseline, run_checks
+from embaudit.checks.base import threshold_of
 from embaudit.compare import compare_files
 from embaudit.estimates import Z95
 from embaudit.index import (
@@ -123,7 +124,7 @@ def _judge(
             chunk_rows=run.chunk_rows,
             on_rows=run.reporting(label, source) if PASS_PARTS.intersection(parts) else None,
             engine=run.engine,
-            dead_ratio=options.threshold("EA004"),
+            dead_ratio=threshold_of(options, "EA004"),
             truncate=options.truncate,
             on_geometry=(
                 run.stages(f"geometry of the {label} sample", GEOMETRY_STEPS)
