@@ -7,6 +7,7 @@ import shutil
 import sys
 import tempfile
 import traceback
+from collections.abc import Callable
 from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Any
@@ -19,35 +20,16 @@ from embaudit.audit import audit, audit_gauge, compare_knn
 from embaudit.checks import REGISTRY
 from embaudit.errors import EmbauditError, UsageError
 from embaudit.formats import FORMATS
-from embaudit.index import IndexMetric
-from embaudit.model import TrainedWith
+from embaudit.measurement.sampling import Sampling
 from embaudit.options import (
-    ENGINE,
-    FAIL_ON,
-    RAY_ADDRESS,
     CheckOptions,
     CompareOptions,
-    FailOn,
     GaugeOptions,
-    Metric,
-    Side,
     blamed_on,
     merge,
     read_config,
 )
-from embaudit.params import (
-    COLUMN,
-    ID_COLUMN,
-    KEY,
-    QUERIES,
-    QUERY_FILE,
-    SEED,
-    TABLE,
-    K,
-    Param,
-    ParameterError,
-    declared,
-)
+from embaudit.params import Param, ParameterError, flagged, with_declared
 from embaudit.progress import pass_progress
 from embaudit.reports import AnyReport
 
@@ -68,25 +50,26 @@ OutputFormat = StrEnum("OutputFormat", {name.upper(): name for name in FORMATS})
 DEFAULT_FORMAT = OutputFormat("table")
 
 
-def _flag(param: Param, *aliases: str, help: str | None = None) -> Any:
-    """The typer option of a declared parameter: its flag, help and default. The value is
-    validated where it is declared (:mod:`embaudit.params`), and an error names the flag."""
+def _flag(name: str, param: Param, help: str | None = None) -> Any:
+    """The typer option of a declared parameter: its flag, help, default and metavar. The value
+    is validated where it is declared (:mod:`embaudit.params`), and an error names the flag."""
     default = param.default
     empty = default is None or (isinstance(default, tuple | list | dict) and not default)
     shown = False if empty else str(getattr(default, "value", default))
     assert param.flag is not None
-    return typer.Option(param.flag, *aliases, help=help or param.help, show_default=shown)
+    return typer.Option(
+        param.flag, help=help or param.help, show_default=shown, metavar=param.metavar
+    )
 
 
-def _declared_flag(kind: type, name: str, *aliases: str) -> Any:
-    return _flag(declared(kind)[name], *aliases)
-
-
-def _repeatable_flag(kind: type, name: str, metavar: str) -> Any:
-    """The typer option of a declared parameter given once per value (``--truncate 256
-    --truncate 512``); its default, none, goes unshown."""
-    param = declared(kind)[name]
-    return typer.Option(param.flag, help=param.help, metavar=metavar, show_default=False)
+def declared_flags(
+    *kinds: Any, help: dict[str, str] | None = None
+) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """A command's options generated from the declarations of its options types (``kinds``):
+    one typer option per declared parameter with a flag, passed to the command as ``given``
+    (None where not given). ``help`` replaces a parameter's help for this command."""
+    own = help or {}
+    return with_declared(flagged(*kinds), lambda name, param: _flag(name, param, own.get(name)))
 
 
 app = typer.Typer(
@@ -155,19 +138,8 @@ OutputOption = Annotated[
         "when the gate fails.",
     ),
 ]
-KOption = Annotated[int | None, _flag(K)]
-SeedOption = Annotated[int | None, _flag(SEED)]
-QueriesOption = Annotated[int | None, _flag(QUERIES)]
-KeyOption = Annotated[str | None, _flag(KEY)]
-ColumnOption = Annotated[str | None, _flag(COLUMN)]
-IdColumnOption = Annotated[str | None, _flag(ID_COLUMN)]
-TableOption = Annotated[str | None, _flag(TABLE)]
-QueryFileOption = Annotated[str | None, _flag(QUERY_FILE)]
-FailOnOption = Annotated[FailOn | None, _flag(FAIL_ON)]
-GateFailOnOption = Annotated[
-    FailOn | None,
-    _flag(FAIL_ON, help="Exit 1 on failing comparisons (fail) or also on warnings (warn)."),
-]
+#: compare-knn's and gauge's gate.
+GATE_FAIL_ON = "Exit 1 on failing comparisons (fail) or also on warnings (warn)."
 ExitZeroOption = Annotated[
     bool, typer.Option("--exit-zero", help="Exit 0 even when the gate fails (report only).")
 ]
@@ -181,13 +153,6 @@ ConfigOption = Annotated[
 ]
 
 
-class EngineName(StrEnum):
-    LOCAL = "local"
-    RAY = "ray"
-
-
-EngineOption = Annotated[EngineName | None, _flag(ENGINE)]
-RayAddressOption = Annotated[str | None, _flag(RAY_ADDRESS)]
 QuietOption = Annotated[
     bool,
     typer.Option("--quiet", "-q", help="Table format: print only a one-line summary."),
@@ -195,23 +160,11 @@ QuietOption = Annotated[
 
 
 @app.command()
+@declared_flags(CheckOptions, Sampling)
 def check(
     file: FileArgument,
     output_format: FormatOption = DEFAULT_FORMAT,
     output: OutputOption = None,
-    trained_with: Annotated[
-        TrainedWith | None, _declared_flag(CheckOptions, "trained_with")
-    ] = None,
-    k: KOption = None,
-    seed: SeedOption = None,
-    queries: QueriesOption = None,
-    select: Annotated[str | None, _declared_flag(CheckOptions, "select")] = None,
-    extend_select: Annotated[str | None, _declared_flag(CheckOptions, "extend_select")] = None,
-    ignore: Annotated[str | None, _declared_flag(CheckOptions, "ignore")] = None,
-    fail_on: FailOnOption = None,
-    require_objective: Annotated[
-        bool | None, _declared_flag(CheckOptions, "require_objective")
-    ] = None,
     exit_zero: ExitZeroOption = False,
     baseline: Annotated[
         str | None,
@@ -222,23 +175,9 @@ def check(
         ),
     ] = None,
     config: ConfigOption = None,
-    key: KeyOption = None,
-    column: ColumnOption = None,
-    id_column: IdColumnOption = None,
-    table: TableOption = None,
-    query_file: QueryFileOption = None,
-    engine: EngineOption = None,
-    ray_address: RayAddressOption = None,
-    index: Annotated[str | None, _declared_flag(CheckOptions, "index")] = None,
-    index_metric: Annotated[
-        IndexMetric | None, _declared_flag(CheckOptions, "index_metric")
-    ] = None,
-    index_sample: Annotated[int | None, _declared_flag(CheckOptions, "index_sample")] = None,
-    near_duplicate_cosine: Annotated[
-        float | None, _declared_flag(CheckOptions, "near_duplicate_cosine")
-    ] = None,
-    truncate: Annotated[list[int] | None, _repeatable_flag(CheckOptions, "truncate", "M")] = None,
     quiet: QuietOption = False,
+    *,
+    given: dict[str, Any],
 ) -> int:
     """Audit one embedding file: defects, norms, geometry, neighbours, and a verdict on cosine.
 
@@ -261,29 +200,7 @@ def check(
     Exit codes: 0 nothing at the failing level; 1 a failing check or an untrustworthy verdict (with --fail-on warn also a warning or a caution verdict); 2 usage, configuration or input error; 3 internal error.
     """  # noqa: E501
     configuration = read_config(config).for_path(file)
-    flags = {
-        "k": k,
-        "seed": seed,
-        "trained_with": trained_with,
-        "queries": queries,
-        "select": select,
-        "extend_select": extend_select,
-        "ignore": ignore,
-        "fail_on": fail_on,
-        "require_objective": require_objective,
-        "key": key,
-        "column": column,
-        "id_column": id_column,
-        "table": table,
-        "query_file": query_file,
-        "engine": engine,
-        "ray_address": ray_address,
-        "index": index,
-        "index_metric": index_metric,
-        "index_sample": index_sample,
-        "near_duplicate_cosine": near_duplicate_cosine,
-        "truncate": truncate or None,
-    }
+    flags = _given(given)
     options = merge(CheckOptions, configuration, flags)
     check_output(output)
     FORMATS[output_format.value].require()
@@ -295,6 +212,7 @@ def check(
 
 
 @app.command("compare-knn")
+@declared_flags(CompareOptions, help={"fail_on": GATE_FAIL_ON})
 def compare_knn_command(
     files: Annotated[
         list[str],
@@ -304,24 +222,13 @@ def compare_knn_command(
             show_default=False,
         ),
     ],
-    metric: Annotated[Metric | None, _declared_flag(CompareOptions, "metric")] = None,
-    min_overlap: Annotated[float | None, _declared_flag(CompareOptions, "min_overlap")] = None,
     output_format: FormatOption = DEFAULT_FORMAT,
     output: OutputOption = None,
-    k: KOption = None,
-    seed: SeedOption = None,
-    queries: QueriesOption = None,
-    fail_on: GateFailOnOption = None,
     exit_zero: ExitZeroOption = False,
     config: ConfigOption = None,
-    key: KeyOption = None,
-    column: ColumnOption = None,
-    id_column: IdColumnOption = None,
-    table: TableOption = None,
-    query_file: QueryFileOption = None,
-    engine: EngineOption = None,
-    ray_address: RayAddressOption = None,
     quiet: QuietOption = False,
+    *,
+    given: dict[str, Any],
 ) -> int:
     """Compare nearest neighbours: of three metrics on one file, or of two exports.
 
@@ -340,21 +247,7 @@ def compare_knn_command(
     if not 1 <= len(files) <= 2:
         raise UsageError(f"compare-knn takes one or two files, got {len(files)}")
     configuration = read_config(config).for_path(files[0])
-    flags = {
-        "k": k,
-        "seed": seed,
-        "queries": queries,
-        "metric": metric,
-        "min_overlap": min_overlap,
-        "fail_on": fail_on,
-        "key": key,
-        "column": column,
-        "id_column": id_column,
-        "table": table,
-        "query_file": query_file,
-        "engine": engine,
-        "ray_address": ray_address,
-    }
+    flags = _given(given)
     options = merge(CompareOptions, configuration, flags)
     check_output(output)
     FORMATS[output_format.value].require()
@@ -365,6 +258,7 @@ def compare_knn_command(
 
 
 @app.command("gauge")
+@declared_flags(GaugeOptions, help={"fail_on": GATE_FAIL_ON})
 def gauge_command(
     items: Annotated[
         Path,
@@ -376,24 +270,13 @@ def gauge_command(
         Path,
         typer.Argument(help="The user tower (user factors, query embeddings).", show_default=False),
     ],
-    side: Annotated[Side | None, _declared_flag(GaugeOptions, "side")] = None,
-    max_condition: Annotated[float | None, _declared_flag(GaugeOptions, "max_condition")] = None,
-    min_overlap: Annotated[float | None, _declared_flag(GaugeOptions, "min_overlap")] = None,
-    sample: Annotated[int | None, _declared_flag(GaugeOptions, "sample")] = None,
-    write_items: Annotated[Path | None, _declared_flag(GaugeOptions, "write_items")] = None,
-    items_key: Annotated[str | None, _declared_flag(GaugeOptions, "items_key")] = None,
-    users_key: Annotated[str | None, _declared_flag(GaugeOptions, "users_key")] = None,
     output_format: FormatOption = DEFAULT_FORMAT,
     output: OutputOption = None,
-    k: KOption = None,
-    seed: SeedOption = None,
-    fail_on: GateFailOnOption = None,
     exit_zero: ExitZeroOption = False,
     config: ConfigOption = None,
-    key: KeyOption = None,
-    column: ColumnOption = None,
-    id_column: IdColumnOption = None,
     quiet: QuietOption = False,
+    *,
+    given: dict[str, Any],
 ) -> int:
     """Audit the gauge freedom of a two-tower dot-product model.
 
@@ -408,27 +291,19 @@ def gauge_command(
     Exit codes: 0 the worst overlap stays at or above --min-overlap; 1 it is below (cosine neighbours are not identified by the model), or, with --fail-on warn, the towers are not balanced; 2 usage, configuration or input error; 3 internal error.
     """  # noqa: E501
     configuration = read_config(config).for_path(items)
-    flags = {
-        "k": k,
-        "seed": seed,
-        "side": side,
-        "max_condition": max_condition,
-        "min_overlap": min_overlap,
-        "sample": sample,
-        "write_items": write_items,
-        "items_key": items_key,
-        "users_key": users_key,
-        "fail_on": fail_on,
-        "key": key,
-        "column": column,
-        "id_column": id_column,
-    }
+    flags = _given(given)
     options = merge(GaugeOptions, configuration, flags)
     check_output(output)
     FORMATS[output_format.value].require()
     with blamed_on(configuration, flags), stdout_to_stderr():
         report = audit_gauge(items, users, options)
     return _conclude(report, output_format.value, output, quiet, exit_zero)
+
+
+def _given(given: dict[str, Any]) -> dict[str, Any]:
+    """The declared flags as :func:`~embaudit.options.merge` takes them: None where not given
+    (a repeatable flag given no time is not given)."""
+    return {name: None if value == [] else value for name, value in given.items()}
 
 
 @app.command()

@@ -16,16 +16,15 @@ error too, marked internal. The server itself keeps running.
 
 import json
 from collections.abc import Callable
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any
 
 from embaudit.audit import audit, audit_gauge, compare_knn
 from embaudit.checks import REGISTRY
 from embaudit.errors import EmbauditError, UsageError
 from embaudit.formats import FORMATS
 from embaudit.measurement.sampling import Sampling
-from embaudit.model import TrainedWith
-from embaudit.options import CheckOptions, CompareOptions, FailOn, GaugeOptions, Metric, Side
-from embaudit.params import Interval, declared
+from embaudit.options import CheckOptions, CompareOptions, GaugeOptions
+from embaudit.params import Interval, Param, declared, flagged, with_declared
 from embaudit.reports import AnyReport
 
 try:
@@ -49,11 +48,8 @@ INSTRUCTIONS = (
 READ_ONLY = ToolAnnotations(read_only_hint=True, idempotent_hint=True, open_world_hint=False)
 
 
-def _about(kind: type, name: str, text: str | None = None) -> str:
+def _about(param: Param, text: str | None = None) -> str:
     """An argument's description from its declaration: its help, bounds and default."""
-    param = declared(kind).get(name)
-    if param is None:
-        return text or ""
     parts = [text or param.help]
     if isinstance(param.rule, Interval):
         bounds = param.rule.describe()
@@ -62,6 +58,22 @@ def _about(kind: type, name: str, text: str | None = None) -> str:
     if default not in (None, (), {}):
         parts.append(f"Default: {default}.")
     return " ".join(parts)
+
+
+#: What a tool leaves out of its options types' parameters: the server never writes a file.
+WRITES = frozenset({"write_items"})
+
+
+def _arguments(
+    *kinds: Any, describe: dict[str, str] | None = None
+) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """A tool's arguments generated from the declarations of its options types, as the command
+    line's options are (:func:`embaudit.params.with_declared`), passed as ``given``."""
+    texts = describe or {}
+    params = {name: p for name, p in flagged(*kinds).items() if name not in WRITES}
+    return with_declared(
+        params, lambda name, param: Field(description=_about(param, texts.get(name)))
+    )
 
 
 def _path(what: str) -> Any:
@@ -98,74 +110,44 @@ def _one_line(text: str) -> str:
 # The tools ----------------------------------------------------------------------------------
 
 
+@_arguments(
+    CheckOptions,
+    Sampling,
+    describe={
+        "fail_on": "What fails the gate: failing checks and an untrustworthy verdict (fail), or "
+        "also warnings and a caution verdict (warn)."
+    },
+)
 def check(
     path: Annotated[str, _path("The embedding file")],
-    trained_with: Annotated[
-        TrainedWith | None, Field(description=_about(CheckOptions, "trained_with"))
-    ] = None,
-    k: Annotated[int | None, Field(description=_about(CheckOptions, "k"))] = None,
-    seed: Annotated[int | None, Field(description=_about(CheckOptions, "seed"))] = None,
-    queries: Annotated[int | None, Field(description=_about(Sampling, "queries"))] = None,
-    select: Annotated[
-        list[str] | None,
-        Field(description="Run only these check codes or prefixes (EA3 = EA3xx). Default: all."),
-    ] = None,
-    ignore: Annotated[
-        list[str] | None, Field(description="Skip these check codes or prefixes.")
+    baseline: Annotated[
+        str | None, Field(description="A previous export: adds the drift checks EA601-EA603.")
     ] = None,
     thresholds: Annotated[
         dict[str, float] | None,
         Field(description='A check\'s own threshold by code, e.g. {"EA301": 0.7}.'),
     ] = None,
-    fail_on: Annotated[
-        FailOn | None,
-        Field(
-            description=_about(
-                CheckOptions,
-                "fail_on",
-                "What fails the gate: failing checks and an untrustworthy verdict (fail), or "
-                "also warnings and a caution verdict (warn).",
-            )
-        ),
-    ] = None,
-    baseline: Annotated[
-        str | None, Field(description="A previous export: adds the drift checks EA601-EA603.")
-    ] = None,
-    index: Annotated[str | None, Field(description=_about(CheckOptions, "index"))] = None,
-    index_metric: Annotated[
-        Literal["cosine", "l2", "ip"] | None,
-        Field(description=_about(CheckOptions, "index_metric")),
-    ] = None,
-    key: Annotated[str | None, Field(description=_about(CheckOptions, "key"))] = None,
-    column: Annotated[str | None, Field(description=_about(CheckOptions, "column"))] = None,
-    id_column: Annotated[str | None, Field(description=_about(CheckOptions, "id_column"))] = None,
+    *,
+    given: dict[str, Any],
 ) -> dict[str, Any]:
     """Audit one embedding file: defects, norms, geometry, neighbours, and a verdict on cosine
     (trustworthy, caution or untrustworthy) with its reasons and recommendations. Returns the
     JSON report of `embaudit check`."""
-    options = _given(
-        trained_with=trained_with,
-        k=k,
-        seed=seed,
-        select=select,
-        ignore=ignore,
-        thresholds=thresholds,
-        fail_on=fail_on,
-        index=index,
-        index_metric=index_metric,
-        key=key,
-        column=column,
-        id_column=id_column,
-    )
+    options = _given(thresholds=thresholds, **given)
+    sizes = {name: options.pop(name) for name in declared(Sampling) if name in options}
 
     def report() -> AnyReport:
-        if queries is not None:
-            options["sampling"] = Sampling(queries=queries)
+        if sizes:
+            options["sampling"] = Sampling(**sizes)
         return audit(path, baseline=baseline, **options)
 
     return _document(report)
 
 
+@_arguments(
+    CompareOptions,
+    describe={"min_overlap": "Make it a gate: the report fails when an overlap@k is below this."},
+)
 def compare_knn_tool(
     path: Annotated[str, _path("The embedding file (OLD, when other is given)")],
     other: Annotated[
@@ -176,73 +158,27 @@ def compare_knn_tool(
             "inner-product neighbours of one file."
         ),
     ] = None,
-    metric: Annotated[Metric | None, Field(description=_about(CompareOptions, "metric"))] = None,
-    min_overlap: Annotated[
-        float | None,
-        Field(
-            description=_about(
-                CompareOptions,
-                "min_overlap",
-                "Make it a gate: the report fails when an overlap@k is below this.",
-            )
-        ),
-    ] = None,
-    k: Annotated[int | None, Field(description=_about(CompareOptions, "k"))] = None,
-    seed: Annotated[int | None, Field(description=_about(CompareOptions, "seed"))] = None,
-    queries: Annotated[int | None, Field(description=_about(CompareOptions, "queries"))] = None,
-    key: Annotated[str | None, Field(description=_about(CompareOptions, "key"))] = None,
-    column: Annotated[str | None, Field(description=_about(CompareOptions, "column"))] = None,
-    id_column: Annotated[str | None, Field(description=_about(CompareOptions, "id_column"))] = None,
+    *,
+    given: dict[str, Any],
 ) -> dict[str, Any]:
     """Compare nearest neighbours: of cosine, L2 and inner product on one file, or of the same
     items in two exports (a retrain, a new version). Returns the JSON report of
     `embaudit compare-knn`."""
-    options = _given(
-        metric=metric,
-        min_overlap=min_overlap,
-        k=k,
-        seed=seed,
-        queries=queries,
-        key=key,
-        column=column,
-        id_column=id_column,
-    )
+    options = _given(**given)
     return _document(lambda: compare_knn(path, other, **options))
 
 
+@_arguments(GaugeOptions)
 def gauge(
     items: Annotated[str, _path("The item tower (item factors, document embeddings)")],
     users: Annotated[str, _path("The user tower (user factors, query embeddings)")],
-    side: Annotated[Side | None, Field(description=_about(GaugeOptions, "side"))] = None,
-    max_condition: Annotated[
-        float | None, Field(description=_about(GaugeOptions, "max_condition"))
-    ] = None,
-    min_overlap: Annotated[
-        float | None, Field(description=_about(GaugeOptions, "min_overlap"))
-    ] = None,
-    sample: Annotated[int | None, Field(description=_about(GaugeOptions, "sample"))] = None,
-    k: Annotated[int | None, Field(description=_about(GaugeOptions, "k"))] = None,
-    seed: Annotated[int | None, Field(description=_about(GaugeOptions, "seed"))] = None,
-    items_key: Annotated[str | None, Field(description=_about(GaugeOptions, "items_key"))] = None,
-    users_key: Annotated[str | None, Field(description=_about(GaugeOptions, "users_key"))] = None,
-    key: Annotated[str | None, Field(description=_about(GaugeOptions, "key"))] = None,
-    column: Annotated[str | None, Field(description=_about(GaugeOptions, "column"))] = None,
+    *,
+    given: dict[str, Any],
 ) -> dict[str, Any]:
     """Audit the gauge freedom of a two-tower dot-product model: how far the cosine neighbours
     move under diagonal rescalings (items·D, users·D⁻¹) that change no user-item score, and
     how balanced the towers are. Returns the JSON report of `embaudit gauge`."""
-    options = _given(
-        side=side,
-        max_condition=max_condition,
-        min_overlap=min_overlap,
-        sample=sample,
-        k=k,
-        seed=seed,
-        items_key=items_key,
-        users_key=users_key,
-        key=key,
-        column=column,
-    )
+    options = _given(**given)
     return _document(lambda: audit_gauge(items, users, **options))
 
 

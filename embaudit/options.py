@@ -146,12 +146,16 @@ FAIL_ON = Param(
     "Exit 1 on failures (fail) or also on warnings and a caution verdict (warn).",
     in_config=True,
 )
+#: The engines by the name ``--engine`` takes.
+EngineName = StrEnum("EngineName", {name.upper(): name for name in ENGINES})  # type: ignore[misc]
+
 ENGINE = Param(
     "local",
     Custom(_engine),
     "--engine",
     "Where the pass over the data runs: local (this process) or ray (a Ray cluster, parquet "
     "input; needs embaudit\\[ray]). Both give the same report.",
+    given=EngineName,
 )
 RAY_ADDRESS = Param(
     None,
@@ -204,6 +208,8 @@ TRUNCATE = Param(
     "Check the cosine neighbours on the first M dimensions against all of them (EA303, "
     "Matryoshka exports); repeat for several M.",
     in_config=True,
+    given=list[int],
+    metavar="M",
 )
 
 
@@ -259,6 +265,7 @@ class CheckOptions(_Common, _Passes):
             "--trained-with unknown, gauge and norm findings can raise caution at most, which "
             "--fail-on fail lets pass.",
             in_config=True,
+            given=bool,
         )
     )
     sampling: Sampling = field(
@@ -403,6 +410,7 @@ class GaugeOptions(_Common):
             "their cosine (and inner product) is the item similarity every split of the model "
             "agrees on.",
             optional=True,
+            given=Path,
         )
     )
 

@@ -11,12 +11,14 @@ A default or a bound lives here and nowhere else.
 from __future__ import annotations
 
 import dataclasses
+import functools
+import inspect
 import math
 import os
 from collections.abc import Callable
 from dataclasses import dataclass
 from enum import StrEnum
-from typing import Any
+from typing import Annotated, Any
 
 from embaudit.errors import UsageError
 
@@ -109,6 +111,10 @@ class Param:
     help: str = ""
     optional: bool = False
     in_config: bool = False  # a key of the configuration file (the name in kebab-case)
+    #: The type a command line or a tool signature takes the value as; default: the rule's
+    #: (:func:`given_as`).
+    given: Any = None
+    metavar: str | None = None  # the value's name in --help (default: the type's)
 
     def convert(self, name: str, value: Any) -> Any:
         if value is None and self.optional:
@@ -242,3 +248,67 @@ TABLE = Param(
     optional=True,
     in_config=True,
 )
+
+
+# Entry points derived from the declarations -------------------------------------------------
+
+
+def given_as(param: Param) -> Any:
+    """The type an entry point takes ``param``'s value as: the declared one, else an Interval's
+    int or float, a Choices' enumeration, or a string (a Custom rule converts it)."""
+    if param.given is not None:
+        return param.given
+    if isinstance(param.rule, Interval):
+        return param.rule.kind
+    if isinstance(param.rule, Choices):
+        return param.rule.enum
+    return str
+
+
+def flagged(*kinds: Any) -> dict[str, Param]:
+    """The declared parameters of ``kinds`` that have a command-line flag, by name, in
+    declaration order (the first kind's declaration of a name wins)."""
+    found: dict[str, Param] = {}
+    for kind in kinds:
+        for name, param in declared(kind).items():
+            if param.flag is not None:
+                found.setdefault(name, param)
+    return found
+
+
+def with_declared(
+    params: dict[str, Param], annotate: Callable[[str, Param], Any]
+) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """A decorator that adds one keyword parameter per declared parameter of ``params`` to a
+    function's signature, each ``Annotated[given_as(param) | None, annotate(name, param)]``
+    (``annotate`` makes a typer option, an MCP field, …) defaulting to None, and passes them to
+    the function as one dict ``given`` (None where not given). Its own parameters come first.
+    As typer and the MCP SDK read a signature, this writes every entry point's options from
+    the one declaration."""
+
+    def decorate(function: Callable[..., Any]) -> Callable[..., Any]:
+        signature = inspect.signature(function, eval_str=True)
+        own = [p for p in signature.parameters.values() if p.name != "given"]
+        added = [
+            inspect.Parameter(
+                name,
+                inspect.Parameter.KEYWORD_ONLY,
+                default=None,
+                annotation=Annotated[given_as(param) | None, annotate(name, param)],
+            )
+            for name, param in params.items()
+        ]
+
+        @functools.wraps(function)
+        def wrapper(*args: Any, **kwargs: Any) -> Any:
+            given = {name: kwargs.pop(name, None) for name in params}
+            return function(*args, given=given, **kwargs)
+
+        wrapper.__signature__ = signature.replace(  # type: ignore[attr-defined]
+            parameters=[*own, *added]
+        )
+        annotations = {p.name: p.annotation for p in [*own, *added]}
+        wrapper.__annotations__ = annotations | {"return": signature.return_annotation}
+        return wrapper
+
+    return decorate

@@ -2,10 +2,18 @@
 
 from __future__ import annotations
 
+import inspect
 import subprocess
 import sys
 
+import pytest
+import typer.main
+
 from embaudit import __version__
+from embaudit.cli import app
+from embaudit.measurement.sampling import Sampling
+from embaudit.options import CheckOptions, CompareOptions, GaugeOptions
+from embaudit.params import declared
 
 
 def _module(*args: str) -> subprocess.CompletedProcess[str]:
@@ -25,3 +33,59 @@ def test_python_m_embaudit_lists_every_command():
     assert done.returncode == 0
     for command in ("check", "compare-knn", "gauge", "explain", "mcp"):
         assert command in done.stdout
+
+
+# Every entry point takes every declared parameter of its options types ----------------------
+
+
+COMMANDS = {
+    "check": (CheckOptions, Sampling),
+    "compare-knn": (CompareOptions,),
+    "gauge": (GaugeOptions,),
+}
+
+
+def _flags_of(command: str) -> set[str]:
+    click_group = typer.main.get_command(app)
+    options = click_group.commands[command].params  # type: ignore[attr-defined]
+    return {opt for option in options for opt in option.opts}
+
+
+@pytest.mark.parametrize("command", sorted(COMMANDS))
+def test_a_command_takes_every_declared_flag_of_its_options(command):
+    wanted = {
+        param.flag
+        for kind in COMMANDS[command]
+        for param in declared(kind).values()
+        if param.flag is not None
+    }
+    assert wanted and wanted <= _flags_of(command)
+
+
+@pytest.mark.parametrize("command", sorted(COMMANDS))
+def test_a_command_takes_no_flag_twice(command):
+    click_group = typer.main.get_command(app)
+    options = click_group.commands[command].params  # type: ignore[attr-defined]
+    flags = [opt for option in options for opt in option.opts]
+    assert len(flags) == len(set(flags))
+
+
+def test_the_mcp_tools_take_every_declared_parameter_but_what_writes_a_file():
+    pytest.importorskip("mcp")
+    from embaudit import mcp_server
+
+    tools = {
+        mcp_server.check: (CheckOptions, Sampling),
+        mcp_server.compare_knn_tool: (CompareOptions,),
+        mcp_server.gauge: (GaugeOptions,),
+    }
+    for tool, kinds in tools.items():
+        wanted = {
+            name
+            for kind in kinds
+            for name, param in declared(kind).items()
+            if param.flag is not None and name not in mcp_server.WRITES
+        }
+        taken = set(inspect.signature(tool).parameters)
+        assert wanted and wanted <= taken, tool.__name__
+        assert "write_items" not in taken
