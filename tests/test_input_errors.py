@@ -1,8 +1,9 @@
 """Malformed input: one line on stderr naming the file and the problem, exit 2, no traceback.
 
 :data:`CASES` is the specification: each bad input is written under tmp_path by a small
-maker, which returns the arguments of ``embaudit check``, and the one error line must contain
-every fragment the case lists (the file, member or flag at fault, then the problem).
+maker, which returns the arguments of ``embaudit check``, and the one error line must hold what
+the case says: the file, member or flag at fault and the problem, in that order ("…" standing
+for any text between).
 """
 
 from __future__ import annotations

@@ -105,7 +105,7 @@ def words(bad: Bad) -> list[str] | None:
     if read_as == {bool}:
         return None  # a switch (--require-objective) takes no value
     if isinstance(bad.value, bool) or not isinstance(bad.value, str | int | float):
-        return None  # a command line holds words: no bool, list or table
+        return None  # a flag takes one word: no bool, list (a repeated flag) or table
     if read_as <= {int, float}:
         if isinstance(bad.value, str) and _is_number(bad.value):
             return None  # typer reads the word "1" as the number 1, a valid value
