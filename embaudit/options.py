@@ -151,7 +151,7 @@ EngineName = StrEnum("EngineName", {name.upper(): name for name in ENGINES})  # 
 
 ENGINE = Param(
     "local",
-    Custom(_engine),
+    Custom(_engine, invalid=("spark",)),
     "--engine",
     "Where the pass over the data runs: local (this process) or ray (a Ray cluster, parquet "
     "input; needs embaudit\\[ray]). Both give the same report.",
@@ -165,10 +165,10 @@ RAY_ADDRESS = Param(
     "RAY_ADDRESS, else a local cluster started for the run.",
     optional=True,
 )
-CHUNK_ROWS = Param(None, Custom(_chunk_rows), optional=True)
+CHUNK_ROWS = Param(None, Custom(_chunk_rows, invalid=(0, 1.5, "1000", True)), optional=True)
 INDEX = Param(
     None,
-    Custom(_text),
+    Custom(_text, invalid=("", 0)),
     "--index",
     "A faiss index_factory string (HNSW32, IVF4096,Flat, IVF1024,PQ64, SQ8, HNSW32,SQ8...): "
     "build that index on the file and check what it returns (EA701 ann-recall, EA702 "
@@ -203,7 +203,7 @@ NEAR_DUPLICATE_COSINE = Param(
 )
 TRUNCATE = Param(
     (),
-    Custom(_dimensions),
+    Custom(_dimensions, invalid=(0, [256, 0], "256")),
     "--truncate",
     "Check the cosine neighbours on the first M dimensions against all of them (EA303, "
     "Matryoshka exports); repeat for several M.",
@@ -259,7 +259,7 @@ class CheckOptions(_Common, _Passes):
     require_objective: bool = declare(
         Param(
             False,
-            Custom(_boolean),
+            Custom(_boolean, invalid=("true", 1)),
             "--require-objective",
             "Refuse to audit (exit 2) unless the training objective is declared: with "
             "--trained-with unknown, gauge and norm findings can raise caution at most, which "
@@ -269,24 +269,45 @@ class CheckOptions(_Common, _Passes):
         )
     )
     sampling: Sampling = field(
-        default_factory=Sampling, metadata={"param": Param(None, Custom(_sampling))}
+        default_factory=Sampling,
+        metadata={"param": Param(None, Custom(_sampling, invalid=({"queries": 100},)))},
     )
-    thresholds: Mapping[str, float] = declare(Param({}, Custom(_thresholds)))
-    severities: Mapping[str, Status] = declare(Param({}, Custom(_severities)))
+    thresholds: Mapping[str, float] = declare(
+        Param(
+            {},
+            Custom(
+                _thresholds,
+                invalid=({"EA999": 0.5}, {"EA301": "0.5"}, {"EA301": float("nan")}, [0.5]),
+            ),
+        )
+    )
+    severities: Mapping[str, Status] = declare(
+        Param({}, Custom(_severities, invalid=({"EA999": "warn"}, {"EA301": "error"}, "warn")))
+    )
     select: tuple[str, ...] | None = declare(
         Param(
             None,
-            Custom(_selectors),
+            Custom(_selectors, invalid=("EA999", ["EA999"], [1])),
             "--select",
             "Run only these codes or prefixes, comma-separated (EA3 = EA3xx).",
             optional=True,
         )
     )
     extend_select: tuple[str, ...] = declare(
-        Param((), Custom(_selectors), "--extend-select", "Add codes or prefixes to the selection.")
+        Param(
+            (),
+            Custom(_selectors, invalid=("EA999", ["EA999"], [1])),
+            "--extend-select",
+            "Add codes or prefixes to the selection.",
+        )
     )
     ignore: tuple[str, ...] = declare(
-        Param((), Custom(_selectors), "--ignore", "Skip these codes or prefixes.")
+        Param(
+            (),
+            Custom(_selectors, invalid=("EA999", ["EA999"], [1])),
+            "--ignore",
+            "Skip these codes or prefixes.",
+        )
     )
     index: str | None = declare(INDEX)
     index_metric: IndexMetric | None = declare(INDEX_METRIC)
@@ -404,7 +425,7 @@ class GaugeOptions(_Common):
     write_items: Path | None = declare(
         Param(
             None,
-            Custom(lambda value: Path(value)),
+            Custom(lambda value: Path(value), invalid=("", 0)),
             "--write-items",
             "Write the item embeddings in the users' metric, B·(AᵀA)^½, to this .npy file: "
             "their cosine (and inner product) is the item similarity every split of the model "

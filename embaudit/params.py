@@ -45,6 +45,11 @@ class Rule:
     def convert(self, value: Any) -> Any:
         raise NotImplementedError
 
+    def invalid_values(self) -> list[Any]:
+        """Values the rule must refuse, for the tests generated from the declarations (as
+        scikit-learn's ``generate_invalid_param_val``). None known: an empty list."""
+        return []
+
 
 @dataclass(frozen=True)
 class Interval(Rule):
@@ -76,6 +81,24 @@ class Interval(Rule):
             raise ValueError(f"must be {self.describe()}, got {value!r}")
         return self.kind(value)
 
+    def invalid_values(self) -> list[Any]:
+        """Just below ``low`` and just above ``high`` (where they exist); NaN and the
+        infinities for a float, a fraction for an integer; a valid number as text; a bool."""
+        values: list[Any] = []
+        if self.kind is int:
+            if self.low is not None:
+                values.append(math.ceil(self.low) - 1)
+            if self.high is not None:
+                values.append(math.floor(self.high) + 1)
+        else:
+            if self.low is not None:
+                values.append(math.nextafter(self.low, -math.inf))
+            if self.high is not None:
+                values.append(math.nextafter(self.high, math.inf))
+        valid = self.kind(next((end for end in (self.low, self.high) if end is not None), 0))
+        extra = [valid + 0.5] if self.kind is int else [math.nan, math.inf, -math.inf]
+        return [*values, *extra, str(valid), True]
+
 
 @dataclass(frozen=True)
 class Choices(Rule):
@@ -90,15 +113,24 @@ class Choices(Rule):
             choices = ", ".join(member.value for member in self.enum)
             raise ValueError(f"must be one of {choices}, got {value!r}") from None
 
+    def invalid_values(self) -> list[Any]:
+        """A string that is none of the values (longer than every one)."""
+        return ["not-" + max((member.value for member in self.enum), key=len)]
+
 
 @dataclass(frozen=True)
 class Custom(Rule):
-    """A rule of its own: ``function`` converts or raises ValueError with the problem."""
+    """A rule of its own: ``function`` converts or raises ValueError with the problem;
+    ``invalid`` holds values it must refuse, where the declaration knows some."""
 
     function: Callable[[Any], Any]
+    invalid: tuple[Any, ...] = dataclasses.field(default=(), compare=False)
 
     def convert(self, value: Any) -> Any:
         return self.function(value)
+
+    def invalid_values(self) -> list[Any]:
+        return list(self.invalid)
 
 
 @dataclass(frozen=True)
@@ -183,7 +215,9 @@ GAUGE_DRAWS = Param(3, Interval(int, 1), in_config=True)
 #: size a hand-written check of the gauges searches (bench_realistic.py's practitioner); every
 #: row of a smaller file (embaudit.measurement.sampling.gauge_corpus says why and what it changes).
 GAUGE_ROWS = Param(100_000, Interval(int, 1), in_config=True)
-GAUGE_LEVELS = Param((0.1, 0.25, 0.5, 1.0), Custom(_levels))
+GAUGE_LEVELS = Param(
+    (0.1, 0.25, 0.5, 1.0), Custom(_levels, invalid=([], [-0.25], [0.1, math.nan], "0.5"))
+)
 SAMPLE = Param(5000, Interval(int, 1), in_config=True)
 PAIRS = Param(20000, Interval(int, 1), in_config=True)
 GRAPHS = Param(1, Interval(int, 1), in_config=True)
@@ -203,7 +237,7 @@ def _location(value: Any) -> str:
 
 QUERY_FILE = Param(
     None,
-    Custom(_location),
+    Custom(_location, invalid=("", 0)),
     "--query-file",
     "Take the query rows from this file (real user queries, the other tower of a two-tower "
     "model; any input format, the same d, read with the same --key/--column/--id-column) "
@@ -214,7 +248,7 @@ QUERY_FILE = Param(
 )
 KEY = Param(
     None,
-    Custom(_text),
+    Custom(_text, invalid=("", 0)),
     "--key",
     "The array to read: an .npz member, a .safetensors tensor, an HDF5 dataset (default: "
     "train, else the only 2-D one).",
@@ -223,7 +257,7 @@ KEY = Param(
 )
 COLUMN = Param(
     None,
-    Custom(_text),
+    Custom(_text, invalid=("", 0)),
     "--column",
     "Column holding the vectors (parquet, JSON Lines, CSV, Lance: a list of floats, or in CSV "
     "a text cell such as [0.1, 0.2]). Default: the only list column; without one, every "
@@ -233,7 +267,7 @@ COLUMN = Param(
 )
 ID_COLUMN = Param(
     None,
-    Custom(_text),
+    Custom(_text, invalid=("", 0)),
     "--id-column",
     "Column of row ids (parquet, JSON Lines, CSV, Lance), used in findings and to match items "
     "between files. Default: a column named 'id'.",
@@ -242,7 +276,7 @@ ID_COLUMN = Param(
 )
 TABLE = Param(
     None,
-    Custom(_text),
+    Custom(_text, invalid=("", 0)),
     "--table",
     "PostgreSQL table (or schema.table) holding the vectors, for a postgresql:// source.",
     optional=True,
