@@ -45,6 +45,7 @@ from embaudit.params import (
     K,
     Param,
     ParameterError,
+    _location,
     _text,
     declare,
     declared,
@@ -425,7 +426,7 @@ class GaugeOptions(_Common):
     write_items: Path | None = declare(
         Param(
             None,
-            Custom(lambda value: Path(value), invalid=("", 0)),
+            Custom(lambda value: Path(_location(value)), invalid=("", 0)),
             "--write-items",
             "Write the item embeddings in the users' metric, B·(AᵀA)^½, to this .npy file: "
             "their cosine (and inner product) is the item similarity every split of the model "
