@@ -33,7 +33,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from embaudit import CheckResult, audit, geometry
-from embaudit.checks.hygiene import FLOOR_MADS, MAD_TO_SD
+from embaudit.checks.graphs import FLOOR_MADS, MAD_TO_SD
 from embaudit.knn import exact_lists
 from embaudit.measurement.gauges import canonical_scale
 from embaudit.measurement.graphs import ISLAND_K

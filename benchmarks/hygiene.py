@@ -32,7 +32,7 @@ from bench_index import machine  # noqa: E402
 
 import embaudit  # noqa: E402
 from embaudit import geometry  # noqa: E402
-from embaudit.checks.hygiene import FLOOR_MADS, MAD_TO_SD  # noqa: E402
+from embaudit.checks.graphs import FLOOR_MADS, MAD_TO_SD  # noqa: E402
 from embaudit.measurement.sampling import Sampling  # noqa: E402
 from tests.exports import encoder_like  # noqa: E402
 

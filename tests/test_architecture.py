@@ -131,3 +131,16 @@ def test_the_layers_name_modules_that_exist() -> None:
     for layer in LAYERS:
         for top in layer:
             assert top in MODULES, top
+
+
+def test_each_check_lives_in_the_module_of_its_family() -> None:
+    """One module per family (the hundreds of the code), each check's docs next to it."""
+    from embaudit.checks import REGISTRY
+    from embaudit.codes import FAMILIES
+
+    modules = {}
+    for code, check in REGISTRY.items():
+        modules.setdefault(code[:3], set()).add(check.measure.__module__)
+    assert set(modules) == set(FAMILIES)
+    assert all(len(found) == 1 for found in modules.values()), modules
+    assert len({next(iter(found)) for found in modules.values()}) == len(FAMILIES)

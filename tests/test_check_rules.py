@@ -15,21 +15,18 @@ import numpy as np
 import pytest
 
 from embaudit.checks.base import AuditData
-from embaudit.checks.defects import DIMENSION_LIST_CAP
-from embaudit.checks.neighbors import (
+from embaudit.checks.common import (
     DECLARE,
+    DIMENSION_LIST_CAP,
     HEADLINE_LEVEL,
     NORMALIZE,
     SKIP,
     USE_DOT,
-    canonical_gauge,
-    cosine_vs_dot,
-    cosine_vs_l2,
-    gauge_sensitivity,
-    hubness,
     overlap_summary,
-    s50,
 )
+from embaudit.checks.gauges import canonical_gauge, gauge_sensitivity, s50
+from embaudit.checks.graphs import hubness
+from embaudit.checks.metrics import cosine_vs_dot, cosine_vs_l2
 from embaudit.estimates import bounded_mean_standard_error, combined_standard_error, t_factor
 from embaudit.geometry import Hubness
 from embaudit.measurement.neighbors import Neighbors

@@ -10,7 +10,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from embaudit import Level, Status, audit
-from embaudit.checks.neighbors import s50
+from embaudit.checks.gauges import s50
 from embaudit.geometry import PAIR_BLOCK, pair_cosines, unit_rows
 from embaudit.knn import Block, NeighborSearch
 from embaudit.measurement.gauges import canonical_scale

@@ -16,7 +16,8 @@ from scipy.sparse import coo_matrix
 from scipy.sparse.csgraph import connected_components
 
 from embaudit import audit, geometry
-from embaudit.checks.hygiene import FLOOR_MADS, NEAR_DUPLICATE_FAIL
+from embaudit.checks.defects import NEAR_DUPLICATE_FAIL
+from embaudit.checks.graphs import FLOOR_MADS
 from embaudit.estimates import median_standard_error
 from embaudit.model import Status
 from embaudit.options import Sampling

@@ -14,7 +14,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from embaudit import audit
-from embaudit.checks.hygiene import FLOOR_MADS, MAD_TO_SD
+from embaudit.checks.graphs import FLOOR_MADS, MAD_TO_SD
 from embaudit.model import Status
 from embaudit.options import Sampling
 from tests.exports import encoder_like

@@ -1,4 +1,5 @@
-"""Data defects: EA001 non-finite, EA002 zero vectors, EA003 duplicates, EA004 dead dimensions."""
+"""EA0xx, data defects: non-finite rows (EA001), zero vectors (EA002), exact duplicates (EA003),
+dead dimensions (EA004) and near-duplicates (EA005)."""
 
 from __future__ import annotations
 
@@ -7,11 +8,15 @@ from typing import Any
 import numpy as np
 
 from embaudit.checks.base import AuditData, register
+from embaudit.checks.common import (
+    DIMENSION_LIST_CAP,
+    SKIP,
+    query_share,
+    share_text,
+    with_hygiene,
+)
 from embaudit.model import Finding, Level, Status
 from embaudit.stats import DEAD_RATIO, RowSet, dead_dimension_mask
-
-#: Dimensions listed by EA004; the count is always complete.
-DIMENSION_LIST_CAP = 50
 
 
 def describe_rows(rows: RowSet) -> str:
@@ -200,3 +205,102 @@ def dead_dimensions(data: AuditData, threshold: float) -> Finding:
         metrics,
         recommendation=f"Drop dead {'dimension' if len(dead) == 1 else 'dimensions'} {shown}",
     )
+
+
+#: EA005 fails above this share (it warns above its threshold).
+NEAR_DUPLICATE_FAIL = 0.10
+
+
+@register(
+    "EA005",
+    summary="Rows whose nearest other row is almost the same direction (cosine ≥ 0.99).",
+    what=(
+        "For each query of the sample, the cosine of its nearest other row (exact search, the "
+        "query's own row left out). The value is the share of queries whose nearest row has "
+        "cosine ≥ near-duplicate-cosine (default 0.99; --near-duplicate-cosine or the config), "
+        "leaving out exact copies (same values: EA003 counts those). It estimates the share of "
+        "such rows in the whole corpus; metrics.standard_error is the error of that estimate "
+        "over the queries (a mean of 0/1 values: sqrt(p(1 − p) / queries)). metrics.examples "
+        "lists the closest pairs (ids when the input has an id column)."
+    ),
+    why=(
+        "Near-duplicates (the same passage chunked twice, boilerplate, templated items, a "
+        "document and its lightly edited copy) fill a top-k with copies of one result: users "
+        "see 'top-k is full of copies', and retrieval-augmented generation spends its context "
+        "on one fact. They also pile up in one spot of an HNSW graph."
+    ),
+    fix=(
+        "Deduplicate before indexing (MinHash or the embedding itself: cluster rows whose "
+        "cosine passes the threshold and keep one), or diversify results at query time "
+        "(maximal marginal relevance)."
+    ),
+    reference=(
+        "Broder (1997), 'On the resemblance and containment of documents'; Carbonell & "
+        "Goldstein (1998), 'The use of MMR, diversity-based reranking for reordering documents "
+        "and producing summaries', SIGIR"
+    ),
+    threshold=0.01,
+    threshold_rationale=(
+        f"Warn above 1% of rows, fail above {NEAR_DUPLICATE_FAIL:.0%}: at 1% a top-10 list "
+        "shows a copy for about one query in ten; at 10% copies are the rule. Generated "
+        "encoder-like corpora without planted copies have none at cosine 0.99."
+    ),
+    samples=("queries",),
+    reads=("lists",),
+)
+def near_duplicates(data: AuditData, threshold: float) -> Finding:
+    found = with_hygiene(data)
+    if found is None:
+        return Finding(Status.SKIP, None, SKIP)
+    hygiene, queries = found
+    cutoff = data.params.near_duplicate_cosine
+    nearest = hygiene.nearest_cosine[queries]
+    near = (nearest >= cutoff) & ~hygiene.exact_copy[queries]
+    share, error = query_share(near)
+    order = queries[near][np.argsort(-hygiene.nearest_cosine[queries][near], kind="stable")]
+    examples = [
+        {
+            "row": hygiene.query_name(int(q)),
+            "nearest": hygiene.row_name(int(hygiene.nearest_row[q])),
+            "cosine": float(hygiene.nearest_cosine[q]),
+        }
+        for q in order[:5]
+    ]
+    metrics: dict[str, Any] = {
+        "share": share,
+        "standard_error": error,
+        "upper_95": 3 / len(queries) if share == 0 else None,
+        "near_duplicate_cosine": cutoff,
+        "queries": len(queries),
+        "near": int(near.sum()),
+        "exact_copies": int(hygiene.exact_copy[queries].sum()),
+        "examples": examples,
+    }
+    where = " in the corpus" if hygiene.external else ""
+    message = (
+        f"{share_text(share, error, len(queries), hygiene.external)} have a near-duplicate"
+        f"{where} at cosine ≥ {cutoff:g}"
+    )
+    if examples:
+        first = examples[0]
+        pair = "query {} and row {}" if hygiene.external else "{} and {}"
+        named = pair.format(first["row"], first["nearest"])
+        message += f" (e.g. {named}: {first['cosine']:.4f})"
+    if share > max(threshold, NEAR_DUPLICATE_FAIL):
+        return Finding(
+            Status.FAIL,
+            share,
+            f"{message}: top-k lists fill with copies",
+            metrics,
+            recommendation="Deduplicate near-identical rows before indexing (or diversify "
+            "results with MMR)",
+        )
+    if share > threshold:
+        return Finding(
+            Status.WARN,
+            share,
+            message,
+            metrics,
+            recommendation="Deduplicate near-identical rows before indexing",
+        )
+    return Finding(Status.PASS, share, message, metrics)

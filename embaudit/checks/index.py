@@ -6,13 +6,22 @@ from __future__ import annotations
 from typing import Any
 
 from embaudit.checks.base import AuditData, register
-from embaudit.checks.neighbors import OVERLAP_ERROR, SKIP, overlap_summary, query_population
+from embaudit.checks.common import (
+    OVERLAP_ERROR,
+    SKIP,
+    overlap_summary,
+    query_population,
+)
 from embaudit.index import IndexMeasurement, IndexMetric, SweepPoint
 from embaudit.model import Finding, Level, Status, TrainedWith
 
 #: The index metric that ranks like each exact metric of an objective.
 _METRIC_FOR = {"cosine": IndexMetric.COSINE, "l2": IndexMetric.L2, "dot": IndexMetric.IP}
+
+
 _OBJECTIVE_NAME = {"cosine": "cosine", "l2": "L2", "dot": "inner-product"}
+
+
 #: Training rows per inverted list below which faiss's k-means warns.
 FAISS_ROWS_PER_LIST = 39
 

@@ -1,4 +1,4 @@
-"""EA101 norm-spread: the L2 norm distribution and what it means for the index metric."""
+"""EA1xx, norms: the L2 norm distribution and what it means for the index metric (EA101)."""
 
 from __future__ import annotations
 

@@ -1,21 +1,30 @@
-"""The shape of the cloud: EA201 mean cosine, EA202 common direction, EA203 spectrum,
-EA204 rogue dimensions, EA205 scale spread."""
+"""EA2xx, geometry: mean cosine (EA201), a common direction (EA202), the spectrum (EA203), rogue
+dimensions (EA204), the spread of column scales (EA205) and distance concentration (EA206)."""
 
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import numpy as np
 
+from embaudit import geometry
 from embaudit.checks.base import AuditData, register, threshold_of
-from embaudit.estimates import Z95
+from embaudit.checks.common import (
+    SKIP,
+    with_hygiene,
+)
+from embaudit.estimates import Z95, median_standard_error
 from embaudit.model import Finding, Level, Status, TrainedWith
 from embaudit.stats import dead_dimension_mask
 
 #: Mean cosine above which the cloud counts as collapsed (EA201 fails).
 COLLAPSE_MEAN_COSINE = 0.9
+
+
 #: r^2 between cosines with and without the rogue dimensions below which they decide cosine.
 ROGUE_R2_FLOOR = 0.5
+
 
 CENTRE = "Centre the vectors (subtract the mean vector) and remove the top principal component"
 
@@ -367,3 +376,74 @@ def scale_spread(data: AuditData, threshold: float) -> Finding:
             metrics,
         )
     return Finding(Status.PASS, spread, message, metrics)
+
+
+@register(
+    "EA206",
+    summary="Relative contrast: how much nearer the nearest row is than a random one.",
+    what=(
+        "For each query, the relative contrast: its mean cosine distance (1 − cosine) to every "
+        "other clean row of the corpus (exact, from the pass's sum of unit rows) divided by its "
+        "cosine distance to its nearest row. The value is the median over the queries, with a "
+        "bootstrap standard error over them, next to the same median for an isotropic corpus "
+        "of the same size and dimension (a closed form: its mean distance is 1 and its nearest "
+        "cosine the median of the largest of n − 1 cosines of uniform directions)."
+    ),
+    why=(
+        "When every row is about as far from a query as its nearest neighbour (contrast near "
+        "1), distances carry little signal: users see 'every score is 0.8-something', small "
+        "perturbations reorder the top-k, and approximate indexes lose recall. Contrast no "
+        "better than in isotropic noise of the same size means the neighbours do not stand out."
+    ),
+    fix=(
+        "Remove the common direction (centre the vectors) and the rogue dimensions (EA202, "
+        "EA204), or reduce the dimension (PCA whitening); check that the model was not "
+        "collapsed by its training."
+    ),
+    reference=(
+        'Beyer, Goldstein, Ramakrishnan & Shaft (1999), \'When is "nearest neighbor" '
+        "meaningful?', ICDT; Aggarwal, Hinneburg & Keim (2001), 'On the surprising behavior of "
+        "distance metrics in high dimensional space', ICDT; He, Kumar & Chang (2012), 'On the "
+        "difficulty of nearest neighbor search', ICML (relative contrast)"
+    ),
+    threshold=1.1,
+    threshold_rationale=(
+        "Warn when the median contrast is below 1.1 times the isotropic one: the nearest rows "
+        "stand out no more than in noise. Isotropic corpora of 100,000 rows give 1.28 at "
+        "d = 384 and 1.18 at d = 768; generated sentence-encoder-like corpora 3.2 to 3.3 "
+        "(5,000 to 20,000 rows, d = 384) and 4.9 (d = 64)."
+    ),
+)
+def distance_concentration(data: AuditData, threshold: float) -> Finding:
+    found = with_hygiene(data)
+    if found is None:
+        return Finding(Status.SKIP, None, SKIP)
+    hygiene, queries = found
+    mean_distance = 1.0 - hygiene.mean_cosine[queries]
+    nearest_distance = 1.0 - hygiene.nearest_cosine[queries]
+    with np.errstate(divide="ignore", invalid="ignore"):
+        contrast = np.where(nearest_distance > 0, mean_distance / nearest_distance, np.inf)
+    median = float(np.median(contrast))
+    n, d = data.stats.n_clean, data.stats.d
+    isotropic = 1.0 / (1.0 - geometry.isotropic_nearest_cosine(n - 1, d))
+    metrics: dict[str, Any] = {
+        "median": median,
+        "standard_error": median_standard_error(contrast),
+        # Observed values, not interpolated: a contrast is infinite where a copy is nearest.
+        "p10": float(np.quantile(contrast, 0.1, method="inverted_cdf")),
+        "p90": float(np.quantile(contrast, 0.9, method="inverted_cdf")),
+        "mean_cosine_distance": float(np.median(mean_distance)),
+        "nearest_cosine_distance": float(np.median(nearest_distance)),
+        "queries": len(queries),
+        "reference": {"median": isotropic, "n": n, "d": d},
+    }
+    message = f"median relative contrast {median:.3g} (isotropic {isotropic:.3g})"
+    if median < threshold * isotropic:
+        return Finding(
+            Status.WARN,
+            median,
+            f"{message}: the nearest rows stand out no more than in isotropic noise",
+            metrics,
+            recommendation="Centre the vectors and remove dominant directions before indexing",
+        )
+    return Finding(Status.PASS, median, message, metrics)

@@ -1,5 +1,5 @@
-"""Neighbour checks: EA301 gauge sensitivity, EA302 canonical gauge, EA401 cosine vs L2,
-EA402 cosine vs dot, EA501 hubness."""
+"""EA3xx, gauges: how the cosine neighbours move under random diagonal rescalings (EA301), under
+the canonical gauge (EA302), and under a truncation of the dimensions (EA303)."""
 
 from __future__ import annotations
 
@@ -11,56 +11,21 @@ import numpy as np
 import numpy.typing as npt
 
 from embaudit.checks.base import AuditData, register
-from embaudit.checks.defects import DIMENSION_LIST_CAP
+from embaudit.checks.common import (
+    DECLARE,
+    DIMENSION_LIST_CAP,
+    HEADLINE_LEVEL,
+    SKIP,
+    USE_DOT,
+    overlap_summary,
+    query_population,
+)
 from embaudit.estimates import (
-    bounded_mean_standard_error,
     combined_standard_error,
     crossed_standard_error,
 )
-from embaudit.knn import EXTERNAL_ROW
 from embaudit.model import Finding, Level, Status, TrainedWith
 from embaudit.params import GAUGE_ROWS
-
-#: The rescaling level whose overlap is EA301's headline value.
-HEADLINE_LEVEL = 0.5
-
-USE_DOT = "Rank with the dot product the model was trained with, not cosine"
-NORMALIZE = "Normalize the vectors before indexing with L2 or inner product"
-DECLARE = "Declare the training objective (--trained-with cosine|dot|l2) to settle this"
-SKIP = "needs more finite, non-zero rows than k + 1 (otherwise every row is every row's neighbour)"
-
-
-#: How the error of a mean overlap over the queries is computed (explain's text).
-OVERLAP_ERROR = (
-    "Its standard_error is over the queries, in Agresti & Coull's form for a mean of values in "
-    "[0, 1] (z^2/2 pseudo-queries at each end): it stays above 0 when every query drawn agrees, "
-    "as rare misses a sample does not see would otherwise go unreported."
-)
-
-
-def query_population(data: AuditData) -> int | None:
-    """The rows the queries are drawn from when they are the corpus's clean rows (None with a
-    query file): as many queries as that are every row, and their mean carries no error."""
-    neighbors = data.neighbors
-    if neighbors is None or bool((neighbors.query_rows == EXTERNAL_ROW).any()):
-        return None
-    return data.stats.n_clean
-
-
-def overlap_summary(
-    per_query: npt.NDArray[np.float64], population: int | None = None
-) -> dict[str, Any]:
-    """Mean overlap@k over queries with its standard error (over the queries; none when they
-    are every one of the ``population`` rows they are drawn from) and quantiles."""
-    n = len(per_query)
-    every_row = population is not None and n >= population
-    return {
-        "overlap_at_k": float(per_query.mean()),
-        "standard_error": None if every_row else bounded_mean_standard_error(per_query),
-        "p10": float(np.quantile(per_query, 0.1)),
-        "p50": float(np.quantile(per_query, 0.5)),
-        "queries": n,
-    }
 
 
 def _gauge_verdict(
@@ -300,197 +265,72 @@ def canonical_scale_error(
     return math.sqrt(float(np.mean(np.square(moves)))), len(moves)
 
 
-def _agreement(
-    data: AuditData, pair: tuple[str, str], threshold: float, decisive: TrainedWith
-) -> Finding:
-    """EA401 / EA402: do cosine neighbours agree with those of the other metric?"""
+@register(
+    "EA303",
+    summary="Cosine neighbours on the first M dimensions against those on all of them.",
+    what=(
+        "With --truncate M (repeatable), computes the overlap@k between the exact cosine kNN "
+        "of the query sample on the first M dimensions and on all d, against the whole file. "
+        "A truncation is the diagonal gauge D = (1…1, 0…0), so it runs in the same pass and "
+        "the same matrix product as EA301; a row with nothing in its first M dimensions scores "
+        "0 against every row there. The value is the overlap at the smallest M; "
+        "metrics.dimensions lists every M with its standard error."
+    ),
+    why=(
+        "Matryoshka-trained encoders (and API embeddings with a 'dimensions' parameter) are "
+        "meant to be cut to their first M dimensions to save memory and search time. Whether "
+        "the cut keeps the neighbours depends on the model and the data: a model not trained "
+        "for it loses most of them, and even a Matryoshka model loses more at small M. This is "
+        "the share of today's cosine neighbours the truncated vectors still return."
+    ),
+    fix=(
+        "Keep at least the smallest M whose overlap reaches the threshold (metrics.dimensions), "
+        "or deploy all d dimensions. Re-normalize the truncated vectors before indexing with "
+        "L2 or inner product (their norms are no longer 1)."
+    ),
+    reference="Kusupati et al. (2022), 'Matryoshka Representation Learning', NeurIPS, "
+    "arXiv:2205.13147",
+    threshold=0.8,
+    threshold_rationale=(
+        "As EA301: a truncation should not change more than one neighbour in five. Tighten it "
+        "for retrieval that must match the full vectors."
+    ),
+    option="truncate",
+    samples=("queries",),
+    reads=("truncation",),
+)
+def truncation(data: AuditData, threshold: float) -> Finding:
     neighbors = data.neighbors
-    if neighbors is None or neighbors.k == 0:
+    if neighbors is None or neighbors.k == 0 or not neighbors.truncation:
         return Finding(Status.SKIP, None, SKIP)
-    other = pair[1]
-    summary = overlap_summary(neighbors.overlap[pair], query_population(data))
-    value = summary["overlap_at_k"]
-    metrics = summary | {"k": neighbors.k, "top1_differs": neighbors.top1_differs[pair]}
-    metrics["by_k"] = {str(j): v for j, v in neighbors.by_k[pair].items()}
-    name = {"l2": "L2", "dot": "inner-product"}[other]
-    message = f"overlap@{neighbors.k} of cosine and {name} neighbours {value:.3f}"
+    d = data.stats.d
+    rows = [
+        {"m": m} | overlap_summary(per_query, query_population(data))
+        for m, per_query in sorted(neighbors.truncation.items())
+    ]
+    smallest = rows[0]
+    value = smallest["overlap_at_k"]
+    metrics = {
+        "standard_error": smallest["standard_error"],  # of the value: the smallest M's overlap
+        "dimensions": rows,
+        "d": d,
+        "k": neighbors.k,
+        "queries": neighbors.queries,
+    }
+    others = "; ".join(f"{row['overlap_at_k']:.2f} at M = {row['m']}" for row in rows[1:])
+    message = (
+        f"overlap@{neighbors.k} {value:.2f} on the first {smallest['m']} of {d} dimensions"
+        + (f" ({others})" if others else "")
+    )
     if value >= threshold:
         return Finding(Status.PASS, value, message, metrics)
-    trained_with = data.params.trained_with
-    if trained_with == decisive or (decisive == TrainedWith.DOT and trained_with.scores_with_dot):
-        action = USE_DOT if other == "dot" else "Rank with L2 distance, as the model was trained"
-        return Finding(
-            Status.FAIL,
-            value,
-            f"{message}: cosine disagrees with the {name} ranking the model was trained for",
-            metrics,
-            impact=Level.UNTRUSTWORTHY,
-            recommendation=action,
-        )
-    # Normalizing helps only where cosine is the similarity wanted; a dot or L2 model should
-    # rank with its own metric, which EA402 or EA401 then says.
-    wants_cosine = trained_with in (TrainedWith.COSINE, TrainedWith.UNKNOWN)
+    enough = [row["m"] for row in rows if row["overlap_at_k"] >= threshold]
+    keep = f"at least {enough[0]} dimensions" if enough else f"all {d} dimensions"
     return Finding(
         Status.WARN,
         value,
-        f"{message}: an {name} index will not return the cosine neighbours",
+        f"{message}: truncating to {smallest['m']} changes more neighbours than the threshold "
+        "allows",
         metrics,
-        impact=Level.CAUTION if trained_with == TrainedWith.UNKNOWN else None,
-        recommendation=NORMALIZE if wants_cosine else None,
+        recommendation=f"Keep {keep} of the vectors (truncation changes the cosine neighbours)",
     )
-
-
-@register(
-    "EA401",
-    summary="Agreement of cosine and L2 nearest neighbours.",
-    what=(
-        "Computes, for a sample of queries against the whole file, the overlap@k of the exact "
-        "cosine and L2 nearest neighbours (self excluded; neighbours whose scores tie within "
-        "float32 rounding count as shared), and the share of queries whose top-1 differs. "
-        + OVERLAP_ERROR
-    ),
-    why=(
-        "On unit vectors 1 - cos(x, y) = ||x - y||^2 / 2, so the two rankings coincide exactly "
-        "(the value is 1). When norms vary, an L2 index (most ANN libraries' default) returns "
-        "other neighbours than cosine; for a model trained with L2 distances, cosine is then not "
-        "the similarity it learned."
-    ),
-    fix=(
-        "Normalize the vectors before building an L2 index if you want cosine neighbours; if "
-        "the model was trained with L2 distances, rank with L2."
-    ),
-    threshold=0.9,
-    threshold_rationale="0.9: at most one neighbour in ten may differ between the metrics.",
-    samples=("queries",),
-    reads=("lists",),
-)
-def cosine_vs_l2(data: AuditData, threshold: float) -> Finding:
-    return _agreement(data, ("cosine", "l2"), threshold, TrainedWith.L2)
-
-
-@register(
-    "EA402",
-    summary="Agreement of cosine and inner-product nearest neighbours.",
-    what=(
-        "Computes, for a sample of queries against the whole file, the overlap@k of the exact "
-        "cosine and inner-product nearest neighbours (ties within float32 rounding count as "
-        "shared), and the share of queries whose top-1 differs. " + OVERLAP_ERROR
-    ),
-    why=(
-        "The inner product is cosine times both norms. When norms vary, inner-product ranking "
-        "favours long vectors (often popular items); a dot-product model uses exactly that, so "
-        "cosine discards what it learned."
-    ),
-    fix=(
-        "For a dot-product model, rank with the dot product. For a cosine model, normalize the "
-        "vectors before building an inner-product index."
-    ),
-    reference="Steck, Ekanadham & Kallus (2024), arXiv:2403.05440",
-    threshold=0.9,
-    threshold_rationale="0.9: at most one neighbour in ten may differ between the metrics.",
-    samples=("queries",),
-    reads=("lists",),
-)
-def cosine_vs_dot(data: AuditData, threshold: float) -> Finding:
-    return _agreement(data, ("cosine", "dot"), threshold, TrainedWith.DOT)
-
-
-def _isotropic(value: float | None) -> str:
-    return "" if value is None else f" (isotropic {value:.2f})"
-
-
-@register(
-    "EA501",
-    summary="Points that appear in many neighbour lists (hubs) and in none (antihubs).",
-    what=(
-        "Builds the exact cosine kNN graph of the sample and measures how unevenly the points "
-        "occur in the others' k-nearest lists. Its value is the Robin Hood index: the share of "
-        "all list slots that would have to move for every point to occur exactly k times (0 for "
-        "a perfectly even graph). Also reported: the skewness of the k-occurrence distribution "
-        "(biased, as scipy.stats.skew) and the antihub rate (share of points in no list), each "
-        "next to the value for an isotropic Gaussian sample of the same size and dimension. "
-        "Hubness depends on the sample size (metrics.sample): the value is that of a graph of "
-        "this many random rows, and its standard_error is the delete-one jackknife over them "
-        "(each row left out once, from its (k + 1)-nearest-neighbour lists). Measured again "
-        "on a larger sample, the value is that of the larger graph, next to its own reference."
-    ),
-    why=(
-        "In high dimensions a few points become nearest neighbours of very many others. Hubs "
-        "crowd every result list and antihubs are never retrieved, which degrades recall and "
-        "recommendations independently of the metric."
-    ),
-    fix=(
-        "Centre the vectors; consider hubness reduction (mutual proximity, local scaling, CSLS) "
-        "before kNN retrieval."
-    ),
-    reference=(
-        "Radovanović, Nanopoulos & Ivanović (2010), 'Hubs in Space', JMLR 11; Feldbauer, "
-        "Leodolter, Plant & Flexer (2018), 'Fast approximate hubness reduction for large "
-        "high-dimensional data', ICBK (the Robin Hood index); Feldbauer & Flexer (2019), 'A "
-        "comprehensive empirical comparison of hubness reduction in high-dimensional spaces', "
-        "KAIS"
-    ),
-    threshold=0.5,
-    threshold_rationale=(
-        "0.5: half of all list slots would have to move. Skewness, the classic measure, does "
-        "not separate harmless from harmful hubness: clustered data has hubs at its cluster "
-        "centres (skewness above 2 on the clean clustered fixtures and generated sentence-"
-        "encoder-like corpora) and a collapsed geometry can show the same skewness. The Robin "
-        "Hood index does (Feldbauer et al. 2018 prefer it for its stability). Calibration, "
-        "k = 10, 5,000-row samples: isotropic Gaussians 0.12 (d = 50 … 1,536); clean clustered "
-        "and sentence-encoder-like corpora 0.38 to 0.41 (fixtures/sphere.npy 0.38, with 7% "
-        "antihubs); heavy-tailed Student t (3 degrees of freedom) 0.18; an uncentred Gaussian "
-        "cloud (mean 3 per coordinate, d = 384), the classic hubness case, 0.62 with 30% of "
-        "the rows never retrieved; three rogue dimensions 30 times the others 0.69, with 54%. "
-        "Robin Hood does not see a single giant hub (one tight group holding a fifth of the "
-        "rows: 0.42, skewness 30): that is a near-duplicate problem (EA003), and skewness stays "
-        "in metrics."
-    ),
-    samples=("graphs",),
-    reads=("graphs",),
-)
-def hubness(data: AuditData, threshold: float) -> Finding:
-    sample = data.geometry
-    graph = sample.graph if sample is not None else None
-    hub = graph.hubness if graph is not None else None
-    if sample is None or graph is None or hub is None or graph.hubness_k == 0:
-        return Finding(Status.SKIP, None, "needs at least 2 finite, non-zero rows")
-    metrics = hub.to_dict() | {
-        "standard_error": graph.robin_hood_error,
-        "k": graph.hubness_k,
-        "sample": graph.m,
-        "graphs": graph.graphs,
-    }
-    reference = sample.reference.hubness
-    if reference is not None:
-        metrics["reference"] = {
-            "skewness": reference.skewness,
-            "robin_hood": reference.robin_hood,
-            "antihub_rate": reference.antihub_rate,
-        }
-
-    message = (
-        f"Robin Hood index {hub.robin_hood:.2f}"
-        f"{_isotropic(reference.robin_hood if reference else None)}, k-occurrence skewness "
-        f"{hub.skewness:.2f}{_isotropic(reference.skewness if reference else None)}, antihubs "
-        f"{hub.antihub_rate:.1%}"
-    )
-    hygiene = data.neighbors.hygiene if data.neighbors is not None else None
-    if hygiene is not None and hygiene.returned is not None:
-        returned = hygiene.returned
-        metrics["queries"] = returned
-        message += (
-            f"; the query file's results: {returned['distinct_rows']:,} distinct rows in "
-            f"{returned['slots']:,} slots (uniform: {returned['distinct_if_uniform']:,.0f}), the "
-            f"{len(returned['most_returned'])} most returned fill {returned['top_share']:.0%}"
-        )
-    if hub.robin_hood > threshold:
-        return Finding(
-            Status.WARN,
-            hub.robin_hood,
-            f"{message}: hubs crowd the neighbour lists and {hub.antihub_rate:.0%} of the rows "
-            "are in none",
-            metrics,
-            recommendation="Centre the vectors, or apply hubness reduction before kNN retrieval",
-        )
-    return Finding(Status.PASS, hub.robin_hood, message, metrics)

@@ -1,0 +1,97 @@
+"""What several check families share: the wording of the recommendations they give, the summary of a
+mean overlap over the queries, and the share of queries a query-hygiene check counts."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from embaudit.checks.base import AuditData
+from embaudit.estimates import (
+    bounded_mean_standard_error,
+    mean_standard_error,
+)
+from embaudit.knn import EXTERNAL_ROW
+from embaudit.measurement.neighbors import QueryHygiene
+
+#: The rescaling level whose overlap is EA301's headline value.
+HEADLINE_LEVEL = 0.5
+
+
+USE_DOT = "Rank with the dot product the model was trained with, not cosine"
+
+
+NORMALIZE = "Normalize the vectors before indexing with L2 or inner product"
+
+
+DECLARE = "Declare the training objective (--trained-with cosine|dot|l2) to settle this"
+
+
+SKIP = "needs more finite, non-zero rows than k + 1 (otherwise every row is every row's neighbour)"
+
+
+#: How the error of a mean overlap over the queries is computed (explain's text).
+OVERLAP_ERROR = (
+    "Its standard_error is over the queries, in Agresti & Coull's form for a mean of values in "
+    "[0, 1] (z^2/2 pseudo-queries at each end): it stays above 0 when every query drawn agrees, "
+    "as rare misses a sample does not see would otherwise go unreported."
+)
+
+
+def query_population(data: AuditData) -> int | None:
+    """The rows the queries are drawn from when they are the corpus's clean rows (None with a
+    query file): as many queries as that are every row, and their mean carries no error."""
+    neighbors = data.neighbors
+    if neighbors is None or bool((neighbors.query_rows == EXTERNAL_ROW).any()):
+        return None
+    return data.stats.n_clean
+
+
+def overlap_summary(
+    per_query: npt.NDArray[np.float64], population: int | None = None
+) -> dict[str, Any]:
+    """Mean overlap@k over queries with its standard error (over the queries; none when they
+    are every one of the ``population`` rows they are drawn from) and quantiles."""
+    n = len(per_query)
+    every_row = population is not None and n >= population
+    return {
+        "overlap_at_k": float(per_query.mean()),
+        "standard_error": None if every_row else bounded_mean_standard_error(per_query),
+        "p10": float(np.quantile(per_query, 0.1)),
+        "p50": float(np.quantile(per_query, 0.5)),
+        "queries": n,
+    }
+
+
+#: Dimensions listed by EA004; the count is always complete.
+DIMENSION_LIST_CAP = 50
+
+
+Floats = npt.NDArray[np.float64]
+
+
+def query_share(flags: npt.NDArray[np.bool_]) -> tuple[float, float | None]:
+    """A share over the queries and its standard error (a mean of 0/1 values)."""
+    values = flags.astype(np.float64)
+    return float(values.mean()), mean_standard_error(values)
+
+
+def share_text(share: float, error: float | None, queries: int, external: bool = False) -> str:
+    """'1.2% of rows (± 0.5%)', or for none seen '0 of 500 sampled rows (< 0.6% at 95%)':
+    with no hit the standard error is 0, so the rule of three bounds the share instead.
+    With a query file, of the queries."""
+    what = "queries" if external else "rows"
+    if share == 0:
+        return f"0 of {queries:,} sampled {what} (< {3 / queries:.1%} at 95%)"
+    return f"{share:.1%} of {what} (± {error or 0:.1%})"
+
+
+def with_hygiene(data: AuditData) -> tuple[QueryHygiene, npt.NDArray[np.int64]] | None:
+    neighbors = data.neighbors
+    if neighbors is None or neighbors.hygiene is None:
+        return None
+    hygiene = neighbors.hygiene
+    found = hygiene.nearest_row >= 0
+    return (hygiene, np.flatnonzero(found)) if found.any() else None
