@@ -279,7 +279,6 @@ def rogue_dimensions(data: AuditData, threshold: float) -> Finding:
         )
     share = float(cc[dims].sum() / mean_cosine)
     metrics["share"] = share
-    names = ", ".join(map(str, dims))
     if share <= threshold:
         return Finding(
             Status.PASS,
@@ -287,6 +286,16 @@ def rogue_dimensions(data: AuditData, threshold: float) -> Finding:
             f"the top 3 dimensions carry {share:.0%} of the mean cosine",
             metrics,
         )
+    return _dominated(data, share, metrics)
+
+
+def _dominated(data: AuditData, share: float, metrics: dict[str, object]) -> Finding:
+    """EA204 when the top dimensions carry more than the threshold's share of the mean cosine:
+    a failure when the rankings depend on them (r^2 without them below the floor), else a
+    warning; the action depends on whether the model scores with the dot product."""
+    sample = data.geometry
+    assert sample is not None
+    names = ", ".join(map(str, sample.rogue_dimensions))
     r2, r2_error = sample.rogue_r2, sample.rogue_r2_error
     if r2_error and abs(r2 - ROGUE_R2_FLOOR) <= Z95 * r2_error:
         # Which side of the floor r^2 lies on decides failure or warning: the sample decides.

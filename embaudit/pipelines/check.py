@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Collection
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from typing import Any
 
 from embaudit.checks import REGISTRY, AuditData, Baseline, run_checks
@@ -13,6 +13,7 @@ from embaudit.checks.base import threshold_of
 from embaudit.compare import compare_files
 from embaudit.estimates import Z95
 from embaudit.index import (
+    BuiltIndex,
     IndexMetric,
     IndexPlan,
     build_index,
@@ -90,6 +91,44 @@ def run_check(
     )
 
 
+@dataclass(frozen=True)
+class _Measuring:
+    """How :func:`_judge` measures its source, in the first measurement and in each round."""
+
+    source: EmbeddingSource
+    options: CheckOptions
+    run: Run
+    queries: EmbeddingSource | None
+
+    def __call__(
+        self,
+        sampling: Sampling,
+        label: str,
+        parts: Collection[str] = PARTS,
+        previous: Measurements | None = None,
+    ) -> Measurements:
+        run, options = self.run, self.options
+        return measure(
+            self.source,
+            k=options.k,
+            seed=options.seed,
+            sampling=sampling,
+            chunk_rows=run.chunk_rows,
+            on_rows=run.reporting(label, self.source) if PASS_PARTS.intersection(parts) else None,
+            engine=run.engine,
+            dead_ratio=threshold_of(options, "EA004"),
+            truncate=options.truncate,
+            on_geometry=(
+                run.stages(f"geometry of the {label} sample", GEOMETRY_STEPS)
+                if "sample" in parts
+                else None
+            ),
+            queries_from=self.queries,
+            parts=parts,
+            previous=previous,
+        )
+
+
 def _judge(
     source: EmbeddingSource,
     options: CheckOptions,
@@ -108,36 +147,11 @@ def _judge(
     (their ``reads``: the gauges' lists for EA301, the sample's graphs for EA501, ...). A check
     still undecided then keeps the status of its point estimate and says "inconclusive at the
     cap"."""
+    measuring = _Measuring(source, options, run, queries)
+    measured = measuring(options.sampling, action)
+    built = None
     plan = _index_plan(source, options, stored)
-
-    def measured_with(
-        sampling: Sampling,
-        label: str,
-        parts: Collection[str] = PARTS,
-        previous: Measurements | None = None,
-    ) -> Measurements:
-        return measure(
-            source,
-            k=options.k,
-            seed=options.seed,
-            sampling=sampling,
-            chunk_rows=run.chunk_rows,
-            on_rows=run.reporting(label, source) if PASS_PARTS.intersection(parts) else None,
-            engine=run.engine,
-            dead_ratio=threshold_of(options, "EA004"),
-            truncate=options.truncate,
-            on_geometry=(
-                run.stages(f"geometry of the {label} sample", GEOMETRY_STEPS)
-                if "sample" in parts
-                else None
-            ),
-            queries_from=queries,
-            parts=parts,
-            previous=previous,
-        )
-
-    measured = measured_with(options.sampling, action)
-    neighbors, built = measured.neighbors, None
+    neighbors = measured.neighbors
     if plan is not None and neighbors is not None and neighbors.search is not None:
         built = build_index(
             source,
@@ -148,15 +162,34 @@ def _judge(
         )
         indexed = built.search(neighbors.search, objective_metric(options.trained_with))
         measured.timings.update(indexed.timings)
-        neighbors = replace(neighbors, index=indexed)
-        measured = replace(measured, neighbors=neighbors)
-    data = AuditData(options, measured.stats, measured.geometry, neighbors)
+        measured = replace(measured, neighbors=replace(neighbors, index=indexed))
+    data = AuditData(options, measured.stats, measured.geometry, measured.neighbors)
     checks = run_checks(data)
+    grew = [check.code for check in checks if _undecided(check, data)]
+    checks, rounds, pending = _measure_again(measuring, measured, checks, grew, built, action)
+    if grew:
+        measured = replace(
+            measured, adaptive={"rounds": rounds + 1, "grew": grew, "inconclusive": pending}
+        )
+    return measured, data, checks, decide(checks, options.trained_with)
+
+
+def _measure_again(
+    measuring: _Measuring,
+    measured: Measurements,
+    checks: list[CheckResult],
+    pending: list[str],
+    built: BuiltIndex | None,
+    action: str,
+) -> tuple[list[CheckResult], int, list[str]]:
+    """The rounds of :func:`_judge` for the ``pending`` (undecided) checks: the checks with the
+    undecided ones' results from the last round that measured them, the rounds, and the
+    checks still undecided at the cap (marked inconclusive)."""
+    options = measuring.options
     results = {check.code: check for check in checks}
-    pending = [check.code for check in checks if _undecided(check, data)]
-    sampling, rounds, grew, again = options.sampling, 0, list(pending), measured
+    sampling, rounds, again = options.sampling, 0, measured
     # Queries are drawn from the query file's rows when there is one, else from the corpus's.
-    query_rows = queries.n if queries is not None else measured.stats.n_clean
+    query_rows = measuring.queries.n if measuring.queries is not None else measured.stats.n_clean
     while pending and rounds < MAX_ROUNDS:
         if not any(_on_index(code) for code in pending):
             built = None  # no round searches the index again: it is not kept through them
@@ -165,7 +198,7 @@ def _judge(
             break
         sampling, rounds = grown, rounds + 1
         parts = sorted({part for code in pending for part in REGISTRY[code].reads})
-        again = measured_with(sampling, f"{action} (round {rounds + 1})", parts, again)
+        again = measuring(sampling, f"{action} (round {rounds + 1})", parts, again)
         if built is not None and "lists" in parts:
             # The index built once searches the larger query sample (EA701, EA702).
             assert again.neighbors is not None and again.neighbors.search is not None
@@ -184,11 +217,7 @@ def _judge(
         _inconclusive(results[check.code], rounds) if check.code in pending else results[check.code]
         for check in checks
     ]
-    if grew:
-        measured = replace(
-            measured, adaptive={"rounds": rounds + 1, "grew": grew, "inconclusive": pending}
-        )
-    return measured, data, checks, decide(checks, options.trained_with)
+    return checks, rounds, pending
 
 
 def _on_index(code: str) -> bool:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -12,6 +13,7 @@ from embaudit.draw import draw_clean_rows
 from embaudit.errors import InputError, UsageError
 from embaudit.gauge import (
     Balance,
+    Floats,
     GaugeSettings,
     Gram,
     SideResult,
@@ -50,16 +52,7 @@ def run_gauge(items: EmbeddingSource, users: EmbeddingSource, options: GaugeOpti
     towers = {name: rows for name, (_, rows, _) in samples.items()}
     _, pair_items, _ = draw_clean_rows(items, settings.pairs, rng)
     _, pair_users, _ = draw_clean_rows(users, settings.pairs, rng)
-    sides, changes = [], []
-    for name in ("items", "users") if options.side == Side.BOTH else (options.side.value,):
-        if len(towers[name]) < 2:
-            source = items if name == "items" else users
-            raise InputError(source.path, "needs at least two finite, non-zero rows")
-        result, worst = audit_side(name, towers[name], settings)
-        sides.append(result)
-        # The worst gauge of the user side is D⁻¹ for the items.
-        item_scale = worst if name == "items" else 1.0 / worst
-        changes.append(prediction_change(pair_items, pair_users, item_scale))
+    sides, changes = _audit_sides(items, users, towers, (pair_items, pair_users), options, settings)
     checks = [
         _gauge_row(result, options.min_overlap, change)
         for result, change in zip(sides, changes, strict=True)
@@ -75,18 +68,7 @@ def run_gauge(items: EmbeddingSource, users: EmbeddingSource, options: GaugeOpti
         tool=TOOL,
         items=items.describe(),
         users=users.describe(),
-        params={
-            "k": options.k,
-            "seed": options.seed,
-            "side": options.side.value,
-            "max_condition": options.max_condition,
-            "min_overlap": options.min_overlap,
-            "sample": settings.sample,
-            "draws": settings.draws,
-            "budget": settings.budget,
-            "pairs": settings.pairs,
-            "fail_on": options.fail_on.value,
-        },
+        params=_params(options, settings),
         sides=sides,
         prediction_max_rel_change=max(changes),
         excluded_rows={name: dropped for name, (_, _, dropped) in samples.items()},
@@ -100,6 +82,45 @@ def run_gauge(items: EmbeddingSource, users: EmbeddingSource, options: GaugeOpti
         },
         fail_on=options.fail_on,
     )
+
+
+def _audit_sides(
+    items: EmbeddingSource,
+    users: EmbeddingSource,
+    towers: dict[str, Floats],
+    pairs: tuple[Floats, Floats],
+    options: GaugeOptions,
+    settings: GaugeSettings,
+) -> tuple[list[SideResult], list[float]]:
+    """The gauge sensitivity of each side asked for, and how much its worst gauge changes the
+    predictions of the user-item ``pairs`` (it should change none)."""
+    sides, changes = [], []
+    for name in ("items", "users") if options.side == Side.BOTH else (options.side.value,):
+        if len(towers[name]) < 2:
+            source = items if name == "items" else users
+            raise InputError(source.path, "needs at least two finite, non-zero rows")
+        result, worst = audit_side(name, towers[name], settings)
+        sides.append(result)
+        # The worst gauge of the user side is D⁻¹ for the items.
+        item_scale = worst if name == "items" else 1.0 / worst
+        changes.append(prediction_change(pairs[0], pairs[1], item_scale))
+    return sides, changes
+
+
+def _params(options: GaugeOptions, settings: GaugeSettings) -> dict[str, Any]:
+    """The report's parameters: the options and the sizes the settings derive from them."""
+    return {
+        "k": options.k,
+        "seed": options.seed,
+        "side": options.side.value,
+        "max_condition": options.max_condition,
+        "min_overlap": options.min_overlap,
+        "sample": settings.sample,
+        "draws": settings.draws,
+        "budget": settings.budget,
+        "pairs": settings.pairs,
+        "fail_on": options.fail_on.value,
+    }
 
 
 def _whole_towers(items: EmbeddingSource, users: EmbeddingSource) -> tuple[Balance, Gram]:
