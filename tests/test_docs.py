@@ -1,13 +1,15 @@
 """The documentation holds together: every page of docs/ is in mkdocs.yml's nav, every relative
-link of the README reaches a file, and the checks table is the same in the README and in
-docs/checks.md. (The test command builds the site with ``mkdocs build --strict``, which checks
+link of the README reaches a file, and the check documentation is what the registry
+generates. (The test command builds the site with ``mkdocs build --strict``, which checks
 the links and anchors between the pages.)"""
 
 from __future__ import annotations
 
+import importlib.util
 import re
 from pathlib import Path
 
+import pytest
 import yaml
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -53,14 +55,38 @@ def test_every_relative_link_of_the_readme_reaches_a_file():
         assert (ROOT / link.split("#", 1)[0]).is_file(), link
 
 
-def _checks_table(path: Path) -> str:
-    text = path.read_text()
-    assert text.count(BEGIN) == 1 and text.count(END) == 1, path
-    return text.split(BEGIN, 1)[1].split(END, 1)[0]
+def _generator():
+    spec = importlib.util.spec_from_file_location(
+        "generate_docs", ROOT / "scripts/generate_docs.py"
+    )
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
-def test_the_checks_table_is_the_same_in_the_readme_and_the_docs():
-    table = _checks_table(ROOT / "README.md")
-    assert table == _checks_table(DOCS / "checks.md")
-    codes = re.findall(r"^\| (EA\d{3}) \|", table, flags=re.MULTILINE)
-    assert codes and codes == sorted(codes)
+def test_the_generated_check_docs_are_the_registrys():
+    """README's and docs/checks.md's tables and docs/reference.md are written from the checks'
+    own registration (scripts/generate_docs.py): a change to a check that the pages do not
+    follow fails here."""
+    for path, content in _generator().pages().items():
+        assert path.read_text() == content, f"{path.name}: run python scripts/generate_docs.py"
+
+
+def test_the_checks_table_lists_every_code_once_in_order_with_its_reference():
+    from embaudit.codes import CODES
+
+    reference = (DOCS / "reference.md").read_text()
+    for page in (ROOT / "README.md", DOCS / "checks.md"):
+        text = page.read_text()
+        table = text.split(BEGIN, 1)[1].split(END, 1)[0]
+        codes = re.findall(r"^\| \[(EA\d{3})\]", table, flags=re.MULTILINE)
+        assert codes == list(CODES)
+    for code, name in CODES.items():
+        assert f"## {code} ({name})" in reference
+
+
+def test_the_generator_refuses_a_page_without_its_markers():
+    generator = _generator()
+    with pytest.raises(ValueError, match="checks-table"):
+        generator.replaced("no markers here", "checks-table", "table")

@@ -50,6 +50,8 @@ class Check:
     code: str
     name: str
     summary: str
+    measures: str  # what it measures, in one line of the checks table
+    rule: str  # what it fails or warns on by default, in a few words
     what: str
     why: str
     fix: str
@@ -144,6 +146,8 @@ def threshold_of(options: CheckOptions, code: str) -> float:
 def register(
     code: str,
     *,
+    measures: str,
+    rule: str,
     summary: str,
     what: str,
     why: str,
@@ -171,6 +175,8 @@ def register(
             code=code,
             name=CODES[code],
             summary=summary,
+            measures=measures,
+            rule=rule,
             what=what,
             why=why,
             fix=fix,

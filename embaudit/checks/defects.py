@@ -33,6 +33,8 @@ def _plural(count: int, word: str) -> str:
 
 @register(
     "EA001",
+    measures="rows with NaN/Inf (or a float64 norm beyond range), listed and counted",
+    rule="fail on any",
     exact=True,
     summary="Rows containing NaN, ±Inf or a null.",
     what=(
@@ -74,6 +76,8 @@ def non_finite(data: AuditData, threshold: float) -> Finding:
 
 @register(
     "EA002",
+    measures="rows with norm 0 or below the dtype's smallest normal number",
+    rule="fail on any",
     exact=True,
     summary="Rows whose norm is zero (or too small to carry a direction).",
     what=(
@@ -112,6 +116,8 @@ def zero_vectors(data: AuditData, threshold: float) -> Finding:
 
 @register(
     "EA003",
+    measures="rows bit-identical to an earlier row (−0.0 = 0.0): share and groups",
+    rule="warn on any",
     exact=True,
     summary="Rows that are exact copies of another row.",
     what=(
@@ -154,6 +160,8 @@ def duplicates(data: AuditData, threshold: float) -> Finding:
 
 @register(
     "EA004",
+    measures="dimensions whose std ≤ 1e-6 × the RMS coordinate (value: the smallest ratio)",
+    rule="warn on any",
     exact=True,
     summary="Dimensions with (near-)zero variance.",
     what=(
@@ -213,6 +221,11 @@ NEAR_DUPLICATE_FAIL = 0.10
 
 @register(
     "EA005",
+    measures=(
+        "share of rows whose nearest other row has cosine ≥ 0.99 (`--near-duplicate-cosine`), exact"
+        " copies left to EA003; standard error, example pairs"
+    ),
+    rule="warn > 1%, fail > 10%",
     summary="Rows whose nearest other row is almost the same direction (cosine ≥ 0.99).",
     what=(
         "For each query of the sample, the cosine of its nearest other row (exact search, the "

@@ -28,6 +28,11 @@ def _baseline(data: AuditData) -> Baseline:
 
 @register(
     "EA601",
+    measures=(
+        "with `--baseline OLD`: overlap@k of each sampled item's neighbours in the two exports "
+        "(matched by id column, else by row), under the objective's metric; standard error"
+    ),
+    rule="warn below 0.8",
     summary="How many of each item's neighbours survive from the baseline export.",
     what=(
         "Matches the items of the baseline and the current export (by id column, else by row "
@@ -69,6 +74,11 @@ def neighbour_stability(data: AuditData, threshold: float) -> Finding:
 
 @register(
     "EA602",
+    measures=(
+        "with `--baseline OLD`: Kolmogorov–Smirnov statistic between the two exports' norms, and "
+        "the median norm's relative change"
+    ),
+    rule="warn > 0.1",
     exact=True,
     summary="Shift of the norm distribution against the baseline export.",
     what=(
@@ -115,6 +125,11 @@ def norm_shift(data: AuditData, threshold: float) -> Finding:
 
 @register(
     "EA603",
+    measures=(
+        "with `--baseline OLD`: how many levels the verdict dropped against the baseline's, audited"
+        " with the same options"
+    ),
+    rule="warn on any step down",
     summary="Whether the verdict got worse than the baseline's.",
     what=(
         "Audits the baseline with the same options and compares the two verdicts "

@@ -85,6 +85,11 @@ def s50(levels: list[float], overlaps: list[float]) -> tuple[float | None, str |
 
 @register(
     "EA301",
+    measures=(
+        "overlap@k of cosine kNN of X and X·D, D = exp(N(0, s²)), s ∈ {0.1, 0.25, 0.5, 1}, on "
+        "100,000 rows (`gauge-rows`); `s50`"
+    ),
+    rule="below 0.8 at s = 0.5: fail (`dot`), warn (`unknown`)",
     summary="How far cosine neighbours move under random per-dimension rescaling.",
     what=(
         "For random diagonal gauges D = exp(N(0, s^2)) at s = 0.1, 0.25, 0.5 and 1.0 (several "
@@ -166,6 +171,11 @@ def gauge_sensitivity(data: AuditData, threshold: float) -> Finding:
 
 @register(
     "EA302",
+    measures=(
+        "overlap@k of cosine kNN of X and of X with unit-std columns, dead dimensions left out "
+        "(gauge-invariant), on the same rows"
+    ),
+    rule="below 0.8: fail (`dot`), warn (`unknown`)",
     summary="Cosine neighbours against those of the column-standardized data.",
     what=(
         "Computes the overlap@k between the cosine kNN of X and of X with every live column "
@@ -267,6 +277,11 @@ def canonical_scale_error(
 
 @register(
     "EA303",
+    measures=(
+        "with `--truncate M`: overlap@k of cosine kNN on the first M dimensions against all d "
+        "(Matryoshka exports)"
+    ),
+    rule="warn below 0.8",
     summary="Cosine neighbours on the first M dimensions against those on all of them.",
     what=(
         "With --truncate M (repeatable), computes the overlap@k between the exact cosine kNN "

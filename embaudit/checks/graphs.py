@@ -23,6 +23,11 @@ def _isotropic(value: float | None) -> str:
 
 @register(
     "EA501",
+    measures=(
+        "Robin Hood index (the value), k-occurrence skewness, antihub rate, next to an isotropic "
+        "sample; with `--query-file`, how the queries' results spread over the corpus"
+    ),
+    rule="warn > 0.5",
     summary="Points that appear in many neighbour lists (hubs) and in none (antihubs).",
     what=(
         "Builds the exact cosine kNN graph of the sample and measures how unevenly the points "
@@ -120,6 +125,11 @@ def hubness(data: AuditData, threshold: float) -> Finding:
 
 @register(
     "EA502",
+    measures=(
+        "share of the sample in components of 2–10 rows of the mutual 10-NN graph (single rows: "
+        "metrics)"
+    ),
+    rule="warn > 5%",
     summary="Rows in small islands of the mutual kNN graph, which graph indexes reach badly.",
     what=(
         "On the cosine 10-nearest-neighbour graph of the sample (EA501's graph when k = 10; "
@@ -227,6 +237,11 @@ def _isolated_error(nearest: Floats, corpus: Floats, separate: bool) -> float | 
 
 @register(
     "EA503",
+    measures=(
+        "share of queries whose nearest cosine is below the corpus's floor, median − 3 MAD "
+        "(normal-consistent); examples"
+    ),
+    rule="warn > 3%",
     summary="Queries whose nearest row is unusually far: outliers of the corpus.",
     what=(
         "The corpus's robust floor is the median of the queries' nearest-row cosines less "

@@ -75,6 +75,11 @@ def _skip(data: AuditData) -> Finding | None:
 
 @register(
     "EA701",
+    measures=(
+        "with `--index SPEC`: recall@k of that index against the exact neighbours under its metric;"
+        " a sweep of its search knob"
+    ),
+    rule="warn below 0.9",
     summary="Recall@k of the index you deploy against the exact neighbours under its metric.",
     what=(
         "With --index SPEC (a faiss index_factory string: HNSW32, IVF4096,Flat, IVF1024,PQ64, "
@@ -212,6 +217,11 @@ def _cause(index: IndexMeasurement, threshold: float) -> tuple[str, str]:
 
 @register(
     "EA702",
+    measures=(
+        "with `--index SPEC`: of the neighbours the declared objective wants, the share the index "
+        "returns"
+    ),
+    rule="warn below 0.9",
     summary="Of the neighbours the objective wants, how many the index you deploy returns.",
     what=(
         "With --index SPEC (or the index stored with the data), the mean overlap@k between "

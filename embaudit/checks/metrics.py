@@ -57,6 +57,8 @@ def _agreement(
 
 @register(
     "EA401",
+    measures="overlap@k of cosine and L2 kNN (exactly 1 on unit vectors)",
+    rule="below 0.9: fail (`l2`), else warn",
     summary="Agreement of cosine and L2 nearest neighbours.",
     what=(
         "Computes, for a sample of queries against the whole file, the overlap@k of the exact "
@@ -85,6 +87,8 @@ def cosine_vs_l2(data: AuditData, threshold: float) -> Finding:
 
 @register(
     "EA402",
+    measures="overlap@k of cosine and inner-product kNN",
+    rule="below 0.9: fail (`dot`), else warn",
     summary="Agreement of cosine and inner-product nearest neighbours.",
     what=(
         "Computes, for a sample of queries against the whole file, the overlap@k of the exact "

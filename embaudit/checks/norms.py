@@ -23,6 +23,11 @@ def norm_histogram(norms: np.ndarray[Any, Any], bins: int = HISTOGRAM_BINS) -> d
 
 @register(
     "EA101",
+    measures=(
+        "relative half-range of the norms (max − min) / 2·p50; min, p1, p50, p99, max, CV; "
+        "`normalized` when all within 1e-3 of 1"
+    ),
+    rule="warn above 1e-3 (pass for `dot`)",
     exact=True,
     summary="Distribution of the L2 norms; whether the vectors are normalized.",
     what=(

@@ -35,6 +35,8 @@ def _nan_to_none(value: float) -> float | None:
 
 @register(
     "EA201",
+    measures="exact mean cosine over all pairs; pair spread; isotropic reference 0 ± 1/√d",
+    rule="warn > 0.5, fail > 0.9 (collapse)",
     exact=True,
     summary="Mean cosine over all pairs of rows, next to its isotropic reference.",
     what=(
@@ -111,6 +113,8 @@ def mean_cosine(data: AuditData, threshold: float) -> Finding:
 
 @register(
     "EA202",
+    measures="‖mean‖ / mean ‖x‖; isotropic reference 1/√n",
+    rule="warn > 0.5",
     exact=True,
     summary="Length of the mean vector relative to the mean length: a shared offset.",
     what=(
@@ -150,6 +154,11 @@ def common_direction(data: AuditData, threshold: float) -> Finding:
 
 @register(
     "EA203",
+    measures=(
+        "top-PC share (the value), effective rank, IsoScore, next to an isotropic sample of the "
+        "same size"
+    ),
+    rule="warn when the top PC > 0.5",
     summary="Covariance spectrum: top component share, effective rank, IsoScore.",
     what=(
         "Computes the covariance eigenvalues of the sample, the share of variance of the top "
@@ -216,6 +225,8 @@ def spectrum(data: AuditData, threshold: float) -> Finding:
 
 @register(
     "EA204",
+    measures="share of the expected cosine carried by the top 3 dimensions; r² without them",
+    rule="warn > 0.5; fail if also r² < 0.5",
     summary="A few dimensions that decide most of every cosine.",
     what=(
         "Computes each dimension's contribution to the expected cosine of two distinct rows, "
@@ -332,6 +343,8 @@ def _dominated(data: AuditData, share: float, metrics: dict[str, object]) -> Fin
 
 @register(
     "EA205",
+    measures="std of log per-dimension std: how much a gauge matters",
+    rule="warn > 0.5 (`dot`, `unknown`)",
     summary="Spread of the per-dimension standard deviations: how much a gauge matters.",
     what=(
         "Computes the standard deviation of log(std_i) over the dimensions that are not dead "
@@ -389,6 +402,11 @@ def scale_spread(data: AuditData, threshold: float) -> Finding:
 
 @register(
     "EA206",
+    measures=(
+        "median relative contrast (mean cosine distance to every other row / distance to the "
+        "nearest), next to its closed form for an isotropic corpus of the same n and d"
+    ),
+    rule="warn below 1.1 × isotropic",
     summary="Relative contrast: how much nearer the nearest row is than a random one.",
     what=(
         "For each query, the relative contrast: its mean cosine distance (1 − cosine) to every "
