@@ -235,52 +235,40 @@ def _location(value: Any) -> str:
     return _text(value)
 
 
-QUERY_FILE = Param(
-    None,
-    Custom(_location, invalid=("", 0)),
+def _text_param(flag: str, help: str, location: bool = False) -> Param:
+    """A text parameter of the input (a key, a column, a file): none by default, a non-empty
+    string (or a path, for a ``location``) when given, a key of the configuration too."""
+    rule = Custom(_location if location else _text, invalid=("", 0))
+    return Param(None, rule, flag, help, optional=True, in_config=True)
+
+
+QUERY_FILE = _text_param(
     "--query-file",
     "Take the query rows from this file (real user queries, the other tower of a two-tower "
     "model; any input format, the same d, read with the same --key/--column/--id-column) "
     "instead of sampling the corpus: every kNN check measures what these queries see of the "
     "corpus. --queries stays the sample size.",
-    optional=True,
-    in_config=True,
+    location=True,
 )
-KEY = Param(
-    None,
-    Custom(_text, invalid=("", 0)),
+KEY = _text_param(
     "--key",
     "The array to read: an .npz member, a .safetensors tensor, an HDF5 dataset (default: "
     "train, else the only 2-D one).",
-    optional=True,
-    in_config=True,
 )
-COLUMN = Param(
-    None,
-    Custom(_text, invalid=("", 0)),
+COLUMN = _text_param(
     "--column",
     "Column holding the vectors (parquet, JSON Lines, CSV, Lance: a list of floats, or in CSV "
     "a text cell such as [0.1, 0.2]). Default: the only list column; without one, every "
     "numeric column is a dimension.",
-    optional=True,
-    in_config=True,
 )
-ID_COLUMN = Param(
-    None,
-    Custom(_text, invalid=("", 0)),
+ID_COLUMN = _text_param(
     "--id-column",
     "Column of row ids (parquet, JSON Lines, CSV, Lance), used in findings and to match items "
     "between files. Default: a column named 'id'.",
-    optional=True,
-    in_config=True,
 )
-TABLE = Param(
-    None,
-    Custom(_text, invalid=("", 0)),
+TABLE = _text_param(
     "--table",
     "PostgreSQL table (or schema.table) holding the vectors, for a postgresql:// source.",
-    optional=True,
-    in_config=True,
 )
 
 

@@ -15,6 +15,7 @@ from embaudit.estimates import (
 )
 from embaudit.knn import EXTERNAL_ROW
 from embaudit.measurement.neighbors import QueryHygiene
+from embaudit.model import Finding, Status
 
 #: The rescaling level whose overlap is EA301's headline value.
 HEADLINE_LEVEL = 0.5
@@ -95,3 +96,13 @@ def with_hygiene(data: AuditData) -> tuple[QueryHygiene, npt.NDArray[np.int64]] 
     hygiene = neighbors.hygiene
     found = hygiene.nearest_row >= 0
     return (hygiene, np.flatnonzero(found)) if found.any() else None
+
+
+def warned_if(
+    warn: bool, value: float | None, message: str, metrics: dict[str, Any], recommendation: str
+) -> Finding:
+    """A warning with its recommendation when ``warn``, else a pass with the same value and
+    message: the ending of the checks whose finding is a warning at most."""
+    if warn:
+        return Finding(Status.WARN, value, message, metrics, recommendation=recommendation)
+    return Finding(Status.PASS, value, message, metrics)

@@ -13,6 +13,7 @@ from embaudit.checks.common import (
     SKIP,
     query_share,
     share_text,
+    warned_if,
     with_hygiene,
 )
 from embaudit.model import Finding, Level, Status
@@ -308,12 +309,10 @@ def near_duplicates(data: AuditData, threshold: float) -> Finding:
             recommendation="Deduplicate near-identical rows before indexing (or diversify "
             "results with MMR)",
         )
-    if share > threshold:
-        return Finding(
-            Status.WARN,
-            share,
-            message,
-            metrics,
-            recommendation="Deduplicate near-identical rows before indexing",
-        )
-    return Finding(Status.PASS, share, message, metrics)
+    return warned_if(
+        share > threshold,
+        share,
+        message,
+        metrics,
+        "Deduplicate near-identical rows before indexing",
+    )

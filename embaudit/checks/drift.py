@@ -61,15 +61,13 @@ def neighbour_stability(data: AuditData, threshold: float) -> Finding:
         f"overlap@{comparison.k} {value:.3f} of {comparison.metric} neighbours with the baseline "
         f"({comparison.n_matched:,} items matched by {comparison.matched_by})"
     )
-    if value < threshold:
-        return Finding(
-            Status.WARN,
-            value,
-            message,
-            metrics,
-            recommendation="Check that the neighbourhood change against the baseline is intended",
-        )
-    return Finding(Status.PASS, value, message, metrics)
+    return warned_if(
+        value < threshold,
+        value,
+        message,
+        metrics,
+        "Check that the neighbourhood change against the baseline is intended",
+    )
 
 
 @register(

@@ -12,6 +12,7 @@ from embaudit.checks.common import (
     SKIP,
     Floats,
     share_text,
+    warned_if,
     with_hygiene,
 )
 from embaudit.model import Finding, Status
@@ -309,12 +310,10 @@ def isolated_rows(data: AuditData, threshold: float) -> Finding:
     if examples:
         named = ", ".join(str(e["row"]) for e in examples)
         message += f"; farthest {'queries' if hygiene.external else 'rows'} {named}"
-    if share > threshold:
-        return Finding(
-            Status.WARN,
-            share,
-            message,
-            metrics,
-            recommendation="Inspect the isolated rows: remove or re-embed broken inputs",
-        )
-    return Finding(Status.PASS, share, message, metrics)
+    return warned_if(
+        share > threshold,
+        share,
+        message,
+        metrics,
+        "Inspect the isolated rows: remove or re-embed broken inputs",
+    )
