@@ -7,7 +7,7 @@ faiss-cpu's Linux wheels bundle an OpenBLAS (0.3.15 in faiss-cpu 1.15) older tha
 CPU newer than itself it falls back to a generic kernel (Prescott, SSE3, on a virtualized Xeon
 where numpy's OpenBLAS runs SkylakeX), and everything faiss does with BLAS — k-means training
 of IVF and PQ, the assignment of added rows, flat search of many queries — runs on it.
-``embaudit.index._faiss`` hands faiss's OpenBLAS numpy's kernel at import. This runs
+``embaudit.index.faiss_import._faiss`` hands faiss's OpenBLAS numpy's kernel at import. This runs
 ``embaudit check FILE --trained-with cosine --index SPEC --format json`` in child processes,
 interleaved, ``--reps`` times each:
 
@@ -37,7 +37,8 @@ sys.path.insert(0, str(HERE))
 from bench_index import lognormal_export, machine, warm  # noqa: E402
 
 _AS_BEFORE = (
-    "import sys, embaudit.index as index; index.numpy_blas_kernel = lambda libraries=None: None; "
+    "import sys, embaudit.index.faiss_import as index; "
+    "index.numpy_blas_kernel = lambda libraries=None: None; "
     "from embaudit.cli import main; sys.argv[0] = 'embaudit'; sys.exit(main())"
 )
 _AS_SHIPPED = (
@@ -45,7 +46,7 @@ _AS_SHIPPED = (
 )
 _KERNELS = (
     "import json, sys; from threadpoolctl import threadpool_info; "
-    "import embaudit.index as index; exec(sys.argv[1]); index._faiss(); "
+    "import embaudit.index.faiss_import as index; exec(sys.argv[1]); index._faiss(); "
     "print(json.dumps([(i['filepath'].rsplit('/', 1)[-1], i.get('architecture')) "
     "for i in threadpool_info() if i['internal_api'] == 'openblas']))"
 )

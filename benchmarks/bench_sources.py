@@ -17,8 +17,8 @@ files, the raw bytes of ``COPY (SELECT embedding FROM t ORDER BY id) TO STDOUT (
 for PostgreSQL; every figure is the best of ``--repeat`` runs after one warm-up (warm page
 cache; the server's shared buffers are what PostgreSQL keeps).
 
-pgvector is read both ways embaudit can (``FETCH`` in embaudit/sources/postgres.py): a binary
-COPY of each fragment's ordered key range, and a server-side cursor fetched in batches. With
+pgvector is read both ways embaudit can (``FETCH`` in embaudit/sources/postgres/reading.py): a
+binary COPY of each fragment's ordered key range, and a server-side cursor fetched in batches. With
 ``--report-n`` the script also builds an ``hnsw`` index with ``vector_ip_ops`` on an
 unnormalized table of that many rows and prints ``embaudit check`` of it (declared cosine): the
 index stored in the database is the one EA701 / EA702 judge.

@@ -20,8 +20,8 @@ Two things of mutmut's to know when reading the numbers:
   registration, in the same order, but the check bodies are mutated too. Properties (such as
   ``GaugeReport.worst_overlap_at_k``) stay unmutated.
 * Only the knn functions that decide an overlap are counted (``NeighborSearch.overlap``,
-  ``_score``, ``_tolerance``): the rest of knn.py (the streamed search) has its own float64 and
-  faiss references in tests/test_knn.py and tests/test_engines.py.
+  ``_score``, ``_tolerance``): the rest of the knn package (the streamed search) has its own
+  float64 and faiss references in tests/test_knn.py and tests/test_engines.py.
 """
 
 from __future__ import annotations
@@ -71,12 +71,10 @@ def _functions(module: str, names: tuple[str, ...]) -> tuple[str, ...]:
 GROUPS = (
     Group(
         "knn",
-        ("embaudit/knn.py",),
+        ("embaudit/knn/search.py", "embaudit/knn/select.py"),
         ("tests/test_knn.py", "tests/test_checks.py", "tests/test_neighbor_references.py"),
-        _functions(
-            "knn",
-            ("NeighborSearch.overlap", "NeighborSearch._score", "NeighborSearch._tolerance"),
-        ),
+        _functions("knn.search", ("NeighborSearch.overlap", "NeighborSearch._tolerance"))
+        + _functions("knn.select", ("TopKSelection._score",)),
     ),
     Group(
         "gate",

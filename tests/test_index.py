@@ -332,7 +332,7 @@ def test_a_plan_carries_the_deployed_build_setting():
 _KERNELS = """
 import json, os, sys
 from threadpoolctl import threadpool_info
-import embaudit.index as index
+import embaudit.index.faiss_import as index
 exec(sys.argv[1])  # the test's patch, if any
 before = {i["filepath"] for i in threadpool_info()}
 numpy = index.numpy_blas_kernel()

@@ -87,7 +87,7 @@ def test_scan_excludes_non_finite_and_zero_rows_and_counts_them():
 def test_a_chunk_folded_in_blocks_gives_the_statistics_of_its_clean_rows(monkeypatch, dtype):
     # Blocks of 3 rows (FOLD_BYTES): the defects, a duplicate pair and the chunk's end fall in
     # different blocks; every statistic and the consumers' rows against numpy on the clean rows.
-    monkeypatch.setattr(embaudit.stats, "FOLD_BYTES", 3 * 8 * 5)
+    monkeypatch.setattr(embaudit.stats.fold, "FOLD_BYTES", 3 * 8 * 5)
     rng = np.random.default_rng(11)
     values = (rng.standard_normal((40, 5)) * rng.lognormal(size=(40, 1))).astype(dtype)
     values[1, 2], values[9, 0], values[17] = np.nan, np.inf, 0.0
@@ -201,7 +201,7 @@ def test_duplicate_grouping_does_not_trust_the_hash(monkeypatch):
     def colliding(values):
         return np.zeros(len(values), dtype=np.uint64)
 
-    monkeypatch.setattr(embaudit.stats, "_hash_rows", colliding)
+    monkeypatch.setattr(embaudit.stats.fold, "_hash_rows", colliding)
     values = np.random.default_rng(4).standard_normal((30, 3))
     values[25] = values[2]
     stats = _scan(values, chunk_rows=7)

@@ -1,0 +1,297 @@
+"""The map step of the pass: a fragment's chunks read once, each reduced to its mergeable
+statistics (on any worker's thread) and folded into the fragment's :class:`PartStats` in row
+order, while the consumers (the kNN search, the sample collector) see its clean rows.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from embaudit.sources import Chunk, EmbeddingSource, Fragment
+from embaudit.stats.dimensions import Moments
+from embaudit.stats.rows import ChunkConsumer, CleanRows, _hash_rows, row_norms
+
+#: Bytes of float64 rows folded at a time within a chunk (see _FragmentFolder.reduce).
+FOLD_BYTES = 2**20
+
+Floats = npt.NDArray[np.float64]
+Rows = npt.NDArray[np.int64]
+
+
+@dataclass
+class PartStats:
+    """The mergeable statistics of one fragment: its rows' norms and hashes, the positions of its
+    non-finite rows, and per-dimension sums.
+
+    Fragments are merged in row order by :func:`finish` whichever engine produced them, so the
+    floating-point sums are folded in the same order everywhere and agree to the last bit. Per
+    row, a part carries 16 bytes (a norm and a hash), whatever the dimension."""
+
+    start: int
+    norms: Floats  # L2 norm of every row; NaN for non-finite rows
+    hashes: npt.NDArray[np.uint64]  # row hashes of the clean rows (0 elsewhere)
+    non_finite: Rows  # global positions of the rows with NaN or Inf (or a norm beyond range)
+    nan_rows: int  # how many of them hold a NaN
+    moments: Moments  # over clean rows
+    unit_sum: Floats
+    unit_sq_sum: Floats
+
+    @property
+    def stop(self) -> int:
+        return self.start + len(self.norms)
+
+
+def fold_fragment(
+    source: EmbeddingSource,
+    fragment: Fragment,
+    *,
+    consumers: Sequence[Sequence[ChunkConsumer]] = ((),),
+    chunk_rows: int | None = None,
+    on_chunk: Callable[[int], None] | None = None,
+    statistics: bool = True,
+) -> PartStats | None:
+    """Read one fragment and compute its mergeable statistics (None without ``statistics``:
+    only the clean rows the consumers see).
+
+    ``consumers`` holds one list of consumers per worker: the kNN search and the sample
+    collector of that worker, which see the clean rows of the chunks it takes, in row order
+    (each worker's own search and collector merge with the others' afterwards). With more than
+    one worker, each runs on its own thread and takes the next chunk as it comes free (numpy
+    and the float32 products release the GIL): every core reads, folds and searches. A chunk's
+    statistics are folded into the fragment's in row order whatever worker computed them, so
+    the result depends neither on the number of workers nor on their timing. The data is read
+    once whatever is measured. ``on_chunk`` gets the number of rows of each chunk done.
+    """
+    folder = _FragmentFolder(
+        source, fragment, keep_unit=any(map(len, consumers)), statistics=statistics
+    )
+    order = _InOrder(source.read(fragment, chunk_rows), folder, on_chunk)
+    if len(consumers) == 1:
+        order.work(consumers[0])
+    else:
+        threads = [
+            threading.Thread(target=order.work, args=(own,), name=f"embaudit-pass-{i}", daemon=True)
+            for i, own in enumerate(consumers)
+        ]
+        for thread in threads:
+            thread.start()
+        try:
+            for thread in threads:
+                thread.join()
+        except BaseException as error:  # Ctrl-C: the workers stop at their next chunk
+            order.stop(error)
+            raise
+    if order.failure is not None:
+        raise order.failure
+    if order.read != fragment.n:  # a reader that yields fewer rows than it promised is a bug
+        raise RuntimeError(f"fragment {fragment.index}: read {order.read} of {fragment.n} rows")
+    return folder.finished() if statistics else None
+
+
+class _InOrder:
+    """The chunks of one fragment shared out among workers: each worker takes the next chunk
+    under a lock, reduces it (:meth:`_FragmentFolder.reduce`) and feeds its consumers; the
+    chunks' statistics are folded in row order as they become ready. The first exception of
+    any worker stops the others (at their next chunk) and is kept in ``failure``."""
+
+    def __init__(
+        self,
+        chunks: Iterator[Chunk],
+        folder: _FragmentFolder,
+        on_chunk: Callable[[int], None] | None,
+    ) -> None:
+        self.chunks, self.folder, self.on_chunk = chunks, folder, on_chunk
+        self.lock = threading.Lock()
+        self.taken = 0  # chunks handed out
+        self.folded = 0  # chunks folded, in order
+        self.ready: dict[int, _ChunkPart] = {}
+        self.read = 0
+        self.failure: BaseException | None = None
+
+    def work(self, consumers: Sequence[ChunkConsumer]) -> None:
+        try:
+            while True:
+                with self.lock:
+                    if self.failure is not None:
+                        return
+                    chunk = next(self.chunks, None)
+                    index, self.taken = self.taken, self.taken + 1
+                    if chunk is None:
+                        return
+                    # Copied before the next chunk is read: a memory-mapped reader drops a
+                    # chunk's pages then, and a later touch would fault them back in for good.
+                    # Nothing of the chunk is kept (a view would keep a parquet reader's whole
+                    # row group alive while the reader moves on to the next).
+                    start, rows, values = (
+                        chunk.start,
+                        chunk.stop - chunk.start,
+                        np.array(chunk.values, copy=True),
+                    )
+                    del chunk
+                part, clean = self.folder.reduce(start, values)
+                for consume in consumers:
+                    consume(clean)
+                with self.lock:
+                    self.ready[index] = part
+                    while self.folded in self.ready:
+                        self.folder.fold(self.ready.pop(self.folded))
+                        self.folded += 1
+                    self.read += rows
+                    if self.on_chunk is not None:
+                        self.on_chunk(rows)
+        except BaseException as error:  # raised by fold_fragment, in the caller's thread
+            self.stop(error)
+
+    def stop(self, error: BaseException) -> None:
+        """Keep the first ``error``; every worker stops before its next chunk."""
+        with self.lock:
+            if self.failure is None:
+                self.failure = error
+
+
+@dataclass
+class _ChunkPart:
+    """The statistics of one chunk, before they are folded into its fragment's."""
+
+    rows: slice  # the chunk's rows within the fragment
+    norms: Floats
+    non_finite: Rows  # global positions
+    nan_rows: int
+    clean_rows: npt.NDArray[np.bool_]
+    moments: Moments | None = None  # None without statistics
+    unit_sum: Floats | None = None
+    unit_sq_sum: Floats | None = None
+    hashes: npt.NDArray[np.uint64] | None = None
+
+
+def _usable_norms(wide: Floats) -> tuple[Floats, int]:
+    """The L2 norms of float64 rows, NaN where a row is unusable, and how many rows hold a NaN.
+
+    A NaN or an Inf makes the row's norm NaN or Inf (row_norms rescales only finite rows), and a
+    float64 row whose norm exceeds the float64 range is as unusable as one with Inf: their norms
+    are NaN from here on."""
+    norms = row_norms(wide)
+    nan_rows = 0
+    finite = np.isfinite(norms)
+    if not finite.all():
+        nan_rows = int(np.isnan(wide[~finite]).any(axis=1).sum())
+        norms[~finite] = np.nan
+    return norms, nan_rows
+
+
+class _FragmentFolder:
+    """The statistics of one fragment: :meth:`reduce` computes a chunk's (on any thread) and its
+    clean rows for the consumers, :meth:`fold` adds them to the fragment's :class:`PartStats`,
+    chunk after chunk in row order. ``keep_unit``:
+    whether the clean rows carry their unit rows (someone consumes them)."""
+
+    def __init__(
+        self,
+        source: EmbeddingSource,
+        fragment: Fragment,
+        *,
+        keep_unit: bool,
+        statistics: bool = True,
+    ) -> None:
+        d = source.d
+        self.d, self.start, self.keep_unit = d, fragment.start, keep_unit
+        self.statistics = statistics
+        self.dtype, self.tiny = source.dtype, np.finfo(source.dtype).tiny
+        self.non_finite: list[Rows] = []
+        self.part = PartStats(
+            start=fragment.start,
+            norms=np.empty(fragment.n, dtype=np.float64),
+            hashes=np.zeros(fragment.n, dtype=np.uint64),
+            non_finite=np.empty(0, dtype=np.int64),
+            nan_rows=0,
+            moments=Moments.empty(d),
+            unit_sum=np.zeros(d),
+            unit_sq_sum=np.zeros(d),
+        )
+
+    def reduce(
+        self, start: int, values: npt.NDArray[np.floating[Any]]
+    ) -> tuple[_ChunkPart, CleanRows]:
+        """The statistics of the chunk of rows from ``start`` whose stored values are ``values``,
+        and its clean rows for the consumers (any thread).
+
+        One sweep, a few hundred rows at a time: each block is widened to float64 (float16 and
+        float32 widen exactly), and its norms, clean rows, sums, unit rows and the hashes of its
+        stored bits are computed while it stays in the cache (the whole chunk widened would be
+        read from memory once per sum)."""
+        if values.dtype != self.dtype:  # a source's bug: the hashes would not compare
+            raise RuntimeError(f"a chunk of {values.dtype} rows from a {self.dtype} source")
+        n = len(values)
+        step = max(1, FOLD_BYTES // (8 * self.d))
+        chunk_norms = np.empty(n)
+        clean_rows = np.empty(n, dtype=bool)
+        nan_rows, kept = 0, 0
+        unit_rows = np.empty((n if self.keep_unit else 0, self.d), np.float32)
+        hashes = np.empty(n if self.statistics else 0, dtype=np.uint64)
+        moments, unit_sum, unit_sq_sum = Moments.empty(self.d), np.zeros(self.d), np.zeros(self.d)
+        for first in range(0, n, step):
+            rows = slice(first, first + step)
+            stored = values[rows]
+            wide = stored.astype(np.float64)
+            norms, nans = _usable_norms(wide)
+            nan_rows += nans
+            clean = norms >= self.tiny  # NaN compares false
+            chunk_norms[rows], clean_rows[rows] = norms, clean
+            if not clean.all():
+                stored, wide, norms = stored[clean], wide[clean], norms[clean]
+            if not len(wide):
+                continue
+            out = slice(kept, kept + len(wide))
+            kept += len(wide)
+            if not (self.statistics or self.keep_unit):
+                continue
+            unit = wide / norms[:, None]  # float64: the cosine sums must be exact
+            if self.keep_unit:
+                unit_rows[out] = unit
+            if self.statistics:
+                moments = moments.merge(Moments.of(wide))
+                unit_sum += unit.sum(axis=0)
+                unit_sq_sum += np.einsum("ij,ij->j", unit, unit)
+                hashes[out] = _hash_rows(stored)
+        bad = np.flatnonzero(np.isnan(chunk_norms))
+        part = _ChunkPart(
+            slice(start - self.start, start + n - self.start),
+            chunk_norms,
+            start + bad,
+            nan_rows,
+            clean_rows,
+        )
+        if self.statistics:
+            part.moments, part.unit_sum, part.unit_sq_sum = moments, unit_sum, unit_sq_sum
+            part.hashes = hashes[:kept]
+        positions = start + np.flatnonzero(clean_rows)
+        clean_values = values if kept == n else values[clean_rows]
+        clean = CleanRows(positions, clean_values, chunk_norms[clean_rows], unit_rows[:kept], n)
+        return part, clean
+
+    def fold(self, chunk: _ChunkPart) -> None:
+        """Fold one chunk's statistics into the fragment's; called in row order."""
+        part = self.part
+        part.norms[chunk.rows] = chunk.norms
+        if len(chunk.non_finite):
+            self.non_finite.append(chunk.non_finite)
+        part.nan_rows += chunk.nan_rows
+        if chunk.moments is not None:
+            assert chunk.unit_sum is not None and chunk.unit_sq_sum is not None
+            assert chunk.hashes is not None
+            part.moments = part.moments.merge(chunk.moments)
+            part.unit_sum += chunk.unit_sum
+            part.unit_sq_sum += chunk.unit_sq_sum
+            part.hashes[chunk.rows][chunk.clean_rows] = chunk.hashes
+
+    def finished(self) -> PartStats:
+        """The statistics of the fragment, once every chunk is folded."""
+        if self.non_finite:
+            self.part.non_finite = np.concatenate(self.non_finite)
+        return self.part
