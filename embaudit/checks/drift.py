@@ -6,6 +6,7 @@ from __future__ import annotations
 import numpy as np
 
 from embaudit.checks.base import AuditData, Baseline, register
+from embaudit.checks.common import warned_if
 from embaudit.model import Finding, Status
 
 NO_BASELINE = "needs --baseline"
