@@ -113,6 +113,41 @@ def test_a_chunk_of_many_slabs_gives_the_lists_of_the_brute_force(monkeypatch):
         np.testing.assert_array_equal(a.rows, b.rows)
 
 
+def test_a_chunk_searched_in_steps_gives_the_lists_of_one_step(monkeypatch):
+    # STEP_BYTES bounds the products one step holds: a chunk of more rows is searched in steps,
+    # the first chunk's filling lists and the later chunks' pruned ones alike, under a gauge.
+    monkeypatch.setattr(knn.select, "SLAB", 2 * knn.TILE)
+    rng = np.random.default_rng(13)
+    x = rng.standard_normal((4000, 12)) * rng.lognormal(size=(4000, 1))
+    query_rows = np.sort(rng.choice(len(x), 90, replace=False))
+    blocks = [Block("base", 90), Block("gauge", 40, np.exp(rng.normal(0.0, 1.0, size=12)))]
+    whole = _search(x, query_rows, 9, blocks, chunk=3000)
+    assert whole.step_rows() >= 3000
+    # 130 stacked rows of 4 bytes: one SLAB of rows per step.
+    monkeypatch.setattr(knn.select, "STEP_BYTES", 130 * 4 * 2 * knn.TILE)
+    stepped = _search(x, query_rows, 9, blocks, chunk=3000)
+    assert stepped.step_rows() == 2 * knn.TILE
+    for a, b in zip(whole.lists, stepped.lists, strict=True):
+        np.testing.assert_array_equal(a.rows, b.rows)
+        np.testing.assert_array_equal(a.scores, b.scores)
+    ref_rows, ref_scores = exact_lists(x, query_rows, 9, "l2")
+    found = stepped.list_for("l2")
+    tolerance = 1e-5 * np.abs(ref_scores).max()
+    _same_sets_up_to_ties(found.rows, found.scores, ref_rows, ref_scores, tolerance)
+
+
+def test_a_step_holds_at_most_step_bytes_of_products_and_at_least_a_slab():
+    rng = np.random.default_rng(14)
+    x = rng.standard_normal((50, 8))
+    for queries in (1, 40):
+        search = NeighborSearch(x[:queries], np.arange(queries), 5, [Block("base", queries)])
+        rows = search.step_rows()
+        assert rows % knn.SLAB == 0 and rows >= knn.SLAB
+        assert rows * queries * 4 <= max(knn.select.STEP_BYTES, knn.SLAB * queries * 4)
+    many = NeighborSearch(x, np.arange(50), 5, [Block("base", 50)] * 200)  # 10,000 stacked
+    assert many.step_rows() == knn.SLAB
+
+
 def test_k_larger_than_the_database_returns_every_other_row():
     x = np.random.default_rng(3).standard_normal((6, 3))
     search = _search(x, np.array([0, 5]), k=10, chunk=4)

@@ -37,6 +37,13 @@ TILE = 256
 #: cache, instead of being read back from memory twice (benchmarks/bench_slab.py: 5-10 % less
 #: time per 65,536-row chunk on a 2-core Xeon, within that machine's noise).
 SLAB = 8 * TILE
+#: Bytes of the float32 products one step of the search holds (stacked queries × rows): a
+#: chunk of more rows is searched in steps of fewer rows, so that memory follows the work in
+#: flight, not the bytes read (a chunk of 16-d rows holds 48 times the rows of a 768-d chunk of
+#: the same bytes). The products, a copy of a block's rows while its lists fill and their
+#: float64 scores take about four times this at most. At the default 1,350 stacked rows it is
+#: 12,288 rows, more than a 768-d chunk holds: those chunks are searched in one step.
+STEP_BYTES = 64 * 2**20
 #: (query, tile) pairs scored at a time: bounds the candidate arrays to ~8 MiB each.
 _PAIR_BATCH = 4096
 #: Candidates of one chunk held before they are cut to about k per query (see _nearest).
@@ -142,14 +149,35 @@ class TopKSelection:
     # Streaming -------------------------------------------------------------------------------
 
     def add(self, rows: CleanRows) -> None:
-        """Consume the clean rows of one chunk.
+        """Consume the clean rows of one chunk, in steps of at most :meth:`step_rows` rows
+        (the lists do not depend on how the rows are cut: they keep the best score, then the
+        lowest row)."""
+        step = self.step_rows()
+        for first in range(0, len(rows.positions), step):
+            last = first + step
+            self._add_step(
+                rows
+                if first == 0 and last >= len(rows.positions)
+                else CleanRows(
+                    rows.positions[first:last],
+                    rows.values[first:last],
+                    rows.norms[first:last],
+                    rows.unit[first:last],
+                )
+            )
+
+    def step_rows(self) -> int:
+        """Rows per step of :meth:`add`: STEP_BYTES of products, a multiple of SLAB rows."""
+        rows = STEP_BYTES // (4 * max(len(self.stacked), 1))
+        return max(SLAB, rows // SLAB * SLAB)
+
+    def _add_step(self, rows: CleanRows) -> None:
+        """Consume some clean rows of a chunk.
 
         The largest product of each query in each tile of TILE rows bounds its scores there
         under every metric, so once a query's list has filled, only the tiles that can beat its
         current k-th score are scored. Queries whose lists are still filling (the first chunk)
         take whole rows."""
-        if not len(rows.positions):
-            return
         chunk = self._chunk(rows)
         for neighbor_list in self.lists:
             bar = self._bar(neighbor_list)
