@@ -12,7 +12,8 @@ seeds, as data a practitioner might export rather than data tuned for the tool:
   exp(N(0, 1)) — the shape of matrix-factorisation factors;
 * ``clustered``: make_data.py's 256 clusters with a shared offset, unnormalized.
 
-Each audit runs in a child process; its peak RSS is the child's ``ru_maxrss``. The page cache
+Each audit runs in a child process; its peak RSS is the child's VmHWM (as ``time -v``
+reports). The page cache
 is warmed first. Prints Markdown tables for benchmarks/RESULTS.md.
 """
 
@@ -95,12 +96,16 @@ def warm(path: Path) -> None:
 
 def audit(path: Path, *options: str) -> tuple[float, float, int]:
     """Wall seconds, peak RSS in MiB and exit status of ``embaudit check PATH OPTIONS`` in a
-    child process (its own peak, read from getrusage after it alone has run)."""
+    child process."""
     warm(path)
+    # The child reads its own peak from /proc (VmHWM, its memory map's high-water mark): a
+    # child's ru_maxrss would include this process's size when it was forked (Linux keeps the
+    # larger across exec), and this process wrote the files.
     code = (
-        "import resource, sys, embaudit.cli as c\n"
+        "import sys, embaudit.cli as c\n"
         "try:\n    status = c.main(sys.argv[1:])\nexcept SystemExit as e:\n    status = e.code\n"
-        "print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, file=sys.stderr)\n"
+        "peak = [l for l in open('/proc/self/status') if l.startswith('VmHWM')][0].split()[1]\n"
+        "print(peak, file=sys.stderr)\n"
         "sys.exit(status)\n"
     )
     started = time.perf_counter()

@@ -151,13 +151,18 @@ class TopKSelection:
     def add(self, rows: CleanRows) -> None:
         """Consume the clean rows of one chunk, in steps of at most :meth:`step_rows` rows
         (the lists do not depend on how the rows are cut: they keep the best score, then the
-        lowest row)."""
-        step = self.step_rows()
-        for first in range(0, len(rows.positions), step):
-            last = first + step
+        lowest row). While a list is still filling, every row of a step is scored for its
+        queries, so that step is one SLAB: the lists fill on it, and the rest of the chunk is
+        scored only where the tiles' bounds reach them."""
+        first, count = 0, len(rows.positions)
+        while first < count:
+            filling = any(
+                np.isneginf(neighbor_list.scores[:, -1]).any() for neighbor_list in self.lists
+            )
+            last = first + (SLAB if filling else self.step_rows())
             self._add_step(
                 rows
-                if first == 0 and last >= len(rows.positions)
+                if first == 0 and last >= count
                 else CleanRows(
                     rows.positions[first:last],
                     rows.values[first:last],
@@ -165,6 +170,7 @@ class TopKSelection:
                     rows.unit[first:last],
                 )
             )
+            first = last
 
     def step_rows(self) -> int:
         """Rows per step of :meth:`add`: STEP_BYTES of products, a multiple of SLAB rows."""
