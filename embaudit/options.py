@@ -332,7 +332,7 @@ class CheckOptions(_Common, _Passes):
                 f"must be larger than k + 1 = {self.k + 1}, got {self.index_sample}",
                 INDEX_SAMPLE.flag,
             )
-        if self.sampling.gauge_rows <= self.k + 1:
+        if self.sampling.gauge_rows is not None and self.sampling.gauge_rows <= self.k + 1:
             raise ParameterError(
                 "gauge_rows",
                 f"must be larger than k + 1 = {self.k + 1}, got {self.sampling.gauge_rows}: every "

@@ -211,10 +211,11 @@ QUERIES = Param(
 )
 GAUGE_QUERIES = Param(50, Interval(int, 1), in_config=True)
 GAUGE_DRAWS = Param(3, Interval(int, 1), in_config=True)
-#: Rows the gauge queries search (EA301, EA302): a seeded random sample of the corpus, of the
-#: size a hand-written check of the gauges searches (bench_realistic.py's practitioner); every
-#: row of a smaller file (embaudit.measurement.sampling.gauge_corpus says why and what it changes).
-GAUGE_ROWS = Param(100_000, Interval(int, 1), in_config=True)
+#: Rows the gauge queries search (EA301, EA302): every row (None), as every other neighbour
+#: list of the audit does, or, as an opt-in speed knob, a seeded random sample of that many
+#: rows, whose value is then that of a smaller corpus
+#: (embaudit.measurement.sampling.gauge_corpus says why).
+GAUGE_ROWS = Param(None, Interval(int, 1), optional=True, in_config=True)
 GAUGE_LEVELS = Param(
     (0.1, 0.25, 0.5, 1.0), Custom(_levels, invalid=([], [-0.25], [0.1, math.nan], "0.5"))
 )

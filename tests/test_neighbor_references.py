@@ -289,6 +289,30 @@ def test_ea301_every_draw_of_every_level_equals_brute_force(data):
     assert curve[0] > curve[-1]
 
 
+def test_gauges_over_every_row_join_the_base_search_with_the_truncations():
+    """By default the gauge queries search every row: their blocks join the base search (no
+    second search), after the truncations' blocks; each block's overlaps still equal brute
+    force: the truncation against the full cosine lists, each gauge against the gauge
+    queries' own."""
+    x = make("encoder")
+    seed = 5
+    source = open_source(x)
+    result = measure(source, k=K, seed=seed, sampling=SAMPLING, truncate=(8,)).neighbors
+    assert result is not None and result.gauge_search is None and result.gauge_rows_searched is None
+    names = [block.name for block in result.search.blocks]
+    assert names[:2] == ["base", "truncate 8"] and len(names) > 2 + len(SAMPLING.gauge_levels)
+    rows = result.query_rows
+    base = scores(x, rows, "cosine")
+    low, high = overlap_bounds(base, scores(x[:, :8], rows, "cosine"), K)
+    assert_between(result.truncation[8], low, high)
+    gauge_rows = rows[: result.gauge_queries]
+    for index, (s, scale) in enumerate(drawn_gauges(x.shape[1], seed, SAMPLING)):
+        low, high = overlap_bounds(
+            base[: len(gauge_rows)], scores(x * scale, gauge_rows, "cosine"), K
+        )
+        assert_between(result.gauge[s][index % SAMPLING.gauge_draws], low, high)
+
+
 def test_ea301_s50_interpolates_in_log_s_between_the_levels_around_one_half():
     x = make("encoder")
     sampling = Sampling(

@@ -25,7 +25,6 @@ from embaudit.estimates import (
     crossed_standard_error,
 )
 from embaudit.model import Finding, Level, Status, TrainedWith
-from embaudit.params import GAUGE_ROWS
 
 
 def _gauge_verdict(
@@ -94,12 +93,12 @@ def s50(levels: list[float], overlaps: list[float]) -> tuple[float | None, str |
     what=(
         "For random diagonal gauges D = exp(N(0, s^2)) at s = 0.1, 0.25, 0.5 and 1.0 (several "
         "draws each) computes the overlap@k between the exact cosine kNN of X and of X·D for a "
-        "sample of queries (gauge-queries) against a random sample of the file's rows "
-        f"(gauge-rows, {GAUGE_ROWS.default:,} by default; every row of a smaller file), the same "
-        "rows for X and X·D and in every round (an overlap depends on how many rows are "
-        "searched, which decide how near the neighbours are: the sample measures every larger "
-        "export at the same density; set gauge-rows to the row count to search every row; "
-        "metrics.rows counts the rows searched), the mean absolute change of cosine on random "
+        "sample of queries (gauge-queries) against every row of the file (an overlap depends on "
+        "how many rows are searched, which decide how near the neighbours are: the value is "
+        "the corpus's own; gauge-rows, an opt-in speed knob, searches a random sample of that "
+        "many rows instead, the same in every round, and the check then says that its value is "
+        "that of a corpus of that size; metrics.rows counts the rows searched), the mean "
+        "absolute change of cosine on random "
         "pairs, and s50, the rescaling at which half of the neighbours change. The headline value "
         "is the overlap at s = 0.5. Each level's standard_error covers the queries and the gauge "
         "draws: the two-way random-effects variance of the mean over (draws × queries), from the "
@@ -251,7 +250,10 @@ def _gauge_rows(data: AuditData) -> tuple[int, str]:
     sampled, usable = data.neighbors.gauge_rows_searched, data.stats.n_clean
     if sampled is None:
         return usable, ""
-    return sampled, f"on a sample of {sampled:,} of the {usable:,} rows"
+    return sampled, (
+        f"on a sample of {sampled:,} of the {usable:,} rows (gauge-rows): the value of a corpus "
+        "of that size, not of this one"
+    )
 
 
 def _with_notes(message: str, *notes: str) -> str:

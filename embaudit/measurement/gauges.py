@@ -26,6 +26,7 @@ BASE_BLOCK = "base"
 GAUGE_BLOCK = "gauge s="
 CANONICAL_BLOCK = "canonical"
 JITTER_BLOCK = "canonical jitter"
+TRUNCATE_BLOCK = "truncate "
 
 
 def gauge_scales(

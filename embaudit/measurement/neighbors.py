@@ -14,7 +14,7 @@ import numpy.typing as npt
 from embaudit import geometry
 from embaudit.index import IndexMeasurement
 from embaudit.knn import NeighborList, NeighborSearch
-from embaudit.measurement.gauges import CANONICAL_BLOCK, GAUGE_BLOCK
+from embaudit.measurement.gauges import CANONICAL_BLOCK, GAUGE_BLOCK, TRUNCATE_BLOCK
 from embaudit.sources import EmbeddingSource
 from embaudit.stats import ScanStats
 
@@ -113,7 +113,9 @@ def neighbor_lists(
             search = search.head(len(external.rows))
         metrics = _metric_overlaps(search, truncate)
         hygiene = _hygiene(search, search.list_for("cosine"), stats, source, external, full)
-    gauged = _GaugeOverlaps() if gauge_search is None else _gauge_overlaps(gauge_search, gauges)
+    # The gauge blocks are the base search's when they searched every row with it.
+    gauged_in = gauge_search if gauge_search is not None else search
+    gauged = _GaugeOverlaps() if gauged_in is None else _gauge_overlaps(gauged_in, gauges)
     searched = search if search is not None else gauge_search
     assert searched is not None
     return Neighbors(
@@ -154,8 +156,9 @@ def _metric_overlaps(search: NeighborSearch, truncate: tuple[int, ...]) -> _Metr
     ladder = sorted({j for j in (1, 5, 10, 50, 100) if j < search.k} | {search.k})
     truncation: dict[int, Floats] = {}
     # The truncations' blocks, in the order of ``truncate``, when this search has them.
-    if len(search.blocks) > 1:
-        for m, b in zip(truncate, range(1, len(search.blocks)), strict=True):
+    blocks = [b for b, block in enumerate(search.blocks) if block.name.startswith(TRUNCATE_BLOCK)]
+    if blocks:
+        for m, b in zip(truncate, blocks, strict=True):
             truncation[m] = search.overlap(lists["cosine"], search.list_for("cosine", b))
     return _MetricOverlaps(
         overlap={(a, b): search.overlap(lists[a], lists[b]) for a, b in METRIC_PAIRS},
@@ -182,15 +185,20 @@ class _GaugeOverlaps:
 def _gauge_overlaps(
     gauge_search: NeighborSearch, gauges: list[tuple[float, Floats]]
 ) -> _GaugeOverlaps:
-    """Each gauge block's per-query overlap against the gauge queries' own cosine lists, in the
-    order the blocks were made: the random gauges in the order of ``gauges``, the canonical
-    gauge and its jitters."""
+    """Each gauge block's per-query overlap against the gauge queries' own cosine lists (the
+    first queries of the search's base block), in the order the blocks were made: the random
+    gauges in the order of ``gauges``, the canonical gauge and its jitters. None of the search's
+    blocks is a gauge's: no overlap."""
     gauge: dict[float, list[Floats]] = {}
     canonical: Floats = np.zeros(0)
     jitter: list[Floats] = []
     reference = gauge_search.list_for("cosine")
     levels = iter(s for s, _ in gauges)
+    queries = 0
     for b, block in enumerate(gauge_search.blocks[1:], start=1):
+        if block.name.startswith(TRUNCATE_BLOCK):
+            continue
+        queries = block.n_queries
         shared = gauge_search.overlap(reference, gauge_search.list_for("cosine", b))
         if block.name.startswith(GAUGE_BLOCK):
             gauge.setdefault(next(levels), []).append(shared)
@@ -198,7 +206,7 @@ def _gauge_overlaps(
             canonical = shared
         else:
             jitter.append(shared)
-    return _GaugeOverlaps(gauge_search.blocks[0].n_queries, gauge, canonical, jitter)
+    return _GaugeOverlaps(queries, gauge, canonical, jitter)
 
 
 def _hygiene(

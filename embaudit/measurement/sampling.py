@@ -35,7 +35,7 @@ class Sampling:
     queries: int = declare(QUERIES)  # query rows of the cosine / L2 / dot comparison (EA4xx)
     gauge_queries: int = declare(GAUGE_QUERIES)  # the first queries, searched under each gauge
     gauge_draws: int = declare(GAUGE_DRAWS)  # random gauges per rescaling level
-    gauge_rows: int = declare(GAUGE_ROWS)  # corpus rows the gauge queries search (all if fewer)
+    gauge_rows: int | None = declare(GAUGE_ROWS)  # rows the gauge queries search (None: all)
     gauge_levels: tuple[float, ...] = declare(GAUGE_LEVELS)  # s in D = exp(N(0, s^2))
     sample: int = declare(SAMPLE)  # rows for the spectrum, pair cosines and hubness graph
     pairs: int = declare(PAIRS)  # random pairs of sample rows
@@ -57,21 +57,19 @@ class Sampling:
         }
 
 
-def gauge_corpus(n: int, rows: int, seed: int, redraw: int | None = None) -> Ints | None:
+def gauge_corpus(n: int, rows: int | None, seed: int, redraw: int | None = None) -> Ints | None:
     """The sorted positions of the corpus rows that the gauge queries search (EA301, EA302):
-    ``rows`` of the ``n`` drawn uniformly at random from their own stream of ``seed``, or
-    None (every row) when ``n <= rows``. The same rows in every round of an audit, so that
-    every round estimates the same overlap. ``redraw`` (a benchmark's) draws other rows from a
-    child of that stream, the rest of the audit unchanged.
+    None (every row) by default or when ``n <= rows``, else ``rows`` of the ``n`` drawn
+    uniformly at random from their own stream of ``seed``, the same rows in every round of an
+    audit, so that every round estimates the same overlap. ``redraw`` (a benchmark's) draws
+    other rows from a child of that stream, the rest of the audit unchanged.
 
-    Why a sample: searching every row under the 16 gauges would multiply 800 more query rows
-    with every row, more than the 500 queries of the other checks. What it changes: an overlap
-    depends on how many rows are searched, since they decide how near the neighbours are, in
-    either direction (a 1M x 768 clustered export: EA301 0.43 on 25,000 rows, 0.30 on
-    100,000, 0.16 on every row, benchmarks/gauge_rows.py; clusters of 10 rows: lower on a
-    third of the rows than on all, where fewer of each cluster remain). A sample of a fixed
-    size measures every export larger than it at the same density."""
-    if n <= rows:
+    Why every row: an overlap depends on how many rows are searched, since they decide how near
+    the neighbours are, in either direction (a 1M x 768 clustered export: EA301 0.43 on 25,000
+    rows, 0.30 on 100,000, 0.16 on every row; 400,000 rows in tight groups of 20: 0.56 on
+    100,000 rows against 0.77 on every row; benchmarks/gauge_rows.py). A sample answers for a
+    corpus of its size, not for the user's: the checks say so when one is asked for."""
+    if rows is None or n <= rows:
         return None
     rng = generator(seed, Stream.GAUGE_ROWS, *(() if redraw is None else (redraw,)))
     return np.sort(draw_positions(n, rows, rng))

@@ -30,6 +30,7 @@ from embaudit.measurement.gauges import (
     JITTER_BLOCK,
     JITTER_DRAWS,
     SCALE_ROWS_PER_SAMPLE,
+    TRUNCATE_BLOCK,
     canonical_scale,
     gauge_scales,
     scale_jitter,
@@ -277,7 +278,9 @@ def _plan_searches(
     if not wanted.isdisjoint(("lists", "truncation")):
         blocks = [Block(BASE_BLOCK, len(drawn.query_rows))]
         if "truncation" in wanted:
-            blocks += [Block(f"truncate {m}", drawn.own, truncation_scale(d, m)) for m in truncate]
+            blocks += [
+                Block(f"{TRUNCATE_BLOCK}{m}", drawn.own, truncation_scale(d, m)) for m in truncate
+            ]
         search = NeighborSearch(drawn.queries, drawn.query_rows, k, blocks)
     gauge_queries = min(sampling.gauge_queries, drawn.own)
     gauge_blocks = []
@@ -295,6 +298,14 @@ def _plan_searches(
             ]
     if not gauge_blocks:
         return _Planned(search, canonical=canonical)
+    gauge_positions = gauge_corpus(n, sampling.gauge_rows, seed)
+    if search is not None and gauge_positions is None:
+        # The gauges search every row, as the base queries do: their blocks join the base
+        # search, whose first queries' cosine lists are the gauges' references.
+        merged = NeighborSearch(
+            search.queries, search.query_rows, k, [*search.blocks, *gauge_blocks]
+        )
+        return _Planned(merged, canonical=canonical)
     # The gauge queries' cosine lists without a gauge are the gauges' references.
     gauge_search = NeighborSearch(
         drawn.queries[:gauge_queries],
@@ -303,7 +314,7 @@ def _plan_searches(
         [Block(BASE_BLOCK, gauge_queries), *gauge_blocks],
         ("cosine",),
     )
-    return _Planned(search, gauge_search, gauge_corpus(n, sampling.gauge_rows, seed), canonical)
+    return _Planned(search, gauge_search, gauge_positions, canonical)
 
 
 def _canonical_gauge(scale_rows: Floats, every_row: ScanStats | None, dead_ratio: float) -> Floats:
