@@ -99,10 +99,17 @@ def with_hygiene(data: AuditData) -> tuple[QueryHygiene, npt.NDArray[np.int64]] 
 
 
 def warned_if(
-    warn: bool, value: float | None, message: str, metrics: dict[str, Any], recommendation: str
+    warn: bool,
+    value: float | None,
+    message: str,
+    metrics: dict[str, Any],
+    recommendation: str | None,
+    concern: str = "",
 ) -> Finding:
-    """A warning with its recommendation when ``warn``, else a pass with the same value and
-    message: the ending of the checks whose finding is a warning at most."""
+    """A warning with its recommendation when ``warn`` (its message followed by ``: concern``
+    when one is given), else a pass with the same value and message: the ending of the checks
+    whose finding is a warning at most."""
     if warn:
-        return Finding(Status.WARN, value, message, metrics, recommendation=recommendation)
+        said = f"{message}: {concern}" if concern else message
+        return Finding(Status.WARN, value, said, metrics, recommendation=recommendation)
     return Finding(Status.PASS, value, message, metrics)

@@ -112,16 +112,14 @@ def hubness(data: AuditData, threshold: float) -> Finding:
             f"{returned['slots']:,} slots (uniform: {returned['distinct_if_uniform']:,.0f}), the "
             f"{len(returned['most_returned'])} most returned fill {returned['top_share']:.0%}"
         )
-    if hub.robin_hood > threshold:
-        return Finding(
-            Status.WARN,
-            hub.robin_hood,
-            f"{message}: hubs crowd the neighbour lists and {hub.antihub_rate:.0%} of the rows "
-            "are in none",
-            metrics,
-            recommendation="Centre the vectors, or apply hubness reduction before kNN retrieval",
-        )
-    return Finding(Status.PASS, hub.robin_hood, message, metrics)
+    return warned_if(
+        hub.robin_hood > threshold,
+        hub.robin_hood,
+        message,
+        metrics,
+        "Centre the vectors, or apply hubness reduction before kNN retrieval",
+        f"hubs crowd the neighbour lists and {hub.antihub_rate:.0%} of the rows are in none",
+    )
 
 
 @register(
@@ -189,16 +187,14 @@ def graph_islands(data: AuditData, threshold: float) -> Finding:
         f"{share:.1%} of the sample in mutual-kNN groups of 2 to {graph.island_k} rows "
         f"(isotropic {reference:.1%}); {graph.single_share:.1%} without a mutual neighbour"
     )
-    if share > threshold:
-        return Finding(
-            Status.WARN,
-            share,
-            f"{message}: a graph index reaches these groups badly",
-            metrics,
-            recommendation="Inspect the small isolated groups; raise the graph index's M and "
-            "ef_construction",
-        )
-    return Finding(Status.PASS, share, message, metrics)
+    return warned_if(
+        share > threshold,
+        share,
+        message,
+        metrics,
+        "Inspect the small isolated groups; raise the graph index's M and ef_construction",
+        "a graph index reaches these groups badly",
+    )
 
 
 #: EA503's floor: the median nearest cosine less this many (normal-consistent) MADs.

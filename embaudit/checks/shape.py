@@ -12,6 +12,7 @@ from embaudit import geometry
 from embaudit.checks.base import AuditData, register, threshold_of
 from embaudit.checks.common import (
     SKIP,
+    warned_if,
     with_hygiene,
 )
 from embaudit.estimates import Z95, median_standard_error
@@ -211,16 +212,8 @@ def spectrum(data: AuditData, threshold: float) -> Finding:
         f"{sample.effective_rank:.1f} of {data.stats.d} (isotropic "
         f"{reference.effective_rank:.1f})"
     )
-    if sample.top_share > threshold:
-        return Finding(
-            Status.WARN,
-            sample.top_share,
-            f"the top component carries {sample.top_share:.0%} of the variance; {summary}",
-            metrics,
-            recommendation=CENTRE,
-        )
-    summary = f"the top component carries {sample.top_share:.0%} of the variance; {summary}"
-    return Finding(Status.PASS, sample.top_share, summary, metrics)
+    message = f"the top component carries {sample.top_share:.0%} of the variance; {summary}"
+    return warned_if(sample.top_share > threshold, sample.top_share, message, metrics, CENTRE)
 
 
 @register(
@@ -390,14 +383,14 @@ def scale_spread(data: AuditData, threshold: float) -> Finding:
         "sample": sample.m,
     }
     message = f"std of log per-dimension scales {spread:.3f}; largest/smallest {ratio:.3g}"
-    if spread > threshold and data.params.trained_with in (TrainedWith.DOT, TrainedWith.UNKNOWN):
-        return Finding(
-            Status.WARN,
-            spread,
-            f"{message}: cosine depends on these scales, which a dot-product model leaves free",
-            metrics,
-        )
-    return Finding(Status.PASS, spread, message, metrics)
+    return warned_if(
+        spread > threshold and data.params.trained_with in (TrainedWith.DOT, TrainedWith.UNKNOWN),
+        spread,
+        message,
+        metrics,
+        None,
+        "cosine depends on these scales, which a dot-product model leaves free",
+    )
 
 
 @register(
@@ -465,12 +458,11 @@ def distance_concentration(data: AuditData, threshold: float) -> Finding:
         "reference": {"median": isotropic, "n": n, "d": d},
     }
     message = f"median relative contrast {median:.3g} (isotropic {isotropic:.3g})"
-    if median < threshold * isotropic:
-        return Finding(
-            Status.WARN,
-            median,
-            f"{message}: the nearest rows stand out no more than in isotropic noise",
-            metrics,
-            recommendation="Centre the vectors and remove dominant directions before indexing",
-        )
-    return Finding(Status.PASS, median, message, metrics)
+    return warned_if(
+        median < threshold * isotropic,
+        median,
+        message,
+        metrics,
+        "Centre the vectors and remove dominant directions before indexing",
+        "the nearest rows stand out no more than in isotropic noise",
+    )
