@@ -15,7 +15,7 @@ from embaudit.estimates import (
 )
 from embaudit.knn import EXTERNAL_ROW
 from embaudit.measurement.neighbors import QueryHygiene
-from embaudit.model import Finding, Status
+from embaudit.model import Finding, Level, Status, TrainedWith
 
 #: The rescaling level whose overlap is EA301's headline value.
 HEADLINE_LEVEL = 0.5
@@ -113,3 +113,24 @@ def warned_if(
         said = f"{message}: {concern}" if concern else message
         return Finding(Status.WARN, value, said, metrics, recommendation=recommendation)
     return Finding(Status.PASS, value, message, metrics)
+
+
+def other_neighbours(
+    value: float,
+    message: str,
+    indexes: str,
+    metrics: dict[str, Any],
+    trained_with: TrainedWith,
+    recommendation: str | None,
+) -> Finding:
+    """The warning that ``indexes`` ('an L2 index') will not return the cosine neighbours: a
+    caution when the objective is not declared (cosine may be what it wants), else no effect on
+    the verdict."""
+    return Finding(
+        Status.WARN,
+        value,
+        f"{message}: {indexes} will not return the cosine neighbours",
+        metrics,
+        impact=Level.CAUTION if trained_with == TrainedWith.UNKNOWN else None,
+        recommendation=recommendation,
+    )

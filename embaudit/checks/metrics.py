@@ -9,6 +9,7 @@ from embaudit.checks.common import (
     OVERLAP_ERROR,
     SKIP,
     USE_DOT,
+    other_neighbours,
     overlap_summary,
     query_population,
 )
@@ -45,14 +46,8 @@ def _agreement(
     # Normalizing helps only where cosine is the similarity wanted; a dot or L2 model should
     # rank with its own metric, which EA402 or EA401 then says.
     wants_cosine = trained_with in (TrainedWith.COSINE, TrainedWith.UNKNOWN)
-    return Finding(
-        Status.WARN,
-        value,
-        f"{message}: an {name} index will not return the cosine neighbours",
-        metrics,
-        impact=Level.CAUTION if trained_with == TrainedWith.UNKNOWN else None,
-        recommendation=NORMALIZE if wants_cosine else None,
-    )
+    fix = NORMALIZE if wants_cosine else None
+    return other_neighbours(value, message, f"an {name} index", metrics, trained_with, fix)
 
 
 @register(
