@@ -1,20 +1,24 @@
 """What several check families share: the wording of the recommendations they give, the summary of a
-mean overlap over the queries, and the share of queries a query-hygiene check counts."""
+mean overlap over the queries, the share of queries a query-hygiene check counts, the decorators
+that skip a check when its part of the measurement is missing, and the endings of a warning."""
 
 from __future__ import annotations
 
+import functools
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
 import numpy.typing as npt
 
-from embaudit.checks.base import AuditData
+from embaudit.checks.base import AuditData, Sampled
 from embaudit.estimates import (
     bounded_mean_standard_error,
     mean_standard_error,
 )
 from embaudit.knn import EXTERNAL_ROW
 from embaudit.measurement.neighbors import QueryHygiene
+from embaudit.measurement.sample import Geometry
 from embaudit.model import Finding, Level, Status, TrainedWith
 
 #: The rescaling level whose overlap is EA301's headline value.
@@ -31,6 +35,14 @@ DECLARE = "Declare the training objective (--trained-with cosine|dot|l2) to sett
 
 
 SKIP = "needs more finite, non-zero rows than k + 1 (otherwise every row is every row's neighbour)"
+
+
+#: Why a check that needs two rows (a pair, a spread, the sample) is skipped.
+FEW_ROWS = "needs at least 2 finite, non-zero rows"
+
+
+#: A check estimated from the queries' neighbour lists: measured again with more queries.
+ON_QUERY_LISTS: Sampled = {"samples": ("queries",), "reads": ("lists",)}
 
 
 #: How the error of a mean overlap over the queries is computed (explain's text).
@@ -71,6 +83,7 @@ DIMENSION_LIST_CAP = 50
 
 
 Floats = npt.NDArray[np.float64]
+Ints = npt.NDArray[np.int64]
 
 
 def query_share(flags: npt.NDArray[np.bool_]) -> tuple[float, float | None]:
@@ -89,13 +102,48 @@ def share_text(share: float, error: float | None, queries: int, external: bool =
     return f"{share:.1%} of {what} (± {error or 0:.1%})"
 
 
-def with_hygiene(data: AuditData) -> tuple[QueryHygiene, npt.NDArray[np.int64]] | None:
+#: What :func:`register` takes: a check's measure of the data against its threshold.
+Measure = Callable[[AuditData, float], Finding]
+
+
+def skipped_without(
+    part: Callable[[AuditData], tuple[Any, ...] | None], reason: str
+) -> Callable[[Callable[..., Finding]], Measure]:
+    """A decorator for a check measured on ``part`` of the data: the check is skipped with
+    ``reason`` where ``part`` is None (not measured), else called with the data, what ``part``
+    returns and the threshold."""
+
+    def decorate(measure: Callable[..., Finding]) -> Measure:
+        @functools.wraps(measure)
+        def checked(data: AuditData, threshold: float) -> Finding:
+            found = part(data)
+            if found is None:
+                return Finding(Status.SKIP, None, reason)
+            return measure(data, *found, threshold)
+
+        return checked
+
+    return decorate
+
+
+def _sample(data: AuditData) -> tuple[Geometry] | None:
+    return None if data.geometry is None else (data.geometry,)
+
+
+def with_hygiene(data: AuditData) -> tuple[QueryHygiene, Ints] | None:
     neighbors = data.neighbors
     if neighbors is None or neighbors.hygiene is None:
         return None
     hygiene = neighbors.hygiene
     found = hygiene.nearest_row >= 0
     return (hygiene, np.flatnonzero(found)) if found.any() else None
+
+
+#: A check on the sample (``data.geometry``): ``measure(data, sample, threshold)``.
+on_sample = skipped_without(_sample, FEW_ROWS)
+#: A check on the queries' hygiene: ``measure(data, hygiene, queries, threshold)``, the
+#: queries those with a nearest row.
+on_hygiene = skipped_without(with_hygiene, SKIP)
 
 
 def warned_if(

@@ -10,12 +10,15 @@ import numpy as np
 from embaudit.checks.base import AuditData, register
 from embaudit.checks.common import (
     DIMENSION_LIST_CAP,
-    SKIP,
+    FEW_ROWS,
+    ON_QUERY_LISTS,
+    Ints,
+    on_hygiene,
     query_share,
     share_text,
     warned_if,
-    with_hygiene,
 )
+from embaudit.measurement.neighbors import QueryHygiene
 from embaudit.model import Finding, Level, Status
 from embaudit.stats import DEAD_RATIO, RowSet, dead_dimension_mask
 
@@ -189,7 +192,7 @@ def duplicates(data: AuditData, threshold: float) -> Finding:
 def dead_dimensions(data: AuditData, threshold: float) -> Finding:
     stats = data.stats
     if stats.moments.count < 2:
-        return Finding(Status.SKIP, None, "needs at least 2 finite, non-zero rows")
+        return Finding(Status.SKIP, None, FEW_ROWS)
     std = stats.moments.std
     rms_coordinate = stats.rms_coordinate
     dead = np.flatnonzero(dead_dimension_mask(std, rms_coordinate, threshold))
@@ -259,14 +262,12 @@ NEAR_DUPLICATE_FAIL = 0.10
         "shows a copy for about one query in ten; at 10% copies are the rule. Generated "
         "encoder-like corpora without planted copies have none at cosine 0.99."
     ),
-    samples=("queries",),
-    reads=("lists",),
+    **ON_QUERY_LISTS,
 )
-def near_duplicates(data: AuditData, threshold: float) -> Finding:
-    found = with_hygiene(data)
-    if found is None:
-        return Finding(Status.SKIP, None, SKIP)
-    hygiene, queries = found
+@on_hygiene
+def near_duplicates(
+    data: AuditData, hygiene: QueryHygiene, queries: Ints, threshold: float
+) -> Finding:
     cutoff = data.params.near_duplicate_cosine
     nearest = hygiene.nearest_cosine[queries]
     near = (nearest >= cutoff) & ~hygiene.exact_copy[queries]

@@ -9,13 +9,17 @@ from typing import Any
 import numpy as np
 
 from embaudit import geometry
-from embaudit.checks.base import AuditData, register, threshold_of
+from embaudit.checks.base import AuditData, Sampled, register, threshold_of
 from embaudit.checks.common import (
-    SKIP,
+    FEW_ROWS,
+    Ints,
+    on_hygiene,
+    on_sample,
     warned_if,
-    with_hygiene,
 )
 from embaudit.estimates import Z95, median_standard_error
+from embaudit.measurement.neighbors import QueryHygiene
+from embaudit.measurement.sample import Geometry
 from embaudit.model import Finding, Level, Status, TrainedWith
 from embaudit.stats import dead_dimension_mask
 
@@ -25,6 +29,10 @@ COLLAPSE_MEAN_COSINE = 0.9
 
 #: r^2 between cosines with and without the rogue dimensions below which they decide cosine.
 ROGUE_R2_FLOOR = 0.5
+
+
+#: EA203 and EA205, on the sample: measured again on a larger one.
+ON_SAMPLE: Sampled = {"samples": ("sample",), "reads": ("sample",)}
 
 
 CENTRE = "Centre the vectors (subtract the mean vector) and remove the top principal component"
@@ -69,7 +77,7 @@ def mean_cosine(data: AuditData, threshold: float) -> Finding:
     stats, sample = data.stats, data.geometry
     n = stats.n_clean
     if n < 2:
-        return Finding(Status.SKIP, None, "needs at least 2 finite, non-zero rows")
+        return Finding(Status.SKIP, None, FEW_ROWS)
     unit_sum = stats.unit_sum
     mean = float((unit_sum @ unit_sum - stats.unit_sq_sum.sum()) / (n * (n - 1)))
     metrics: dict[str, object] = {
@@ -137,7 +145,7 @@ def mean_cosine(data: AuditData, threshold: float) -> Finding:
 def common_direction(data: AuditData, threshold: float) -> Finding:
     stats = data.stats
     if stats.n_clean < 2:
-        return Finding(Status.SKIP, None, "needs at least 2 finite, non-zero rows")
+        return Finding(Status.SKIP, None, FEW_ROWS)
     norms = stats.clean_norms
     scale = float(norms.max())
     ratio = float(np.linalg.norm(stats.moments.mean / scale) / np.mean(norms / scale))
@@ -184,13 +192,10 @@ def common_direction(data: AuditData, threshold: float) -> Finding:
     ),
     threshold=0.5,
     threshold_rationale="Warn when the top component carries more than half of the variance.",
-    samples=("sample",),
-    reads=("sample",),
+    **ON_SAMPLE,
 )
-def spectrum(data: AuditData, threshold: float) -> Finding:
-    sample = data.geometry
-    if sample is None:
-        return Finding(Status.SKIP, None, "needs at least 2 finite, non-zero rows")
+@on_sample
+def spectrum(data: AuditData, sample: Geometry, threshold: float) -> Finding:
     reference = sample.reference
     metrics = {
         "isoscore": sample.isoscore,
@@ -257,7 +262,7 @@ def rogue_dimensions(data: AuditData, threshold: float) -> Finding:
     stats, sample = data.stats, data.geometry
     n = stats.n_clean
     if n < 2 or sample is None:
-        return Finding(Status.SKIP, None, "needs at least 2 finite, non-zero rows")
+        return Finding(Status.SKIP, None, FEW_ROWS)
     cc = (stats.unit_sum**2 - stats.unit_sq_sum) / (n * (n - 1))
     mean_cosine = float(cc.sum())
     dims = sample.rogue_dimensions
@@ -361,13 +366,10 @@ def _dominated(data: AuditData, share: float, metrics: dict[str, object]) -> Fin
     threshold_rationale=(
         "0.5: one standard deviation of the log-scales is a factor e^0.5 ≈ 1.65 between dimensions."
     ),
-    samples=("sample",),
-    reads=("sample",),
+    **ON_SAMPLE,
 )
-def scale_spread(data: AuditData, threshold: float) -> Finding:
-    sample = data.geometry
-    if sample is None:
-        return Finding(Status.SKIP, None, "needs at least 2 finite, non-zero rows")
+@on_sample
+def scale_spread(data: AuditData, sample: Geometry, threshold: float) -> Finding:
     std = sample.column_std
     alive = ~dead_dimension_mask(std, sample.rms_coordinate, threshold_of(data.params, "EA004"))
     if alive.sum() < 2:
@@ -434,11 +436,10 @@ def scale_spread(data: AuditData, threshold: float) -> Finding:
         "(5,000 to 20,000 rows, d = 384) and 4.9 (d = 64)."
     ),
 )
-def distance_concentration(data: AuditData, threshold: float) -> Finding:
-    found = with_hygiene(data)
-    if found is None:
-        return Finding(Status.SKIP, None, SKIP)
-    hygiene, queries = found
+@on_hygiene
+def distance_concentration(
+    data: AuditData, hygiene: QueryHygiene, queries: Ints, threshold: float
+) -> Finding:
     mean_distance = 1.0 - hygiene.mean_cosine[queries]
     nearest_distance = 1.0 - hygiene.nearest_cosine[queries]
     with np.errstate(divide="ignore", invalid="ignore"):
