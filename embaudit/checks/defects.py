@@ -35,6 +35,19 @@ def _plural(count: int, word: str) -> str:
     return f"{count:,} {word}{'' if count == 1 else 's'}"
 
 
+def _failed_on_rows(
+    rows: RowSet, threshold: float, metrics: dict[str, Any], clean: str, found: str, action: str
+) -> Finding:
+    """EA001 and EA002: a pass (``clean``) while the rows number at most the threshold, else a
+    failure that makes the verdict untrustworthy (``found``, recommending ``action``)."""
+    count = float(rows.count)
+    if rows.count <= threshold:
+        return Finding(Status.PASS, count, clean, metrics)
+    return Finding(
+        Status.FAIL, count, found, metrics, impact=Level.UNTRUSTWORTHY, recommendation=action
+    )
+
+
 @register(
     "EA001",
     measures="rows with NaN/Inf (or a float64 norm beyond range), listed and counted",
@@ -64,17 +77,15 @@ def non_finite(data: AuditData, threshold: float) -> Finding:
     rows = stats.non_finite
     metrics: dict[str, Any] = {**rows.to_dict(), "nan_rows": stats.nan_rows}
     metrics["inf_rows"] = stats.inf_rows
-    if rows.count <= threshold:
-        return Finding(Status.PASS, float(rows.count), "every value is finite", metrics)
-    return Finding(
-        Status.FAIL,
-        float(rows.count),
-        f"{_plural(rows.count, 'row')} with NaN, Inf or null ({describe_rows(rows)}); "
-        "excluded from the other checks",
+    listed = describe_rows(rows)
+    return _failed_on_rows(
+        rows,
+        threshold,
         metrics,
-        impact=Level.UNTRUSTWORTHY,
-        recommendation=f"Repair or drop the {_plural(rows.count, 'non-finite row')} "
-        f"({describe_rows(rows)}) before indexing",
+        "every value is finite",
+        f"{_plural(rows.count, 'row')} with NaN, Inf or null ({listed}); excluded from the other "
+        "checks",
+        f"Repair or drop the {_plural(rows.count, 'non-finite row')} ({listed}) before indexing",
     )
 
 
@@ -104,17 +115,14 @@ def zero_vectors(data: AuditData, threshold: float) -> Finding:
     rows = data.stats.zero
     smallest = float(np.finfo(data.stats.dtype).tiny)
     metrics = {**rows.to_dict(), "norm_below": smallest}
-    if rows.count <= threshold:
-        return Finding(Status.PASS, float(rows.count), "no zero vectors", metrics)
-    return Finding(
-        Status.FAIL,
-        float(rows.count),
-        f"{_plural(rows.count, 'zero vector')} ({describe_rows(rows)}); cosine is undefined for "
-        "them; excluded from the other checks",
+    zero, listed = _plural(rows.count, "zero vector"), describe_rows(rows)
+    return _failed_on_rows(
+        rows,
+        threshold,
         metrics,
-        impact=Level.UNTRUSTWORTHY,
-        recommendation=f"Drop the {_plural(rows.count, 'zero vector')} ({describe_rows(rows)}) "
-        "or give missing items an explicit fallback",
+        "no zero vectors",
+        f"{zero} ({listed}); cosine is undefined for them; excluded from the other checks",
+        f"Drop the {zero} ({listed}) or give missing items an explicit fallback",
     )
 
 
