@@ -38,6 +38,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from embaudit.model import field_values
 from embaudit.random_streams import TowerStream, tower_generator
 from embaudit.stats import clean_mask
 
@@ -91,16 +92,7 @@ class SideResult:
     cosine_range: dict[str, float]
 
     def to_dict(self) -> dict[str, Any]:
-        return {
-            "side": self.side,
-            "k": self.k,
-            "sample": self.sample,
-            "worst_overlap_at_k": self.worst_overlap_at_k,
-            "worst_condition": self.worst_condition,
-            "evaluations": self.evaluations,
-            "overlap_by_condition": self.overlap_by_condition,
-            "cosine_range": self.cosine_range,
-        }
+        return field_values(self, leave_out=("worst_scale",))
 
 
 class _Neighbours:
@@ -332,13 +324,7 @@ class Balance:
     dead: dict[str, list[int]]  # zero columns: in the items only, the users only, both
 
     def to_dict(self) -> dict[str, Any]:
-        return {
-            "condition": self.condition,
-            "live_condition": self.live_condition,
-            "log_scale_std": self.log_scale_std,
-            "balanced": self.balanced,
-            "tolerance": self.tolerance,
-            "rows": self.rows,
+        return field_values(self, leave_out=("scale", "dead")) | {
             "dimensions": int(np.isfinite(self.scale).sum()),
             "dead_dimensions": self.dead,
             "scale": [float(x) if np.isfinite(x) else None for x in self.scale],
@@ -456,12 +442,7 @@ class UsersMetric:
     rank: int  # numerical rank of AᵀA: below d, the users do not see every item direction
 
     def to_dict(self) -> dict[str, Any]:
-        return {
-            "overlap_at_k": self.overlap_at_k,
-            "k": self.k,
-            "sample": self.sample,
-            "rank": self.rank,
-        }
+        return field_values(self)
 
 
 def users_metric(items: Floats, gram: Gram, k: int) -> UsersMetric:

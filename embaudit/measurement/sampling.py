@@ -10,6 +10,7 @@ import numpy as np
 import numpy.typing as npt
 
 from embaudit.draw import draw_positions
+from embaudit.model import field_values
 from embaudit.params import (
     GAUGE_DRAWS,
     GAUGE_LEVELS,
@@ -45,16 +46,7 @@ class Sampling:
         validate(self)
 
     def to_dict(self) -> dict[str, Any]:
-        return {
-            "queries": self.queries,
-            "gauge_queries": self.gauge_queries,
-            "gauge_draws": self.gauge_draws,
-            "gauge_rows": self.gauge_rows,
-            "gauge_levels": list(self.gauge_levels),
-            "sample": self.sample,
-            "pairs": self.pairs,
-            "graphs": self.graphs,
-        }
+        return field_values(self) | {"gauge_levels": list(self.gauge_levels)}
 
 
 def gauge_corpus(n: int, rows: int, seed: int, redraw: int | None = None) -> Ints | None:
