@@ -38,12 +38,10 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from embaudit.array_types import Floats, Ints
 from embaudit.model import field_values
 from embaudit.random_streams import TowerStream, tower_generator
 from embaudit.stats import clean_mask
-
-Floats = npt.NDArray[np.float64]
-Ints = npt.NDArray[np.int64]
 
 #: Condition numbers of the overlap-by-condition curve (kept where <= max_condition).
 CONDITION_LADDER = (1.25, 1.5, 2.0, 3.0, 5.0, 10.0, 30.0, 100.0, 1000.0)

@@ -11,6 +11,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from embaudit.array_types import Ints
 from embaudit.checks.base import AuditData, Sampled
 from embaudit.estimates import (
     bounded_mean_standard_error,
@@ -80,10 +81,6 @@ def overlap_summary(
 
 #: Dimensions listed by EA004; the count is always complete.
 DIMENSION_LIST_CAP = 50
-
-
-Floats = npt.NDArray[np.float64]
-Ints = npt.NDArray[np.int64]
 
 
 def query_share(flags: npt.NDArray[np.bool_]) -> tuple[float, float | None]:

@@ -7,12 +7,12 @@ from typing import Any
 
 import numpy as np
 
+from embaudit.array_types import Ints
 from embaudit.checks.base import AuditData, register
 from embaudit.checks.common import (
     DIMENSION_LIST_CAP,
     FEW_ROWS,
     ON_QUERY_LISTS,
-    Ints,
     on_hygiene,
     query_share,
     share_text,

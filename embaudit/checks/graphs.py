@@ -7,13 +7,12 @@ from typing import Any
 
 import numpy as np
 
+from embaudit.array_types import Floats, Ints
 from embaudit.checks.base import AuditData, Sampled, register
 from embaudit.checks.common import (
     FEW_ROWS,
     ON_QUERY_LISTS,
     SKIP,
-    Floats,
-    Ints,
     on_hygiene,
     on_sample,
     share_text,

@@ -9,10 +9,10 @@ from typing import Any
 import numpy as np
 
 from embaudit import geometry
+from embaudit.array_types import Ints
 from embaudit.checks.base import AuditData, Sampled, register, threshold_of
 from embaudit.checks.common import (
     FEW_ROWS,
-    Ints,
     on_hygiene,
     on_sample,
     warned_if,

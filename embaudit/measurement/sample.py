@@ -11,10 +11,10 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
-import numpy.typing as npt
 from threadpoolctl import threadpool_info, threadpool_limits
 
 from embaudit import geometry
+from embaudit.array_types import Floats, Ints
 from embaudit.estimates import (
     log_scale_spread_standard_error,
     pair_r2_standard_error,
@@ -23,9 +23,6 @@ from embaudit.estimates import (
 from embaudit.measurement.graphs import SampleGraph, graph_degrees, sample_graph
 from embaudit.sources.base import available_cores
 from embaudit.stats import DEAD_RATIO, ScanStats, coordinate_rms, dead_dimension_mask, row_norms
-
-Floats = npt.NDArray[np.float64]
-Ints = npt.NDArray[np.int64]
 
 
 @dataclass(frozen=True)

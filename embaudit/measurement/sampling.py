@@ -7,8 +7,8 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-import numpy.typing as npt
 
+from embaudit.array_types import Ints
 from embaudit.draw import draw_positions
 from embaudit.model import field_values
 from embaudit.params import (
@@ -24,8 +24,6 @@ from embaudit.params import (
     validate,
 )
 from embaudit.random_streams import Stream, generator
-
-Ints = npt.NDArray[np.int64]
 
 
 @dataclass(frozen=True)

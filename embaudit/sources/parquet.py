@@ -19,6 +19,7 @@ import pyarrow.compute as pc
 import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
+from embaudit.array_types import Ints
 from embaudit.errors import InputError
 from embaudit.sources.base import (
     Chunk,
@@ -30,8 +31,6 @@ from embaudit.sources.base import (
 )
 from embaudit.sources.columns import Layout, RaggedRow, batch_matrix, json_safe, layout_of
 from embaudit.sources.readers import ReadErrors, first_line
-
-Ints = npt.NDArray[np.int64]
 
 
 @dataclass

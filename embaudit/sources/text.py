@@ -30,6 +30,7 @@ import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 import pyarrow.json as pajson
 
+from embaudit.array_types import Ints
 from embaudit.errors import InputError
 from embaudit.sources.base import (
     Chunk,
@@ -49,8 +50,6 @@ from embaudit.sources.columns import (
     layout_of,
 )
 from embaudit.sources.readers import ReadErrors, first_line
-
-Ints = npt.NDArray[np.int64]
 
 #: Bytes read at a time while finding the line breaks, and the block size of the readers.
 SCAN_BYTES = 16 * 2**20
