@@ -10,6 +10,7 @@ import io
 import itertools
 import math
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -66,23 +67,26 @@ def check_plots(report: CheckReport) -> list[Plot]:
     """The figures of a check report, in reading order; a check that measured nothing for its
     figure (skipped, not selected) has none."""
     metrics: Metrics = {check.code: check.metrics for check in report.checks}
+
+    def of(code: str, needs: str, draw: Callable[[dict[str, Any]], Plot]) -> Plot | None:
+        """The figure ``draw`` makes of check ``code``'s metrics, when they hold ``needs``."""
+        measured = metrics.get(code, {})
+        return draw(measured) if needs in measured else None
+
     figures = [
-        _norm_plot(metrics),
-        _pair_cosine_plot(metrics, report.input),
-        _spectrum_plot(metrics),
-        _contribution_plot(metrics),
+        of("EA101", "histogram", _norm_plot),
+        of("EA201", "pair_histogram", lambda m: _pair_cosine_plot(m, report.input)),
+        of("EA203", "eigenvalues", _spectrum_plot),
+        of("EA204", "all_contributions", _contribution_plot),
         _metric_overlap_plot(metrics),
-        _rescaling_plot(metrics),
-        _occurrence_plot(metrics),
+        of("EA301", "levels", _rescaling_plot),
+        of("EA501", "occurrence_counts", _occurrence_plot),
         _index_sweep_plot(metrics, {check.code: check.threshold for check in report.checks}),
     ]
     return [plot for plot in figures if plot is not None]
 
 
-def _norm_plot(metrics: Metrics) -> Plot | None:
-    m = metrics.get("EA101", {})
-    if "histogram" not in m:
-        return None
+def _norm_plot(m: dict[str, Any]) -> Plot:
     figure, axes = _figure()
     _bars(axes, m["histogram"]["edges"], m["histogram"]["counts"], PALETTE[0], "rows")
     low, high = m["histogram"]["edges"][0], m["histogram"]["edges"][-1]
@@ -99,10 +103,7 @@ def _norm_plot(metrics: Metrics) -> Plot | None:
     )
 
 
-def _pair_cosine_plot(metrics: Metrics, report_input: dict[str, Any]) -> Plot | None:
-    m = metrics.get("EA201", {})
-    if "pair_histogram" not in m:
-        return None
+def _pair_cosine_plot(m: dict[str, Any], report_input: dict[str, Any]) -> Plot:
     figure, axes = _figure()
     hist = m["pair_histogram"]
     _bars(axes, hist["edges"], hist["counts"], PALETTE[0], "random pairs")
@@ -128,10 +129,7 @@ def _pair_cosine_plot(metrics: Metrics, report_input: dict[str, Any]) -> Plot | 
     )
 
 
-def _spectrum_plot(metrics: Metrics) -> Plot | None:
-    m = metrics.get("EA203", {})
-    if "eigenvalues" not in m:
-        return None
+def _spectrum_plot(m: dict[str, Any]) -> Plot:
     values = [max(v, 0.0) for v in m["eigenvalues"]]
     total = sum(values) or 1.0
     cumulative, running = [], 0.0
@@ -159,10 +157,7 @@ def _spectrum_plot(metrics: Metrics) -> Plot | None:
     )
 
 
-def _contribution_plot(metrics: Metrics) -> Plot | None:
-    m = metrics.get("EA204", {})
-    if "all_contributions" not in m:
-        return None
+def _contribution_plot(m: dict[str, Any]) -> Plot:
     figure, axes = _figure()
     contributions = m["all_contributions"]
     colors = [PALETTE[1] if j in m["dimensions"] else PALETTE[0] for j in range(len(contributions))]
@@ -207,10 +202,7 @@ def _metric_overlap_plot(metrics: Metrics) -> Plot | None:
     )
 
 
-def _rescaling_plot(metrics: Metrics) -> Plot | None:
-    m = metrics.get("EA301", {})
-    if "levels" not in m:
-        return None
+def _rescaling_plot(m: dict[str, Any]) -> Plot:
     figure, axes = _figure()
     levels = [level["s"] for level in m["levels"]]
     axes.plot(
@@ -246,10 +238,7 @@ def _rescaling_plot(metrics: Metrics) -> Plot | None:
     )
 
 
-def _occurrence_plot(metrics: Metrics) -> Plot | None:
-    m = metrics.get("EA501", {})
-    if "occurrence_counts" not in m:
-        return None
+def _occurrence_plot(m: dict[str, Any]) -> Plot:
     figure, axes = _figure()
     counts = m["occurrence_counts"]
     axes.bar(range(len(counts)), counts, color=PALETTE[0], width=1.0)
