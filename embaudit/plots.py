@@ -55,6 +55,13 @@ def _svg(figure: Any) -> str:
     return text[text.index("<svg") :]
 
 
+def _overlap_axes(axes: Any, title: str, xlabel: str, *, log_x: bool = True) -> None:
+    """The axes of an overlap@k chart: a log x axis (unless not ``log_x``), the overlap from 0
+    to 1 with room above for the markers at 1."""
+    scale = {"xscale": "log"} if log_x else {}
+    axes.set(**scale, title=title, xlabel=xlabel, ylabel="overlap@k", ylim=(0, 1.05))
+
+
 def _bars(axes: Any, edges: list[float], counts: list[int], color: str, label: str) -> None:
     widths = [b - a for a, b in itertools.pairwise(edges)] or [1.0]
     axes.bar(edges[: len(counts)], counts, width=widths, align="edge", color=color, label=label)
@@ -191,7 +198,7 @@ def _metric_overlap_plot(metrics: Metrics) -> Plot | None:
         axes.plot(
             [int(j) for j in overlaps], list(overlaps.values()), "o-", color=color, label=label
         )
-    axes.set(title="Overlap@k between metrics", xlabel="k", ylabel="overlap@k", ylim=(0, 1.05))
+    _overlap_axes(axes, "Overlap@k between metrics", "k", log_x=False)
     axes.legend()
     return Plot(
         "Overlap@k between metrics",
@@ -219,13 +226,7 @@ def _rescaling_plot(m: dict[str, Any]) -> Plot:
     if m.get("s50") is not None:
         axes.axvline(m["s50"], color=PALETTE[1], linestyle="--", label=f"s50 = {m['s50']:.2f}")
     axes.axhline(0.5, color="grey", linewidth=0.8)
-    axes.set(
-        xscale="log",
-        title="Overlap against rescaling strength",
-        xlabel="s (D = exp(N(0, s²)))",
-        ylabel="overlap@k",
-        ylim=(0, 1.05),
-    )
+    _overlap_axes(axes, "Overlap against rescaling strength", "s (D = exp(N(0, s²)))")
     axes.legend()
     return Plot(
         "Overlap against rescaling strength",
@@ -285,13 +286,7 @@ def _index_sweep_plot(metrics: Metrics, thresholds: dict[str, float | None]) -> 
     threshold = thresholds.get("EA701")
     if threshold is not None:
         axes.axhline(threshold, color="grey", linewidth=0.8, label=f"threshold {threshold:g}")
-    axes.set(
-        xscale="log",
-        title=f"{recall['index']}: recall against {param}",
-        xlabel=f"{param} (log scale)",
-        ylabel="overlap@k",
-        ylim=(0, 1.05),
-    )
+    _overlap_axes(axes, f"{recall['index']}: recall against {param}", f"{param} (log scale)")
     axes.set_xticks(values, [str(v) for v in values])
     axes.minorticks_off()
     axes.legend(fontsize=8)
@@ -325,13 +320,7 @@ def _condition_plot(report: GaugeReport) -> Plot:
         axes.axhline(
             side.worst_overlap_at_k, color=color, linestyle="--", label=f"{side.side}: worst found"
         )
-    axes.set(
-        xscale="log",
-        title="Overlap by condition number",
-        xlabel="max(D) / min(D)",
-        ylabel="overlap@k",
-        ylim=(0, 1.05),
-    )
+    _overlap_axes(axes, "Overlap by condition number", "max(D) / min(D)")
     axes.legend(fontsize=8)
     return Plot(
         "Overlap by condition number",
@@ -347,7 +336,7 @@ def _by_k_plot(curves: list[tuple[str, dict[int, float]]]) -> Plot:
     figure, axes = _figure()
     for color, (label, by_k) in zip(PALETTE, curves, strict=False):
         axes.plot([int(j) for j in by_k], list(by_k.values()), "o-", color=color, label=label)
-    axes.set(xscale="log", title="Overlap by k", xlabel="k", ylabel="overlap@k", ylim=(0, 1.05))
+    _overlap_axes(axes, "Overlap by k", "k")
     axes.legend()
     return Plot(
         "Overlap by k",
