@@ -62,6 +62,25 @@ def _overlap_axes(axes: Any, title: str, xlabel: str, *, log_x: bool = True) -> 
     axes.set(**scale, title=title, xlabel=xlabel, ylabel="overlap@k", ylim=(0, 1.05))
 
 
+def _curve(
+    axes: Any,
+    points: list[dict[str, Any]],
+    x: str,
+    y: str,
+    label: str,
+    color: str = PALETTE[0],
+    style: str = "o-",
+) -> None:
+    """The curve of ``points`` (records of a report), ``y`` against ``x``, each point marked."""
+    axes.plot([p[x] for p in points], [p[y] for p in points], style, color=color, label=label)
+
+
+def _by_k_curves(axes: Any, curves: list[tuple[str, dict[Any, float]]]) -> None:
+    """Overlap@k against k (the keys, as numbers), one labelled curve a comparison."""
+    for color, (label, by_k) in zip(PALETTE, curves, strict=False):
+        axes.plot([int(j) for j in by_k], list(by_k.values()), "o-", color=color, label=label)
+
+
 def _bars(axes: Any, edges: list[float], counts: list[int], color: str, label: str) -> None:
     widths = [b - a for a, b in itertools.pairwise(edges)] or [1.0]
     axes.bar(edges[: len(counts)], counts, width=widths, align="edge", color=color, label=label)
@@ -193,11 +212,8 @@ def _metric_overlap_plot(metrics: Metrics) -> Plot | None:
     if not by_k:
         return None
     figure, axes = _figure()
-    for color, (code, overlaps) in zip(PALETTE, by_k.items(), strict=False):
-        label = {"EA401": "cosine vs L2", "EA402": "cosine vs inner product"}[code]
-        axes.plot(
-            [int(j) for j in overlaps], list(overlaps.values()), "o-", color=color, label=label
-        )
+    labels = {"EA401": "cosine vs L2", "EA402": "cosine vs inner product"}
+    _by_k_curves(axes, [(labels[code], overlaps) for code, overlaps in by_k.items()])
     _overlap_axes(axes, "Overlap@k between metrics", "k", log_x=False)
     axes.legend()
     return Plot(
@@ -212,13 +228,7 @@ def _metric_overlap_plot(metrics: Metrics) -> Plot | None:
 def _rescaling_plot(m: dict[str, Any]) -> Plot:
     figure, axes = _figure()
     levels = [level["s"] for level in m["levels"]]
-    axes.plot(
-        levels,
-        [level["overlap_at_k"] for level in m["levels"]],
-        "o-",
-        color=PALETTE[0],
-        label="mean over draws",
-    )
+    _curve(axes, m["levels"], "s", "overlap_at_k", "mean over draws")
     for level in m["levels"]:
         axes.scatter(
             [level["s"]] * len(level["draws"]), level["draws"], color=PALETTE[3], s=12, alpha=0.7
@@ -268,21 +278,10 @@ def _index_sweep_plot(metrics: Metrics, thresholds: dict[str, float | None]) -> 
     figure, axes = _figure()
     param = recall["sweep"][0]["param"]
     values = [point["value"] for point in recall["sweep"]]
-    axes.plot(
-        values,
-        [point["recall"] for point in recall["sweep"]],
-        "o-",
-        color=PALETTE[0],
-        label=f"recall@k ({recall['metric']}, EA701)",
-    )
+    _curve(axes, recall["sweep"], "value", "recall", f"recall@k ({recall['metric']}, EA701)")
     if wanted.get("sweep"):
-        axes.plot(
-            [point["value"] for point in wanted["sweep"]],
-            [point["overlap_at_k"] for point in wanted["sweep"]],
-            "s--",
-            color=PALETTE[1],
-            label=f"{wanted['objective']} neighbours returned (EA702)",
-        )
+        returned = f"{wanted['objective']} neighbours returned (EA702)"
+        _curve(axes, wanted["sweep"], "value", "overlap_at_k", returned, PALETTE[1], "s--")
     threshold = thresholds.get("EA701")
     if threshold is not None:
         axes.axhline(threshold, color="grey", linewidth=0.8, label=f"threshold {threshold:g}")
@@ -310,13 +309,7 @@ def _condition_plot(report: GaugeReport) -> Plot:
     figure, axes = _figure()
     for color, side in zip(PALETTE, report.sides, strict=False):
         curve = side.overlap_by_condition
-        axes.plot(
-            [p["condition"] for p in curve],
-            [p["overlap_at_k"] for p in curve],
-            "o-",
-            color=color,
-            label=f"{side.side}: random gauges",
-        )
+        _curve(axes, curve, "condition", "overlap_at_k", f"{side.side}: random gauges", color)
         axes.axhline(
             side.worst_overlap_at_k, color=color, linestyle="--", label=f"{side.side}: worst found"
         )
@@ -334,8 +327,7 @@ def _condition_plot(report: GaugeReport) -> Plot:
 
 def _by_k_plot(curves: list[tuple[str, dict[int, float]]]) -> Plot:
     figure, axes = _figure()
-    for color, (label, by_k) in zip(PALETTE, curves, strict=False):
-        axes.plot([int(j) for j in by_k], list(by_k.values()), "o-", color=color, label=label)
+    _by_k_curves(axes, curves)
     _overlap_axes(axes, "Overlap by k", "k")
     axes.legend()
     return Plot(
