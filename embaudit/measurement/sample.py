@@ -8,7 +8,6 @@ from __future__ import annotations
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
-from typing import Any
 
 import numpy as np
 from threadpoolctl import threadpool_info, threadpool_limits
@@ -36,20 +35,6 @@ class Reference:
     top_share: float
     hubness: geometry.Hubness | None
     island_share: float = float("nan")  # rows in small mutual-kNN groups (EA502)
-
-    def to_dict(self) -> dict[str, Any]:
-        out: dict[str, Any] = {
-            "sample": self.m,
-            "isoscore": self.isoscore,
-            "effective_rank": self.effective_rank,
-            "top_share": self.top_share,
-        }
-        if self.hubness is not None:
-            hub = self.hubness
-            out |= {"skewness": hub.skewness, "robin_hood": hub.robin_hood}
-            out["antihub_rate"] = hub.antihub_rate
-            out["island_share"] = self.island_share
-        return out
 
 
 @dataclass(frozen=True)
