@@ -10,8 +10,8 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-import numpy.typing as npt
 
+from embaudit.array_types import Floats, Ints
 from embaudit.draw import draw_clean_items, draw_clean_rows
 from embaudit.engines import Engine, LocalEngine, PassPlan, Searched
 from embaudit.errors import InputError
@@ -20,9 +20,6 @@ from embaudit.knn import EXTERNAL_ROW, Block, NeighborSearch
 from embaudit.params import ParameterError
 from embaudit.random_streams import Stream, generator
 from embaudit.sources import EmbeddingSource
-
-Floats = npt.NDArray[np.float64]
-Ints = npt.NDArray[np.int64]
 
 #: The k ladder of compare-knn (kept where the data has that many other rows).
 K_LADDER = (1, 5, 10, 50, 100)

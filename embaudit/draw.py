@@ -17,11 +17,10 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from embaudit.array_types import Floats, Ints
 from embaudit.sources import EmbeddingSource
 from embaudit.stats import clean_mask
 
-Floats = npt.NDArray[np.float64]
-Ints = npt.NDArray[np.int64]
 #: Reads rows of a source at the given positions, in the order given (an engine's ``take``).
 Take = Callable[[EmbeddingSource, Ints], npt.NDArray[np.floating[Any]]]
 

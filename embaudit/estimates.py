@@ -14,8 +14,6 @@ import math
 import numpy as np
 import numpy.typing as npt
 
-Floats = npt.NDArray[np.float64]
-
 
 def mean_standard_error(values: npt.ArrayLike) -> float | None:
     """Standard error of the mean of independent draws (the queries); None below two."""

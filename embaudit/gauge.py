@@ -38,11 +38,10 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from embaudit.array_types import Floats, Ints
+from embaudit.model import field_values
 from embaudit.random_streams import TowerStream, tower_generator
 from embaudit.stats import clean_mask
-
-Floats = npt.NDArray[np.float64]
-Ints = npt.NDArray[np.int64]
 
 #: Condition numbers of the overlap-by-condition curve (kept where <= max_condition).
 CONDITION_LADDER = (1.25, 1.5, 2.0, 3.0, 5.0, 10.0, 30.0, 100.0, 1000.0)
@@ -91,16 +90,7 @@ class SideResult:
     cosine_range: dict[str, float]
 
     def to_dict(self) -> dict[str, Any]:
-        return {
-            "side": self.side,
-            "k": self.k,
-            "sample": self.sample,
-            "worst_overlap_at_k": self.worst_overlap_at_k,
-            "worst_condition": self.worst_condition,
-            "evaluations": self.evaluations,
-            "overlap_by_condition": self.overlap_by_condition,
-            "cosine_range": self.cosine_range,
-        }
+        return field_values(self, leave_out=("worst_scale",))
 
 
 class _Neighbours:
@@ -332,13 +322,7 @@ class Balance:
     dead: dict[str, list[int]]  # zero columns: in the items only, the users only, both
 
     def to_dict(self) -> dict[str, Any]:
-        return {
-            "condition": self.condition,
-            "live_condition": self.live_condition,
-            "log_scale_std": self.log_scale_std,
-            "balanced": self.balanced,
-            "tolerance": self.tolerance,
-            "rows": self.rows,
+        return field_values(self, leave_out=("scale", "dead")) | {
             "dimensions": int(np.isfinite(self.scale).sum()),
             "dead_dimensions": self.dead,
             "scale": [float(x) if np.isfinite(x) else None for x in self.scale],
@@ -456,12 +440,7 @@ class UsersMetric:
     rank: int  # numerical rank of AᵀA: below d, the users do not see every item direction
 
     def to_dict(self) -> dict[str, Any]:
-        return {
-            "overlap_at_k": self.overlap_at_k,
-            "k": self.k,
-            "sample": self.sample,
-            "rank": self.rank,
-        }
+        return field_values(self)
 
 
 def users_metric(items: Floats, gram: Gram, k: int) -> UsersMetric:

@@ -13,8 +13,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-Floats = npt.NDArray[np.float64]
-Ints = npt.NDArray[np.int64]
+from embaudit.array_types import Floats, Ints
 
 
 def unit_rows(x: npt.NDArray[np.floating[Any]]) -> Floats:

@@ -2,11 +2,17 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from enum import StrEnum
 from typing import Any
 
 SCHEMA_VERSION = 1
+
+
+def field_values(record: Any, *, leave_out: tuple[str, ...] = ()) -> dict[str, Any]:
+    """A dataclass's fields by name, in their order, with their values as they are: the JSON of
+    a record whose keys are its field names (``leave_out``: fields it does not show)."""
+    return {f.name: getattr(record, f.name) for f in fields(record) if f.name not in leave_out}
 
 
 class Status(StrEnum):

@@ -10,7 +10,7 @@ reported under the flag or the key that gave the bad value.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from enum import StrEnum
@@ -99,28 +99,37 @@ def _selectors(value: Any) -> tuple[str, ...]:
     return tuple(parse_selectors(value, _codes(), fail))
 
 
-def _thresholds(value: Any) -> dict[str, float]:
+def _by_code(value: Any, each: str, all_of: str, valid: Callable[[Any], bool]) -> Mapping[Any, Any]:
+    """``value`` checked as a map of check codes to values ``valid`` accepts (``each`` names one,
+    ``all_of`` several, in the errors)."""
     if not isinstance(value, Mapping):
-        raise ValueError(f"must map check codes to numbers, got {value!r}")
-    for code, threshold in value.items():
+        raise ValueError(f"must map check codes to {all_of}, got {value!r}")
+    for code, item in value.items():
         if code not in _codes():
             raise ValueError(f"name an unknown check code {code!r}")
-        if isinstance(threshold, bool) or not isinstance(threshold, int | float):
-            raise ValueError(f"of {code} must be a number, got {threshold!r}")
-        if threshold != threshold:
-            raise ValueError(f"of {code} must be a number, got {threshold!r}")
-    return {code: float(threshold) for code, threshold in value.items()}
+        if not valid(item):
+            raise ValueError(f"of {code} must be {each}, got {item!r}")
+    return value
+
+
+def _is_number(value: Any) -> bool:
+    """An int or a float, not NaN (nor a bool, which Python counts as an int)."""
+    return not isinstance(value, bool) and isinstance(value, int | float) and value == value
+
+
+def _thresholds(value: Any) -> dict[str, float]:
+    thresholds = _by_code(value, "a number", "numbers", _is_number)
+    return {code: float(threshold) for code, threshold in thresholds.items()}
+
+
+#: What ``severities`` may set a check's finding to.
+_SEVERITIES = ("warn", "fail")
 
 
 def _severities(value: Any) -> dict[str, Status]:
-    if not isinstance(value, Mapping):
-        raise ValueError(f"must map check codes to 'warn' or 'fail', got {value!r}")
-    for code, level in value.items():
-        if code not in _codes():
-            raise ValueError(f"name an unknown check code {code!r}")
-        if level not in ("warn", "fail"):
-            raise ValueError(f"of {code} must be 'warn' or 'fail', got {level!r}")
-    return {code: Status(level) for code, level in value.items()}
+    either = "'warn' or 'fail'"
+    levels = _by_code(value, either, either, lambda level: level in _SEVERITIES)
+    return {code: Status(level) for code, level in levels.items()}
 
 
 def _dimensions(value: Any) -> tuple[int, ...]:

@@ -10,6 +10,7 @@ import io
 import itertools
 import math
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -54,6 +55,32 @@ def _svg(figure: Any) -> str:
     return text[text.index("<svg") :]
 
 
+def _overlap_axes(axes: Any, title: str, xlabel: str, *, log_x: bool = True) -> None:
+    """The axes of an overlap@k chart: a log x axis (unless not ``log_x``), the overlap from 0
+    to 1 with room above for the markers at 1."""
+    scale = {"xscale": "log"} if log_x else {}
+    axes.set(**scale, title=title, xlabel=xlabel, ylabel="overlap@k", ylim=(0, 1.05))
+
+
+def _curve(
+    axes: Any,
+    points: list[dict[str, Any]],
+    x: str,
+    y: str,
+    label: str,
+    color: str = PALETTE[0],
+    style: str = "o-",
+) -> None:
+    """The curve of ``points`` (records of a report), ``y`` against ``x``, each point marked."""
+    axes.plot([p[x] for p in points], [p[y] for p in points], style, color=color, label=label)
+
+
+def _by_k_curves(axes: Any, curves: list[tuple[str, dict[Any, float]]]) -> None:
+    """Overlap@k against k (the keys, as numbers), one labelled curve a comparison."""
+    for color, (label, by_k) in zip(PALETTE, curves, strict=False):
+        axes.plot([int(j) for j in by_k], list(by_k.values()), "o-", color=color, label=label)
+
+
 def _bars(axes: Any, edges: list[float], counts: list[int], color: str, label: str) -> None:
     widths = [b - a for a, b in itertools.pairwise(edges)] or [1.0]
     axes.bar(edges[: len(counts)], counts, width=widths, align="edge", color=color, label=label)
@@ -66,23 +93,26 @@ def check_plots(report: CheckReport) -> list[Plot]:
     """The figures of a check report, in reading order; a check that measured nothing for its
     figure (skipped, not selected) has none."""
     metrics: Metrics = {check.code: check.metrics for check in report.checks}
+
+    def of(code: str, needs: str, draw: Callable[[dict[str, Any]], Plot]) -> Plot | None:
+        """The figure ``draw`` makes of check ``code``'s metrics, when they hold ``needs``."""
+        measured = metrics.get(code, {})
+        return draw(measured) if needs in measured else None
+
     figures = [
-        _norm_plot(metrics),
-        _pair_cosine_plot(metrics, report.input),
-        _spectrum_plot(metrics),
-        _contribution_plot(metrics),
+        of("EA101", "histogram", _norm_plot),
+        of("EA201", "pair_histogram", lambda m: _pair_cosine_plot(m, report.input)),
+        of("EA203", "eigenvalues", _spectrum_plot),
+        of("EA204", "all_contributions", _contribution_plot),
         _metric_overlap_plot(metrics),
-        _rescaling_plot(metrics),
-        _occurrence_plot(metrics),
+        of("EA301", "levels", _rescaling_plot),
+        of("EA501", "occurrence_counts", _occurrence_plot),
         _index_sweep_plot(metrics, {check.code: check.threshold for check in report.checks}),
     ]
     return [plot for plot in figures if plot is not None]
 
 
-def _norm_plot(metrics: Metrics) -> Plot | None:
-    m = metrics.get("EA101", {})
-    if "histogram" not in m:
-        return None
+def _norm_plot(m: dict[str, Any]) -> Plot:
     figure, axes = _figure()
     _bars(axes, m["histogram"]["edges"], m["histogram"]["counts"], PALETTE[0], "rows")
     low, high = m["histogram"]["edges"][0], m["histogram"]["edges"][-1]
@@ -99,10 +129,7 @@ def _norm_plot(metrics: Metrics) -> Plot | None:
     )
 
 
-def _pair_cosine_plot(metrics: Metrics, report_input: dict[str, Any]) -> Plot | None:
-    m = metrics.get("EA201", {})
-    if "pair_histogram" not in m:
-        return None
+def _pair_cosine_plot(m: dict[str, Any], report_input: dict[str, Any]) -> Plot:
     figure, axes = _figure()
     hist = m["pair_histogram"]
     _bars(axes, hist["edges"], hist["counts"], PALETTE[0], "random pairs")
@@ -128,10 +155,7 @@ def _pair_cosine_plot(metrics: Metrics, report_input: dict[str, Any]) -> Plot | 
     )
 
 
-def _spectrum_plot(metrics: Metrics) -> Plot | None:
-    m = metrics.get("EA203", {})
-    if "eigenvalues" not in m:
-        return None
+def _spectrum_plot(m: dict[str, Any]) -> Plot:
     values = [max(v, 0.0) for v in m["eigenvalues"]]
     total = sum(values) or 1.0
     cumulative, running = [], 0.0
@@ -159,10 +183,7 @@ def _spectrum_plot(metrics: Metrics) -> Plot | None:
     )
 
 
-def _contribution_plot(metrics: Metrics) -> Plot | None:
-    m = metrics.get("EA204", {})
-    if "all_contributions" not in m:
-        return None
+def _contribution_plot(m: dict[str, Any]) -> Plot:
     figure, axes = _figure()
     contributions = m["all_contributions"]
     colors = [PALETTE[1] if j in m["dimensions"] else PALETTE[0] for j in range(len(contributions))]
@@ -191,12 +212,9 @@ def _metric_overlap_plot(metrics: Metrics) -> Plot | None:
     if not by_k:
         return None
     figure, axes = _figure()
-    for color, (code, overlaps) in zip(PALETTE, by_k.items(), strict=False):
-        label = {"EA401": "cosine vs L2", "EA402": "cosine vs inner product"}[code]
-        axes.plot(
-            [int(j) for j in overlaps], list(overlaps.values()), "o-", color=color, label=label
-        )
-    axes.set(title="Overlap@k between metrics", xlabel="k", ylabel="overlap@k", ylim=(0, 1.05))
+    labels = {"EA401": "cosine vs L2", "EA402": "cosine vs inner product"}
+    _by_k_curves(axes, [(labels[code], overlaps) for code, overlaps in by_k.items()])
+    _overlap_axes(axes, "Overlap@k between metrics", "k", log_x=False)
     axes.legend()
     return Plot(
         "Overlap@k between metrics",
@@ -207,19 +225,10 @@ def _metric_overlap_plot(metrics: Metrics) -> Plot | None:
     )
 
 
-def _rescaling_plot(metrics: Metrics) -> Plot | None:
-    m = metrics.get("EA301", {})
-    if "levels" not in m:
-        return None
+def _rescaling_plot(m: dict[str, Any]) -> Plot:
     figure, axes = _figure()
     levels = [level["s"] for level in m["levels"]]
-    axes.plot(
-        levels,
-        [level["overlap_at_k"] for level in m["levels"]],
-        "o-",
-        color=PALETTE[0],
-        label="mean over draws",
-    )
+    _curve(axes, m["levels"], "s", "overlap_at_k", "mean over draws")
     for level in m["levels"]:
         axes.scatter(
             [level["s"]] * len(level["draws"]), level["draws"], color=PALETTE[3], s=12, alpha=0.7
@@ -227,13 +236,7 @@ def _rescaling_plot(metrics: Metrics) -> Plot | None:
     if m.get("s50") is not None:
         axes.axvline(m["s50"], color=PALETTE[1], linestyle="--", label=f"s50 = {m['s50']:.2f}")
     axes.axhline(0.5, color="grey", linewidth=0.8)
-    axes.set(
-        xscale="log",
-        title="Overlap against rescaling strength",
-        xlabel="s (D = exp(N(0, s²)))",
-        ylabel="overlap@k",
-        ylim=(0, 1.05),
-    )
+    _overlap_axes(axes, "Overlap against rescaling strength", "s (D = exp(N(0, s²)))")
     axes.legend()
     return Plot(
         "Overlap against rescaling strength",
@@ -246,10 +249,7 @@ def _rescaling_plot(metrics: Metrics) -> Plot | None:
     )
 
 
-def _occurrence_plot(metrics: Metrics) -> Plot | None:
-    m = metrics.get("EA501", {})
-    if "occurrence_counts" not in m:
-        return None
+def _occurrence_plot(m: dict[str, Any]) -> Plot:
     figure, axes = _figure()
     counts = m["occurrence_counts"]
     axes.bar(range(len(counts)), counts, color=PALETTE[0], width=1.0)
@@ -278,31 +278,14 @@ def _index_sweep_plot(metrics: Metrics, thresholds: dict[str, float | None]) -> 
     figure, axes = _figure()
     param = recall["sweep"][0]["param"]
     values = [point["value"] for point in recall["sweep"]]
-    axes.plot(
-        values,
-        [point["recall"] for point in recall["sweep"]],
-        "o-",
-        color=PALETTE[0],
-        label=f"recall@k ({recall['metric']}, EA701)",
-    )
+    _curve(axes, recall["sweep"], "value", "recall", f"recall@k ({recall['metric']}, EA701)")
     if wanted.get("sweep"):
-        axes.plot(
-            [point["value"] for point in wanted["sweep"]],
-            [point["overlap_at_k"] for point in wanted["sweep"]],
-            "s--",
-            color=PALETTE[1],
-            label=f"{wanted['objective']} neighbours returned (EA702)",
-        )
+        returned = f"{wanted['objective']} neighbours returned (EA702)"
+        _curve(axes, wanted["sweep"], "value", "overlap_at_k", returned, PALETTE[1], "s--")
     threshold = thresholds.get("EA701")
     if threshold is not None:
         axes.axhline(threshold, color="grey", linewidth=0.8, label=f"threshold {threshold:g}")
-    axes.set(
-        xscale="log",
-        title=f"{recall['index']}: recall against {param}",
-        xlabel=f"{param} (log scale)",
-        ylabel="overlap@k",
-        ylim=(0, 1.05),
-    )
+    _overlap_axes(axes, f"{recall['index']}: recall against {param}", f"{param} (log scale)")
     axes.set_xticks(values, [str(v) for v in values])
     axes.minorticks_off()
     axes.legend(fontsize=8)
@@ -326,23 +309,11 @@ def _condition_plot(report: GaugeReport) -> Plot:
     figure, axes = _figure()
     for color, side in zip(PALETTE, report.sides, strict=False):
         curve = side.overlap_by_condition
-        axes.plot(
-            [p["condition"] for p in curve],
-            [p["overlap_at_k"] for p in curve],
-            "o-",
-            color=color,
-            label=f"{side.side}: random gauges",
-        )
+        _curve(axes, curve, "condition", "overlap_at_k", f"{side.side}: random gauges", color)
         axes.axhline(
             side.worst_overlap_at_k, color=color, linestyle="--", label=f"{side.side}: worst found"
         )
-    axes.set(
-        xscale="log",
-        title="Overlap by condition number",
-        xlabel="max(D) / min(D)",
-        ylabel="overlap@k",
-        ylim=(0, 1.05),
-    )
+    _overlap_axes(axes, "Overlap by condition number", "max(D) / min(D)")
     axes.legend(fontsize=8)
     return Plot(
         "Overlap by condition number",
@@ -356,9 +327,8 @@ def _condition_plot(report: GaugeReport) -> Plot:
 
 def _by_k_plot(curves: list[tuple[str, dict[int, float]]]) -> Plot:
     figure, axes = _figure()
-    for color, (label, by_k) in zip(PALETTE, curves, strict=False):
-        axes.plot([int(j) for j in by_k], list(by_k.values()), "o-", color=color, label=label)
-    axes.set(xscale="log", title="Overlap by k", xlabel="k", ylabel="overlap@k", ylim=(0, 1.05))
+    _by_k_curves(axes, curves)
+    _overlap_axes(axes, "Overlap by k", "k")
     axes.legend()
     return Plot(
         "Overlap by k",

@@ -137,23 +137,43 @@ class Gate:
         }
 
 
-def _path(info: dict[str, Any]) -> str:
-    return str(info.get("path") or "array")
-
-
 @dataclass(frozen=True, kw_only=True, repr=False)
-class CheckReport(Gate):
-    """The result of ``embaudit check``: the checks and the verdict on cosine."""
+class _OneInput(Gate):
+    """A report on one input (``check``, ``compare-knn FILE``): its ``input`` section, whose
+    path (or ``array``, for one in memory) is the report's subject."""
 
-    options: CheckOptions
     input: dict[str, Any]
-    verdict: Verdict
-
-    kind: ClassVar[str] = "check"
 
     @property
     def subject(self) -> str:
-        return _path(self.input)
+        return str(self.input.get("path") or "array")
+
+
+@dataclass(frozen=True, kw_only=True, repr=False)
+class _TwoInputs(Gate):
+    """A report on two inputs (``compare-knn OLD NEW``, ``gauge ITEMS USERS``): its ``input``
+    section holds both, and its subject joins their paths with ``joiner``."""
+
+    joiner: ClassVar[str]
+
+    @property
+    def input(self) -> dict[str, Any]:
+        raise NotImplementedError
+
+    @property
+    def subject(self) -> str:
+        first, second = self.input.values()
+        return f"{first.get('path')}{self.joiner}{second.get('path')}"
+
+
+@dataclass(frozen=True, kw_only=True, repr=False)
+class CheckReport(_OneInput):
+    """The result of ``embaudit check``: the checks and the verdict on cosine."""
+
+    options: CheckOptions
+    verdict: Verdict
+
+    kind: ClassVar[str] = "check"
 
     def check(self, code: str) -> CheckResult:
         """The result of one check by code (KeyError when it did not run)."""
@@ -186,21 +206,16 @@ class _Comparison(Gate):
 
 
 @dataclass(frozen=True, kw_only=True, repr=False)
-class MetricsReport(_Comparison):
+class MetricsReport(_Comparison, _OneInput):
     """The result of ``embaudit compare-knn FILE``: cosine, L2 and inner-product neighbours."""
 
-    input: dict[str, Any]
     comparison: MetricsComparison
 
     mode: ClassVar[str] = "metrics"
 
-    @property
-    def subject(self) -> str:
-        return _path(self.input)
-
     def to_dict(self) -> dict[str, Any]:
         comparison = self.comparison
-        head = {"mode": self.mode, "input": self.input, "params": self.params, "k": self.k}
+        head = _mode_head(self)
         body = {
             "queries": comparison.queries,
             "excluded_rows": comparison.excluded_rows,
@@ -210,7 +225,7 @@ class MetricsReport(_Comparison):
 
 
 @dataclass(frozen=True, kw_only=True, repr=False)
-class FilesReport(_Comparison):
+class FilesReport(_Comparison, _TwoInputs):
     """The result of ``embaudit compare-knn OLD NEW``: neighbours of the same items."""
 
     old: dict[str, Any]
@@ -218,22 +233,18 @@ class FilesReport(_Comparison):
     comparison: FilesComparison
 
     mode: ClassVar[str] = "files"
+    joiner: ClassVar[str] = " -> "
 
     @property
     def input(self) -> dict[str, Any]:
         return {"old": self.old, "new": self.new}
 
-    @property
-    def subject(self) -> str:
-        return f"{self.old.get('path')} -> {self.new.get('path')}"
-
     def to_dict(self) -> dict[str, Any]:
-        head = {"mode": self.mode, "input": self.input, "params": self.params, "k": self.k}
-        return self._document(head, self.comparison.to_dict())
+        return self._document(_mode_head(self), self.comparison.to_dict())
 
 
 @dataclass(frozen=True, kw_only=True, repr=False)
-class GaugeReport(Gate):
+class GaugeReport(_TwoInputs):
     """The result of ``embaudit gauge``: the gauge freedom and the balance of two towers."""
 
     options: GaugeOptions
@@ -248,6 +259,7 @@ class GaugeReport(Gate):
 
     kind: ClassVar[str] = "gauge"
     mode: ClassVar[str] = "towers"
+    joiner: ClassVar[str] = " + "
 
     @property
     def k(self) -> int:
@@ -258,16 +270,12 @@ class GaugeReport(Gate):
         return {"items": self.items, "users": self.users}
 
     @property
-    def subject(self) -> str:
-        return f"{self.items.get('path')} + {self.users.get('path')}"
-
-    @property
     def worst_overlap_at_k(self) -> float:
         return min(side.worst_overlap_at_k for side in self.sides)
 
     def to_dict(self) -> dict[str, Any]:
         first = self.sides[0]
-        head = {"mode": self.mode, "input": self.input, "params": self.params, "k": self.k}
+        head = _mode_head(self)
         body = {
             "worst_overlap_at_k": self.worst_overlap_at_k,
             "overlap_by_condition": first.overlap_by_condition,
@@ -280,6 +288,11 @@ class GaugeReport(Gate):
             "recommendations": self.recommendations,
         }
         return self._document(head, body)
+
+
+def _mode_head(report: MetricsReport | FilesReport | GaugeReport) -> dict[str, Any]:
+    """What a compare-knn or gauge document begins with: its mode, input, parameters and k."""
+    return {"mode": report.mode, "input": report.input, "params": report.params, "k": report.k}
 
 
 #: Every report a format renders.

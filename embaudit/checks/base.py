@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TypedDict
 
 import numpy as np
 import numpy.typing as npt
@@ -136,6 +136,14 @@ class Check:
 
 
 REGISTRY: dict[str, Check] = {}
+
+
+class Sampled(TypedDict):
+    """The two keywords of :func:`register` that a sampled check gives together (its
+    ``samples`` and the parts it ``reads``), as one value that checks measured alike share."""
+
+    samples: tuple[str, ...]
+    reads: tuple[str, ...]
 
 
 def threshold_of(options: CheckOptions, code: str) -> float:

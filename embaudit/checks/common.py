@@ -1,21 +1,26 @@
 """What several check families share: the wording of the recommendations they give, the summary of a
-mean overlap over the queries, and the share of queries a query-hygiene check counts."""
+mean overlap over the queries, the share of queries a query-hygiene check counts, the decorators
+that skip a check when its part of the measurement is missing, and the endings of a warning."""
 
 from __future__ import annotations
 
+import functools
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
 import numpy.typing as npt
 
-from embaudit.checks.base import AuditData
+from embaudit.array_types import Ints
+from embaudit.checks.base import AuditData, Sampled
 from embaudit.estimates import (
     bounded_mean_standard_error,
     mean_standard_error,
 )
 from embaudit.knn import EXTERNAL_ROW
 from embaudit.measurement.neighbors import QueryHygiene
-from embaudit.model import Finding, Status
+from embaudit.measurement.sample import Geometry
+from embaudit.model import Finding, Level, Status, TrainedWith
 
 #: The rescaling level whose overlap is EA301's headline value.
 HEADLINE_LEVEL = 0.5
@@ -31,6 +36,14 @@ DECLARE = "Declare the training objective (--trained-with cosine|dot|l2) to sett
 
 
 SKIP = "needs more finite, non-zero rows than k + 1 (otherwise every row is every row's neighbour)"
+
+
+#: Why a check that needs two rows (a pair, a spread, the sample) is skipped.
+FEW_ROWS = "needs at least 2 finite, non-zero rows"
+
+
+#: A check estimated from the queries' neighbour lists: measured again with more queries.
+ON_QUERY_LISTS: Sampled = {"samples": ("queries",), "reads": ("lists",)}
 
 
 #: How the error of a mean overlap over the queries is computed (explain's text).
@@ -70,9 +83,6 @@ def overlap_summary(
 DIMENSION_LIST_CAP = 50
 
 
-Floats = npt.NDArray[np.float64]
-
-
 def query_share(flags: npt.NDArray[np.bool_]) -> tuple[float, float | None]:
     """A share over the queries and its standard error (a mean of 0/1 values)."""
     values = flags.astype(np.float64)
@@ -89,7 +99,35 @@ def share_text(share: float, error: float | None, queries: int, external: bool =
     return f"{share:.1%} of {what} (± {error or 0:.1%})"
 
 
-def with_hygiene(data: AuditData) -> tuple[QueryHygiene, npt.NDArray[np.int64]] | None:
+#: What :func:`register` takes: a check's measure of the data against its threshold.
+Measure = Callable[[AuditData, float], Finding]
+
+
+def skipped_without(
+    part: Callable[[AuditData], tuple[Any, ...] | None], reason: str
+) -> Callable[[Callable[..., Finding]], Measure]:
+    """A decorator for a check measured on ``part`` of the data: the check is skipped with
+    ``reason`` where ``part`` is None (not measured), else called with the data, what ``part``
+    returns and the threshold."""
+
+    def decorate(measure: Callable[..., Finding]) -> Measure:
+        @functools.wraps(measure)
+        def checked(data: AuditData, threshold: float) -> Finding:
+            found = part(data)
+            if found is None:
+                return Finding(Status.SKIP, None, reason)
+            return measure(data, *found, threshold)
+
+        return checked
+
+    return decorate
+
+
+def _sample(data: AuditData) -> tuple[Geometry] | None:
+    return None if data.geometry is None else (data.geometry,)
+
+
+def with_hygiene(data: AuditData) -> tuple[QueryHygiene, Ints] | None:
     neighbors = data.neighbors
     if neighbors is None or neighbors.hygiene is None:
         return None
@@ -98,11 +136,46 @@ def with_hygiene(data: AuditData) -> tuple[QueryHygiene, npt.NDArray[np.int64]] 
     return (hygiene, np.flatnonzero(found)) if found.any() else None
 
 
+#: A check on the sample (``data.geometry``): ``measure(data, sample, threshold)``.
+on_sample = skipped_without(_sample, FEW_ROWS)
+#: A check on the queries' hygiene: ``measure(data, hygiene, queries, threshold)``, the
+#: queries those with a nearest row.
+on_hygiene = skipped_without(with_hygiene, SKIP)
+
+
 def warned_if(
-    warn: bool, value: float | None, message: str, metrics: dict[str, Any], recommendation: str
+    warn: bool,
+    value: float | None,
+    message: str,
+    metrics: dict[str, Any],
+    recommendation: str | None,
+    concern: str = "",
 ) -> Finding:
-    """A warning with its recommendation when ``warn``, else a pass with the same value and
-    message: the ending of the checks whose finding is a warning at most."""
+    """A warning with its recommendation when ``warn`` (its message followed by ``: concern``
+    when one is given), else a pass with the same value and message: the ending of the checks
+    whose finding is a warning at most."""
     if warn:
-        return Finding(Status.WARN, value, message, metrics, recommendation=recommendation)
+        said = f"{message}: {concern}" if concern else message
+        return Finding(Status.WARN, value, said, metrics, recommendation=recommendation)
     return Finding(Status.PASS, value, message, metrics)
+
+
+def other_neighbours(
+    value: float,
+    message: str,
+    indexes: str,
+    metrics: dict[str, Any],
+    trained_with: TrainedWith,
+    recommendation: str | None,
+) -> Finding:
+    """The warning that ``indexes`` ('an L2 index') will not return the cosine neighbours: a
+    caution when the objective is not declared (cosine may be what it wants), else no effect on
+    the verdict."""
+    return Finding(
+        Status.WARN,
+        value,
+        f"{message}: {indexes} will not return the cosine neighbours",
+        metrics,
+        impact=Level.CAUTION if trained_with == TrainedWith.UNKNOWN else None,
+        recommendation=recommendation,
+    )

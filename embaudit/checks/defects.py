@@ -7,15 +7,18 @@ from typing import Any
 
 import numpy as np
 
+from embaudit.array_types import Ints
 from embaudit.checks.base import AuditData, register
 from embaudit.checks.common import (
     DIMENSION_LIST_CAP,
-    SKIP,
+    FEW_ROWS,
+    ON_QUERY_LISTS,
+    on_hygiene,
     query_share,
     share_text,
     warned_if,
-    with_hygiene,
 )
+from embaudit.measurement.neighbors import QueryHygiene
 from embaudit.model import Finding, Level, Status
 from embaudit.stats import DEAD_RATIO, RowSet, dead_dimension_mask
 
@@ -30,6 +33,19 @@ def describe_rows(rows: RowSet) -> str:
 
 def _plural(count: int, word: str) -> str:
     return f"{count:,} {word}{'' if count == 1 else 's'}"
+
+
+def _failed_on_rows(
+    rows: RowSet, threshold: float, metrics: dict[str, Any], clean: str, found: str, action: str
+) -> Finding:
+    """EA001 and EA002: a pass (``clean``) while the rows number at most the threshold, else a
+    failure that makes the verdict untrustworthy (``found``, recommending ``action``)."""
+    count = float(rows.count)
+    if rows.count <= threshold:
+        return Finding(Status.PASS, count, clean, metrics)
+    return Finding(
+        Status.FAIL, count, found, metrics, impact=Level.UNTRUSTWORTHY, recommendation=action
+    )
 
 
 @register(
@@ -61,17 +77,15 @@ def non_finite(data: AuditData, threshold: float) -> Finding:
     rows = stats.non_finite
     metrics: dict[str, Any] = {**rows.to_dict(), "nan_rows": stats.nan_rows}
     metrics["inf_rows"] = stats.inf_rows
-    if rows.count <= threshold:
-        return Finding(Status.PASS, float(rows.count), "every value is finite", metrics)
-    return Finding(
-        Status.FAIL,
-        float(rows.count),
-        f"{_plural(rows.count, 'row')} with NaN, Inf or null ({describe_rows(rows)}); "
-        "excluded from the other checks",
+    listed = describe_rows(rows)
+    return _failed_on_rows(
+        rows,
+        threshold,
         metrics,
-        impact=Level.UNTRUSTWORTHY,
-        recommendation=f"Repair or drop the {_plural(rows.count, 'non-finite row')} "
-        f"({describe_rows(rows)}) before indexing",
+        "every value is finite",
+        f"{_plural(rows.count, 'row')} with NaN, Inf or null ({listed}); excluded from the other "
+        "checks",
+        f"Repair or drop the {_plural(rows.count, 'non-finite row')} ({listed}) before indexing",
     )
 
 
@@ -101,17 +115,14 @@ def zero_vectors(data: AuditData, threshold: float) -> Finding:
     rows = data.stats.zero
     smallest = float(np.finfo(data.stats.dtype).tiny)
     metrics = {**rows.to_dict(), "norm_below": smallest}
-    if rows.count <= threshold:
-        return Finding(Status.PASS, float(rows.count), "no zero vectors", metrics)
-    return Finding(
-        Status.FAIL,
-        float(rows.count),
-        f"{_plural(rows.count, 'zero vector')} ({describe_rows(rows)}); cosine is undefined for "
-        "them; excluded from the other checks",
+    zero, listed = _plural(rows.count, "zero vector"), describe_rows(rows)
+    return _failed_on_rows(
+        rows,
+        threshold,
         metrics,
-        impact=Level.UNTRUSTWORTHY,
-        recommendation=f"Drop the {_plural(rows.count, 'zero vector')} ({describe_rows(rows)}) "
-        "or give missing items an explicit fallback",
+        "no zero vectors",
+        f"{zero} ({listed}); cosine is undefined for them; excluded from the other checks",
+        f"Drop the {zero} ({listed}) or give missing items an explicit fallback",
     )
 
 
@@ -189,7 +200,7 @@ def duplicates(data: AuditData, threshold: float) -> Finding:
 def dead_dimensions(data: AuditData, threshold: float) -> Finding:
     stats = data.stats
     if stats.moments.count < 2:
-        return Finding(Status.SKIP, None, "needs at least 2 finite, non-zero rows")
+        return Finding(Status.SKIP, None, FEW_ROWS)
     std = stats.moments.std
     rms_coordinate = stats.rms_coordinate
     dead = np.flatnonzero(dead_dimension_mask(std, rms_coordinate, threshold))
@@ -259,14 +270,12 @@ NEAR_DUPLICATE_FAIL = 0.10
         "shows a copy for about one query in ten; at 10% copies are the rule. Generated "
         "encoder-like corpora without planted copies have none at cosine 0.99."
     ),
-    samples=("queries",),
-    reads=("lists",),
+    **ON_QUERY_LISTS,
 )
-def near_duplicates(data: AuditData, threshold: float) -> Finding:
-    found = with_hygiene(data)
-    if found is None:
-        return Finding(Status.SKIP, None, SKIP)
-    hygiene, queries = found
+@on_hygiene
+def near_duplicates(
+    data: AuditData, hygiene: QueryHygiene, queries: Ints, threshold: float
+) -> Finding:
     cutoff = data.params.near_duplicate_cosine
     nearest = hygiene.nearest_cosine[queries]
     near = (nearest >= cutoff) & ~hygiene.exact_copy[queries]

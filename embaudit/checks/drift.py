@@ -110,16 +110,15 @@ def norm_shift(data: AuditData, threshold: float) -> Finding:
         "median_change": change,
     }
     message = f"KS statistic {statistic:.3f}; median norm {old_median:.4g} -> {new_median:.4g}"
-    if statistic > threshold:
-        return Finding(
-            Status.WARN,
-            statistic,
-            f"{message}: the norm distribution shifted",
-            metrics,
-            recommendation="Check the normalization of the export; rebuild indexes and "
-            "thresholds fitted to the baseline",
-        )
-    return Finding(Status.PASS, statistic, message, metrics)
+    return warned_if(
+        statistic > threshold,
+        statistic,
+        message,
+        metrics,
+        "Check the normalization of the export; rebuild indexes and thresholds fitted to the "
+        "baseline",
+        "the norm distribution shifted",
+    )
 
 
 @register(
@@ -147,12 +146,11 @@ def verdict_change(data: AuditData, threshold: float) -> Finding:
     change = float(after.rank - before.rank)
     metrics = {"before": before.value, "after": after.value}
     message = f"verdict {before.value} -> {after.value}"
-    if change > (threshold):
-        return Finding(
-            Status.WARN,
-            change,
-            f"{message}: worse than the baseline",
-            metrics,
-            recommendation="Compare with the baseline's report: the verdict got worse",
-        )
-    return Finding(Status.PASS, change, message, metrics)
+    return warned_if(
+        change > threshold,
+        change,
+        message,
+        metrics,
+        "Compare with the baseline's report: the verdict got worse",
+        "worse than the baseline",
+    )

@@ -7,15 +7,23 @@ from typing import Any
 
 import numpy as np
 
-from embaudit.checks.base import AuditData, register
+from embaudit.array_types import Floats, Ints
+from embaudit.checks.base import AuditData, Sampled, register
 from embaudit.checks.common import (
+    FEW_ROWS,
+    ON_QUERY_LISTS,
     SKIP,
-    Floats,
+    on_hygiene,
+    on_sample,
     share_text,
     warned_if,
-    with_hygiene,
 )
+from embaudit.measurement.neighbors import QueryHygiene
+from embaudit.measurement.sample import Geometry
 from embaudit.model import Finding, Status
+
+#: EA501 and EA502, on graphs of the sample: measured again with more graphs to average.
+ON_GRAPHS: Sampled = {"samples": ("graphs",), "reads": ("graphs",)}
 
 
 def _isotropic(value: float | None) -> str:
@@ -74,15 +82,14 @@ def _isotropic(value: float | None) -> str:
         "rows: 0.42, skewness 30): that is a near-duplicate problem (EA003), and skewness stays "
         "in metrics."
     ),
-    samples=("graphs",),
-    reads=("graphs",),
+    **ON_GRAPHS,
 )
-def hubness(data: AuditData, threshold: float) -> Finding:
-    sample = data.geometry
-    graph = sample.graph if sample is not None else None
-    hub = graph.hubness if graph is not None else None
-    if sample is None or graph is None or hub is None or graph.hubness_k == 0:
-        return Finding(Status.SKIP, None, "needs at least 2 finite, non-zero rows")
+@on_sample
+def hubness(data: AuditData, sample: Geometry, threshold: float) -> Finding:
+    graph = sample.graph
+    hub = graph.hubness
+    if hub is None or graph.hubness_k == 0:
+        return Finding(Status.SKIP, None, FEW_ROWS)
     metrics = hub.to_dict() | {
         "standard_error": graph.robin_hood_error,
         "k": graph.hubness_k,
@@ -112,16 +119,14 @@ def hubness(data: AuditData, threshold: float) -> Finding:
             f"{returned['slots']:,} slots (uniform: {returned['distinct_if_uniform']:,.0f}), the "
             f"{len(returned['most_returned'])} most returned fill {returned['top_share']:.0%}"
         )
-    if hub.robin_hood > threshold:
-        return Finding(
-            Status.WARN,
-            hub.robin_hood,
-            f"{message}: hubs crowd the neighbour lists and {hub.antihub_rate:.0%} of the rows "
-            "are in none",
-            metrics,
-            recommendation="Centre the vectors, or apply hubness reduction before kNN retrieval",
-        )
-    return Finding(Status.PASS, hub.robin_hood, message, metrics)
+    return warned_if(
+        hub.robin_hood > threshold,
+        hub.robin_hood,
+        message,
+        metrics,
+        "Centre the vectors, or apply hubness reduction before kNN retrieval",
+        f"hubs crowd the neighbour lists and {hub.antihub_rate:.0%} of the rows are in none",
+    )
 
 
 @register(
@@ -166,14 +171,13 @@ def hubness(data: AuditData, threshold: float) -> Finding:
         "to 10% single rows); the same corpora with 4% to 20% of their rows moved into tight "
         "groups of 4 or 5, 7% to 13%."
     ),
-    samples=("graphs",),
-    reads=("graphs",),
+    **ON_GRAPHS,
 )
-def graph_islands(data: AuditData, threshold: float) -> Finding:
-    sample = data.geometry
-    if sample is None or sample.graph.island_k == 0:
-        return Finding(Status.SKIP, None, "needs at least 2 finite, non-zero rows")
+@on_sample
+def graph_islands(data: AuditData, sample: Geometry, threshold: float) -> Finding:
     graph = sample.graph
+    if graph.island_k == 0:
+        return Finding(Status.SKIP, None, FEW_ROWS)
     share = graph.island_share
     reference = sample.reference.island_share
     metrics: dict[str, Any] = {
@@ -189,16 +193,14 @@ def graph_islands(data: AuditData, threshold: float) -> Finding:
         f"{share:.1%} of the sample in mutual-kNN groups of 2 to {graph.island_k} rows "
         f"(isotropic {reference:.1%}); {graph.single_share:.1%} without a mutual neighbour"
     )
-    if share > threshold:
-        return Finding(
-            Status.WARN,
-            share,
-            f"{message}: a graph index reaches these groups badly",
-            metrics,
-            recommendation="Inspect the small isolated groups; raise the graph index's M and "
-            "ef_construction",
-        )
-    return Finding(Status.PASS, share, message, metrics)
+    return warned_if(
+        share > threshold,
+        share,
+        message,
+        metrics,
+        "Inspect the small isolated groups; raise the graph index's M and ef_construction",
+        "a graph index reaches these groups badly",
+    )
 
 
 #: EA503's floor: the median nearest cosine less this many (normal-consistent) MADs.
@@ -269,14 +271,12 @@ def _isolated_error(nearest: Floats, corpus: Floats, separate: bool) -> float | 
         "nearest cosines have a longer tail towards 0, and generated clustered corpora put 0.6% "
         "to 1.5% of their rows below it."
     ),
-    samples=("queries",),
-    reads=("lists",),
+    **ON_QUERY_LISTS,
 )
-def isolated_rows(data: AuditData, threshold: float) -> Finding:
-    found = with_hygiene(data)
-    if found is None:
-        return Finding(Status.SKIP, None, SKIP)
-    hygiene, queries = found
+@on_hygiene
+def isolated_rows(
+    data: AuditData, hygiene: QueryHygiene, queries: Ints, threshold: float
+) -> Finding:
     nearest = hygiene.nearest_cosine[queries]
     corpus = hygiene.floor_cosine if hygiene.floor_cosine is not None else nearest
     if not len(corpus):

@@ -7,10 +7,12 @@ from typing import Any
 
 from embaudit.checks.base import AuditData, register
 from embaudit.checks.common import (
+    ON_QUERY_LISTS,
     OVERLAP_ERROR,
     SKIP,
     overlap_summary,
     query_population,
+    skipped_without,
 )
 from embaudit.index import IndexMeasurement, IndexMetric, SweepPoint
 from embaudit.model import Finding, Level, Status, TrainedWith
@@ -66,11 +68,15 @@ def _setting(setting: dict[str, Any] | None) -> str:
     return "" if setting is None else f"{setting['param']} = {setting['value']}"
 
 
-def _skip(data: AuditData) -> Finding | None:
+def _index(data: AuditData) -> tuple[IndexMeasurement] | None:
     neighbors = data.neighbors
     if neighbors is None or neighbors.k == 0 or neighbors.index is None:
-        return Finding(Status.SKIP, None, SKIP)
-    return None
+        return None
+    return (neighbors.index,)
+
+
+#: A check on the index measured (``--index``): ``measure(data, index, threshold)``.
+_on_index = skipped_without(_index, SKIP)
 
 
 @register(
@@ -121,15 +127,10 @@ def _skip(data: AuditData) -> Finding | None:
         "the usual operating point."
     ),
     option="index",
-    samples=("queries",),
-    reads=("lists",),
+    **ON_QUERY_LISTS,
 )
-def ann_recall(data: AuditData, threshold: float) -> Finding:
-    skipped = _skip(data)
-    if skipped is not None:
-        return skipped
-    assert data.neighbors is not None and data.neighbors.index is not None
-    index = data.neighbors.index
+@_on_index
+def ann_recall(data: AuditData, index: IndexMeasurement, threshold: float) -> Finding:
     summary = overlap_summary(index.recall, query_population(data))
     value = summary.pop("overlap_at_k")
     recommended = _smallest(index.sweep, threshold, "recall")
@@ -251,15 +252,10 @@ def _cause(index: IndexMeasurement, threshold: float) -> tuple[str, str]:
     threshold=0.9,
     threshold_rationale="As EA701: nine of the ten neighbours the objective wants.",
     option="index",
-    samples=("queries",),
-    reads=("lists",),
+    **ON_QUERY_LISTS,
 )
-def index_vs_objective(data: AuditData, threshold: float) -> Finding:
-    skipped = _skip(data)
-    if skipped is not None:
-        return skipped
-    assert data.neighbors is not None and data.neighbors.index is not None
-    index = data.neighbors.index
+@_on_index
+def index_vs_objective(data: AuditData, index: IndexMeasurement, threshold: float) -> Finding:
     summary = overlap_summary(index.objective_overlap, query_population(data))
     value = summary["overlap_at_k"]
     metrics = (

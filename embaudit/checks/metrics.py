@@ -6,13 +6,18 @@ from __future__ import annotations
 from embaudit.checks.base import AuditData, register
 from embaudit.checks.common import (
     NORMALIZE,
+    ON_QUERY_LISTS,
     OVERLAP_ERROR,
     SKIP,
     USE_DOT,
+    other_neighbours,
     overlap_summary,
     query_population,
 )
 from embaudit.model import Finding, Level, Status, TrainedWith
+
+#: EA401's and EA402's threshold, 0.9, in words.
+_AGREEMENT_RATIONALE = "0.9: at most one neighbour in ten may differ between the metrics."
 
 
 def _agreement(
@@ -45,14 +50,8 @@ def _agreement(
     # Normalizing helps only where cosine is the similarity wanted; a dot or L2 model should
     # rank with its own metric, which EA402 or EA401 then says.
     wants_cosine = trained_with in (TrainedWith.COSINE, TrainedWith.UNKNOWN)
-    return Finding(
-        Status.WARN,
-        value,
-        f"{message}: an {name} index will not return the cosine neighbours",
-        metrics,
-        impact=Level.CAUTION if trained_with == TrainedWith.UNKNOWN else None,
-        recommendation=NORMALIZE if wants_cosine else None,
-    )
+    fix = NORMALIZE if wants_cosine else None
+    return other_neighbours(value, message, f"an {name} index", metrics, trained_with, fix)
 
 
 @register(
@@ -77,9 +76,8 @@ def _agreement(
         "the model was trained with L2 distances, rank with L2."
     ),
     threshold=0.9,
-    threshold_rationale="0.9: at most one neighbour in ten may differ between the metrics.",
-    samples=("queries",),
-    reads=("lists",),
+    threshold_rationale=_AGREEMENT_RATIONALE,
+    **ON_QUERY_LISTS,
 )
 def cosine_vs_l2(data: AuditData, threshold: float) -> Finding:
     return _agreement(data, ("cosine", "l2"), threshold, TrainedWith.L2)
@@ -106,9 +104,8 @@ def cosine_vs_l2(data: AuditData, threshold: float) -> Finding:
     ),
     reference="Steck, Ekanadham & Kallus (2024), arXiv:2403.05440",
     threshold=0.9,
-    threshold_rationale="0.9: at most one neighbour in ten may differ between the metrics.",
-    samples=("queries",),
-    reads=("lists",),
+    threshold_rationale=_AGREEMENT_RATIONALE,
+    **ON_QUERY_LISTS,
 )
 def cosine_vs_dot(data: AuditData, threshold: float) -> Finding:
     return _agreement(data, ("cosine", "dot"), threshold, TrainedWith.DOT)

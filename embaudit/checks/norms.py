@@ -7,7 +7,8 @@ from typing import Any
 import numpy as np
 
 from embaudit.checks.base import AuditData, register
-from embaudit.model import Finding, Level, Status, TrainedWith
+from embaudit.checks.common import NORMALIZE, other_neighbours
+from embaudit.model import Finding, Status
 
 #: Bins of the norm histogram carried in the metrics (and drawn by the table format).
 HISTOGRAM_BINS = 20
@@ -104,11 +105,5 @@ def norm_spread(data: AuditData, threshold: float) -> Finding:
             "not a finding for dot)",
             metrics,
         )
-    return Finding(
-        Status.WARN,
-        half_range,
-        f"{spread}: L2 and inner-product indexes will not return the cosine neighbours",
-        metrics,
-        impact=Level.CAUTION if trained_with == TrainedWith.UNKNOWN else None,
-        recommendation="Normalize the vectors before indexing with L2 or inner product",
-    )
+    indexes = "L2 and inner-product indexes"
+    return other_neighbours(half_range, spread, indexes, metrics, trained_with, NORMALIZE)

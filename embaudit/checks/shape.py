@@ -9,12 +9,17 @@ from typing import Any
 import numpy as np
 
 from embaudit import geometry
-from embaudit.checks.base import AuditData, register, threshold_of
+from embaudit.array_types import Ints
+from embaudit.checks.base import AuditData, Sampled, register, threshold_of
 from embaudit.checks.common import (
-    SKIP,
-    with_hygiene,
+    FEW_ROWS,
+    on_hygiene,
+    on_sample,
+    warned_if,
 )
 from embaudit.estimates import Z95, median_standard_error
+from embaudit.measurement.neighbors import QueryHygiene
+from embaudit.measurement.sample import Geometry
 from embaudit.model import Finding, Level, Status, TrainedWith
 from embaudit.stats import dead_dimension_mask
 
@@ -24,6 +29,10 @@ COLLAPSE_MEAN_COSINE = 0.9
 
 #: r^2 between cosines with and without the rogue dimensions below which they decide cosine.
 ROGUE_R2_FLOOR = 0.5
+
+
+#: EA203 and EA205, on the sample: measured again on a larger one.
+ON_SAMPLE: Sampled = {"samples": ("sample",), "reads": ("sample",)}
 
 
 CENTRE = "Centre the vectors (subtract the mean vector) and remove the top principal component"
@@ -68,7 +77,7 @@ def mean_cosine(data: AuditData, threshold: float) -> Finding:
     stats, sample = data.stats, data.geometry
     n = stats.n_clean
     if n < 2:
-        return Finding(Status.SKIP, None, "needs at least 2 finite, non-zero rows")
+        return Finding(Status.SKIP, None, FEW_ROWS)
     unit_sum = stats.unit_sum
     mean = float((unit_sum @ unit_sum - stats.unit_sq_sum.sum()) / (n * (n - 1)))
     metrics: dict[str, object] = {
@@ -136,7 +145,7 @@ def mean_cosine(data: AuditData, threshold: float) -> Finding:
 def common_direction(data: AuditData, threshold: float) -> Finding:
     stats = data.stats
     if stats.n_clean < 2:
-        return Finding(Status.SKIP, None, "needs at least 2 finite, non-zero rows")
+        return Finding(Status.SKIP, None, FEW_ROWS)
     norms = stats.clean_norms
     scale = float(norms.max())
     ratio = float(np.linalg.norm(stats.moments.mean / scale) / np.mean(norms / scale))
@@ -183,13 +192,10 @@ def common_direction(data: AuditData, threshold: float) -> Finding:
     ),
     threshold=0.5,
     threshold_rationale="Warn when the top component carries more than half of the variance.",
-    samples=("sample",),
-    reads=("sample",),
+    **ON_SAMPLE,
 )
-def spectrum(data: AuditData, threshold: float) -> Finding:
-    sample = data.geometry
-    if sample is None:
-        return Finding(Status.SKIP, None, "needs at least 2 finite, non-zero rows")
+@on_sample
+def spectrum(data: AuditData, sample: Geometry, threshold: float) -> Finding:
     reference = sample.reference
     metrics = {
         "isoscore": sample.isoscore,
@@ -211,16 +217,8 @@ def spectrum(data: AuditData, threshold: float) -> Finding:
         f"{sample.effective_rank:.1f} of {data.stats.d} (isotropic "
         f"{reference.effective_rank:.1f})"
     )
-    if sample.top_share > threshold:
-        return Finding(
-            Status.WARN,
-            sample.top_share,
-            f"the top component carries {sample.top_share:.0%} of the variance; {summary}",
-            metrics,
-            recommendation=CENTRE,
-        )
-    summary = f"the top component carries {sample.top_share:.0%} of the variance; {summary}"
-    return Finding(Status.PASS, sample.top_share, summary, metrics)
+    message = f"the top component carries {sample.top_share:.0%} of the variance; {summary}"
+    return warned_if(sample.top_share > threshold, sample.top_share, message, metrics, CENTRE)
 
 
 @register(
@@ -264,7 +262,7 @@ def rogue_dimensions(data: AuditData, threshold: float) -> Finding:
     stats, sample = data.stats, data.geometry
     n = stats.n_clean
     if n < 2 or sample is None:
-        return Finding(Status.SKIP, None, "needs at least 2 finite, non-zero rows")
+        return Finding(Status.SKIP, None, FEW_ROWS)
     cc = (stats.unit_sum**2 - stats.unit_sq_sum) / (n * (n - 1))
     mean_cosine = float(cc.sum())
     dims = sample.rogue_dimensions
@@ -368,13 +366,10 @@ def _dominated(data: AuditData, share: float, metrics: dict[str, object]) -> Fin
     threshold_rationale=(
         "0.5: one standard deviation of the log-scales is a factor e^0.5 ≈ 1.65 between dimensions."
     ),
-    samples=("sample",),
-    reads=("sample",),
+    **ON_SAMPLE,
 )
-def scale_spread(data: AuditData, threshold: float) -> Finding:
-    sample = data.geometry
-    if sample is None:
-        return Finding(Status.SKIP, None, "needs at least 2 finite, non-zero rows")
+@on_sample
+def scale_spread(data: AuditData, sample: Geometry, threshold: float) -> Finding:
     std = sample.column_std
     alive = ~dead_dimension_mask(std, sample.rms_coordinate, threshold_of(data.params, "EA004"))
     if alive.sum() < 2:
@@ -390,14 +385,14 @@ def scale_spread(data: AuditData, threshold: float) -> Finding:
         "sample": sample.m,
     }
     message = f"std of log per-dimension scales {spread:.3f}; largest/smallest {ratio:.3g}"
-    if spread > threshold and data.params.trained_with in (TrainedWith.DOT, TrainedWith.UNKNOWN):
-        return Finding(
-            Status.WARN,
-            spread,
-            f"{message}: cosine depends on these scales, which a dot-product model leaves free",
-            metrics,
-        )
-    return Finding(Status.PASS, spread, message, metrics)
+    return warned_if(
+        spread > threshold and data.params.trained_with in (TrainedWith.DOT, TrainedWith.UNKNOWN),
+        spread,
+        message,
+        metrics,
+        None,
+        "cosine depends on these scales, which a dot-product model leaves free",
+    )
 
 
 @register(
@@ -441,11 +436,10 @@ def scale_spread(data: AuditData, threshold: float) -> Finding:
         "(5,000 to 20,000 rows, d = 384) and 4.9 (d = 64)."
     ),
 )
-def distance_concentration(data: AuditData, threshold: float) -> Finding:
-    found = with_hygiene(data)
-    if found is None:
-        return Finding(Status.SKIP, None, SKIP)
-    hygiene, queries = found
+@on_hygiene
+def distance_concentration(
+    data: AuditData, hygiene: QueryHygiene, queries: Ints, threshold: float
+) -> Finding:
     mean_distance = 1.0 - hygiene.mean_cosine[queries]
     nearest_distance = 1.0 - hygiene.nearest_cosine[queries]
     with np.errstate(divide="ignore", invalid="ignore"):
@@ -465,12 +459,11 @@ def distance_concentration(data: AuditData, threshold: float) -> Finding:
         "reference": {"median": isotropic, "n": n, "d": d},
     }
     message = f"median relative contrast {median:.3g} (isotropic {isotropic:.3g})"
-    if median < threshold * isotropic:
-        return Finding(
-            Status.WARN,
-            median,
-            f"{message}: the nearest rows stand out no more than in isotropic noise",
-            metrics,
-            recommendation="Centre the vectors and remove dominant directions before indexing",
-        )
-    return Finding(Status.PASS, median, message, metrics)
+    return warned_if(
+        median < threshold * isotropic,
+        median,
+        message,
+        metrics,
+        "Centre the vectors and remove dominant directions before indexing",
+        "the nearest rows stand out no more than in isotropic noise",
+    )

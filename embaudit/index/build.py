@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from embaudit.array_types import Floats, Ints
 from embaudit.draw import draw_clean_rows
 from embaudit.index.faiss_import import _faiss, _faiss_problem, _native_output_captured
 from embaudit.index.plan import IndexMetric, IndexPlan
@@ -23,8 +24,6 @@ from embaudit.random_streams import Stream, generator
 from embaudit.sources import EmbeddingSource
 from embaudit.stats import CleanRows, clean_mask, row_norms
 
-Floats = npt.NDArray[np.float64]
-Ints = npt.NDArray[np.int64]
 Rows32 = npt.NDArray[np.float32]
 
 #: Training rows: at least this many, else 40 per inverted list (faiss asks for 39), at most

@@ -12,8 +12,8 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
-import numpy.typing as npt
 
+from embaudit.array_types import Floats, Ints
 from embaudit.index.build import (
     _add_all,
     _add_sample,
@@ -33,9 +33,6 @@ from embaudit.index.plan import EXACT_METRIC, IndexMetric, IndexPlan
 from embaudit.index.sweep import SweepPoint, _Knob, _knob, _Queries, _Scorer, _sweep
 from embaudit.knn import NeighborSearch
 from embaudit.sources import EmbeddingSource
-
-Floats = npt.NDArray[np.float64]
-Ints = npt.NDArray[np.int64]
 
 
 @dataclass(frozen=True)

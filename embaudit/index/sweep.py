@@ -12,13 +12,12 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from embaudit.array_types import Ints
 from embaudit.index.build import ADD_ROWS, _Database, _hnsw_of
 from embaudit.index.faiss_import import _faiss
 from embaudit.knn import NeighborList
 from embaudit.stats import row_norms
 
-Floats = npt.NDArray[np.float64]
-Ints = npt.NDArray[np.int64]
 Rows32 = npt.NDArray[np.float32]
 
 #: efSearch settings tried for HNSW indexes (faiss's default, 16, first). faiss searches with

@@ -7,11 +7,9 @@ inside the search (:class:`embaudit.knn.Block`)."""
 from __future__ import annotations
 
 import numpy as np
-import numpy.typing as npt
 
+from embaudit.array_types import Floats
 from embaudit.stats import DEAD_RATIO, coordinate_rms, dead_dimension_mask, row_norms
-
-Floats = npt.NDArray[np.float64]
 
 #: Draws of the canonical gauge jittered by its estimation error (EA302's error).
 JITTER_DRAWS = 3

@@ -7,16 +7,14 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 
 import numpy as np
-import numpy.typing as npt
 
 from embaudit import geometry
+from embaudit.array_types import Floats
 from embaudit.draw import Take, draw_clean_rows, first_positions, read_ahead
 from embaudit.estimates import cluster_share_standard_error, robin_hood_jackknife
 from embaudit.random_streams import Stream, generator
 from embaudit.sources import EmbeddingSource
 from embaudit.stats import row_norms
-
-Floats = npt.NDArray[np.float64]
 
 
 @dataclass(frozen=True)

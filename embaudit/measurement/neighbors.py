@@ -12,14 +12,12 @@ import numpy as np
 import numpy.typing as npt
 
 from embaudit import geometry
+from embaudit.array_types import Floats, Ints
 from embaudit.index import IndexMeasurement
 from embaudit.knn import NeighborList, NeighborSearch
 from embaudit.measurement.gauges import CANONICAL_BLOCK, GAUGE_BLOCK, TRUNCATE_BLOCK
 from embaudit.sources import EmbeddingSource
 from embaudit.stats import ScanStats
-
-Floats = npt.NDArray[np.float64]
-Ints = npt.NDArray[np.int64]
 
 
 @dataclass(frozen=True)

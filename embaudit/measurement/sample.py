@@ -8,13 +8,12 @@ from __future__ import annotations
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
-from typing import Any
 
 import numpy as np
-import numpy.typing as npt
 from threadpoolctl import threadpool_info, threadpool_limits
 
 from embaudit import geometry
+from embaudit.array_types import Floats, Ints
 from embaudit.estimates import (
     log_scale_spread_standard_error,
     pair_r2_standard_error,
@@ -23,9 +22,6 @@ from embaudit.estimates import (
 from embaudit.measurement.graphs import SampleGraph, graph_degrees, sample_graph
 from embaudit.sources.base import available_cores
 from embaudit.stats import DEAD_RATIO, ScanStats, coordinate_rms, dead_dimension_mask, row_norms
-
-Floats = npt.NDArray[np.float64]
-Ints = npt.NDArray[np.int64]
 
 
 @dataclass(frozen=True)
@@ -39,20 +35,6 @@ class Reference:
     top_share: float
     hubness: geometry.Hubness | None
     island_share: float = float("nan")  # rows in small mutual-kNN groups (EA502)
-
-    def to_dict(self) -> dict[str, Any]:
-        out: dict[str, Any] = {
-            "sample": self.m,
-            "isoscore": self.isoscore,
-            "effective_rank": self.effective_rank,
-            "top_share": self.top_share,
-        }
-        if self.hubness is not None:
-            hub = self.hubness
-            out |= {"skewness": hub.skewness, "robin_hood": hub.robin_hood}
-            out["antihub_rate"] = hub.antihub_rate
-            out["island_share"] = self.island_share
-        return out
 
 
 @dataclass(frozen=True)

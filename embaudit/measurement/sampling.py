@@ -7,9 +7,10 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-import numpy.typing as npt
 
+from embaudit.array_types import Ints
 from embaudit.draw import draw_positions
+from embaudit.model import field_values
 from embaudit.params import (
     GAUGE_DRAWS,
     GAUGE_LEVELS,
@@ -23,8 +24,6 @@ from embaudit.params import (
     validate,
 )
 from embaudit.random_streams import Stream, generator
-
-Ints = npt.NDArray[np.int64]
 
 
 @dataclass(frozen=True)
@@ -45,16 +44,7 @@ class Sampling:
         validate(self)
 
     def to_dict(self) -> dict[str, Any]:
-        return {
-            "queries": self.queries,
-            "gauge_queries": self.gauge_queries,
-            "gauge_draws": self.gauge_draws,
-            "gauge_rows": self.gauge_rows,
-            "gauge_levels": list(self.gauge_levels),
-            "sample": self.sample,
-            "pairs": self.pairs,
-            "graphs": self.graphs,
-        }
+        return field_values(self) | {"gauge_levels": list(self.gauge_levels)}
 
 
 def gauge_corpus(n: int, rows: int | None, seed: int, redraw: int | None = None) -> Ints | None:

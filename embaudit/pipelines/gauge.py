@@ -9,11 +9,11 @@ from typing import Any
 
 import numpy as np
 
+from embaudit.array_types import Floats
 from embaudit.draw import draw_clean_rows
 from embaudit.errors import InputError, UsageError
 from embaudit.gauge import (
     Balance,
-    Floats,
     GaugeSettings,
     Gram,
     SideResult,

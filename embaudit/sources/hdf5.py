@@ -28,6 +28,7 @@ from embaudit.sources.base import (
     check_float_dtype,
     check_shape,
 )
+from embaudit.sources.readers import first_line, only_matrix, optional_library
 
 #: The dataset read when ``--key`` is not given and the file has one (ann-benchmarks).
 DEFAULT_KEY = "train"
@@ -47,26 +48,18 @@ METRICS = {
 INSTALL = "pip install 'embaudit[hdf5]'"
 
 
-def _h5py(where: str) -> Any:
-    try:
-        import h5py
-    except ImportError:
-        raise InputError(where, f"reading HDF5 needs h5py: {INSTALL}") from None
-    return h5py
-
-
 class HDF5Source(EmbeddingSource):
     """A 2-D dataset of an HDF5 file, read in slabs of rows (any chunking or compression)."""
 
     format = "hdf5"
 
     def __init__(self, path: str | Path, *, key: str | None = None) -> None:
-        h5py = _h5py(str(path))
+        h5py = optional_library("h5py", str(path), f"reading HDF5 needs h5py: {INSTALL}")
         self._file_name = str(path)
         try:
             self._file = h5py.File(path, "r")
         except OSError as exc:
-            raise InputError(path, f"not a readable HDF5 file ({_first_line(exc)})") from None
+            raise InputError(path, f"not a readable HDF5 file ({first_line(exc)})") from None
         datasets = _datasets(self._file, h5py)
         key = _pick(datasets, key, self._file_name)
         self.key = key
@@ -99,7 +92,7 @@ class HDF5Source(EmbeddingSource):
         try:
             values = self._dataset[selection]
         except (OSError, ValueError) as exc:
-            raise InputError(self.path, f"cannot read ({_first_line(exc)})") from None
+            raise InputError(self.path, f"cannot read ({first_line(exc)})") from None
         return np.ascontiguousarray(values, dtype=self.dtype)
 
     def read(self, fragment: Fragment, chunk_rows: int | None = None) -> Iterator[Chunk]:
@@ -147,13 +140,12 @@ def _pick(datasets: dict[str, Any], key: str | None, where: str) -> str:
         for name in sorted(datasets)
         if len(datasets[name].shape) == 2 and datasets[name].dtype.kind in "fiu"
     ]
-    if len(matrices) == 1:
-        return matrices[0]
-    if not matrices:
-        raise InputError(where, f"no 2-D dataset; the file holds: {listing or 'no datasets'}")
-    names = ", ".join(_describe(name, datasets[name]) for name in matrices)
-    raise InputError(
-        where, f"the file holds {len(matrices)} 2-D datasets ({names}); pick one with --key"
+    return only_matrix(
+        matrices,
+        "dataset",
+        listing or "no datasets",
+        lambda name: _describe(name, datasets[name]),
+        where,
     )
 
 
@@ -170,8 +162,3 @@ def _text_attribute(value: Any) -> str | None:
     if isinstance(value, np.ndarray) and value.size == 1:
         return _text_attribute(value.reshape(-1)[0])
     return str(value)
-
-
-def _first_line(error: BaseException) -> str:
-    text = str(error).strip()
-    return text.splitlines()[0] if text else type(error).__name__

@@ -36,6 +36,7 @@ from embaudit.sources.columns import (
     json_safe,
     layout_of,
 )
+from embaudit.sources.readers import ReadErrors, first_line, optional_library
 
 INSTALL = "pip install 'embaudit[lance]'"
 
@@ -50,11 +51,7 @@ def _lance(where: str) -> Any:
     # Lance logs from its Rust core to stderr; embaudit prints nothing a library says.
     os.environ.setdefault("LANCE_LOG", "error")
     os.environ.setdefault("LANCE_INCLUDE_VECTOR_CENTROIDS", "false")
-    try:
-        import lance
-    except ImportError:
-        raise InputError(where, f"reading Lance datasets needs pylance: {INSTALL}") from None
-    return lance
+    return optional_library("lance", where, f"reading Lance datasets needs pylance: {INSTALL}")
 
 
 class LanceSource(EmbeddingSource):
@@ -238,24 +235,17 @@ def _faiss_spec(info: dict[str, Any]) -> str | None:
     return None
 
 
-class _reading:
+class _reading(ReadErrors):
     """Turn Lance's errors into input errors that name the dataset."""
 
     def __init__(self, path: str) -> None:
         self.path = path
 
-    def __enter__(self) -> None:
-        return None
-
-    def __exit__(
-        self, kind: type[BaseException] | None, error: BaseException | None, _: Any
-    ) -> None:
-        if isinstance(error, OSError | ValueError | RuntimeError) and not isinstance(
-            error, InputError
-        ):
-            text = (str(error).strip().splitlines() or [type(error).__name__])[0]
-            text = _RUST_LOCATION.sub("", text)  # where in Lance's sources, not in the data
-            raise InputError(self.path, f"cannot read the Lance dataset: {text}") from None
+    def problem(self, error: BaseException) -> InputError | None:
+        if not isinstance(error, OSError | ValueError | RuntimeError):
+            return None
+        text = _RUST_LOCATION.sub("", first_line(error))  # where in Lance's sources, not the data
+        return InputError(self.path, f"cannot read the Lance dataset: {text}")
 
 
 _RUST_LOCATION = re.compile(r",? \S+\.rs:\d+:\d+")

@@ -19,6 +19,7 @@ import pyarrow.compute as pc
 import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
+from embaudit.array_types import Ints
 from embaudit.errors import InputError
 from embaudit.sources.base import (
     Chunk,
@@ -29,8 +30,7 @@ from embaudit.sources.base import (
     check_shape,
 )
 from embaudit.sources.columns import Layout, RaggedRow, batch_matrix, json_safe, layout_of
-
-Ints = npt.NDArray[np.int64]
+from embaudit.sources.readers import ReadErrors, first_line
 
 
 @dataclass
@@ -377,22 +377,16 @@ def _name(location: str, root: str, path: str) -> str:
     return location.rstrip("/") + "/" + path[len(root.rstrip("/")) :].lstrip("/")
 
 
-class _reading:
+class _reading(ReadErrors):
     """Turn pyarrow's read errors into input errors that name the file."""
 
     def __init__(self, file: str | Path) -> None:
         self.file = file
 
-    def __enter__(self) -> None:
-        return None
-
-    def __exit__(
-        self, kind: type[BaseException] | None, error: BaseException | None, _: Any
-    ) -> None:
-        if isinstance(error, pa.ArrowException | OSError) and not isinstance(error, InputError):
-            text = str(error).strip()
-            message = text.splitlines()[0] if text else type(error).__name__
-            raise InputError(self.file, f"cannot read parquet: {message}") from None
+    def problem(self, error: BaseException) -> InputError | None:
+        if not isinstance(error, pa.ArrowException | OSError):
+            return None
+        return InputError(self.file, f"cannot read parquet: {first_line(error)}")
 
 
 def _describe_id(name: str | None, arrow_type: pa.DataType | None) -> str:

@@ -22,6 +22,7 @@ import numpy.typing as npt
 
 from embaudit.errors import InputError
 from embaudit.sources.arrays import ArraySource
+from embaudit.sources.readers import only_matrix
 
 #: safetensors dtypes embaudit reads, as numpy stores them (BF16: its bits, as uint16).
 DTYPES: dict[str, np.dtype[Any]] = {
@@ -139,13 +140,8 @@ def _pick(tensors: dict[str, dict[str, Any]], key: str | None, where: str) -> st
             raise InputError(where, f"--key {key!r} not found; the file holds: {listing}")
         return key
     matrices = [name for name in sorted(tensors) if len(tensors[name]["shape"]) == 2]
-    if len(matrices) == 1:
-        return matrices[0]
-    if not matrices:
-        raise InputError(where, f"no 2-D tensor; the file holds: {listing}")
-    names = ", ".join(_describe(name, tensors[name]) for name in matrices)
-    raise InputError(
-        where, f"the file holds {len(matrices)} 2-D tensors ({names}); pick one with --key"
+    return only_matrix(
+        matrices, "tensor", listing, lambda name: _describe(name, tensors[name]), where
     )
 
 

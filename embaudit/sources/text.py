@@ -30,6 +30,7 @@ import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 import pyarrow.json as pajson
 
+from embaudit.array_types import Ints
 from embaudit.errors import InputError
 from embaudit.sources.base import (
     Chunk,
@@ -48,8 +49,7 @@ from embaudit.sources.columns import (
     json_safe,
     layout_of,
 )
-
-Ints = npt.NDArray[np.int64]
+from embaudit.sources.readers import ReadErrors, first_line
 
 #: Bytes read at a time while finding the line breaks, and the block size of the readers.
 SCAN_BYTES = 16 * 2**20
@@ -509,26 +509,21 @@ def _blocks_of(window: _Window, parse: Any) -> Iterator[pa.Table]:
 _ROW_IN_MESSAGE = re.compile(r"\s*in row (\d+)\s*$")
 
 
-class _reading:
+class _reading(ReadErrors):
     """Turn pyarrow's parse errors into input errors that name the file (and the row near
     which the parse failed, where pyarrow says)."""
 
     def __init__(self, path: str, format: str, first_row: int = 0) -> None:
         self._file, self.format, self.first_row = path, format, first_row
 
-    def __enter__(self) -> _reading:
-        return self
-
-    def __exit__(
-        self, kind: type[BaseException] | None, error: BaseException | None, _: Any
-    ) -> None:
-        if isinstance(error, pa.ArrowException | OSError) and not isinstance(error, InputError):
-            text = (str(error).strip().splitlines() or [type(error).__name__])[0]
-            what = "JSON Lines" if self.format == "jsonl" else "CSV"
-            text = re.sub(r"^(JSON|CSV) parse error: ", "", text)
-            found = _ROW_IN_MESSAGE.search(text)
-            where = ""
-            if found:
-                text = text[: found.start()]
-                where = f" (near row {self.first_row + int(found.group(1))})"
-            raise InputError(self._file, f"cannot parse {what}: {text}{where}") from None
+    def problem(self, error: BaseException) -> InputError | None:
+        if not isinstance(error, pa.ArrowException | OSError):
+            return None
+        what = "JSON Lines" if self.format == "jsonl" else "CSV"
+        text = re.sub(r"^(JSON|CSV) parse error: ", "", first_line(error))
+        found = _ROW_IN_MESSAGE.search(text)
+        where = ""
+        if found:
+            text = text[: found.start()]
+            where = f" (near row {self.first_row + int(found.group(1))})"
+        return InputError(self._file, f"cannot parse {what}: {text}{where}")

@@ -12,6 +12,7 @@ from typing import Any
 
 from embaudit.errors import InputError
 from embaudit.sources.postgres.binary import KINDS, _Kind, _kind_name
+from embaudit.sources.readers import ReadErrors, optional_library
 
 INSTALL = "pip install 'embaudit[pgvector]'"
 SCHEMES = ("postgresql://", "postgres://")
@@ -53,11 +54,7 @@ def _password(uri: str) -> str | None:
 
 
 def _psycopg(where: str) -> Any:
-    try:
-        import psycopg
-    except ImportError:
-        raise InputError(where, f"reading PostgreSQL needs psycopg: {INSTALL}") from None
-    return psycopg
+    return optional_library("psycopg", where, f"reading PostgreSQL needs psycopg: {INSTALL}")
 
 
 class TableCatalog:
@@ -245,21 +242,17 @@ class TableCatalog:
         return found
 
 
-class _Reading:
-    """Turn database errors into input errors that name the table, without a password."""
+class _Reading(ReadErrors):
+    """Turn database errors into input errors that name the table (as the source names it when
+    the error comes), without a password."""
 
     def __init__(self, source: TableCatalog) -> None:
         self.source = source
 
-    def __enter__(self) -> None:
-        return None
-
-    def __exit__(
-        self, kind: type[BaseException] | None, error: BaseException | None, _: Any
-    ) -> None:
-        if isinstance(error, self.source._psycopg.Error):
-            message = self.source._text(error)
-            raise InputError(self.source._where, f"cannot read: {message}") from None
+    def problem(self, error: BaseException) -> InputError | None:
+        if not isinstance(error, self.source._psycopg.Error):
+            return None
+        return InputError(self.source._where, f"cannot read: {self.source._text(error)}")
 
 
 # Indexes -------------------------------------------------------------------------------------
