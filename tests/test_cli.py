@@ -41,7 +41,7 @@ def test_json_follows_the_output_contract(cli, fixtures):
         "queries": 500,
         "gauge_queries": 50,
         "gauge_draws": 3,
-        "gauge_rows": 100000,
+        "gauge_rows": None,
         "gauge_levels": [0.1, 0.25, 0.5, 1.0],
         "sample": 5000,
         "pairs": 20000,
