@@ -85,8 +85,8 @@ def s50(levels: list[float], overlaps: list[float]) -> tuple[float | None, str |
 @register(
     "EA301",
     measures=(
-        "overlap@k of cosine kNN of X and X·D, D = exp(N(0, s²)), s ∈ {0.1, 0.25, 0.5, 1}, on "
-        "100,000 rows (`gauge-rows`); `s50`"
+        "overlap@k of cosine kNN of X and X·D, D = exp(N(0, s²)), s ∈ {0.1, 0.25, 0.5, 1}, "
+        "against every row; `s50`"
     ),
     rule="below 0.8 at s = 0.5: fail (`dot`), warn (`unknown`)",
     summary="How far cosine neighbours move under random per-dimension rescaling.",
@@ -172,15 +172,15 @@ def gauge_sensitivity(data: AuditData, threshold: float) -> Finding:
     "EA302",
     measures=(
         "overlap@k of cosine kNN of X and of X with unit-std columns, dead dimensions left out "
-        "(gauge-invariant), on the same rows"
+        "(gauge-invariant), against every row"
     ),
     rule="below 0.8: fail (`dot`), warn (`unknown`)",
     summary="Cosine neighbours against those of the column-standardized data.",
     what=(
         "Computes the overlap@k between the cosine kNN of X and of X with every live column "
-        "scaled to unit standard deviation, for the gauge queries against the gauge rows (as "
-        "EA301: a random sample of gauge-rows rows, every row of a smaller file, on which the "
-        "overlap depends), the column standard deviations estimated on a sample of the "
+        "scaled to unit standard deviation, for the gauge queries against every row (as EA301; "
+        "with gauge-rows, against that sample of rows, whose value is that of a corpus of that "
+        "size), the column standard deviations estimated on a sample of the "
         "corpus's rows (four times as many as --sample; when EA302 is measured again, "
         "undecided, those of every row, from the pass's column statistics). Its standard_error "
         "combines the queries' error (query_error) with the scale's own (scale_error; none "
