@@ -42,13 +42,17 @@ def test_a_case_at_the_threshold_is_measured_again_until_decided_or_the_cap():
     adaptive = report.params["adaptive"]
     assert adaptive["grew"] == ["EA301"] and adaptive["rounds"] > 1
     grown = 2 ** (adaptive["rounds"] - 1)
+    # The gauge queries double on odd rounds, the gauge draws on even ones.
+    more_queries = 2 ** ((adaptive["rounds"]) // 2)
+    more_draws = 2 ** ((adaptive["rounds"] - 1) // 2)
     check = report.check("EA301")
     assert check.metrics["sampling"] == {
         "queries": min(500 * grown, 3000),  # at most every row
-        "gauge_queries": 50 * grown,
-        "gauge_draws": 3 * grown,
+        "gauge_queries": 50 * more_queries,
+        "gauge_draws": 3 * more_draws,
     }
-    assert check.metrics["queries"] == 50 * grown
+    assert more_queries * more_draws == grown
+    assert check.metrics["queries"] == 50 * more_queries
     # The report's sample sizes are the requested ones; the other checks keep that measurement.
     assert (report.params["gauge_queries"], report.params["gauge_draws"]) == (50, 3)
     interval = 1.96 * check.metrics["standard_error"]
@@ -65,19 +69,39 @@ def test_a_case_at_the_threshold_is_measured_again_until_decided_or_the_cap():
     assert check.status == (Status.PASS if check.value >= check.threshold else Status.FAIL)
 
 
-def test_a_threshold_that_cannot_change_the_status_is_not_a_reason_to_measure_again():
-    # Cosine-trained: EA301 passes whatever its value (the objective fixes the gauge).
-    report = audit(_clusters(0.95), seed=2, select="EA301", trained_with="cosine")
-    assert "adaptive" not in report.params
-    assert report.check("EA301").status == Status.PASS
+@pytest.mark.parametrize("objective", ["cosine", "dot-regularized", "unknown", "l2"])
+def test_the_declaration_changes_statuses_never_what_is_measured(objective):
+    """A cosine-trained model's EA301 passes whatever its value (the objective fixes the gauge),
+    yet the audit measures it again as for a dot-trained one: the rounds, the sample sizes and
+    the value are the same for every declaration, only the status differs."""
+    dot = audit(_clusters(0.95), seed=2, select="EA301", trained_with="dot")
+    other = audit(_clusters(0.95), seed=2, select="EA301", trained_with=objective)
+    assert other.params["adaptive"] == dot.params["adaptive"]
+    assert dot.params["adaptive"]["rounds"] > 1
+    mine, theirs = other.check("EA301"), dot.check("EA301")
+    assert mine.value == theirs.value
+    assert mine.metrics["sampling"] == theirs.metrics["sampling"]
+    assert mine.metrics["standard_error"] == theirs.metrics["standard_error"]
+    if objective in ("cosine", "dot-regularized"):
+        assert mine.status == Status.PASS
 
 
 def test_sizes_double_up_to_the_cap_and_the_rows():
     first = Sampling()
     grown = _grown(first, ["EA301"], first, n=10_000)
     assert grown is not None
-    assert (grown.queries, grown.gauge_queries, grown.gauge_draws) == (1000, 100, 6)
+    # A round doubles the gauge queries or the gauge draws, in turn: twice the gauges' work.
+    assert (grown.queries, grown.gauge_queries, grown.gauge_draws) == (1000, 100, 3)
+    again = _grown(grown, ["EA301"], first, n=10_000, round_number=2)
+    assert again is not None and (again.gauge_queries, again.gauge_draws) == (100, 6)
     assert grown.sample == first.sample  # EA301 does not rest on the geometry sample
+    # EA302, pending with EA301 on a round of draws, still grows its gauge queries.
+    both = _grown(first, ["EA301", "EA302"], first, n=10_000, round_number=2)
+    assert both is not None and (both.gauge_queries, both.gauge_draws) == (100, 6)
+    # A size at its cap leaves the turn to the other one.
+    draws_capped = Sampling(gauge_draws=24)
+    turned = _grown(draws_capped, ["EA301"], first, n=10_000, round_number=2)
+    assert turned is not None and (turned.gauge_queries, turned.gauge_draws) == (100, 24)
     capped = Sampling(queries=4000, gauge_queries=400, gauge_draws=24)
     assert _grown(capped, ["EA301"], first, n=10_000) is None  # 8 times each: the cap
     assert _grown(Sampling(queries=700), ["EA401"], Sampling(queries=700), n=900).queries == 900

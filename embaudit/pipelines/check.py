@@ -24,7 +24,7 @@ from embaudit.index import (
 from embaudit.measurement.sample import GEOMETRY_STEPS
 from embaudit.measurement.sampling import Sampling
 from embaudit.measurement.steps import PARTS, PASS_PARTS, Measurements, measure
-from embaudit.model import CheckResult, Verdict
+from embaudit.model import CheckResult, TrainedWith, Verdict
 from embaudit.options import CheckOptions
 from embaudit.params import ParameterError, declared
 from embaudit.pipelines import TOOL, Run
@@ -193,7 +193,9 @@ def _measure_again(
     while pending and rounds < MAX_ROUNDS:
         if not any(_on_index(code) for code in pending):
             built = None  # no round searches the index again: it is not kept through them
-        grown = _grown(sampling, pending, options.sampling, measured.stats.n_clean, query_rows)
+        grown = _grown(
+            sampling, pending, options.sampling, measured.stats.n_clean, query_rows, rounds + 1
+        )
         if grown is None:
             break
         sampling, rounds = grown, rounds + 1
@@ -237,7 +239,9 @@ MAX_ROUNDS = 3
 
 def _undecided(check: CheckResult, data: AuditData) -> bool:
     """Whether the threshold lies inside the value's 95% interval and the side of it decides
-    the status (the check run with the threshold at either end of the interval differs)."""
+    the status under some declaration of the objective (the check run with the threshold at
+    either end of the interval differs): what is measured again, and so every value, is the
+    same whatever ``--trained-with`` says, which decides statuses only."""
     spec = REGISTRY[check.code]
     if spec.samples and check.metrics.get("undecided_by"):
         return True  # a second estimate the check decides by (EA204's r^2) says so itself
@@ -247,28 +251,63 @@ def _undecided(check: CheckResult, data: AuditData) -> bool:
     low, high = check.value - Z95 * error, check.value + Z95 * error
     if not low <= check.threshold <= high:
         return False
-    return spec.measure(data, low).status != spec.measure(data, high).status
+    for objective in TrainedWith:
+        options = replace(data.params, trained_with=objective, require_objective=False)
+        declared = replace(data, params=options)
+        if spec.measure(declared, low).status != spec.measure(declared, high).status:
+            return True
+    return False
+
+
+#: Sizes whose product is one search's work: a round doubles one of them, in turn (the gauge
+#: queries on odd rounds, the gauge draws on even ones), so that a round of EA301, whose gauges
+#: search every row, costs twice the last one, not four times.
+ALTERNATING = ("gauge_queries", "gauge_draws")
 
 
 def _grown(
-    sampling: Sampling, codes: list[str], first: Sampling, n: int, query_rows: int | None = None
+    sampling: Sampling,
+    codes: list[str],
+    first: Sampling,
+    n: int,
+    query_rows: int | None = None,
+    round_number: int = 1,
 ) -> Sampling | None:
     """``sampling`` with the sizes the checks ``codes`` rest on doubled, each at most
     2**MAX_ROUNDS times its size in ``first``, the sample at most the ``n`` clean rows and the
     queries at most the rows they are drawn from (``query_rows``: a query file's, else ``n``);
-    None when nothing can grow."""
-    fields = {name for code in codes for name in REGISTRY[code].samples}
+    of the :data:`ALTERNATING` sizes, only the ``round_number``-th in turn (the other one when
+    that one cannot grow). None when nothing can grow."""
+    turn = ALTERNATING[(round_number - 1) % len(ALTERNATING)]
+    if not _can_grow(sampling, first, turn, n, query_rows):
+        turn = next(name for name in ALTERNATING if name != turn)
+    resting = [set(REGISTRY[code].samples) for code in codes]
+    fields = set().union(
+        *[s - set(ALTERNATING) | {turn} if set(ALTERNATING) <= s else s for s in resting]
+    )
     changes: dict[str, Any] = {}
     for name in sorted(fields):
-        current = getattr(sampling, name)
-        limit = getattr(first, name) * 2**MAX_ROUNDS
-        if name in ("queries", "gauge_queries"):
-            limit = min(limit, n if query_rows is None else query_rows)  # every row there is
-        elif name == "sample":
-            limit = min(limit, n)  # every row: a larger draw is the same draw
-        if min(2 * current, limit) > current:
-            changes[name] = min(2 * current, limit)
+        if _can_grow(sampling, first, name, n, query_rows):
+            changes[name] = min(2 * getattr(sampling, name), _limit(first, name, n, query_rows))
     return replace(sampling, **changes) if changes else None
+
+
+def _limit(first: Sampling, name: str, n: int, query_rows: int | None) -> int:
+    """The largest size ``name`` grows to: 2**MAX_ROUNDS times its first size, the queries at
+    most the rows they are drawn from and the sample at most every row."""
+    limit = int(getattr(first, name)) * 2**MAX_ROUNDS
+    if name in ("queries", "gauge_queries"):
+        limit = min(limit, n if query_rows is None else query_rows)  # every row there is
+    elif name == "sample":
+        limit = min(limit, n)  # every row: a larger draw is the same draw
+    return limit
+
+
+def _can_grow(
+    sampling: Sampling, first: Sampling, name: str, n: int, query_rows: int | None
+) -> bool:
+    current = getattr(sampling, name)
+    return bool(min(2 * current, _limit(first, name, n, query_rows)) > current)
 
 
 def _inconclusive(check: CheckResult, rounds: int) -> CheckResult:
