@@ -117,6 +117,39 @@ def test_ea005_leaves_exact_copies_to_ea003_and_reads_its_cosine_from_the_option
     assert loose.metrics["near"] == int(np.sum(brute >= 0.5)) - 2
 
 
+def test_a_copy_within_float_tolerance_is_a_near_duplicate_not_an_exact_one():
+    """A row whose nearest row differs from it in the last bits (cosine 1 up to rounding, not
+    bit-identical) is not EA003's exact duplicate: EA005 counts it, so that no row is counted
+    nowhere; a bit-identical copy stays EA003's."""
+    x = _clean().astype(np.float32)
+    x[10] = x[20]  # bit-identical
+    x[30] = np.nextafter(x[40], np.float32(np.inf))  # every coordinate one ulp away
+    report = audit(x, sampling=ALL)
+    check = report.check("EA005")
+    assert report.check("EA003").metrics["duplicate_rows"] == 1
+    assert check.metrics["exact_copies"] == 2  # rows 10 and 20 find each other
+    assert check.metrics["near"] == 2  # rows 30 and 40
+    assert {(e["row"], e["nearest"]) for e in check.metrics["examples"]} == {(30, 40), (40, 30)}
+
+
+def test_a_nearest_cosine_at_the_cutoff_counts():
+    """Two rows at cosine exactly 0.5 (1/√2 · 1/√2 in float32 rounds either way) with
+    near-duplicate-cosine 0.5 are both near-duplicates; just above that, neither is."""
+    rng = np.random.default_rng(3)
+    x = rng.standard_normal((200, 400))  # nearest cosines about 0.25 at most
+    x[0], x[1] = 0.0, 0.0
+    x[0, :2] = 1.0
+    x[1, [0, 2]] = 1.0  # x0 · x1 / (|x0| |x1|) = 1 / 2 exactly
+    brute = _brute(x)["nearest"]
+    assert np.sort(brute)[-2:] == pytest.approx([0.5, 0.5], abs=1e-15)
+    assert (np.sort(brute)[:-2] < 0.49).all()
+    every = Sampling(queries=200, sample=200)
+    at = audit(x, sampling=every, near_duplicate_cosine=0.5, select="EA005").check("EA005")
+    assert at.metrics["near"] == 2
+    above = audit(x, sampling=every, near_duplicate_cosine=0.5001, select="EA005")
+    assert above.check("EA005").metrics["near"] == 0
+
+
 def test_ea206_is_the_median_contrast_of_brute_force():
     x = _clean()
     brute = _brute(x)

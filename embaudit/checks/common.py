@@ -131,7 +131,20 @@ def with_hygiene(data: AuditData) -> tuple[QueryHygiene, Ints] | None:
     neighbors = data.neighbors
     if neighbors is None or neighbors.hygiene is None:
         return None
-    hygiene = neighbors.hygiene
+    return _found(neighbors.hygiene)
+
+
+def with_corpus_hygiene(data: AuditData) -> tuple[QueryHygiene, Ints] | None:
+    """The hygiene of corpus rows: the queries', or with a query file that of the corpus rows
+    searched after them."""
+    neighbors = data.neighbors
+    if neighbors is None or neighbors.hygiene is None:
+        return None
+    return _found(neighbors.hygiene.corpus or neighbors.hygiene)
+
+
+def _found(hygiene: QueryHygiene) -> tuple[QueryHygiene, Ints] | None:
+    """``hygiene`` and its queries that have a nearest row, if any does."""
     found = hygiene.nearest_row >= 0
     return (hygiene, np.flatnonzero(found)) if found.any() else None
 
@@ -141,6 +154,8 @@ on_sample = skipped_without(_sample, FEW_ROWS)
 #: A check on the queries' hygiene: ``measure(data, hygiene, queries, threshold)``, the
 #: queries those with a nearest row.
 on_hygiene = skipped_without(with_hygiene, SKIP)
+#: The same, on corpus rows (with a query file, the corpus rows searched after its queries).
+on_corpus_hygiene = skipped_without(with_corpus_hygiene, SKIP)
 
 
 def warned_if(

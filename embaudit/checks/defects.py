@@ -13,7 +13,7 @@ from embaudit.checks.common import (
     DIMENSION_LIST_CAP,
     FEW_ROWS,
     ON_QUERY_LISTS,
-    on_hygiene,
+    on_corpus_hygiene,
     query_share,
     share_text,
     warned_if,
@@ -241,9 +241,12 @@ NEAR_DUPLICATE_FAIL = 0.10
     summary="Rows whose nearest other row is almost the same direction (cosine ≥ 0.99).",
     what=(
         "For each query of the sample, the cosine of its nearest other row (exact search, the "
-        "query's own row left out). The value is the share of queries whose nearest row has "
-        "cosine ≥ near-duplicate-cosine (default 0.99; --near-duplicate-cosine or the config), "
-        "leaving out exact copies (same values: EA003 counts those). It estimates the share of "
+        "query's own row left out); with --query-file, for as many corpus rows drawn at random "
+        "(the near-duplicates of the corpus, not of the queries). The value is the share of "
+        "them whose nearest row has cosine ≥ near-duplicate-cosine (default 0.99; "
+        "--near-duplicate-cosine or the config; a cosine at the cutoff counts, up to the float32 "
+        "rounding of the scores), leaving out bit-identical copies (EA003 counts those; a copy "
+        "that differs in its last bits is a near-duplicate). It estimates the share of "
         "such rows in the whole corpus; metrics.standard_error is the error of that estimate "
         "over the queries (a mean of 0/1 values: sqrt(p(1 − p) / queries)). metrics.examples "
         "lists the closest pairs (ids when the input has an id column)."
@@ -272,13 +275,14 @@ NEAR_DUPLICATE_FAIL = 0.10
     ),
     **ON_QUERY_LISTS,
 )
-@on_hygiene
+@on_corpus_hygiene
 def near_duplicates(
     data: AuditData, hygiene: QueryHygiene, queries: Ints, threshold: float
 ) -> Finding:
     cutoff = data.params.near_duplicate_cosine
     nearest = hygiene.nearest_cosine[queries]
-    near = (nearest >= cutoff) & ~hygiene.exact_copy[queries]
+    # A nearest cosine at the cutoff counts, up to the float32 rounding of the scores.
+    near = (nearest >= cutoff - hygiene.tie_tolerance) & ~hygiene.exact_copy[queries]
     share, error = query_share(near)
     order = queries[near][np.argsort(-hygiene.nearest_cosine[queries][near], kind="stable")]
     examples = [
@@ -299,16 +303,12 @@ def near_duplicates(
         "exact_copies": int(hygiene.exact_copy[queries].sum()),
         "examples": examples,
     }
-    where = " in the corpus" if hygiene.external else ""
     message = (
-        f"{share_text(share, error, len(queries), hygiene.external)} have a near-duplicate"
-        f"{where} at cosine ≥ {cutoff:g}"
+        f"{share_text(share, error, len(queries))} have a near-duplicate at cosine ≥ {cutoff:g}"
     )
     if examples:
         first = examples[0]
-        pair = "query {} and row {}" if hygiene.external else "{} and {}"
-        named = pair.format(first["row"], first["nearest"])
-        message += f" (e.g. {named}: {first['cosine']:.4f})"
+        message += f" (e.g. {first['row']} and {first['nearest']}: {first['cosine']:.4f})"
     if share > max(threshold, NEAR_DUPLICATE_FAIL):
         return Finding(
             Status.FAIL,

@@ -5,7 +5,7 @@ cosine (EA005, EA206, EA503)."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -69,7 +69,7 @@ class QueryHygiene:
 
     nearest_cosine: Floats  # (queries,); -inf when the corpus has no other row
     nearest_row: Ints  # (queries,); -1 when none
-    exact_copy: npt.NDArray[np.bool_]  # nearest cosine 1 and the same norm, up to rounding
+    exact_copy: npt.NDArray[np.bool_]  # the nearest row is bit-identical (EA003's duplicate)
     mean_cosine: Floats  # (queries,) mean cosine to the other clean rows
     #: Names of the queries and corpus rows the examples show: ids where the source has an id
     #: column, else row positions (in the query file for external queries).
@@ -78,6 +78,10 @@ class QueryHygiene:
     external: bool = False  # the queries come from --query-file
     floor_cosine: Floats | None = None  # nearest cosines of corpus rows (with a query file)
     returned: dict[str, Any] | None = None  # how the queries' results spread (query file)
+    #: Scores closer than this are ties (float32 rounding, on the cosine scale).
+    tie_tolerance: float = 0.0
+    #: With a query file: the same of the corpus rows searched after the queries.
+    corpus: QueryHygiene | None = None
 
     def query_name(self, query: int) -> Any:
         return self.query_names.get(query, query)
@@ -216,16 +220,47 @@ def _hygiene(
     full: NeighborSearch,
 ) -> QueryHygiene:
     """Each query's nearest other row and mean cosine to the other clean rows (its own row,
-    when it is a corpus row, left out of the mean); with a query file, the nearest cosines of
-    the corpus rows searched after the queries."""
+    when it is a corpus row, left out of the mean); with a query file, the same of the corpus
+    rows searched after the queries (``corpus``: EA005 measures the corpus, EA503 its floor)."""
     count = cosine.n_queries
-    nearest = np.asarray(cosine.scores[:, 0], dtype=np.float64)
-    rows = np.asarray(cosine.rows[:, 0], dtype=np.int64)
-    ratio = cosine.features[:, 0, 1] / search.query_norm[:count]
+    if external is None:
+        return _nearest(full, slice(0, count), np.asarray(search.query_rows)[:count], source, stats)
+    queries = _nearest(full, slice(0, count), external.rows, source, stats, external.source)
+    after = slice(count, full.blocks[0].n_queries)
+    corpus = _nearest(full, after, np.asarray(full.query_rows)[after], source, stats)
+    floor = corpus.nearest_cosine[np.isfinite(corpus.nearest_cosine)]
+    returned = returned_rows(cosine.rows, stats.n_clean, source)
+    return replace(queries, external=True, floor_cosine=floor, returned=returned, corpus=corpus)
+
+
+def _nearest(
+    search: NeighborSearch,
+    queries: slice,
+    query_positions: Ints,
+    source: EmbeddingSource,
+    stats: ScanStats,
+    query_source: EmbeddingSource | None = None,
+) -> QueryHygiene:
+    """The nearest other row, whether it is a bit-identical copy, and the mean cosine to the
+    other clean rows, of the search's ``queries`` (at ``query_positions`` of ``query_source``,
+    default the corpus ``source``)."""
+    query_source = query_source or source
+    cosine = search.list_for("cosine")
+    nearest = np.asarray(cosine.scores[queries, 0], dtype=np.float64)
+    rows = np.asarray(cosine.rows[queries, 0], dtype=np.int64)
+    ratio = cosine.features[queries, 0, 1] / search.query_norm[queries]
     tolerance = search.tie_tolerance
-    exact = (rows >= 0) & (nearest >= 1 - tolerance) & (np.abs(ratio - 1) <= tolerance)
-    unit = geometry.unit_rows(np.asarray(search.queries[:count], dtype=np.float64))
-    own = (np.asarray(search.query_rows[:count]) >= 0).astype(np.float64)
+    # A copy within float tolerance is a candidate; only a bit-identical one is EA003's exact
+    # duplicate (it compares stored values), so that no row is counted nowhere.
+    candidate = np.flatnonzero(
+        (rows >= 0) & (nearest >= 1 - tolerance) & (np.abs(ratio - 1) <= tolerance)
+    )
+    exact = np.zeros(len(rows), dtype=bool)
+    exact[candidate] = _identical(
+        _taken(query_source, query_positions[candidate]), _taken(source, rows[candidate])
+    )
+    unit = geometry.unit_rows(np.asarray(search.queries[queries], dtype=np.float64))
+    own = (np.asarray(search.query_rows)[queries] >= 0).astype(np.float64)
     others = np.maximum(stats.n_clean - own, 1)
     mean_cosine = np.clip((unit @ stats.unit_sum - own) / others, -1.0, 1.0)
     # The examples: the nearest pairs (EA005) and the farthest queries (EA503).
@@ -234,30 +269,33 @@ def _hygiene(
     near = near[np.argsort(-nearest[near], kind="stable")][:EXAMPLES]
     far = np.flatnonzero(found)[np.argsort(nearest[found], kind="stable")][:EXAMPLES]
     shown = np.unique(np.concatenate([near, far]))
-    if external is None:
-        positions = np.asarray(search.query_rows)[shown]
-        query_source = source
-    else:
-        positions, query_source = external.rows[shown], external.source
-    query_names = dict(zip(shown.tolist(), names_of(query_source, positions), strict=True))
+    names = names_of(query_source, query_positions[shown])
+    query_names = dict(zip(shown.tolist(), names, strict=True))
     corpus_rows = np.unique(rows[near])
     row_names = dict(zip(corpus_rows.tolist(), names_of(source, corpus_rows), strict=True))
-    floor, returned = None, None
-    if external is not None:
-        floor = np.asarray(full.list_for("cosine").scores[count:, 0], dtype=np.float64)
-        floor = floor[np.isfinite(floor)]
-        returned = returned_rows(cosine.rows, stats.n_clean, source)
     return QueryHygiene(
-        nearest,
-        rows,
-        exact,
-        mean_cosine,
-        query_names,
-        row_names,
-        external is not None,
-        floor,
-        returned,
+        nearest, rows, exact, mean_cosine, query_names, row_names, tie_tolerance=tolerance
     )
+
+
+def _taken(source: EmbeddingSource, positions: Ints) -> npt.NDArray[np.floating[Any]]:
+    """The rows of ``source`` at ``positions``, in that order (read in file order)."""
+    if not len(positions):
+        return np.empty((0, source.d), dtype=source.dtype)
+    order = np.argsort(positions, kind="stable")
+    values = np.empty((len(positions), source.d), dtype=source.dtype)
+    values[order] = source.take(positions[order])
+    return values
+
+
+def _identical(
+    first: npt.NDArray[np.floating[Any]], second: npt.NDArray[np.floating[Any]]
+) -> npt.NDArray[np.bool_]:
+    """Per pair of rows, whether their stored values are equal (-0.0 equal to 0.0, as EA003
+    compares them), whatever their dtypes."""
+    if not len(first):
+        return np.zeros(0, dtype=bool)
+    return np.asarray((first == second).all(axis=1))
 
 
 def returned_rows(lists: Ints, n_clean: int, source: EmbeddingSource) -> dict[str, Any]:
