@@ -1,7 +1,7 @@
 """Peak memory and wall time of ``embaudit check`` on small-d and large-d exports: memory should
 follow the work in flight (rows per step × stacked queries), not the bytes read.
 
-    python benchmarks/bench_memory.py cases    # the files of the bounded-memory issue
+    python benchmarks/bench_memory.py cases    # small-d exports and many queries, 1M × 768
     python benchmarks/bench_memory.py sweep    # d = 16, 64, 128, 384, 768 at equal bytes
 
 Files are generated once under benchmarks/data/ (git-ignored), streamed to disk, from fixed
