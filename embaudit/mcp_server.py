@@ -60,8 +60,10 @@ def _about(param: Param, text: str | None = None) -> str:
     return " ".join(parts)
 
 
-#: What a tool leaves out of its options types' parameters: the server never writes a file.
-WRITES = frozenset({"write_items"})
+#: What a tool leaves out of its options types' parameters: the server never writes a file
+#: (write_items), and reads the paths the caller names in this process, never joining a cluster
+#: (engine, ray_address: the tools are closed-world).
+LEFT_OUT = frozenset({"write_items", "engine", "ray_address"})
 
 
 def _arguments(
@@ -70,7 +72,7 @@ def _arguments(
     """A tool's arguments generated from the declarations of its options types, as the command
     line's options are (:func:`embaudit.params.with_declared`), passed as ``given``."""
     texts = describe or {}
-    params = {name: p for name, p in flagged(*kinds).items() if name not in WRITES}
+    params = {name: p for name, p in flagged(*kinds).items() if name not in LEFT_OUT}
     return with_declared(
         params, lambda name, param: Field(description=_about(param, texts.get(name)))
     )

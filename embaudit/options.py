@@ -71,8 +71,10 @@ class Side(StrEnum):
 
 
 def _engine(value: Any) -> str | Engine:
-    if isinstance(value, Engine) or value in ENGINES:
+    if isinstance(value, Engine):
         return value
+    if value in ENGINES:
+        return str(value)  # an EngineName member (the command line's) as its value
     raise ValueError(f"must be one of {', '.join(ENGINES)} or an Engine, got {value!r}")
 
 
@@ -441,7 +443,7 @@ class GaugeOptions(_Common):
             "their cosine (and inner product) is the item similarity every split of the model "
             "agrees on.",
             optional=True,
-            given=Path,
+            given=str,  # the rule builds the path: "" is refused, not the working directory
         )
     )
 

@@ -248,7 +248,8 @@ QUERY_FILE = _text_param(
     "Take the query rows from this file (real user queries, the other tower of a two-tower "
     "model; any input format, the same d, read with the same --key/--column/--id-column) "
     "instead of sampling the corpus: every kNN check measures what these queries see of the "
-    "corpus. --queries stays the sample size.",
+    "corpus (EA005 still counts the corpus's own near-duplicates). --queries stays the sample "
+    "size.",
     location=True,
 )
 KEY = _text_param(

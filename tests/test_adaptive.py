@@ -112,6 +112,9 @@ def test_sizes_double_up_to_the_cap_and_the_rows():
     assert _grown(few, ["EA701"], few, n=10_000, query_rows=300).queries == 300
     assert _grown(Sampling(queries=300), ["EA701"], few, n=10_000, query_rows=300) is None
     assert _grown(few, ["EA203"], few, n=10_000, query_rows=300).sample == 2 * few.sample
+    # EA005 counts the corpus's near-duplicates on corpus rows, also next to a query file.
+    assert _grown(few, ["EA005"], few, n=10_000, query_rows=300).queries == 400
+    assert _grown(Sampling(queries=300), ["EA005"], few, n=10_000, query_rows=300) is not None
 
 
 def test_queries_that_are_every_row_carry_no_error_and_are_not_measured_again():

@@ -6,7 +6,10 @@ the links and anchors between the pages.)"""
 from __future__ import annotations
 
 import importlib.util
+import json
 import re
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -90,3 +93,20 @@ def test_the_generator_refuses_a_page_without_its_markers():
     generator = _generator()
     with pytest.raises(ValueError, match="checks-table"):
         generator.replaced("no markers here", "checks-table", "table")
+
+
+def test_the_mcp_page_lists_each_tools_arguments():
+    """The table of docs/mcp.md names each tool's arguments in order (read in a child process:
+    importing the server here would leave it imported for the tests that hide its SDK)."""
+    pytest.importorskip("mcp")
+    code = (
+        "import inspect, json; from embaudit import mcp_server as m; print(json.dumps({n: "
+        "list(inspect.signature(f).parameters) for n, f in (('check', m.check), "
+        "('compare_knn', m.compare_knn_tool), ('gauge', m.gauge))}))"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    page = (DOCS / "mcp.md").read_text()
+    for name, arguments in json.loads(done.stdout).items():
+        row = re.search(rf"^\| `{name}` \| ([^|]*) \|", page, flags=re.MULTILINE)
+        assert row is not None, name
+        assert re.findall(r"`(\w+)`", row.group(1)) == arguments, name

@@ -73,6 +73,9 @@ class Check:
     reads: tuple[str, ...] = ()
     #: Its value is computed exactly from every clean row (no sample): no standard error.
     exact: bool = False
+    #: Its queries are corpus rows also with a query file (EA005): they grow up to the corpus's
+    #: rows, not the query file's.
+    corpus_queries: bool = False
 
     def requested(self, options: CheckOptions) -> bool:
         """Whether ``options`` ask for this check (its option, if any, is given)."""
@@ -168,6 +171,7 @@ def register(
     samples: tuple[str, ...] = (),
     reads: tuple[str, ...] = (),
     exact: bool = False,
+    corpus_queries: bool = False,
 ) -> Callable[[Callable[[AuditData, float], Finding]], Callable[..., Finding]]:
     """Register ``measure`` as check ``code`` (of :data:`~embaudit.codes.CODES`, which names it);
     codes are public API and never renumbered."""
@@ -197,6 +201,7 @@ def register(
             samples=samples,
             reads=reads,
             exact=exact,
+            corpus_queries=corpus_queries,
         )
         return measure
 

@@ -238,6 +238,7 @@ NEAR_DUPLICATE_FAIL = 0.10
         " copies left to EA003; standard error, example pairs"
     ),
     rule="warn > 1%, fail > 10%",
+    corpus_queries=True,
     summary="Rows whose nearest other row is almost the same direction (cosine ≥ 0.99).",
     what=(
         "For each query of the sample, the cosine of its nearest other row (exact search, the "
@@ -280,16 +281,17 @@ def near_duplicates(
     data: AuditData, hygiene: QueryHygiene, queries: Ints, threshold: float
 ) -> Finding:
     cutoff = data.params.near_duplicate_cosine
-    nearest = hygiene.nearest_cosine[queries]
-    # A nearest cosine at the cutoff counts, up to the float32 rounding of the scores.
-    near = (nearest >= cutoff - hygiene.tie_tolerance) & ~hygiene.exact_copy[queries]
+    # The nearest row that is not a bit-identical copy (those are EA003's); a cosine at the
+    # cutoff counts, up to the float32 rounding of the scores.
+    nearest = hygiene.near_cosine[queries]
+    near = nearest >= cutoff - hygiene.tie_tolerance
     share, error = query_share(near)
-    order = queries[near][np.argsort(-hygiene.nearest_cosine[queries][near], kind="stable")]
+    order = queries[near][np.argsort(-nearest[near], kind="stable")]
     examples = [
         {
             "row": hygiene.query_name(int(q)),
-            "nearest": hygiene.row_name(int(hygiene.nearest_row[q])),
-            "cosine": float(hygiene.nearest_cosine[q]),
+            "nearest": hygiene.row_name(int(hygiene.near_row[q])),
+            "cosine": float(hygiene.near_cosine[q]),
         }
         for q in order[:5]
     ]

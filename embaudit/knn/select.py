@@ -44,6 +44,10 @@ SLAB = 8 * TILE
 #: float64 scores take about four times this at most. At the default 1,350 stacked rows it is
 #: 12,288 rows, more than a 768-d chunk holds: those chunks are searched in one step.
 STEP_BYTES = 64 * 2**20
+#: Rows per neighbour kept that a filling step scores (see TopKSelection.filling_rows): with
+#: k = 10 one slab; with k = 1,000 a whole step, where pruning by tiles would score most of
+#: them anyway.
+FILL_DEPTH = 64
 #: (query, tile) pairs scored at a time: bounds the candidate arrays to ~8 MiB each.
 _PAIR_BATCH = 4096
 #: Candidates of one chunk held before they are cut to about k per query (see _nearest).
@@ -152,14 +156,14 @@ class TopKSelection:
         """Consume the clean rows of one chunk, in steps of at most :meth:`step_rows` rows
         (the lists do not depend on how the rows are cut: they keep the best score, then the
         lowest row). While a list is still filling, every row of a step is scored for its
-        queries, so that step is one SLAB: the lists fill on it, and the rest of the chunk is
-        scored only where the tiles' bounds reach them."""
+        queries, so that step is short (:meth:`filling_rows`): the lists fill on it, and the
+        rest of the chunk is scored only where the tiles' bounds reach them."""
         first, count = 0, len(rows.positions)
         while first < count:
             filling = any(
                 np.isneginf(neighbor_list.scores[:, -1]).any() for neighbor_list in self.lists
             )
-            last = first + (SLAB if filling else self.step_rows())
+            last = first + (self.filling_rows() if filling else self.step_rows())
             self._add_step(
                 rows
                 if first == 0 and last >= count
@@ -171,6 +175,13 @@ class TopKSelection:
                 )
             )
             first = last
+
+    def filling_rows(self) -> int:
+        """Rows of a step on which a list fills: FILL_DEPTH rows per neighbour kept (a whole
+        number of slabs, at most :meth:`step_rows`), so that the bars the later steps prune by
+        are those of a list that has already seen many rows."""
+        slabs = -(-FILL_DEPTH * self.k // SLAB)
+        return min(self.step_rows(), max(1, slabs) * SLAB)
 
     def step_rows(self) -> int:
         """Rows per step of :meth:`add`: STEP_BYTES of products, a multiple of SLAB rows."""

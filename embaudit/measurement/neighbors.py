@@ -69,7 +69,7 @@ class QueryHygiene:
 
     nearest_cosine: Floats  # (queries,); -inf when the corpus has no other row
     nearest_row: Ints  # (queries,); -1 when none
-    exact_copy: npt.NDArray[np.bool_]  # the nearest row is bit-identical (EA003's duplicate)
+    exact_copy: npt.NDArray[np.bool_]  # a bit-identical copy is in the list (EA003's duplicate)
     mean_cosine: Floats  # (queries,) mean cosine to the other clean rows
     #: Names of the queries and corpus rows the examples show: ids where the source has an id
     #: column, else row positions (in the query file for external queries).
@@ -82,6 +82,10 @@ class QueryHygiene:
     tie_tolerance: float = 0.0
     #: With a query file: the same of the corpus rows searched after the queries.
     corpus: QueryHygiene | None = None
+    #: The cosine and row of the nearest member of each list that is not a bit-identical copy
+    #: of the query (EA005's); -inf and -1 when the list holds copies only.
+    near_cosine: Floats = field(default_factory=lambda: np.zeros(0))
+    near_row: Ints = field(default_factory=lambda: np.zeros(0, np.int64))
 
     def query_name(self, query: int) -> Any:
         return self.query_names.get(query, query)
@@ -241,41 +245,74 @@ def _nearest(
     stats: ScanStats,
     query_source: EmbeddingSource | None = None,
 ) -> QueryHygiene:
-    """The nearest other row, whether it is a bit-identical copy, and the mean cosine to the
-    other clean rows, of the search's ``queries`` (at ``query_positions`` of ``query_source``,
-    default the corpus ``source``)."""
+    """The nearest other row, the nearest one that is not a bit-identical copy (EA005's), and
+    the mean cosine to the other clean rows, of the search's ``queries`` (at
+    ``query_positions`` of ``query_source``, default the corpus ``source``)."""
     query_source = query_source or source
     cosine = search.list_for("cosine")
-    nearest = np.asarray(cosine.scores[queries, 0], dtype=np.float64)
-    rows = np.asarray(cosine.rows[queries, 0], dtype=np.int64)
-    ratio = cosine.features[queries, 0, 1] / search.query_norm[queries]
-    tolerance = search.tie_tolerance
-    # A copy within float tolerance is a candidate; only a bit-identical one is EA003's exact
-    # duplicate (it compares stored values), so that no row is counted nowhere.
-    candidate = np.flatnonzero(
-        (rows >= 0) & (nearest >= 1 - tolerance) & (np.abs(ratio - 1) <= tolerance)
-    )
-    exact = np.zeros(len(rows), dtype=bool)
-    exact[candidate] = _identical(
-        _taken(query_source, query_positions[candidate]), _taken(source, rows[candidate])
-    )
+    scores = np.asarray(cosine.scores[queries], dtype=np.float64)
+    members = np.asarray(cosine.rows[queries], dtype=np.int64)
+    nearest, rows = scores[:, 0], members[:, 0]
+    identical = _copies(search, queries, query_positions, query_source, source)
+    # The first member of each list that is not a copy of the query: whatever order ties put
+    # an exact copy and a near one in, the near one is found (-inf, row -1, when the list
+    # holds copies only).
+    other = (members >= 0) & ~identical
+    first = np.argmax(other, axis=1)
+    has = other[np.arange(len(first)), first]
+    near_cosine = np.where(has, scores[np.arange(len(first)), first], -np.inf)
+    near_row = np.where(has, members[np.arange(len(first)), first], -1)
+    exact = np.asarray(identical.any(axis=1))
     unit = geometry.unit_rows(np.asarray(search.queries[queries], dtype=np.float64))
     own = (np.asarray(search.query_rows)[queries] >= 0).astype(np.float64)
     others = np.maximum(stats.n_clean - own, 1)
     mean_cosine = np.clip((unit @ stats.unit_sum - own) / others, -1.0, 1.0)
     # The examples: the nearest pairs (EA005) and the farthest queries (EA503).
     found = rows >= 0
-    near = np.flatnonzero(found & ~exact)
-    near = near[np.argsort(-nearest[near], kind="stable")][:EXAMPLES]
+    near = np.flatnonzero(has)
+    near = near[np.argsort(-near_cosine[near], kind="stable")][:EXAMPLES]
     far = np.flatnonzero(found)[np.argsort(nearest[found], kind="stable")][:EXAMPLES]
     shown = np.unique(np.concatenate([near, far]))
     names = names_of(query_source, query_positions[shown])
     query_names = dict(zip(shown.tolist(), names, strict=True))
-    corpus_rows = np.unique(rows[near])
+    corpus_rows = np.unique(near_row[near])
     row_names = dict(zip(corpus_rows.tolist(), names_of(source, corpus_rows), strict=True))
     return QueryHygiene(
-        nearest, rows, exact, mean_cosine, query_names, row_names, tie_tolerance=tolerance
+        nearest,
+        rows,
+        exact,
+        mean_cosine,
+        query_names,
+        row_names,
+        tie_tolerance=search.tie_tolerance,
+        near_cosine=near_cosine,
+        near_row=near_row,
     )
+
+
+def _copies(
+    search: NeighborSearch,
+    queries: slice,
+    query_positions: Ints,
+    query_source: EmbeddingSource,
+    source: EmbeddingSource,
+) -> npt.NDArray[np.bool_]:
+    """(queries, k): whether each member of the queries' cosine lists is a bit-identical copy
+    of the query (EA003's duplicates, which compare stored values). A copy within float
+    tolerance (cosine 1 and the same norm up to rounding) is a candidate, read and compared."""
+    cosine = search.list_for("cosine")
+    members = np.asarray(cosine.rows[queries], dtype=np.int64)
+    scores = np.asarray(cosine.scores[queries], dtype=np.float64)
+    ratio = cosine.features[queries, :, 1] / search.query_norm[queries][:, None]
+    tolerance = search.tie_tolerance
+    with np.errstate(invalid="ignore"):
+        candidate = (members >= 0) & (scores >= 1 - tolerance) & (np.abs(ratio - 1) <= tolerance)
+    query, member = np.nonzero(candidate)
+    identical = np.zeros(members.shape, dtype=bool)
+    identical[query, member] = _identical(
+        _taken(query_source, query_positions[query]), _taken(source, members[query, member])
+    )
+    return identical
 
 
 def _taken(source: EmbeddingSource, positions: Ints) -> npt.NDArray[np.floating[Any]]:

@@ -53,10 +53,10 @@ Ints = npt.NDArray[np.int64]
 #: gauge's and its jitter's (EA302), the truncations' (EA303), the sample's statistics (EA203,
 #: EA205) and its graphs (EA501, EA502). Measuring again for undecided checks measures only the
 #: parts they read (:func:`measure`'s ``parts``, the others taken from ``previous``): without
-#: ``lists`` or ``truncation`` nothing searches every row (the gauges' references are the gauge
-#: queries' own lists on the gauge rows); without a searched part nor ``sample`` there is no
-#: pass (the statistics are the previous measurement's); with ``graphs`` alone the sample's
-#: graphs grow to ``sampling.graphs`` by new samples added to the previous ones.
+#: ``lists`` or ``truncation`` the base queries are not searched (the gauges' references are
+#: the gauge queries' own lists, in the gauge search); without a searched part nor ``sample``
+#: there is no pass (the statistics are the previous measurement's); with ``graphs`` alone the
+#: sample's graphs grow to ``sampling.graphs`` by new samples added to the previous ones.
 PARTS = ("lists", "gauges", "canonical", "truncation", "sample", "graphs")
 _SEARCHED = frozenset(("lists", "gauges", "canonical", "truncation"))
 #: The parts measured in a pass over the source (the others read a few rows by position).
@@ -299,14 +299,10 @@ def _plan_searches(
     if not gauge_blocks:
         return _Planned(search, canonical=canonical)
     gauge_positions = gauge_corpus(n, sampling.gauge_rows, seed)
-    if search is not None and gauge_positions is None:
-        # The gauges search every row, as the base queries do: their blocks join the base
-        # search, whose first queries' cosine lists are the gauges' references.
-        merged = NeighborSearch(
-            search.queries, search.query_rows, k, [*search.blocks, *gauge_blocks]
-        )
-        return _Planned(merged, canonical=canonical)
-    # The gauge queries' cosine lists without a gauge are the gauges' references.
+    # The gauge queries' cosine lists without a gauge are the gauges' references. The search is
+    # its own (every row, or the gauge rows), not blocks of the base search: each list of a
+    # search keeps a feature column per block, and the base search's lists are every query's
+    # under three metrics.
     gauge_search = NeighborSearch(
         drawn.queries[:gauge_queries],
         drawn.query_rows[:gauge_queries],

@@ -282,6 +282,8 @@ def _grown(
     if not _can_grow(sampling, first, turn, n, query_rows):
         turn = next(name for name in ALTERNATING if name != turn)
     resting = [set(REGISTRY[code].samples) for code in codes]
+    if any(REGISTRY[code].corpus_queries for code in codes):
+        query_rows = None  # such a check's queries are drawn from the corpus
     fields = set().union(
         *[s - set(ALTERNATING) | {turn} if set(ALTERNATING) <= s else s for s in resting]
     )
