@@ -119,10 +119,10 @@ def stacked_rows() -> tuple[int, int]:
     (the queries), and against the gauge rows (the gauge queries without a gauge and under
     every random gauge, the canonical gauge and its jitters)."""
     sampling = Sampling()
-    gauges = len(sampling.gauge_levels) * sampling.gauge_draws + 1 + JITTER_DRAWS
-    # Against every row the gauge blocks join the base search, whose lists are their
-    # references; against a sample of rows the gauge queries' own lists are searched there too.
-    return sampling.queries, sampling.gauge_queries * (gauges + (sampling.gauge_rows is not None))
+    # The gauge queries without a gauge (their own lists, the gauges' references), under every
+    # random gauge, the canonical gauge and its jitters.
+    gauges = 1 + len(sampling.gauge_levels) * sampling.gauge_draws + 1 + JITTER_DRAWS
+    return sampling.queries, sampling.gauge_queries * gauges
 
 
 def bare_product(x: np.ndarray, queries: np.ndarray) -> float:

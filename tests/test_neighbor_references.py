@@ -289,18 +289,19 @@ def test_ea301_every_draw_of_every_level_equals_brute_force(data):
     assert curve[0] > curve[-1]
 
 
-def test_gauges_over_every_row_join_the_base_search_with_the_truncations():
-    """By default the gauge queries search every row: their blocks join the base search (no
-    second search), after the truncations' blocks; each block's overlaps still equal brute
+def test_gauges_search_every_row_next_to_the_base_search_and_its_truncations():
+    """By default the gauge queries search every row, in their own search of the same pass
+    (the base search keeps its base and truncation blocks); each block's overlaps equal brute
     force: the truncation against the full cosine lists, each gauge against the gauge
     queries' own."""
     x = make("encoder")
     seed = 5
     source = open_source(x)
     result = measure(source, k=K, seed=seed, sampling=SAMPLING, truncate=(8,)).neighbors
-    assert result is not None and result.gauge_search is None and result.gauge_rows_searched is None
-    names = [block.name for block in result.search.blocks]
-    assert names[:2] == ["base", "truncate 8"] and len(names) > 2 + len(SAMPLING.gauge_levels)
+    assert result is not None and result.gauge_rows_searched is None
+    assert [block.name for block in result.search.blocks] == ["base", "truncate 8"]
+    gauge_names = [block.name for block in result.gauge_search.blocks]
+    assert gauge_names[0] == "base" and len(gauge_names) > 1 + len(SAMPLING.gauge_levels)
     rows = result.query_rows
     base = scores(x, rows, "cosine")
     low, high = overlap_bounds(base, scores(x[:, :8], rows, "cosine"), K)
