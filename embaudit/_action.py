@@ -88,11 +88,9 @@ def _reports() -> Iterator[list[AnyReport]]:
     conclude = cli._conclude
     captured: list[AnyReport] = []
 
-    def capturing(
-        report: AnyReport, format_name: str, output: Path | None, quiet: bool, exit_zero: bool
-    ) -> int:
-        captured.append(report)
-        return conclude(report, format_name, output, quiet, exit_zero)
+    def capturing(result: AnyReport, report: cli.ReportFlags) -> int:
+        captured.append(result)
+        return conclude(result, report)
 
     cli._conclude = capturing
     try:

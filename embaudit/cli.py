@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import functools
+import inspect
 import os
 import shutil
 import sys
 import tempfile
 import traceback
 from collections.abc import Callable
+from contextlib import AbstractContextManager
+from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Any
@@ -25,6 +29,7 @@ from embaudit.options import (
     CheckOptions,
     CompareOptions,
     GaugeOptions,
+    Options,
     blamed_on,
     merge,
     read_config,
@@ -69,7 +74,39 @@ def declared_flags(
     one typer option per declared parameter with a flag, passed to the command as ``given``
     (None where not given). ``help`` replaces a parameter's help for this command."""
     own = help or {}
-    return with_declared(flagged(*kinds), lambda name, param: _flag(name, param, own.get(name)))
+    declared = with_declared(flagged(*kinds), lambda name, param: _flag(name, param, own.get(name)))
+
+    def decorate(command: Callable[..., Any]) -> Callable[..., Any]:
+        inner = declared(command)
+        signature = inspect.signature(inner)
+        defaults = ReportFlags()
+        added = [
+            inspect.Parameter(
+                name,
+                inspect.Parameter.KEYWORD_ONLY,
+                default=getattr(defaults, name),
+                annotation=annotation,
+            )
+            for name, annotation in REPORT_FLAGS.items()
+        ]
+        kept = [p for p in signature.parameters.values() if p.name != "report"]
+        first_keyword = next(
+            (i for i, p in enumerate(kept) if p.kind is inspect.Parameter.KEYWORD_ONLY), len(kept)
+        )
+        parameters = [*kept[:first_keyword], *added, *kept[first_keyword:]]
+
+        @functools.wraps(inner)
+        def wrapper(*args: Any, **kwargs: Any) -> Any:
+            report = ReportFlags(**{name: kwargs.pop(name) for name in REPORT_FLAGS})
+            return inner(*args, report=report, **kwargs)
+
+        wrapper.__signature__ = signature.replace(parameters=parameters)  # type: ignore[attr-defined]
+        wrapper.__annotations__ = {p.name: p.annotation for p in parameters} | {
+            "return": signature.return_annotation
+        }
+        return wrapper
+
+    return decorate
 
 
 app = typer.Typer(
@@ -159,13 +196,32 @@ QuietOption = Annotated[
 ]
 
 
+@dataclass(frozen=True)
+class ReportFlags:
+    """The command line's own options of every command that reports (not the library's): how
+    the report is written and how the exit code is chosen."""
+
+    output_format: OutputFormat = DEFAULT_FORMAT
+    output: Path | None = None
+    exit_zero: bool = False
+    config: Path | None = None
+    quiet: bool = False
+
+
+#: Each report flag's typer annotation, in the order ``--help`` lists them.
+REPORT_FLAGS = {
+    "output_format": FormatOption,
+    "output": OutputOption,
+    "exit_zero": ExitZeroOption,
+    "config": ConfigOption,
+    "quiet": QuietOption,
+}
+
+
 @app.command()
 @declared_flags(CheckOptions, Sampling)
 def check(
     file: FileArgument,
-    output_format: FormatOption = DEFAULT_FORMAT,
-    output: OutputOption = None,
-    exit_zero: ExitZeroOption = False,
     baseline: Annotated[
         str | None,
         typer.Option(
@@ -174,9 +230,8 @@ def check(
             "neighbour stability, EA602 norm shift, EA603 verdict change.",
         ),
     ] = None,
-    config: ConfigOption = None,
-    quiet: QuietOption = False,
     *,
+    report: ReportFlags,
     given: dict[str, Any],
 ) -> int:
     """Audit one embedding file: defects, norms, geometry, neighbours, and a verdict on cosine.
@@ -199,16 +254,13 @@ def check(
 
     Exit codes: 0 nothing at the failing level; 1 a failing check or an untrustworthy verdict (with --fail-on warn also a warning or a caution verdict); 2 usage, configuration or input error; 3 internal error.
     """  # noqa: E501
-    configuration = read_config(config).for_path(file)
-    flags = _given(given)
-    options = merge(CheckOptions, configuration, flags)
-    check_output(output)
-    FORMATS[output_format.value].require()
-    with blamed_on(configuration, flags), stdout_to_stderr(), pass_progress(not quiet) as progress:
-        report = audit(file, options, baseline=baseline, progress=progress)
-    if not (quiet or report.verdict.objective_declared) and output_format.value in HUMAN_NOTICE:
+    options, blame = _prepared(CheckOptions, file, report, given)
+    with blame, stdout_to_stderr(), pass_progress(not report.quiet) as progress:
+        result = audit(file, options, baseline=baseline, progress=progress)
+    human = report.output_format.value in HUMAN_NOTICE
+    if not (report.quiet or result.verdict.objective_declared) and human:
         sys.stderr.write(UNDECLARED_NOTICE)
-    return _conclude(report, output_format.value, output, quiet, exit_zero)
+    return _conclude(result, report)
 
 
 @app.command("compare-knn")
@@ -222,12 +274,8 @@ def compare_knn_command(
             show_default=False,
         ),
     ],
-    output_format: FormatOption = DEFAULT_FORMAT,
-    output: OutputOption = None,
-    exit_zero: ExitZeroOption = False,
-    config: ConfigOption = None,
-    quiet: QuietOption = False,
     *,
+    report: ReportFlags,
     given: dict[str, Any],
 ) -> int:
     """Compare nearest neighbours: of three metrics on one file, or of two exports.
@@ -246,15 +294,11 @@ def compare_knn_command(
     """  # noqa: E501
     if not 1 <= len(files) <= 2:
         raise UsageError(f"compare-knn takes one or two files, got {len(files)}")
-    configuration = read_config(config).for_path(files[0])
-    flags = _given(given)
-    options = merge(CompareOptions, configuration, flags)
-    check_output(output)
-    FORMATS[output_format.value].require()
-    with blamed_on(configuration, flags), stdout_to_stderr(), pass_progress(not quiet) as progress:
+    options, blame = _prepared(CompareOptions, files[0], report, given)
+    with blame, stdout_to_stderr(), pass_progress(not report.quiet) as progress:
         second = files[1] if len(files) == 2 else None
-        report = compare_knn(files[0], second, options, progress=progress)
-    return _conclude(report, output_format.value, output, quiet, exit_zero)
+        result = compare_knn(files[0], second, options, progress=progress)
+    return _conclude(result, report)
 
 
 @app.command("gauge")
@@ -270,12 +314,8 @@ def gauge_command(
         Path,
         typer.Argument(help="The user tower (user factors, query embeddings).", show_default=False),
     ],
-    output_format: FormatOption = DEFAULT_FORMAT,
-    output: OutputOption = None,
-    exit_zero: ExitZeroOption = False,
-    config: ConfigOption = None,
-    quiet: QuietOption = False,
     *,
+    report: ReportFlags,
     given: dict[str, Any],
 ) -> int:
     """Audit the gauge freedom of a two-tower dot-product model.
@@ -290,14 +330,24 @@ def gauge_command(
 
     Exit codes: 0 the worst overlap stays at or above --min-overlap; 1 it is below (cosine neighbours are not identified by the model), or, with --fail-on warn, the towers are not balanced; 2 usage, configuration or input error; 3 internal error.
     """  # noqa: E501
-    configuration = read_config(config).for_path(items)
+    options, blame = _prepared(GaugeOptions, items, report, given)
+    with blame, stdout_to_stderr():
+        result = audit_gauge(items, users, options)
+    return _conclude(result, report)
+
+
+def _prepared(
+    kind: type[Options], path: str | Path, report: ReportFlags, given: dict[str, Any]
+) -> tuple[Options, AbstractContextManager[None]]:
+    """The command's options (flags over the configuration found for ``path`` over the
+    defaults), checked before any work with the report's output and format, and the context
+    that blames a bad configured value on its key."""
+    configuration = read_config(report.config).for_path(path)
     flags = _given(given)
-    options = merge(GaugeOptions, configuration, flags)
-    check_output(output)
-    FORMATS[output_format.value].require()
-    with blamed_on(configuration, flags), stdout_to_stderr():
-        report = audit_gauge(items, users, options)
-    return _conclude(report, output_format.value, output, quiet, exit_zero)
+    options = merge(kind, configuration, flags)
+    check_output(report.output)
+    FORMATS[report.output_format.value].require()
+    return options, blamed_on(configuration, flags)
 
 
 def _given(given: dict[str, Any]) -> dict[str, Any]:
@@ -361,12 +411,10 @@ def mcp_command() -> int:
     return EXIT_OK
 
 
-def _conclude(
-    report: AnyReport, format_name: str, output: Path | None, quiet: bool, exit_zero: bool
-) -> int:
+def _conclude(result: AnyReport, report: ReportFlags) -> int:
     """Write the report and choose the exit code: 1 when the gate fails (unless --exit-zero)."""
-    _emit(report, format_name, output, quiet)
-    return EXIT_FINDINGS if report.failed() and not exit_zero else EXIT_OK
+    _emit(result, report.output_format.value, report.output, report.quiet)
+    return EXIT_FINDINGS if result.failed() and not report.exit_zero else EXIT_OK
 
 
 def _emit(report: AnyReport, format_name: str, output: Path | None, quiet: bool) -> None:

@@ -21,7 +21,14 @@ import pytest
 
 from embaudit import audit
 from embaudit.checks import REGISTRY
-from embaudit.cli import EXIT_FINDINGS, EXIT_INTERNAL, EXIT_OK, _conclude
+from embaudit.cli import (
+    EXIT_FINDINGS,
+    EXIT_INTERNAL,
+    EXIT_OK,
+    OutputFormat,
+    ReportFlags,
+    _conclude,
+)
 from embaudit.model import CheckResult, Level, Status, TrainedWith, Verdict
 from embaudit.reports import Gate
 from embaudit.verdict import decide
@@ -172,10 +179,11 @@ def test_exit_code_follows_the_gate_for_every_objective(real_report, trained_wit
             fail_on=fail_on,
         )
         fails = CHECK_FAILS[fail_on][status] or VERDICT_FAILS[fail_on][level]
-        assert _conclude(report, "json", None, True, False) == (
+        assert _conclude(report, ReportFlags(OutputFormat("json"), quiet=True)) == (
             EXIT_FINDINGS if fails else EXIT_OK
         ), (level, status)
-        assert _conclude(report, "json", None, True, True) == EXIT_OK  # --exit-zero
+        exit_zero = ReportFlags(OutputFormat("json"), quiet=True, exit_zero=True)
+        assert _conclude(report, exit_zero) == EXIT_OK  # --exit-zero
 
 
 def _duplicated_sphere(tmp_path: Path) -> Path:
