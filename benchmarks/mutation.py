@@ -86,7 +86,8 @@ GROUPS = (
     Group("verdict", ("embaudit/verdict.py",), ("tests/test_checks.py", "tests/test_gate_rule.py")),
     Group(
         "neighbors",
-        ("embaudit/checks/neighbors.py",),
+        # The neighbour checks: gauges (EA3xx), metrics (EA4xx), graphs (EA5xx).
+        ("embaudit/checks/gauges.py", "embaudit/checks/metrics.py", "embaudit/checks/graphs.py"),
         (
             "tests/test_checks.py",
             "tests/test_diagnostics.py",
