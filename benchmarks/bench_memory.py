@@ -31,7 +31,7 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
 from bench_index import machine  # noqa: E402
-from make_data import clustered_chunks  # noqa: E402
+from make_data import clustered_chunks, write_chunks  # noqa: E402
 
 DATA = HERE / "data"
 CHUNK = 65_536
@@ -63,27 +63,9 @@ def write(path: Path, n: int, d: int, kind: str) -> Path:
         chunks = groups_chunks(n, d)
     else:
         chunks = clustered_chunks(n, d, seed=0, normalize=False)
-    partial = path.with_name(path.name + ".partial")
-    if path.suffix == ".npy":
-        out = np.lib.format.open_memmap(partial, mode="w+", dtype=np.float32, shape=(n, d))
-        start = 0
-        for block in chunks:
-            out[start : start + len(block)] = block
-            start += len(block)
-        out.flush()
-        del out
-    else:
-        import pyarrow as pa
-        import pyarrow.parquet as pq
-
-        schema = pa.schema([("id", pa.int64()), ("embedding", pa.list_(pa.float32(), d))])
-        with pq.ParquetWriter(partial, schema) as writer:
-            start = 0
-            for block in chunks:
-                vectors = pa.FixedSizeListArray.from_arrays(pa.array(block.reshape(-1)), d)
-                ids = pa.array(np.arange(start, start + len(block), dtype=np.int64))
-                writer.write_table(pa.table({"id": ids, "embedding": vectors}, schema=schema))
-                start += len(block)
+    partial = path.with_suffix(".partial" + path.suffix)  # the kind is read from the suffix
+    # snappy: the codec pyarrow writes by default, as a pandas or polars export would.
+    write_chunks(partial, chunks, n, d, compression="snappy")
     partial.rename(path)
     return path
 

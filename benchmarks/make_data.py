@@ -38,7 +38,15 @@ def clustered_chunks(
 
 def write(path: Path, n: int, d: int, *, seed: int, normalize: bool) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
-    chunks = clustered_chunks(n, d, seed=seed, normalize=normalize)
+    write_chunks(path, clustered_chunks(n, d, seed=seed, normalize=normalize), n, d)
+
+
+def write_chunks(
+    path: Path, chunks: Iterator[np.ndarray], n: int, d: int, compression: str = "none"
+) -> None:
+    """``n`` × ``d`` float32 rows, given a block at a time, to ``path``: an ``.npy`` through a
+    memory map, else parquet (an int64 "id" column and a fixed_size_list<float> "embedding"
+    column, a row group per block, ``compression`` its codec)."""
     if path.suffix == ".npy":
         out = np.lib.format.open_memmap(path, mode="w+", dtype=np.float32, shape=(n, d))
         start = 0
@@ -52,7 +60,7 @@ def write(path: Path, n: int, d: int, *, seed: int, normalize: bool) -> None:
     import pyarrow.parquet as pq
 
     schema = pa.schema([("id", pa.int64()), ("embedding", pa.list_(pa.float32(), d))])
-    with pq.ParquetWriter(path, schema, compression="none") as writer:
+    with pq.ParquetWriter(path, schema, compression=compression) as writer:
         start = 0
         for block in chunks:
             vectors = pa.FixedSizeListArray.from_arrays(pa.array(block.reshape(-1)), d)
