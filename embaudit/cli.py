@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import functools
 import inspect
 import os
 import shutil
@@ -34,7 +33,7 @@ from embaudit.options import (
     merge,
     read_config,
 )
-from embaudit.params import Param, ParameterError, flagged, with_declared
+from embaudit.params import Param, ParameterError, flagged, with_declared, with_parameters
 from embaudit.progress import pass_progress
 from embaudit.reports import AnyReport
 
@@ -76,11 +75,9 @@ def declared_flags(
     own = help or {}
     declared = with_declared(flagged(*kinds), lambda name, param: _flag(name, param, own.get(name)))
 
-    def decorate(command: Callable[..., Any]) -> Callable[..., Any]:
-        inner = declared(command)
-        signature = inspect.signature(inner)
-        defaults = ReportFlags()
-        added = [
+    defaults = ReportFlags()
+    report_flags = with_parameters(
+        [
             inspect.Parameter(
                 name,
                 inspect.Parameter.KEYWORD_ONLY,
@@ -88,25 +85,11 @@ def declared_flags(
                 annotation=annotation,
             )
             for name, annotation in REPORT_FLAGS.items()
-        ]
-        kept = [p for p in signature.parameters.values() if p.name != "report"]
-        first_keyword = next(
-            (i for i, p in enumerate(kept) if p.kind is inspect.Parameter.KEYWORD_ONLY), len(kept)
-        )
-        parameters = [*kept[:first_keyword], *added, *kept[first_keyword:]]
-
-        @functools.wraps(inner)
-        def wrapper(*args: Any, **kwargs: Any) -> Any:
-            report = ReportFlags(**{name: kwargs.pop(name) for name in REPORT_FLAGS})
-            return inner(*args, report=report, **kwargs)
-
-        wrapper.__signature__ = signature.replace(parameters=parameters)  # type: ignore[attr-defined]
-        wrapper.__annotations__ = {p.name: p.annotation for p in parameters} | {
-            "return": signature.return_annotation
-        }
-        return wrapper
-
-    return decorate
+        ],
+        "report",
+        lambda values: ReportFlags(**values),
+    )
+    return lambda command: report_flags(declared(command))
 
 
 app = typer.Typer(

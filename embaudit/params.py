@@ -300,39 +300,50 @@ def flagged(*kinds: Any) -> dict[str, Param]:
     return found
 
 
+def with_parameters(
+    added: list[inspect.Parameter], into: str, collect: Callable[[dict[str, Any]], Any]
+) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """A decorator that adds the keyword parameters ``added`` to a function's signature (before
+    its own keyword-only ones; its parameter ``into`` is not shown) and passes their values,
+    as ``collect`` gathers them from a dict by name, as the keyword ``into``. As typer and the
+    MCP SDK read a signature, this is how one declaration writes their options."""
+
+    def decorate(function: Callable[..., Any]) -> Callable[..., Any]:
+        signature = inspect.signature(function, eval_str=True)
+        own = [p for p in signature.parameters.values() if p.name != into]
+        keyword = next(
+            (i for i, p in enumerate(own) if p.kind is inspect.Parameter.KEYWORD_ONLY), len(own)
+        )
+        parameters = [*own[:keyword], *added, *own[keyword:]]
+        names = [p.name for p in added]
+
+        @functools.wraps(function)
+        def wrapper(*args: Any, **kwargs: Any) -> Any:
+            values = {name: kwargs.pop(name, None) for name in names}
+            return function(*args, **{into: collect(values)}, **kwargs)
+
+        wrapper.__signature__ = signature.replace(parameters=parameters)  # type: ignore[attr-defined]
+        annotations = {p.name: p.annotation for p in parameters}
+        wrapper.__annotations__ = annotations | {"return": signature.return_annotation}
+        return wrapper
+
+    return decorate
+
+
 def with_declared(
     params: dict[str, Param], annotate: Callable[[str, Param], Any]
 ) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
     """A decorator that adds one keyword parameter per declared parameter of ``params`` to a
     function's signature, each ``Annotated[given_as(param) | None, annotate(name, param)]``
     (``annotate`` makes a typer option, an MCP field, …) defaulting to None, and passes them to
-    the function as one dict ``given`` (None where not given). Its own parameters come first.
-    As typer and the MCP SDK read a signature, this writes every entry point's options from
-    the one declaration."""
-
-    def decorate(function: Callable[..., Any]) -> Callable[..., Any]:
-        signature = inspect.signature(function, eval_str=True)
-        own = [p for p in signature.parameters.values() if p.name != "given"]
-        added = [
-            inspect.Parameter(
-                name,
-                inspect.Parameter.KEYWORD_ONLY,
-                default=None,
-                annotation=Annotated[given_as(param) | None, annotate(name, param)],
-            )
-            for name, param in params.items()
-        ]
-
-        @functools.wraps(function)
-        def wrapper(*args: Any, **kwargs: Any) -> Any:
-            given = {name: kwargs.pop(name, None) for name in params}
-            return function(*args, given=given, **kwargs)
-
-        wrapper.__signature__ = signature.replace(  # type: ignore[attr-defined]
-            parameters=[*own, *added]
+    the function as one dict ``given`` (None where not given) (:func:`with_parameters`)."""
+    added = [
+        inspect.Parameter(
+            name,
+            inspect.Parameter.KEYWORD_ONLY,
+            default=None,
+            annotation=Annotated[given_as(param) | None, annotate(name, param)],
         )
-        annotations = {p.name: p.annotation for p in [*own, *added]}
-        wrapper.__annotations__ = annotations | {"return": signature.return_annotation}
-        return wrapper
-
-    return decorate
+        for name, param in params.items()
+    ]
+    return with_parameters(added, "given", dict)
