@@ -119,9 +119,7 @@ def neighbor_lists(
             search = search.head(len(external.rows))
         metrics = _metric_overlaps(search, truncate)
         hygiene = _hygiene(search, search.list_for("cosine"), stats, source, external, full)
-    # The gauge blocks are the base search's when they searched every row with it.
-    gauged_in = gauge_search if gauge_search is not None else search
-    gauged = _GaugeOverlaps() if gauged_in is None else _gauge_overlaps(gauged_in, gauges)
+    gauged = _GaugeOverlaps() if gauge_search is None else _gauge_overlaps(gauge_search, gauges)
     searched = search if search is not None else gauge_search
     assert searched is not None
     return Neighbors(
@@ -191,20 +189,15 @@ class _GaugeOverlaps:
 def _gauge_overlaps(
     gauge_search: NeighborSearch, gauges: list[tuple[float, Floats]]
 ) -> _GaugeOverlaps:
-    """Each gauge block's per-query overlap against the gauge queries' own cosine lists (the
-    first queries of the search's base block), in the order the blocks were made: the random
-    gauges in the order of ``gauges``, the canonical gauge and its jitters. None of the search's
-    blocks is a gauge's: no overlap."""
+    """Each gauge block's per-query overlap against the gauge queries' own cosine lists, in the
+    order the blocks were made: the random gauges in the order of ``gauges``, the canonical
+    gauge and its jitters."""
     gauge: dict[float, list[Floats]] = {}
     canonical: Floats = np.zeros(0)
     jitter: list[Floats] = []
     reference = gauge_search.list_for("cosine")
     levels = iter(s for s, _ in gauges)
-    queries = 0
     for b, block in enumerate(gauge_search.blocks[1:], start=1):
-        if block.name.startswith(TRUNCATE_BLOCK):
-            continue
-        queries = block.n_queries
         shared = gauge_search.overlap(reference, gauge_search.list_for("cosine", b))
         if block.name.startswith(GAUGE_BLOCK):
             gauge.setdefault(next(levels), []).append(shared)
@@ -212,7 +205,7 @@ def _gauge_overlaps(
             canonical = shared
         else:
             jitter.append(shared)
-    return _GaugeOverlaps(queries, gauge, canonical, jitter)
+    return _GaugeOverlaps(gauge_search.blocks[0].n_queries, gauge, canonical, jitter)
 
 
 def _hygiene(
