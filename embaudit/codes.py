@@ -32,6 +32,7 @@ CODES: dict[str, str] = {
     "EA501": "hubness",
     "EA502": "graph-islands",
     "EA503": "isolated-rows",
+    "EA504": "query-hubness",
     "EA601": "neighbour-stability",
     "EA602": "norm-shift",
     "EA603": "verdict-change",

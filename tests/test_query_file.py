@@ -98,15 +98,16 @@ def test_the_neighbour_checks_measure_the_query_file(tmp_path):
     ea206 = report.check("EA206")
     contrast = (1 - brute["mean"]) / (1 - brute["nearest"])
     assert ea206.value == pytest.approx(np.median(contrast), rel=1e-5)
-    # Query hubness: how the result slots spread over the corpus rows.
-    returned = report.check("EA501").metrics["queries"]
-    rows, counts = np.unique(brute["cos_top"], return_counts=True)
-    assert (returned["slots"], returned["distinct_rows"]) == (Q * K, len(rows))
-    assert returned["most_returned"][0]["count"] == counts.max()
-    # The message gives the corpus's own hubness first, then the query file's results.
-    message = report.check("EA501").message
-    assert message.startswith("Robin Hood index ")
-    assert f"; the query file's results: {len(rows):,} distinct rows in {Q * K:,} slots" in message
+    # Query hubness (EA504): every query of the file searched, so its spread is exact.
+    ea504 = report.check("EA504")
+    counts = np.bincount(np.asarray(brute["cos_top"]).ravel(), minlength=N).astype(float)
+    slots = Q * K
+    at_random = slots**2 / (slots + slots * (slots - 1) / N)
+    assert ea504.value == pytest.approx(slots**2 / (counts**2).sum() / at_random, rel=1e-12)
+    assert ea504.metrics["standard_error"] is None and ea504.metrics["population"] == Q
+    assert ea504.metrics["never_returned"] == pytest.approx(np.mean(counts == 0))
+    top = max(1, -(-N // 100))
+    assert ea504.metrics["top_share"] == pytest.approx(np.sort(counts)[::-1][:top].sum() / slots)
 
 
 def test_ea503_measures_the_queries_against_the_corpus_floor(tmp_path):
