@@ -36,9 +36,12 @@ from embaudit.params import (
     ID_COLUMN,
     KEY,
     QUERIES,
+    QUERY_COLUMN,
     QUERY_FILE,
+    QUERY_KEY,
     SEED,
     TABLE,
+    WHERE,
     Choices,
     Custom,
     Interval,
@@ -236,6 +239,7 @@ class _Common:
     column: str | None = declare(COLUMN)
     id_column: str | None = declare(ID_COLUMN)
     table: str | None = declare(TABLE)
+    where: str | None = declare(WHERE)
 
     def __post_init__(self) -> None:
         validate(self)
@@ -327,6 +331,8 @@ class CheckOptions(_Common, _Passes):
     truncate: tuple[int, ...] = declare(TRUNCATE)
     near_duplicate_cosine: float = declare(NEAR_DUPLICATE_COSINE)
     query_file: str | None = declare(QUERY_FILE)
+    query_key: str | None = declare(QUERY_KEY)
+    query_column: str | None = declare(QUERY_COLUMN)
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -388,6 +394,8 @@ class CompareOptions(_Common, _Passes):
         )
     )
     query_file: str | None = declare(QUERY_FILE)
+    query_key: str | None = declare(QUERY_KEY)
+    query_column: str | None = declare(QUERY_COLUMN)
 
 
 @dataclass(frozen=True, kw_only=True)
