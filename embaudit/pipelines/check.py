@@ -364,7 +364,8 @@ def _with_stored_index(source: EmbeddingSource, options: CheckOptions) -> CheckO
     """``options`` with the index stored with the data (a pgvector or Lance index) as
     ``--index`` when none is given: ``live`` when the source can search it through its own
     query path, else its faiss spec (a rebuild); ``--index rebuild`` asks for the rebuild,
-    ``--index none`` for no index. Its metric (or the ``distance`` of an ann-benchmarks file)
+    ``--index none`` for no index (``--index-metric`` other than the stored index's asks for
+    the rebuild too). Its metric (or the ``distance`` of an ann-benchmarks file)
     becomes ``--index-metric`` when none is given: the index checks then judge what is
     deployed."""
     word = options.index.lower() if options.index is not None else None
@@ -374,16 +375,17 @@ def _with_stored_index(source: EmbeddingSource, options: CheckOptions) -> CheckO
     changes: dict[str, Any] = {}
     if word in (None, LIVE, REBUILD):
         live = source.live_index() if word != REBUILD else None
-        if live is not None:
-            changes["index"] = LIVE
-            if options.index_metric is not None and options.index_metric != live.metric:
+        if live is not None and options.index_metric not in (None, live.metric):
+            if word == LIVE:
                 raise ParameterError(
                     "index_metric",
                     f"the index of {source.path} ranks by {live.metric}, not "
-                    f"{options.index_metric}: give --index rebuild to rebuild it in faiss "
-                    "with another metric",
+                    f"{options.index_metric}: rebuild it with --index rebuild to try another",
                     declared(CheckOptions)["index_metric"].flag,
                 )
+            live = None  # another metric than the index's: its faiss rebuild answers
+        if live is not None:
+            changes["index"] = LIVE
         elif stored is not None and stored.spec is not None:
             changes["index"] = stored.spec
         elif word is not None:
