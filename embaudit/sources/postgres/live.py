@@ -9,15 +9,12 @@ OFF)``: its execution time on the server, and whether the plan searched the inde
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
 
 from embaudit.sources.base import LiveIndex, LiveResults
-
-if TYPE_CHECKING:
-    from embaudit.sources.postgres.reading import PostgresSource
 
 #: The distance operator of each pgvector operator class's metric.
 OPERATORS = {"l2": "<->", "ip": "<#>", "cosine": "<=>"}
@@ -52,7 +49,9 @@ def _uses(plan: Any, index: str) -> bool:
 class PgvectorIndex(LiveIndex):
     """An hnsw or ivfflat index on a table's vector column, searched through SQL."""
 
-    def __init__(self, source: PostgresSource, info: dict[str, Any], where: str | None) -> None:
+    def __init__(self, source: Any, info: dict[str, Any], where: str | None) -> None:
+        """``source`` is the :class:`~embaudit.sources.postgres.reading.PostgresSource` of the
+        table (its connection, key and filter), ``info`` its index as the catalog reads it."""
         self._source, self._info = source, info
         self.metric = str(info["metric"])
         self.where = where
