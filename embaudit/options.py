@@ -187,7 +187,9 @@ INDEX = Param(
     "--index",
     "A faiss index_factory string (HNSW32, IVF4096,Flat, IVF1024,PQ64, SQ8, HNSW32,SQ8...): "
     "build that index on the file and check what it returns (EA701 ann-recall, EA702 "
-    "index-vs-objective). Local engine only.",
+    "index-vs-objective). live: search the index stored with the data through its own query "
+    "path (a pgvector table's, by SQL: the default when there is one); rebuild: build that "
+    "stored index in faiss with its parameters; none: no index. Local engine only.",
     optional=True,
     in_config=True,
 )

@@ -157,6 +157,16 @@ def test_a_filter_is_measured_under_the_index(uri, table, query_file, ef_search_
     assert relaxed["rows_returned"] == pytest.approx(fixed_rows) == K
     assert relaxed["statement"] == "SET hnsw.iterative_scan = relaxed_order;"
     assert "WHERE tenant = 7" in ea705.metrics["partial_index"]
+    # Along hnsw.ef_search with the iterative scan on: what SQL gives with both set.
+    both = {item["value"]: item for item in ea705.metrics["iterative_sweep"]}
+    expected_64, _ = _sql(
+        uri,
+        queries,
+        f"WHERE tenant = {TENANT}",
+        ("SET hnsw.iterative_scan = relaxed_order", "SET hnsw.ef_search = 64"),
+    )
+    assert both[64]["recall"] == pytest.approx(expected_64, abs=1e-12)
+    assert "iterative_scan" in ea705.recommendation or ea705.value >= 0.9
     assert report.check("EA701").value == pytest.approx(ea705.value)
 
 

@@ -89,8 +89,18 @@ _on_index = skipped_without(_index, SKIP)
     rule="warn below 0.9",
     summary="Recall@k of the index you deploy against the exact neighbours under its metric.",
     what=(
+        "A pgvector table's own hnsw / ivfflat index is searched live by default (params.index "
+        "= live): each query goes to the server as SELECT key FROM table ORDER BY column <op> q "
+        "LIMIT k + 1 (the operator of the index's operator class) in the audit's read-only "
+        "transaction, at the session's hnsw.ef_search / ivfflat.probes / iterative_scan as the "
+        "database sets them; metrics.live names the index, its operator class, parameters and "
+        "those settings, metrics.sweep the recall and the server's time per query (p50, p95 "
+        "ms, EXPLAIN ANALYZE) at each setting set with SET LOCAL, metrics.recommended the "
+        "statements that set the smallest one reaching the threshold and metrics.build the "
+        "CREATE INDEX of a stronger index when none does. "
         "With --index SPEC (a faiss index_factory string: HNSW32, IVF4096,Flat, IVF1024,PQ64, "
-        "SQ8, HNSW32,SQ8, ...), or without it the index stored with the data (a pgvector "
+        "SQ8, HNSW32,SQ8, ...), or with --index rebuild the index stored with the data (a "
+        "pgvector "
         "table's hnsw / ivfflat index, a Lance dataset's index: input.index, params.index_from), "
         "builds that index on every clean row of the file (streamed in "
         "chunks; trained first on a seeded sample when it needs training), or on --index-sample "
@@ -115,7 +125,8 @@ _on_index = skipped_without(_index, SKIP)
     ),
     fix=(
         "Search with the recommended setting (metrics.recommended: efSearch for HNSW, nprobe "
-        "for IVF). When no setting reaches the threshold, the index itself loses the "
+        "for IVF; for a pgvector index, the SET / ALTER DATABASE statements). When no setting "
+        "reaches the threshold, the index itself loses the "
         "neighbours: use more HNSW links (HNSW64), more inverted lists or a finer quantizer "
         "(SQ8 for PQ, Flat for SQ8), or re-rank with the exact vectors (a ',RFlat' refine)."
     ),
@@ -478,6 +489,18 @@ def filtered_recall(
         }
         for point, statement in live.iterative
     ]
+    iterative_sweep = [
+        {
+            "mode": point.mode,
+            "param": point.param,
+            "value": point.value,
+            "recall": point.recall,
+            "rows_returned": point.returned,
+            "p50_ms": point.p50_ms,
+            "p95_ms": point.p95_ms,
+        }
+        for point in live.iterative_sweep
+    ]
     metrics = (
         {"recall_at_k": value}
         | summary
@@ -491,6 +514,7 @@ def filtered_recall(
             "p50_ms": default.p50_ms,
             "p95_ms": default.p95_ms,
             "iterative": iterative,
+            "iterative_sweep": iterative_sweep,
             "partial_index": live.partial,
         }
     )
@@ -507,16 +531,29 @@ def filtered_recall(
         )
     if value >= threshold:
         return Finding(Status.PASS, value, message, metrics)
+    metrics["recommendation"] = action = _filtered_action(index, live, threshold)
+    return Finding(Status.WARN, value, message, metrics, recommendation=action)
+
+
+def _filtered_action(index: IndexMeasurement, live: LiveReport, threshold: float) -> str:
+    """The cheapest change measured to reach ``threshold`` under the filter: an iterative scan
+    at the server's setting, then with a higher setting, then a higher setting alone; else a
+    partial index (not measured)."""
     fixed = [(point, statement) for point, statement in live.iterative if point.recall >= threshold]
+    turn_on = {point.mode: statement for point, statement in live.iterative}
+    both = next((point for point in live.iterative_sweep if point.recall >= threshold), None)
     setting = _smallest(index.sweep, threshold, "recall")
     if fixed:
-        action = f"Turn on iterative scans: {fixed[0][1]} (recall {fixed[0][0].recall:.2f})"
-    elif setting is not None:
-        action = f"{live.set_action(setting['value'])} (recall {threshold:g} or more)"
-    else:
-        action = (
-            "Nothing measured reaches the threshold under this filter: build a partial index "
-            f"for it (not measured), {live.partial}"
+        return f"Turn on iterative scans: {fixed[0][1]} (recall {fixed[0][0].recall:.2f})"
+    if both is not None:
+        return (
+            f"Turn on iterative scans and raise {both.param}: {turn_on[both.mode]} "
+            f"{live.statements[both.value][0]} (recall {both.recall:.2f}, p50 "
+            f"{both.p50_ms or 0:.2f} ms on the server)"
         )
-    metrics["recommendation"] = action
-    return Finding(Status.WARN, value, message, metrics, recommendation=action)
+    if setting is not None:
+        return f"{live.set_action(setting['value'])} (recall {threshold:g} or more)"
+    return (
+        "Nothing measured reaches the threshold under this filter: build a partial index "
+        f"for it (not measured), {live.partial}"
+    )

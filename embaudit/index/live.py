@@ -73,12 +73,7 @@ class LiveProbe:
         scorer = _Scorer(database)
         default = self._probe(queries, scorer, None, None)
         sweep = self._sweep(queries, scorer)
-        iterative = []
-        if live.where is not None:
-            for mode in live.iterative:
-                if mode != live.iterative_default:
-                    point = self._probe(queries, scorer, None, mode).point
-                    iterative.append((point, live.iterative_statement(mode)))
+        iterative, iterative_sweep = self._iterative(queries, scorer)
         info = live.describe()
         report = LiveReport(
             name=str(info["name"]),
@@ -87,12 +82,16 @@ class LiveProbe:
             returned=default.returned,
             index_used=default.index_used,
             queries=len(queries.rows),
-            statements={point.value: live.set_statements(point.value) for point in sweep},
+            statements={
+                point.value: live.set_statements(point.value)
+                for point in [*sweep, *iterative_sweep]
+            },
             build=live.build_statement(),
             build_for={m.value: live.build_statement(metric=m.value) for m in IndexMetric},
             where=live.where,
             partial=None if live.where is None else live.build_statement(where=live.where),
             iterative=iterative,
+            iterative_sweep=iterative_sweep,
         )
         return IndexMeasurement(
             spec=report.name,
@@ -143,12 +142,33 @@ class LiveProbe:
         )
         return _Probed(point, recall, objective_overlap, returned, found.index_used)
 
-    def _sweep(self, queries: _Queries, scorer: _Scorer) -> list[SweepPoint]:
-        """Recall and server time along the knob's ladder, until every exact neighbour is
-        found or recall stops rising."""
+    def _iterative(
+        self, queries: _Queries, scorer: _Scorer
+    ) -> tuple[list[tuple[SweepPoint, str]], list[SweepPoint]]:
+        """Under a filter: each iterative-scan mode the store offers (other than the one it
+        sets) at its default setting, with the statement that turns it on; and along the knob
+        with the mode of the best recall, when that one misses neighbours."""
+        live = self.live
+        if live.where is None:
+            return [], []
+        iterative = [
+            (self._probe(queries, scorer, None, mode).point, live.iterative_statement(mode))
+            for mode in live.iterative
+            if mode != live.iterative_default
+        ]
+        if not iterative:
+            return [], []
+        best = max(iterative, key=lambda found: found[0].recall)[0]
+        return iterative, [] if best.recall >= 1.0 else self._sweep(queries, scorer, best.mode)
+
+    def _sweep(
+        self, queries: _Queries, scorer: _Scorer, mode: str | None = None
+    ) -> list[SweepPoint]:
+        """Recall and server time along the knob's ladder (with the iterative scan ``mode``,
+        None: the store's), until every exact neighbour is found or recall stops rising."""
         points: list[SweepPoint] = []
         for value in self.live.ladder:
-            points.append(self._probe(queries, scorer, value, None).point)
+            points.append(self._probe(queries, scorer, value, mode).point)
             recalls = [point.recall for point in points]
             if recalls[-1] >= 1.0 or (len(recalls) >= 3 and recalls[-1] - recalls[-3] < PLATEAU):
                 break

@@ -30,6 +30,8 @@ class LiveReport:
     #: Under a filter: each iterative-scan mode the store offers, at its default setting, and
     #: the statement that turns it on.
     iterative: list[tuple[SweepPoint, str]] = field(default_factory=list)
+    #: The knob's ladder with the iterative-scan mode of the best recall (when it misses some).
+    iterative_sweep: list[SweepPoint] = field(default_factory=list)
 
     @property
     def title(self) -> str:
