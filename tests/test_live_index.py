@@ -214,3 +214,53 @@ def test_bad_filters_and_missing_indexes_are_one_line(uri, table, cli_process, t
         "embedding",
     )
     assert "--query-column" in stderr
+
+
+@pytest.mark.parametrize("keys", ["text", "ctid"])
+def test_an_ivfflat_index_is_probed_live_whatever_the_key(uri, keys):  # noqa: F811
+    """An ivfflat index ranking by L2, on a table keyed by text or by ctid (no primary key):
+    recall at the server's ivfflat.probes and along the probes is what SQL gives."""
+    rows = ROWS[:800] * np.random.default_rng(3).lognormal(0, 0.5, (800, 1)).astype(np.float32)
+    ids = [f"r{i:04d}" for i in range(800)] if keys == "text" else None
+    make_table(uri, f"ivf_{keys}", rows, "vector", ids=ids, primary_key=keys == "text")
+    run_sql(
+        uri, f"CREATE INDEX ON ivf_{keys} USING ivfflat (embedding vector_l2_ops) WITH (lists = 8)"
+    )
+    queries = _unit_rows(20, 4)
+    path = Path(str(uri).split("host=")[-1]).parent / f"ivf_{keys}.npy"
+    np.save(path, queries)
+    report = embaudit.audit(
+        uri,
+        table=f"ivf_{keys}",
+        query_file=path,
+        k=K,
+        sampling=Sampling(queries=20),
+        select=["EA7"],
+    )
+    ea701 = report.check("EA701")
+    assert ea701.metrics["live"]["search_settings"] == {
+        "ivfflat.probes": 1,
+        "ivfflat.iterative_scan": "off",
+    }
+    exact = np.argsort(
+        ((queries[:, None, :].astype(np.float64) - rows[None].astype(np.float64)) ** 2).sum(-1),
+        axis=1,
+    )[:, :K]
+
+    def recall(probes: int) -> float:
+        found = []
+        with psycopg.connect(uri) as connection:
+            connection.execute(f"SET ivfflat.probes = {probes}")
+            for query, wanted in zip(queries, exact, strict=True):
+                literal = "[" + ",".join(map(repr, query.tolist())) + "]"
+                got = connection.execute(
+                    f"SELECT id FROM ivf_{keys} ORDER BY embedding <-> %s::vector LIMIT {K}",
+                    (literal,),
+                ).fetchall()
+                rows_got = {int(str(key).lstrip("r")) for (key,) in got}
+                found.append(len(rows_got & set(wanted.tolist())) / K)
+        return float(np.mean(found))
+
+    assert ea701.value == pytest.approx(recall(1), abs=1e-12)
+    sweep = {point["value"]: point["recall"] for point in ea701.metrics["sweep"]}
+    assert sweep[8] == pytest.approx(recall(8), abs=1e-12) == 1.0
