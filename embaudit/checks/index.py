@@ -212,6 +212,7 @@ def _live_metrics(index: IndexMeasurement, live: LiveReport, key: str) -> dict[s
                 key: getattr(point, "objective_overlap" if key == "overlap_at_k" else key),
                 "p50_ms": point.p50_ms,
                 "p95_ms": point.p95_ms,
+                "rows_returned": point.returned,
             }
             for point in index.sweep
         ],
