@@ -119,6 +119,8 @@ def test_live_recall_is_the_recall_sql_gives(uri, table, query_file, ef_search_1
     assert ea701.metrics["index_used"] == QUERIES
     assert "probed live" in ea701.message and "hnsw.ef_search = 10" in ea701.message
     assert report.params["index"] == "live"
+    for format_name in ("json", "markdown", "table", "junit", "html", "github"):
+        assert "weak_idx" in report.render(format_name)
 
 
 def test_the_sweep_sets_the_knob_and_recommends_sql(uri, table, query_file, ef_search_10):  # noqa: F811
