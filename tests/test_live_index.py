@@ -266,3 +266,26 @@ def test_an_ivfflat_index_is_probed_live_whatever_the_key(uri, keys):  # noqa: F
     assert ea701.value == pytest.approx(recall(1), abs=1e-12)
     sweep = {point["value"]: point["recall"] for point in ea701.metrics["sweep"]}
     assert sweep[8] == pytest.approx(recall(8), abs=1e-12) == 1.0
+
+
+def test_settings_set_for_a_search_end_with_it(uri, table, ef_search_10):  # noqa: F811
+    """SET LOCAL inside a savepoint rolled back after the batch: the next search of the same
+    transaction runs at the server's setting again, and the transaction wrote nothing."""
+    from embaudit.sources.postgres import PostgresSource
+
+    source = PostgresSource(uri, table="weak")
+    try:
+        live = source.live_index()
+        assert live is not None and (live.knob, live.default) == ("hnsw.ef_search", 10)
+        queries = _unit_rows(5, 7)
+        first = live.search(queries, K)
+        live.search(queries, K, setting=200, iterative="relaxed_order")
+        again = live.search(queries, K)
+        assert np.array_equal(first.rows, again.rows)
+        setting, iterative, writes = source._query(
+            "SELECT current_setting('hnsw.ef_search'), current_setting('hnsw.iterative_scan'), "
+            "txid_current_if_assigned()"
+        )[0]
+        assert (setting, iterative, writes) == ("10", "off", None)
+    finally:
+        source.close()
