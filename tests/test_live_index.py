@@ -289,3 +289,50 @@ def test_settings_set_for_a_search_end_with_it(uri, table, ef_search_10):  # noq
         assert (setting, iterative, writes) == ("10", "off", None)
     finally:
         source.close()
+
+
+def test_a_lance_index_is_probed_through_its_own_search(tmp_path):
+    """An IVF_PQ index of a Lance dataset in several fragments, searched with Lance's own
+    ``nearest``: recall at Lance's default nprobes and at nprobes 1 is what Lance's search,
+    asked here for the ids, gives against exact cosine neighbours found in numpy."""
+    lance = pytest.importorskip("lance")
+    import pyarrow as pa
+
+    rows = ROWS[:1200]
+    vectors = pa.FixedSizeListArray.from_arrays(pa.array(rows.ravel()), D)
+    table = pa.table({"id": pa.array(np.arange(1200)), "vector": vectors})
+    dataset = lance.write_dataset(table, tmp_path / "v.lance", max_rows_per_file=500)
+    dataset.create_index(
+        "vector", index_type="IVF_PQ", num_partitions=8, num_sub_vectors=8, metric="cosine"
+    )
+    queries = _unit_rows(30, 5)
+    np.save(tmp_path / "q.npy", queries)
+    report = embaudit.audit(
+        tmp_path / "v.lance",
+        query_file=tmp_path / "q.npy",
+        k=K,
+        trained_with="cosine",
+        sampling=Sampling(queries=30),
+        select=["EA7"],
+    )
+    ea701 = report.check("EA701")
+    assert ea701.metrics["live"]["type"] == "IVF_PQ" and report.params["index"] == "live"
+    scores = queries.astype(np.float64) @ rows.astype(np.float64).T
+    exact = np.argsort(-scores, axis=1)[:, :K]
+    dataset = lance.dataset(tmp_path / "v.lance")
+
+    def recall(**knob: int) -> float:
+        found = []
+        for query, wanted in zip(queries, exact, strict=True):
+            got = dataset.to_table(
+                nearest={"column": "vector", "q": query, "k": K, **knob},
+                columns=["id"],
+                disable_scoring_autoprojection=True,
+            )
+            found.append(len(set(got.column("id").to_pylist()) & set(wanted.tolist())) / K)
+        return float(np.mean(found))
+
+    assert ea701.value == pytest.approx(recall(), abs=1e-12)
+    sweep = {point["value"]: point["recall"] for point in ea701.metrics["sweep"]}
+    assert sweep[1] == pytest.approx(recall(nprobes=1), abs=1e-12)
+    assert "Lance's default nprobes" in ea701.message

@@ -55,6 +55,8 @@ def _at_defaults(index: IndexMeasurement) -> str:
     """'at faiss's defaults', or the deployed default it was searched at."""
     if index.defaults_from == "faiss's default" or index.knob is None:
         return "at faiss's defaults"
+    if index.default_setting is None:
+        return f"at {index.defaults_from}"
     return f"at {index.knob} = {index.default_setting} ({index.defaults_from})"
 
 
@@ -200,7 +202,11 @@ def _live_metrics(index: IndexMeasurement, live: LiveReport, key: str) -> dict[s
         "rows": index.rows,
         "k": index.k,
         "live": live.info,
-        "default": {"param": index.knob, "value": index.default_setting, "from": "the server"},
+        "default": {
+            "param": index.knob,
+            "value": index.default_setting,
+            "from": live.settings_from,
+        },
         "p50_ms": live.default.p50_ms,
         "p95_ms": live.default.p95_ms,
         "rows_returned": live.default.returned,
@@ -225,9 +231,8 @@ def _live_statements(live: LiveReport, setting: dict[str, Any] | None) -> dict[s
 
 def _live_message(index: IndexMeasurement, live: LiveReport, value: float) -> str:
     message = (
-        f"{live.title} probed live{live.filtered}: recall@{index.k} {value:.2f} at "
-        f"{index.knob} = {index.default_setting} (the server's setting), "
-        f"p50 {live.default.p50_ms or 0:.2f} ms per query on the server"
+        f"{live.title} probed live{live.filtered}: recall@{index.k} {value:.2f} "
+        f"{_at_defaults(index)}, p50 {live.default.p50_ms or 0:.2f} ms per query {live.timed}"
     )
     if live.index_used < live.queries:
         message += (

@@ -75,6 +75,7 @@ class LiveProbe:
         sweep = self._sweep(queries, scorer)
         iterative, iterative_sweep = self._iterative(queries, scorer)
         info = live.describe()
+        swept = sorted({point.value for point in [*sweep, *iterative_sweep]})
         report = LiveReport(
             name=str(info["name"]),
             info=info,
@@ -82,10 +83,11 @@ class LiveProbe:
             returned=default.returned,
             index_used=default.index_used,
             queries=len(queries.rows),
-            statements={
-                point.value: live.set_statements(point.value)
-                for point in [*sweep, *iterative_sweep]
-            },
+            title=live.title(),
+            statements={value: live.set_statements(value) for value in swept},
+            actions={value: live.set_action(value) for value in swept},
+            settings_from=live.settings_from,
+            timed=live.timed,
             build=live.build_statement(),
             build_for={m.value: live.build_statement(metric=m.value) for m in IndexMetric},
             where=live.where,
@@ -110,7 +112,7 @@ class LiveProbe:
             ms_per_query=float(default.point.p50_ms or 0.0),
             sweep=sweep,
             timings={"index_probe": time.perf_counter() - started},
-            defaults_from="the server's setting",
+            defaults_from=live.settings_from,
             live=report,
         )
 
@@ -130,7 +132,7 @@ class LiveProbe:
         has_times = len(found.server_ms) > 0
         point = SweepPoint(
             param=self.live.knob,
-            value=self.live.default if setting is None else setting,
+            value=setting if setting is not None else (self.live.default or 0),
             recall=float(recall.mean()),
             objective_overlap=float(objective_overlap.mean()),
             ms_per_query=wall_ms,

@@ -16,6 +16,7 @@ class LiveReport:
     """A stored index searched through the store's own query path (pgvector's SQL)."""
 
     name: str  # the index's name in the store
+    title: str  # the index in a message: kind, name, metric, parameters
     info: dict[str, Any]  # as the report shows it: type, operator class, parameters, settings
     default: SweepPoint  # at the store's own settings
     returned: Ints  # rows returned per query at the store's settings (the query's own left out)
@@ -23,6 +24,9 @@ class LiveReport:
     queries: int
     #: The statements that set each swept value of the knob (for the session, for every one).
     statements: dict[int, list[str]] = field(default_factory=dict)
+    actions: dict[int, str] = field(default_factory=dict)  # the same, as a recommendation
+    settings_from: str = "the server's setting"  # whose the default search setting is
+    timed: str = "on the server"  # where the time of a search is taken
     build: str = ""  # a stronger index of the same metric
     build_for: dict[str, str] = field(default_factory=dict)  # the same, of another metric
     where: str | None = None  # the filter every search carried (--where)
@@ -34,21 +38,10 @@ class LiveReport:
     iterative_sweep: list[SweepPoint] = field(default_factory=list)
 
     @property
-    def title(self) -> str:
-        """'hnsw index items_embedding_idx (vector_cosine_ops, m 4, ef_construction 10)'."""
-        info = self.info
-        if info.get("type") == "hnsw":
-            built = f"m {info.get('m')}, ef_construction {info.get('ef_construction')}"
-        else:
-            built = f"lists {info.get('lists')}"
-        return f"{info.get('type')} index {self.name} ({info.get('opclass')}, {built})"
-
-    @property
     def filtered(self) -> str:
         """' under WHERE tenant = 7', or nothing without a filter."""
         return "" if self.where is None else f" under WHERE {self.where}"
 
     def set_action(self, setting: int) -> str:
-        """What to run to search at ``setting``: for the session, or for every one."""
-        session, *every = self.statements[setting]
-        return f"Run {session}" + (f" (for every session: {every[0]})" if every else "")
+        """What to run to search at ``setting`` (a swept one)."""
+        return self.actions[setting]

@@ -78,11 +78,18 @@ class LiveIndex(ABC):
 
     metric: str  # cosine, l2 or ip (--index-metric's names)
     knob: str
-    default: int
+    default: int | None  # None: the store chooses (Lance's nprobes)
     ladder: tuple[int, ...]
     iterative: tuple[str, ...] = ()
     iterative_default: str | None = None
     where: str | None = None  # the filter every search carries (--where)
+    #: Whose the default search setting is, and where a search's time is taken.
+    settings_from: str = "the server's setting"
+    timed: str = "on the server"
+
+    @abstractmethod
+    def title(self) -> str:
+        """The index in a message: its kind, name, metric and parameters."""
 
     @abstractmethod
     def describe(self) -> dict[str, Any]:
@@ -105,6 +112,11 @@ class LiveIndex(ABC):
     def set_statements(self, setting: int) -> list[str]:
         """The statements that make ``setting`` the knob's value: for the session, for
         every session."""
+
+    def set_action(self, setting: int) -> str:
+        """What to run to search at ``setting``."""
+        session, *every = self.set_statements(setting)
+        return f"Run {session}" + (f" (for every session: {every[0]})" if every else "")
 
     @abstractmethod
     def iterative_statement(self, mode: str) -> str:

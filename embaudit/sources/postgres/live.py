@@ -68,6 +68,14 @@ class PgvectorIndex(LiveIndex):
             self.iterative = ITERATIVE_MODES[method]
             self.iterative_default = str(iterative or "off")
 
+    def title(self) -> str:
+        info = self._info
+        if info["type"] == "hnsw":
+            built = f"m {info['m']}, ef_construction {info['ef_construction']}"
+        else:
+            built = f"lists {info['lists']}"
+        return f"{info['type']} index {info['name']} ({info['opclass']}, {built})"
+
     def describe(self) -> dict[str, Any]:
         info = {name: value for name, value in self._info.items() if name != "spec"}
         settings: dict[str, Any] = {self.knob: self.default}
