@@ -16,7 +16,9 @@ The independent measurement asks the server, on its own connection, ``SELECT id 
 exact cosine neighbours computed here by brute force in numpy (among the tenant's rows for the
 filtered case). The script prints a Markdown table; with ``--example`` it also copies the table
 to ``docs_items`` with pgvector's default HNSW index (m = 16, ef_construction = 64) and prints
-``embaudit check … --where "tenant = 7"`` of it: docs/indexes.md's worked example.
+``embaudit check … --where "tenant = 7"`` of it: docs/indexes.md's worked example. With
+``--timing ROUNDS`` it times the index stage of an EA701 audit, the live probe against the faiss
+rebuild, alternated in this process.
 """
 
 from __future__ import annotations
@@ -141,6 +143,37 @@ def example(uri: str, query_file: Path) -> str:
     return done.stdout
 
 
+def timing(uri: str, query_file: Path, rounds: int) -> str:
+    """The index stage of the audit, live probe against faiss rebuild, alternated in this
+    process (``rounds`` of each): seconds per run and their ratio."""
+    import embaudit
+
+    seconds: dict[str, list[float]] = {"live": [], "rebuild": []}
+    for _ in range(rounds):
+        for index in ("live", "rebuild"):
+            report = embaudit.audit(
+                uri,
+                table=TABLE,
+                column="embedding",
+                query_file=query_file,
+                k=K,
+                trained_with="cosine",
+                select=["EA701"],
+                index=index,
+            )
+            stages = report.timings
+            spent = stages.get("index_probe_seconds") or (
+                stages.get("index_build_seconds", 0.0) + stages.get("index_search_seconds", 0.0)
+            )
+            seconds[index].append(spent)
+    live, rebuilt = np.median(seconds["live"]), np.median(seconds["rebuild"])
+    return (
+        f"index stage, median of {rounds} alternated runs: live probe {live:.1f} s "
+        f"(200 queries, default + sweep), faiss rebuild {rebuilt:.1f} s (build + search + "
+        f"sweep); live / rebuild = {live / rebuilt:.2f}"
+    )
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--n", type=int, default=20_000)
@@ -148,6 +181,7 @@ def main() -> int:
     parser.add_argument("--queries", type=int, default=200)
     parser.add_argument("--uri", default=None)
     parser.add_argument("--example", action="store_true")
+    parser.add_argument("--timing", type=int, default=0, metavar="ROUNDS")
     args = parser.parse_args()
     uri = args.uri or start_server()
     rows = rows_of(args.n, args.d, seed=0).astype(np.float32)
@@ -183,6 +217,8 @@ def main() -> int:
         print(f"- {code}: {check['message']}")
         if check.get("recommendation"):
             print(f"  - {check['recommendation']}")
+    if args.timing:
+        print("\n" + timing(uri, query_file, args.timing))
     if args.example:
         print("\n```text")
         print(example(uri, query_file).rstrip())
