@@ -38,6 +38,7 @@ CODES: dict[str, str] = {
     "EA603": "verdict-change",
     "EA701": "ann-recall",
     "EA702": "index-vs-objective",
+    "EA705": "filtered-recall",
 }
 
 #: The family of each hundred: the module of :mod:`embaudit.checks` that holds its checks.

@@ -209,3 +209,30 @@ def test_compare_knn_refuses_a_query_file_for_two_exports(tmp_path, cli_process)
     result = cli_process("compare-knn", corpus, corpus, "--query-file", corpus)
     assert result.code == 2
     assert result.stderr.startswith("embaudit: error: --query-file applies to one file")
+
+
+def test_the_query_file_takes_its_own_key_and_column(tmp_path, cli_process):
+    """``--column`` / ``--key`` are the corpus's: an ``.npy`` query file for a parquet column
+    takes neither, an ``.npz`` one names its member with ``--query-key``, a parquet one its
+    column with ``--query-column``; each gives the report of the same queries in an ``.npy``."""
+    corpus = tmp_path / "c.parquet"
+    vectors = pa.FixedSizeListArray.from_arrays(pa.array(_corpus().astype(np.float32).ravel()), D)
+    pq.write_table(pa.table({"vec": vectors}), corpus)
+    queries = _foreign()[:50].astype(np.float32)
+    npy = _save(tmp_path, "q.npy", queries)
+    np.savez(tmp_path / "q.npz", other=queries[:, :3], asked=queries)
+    pq.write_table(
+        pa.table({"query": pa.FixedSizeListArray.from_arrays(pa.array(queries.ravel()), D)}),
+        tmp_path / "q.parquet",
+    )
+    common = {"column": "vec", "k": K, "sampling": Sampling(queries=50), "select": ["EA401"]}
+    reference = audit(corpus, query_file=npy, **common).check("EA401").value
+    from_npz = audit(corpus, query_file=tmp_path / "q.npz", query_key="asked", **common)
+    from_parquet = audit(corpus, query_file=tmp_path / "q.parquet", query_column="query", **common)
+    assert from_npz.check("EA401").value == reference
+    assert from_parquet.check("EA401").value == reference
+    result = cli_process(
+        "check", corpus, "--column", "vec", "--query-file", npy, "--query-key", "x"
+    )
+    assert result.code == 2 and len(result.stderr.strip().splitlines()) == 1
+    assert "--query-key" in result.stderr and "Traceback" not in result.stderr

@@ -53,6 +53,7 @@ _APPLIES_TO = {
     "column": "parquet, JSON Lines, CSV, Lance and PostgreSQL input",
     "id_column": "parquet, JSON Lines, CSV, Lance and PostgreSQL input",
     "table": "PostgreSQL sources (postgresql://…)",
+    "where": "PostgreSQL sources (postgresql://…)",
 }
 
 
@@ -63,6 +64,7 @@ def open_source(
     column: str | None = None,
     id_column: str | None = None,
     table: str | None = None,
+    where: str | None = None,
 ) -> EmbeddingSource:
     """Open a path (``.npy``, ``.npz``, ``.parquet`` or a directory of parquet files,
     ``.jsonl`` / ``.ndjson``, ``.csv``, ``.fvecs`` / ``.bvecs``, ``.fbin`` / ``.f16bin`` /
@@ -73,10 +75,11 @@ def open_source(
     ``key`` picks the array of an ``.npz``, the tensor of a ``.safetensors`` file or the
     dataset of an HDF5 file; ``column`` and ``id_column`` name the columns holding the vectors
     and the row ids (parquet, JSON Lines, CSV, Lance, PostgreSQL), and ``column`` the column of
-    an in-memory pyarrow table or pandas DataFrame; ``table`` the PostgreSQL table. Options that
-    do not apply to the format are usage errors.
+    an in-memory pyarrow table or pandas DataFrame; ``table`` the PostgreSQL table and ``where``
+    an SQL predicate selecting its rows. Options that do not apply to the format are usage
+    errors.
     """
-    options = {"key": key, "column": column, "id_column": id_column, "table": table}
+    options = {"key": key, "column": column, "id_column": id_column, "table": table, "where": where}
     if isinstance(source, EmbeddingSource):
         return source
     if not isinstance(source, str | os.PathLike):
@@ -97,9 +100,10 @@ def open_source(
     if isinstance(source, str) and is_postgres(source):
         if key is not None:
             raise _not_for("key", f"{_APPLIES_TO['key']}, not a PostgreSQL table")
-        return PostgresSource(source, table=table, column=column, id_column=id_column)
-    if table is not None:
-        raise _not_for("table", f"{_APPLIES_TO['table']}, not {source}")
+        return PostgresSource(source, table=table, column=column, id_column=id_column, where=where)
+    for name in ("table", "where"):
+        if options[name] is not None:
+            raise _not_for(name, f"{_APPLIES_TO[name]}, not {source}")
     if isinstance(source, str) and _is_uri(source):
         return _open_uri(source, key=key, column=column, id_column=id_column)
     path = Path(source)
@@ -128,6 +132,21 @@ def open_source(
         raise InputError(path, "is a directory") from None
     except OSError as exc:
         raise InputError(path, f"cannot read ({exc.strerror or exc})") from None
+
+
+def accepts(location: str | os.PathLike[str], option: str) -> bool:
+    """Whether the input at ``location`` takes the input option ``option`` (``key``,
+    ``column``, ``id_column``) by its kind: a PostgreSQL URI the columns, a parquet URI or a
+    file by its suffix (a directory that is not a Lance dataset: parquet)."""
+    if isinstance(location, str) and is_postgres(location):
+        return option in ("column", "id_column")
+    if isinstance(location, str) and _is_uri(location):
+        return option in ("column", "id_column")
+    path = Path(location)
+    suffix = path.suffix.lower()
+    if path.is_dir() and suffix != ".lance":
+        suffix = ".parquet"
+    return suffix in FORMATS and option in FORMATS[suffix][1]
 
 
 def _open_file(
