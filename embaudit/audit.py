@@ -52,7 +52,8 @@ def audit(
 
     ``source`` is a path (``.npy``, ``.npz``, ``.parquet``, a directory of parquet files, a
     parquet URI), a 2-D float array of shape (n, d), or a column of vectors in memory (a pandas
-    Series, a pyarrow array, or a table or DataFrame with ``column`` naming it). The options are a
+    Series, a pyarrow array, or a table or DataFrame with ``column`` naming it and ``id_column``
+    its ids; a null vector is a row EA001 reports, as in a file). The options are a
     :class:`~embaudit.options.CheckOptions` and/or its fields as keywords, e.g. ``k`` (neighbour
     count of the kNN checks), ``seed`` (every random choice), ``trained_with`` (the training
     objective: cosine, dot, l2 or unknown), ``key`` / ``column`` / ``id_column`` (what to read),
