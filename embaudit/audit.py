@@ -15,6 +15,7 @@ import numpy.typing as npt
 
 from embaudit.engines import Engine, make_engine
 from embaudit.errors import UsageError
+from embaudit.measurement.sampling import Sampling
 from embaudit.options import (
     CheckOptions,
     CompareOptions,
@@ -25,13 +26,19 @@ from embaudit.options import (
     merge,
     read_config,
 )
-from embaudit.params import QUERY_FILE, ParameterError
-from embaudit.pipelines import Run
+from embaudit.params import QUERY_FILE, ParameterError, declared
+from embaudit.pipelines import TOOL, Run
 from embaudit.pipelines.check import run_check
 from embaudit.pipelines.compare import run_files, run_metrics
 from embaudit.pipelines.gauge import run_gauge
 from embaudit.progress import PassReporter
-from embaudit.reports import CheckReport, FilesReport, GaugeReport, MetricsReport
+from embaudit.reports import (
+    CheckReport,
+    FilesReport,
+    GaugeReport,
+    MetricsReport,
+    ProjectReport,
+)
 from embaudit.sources import EmbeddingSource, open_source
 
 #: What the functions read: a path (a file, a directory of parquet files, a URI), an (n, d)
@@ -79,6 +86,37 @@ def audit(
         with _engine(options.engine, options.ray_address, opened, old) as engine:
             run = Run(engine, options.chunk_rows, progress)
             return run_check(opened, old, options, run, queries=queries)
+
+
+def audit_project(
+    config: str | os.PathLike[str] | None = None,
+    *,
+    progress: PassReporter | None = None,
+    **parameters: Any,
+) -> ProjectReport:
+    """Audit every export a configuration lists (``[[tool.embaudit.files]]``: globs relative to
+    the configuration's directory), each with the settings of the globs it matches, and return
+    their reports together, as ``embaudit check`` with no path does.
+
+    ``config`` is the configuration file (default: the nearest ``embaudit.toml`` /
+    ``pyproject.toml`` with ``[tool.embaudit]``). ``parameters`` (fields of
+    :class:`~embaudit.options.CheckOptions` and :class:`~embaudit.measurement.sampling.Sampling`)
+    are laid over every export's settings as the command line's flags are: ``select`` replaces
+    the configured selection, ``extend_select`` and ``ignore`` add to it, ``fail_on`` sets every
+    export's gate. A glob that matches nothing raises :class:`~embaudit.errors.ConfigError`
+    naming it.
+    """
+    known = {*declared(CheckOptions), *declared(Sampling)} - {"sampling"}
+    for name in parameters:
+        if name not in known:
+            raise UsageError(f"unknown parameter {name!r}; known: {', '.join(sorted(known))}")
+    found = read_config(None if config is None else Path(config))
+    reports = []
+    for path, settings in found.exports():
+        with blamed_on(settings, parameters):
+            options = merge(CheckOptions, settings, parameters)
+            reports.append(audit(path, options, progress=progress))
+    return ProjectReport(tool=TOOL, config=str(found.path), reports=reports)
 
 
 def compare_knn(
