@@ -26,7 +26,7 @@ from embaudit.options import (
     merge,
     read_config,
 )
-from embaudit.params import QUERY_FILE, ParameterError, declared
+from embaudit.params import QUERY_FILE, ROWS_OUT, ParameterError, declared
 from embaudit.pipelines import TOOL, Run
 from embaudit.pipelines.check import run_check
 from embaudit.pipelines.compare import run_files, run_metrics
@@ -110,6 +110,8 @@ def audit_project(
     for name in parameters:
         if name not in known:
             raise UsageError(f"unknown parameter {name!r}; known: {', '.join(sorted(known))}")
+    if parameters.get("rows_out") is not None:
+        raise ParameterError("rows_out", "applies to one export: give a FILE", ROWS_OUT.flag)
     found = read_config(None if config is None else Path(config))
     reports = []
     for path, settings in found.exports():
@@ -144,6 +146,12 @@ def compare_knn(
                 "applies to one file (the metrics of its neighbours), not to two exports: a new "
                 "export needs queries embedded by its own model",
                 QUERY_FILE.flag,
+            )
+        if second is None and options.rows_out is not None:
+            raise ParameterError(
+                "rows_out",
+                "applies to two exports (the items whose neighbours changed), not to one file",
+                ROWS_OUT.flag,
             )
         queries = _query_source(first, options)
         with _engine(options.engine, options.ray_address, first, second) as engine:

@@ -37,6 +37,7 @@ from embaudit.params import (
     KEY,
     QUERIES,
     QUERY_FILE,
+    ROWS_OUT,
     SEED,
     TABLE,
     Choices,
@@ -327,6 +328,7 @@ class CheckOptions(_Common, _Passes):
     truncate: tuple[int, ...] = declare(TRUNCATE)
     near_duplicate_cosine: float = declare(NEAR_DUPLICATE_COSINE)
     query_file: str | None = declare(QUERY_FILE)
+    rows_out: Path | None = declare(ROWS_OUT)
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -388,6 +390,7 @@ class CompareOptions(_Common, _Passes):
         )
     )
     query_file: str | None = declare(QUERY_FILE)
+    rows_out: Path | None = declare(ROWS_OUT)
 
 
 @dataclass(frozen=True, kw_only=True)
