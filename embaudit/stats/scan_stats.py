@@ -124,7 +124,10 @@ def finish(
     zero_rows = np.flatnonzero(~clean)
     zero_rows = zero_rows[~np.isnan(norms[zero_rows])]
     repeated = _duplicates(source, hashes, clean, take or source.take)
-    pairs = [(row, rows[0]) for rows in repeated for row in rows[1:]]
+    later = [np.asarray(rows[1:], np.int64) for rows in repeated]
+    firsts = [np.full(len(rows) - 1, rows[0], np.int64) for rows in repeated]
+    pairs = np.stack([np.concatenate([np.zeros(0, np.int64), *later]),
+                      np.concatenate([np.zeros(0, np.int64), *firsts])], axis=1)  # fmt: skip
     return ScanStats(
         n=source.n,
         d=d,
@@ -143,7 +146,7 @@ def finish(
         duplicate_group_count=len(repeated),
         non_finite_rows=non_finite_rows.astype(np.int64),
         zero_rows=zero_rows.astype(np.int64),
-        duplicate_pairs=np.asarray(pairs, dtype=np.int64).reshape(-1, 2),
+        duplicate_pairs=pairs,
     )
 
 
