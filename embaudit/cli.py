@@ -136,7 +136,7 @@ FileArgument = Annotated[
         "or directory as a URI (s3://bucket/prefix, gs://…, file://…), .jsonl / .ndjson, .csv, "
         ".fvecs / .bvecs, .fbin / .f16bin / .u8bin / .i8bin, .safetensors, .h5 / .hdf5, a .lance "
         "dataset, or a PostgreSQL table as postgresql://USER@HOST/DB with --table. Omitted: "
-        "every export the configuration lists under \\[[tool.embaudit.files]].",
+        "every export the configuration lists under \\[\\[tool.embaudit.files]].",
         show_default=False,
     ),
 ]
@@ -220,7 +220,7 @@ def check(
 ) -> int:
     """Audit one embedding file: defects, norms, geometry, neighbours, and a verdict on cosine.
 
-    With no FILE, audit every export the configuration lists (\\[[tool.embaudit.files]] globs, each with its settings): one line per export and a summary, or one document holding every report (json, markdown, junit, github); the exit code is the worst.
+    With no FILE, audit every export the configuration lists (\\[\\[tool.embaudit.files]] globs, each with its settings): one line per export and a summary, or one document holding every report (json, markdown, junit, github); the exit code is the worst.
 
     Examples:
 

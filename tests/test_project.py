@@ -207,3 +207,9 @@ def test_globs_are_relative_to_the_configuration_not_the_working_directory(
     paths = [r["input"]["path"] for r in json.loads(result.stdout)["reports"]]
     assert paths == [str(project / path) for path in EXPORTS]
     assert result.code == 1
+
+
+def test_help_names_the_table_that_lists_the_exports(cli, monkeypatch):
+    monkeypatch.setenv("COLUMNS", "200")
+    shown = cli("check", "--help").stdout
+    assert shown.count("[[tool.embaudit.files]]") == 2  # the argument and the description
