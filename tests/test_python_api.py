@@ -8,7 +8,7 @@ import json
 import numpy as np
 import pytest
 
-from embaudit import UsageError, audit, compare_knn
+from embaudit import InputError, UsageError, audit, compare_knn
 from embaudit.formats import FORMATS
 
 ROWS = np.random.default_rng(0).standard_normal((400, 12)).astype(np.float32)
@@ -89,6 +89,8 @@ def test_null_vectors_in_memory_are_reported_under_ea001_by_position():
         # The other rows are audited as the array without them is.
         assert report.input["n"] == len(ROWS)
         assert report.check("EA002").metrics["count"] == 0
+    with pytest.raises(InputError, match=r"^no vectors to read: 2 rows, every one null$"):
+        audit(pd.Series([None, None]))
 
 
 def test_id_column_of_a_table_in_memory_names_the_rows_of_the_findings():

@@ -114,6 +114,8 @@ def _column_source(table: Any, column: str, id_column: str | None) -> ArraySourc
     import pyarrow as pa
 
     field = table.schema.field(column)
+    if pa.types.is_null(field.type):  # every vector None (or none at all): no dimension to read
+        raise InputError(None, f"no vectors to read: {table.num_rows} rows, every one null")
     if not is_list(field.type):
         return ArraySource(_numeric(table.column(column)))
     if pa.types.is_integer(field.type.value_type):  # Python ints in lists: read as floats
@@ -128,7 +130,10 @@ def _column_source(table: Any, column: str, id_column: str | None) -> ArraySourc
         d = first_length(table.column(column).combine_chunks()) or 0
     if table.num_rows == 0 or d == 0:
         raise InputError(
-            None, f"column {column!r} holds no vectors (shape ({table.num_rows}, {d}))"
+            None,
+            f"no vectors to read: {table.num_rows} rows, every vector null or empty"
+            if table.num_rows
+            else "no vectors to read (zero rows)",
         )
     try:
         matrix = batch_matrix(table.select([column]), layout, d, layout.dtype)
