@@ -66,6 +66,9 @@ class ConfigFile:
     checks: dict[str, CheckConfig] = field(default_factory=dict)
     #: ``[[files]]`` entries: a glob and the settings of the files it matches.
     files: tuple[tuple[str, ConfigFile], ...] = ()
+    #: The section each value comes from, by name, where it is not ``section`` (a ``[[files]]``
+    #: entry's, after :meth:`for_path`): an error names the entry that set the value.
+    origins: dict[str, str] = field(default_factory=dict)
 
     def for_path(self, path: str | os.PathLike[str]) -> ConfigFile:
         """The settings of one input: these, with every matching ``[[files]]`` entry over them
@@ -77,6 +80,7 @@ class ConfigFile:
                 merged = replace(
                     merged,
                     values=merged.values | entry.values,
+                    origins=merged.origins | dict.fromkeys(entry.values, entry.section),
                     checks=merged.checks | entry.checks,
                     select=entry.select if entry.select is not None else merged.select,
                     ignore=merged.ignore + entry.ignore,
@@ -113,7 +117,8 @@ class ConfigFile:
 
     def error(self, key: str, problem: str) -> ConfigError:
         """An error about ``key`` of this file."""
-        return ConfigError(self.path or "configuration", f"{key!r} in {self.section}: {problem}")
+        section = self.origins.get(key.replace("-", "_"), self.section)
+        return ConfigError(self.path or "configuration", f"{key!r} in {section}: {problem}")
 
 
 def find_config(start: Path | None = None) -> Path | None:

@@ -213,3 +213,16 @@ def test_help_names_the_table_that_lists_the_exports(cli, monkeypatch):
     monkeypatch.setenv("COLUMNS", "200")
     shown = cli("check", "--help").stdout
     assert shown.count("[[tool.embaudit.files]]") == 2  # the argument and the description
+
+
+def test_a_bad_setting_under_a_glob_is_blamed_on_that_entry(cli, project):
+    pyproject = project / "pyproject.toml"
+    # column applies to parquet, not to the .npy files the first glob matches
+    text = pyproject.read_text().replace(
+        "path = 'exports/*.npy'\n", "path = 'exports/*.npy'\ncolumn = 'embedding'\n"
+    )
+    pyproject.write_text(text)
+    result = cli("check")
+    assert result.code == 2
+    [line] = result.stderr.splitlines()
+    assert "'column' in [tool.embaudit] files[0]: applies to parquet" in line
