@@ -26,7 +26,7 @@ from pathlib import Path
 from embaudit import cli
 from embaudit.errors import UsageError
 from embaudit.formats import FORMATS
-from embaudit.reports import AnyReport
+from embaudit.reports import AnyReport, ProjectReport
 
 COMMANDS = ("check", "compare-knn")
 REPORT_FORMATS = ("json", "junit")
@@ -82,13 +82,13 @@ class Inputs:
 
 
 @contextmanager
-def _reports() -> Iterator[list[AnyReport]]:
+def _reports() -> Iterator[list[AnyReport | ProjectReport]]:
     """Collect the report the command computes, so that the JSON or JUnit file is rendered
     from the same report as the annotations instead of a second audit."""
     conclude = cli._conclude
-    captured: list[AnyReport] = []
+    captured: list[AnyReport | ProjectReport] = []
 
-    def capturing(result: AnyReport, report: cli.ReportFlags) -> int:
+    def capturing(result: AnyReport | ProjectReport, report: cli.ReportFlags) -> int:
         captured.append(result)
         return conclude(result, report)
 
@@ -99,7 +99,7 @@ def _reports() -> Iterator[list[AnyReport]]:
         cli._conclude = conclude
 
 
-def outcome(report: AnyReport | None) -> str:
+def outcome(report: AnyReport | ProjectReport | None) -> str:
     """The ``verdict`` output."""
     return "error" if report is None else report.outcome.removeprefix("gate ")
 
@@ -131,7 +131,7 @@ def run(environ: Mapping[str, str]) -> int:
     written = ""
     if report is not None and inputs.report is not None:
         try:
-            cli.write_report(inputs.report, FORMATS[inputs.report_format].render(report))
+            cli.write_report(inputs.report, FORMATS[inputs.report_format].document(report))
             written = str(inputs.report)
         except UsageError as error:
             sys.stderr.write(f"embaudit: error: {cli.one_line(str(error))}\n")

@@ -15,6 +15,7 @@ import numpy.typing as npt
 
 from embaudit.engines import Engine, make_engine
 from embaudit.errors import UsageError
+from embaudit.measurement.sampling import Sampling
 from embaudit.options import (
     CheckOptions,
     CompareOptions,
@@ -25,13 +26,26 @@ from embaudit.options import (
     merge,
     read_config,
 )
-from embaudit.params import QUERY_COLUMN, QUERY_FILE, QUERY_KEY, ParameterError
-from embaudit.pipelines import Run
+from embaudit.params import (
+    QUERY_COLUMN,
+    QUERY_FILE,
+    QUERY_KEY,
+    ROWS_OUT,
+    ParameterError,
+    declared,
+)
+from embaudit.pipelines import TOOL, Run
 from embaudit.pipelines.check import run_check
 from embaudit.pipelines.compare import run_files, run_metrics
 from embaudit.pipelines.gauge import run_gauge
 from embaudit.progress import PassReporter
-from embaudit.reports import CheckReport, FilesReport, GaugeReport, MetricsReport
+from embaudit.reports import (
+    CheckReport,
+    FilesReport,
+    GaugeReport,
+    MetricsReport,
+    ProjectReport,
+)
 from embaudit.sources import EmbeddingSource, accepts, open_source
 
 #: What the functions read: a path (a file, a directory of parquet files, a URI), an (n, d)
@@ -52,7 +66,8 @@ def audit(
 
     ``source`` is a path (``.npy``, ``.npz``, ``.parquet``, a directory of parquet files, a
     parquet URI), a 2-D float array of shape (n, d), or a column of vectors in memory (a pandas
-    Series, a pyarrow array, or a table or DataFrame with ``column`` naming it). The options are a
+    Series, a pyarrow array, or a table or DataFrame with ``column`` naming it and ``id_column``
+    its ids; a null vector is a row EA001 reports, as in a file). The options are a
     :class:`~embaudit.options.CheckOptions` and/or its fields as keywords, e.g. ``k`` (neighbour
     count of the kNN checks), ``seed`` (every random choice), ``trained_with`` (the training
     objective: cosine, dot, l2 or unknown), ``key`` / ``column`` / ``id_column`` (what to read),
@@ -80,6 +95,39 @@ def audit(
             return run_check(opened, old, options, run, queries=queries)
 
 
+def audit_project(
+    config: str | os.PathLike[str] | None = None,
+    *,
+    progress: PassReporter | None = None,
+    **parameters: Any,
+) -> ProjectReport:
+    """Audit every export a configuration lists (``[[tool.embaudit.files]]``: globs relative to
+    the configuration's directory), each with the settings of the globs it matches, and return
+    their reports together, as ``embaudit check`` with no path does.
+
+    ``config`` is the configuration file (default: the nearest ``embaudit.toml`` /
+    ``pyproject.toml`` with ``[tool.embaudit]``). ``parameters`` (fields of
+    :class:`~embaudit.options.CheckOptions` and :class:`~embaudit.measurement.sampling.Sampling`)
+    are laid over every export's settings as the command line's flags are: ``select`` replaces
+    the configured selection, ``extend_select`` and ``ignore`` add to it, ``fail_on`` sets every
+    export's gate. A glob that matches nothing raises :class:`~embaudit.errors.ConfigError`
+    naming it.
+    """
+    known = {*declared(CheckOptions), *declared(Sampling)} - {"sampling"}
+    for name in parameters:
+        if name not in known:
+            raise UsageError(f"unknown parameter {name!r}; known: {', '.join(sorted(known))}")
+    if parameters.get("rows_out") is not None:
+        raise ParameterError("rows_out", "applies to one export: give a FILE", ROWS_OUT.flag)
+    found = read_config(None if config is None else Path(config))
+    reports = []
+    for path, settings in found.exports():
+        with blamed_on(settings, parameters):
+            options = merge(CheckOptions, settings, parameters)
+            reports.append(audit(path, options, progress=progress))
+    return ProjectReport(tool=TOOL, config=str(found.path), reports=reports)
+
+
 def compare_knn(
     old: Source,
     new: Source | None = None,
@@ -105,6 +153,12 @@ def compare_knn(
                 "applies to one file (the metrics of its neighbours), not to two exports: a new "
                 "export needs queries embedded by its own model",
                 QUERY_FILE.flag,
+            )
+        if second is None and options.rows_out is not None:
+            raise ParameterError(
+                "rows_out",
+                "applies to two exports (the items whose neighbours changed), not to one file",
+                ROWS_OUT.flag,
             )
         queries = _query_source(first, options)
         with _engine(options.engine, options.ray_address, first, second) as engine:

@@ -19,7 +19,7 @@ import typer
 
 from embaudit._streams import stdout_to_stderr
 from embaudit._version import __version__
-from embaudit.audit import audit, audit_gauge, compare_knn
+from embaudit.audit import audit, audit_gauge, audit_project, compare_knn
 from embaudit.checks import REGISTRY
 from embaudit.errors import EmbauditError, UsageError
 from embaudit.formats import FORMATS
@@ -35,7 +35,7 @@ from embaudit.options import (
 )
 from embaudit.params import Param, ParameterError, flagged, with_declared, with_parameters
 from embaudit.progress import pass_progress
-from embaudit.reports import AnyReport
+from embaudit.reports import AnyReport, CheckReport, ProjectReport
 
 EXIT_OK, EXIT_FINDINGS, EXIT_USAGE, EXIT_INTERNAL = 0, 1, 2, 3
 #: Where CI users look (stderr of the human formats): what an undeclared objective means.
@@ -130,12 +130,13 @@ def _root(
 
 
 FileArgument = Annotated[
-    str,
+    str | None,
     typer.Argument(
         help="Embeddings: .npy, .npz, .parquet, a directory of parquet files, a parquet file "
         "or directory as a URI (s3://bucket/prefix, gs://…, file://…), .jsonl / .ndjson, .csv, "
         ".fvecs / .bvecs, .fbin / .f16bin / .u8bin / .i8bin, .safetensors, .h5 / .hdf5, a .lance "
-        "dataset, or a PostgreSQL table as postgresql://USER@HOST/DB with --table.",
+        "dataset, or a PostgreSQL table as postgresql://USER@HOST/DB with --table. Omitted: "
+        "every export the configuration lists under \\[\\[tool.embaudit.files]].",
         show_default=False,
     ),
 ]
@@ -204,7 +205,7 @@ REPORT_FLAGS = {
 @app.command()
 @declared_flags(CheckOptions, Sampling)
 def check(
-    file: FileArgument,
+    file: FileArgument = None,
     baseline: Annotated[
         str | None,
         typer.Option(
@@ -219,9 +220,13 @@ def check(
 ) -> int:
     """Audit one embedding file: defects, norms, geometry, neighbours, and a verdict on cosine.
 
+    With no FILE, audit every export the configuration lists (\\[\\[tool.embaudit.files]] globs, each with its settings): one line per export and a summary, or one document holding every report (json, markdown, junit, github); the exit code is the worst.
+
     Examples:
 
       embaudit check vectors.npy --trained-with cosine
+
+      embaudit check --format junit --output embaudit.xml
 
       embaudit check items.npz --key item_factors --trained-with dot
 
@@ -237,13 +242,38 @@ def check(
 
     Exit codes: 0 nothing at the failing level; 1 a failing check or an untrustworthy verdict (with --fail-on warn also a warning or a caution verdict); 2 usage, configuration or input error; 3 internal error.
     """  # noqa: E501
+    if file is None:
+        return _check_project(baseline, report, given)
     options, blame = _prepared(CheckOptions, file, report, given)
     with blame, stdout_to_stderr(), pass_progress(not report.quiet) as progress:
         result = audit(file, options, baseline=baseline, progress=progress)
-    human = report.output_format.value in HUMAN_NOTICE
-    if not (report.quiet or result.verdict.objective_declared) and human:
-        sys.stderr.write(UNDECLARED_NOTICE)
+    _note_undeclared([result], report)
     return _conclude(result, report)
+
+
+def _check_project(baseline: str | None, report: ReportFlags, given: dict[str, Any]) -> int:
+    """``check`` with no FILE: every export of the configuration, in one report."""
+    if baseline is not None:
+        raise UsageError("--baseline applies to one FILE, not to the exports of a configuration")
+    renderer = FORMATS[report.output_format.value]
+    if not renderer.projects:
+        able = ", ".join(name for name, fmt in FORMATS.items() if fmt.projects)
+        raise UsageError(
+            f"--format {renderer.name} renders one export: give a FILE, or use one of {able}"
+        )
+    check_output(report.output)
+    renderer.require()
+    with stdout_to_stderr(), pass_progress(not report.quiet) as progress:
+        result = audit_project(report.config, progress=progress, **_given(given))
+    _note_undeclared(result.reports, report)
+    return _conclude(result, report)
+
+
+def _note_undeclared(results: list[CheckReport], report: ReportFlags) -> None:
+    """UNDECLARED_NOTICE on stderr of the human formats, when an audit's objective is unknown."""
+    human = report.output_format.value in HUMAN_NOTICE
+    if human and not report.quiet and not all(r.verdict.objective_declared for r in results):
+        sys.stderr.write(UNDECLARED_NOTICE)
 
 
 @app.command("compare-knn")
@@ -394,23 +424,26 @@ def mcp_command() -> int:
     return EXIT_OK
 
 
-def _conclude(result: AnyReport, report: ReportFlags) -> int:
+def _conclude(result: AnyReport | ProjectReport, report: ReportFlags) -> int:
     """Write the report and choose the exit code: 1 when the gate fails (unless --exit-zero)."""
     _emit(result, report.output_format.value, report.output, report.quiet)
     return EXIT_FINDINGS if result.failed() and not report.exit_zero else EXIT_OK
 
 
-def _emit(report: AnyReport, format_name: str, output: Path | None, quiet: bool) -> None:
+def _emit(
+    report: AnyReport | ProjectReport, format_name: str, output: Path | None, quiet: bool
+) -> None:
     """Render the report to stdout or to ``output``, and write the format's attachments."""
     renderer = FORMATS[format_name]
     if output is not None:
-        write_report(output, renderer.render(report, color=False, width=100))
+        write_report(output, renderer.document(report, color=False, width=100))
     elif quiet and renderer.human:
-        _write_stdout(one_line_summary(report) + "\n")
+        each = report.reports if isinstance(report, ProjectReport) else [report]
+        _write_stdout("".join(one_line_summary(one) + "\n" for one in each))
     else:
         color = renderer.human and sys.stdout.isatty() and "NO_COLOR" not in os.environ
         width = max(80, shutil.get_terminal_size((100, 24)).columns)
-        _write_stdout(renderer.render(report, color=color, width=width))
+        _write_stdout(renderer.document(report, color=color, width=width))
     for attachment in renderer.attachments(report, os.environ):
         try:
             with attachment.path.open("a", encoding="utf-8") as stream:

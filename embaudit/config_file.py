@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import contextlib
 import fnmatch
+import glob
 import os
 import tomllib
 from collections.abc import Mapping
@@ -37,7 +38,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from embaudit.errors import ConfigError
+from embaudit.errors import ConfigError, UsageError
 from embaudit.model import Status
 
 _CHECK_KEYS = ("threshold", "severity")
@@ -65,6 +66,9 @@ class ConfigFile:
     checks: dict[str, CheckConfig] = field(default_factory=dict)
     #: ``[[files]]`` entries: a glob and the settings of the files it matches.
     files: tuple[tuple[str, ConfigFile], ...] = ()
+    #: The section each value comes from, by name, where it is not ``section`` (a ``[[files]]``
+    #: entry's, after :meth:`for_path`): an error names the entry that set the value.
+    origins: dict[str, str] = field(default_factory=dict)
 
     def for_path(self, path: str | os.PathLike[str]) -> ConfigFile:
         """The settings of one input: these, with every matching ``[[files]]`` entry over them
@@ -76,6 +80,7 @@ class ConfigFile:
                 merged = replace(
                     merged,
                     values=merged.values | entry.values,
+                    origins=merged.origins | dict.fromkeys(entry.values, entry.section),
                     checks=merged.checks | entry.checks,
                     select=entry.select if entry.select is not None else merged.select,
                     ignore=merged.ignore + entry.ignore,
@@ -83,9 +88,37 @@ class ConfigFile:
                 )
         return replace(merged, files=())
 
+    def exports(self) -> list[tuple[str, ConfigFile]]:
+        """Project mode: every input the ``[[files]]`` globs match (relative to the
+        configuration's directory, ``**`` for any depth), in the entries' order and each once,
+        as a path from the working directory, with its settings (:meth:`for_path`). A glob that
+        matches nothing is an error naming it."""
+        listing = (
+            "list the exports under [[tool.embaudit.files]] (path = a glob) in pyproject.toml "
+            "or embaudit.toml"
+        )
+        if self.path is None:
+            raise UsageError(
+                f"no FILE given and no configuration file found: give a FILE, or {listing}"
+            )
+        if not self.files:
+            raise ConfigError(self.path, f"lists no exports: give a FILE, or {listing}")
+        root = self.path.parent
+        found: dict[str, None] = {}
+        for index, (pattern, _) in enumerate(self.files):
+            # glob, not Path.glob: a pattern may be absolute
+            matched = sorted(glob.glob(pattern, root_dir=root, recursive=True))  # noqa: PTH207
+            if not matched:
+                where = replace(self, section=f"{self.section} files[{index}]")
+                raise where.error("path", f"{pattern!r} matches no file in {root}")
+            for name in matched:
+                found.setdefault(_from_working_directory(root / name))
+        return [(path, self.for_path(path)) for path in found]
+
     def error(self, key: str, problem: str) -> ConfigError:
         """An error about ``key`` of this file."""
-        return ConfigError(self.path or "configuration", f"{key!r} in {self.section}: {problem}")
+        section = self.origins.get(key.replace("-", "_"), self.section)
+        return ConfigError(self.path or "configuration", f"{key!r} in {section}: {problem}")
 
 
 def find_config(start: Path | None = None) -> Path | None:
@@ -185,6 +218,13 @@ def _parse_files(
             raise where.error("files", "entries cannot nest")
         parsed.append((pattern, _parse(rest, where, known_codes, known_keys)))
     return tuple(parsed)
+
+
+def _from_working_directory(path: Path) -> str:
+    """``path`` relative to the working directory when it lies below it, else absolute."""
+    absolute = path.absolute()
+    relative = os.path.relpath(absolute)
+    return str(absolute) if relative.startswith(os.pardir) else relative
 
 
 def _matches(pattern: str, path: str | os.PathLike[str], config: Path | None) -> bool:

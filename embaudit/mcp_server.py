@@ -61,9 +61,9 @@ def _about(param: Param, text: str | None = None) -> str:
 
 
 #: What a tool leaves out of its options types' parameters: the server never writes a file
-#: (write_items), and reads the paths the caller names in this process, never joining a cluster
-#: (engine, ray_address: the tools are closed-world).
-LEFT_OUT = frozenset({"write_items", "engine", "ray_address"})
+#: (write_items, rows_out), and reads the paths the caller names in this process, never joining
+#: a cluster (engine, ray_address: the tools are closed-world).
+LEFT_OUT = frozenset({"write_items", "rows_out", "engine", "ray_address"})
 
 
 def _arguments(

@@ -39,6 +39,7 @@ from embaudit.params import (
     QUERY_COLUMN,
     QUERY_FILE,
     QUERY_KEY,
+    ROWS_OUT,
     SEED,
     TABLE,
     WHERE,
@@ -335,6 +336,7 @@ class CheckOptions(_Common, _Passes):
     query_file: str | None = declare(QUERY_FILE)
     query_key: str | None = declare(QUERY_KEY)
     query_column: str | None = declare(QUERY_COLUMN)
+    rows_out: Path | None = declare(ROWS_OUT)
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -398,6 +400,7 @@ class CompareOptions(_Common, _Passes):
     query_file: str | None = declare(QUERY_FILE)
     query_key: str | None = declare(QUERY_KEY)
     query_column: str | None = declare(QUERY_COLUMN)
+    rows_out: Path | None = declare(ROWS_OUT)
 
 
 @dataclass(frozen=True, kw_only=True)

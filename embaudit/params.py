@@ -18,6 +18,7 @@ import os
 from collections.abc import Callable
 from dataclasses import dataclass
 from enum import StrEnum
+from pathlib import Path
 from typing import Annotated, Any
 
 from embaudit.errors import UsageError
@@ -253,6 +254,30 @@ QUERY_FILE = _text_param(
     "size.",
     location=True,
 )
+
+
+def _rows_out(value: Any) -> Path:
+    path = Path(_location(value))
+    if path.suffix.lower() not in (".parquet", ".csv"):
+        raise ValueError(f"must name a .parquet or .csv file, got {str(path)!r}")
+    if not path.parent.is_dir():
+        raise ValueError(f"names a file in {str(path.parent)!r}, which is not a directory")
+    return path
+
+
+ROWS_OUT = Param(
+    None,
+    Custom(_rows_out, invalid=("", 0, "rows.txt", "no-such-directory/rows.csv")),
+    "--rows-out",
+    "Write the rows behind the findings to this file (parquet, or CSV when it ends in .csv), "
+    "one line per flagged row; compare-knn OLD NEW: the items whose neighbours changed, with "
+    "their overlap. Schema: docs/output.md.",
+    optional=True,
+    given=str,  # the rule builds the path: "" is refused, not the working directory
+    metavar="FILE",
+)
+
+
 KEY = _text_param(
     "--key",
     "The array to read: an .npz member, a .safetensors tensor, an HDF5 dataset (default: "

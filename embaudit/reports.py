@@ -25,6 +25,8 @@ class Renderer(Protocol):
 
     def render(self, report: Any, *, color: bool = False, width: int = 100) -> str: ...
 
+    def document(self, report: Any, *, color: bool = False, width: int = 100) -> str: ...
+
 
 @runtime_checkable
 class NotebookRenderer(Renderer, Protocol):
@@ -37,6 +39,17 @@ class NotebookRenderer(Renderer, Protocol):
 #: when it is imported (``import embaudit`` does): a report renders itself through them
 #: without importing the formats, which read the reports.
 RENDERERS: dict[str, Renderer] = {}
+
+
+def _renderer(format_name: str) -> Renderer:
+    """The format ``format_name`` names, ready to render (its optional extra installed)."""
+    if format_name not in RENDERERS:
+        raise ParameterError(
+            "format_name", f"must be one of {', '.join(RENDERERS)}, got {format_name!r}"
+        )
+    renderer = RENDERERS[format_name]
+    renderer.require()
+    return renderer
 
 
 @dataclass(frozen=True, kw_only=True, repr=False)
@@ -84,12 +97,7 @@ class Gate:
     def render(self, format_name: str = "table", *, color: bool = False, width: int = 100) -> str:
         """The report in one of the CLI's formats (``table``, ``json``, ``markdown``, ``junit``,
         ``github``, ``html``), as ``--format`` prints it."""
-        if format_name not in RENDERERS:
-            raise ParameterError(
-                "format_name", f"must be one of {', '.join(RENDERERS)}, got {format_name!r}"
-            )
-        renderer = RENDERERS[format_name]
-        renderer.require()
+        renderer = _renderer(format_name)
         return renderer.render(self, color=color, width=width)
 
     def __repr__(self) -> str:
@@ -293,6 +301,67 @@ class GaugeReport(_TwoInputs):
 def _mode_head(report: MetricsReport | FilesReport | GaugeReport) -> dict[str, Any]:
     """What a compare-knn or gauge document begins with: its mode, input, parameters and k."""
     return {"mode": report.mode, "input": report.input, "params": report.params, "k": report.k}
+
+
+@dataclass(frozen=True, kw_only=True, repr=False)
+class ProjectReport:
+    """The result of ``embaudit check`` with no path: one :class:`CheckReport` per export the
+    configuration lists (``[[files]]``), each judged by its own gate (``fail_on`` per file or
+    global). The project fails when any export does."""
+
+    tool: dict[str, str]
+    config: str | None  # the configuration file that lists the exports
+    reports: list[CheckReport]
+
+    kind: ClassVar[str] = "project"
+
+    def failed(self) -> bool:
+        return any(report.failed() for report in self.reports)
+
+    @property
+    def failing(self) -> list[CheckReport]:
+        """The exports whose gate fails, in the configuration's order."""
+        return [report for report in self.reports if report.failed()]
+
+    @property
+    def subject(self) -> str:
+        return str(self.config or "configuration")
+
+    @property
+    def outcome(self) -> str:
+        """``gate failed`` when an export's gate fails, else ``gate passed``."""
+        return "gate failed" if self.failed() else "gate passed"
+
+    @property
+    def summary(self) -> dict[str, Any]:
+        """How many exports, how many at each verdict level, and which fail their gate."""
+        levels = {level.value: 0 for level in Level}
+        for report in self.reports:
+            levels[report.verdict.level.value] += 1
+        return {
+            "exports": len(self.reports),
+            "levels": levels,
+            "failed": [report.subject for report in self.failing],
+        }
+
+    def render(self, format_name: str = "table", *, color: bool = False, width: int = 100) -> str:
+        """The document of every export in one of the formats that renders a project."""
+        renderer = _renderer(format_name)
+        return renderer.document(self, color=color, width=width)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "schema_version": SCHEMA_VERSION,
+            "tool": self.tool,
+            "kind": self.kind,
+            "config": self.config,
+            "summary": self.summary,
+            "reports": [report.to_dict() for report in self.reports],
+        }
+
+    def __repr__(self) -> str:
+        failed = len(self.failing)
+        return f"<ProjectReport {len(self.reports)} exports: {failed} failing>"
 
 
 #: Every report a format renders.

@@ -8,7 +8,7 @@ import json
 import numpy as np
 import pytest
 
-from embaudit import UsageError, audit, compare_knn
+from embaudit import InputError, UsageError, audit, compare_knn
 from embaudit.formats import FORMATS
 
 ROWS = np.random.default_rng(0).standard_normal((400, 12)).astype(np.float32)
@@ -66,3 +66,46 @@ def test_pandas_and_pyarrow_columns_of_vectors_are_read_as_arrays():
         assert got == expected
     with pytest.raises(Exception, match="different lengths"):
         audit(pd.Series([[1.0, 2.0], [1.0]]))
+
+
+def _with_nulls(rows, missing):
+    """The rows as a list of arrays with None at the ``missing`` positions."""
+    return [None if i in missing else row for i, row in enumerate(rows)]
+
+
+def test_null_vectors_in_memory_are_reported_under_ea001_by_position():
+    pd = pytest.importorskip("pandas")
+    import pyarrow as pa
+
+    vectors = _with_nulls(ROWS, {3, 17})
+    series = pd.Series(vectors, dtype=object)
+    table = pa.table({"text": ["t"] * len(ROWS), "embedding": pa.array(vectors)})
+    for given, options in ((series, {}), (table, {"column": "embedding"})):
+        report = audit(given, select="EA0", **options)
+        non_finite = report.check("EA001")
+        assert non_finite.status.value == "fail"
+        assert non_finite.metrics["count"] == 2
+        assert non_finite.metrics["rows"] == [3, 17]
+        # The other rows are audited as the array without them is.
+        assert report.input["n"] == len(ROWS)
+        assert report.check("EA002").metrics["count"] == 0
+    with pytest.raises(InputError, match=r"^no vectors to read: 2 rows, every one null$"):
+        audit(pd.Series([None, None]))
+
+
+def test_id_column_of_a_table_in_memory_names_the_rows_of_the_findings():
+    pd = pytest.importorskip("pandas")
+    import pyarrow as pa
+
+    doc_ids = [f"doc-{i}" for i in range(len(ROWS))]
+    vectors = _with_nulls(ROWS, {5})
+    frame = pd.DataFrame({"doc_id": doc_ids, "text": "t", "embedding": vectors})
+    table = pa.Table.from_pandas(frame, preserve_index=False)
+    for given in (frame, table):
+        report = audit(given, column="embedding", id_column="doc_id", select="EA0")
+        assert report.check("EA001").metrics["ids"] == ["doc-5"]
+        assert report.input["id_column"] == "doc_id"
+    with pytest.raises(UsageError, match=r"^id_column 'doc' is not a column of the table"):
+        audit(frame, column="embedding", id_column="doc")
+    with pytest.raises(UsageError, match=r"^id_column applies to files and tables, not arrays$"):
+        audit(ROWS, id_column="doc_id")

@@ -14,7 +14,7 @@ from pathlib import Path
 from embaudit.formats.base import Attachment, Format, label
 from embaudit.formats.markdown import MarkdownFormat
 from embaudit.model import Status
-from embaudit.reports import AnyReport
+from embaudit.reports import AnyReport, ProjectReport
 
 
 def escape_data(text: str) -> str:
@@ -31,6 +31,7 @@ def command(kind: str, title: str, message: str) -> str:
 
 class GithubFormat(Format):
     name = "github"
+    projects = True
 
     def render(self, report: AnyReport, *, color: bool = False, width: int = 100) -> str:
         lines = []
@@ -60,8 +61,21 @@ class GithubFormat(Format):
         lines.append(f"embaudit {report.kind} {report.subject}: {counts}")
         return "\n".join(lines) + "\n"
 
-    def attachments(self, report: AnyReport, environ: Mapping[str, str]) -> list[Attachment]:
+    def render_project(
+        self, project: ProjectReport, *, color: bool = False, width: int = 100
+    ) -> str:
+        """Every export's annotations, then one line for the project."""
+        lines = [self.render(report) for report in project.reports]
+        summary = project.summary
+        failed = summary["failed"]
+        outcome = f"gate failed on {', '.join(failed)}" if failed else "gate passed"
+        lines.append(f"embaudit check: {summary['exports']} exports; {outcome}\n")
+        return "".join(lines)
+
+    def attachments(
+        self, report: AnyReport | ProjectReport, environ: Mapping[str, str]
+    ) -> list[Attachment]:
         target = environ.get("GITHUB_STEP_SUMMARY")
         if not target:
             return []
-        return [Attachment(Path(target), MarkdownFormat().render(report))]
+        return [Attachment(Path(target), MarkdownFormat().document(report))]

@@ -7,7 +7,7 @@ import math
 from typing import Any
 
 from embaudit.formats.base import Format
-from embaudit.reports import AnyReport
+from embaudit.reports import AnyReport, ProjectReport
 
 
 def _finite(value: Any) -> Any:
@@ -23,6 +23,12 @@ def _finite(value: Any) -> Any:
 
 class JsonFormat(Format):
     name = "json"
+    projects = True
 
     def render(self, report: AnyReport, *, color: bool = False, width: int = 100) -> str:
         return json.dumps(_finite(report.to_dict()), indent=2, allow_nan=False) + "\n"
+
+    def render_project(
+        self, project: ProjectReport, *, color: bool = False, width: int = 100
+    ) -> str:
+        return json.dumps(_finite(project.to_dict()), indent=2, allow_nan=False) + "\n"

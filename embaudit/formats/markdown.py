@@ -7,7 +7,7 @@ from embaudit.formats.base import Format
 from embaudit.formats.details import Block, Bullets, Table, details
 from embaudit.formats.table import format_value
 from embaudit.model import Status
-from embaudit.reports import AnyReport, CheckReport
+from embaudit.reports import AnyReport, CheckReport, ProjectReport
 
 ICON = {Status.PASS: "✅", Status.WARN: "⚠️", Status.FAIL: "❌", Status.SKIP: "⏭️"}
 #: A row that only measures (no gate set): no pass mark.
@@ -36,6 +36,7 @@ def _block(block: Block) -> list[str]:
 
 class MarkdownFormat(Format):
     name = "markdown"
+    projects = True
 
     def render(self, report: AnyReport, *, color: bool = False, width: int = 100) -> str:
         lines = []
@@ -76,3 +77,33 @@ class MarkdownFormat(Format):
             counts = f"{len(report.checks)} measured, no gate"
         lines += ["", f"<sub>embaudit {report.tool['version']} · {counts}</sub>"]
         return "\n".join(lines) + "\n"
+
+    def render_project(
+        self, project: ProjectReport, *, color: bool = False, width: int = 100
+    ) -> str:
+        """A table of the exports (verdict, counts, gate), then each export's report."""
+        summary = project.summary
+        failed = summary["failed"]
+        outcome = "**failed**" if failed else "**passed**"
+        lines = [f"## embaudit check: {outcome} — {summary['exports']} exports", ""]
+        lines += _project_rows(project)
+        sections = [self.render(report) for report in project.reports]
+        return "\n".join(lines) + "\n\n" + "\n".join(sections)
+
+
+def _project_rows(project: ProjectReport) -> list[str]:
+    """One row per export: its path, verdict, fail and warn counts, and its gate."""
+    rows = []
+    for report in project.reports:
+        summary = report.summary
+        gate = f"failed (--fail-on {report.fail_on.value})" if report.failed() else "passed"
+        rows.append(
+            [
+                f"`{report.subject}`",
+                report.verdict.level.value,
+                str(summary["fail"]),
+                str(summary["warn"]),
+                gate,
+            ]
+        )
+    return _table(["Export", "Verdict", "Fail", "Warn", "Gate"], rows)[1:]

@@ -15,7 +15,14 @@ from rich.text import Text
 from embaudit.formats.base import Format
 from embaudit.gauge import Balance
 from embaudit.model import Level, Status
-from embaudit.reports import AnyReport, CheckReport, FilesReport, GaugeReport, MetricsReport
+from embaudit.reports import (
+    AnyReport,
+    CheckReport,
+    FilesReport,
+    GaugeReport,
+    MetricsReport,
+    ProjectReport,
+)
 
 STATUS_STYLE = {
     Status.PASS: "green",
@@ -356,20 +363,55 @@ _TABLES: dict[type, Callable[[Any], list[Any]]] = {
 }
 
 
+def _project_lines(project: ProjectReport) -> list[Text]:
+    """One line per export, never cut: its path, verdict, fail and warn counts, and its gate."""
+    width = max(len(report.subject) for report in project.reports)
+    lines = []
+    for report in project.reports:
+        summary, level = report.summary, report.verdict.level
+        line = Text(f"{report.subject:<{width}}  ")
+        line.append(f"{level.value:<13}", style=LEVEL_STYLE[level])
+        line.append(f"  {summary['fail']} fail, {summary['warn']} warn  ")
+        if report.failed():
+            line.append(
+                f"gate failed (--fail-on {report.fail_on.value})", STATUS_STYLE[Status.FAIL]
+            )
+        else:
+            line.append("gate passed", style="green")
+        lines.append(line)
+    return lines
+
+
+def _project_line(project: ProjectReport) -> Text:
+    summary = project.summary
+    levels = ", ".join(f"{count} {level}" for level, count in summary["levels"].items() if count)
+    line = f"{summary['exports']} exports ({levels}): "
+    if summary["failed"]:
+        failed = ", ".join(summary["failed"])
+        return Text(line + f"gate failed on {failed}", style=STATUS_STYLE[Status.FAIL])
+    return Text(line + "gate passed", style="green")
+
+
+def _printed(parts: list[Any], color: bool, width: int, soft_wrap: bool = False) -> str:
+    buffer = io.StringIO()
+    console = Console(
+        file=buffer,
+        width=width,
+        force_terminal=color,
+        no_color=not color,
+        color_system="standard" if color else None,
+        highlight=False,
+    )
+    console.print(Group(*parts), soft_wrap=soft_wrap)
+    return buffer.getvalue()
+
+
 class TableFormat(Format):
     name = "table"
     human = True
+    projects = True
 
     def render(self, report: AnyReport, *, color: bool = False, width: int = 100) -> str:
-        buffer = io.StringIO()
-        console = Console(
-            file=buffer,
-            width=width,
-            force_terminal=color,
-            no_color=not color,
-            color_system="standard" if color else None,
-            highlight=False,
-        )
         parts: list[Any]
         if not isinstance(report, CheckReport):
             tables = _TABLES[type(report)](report)
@@ -380,5 +422,10 @@ class TableFormat(Format):
             if norms is not None:
                 parts += [norms, Text()]
             parts.append(_verdict(report))
-        console.print(Group(*parts))
-        return buffer.getvalue()
+        return _printed(parts, color, width)
+
+    def render_project(
+        self, project: ProjectReport, *, color: bool = False, width: int = 100
+    ) -> str:
+        parts = [*_project_lines(project), Text(), _project_line(project)]
+        return _printed(parts, color, width, soft_wrap=True)

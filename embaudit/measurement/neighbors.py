@@ -92,6 +92,8 @@ class QueryHygiene:
     #: of the query (EA005's); -inf and -1 when the list holds copies only.
     near_cosine: Floats = field(default_factory=lambda: np.zeros(0))
     near_row: Ints = field(default_factory=lambda: np.zeros(0, np.int64))
+    #: Each query's row position (in the query file for external queries): ``--rows-out``.
+    query_positions: Ints = field(default_factory=lambda: np.zeros(0, np.int64))
 
     def query_name(self, query: int) -> Any:
         return self.query_names.get(query, query)
@@ -294,6 +296,7 @@ def _nearest(
         tie_tolerance=search.tie_tolerance,
         near_cosine=near_cosine,
         near_row=near_row,
+        query_positions=np.asarray(query_positions, dtype=np.int64),
     )
 
 

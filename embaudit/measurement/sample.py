@@ -60,6 +60,8 @@ class Geometry:
     pairs: tuple[Ints, Ints] = field(
         default_factory=lambda: (np.zeros(0, np.int64), np.zeros(0, np.int64)), repr=False
     )
+    #: The row positions of the graph's nodes, in order (``--rows-out`` names EA501's hubs).
+    graph_positions: Ints = field(default_factory=lambda: np.zeros(0, np.int64), repr=False)
 
     def with_gauges(self, gauges: list[tuple[float, Floats]]) -> Geometry:
         """The same sample, its cosine changes measured under ``gauges``."""

@@ -346,9 +346,13 @@ def _geometry(
     if len(sample) < 2:
         return None
     rngs = (generator(seed, Stream.PAIRS), generator(seed, Stream.REFERENCE))
-    return sample_geometry(
+    measured = sample_geometry(
         sample, stats, k, gauges, sampling.pairs, rngs, on_geometry, dead_ratio, kept=kept
     )
+    if kept is not None:  # the graph is the first sample's
+        return replace(measured, graph_positions=kept.graph_positions)
+    positions = result.sample.collected_positions(sampling.sample)
+    return replace(measured, graph_positions=positions)
 
 
 def _more_graphs(

@@ -29,6 +29,7 @@ from embaudit.model import CheckResult, TrainedWith, Verdict
 from embaudit.options import CheckOptions
 from embaudit.params import ParameterError, declared
 from embaudit.pipelines import TOOL, Run
+from embaudit.pipelines.rows import flagged_rows, write_rows
 from embaudit.reports import CheckReport
 from embaudit.sources import EmbeddingSource
 from embaudit.sources.base import StoredIndex
@@ -51,6 +52,8 @@ def run_check(
     stored = source.stored_index() if rebuilt else None
     measured, data, checks, verdict = _judge(source, options, run, "audit", queries, stored)
     measured_at = time.perf_counter()
+    if options.rows_out is not None:
+        write_rows(options.rows_out, flagged_rows(data, checks, source))
     if baseline is not None:
         data = replace(data, baseline=_baseline(baseline, source, options, run), verdict=verdict)
         checks += run_checks(data, drift=True)

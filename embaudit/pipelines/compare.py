@@ -9,6 +9,7 @@ from embaudit.compare import compare_files, compare_metrics
 from embaudit.model import CheckResult, Status
 from embaudit.options import CompareOptions
 from embaudit.pipelines import TOOL, Run
+from embaudit.pipelines.rows import changed_items, write_rows
 from embaudit.reports import FilesReport, MetricsReport
 from embaudit.sources import EmbeddingSource
 
@@ -86,6 +87,8 @@ def run_files(
         on_pass=lambda source: run.reporting("neighbours of", source),
         engine=run.engine,
     )
+    if options.rows_out is not None:
+        write_rows(options.rows_out, changed_items(comparison))
     value = comparison.overlap_at_k
     row = _gate_row(
         "neighbour-stability",

@@ -6,14 +6,13 @@ import os
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 from embaudit.errors import InputError
 from embaudit.params import ParameterError
 from embaudit.sources.arrays import ArraySource, open_npy, open_npz
 from embaudit.sources.base import Chunk, EmbeddingSource, Fragment
 from embaudit.sources.hdf5 import HDF5Source
 from embaudit.sources.lance_dataset import LanceSource
+from embaudit.sources.memory import open_in_memory
 from embaudit.sources.parquet import ParquetSource
 from embaudit.sources.postgres import PostgresSource, is_postgres
 from embaudit.sources.tensors import open_safetensors
@@ -83,20 +82,10 @@ def open_source(
     if isinstance(source, EmbeddingSource):
         return source
     if not isinstance(source, str | os.PathLike):
-        columns = _table_columns(source)
-        if column is not None and columns is not None:
-            source, options["column"] = _column_of(source, columns, column), None
-        for name, option in options.items():
-            if option is not None:
-                raise _not_for(
-                    name,
-                    "files and tables, not arrays" if name == "column" else "files, not arrays",
-                )
-        try:
-            array = _vectors_of(source)
-        except (ValueError, TypeError) as exc:
-            raise InputError(None, f"cannot read the array as (n, d) floats ({exc})") from None
-        return ArraySource(array)
+        for name in ("key", "table"):
+            if options[name] is not None:
+                raise _not_for(name, "files, not arrays")
+        return open_in_memory(source, column=column, id_column=id_column)
     if isinstance(source, str) and is_postgres(source):
         if key is not None:
             raise _not_for("key", f"{_APPLIES_TO['key']}, not a PostgreSQL table")
@@ -167,66 +156,6 @@ def _open_file(
     if format == "lance":
         return LanceSource(path, column=column, id_column=id_column)
     return ParquetSource(path, column=column, id_column=id_column)
-
-
-def _table_columns(source: Any) -> list[Any] | None:
-    """The column names of a pyarrow table or a pandas DataFrame (None for anything else)."""
-    import pyarrow as pa
-
-    if isinstance(source, pa.Table):
-        return list(source.column_names)
-    if type(source).__module__.startswith("pandas") and hasattr(source, "columns"):
-        return list(source.columns)
-    return None
-
-
-def _column_of(source: Any, columns: list[Any], column: str) -> Any:
-    """The column named ``column`` (as the user sees it: a string) of a table with ``columns``."""
-    names = [str(name) for name in columns]
-    if column not in names:
-        raise ParameterError(
-            "column", f"{column!r} is not a column of the table; it has {', '.join(names)}"
-        )
-    return source[columns[names.index(column)]]
-
-
-def _vectors_of(source: Any) -> np.ndarray[Any, Any]:
-    """An (n, d) array from an in-memory object: a numpy array, or a column of vectors as
-    pandas or pyarrow hold them (a Series of arrays, a list or fixed-size-list array, a table
-    with one such column), read through pyarrow like a parquet column."""
-    import pyarrow as pa
-
-    columns = _table_columns(source)
-    if columns is not None:
-        if len(columns) != 1:
-            kind = "table" if isinstance(source, pa.Table) else "DataFrame"
-            raise ValueError(f"a {kind} of {len(columns)} columns: name the vectors' with column=")
-        source = source[columns[0]]
-    if (
-        type(source).__module__.startswith("pandas")
-        and str(getattr(source, "dtype", "")) == "object"
-    ):
-        source = pa.array(list(source), from_pandas=True)
-    if isinstance(source, pa.ChunkedArray):
-        source = source.combine_chunks()
-    list_types = (pa.types.is_list, pa.types.is_large_list, pa.types.is_fixed_size_list)
-    if isinstance(source, pa.Array) and any(is_list(source.type) for is_list in list_types):
-        return _list_matrix(source)
-    return np.asarray(source)
-
-
-def _list_matrix(vectors: Any) -> np.ndarray[Any, Any]:
-    import pyarrow as pa
-    import pyarrow.compute as pc
-
-    lengths = pc.list_value_length(vectors).to_numpy(zero_copy_only=False)
-    if len(lengths) and (np.isnan(lengths.astype(float)).any() or (lengths != lengths[0]).any()):
-        raise ValueError("the vectors are null or of different lengths")
-    values = pc.list_flatten(vectors).to_numpy(zero_copy_only=False)
-    d = int(lengths[0]) if len(lengths) else 0
-    if not pa.types.is_floating(vectors.type.value_type):
-        values = values.astype(np.float64)
-    return values.reshape(len(vectors), d)
 
 
 def _not_for(name: str, what: str) -> ParameterError:

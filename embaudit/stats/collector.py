@@ -17,6 +17,7 @@ class RowCollector:
     Collectors of different fragments merge: the rows come back in the order they were drawn."""
 
     def __init__(self, positions: Rows) -> None:
+        self.drawn = positions
         self.order = np.argsort(positions, kind="stable")
         self.positions = positions[self.order]
         self.rank: list[Rows] = []
@@ -35,6 +36,7 @@ class RowCollector:
         """An empty collector of the same positions."""
         clone = RowCollector.__new__(RowCollector)
         clone.order, clone.positions, clone.rank, clone.rows = self.order, self.positions, [], []
+        clone.drawn = self.drawn
         return clone
 
     def absorb(self, other: RowCollector) -> None:
@@ -47,3 +49,9 @@ class RowCollector:
             return np.empty((0, d))
         rank, rows = np.concatenate(self.rank), np.concatenate(self.rows)
         return rows[np.argsort(rank, kind="stable")][:limit]
+
+    def collected_positions(self, limit: int) -> Rows:
+        """The positions of the rows :meth:`collected` returns, in the same order."""
+        if not self.rank:
+            return np.zeros(0, np.int64)
+        return self.drawn[np.sort(np.concatenate(self.rank), kind="stable")][:limit]

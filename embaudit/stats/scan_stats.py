@@ -63,6 +63,11 @@ class ScanStats:
     duplicate_rows: int  # clean rows identical to an earlier clean row
     duplicate_groups: list[RowSet] = field(default_factory=list)  # first groups, capped
     duplicate_group_count: int = 0
+    #: Every row singled out, uncapped (``--rows-out``): the non-finite rows, the zero rows, and
+    #: each row that repeats an earlier one beside the first row of its group, shape (m, 2).
+    non_finite_rows: Rows = field(default_factory=lambda: np.zeros(0, np.int64))
+    zero_rows: Rows = field(default_factory=lambda: np.zeros(0, np.int64))
+    duplicate_pairs: Rows = field(default_factory=lambda: np.zeros((0, 2), np.int64))
 
     @property
     def n_clean(self) -> int:
@@ -118,7 +123,11 @@ def finish(
     clean = norms >= tiny  # NaN (non-finite rows) compares false
     zero_rows = np.flatnonzero(~clean)
     zero_rows = zero_rows[~np.isnan(norms[zero_rows])]
-    duplicate_rows, groups, group_count = _duplicates(source, hashes, clean, take or source.take)
+    repeated = _duplicates(source, hashes, clean, take or source.take)
+    later = [np.asarray(rows[1:], np.int64) for rows in repeated]
+    firsts = [np.full(len(rows) - 1, rows[0], np.int64) for rows in repeated]
+    pairs = np.stack([np.concatenate([np.zeros(0, np.int64), *later]),
+                      np.concatenate([np.zeros(0, np.int64), *firsts])], axis=1)  # fmt: skip
     return ScanStats(
         n=source.n,
         d=d,
@@ -132,9 +141,12 @@ def finish(
         moments=moments,
         unit_sum=unit_sum,
         unit_sq_sum=unit_sq_sum,
-        duplicate_rows=duplicate_rows,
-        duplicate_groups=groups,
-        duplicate_group_count=group_count,
+        duplicate_rows=len(pairs),
+        duplicate_groups=[_row_set(source, np.asarray(rows, np.int64)) for rows in repeated[:5]],
+        duplicate_group_count=len(repeated),
+        non_finite_rows=non_finite_rows.astype(np.int64),
+        zero_rows=zero_rows.astype(np.int64),
+        duplicate_pairs=pairs,
     )
 
 
@@ -168,15 +180,15 @@ def _duplicates(
     hashes: list[npt.NDArray[np.uint64]],
     clean: npt.NDArray[np.bool_],
     take: Callable[[Rows], npt.NDArray[np.floating[Any]]],
-) -> tuple[int, list[RowSet], int]:
-    """Exact duplicate rows among the clean rows.
+) -> list[list[int]]:
+    """Exact duplicate rows among the clean rows: the groups of identical rows, each in row
+    order, ordered by their first row.
 
     ``hashes`` are the row hashes of consecutive fragments. Hash values that occur more than once
     among the clean rows (found by sorting one copy of the hashes in place) make their rows
     candidates; candidates are fetched and grouped by a BLAKE2b-128 digest of their bits, so that
-    only identical rows (up to -0.0 == 0.0) group. Returns the number of rows that repeat an
-    earlier row, the first groups, and the group count. Beyond the hashes, it holds 8 bytes per
-    row (the sorted copy) and the candidates.
+    only identical rows (up to -0.0 == 0.0) group. Beyond the hashes, it holds 8 bytes per row
+    (the sorted copy) and the candidates.
     """
     bounds = np.cumsum([0, *(len(block) for block in hashes)])
     spans = list(zip(hashes, bounds[:-1].tolist(), bounds[1:].tolist(), strict=True))
@@ -198,7 +210,4 @@ def _duplicates(
         for row, bits in zip(batch.tolist(), words, strict=True):
             digest = hashlib.blake2b(bits.tobytes(), digest_size=16).digest()
             groups.setdefault(digest, []).append(row)
-    repeated = sorted((rows for rows in groups.values() if len(rows) > 1), key=lambda r: r[0])
-    duplicate_rows = sum(len(rows) - 1 for rows in repeated)
-    listed = [_row_set(source, np.asarray(rows, dtype=np.int64)) for rows in repeated[:5]]
-    return duplicate_rows, listed, len(repeated)
+    return sorted((sorted(rows) for rows in groups.values() if len(rows) > 1), key=lambda r: r[0])
