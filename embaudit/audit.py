@@ -72,7 +72,7 @@ def audit(
     input.
     """
     with _configured(CheckOptions, options, config, parameters, source) as options:
-        opened = _open(source, options)
+        opened = _open(source, options, ids_from=options.ids_from)
         queries = _query_source(opened, options)
         old = None if baseline is None else _open(baseline, options)
         with _engine(options.engine, options.ray_address, opened, old) as engine:
@@ -182,13 +182,18 @@ def _configured(
         yield build(kind, merge(kind, found, {}), **parameters)
 
 
-def _open(source: Source, options: CheckOptions | CompareOptions | GaugeOptions) -> EmbeddingSource:
+def _open(
+    source: Source,
+    options: CheckOptions | CompareOptions | GaugeOptions,
+    ids_from: str | None = None,
+) -> EmbeddingSource:
     return open_source(
         source,
         key=options.key,
         column=options.column,
         id_column=options.id_column,
         table=options.table,
+        ids_from=ids_from,
     )
 
 

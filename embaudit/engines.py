@@ -37,7 +37,7 @@ from threadpoolctl import threadpool_limits
 
 from embaudit.errors import EmbauditError, IncompleteError, UsageError
 from embaudit.knn import NeighborList, NeighborSearch
-from embaudit.sources import EmbeddingSource, Fragment, ParquetSource
+from embaudit.sources import ArraySource, EmbeddingSource, Fragment, ParquetSource, ShardedSource
 from embaudit.sources.base import available_cores
 from embaudit.stats import CleanRows, PartStats, RowCollector, ScanStats, finish, fold_fragment
 
@@ -275,6 +275,7 @@ class LocalEngine(Engine):
         for worker in workers[1:]:
             worker.merge_into(plan)
         timings["merge"] = time.perf_counter() - mark
+        source.confirm_unchanged()
         stats = _reduce(self, source, parts, timings) if plan.statistics else None
         return PassResult(stats, plan.sample, timings)
 
@@ -358,12 +359,16 @@ class RayEngine(Engine):
 
     @staticmethod
     def check_source(source: EmbeddingSource) -> None:
-        if not isinstance(source, ParquetSource):
-            raise UsageError(
-                f"--engine ray reads parquet datasets (a file, a directory or a URI such as "
-                f"s3://bucket/prefix); {source.path or 'an in-memory array'} is {source.format}: "
-                "convert it to parquet or use --engine local"
-            )
+        if isinstance(source, ParquetSource | ShardedSource):
+            return
+        if isinstance(source, ArraySource) and (not source.mapped or source.reopen is not None):
+            return
+        raise UsageError(
+            "--engine ray reads parquet datasets (a file, a directory or a URI such as "
+            "s3://bucket/prefix) and .npy, .npz, .fvecs/.bvecs, .fbin (and the other big-ann "
+            f"files) and .safetensors files and directories of them; {source.path} is "
+            f"{source.format}: convert it or use --engine local"
+        )
 
     def run(
         self,
@@ -395,6 +400,7 @@ class RayEngine(Engine):
             timings["merge"] = timings.get("merge", 0.0) + time.perf_counter() - mark
             if on_rows is not None:
                 on_rows(fragment.n)
+        source.confirm_unchanged()
         stats = _reduce(self, source, parts, timings) if plan.statistics else None
         return PassResult(stats, plan.sample, timings)
 

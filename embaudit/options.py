@@ -36,6 +36,7 @@ from embaudit.params import (
     ID_COLUMN,
     KEY,
     QUERIES,
+    IDS_FROM,
     QUERY_FILE,
     SEED,
     TABLE,
@@ -327,6 +328,7 @@ class CheckOptions(_Common, _Passes):
     truncate: tuple[int, ...] = declare(TRUNCATE)
     near_duplicate_cosine: float = declare(NEAR_DUPLICATE_COSINE)
     query_file: str | None = declare(QUERY_FILE)
+    ids_from: str | None = declare(IDS_FROM)
 
     def __post_init__(self) -> None:
         super().__post_init__()

@@ -181,14 +181,16 @@ def test_search_lists_merged_from_parts_equal_one_search(part_step: int) -> None
             assert np.all(np.abs(got_scores[extra] - want_scores[-1]) <= tolerance), metric
 
 
-def test_local_engine_name_and_options() -> None:
+def test_local_engine_name_and_options(tmp_path: Path) -> None:
     assert make_engine("local").name == "local"
     with pytest.raises(UsageError, match="--ray-address applies to --engine ray"):
         make_engine("local", "auto")
     with pytest.raises(UsageError, match="--engine must be one of local, ray"):
         make_engine("spark")
-    with pytest.raises(UsageError, match=r"reads parquet datasets.*use --engine local"):
-        make_engine("ray", None, [open_source(np.ones((4, 2)))])
+    lines = tmp_path / "rows.jsonl"
+    lines.write_text('{"embedding": [1.0, 2.0]}\n{"embedding": [2.0, 1.0]}\n')
+    with pytest.raises(UsageError, match=r"reads parquet datasets.*rows.jsonl is jsonl.*local"):
+        make_engine("ray", None, [open_source(lines)])
 
 
 def test_a_dataset_of_many_files_keeps_few_open(tmp_path: Path) -> None:

@@ -10,7 +10,7 @@ import os
 import struct
 import zipfile
 import zlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import IO, Any
 
@@ -72,6 +72,19 @@ class ArraySource(EmbeddingSource):
         if mapping is not None and file is not None:
             start = np.frombuffer(mapping, dtype=np.uint8).__array_interface__["data"][0]
             self._first_byte = array.__array_interface__["data"][0] - start
+        #: Opens this source again from its file (set by ``open_source``): a memory map does
+        #: not pickle, so a mapped source travels to an engine's workers as this call.
+        self.reopen: Callable[[], ArraySource] | None = None
+
+    @property
+    def mapped(self) -> bool:
+        """Whether the rows are a memory map of a file (not an array in memory)."""
+        return self._mapping is not None
+
+    def __reduce_ex__(self, protocol: Any) -> Any:
+        if self._mapping is not None and self.reopen is not None:
+            return (_call, (self.reopen,))
+        return super().__reduce_ex__(protocol)
 
     def _native(self, block: npt.NDArray[Any]) -> npt.NDArray[np.floating[Any]]:
         return np.ascontiguousarray(block, dtype=self.dtype)
@@ -154,6 +167,10 @@ class ArraySource(EmbeddingSource):
                 self._advise(mmap.MADV_DONTNEED, first, last - first)
         else:  # Fortran order: a chunk of rows touches every column's pages.
             self._advise(mmap.MADV_DONTNEED)
+
+
+def _call(function: Callable[[], ArraySource]) -> ArraySource:
+    return function()
 
 
 # .npy ---------------------------------------------------------------------------------------

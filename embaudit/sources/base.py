@@ -21,6 +21,8 @@ QUANTIZED_DTYPES = (np.dtype(np.int8), np.dtype(np.uint8))
 
 #: Default chunk size in bytes of float64 work per chunk (chunks are converted for accumulation).
 CHUNK_BYTES = 64 * 2**20
+#: At most this many skipped files of a directory are named in the report.
+IGNORED_SHOWN = 20
 
 
 @dataclass(frozen=True)
@@ -86,6 +88,9 @@ class EmbeddingSource(ABC):
     #: The dtype the values are stored in when the chunks convert them (int8 / uint8 read as
     #: float32); the report's ``input.dtype`` names it.
     stored_dtype: np.dtype[Any] | None = None
+    #: Files of a directory skipped as holding no data (hidden files, ``_SUCCESS`` markers),
+    #: named in the report's ``input.ignored``.
+    ignored: tuple[str, ...] = ()
 
     def default_chunk_rows(self) -> int:
         return max(1, CHUNK_BYTES // (8 * self.d))
@@ -115,6 +120,11 @@ class EmbeddingSource(ABC):
         """The id-column values of the given rows, or None when the input has no id column."""
         return None
 
+    def confirm_unchanged(self) -> None:
+        """Raise an InputError when the input is no longer what was opened (a file of a
+        directory appeared, disappeared or changed): the engines call it after each pass, so
+        that no report is made from part of the data. Nothing to confirm here."""
+
     def stored_index(self) -> StoredIndex | None:
         """The vector index stored with the data, reported in ``input.index``; None here."""
         return None
@@ -130,6 +140,8 @@ class EmbeddingSource(ABC):
         }
         if self.id_column is not None:
             info["id_column"] = self.id_column
+        if self.ignored:
+            info["ignored"] = list(self.ignored[:IGNORED_SHOWN])
         return info
 
 
