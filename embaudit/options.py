@@ -34,9 +34,9 @@ from embaudit.model import Status, TrainedWith
 from embaudit.params import (
     COLUMN,
     ID_COLUMN,
+    IDS_FROM,
     KEY,
     QUERIES,
-    IDS_FROM,
     QUERY_FILE,
     SEED,
     TABLE,

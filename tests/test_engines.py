@@ -29,8 +29,9 @@ from embaudit.errors import IncompleteError, InputError, UsageError
 from embaudit.knn import Block, NeighborSearch, exact_lists
 from embaudit.measurement.sampling import Sampling
 from embaudit.measurement.steps import measure
-from embaudit.sources import Chunk, Fragment, ParquetSource, open_source
+from embaudit.sources import Chunk, Fragment, ParquetSource, ShardedSource, open_source
 from embaudit.sources import parquet as parquet_module
+from embaudit.sources import shards as shards_module
 from embaudit.stats import CleanRows, clean_mask, fold_fragment, row_norms, scan
 
 D = 24
@@ -426,6 +427,69 @@ def test_a_corrupt_fragment_is_an_input_error_naming_its_file(
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith(f"embaudit: error: {victim}: cannot read")
     assert result.stdout == ""
+
+
+@pytest.fixture
+def shard_directory(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A directory of .npy shards cut into fragments of 800 rows, across the shards."""
+    monkeypatch.setattr(shards_module, "FRAGMENT_BYTES", 800 * D * 4)
+    folder = tmp_path / "img_emb"
+    folder.mkdir()
+    x = _vectors(3600)
+    for index, (start, stop) in enumerate(itertools.pairwise((0, 1000, 1001, 2500, 3600))):
+        np.save(folder / f"img_emb_{index:04d}.npy", x[start:stop])
+    return folder
+
+
+def test_ray_reads_a_directory_of_npy_shards_as_the_local_engine(
+    cluster: Any, shard_directory: Path
+) -> None:
+    source = open_source(shard_directory)
+    assert len(source.fragments()) == 5
+    local = embaudit.audit(source, seed=3)
+    remote = embaudit.audit(source, seed=3, engine=RayEngine())
+    assert _comparable(remote) == _comparable(local)
+    duplicates = next(check for check in remote.checks if check.code == "EA003")
+    assert duplicates.metrics["examples"][0]["rows"] == [11, 2900]  # across shards
+
+
+def test_ray_reads_one_memory_mapped_file_as_the_local_engine(cluster: Any, tmp_path: Path) -> None:
+    path = tmp_path / "vectors.npy"
+    np.save(path, _vectors(3600))
+    local = embaudit.audit(path, seed=5)
+    assert _comparable(embaudit.audit(path, seed=5, engine="ray")) == _comparable(local)
+
+
+class CrashingShards(ShardedSource):
+    """CrashingSource's crash, on a directory of shards."""
+
+    def __init__(self, *args: Any, markers: Path, victim: int, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.markers, self.victim = markers, victim
+
+    def read(self, fragment: Fragment, chunk_rows: int | None = None) -> Iterator[Chunk]:
+        in_worker = ray.get_runtime_context().worker.mode == ray.WORKER_MODE
+        if in_worker and fragment.index == self.victim and not any(self.markers.iterdir()):
+            (self.markers / "crash-0").touch()
+            os._exit(1)
+        yield from super().read(fragment, chunk_rows)
+
+
+def test_a_shard_task_that_dies_is_retried_and_one_gone_is_named(
+    cluster: Any, shard_directory: Path, tmp_path: Path
+) -> None:
+    markers = tmp_path / "markers"
+    markers.mkdir()
+    opened = open_source(shard_directory)
+    assert isinstance(opened, ShardedSource)
+    files = sorted(shard_directory.iterdir())
+    flaky = CrashingShards(str(shard_directory), files, opened._opener, markers=markers, victim=3)
+    report = embaudit.audit(flaky, seed=3, engine=RayEngine())
+    assert [path.name for path in markers.iterdir()] == ["crash-0"]
+    assert _comparable(report) == _comparable(embaudit.audit(opened, seed=3))
+    files[2].unlink()  # the workers open their shards anew: one is gone
+    with pytest.raises(InputError, match=r"img_emb_0002\.npy: disappeared during the run"):
+        embaudit.audit(opened, engine=RayEngine())
 
 
 def test_cli_check_with_the_ray_engine(cli: Any, cluster: Any, dataset: Path) -> None:

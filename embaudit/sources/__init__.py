@@ -148,7 +148,9 @@ def _open_local(
     format, accepted = FORMATS[suffix]
     if ids_from is not None:
         if format in _OWN_IDS:
-            raise _not_for("ids_from", f"{_APPLIES_TO['ids_from']}; {path} has its own (--id-column)")
+            raise _not_for(
+                "ids_from", f"{_APPLIES_TO['ids_from']}; {path} has its own (--id-column)"
+            )
         accepted = accepted | {"id_column"}
     for name, option in options.items():
         if option is not None and name not in accepted:
@@ -165,7 +167,12 @@ def _open_local(
     elif listing is not None or ids_from is not None:
         files = listing.files if listing is not None else [path]
         opened = ShardedSource(
-            str(path), files, opener, listing=listing, ids_from=ids_from, id_column=id_column,
+            str(path),
+            files,
+            opener,
+            listing=listing,
+            ids_from=ids_from,
+            id_column=id_column,
             cut=listing is not None,
         )
     else:

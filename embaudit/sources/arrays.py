@@ -74,7 +74,7 @@ class ArraySource(EmbeddingSource):
             self._first_byte = array.__array_interface__["data"][0] - start
         #: Opens this source again from its file (set by ``open_source``): a memory map does
         #: not pickle, so a mapped source travels to an engine's workers as this call.
-        self.reopen: Callable[[], ArraySource] | None = None
+        self.reopen: Callable[[], EmbeddingSource] | None = None
 
     @property
     def mapped(self) -> bool:
@@ -169,7 +169,7 @@ class ArraySource(EmbeddingSource):
             self._advise(mmap.MADV_DONTNEED)
 
 
-def _call(function: Callable[[], ArraySource]) -> ArraySource:
+def _call(function: Callable[[], EmbeddingSource]) -> EmbeddingSource:
     return function()
 
 

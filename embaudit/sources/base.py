@@ -120,7 +120,7 @@ class EmbeddingSource(ABC):
         """The id-column values of the given rows, or None when the input has no id column."""
         return None
 
-    def confirm_unchanged(self) -> None:
+    def confirm_unchanged(self) -> None:  # noqa: B027 (optional hook)
         """Raise an InputError when the input is no longer what was opened (a file of a
         directory appeared, disappeared or changed): the engines call it after each pass, so
         that no report is made from part of the data. Nothing to confirm here."""

@@ -18,6 +18,7 @@ directory during it, are input errors: no report is made from part of the data.
 
 from __future__ import annotations
 
+import itertools
 import os
 from collections import Counter
 from collections.abc import Callable, Iterator
@@ -169,8 +170,14 @@ class ShardedSource(EmbeddingSource):
                 _check_agrees(shard, first)
             status = file.stat()
             self._shards.append(
-                _Shard(shard.path or str(file), str(file), start, shard.n, status.st_size,
-                       status.st_mtime_ns)
+                _Shard(
+                    shard.path or str(file),
+                    str(file),
+                    start,
+                    shard.n,
+                    status.st_size,
+                    status.st_mtime_ns,
+                )
             )
             start += shard.n
             if index < OPEN_SHARDS:
@@ -207,11 +214,12 @@ class ShardedSource(EmbeddingSource):
 
     def _check_unchanged(self, shard: _Shard) -> None:
         try:
-            status = os.stat(shard.path)
+            status = Path(shard.path).stat()
         except OSError as error:
             if isinstance(error, FileNotFoundError):
                 raise InputError(
-                    shard.name, "disappeared during the run; no report is made from part of the data"
+                    shard.name,
+                    "disappeared during the run; no report is made from part of the data",
                 ) from None
             raise InputError(shard.name, f"cannot read ({error.strerror or error})") from None
         if (status.st_size, status.st_mtime_ns) != (shard.size, shard.modified):
@@ -231,7 +239,8 @@ class ShardedSource(EmbeddingSource):
         appeared = [
             relative
             for relative, path in _walk(listing.root)
-            if path.suffix.lower() == listing.kind and not _ignorable(relative)
+            if path.suffix.lower() == listing.kind
+            and not _ignorable(relative)
             and path not in before
         ]
         if appeared:
@@ -249,7 +258,7 @@ class ShardedSource(EmbeddingSource):
         bounds = [*range(0, self.n, target), self.n]
         return [
             Fragment(index, start, stop, self._where(start, stop))
-            for index, (start, stop) in enumerate(zip(bounds, bounds[1:], strict=False))
+            for index, (start, stop) in enumerate(itertools.pairwise(bounds))
         ]
 
     def _own_fragments(self) -> list[Fragment]:
@@ -310,7 +319,9 @@ class ShardedSource(EmbeddingSource):
         positions = as_row_positions(rows, self.n)
         out: list[Any] = [None] * len(positions)
         for index, local, where in self._by_shard(positions):
-            for slot, value in zip(where.tolist(), self._shard(index).ids(local) or [], strict=True):
+            for slot, value in zip(
+                where.tolist(), self._shard(index).ids(local) or [], strict=True
+            ):
                 out[slot] = value
         return out
 
@@ -325,16 +336,14 @@ class ShardedSource(EmbeddingSource):
 def _check_agrees(shard: EmbeddingSource, first: EmbeddingSource) -> None:
     """An input error naming ``shard`` when it is not the same kind of vectors as ``first``."""
     if shard.d != first.d:
-        raise InputError(
-            shard.path, f"has dimension {shard.d:,}, but {first.path} has {first.d:,}"
-        )
+        raise InputError(shard.path, f"has dimension {shard.d:,}, but {first.path} has {first.d:,}")
     stored, expected = shard.stored_dtype or shard.dtype, first.stored_dtype or first.dtype
     if stored != expected:
         raise InputError(shard.path, f"holds {stored.name}, but {first.path} holds {expected.name}")
     if shard.id_column != first.id_column:
         raise InputError(
-            shard.path, f"id column {shard.id_column!r} differs from {first.path}'s "
-            f"({first.id_column!r})"
+            shard.path,
+            f"id column {shard.id_column!r} differs from {first.path}'s ({first.id_column!r})",
         )
 
 
@@ -395,7 +404,8 @@ class IdTable:
             ):
                 if count != expected:
                     raise InputError(
-                        file, f"holds {count:,} ids, but its shard {shard.name} has {expected:,} rows"
+                        file,
+                        f"holds {count:,} ids, but its shard {shard.name} has {expected:,} rows",
                     )
         if sum(rows) != vectors.n:
             raise InputError(
