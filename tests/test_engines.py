@@ -32,7 +32,15 @@ from embaudit.measurement.steps import measure
 from embaudit.sources import Chunk, Fragment, ParquetSource, ShardedSource, open_source
 from embaudit.sources import parquet as parquet_module
 from embaudit.sources import shards as shards_module
-from embaudit.stats import CleanRows, clean_mask, fold_fragment, row_norms, scan
+from embaudit.stats import (
+    CleanRows,
+    clean_mask,
+    fold_fragment,
+    norm_summary,
+    row_norms,
+    scan,
+    shuffle,
+)
 
 D = 24
 
@@ -490,6 +498,55 @@ def test_a_shard_task_that_dies_is_retried_and_one_gone_is_named(
     files[2].unlink()  # the workers open their shards anew: one is gone
     with pytest.raises(InputError, match=r"img_emb_0002\.npy: disappeared during the run"):
         embaudit.audit(opened, engine=RayEngine())
+
+
+class DyingTake(ParquetSource):
+    """Kills its worker the first time a task reads rows by position (the shuffle's reduce
+    confirming its candidates)."""
+
+    def __init__(self, *args: Any, markers: Path, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.markers = markers
+
+    def take(self, rows: Any) -> Any:
+        in_worker = ray.get_runtime_context().worker.mode == ray.WORKER_MODE
+        if in_worker and not any(self.markers.iterdir()):
+            (self.markers / "killed").touch()
+            os._exit(1)
+        return super().take(rows)
+
+
+def _sketch_comparable(report: Any) -> dict[str, Any]:
+    """_comparable without EA101's quantiles: the sketch compacts at random."""
+    out = _comparable(report)
+    for check in out["checks"]:
+        if check["code"] == "EA101":
+            for key in ("p1", "p50", "p99", "histogram"):
+                check["metrics"].pop(key)
+            check.pop("value"), check.pop("message")
+    verdict = out["verdict"]
+    verdict["reasons"] = [reason for reason in verdict["reasons"] if "EA101" not in reason]
+    return out
+
+
+def test_the_shuffle_on_ray_finds_the_duplicates_of_the_local_engine(
+    cluster: Any, dataset: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Sketched norms and duplicates found by a shuffle of 4 buckets, one of whose reduce
+    tasks dies once: the report of the local engine, quantiles within the sketch's error."""
+    monkeypatch.setattr(norm_summary, "SKETCH_ROWS", 1000)
+    monkeypatch.setattr(shuffle, "BUCKET_BYTES", 3600 * 16 // 4)
+    markers = tmp_path / "markers"
+    markers.mkdir()
+    local = embaudit.audit(open_source(dataset), seed=2)
+    remote = embaudit.audit(DyingTake(dataset, markers=markers), seed=2, engine=RayEngine())
+    assert [path.name for path in markers.iterdir()] == ["killed"]  # a reduce task died once
+    assert _sketch_comparable(remote) == _sketch_comparable(local)
+    duplicates = next(check for check in remote.checks if check.code == "EA003")
+    assert [group["rows"] for group in duplicates.metrics["examples"]] == [[11, 2900], [3000, 3100]]
+    norms = [next(c for c in r.checks if c.code == "EA101").metrics for r in (local, remote)]
+    for key in ("p1", "p50", "p99"):
+        assert norms[1][key] == pytest.approx(norms[0][key], rel=0.05)
 
 
 def test_cli_check_with_the_ray_engine(cli: Any, cluster: Any, dataset: Path) -> None:

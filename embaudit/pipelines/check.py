@@ -345,7 +345,7 @@ def _baseline(
         on_pass=lambda source: run.reporting("neighbours of", source),
         engine=run.engine,
     )
-    return Baseline(old.path, comparison, measured.stats.clean_norms, verdict)
+    return Baseline(old.path, comparison, measured.stats.norm_summary, verdict)
 
 
 def _with_stored_index(source: EmbeddingSource, options: CheckOptions) -> CheckOptions:

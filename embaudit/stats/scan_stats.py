@@ -6,7 +6,7 @@ the hashes propose.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -16,11 +16,10 @@ import numpy.typing as npt
 from embaudit.errors import IncompleteError
 from embaudit.sources import EmbeddingSource
 from embaudit.stats.dimensions import Moments, coordinate_rms
-from embaudit.stats.fold import PartStats, fold_fragment
+from embaudit.stats.fold import ROW_LIST_CAP, PartStats, fold_fragment
+from embaudit.stats.norm_summary import NormParts, NormSummary
 from embaudit.stats.rows import ChunkConsumer, _row_words
 
-#: How many offending rows a finding lists; the count is always complete.
-ROW_LIST_CAP = 20
 #: Candidate duplicate rows fetched at a time for exact verification.
 _VERIFY_BATCH = 8192
 
@@ -51,44 +50,75 @@ class ScanStats:
     n: int
     d: int
     dtype: np.dtype[Any]
-    norms: Floats  # L2 norm of every row; NaN for non-finite rows
+    norm_summary: NormSummary  # the clean rows' norms: exact, or sketched beyond SKETCH_ROWS
     non_finite: RowSet
     nan_rows: int
     inf_rows: int
     zero: RowSet
-    clean: npt.NDArray[np.bool_]  # finite and non-zero: what the diagnostics use
+    n_clean: int  # finite and non-zero: what the diagnostics use
     moments: Moments  # over clean rows
     unit_sum: Floats  # sum of the clean rows scaled to unit norm, per dimension
     unit_sq_sum: Floats  # sum of their squares, per dimension
     duplicate_rows: int  # clean rows identical to an earlier clean row
     duplicate_groups: list[RowSet] = field(default_factory=list)  # first groups, capped
     duplicate_group_count: int = 0
-
-    @property
-    def n_clean(self) -> int:
-        return int(self.clean.sum())
+    norms: Floats | None = None  # L2 norm of every row (NaN for non-finite rows); not sketched
+    clean: npt.NDArray[np.bool_] | None = None  # the clean rows; not when the engine shuffled
 
     @property
     def clean_norms(self) -> Floats:
-        return self.norms[self.clean]
+        assert self.norm_summary.exact is not None, "the norms are sketched"
+        return self.norm_summary.exact
 
     @property
     def rms_coordinate(self) -> float:
         """sqrt(mean ||x||^2 / d) over the clean rows (see :func:`coordinate_rms`)."""
-        return coordinate_rms(self.clean_norms, self.d)
+        summary = self.norm_summary
+        if summary.exact is not None:
+            return coordinate_rms(summary.exact, self.d)
+        if not summary.count or summary.max == 0:
+            return 0.0
+        return summary.max * float(np.sqrt(summary.mean_square() / self.d))
+
+
+@dataclass
+class Duplicates:
+    """Exact duplicate rows: how many repeat an earlier row, how many groups, and the first
+    :data:`GROUPS_LISTED` groups (by their first row) with every row of each."""
+
+    rows: int
+    count: int
+    groups: list[list[int]]
+
+    @classmethod
+    def merged(cls, parts: Iterable[Duplicates]) -> Duplicates:
+        """Those of disjoint sets of rows (the buckets of a shuffle), together."""
+        parts = list(parts)
+        groups = sorted((group for part in parts for group in part.groups), key=lambda g: g[0])
+        return cls(
+            sum(part.rows for part in parts),
+            sum(part.count for part in parts),
+            groups[:GROUPS_LISTED],
+        )
+
+
+#: Duplicate groups a finding lists.
+GROUPS_LISTED = 5
 
 
 def finish(
     source: EmbeddingSource,
     parts: list[PartStats],
     take: Callable[[Rows], npt.NDArray[np.floating[Any]]] | None = None,
+    duplicates: Duplicates | None = None,
 ) -> ScanStats:
     """Merge the statistics of every fragment, in row order, into the statistics of the source.
 
     Consumes ``parts`` (the list is emptied as its per-row arrays are copied out, so the merge
     holds each row's data once). ``take`` fetches rows for the exact duplicate check (default:
-    ``source.take``). Raises :class:`~embaudit.errors.IncompleteError` unless the parts cover
-    every row exactly once: a report is never built from part of the data.
+    ``source.take``); ``duplicates``, when the engine found them itself (the parts then carry
+    no hashes). Raises :class:`~embaudit.errors.IncompleteError` unless the parts cover every
+    row exactly once: a report is never built from part of the data.
     """
     parts.sort(key=lambda part: part.start)
     covered = 0
@@ -99,43 +129,86 @@ def finish(
     if covered != source.n:
         raise IncompleteError(source.path, f"only {covered:,} of {source.n:,} rows were read")
     d = source.d
-    tiny = np.finfo(source.dtype).tiny
     moments, unit_sum, unit_sq_sum = Moments.empty(d), np.zeros(d), np.zeros(d)
-    norms = np.empty(source.n)
-    non_finite: list[Rows] = []
-    nan_rows = 0
-    hashes: list[npt.NDArray[np.uint64]] = []
+    rows = _PerRow(source.n, sketched=bool(parts) and parts[0].norms is None)
     for part in parts:
         moments = moments.merge(part.moments)
         unit_sum += part.unit_sum
         unit_sq_sum += part.unit_sq_sum
-        norms[part.start : part.stop] = part.norms
-        non_finite.append(part.non_finite)
-        nan_rows += part.nan_rows
-        hashes.append(part.hashes)
+        rows.add(part)
     parts.clear()
-    non_finite_rows = np.concatenate(non_finite)
-    clean = norms >= tiny  # NaN (non-finite rows) compares false
-    zero_rows = np.flatnonzero(~clean)
-    zero_rows = zero_rows[~np.isnan(norms[zero_rows])]
-    duplicate_rows, groups, group_count = _duplicates(source, hashes, clean, take or source.take)
+    clean = rows.clean_mask()
+    if duplicates is None:
+        if clean is None:
+            raise RuntimeError("the parts carry no hashes and no duplicates were given")
+        duplicates = _duplicates(rows.hashes, clean, take or source.take)
+    non_finite, zero = rows.listed["non_finite"], rows.listed["zero"]
     return ScanStats(
         n=source.n,
         d=d,
         dtype=source.dtype,
-        norms=norms,
-        non_finite=_row_set(source, non_finite_rows),
-        nan_rows=nan_rows,
-        inf_rows=len(non_finite_rows) - nan_rows,
-        zero=_row_set(source, zero_rows),
-        clean=clean,
+        norm_summary=rows.summary(source),
+        non_finite=_row_set(source, non_finite.rows, non_finite.count),
+        nan_rows=rows.nan_rows,
+        inf_rows=non_finite.count - rows.nan_rows,
+        zero=_row_set(source, zero.rows, zero.count),
+        n_clean=source.n - non_finite.count - zero.count,
         moments=moments,
         unit_sum=unit_sum,
         unit_sq_sum=unit_sq_sum,
-        duplicate_rows=duplicate_rows,
-        duplicate_groups=groups,
-        duplicate_group_count=group_count,
+        duplicate_rows=duplicates.rows,
+        duplicate_groups=[
+            _row_set(source, np.asarray(group, dtype=np.int64)) for group in duplicates.groups
+        ],
+        duplicate_group_count=duplicates.count,
+        norms=rows.norms,
+        clean=clean,
     )
+
+
+@dataclass
+class _Listed:
+    rows: Rows
+    count: int
+
+
+class _PerRow:
+    """What the parts say row by row, merged in row order: the norms (or their summary), the
+    clean rows and their hashes (when the parts carry them), the listed rows and counts."""
+
+    def __init__(self, n: int, *, sketched: bool) -> None:
+        self.norms: Floats | None = None if sketched else np.empty(n)
+        self.parts: NormParts | None = NormParts.empty() if sketched else None
+        self.clean_blocks: list[npt.NDArray[np.bool_]] = []
+        self.hashes: list[npt.NDArray[np.uint64]] = []
+        self.listed = {
+            name: _Listed(np.empty(0, dtype=np.int64), 0) for name in ("non_finite", "zero")
+        }
+        self.nan_rows = 0
+
+    def add(self, part: PartStats) -> None:
+        if self.norms is not None and part.norms is not None:
+            self.norms[part.start : part.stop] = part.norms
+        elif self.parts is not None and part.norm_parts is not None:
+            self.parts.merge(part.norm_parts)
+        if part.hashes is not None:
+            self.hashes.append(part.hashes)
+            self.clean_blocks.append(part.clean)
+        for name, listed in self.listed.items():
+            rows = getattr(part, name)
+            if len(listed.rows) < ROW_LIST_CAP and len(rows):
+                listed.rows = np.concatenate([listed.rows, rows])[:ROW_LIST_CAP]
+            listed.count += getattr(part, f"{name}_count")
+        self.nan_rows += part.nan_rows
+
+    def clean_mask(self) -> npt.NDArray[np.bool_] | None:
+        """The clean rows, when the parts carried them with their hashes."""
+        return np.concatenate(self.clean_blocks) if self.clean_blocks else None
+
+    def summary(self, source: EmbeddingSource) -> NormSummary:
+        if self.norms is not None:
+            return NormSummary(exact=self.norms[self.norms >= np.finfo(source.dtype).tiny])
+        return NormSummary(parts=self.parts)
 
 
 def scan(
@@ -157,18 +230,18 @@ def scan(
     return finish(source, parts)
 
 
-def _row_set(source: EmbeddingSource, rows: Rows) -> RowSet:
+def _row_set(source: EmbeddingSource, rows: Rows, count: int | None = None) -> RowSet:
+    """The rows (the first of ``count`` when given) as a finding lists them, with their ids."""
     listed = rows[:ROW_LIST_CAP]
     ids = source.ids(listed) if len(listed) else ([] if source.id_column else None)
-    return RowSet(len(rows), [int(r) for r in listed], ids)
+    return RowSet(len(rows) if count is None else count, [int(r) for r in listed], ids)
 
 
 def _duplicates(
-    source: EmbeddingSource,
     hashes: list[npt.NDArray[np.uint64]],
     clean: npt.NDArray[np.bool_],
     take: Callable[[Rows], npt.NDArray[np.floating[Any]]],
-) -> tuple[int, list[RowSet], int]:
+) -> Duplicates:
     """Exact duplicate rows among the clean rows.
 
     ``hashes`` are the row hashes of consecutive fragments. Hash values that occur more than once
@@ -190,7 +263,14 @@ def _duplicates(
             at = np.searchsorted(repeated_values, block).clip(max=len(repeated_values) - 1)
             hit = (repeated_values[at] == block) & clean[start:stop]
             found.append(start + np.flatnonzero(hit))
-    candidates = np.concatenate(found)
+    return confirm_duplicates(np.concatenate(found), take)
+
+
+def confirm_duplicates(
+    candidates: Rows, take: Callable[[Rows], npt.NDArray[np.floating[Any]]]
+) -> Duplicates:
+    """The identical rows among ``candidates`` (ascending positions whose hashes repeat),
+    fetched :data:`_VERIFY_BATCH` at a time and grouped by a BLAKE2b-128 digest of their bits."""
     groups: dict[bytes, list[int]] = {}
     for start in range(0, len(candidates), _VERIFY_BATCH):
         batch = candidates[start : start + _VERIFY_BATCH]
@@ -200,5 +280,4 @@ def _duplicates(
             groups.setdefault(digest, []).append(row)
     repeated = sorted((rows for rows in groups.values() if len(rows) > 1), key=lambda r: r[0])
     duplicate_rows = sum(len(rows) - 1 for rows in repeated)
-    listed = [_row_set(source, np.asarray(rows, dtype=np.int64)) for rows in repeated[:5]]
-    return duplicate_rows, listed, len(repeated)
+    return Duplicates(duplicate_rows, len(repeated), repeated[:GROUPS_LISTED])
