@@ -34,7 +34,7 @@ from embaudit.progress import PassReporter
 from embaudit.reports import CheckReport, FilesReport, GaugeReport, MetricsReport
 from embaudit.sources import EmbeddingSource, open_source
 
-#: What the functions read: a path (a file, a directory of parquet files, a URI), an (n, d)
+#: What the functions read: a path (a file, a directory of files of one kind, a URI), an (n, d)
 #: float array, or an opened source.
 Source = str | os.PathLike[str] | npt.NDArray[np.floating[Any]] | EmbeddingSource
 
@@ -50,7 +50,7 @@ def audit(
 ) -> CheckReport:
     """Audit embeddings and return the typed report that ``embaudit check`` renders.
 
-    ``source`` is a path (``.npy``, ``.npz``, ``.parquet``, a directory of parquet files, a
+    ``source`` is a path (``.npy``, ``.npz``, ``.parquet``, a directory of files of one kind, a
     parquet URI), a 2-D float array of shape (n, d), or a column of vectors in memory (a pandas
     Series, a pyarrow array, or a table or DataFrame with ``column`` naming it). The options are a
     :class:`~embaudit.options.CheckOptions` and/or its fields as keywords, e.g. ``k`` (neighbour

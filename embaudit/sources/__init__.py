@@ -73,17 +73,19 @@ def open_source(
     table: str | None = None,
     ids_from: str | os.PathLike[str] | None = None,
 ) -> EmbeddingSource:
-    """Open a path (``.npy``, ``.npz``, ``.parquet`` or a directory of parquet files,
-    ``.jsonl`` / ``.ndjson``, ``.csv``, ``.fvecs`` / ``.bvecs``, ``.fbin`` / ``.f16bin`` /
-    ``.u8bin`` / ``.i8bin``, ``.safetensors``, ``.h5`` / ``.hdf5``, a ``.lance`` dataset
-    directory), a parquet URI, a PostgreSQL URI (``postgresql://…`` with ``table``), or wrap an
-    in-memory 2-D float array.
+    """Open a path (``.npy``, ``.npz``, ``.parquet``, ``.jsonl`` / ``.ndjson``, ``.csv``,
+    ``.fvecs`` / ``.bvecs``, ``.fbin`` / ``.f16bin`` / ``.u8bin`` / ``.i8bin``, ``.safetensors``,
+    ``.h5`` / ``.hdf5``, a ``.lance`` dataset directory, or a directory of files of one of those
+    kinds: see :mod:`embaudit.sources.shards`), a parquet URI, a PostgreSQL URI
+    (``postgresql://…`` with ``table``), or wrap an in-memory 2-D float array.
 
     ``key`` picks the array of an ``.npz``, the tensor of a ``.safetensors`` file or the
     dataset of an HDF5 file; ``column`` and ``id_column`` name the columns holding the vectors
     and the row ids (parquet, JSON Lines, CSV, Lance, PostgreSQL), and ``column`` the column of
-    an in-memory pyarrow table or pandas DataFrame; ``table`` the PostgreSQL table. Options that
-    do not apply to the format are usage errors.
+    an in-memory pyarrow table or pandas DataFrame; ``table`` the PostgreSQL table; ``ids_from``
+    a parquet file or directory of the row ids of a file or directory of arrays (the column:
+    ``id_column``, else ``id``, else the only one). Options that do not apply to the format are
+    usage errors.
     """
     options = {"key": key, "column": column, "id_column": id_column, "table": table}
     if ids_from is not None:
