@@ -17,7 +17,7 @@ import pytest
 
 import embaudit
 from embaudit.errors import InputError
-from embaudit.sources import open_source
+from embaudit.sources import Fragment, open_source
 from embaudit.sources import shards as shards_module
 
 N, D = 2400, 12
@@ -177,3 +177,21 @@ def test_a_shard_that_appears_during_the_run_stops_it(tmp_path: Path) -> None:
         embaudit.audit(source)
     (folder / ".part-00010.npy.crc").write_text("")  # hidden: not a shard
     assert embaudit.audit(open_source(folder)).input["ignored"] == [".part-00010.npy.crc"]
+
+
+def test_a_shard_cut_short_while_it_is_read_is_an_input_error(tmp_path: Path) -> None:
+    """Shards are read with pread, not through their mapping: a file truncated under the reader
+    is an error naming it (a mapping would kill the process with SIGBUS)."""
+    x = rows()
+    path = tmp_path / "one.npy"
+    np.save(path, x)
+    shard = open_source(path)
+    assert shard.copies_rows  # type: ignore[attr-defined]
+    whole = list(shard.read_copies(Fragment(0, 0, N, None), 500))  # type: ignore[attr-defined]
+    assert np.array_equal(np.concatenate([c.values for c in whole]), x, equal_nan=True)
+    chunks = shard.read_copies(Fragment(0, 0, N, None), 500)  # type: ignore[attr-defined]
+    next(chunks)
+    with path.open("r+b") as stream:
+        stream.truncate(path.stat().st_size // 2)
+    with pytest.raises(InputError, match=r"one\.npy: truncated while read: rows 1,000–1,500"):
+        list(chunks)

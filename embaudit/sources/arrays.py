@@ -97,6 +97,47 @@ class ArraySource(EmbeddingSource):
             yield Chunk(start, self._native(self._array[start:stop]))
             self._release(start, stop)
 
+    @property
+    def copies_rows(self) -> bool:
+        """Whether :meth:`read_copies` can read this source (a mapped file of row-major rows)."""
+        return (
+            self._first_byte is not None
+            and self._row_stride is not None
+            and _PREAD
+            and type(self).read is ArraySource.read  # no checks of its own while reading
+        )
+
+    def read_copies(self, fragment: Fragment, chunk_rows: int | None = None) -> Iterator[Chunk]:
+        """The chunks of :meth:`read`, read with ``pread`` into arrays of their own instead of
+        through the mapping: a file truncated while it is read is an input error naming it,
+        where touching a page of the mapping past the file's new end kills the process (SIGBUS).
+        Needs :attr:`copies_rows`."""
+        assert self._file is not None and self._first_byte is not None and self._row_stride
+        step = chunk_rows or self.default_chunk_rows()
+        stride, itemsize = self._row_stride, self._array.dtype.itemsize
+        descriptor = os.open(self._file, os.O_RDONLY)
+        try:
+            for start in range(fragment.start, fragment.stop, step):
+                count = min(step, fragment.stop - start)
+                span = (count - 1) * stride + self.d * itemsize
+                raw = bytearray(span)
+                where, got = self._first_byte + start * stride, 0
+                while got < span:
+                    read = os.preadv(descriptor, [memoryview(raw)[got:]], where + got)
+                    if read == 0:
+                        raise InputError(
+                            self.path,
+                            f"truncated while read: rows {start:,}–{start + count:,} end past "
+                            "the end of the file; no report is made from part of the data",
+                        )
+                    got += read
+                rows: npt.NDArray[Any] = np.ndarray(
+                    (count, self.d), dtype=self._array.dtype, buffer=raw, strides=(stride, itemsize)
+                )
+                yield Chunk(start, self._native(rows))
+        finally:
+            os.close(descriptor)
+
     def take(self, rows: npt.ArrayLike) -> npt.NDArray[np.floating[Any]]:
         positions = as_row_positions(rows, self.n)
         if self._first_byte is not None and self._row_stride is not None and _PREAD:

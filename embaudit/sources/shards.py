@@ -34,6 +34,7 @@ import pyarrow.parquet as pq
 
 from embaudit.array_types import Ints
 from embaudit.errors import InputError
+from embaudit.sources.arrays import ArraySource
 from embaudit.sources.base import (
     Chunk,
     EmbeddingSource,
@@ -291,7 +292,12 @@ class ShardedSource(EmbeddingSource):
                 low = max(fragment.start, shard.start) - shard.start
                 high = min(fragment.stop, shard.stop) - shard.start
                 part = Fragment(0, low, high, shard.name)
-                for chunk in self._shard(index).read(part, step):
+                opened = self._shard(index)
+                if isinstance(opened, ArraySource) and opened.copies_rows:
+                    chunks = opened.read_copies(part, step)  # a shard cut short: an error
+                else:
+                    chunks = opened.read(part, step)
+                for chunk in chunks:
                     yield chunk.values
 
         yield from exact_chunks(blocks(), fragment.start, step)
