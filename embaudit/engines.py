@@ -42,6 +42,7 @@ from embaudit.sources.base import available_cores
 from embaudit.stats import (
     CleanRows,
     Duplicates,
+    PartMerge,
     PartStats,
     RowCollector,
     ScanStats,
@@ -266,7 +267,7 @@ class LocalEngine(Engine):
         chunk_rows: int | None = None,
         on_rows: Callable[[int], None] | None = None,
     ) -> PassResult:
-        parts: list[PartStats] = []
+        parts = PartMerge(source)  # folded in row order as they come
         timings: dict[str, float] = {}
         workers = [_Worker.of(plan)]
         workers += [_Worker.fresh(plan) for _ in range(self.workers - 1)]
@@ -281,7 +282,7 @@ class LocalEngine(Engine):
                     on_chunk=on_rows,
                 )
                 if result.part is not None:
-                    parts.append(result.part)
+                    parts.add(result.part)
                 _add_timings(timings, result.timings)
         mark = time.perf_counter()
         for worker in workers[1:]:
@@ -304,7 +305,7 @@ _cores = available_cores
 def _reduce(
     engine: Engine,
     source: EmbeddingSource,
-    parts: list[PartStats],
+    parts: PartMerge,
     timings: dict[str, float],
     duplicates: Duplicates | None = None,
 ) -> ScanStats:
@@ -417,11 +418,11 @@ class RayEngine(Engine):
             )
             for b in range(buckets)
         }
-        parts: list[PartStats] = []
+        parts = PartMerge(source)  # folded in row order as they come
         timings: dict[str, float] = {}
         for fragment, result in self._completed(pending):
             if result.part is not None:
-                parts.append(result.part)
+                parts.add(result.part)
             _add_timings(timings, result.timings)
             mark = time.perf_counter()
             for searched, lists in zip(plan.searches, result.lists, strict=True):

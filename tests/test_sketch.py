@@ -13,8 +13,17 @@ import numpy as np
 import pytest
 
 import embaudit
+from embaudit.errors import IncompleteError
 from embaudit.sources import Fragment, open_source
-from embaudit.stats import NormSummary, fold_fragment, ks_statistic, norm_summary, scan
+from embaudit.stats import (
+    NormSummary,
+    PartMerge,
+    finish,
+    fold_fragment,
+    ks_statistic,
+    norm_summary,
+    scan,
+)
 from embaudit.stats.norm_summary import RANK_ERROR, NormParts
 from embaudit.stats.scan_stats import Duplicates
 from embaudit.stats.shuffle import bucket_count, reduce_bucket, split_part
@@ -178,3 +187,34 @@ def test_scan_lists_the_first_rows_and_counts_them_all(
     assert stats.non_finite.count == 51 and stats.non_finite.rows == [3, *range(1000, 1019)]
     assert stats.zero.count == 2 and stats.zero.rows == [10, 4000]
     assert stats.norms is None and stats.n_clean == len(x) - 53
+
+
+@pytest.mark.parametrize("sketch", [False, True])
+def test_parts_merged_as_they_arrive_equal_the_merge_of_all(tmp_path: Path, sketch: bool) -> None:
+    """Parts folded in row order as they come, whatever order they come in: the statistics of
+    the merge of all of them at the end, and the early ones wait, not the others."""
+    x = _rows()
+    path = tmp_path / "rows.npy"
+    np.save(path, x)
+    source = open_source(path)
+    cuts = [0, 1000, 2500, 2501, 6000]
+    fragments = [Fragment(i, a, b, None) for i, (a, b) in enumerate(itertools.pairwise(cuts))]
+
+    def parts() -> list[Any]:
+        return [fold_fragment(source, fragment, sketch=sketch) for fragment in fragments]
+
+    merge = PartMerge(source)
+    for part in reversed(parts()[1:]):
+        merge.add(part)
+        assert merge.covered == 0
+    merge.add(parts()[0])
+    assert merge.covered == len(x) and not merge.waiting
+    arriving, at_once = finish(source, merge), finish(source, parts())
+    assert arriving.moments.mean.tolist() == at_once.moments.mean.tolist()  # to the last bit
+    assert arriving.unit_sq_sum.tolist() == at_once.unit_sq_sum.tolist()
+    assert arriving.duplicate_groups == at_once.duplicate_groups
+    assert arriving.norm_summary.mean == at_once.norm_summary.mean
+    incomplete = PartMerge(source)
+    incomplete.add(parts()[0])
+    with pytest.raises(IncompleteError, match="only 1,000 of 6,000 rows were read"):
+        finish(source, incomplete)

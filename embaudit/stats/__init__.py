@@ -28,6 +28,7 @@ from embaudit.stats.rows import _hash_weights as _hash_weights
 from embaudit.stats.rows import _row_words as _row_words
 from embaudit.stats.scan_stats import (
     Duplicates,
+    PartMerge,
     RowSet,
     ScanStats,
     confirm_duplicates,
@@ -44,6 +45,7 @@ __all__ = [
     "Duplicates",
     "Moments",
     "NormSummary",
+    "PartMerge",
     "PartStats",
     "RowCollector",
     "RowSet",

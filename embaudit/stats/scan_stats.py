@@ -106,37 +106,59 @@ class Duplicates:
 GROUPS_LISTED = 5
 
 
+class PartMerge:
+    """The parts of a pass folded in row order as they arrive, in any order: a part waits only
+    until the parts before it have come, so an engine holds the parts that arrived early, not
+    every part until the end. The sums are folded in row order whatever the arrival order."""
+
+    def __init__(self, source: EmbeddingSource) -> None:
+        d = source.d
+        self.n = source.n
+        self.moments, self.unit_sum, self.unit_sq_sum = Moments.empty(d), np.zeros(d), np.zeros(d)
+        self.rows: _PerRow | None = None
+        self.covered = 0  # rows [0, covered) are folded
+        self.waiting: dict[int, PartStats] = {}
+
+    def add(self, part: PartStats) -> None:
+        self.waiting[part.start] = part
+        while self.covered in self.waiting:
+            ready = self.waiting.pop(self.covered)
+            self.moments = self.moments.merge(ready.moments)
+            self.unit_sum += ready.unit_sum
+            self.unit_sq_sum += ready.unit_sq_sum
+            if self.rows is None:
+                self.rows = _PerRow(self.n, sketched=ready.norms is None)
+            self.rows.add(ready)
+            self.covered = ready.stop
+
+
 def finish(
     source: EmbeddingSource,
-    parts: list[PartStats],
+    parts: list[PartStats] | PartMerge,
     take: Callable[[Rows], npt.NDArray[np.floating[Any]]] | None = None,
     duplicates: Duplicates | None = None,
 ) -> ScanStats:
     """Merge the statistics of every fragment, in row order, into the statistics of the source.
 
-    Consumes ``parts`` (the list is emptied as its per-row arrays are copied out, so the merge
-    holds each row's data once). ``take`` fetches rows for the exact duplicate check (default:
-    ``source.take``); ``duplicates``, when the engine found them itself (the parts then carry
-    no hashes). Raises :class:`~embaudit.errors.IncompleteError` unless the parts cover every
-    row exactly once: a report is never built from part of the data.
+    ``parts`` is a list (consumed: emptied as its per-row arrays are copied out, so the merge
+    holds each row's data once) or a :class:`PartMerge` that folded them as they came. ``take``
+    fetches rows for the exact duplicate check (default: ``source.take``); ``duplicates``, when
+    the engine found them itself (the parts then carry no hashes). Raises
+    :class:`~embaudit.errors.IncompleteError` unless the parts cover every row exactly once: a
+    report is never built from part of the data.
     """
-    parts.sort(key=lambda part: part.start)
-    covered = 0
-    for part in parts:
-        if part.start != covered:
-            break
-        covered = part.stop
-    if covered != source.n:
-        raise IncompleteError(source.path, f"only {covered:,} of {source.n:,} rows were read")
+    if isinstance(parts, list):
+        merge = PartMerge(source)
+        for part in sorted(parts, key=lambda part: part.start):
+            merge.add(part)
+        parts.clear()
+    else:
+        merge = parts
+    rows = merge.rows
+    if merge.covered != source.n or merge.waiting or rows is None:
+        raise IncompleteError(source.path, f"only {merge.covered:,} of {source.n:,} rows were read")
     d = source.d
-    moments, unit_sum, unit_sq_sum = Moments.empty(d), np.zeros(d), np.zeros(d)
-    rows = _PerRow(source.n, sketched=bool(parts) and parts[0].norms is None)
-    for part in parts:
-        moments = moments.merge(part.moments)
-        unit_sum += part.unit_sum
-        unit_sq_sum += part.unit_sq_sum
-        rows.add(part)
-    parts.clear()
+    moments, unit_sum, unit_sq_sum = merge.moments, merge.unit_sum, merge.unit_sq_sum
     clean = rows.clean_mask()
     if duplicates is None:
         if clean is None:
