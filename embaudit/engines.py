@@ -402,10 +402,11 @@ class RayEngine(Engine):
         source_ref, plan_ref = ray.put(source), ray.put(plan)
         sketch = sketched(source.n)
         # A source summarized by a sketch has its duplicates found by a shuffle on the workers.
-        buckets = bucket_count(source.n) if sketch and plan.statistics else 0
+        fragments = source.fragments()
+        buckets = bucket_count(source.n, len(fragments)) if sketch and plan.statistics else 0
         pending: dict[Any, Fragment] = {}
         outputs = []
-        for fragment in source.fragments():
+        for fragment in fragments:
             refs: Any = self._map.options(num_returns=buckets + 1).remote(
                 source_ref, fragment, plan_ref, chunk_rows, sketch, buckets
             )

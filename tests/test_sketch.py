@@ -15,6 +15,7 @@ import pytest
 import embaudit
 from embaudit.errors import IncompleteError
 from embaudit.sources import Fragment, open_source
+from embaudit.sources.base import FRAGMENT_BYTES, MAX_FRAGMENTS, fragment_bytes
 from embaudit.stats import (
     NormSummary,
     PartMerge,
@@ -26,7 +27,7 @@ from embaudit.stats import (
 )
 from embaudit.stats.norm_summary import RANK_ERROR, NormParts
 from embaudit.stats.scan_stats import Duplicates
-from embaudit.stats.shuffle import bucket_count, reduce_bucket, split_part
+from embaudit.stats.shuffle import MIN_SHARE_BYTES, bucket_count, reduce_bucket, split_part
 
 
 def _rows(n: int = 6000, d: int = 8, seed: int = 0) -> np.ndarray:
@@ -121,10 +122,19 @@ def test_the_shuffle_finds_the_duplicates_of_a_brute_force_search(
     assert found.rows == sum(len(group) - 1 for group in expected)
 
 
-def test_bucket_count_grows_with_the_rows() -> None:
+def test_bucket_count_grows_with_the_rows_and_keeps_shares_out_of_the_driver() -> None:
     assert bucket_count(1000) == 1
     assert bucket_count(100_000_000) == 8  # 1.6 GB of entries in 256 MiB buckets
     assert bucket_count(5_850_000_000) == 512
+    # LAION-5B (768-d float16) in fragments of fragment_bytes: each fragment's share of a
+    # bucket at least 128 KiB, so that Ray keeps it in the object store, not in the driver.
+    total = 5_850_000_000 * 768 * 2
+    fragments = -(-total // fragment_bytes(total))
+    assert fragments == MAX_FRAGMENTS
+    buckets = bucket_count(5_850_000_000, fragments)
+    assert buckets == 256
+    assert 5_850_000_000 * 16 / fragments / buckets >= MIN_SHARE_BYTES
+    assert fragment_bytes(10**9) == FRAGMENT_BYTES  # under 512 GB: the fragments of before
 
 
 def _without_quantiles(report: Any) -> dict[str, Any]:

@@ -21,6 +21,20 @@ QUANTIZED_DTYPES = (np.dtype(np.int8), np.dtype(np.uint8))
 
 #: Default chunk size in bytes of float64 work per chunk (chunks are converted for accumulation).
 CHUNK_BYTES = 64 * 2**20
+#: Target size of a fragment, in stored vector bytes (whole row groups of a parquet file, a run of
+#: rows of a directory of shards): large enough to amortise opening a file, small enough to
+#: spread a single large file over a cluster.
+FRAGMENT_BYTES = 256 * 2**20
+#: Beyond FRAGMENT_BYTES × MAX_FRAGMENTS stored bytes, fragments grow instead of multiplying: a
+#: cluster's driver tracks each fragment's task and its share of the duplicate shuffle.
+MAX_FRAGMENTS = 2048
+
+
+def fragment_bytes(total: int, target: int = FRAGMENT_BYTES) -> int:
+    """The target size of a fragment of a source of ``total`` stored bytes."""
+    return max(target, -(-total // MAX_FRAGMENTS))
+
+
 #: At most this many skipped files of a directory are named in the report.
 IGNORED_SHOWN = 20
 

@@ -10,7 +10,7 @@ hidden files (``.DS_Store``, ``.part-0.crc``) and ``_``-prefixed markers (``_SUC
 
 Rows are numbered globally in that order (the first shard's rows, then the second's); errors name
 the shard and its own row. The dataset is cut into fragments of about
-:data:`~embaudit.sources.parquet.FRAGMENT_BYTES` stored bytes, across file boundaries, so that a
+:func:`~embaudit.sources.base.fragment_bytes` stored bytes, across file boundaries, so that a
 cluster spreads a directory of small shards and a single large shard alike. A shard that
 disappears, changes size or is rewritten during the run, and a vector file that appears in the
 directory during it, are input errors: no report is made from part of the data.
@@ -36,14 +36,16 @@ from embaudit.array_types import Ints
 from embaudit.errors import InputError
 from embaudit.sources.arrays import ArraySource
 from embaudit.sources.base import (
+    FRAGMENT_BYTES,
     Chunk,
     EmbeddingSource,
     Fragment,
     as_row_positions,
     exact_chunks,
+    fragment_bytes,
 )
 from embaudit.sources.columns import json_safe
-from embaudit.sources.parquet import FRAGMENT_BYTES, list_parquet_files
+from embaudit.sources.parquet import list_parquet_files
 from embaudit.sources.readers import ReadErrors, first_line
 
 #: Shards a source keeps open (memory-mapped) at once.
@@ -254,8 +256,8 @@ class ShardedSource(EmbeddingSource):
 
     def _cut(self) -> list[Fragment]:
         """Runs of about FRAGMENT_BYTES stored bytes, across shard boundaries."""
-        itemsize = (self.stored_dtype or self.dtype).itemsize
-        target = max(1, FRAGMENT_BYTES // (self.d * itemsize))
+        row_bytes = self.d * (self.stored_dtype or self.dtype).itemsize
+        target = max(1, fragment_bytes(self.n * row_bytes, FRAGMENT_BYTES) // row_bytes)
         bounds = [*range(0, self.n, target), self.n]
         return [
             Fragment(index, start, stop, self._where(start, stop))

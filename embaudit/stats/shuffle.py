@@ -26,12 +26,20 @@ ENTRY = np.dtype([("hash", "<u8"), ("row", "<i8")])
 BUCKET_BYTES = 256 * 2**20
 #: At most this many buckets.
 MAX_BUCKETS = 4096
+#: A map task's share of a bucket is at least about this large: Ray returns smaller objects to
+#: the caller (the driver) inline, in its own memory, instead of the object store.
+MIN_SHARE_BYTES = 128 * 2**10
 
 
-def bucket_count(rows: int) -> int:
-    """Buckets for a source of ``rows`` rows: a power of two, each about BUCKET_BYTES."""
+def bucket_count(rows: int, fragments: int = 1) -> int:
+    """Buckets for a source of ``rows`` rows cut into ``fragments``: a power of two, each about
+    BUCKET_BYTES, but no more than leave each fragment's share of a bucket MIN_SHARE_BYTES."""
     wanted = max(1, -(-rows * ENTRY.itemsize // BUCKET_BYTES))
-    return min(MAX_BUCKETS, 1 << (wanted - 1).bit_length())
+    buckets = min(MAX_BUCKETS, 1 << (wanted - 1).bit_length())
+    shares = rows * ENTRY.itemsize // max(1, fragments) // MIN_SHARE_BYTES
+    while buckets > 1 and buckets > shares:
+        buckets //= 2
+    return buckets
 
 
 def split_part(part: PartStats, buckets: int) -> list[npt.NDArray[np.void]]:
