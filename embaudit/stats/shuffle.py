@@ -3,8 +3,8 @@ cluster runs instead of sending every row's hash to one process.
 
 - map (with the pass): each fragment's clean rows are split by the top bits of their hash into
   ``buckets`` arrays of (hash, global position), 16 bytes a clean row in all;
-- reduce (one task per bucket): the bucket's arrays from every fragment, sorted by hash; the rows
-  whose hash repeats are read again and grouped by a digest of their bits
+- reduce (one task per bucket): the bucket's arrays from every fragment, their hashes sorted;
+  the rows whose hash repeats are read again and grouped by a digest of their bits
   (:func:`~embaudit.stats.scan_stats.confirm_duplicates`), so only identical rows group;
 - the buckets' :class:`~embaudit.stats.scan_stats.Duplicates` (counts and the first groups)
   merge into those of the source: the same numbers and groups as the exact reduce on one
@@ -54,8 +54,8 @@ def split_part(part: PartStats, buckets: int) -> list[npt.NDArray[np.void]]:
     if buckets == 1:
         return [entries]
     shift = np.uint64(64 - (buckets.bit_length() - 1))
-    owner = (entries["hash"] >> shift).astype(np.int64)
-    order = np.argsort(owner, kind="stable")
+    owner = (entries["hash"] >> shift).astype(np.uint16)  # MAX_BUCKETS fits
+    order = np.argsort(owner, kind="stable")  # a radix sort for 16-bit keys
     bounds = np.searchsorted(owner[order], np.arange(buckets + 1))
     ordered = entries[order]
     return [ordered[bounds[b] : bounds[b + 1]] for b in range(buckets)]
@@ -64,13 +64,13 @@ def split_part(part: PartStats, buckets: int) -> list[npt.NDArray[np.void]]:
 def reduce_bucket(source: EmbeddingSource, *arrays: npt.NDArray[np.void]) -> Duplicates:
     """The reduce step: the duplicate rows among one bucket's entries from every fragment."""
     entries = np.concatenate(arrays) if arrays else np.empty(0, dtype=ENTRY)
-    entries.sort(order="hash")
     hashes = entries["hash"]
-    repeated = np.zeros(len(entries), dtype=bool)
-    if len(entries) > 1:
-        same = hashes[1:] == hashes[:-1]
-        repeated[1:] |= same
-        repeated[:-1] |= same
-    candidates = np.sort(entries["row"][repeated])
+    ordered = np.sort(hashes)  # a copy of the hashes alone: sorting the records is far slower
+    repeated = np.unique(ordered[1:][ordered[1:] == ordered[:-1]])
+    del ordered
+    if not len(repeated):
+        return Duplicates(0, 0, [])
+    at = np.searchsorted(repeated, hashes).clip(max=len(repeated) - 1)
+    candidates = np.sort(entries["row"][repeated[at] == hashes])
     del entries, hashes
     return confirm_duplicates(candidates, source.take)
