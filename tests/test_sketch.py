@@ -228,3 +228,25 @@ def test_parts_merged_as_they_arrive_equal_the_merge_of_all(tmp_path: Path, sket
     incomplete.add(parts()[0])
     with pytest.raises(IncompleteError, match="only 1,000 of 6,000 rows were read"):
         finish(source, incomplete)
+
+
+def test_clean_rows_among_the_gauge_rows_without_the_clean_flags(tmp_path: Path) -> None:
+    """When the engine kept no clean flags (its shuffle took them), the clean gauge rows are
+    counted from the rows themselves: the count of the flags."""
+    from embaudit.measurement.steps import _clean_among
+
+    x = _rows()
+    x[20000 % len(x)] = np.inf
+    path = tmp_path / "rows.npy"
+    np.save(path, x)
+    source = open_source(path)
+    exact = scan(source)
+    part = fold_fragment(source, Fragment(0, 0, len(x), None), sketch=True)
+    assert part is not None
+    split_part(part, 1)
+    shuffled = finish(source, [part], duplicates=Duplicates(0, 0, []))
+    assert shuffled.clean is None and exact.clean is not None
+    positions = np.arange(0, len(x), 3)
+    expected = int(exact.clean[positions].sum())
+    assert expected < len(positions)  # the NaN, Inf or zero rows among them
+    assert _clean_among(shuffled, source, positions) == expected

@@ -400,4 +400,7 @@ def _clean_among(stats: ScanStats, source: EmbeddingSource, positions: Ints) -> 
     engine did not bring them back: a source of billions of rows) from the rows themselves."""
     if stats.clean is not None:
         return int(stats.clean[positions].sum())
-    return int(clean_mask(source.take(np.sort(positions)), source.dtype).sum())
+    ordered, clean = np.sort(positions), 0
+    for start in range(0, len(ordered), 8192):  # a few MB of rows at a time
+        clean += int(clean_mask(source.take(ordered[start : start + 8192]), source.dtype).sum())
+    return clean
