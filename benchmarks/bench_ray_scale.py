@@ -21,6 +21,7 @@ import json
 import shutil
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -78,7 +79,11 @@ def audit(folder: Path, address: str, root: int) -> dict[str, Any]:
     started = time.perf_counter()
     command = [sys.executable, "-m", "embaudit", "check", str(folder), "--engine", "ray"]
     command += ["--ray-address", address, "-f", "json", "--exit-zero"]
-    driver = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    # The report goes to a file: a pipe nobody reads while polling fills at 64 KiB and blocks
+    # the driver at its last write (a 768-d report is larger).
+    report_file = tempfile.TemporaryFile()
+    errors = tempfile.TemporaryFile()
+    driver = subprocess.Popen(command, stdout=report_file, stderr=errors)
     peaks: dict[int, int] = {}
     driver_peak = 0
     while driver.poll() is None:
@@ -87,10 +92,12 @@ def audit(folder: Path, address: str, root: int) -> dict[str, Any]:
             peaks[pid] = max(peaks.get(pid, 0), high_water(pid))
         time.sleep(0.05)
     seconds = time.perf_counter() - started
-    out, err = driver.communicate()
+    driver.wait()
     if driver.returncode != 0:
-        raise SystemExit(f"embaudit exited {driver.returncode}: {err.decode()[-2000:]}")
-    report = json.loads(out)
+        errors.seek(0)
+        raise SystemExit(f"embaudit exited {driver.returncode}: {errors.read().decode()[-2000:]}")
+    report_file.seek(0)
+    report = json.loads(report_file.read())
     duplicates = next(c for c in report["checks"] if c["code"] == "EA003")["metrics"]
     timings = report["timings"]
     return {
