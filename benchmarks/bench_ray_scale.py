@@ -76,28 +76,27 @@ def our_workers(root: int) -> list[int]:
 
 
 def audit(folder: Path, address: str, root: int) -> dict[str, Any]:
-    started = time.perf_counter()
     command = [sys.executable, "-m", "embaudit", "check", str(folder), "--engine", "ray"]
     command += ["--ray-address", address, "-f", "json", "--exit-zero"]
     # The report goes to a file: a pipe nobody reads while polling fills at 64 KiB and blocks
     # the driver at its last write (a 768-d report is larger).
-    report_file = tempfile.TemporaryFile()
-    errors = tempfile.TemporaryFile()
-    driver = subprocess.Popen(command, stdout=report_file, stderr=errors)
-    peaks: dict[int, int] = {}
-    driver_peak = 0
-    while driver.poll() is None:
-        driver_peak = max(driver_peak, high_water(driver.pid))
-        for pid in our_workers(root):
-            peaks[pid] = max(peaks.get(pid, 0), high_water(pid))
-        time.sleep(0.05)
-    seconds = time.perf_counter() - started
-    driver.wait()
-    if driver.returncode != 0:
-        errors.seek(0)
-        raise SystemExit(f"embaudit exited {driver.returncode}: {errors.read().decode()[-2000:]}")
-    report_file.seek(0)
-    report = json.loads(report_file.read())
+    with tempfile.TemporaryFile() as report_file, tempfile.TemporaryFile() as errors:
+        started = time.perf_counter()
+        driver = subprocess.Popen(command, stdout=report_file, stderr=errors)
+        peaks: dict[int, int] = {}
+        driver_peak = 0
+        while driver.poll() is None:
+            driver_peak = max(driver_peak, high_water(driver.pid))
+            for pid in our_workers(root):
+                peaks[pid] = max(peaks.get(pid, 0), high_water(pid))
+            time.sleep(0.05)
+        seconds = time.perf_counter() - started
+        if driver.returncode != 0:
+            errors.seek(0)
+            failure = errors.read().decode()[-2000:]
+            raise SystemExit(f"embaudit exited {driver.returncode}: {failure}")
+        report_file.seek(0)
+        report = json.loads(report_file.read())
     duplicates = next(c for c in report["checks"] if c["code"] == "EA003")["metrics"]
     timings = report["timings"]
     return {
