@@ -80,7 +80,7 @@ def main() -> None:
     parser.add_argument("--duplicates", type=float, default=0.05, help="share of repeated rows")
     parser.add_argument("--queries", type=float, default=3.5, help="driver s, query rows")
     parser.add_argument("--geometry", type=float, default=1.23, help="driver s, constant")
-    parser.add_argument("--driver-base", type=float, default=0.32, help="GiB, measured")
+    parser.add_argument("--driver-base", type=float, default=0.54, help="GiB, measured at 768-d")
     parser.add_argument("--ref-bytes", type=float, default=1024, help="driver bytes per object")
     parser.add_argument("--reduce-copies", type=float, default=2.5, help="bucket copies held")
     args = parser.parse_args()
