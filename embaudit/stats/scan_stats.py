@@ -66,11 +66,6 @@ class ScanStats:
     clean: npt.NDArray[np.bool_] | None = None  # the clean rows; not when the engine shuffled
 
     @property
-    def clean_norms(self) -> Floats:
-        assert self.norm_summary.exact is not None, "the norms are sketched"
-        return self.norm_summary.exact
-
-    @property
     def rms_coordinate(self) -> float:
         """sqrt(mean ||x||^2 / d) over the clean rows (see :func:`coordinate_rms`)."""
         summary = self.norm_summary
