@@ -25,14 +25,14 @@ from embaudit.options import (
     merge,
     read_config,
 )
-from embaudit.params import QUERY_FILE, ParameterError
+from embaudit.params import QUERY_COLUMN, QUERY_FILE, QUERY_KEY, ParameterError
 from embaudit.pipelines import Run
 from embaudit.pipelines.check import run_check
 from embaudit.pipelines.compare import run_files, run_metrics
 from embaudit.pipelines.gauge import run_gauge
 from embaudit.progress import PassReporter
 from embaudit.reports import CheckReport, FilesReport, GaugeReport, MetricsReport
-from embaudit.sources import EmbeddingSource, open_source
+from embaudit.sources import EmbeddingSource, accepts, open_source
 
 #: What the functions read: a path (a file, a directory of files of one kind, a URI), an (n, d)
 #: float array, or an opened source.
@@ -193,6 +193,7 @@ def _open(
         column=options.column,
         id_column=options.id_column,
         table=options.table,
+        where=options.where,
         ids_from=ids_from,
     )
 
@@ -200,13 +201,19 @@ def _open(
 def _query_source(
     corpus: EmbeddingSource, options: CheckOptions | CompareOptions
 ) -> EmbeddingSource | None:
-    """The source of ``query_file`` (read with the same key and columns as the corpus), or
-    None; its dimension must be the corpus's."""
+    """The source of ``query_file``, or None; its dimension must be the corpus's. It is read
+    with ``query_key`` / ``query_column``, else with the corpus's ``key`` / ``column`` when its
+    format takes them (an ``.npy`` query file for a table's column takes neither)."""
     if options.query_file is None:
         return None
-    queries = open_source(
-        options.query_file, key=options.key, column=options.column, id_column=options.id_column
-    )
+    location = options.query_file
+    for name, flag in (("query_key", QUERY_KEY.flag), ("query_column", QUERY_COLUMN.flag)):
+        if getattr(options, name) is not None and not accepts(location, name[6:]):
+            raise ParameterError(name, f"does not apply to {location}", flag)
+    key = options.query_key or (options.key if accepts(location, "key") else None)
+    column = options.query_column or (options.column if accepts(location, "column") else None)
+    id_column = options.id_column if accepts(location, "id_column") else None
+    queries = open_source(location, key=key, column=column, id_column=id_column)
     if queries.d != corpus.d:
         raise ParameterError(
             "query_file",

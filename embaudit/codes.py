@@ -32,11 +32,13 @@ CODES: dict[str, str] = {
     "EA501": "hubness",
     "EA502": "graph-islands",
     "EA503": "isolated-rows",
+    "EA504": "query-hubness",
     "EA601": "neighbour-stability",
     "EA602": "norm-shift",
     "EA603": "verdict-change",
     "EA701": "ann-recall",
     "EA702": "index-vs-objective",
+    "EA705": "filtered-recall",
 }
 
 #: The family of each hundred: the module of :mod:`embaudit.checks` that holds its checks.

@@ -37,9 +37,12 @@ from embaudit.params import (
     IDS_FROM,
     KEY,
     QUERIES,
+    QUERY_COLUMN,
     QUERY_FILE,
+    QUERY_KEY,
     SEED,
     TABLE,
+    WHERE,
     Choices,
     Custom,
     Interval,
@@ -185,7 +188,9 @@ INDEX = Param(
     "--index",
     "A faiss index_factory string (HNSW32, IVF4096,Flat, IVF1024,PQ64, SQ8, HNSW32,SQ8...): "
     "build that index on the file and check what it returns (EA701 ann-recall, EA702 "
-    "index-vs-objective). Local engine only.",
+    "index-vs-objective). live: search the index stored with the data through its own query "
+    "path (a pgvector table's, by SQL: the default when there is one); rebuild: build that "
+    "stored index in faiss with its parameters; none: no index. Local engine only.",
     optional=True,
     in_config=True,
 )
@@ -237,6 +242,7 @@ class _Common:
     column: str | None = declare(COLUMN)
     id_column: str | None = declare(ID_COLUMN)
     table: str | None = declare(TABLE)
+    where: str | None = declare(WHERE)
 
     def __post_init__(self) -> None:
         validate(self)
@@ -328,6 +334,8 @@ class CheckOptions(_Common, _Passes):
     truncate: tuple[int, ...] = declare(TRUNCATE)
     near_duplicate_cosine: float = declare(NEAR_DUPLICATE_COSINE)
     query_file: str | None = declare(QUERY_FILE)
+    query_key: str | None = declare(QUERY_KEY)
+    query_column: str | None = declare(QUERY_COLUMN)
     ids_from: str | None = declare(IDS_FROM)
 
     def __post_init__(self) -> None:
@@ -390,6 +398,8 @@ class CompareOptions(_Common, _Passes):
         )
     )
     query_file: str | None = declare(QUERY_FILE)
+    query_key: str | None = declare(QUERY_KEY)
+    query_column: str | None = declare(QUERY_COLUMN)
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -253,7 +253,8 @@ IDS_FROM = _text_param(
 QUERY_FILE = _text_param(
     "--query-file",
     "Take the query rows from this file (real user queries, the other tower of a two-tower "
-    "model; any input format, the same d, read with the same --key/--column/--id-column) "
+    "model; any input format, the same d, read with --query-key/--query-column, else with "
+    "--key/--column when its format takes them) "
     "instead of sampling the corpus: every kNN check measures what these queries see of the "
     "corpus (EA005 still counts the corpus's own near-duplicates). --queries stays the sample "
     "size.",
@@ -278,6 +279,22 @@ ID_COLUMN = _text_param(
 TABLE = _text_param(
     "--table",
     "PostgreSQL table (or schema.table) holding the vectors, for a postgresql:// source.",
+)
+WHERE = _text_param(
+    "--where",
+    "An SQL predicate on the PostgreSQL table (tenant = 7): audit the rows it selects, and "
+    "measure the table's index under that filter (EA705 filtered-recall). Run only inside the "
+    "read-only transaction.",
+)
+QUERY_KEY = _text_param(
+    "--query-key",
+    "The array to read from --query-file (.npz member, .safetensors tensor, HDF5 dataset). "
+    "Default: --key when the query file takes one.",
+)
+QUERY_COLUMN = _text_param(
+    "--query-column",
+    "Column holding the vectors in --query-file (parquet, JSON Lines, CSV, Lance). Default: "
+    "--column when the query file takes one.",
 )
 
 

@@ -155,7 +155,8 @@ def _at_threshold(x: np.ndarray, code: str, sampling: Sampling, **options) -> fl
         ("EA302", ["canonical"], {}),
         ("EA401", ["lists"], {}),
         ("EA203", ["sample"], {}),
-        ("EA501", ["graphs"], {}),
+        ("EA502", ["graphs"], {}),
+        ("EA501", ["lists"], {}),
         # The index is built once; the larger query sample searches it again.
         ("EA701", ["lists"], {"index": "HNSW32"}),
         ("EA702", ["lists"], {"index": "IVF16,Flat", "index_metric": "ip"}),
@@ -169,7 +170,8 @@ def test_a_round_measures_what_its_check_reads_and_gives_the_value_of_measuring_
     """Measured again for one undecided check, a round measures only the parts that check reads
     (no base lists for the gauges, no statistics again, no pass for the graphs); its
     value and error are those of a whole measurement at the grown sizes."""
-    x = encoder_like(6000, 32, seed=4, normalize=False)
+    # 16 dimensions give EA502's graphs islands to count (at 32, none).
+    x = encoder_like(6000, 16 if code == "EA502" else 32, seed=4, normalize=False)
     sampling = Sampling(queries=200, gauge_queries=20, gauge_draws=2, sample=600)
     threshold = _at_threshold(x, code, sampling, **options)
     built, searched = [], []
@@ -207,7 +209,7 @@ def test_a_round_measures_what_its_check_reads_and_gives_the_value_of_measuring_
     assert searched == sorted(searched) and len(set(searched)) == len(searched)  # more queries
     assert rounds > 1 and calls == [sorted(PARTS)] + [parts] * (rounds - 1)
     # Later passes feed only the search or the sample: the statistics are the first pass's.
-    assert passes == [True] + [False] * (0 if code == "EA501" else rounds - 1)
+    assert passes == [True] + [False] * (0 if code == "EA502" else rounds - 1)
     check = report.check(code)
     monkeypatch.setattr(check_pipeline, "MAX_ROUNDS", 0)
     grown = replace(sampling, **check.metrics["sampling"])
@@ -233,24 +235,24 @@ def test_a_round_measures_what_its_check_reads_and_gives_the_value_of_measuring_
 
 
 def test_graphs_keep_their_size_when_the_sample_grows_in_the_same_rounds(monkeypatch):
-    """EA203 and EA501 undecided together: the rounds grow the sample for EA203, while EA501's
+    """EA203 and EA502 undecided together: the rounds grow the sample for EA203, while EA502's
     value stays that of graphs of the first sample's size (its estimand), as a measurement of
     that many graphs of that size gives."""
-    x = encoder_like(6000, 32, seed=4, normalize=False)
+    x = encoder_like(6000, 16, seed=4, normalize=False)
     sampling = Sampling(queries=200, gauge_queries=20, gauge_draws=2, sample=600)
-    thresholds = {code: _at_threshold(x, code, sampling) for code in ("EA203", "EA501")}
-    report = audit(x, select="EA203,EA501", sampling=sampling, thresholds=thresholds)
-    assert report.params["adaptive"]["grew"] == ["EA203", "EA501"]
-    ea203, ea501 = report.check("EA203"), report.check("EA501")
+    thresholds = {code: _at_threshold(x, code, sampling) for code in ("EA203", "EA502")}
+    report = audit(x, select="EA203,EA502", sampling=sampling, thresholds=thresholds)
+    assert report.params["adaptive"]["grew"] == ["EA203", "EA502"]
+    ea203, ea502 = report.check("EA203"), report.check("EA502")
     assert ea203.metrics["sample"] > 600  # the sample grew
-    assert ea501.metrics["sample"] == 600 and ea501.metrics["graphs"] > 1
+    assert ea502.metrics["sample"] == 600 and ea502.metrics["graphs"] > 1
     monkeypatch.setattr(check_pipeline, "MAX_ROUNDS", 0)
     direct = audit(
-        x, select="EA501", sampling=replace(sampling, graphs=ea501.metrics["graphs"])
-    ).check("EA501")
-    assert direct.value == pytest.approx(ea501.value, rel=1e-12)
-    assert direct.metrics["standard_error"] == pytest.approx(ea501.metrics["standard_error"])
-    assert direct.metrics["reference"] == ea501.metrics["reference"]  # isotropic, same size
+        x, select="EA502", sampling=replace(sampling, graphs=ea502.metrics["graphs"])
+    ).check("EA502")
+    assert direct.value == pytest.approx(ea502.value, rel=1e-12)
+    assert direct.metrics["standard_error"] == pytest.approx(ea502.metrics["standard_error"])
+    assert direct.metrics["reference"] == ea502.metrics["reference"]  # isotropic, same size
 
 
 def test_a_second_estimate_that_decides_the_status_is_measured_again_too(monkeypatch):

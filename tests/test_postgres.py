@@ -190,11 +190,14 @@ def _unnormalized(seed: int = 0) -> np.ndarray:
 )
 def test_the_deployed_hnsw_index_is_judged(uri, opclass, status):
     """An inner-product index over unnormalized vectors of a cosine model fails EA702; the same
-    graph with the cosine operator class passes."""
+    graph with the cosine operator class passes. ``--index rebuild`` builds the table's index
+    in faiss with its parameters (tests/test_live_index.py searches it live, the default)."""
     table = f"deployed_{opclass}"
     make_table(uri, table, _unnormalized(), "vector")
     run_sql(uri, f"CREATE INDEX ON {table} USING hnsw (embedding {opclass}) WITH (m = 24)")
-    report = embaudit.audit(uri, table=table, trained_with="cosine", sampling=SAMPLING)
+    report = embaudit.audit(
+        uri, table=table, trained_with="cosine", sampling=SAMPLING, index="rebuild"
+    )
     index = report.input["index"]
     assert (index["type"], index["opclass"], index["m"], index["ef_construction"]) == (
         "hnsw",
@@ -219,7 +222,9 @@ def test_the_deployed_hnsw_index_is_judged(uri, opclass, status):
     assert "at efSearch = 40 (the server's hnsw.ef_search)" in ea701.message
     run_sql(uri, "ALTER DATABASE postgres SET hnsw.ef_search = 80")
     try:
-        tuned = embaudit.audit(uri, table=table, trained_with="cosine", sampling=SAMPLING)
+        tuned = embaudit.audit(
+            uri, table=table, trained_with="cosine", sampling=SAMPLING, index="rebuild"
+        )
     finally:
         run_sql(uri, "ALTER DATABASE postgres RESET hnsw.ef_search")
     assert tuned.input["index"]["ef_search"] == 80

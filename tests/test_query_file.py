@@ -98,15 +98,16 @@ def test_the_neighbour_checks_measure_the_query_file(tmp_path):
     ea206 = report.check("EA206")
     contrast = (1 - brute["mean"]) / (1 - brute["nearest"])
     assert ea206.value == pytest.approx(np.median(contrast), rel=1e-5)
-    # Query hubness: how the result slots spread over the corpus rows.
-    returned = report.check("EA501").metrics["queries"]
-    rows, counts = np.unique(brute["cos_top"], return_counts=True)
-    assert (returned["slots"], returned["distinct_rows"]) == (Q * K, len(rows))
-    assert returned["most_returned"][0]["count"] == counts.max()
-    # The message gives the corpus's own hubness first, then the query file's results.
-    message = report.check("EA501").message
-    assert message.startswith("Robin Hood index ")
-    assert f"; the query file's results: {len(rows):,} distinct rows in {Q * K:,} slots" in message
+    # Query hubness (EA504): every query of the file searched, so its spread is exact.
+    ea504 = report.check("EA504")
+    counts = np.bincount(np.asarray(brute["cos_top"]).ravel(), minlength=N).astype(float)
+    slots = Q * K
+    at_random = slots**2 / (slots + slots * (slots - 1) / N)
+    assert ea504.value == pytest.approx(slots**2 / (counts**2).sum() / at_random, rel=1e-12)
+    assert ea504.metrics["standard_error"] is None and ea504.metrics["population"] == Q
+    assert ea504.metrics["never_returned"] == pytest.approx(np.mean(counts == 0))
+    top = max(1, -(-N // 100))
+    assert ea504.metrics["top_share"] == pytest.approx(np.sort(counts)[::-1][:top].sum() / slots)
 
 
 def test_ea503_measures_the_queries_against_the_corpus_floor(tmp_path):
@@ -208,3 +209,30 @@ def test_compare_knn_refuses_a_query_file_for_two_exports(tmp_path, cli_process)
     result = cli_process("compare-knn", corpus, corpus, "--query-file", corpus)
     assert result.code == 2
     assert result.stderr.startswith("embaudit: error: --query-file applies to one file")
+
+
+def test_the_query_file_takes_its_own_key_and_column(tmp_path, cli_process):
+    """``--column`` / ``--key`` are the corpus's: an ``.npy`` query file for a parquet column
+    takes neither, an ``.npz`` one names its member with ``--query-key``, a parquet one its
+    column with ``--query-column``; each gives the report of the same queries in an ``.npy``."""
+    corpus = tmp_path / "c.parquet"
+    vectors = pa.FixedSizeListArray.from_arrays(pa.array(_corpus().astype(np.float32).ravel()), D)
+    pq.write_table(pa.table({"vec": vectors}), corpus)
+    queries = _foreign()[:50].astype(np.float32)
+    npy = _save(tmp_path, "q.npy", queries)
+    np.savez(tmp_path / "q.npz", other=queries[:, :3], asked=queries)
+    pq.write_table(
+        pa.table({"query": pa.FixedSizeListArray.from_arrays(pa.array(queries.ravel()), D)}),
+        tmp_path / "q.parquet",
+    )
+    common = {"column": "vec", "k": K, "sampling": Sampling(queries=50), "select": ["EA401"]}
+    reference = audit(corpus, query_file=npy, **common).check("EA401").value
+    from_npz = audit(corpus, query_file=tmp_path / "q.npz", query_key="asked", **common)
+    from_parquet = audit(corpus, query_file=tmp_path / "q.parquet", query_column="query", **common)
+    assert from_npz.check("EA401").value == reference
+    assert from_parquet.check("EA401").value == reference
+    result = cli_process(
+        "check", corpus, "--column", "vec", "--query-file", npy, "--query-key", "x"
+    )
+    assert result.code == 2 and len(result.stderr.strip().splitlines()) == 1
+    assert "--query-key" in result.stderr and "Traceback" not in result.stderr

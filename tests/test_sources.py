@@ -594,7 +594,9 @@ def test_a_stored_lance_index_is_the_default_index(tmp_path):
     )
     source = open_source(tmp_path / "i.lance")
     assert source.describe()["index"]["spec"] == "IVF2,PQ2x8"
-    report = embaudit.audit(source, k=5)
+    # Searched live by default (tests/test_live_index.py); rebuilt in faiss when asked.
+    assert embaudit.audit(source, k=5).params["index"] == "live"
+    report = embaudit.audit(source, k=5, index="rebuild")
     assert (report.params["index"], report.params["index_metric"]) == ("IVF2,PQ2x8", "ip")
     assert report.params["index_from"] == "input.index"
     assert {"EA701", "EA702"} <= {check.code for check in report.checks}

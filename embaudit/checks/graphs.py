@@ -16,9 +16,11 @@ from embaudit.checks.common import (
     on_hygiene,
     on_sample,
     share_text,
+    skipped_without,
     warned_if,
 )
 from embaudit.measurement.neighbors import QueryHygiene
+from embaudit.measurement.occurrence import Occurrence, graph_occurrence
 from embaudit.measurement.sample import Geometry
 from embaudit.model import Finding, Status
 
@@ -26,29 +28,115 @@ from embaudit.model import Finding, Status
 ON_GRAPHS: Sampled = {"samples": ("graphs",), "reads": ("graphs",)}
 
 
-def _isotropic(value: float | None) -> str:
-    return "" if value is None else f" (isotropic {value:.2f})"
+def _corpus_occurrence(data: AuditData) -> tuple[Occurrence] | None:
+    """The corpus graph's spread: exact when the sample's graph is every clean row's (and its
+    degree k), else estimated from the queries' lists."""
+    graph = data.geometry.graph if data.geometry is not None else None
+    hygiene = data.neighbors.hygiene if data.neighbors is not None else None
+    if graph is not None and graph.hubness is not None and data.neighbors is not None:
+        whole = graph.m >= data.stats.n_clean and graph.hubness_k == data.neighbors.k
+        if whole and graph.graphs == 1:
+            exact = graph_occurrence(graph.hubness.k_occurrence)
+            return None if exact is None else (exact,)
+    found = hygiene.occurrence if hygiene is not None else None
+    return None if found is None else (found,)
+
+
+def _query_occurrence(data: AuditData) -> tuple[Occurrence] | None:
+    hygiene = data.neighbors.hygiene if data.neighbors is not None else None
+    found = hygiene.query_occurrence if hygiene is not None else None
+    return None if found is None else (found,)
+
+
+def _spread_metrics(found: Occurrence) -> dict[str, Any]:
+    return {
+        "spread": found.spread,
+        "standard_error": found.standard_error,
+        "effective_rows": found.effective_rows,
+        "uniform_rows": found.uniform_rows,
+        "occurrence_cv": found.occurrence_cv,
+        # E|N - k| <= sd(N) (Jensen): the Robin Hood index E|N - k| / 2k is at most CV / 2.
+        "robin_hood_at_most": found.occurrence_cv / 2,
+        "queries": found.queries,
+        "population": found.population,
+    }
+
+
+def _spread_text(found: Occurrence) -> str:
+    error = "" if found.standard_error is None else f" ± {found.standard_error:.2f}"
+    return (
+        f"the results spread over {found.spread:.2f}{error} of what chance would reach (an "
+        f"effective {found.effective_rows:,.0f} of {found.rows:,} rows; k-occurrence CV "
+        f"{found.occurrence_cv:.2f})"
+    )
+
+
+def _sample_graph(sample: Geometry | None) -> dict[str, Any] | None:
+    """The hubness of the sample's graph, named as such: a property of a graph of its size."""
+    graph = sample.graph if sample is not None else None
+    if graph is None or graph.hubness is None or graph.hubness_k == 0:
+        return None
+    found: dict[str, Any] = graph.hubness.to_dict() | {
+        "robin_hood_standard_error": graph.robin_hood_error,
+        "rows": graph.m,
+        "graphs": graph.graphs,
+    }
+    reference = sample.reference.hubness if sample is not None else None
+    if reference is not None:
+        found["reference"] = {
+            "skewness": reference.skewness,
+            "robin_hood": reference.robin_hood,
+            "antihub_rate": reference.antihub_rate,
+            "spread": getattr(graph_occurrence(reference.k_occurrence), "spread", None),
+        }
+    return found
+
+
+#: Warn when the result slots spread over less than this share of what chance would reach.
+SPREAD_THRESHOLD = 0.25
+
+#: The calibration of SPREAD_THRESHOLD, which EA501 and EA504 share (explain's text).
+SPREAD_RATIONALE = (
+    "Warn below 0.25: the lists draw from a quarter of the rows chance would reach. Calibration "
+    "on the corpus's whole cosine 10-NN graph (every row a query, exact), 100,000 × 128: "
+    "isotropic Gaussian 1.00 (Robin Hood index 0.13); 5,000 tight groups of 20 rows 0.89 "
+    "(0.20); clustered corpora (256 or 1,000 clusters, a shared offset) and a sentence-"
+    "encoder-like corpus (decaying spectrum, a common direction) 0.35 to 0.39 (Robin Hood 0.41 "
+    "to 0.47, 11% to 14% antihubs); 50 tight clusters 0.23 (0.54, 21% antihubs); Student t "
+    "with 3 degrees of freedom 0.14 (0.53); three rogue dimensions 30 times the others 0.13 "
+    "(0.72, 43% antihubs); an uncentred Gaussian cloud (mean 3 per coordinate), the classic "
+    "hubness case, 0.08 (0.64). The threshold sits where the corpus's Robin Hood index passes "
+    "0.5: half of all list slots would have to move for every row to occur k times."
+)
 
 
 @register(
     "EA501",
     measures=(
-        "Robin Hood index (the value), k-occurrence skewness, antihub rate, next to an isotropic "
-        "sample; with `--query-file`, how the queries' results spread over the corpus"
+        "spread of the corpus's whole cosine k-NN graph's k-occurrences, inverse Simpson index "
+        "against chance (the value); the sample graph's Robin Hood index, skewness, antihubs"
     ),
-    rule="warn > 0.5",
-    summary="Points that appear in many neighbour lists (hubs) and in none (antihubs).",
+    rule="warn below 0.25",
+    corpus_queries=True,
+    summary="Rows that appear in many neighbour lists (hubs) and in none (antihubs).",
     what=(
-        "Builds the exact cosine kNN graph of the sample and measures how unevenly the points "
-        "occur in the others' k-nearest lists. Its value is the Robin Hood index: the share of "
-        "all list slots that would have to move for every point to occur exactly k times (0 for "
-        "a perfectly even graph). Also reported: the skewness of the k-occurrence distribution "
-        "(biased, as scipy.stats.skew) and the antihub rate (share of points in no list), each "
-        "next to the value for an isotropic Gaussian sample of the same size and dimension. "
-        "Hubness depends on the sample size (metrics.sample): the value is that of a graph of "
-        "this many random rows, and its standard_error is the delete-one jackknife over them "
-        "(each row left out once, from its (k + 1)-nearest-neighbour lists). Measured again "
-        "on a larger sample, the value is that of the larger graph, next to its own reference."
+        "How evenly the rows occur in the cosine k-nearest-neighbour lists of every row: the "
+        "corpus's own graph, at its own size (hubness grows with the corpus, so a sample's "
+        "graph understates it). With N_x the k-occurrence of row x (how many rows list it), "
+        "the lists' n k slots draw from an effective n_eff = (n k)^2 / sum N_x^2 rows, the "
+        "inverse Simpson index; the value is n_eff over the same for n k slots thrown on the "
+        "rows at random (1: as even as chance; 0.25: as if a quarter of those rows took every "
+        "slot). Two distinct random rows' lists share row x exactly when both are among the "
+        "N_x rows that list it, so the rows the sampled queries' exact lists (over every row) "
+        "share estimate sum N_x (N_x - 1) without bias, at any number of queries; the "
+        "standard_error is the delete-one jackknife over the queries, and with every row a "
+        "query the value is exact. metrics.occurrence_cv is sd(N) / k, and metrics."
+        "robin_hood_at_most = occurrence_cv / 2 bounds the corpus graph's Robin Hood index "
+        "(E|N - k| <= sd(N)). metrics.sample_graph holds the hubness of the exact graph of "
+        "`sample` random rows — Robin Hood index, k-occurrence skewness (biased, as "
+        "scipy.stats.skew), antihub rate (share of rows in no list) next to an isotropic "
+        "Gaussian sample of that size and d: values of a graph of that size, not of the corpus, "
+        "shown for comparison and never judged."
     ),
     why=(
         "In high dimensions a few points become nearest neighbours of very many others. Hubs "
@@ -62,70 +150,100 @@ def _isotropic(value: float | None) -> str:
     reference=(
         "Radovanović, Nanopoulos & Ivanović (2010), 'Hubs in Space', JMLR 11; Feldbauer, "
         "Leodolter, Plant & Flexer (2018), 'Fast approximate hubness reduction for large "
-        "high-dimensional data', ICBK (the Robin Hood index); Feldbauer & Flexer (2019), 'A "
-        "comprehensive empirical comparison of hubness reduction in high-dimensional spaces', "
-        "KAIS"
+        "high-dimensional data', ICBK (the Robin Hood index); Simpson (1949), 'Measurement of "
+        "diversity', Nature 163"
     ),
-    threshold=0.5,
-    threshold_rationale=(
-        "0.5: half of all list slots would have to move. Skewness, the classic measure, does "
-        "not separate harmless from harmful hubness: clustered data has hubs at its cluster "
-        "centres (skewness above 2 on the clean clustered fixtures and generated sentence-"
-        "encoder-like corpora) and a collapsed geometry can show the same skewness. The Robin "
-        "Hood index does (Feldbauer et al. 2018 prefer it for its stability). Calibration, "
-        "k = 10, 5,000-row samples: isotropic Gaussians 0.12 (d = 50 … 1,536); clean clustered "
-        "and sentence-encoder-like corpora 0.38 to 0.41 (fixtures/sphere.npy 0.38, with 7% "
-        "antihubs); heavy-tailed Student t (3 degrees of freedom) 0.18; an uncentred Gaussian "
-        "cloud (mean 3 per coordinate, d = 384), the classic hubness case, 0.62 with 30% of "
-        "the rows never retrieved; three rogue dimensions 30 times the others 0.69, with 54%. "
-        "Robin Hood does not see a single giant hub (one tight group holding a fifth of the "
-        "rows: 0.42, skewness 30): that is a near-duplicate problem (EA003), and skewness stays "
-        "in metrics."
-    ),
-    **ON_GRAPHS,
+    threshold=SPREAD_THRESHOLD,
+    threshold_rationale=SPREAD_RATIONALE,
+    **ON_QUERY_LISTS,
 )
-@on_sample
-def hubness(data: AuditData, sample: Geometry, threshold: float) -> Finding:
-    graph = sample.graph
-    hub = graph.hubness
-    if hub is None or graph.hubness_k == 0:
-        return Finding(Status.SKIP, None, FEW_ROWS)
-    metrics = hub.to_dict() | {
-        "standard_error": graph.robin_hood_error,
-        "k": graph.hubness_k,
-        "sample": graph.m,
-        "graphs": graph.graphs,
-    }
-    reference = sample.reference.hubness
-    if reference is not None:
-        metrics["reference"] = {
-            "skewness": reference.skewness,
-            "robin_hood": reference.robin_hood,
-            "antihub_rate": reference.antihub_rate,
-        }
-
-    message = (
-        f"Robin Hood index {hub.robin_hood:.2f}"
-        f"{_isotropic(reference.robin_hood if reference else None)}, k-occurrence skewness "
-        f"{hub.skewness:.2f}{_isotropic(reference.skewness if reference else None)}, antihubs "
-        f"{hub.antihub_rate:.1%}"
-    )
-    hygiene = data.neighbors.hygiene if data.neighbors is not None else None
-    if hygiene is not None and hygiene.returned is not None:
-        returned = hygiene.returned
-        metrics["queries"] = returned
+@skipped_without(_corpus_occurrence, SKIP)
+def hubness(data: AuditData, found: Occurrence, threshold: float) -> Finding:
+    metrics = _spread_metrics(found)
+    message = f"In the corpus's k-NN graph (every row's list), {_spread_text(found)}"
+    graph = _sample_graph(data.geometry)
+    if graph is not None:
+        metrics["sample_graph"] = graph
         message += (
-            f"; the query file's results: {returned['distinct_rows']:,} distinct rows in "
-            f"{returned['slots']:,} slots (uniform: {returned['distinct_if_uniform']:,.0f}), the "
-            f"{len(returned['most_returned'])} most returned fill {returned['top_share']:.0%}"
+            f"; a {graph['rows']:,}-row sample's graph: Robin Hood {graph['robin_hood']:.2f}, "
+            f"antihubs {graph['antihub_rate']:.1%}"
         )
     return warned_if(
-        hub.robin_hood > threshold,
-        hub.robin_hood,
+        found.spread < threshold,
+        found.spread,
         message,
         metrics,
         "Centre the vectors, or apply hubness reduction before kNN retrieval",
-        f"hubs crowd the neighbour lists and {hub.antihub_rate:.0%} of the rows are in none",
+        "hubs crowd the neighbour lists and many rows are in none",
+    )
+
+
+@register(
+    "EA504",
+    measures=(
+        "spread of the query file's results over the corpus, inverse Simpson index against "
+        "chance; share of slots the top 1% of rows fill, rows never returned"
+    ),
+    rule="warn below 0.25",
+    summary="What the queries retrieve concentrates on a few corpus rows (query hubness).",
+    what=(
+        "With --query-file: how evenly the query file's results (each query's cosine k-nearest "
+        "rows, over every corpus row) spread over the corpus. With N_x the number of the "
+        "file's Q queries that return row x, the Q k result slots draw from an effective "
+        "n_eff = (Q k)^2 / sum N_x^2 rows (the inverse Simpson index); the value is n_eff over "
+        "the same for Q k slots thrown on the n rows at random (1: as even as chance). The "
+        "rows two distinct sampled queries' lists share estimate sum N_x (N_x - 1) of the "
+        "whole file without bias; the standard_error is the delete-one jackknife over the "
+        "sampled queries, and with every query of the file searched the value is exact. "
+        "Also reported, of the queries searched (values of that many slots, each next to its "
+        "expectation for as many slots at random): the share of slots the most-returned 1% of "
+        "the rows fill and the share of rows never returned. Without a query file the queries "
+        "are corpus rows, whose results EA501 measures: skipped."
+    ),
+    why=(
+        "Real queries retrieving the same few rows is what users see as 'the same results for "
+        "every question': those rows crowd out the rest, and most of the corpus is never "
+        "returned (to these queries, whose distribution may differ from the corpus's own)."
+    ),
+    fix=(
+        "Look at the most-returned rows (boilerplate, very short or generic items, a common "
+        "direction the queries share); centre the corpus and queries with the corpus mean, or "
+        "apply hubness reduction (CSLS, mutual proximity)."
+    ),
+    reference=(
+        "Radovanović, Nanopoulos & Ivanović (2010), 'Hubs in Space', JMLR 11; Simpson (1949), "
+        "'Measurement of diversity', Nature 163; Lample et al. (2018), 'Word translation "
+        "without parallel data', ICLR (CSLS)"
+    ),
+    threshold=SPREAD_THRESHOLD,
+    threshold_rationale=SPREAD_RATIONALE
+    + " The same scale serves the queries: a query file spread like those failing corpora "
+    "warns alike. It warns only: concentrated results cost recall, they do not make cosine "
+    "undefined.",
+    **ON_QUERY_LISTS,
+)
+@skipped_without(_query_occurrence, "needs --query-file: the corpus's own rows are EA501's")
+def query_hubness(data: AuditData, found: Occurrence, threshold: float) -> Finding:
+    metrics = _spread_metrics(found) | {
+        "top_share": found.top_share,
+        "top_share_uniform": found.top_share_uniform,
+        "never_returned": found.never_returned,
+        "never_returned_uniform": found.never_returned_uniform,
+        "slots": found.slots,
+    }
+    message = (
+        f"Of {found.queries:,} queries' results, {_spread_text(found)}; the top 1% of rows "
+        f"fill {found.top_share:.1%} of the slots (at random {found.top_share_uniform:.1%}), "
+        f"{found.never_returned:.1%} of the rows are never returned (at random "
+        f"{found.never_returned_uniform:.1%})"
+    )
+    return warned_if(
+        found.spread < threshold,
+        found.spread,
+        message,
+        metrics,
+        "Inspect the most-returned rows; centre the vectors or apply hubness reduction",
+        "a few rows take the queries' results",
     )
 
 

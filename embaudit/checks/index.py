@@ -15,6 +15,7 @@ from embaudit.checks.common import (
     skipped_without,
 )
 from embaudit.index import IndexMeasurement, IndexMetric, SweepPoint
+from embaudit.index.live_report import LiveReport
 from embaudit.model import Finding, Level, Status, TrainedWith
 
 #: The index metric that ranks like each exact metric of an objective.
@@ -54,6 +55,8 @@ def _at_defaults(index: IndexMeasurement) -> str:
     """'at faiss's defaults', or the deployed default it was searched at."""
     if index.defaults_from == "faiss's default" or index.knob is None:
         return "at faiss's defaults"
+    if index.default_setting is None:
+        return f"at {index.defaults_from}"
     return f"at {index.knob} = {index.default_setting} ({index.defaults_from})"
 
 
@@ -88,8 +91,18 @@ _on_index = skipped_without(_index, SKIP)
     rule="warn below 0.9",
     summary="Recall@k of the index you deploy against the exact neighbours under its metric.",
     what=(
+        "A pgvector table's own hnsw / ivfflat index is searched live by default (params.index "
+        "= live): each query goes to the server as SELECT key FROM table ORDER BY column <op> q "
+        "LIMIT k + 1 (the operator of the index's operator class) in the audit's read-only "
+        "transaction, at the session's hnsw.ef_search / ivfflat.probes / iterative_scan as the "
+        "database sets them; metrics.live names the index, its operator class, parameters and "
+        "those settings, metrics.sweep the recall and the server's time per query (p50, p95 "
+        "ms, EXPLAIN ANALYZE) at each setting set with SET LOCAL, metrics.recommended the "
+        "statements that set the smallest one reaching the threshold and metrics.build the "
+        "CREATE INDEX of a stronger index when none does. "
         "With --index SPEC (a faiss index_factory string: HNSW32, IVF4096,Flat, IVF1024,PQ64, "
-        "SQ8, HNSW32,SQ8, ...), or without it the index stored with the data (a pgvector "
+        "SQ8, HNSW32,SQ8, ...), or with --index rebuild the index stored with the data (a "
+        "pgvector "
         "table's hnsw / ivfflat index, a Lance dataset's index: input.index, params.index_from), "
         "builds that index on every clean row of the file (streamed in "
         "chunks; trained first on a seeded sample when it needs training), or on --index-sample "
@@ -114,7 +127,8 @@ _on_index = skipped_without(_index, SKIP)
     ),
     fix=(
         "Search with the recommended setting (metrics.recommended: efSearch for HNSW, nprobe "
-        "for IVF). When no setting reaches the threshold, the index itself loses the "
+        "for IVF; for a pgvector index, the SET / ALTER DATABASE statements). When no setting "
+        "reaches the threshold, the index itself loses the "
         "neighbours: use more HNSW links (HNSW64), more inverted lists or a finer quantizer "
         "(SQ8 for PQ, Flat for SQ8), or re-rank with the exact vectors (a ',RFlat' refine)."
     ),
@@ -133,6 +147,8 @@ _on_index = skipped_without(_index, SKIP)
 def ann_recall(data: AuditData, index: IndexMeasurement, threshold: float) -> Finding:
     summary = overlap_summary(index.recall, query_population(data))
     value = summary.pop("overlap_at_k")
+    if index.live is not None:
+        return _live_recall(index, index.live, value, summary, threshold)
     recommended = _smallest(index.sweep, threshold, "recall")
     metrics = (
         {"recall_at_k": value}
@@ -176,6 +192,112 @@ def ann_recall(data: AuditData, index: IndexMeasurement, threshold: float) -> Fi
             "vectors"
         )
     return Finding(Status.WARN, value, message, metrics, recommendation=action)
+
+
+def _live_metrics(index: IndexMeasurement, live: LiveReport, key: str) -> dict[str, Any]:
+    """What EA701 / EA702 report of a stored index searched live, the sweep by ``key``."""
+    return {
+        "index": live.name,
+        "metric": index.metric.value,
+        "rows": index.rows,
+        "k": index.k,
+        "live": live.info,
+        "default": {
+            "param": index.knob,
+            "value": index.default_setting,
+            "from": live.settings_from,
+        },
+        "p50_ms": live.default.p50_ms,
+        "p95_ms": live.default.p95_ms,
+        "rows_returned": live.default.returned,
+        "index_used": live.index_used,
+        "sweep": [
+            {
+                "param": point.param,
+                "value": point.value,
+                key: getattr(point, "objective_overlap" if key == "overlap_at_k" else key),
+                "p50_ms": point.p50_ms,
+                "p95_ms": point.p95_ms,
+                "rows_returned": point.returned,
+            }
+            for point in index.sweep
+        ],
+    }
+
+
+def _live_statements(live: LiveReport, setting: dict[str, Any] | None) -> dict[str, Any] | None:
+    return None if setting is None else setting | {"statements": live.statements[setting["value"]]}
+
+
+def _live_message(index: IndexMeasurement, live: LiveReport, value: float) -> str:
+    message = (
+        f"{live.title} probed live{live.filtered}: recall@{index.k} {value:.2f} "
+        f"{_at_defaults(index)}, p50 {live.default.p50_ms or 0:.2f} ms per query {live.timed}"
+    )
+    if live.index_used < live.queries:
+        message += (
+            f"; the planner searched the index for {live.index_used} of {live.queries} "
+            "queries (the others scanned the rows)"
+        )
+    return message
+
+
+def _live_recall(
+    index: IndexMeasurement,
+    live: LiveReport,
+    value: float,
+    summary: dict[str, Any],
+    threshold: float,
+) -> Finding:
+    """EA701 of a stored index searched live: advice in the store's own statements."""
+    recommended = _smallest(index.sweep, threshold, "recall")
+    metrics = (
+        {"recall_at_k": value}
+        | summary
+        | _live_metrics(index, live, "recall")
+        | {
+            "recommended": _live_statements(live, recommended),
+            "build": None if recommended is not None else live.build,
+        }
+    )
+    message = _live_message(index, live, value)
+    if value >= threshold:
+        return Finding(Status.PASS, value, message, metrics)
+    if recommended is not None:
+        action = f"{live.set_action(recommended['value'])} (recall {threshold:g} or more)"
+        message += f"; {_setting(recommended)} reaches {threshold:g}"
+    else:
+        last = index.sweep[-1] if index.sweep else live.default
+        message += f"; {last.recall:.2f} at {last.param} = {last.value}, below {threshold:g}"
+        action = (
+            f"No {index.knob} up to {last.value} reaches {threshold:g}: build a stronger "
+            f"index, {live.build}"
+        )
+    return Finding(Status.WARN, value, message, metrics, recommendation=action)
+
+
+def _live_cause(index: IndexMeasurement, live: LiveReport, threshold: float) -> tuple[str, str]:
+    """Why a stored index searched live misses the objective's neighbours, and the statements
+    that fix it."""
+    agreement = float(index.exact_agreement.mean())
+    wanted = _METRIC_FOR[index.objective]
+    recall = float(index.recall.mean())
+    better = _smallest(index.sweep, threshold, "objective_overlap")
+    if agreement < threshold and wanted != index.metric:
+        ranking = (
+            f"even exact {index.metric} search agrees with {_OBJECTIVE_NAME[index.objective]} "
+            f"on only {agreement:.2f}"
+        )
+        return ranking, f"Index by {wanted}: {live.build_for[wanted.value]}"
+    if recall < threshold or better is not None:
+        missed = f"the index misses neighbours (recall {recall:.2f})"
+        if better is not None:
+            return missed, live.set_action(better["value"])
+        return missed, f"Build a stronger index: {live.build}"
+    return (
+        f"metric and approximation together (exact agreement {agreement:.2f}, recall {recall:.2f})",
+        f"Index by {wanted}: {live.build_for[wanted.value]}",
+    )
 
 
 def _cause(index: IndexMeasurement, threshold: float) -> tuple[str, str]:
@@ -258,9 +380,10 @@ def _cause(index: IndexMeasurement, threshold: float) -> tuple[str, str]:
 def index_vs_objective(data: AuditData, index: IndexMeasurement, threshold: float) -> Finding:
     summary = overlap_summary(index.objective_overlap, query_population(data))
     value = summary["overlap_at_k"]
+    live = index.live
     metrics = (
         summary
-        | _common(index)
+        | (_common(index) if live is None else _live_metrics(index, live, "overlap_at_k"))
         | {
             "objective": index.objective,
             "exact_agreement": float(index.exact_agreement.mean()),
@@ -277,14 +400,21 @@ def index_vs_objective(data: AuditData, index: IndexMeasurement, threshold: floa
             "recommended": _smallest(index.sweep, threshold, "objective_overlap"),
         }
     )
+    if live is not None:
+        metrics["sweep"] = _live_metrics(index, live, "overlap_at_k")["sweep"]
+        metrics["recommended"] = _live_statements(live, metrics["recommended"])
     wanted = _OBJECTIVE_NAME[index.objective]
+    name = _index_name(index) if live is None else f"{live.title}, probed live{live.filtered},"
     message = (
-        f"{_index_name(index)} returns {value:.2f} of the {index.k} exact {wanted} neighbours "
+        f"{name} returns {value:.2f} of the {index.k} exact {wanted} neighbours "
         f"{_at_defaults(index)}"
     )
     if value >= threshold:
         return Finding(Status.PASS, value, message, metrics)
-    cause, action = _cause(index, threshold)
+    if live is None:
+        cause, action = _cause(index, threshold)
+    else:
+        cause, action = _live_cause(index, live, threshold)
     message = f"{message}: {cause}"
     if data.params.trained_with == TrainedWith.UNKNOWN:
         return Finding(
@@ -297,4 +427,139 @@ def index_vs_objective(data: AuditData, index: IndexMeasurement, threshold: floa
         )
     return Finding(
         Status.FAIL, value, message, metrics, impact=Level.UNTRUSTWORTHY, recommendation=action
+    )
+
+
+def _filtered(data: AuditData) -> tuple[IndexMeasurement, LiveReport] | None:
+    found = _index(data)
+    if found is None or found[0].live is None or found[0].live.where is None:
+        return None
+    return found[0], found[0].live
+
+
+@register(
+    "EA705",
+    measures=(
+        "with `--where`: recall@k of the table's index, searched live under the filter, "
+        "against the exact neighbours among the rows it selects"
+    ),
+    rule="warn below 0.9",
+    summary="Recall@k of the deployed index under a filter, and the rows it returns per query.",
+    what=(
+        "With --where PREDICATE on a pgvector table whose index is searched live, the audit "
+        "reads only the rows the predicate selects, and every search of the index carries the "
+        "filter: SELECT key FROM table WHERE (PREDICATE) ORDER BY column <op> q LIMIT k + 1, "
+        "in the audit's read-only transaction, at the server's settings. The value is the mean "
+        "overlap@k of what the index returns with the exact neighbours among the selected "
+        "rows (tie-aware, the query's own row left out). metrics.rows_returned is the mean "
+        "number of rows a query got and metrics.short the share of queries that got fewer "
+        "than k; metrics.iterative the recall, rows and server time with each iterative-scan "
+        "mode pgvector offers (0.8 and later: hnsw.iterative_scan = relaxed_order, "
+        "strict_order), measured with SET LOCAL; metrics.partial_index the partial index that "
+        "would serve the filter (not measured: the audit writes nothing). " + OVERLAP_ERROR
+    ),
+    why=(
+        "An HNSW search finds hnsw.ef_search candidates first and applies the filter after: "
+        "under a filter that keeps 10% of the rows, about one candidate in ten survives, and a "
+        "query asking for 10 rows gets one or two. Recall without a filter says nothing of "
+        "this, and it is the question most users of a vector database ask."
+    ),
+    fix=(
+        "Turn on iterative scans (SET hnsw.iterative_scan = relaxed_order; pgvector 0.8 and "
+        "later), raise hnsw.ef_search, or build a partial index for a filter used often "
+        "(CREATE INDEX ... WHERE PREDICATE); metrics.recommendation says which the audit "
+        "measured to reach the threshold."
+    ),
+    reference="pgvector README, 'Filtering' and 'Iterative Index Scans' (pgvector 0.8.0)",
+    threshold=0.9,
+    threshold_rationale="As EA701: nine of the ten neighbours under the filter.",
+    option="where",
+    **ON_QUERY_LISTS,
+)
+@skipped_without(_filtered, "needs --where on a table whose index is searched live")
+def filtered_recall(
+    data: AuditData, index: IndexMeasurement, live: LiveReport, threshold: float
+) -> Finding:
+    summary = overlap_summary(index.recall, query_population(data))
+    value = summary.pop("overlap_at_k")
+    default = live.default
+    iterative = [
+        {
+            "mode": point.mode,
+            "recall": point.recall,
+            "rows_returned": point.returned,
+            "short": point.short,
+            "p50_ms": point.p50_ms,
+            "p95_ms": point.p95_ms,
+            "statement": statement,
+        }
+        for point, statement in live.iterative
+    ]
+    iterative_sweep = [
+        {
+            "mode": point.mode,
+            "param": point.param,
+            "value": point.value,
+            "recall": point.recall,
+            "rows_returned": point.returned,
+            "p50_ms": point.p50_ms,
+            "p95_ms": point.p95_ms,
+        }
+        for point in live.iterative_sweep
+    ]
+    metrics = (
+        {"recall_at_k": value}
+        | summary
+        | {
+            "where": live.where,
+            "index": live.name,
+            "k": index.k,
+            "rows": index.rows,
+            "rows_returned": default.returned,
+            "short": default.short,
+            "p50_ms": default.p50_ms,
+            "p95_ms": default.p95_ms,
+            "iterative": iterative,
+            "iterative_sweep": iterative_sweep,
+            "partial_index": live.partial,
+        }
+    )
+    message = (
+        f"{live.title} under WHERE {live.where}: recall@{index.k} {value:.2f} against the "
+        f"exact neighbours among the {index.rows:,} rows it selects; "
+        f"{default.returned or 0:.1f} rows per query, fewer than {index.k} for "
+        f"{default.short or 0:.0%} of queries"
+    )
+    for point, _ in live.iterative:
+        message += (
+            f"; with iterative_scan = {point.mode}: recall {point.recall:.2f}, "
+            f"{point.returned or 0:.1f} rows, p50 {point.p50_ms or 0:.2f} ms"
+        )
+    if value >= threshold:
+        return Finding(Status.PASS, value, message, metrics)
+    metrics["recommendation"] = action = _filtered_action(index, live, threshold)
+    return Finding(Status.WARN, value, message, metrics, recommendation=action)
+
+
+def _filtered_action(index: IndexMeasurement, live: LiveReport, threshold: float) -> str:
+    """The cheapest change measured to reach ``threshold`` under the filter: an iterative scan
+    at the server's setting, then with a higher setting, then a higher setting alone; else a
+    partial index (not measured)."""
+    fixed = [(point, statement) for point, statement in live.iterative if point.recall >= threshold]
+    turn_on = {point.mode: statement for point, statement in live.iterative}
+    both = next((point for point in live.iterative_sweep if point.recall >= threshold), None)
+    setting = _smallest(index.sweep, threshold, "recall")
+    if fixed:
+        return f"Turn on iterative scans: {fixed[0][1]} (recall {fixed[0][0].recall:.2f})"
+    if both is not None:
+        return (
+            f"Turn on iterative scans and raise {both.param}: {turn_on[both.mode]} "
+            f"{live.statements[both.value][0]} (recall {both.recall:.2f}, p50 "
+            f"{both.p50_ms or 0:.2f} ms on the server)"
+        )
+    if setting is not None:
+        return f"{live.set_action(setting['value'])} (recall {threshold:g} or more)"
+    return (
+        "Nothing measured reaches the threshold under this filter: build a partial index "
+        f"for it (not measured), {live.partial}"
     )

@@ -29,6 +29,7 @@ from embaudit.index.build import (
     training_sample,
 )
 from embaudit.index.faiss_import import _faiss
+from embaudit.index.live_report import LiveReport
 from embaudit.index.plan import EXACT_METRIC, IndexMetric, IndexPlan
 from embaudit.index.sweep import SweepPoint, _Knob, _knob, _Queries, _Scorer, _sweep
 from embaudit.knn import NeighborSearch
@@ -56,6 +57,7 @@ class IndexMeasurement:
     sweep: list[SweepPoint]
     timings: dict[str, float] = field(default_factory=dict)  # seconds per stage
     defaults_from: str = "faiss's default"  # whose default search setting ``recall`` is at
+    live: LiveReport | None = None  # a stored index searched through its own query path
 
 
 @dataclass(frozen=True)

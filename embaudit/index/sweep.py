@@ -36,6 +36,14 @@ class SweepPoint:
     recall: float  # mean overlap@k with the exact lists under the index's metric
     objective_overlap: float  # mean overlap@k with the exact lists under the objective's
     ms_per_query: float  # wall time of the batch of queries, per query
+    #: A stored index searched live: the server's execution time per query (median, 95th
+    #: percentile), the rows it returned per query (mean) and the share of queries it returned
+    #: fewer than k for, and the iterative-scan mode set for the sweep (None: the server's).
+    p50_ms: float | None = None
+    p95_ms: float | None = None
+    returned: float | None = None
+    short: float | None = None
+    mode: str | None = None
 
 
 @dataclass(frozen=True)

@@ -16,6 +16,7 @@ from embaudit.array_types import Floats, Ints
 from embaudit.index import IndexMeasurement
 from embaudit.knn import NeighborList, NeighborSearch
 from embaudit.measurement.gauges import CANONICAL_BLOCK, GAUGE_BLOCK, TRUNCATE_BLOCK
+from embaudit.measurement.occurrence import Occurrence, occurrence
 from embaudit.sources import EmbeddingSource
 from embaudit.stats import ScanStats
 
@@ -59,6 +60,7 @@ class External:
     source: EmbeddingSource
     rows: Ints
     floor_queries: int
+    population: int  # the query file's clean rows the queries are drawn from (at least)
 
 
 @dataclass(frozen=True)
@@ -77,7 +79,11 @@ class QueryHygiene:
     row_names: dict[int, Any] = field(default_factory=dict)
     external: bool = False  # the queries come from --query-file
     floor_cosine: Floats | None = None  # nearest cosines of corpus rows (with a query file)
-    returned: dict[str, Any] | None = None  # how the queries' results spread (query file)
+    #: How the queries' results spread over the corpus: of every corpus row as a query (EA501;
+    #: with a query file, from the corpus rows searched after its queries) and of the query
+    #: file's rows (EA504).
+    occurrence: Occurrence | None = None
+    query_occurrence: Occurrence | None = None
     #: Scores closer than this are ties (float32 rounding, on the cosine scale).
     tie_tolerance: float = 0.0
     #: With a query file: the same of the corpus rows searched after the queries.
@@ -220,14 +226,22 @@ def _hygiene(
     when it is a corpus row, left out of the mean); with a query file, the same of the corpus
     rows searched after the queries (``corpus``: EA005 measures the corpus, EA503 its floor)."""
     count = cosine.n_queries
+    rows = np.asarray(full.list_for("cosine").rows)
     if external is None:
-        return _nearest(full, slice(0, count), np.asarray(search.query_rows)[:count], source, stats)
+        own = _nearest(full, slice(0, count), np.asarray(search.query_rows)[:count], source, stats)
+        return replace(own, occurrence=occurrence(rows[:count], stats.n_clean, stats.n_clean))
     queries = _nearest(full, slice(0, count), external.rows, source, stats, external.source)
     after = slice(count, full.blocks[0].n_queries)
     corpus = _nearest(full, after, np.asarray(full.query_rows)[after], source, stats)
     floor = corpus.nearest_cosine[np.isfinite(corpus.nearest_cosine)]
-    returned = returned_rows(cosine.rows, stats.n_clean, source)
-    return replace(queries, external=True, floor_cosine=floor, returned=returned, corpus=corpus)
+    return replace(
+        queries,
+        external=True,
+        floor_cosine=floor,
+        corpus=corpus,
+        occurrence=occurrence(rows[after], stats.n_clean, stats.n_clean),
+        query_occurrence=occurrence(rows[:count], external.population, stats.n_clean),
+    )
 
 
 def _nearest(
@@ -326,27 +340,6 @@ def _identical(
     if not len(first):
         return np.zeros(0, dtype=bool)
     return np.asarray((first == second).all(axis=1))
-
-
-def returned_rows(lists: Ints, n_clean: int, source: EmbeddingSource) -> dict[str, Any]:
-    """Query hubness: how the result slots of the queries spread over the corpus rows — the
-    distinct rows returned (and as many as slots drawn uniformly from n rows would give) and
-    the rows returned most, with the share of the slots they fill."""
-    slots = lists[lists >= 0]
-    rows, counts = np.unique(slots, return_counts=True)
-    order = np.argsort(-counts, kind="stable")[:EXAMPLES]
-    total = max(len(slots), 1)
-    uniform = n_clean * -np.expm1(-len(slots) / max(n_clean, 1))
-    return {
-        "slots": len(slots),
-        "distinct_rows": len(rows),
-        "distinct_if_uniform": float(uniform),
-        "top_share": float(counts[order].sum() / total),
-        "most_returned": [
-            {"row": name, "count": int(count)}
-            for name, count in zip(names_of(source, rows[order]), counts[order], strict=True)
-        ],
-    }
 
 
 def names_of(source: EmbeddingSource, rows: Ints) -> list[Any]:

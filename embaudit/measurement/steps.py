@@ -216,7 +216,9 @@ def _draw_queries(
     else:
         drawn, queries, _ = draw_clean_rows(queries_from, sampling.queries, query_rng)
         floor_rows, floor_queries, _ = draw_clean_rows(source, sampling.queries, corpus_rng, take)
-        external = External(queries_from, drawn, len(floor_rows))
+        # Every clean row of the query file when fewer were found than asked for.
+        population = len(drawn) if len(drawn) < sampling.queries else queries_from.n
+        external = External(queries_from, drawn, len(floor_rows), population)
         query_rows = np.concatenate([np.full(len(drawn), EXTERNAL_ROW), floor_rows])
         queries = np.concatenate([queries, floor_queries])
     if not scale_count:

@@ -21,6 +21,7 @@ from embaudit.index import (
     default_metric,
     objective_metric,
 )
+from embaudit.index.live import LiveProbe
 from embaudit.measurement.sample import GEOMETRY_STEPS
 from embaudit.measurement.sampling import Sampling
 from embaudit.measurement.steps import PARTS, PASS_PARTS, Measurements, measure
@@ -46,7 +47,8 @@ def run_check(
     source of ``--query-file``, gives the query rows."""
     started = time.perf_counter()
     given, options = options, _with_stored_index(source, options)
-    stored = source.stored_index() if given.index is None else None
+    rebuilt = given.index is None or given.index.lower() == REBUILD
+    stored = source.stored_index() if rebuilt else None
     measured, data, checks, verdict = _judge(source, options, run, "audit", queries, stored)
     measured_at = time.perf_counter()
     if baseline is not None:
@@ -149,17 +151,22 @@ def _judge(
     cap"."""
     measuring = _Measuring(source, options, run, queries)
     measured = measuring(options.sampling, action)
-    built = None
-    plan = _index_plan(source, options, stored)
+    built: BuiltIndex | LiveProbe | None = None
+    live = source.live_index() if options.index == LIVE else None
+    plan = None if options.index == LIVE else _index_plan(source, options, stored)
     neighbors = measured.neighbors
-    if plan is not None and neighbors is not None and neighbors.search is not None:
-        built = build_index(
-            source,
-            plan,
-            neighbors.search.pow2_scale,
-            chunk_rows=run.chunk_rows,
-            on_rows=_index_progress(run, source, plan),
-        )
+    if (live or plan) is not None and neighbors is not None and neighbors.search is not None:
+        if live is not None:
+            built = LiveProbe(source, live)
+        else:
+            assert plan is not None
+            built = build_index(
+                source,
+                plan,
+                neighbors.search.pow2_scale,
+                chunk_rows=run.chunk_rows,
+                on_rows=_index_progress(run, source, plan),
+            )
         indexed = built.search(neighbors.search, objective_metric(options.trained_with))
         measured.timings.update(indexed.timings)
         measured = replace(measured, neighbors=replace(neighbors, index=indexed))
@@ -179,7 +186,7 @@ def _measure_again(
     measured: Measurements,
     checks: list[CheckResult],
     pending: list[str],
-    built: BuiltIndex | None,
+    built: BuiltIndex | LiveProbe | None,
     action: str,
 ) -> tuple[list[CheckResult], int, list[str]]:
     """The rounds of :func:`_judge` for the ``pending`` (undecided) checks: the checks with the
@@ -348,18 +355,47 @@ def _baseline(
     return Baseline(old.path, comparison, measured.stats.norm_summary, verdict)
 
 
+#: ``--index`` words that are not faiss specs: search the stored index live through the store,
+#: rebuild it in faiss with its parameters, or judge no index.
+LIVE, REBUILD, NO_INDEX = "live", "rebuild", "none"
+
+
 def _with_stored_index(source: EmbeddingSource, options: CheckOptions) -> CheckOptions:
     """``options`` with the index stored with the data (a pgvector or Lance index) as
-    ``--index`` when none is given, and its metric (or the ``distance`` of an ann-benchmarks
-    file) as ``--index-metric`` when none is given: the index checks then judge what is
+    ``--index`` when none is given: ``live`` when the source can search it through its own
+    query path, else its faiss spec (a rebuild); ``--index rebuild`` asks for the rebuild,
+    ``--index none`` for no index (``--index-metric`` other than the stored index's asks for
+    the rebuild too). Its metric (or the ``distance`` of an ann-benchmarks file)
+    becomes ``--index-metric`` when none is given: the index checks then judge what is
     deployed."""
+    word = options.index.lower() if options.index is not None else None
+    if word == NO_INDEX:
+        return replace(options, index=None)
     stored = source.stored_index()
-    if stored is None:
-        return options
     changes: dict[str, Any] = {}
-    if options.index is None and stored.spec is not None:
-        changes["index"] = stored.spec
-    if options.index_metric is None and stored.metric is not None:
+    if word in (None, LIVE, REBUILD):
+        live = source.live_index() if word != REBUILD else None
+        if live is not None and options.index_metric not in (None, live.metric):
+            if word == LIVE:
+                raise ParameterError(
+                    "index_metric",
+                    f"the index of {source.path} ranks by {live.metric}, not "
+                    f"{options.index_metric}: rebuild it with --index rebuild to try another",
+                    declared(CheckOptions)["index_metric"].flag,
+                )
+            live = None  # another metric than the index's: its faiss rebuild answers
+        if live is not None:
+            changes["index"] = LIVE
+        elif stored is not None and stored.spec is not None:
+            changes["index"] = stored.spec
+        elif word is not None:
+            kind = "searches live" if word == LIVE else "can rebuild"
+            raise ParameterError(
+                "index",
+                f"{word}: {source.path} holds no index embaudit {kind}",
+                declared(CheckOptions)["index"].flag,
+            )
+    if options.index_metric is None and stored is not None and stored.metric is not None:
         changes["index_metric"] = IndexMetric(stored.metric)
     return replace(options, **changes) if changes else options
 
@@ -420,7 +456,10 @@ def _deployment_params(options: CheckOptions, given: CheckOptions) -> dict[str, 
             options.index_metric or default_metric(options.trained_with)
         ).value
         params["index_sample"] = options.index_sample
-        params["index_from"] = "--index" if given.index is not None else "input.index"
+        word = given.index.lower() if given.index is not None else None
+        params["index_from"] = (
+            "--index" if word not in (None, LIVE, REBUILD, NO_INDEX) else "input.index"
+        )
     if options.truncate:
         params["truncate"] = list(options.truncate)
     return params

@@ -56,6 +56,7 @@ _APPLIES_TO = {
     "column": "parquet, JSON Lines, CSV, Lance and PostgreSQL input",
     "id_column": "parquet, JSON Lines, CSV, Lance and PostgreSQL input",
     "table": "PostgreSQL sources (postgresql://…)",
+    "where": "PostgreSQL sources (postgresql://…)",
     "ids_from": ".npy, .fbin, .safetensors (… ) files and directories of them",
 }
 #: Each suffix's kind of file: a directory holds one kind (.h5 and .hdf5 are one).
@@ -71,6 +72,7 @@ def open_source(
     column: str | None = None,
     id_column: str | None = None,
     table: str | None = None,
+    where: str | None = None,
     ids_from: str | os.PathLike[str] | None = None,
 ) -> EmbeddingSource:
     """Open a path (``.npy``, ``.npz``, ``.parquet``, ``.jsonl`` / ``.ndjson``, ``.csv``,
@@ -82,12 +84,12 @@ def open_source(
     ``key`` picks the array of an ``.npz``, the tensor of a ``.safetensors`` file or the
     dataset of an HDF5 file; ``column`` and ``id_column`` name the columns holding the vectors
     and the row ids (parquet, JSON Lines, CSV, Lance, PostgreSQL), and ``column`` the column of
-    an in-memory pyarrow table or pandas DataFrame; ``table`` the PostgreSQL table; ``ids_from``
-    a parquet file or directory of the row ids of a file or directory of arrays (the column:
-    ``id_column``, else ``id``, else the only one). Options that do not apply to the format are
-    usage errors.
+    an in-memory pyarrow table or pandas DataFrame; ``table`` the PostgreSQL table and ``where``
+    an SQL predicate selecting its rows; ``ids_from`` a parquet file or directory of the row ids
+    of a file or directory of arrays (the column: ``id_column``, else ``id``, else the only one).
+    Options that do not apply to the format are usage errors.
     """
-    options = {"key": key, "column": column, "id_column": id_column, "table": table}
+    options = {"key": key, "column": column, "id_column": id_column, "table": table, "where": where}
     if ids_from is not None:
         ids_from = os.fspath(ids_from)
     if isinstance(source, EmbeddingSource):
@@ -115,9 +117,10 @@ def open_source(
     if isinstance(source, str) and is_postgres(source):
         if key is not None:
             raise _not_for("key", f"{_APPLIES_TO['key']}, not a PostgreSQL table")
-        return PostgresSource(source, table=table, column=column, id_column=id_column)
-    if table is not None:
-        raise _not_for("table", f"{_APPLIES_TO['table']}, not {source}")
+        return PostgresSource(source, table=table, column=column, id_column=id_column, where=where)
+    for name in ("table", "where"):
+        if options[name] is not None:
+            raise _not_for(name, f"{_APPLIES_TO[name]}, not {source}")
     if isinstance(source, str) and _is_uri(source):
         return _open_uri(source, key=key, column=column, id_column=id_column)
     return _open_local(Path(source), options, ids_from)
@@ -207,6 +210,24 @@ def _open_path(
             _open_path, path, format, key=key, column=column, id_column=id_column
         )
     return source
+
+
+def accepts(location: str | os.PathLike[str], option: str) -> bool:
+    """Whether the input at ``location`` takes the input option ``option`` (``key``,
+    ``column``, ``id_column``) by its kind: a PostgreSQL URI the columns, a parquet URI or a
+    file by its suffix, a directory (not a Lance dataset) by the kind of its files."""
+    if isinstance(location, str) and is_postgres(location):
+        return option in ("column", "id_column")
+    if isinstance(location, str) and _is_uri(location):
+        return option in ("column", "id_column")
+    path = Path(location)
+    suffix = path.suffix.lower()
+    if path.is_dir() and suffix != ".lance":
+        try:
+            suffix = list_directory(path, _KINDS, str(path)).kind
+        except InputError:
+            return False  # opening it says why
+    return suffix in FORMATS and option in FORMATS[suffix][1]
 
 
 def _open_file(

@@ -76,6 +76,76 @@ class StoredIndex:
 
 
 @dataclass(frozen=True)
+class LiveResults:
+    """What a stored index returned for a batch of queries at one search setting."""
+
+    rows: npt.NDArray[np.int64]  # (queries, limit) row positions in rank order, -1 past the end
+    server_ms: npt.NDArray[np.float64]  # (queries,) execution time of each query on the server
+    index_used: int  # queries whose plan searched the index (the others scanned the rows)
+
+
+class LiveIndex(ABC):
+    """The vector index stored with the data, searched through the store's own query path
+    (pgvector's ``ORDER BY … LIMIT``): what the index checks measure by default.
+
+    ``knob`` is the search setting that trades recall for time, in the store's own name
+    (``hnsw.ef_search``), ``default`` its value as the store sets it, ``ladder`` the settings a
+    sweep tries; ``iterative`` the iterative-scan modes the store offers (empty: none)."""
+
+    metric: str  # cosine, l2 or ip (--index-metric's names)
+    knob: str
+    default: int | None  # None: the store chooses (Lance's nprobes)
+    ladder: tuple[int, ...]
+    iterative: tuple[str, ...] = ()
+    iterative_default: str | None = None
+    where: str | None = None  # the filter every search carries (--where)
+    #: Whose the default search setting is, and where a search's time is taken.
+    settings_from: str = "the server's setting"
+    timed: str = "on the server"
+
+    @abstractmethod
+    def title(self) -> str:
+        """The index in a message: its kind, name, metric and parameters."""
+
+    @abstractmethod
+    def describe(self) -> dict[str, Any]:
+        """The index as the report shows it: its name, type, operator class, parameters and
+        the search settings its queries get."""
+
+    @abstractmethod
+    def search(
+        self,
+        queries: npt.NDArray[np.floating[Any]],
+        limit: int,
+        setting: int | None = None,
+        iterative: str | None = None,
+    ) -> LiveResults:
+        """The ``limit`` nearest rows of each query as the store returns them, at ``setting``
+        of the knob (None: its default) and with the iterative scan ``iterative`` (None: the
+        store's setting)."""
+
+    @abstractmethod
+    def set_statements(self, setting: int) -> list[str]:
+        """The statements that make ``setting`` the knob's value: for the session, for
+        every session."""
+
+    def set_action(self, setting: int) -> str:
+        """What to run to search at ``setting``."""
+        session, *every = self.set_statements(setting)
+        return f"Run {session}" + (f" (for every session: {every[0]})" if every else "")
+
+    @abstractmethod
+    def iterative_statement(self, mode: str) -> str:
+        """The statement that turns the iterative scan ``mode`` on."""
+
+    @abstractmethod
+    def build_statement(self, where: str | None = None, metric: str | None = None) -> str:
+        """The statement that builds a stronger index (when no setting of the knob reaches the
+        recall wanted): of ``metric`` (None: the index's own), and with ``where`` a partial
+        index of those rows."""
+
+
+@dataclass(frozen=True)
 class Fragment:
     """A run of consecutive rows [start, stop) that can be read on its own: the piece of work an
     engine maps (a parquet file, or a run of its row groups). ``where`` names the file."""
@@ -141,6 +211,11 @@ class EmbeddingSource(ABC):
 
     def stored_index(self) -> StoredIndex | None:
         """The vector index stored with the data, reported in ``input.index``; None here."""
+        return None
+
+    def live_index(self) -> LiveIndex | None:
+        """The stored index, searched through the store's own query path; None when the
+        source has none this can search."""
         return None
 
     def describe(self) -> dict[str, Any]:

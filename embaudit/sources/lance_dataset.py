@@ -24,6 +24,7 @@ from embaudit.sources.base import (
     Chunk,
     EmbeddingSource,
     Fragment,
+    LiveIndex,
     StoredIndex,
     as_row_positions,
     check_shape,
@@ -36,6 +37,7 @@ from embaudit.sources.columns import (
     json_safe,
     layout_of,
 )
+from embaudit.sources.lance_live import LANCE_METRICS, LanceIndex
 from embaudit.sources.readers import ReadErrors, first_line, optional_library
 
 INSTALL = "pip install 'embaudit[lance]'"
@@ -105,6 +107,24 @@ class LanceSource(EmbeddingSource):
             return None
         metric = self.index["metric"]
         return StoredIndex(self.index.get("spec"), metric if metric in METRICS.values() else None)
+
+    def live_index(self) -> LiveIndex | None:
+        """The vector index, searched through Lance's ``nearest``: an IVF-based index ranking
+        by cosine, L2 or dot, on a dataset without deleted rows (row addresses are then
+        positions). None for the others."""
+        index = self.index
+        if index is None or index["metric"] not in LANCE_METRICS or "partitions" not in index:
+            return None
+        if not str(index["type"]).startswith("IVF"):
+            return None
+        starts: dict[int, int] = {}
+        with _reading(self._where):
+            for fragment, number in zip(self._fragments, self._piece_of, strict=True):
+                piece = self._pieces[number]
+                if piece.count_rows() != piece.physical_rows:
+                    return None  # deleted rows: offsets are not positions
+                starts[int(piece.fragment_id)] = fragment.start
+        return LanceIndex(self._dataset, self._layout.columns[0], index, starts)
 
     def _first_length(self, n: int) -> int:
         column = self._layout.columns[0]

@@ -19,6 +19,7 @@ from embaudit.sources.base import (
     Chunk,
     EmbeddingSource,
     Fragment,
+    LiveIndex,
     StoredIndex,
     as_row_positions,
     check_shape,
@@ -27,6 +28,7 @@ from embaudit.sources.base import (
 from embaudit.sources.columns import RaggedRow, json_safe
 from embaudit.sources.postgres.binary import _CopyParser, _length, decode
 from embaudit.sources.postgres.catalog import TableCatalog, _password, _psycopg, scrub
+from embaudit.sources.postgres.live import OPERATORS, PgvectorIndex
 
 #: How a fragment's rows travel: "cursor" (a server-side cursor, fetched in batches) or "copy"
 #: (a binary COPY of the ordered range query). benchmarks/bench_sources.py measures both; the
@@ -54,6 +56,7 @@ class PostgresSource(TableCatalog, EmbeddingSource):
         column: str | None = None,
         id_column: str | None = None,
         fetch: str | None = None,
+        where: str | None = None,
     ) -> None:
         self.path = self._uri = scrub(uri)
         self._secrets = [s for s in (_password(uri), os.environ.get("PGPASSWORD")) if s]
@@ -62,6 +65,7 @@ class PostgresSource(TableCatalog, EmbeddingSource):
                 "table", f"is needed to read a PostgreSQL database ({self._uri})", "--table"
             )
         self._fetch = fetch or FETCH
+        self._filter = where
         self._psycopg = _psycopg(self._uri)
         self._connection = self._connect(uri)
         self._where = f"{self._uri}[{table}]"
@@ -71,6 +75,7 @@ class PostgresSource(TableCatalog, EmbeddingSource):
             attributes = self._attributes(relation)
             self._column, self._kind, self._send, typmod = self._vector_column(attributes, column)
             self._order, self._order_type = self._order_key(relation)
+            self._check_filter()
             self.id_column = self._id_column(attributes, id_column)
             self._keys = self._load_keys()
             self.n = len(self._keys)
@@ -81,6 +86,30 @@ class PostgresSource(TableCatalog, EmbeddingSource):
             self.indexes = self._indexes(relation)
 
     # The keys and the fragments ----------------------------------------------------------------
+
+    def _filter_clause(self) -> Any:
+        """`` WHERE (filter)`` of ``--where`` (nothing without one), for a statement run with
+        parameters (a ``%`` in the filter is doubled)."""
+        sql = self._psycopg.sql
+        if self._filter is None:
+            return sql.SQL("")
+        return sql.SQL(" WHERE ({})").format(sql.SQL(self._filter.replace("%", "%%")))
+
+    def _check_filter(self) -> None:
+        """Run ``--where`` once on no rows: a filter the server refuses is an input error that
+        names it."""
+        if self._filter is None:
+            return
+        sql = self._psycopg.sql
+        statement = sql.SQL("SELECT 1 FROM {table}{where} LIMIT 0").format(
+            table=sql.SQL(self._table), where=self._filter_clause()
+        )
+        try:
+            self._query(statement, ())
+        except self._psycopg.Error as error:
+            raise InputError(
+                self._where, f"--where {self._filter!r} fails: {self._text(error)}"
+            ) from None
 
     def _order_by(self) -> Any:
         """The ordering expression: the primary key, or ctid."""
@@ -107,10 +136,13 @@ class PostgresSource(TableCatalog, EmbeddingSource):
     def _load_keys(self) -> Any:
         """Every row's key, in order (numpy int64 for integer keys and ctid, else a list)."""
         sql = self._psycopg.sql
-        statement = sql.SQL("SELECT {key} FROM {table} ORDER BY {order}").format(
-            key=self._key_expression(), table=sql.SQL(self._table), order=self._order_by()
+        statement = sql.SQL("SELECT {key} FROM {table}{where} ORDER BY {order}").format(
+            key=self._key_expression(),
+            table=sql.SQL(self._table),
+            where=self._filter_clause(),
+            order=self._order_by(),
         )
-        rows = self._query(statement, binary=True)
+        rows = self._query(statement, (), binary=True)
         if self._order is None or self._order_type in _INT_TYPES:
             return np.fromiter((row[0] for row in rows), dtype=np.int64, count=len(rows))
         if any(row[0] is None for row in rows):  # a primary key is never null; a view's may be
@@ -169,12 +201,43 @@ class PostgresSource(TableCatalog, EmbeddingSource):
             defaults_from="the server's ivfflat.probes",
         )
 
+    def live_index(self) -> LiveIndex | None:
+        """The first index on the vector column, searched through SQL: an hnsw or ivfflat
+        index on the column itself (not an expression) of a ``vector`` or ``halfvec`` column,
+        ranking by cosine, L2 or inner product. None for the others."""
+        if not self.indexes:
+            return None
+        index = self.indexes[0]
+        if (
+            "expression" in index
+            or index["metric"] not in OPERATORS
+            or self._kind.name not in ("vector", "halfvec")
+        ):
+            return None
+        with self._reading():
+            return PgvectorIndex(self, index, self._filter)
+
+    def _positions_of(self, keys: list[Any]) -> npt.NDArray[np.int64]:
+        """The row positions of ``keys`` as the key expression returns them (-1 for a key the
+        audit does not hold)."""
+        if isinstance(self._keys, np.ndarray):
+            wanted = np.asarray(keys, dtype=np.int64)
+            at = np.searchsorted(self._keys, wanted)
+            clipped = np.minimum(at, max(self.n - 1, 0))
+            found = (at < self.n) & (self._keys[clipped] == wanted) if self.n else at < 0
+            return np.where(found, at, -1).astype(np.int64)
+        if not hasattr(self, "_key_positions"):
+            self._key_positions = {key: row for row, key in enumerate(self._keys)}
+        return np.asarray([self._key_positions.get(key, -1) for key in keys], dtype=np.int64)
+
     def describe(self) -> dict[str, Any]:
         info = super().describe()
         info["table"] = self._table
         info["column"] = self._column
         info["column_type"] = self._kind.name
         info["order"] = f"primary key {self._order}" if self._order else "ctid"
+        if self._filter is not None:
+            info["where"] = self._filter
         if self.indexes:
             info["index"] = self.indexes[0]
             if len(self.indexes) > 1:
@@ -187,11 +250,14 @@ class PostgresSource(TableCatalog, EmbeddingSource):
         sql = self._psycopg.sql
         statement = sql.SQL(
             "SELECT {send}({column}) FROM {table} WHERE {order} >= {low}::{cast} AND "
-            "{order} <= {high}::{cast} ORDER BY {order}"
+            "{order} <= {high}::{cast}{filter} ORDER BY {order}"
         ).format(
             send=sql.SQL(self._send),
             column=sql.Identifier(self._column),
             table=sql.SQL(self._table),
+            filter=sql.SQL("")
+            if self._filter is None
+            else sql.SQL(" AND ({})").format(sql.SQL(self._filter.replace("%", "%%"))),
             order=self._order_by(),
             low=sql.Placeholder(),
             high=sql.Placeholder(),
