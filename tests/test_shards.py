@@ -195,3 +195,16 @@ def test_a_shard_cut_short_while_it_is_read_is_an_input_error(tmp_path: Path) ->
         stream.truncate(path.stat().st_size // 2)
     with pytest.raises(InputError, match=r"one\.npy: truncated while read: rows 1,000–1,500"):
         list(chunks)
+
+
+def test_a_directory_takes_the_options_of_its_files_kind(tmp_path: Path) -> None:
+    from embaudit.sources import accepts
+
+    npy = write_shards(tmp_path / "npy", rows(), write_npy)
+    parquet = tmp_path / "parquet"
+    parquet.mkdir()
+    pq.write_table(pa.table({"e": [[1.0, 2.0]]}), parquet / "a.parquet")
+    assert not accepts(npy, "column") and not accepts(npy, "key")
+    assert accepts(parquet, "column") and accepts(parquet, "id_column")
+    (npy / "notes.txt").write_text("not a shard")
+    assert not accepts(npy, "column")  # refused when opened, with the reason
