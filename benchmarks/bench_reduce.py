@@ -69,10 +69,16 @@ def parts(n: int, fragment_rows: int, rng: np.random.Generator) -> list[PartStat
         out.append(
             PartStats(
                 start=start,
+                rows=stop - start,
                 norms=rng.lognormal(0.0, 0.2, size=stop - start),
+                norm_parts=None,
+                clean=np.ones(stop - start, dtype=bool),
                 hashes=hashes,
                 non_finite=np.empty(0, dtype=np.int64),
+                non_finite_count=0,
                 nan_rows=0,
+                zero=np.empty(0, dtype=np.int64),
+                zero_count=0,
                 moments=moments,
                 unit_sum=np.zeros(D),
                 unit_sq_sum=np.ones(D) * (stop - start) / D,

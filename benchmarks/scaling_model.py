@@ -1,19 +1,19 @@
-"""Predicted wall time of `embaudit check --engine ray` for n vectors on w workers.
+"""Predicted wall time and memory of `embaudit check --engine ray` for n vectors on w workers.
 
-    python benchmarks/scaling_model.py [--rate 30566] [--efficiency 0.9] ...
+    python benchmarks/scaling_model.py                       # LAION-5B: 5.85B x 768 float16
+    python benchmarks/scaling_model.py --n 1000000000 --workers 32 --rate 26902
 
-The model and every constant are explained in benchmarks/SCALING.md; the defaults are the figures
-measured on the 2-core benchmark machine (768-d float32 parquet, default sample sizes) by
-benchmarks/bench_engines.py and benchmarks/bench_reduce.py.
+The model and every constant are explained in benchmarks/SCALING.md; the defaults are figures
+measured on the 2-core benchmark machine (benchmarks/bench_engines.py, bench_ray_scale.py, the
+shuffle's reduce and the row reads timed in one process) or assumptions said there.
 
-    T(n, w) = T_queries + T_map + T_reduce + T_checks + T_geometry
+    T(n, w) = T_map + T_shuffle + T_driver
 
-    T_map     = n / (w * rate * efficiency)            the pass, spread over the workers
-    T_queries = groups(n) * group_read / (w * efficiency)
-                groups(n): row groups holding the ~1,016 candidate query rows
-    T_reduce  = reduce_per_row * n                     driver: merge and duplicate check
-    T_checks  = checks_per_row * n                     driver: checks on per-row statistics
-    T_geometry                                         driver: the 5,000-row sample, constant
+    T_map     = n / (w * rate * efficiency)          the pass, spread over the workers
+    T_shuffle = ceil(B / w) * (n / B / sort_rate + 2 f n / B / take_rate)
+                one reduce per bucket, after the last map: sort the bucket's hashes, read the
+                rows whose hash repeats (f: share of rows that repeat another)
+    T_driver  = queries + geometry                   constant (the reduce is merged as it comes)
 """
 
 from __future__ import annotations
@@ -21,24 +21,42 @@ from __future__ import annotations
 import argparse
 import math
 
+ENTRY_BYTES = 16  # a clean row's (hash, position) in the shuffle
+BUCKET_BYTES = 256 * 2**20
+MIN_SHARE_BYTES = 128 * 2**10
+FRAGMENT_BYTES = 256 * 2**20
+MAX_FRAGMENTS = 2048
 
-def touched_groups(n: int, group_rows: int, candidates: int) -> float:
-    """Expected distinct row groups holding ``candidates`` rows drawn without replacement."""
-    groups = math.ceil(n / group_rows)
-    return groups * (1 - math.exp(-candidates / groups))
+
+def layout(n: int, row_bytes: int) -> tuple[int, int]:
+    """Fragments and buckets as embaudit cuts them (sources.base, stats.shuffle)."""
+    total = n * row_bytes
+    fragment = max(FRAGMENT_BYTES, -(-total // MAX_FRAGMENTS))
+    fragments = -(-total // fragment)
+    wanted = max(1, -(-n * ENTRY_BYTES // BUCKET_BYTES))
+    buckets = 1 << (wanted - 1).bit_length()
+    while buckets > 1 and buckets > n * ENTRY_BYTES // fragments // MIN_SHARE_BYTES:
+        buckets //= 2
+    return fragments, buckets
 
 
 def predict(n: int, w: int, args: argparse.Namespace) -> dict[str, float]:
-    parallel = w * args.efficiency
-    parts = {
-        "queries": touched_groups(n, args.group_rows, args.candidates) * args.group_read / parallel,
-        "map": n / (args.rate * parallel),
-        "reduce": args.reduce_per_row * n,
-        "checks": args.checks_per_row * n,
-        "geometry": args.geometry,
+    fragments, buckets = layout(n, args.d * args.itemsize)
+    per_bucket = n / buckets
+    reduce = per_bucket / args.sort_rate + 2 * args.duplicates * per_bucket / args.take_rate
+    out = {
+        "fragments": fragments,
+        "buckets": buckets,
+        "map": n / (w * args.rate * args.efficiency),
+        "shuffle": math.ceil(buckets / w) * reduce,
+        "driver": args.queries + args.geometry,
+        "read_gbps": n * args.d * args.itemsize / (n / (w * args.rate * args.efficiency)) / 1e9,
+        "traffic_gb": n * ENTRY_BYTES / 1e9,
+        "driver_gib": args.driver_base + fragments * (buckets + 1) * args.ref_bytes / 2**30,
+        "reduce_gib": per_bucket * ENTRY_BYTES * args.reduce_copies / 2**30,
     }
-    parts["total"] = sum(parts.values())
-    return parts
+    out["total"] = out["map"] + out["shuffle"] + out["driver"]
+    return out
 
 
 def clock(seconds: float) -> str:
@@ -51,28 +69,34 @@ def clock(seconds: float) -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--rate", type=float, default=26_902, help="rows per worker-second")
+    parser.add_argument("--n", type=int, nargs="+", default=[5_850_000_000])
+    parser.add_argument("--d", type=int, default=768)
+    parser.add_argument("--itemsize", type=int, default=2, help="bytes per stored value")
+    parser.add_argument("--workers", type=int, nargs="+", default=[64, 128, 256])
+    parser.add_argument("--rate", type=float, default=40_428, help="rows per worker-second")
     parser.add_argument("--efficiency", type=float, default=0.9, help="parallel efficiency")
-    parser.add_argument("--group-rows", type=int, default=65_536, help="rows per row group")
-    parser.add_argument("--group-read", type=float, default=0.44, help="worker-s per row group")
-    parser.add_argument("--candidates", type=int, default=1_016, help="candidate query rows")
-    parser.add_argument("--reduce-per-row", type=float, default=9.9e-8, help="driver s per row")
-    parser.add_argument("--checks-per-row", type=float, default=9.1e-8, help="driver s per row")
-    parser.add_argument("--geometry", type=float, default=1.65, help="driver s, constant")
-    parser.add_argument("--driver-bytes-per-row", type=float, default=34)
-    parser.add_argument("--n", type=int, nargs="+", default=[100_000_000, 1_000_000_000])
-    parser.add_argument("--workers", type=int, nargs="+", default=[8, 32, 128])
+    parser.add_argument("--sort-rate", type=float, default=23.9e6, help="entries/s per reduce")
+    parser.add_argument("--take-rate", type=float, default=209_830, help="rows/s read by pread")
+    parser.add_argument("--duplicates", type=float, default=0.05, help="share of repeated rows")
+    parser.add_argument("--queries", type=float, default=3.5, help="driver s, query rows")
+    parser.add_argument("--geometry", type=float, default=1.23, help="driver s, constant")
+    parser.add_argument("--driver-base", type=float, default=0.54, help="GiB, measured at 768-d")
+    parser.add_argument("--ref-bytes", type=float, default=1024, help="driver bytes per object")
+    parser.add_argument("--reduce-copies", type=float, default=2.5, help="bucket copies held")
     args = parser.parse_args()
-    print("| rows | workers | queries | map | reduce | checks | geometry | total | driver RAM |")
-    print("|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+    print(
+        "| rows | workers | fragments × buckets | map | shuffle | driver | total | read "
+        "| shuffle traffic | driver RAM | reduce task RAM |"
+    )
+    print("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
     for n in args.n:
         for w in args.workers:
             p = predict(n, w, args)
-            ram = args.driver_bytes_per_row * n / 2**30
             print(
-                f"| {n:,} | {w} | {p['queries']:.0f} s | {p['map']:.0f} s | {p['reduce']:.0f} s "
-                f"| {p['checks']:.0f} s | {p['geometry']:.1f} s | **{clock(p['total'])}** "
-                f"| {ram:.1f} GiB |"
+                f"| {n:,} | {w} | {p['fragments']:,} × {p['buckets']} | {clock(p['map'])} "
+                f"| {p['shuffle']:.0f} s | {p['driver']:.0f} s | **{clock(p['total'])}** "
+                f"| {p['read_gbps']:.1f} GB/s | {p['traffic_gb']:.0f} GB "
+                f"| {p['driver_gib']:.1f} GiB | {p['reduce_gib']:.2f} GiB |"
             )
 
 

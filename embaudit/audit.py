@@ -48,7 +48,7 @@ from embaudit.reports import (
 )
 from embaudit.sources import EmbeddingSource, accepts, open_source
 
-#: What the functions read: a path (a file, a directory of parquet files, a URI), an (n, d)
+#: What the functions read: a path (a file, a directory of files of one kind, a URI), an (n, d)
 #: float array, or an opened source.
 Source = str | os.PathLike[str] | npt.NDArray[np.floating[Any]] | EmbeddingSource
 
@@ -64,7 +64,7 @@ def audit(
 ) -> CheckReport:
     """Audit embeddings and return the typed report that ``embaudit check`` renders.
 
-    ``source`` is a path (``.npy``, ``.npz``, ``.parquet``, a directory of parquet files, a
+    ``source`` is a path (``.npy``, ``.npz``, ``.parquet``, a directory of files of one kind, a
     parquet URI), a 2-D float array of shape (n, d), or a column of vectors in memory (a pandas
     Series, a pyarrow array, or a table or DataFrame with ``column`` naming it and ``id_column``
     its ids; a null vector is a row EA001 reports, as in a file). The options are a
@@ -87,7 +87,7 @@ def audit(
     input.
     """
     with _configured(CheckOptions, options, config, parameters, source) as options:
-        opened = _open(source, options)
+        opened = _open(source, options, ids_from=options.ids_from)
         queries = _query_source(opened, options)
         old = None if baseline is None else _open(baseline, options)
         with _engine(options.engine, options.ray_address, opened, old) as engine:
@@ -236,7 +236,11 @@ def _configured(
         yield build(kind, merge(kind, found, {}), **parameters)
 
 
-def _open(source: Source, options: CheckOptions | CompareOptions | GaugeOptions) -> EmbeddingSource:
+def _open(
+    source: Source,
+    options: CheckOptions | CompareOptions | GaugeOptions,
+    ids_from: str | None = None,
+) -> EmbeddingSource:
     return open_source(
         source,
         key=options.key,
@@ -244,6 +248,7 @@ def _open(source: Source, options: CheckOptions | CompareOptions | GaugeOptions)
         id_column=options.id_column,
         table=options.table,
         where=options.where,
+        ids_from=ids_from,
     )
 
 

@@ -37,9 +37,20 @@ from threadpoolctl import threadpool_limits
 
 from embaudit.errors import EmbauditError, IncompleteError, UsageError
 from embaudit.knn import NeighborList, NeighborSearch
-from embaudit.sources import EmbeddingSource, Fragment, ParquetSource
+from embaudit.sources import ArraySource, EmbeddingSource, Fragment, ParquetSource, ShardedSource
 from embaudit.sources.base import available_cores
-from embaudit.stats import CleanRows, PartStats, RowCollector, ScanStats, finish, fold_fragment
+from embaudit.stats import (
+    CleanRows,
+    Duplicates,
+    PartMerge,
+    PartStats,
+    RowCollector,
+    ScanStats,
+    finish,
+    fold_fragment,
+    sketched,
+)
+from embaudit.stats.shuffle import bucket_count, reduce_bucket, split_part
 
 Ints = npt.NDArray[np.int64]
 Values = npt.NDArray[np.floating[Any]]
@@ -137,10 +148,11 @@ def map_fragment(
     workers: list[_Worker] | None = None,
     chunk_rows: int | None = None,
     on_chunk: Callable[[int], None] | None = None,
+    sketch: bool | None = None,
 ) -> _FragmentResult:
     """The map step: read one fragment and fold it into its statistics, and into each worker's
     search and sample (one worker with fresh ones from the plan when not given, whose lists
-    and rows the result carries)."""
+    and rows the result carries). ``sketch``: as :func:`fold_fragment`'s."""
     workers = workers if workers is not None else [_Worker.fresh(plan)]
     started = time.perf_counter()
     part = fold_fragment(
@@ -150,6 +162,7 @@ def map_fragment(
         chunk_rows=chunk_rows,
         on_chunk=on_chunk,
         statistics=plan.statistics,
+        sketch=sketch,
     )
     timings = {"map": time.perf_counter() - started}  # wall seconds of this fragment
     for worker in workers:
@@ -254,7 +267,7 @@ class LocalEngine(Engine):
         chunk_rows: int | None = None,
         on_rows: Callable[[int], None] | None = None,
     ) -> PassResult:
-        parts: list[PartStats] = []
+        parts = PartMerge(source)  # folded in row order as they come
         timings: dict[str, float] = {}
         workers = [_Worker.of(plan)]
         workers += [_Worker.fresh(plan) for _ in range(self.workers - 1)]
@@ -269,12 +282,13 @@ class LocalEngine(Engine):
                     on_chunk=on_rows,
                 )
                 if result.part is not None:
-                    parts.append(result.part)
+                    parts.add(result.part)
                 _add_timings(timings, result.timings)
         mark = time.perf_counter()
         for worker in workers[1:]:
             worker.merge_into(plan)
         timings["merge"] = time.perf_counter() - mark
+        source.confirm_unchanged()
         stats = _reduce(self, source, parts, timings) if plan.statistics else None
         return PassResult(stats, plan.sample, timings)
 
@@ -289,11 +303,16 @@ _cores = available_cores
 
 
 def _reduce(
-    engine: Engine, source: EmbeddingSource, parts: list[PartStats], timings: dict[str, float]
+    engine: Engine,
+    source: EmbeddingSource,
+    parts: PartMerge,
+    timings: dict[str, float],
+    duplicates: Duplicates | None = None,
 ) -> ScanStats:
-    """The reduce step on the driver, timed: merge in row order, then the duplicate check."""
+    """The reduce step on the driver, timed: merge in row order, then the duplicate check
+    (unless the engine found the ``duplicates`` itself)."""
     started = time.perf_counter()
-    stats = finish(source, parts, functools.partial(engine.take, source))
+    stats = finish(source, parts, functools.partial(engine.take, source), duplicates)
     timings["reduce"] = time.perf_counter() - started
     return stats
 
@@ -355,15 +374,20 @@ class RayEngine(Engine):
             scheduling_strategy="SPREAD",
         )
         self._map, self._take = remote(_remote_map), remote(_remote_take)
+        self._reduce_bucket = remote(reduce_bucket)
 
     @staticmethod
     def check_source(source: EmbeddingSource) -> None:
-        if not isinstance(source, ParquetSource):
-            raise UsageError(
-                f"--engine ray reads parquet datasets (a file, a directory or a URI such as "
-                f"s3://bucket/prefix); {source.path or 'an in-memory array'} is {source.format}: "
-                "convert it to parquet or use --engine local"
-            )
+        if isinstance(source, ParquetSource | ShardedSource):
+            return
+        if isinstance(source, ArraySource) and (not source.mapped or source.reopen is not None):
+            return
+        raise UsageError(
+            "--engine ray reads parquet datasets (a file, a directory or a URI such as "
+            "s3://bucket/prefix) and .npy, .npz, .fvecs/.bvecs, .fbin (and the other big-ann "
+            f"files) and .safetensors files and directories of them; {source.path} is "
+            f"{source.format}: convert it or use --engine local"
+        )
 
     def run(
         self,
@@ -375,17 +399,31 @@ class RayEngine(Engine):
     ) -> PassResult:
         self.check_source(source)
         ray = self._ray
-        fragments = source.fragments()
         source_ref, plan_ref = ray.put(source), ray.put(plan)
-        pending = {
-            self._map.remote(source_ref, fragment, plan_ref, chunk_rows): fragment
-            for fragment in fragments
+        sketch = sketched(source.n)
+        # A source summarized by a sketch has its duplicates found by a shuffle on the workers.
+        fragments = source.fragments()
+        buckets = bucket_count(source.n, len(fragments)) if sketch and plan.statistics else 0
+        pending: dict[Any, Fragment] = {}
+        outputs = []
+        for fragment in fragments:
+            refs: Any = self._map.options(num_returns=buckets + 1).remote(
+                source_ref, fragment, plan_ref, chunk_rows, sketch, buckets
+            )
+            refs = [refs] if not buckets else refs
+            pending[refs[0]] = fragment
+            outputs.append(refs[1:])
+        reduces = {
+            self._reduce_bucket.remote(source_ref, *[output[b] for output in outputs]): Fragment(
+                b, 0, source.n, f"{source.path}: duplicate bucket {b + 1} of {buckets}"
+            )
+            for b in range(buckets)
         }
-        parts: list[PartStats] = []
+        parts = PartMerge(source)  # folded in row order as they come
         timings: dict[str, float] = {}
         for fragment, result in self._completed(pending):
             if result.part is not None:
-                parts.append(result.part)
+                parts.add(result.part)
             _add_timings(timings, result.timings)
             mark = time.perf_counter()
             for searched, lists in zip(plan.searches, result.lists, strict=True):
@@ -395,7 +433,10 @@ class RayEngine(Engine):
             timings["merge"] = timings.get("merge", 0.0) + time.perf_counter() - mark
             if on_rows is not None:
                 on_rows(fragment.n)
-        stats = _reduce(self, source, parts, timings) if plan.statistics else None
+        found = [duplicates for _, duplicates in self._completed(reduces)]
+        source.confirm_unchanged()
+        duplicates = Duplicates.merged(found) if buckets else None
+        stats = _reduce(self, source, parts, timings, duplicates) if plan.statistics else None
         return PassResult(stats, plan.sample, timings)
 
     def take(self, source: EmbeddingSource, rows: Ints) -> Values:
@@ -487,9 +528,18 @@ class _RayConsole:
 
 
 def _remote_map(
-    source: EmbeddingSource, fragment: Fragment, plan: PassPlan, chunk_rows: int | None
-) -> _FragmentResult:
-    return map_fragment(source, fragment, plan, chunk_rows=chunk_rows)
+    source: EmbeddingSource,
+    fragment: Fragment,
+    plan: PassPlan,
+    chunk_rows: int | None,
+    sketch: bool,
+    buckets: int,
+) -> Any:
+    """The map task: the fragment's result, then (with ``buckets``) its shuffle's buckets."""
+    result = map_fragment(source, fragment, plan, chunk_rows=chunk_rows, sketch=sketch)
+    if not buckets or result.part is None:
+        return result
+    return (result, *split_part(result.part, buckets))
 
 
 def _remote_take(source: EmbeddingSource, rows: Ints) -> Values:

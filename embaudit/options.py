@@ -34,6 +34,7 @@ from embaudit.model import Status, TrainedWith
 from embaudit.params import (
     COLUMN,
     ID_COLUMN,
+    IDS_FROM,
     KEY,
     QUERIES,
     QUERY_COLUMN,
@@ -337,6 +338,7 @@ class CheckOptions(_Common, _Passes):
     query_key: str | None = declare(QUERY_KEY)
     query_column: str | None = declare(QUERY_COLUMN)
     rows_out: Path | None = declare(ROWS_OUT)
+    ids_from: str | None = declare(IDS_FROM)
 
     def __post_init__(self) -> None:
         super().__post_init__()

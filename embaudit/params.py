@@ -244,6 +244,13 @@ def _text_param(flag: str, help: str, location: bool = False) -> Param:
     return Param(None, rule, flag, help, optional=True, in_config=True)
 
 
+IDS_FROM = _text_param(
+    "--ids-from",
+    "Row ids from this parquet file or directory of parquet files (the metadata beside a "
+    "directory of .npy/.fbin/.safetensors shards: file by file, row by row, in path order), "
+    "used in findings. The column: --id-column, else 'id', else the only one.",
+    location=True,
+)
 QUERY_FILE = _text_param(
     "--query-file",
     "Take the query rows from this file (real user queries, the other tower of a two-tower "

@@ -29,9 +29,18 @@ from embaudit.errors import IncompleteError, InputError, UsageError
 from embaudit.knn import Block, NeighborSearch, exact_lists
 from embaudit.measurement.sampling import Sampling
 from embaudit.measurement.steps import measure
-from embaudit.sources import Chunk, Fragment, ParquetSource, open_source
+from embaudit.sources import Chunk, Fragment, ParquetSource, ShardedSource, open_source
 from embaudit.sources import parquet as parquet_module
-from embaudit.stats import CleanRows, clean_mask, fold_fragment, row_norms, scan
+from embaudit.sources import shards as shards_module
+from embaudit.stats import (
+    CleanRows,
+    clean_mask,
+    fold_fragment,
+    norm_summary,
+    row_norms,
+    scan,
+    shuffle,
+)
 
 D = 24
 
@@ -181,14 +190,16 @@ def test_search_lists_merged_from_parts_equal_one_search(part_step: int) -> None
             assert np.all(np.abs(got_scores[extra] - want_scores[-1]) <= tolerance), metric
 
 
-def test_local_engine_name_and_options() -> None:
+def test_local_engine_name_and_options(tmp_path: Path) -> None:
     assert make_engine("local").name == "local"
     with pytest.raises(UsageError, match="--ray-address applies to --engine ray"):
         make_engine("local", "auto")
     with pytest.raises(UsageError, match="--engine must be one of local, ray"):
         make_engine("spark")
-    with pytest.raises(UsageError, match=r"reads parquet datasets.*use --engine local"):
-        make_engine("ray", None, [open_source(np.ones((4, 2)))])
+    lines = tmp_path / "rows.jsonl"
+    lines.write_text('{"embedding": [1.0, 2.0]}\n{"embedding": [2.0, 1.0]}\n')
+    with pytest.raises(UsageError, match=r"reads parquet datasets.*rows.jsonl is jsonl.*local"):
+        make_engine("ray", None, [open_source(lines)])
 
 
 def test_a_dataset_of_many_files_keeps_few_open(tmp_path: Path) -> None:
@@ -424,6 +435,118 @@ def test_a_corrupt_fragment_is_an_input_error_naming_its_file(
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith(f"embaudit: error: {victim}: cannot read")
     assert result.stdout == ""
+
+
+@pytest.fixture
+def shard_directory(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A directory of .npy shards cut into fragments of 800 rows, across the shards."""
+    monkeypatch.setattr(shards_module, "FRAGMENT_BYTES", 800 * D * 4)
+    folder = tmp_path / "img_emb"
+    folder.mkdir()
+    x = _vectors(3600)
+    for index, (start, stop) in enumerate(itertools.pairwise((0, 1000, 1001, 2500, 3600))):
+        np.save(folder / f"img_emb_{index:04d}.npy", x[start:stop])
+    return folder
+
+
+def test_ray_reads_a_directory_of_npy_shards_as_the_local_engine(
+    cluster: Any, shard_directory: Path
+) -> None:
+    source = open_source(shard_directory)
+    assert len(source.fragments()) == 5
+    local = embaudit.audit(source, seed=3)
+    remote = embaudit.audit(source, seed=3, engine=RayEngine())
+    assert _comparable(remote) == _comparable(local)
+    duplicates = next(check for check in remote.checks if check.code == "EA003")
+    assert duplicates.metrics["examples"][0]["rows"] == [11, 2900]  # across shards
+
+
+def test_ray_reads_one_memory_mapped_file_as_the_local_engine(cluster: Any, tmp_path: Path) -> None:
+    path = tmp_path / "vectors.npy"
+    np.save(path, _vectors(3600))
+    local = embaudit.audit(path, seed=5)
+    assert _comparable(embaudit.audit(path, seed=5, engine="ray")) == _comparable(local)
+
+
+class CrashingShards(ShardedSource):
+    """CrashingSource's crash, on a directory of shards."""
+
+    def __init__(self, *args: Any, markers: Path, victim: int, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.markers, self.victim = markers, victim
+
+    def read(self, fragment: Fragment, chunk_rows: int | None = None) -> Iterator[Chunk]:
+        in_worker = ray.get_runtime_context().worker.mode == ray.WORKER_MODE
+        if in_worker and fragment.index == self.victim and not any(self.markers.iterdir()):
+            (self.markers / "crash-0").touch()
+            os._exit(1)
+        yield from super().read(fragment, chunk_rows)
+
+
+def test_a_shard_task_that_dies_is_retried_and_one_gone_is_named(
+    cluster: Any, shard_directory: Path, tmp_path: Path
+) -> None:
+    markers = tmp_path / "markers"
+    markers.mkdir()
+    opened = open_source(shard_directory)
+    assert isinstance(opened, ShardedSource)
+    files = sorted(shard_directory.iterdir())
+    flaky = CrashingShards(str(shard_directory), files, opened._opener, markers=markers, victim=3)
+    report = embaudit.audit(flaky, seed=3, engine=RayEngine())
+    assert [path.name for path in markers.iterdir()] == ["crash-0"]
+    assert _comparable(report) == _comparable(embaudit.audit(opened, seed=3))
+    files[2].unlink()  # the workers open their shards anew: one is gone
+    with pytest.raises(InputError, match=r"img_emb_0002\.npy: disappeared during the run"):
+        embaudit.audit(opened, engine=RayEngine())
+
+
+class DyingTake(ParquetSource):
+    """Kills its worker the first time a task reads rows by position (the shuffle's reduce
+    confirming its candidates)."""
+
+    def __init__(self, *args: Any, markers: Path, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.markers = markers
+
+    def take(self, rows: Any) -> Any:
+        in_worker = ray.get_runtime_context().worker.mode == ray.WORKER_MODE
+        if in_worker and not any(self.markers.iterdir()):
+            (self.markers / "killed").touch()
+            os._exit(1)
+        return super().take(rows)
+
+
+def _sketch_comparable(report: Any) -> dict[str, Any]:
+    """_comparable without EA101's quantiles: the sketch compacts at random."""
+    out = _comparable(report)
+    for check in out["checks"]:
+        if check["code"] == "EA101":
+            for key in ("p1", "p50", "p99", "histogram"):
+                check["metrics"].pop(key)
+            check.pop("value"), check.pop("message")
+    verdict = out["verdict"]
+    verdict["reasons"] = [reason for reason in verdict["reasons"] if "EA101" not in reason]
+    return out
+
+
+def test_the_shuffle_on_ray_finds_the_duplicates_of_the_local_engine(
+    cluster: Any, dataset: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Sketched norms and duplicates found by a shuffle of 4 buckets, one of whose reduce
+    tasks dies once: the report of the local engine, quantiles within the sketch's error."""
+    monkeypatch.setattr(norm_summary, "SKETCH_ROWS", 1000)
+    monkeypatch.setattr(shuffle, "BUCKET_BYTES", 3600 * 16 // 4)
+    markers = tmp_path / "markers"
+    markers.mkdir()
+    local = embaudit.audit(open_source(dataset), seed=2)
+    remote = embaudit.audit(DyingTake(dataset, markers=markers), seed=2, engine=RayEngine())
+    assert [path.name for path in markers.iterdir()] == ["killed"]  # a reduce task died once
+    assert _sketch_comparable(remote) == _sketch_comparable(local)
+    duplicates = next(check for check in remote.checks if check.code == "EA003")
+    assert [group["rows"] for group in duplicates.metrics["examples"]] == [[11, 2900], [3000, 3100]]
+    norms = [next(c for c in r.checks if c.code == "EA101").metrics for r in (local, remote)]
+    for key in ("p1", "p50", "p99"):
+        assert norms[1][key] == pytest.approx(norms[0][key], rel=0.05)
 
 
 def test_cli_check_with_the_ray_engine(cli: Any, cluster: Any, dataset: Path) -> None:

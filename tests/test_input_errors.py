@@ -92,6 +92,23 @@ def directory(path: Path, *empty_files: str, **parquet_files: pa.Table) -> None:
 
 
 @writes
+def shards(path: Path, **files: np.ndarray | pa.Table | str) -> None:
+    """A directory of files named by the keywords (``a_npy=`` writes a.npy): arrays as .npy or
+    .npz, tables as parquet, text as it is."""
+    path.mkdir()
+    for key, content in files.items():
+        name = path / key.replace("_", ".")
+        if isinstance(content, str):
+            name.write_text(content)
+        elif isinstance(content, pa.Table):
+            pq.write_table(content, name)
+        elif name.suffix == ".npz":
+            np.savez(name, x=content)
+        else:
+            np.save(name, content)
+
+
+@writes
 def fifo(path: Path) -> None:
     os.mkfifo(path)  # the check must refuse it without blocking on a read
 
@@ -263,7 +280,39 @@ CASES = [
     Case(
         "empty_directory",
         directory("nothing", "_SUCCESS"),
-        "nothing: directory holds no .parquet files",
+        "nothing: directory holds no vector files",
+    ),
+    # directories of shards
+    Case(
+        "directory_of_mixed_kinds",
+        shards("exports", a_npy=V, b_npz=V, c_parquet=pa.table({"e": _fixed(V)}), notes_txt="x"),
+        "exports: mixed kinds (.npy: 1, .npz: 1, .parquet: 1) and files that hold no vectors "
+        "(notes.txt); give one file or a directory of one kind",
+    ),
+    Case(
+        "stray_file_beside_shards",
+        shards("stray", a_npy=V, b_npy=V, README="read me"),
+        "stray: files that hold no vectors (README)",
+    ),
+    Case(
+        "stray_file_beside_parquet_shards",
+        shards("pq", a_parquet=pa.table({"e": _fixed(V)}), b_json="{}"),
+        "pq: files that hold no vectors (b.json)",
+    ),
+    Case(
+        "shards_of_different_dimensions",
+        shards("dims", a_npy=V, b_npy=_vectors(6, 5)),
+        "dims/b.npy: has dimension 5, but … dims/a.npy has 4",
+    ),
+    Case(
+        "shards_of_different_dtypes",
+        shards("types", a_npy=V, b_npy=V.astype(np.float16)),
+        "types/b.npy: holds float16, but … types/a.npy holds float32",
+    ),
+    Case(
+        "ids_from_on_parquet",
+        parquet("own.parquet --ids-from own.parquet", emb=_fixed(V)),
+        "--ids-from applies to … own.parquet has its own (--id-column)",
     ),
     # any path
     Case(

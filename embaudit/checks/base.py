@@ -6,15 +6,12 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, TypedDict
 
-import numpy as np
-import numpy.typing as npt
-
 from embaudit.codes import CODES
 from embaudit.measurement.neighbors import Neighbors
 from embaudit.measurement.sample import Geometry
 from embaudit.measurement.steps import PARTS
 from embaudit.model import CheckResult, Finding, Level, Status, Verdict
-from embaudit.stats import ScanStats
+from embaudit.stats import NormSummary, ScanStats
 
 if TYPE_CHECKING:
     from embaudit.compare import FilesComparison
@@ -27,7 +24,7 @@ class Baseline:
 
     path: str | None
     comparison: FilesComparison
-    norms: npt.NDArray[np.float64]  # clean norms of the baseline
+    norms: NormSummary  # the baseline's clean norms
     verdict: Verdict
 
 

@@ -3,23 +3,12 @@ stability, EA602 norm shift, EA603 verdict change."""
 
 from __future__ import annotations
 
-import numpy as np
-
 from embaudit.checks.base import AuditData, Baseline, register
 from embaudit.checks.common import warned_if
 from embaudit.model import Finding, Status
+from embaudit.stats import ks_statistic
 
 NO_BASELINE = "needs --baseline"
-
-
-def ks_statistic(a: np.ndarray, b: np.ndarray) -> float:
-    """Two-sample Kolmogorov–Smirnov statistic: the largest gap between the empirical CDFs."""
-    a, b = np.sort(a), np.sort(b)
-    grid = np.concatenate([a, b])
-    gap = np.searchsorted(a, grid, side="right") / len(a) - np.searchsorted(
-        b, grid, side="right"
-    ) / len(b)
-    return float(np.abs(gap).max())
 
 
 def _baseline(data: AuditData) -> Baseline:
@@ -97,11 +86,11 @@ def neighbour_stability(data: AuditData, threshold: float) -> Finding:
 )
 def norm_shift(data: AuditData, threshold: float) -> Finding:
     baseline = _baseline(data).norms
-    current = data.stats.clean_norms
-    if not len(baseline) or not len(current):
+    current = data.stats.norm_summary
+    if not baseline.count or not current.count:
         return Finding(Status.SKIP, None, "needs finite, non-zero rows in both exports")
     statistic = ks_statistic(baseline, current)
-    old_median, new_median = float(np.median(baseline)), float(np.median(current))
+    [old_median], [new_median] = baseline.quantiles([0.5]), current.quantiles([0.5])
     change = new_median / old_median - 1
     metrics = {
         "ks_statistic": statistic,

@@ -146,9 +146,13 @@ def common_direction(data: AuditData, threshold: float) -> Finding:
     stats = data.stats
     if stats.n_clean < 2:
         return Finding(Status.SKIP, None, FEW_ROWS)
-    norms = stats.clean_norms
-    scale = float(norms.max())
-    ratio = float(np.linalg.norm(stats.moments.mean / scale) / np.mean(norms / scale))
+    norms = stats.norm_summary
+    scale = norms.max
+    if norms.exact is not None:
+        mean_length = float(np.mean(norms.exact / scale))
+    else:
+        mean_length = norms.mean / scale
+    ratio = float(np.linalg.norm(stats.moments.mean / scale) / mean_length)
     metrics = {"ratio": ratio, "reference": 1 / math.sqrt(stats.n_clean)}
     if ratio > threshold:
         return Finding(

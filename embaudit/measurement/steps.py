@@ -43,7 +43,7 @@ from embaudit.measurement.sample import Geometry, sample_geometry
 from embaudit.measurement.sampling import Sampling, gauge_corpus
 from embaudit.random_streams import Stream, generator
 from embaudit.sources import EmbeddingSource
-from embaudit.stats import DEAD_RATIO, RowCollector, ScanStats, row_norms
+from embaudit.stats import DEAD_RATIO, RowCollector, ScanStats, clean_mask, row_norms
 
 Floats = npt.NDArray[np.float64]
 Ints = npt.NDArray[np.int64]
@@ -397,5 +397,16 @@ def _neighbors(
         measured,
         canonical_scale=planned.canonical,
         canonical_rows=drawn.scale_positions,
-        gauge_rows_searched=None if positions is None else int(stats.clean[positions].sum()),
+        gauge_rows_searched=None if positions is None else _clean_among(stats, source, positions),
     )
+
+
+def _clean_among(stats: ScanStats, source: EmbeddingSource, positions: Ints) -> int:
+    """How many of the rows at ``positions`` are clean: from the pass's clean rows, or (when the
+    engine did not bring them back: a source of billions of rows) from the rows themselves."""
+    if stats.clean is not None:
+        return int(stats.clean[positions].sum())
+    ordered, clean = np.sort(positions), 0
+    for start in range(0, len(ordered), 8192):  # a few MB of rows at a time
+        clean += int(clean_mask(source.take(ordered[start : start + 8192]), source.dtype).sum())
+    return clean

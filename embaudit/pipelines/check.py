@@ -355,7 +355,7 @@ def _baseline(
         on_pass=lambda source: run.reporting("neighbours of", source),
         engine=run.engine,
     )
-    return Baseline(old.path, comparison, measured.stats.clean_norms, verdict)
+    return Baseline(old.path, comparison, measured.stats.norm_summary, verdict)
 
 
 #: ``--index`` words that are not faiss specs: search the stored index live through the store,

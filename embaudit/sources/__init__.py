@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import os
 from pathlib import Path
 from typing import Any
@@ -15,6 +16,7 @@ from embaudit.sources.lance_dataset import LanceSource
 from embaudit.sources.memory import open_in_memory
 from embaudit.sources.parquet import ParquetSource
 from embaudit.sources.postgres import PostgresSource, is_postgres
+from embaudit.sources.shards import ShardedSource, list_directory
 from embaudit.sources.tensors import open_safetensors
 from embaudit.sources.text import TextSource
 from embaudit.sources.vecs import BIGANN, TEXMEX, open_vectors
@@ -26,6 +28,7 @@ __all__ = [
     "Fragment",
     "ParquetSource",
     "PostgresSource",
+    "ShardedSource",
     "TextSource",
     "open_source",
 ]
@@ -53,7 +56,12 @@ _APPLIES_TO = {
     "id_column": "parquet, JSON Lines, CSV, Lance and PostgreSQL input",
     "table": "PostgreSQL sources (postgresql://…)",
     "where": "PostgreSQL sources (postgresql://…)",
+    "ids_from": ".npy, .fbin, .safetensors (… ) files and directories of them",
 }
+#: Each suffix's kind of file: a directory holds one kind (.h5 and .hdf5 are one).
+_KINDS = {suffix: format for suffix, (format, _) in FORMATS.items()}
+#: Formats whose rows carry their own ids (--id-column), which --ids-from does not replace.
+_OWN_IDS = frozenset({"parquet", "jsonl", "csv", "lance"})
 
 
 def open_source(
@@ -64,23 +72,32 @@ def open_source(
     id_column: str | None = None,
     table: str | None = None,
     where: str | None = None,
+    ids_from: str | os.PathLike[str] | None = None,
 ) -> EmbeddingSource:
-    """Open a path (``.npy``, ``.npz``, ``.parquet`` or a directory of parquet files,
-    ``.jsonl`` / ``.ndjson``, ``.csv``, ``.fvecs`` / ``.bvecs``, ``.fbin`` / ``.f16bin`` /
-    ``.u8bin`` / ``.i8bin``, ``.safetensors``, ``.h5`` / ``.hdf5``, a ``.lance`` dataset
-    directory), a parquet URI, a PostgreSQL URI (``postgresql://…`` with ``table``), or wrap an
-    in-memory 2-D float array.
+    """Open a path (``.npy``, ``.npz``, ``.parquet``, ``.jsonl`` / ``.ndjson``, ``.csv``,
+    ``.fvecs`` / ``.bvecs``, ``.fbin`` / ``.f16bin`` / ``.u8bin`` / ``.i8bin``, ``.safetensors``,
+    ``.h5`` / ``.hdf5``, a ``.lance`` dataset directory, or a directory of files of one of those
+    kinds: see :mod:`embaudit.sources.shards`), a parquet URI, a PostgreSQL URI
+    (``postgresql://…`` with ``table``), or wrap an in-memory 2-D float array.
 
     ``key`` picks the array of an ``.npz``, the tensor of a ``.safetensors`` file or the
     dataset of an HDF5 file; ``column`` and ``id_column`` name the columns holding the vectors
     and the row ids (parquet, JSON Lines, CSV, Lance, PostgreSQL), and ``column`` the column of
     an in-memory pyarrow table or pandas DataFrame; ``table`` the PostgreSQL table and ``where``
-    an SQL predicate selecting its rows. Options that do not apply to the format are usage
-    errors.
+    an SQL predicate selecting its rows; ``ids_from`` a parquet file or directory of the row ids
+    of a file or directory of arrays (the column: ``id_column``, else ``id``, else the only one).
+    Options that do not apply to the format are usage errors.
     """
     options = {"key": key, "column": column, "id_column": id_column, "table": table, "where": where}
+    if ids_from is not None:
+        ids_from = os.fspath(ids_from)
     if isinstance(source, EmbeddingSource):
         return source
+    if ids_from is not None and (
+        not isinstance(source, str | os.PathLike)
+        or (isinstance(source, str) and (is_postgres(source) or _is_uri(source)))
+    ):
+        raise _not_for("ids_from", f"{_APPLIES_TO['ids_from']}, not {_named(source)}")
     if not isinstance(source, str | os.PathLike):
         for name in ("key", "table"):
             if options[name] is not None:
@@ -95,38 +112,99 @@ def open_source(
             raise _not_for(name, f"{_APPLIES_TO[name]}, not {source}")
     if isinstance(source, str) and _is_uri(source):
         return _open_uri(source, key=key, column=column, id_column=id_column)
-    path = Path(source)
+    return _open_local(Path(source), options, ids_from)
+
+
+def _named(source: Any) -> str:
+    return str(source) if isinstance(source, str | os.PathLike) else "an array in memory"
+
+
+def _open_local(
+    path: Path, options: dict[str, str | None], ids_from: str | None
+) -> EmbeddingSource:
+    """A local file, or a directory read whole (one kind of vector file) or refused."""
     if not path.exists():
         raise InputError(path, "no such file or directory")
     if not (path.is_file() or path.is_dir()):
         raise InputError(path, "not a regular file or directory")
+    key, column, id_column = options["key"], options["column"], options["id_column"]
     suffix = path.suffix.lower()
+    listing = None
     if path.is_dir() and suffix != ".lance":
-        suffix = ".parquet"  # a directory of parquet files
+        listing = list_directory(path, _KINDS, str(path))
+        suffix = listing.kind
     if suffix not in FORMATS:
         raise InputError(
             path,
             f"unknown file type {path.suffix or '(no extension)'!r}; expected one of "
-            f"{', '.join(SUFFIXES)} or a directory of parquet files",
+            f"{', '.join(SUFFIXES)} or a directory of them",
         )
     format, accepted = FORMATS[suffix]
+    if ids_from is not None:
+        if format in _OWN_IDS:
+            raise _not_for(
+                "ids_from", f"{_APPLIES_TO['ids_from']}; {path} has its own (--id-column)"
+            )
+        accepted = accepted | {"id_column"}
     for name, option in options.items():
         if option is not None and name not in accepted:
             raise _not_for(name, f"{_APPLIES_TO[name]}, not {path}")
+    opener = functools.partial(
+        _open_path,
+        format=format,
+        key=key,
+        column=column,
+        id_column=None if ids_from is not None else id_column,
+    )
+    if listing is not None and format == "parquet":
+        opened: EmbeddingSource = _open_path(path, "parquet", column=column, id_column=id_column)
+    elif listing is not None or ids_from is not None:
+        files = listing.files if listing is not None else [path]
+        opened = ShardedSource(
+            str(path),
+            files,
+            opener,
+            listing=listing,
+            ids_from=ids_from,
+            id_column=id_column,
+            cut=listing is not None,
+        )
+    else:
+        opened = opener(path)
+    if listing is not None:
+        opened.ignored = tuple(listing.ignored)
+    return opened
+
+
+def _open_path(
+    path: Path,
+    format: str,
+    *,
+    key: str | None = None,
+    column: str | None = None,
+    id_column: str | None = None,
+) -> EmbeddingSource:
+    """The file (or parquet directory) at ``path``, its OS errors as input errors naming it.
+    A memory-mapped array opens again from ``path`` when it travels to another process."""
     try:
-        return _open_file(path, format, key=key, column=column, id_column=id_column)
+        source = _open_file(path, format, key=key, column=column, id_column=id_column)
     except PermissionError:
         raise InputError(path, "permission denied") from None
     except IsADirectoryError:
         raise InputError(path, "is a directory") from None
     except OSError as exc:
         raise InputError(path, f"cannot read ({exc.strerror or exc})") from None
+    if isinstance(source, ArraySource):
+        source.reopen = functools.partial(
+            _open_path, path, format, key=key, column=column, id_column=id_column
+        )
+    return source
 
 
 def accepts(location: str | os.PathLike[str], option: str) -> bool:
     """Whether the input at ``location`` takes the input option ``option`` (``key``,
     ``column``, ``id_column``) by its kind: a PostgreSQL URI the columns, a parquet URI or a
-    file by its suffix (a directory that is not a Lance dataset: parquet)."""
+    file by its suffix, a directory (not a Lance dataset) by the kind of its files."""
     if isinstance(location, str) and is_postgres(location):
         return option in ("column", "id_column")
     if isinstance(location, str) and _is_uri(location):
@@ -134,7 +212,10 @@ def accepts(location: str | os.PathLike[str], option: str) -> bool:
     path = Path(location)
     suffix = path.suffix.lower()
     if path.is_dir() and suffix != ".lance":
-        suffix = ".parquet"
+        try:
+            suffix = list_directory(path, _KINDS, str(path)).kind
+        except InputError:
+            return False  # opening it says why
     return suffix in FORMATS and option in FORMATS[suffix][1]
 
 

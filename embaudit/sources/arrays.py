@@ -10,7 +10,7 @@ import os
 import struct
 import zipfile
 import zlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import IO, Any
 
@@ -72,6 +72,19 @@ class ArraySource(EmbeddingSource):
         if mapping is not None and file is not None:
             start = np.frombuffer(mapping, dtype=np.uint8).__array_interface__["data"][0]
             self._first_byte = array.__array_interface__["data"][0] - start
+        #: Opens this source again from its file (set by ``open_source``): a memory map does
+        #: not pickle, so a mapped source travels to an engine's workers as this call.
+        self.reopen: Callable[[], EmbeddingSource] | None = None
+
+    @property
+    def mapped(self) -> bool:
+        """Whether the rows are a memory map of a file (not an array in memory)."""
+        return self._mapping is not None
+
+    def __reduce_ex__(self, protocol: Any) -> Any:
+        if self._mapping is not None and self.reopen is not None:
+            return (_call, (self.reopen,))
+        return super().__reduce_ex__(protocol)
 
     def _native(self, block: npt.NDArray[Any]) -> npt.NDArray[np.floating[Any]]:
         return np.ascontiguousarray(block, dtype=self.dtype)
@@ -83,6 +96,47 @@ class ArraySource(EmbeddingSource):
             stop = min(start + step, fragment.stop)
             yield Chunk(start, self._native(self._array[start:stop]))
             self._release(start, stop)
+
+    @property
+    def copies_rows(self) -> bool:
+        """Whether :meth:`read_copies` can read this source (a mapped file of row-major rows)."""
+        return (
+            self._first_byte is not None
+            and self._row_stride is not None
+            and _PREAD
+            and type(self).read is ArraySource.read  # no checks of its own while reading
+        )
+
+    def read_copies(self, fragment: Fragment, chunk_rows: int | None = None) -> Iterator[Chunk]:
+        """The chunks of :meth:`read`, read with ``pread`` into arrays of their own instead of
+        through the mapping: a file truncated while it is read is an input error naming it,
+        where touching a page of the mapping past the file's new end kills the process (SIGBUS).
+        Needs :attr:`copies_rows`."""
+        assert self._file is not None and self._first_byte is not None and self._row_stride
+        step = chunk_rows or self.default_chunk_rows()
+        stride, itemsize = self._row_stride, self._array.dtype.itemsize
+        descriptor = os.open(self._file, os.O_RDONLY)
+        try:
+            for start in range(fragment.start, fragment.stop, step):
+                count = min(step, fragment.stop - start)
+                span = (count - 1) * stride + self.d * itemsize
+                raw = bytearray(span)
+                where, got = self._first_byte + start * stride, 0
+                while got < span:
+                    read = os.preadv(descriptor, [memoryview(raw)[got:]], where + got)
+                    if read == 0:
+                        raise InputError(
+                            self.path,
+                            f"truncated while read: rows {start:,}–{start + count:,} end past "
+                            "the end of the file; no report is made from part of the data",
+                        )
+                    got += read
+                rows: npt.NDArray[Any] = np.ndarray(
+                    (count, self.d), dtype=self._array.dtype, buffer=raw, strides=(stride, itemsize)
+                )
+                yield Chunk(start, self._native(rows))
+        finally:
+            os.close(descriptor)
 
     def take(self, rows: npt.ArrayLike) -> npt.NDArray[np.floating[Any]]:
         positions = as_row_positions(rows, self.n)
@@ -154,6 +208,10 @@ class ArraySource(EmbeddingSource):
                 self._advise(mmap.MADV_DONTNEED, first, last - first)
         else:  # Fortran order: a chunk of rows touches every column's pages.
             self._advise(mmap.MADV_DONTNEED)
+
+
+def _call(function: Callable[[], EmbeddingSource]) -> EmbeddingSource:
+    return function()
 
 
 # .npy ---------------------------------------------------------------------------------------

@@ -21,6 +21,22 @@ QUANTIZED_DTYPES = (np.dtype(np.int8), np.dtype(np.uint8))
 
 #: Default chunk size in bytes of float64 work per chunk (chunks are converted for accumulation).
 CHUNK_BYTES = 64 * 2**20
+#: Target size of a fragment, in stored vector bytes (whole row groups of a parquet file, a run of
+#: rows of a directory of shards): large enough to amortise opening a file, small enough to
+#: spread a single large file over a cluster.
+FRAGMENT_BYTES = 256 * 2**20
+#: Beyond FRAGMENT_BYTES × MAX_FRAGMENTS stored bytes, fragments grow instead of multiplying: a
+#: cluster's driver tracks each fragment's task and its share of the duplicate shuffle.
+MAX_FRAGMENTS = 2048
+
+
+def fragment_bytes(total: int, target: int = FRAGMENT_BYTES) -> int:
+    """The target size of a fragment of a source of ``total`` stored bytes."""
+    return max(target, -(-total // MAX_FRAGMENTS))
+
+
+#: At most this many skipped files of a directory are named in the report.
+IGNORED_SHOWN = 20
 
 
 @dataclass(frozen=True)
@@ -156,6 +172,9 @@ class EmbeddingSource(ABC):
     #: The dtype the values are stored in when the chunks convert them (int8 / uint8 read as
     #: float32); the report's ``input.dtype`` names it.
     stored_dtype: np.dtype[Any] | None = None
+    #: Files of a directory skipped as holding no data (hidden files, ``_SUCCESS`` markers),
+    #: named in the report's ``input.ignored``.
+    ignored: tuple[str, ...] = ()
 
     def default_chunk_rows(self) -> int:
         return max(1, CHUNK_BYTES // (8 * self.d))
@@ -185,6 +204,11 @@ class EmbeddingSource(ABC):
         """The id-column values of the given rows, or None when the input has no id column."""
         return None
 
+    def confirm_unchanged(self) -> None:  # noqa: B027 (optional hook)
+        """Raise an InputError when the input is no longer what was opened (a file of a
+        directory appeared, disappeared or changed): the engines call it after each pass, so
+        that no report is made from part of the data. Nothing to confirm here."""
+
     def stored_index(self) -> StoredIndex | None:
         """The vector index stored with the data, reported in ``input.index``; None here."""
         return None
@@ -205,6 +229,8 @@ class EmbeddingSource(ABC):
         }
         if self.id_column is not None:
             info["id_column"] = self.id_column
+        if self.ignored:
+            info["ignored"] = list(self.ignored[:IGNORED_SHOWN])
         return info
 
 

@@ -21,6 +21,7 @@ import pyarrow.parquet as pq
 
 from embaudit.array_types import Ints
 from embaudit.errors import InputError
+from embaudit.sources.base import FRAGMENT_BYTES as BASE_FRAGMENT_BYTES
 from embaudit.sources.base import (
     Chunk,
     EmbeddingSource,
@@ -28,6 +29,7 @@ from embaudit.sources.base import (
     as_row_positions,
     available_cores,
     check_shape,
+    fragment_bytes,
 )
 from embaudit.sources.columns import Layout, RaggedRow, batch_matrix, json_safe, layout_of
 from embaudit.sources.readers import ReadErrors, first_line
@@ -50,9 +52,8 @@ OPEN_FILES = 8
 TAKE_THREADS = 4
 
 #: Target size of a fragment, in stored vector bytes: whole row groups of one file are grouped
-#: until they reach it. Large enough to amortise opening a file, small enough to spread a
-#: single large file over a cluster.
-FRAGMENT_BYTES = 256 * 2**20
+#: until they reach it (see :func:`~embaudit.sources.base.fragment_bytes`).
+FRAGMENT_BYTES = BASE_FRAGMENT_BYTES
 
 
 def list_parquet_files(filesystem: pafs.FileSystem, path: str, name: str) -> list[str]:
@@ -172,7 +173,8 @@ class ParquetSource(EmbeddingSource):
     def _cut(self) -> list[Fragment]:
         """Fragments: runs of whole row groups of one file, of at least FRAGMENT_BYTES (or the
         rest of the file)."""
-        target = max(1, FRAGMENT_BYTES // (self.d * self.dtype.itemsize))
+        row_bytes = self.d * self.dtype.itemsize
+        target = max(1, fragment_bytes(self.n * row_bytes, FRAGMENT_BYTES) // row_bytes)
         fragments: list[Fragment] = []
         for file in self._files:
             bounds = [*file.row_group_starts.tolist(), file.n]

@@ -17,7 +17,8 @@ from __future__ import annotations
 
 from embaudit.stats.collector import RowCollector
 from embaudit.stats.dimensions import DEAD_RATIO, Moments, coordinate_rms, dead_dimension_mask
-from embaudit.stats.fold import FOLD_BYTES, PartStats, fold_fragment
+from embaudit.stats.fold import FOLD_BYTES, ROW_LIST_CAP, PartStats, fold_fragment
+from embaudit.stats.norm_summary import NormSummary, ks_statistic, sketched
 from embaudit.stats.rows import ChunkConsumer, CleanRows, clean_mask, row_norms
 
 # _hash_rows, _hash_weights and _row_words (the row hash's parts), which tests/test_stats.py and
@@ -25,7 +26,15 @@ from embaudit.stats.rows import ChunkConsumer, CleanRows, clean_mask, row_norms
 from embaudit.stats.rows import _hash_rows as _hash_rows
 from embaudit.stats.rows import _hash_weights as _hash_weights
 from embaudit.stats.rows import _row_words as _row_words
-from embaudit.stats.scan_stats import ROW_LIST_CAP, RowSet, ScanStats, finish, scan
+from embaudit.stats.scan_stats import (
+    Duplicates,
+    PartMerge,
+    RowSet,
+    ScanStats,
+    confirm_duplicates,
+    finish,
+    scan,
+)
 
 __all__ = [
     "DEAD_RATIO",
@@ -33,16 +42,22 @@ __all__ = [
     "ROW_LIST_CAP",
     "ChunkConsumer",
     "CleanRows",
+    "Duplicates",
     "Moments",
+    "NormSummary",
+    "PartMerge",
     "PartStats",
     "RowCollector",
     "RowSet",
     "ScanStats",
     "clean_mask",
+    "confirm_duplicates",
     "coordinate_rms",
     "dead_dimension_mask",
     "finish",
     "fold_fragment",
+    "ks_statistic",
     "row_norms",
     "scan",
+    "sketched",
 ]

@@ -15,6 +15,7 @@ import numpy.typing as npt
 
 from embaudit.sources import Chunk, EmbeddingSource, Fragment
 from embaudit.stats.dimensions import Moments
+from embaudit.stats.norm_summary import NormParts, sketched
 from embaudit.stats.rows import ChunkConsumer, CleanRows, _hash_rows, row_norms
 
 #: Bytes of float64 rows folded at a time within a chunk (see _FragmentFolder.reduce).
@@ -24,27 +25,40 @@ Floats = npt.NDArray[np.float64]
 Rows = npt.NDArray[np.int64]
 
 
+#: How many offending rows a finding lists; the count is always complete.
+ROW_LIST_CAP = 20
+
+
 @dataclass
 class PartStats:
-    """The mergeable statistics of one fragment: its rows' norms and hashes, the positions of its
-    non-finite rows, and per-dimension sums.
+    """The mergeable statistics of one fragment: its rows' norms (or, for a source of more than
+    :data:`~embaudit.stats.norm_summary.SKETCH_ROWS` rows, their moments and sketch), its clean
+    rows and their hashes, the first positions and the counts of its non-finite and zero rows,
+    and per-dimension sums.
 
     Fragments are merged in row order by :func:`finish` whichever engine produced them, so the
     floating-point sums are folded in the same order everywhere and agree to the last bit. Per
-    row, a part carries 16 bytes (a norm and a hash), whatever the dimension."""
+    row, a part carries 17 bytes (a norm, a hash, a clean flag), whatever the dimension; 9 when
+    sketched, none once the engine has taken the hashes to find duplicates itself."""
 
     start: int
-    norms: Floats  # L2 norm of every row; NaN for non-finite rows
-    hashes: npt.NDArray[np.uint64]  # row hashes of the clean rows (0 elsewhere)
-    non_finite: Rows  # global positions of the rows with NaN or Inf (or a norm beyond range)
+    rows: int
+    norms: Floats | None  # L2 norm of every row, NaN for non-finite rows; None when sketched
+    norm_parts: NormParts | None  # the clean norms' moments and sketch, when sketched
+    clean: npt.NDArray[np.bool_]  # finite, non-zero rows (empty once the hashes are taken)
+    hashes: npt.NDArray[np.uint64] | None  # row hashes of the clean rows (0 elsewhere)
+    non_finite: Rows  # the first ROW_LIST_CAP rows with NaN or Inf (or a norm beyond range)
+    non_finite_count: int
     nan_rows: int  # how many of them hold a NaN
+    zero: Rows  # the first ROW_LIST_CAP finite rows of norm zero (below the dtype's tiny)
+    zero_count: int
     moments: Moments  # over clean rows
     unit_sum: Floats
     unit_sq_sum: Floats
 
     @property
     def stop(self) -> int:
-        return self.start + len(self.norms)
+        return self.start + self.rows
 
 
 def fold_fragment(
@@ -55,6 +69,7 @@ def fold_fragment(
     chunk_rows: int | None = None,
     on_chunk: Callable[[int], None] | None = None,
     statistics: bool = True,
+    sketch: bool | None = None,
 ) -> PartStats | None:
     """Read one fragment and compute its mergeable statistics (None without ``statistics``:
     only the clean rows the consumers see).
@@ -67,9 +82,15 @@ def fold_fragment(
     statistics are folded into the fragment's in row order whatever worker computed them, so
     the result depends neither on the number of workers nor on their timing. The data is read
     once whatever is measured. ``on_chunk`` gets the number of rows of each chunk done.
+    ``sketch``: summarize the norms with a sketch (default: by the source's row count, see
+    :func:`~embaudit.stats.norm_summary.sketched`).
     """
     folder = _FragmentFolder(
-        source, fragment, keep_unit=any(map(len, consumers)), statistics=statistics
+        source,
+        fragment,
+        keep_unit=any(map(len, consumers)),
+        statistics=statistics,
+        sketch=sketched(source.n) if sketch is None else sketch,
     )
     order = _InOrder(source.read(fragment, chunk_rows), folder, on_chunk)
     if len(consumers) == 1:
@@ -162,6 +183,7 @@ class _ChunkPart:
     rows: slice  # the chunk's rows within the fragment
     norms: Floats
     non_finite: Rows  # global positions
+    zero: Rows  # global positions
     nan_rows: int
     clean_rows: npt.NDArray[np.bool_]
     moments: Moments | None = None  # None without statistics
@@ -198,18 +220,25 @@ class _FragmentFolder:
         *,
         keep_unit: bool,
         statistics: bool = True,
+        sketch: bool = False,
     ) -> None:
         d = source.d
         self.d, self.start, self.keep_unit = d, fragment.start, keep_unit
         self.statistics = statistics
         self.dtype, self.tiny = source.dtype, np.finfo(source.dtype).tiny
-        self.non_finite: list[Rows] = []
+        self.listed: dict[str, list[Rows]] = {"non_finite": [], "zero": []}
         self.part = PartStats(
             start=fragment.start,
-            norms=np.empty(fragment.n, dtype=np.float64),
+            rows=fragment.n,
+            norms=None if sketch else np.empty(fragment.n, dtype=np.float64),
+            norm_parts=NormParts.empty() if sketch else None,
+            clean=np.zeros(fragment.n, dtype=bool),
             hashes=np.zeros(fragment.n, dtype=np.uint64),
             non_finite=np.empty(0, dtype=np.int64),
+            non_finite_count=0,
             nan_rows=0,
+            zero=np.empty(0, dtype=np.int64),
+            zero_count=0,
             moments=Moments.empty(d),
             unit_sum=np.zeros(d),
             unit_sq_sum=np.zeros(d),
@@ -259,11 +288,12 @@ class _FragmentFolder:
                 unit_sum += unit.sum(axis=0)
                 unit_sq_sum += np.einsum("ij,ij->j", unit, unit)
                 hashes[out] = _hash_rows(stored)
-        bad = np.flatnonzero(np.isnan(chunk_norms))
+        bad = np.isnan(chunk_norms)
         part = _ChunkPart(
             slice(start - self.start, start + n - self.start),
             chunk_norms,
-            start + bad,
+            start + np.flatnonzero(bad),
+            start + np.flatnonzero(~clean_rows & ~bad),
             nan_rows,
             clean_rows,
         )
@@ -278,9 +308,17 @@ class _FragmentFolder:
     def fold(self, chunk: _ChunkPart) -> None:
         """Fold one chunk's statistics into the fragment's; called in row order."""
         part = self.part
-        part.norms[chunk.rows] = chunk.norms
-        if len(chunk.non_finite):
-            self.non_finite.append(chunk.non_finite)
+        if part.norms is not None:
+            part.norms[chunk.rows] = chunk.norms
+        elif part.norm_parts is not None:
+            part.norm_parts.add(chunk.norms[chunk.clean_rows])
+        part.clean[chunk.rows] = chunk.clean_rows
+        for name, rows in (("non_finite", chunk.non_finite), ("zero", chunk.zero)):
+            counted = f"{name}_count"
+            listed = getattr(part, counted)
+            if len(rows) and listed < ROW_LIST_CAP:
+                self.listed[name].append(rows[: ROW_LIST_CAP - listed])
+            setattr(part, counted, listed + len(rows))
         part.nan_rows += chunk.nan_rows
         if chunk.moments is not None:
             assert chunk.unit_sum is not None and chunk.unit_sq_sum is not None
@@ -288,10 +326,12 @@ class _FragmentFolder:
             part.moments = part.moments.merge(chunk.moments)
             part.unit_sum += chunk.unit_sum
             part.unit_sq_sum += chunk.unit_sq_sum
+            assert part.hashes is not None
             part.hashes[chunk.rows][chunk.clean_rows] = chunk.hashes
 
     def finished(self) -> PartStats:
         """The statistics of the fragment, once every chunk is folded."""
-        if self.non_finite:
-            self.part.non_finite = np.concatenate(self.non_finite)
+        for name, rows in self.listed.items():
+            if rows:
+                setattr(self.part, name, np.concatenate(rows))
         return self.part

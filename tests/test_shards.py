@@ -1,0 +1,210 @@
+"""A directory of vector files is one dataset: the report of the rows in one `.npy`, whatever
+the kind of shard; ids from a parallel parquet directory; a shard that changes during the run
+stops it. (The same directories on the Ray engine: tests/test_engines.py.)"""
+
+from __future__ import annotations
+
+import itertools
+import json
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+import embaudit
+from embaudit.errors import InputError
+from embaudit.sources import Fragment, open_source
+from embaudit.sources import shards as shards_module
+
+N, D = 2400, 12
+BOUNDS = (0, 700, 1500, 1501, N)  # a shard of one row among them
+
+
+def rows() -> np.ndarray:
+    """Anisotropic rows with a NaN row, a zero row and a row repeated in another shard."""
+    rng = np.random.default_rng(3)
+    x = (rng.normal(size=(N, D)) * rng.uniform(0.3, 2.0, size=D)).astype(np.float32)
+    x[5, 2] = np.nan
+    x[1000] = 0.0
+    x[2200] = x[40]  # the same row in the first and the last shard
+    return x
+
+
+def write_npy(path: Path, x: np.ndarray) -> None:
+    np.save(path.with_suffix(".npy"), x)
+
+
+def write_fbin(path: Path, x: np.ndarray) -> None:
+    with path.with_suffix(".fbin").open("wb") as stream:
+        stream.write(np.array(x.shape, dtype="<u4").tobytes())
+        stream.write(x.astype("<f4").tobytes())
+
+
+def write_safetensors(path: Path, x: np.ndarray) -> None:
+    header = json.dumps(
+        {"emb": {"dtype": "F32", "shape": list(x.shape), "data_offsets": [0, x.nbytes]}}
+    ).encode()
+    with path.with_suffix(".safetensors").open("wb") as stream:
+        stream.write(np.array([len(header)], dtype="<u8").tobytes() + header)
+        stream.write(x.astype("<f4").tobytes())
+
+
+WRITERS: dict[str, Callable[[Path, np.ndarray], None]] = {
+    "npy": write_npy,
+    "fbin": write_fbin,
+    "safetensors": write_safetensors,
+}
+
+
+def write_shards(folder: Path, x: np.ndarray, writer: Callable[[Path, np.ndarray], None]) -> Path:
+    folder.mkdir(parents=True)
+    for index, (start, stop) in enumerate(itertools.pairwise(BOUNDS)):
+        writer(folder / f"part-{index:05d}", x[start:stop])
+    return folder
+
+
+def write_metadata(folder: Path, bounds: tuple[int, ...] = BOUNDS) -> Path:
+    """Parquet files of ids (and captions), one per shard, as LAION publishes them."""
+    folder.mkdir(parents=True)
+    for index, (start, stop) in enumerate(itertools.pairwise(bounds)):
+        table = pa.table(
+            {
+                "key": [f"img-{row:06d}" for row in range(start, stop)],
+                "caption": [f"caption {row}" for row in range(start, stop)],
+            }
+        )
+        pq.write_table(table, folder / f"metadata-{index:05d}.parquet")
+    return folder
+
+
+def comparable(report: Any) -> dict[str, Any]:
+    """The report's JSON without timings and the input section (its path and file count)."""
+    out: dict[str, Any] = json.loads(json.dumps(report.to_dict()))
+    out.pop("timings")
+    out.pop("input")
+    return out
+
+
+@pytest.mark.parametrize("kind", WRITERS)
+def test_a_directory_of_shards_gives_the_report_of_one_file(tmp_path: Path, kind: str) -> None:
+    x = rows()
+    folder = write_shards(tmp_path / "shards", x, WRITERS[kind])
+    (folder / "_SUCCESS").write_text("")
+    whole = tmp_path / "whole.npy"
+    np.save(whole, x)
+    report = embaudit.audit(folder, seed=2)
+    assert comparable(report) == comparable(embaudit.audit(whole, seed=2))
+    assert report.input["n"] == N and report.input["files"] == len(BOUNDS) - 1
+    assert report.input["format"] == kind and report.input["ignored"] == ["_SUCCESS"]
+    duplicates = next(check for check in report.checks if check.code == "EA003")
+    assert duplicates.metrics["examples"][0]["rows"] == [40, 2200]  # found across shards
+
+
+def test_fragments_cut_across_shards_by_bytes(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(shards_module, "FRAGMENT_BYTES", 500 * D * 4)
+    x = rows()
+    source = open_source(write_shards(tmp_path / "shards", x, write_npy))
+    fragments = source.fragments()
+    assert [(f.start, f.stop) for f in fragments] == [
+        (start, min(start + 500, N)) for start in range(0, N, 500)
+    ]
+    assert fragments[1].where is not None and "part-00000.npy … " in fragments[1].where
+    read = [chunk for fragment in fragments for chunk in source.read(fragment, 128)]
+    assert all(len(chunk.values) == 128 for chunk in read if chunk.stop % 500 and chunk.stop != N)
+    assert np.array_equal(np.concatenate([chunk.values for chunk in read]), x, equal_nan=True)
+    picked = np.array([2399, 0, 1500, 699, 700, 1499])
+    assert np.array_equal(source.take(picked), x[picked], equal_nan=True)
+
+
+def test_ids_from_a_parallel_metadata_directory_name_the_rows(tmp_path: Path, cli: Any) -> None:
+    x = rows()
+    folder = write_shards(tmp_path / "img_emb", x, write_npy)
+    metadata = write_metadata(tmp_path / "metadata")
+    result = cli("check", folder, "--ids-from", metadata, "--id-column", "key", "--format", "json")
+    report = json.loads(result.stdout)
+    assert report["input"]["ids_from"] == str(metadata)
+    codes = {check["code"]: check for check in report["checks"]}
+    assert codes["EA003"]["metrics"]["examples"][0]["ids"] == ["img-000040", "img-002200"]
+    assert "img-000005" in json.dumps(codes["EA001"])  # the NaN row, by its id
+
+
+def test_ids_from_with_other_row_counts_is_an_input_error(tmp_path: Path, cli: Any) -> None:
+    folder = write_shards(tmp_path / "img_emb", rows(), write_npy)
+    metadata = write_metadata(tmp_path / "metadata", (0, 700, 1500, 1502, N))
+    result = cli("check", folder, "--ids-from", metadata, "--id-column", "key")
+    assert result.code == 2 and result.stdout == ""
+    assert result.stderr.strip().endswith(
+        f"metadata-00002.parquet: holds 2 ids, but its shard {folder}/part-00002.npy has 1 rows"
+    )
+    several = cli("check", folder, "--ids-from", write_metadata(tmp_path / "other"))
+    assert several.code == 2 and "name it with --id-column (key, caption)" in several.stderr
+
+
+def _vanish(shard: Path) -> None:
+    shard.unlink()
+
+
+def _truncate(shard: Path) -> None:
+    with shard.open("r+b") as stream:
+        stream.truncate(shard.stat().st_size - 4 * D)
+
+
+@pytest.mark.parametrize(
+    ("fault", "says"),
+    [(_vanish, "disappeared during the run"), (_truncate, "changed during the run")],
+)
+def test_a_shard_that_changes_after_opening_stops_the_run(
+    tmp_path: Path, fault: Callable[[Path], None], says: str
+) -> None:
+    folder = write_shards(tmp_path / "shards", rows(), write_npy)
+    source = open_source(folder)
+    fault(folder / "part-00003.npy")
+    with pytest.raises(InputError, match=f"part-00003.npy: {says}.*no report"):
+        embaudit.audit(source)
+
+
+def test_a_shard_that_appears_during_the_run_stops_it(tmp_path: Path) -> None:
+    folder = write_shards(tmp_path / "shards", rows(), write_npy)
+    source = open_source(folder)
+    np.save(folder / "part-00009.npy", rows()[:10])
+    with pytest.raises(InputError, match=r"part-00009\.npy appeared during the run"):
+        embaudit.audit(source)
+    (folder / ".part-00010.npy.crc").write_text("")  # hidden: not a shard
+    assert embaudit.audit(open_source(folder)).input["ignored"] == [".part-00010.npy.crc"]
+
+
+def test_a_shard_cut_short_while_it_is_read_is_an_input_error(tmp_path: Path) -> None:
+    """Shards are read with pread, not through their mapping: a file truncated under the reader
+    is an error naming it (a mapping would kill the process with SIGBUS)."""
+    x = rows()
+    path = tmp_path / "one.npy"
+    np.save(path, x)
+    shard = open_source(path)
+    assert shard.copies_rows  # type: ignore[attr-defined]
+    whole = list(shard.read_copies(Fragment(0, 0, N, None), 500))  # type: ignore[attr-defined]
+    assert np.array_equal(np.concatenate([c.values for c in whole]), x, equal_nan=True)
+    chunks = shard.read_copies(Fragment(0, 0, N, None), 500)  # type: ignore[attr-defined]
+    next(chunks)
+    with path.open("r+b") as stream:
+        stream.truncate(path.stat().st_size // 2)
+    with pytest.raises(InputError, match=r"one\.npy: truncated while read: rows 1,000–1,500"):
+        list(chunks)
+
+
+def test_a_directory_takes_the_options_of_its_files_kind(tmp_path: Path) -> None:
+    from embaudit.sources import accepts
+
+    npy = write_shards(tmp_path / "npy", rows(), write_npy)
+    parquet = tmp_path / "parquet"
+    parquet.mkdir()
+    pq.write_table(pa.table({"e": [[1.0, 2.0]]}), parquet / "a.parquet")
+    assert not accepts(npy, "column") and not accepts(npy, "key")
+    assert accepts(parquet, "column") and accepts(parquet, "id_column")
+    (npy / "notes.txt").write_text("not a shard")
+    assert not accepts(npy, "column")  # refused when opened, with the reason
