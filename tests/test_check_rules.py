@@ -25,11 +25,12 @@ from embaudit.checks.common import (
     overlap_summary,
 )
 from embaudit.checks.gauges import canonical_gauge, gauge_sensitivity, s50
-from embaudit.checks.graphs import hubness
+from embaudit.checks.graphs import hubness, query_hubness
 from embaudit.checks.metrics import cosine_vs_dot, cosine_vs_l2
 from embaudit.estimates import bounded_mean_standard_error, combined_standard_error, t_factor
 from embaudit.geometry import Hubness
 from embaudit.measurement.neighbors import Neighbors
+from embaudit.measurement.occurrence import Occurrence
 from embaudit.model import Level, Status, TrainedWith
 from embaudit.options import CheckOptions
 
@@ -345,41 +346,83 @@ def sample(measured: Hubness | None, reference: Hubness | None, k: int = 10):
     return SimpleNamespace(graph=graph, m=500, reference=SimpleNamespace(hubness=reference))
 
 
+def spread(value: float, error: float | None = 0.02) -> Occurrence:
+    return Occurrence(
+        spread=value,
+        standard_error=error,
+        effective_rows=value * 9000.0,
+        uniform_rows=9000.0,
+        occurrence_cv=1.5,
+        population=10_000,
+        queries=1000,
+        rows=10_000,
+        slots=10_000,
+        top_share=0.2,
+        top_share_uniform=0.01,
+        never_returned=0.4,
+        never_returned_uniform=0.37,
+    )
+
+
+def spread_data(objective: TrainedWith, found: Occurrence | None, geometry=None) -> AuditData:
+    hygiene = SimpleNamespace(occurrence=found, query_occurrence=found)
+    measured = SimpleNamespace(hygiene=hygiene, k=10)
+    corpus = SimpleNamespace(n_clean=10_000)
+    options = CheckOptions(trained_with=objective)
+    return AuditData(params=options, stats=corpus, geometry=geometry, neighbors=measured)  # type: ignore[arg-type]
+
+
 @pytest.mark.parametrize("objective", list(TrainedWith))
-def test_hubness_warns_above_its_threshold_whatever_the_objective(objective):
-    finding = hubness(data(objective, None, sample(hub(0.6), hub(0.1, 0.3, 0.01))), 0.5)
+def test_hubness_warns_below_its_threshold_whatever_the_objective(objective):
+    finding = hubness(spread_data(objective, spread(0.2), sample(hub(0.6), hub(0.1))), 0.25)
     assert finding.status == Status.WARN and finding.impact is None
-    assert finding.value == 0.6
+    assert finding.value == 0.2
     assert finding.recommendation == (
         "Centre the vectors, or apply hubness reduction before kNN retrieval"
     )
     assert finding.message == (
-        "Robin Hood index 0.60 (isotropic 0.10), k-occurrence skewness 1.50 (isotropic 0.30), "
-        "antihubs 25.0%: hubs crowd the neighbour lists and 25% of the rows are in none"
+        "In the corpus's k-NN graph (every row's list), the results spread over 0.20 ± 0.02 of "
+        "what chance would reach (an effective 1,800 of 10,000 rows; k-occurrence CV 1.50); a "
+        "500-row sample's graph: Robin Hood 0.60, antihubs 25.0%: hubs crowd the neighbour "
+        "lists and many rows are in none"
     )
-    assert finding.metrics["reference"] == {
-        "skewness": 0.3,
-        "robin_hood": 0.1,
-        "antihub_rate": 0.01,
-    }
-    assert finding.metrics["k"] == 10 and finding.metrics["sample"] == 500
-    assert finding.metrics["robin_hood"] == 0.6 and finding.metrics["max_occurrence"] == 7
+    graph = finding.metrics["sample_graph"]
+    assert graph["robin_hood"] == 0.6 and graph["rows"] == 500
+    assert graph["reference"]["robin_hood"] == 0.1
+    assert finding.metrics["robin_hood_at_most"] == 0.75  # CV / 2
+    assert finding.metrics["standard_error"] == 0.02
 
 
-def test_hubness_at_or_below_its_threshold_passes():
-    for robin_hood in (0.5, 0.2):
-        finding = hubness(data(TrainedWith.UNKNOWN, None, sample(hub(robin_hood), None)), 0.5)
-        assert finding.status == Status.PASS and finding.value == robin_hood
+def test_hubness_at_or_above_its_threshold_passes():
+    for value in (0.25, 0.9):
+        finding = hubness(spread_data(TrainedWith.UNKNOWN, spread(value, None)), 0.25)
+        assert finding.status == Status.PASS and finding.value == value
         assert finding.recommendation is None
-        assert "reference" not in finding.metrics
-    assert finding.message == ("Robin Hood index 0.20, k-occurrence skewness 1.50, antihubs 25.0%")
+        assert "sample_graph" not in finding.metrics
+    assert finding.message == (
+        "In the corpus's k-NN graph (every row's list), the results spread over 0.90 of what "
+        "chance would reach (an effective 8,100 of 10,000 rows; k-occurrence CV 1.50)"
+    )
 
 
-def test_hubness_skips_without_a_graph():
-    for geometry in (None, sample(None, None), sample(hub(0.9), None, k=0)):
-        finding = hubness(data(TrainedWith.UNKNOWN, None, geometry), 0.5)
-        assert finding.status == Status.SKIP and finding.value is None
-        assert finding.message == "needs at least 2 finite, non-zero rows"
+def test_hubness_skips_without_the_queries_lists():
+    for measured in (None, SimpleNamespace(hygiene=None, k=10)):
+        options = CheckOptions()
+        corpus = SimpleNamespace(n_clean=10)
+        found = hubness(AuditData(params=options, stats=corpus, neighbors=measured), 0.25)  # type: ignore[arg-type]
+        assert found.status == Status.SKIP and found.value is None
+    finding = hubness(spread_data(TrainedWith.UNKNOWN, None), 0.25)
+    assert finding.status == Status.SKIP
+
+
+def test_query_hubness_warns_below_its_threshold_and_skips_without_a_query_file():
+    finding = query_hubness(spread_data(TrainedWith.COSINE, spread(0.1)), 0.25)
+    assert finding.status == Status.WARN and finding.value == 0.1
+    assert "the top 1% of rows fill 20.0% of the slots (at random 1.0%)" in finding.message
+    assert finding.metrics["never_returned"] == 0.4
+    assert query_hubness(spread_data(TrainedWith.COSINE, spread(0.3)), 0.25).status == Status.PASS
+    skipped = query_hubness(spread_data(TrainedWith.COSINE, None), 0.25)
+    assert skipped.status == Status.SKIP and "--query-file" in skipped.message
 
 
 def test_canonical_gauge_error_joins_the_scales_own():

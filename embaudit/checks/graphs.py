@@ -185,6 +185,7 @@ def hubness(data: AuditData, found: Occurrence, threshold: float) -> Finding:
         "chance; share of slots the top 1% of rows fill, rows never returned"
     ),
     rule="warn below 0.25",
+    option="query_file",
     summary="What the queries retrieve concentrates on a few corpus rows (query hubness).",
     what=(
         "With --query-file: how evenly the query file's results (each query's cosine k-nearest "
@@ -198,7 +199,7 @@ def hubness(data: AuditData, found: Occurrence, threshold: float) -> Finding:
         "Also reported, of the queries searched (values of that many slots, each next to its "
         "expectation for as many slots at random): the share of slots the most-returned 1% of "
         "the rows fill and the share of rows never returned. Without a query file the queries "
-        "are corpus rows, whose results EA501 measures: skipped."
+        "are corpus rows, whose results EA501 measures."
     ),
     why=(
         "Real queries retrieving the same few rows is what users see as 'the same results for "
