@@ -25,8 +25,8 @@ from embaudit.checks.common import (
     overlap_summary,
 )
 from embaudit.checks.gauges import canonical_gauge, gauge_sensitivity, s50
-from embaudit.checks.graphs import hubness
-from embaudit.checks.metrics import cosine_vs_dot, cosine_vs_l2
+from embaudit.checks.graphs import REDUCE_HUBS, hubness
+from embaudit.checks.metrics import RANK_WITH_L2, cosine_vs_dot, cosine_vs_l2
 from embaudit.estimates import bounded_mean_standard_error, combined_standard_error, t_factor
 from embaudit.geometry import Hubness
 from embaudit.measurement.neighbors import Neighbors
@@ -34,7 +34,7 @@ from embaudit.model import Level, Status, TrainedWith
 from embaudit.options import CheckOptions
 
 PAIRS = (("cosine", "l2"), ("cosine", "dot"), ("l2", "dot"))
-L2_ACTION = "Rank with L2 distance, as the model was trained"
+L2_ACTION = RANK_WITH_L2
 
 
 def neighbors(
@@ -350,9 +350,8 @@ def test_hubness_warns_above_its_threshold_whatever_the_objective(objective):
     finding = hubness(data(objective, None, sample(hub(0.6), hub(0.1, 0.3, 0.01))), 0.5)
     assert finding.status == Status.WARN and finding.impact is None
     assert finding.value == 0.6
-    assert finding.recommendation == (
-        "Centre the vectors, or apply hubness reduction before kNN retrieval"
-    )
+    # Centring moves every dot-product score: a model that scores so is told to use the dot.
+    assert finding.recommendation == (USE_DOT if objective.scores_with_dot else REDUCE_HUBS)
     assert finding.message == (
         "Robin Hood index 0.60 (isotropic 0.10), k-occurrence skewness 1.50 (isotropic 0.30), "
         "antihubs 25.0%: hubs crowd the neighbour lists and 25% of the rows are in none"

@@ -13,6 +13,7 @@ from embaudit.checks.common import (
     FEW_ROWS,
     ON_QUERY_LISTS,
     SKIP,
+    geometry_fix,
     on_hygiene,
     on_sample,
     share_text,
@@ -20,7 +21,16 @@ from embaudit.checks.common import (
 )
 from embaudit.measurement.neighbors import QueryHygiene
 from embaudit.measurement.sample import Geometry
-from embaudit.model import Finding, Status
+from embaudit.model import Action, Advice, Finding, Status
+
+#: EA501's advice: it says how to centre (as EA201–EA203 do) and what else reduces hubs, so
+#: where both are given it is the one kept.
+REDUCE_HUBS = Advice(
+    "Centre the vectors (subtract the mean vector) and remove the top principal component, or "
+    "apply hubness reduction (mutual proximity, local scaling) before kNN retrieval",
+    (Action.CENTRE, Action.HUBNESS),
+    specificity=1,
+)
 
 #: EA501 and EA502, on graphs of the sample: measured again with more graphs to average.
 ON_GRAPHS: Sampled = {"samples": ("graphs",), "reads": ("graphs",)}
@@ -124,7 +134,7 @@ def hubness(data: AuditData, sample: Geometry, threshold: float) -> Finding:
         hub.robin_hood,
         message,
         metrics,
-        "Centre the vectors, or apply hubness reduction before kNN retrieval",
+        geometry_fix(data.params.trained_with, REDUCE_HUBS),
         f"hubs crowd the neighbour lists and {hub.antihub_rate:.0%} of the rows are in none",
     )
 
@@ -198,7 +208,10 @@ def graph_islands(data: AuditData, sample: Geometry, threshold: float) -> Findin
         share,
         message,
         metrics,
-        "Inspect the small isolated groups; raise the graph index's M and ef_construction",
+        Advice(
+            "Inspect the small isolated groups; raise the graph index's M and ef_construction",
+            (Action.ISLANDS,),
+        ),
         "a graph index reaches these groups badly",
     )
 
@@ -315,5 +328,5 @@ def isolated_rows(
         share,
         message,
         metrics,
-        "Inspect the isolated rows: remove or re-embed broken inputs",
+        Advice("Inspect the isolated rows: remove or re-embed broken inputs", (Action.ISOLATED,)),
     )

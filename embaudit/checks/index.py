@@ -15,7 +15,7 @@ from embaudit.checks.common import (
     skipped_without,
 )
 from embaudit.index import IndexMeasurement, IndexMetric, SweepPoint
-from embaudit.model import Finding, Level, Status, TrainedWith
+from embaudit.model import Action, Advice, Finding, Level, Status, TrainedWith
 
 #: The index metric that ranks like each exact metric of an objective.
 _METRIC_FOR = {"cosine": IndexMetric.COSINE, "l2": IndexMetric.L2, "dot": IndexMetric.IP}
@@ -161,24 +161,32 @@ def ann_recall(data: AuditData, index: IndexMeasurement, threshold: float) -> Fi
     if value >= threshold:
         return Finding(Status.PASS, value, message, metrics)
     if recommended is not None:
-        action = f"Search {index.spec} with {_setting(recommended)} (recall {threshold:g} or more)"
+        action = Advice(
+            f"Search {index.spec} with {_setting(recommended)} (recall {threshold:g} or more)",
+            (Action.SEARCH,),
+            specificity=1,
+        )
         message += f"; {_setting(recommended)} reaches {threshold:g}"
     elif index.knob is not None:
         last = index.sweep[-1]
-        action = (
+        action = Advice(
             f"{index.spec} loses neighbours that no {index.knob} up to {last.value} recovers: "
-            "use more links or lists, a finer quantizer, or re-rank with the exact vectors"
+            "use more links or lists, a finer quantizer, or re-rank with the exact vectors",
+            (Action.EXACT_INDEX,),
+            specificity=1,
         )
         message += f"; {last.recall:.2f} at {last.param} = {last.value}, below {threshold:g}"
     else:
-        action = (
+        action = Advice(
             f"{index.spec} loses neighbours: use a finer quantizer or re-rank with the exact "
-            "vectors"
+            "vectors",
+            (Action.EXACT_INDEX,),
+            specificity=1,
         )
     return Finding(Status.WARN, value, message, metrics, recommendation=action)
 
 
-def _cause(index: IndexMeasurement, threshold: float) -> tuple[str, str]:
+def _cause(index: IndexMeasurement, threshold: float) -> tuple[str, Advice]:
     """Why the index misses the objective's neighbours, and what to change."""
     agreement = float(index.exact_agreement.mean())
     wanted = _METRIC_FOR[index.objective]
@@ -189,30 +197,44 @@ def _cause(index: IndexMeasurement, threshold: float) -> tuple[str, str]:
             f"on only {agreement:.2f}"
         )
         if wanted == IndexMetric.COSINE:
-            action = (
+            text = (
                 f"Normalize the vectors before indexing with {index.metric} (or build "
                 f"{index.spec} with --index-metric cosine)"
             )
+            actions: tuple[Action, ...] = (Action.NORMALIZE,)
         else:
-            action = f"Index with --index-metric {wanted}, the metric the model was trained for"
+            text = f"Index with --index-metric {wanted}, the metric the model was trained for"
+            actions = (Action.METRIC,)
         if recall < threshold:
             better = _smallest(index.sweep, threshold, "recall")
             then = f"search with {_setting(better)}" if better else "use a more exact index"
-            action += f", then {then} (recall {recall:.2f} at the defaults)"
-        return ranking, action
+            text += f", then {then} (recall {recall:.2f} at the defaults)"
+            actions += (Action.SEARCH,) if better else (Action.EXACT_INDEX,)
+        return ranking, Advice(text, actions, specificity=2)
     if recall < threshold:
         better = _smallest(index.sweep, threshold, "objective_overlap")
         missed = f"the index misses neighbours (recall {recall:.2f})"
         if better is not None:
-            return missed, f"Search {index.spec} with {_setting(better)}"
-        return missed, (
+            wants = f"{_OBJECTIVE_NAME[index.objective]} neighbours"
+            return missed, Advice(
+                f"Search {index.spec} with {_setting(better)} ({threshold:g} or more of the "
+                f"exact {wants})",
+                (Action.SEARCH,),
+                specificity=2,
+            )
+        return missed, Advice(
             f"Use a more exact index than {index.spec} (more links or lists, a finer quantizer, "
-            "a ',RFlat' re-rank)"
+            "a ',RFlat' re-rank)",
+            (Action.EXACT_INDEX,),
         )
     return (
         f"metric and approximation together (exact agreement {agreement:.2f}, recall {recall:.2f})",
-        f"Index with --index-metric {wanted} and search {index.spec} with a higher "
-        f"{index.knob or 'setting'}",
+        Advice(
+            f"Index with --index-metric {wanted} and search {index.spec} with a higher "
+            f"{index.knob or 'setting'}",
+            (Action.METRIC, Action.SEARCH),
+            specificity=1,
+        ),
     )
 
 
