@@ -20,7 +20,7 @@ import typer
 from embaudit._streams import stdout_to_stderr
 from embaudit._version import __version__
 from embaudit.audit import audit, audit_gauge, compare_knn
-from embaudit.checks import REGISTRY
+from embaudit.checks.base import listing, lookup
 from embaudit.errors import EmbauditError, UsageError
 from embaudit.formats import FORMATS
 from embaudit.measurement.sampling import Sampling
@@ -360,16 +360,9 @@ def explain(
       embaudit explain gauge-sensitivity
     """
     if code is None:
-        width = max(len(check.name) for check in REGISTRY.values())
-        lines = [
-            f"{check.code}  {check.name:<{width}}  {check.summary}"
-            for check in sorted(REGISTRY.values(), key=lambda c: c.code)
-        ]
-        _write_stdout("\n".join(lines) + "\n")
+        _write_stdout(listing())
         return EXIT_OK
-    wanted = code.strip()
-    by_name = {check.name: check for check in REGISTRY.values()}
-    check_ = REGISTRY.get(wanted.upper()) or by_name.get(wanted.lower())
+    check_ = lookup(code)
     if check_ is None:
         raise UsageError(
             f"unknown check code or name {code!r}; run 'embaudit explain' to list them"

@@ -47,9 +47,10 @@ class TrainedWith(StrEnum):
     UNKNOWN = "unknown"
 
     @classmethod
-    def declarable(cls) -> str:
-        """The objectives a user can declare, as a prompt writes them: 'cosine|dot|…'."""
-        return "|".join(objective.value for objective in cls if objective != cls.UNKNOWN)
+    def declarable(cls, separator: str = "|") -> str:
+        """The objectives a user can declare, as a prompt writes them: 'cosine|dot|…' (every
+        member but unknown, so that a new objective appears in every prompt)."""
+        return separator.join(objective.value for objective in cls if objective != cls.UNKNOWN)
 
     @property
     def scores_with_dot(self) -> bool:

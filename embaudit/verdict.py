@@ -44,8 +44,8 @@ def decide(checks: Sequence[CheckResult], trained_with: TrainedWith) -> Verdict:
         reasons = [f"no check found a problem with cosine similarity on this data{objective}"]
     elif trained_with == TrainedWith.UNKNOWN and level == Level.CAUTION:
         reasons.append(
-            "declaring the training objective (--trained-with cosine|dot|l2) would settle "
-            "whether these findings matter"
+            f"declaring the training objective (--trained-with {TrainedWith.declarable()}) would "
+            "settle whether these findings matter"
         )
     ordered = [*drivers, *(c for c in checks if c.impact is None)]
     given = [c.recommendation for c in ordered if c.recommendation and c.status != Status.PASS]

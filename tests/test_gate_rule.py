@@ -280,7 +280,8 @@ def test_an_undeclared_objective_with_a_caution_says_which_declaration_settles_i
     undeclared = decide(checks, TrainedWith.UNKNOWN)
     assert undeclared.level == Level.CAUTION
     assert undeclared.reasons[-1] == (
-        "declaring the training objective (--trained-with cosine|dot|l2) would settle whether "
+        "declaring the training objective (--trained-with cosine|dot|dot-regularized|l2) would "
+        "settle whether "
         "these findings matter"
     )
     assert len(undeclared.reasons) == 2
