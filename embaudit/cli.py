@@ -389,17 +389,18 @@ def mcp_command() -> int:
 
 def _conclude(result: AnyReport, report: ReportFlags) -> int:
     """Write the report and choose the exit code: 1 when the gate fails (unless --exit-zero)."""
-    _emit(result, report.output_format.value, report.output, report.quiet)
+    _emit(result, report)
     return EXIT_FINDINGS if result.failed() and not report.exit_zero else EXIT_OK
 
 
-def _emit(report: AnyReport, format_name: str, output: Path | None, quiet: bool) -> None:
-    """Render the report to stdout or to ``output``, and write the format's attachments."""
-    renderer = FORMATS[format_name]
+def _emit(report: AnyReport, flags: ReportFlags) -> None:
+    """Render the report to stdout or to ``--output``, and write the format's attachments."""
+    renderer = FORMATS[flags.output_format.value]
+    output = flags.output
     if output is not None:
         write_report(output, renderer.render(report, color=False, width=100))
-    elif quiet and renderer.human:
-        _write_stdout(one_line_summary(report) + "\n")
+    elif flags.quiet and renderer.human:
+        _write_stdout(one_line_summary(report, exit_zero=flags.exit_zero) + "\n")
     else:
         color = renderer.human and sys.stdout.isatty() and "NO_COLOR" not in os.environ
         width = max(80, shutil.get_terminal_size((100, 24)).columns)
@@ -412,16 +413,17 @@ def _emit(report: AnyReport, format_name: str, output: Path | None, quiet: bool)
             raise UsageError(f"{attachment.path}: cannot append ({exc.strerror or exc})") from None
 
 
-def one_line_summary(report: AnyReport) -> str:
+def one_line_summary(report: AnyReport, *, exit_zero: bool = False) -> str:
     """``--quiet``: the outcome, the counts, and what failed the gate (the checks by code or
-    name, and the verdict when its level fails it)."""
+    name, and the verdict when its level fails it); with ``exit_zero``, that the gate would
+    fail and the exit code is 0 all the same."""
     summary = report.summary
     counts = ", ".join(f"{summary[s]} {s}" for s in ("fail", "warn") if summary[s])
-    outcome = (
-        report.verdict.level.value
-        if report.verdict
-        else ("failed" if report.failed() else "passed")
-    )
+    outcome = "passed"
+    if report.verdict is not None:
+        outcome = report.verdict.level.value
+    elif report.failed():
+        outcome = "would fail" if exit_zero else "failed"
     line = f"{report.subject}: {outcome}{f' ({counts})' if counts else ''}"
     if not report.failed():
         return line
@@ -430,7 +432,10 @@ def one_line_summary(report: AnyReport) -> str:
     ]
     if report.verdict is not None and report.verdict_fails():
         failing.append(f"verdict {report.verdict.level.value}")
-    return f"{line}; gate failed on {', '.join(failing)} (--fail-on {report.fail_on.value})"
+    gate = f"{', '.join(failing)} (--fail-on {report.fail_on.value})"
+    if exit_zero:
+        return f"{line}; gate would fail on {gate}; exit 0 (--exit-zero)"
+    return f"{line}; gate failed on {gate}"
 
 
 def _write_stdout(text: str) -> None:

@@ -6,6 +6,10 @@ from __future__ import annotations
 
 import re
 
+import numpy as np
+import pytest
+
+from embaudit.figures import beside
 from embaudit.model import TrainedWith
 
 DECLARABLE = {objective.value for objective in TrainedWith} - {TrainedWith.UNKNOWN.value}
@@ -27,3 +31,71 @@ def test_every_prompt_to_declare_the_objective_offers_every_declarable_one(cli, 
     assert refused.code == 2
     assert _offered(refused.stderr) == [DECLARABLE]
     assert "dot-regularized" in DECLARABLE
+
+
+def test_exit_zero_says_the_gate_would_fail_and_the_exit_code_it_gives(cli, fixtures):
+    args = ("check", fixtures / "sphere.npy", "--fail-on", "warn", "-q")
+    failed = cli(*args)
+    assert failed.code == 1 and "; gate failed on EA301 warn" in failed.stdout
+    kept = cli(*args, "--exit-zero")
+    assert kept.code == 0
+    assert "gate failed" not in kept.stdout
+    assert kept.stdout.rstrip().endswith(
+        "; gate would fail on EA301 warn, verdict caution (--fail-on warn); exit 0 (--exit-zero)"
+    )
+    passed = cli("check", fixtures / "sphere.npy", "--trained-with", "cosine", "-q", "--exit-zero")
+    assert passed.code == 0 and "gate" not in passed.stdout
+
+
+@pytest.mark.parametrize(
+    ("value", "threshold", "spec", "shown"),
+    [
+        (1.0997, 1.1, ".4g", "1.0997"),  # '1.1' would read as balanced at the bound
+        (1.1003, 1.1, ".4g", "1.1003"),
+        (1.1, 1.1, ".4g", "1.1"),  # at the threshold: as it is
+        (4.6263, 1.1, ".4g", "4.626"),  # far from it: the digits asked for
+        (0.4996, 0.5, ".3f", "0.4996"),  # '0.500' would not read as below 0.5
+        (0.50004, 0.5, ".3f", "0.50004"),
+        (0.032, 0.5, ".3f", "0.032"),
+        (0.1 + 0.2, 0.3, ".3g", "0.30000000000000004"),  # a float64 hair above
+    ],
+)
+def test_a_value_beside_its_threshold_shows_the_digits_that_tell_the_side(
+    value, threshold, spec, shown
+):
+    printed = beside(value, threshold, spec)
+    assert printed == shown
+    assert (float(printed) > threshold) == (value > threshold)
+    assert (float(printed) < threshold) == (value < threshold)
+
+
+def _towers(tmp_path, condition: float):
+    """Two towers balanced but for one column, scaled so that the balancing gauge has
+    ``condition``; their cosine neighbours move a lot under gauges up to condition 10."""
+    rng = np.random.default_rng(5)
+    items, users = rng.standard_normal((400, 8)), rng.standard_normal((1200, 8))
+    balance = np.linalg.norm(users, axis=0) / np.linalg.norm(items, axis=0)
+    items, users = items * np.sqrt(balance), users / np.sqrt(balance)
+    gauge = np.ones(8)
+    gauge[3] = condition
+    np.save(tmp_path / "items.npy", items * gauge)
+    np.save(tmp_path / "users.npy", users / gauge)
+    return tmp_path / "items.npy", tmp_path / "users.npy"
+
+
+def test_balanced_towers_whose_gauge_gate_fails_are_not_told_cosine_can_be_used(cli, tmp_path):
+    items, users = _towers(tmp_path, 1.0997)
+    result = cli("gauge", items, users, "--sample", "300")
+    assert result.code == 1  # the gauge gate fails
+    printed = " ".join(result.stdout.split())
+    assert "not identified by the model's scores" in printed
+    assert "condition of the balancing gauge 1.0997 (balanced ≤ 1.1)" in printed
+    report = cli("gauge", items, users, "--sample", "300", "-f", "json").json()
+    assert report["balance"]["balanced"] is True
+    (balanced,) = [line for line in report["recommendations"] if "balanced" in line]
+    assert "can be used" not in balanced and "gate failed" in balanced
+    assert "(condition 1.0997 ≤ 1.1)" in balanced
+    # The same towers with a gate they pass are told cosine holds under that training.
+    passing = cli("gauge", items, users, "--sample", "300", "--min-overlap", "0", "-f", "json")
+    (balanced,) = [line for line in passing.json()["recommendations"] if "balanced" in line]
+    assert "can be used" in balanced

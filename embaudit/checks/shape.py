@@ -19,6 +19,7 @@ from embaudit.checks.common import (
     warned_if,
 )
 from embaudit.estimates import Z95, median_standard_error
+from embaudit.figures import beside
 from embaudit.measurement.neighbors import QueryHygiene
 from embaudit.measurement.sample import Geometry
 from embaudit.model import Action, Advice, Finding, Level, Status, TrainedWith
@@ -106,7 +107,8 @@ def mean_cosine(data: AuditData, threshold: float) -> Finding:
         return Finding(
             Status.WARN,
             mean,
-            f"mean cosine {mean:.3f} > {threshold:g}: a shared component inflates every cosine",
+            f"mean cosine {beside(mean, threshold, '.3f')} > {threshold:g}: a shared component "
+            "inflates every cosine",
             metrics,
             recommendation=geometry_fix(data.params.trained_with),
         )

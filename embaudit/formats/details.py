@@ -9,6 +9,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from embaudit.figures import beside
 from embaudit.reports import FilesReport, GaugeReport, MetricsReport
 
 
@@ -88,7 +89,11 @@ def _gauge(report: GaugeReport) -> list[Block]:
             ),
         ]
     balance = report.balance
-    condition = "undefined" if balance.condition is None else f"{balance.condition:.4g}"
+    condition = (
+        "undefined"
+        if balance.condition is None
+        else beside(balance.condition, balance.tolerance, ".4g")
+    )
     return [
         *blocks,
         Paragraph(

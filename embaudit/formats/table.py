@@ -12,6 +12,7 @@ from rich.panel import Panel
 from rich.table import Table
 from rich.text import Text
 
+from embaudit.figures import beside
 from embaudit.formats.base import Format
 from embaudit.gauge import Balance
 from embaudit.model import Level, Status
@@ -308,7 +309,8 @@ def _balance_text(balance: Balance) -> Text:
     condition, dead = balance.condition, balance.dead
     if condition is not None:
         style = "green" if balance.balanced else "yellow"
-        text.append(f"condition of the balancing gauge {condition:.4g}", style=style)
+        shown = beside(condition, balance.tolerance, ".4g")
+        text.append(f"condition of the balancing gauge {shown}", style=style)
         text.append(
             f" (balanced ≤ {balance.tolerance:g}); std of ln D {balance.log_scale_std:.3g}\n"
         )

@@ -6,6 +6,7 @@ from __future__ import annotations
 import time
 
 from embaudit.compare import compare_files, compare_metrics
+from embaudit.figures import beside
 from embaudit.model import CheckResult, Status
 from embaudit.options import CompareOptions
 from embaudit.pipelines import TOOL, Run
@@ -52,7 +53,8 @@ def run_metrics(
             f"{pair.a}-vs-{pair.b}",
             pair.by_k[result.k],
             options.min_overlap,
-            f"overlap@{result.k} {pair.by_k[result.k]:.3f}; top-1 differs for "
+            f"overlap@{result.k} {_shown(pair.by_k[result.k], options.min_overlap)}; top-1 "
+            "differs for "
             f"{pair.top1_differs:.1%} of {result.queries} queries",
         )
         for pair in result.pairs
@@ -91,7 +93,7 @@ def run_files(
         "neighbour-stability",
         value,
         options.min_overlap,
-        f"overlap@{comparison.k} {value:.3f} of {metric} neighbours for "
+        f"overlap@{comparison.k} {_shown(value, options.min_overlap)} of {metric} neighbours for "
         f"{comparison.queries} of {comparison.n_matched:,} matched items",
     )
     params = _params(options, run) | {"metric": metric, "ladder": comparison.ladder}
@@ -106,6 +108,11 @@ def run_files(
         timings={"total_seconds": time.perf_counter() - started},
         fail_on=options.fail_on,
     )
+
+
+def _shown(overlap: float, min_overlap: float | None) -> str:
+    """An overlap to 3 decimals, or as many more as tell its side of ``--min-overlap``."""
+    return f"{overlap:.3f}" if min_overlap is None else beside(overlap, min_overlap, ".3f")
 
 
 def _gate_row(name: str, value: float, min_overlap: float | None, message: str) -> CheckResult:
