@@ -99,3 +99,66 @@ def test_balanced_towers_whose_gauge_gate_fails_are_not_told_cosine_can_be_used(
     passing = cli("gauge", items, users, "--sample", "300", "--min-overlap", "0", "-f", "json")
     (balanced,) = [line for line in passing.json()["recommendations"] if "balanced" in line]
     assert "can be used" in balanced
+
+
+def _export(path, vectors, ids):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    table = pa.table(
+        {"doc_id": pa.array(ids), "embedding": pa.array(list(vectors), pa.list_(pa.float32()))}
+    )
+    pq.write_table(table, path)
+    return path
+
+
+def test_a_shuffled_copy_matched_by_row_order_names_the_id_column_to_match_by(cli, tmp_path):
+    rng = np.random.default_rng(3)
+    vectors = rng.standard_normal((600, 16)).astype(np.float32)
+    ids = [f"doc-{i}" for i in range(600)]
+    old = _export(tmp_path / "old.parquet", vectors, ids)
+    order = rng.permutation(600)
+    new = _export(tmp_path / "new.parquet", vectors[order], [ids[i] for i in order])
+    shuffled = cli("compare-knn", old, new, "--min-overlap", "0.9")
+    assert shuffled.code == 1
+    printed = " ".join(shuffled.stdout.split())
+    assert "matched by row order" in printed
+    assert "both files have a column 'doc_id' that may identify them" in printed
+    assert "--id-column doc_id" in printed
+    by_id = cli("compare-knn", old, new, "--min-overlap", "0.9", "--id-column", "doc_id")
+    assert by_id.code == 0 and "--id-column" not in by_id.stdout
+    # Every item kept its neighbours: no table of items at overlap 1.00.
+    assert "changed most: none — all 500 items compared kept their 10 nearest neighbours" in (
+        " ".join(by_id.stdout.split())
+    )
+    report = cli("compare-knn", old, new, "--id-column", "doc_id", "-f", "json").json()
+    assert report["changed_most"] == []
+
+
+def test_changed_most_lists_only_items_whose_neighbours_changed(cli, tmp_path):
+    rng = np.random.default_rng(4)
+    vectors = rng.standard_normal((600, 16)).astype(np.float32)
+    moved = vectors.copy()
+    moved[:40] = rng.standard_normal((40, 16))  # 40 items move; their neighbours change
+    old = tmp_path / "old.npy"
+    np.save(old, vectors)
+    np.save(tmp_path / "new.npy", moved)
+    report = cli("compare-knn", old, tmp_path / "new.npy", "-f", "json").json()
+    changed = report["changed_most"]
+    assert 0 < len(changed) <= 10
+    assert all(item["overlap_at_k"] < 1.0 for item in changed)
+    overlaps = [item["overlap_at_k"] for item in changed]
+    assert overlaps == sorted(overlaps)
+
+
+def test_rows_left_out_are_counted_in_words(cli, tmp_path):
+    rng = np.random.default_rng(5)
+    vectors = rng.standard_normal((300, 8))
+    vectors[[3, 10, 50]] = np.nan
+    np.save(tmp_path / "old.npy", vectors)
+    vectors[7] = 0.0
+    np.save(tmp_path / "new.npy", vectors)
+    result = cli("compare-knn", tmp_path / "old.npy", tmp_path / "new.npy")
+    printed = " ".join(result.stdout.split())
+    assert "left out of the neighbour lists: 3 of old, 4 of new" in printed
+    assert "{" not in result.stdout

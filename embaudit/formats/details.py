@@ -64,7 +64,13 @@ def _files(report: FilesReport) -> list[Block]:
         ),
         _by_k({comparison.metric: comparison.by_k}),
         Table("Per-item overlap", list(quantiles), [[f"{v:.2f}" for v in quantiles.values()]]),
-        Table("Changed most", ["id", f"overlap@{report.k}"], changed),
+        Table("Changed most", ["id", f"overlap@{report.k}"], changed)
+        if changed
+        else Paragraph(
+            f"none — all {comparison.queries:,} items compared kept their {report.k} nearest "
+            "neighbours.",
+            title="Changed most",
+        ),
     ]
 
 

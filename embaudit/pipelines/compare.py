@@ -4,6 +4,7 @@ in two exports, as a report with an optional gate (``min_overlap``)."""
 from __future__ import annotations
 
 import time
+from dataclasses import replace
 
 from embaudit.compare import compare_files, compare_metrics
 from embaudit.figures import beside
@@ -96,6 +97,8 @@ def run_files(
         f"overlap@{comparison.k} {_shown(value, options.min_overlap)} of {metric} neighbours for "
         f"{comparison.queries} of {comparison.n_matched:,} matched items",
     )
+    if row.status == Status.FAIL and comparison.id_candidates:
+        row = replace(row, message=row.message + _by_id_hint(comparison.id_candidates))
     params = _params(options, run) | {"metric": metric, "ladder": comparison.ladder}
     return FilesReport(
         options=options,
@@ -107,6 +110,16 @@ def run_files(
         checks=[row],
         timings={"total_seconds": time.perf_counter() - started},
         fail_on=options.fail_on,
+    )
+
+
+def _by_id_hint(columns: tuple[str, ...]) -> str:
+    """Items matched by row order while both files hold ``columns`` that could name them."""
+    named = ", ".join(repr(c) for c in columns)
+    both = "a column" if len(columns) == 1 else "columns"
+    return (
+        f"; the items were matched by row order, but both files have {both} {named} that may "
+        f"identify them: match by id with --id-column {columns[0]}"
     )
 
 
