@@ -162,3 +162,14 @@ def test_rows_left_out_are_counted_in_words(cli, tmp_path):
     printed = " ".join(result.stdout.split())
     assert "left out of the neighbour lists: 3 of old, 4 of new" in printed
     assert "{" not in result.stdout
+
+
+def test_an_unchanged_export_lists_no_item_as_changed_most(cli, tmp_path):
+    vectors = np.random.default_rng(6).standard_normal((400, 8))
+    np.save(tmp_path / "old.npy", vectors)
+    np.save(tmp_path / "new.npy", vectors)
+    args = ("compare-knn", tmp_path / "old.npy", tmp_path / "new.npy")
+    assert cli(*args, "-f", "json").json()["changed_most"] == []
+    printed = " ".join(cli(*args).stdout.split())
+    assert "changed most: none — all 400 items compared kept their 10 nearest neighbours" in printed
+    assert "overlap@10 ┃" not in printed  # no table of items at 1.00
