@@ -20,7 +20,7 @@ import typer
 from embaudit._streams import stdout_to_stderr
 from embaudit._version import __version__
 from embaudit.audit import audit, audit_gauge, audit_project, compare_knn
-from embaudit.checks import REGISTRY
+from embaudit.checks.base import listing, lookup
 from embaudit.errors import EmbauditError, UsageError
 from embaudit.formats import FORMATS
 from embaudit.measurement.sampling import Sampling
@@ -391,16 +391,9 @@ def explain(
       embaudit explain gauge-sensitivity
     """
     if code is None:
-        width = max(len(check.name) for check in REGISTRY.values())
-        lines = [
-            f"{check.code}  {check.name:<{width}}  {check.summary}"
-            for check in sorted(REGISTRY.values(), key=lambda c: c.code)
-        ]
-        _write_stdout("\n".join(lines) + "\n")
+        _write_stdout(listing())
         return EXIT_OK
-    wanted = code.strip()
-    by_name = {check.name: check for check in REGISTRY.values()}
-    check_ = REGISTRY.get(wanted.upper()) or by_name.get(wanted.lower())
+    check_ = lookup(code)
     if check_ is None:
         raise UsageError(
             f"unknown check code or name {code!r}; run 'embaudit explain' to list them"
@@ -427,20 +420,20 @@ def mcp_command() -> int:
 
 def _conclude(result: AnyReport | ProjectReport, report: ReportFlags) -> int:
     """Write the report and choose the exit code: 1 when the gate fails (unless --exit-zero)."""
-    _emit(result, report.output_format.value, report.output, report.quiet)
+    _emit(result, report)
     return EXIT_FINDINGS if result.failed() and not report.exit_zero else EXIT_OK
 
 
-def _emit(
-    report: AnyReport | ProjectReport, format_name: str, output: Path | None, quiet: bool
-) -> None:
-    """Render the report to stdout or to ``output``, and write the format's attachments."""
-    renderer = FORMATS[format_name]
+def _emit(report: AnyReport | ProjectReport, flags: ReportFlags) -> None:
+    """Render the report to stdout or to ``--output``, and write the format's attachments."""
+    renderer = FORMATS[flags.output_format.value]
+    output = flags.output
     if output is not None:
         write_report(output, renderer.document(report, color=False, width=100))
-    elif quiet and renderer.human:
+    elif flags.quiet and renderer.human:
         each = report.reports if isinstance(report, ProjectReport) else [report]
-        _write_stdout("".join(one_line_summary(one) + "\n" for one in each))
+        summaries = (one_line_summary(one, exit_zero=flags.exit_zero) for one in each)
+        _write_stdout("".join(line + "\n" for line in summaries))
     else:
         color = renderer.human and sys.stdout.isatty() and "NO_COLOR" not in os.environ
         width = max(80, shutil.get_terminal_size((100, 24)).columns)
@@ -453,16 +446,17 @@ def _emit(
             raise UsageError(f"{attachment.path}: cannot append ({exc.strerror or exc})") from None
 
 
-def one_line_summary(report: AnyReport) -> str:
+def one_line_summary(report: AnyReport, *, exit_zero: bool = False) -> str:
     """``--quiet``: the outcome, the counts, and what failed the gate (the checks by code or
-    name, and the verdict when its level fails it)."""
+    name, and the verdict when its level fails it); with ``exit_zero``, that the gate would
+    fail and the exit code is 0 all the same."""
     summary = report.summary
     counts = ", ".join(f"{summary[s]} {s}" for s in ("fail", "warn") if summary[s])
-    outcome = (
-        report.verdict.level.value
-        if report.verdict
-        else ("failed" if report.failed() else "passed")
-    )
+    outcome = "passed"
+    if report.verdict is not None:
+        outcome = report.verdict.level.value
+    elif report.failed():
+        outcome = "would fail" if exit_zero else "failed"
     line = f"{report.subject}: {outcome}{f' ({counts})' if counts else ''}"
     if not report.failed():
         return line
@@ -471,7 +465,10 @@ def one_line_summary(report: AnyReport) -> str:
     ]
     if report.verdict is not None and report.verdict_fails():
         failing.append(f"verdict {report.verdict.level.value}")
-    return f"{line}; gate failed on {', '.join(failing)} (--fail-on {report.fail_on.value})"
+    gate = f"{', '.join(failing)} (--fail-on {report.fail_on.value})"
+    if exit_zero:
+        return f"{line}; gate would fail on {gate}; exit 0 (--exit-zero)"
+    return f"{line}; gate failed on {gate}"
 
 
 def _write_stdout(text: str) -> None:

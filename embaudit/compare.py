@@ -133,6 +133,8 @@ class FilesComparison:
     per_query: Floats  # overlap@k of each query item
     query_ids: list[Any]
     excluded_rows: dict[str, int]  # per file: non-finite or zero rows, left out
+    #: Matched by row order: the columns of both files that could name the items instead.
+    id_candidates: tuple[str, ...] = ()
 
     @property
     def overlap_at_k(self) -> float:
@@ -166,7 +168,10 @@ class FilesComparison:
         }
 
     def changed_most(self) -> list[dict[str, Any]]:
-        order = np.argsort(self.per_query, kind="stable")[:CHANGED_LIST]
+        """The items whose neighbours changed most, lowest overlap first: only items whose
+        neighbours changed (overlap below 1), at most CHANGED_LIST of them."""
+        changed = np.flatnonzero(self.per_query < 1.0)
+        order = changed[np.argsort(self.per_query[changed], kind="stable")][:CHANGED_LIST]
         return [{"id": self.query_ids[i], "overlap_at_k": float(self.per_query[i])} for i in order]
 
 
@@ -261,6 +266,9 @@ def compare_files(
         per_query=per_query,
         query_ids=[ids[i] for i in chosen],
         excluded_rows=excluded,
+        id_candidates=tuple(c for c in old.id_candidates if c in new.id_candidates)
+        if matched_by == "row order"
+        else (),
     )
 
 

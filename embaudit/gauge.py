@@ -13,7 +13,7 @@ gauge and of gauges D whose condition number max(D)/min(D) is at most ``max_cond
   several random vertices and flips one coordinate at a time between the two bounds, keeping a
   flip when it lowers the overlap (greedy coordinate descent), until a sweep brings no
   improvement or the evaluation budget is spent. Each flip is a rank-one update of the weighted
-  Gram matrix of the sample, so an evaluation costs one m × m pass.
+  Gram matrix of the sample, so an evaluation costs one m × m pass (in blocks of rows).
 
 It also checks on sampled user–item pairs that the worst gauge leaves every prediction unchanged
 (to float64 rounding), and reports the range of cosines a pair of items can take.
@@ -93,8 +93,25 @@ class SideResult:
         return field_values(self, leave_out=("worst_scale",))
 
 
+#: Rows of the sample whose cosines one step of an evaluation holds: a block of 64 × m float64
+#: stays in the core's cache while it is scaled, selected and counted (m = 2,000: 1 MB).
+_BLOCK_ROWS = 64
+
+
 class _Neighbours:
-    """Cosine kNN within a sample under diagonal weights w = D², with rank-one flips."""
+    """Cosine kNN within a sample under diagonal weights w = D², with rank-one flips.
+
+    An evaluation asks, per row, which of its exported neighbours (those whose exported cosine
+    ties with the k-th or is above it, :attr:`kept`) are among its k nearest under the new
+    weights: the k-th largest new score of the row (:func:`_kth_largest`) and the new scores of
+    those few columns tell it, block of rows by block of rows so that the work stays in cache.
+    A row's scores are its Gram entries divided by the other row's norm (its own norm, common to
+    the row, changes no order), and a flip adds its rank-one change block by block without
+    forming the candidate Gram matrix. Where new scores tie exactly at the k-th, as many tied
+    exported neighbours count as the k places left hold (duplicated rows tie so, and are
+    exported neighbours alike). tests/test_gauge_references.py checks every evaluation against
+    selecting each row's k nearest cosines whole.
+    """
 
     def __init__(self, rows: Floats, k: int) -> None:
         self.rows = rows
@@ -104,6 +121,8 @@ class _Neighbours:
         self.base_top = self._top(self.base_cosines)
         # The k-th largest exported cosine of each row: the smallest of its k nearest.
         self.base_kth = np.take_along_axis(self.base_cosines, self.base_top, axis=1).min(axis=1)
+        kept = self.base_cosines >= self.base_kth[:, None] - TIE
+        self.kept, self.kept_valid = _padded_columns(kept)
 
     @staticmethod
     def _cosines(gram: Floats) -> Floats:
@@ -123,9 +142,80 @@ class _Neighbours:
     def overlap(self, gram: Floats) -> float:
         """Mean overlap@k of the neighbours under ``gram`` with the exported ones (tie-aware:
         a new neighbour whose exported cosine ties with the k-th counts as kept)."""
-        top = self._top(self._cosines(gram))
-        kept = np.take_along_axis(self.base_cosines, top, axis=1) >= self.base_kth[:, None] - TIE
-        return float(kept.mean())
+        inverse = 1.0 / np.sqrt(np.diag(gram))
+        kept = 0
+        for start in range(0, len(gram), _BLOCK_ROWS):
+            kept += self._kept_in_block(gram[start : start + _BLOCK_ROWS] * inverse, start)
+        return kept / (len(gram) * self.k)
+
+    def flip_overlap(self, gram: Floats, column: Floats, delta: float) -> float:
+        """:meth:`overlap` of ``gram + delta · column columnᵀ`` (one weight changed by
+        ``delta``), without forming that matrix."""
+        inverse = 1.0 / np.sqrt(np.diag(gram) + delta * column * column)
+        change = delta * column * inverse
+        kept = 0
+        for start in range(0, len(gram), _BLOCK_ROWS):
+            block = slice(start, start + _BLOCK_ROWS)
+            scores = gram[block] * inverse
+            scores += np.outer(column[block], change)
+            kept += self._kept_in_block(scores, start)
+        return kept / (len(gram) * self.k)
+
+    def _kept_in_block(self, cosines: Floats, start: int) -> int:
+        """How many of the k nearest of the rows ``start, start + 1, …`` (their ``cosines``,
+        overwritten) are exported neighbours."""
+        rows = np.arange(len(cosines))
+        cosines[rows, start + rows] = -np.inf  # a row is not its own neighbour
+        k = self.k
+        kth = _kth_largest(cosines, k)
+        block = slice(start, start + len(cosines))
+        kept, valid = self.kept[block], self.kept_valid[block]
+        values = np.take_along_axis(cosines, kept, axis=1)
+        above = ((values > kth[:, None]) & valid).sum(axis=1)
+        at = ((values == kth[:, None]) & valid).sum(axis=1)
+        tied = np.flatnonzero(at > 1)
+        if len(tied):
+            # Several exported neighbours tie exactly with the k-th: they fill the places the
+            # larger cosines leave (at least one, the k-th itself).
+            places = k - (cosines[tied] > kth[tied, None]).sum(axis=1)
+            at[tied] = np.minimum(at[tied], places)
+        return int((above + at).sum())
+
+
+#: Columns of a group in :func:`_kth_largest`.
+_GROUP = 8
+
+
+def _kth_largest(values: Floats, k: int) -> Floats:
+    """The k-th largest value of each row, exactly, without partitioning whole rows: the k
+    groups of columns with the largest maxima hold it. (Were a value above the k-th largest of
+    those groups in another group, that group's maximum would be below theirs, so they would
+    hold k values at least as large: a contradiction.)"""
+    rows, m = values.shape
+    width = -(-m // _GROUP)
+    if width * _GROUP != m:
+        padded = np.full((rows, width * _GROUP), -np.inf)
+        padded[:, :m] = values
+        values = padded
+    if width <= k:
+        return np.partition(values, values.shape[1] - k, axis=1)[:, values.shape[1] - k]
+    # Group r holds the columns r, r + width, r + 2·width, …: its maximum is one reduction.
+    maxima = values.reshape(rows, _GROUP, width).max(axis=1)
+    groups = np.argpartition(maxima, width - k, axis=1)[:, width - k :]
+    columns = (groups[:, :, None] + width * np.arange(_GROUP)).reshape(rows, -1)
+    held = np.take_along_axis(values, columns, axis=1)
+    return np.partition(held, held.shape[1] - k, axis=1)[:, held.shape[1] - k]
+
+
+def _padded_columns(mask: npt.NDArray[np.bool_]) -> tuple[Ints, npt.NDArray[np.bool_]]:
+    """The columns where each row of ``mask`` is true, padded to the longest row (with column
+    0), and which entries are real."""
+    counts = mask.sum(axis=1)
+    width = int(counts.max())
+    valid = np.arange(width)[None, :] < counts[:, None]
+    columns = np.zeros(mask.shape[0] * width, dtype=np.int64)
+    columns[valid.ravel()] = np.nonzero(mask)[1]
+    return columns.reshape(mask.shape[0], width), valid
 
 
 def _log_uniform(d: int, condition: float, rng: np.random.Generator) -> Floats:
@@ -209,11 +299,10 @@ def _worst_gauge(
             flipped = 1.0 / best_scale[dim]  # the other bound: C^-1/2 <-> C^1/2
             delta = flipped**2 - best_scale[dim] ** 2
             column = rows[:, dim]
-            candidate = gram + delta * np.outer(column, column)
-            value = search.overlap(candidate)
+            value = search.flip_overlap(gram, column, delta)
             evaluations += 1
             if value < best:
-                best, gram = value, candidate
+                best, gram = value, gram + delta * np.outer(column, column)
                 best_scale = best_scale.copy()
                 best_scale[dim] = flipped
                 improved = True

@@ -2,8 +2,9 @@
 
 Four tools: ``check``, ``compare_knn`` and ``gauge`` return the JSON report of the command of
 the same name (``schema_version`` 1) as structured output; ``explain`` returns what a check
-measures and how to fix it. Their arguments are the library's parameters (``trained_with``,
-``k``, ``seed``, …), typed, with the defaults and bounds declared in :mod:`embaudit.params`.
+measures and how to fix it, as ``embaudit explain`` prints it, with its fields structured.
+Their arguments are the library's parameters (``trained_with``, ``k``, ``seed``, …), typed,
+with the defaults and bounds declared in :mod:`embaudit.params`.
 
 File access is the paths the caller names, read and never written: no tool writes a report or
 an array, and the server reads no configuration file (every option is an argument). An error
@@ -20,9 +21,11 @@ from typing import Annotated, Any
 
 from embaudit.audit import audit, audit_gauge, compare_knn
 from embaudit.checks import REGISTRY
+from embaudit.checks.base import listing, lookup
 from embaudit.errors import EmbauditError, UsageError
 from embaudit.formats import FORMATS
 from embaudit.measurement.sampling import Sampling
+from embaudit.model import TrainedWith
 from embaudit.options import CheckOptions, CompareOptions, GaugeOptions
 from embaudit.params import Interval, Param, declared, flagged, with_declared
 from embaudit.reports import AnyReport
@@ -30,7 +33,7 @@ from embaudit.reports import AnyReport
 try:
     from mcp.server.mcpserver import Context, MCPServer
     from mcp.server.mcpserver.exceptions import ToolError
-    from mcp.types import CallToolResult, InputRequiredResult, ToolAnnotations
+    from mcp.types import CallToolResult, InputRequiredResult, TextContent, ToolAnnotations
     from pydantic import Field, ValidationError
 except ImportError:
     raise UsageError("embaudit mcp needs the MCP SDK: pip install 'embaudit[mcp]'") from None
@@ -39,7 +42,7 @@ INSTRUCTIONS = (
     "embaudit audits embedding files (.npy, .npz, parquet) and says whether cosine similarity "
     "can be trusted on them, and whether an index returns the neighbours the model was trained "
     "for. Call check on a file before trusting its cosine neighbours; declare trained_with "
-    "(cosine, dot, dot-regularized, l2) when it is known, since it decides the verdict. Read "
+    f"({TrainedWith.declarable(', ')}) when it is known, since it decides the verdict. Read "
     "verdict.level (trustworthy, caution, untrustworthy), verdict.reasons and "
     "verdict.recommendations; explain(code) says what a check such as EA301 means. compare_knn "
     "compares cosine, L2 and inner-product neighbours of one file, or the neighbours of the "
@@ -192,30 +195,28 @@ def explain(
             "to list every check."
         ),
     ] = None,
-) -> dict[str, Any]:
-    """What a check measures, why it matters, how to fix it, its default threshold and source
-    (Markdown, as `embaudit explain CODE` prints it); without a code, every check's code, name
-    and one-line summary."""
-    checks = sorted(REGISTRY.values(), key=lambda check: check.code)
+) -> Annotated[CallToolResult, dict[str, Any]]:
+    """What a check measures, why it matters, how to fix it, its default threshold and source,
+    as `embaudit explain CODE` prints it (Markdown); without a code, every check's code, name
+    and one-line summary, as `embaudit explain` prints them. The same fields come structured:
+    code, name, summary and explain, or checks."""
     if code is None:
-        return {
-            "checks": [
-                {"code": check.code, "name": check.name, "summary": check.summary}
-                for check in checks
-            ]
-        }
-    wanted = code.strip()
-    found = REGISTRY.get(wanted.upper()) or {c.name: c for c in checks}.get(wanted.lower())
+        checks = sorted(REGISTRY.values(), key=lambda check: check.code)
+        listed = [{"code": c.code, "name": c.name, "summary": c.summary} for c in checks]
+        return _printed(listing(), {"checks": listed})
+    found = lookup(code)
     if found is None:
         raise ToolError(
             f"unknown check code or name {code!r}; call explain without a code to list them"
         )
-    return {
-        "code": found.code,
-        "name": found.name,
-        "summary": found.summary,
-        "explain": found.explain(),
-    }
+    text = found.explain()
+    fields = {"code": found.code, "name": found.name, "summary": found.summary, "explain": text}
+    return _printed(text, fields)
+
+
+def _printed(text: str, fields: dict[str, Any]) -> CallToolResult:
+    """A tool result whose text is what the command line prints, with ``fields`` structured."""
+    return CallToolResult(content=[TextContent(type="text", text=text)], structured_content=fields)
 
 
 class _Server(MCPServer[Any]):
@@ -246,7 +247,7 @@ def build_server() -> MCPServer[Any]:
     server = _Server(
         name="embaudit", version=__version__, instructions=INSTRUCTIONS, log_level="WARNING"
     )
-    tools: dict[str, tuple[Callable[..., dict[str, Any]], str]] = {
+    tools: dict[str, tuple[Callable[..., Any], str]] = {
         "check": (check, "Audit an embedding file"),
         "compare_knn": (compare_knn_tool, "Compare nearest neighbours"),
         "gauge": (gauge, "Audit the gauge freedom of two towers"),

@@ -46,6 +46,12 @@ class TrainedWith(StrEnum):
     L2 = "l2"
     UNKNOWN = "unknown"
 
+    @classmethod
+    def declarable(cls, separator: str = "|") -> str:
+        """The objectives a user can declare, as a prompt writes them: 'cosine|dot|…' (every
+        member but unknown, so that a new objective appears in every prompt)."""
+        return separator.join(objective.value for objective in cls if objective != cls.UNKNOWN)
+
     @property
     def scores_with_dot(self) -> bool:
         """The model's scores are inner products: cosine discards the norms it used."""
@@ -55,6 +61,45 @@ class TrainedWith(StrEnum):
     def fixes_gauge(self) -> bool:
         """The objective leaves no diagonal gauge free: gauge sensitivity is not a finding."""
         return self in (TrainedWith.COSINE, TrainedWith.L2, TrainedWith.DOT_REGULARIZED)
+
+
+class Action(StrEnum):
+    """What a recommendation asks the user to do. The verdict gives one recommendation per
+    action: two checks that ask for the same thing say it once."""
+
+    REPAIR = "repair-rows"  # non-finite rows
+    DROP_ZERO = "drop-zero-rows"
+    DEDUPLICATE = "deduplicate"  # exact copies
+    NEAR_DUPLICATES = "near-duplicates"
+    DEAD_DIMENSIONS = "dead-dimensions"
+    DOMINANT_DIMENSIONS = "dominant-dimensions"
+    CENTRE = "centre"
+    HUBNESS = "hubness-reduction"
+    NORMALIZE = "normalize"
+    METRIC = "metric"  # rank (or index) with the metric the model was trained for
+    DECLARE = "declare"
+    TRUNCATION = "truncation"
+    SEARCH = "search-setting"  # the index's search knob
+    FILTERED_SEARCH = "filtered-search"  # the index's search under a filter (EA705)
+    EXACT_INDEX = "exact-index"  # an index that loses fewer neighbours
+    ISLANDS = "islands"  # small groups a graph index reaches badly
+    ISOLATED = "isolated-rows"
+    NEIGHBOUR_DRIFT = "neighbour-drift"
+    NORM_DRIFT = "norm-drift"
+    VERDICT_DRIFT = "verdict-drift"
+
+
+@dataclass(frozen=True)
+class Advice:
+    """A recommendation: its words, the actions it asks for and how specific it is. Of the
+    advice a report gathers, the verdict keeps the most specific for each action (at equal
+    specificity, the first given), and drops advice whose every action a kept one asks for."""
+
+    text: str
+    actions: tuple[Action, ...]
+    #: 0: the action in general; 1: names what to act on (the index, the dimensions, the
+    #: setting); 2: also says what it reaches (the objective's neighbours).
+    specificity: int = 0
 
 
 @dataclass(frozen=True)
@@ -70,7 +115,7 @@ class Finding:
     message: str
     metrics: dict[str, Any] = field(default_factory=dict)
     impact: Level | None = None
-    recommendation: str | None = None
+    recommendation: Advice | None = None
 
 
 @dataclass(frozen=True)
@@ -83,7 +128,7 @@ class CheckResult:
     message: str
     metrics: dict[str, Any]
     impact: Level | None = None
-    recommendation: str | None = None
+    recommendation: Advice | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return {

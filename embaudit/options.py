@@ -363,8 +363,9 @@ class CheckOptions(_Common, _Passes):
             )
         if self.require_objective and self.trained_with == TrainedWith.UNKNOWN:
             raise UsageError(
-                "the training objective must be declared (--trained-with cosine|dot|l2, or "
-                "trained-with in the configuration): require-objective is set"
+                "the training objective must be declared (--trained-with "
+                f"{TrainedWith.declarable()}, or trained-with in the configuration): "
+                "require-objective is set"
             )
         if self.enabled is not None and not self.enabled:
             raise UsageError(

@@ -2,14 +2,15 @@
 
 Each check states the level its finding raises the verdict to, given the declared objective
 (docs/science.md); the verdict is the highest of them. Reasons name the driving checks; the
-recommendations gather the concrete actions of every check that found something.
+recommendations gather the concrete advice of every check that found something, one per action
+(the most specific advice for it).
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 
-from embaudit.model import CheckResult, Level, Status, TrainedWith, Verdict
+from embaudit.model import Action, Advice, CheckResult, Level, Status, TrainedWith, Verdict
 
 #: Checks that look at the geometry (pairs, spectrum, neighbours): without any of them, nothing
 #: was measured about cosine itself.
@@ -43,12 +44,27 @@ def decide(checks: Sequence[CheckResult], trained_with: TrainedWith) -> Verdict:
         reasons = [f"no check found a problem with cosine similarity on this data{objective}"]
     elif trained_with == TrainedWith.UNKNOWN and level == Level.CAUTION:
         reasons.append(
-            "declaring the training objective (--trained-with cosine|dot|l2) would settle "
-            "whether these findings matter"
+            f"declaring the training objective (--trained-with {TrainedWith.declarable()}) would "
+            "settle whether these findings matter"
         )
-    recommendations: list[str] = []
-    for check in [*drivers, *(c for c in checks if c.impact is None)]:
-        action = check.recommendation
-        if action and check.status != Status.PASS and action not in recommendations:
-            recommendations.append(action)
-    return Verdict(level, reasons, recommendations, trained_with != TrainedWith.UNKNOWN)
+    ordered = [*drivers, *(c for c in checks if c.impact is None)]
+    given = [c.recommendation for c in ordered if c.recommendation and c.status != Status.PASS]
+    return Verdict(level, reasons, recommendations(given), trained_with != TrainedWith.UNKNOWN)
+
+
+def recommendations(given: Sequence[Advice]) -> list[str]:
+    """One recommendation per action: the most specific advice first (at equal specificity, the
+    first given), each kept when it asks for an action no kept advice asks for; the kept advice
+    in the order of the first advice given for each of its actions."""
+    first_asked: dict[Action, int] = {}
+    for position, advice in enumerate(given):
+        for action in advice.actions:
+            first_asked.setdefault(action, position)
+    kept: list[Advice] = []
+    covered: set[Action] = set()
+    for advice in sorted(given, key=lambda advice: -advice.specificity):
+        if not set(advice.actions) <= covered:
+            kept.append(advice)
+            covered |= set(advice.actions)
+    kept.sort(key=lambda advice: min(first_asked[action] for action in advice.actions))
+    return list(dict.fromkeys(advice.text for advice in kept))

@@ -25,8 +25,8 @@ from embaudit.checks.common import (
     overlap_summary,
 )
 from embaudit.checks.gauges import canonical_gauge, gauge_sensitivity, s50
-from embaudit.checks.graphs import hubness, query_hubness
-from embaudit.checks.metrics import cosine_vs_dot, cosine_vs_l2
+from embaudit.checks.graphs import REDUCE_HUBS, hubness, query_hubness
+from embaudit.checks.metrics import RANK_WITH_L2, cosine_vs_dot, cosine_vs_l2
 from embaudit.estimates import bounded_mean_standard_error, combined_standard_error, t_factor
 from embaudit.geometry import Hubness
 from embaudit.measurement.neighbors import Neighbors
@@ -35,7 +35,7 @@ from embaudit.model import Level, Status, TrainedWith
 from embaudit.options import CheckOptions
 
 PAIRS = (("cosine", "l2"), ("cosine", "dot"), ("l2", "dot"))
-L2_ACTION = "Rank with L2 distance, as the model was trained"
+L2_ACTION = RANK_WITH_L2
 
 
 def neighbors(
@@ -377,9 +377,8 @@ def test_hubness_warns_below_its_threshold_whatever_the_objective(objective):
     finding = hubness(spread_data(objective, spread(0.2), sample(hub(0.6), hub(0.1))), 0.25)
     assert finding.status == Status.WARN and finding.impact is None
     assert finding.value == 0.2
-    assert finding.recommendation == (
-        "Centre the vectors, or apply hubness reduction before kNN retrieval"
-    )
+    # Centring moves every dot-product score: a model that scores so is told to use the dot.
+    assert finding.recommendation == (USE_DOT if objective.scores_with_dot else REDUCE_HUBS)
     assert finding.message == (
         "In the corpus's k-NN graph (every row's list), the results spread over 0.20 ± 0.02 of "
         "what chance would reach (an effective 1,800 of 10,000 rows; k-occurrence CV 1.50); a "

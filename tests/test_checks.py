@@ -30,7 +30,8 @@ def test_ea004_flags_constant_zero_and_near_constant_dimensions():
     assert check.metrics["count"] == 3
     # The value is what the threshold judges: the smallest std / rms coordinate (0 here).
     assert check.value == 0.0 and check.value <= check.threshold
-    assert "Drop dead dimensions 2, 5, 6" in (check.recommendation or "")
+    assert check.recommendation is not None
+    assert "Drop dead dimensions 2, 5, 6" in check.recommendation.text
     assert check.message.startswith("3 dimensions of 8 are dead (constant): 2, 5, 6")
 
 

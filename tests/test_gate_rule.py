@@ -29,9 +29,18 @@ from embaudit.cli import (
     ReportFlags,
     _conclude,
 )
-from embaudit.model import CheckResult, Level, Status, TrainedWith, Verdict
+from embaudit.model import Action, Advice, CheckResult, Level, Status, TrainedWith, Verdict
 from embaudit.reports import Gate
 from embaudit.verdict import decide
+
+#: The action of each recommendation the tests give as words.
+ACTIONS = {
+    "Normalize": Action.NORMALIZE,
+    "Deduplicate": Action.DEDUPLICATE,
+    "Drop dimensions": Action.DEAD_DIMENSIONS,
+    "Use the dot": Action.METRIC,
+    "Skipped advice": Action.NEAR_DUPLICATES,
+}
 
 #: Whether a check of each status fails the gate, per --fail-on.
 CHECK_FAILS = {
@@ -49,9 +58,12 @@ def result(
     code: str,
     status: Status,
     impact: Level | None = None,
-    recommendation: str | None = None,
+    recommendation: str | Advice | None = None,
     name: str = "",
 ) -> CheckResult:
+    """A check result; a recommendation given as words is its own action."""
+    if isinstance(recommendation, str):
+        recommendation = Advice(recommendation, (ACTIONS[recommendation],))
     return CheckResult(
         code=code,
         name=name or f"check-{code.lower()}",
@@ -268,7 +280,8 @@ def test_an_undeclared_objective_with_a_caution_says_which_declaration_settles_i
     undeclared = decide(checks, TrainedWith.UNKNOWN)
     assert undeclared.level == Level.CAUTION
     assert undeclared.reasons[-1] == (
-        "declaring the training objective (--trained-with cosine|dot|l2) would settle whether "
+        "declaring the training objective (--trained-with cosine|dot|dot-regularized|l2) would "
+        "settle whether "
         "these findings matter"
     )
     assert len(undeclared.reasons) == 2
@@ -291,6 +304,54 @@ def test_recommendations_gather_every_non_passing_action_once_drivers_first():
     ]
     decided = decide(checks, TrainedWith.DOT)
     assert decided.recommendations == ["Use the dot", "Deduplicate", "Skipped advice"]
+
+
+SEARCH_8 = Advice("Search IVF64,Flat with nprobe = 8", (Action.SEARCH,), specificity=1)
+SEARCH_8_RECALL = Advice(
+    "Search IVF64,Flat with nprobe = 8 (recall 0.9 or more)", (Action.SEARCH,), specificity=1
+)
+NORMALIZE_FOR_INDEX = Advice(
+    "Normalize the vectors before indexing with ip (or build HNSW16 with --index-metric cosine)",
+    (Action.NORMALIZE,),
+    specificity=2,
+)
+NORMALIZE_THEN_SEARCH = Advice(
+    "Normalize the vectors before indexing with ip, then search with efSearch = 32",
+    (Action.NORMALIZE, Action.SEARCH),
+    specificity=2,
+)
+
+
+def test_one_recommendation_per_action_the_first_given_at_equal_specificity():
+    checks = [
+        GEOMETRY,
+        result("EA702", Status.FAIL, Level.UNTRUSTWORTHY, SEARCH_8),
+        result("EA701", Status.WARN, None, SEARCH_8_RECALL),
+    ]
+    assert decide(checks, TrainedWith.COSINE).recommendations == [SEARCH_8.text]
+
+
+def test_the_most_specific_recommendation_of_an_action_is_kept_in_the_place_of_the_first():
+    checks = [
+        GEOMETRY,
+        result("EA301", Status.WARN, Level.CAUTION, "Normalize"),
+        result("EA401", Status.WARN, Level.CAUTION, "Deduplicate"),
+        result("EA702", Status.WARN, None, NORMALIZE_FOR_INDEX),
+    ]
+    decided = decide(checks, TrainedWith.UNKNOWN)
+    assert decided.recommendations == [NORMALIZE_FOR_INDEX.text, "Deduplicate"]
+
+
+def test_advice_covering_two_actions_replaces_the_advice_for_each():
+    checks = [
+        GEOMETRY,
+        result("EA401", Status.WARN, Level.CAUTION, "Normalize"),
+        result("EA702", Status.FAIL, Level.UNTRUSTWORTHY, NORMALIZE_THEN_SEARCH),
+        result("EA701", Status.WARN, None, SEARCH_8_RECALL),
+        result("EA003", Status.WARN, None, "Deduplicate"),
+    ]
+    decided = decide(checks, TrainedWith.COSINE)
+    assert decided.recommendations == [NORMALIZE_THEN_SEARCH.text, "Deduplicate"]
 
 
 def test_a_passing_driver_recommends_nothing():

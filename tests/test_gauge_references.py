@@ -181,3 +181,54 @@ def test_a_zero_pair_does_not_divide_by_zero():
     items = np.array([[0.0, 0.0], [1.0, 2.0]])
     users = np.array([[1.0, 1.0], [3.0, -1.0]])
     assert prediction_change(items, users, np.array([3.0, 0.25])) < 1e-15
+
+
+def selected_overlap(search: _Neighbours, gram: Floats) -> float:
+    """The overlap as first written: the k nearest under ``gram`` selected whole (argpartition
+    of every cosine), each looked up among the exported cosines."""
+    norms = np.sqrt(np.diag(gram))
+    cosines = gram / np.outer(norms, norms)
+    np.fill_diagonal(cosines, -np.inf)
+    top = np.argpartition(-cosines, search.k - 1, axis=1)[:, : search.k]
+    kept = np.take_along_axis(search.base_cosines, top, axis=1) >= search.base_kth[:, None] - TIE
+    return float(kept.mean())
+
+
+@pytest.mark.parametrize(
+    ("kind", "m"), [("quantized", 150), ("continuous", 150), ("continuous", 700)]
+)
+def test_an_evaluation_equals_selecting_the_k_nearest_whole(kind, m):
+    """The blocked evaluation (the k-th largest from groups of columns, the exported neighbours
+    looked up) and the rank-one flip equal selecting every row's k nearest and looking them up,
+    on towers with exact ties (quantized, duplicated rows) and without."""
+    rows = tower(kind, m=m)
+    search = _Neighbours(rows, K)
+    rng = np.random.default_rng(11)
+    for condition in (1.5, 10.0, 1000.0):
+        scale = np.sqrt(condition) ** rng.choice([-1.0, 1.0], size=rows.shape[1])
+        gram = search.gram(scale**2)
+        assert search.overlap(gram) == selected_overlap(search, gram)
+        for dim in range(rows.shape[1]):
+            delta = 1.0 / scale[dim] ** 2 - scale[dim] ** 2
+            column = rows[:, dim]
+            flipped = gram + delta * np.outer(column, column)
+            assert search.flip_overlap(gram, column, delta) == selected_overlap(search, flipped)
+
+
+def test_the_search_equals_the_search_that_selects_whole_rows(monkeypatch):
+    """audit_side with the fast evaluation reports what it reported with the slow one: the same
+    curve, the same worst gauge, the same evaluations."""
+    rows = tower("continuous", m=400, d=12, seed=8)
+    settings = GaugeSettings(k=K, seed=4, max_condition=30.0, sample=400, draws=3, budget=200)
+    fast, fast_scale = audit_side("items", rows, settings)
+    monkeypatch.setattr(_Neighbours, "overlap", selected_overlap)
+    monkeypatch.setattr(
+        _Neighbours,
+        "flip_overlap",
+        lambda search, gram, column, delta: selected_overlap(
+            search, gram + delta * np.outer(column, column)
+        ),
+    )
+    slow, slow_scale = audit_side("items", rows, settings)
+    assert fast.to_dict() == slow.to_dict()
+    assert np.array_equal(fast_scale, slow_scale)

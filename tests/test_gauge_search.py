@@ -35,6 +35,9 @@ class Scripted:
         self.calls += 1
         return float(self.script(self.calls, gram))
 
+    def flip_overlap(self, gram: np.ndarray, column: np.ndarray, delta: float) -> float:
+        return self.overlap(gram + delta * np.outer(column, column))
+
 
 def _settings(vertices: int, budget: int) -> GaugeSettings:
     return GaugeSettings(

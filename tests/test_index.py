@@ -182,7 +182,8 @@ def test_ea701_recommends_the_smallest_setting_reaching_the_threshold():
     assert check.value == sweep[0]["recall"]  # nprobe 1 is faiss's default and the first
     if check.value < check.threshold:
         assert check.status == Status.WARN
-        assert f"nprobe = {reaching[0]['value']}" in (check.recommendation or "")
+        assert check.recommendation is not None
+        assert f"nprobe = {reaching[0]['value']}" in check.recommendation.text
 
 
 def test_a_duplicate_of_a_true_neighbour_is_not_a_miss():

@@ -149,6 +149,12 @@ def test_explain_returns_a_checks_documentation_and_the_list(session):
     assert "## How to fix it" in explained["explain"]
     listed = session[1]["explain all"].structured_content["checks"]
     assert {"code": "EA001", "name": "non-finite"}.items() <= listed[0].items()
+
+
+def test_explain_reads_as_the_command_line_prints_it(cli, session):
+    """The text an agent reads is the command's output, not the structured fields as JSON."""
+    assert _text(session[1]["explain"]) == cli("explain", "gauge-sensitivity").stdout
+    assert _text(session[1]["explain all"]) == cli("explain").stdout
     unknown = _error(session[1]["explain unknown"], "explain")
     assert unknown.startswith("unknown check code or name 'EA999'")
 

@@ -138,6 +138,23 @@ class Check:
 REGISTRY: dict[str, Check] = {}
 
 
+def lookup(code: str) -> Check | None:
+    """The check of a code (EA301) or a name (gauge-sensitivity), as ``explain`` takes it."""
+    wanted = code.strip()
+    by_name = {check.name: check for check in REGISTRY.values()}
+    return REGISTRY.get(wanted.upper()) or by_name.get(wanted.lower())
+
+
+def listing() -> str:
+    """Every check's code, name and one-line summary, one line each: what ``embaudit explain``
+    prints without a code."""
+    width = max(len(check.name) for check in REGISTRY.values())
+    return "".join(
+        f"{check.code}  {check.name:<{width}}  {check.summary}\n"
+        for check in sorted(REGISTRY.values(), key=lambda check: check.code)
+    )
+
+
 class Sampled(TypedDict):
     """The two keywords of :func:`register` that a sampled check gives together (its
     ``samples`` and the parts it ``reads``), as one value that checks measured alike share."""

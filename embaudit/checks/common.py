@@ -20,19 +20,39 @@ from embaudit.estimates import (
 from embaudit.knn import EXTERNAL_ROW
 from embaudit.measurement.neighbors import QueryHygiene
 from embaudit.measurement.sample import Geometry
-from embaudit.model import Finding, Level, Status, TrainedWith
+from embaudit.model import Action, Advice, Finding, Level, Status, TrainedWith
 
 #: The rescaling level whose overlap is EA301's headline value.
 HEADLINE_LEVEL = 0.5
 
 
-USE_DOT = "Rank with the dot product the model was trained with, not cosine"
+USE_DOT = Advice(
+    "Rank with the dot product the model was trained with, not cosine", (Action.METRIC,)
+)
 
 
-NORMALIZE = "Normalize the vectors before indexing with L2 or inner product"
+NORMALIZE = Advice(
+    "Normalize the vectors before indexing with L2 or inner product", (Action.NORMALIZE,)
+)
 
 
-DECLARE = "Declare the training objective (--trained-with cosine|dot|l2) to settle this"
+DECLARE = Advice(
+    f"Declare the training objective (--trained-with {TrainedWith.declarable()}) to settle this",
+    (Action.DECLARE,),
+)
+
+
+CENTRE = Advice(
+    "Centre the vectors (subtract the mean vector) and remove the top principal component",
+    (Action.CENTRE,),
+)
+
+
+def geometry_fix(trained_with: TrainedWith, advice: Advice = CENTRE) -> Advice:
+    """``advice`` that reshapes the cloud (centring, hubness reduction) for a model trained for
+    cosine, L2 or an unknown objective; for one that scores with the dot product, the dot product
+    itself: centring moves every dot-product score, so it is no fix there."""
+    return USE_DOT if trained_with.scores_with_dot else advice
 
 
 SKIP = "needs more finite, non-zero rows than k + 1 (otherwise every row is every row's neighbour)"
@@ -163,7 +183,7 @@ def warned_if(
     value: float | None,
     message: str,
     metrics: dict[str, Any],
-    recommendation: str | None,
+    recommendation: Advice | None,
     concern: str = "",
 ) -> Finding:
     """A warning with its recommendation when ``warn`` (its message followed by ``: concern``
@@ -181,7 +201,7 @@ def other_neighbours(
     indexes: str,
     metrics: dict[str, Any],
     trained_with: TrainedWith,
-    recommendation: str | None,
+    recommendation: Advice | None,
 ) -> Finding:
     """The warning that ``indexes`` ('an L2 index') will not return the cosine neighbours: a
     caution when the objective is not declared (cosine may be what it wants), else no effect on

@@ -19,7 +19,7 @@ from embaudit.checks.common import (
     warned_if,
 )
 from embaudit.measurement.neighbors import QueryHygiene
-from embaudit.model import Finding, Level, Status
+from embaudit.model import Action, Advice, Finding, Level, Status
 from embaudit.stats import DEAD_RATIO, RowSet, dead_dimension_mask
 
 
@@ -36,7 +36,7 @@ def _plural(count: int, word: str) -> str:
 
 
 def _failed_on_rows(
-    rows: RowSet, threshold: float, metrics: dict[str, Any], clean: str, found: str, action: str
+    rows: RowSet, threshold: float, metrics: dict[str, Any], clean: str, found: str, action: Advice
 ) -> Finding:
     """EA001 and EA002: a pass (``clean``) while the rows number at most the threshold, else a
     failure that makes the verdict untrustworthy (``found``, recommending ``action``)."""
@@ -85,7 +85,12 @@ def non_finite(data: AuditData, threshold: float) -> Finding:
         "every value is finite",
         f"{_plural(rows.count, 'row')} with NaN, Inf or null ({listed}); excluded from the other "
         "checks",
-        f"Repair or drop the {_plural(rows.count, 'non-finite row')} ({listed}) before indexing",
+        Advice(
+            f"Repair or drop the {_plural(rows.count, 'non-finite row')} ({listed}) before "
+            "indexing",
+            (Action.REPAIR,),
+            specificity=1,
+        ),
     )
 
 
@@ -122,7 +127,11 @@ def zero_vectors(data: AuditData, threshold: float) -> Finding:
         metrics,
         "no zero vectors",
         f"{zero} ({listed}); cosine is undefined for them; excluded from the other checks",
-        f"Drop the {zero} ({listed}) or give missing items an explicit fallback",
+        Advice(
+            f"Drop the {zero} ({listed}) or give missing items an explicit fallback",
+            (Action.DROP_ZERO,),
+            specificity=1,
+        ),
     )
 
 
@@ -165,8 +174,12 @@ def duplicates(data: AuditData, threshold: float) -> Finding:
         f"{_plural(stats.duplicate_rows, 'row')} ({fraction:.2%}) repeat an earlier row, in "
         f"{_plural(stats.duplicate_group_count, 'group')} (e.g. {first})",
         metrics,
-        recommendation=f"Deduplicate the inputs: {_plural(stats.duplicate_rows, 'row')} "
-        f"{'is an exact copy' if stats.duplicate_rows == 1 else 'are exact copies'}",
+        recommendation=Advice(
+            f"Deduplicate the inputs: {_plural(stats.duplicate_rows, 'row')} "
+            f"{'is an exact copy' if stats.duplicate_rows == 1 else 'are exact copies'}",
+            (Action.DEDUPLICATE,),
+            specificity=1,
+        ),
     )
 
 
@@ -223,7 +236,11 @@ def dead_dimensions(data: AuditData, threshold: float) -> Finding:
         f"{_plural(len(dead), 'dimension')} of {stats.d} {'is' if len(dead) == 1 else 'are'} "
         f"dead (constant): {shown}",
         metrics,
-        recommendation=f"Drop dead {'dimension' if len(dead) == 1 else 'dimensions'} {shown}",
+        recommendation=Advice(
+            f"Drop dead {'dimension' if len(dead) == 1 else 'dimensions'} {shown}",
+            (Action.DEAD_DIMENSIONS,),
+            specificity=1,
+        ),
     )
 
 
@@ -317,13 +334,16 @@ def near_duplicates(
             share,
             f"{message}: top-k lists fill with copies",
             metrics,
-            recommendation="Deduplicate near-identical rows before indexing (or diversify "
-            "results with MMR)",
+            recommendation=Advice(
+                "Deduplicate near-identical rows before indexing (or diversify results with MMR)",
+                (Action.NEAR_DUPLICATES,),
+                specificity=1,
+            ),
         )
     return warned_if(
         share > threshold,
         share,
         message,
         metrics,
-        "Deduplicate near-identical rows before indexing",
+        Advice("Deduplicate near-identical rows before indexing", (Action.NEAR_DUPLICATES,)),
     )

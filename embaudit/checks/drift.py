@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from embaudit.checks.base import AuditData, Baseline, register
 from embaudit.checks.common import warned_if
-from embaudit.model import Finding, Status
+from embaudit.model import Action, Advice, Finding, Status
 from embaudit.stats import ks_statistic
 
 NO_BASELINE = "needs --baseline"
@@ -56,7 +56,10 @@ def neighbour_stability(data: AuditData, threshold: float) -> Finding:
         value,
         message,
         metrics,
-        "Check that the neighbourhood change against the baseline is intended",
+        Advice(
+            "Check that the neighbourhood change against the baseline is intended",
+            (Action.NEIGHBOUR_DRIFT,),
+        ),
     )
 
 
@@ -104,8 +107,11 @@ def norm_shift(data: AuditData, threshold: float) -> Finding:
         statistic,
         message,
         metrics,
-        "Check the normalization of the export; rebuild indexes and thresholds fitted to the "
-        "baseline",
+        Advice(
+            "Check the normalization of the export; rebuild indexes and thresholds fitted to the "
+            "baseline",
+            (Action.NORM_DRIFT,),
+        ),
         "the norm distribution shifted",
     )
 
@@ -140,6 +146,8 @@ def verdict_change(data: AuditData, threshold: float) -> Finding:
         change,
         message,
         metrics,
-        "Compare with the baseline's report: the verdict got worse",
+        Advice(
+            "Compare with the baseline's report: the verdict got worse", (Action.VERDICT_DRIFT,)
+        ),
         "worse than the baseline",
     )

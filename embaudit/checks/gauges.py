@@ -24,7 +24,7 @@ from embaudit.estimates import (
     combined_standard_error,
     crossed_standard_error,
 )
-from embaudit.model import Finding, Level, Status, TrainedWith
+from embaudit.model import Action, Advice, Finding, Level, Status, TrainedWith
 
 
 def _gauge_verdict(
@@ -349,5 +349,9 @@ def truncation(data: AuditData, threshold: float) -> Finding:
         f"{message}: truncating to {smallest['m']} changes more neighbours than the threshold "
         "allows",
         metrics,
-        recommendation=f"Keep {keep} of the vectors (truncation changes the cosine neighbours)",
+        recommendation=Advice(
+            f"Keep {keep} of the vectors (truncation changes the cosine neighbours)",
+            (Action.TRUNCATION,),
+            specificity=1,
+        ),
     )

@@ -13,6 +13,7 @@ from embaudit.checks.common import (
     FEW_ROWS,
     ON_QUERY_LISTS,
     SKIP,
+    geometry_fix,
     on_hygiene,
     on_sample,
     share_text,
@@ -22,7 +23,24 @@ from embaudit.checks.common import (
 from embaudit.measurement.neighbors import QueryHygiene
 from embaudit.measurement.occurrence import Occurrence, graph_occurrence
 from embaudit.measurement.sample import Geometry
-from embaudit.model import Finding, Status
+from embaudit.model import Action, Advice, Finding, Status
+
+#: EA501's advice: it says how to centre (as EA201–EA203 do) and what else reduces hubs, so
+#: where both are given it is the one kept.
+REDUCE_HUBS = Advice(
+    "Centre the vectors (subtract the mean vector) and remove the top principal component, or "
+    "apply hubness reduction (mutual proximity, local scaling) before kNN retrieval",
+    (Action.CENTRE, Action.HUBNESS),
+    specificity=1,
+)
+
+#: EA504's advice: the rows its queries' results crowd onto are where to look first.
+INSPECT_RETURNED = Advice(
+    "Inspect the rows the queries return most; centre the corpus and queries with the corpus "
+    "mean, or apply hubness reduction (CSLS, mutual proximity) before kNN retrieval",
+    (Action.CENTRE, Action.HUBNESS),
+    specificity=1,
+)
 
 #: EA501 and EA502, on graphs of the sample: measured again with more graphs to average.
 ON_GRAPHS: Sampled = {"samples": ("graphs",), "reads": ("graphs",)}
@@ -173,7 +191,7 @@ def hubness(data: AuditData, found: Occurrence, threshold: float) -> Finding:
         found.spread,
         message,
         metrics,
-        "Centre the vectors, or apply hubness reduction before kNN retrieval",
+        geometry_fix(data.params.trained_with, REDUCE_HUBS),
         "hubs crowd the neighbour lists and many rows are in none",
     )
 
@@ -243,7 +261,7 @@ def query_hubness(data: AuditData, found: Occurrence, threshold: float) -> Findi
         found.spread,
         message,
         metrics,
-        "Inspect the most-returned rows; centre the vectors or apply hubness reduction",
+        geometry_fix(data.params.trained_with, INSPECT_RETURNED),
         "a few rows take the queries' results",
     )
 
@@ -317,7 +335,10 @@ def graph_islands(data: AuditData, sample: Geometry, threshold: float) -> Findin
         share,
         message,
         metrics,
-        "Inspect the small isolated groups; raise the graph index's M and ef_construction",
+        Advice(
+            "Inspect the small isolated groups; raise the graph index's M and ef_construction",
+            (Action.ISLANDS,),
+        ),
         "a graph index reaches these groups badly",
     )
 
@@ -434,5 +455,5 @@ def isolated_rows(
         share,
         message,
         metrics,
-        "Inspect the isolated rows: remove or re-embed broken inputs",
+        Advice("Inspect the isolated rows: remove or re-embed broken inputs", (Action.ISOLATED,)),
     )

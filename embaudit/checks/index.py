@@ -16,7 +16,7 @@ from embaudit.checks.common import (
 )
 from embaudit.index import IndexMeasurement, IndexMetric, SweepPoint
 from embaudit.index.live_report import LiveReport
-from embaudit.model import Finding, Level, Status, TrainedWith
+from embaudit.model import Action, Advice, Finding, Level, Status, TrainedWith
 
 #: The index metric that ranks like each exact metric of an objective.
 _METRIC_FOR = {"cosine": IndexMetric.COSINE, "l2": IndexMetric.L2, "dot": IndexMetric.IP}
@@ -177,19 +177,27 @@ def ann_recall(data: AuditData, index: IndexMeasurement, threshold: float) -> Fi
     if value >= threshold:
         return Finding(Status.PASS, value, message, metrics)
     if recommended is not None:
-        action = f"Search {index.spec} with {_setting(recommended)} (recall {threshold:g} or more)"
+        action = Advice(
+            f"Search {index.spec} with {_setting(recommended)} (recall {threshold:g} or more)",
+            (Action.SEARCH,),
+            specificity=1,
+        )
         message += f"; {_setting(recommended)} reaches {threshold:g}"
     elif index.knob is not None:
         last = index.sweep[-1]
-        action = (
+        action = Advice(
             f"{index.spec} loses neighbours that no {index.knob} up to {last.value} recovers: "
-            "use more links or lists, a finer quantizer, or re-rank with the exact vectors"
+            "use more links or lists, a finer quantizer, or re-rank with the exact vectors",
+            (Action.EXACT_INDEX,),
+            specificity=1,
         )
         message += f"; {last.recall:.2f} at {last.param} = {last.value}, below {threshold:g}"
     else:
-        action = (
+        action = Advice(
             f"{index.spec} loses neighbours: use a finer quantizer or re-rank with the exact "
-            "vectors"
+            "vectors",
+            (Action.EXACT_INDEX,),
+            specificity=1,
         )
     return Finding(Status.WARN, value, message, metrics, recommendation=action)
 
@@ -264,19 +272,21 @@ def _live_recall(
     if value >= threshold:
         return Finding(Status.PASS, value, message, metrics)
     if recommended is not None:
-        action = f"{live.set_action(recommended['value'])} (recall {threshold:g} or more)"
+        text = f"{live.set_action(recommended['value'])} (recall {threshold:g} or more)"
+        action = Advice(text, (Action.SEARCH,), specificity=1)
         message += f"; {_setting(recommended)} reaches {threshold:g}"
     else:
         last = index.sweep[-1] if index.sweep else live.default
         message += f"; {last.recall:.2f} at {last.param} = {last.value}, below {threshold:g}"
-        action = (
+        text = (
             f"No {index.knob} up to {last.value} reaches {threshold:g}: build a stronger "
             f"index, {live.build}"
         )
+        action = Advice(text, (Action.EXACT_INDEX,), specificity=1)
     return Finding(Status.WARN, value, message, metrics, recommendation=action)
 
 
-def _live_cause(index: IndexMeasurement, live: LiveReport, threshold: float) -> tuple[str, str]:
+def _live_cause(index: IndexMeasurement, live: LiveReport, threshold: float) -> tuple[str, Advice]:
     """Why a stored index searched live misses the objective's neighbours, and the statements
     that fix it."""
     agreement = float(index.exact_agreement.mean())
@@ -288,19 +298,26 @@ def _live_cause(index: IndexMeasurement, live: LiveReport, threshold: float) -> 
             f"even exact {index.metric} search agrees with {_OBJECTIVE_NAME[index.objective]} "
             f"on only {agreement:.2f}"
         )
-        return ranking, f"Index by {wanted}: {live.build_for[wanted.value]}"
+        return ranking, _reindex(live, wanted)
     if recall < threshold or better is not None:
         missed = f"the index misses neighbours (recall {recall:.2f})"
         if better is not None:
-            return missed, live.set_action(better["value"])
-        return missed, f"Build a stronger index: {live.build}"
+            return missed, Advice(live.set_action(better["value"]), (Action.SEARCH,), 2)
+        return missed, Advice(f"Build a stronger index: {live.build}", (Action.EXACT_INDEX,), 2)
     return (
         f"metric and approximation together (exact agreement {agreement:.2f}, recall {recall:.2f})",
-        f"Index by {wanted}: {live.build_for[wanted.value]}",
+        _reindex(live, wanted),
     )
 
 
-def _cause(index: IndexMeasurement, threshold: float) -> tuple[str, str]:
+def _reindex(live: LiveReport, wanted: IndexMetric) -> Advice:
+    """Index by the metric the objective ranks with, as the store builds it."""
+    return Advice(
+        f"Index by {wanted}: {live.build_for[wanted.value]}", (Action.METRIC, Action.NORMALIZE), 2
+    )
+
+
+def _cause(index: IndexMeasurement, threshold: float) -> tuple[str, Advice]:
     """Why the index misses the objective's neighbours, and what to change."""
     agreement = float(index.exact_agreement.mean())
     wanted = _METRIC_FOR[index.objective]
@@ -311,30 +328,44 @@ def _cause(index: IndexMeasurement, threshold: float) -> tuple[str, str]:
             f"on only {agreement:.2f}"
         )
         if wanted == IndexMetric.COSINE:
-            action = (
+            text = (
                 f"Normalize the vectors before indexing with {index.metric} (or build "
                 f"{index.spec} with --index-metric cosine)"
             )
+            actions: tuple[Action, ...] = (Action.NORMALIZE,)
         else:
-            action = f"Index with --index-metric {wanted}, the metric the model was trained for"
+            text = f"Index with --index-metric {wanted}, the metric the model was trained for"
+            actions = (Action.METRIC,)
         if recall < threshold:
             better = _smallest(index.sweep, threshold, "recall")
             then = f"search with {_setting(better)}" if better else "use a more exact index"
-            action += f", then {then} (recall {recall:.2f} at the defaults)"
-        return ranking, action
+            text += f", then {then} (recall {recall:.2f} at the defaults)"
+            actions += (Action.SEARCH,) if better else (Action.EXACT_INDEX,)
+        return ranking, Advice(text, actions, specificity=2)
     if recall < threshold:
         better = _smallest(index.sweep, threshold, "objective_overlap")
         missed = f"the index misses neighbours (recall {recall:.2f})"
         if better is not None:
-            return missed, f"Search {index.spec} with {_setting(better)}"
-        return missed, (
+            wants = f"{_OBJECTIVE_NAME[index.objective]} neighbours"
+            return missed, Advice(
+                f"Search {index.spec} with {_setting(better)} ({threshold:g} or more of the "
+                f"exact {wants})",
+                (Action.SEARCH,),
+                specificity=2,
+            )
+        return missed, Advice(
             f"Use a more exact index than {index.spec} (more links or lists, a finer quantizer, "
-            "a ',RFlat' re-rank)"
+            "a ',RFlat' re-rank)",
+            (Action.EXACT_INDEX,),
         )
     return (
         f"metric and approximation together (exact agreement {agreement:.2f}, recall {recall:.2f})",
-        f"Index with --index-metric {wanted} and search {index.spec} with a higher "
-        f"{index.knob or 'setting'}",
+        Advice(
+            f"Index with --index-metric {wanted} and search {index.spec} with a higher "
+            f"{index.knob or 'setting'}",
+            (Action.METRIC, Action.SEARCH),
+            specificity=1,
+        ),
     )
 
 
@@ -538,7 +569,8 @@ def filtered_recall(
     if value >= threshold:
         return Finding(Status.PASS, value, message, metrics)
     metrics["recommendation"] = action = _filtered_action(index, live, threshold)
-    return Finding(Status.WARN, value, message, metrics, recommendation=action)
+    advice = Advice(action, (Action.FILTERED_SEARCH,), specificity=1)
+    return Finding(Status.WARN, value, message, metrics, recommendation=advice)
 
 
 def _filtered_action(index: IndexMeasurement, live: LiveReport, threshold: float) -> str:

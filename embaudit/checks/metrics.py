@@ -14,7 +14,9 @@ from embaudit.checks.common import (
     overlap_summary,
     query_population,
 )
-from embaudit.model import Finding, Level, Status, TrainedWith
+from embaudit.model import Action, Advice, Finding, Level, Status, TrainedWith
+
+RANK_WITH_L2 = Advice("Rank with L2 distance, as the model was trained", (Action.METRIC,))
 
 #: EA401's and EA402's threshold, 0.9, in words.
 _AGREEMENT_RATIONALE = "0.9: at most one neighbour in ten may differ between the metrics."
@@ -38,7 +40,7 @@ def _agreement(
         return Finding(Status.PASS, value, message, metrics)
     trained_with = data.params.trained_with
     if trained_with == decisive or (decisive == TrainedWith.DOT and trained_with.scores_with_dot):
-        action = USE_DOT if other == "dot" else "Rank with L2 distance, as the model was trained"
+        action = USE_DOT if other == "dot" else RANK_WITH_L2
         return Finding(
             Status.FAIL,
             value,

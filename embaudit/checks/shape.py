@@ -13,14 +13,16 @@ from embaudit.array_types import Ints
 from embaudit.checks.base import AuditData, Sampled, register, threshold_of
 from embaudit.checks.common import (
     FEW_ROWS,
+    geometry_fix,
     on_hygiene,
     on_sample,
     warned_if,
 )
 from embaudit.estimates import Z95, median_standard_error
+from embaudit.figures import beside
 from embaudit.measurement.neighbors import QueryHygiene
 from embaudit.measurement.sample import Geometry
-from embaudit.model import Finding, Level, Status, TrainedWith
+from embaudit.model import Action, Advice, Finding, Level, Status, TrainedWith
 from embaudit.stats import dead_dimension_mask
 
 #: Mean cosine above which the cloud counts as collapsed (EA201 fails).
@@ -33,9 +35,6 @@ ROGUE_R2_FLOOR = 0.5
 
 #: EA203 and EA205, on the sample: measured again on a larger one.
 ON_SAMPLE: Sampled = {"samples": ("sample",), "reads": ("sample",)}
-
-
-CENTRE = "Centre the vectors (subtract the mean vector) and remove the top principal component"
 
 
 def _nan_to_none(value: float) -> float | None:
@@ -102,15 +101,16 @@ def mean_cosine(data: AuditData, threshold: float) -> Finding:
             f"(isotropic: 0 ± {1 / math.sqrt(stats.d):.3f})",
             metrics,
             impact=Level.UNTRUSTWORTHY,
-            recommendation=CENTRE,
+            recommendation=geometry_fix(data.params.trained_with),
         )
     if mean > threshold:
         return Finding(
             Status.WARN,
             mean,
-            f"mean cosine {mean:.3f} > {threshold:g}: a shared component inflates every cosine",
+            f"mean cosine {beside(mean, threshold, '.3f')} > {threshold:g}: a shared component "
+            "inflates every cosine",
             metrics,
-            recommendation=CENTRE,
+            recommendation=geometry_fix(data.params.trained_with),
         )
     return Finding(
         Status.PASS,
@@ -160,7 +160,7 @@ def common_direction(data: AuditData, threshold: float) -> Finding:
             ratio,
             f"the mean vector is {ratio:.2f} of the mean length: a common direction",
             metrics,
-            recommendation=CENTRE,
+            recommendation=geometry_fix(data.params.trained_with),
         )
     return Finding(Status.PASS, ratio, f"no dominant common direction ({ratio:.3f})", metrics)
 
@@ -222,7 +222,8 @@ def spectrum(data: AuditData, sample: Geometry, threshold: float) -> Finding:
         f"{reference.effective_rank:.1f})"
     )
     message = f"the top component carries {sample.top_share:.0%} of the variance; {summary}"
-    return warned_if(sample.top_share > threshold, sample.top_share, message, metrics, CENTRE)
+    fix = geometry_fix(data.params.trained_with)
+    return warned_if(sample.top_share > threshold, sample.top_share, message, metrics, fix)
 
 
 @register(
@@ -315,14 +316,20 @@ def _dominated(data: AuditData, share: float, metrics: dict[str, object]) -> Fin
         metrics["undecided_by"] = (
             f"the r^2 floor {ROGUE_R2_FLOOR:g} lies within {r2:.3g} ± {Z95 * r2_error:.2g}"
         )
-    action = f"Standardize the dimensions, or drop dimensions {names}, before using cosine"
+    action = Advice(
+        f"Standardize the dimensions, or drop dimensions {names}, before using cosine",
+        (Action.DOMINANT_DIMENSIONS,),
+        specificity=1,
+    )
     if data.params.trained_with.scores_with_dot:
         # In a dot-product model the largest dimensions are usually its top singular directions
         # (popularity, say): dropping them removes what the scores rely on.
-        action = (
-            f"Do not drop dimensions {names} of a dot-product model (they carry its strongest "
-            "directions, e.g. popularity): rank with the dot product, or compare items in the "
-            "users' metric (embaudit gauge)"
+        action = Advice(
+            f"Keep dimensions {names} of a dot-product model (they carry its strongest "
+            "directions, e.g. popularity); to compare items with each other, use the users' "
+            "metric (embaudit gauge)",
+            (Action.DOMINANT_DIMENSIONS,),
+            specificity=1,
         )
     if not math.isnan(r2) and r2 < ROGUE_R2_FLOOR:
         return Finding(
@@ -468,6 +475,6 @@ def distance_concentration(
         median,
         message,
         metrics,
-        "Centre the vectors and remove dominant directions before indexing",
+        geometry_fix(data.params.trained_with),
         "the nearest rows stand out no more than in isotropic noise",
     )

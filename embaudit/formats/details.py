@@ -9,6 +9,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from embaudit.figures import beside
 from embaudit.reports import FilesReport, GaugeReport, MetricsReport
 
 
@@ -63,7 +64,13 @@ def _files(report: FilesReport) -> list[Block]:
         ),
         _by_k({comparison.metric: comparison.by_k}),
         Table("Per-item overlap", list(quantiles), [[f"{v:.2f}" for v in quantiles.values()]]),
-        Table("Changed most", ["id", f"overlap@{report.k}"], changed),
+        Table("Changed most", ["id", f"overlap@{report.k}"], changed)
+        if changed
+        else Paragraph(
+            f"none — all {comparison.queries:,} items compared kept their {report.k} nearest "
+            "neighbours.",
+            title="Changed most",
+        ),
     ]
 
 
@@ -88,7 +95,11 @@ def _gauge(report: GaugeReport) -> list[Block]:
             ),
         ]
     balance = report.balance
-    condition = "undefined" if balance.condition is None else f"{balance.condition:.4g}"
+    condition = (
+        "undefined"
+        if balance.condition is None
+        else beside(balance.condition, balance.tolerance, ".4g")
+    )
     return [
         *blocks,
         Paragraph(

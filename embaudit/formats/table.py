@@ -12,6 +12,7 @@ from rich.panel import Panel
 from rich.table import Table
 from rich.text import Text
 
+from embaudit.figures import beside
 from embaudit.formats.base import Format
 from embaudit.gauge import Balance
 from embaudit.model import Level, Status
@@ -191,10 +192,15 @@ def _queries_line(text: Text, source: dict[str, Any]) -> None:
 
 
 def _excluded(text: Text, excluded: int | dict[str, int]) -> Text:
-    counts = excluded.values() if isinstance(excluded, dict) else [excluded]
-    if sum(counts):
+    """The rows left out, in words: '7', or '7 of old, 3 of new' per file or tower."""
+    if isinstance(excluded, dict):
+        counted = [(count, f" of {name}") for name, count in excluded.items() if count]
+    else:
+        counted = [(excluded, "")] if excluded else []
+    if counted:
+        said = ", ".join(f"{count:,}{where}" for count, where in counted)
         text.append(
-            f"\nrows with NaN/Inf or zero norm left out of the neighbour lists: {excluded}",
+            f"\nrows with NaN/Inf or zero norm left out of the neighbour lists: {said}",
             style="yellow",
         )
     return text
@@ -244,10 +250,17 @@ def _files_tables(report: FilesReport) -> list[Any]:
     for name in quantiles:
         spread.add_column(name, justify="right")
     spread.add_row(*(f"{v:.2f}" for v in quantiles.values()))
+    most = comparison.changed_most()
+    if not most:
+        unchanged = (
+            f"changed most: none — all {comparison.queries:,} items compared kept their "
+            f"{report.k} nearest neighbours"
+        )
+        return [summary, Text(), ladder, Text(), spread, Text(), Text(unchanged)]
     changed = Table(title="changed most", show_edge=False, header_style="bold")
     changed.add_column("id")
     changed.add_column(f"overlap@{report.k}", justify="right")
-    for item in comparison.changed_most():
+    for item in most:
         changed.add_row(str(item["id"]), f"{item['overlap_at_k']:.2f}")
     return [summary, Text(), ladder, Text(), spread, Text(), changed]
 
@@ -315,7 +328,8 @@ def _balance_text(balance: Balance) -> Text:
     condition, dead = balance.condition, balance.dead
     if condition is not None:
         style = "green" if balance.balanced else "yellow"
-        text.append(f"condition of the balancing gauge {condition:.4g}", style=style)
+        shown = beside(condition, balance.tolerance, ".4g")
+        text.append(f"condition of the balancing gauge {shown}", style=style)
         text.append(
             f" (balanced ≤ {balance.tolerance:g}); std of ln D {balance.log_scale_std:.3g}\n"
         )

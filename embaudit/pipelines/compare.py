@@ -4,8 +4,10 @@ in two exports, as a report with an optional gate (``min_overlap``)."""
 from __future__ import annotations
 
 import time
+from dataclasses import replace
 
 from embaudit.compare import compare_files, compare_metrics
+from embaudit.figures import beside
 from embaudit.model import CheckResult, Status
 from embaudit.options import CompareOptions
 from embaudit.pipelines import TOOL, Run
@@ -53,7 +55,8 @@ def run_metrics(
             f"{pair.a}-vs-{pair.b}",
             pair.by_k[result.k],
             options.min_overlap,
-            f"overlap@{result.k} {pair.by_k[result.k]:.3f}; top-1 differs for "
+            f"overlap@{result.k} {_shown(pair.by_k[result.k], options.min_overlap)}; top-1 "
+            "differs for "
             f"{pair.top1_differs:.1%} of {result.queries} queries",
         )
         for pair in result.pairs
@@ -94,9 +97,11 @@ def run_files(
         "neighbour-stability",
         value,
         options.min_overlap,
-        f"overlap@{comparison.k} {value:.3f} of {metric} neighbours for "
+        f"overlap@{comparison.k} {_shown(value, options.min_overlap)} of {metric} neighbours for "
         f"{comparison.queries} of {comparison.n_matched:,} matched items",
     )
+    if row.status == Status.FAIL and comparison.id_candidates:
+        row = replace(row, message=row.message + _by_id_hint(comparison.id_candidates))
     params = _params(options, run) | {"metric": metric, "ladder": comparison.ladder}
     return FilesReport(
         options=options,
@@ -109,6 +114,21 @@ def run_files(
         timings={"total_seconds": time.perf_counter() - started},
         fail_on=options.fail_on,
     )
+
+
+def _by_id_hint(columns: tuple[str, ...]) -> str:
+    """Items matched by row order while both files hold ``columns`` that could name them."""
+    named = ", ".join(repr(c) for c in columns)
+    both = "a column" if len(columns) == 1 else "columns"
+    return (
+        f"; the items were matched by row order, but both files have {both} {named} that may "
+        f"identify them: match by id with --id-column {columns[0]}"
+    )
+
+
+def _shown(overlap: float, min_overlap: float | None) -> str:
+    """An overlap to 3 decimals, or as many more as tell its side of ``--min-overlap``."""
+    return f"{overlap:.3f}" if min_overlap is None else beside(overlap, min_overlap, ".3f")
 
 
 def _gate_row(name: str, value: float, min_overlap: float | None, message: str) -> CheckResult:

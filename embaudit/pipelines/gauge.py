@@ -12,6 +12,7 @@ import numpy as np
 from embaudit.array_types import Floats
 from embaudit.draw import draw_clean_rows
 from embaudit.errors import InputError, UsageError
+from embaudit.figures import beside
 from embaudit.gauge import (
     Balance,
     GaugeSettings,
@@ -74,7 +75,7 @@ def run_gauge(items: EmbeddingSource, users: EmbeddingSource, options: GaugeOpti
         excluded_rows={name: dropped for name, (_, _, dropped) in samples.items()},
         balance=towers_balance,
         users_metric=similarity,
-        recommendations=_recommendations(towers_balance, similarity, options),
+        recommendations=_recommendations(towers_balance, similarity, options, checks),
         checks=checks,
         timings={
             "balance_seconds": time.perf_counter() - balancing,
@@ -148,8 +149,11 @@ def _write_items(items: EmbeddingSource, user_gram: Gram, path: Path) -> None:
         raise UsageError(f"--write-items {path}: cannot write ({exc.strerror or exc})") from None
 
 
-def _recommendations(towers: Balance, similarity: UsersMetric, options: GaugeOptions) -> list[str]:
-    """Which similarity answers which question, for this pair of towers."""
+def _recommendations(
+    towers: Balance, similarity: UsersMetric, options: GaugeOptions, checks: list[CheckResult]
+) -> list[str]:
+    """Which similarity answers which question, for this pair of towers (``checks``: the gauge
+    rows, whose failure says the scores alone leave cosine free)."""
     advice = [
         "User→item scores: the dot product u·i, which every split of the model gives alike",
     ]
@@ -170,11 +174,24 @@ def _recommendations(towers: Balance, similarity: UsersMetric, options: GaugeOpt
         "The plain dot product between items is not: (B·D)(B·D)ᵀ ≠ B·Bᵀ"
     )
     if towers.balanced:
-        advice.append(
-            "The towers are balanced: if the model was trained with a penalty on each factor "
-            "(weight decay on both towers, --trained-with dot-regularized), plain cosine is "
-            "fixed up to a rotation and can be used too"
+        moved = [c for c in checks if c.name != "gauge-balance" and c.status == Status.FAIL]
+        balanced = (
+            f"The towers are balanced (condition "
+            f"{beside(towers.condition or 1.0, towers.tolerance, '.4g')} ≤ {towers.tolerance:g})"
         )
+        if moved:
+            advice.append(
+                f"{balanced}, as weight decay on both towers leaves them, but the scores alone "
+                "do not fix the cosine neighbours (the gauge gate failed): plain cosine holds "
+                "only if the model was trained with that penalty (--trained-with "
+                "dot-regularized); otherwise use the users' metric above"
+            )
+        else:
+            advice.append(
+                f"{balanced}: if the model was trained with a penalty on each factor (weight "
+                "decay on both towers, --trained-with dot-regularized), plain cosine is fixed "
+                "up to a rotation and can be used too"
+            )
     return advice
 
 
@@ -182,12 +199,14 @@ def _gauge_row(result: SideResult, min_overlap: float, change: float) -> CheckRe
     value = result.worst_overlap_at_k
     failed = value < min_overlap
     message = (
-        f"worst overlap@{result.k} {value:.3f} of {result.side[:-1]} cosine neighbours under a "
-        f"gauge of condition {result.worst_condition:.3g} that changes no prediction "
-        f"(max relative change {change:.1e})"
+        f"worst overlap@{result.k} {beside(value, min_overlap, '.3f')} of {result.side[:-1]} "
+        f"cosine neighbours under a gauge of condition {result.worst_condition:.3g} that changes "
+        f"no prediction (max relative change {change:.1e})"
     )
     if failed:
-        message += f": below {min_overlap:g}, cosine neighbours are not identified by the model"
+        message += (
+            f": below {min_overlap:g}, cosine neighbours are not identified by the model's scores"
+        )
     return CheckResult(
         code="",
         name=f"gauge-{result.side}",
@@ -226,14 +245,16 @@ def _balance_row(towers: Balance) -> CheckResult:
         message = "no dimension is non-zero in both towers: there is no split to balance"
     elif towers.balanced:
         message = (
-            f"balancing gauge of condition {towers.condition:.4g} ≤ {towers.tolerance:g} {rows}: "
+            f"balancing gauge of condition {beside(towers.condition, towers.tolerance, '.4g')} ≤ "
+            f"{towers.tolerance:g} {rows}: "
             "every dimension has the same norm in both towers, the split weight decay on both "
             "towers (Steck et al. Eq. 2) selects; if it was so trained, the model fixes cosine "
             "up to a rotation"
         )
     else:
         message = (
-            f"balancing gauge of condition {towers.condition:.3g} > {towers.tolerance:g} {rows}: "
+            f"balancing gauge of condition {beside(towers.condition, towers.tolerance, '.3g')} > "
+            f"{towers.tolerance:g} {rows}: "
             f"the ratio of user to item column norms varies {towers.condition**2:.3g}-fold "
             "across dimensions, so this is not the split weight decay on both towers selects: "
             "the split is arbitrary (a penalty on the product only, Steck et al. Eq. 1, or none) "

@@ -169,6 +169,9 @@ class EmbeddingSource(ABC):
     d: int
     dtype: np.dtype[Any]  # the dtype of the chunks' values
     id_column: str | None = None
+    #: Columns besides the vectors and the id column that could name the rows (integers or
+    #: strings), for a hint where items are matched by row order.
+    id_candidates: tuple[str, ...] = ()
     #: The dtype the values are stored in when the chunks convert them (int8 / uint8 read as
     #: float32); the report's ``input.dtype`` names it.
     stored_dtype: np.dtype[Any] | None = None

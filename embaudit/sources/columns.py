@@ -66,6 +66,22 @@ def id_column_of(
     return id_column
 
 
+def id_candidates(schema: pa.Schema, layout: Layout, id_column: str | None) -> tuple[str, ...]:
+    """The columns of ``schema`` that could name the rows: integers or strings, neither the
+    vectors nor the id column."""
+    taken = {*layout.columns, id_column}
+    return tuple(
+        field.name
+        for field in schema
+        if field.name not in taken
+        and (
+            pa.types.is_integer(field.type)
+            or pa.types.is_string(field.type)
+            or pa.types.is_large_string(field.type)
+        )
+    )
+
+
 def layout_of(
     schema: pa.Schema, where: str, column: str | None, id_column: str | None
 ) -> tuple[Layout, str | None]:

@@ -31,7 +31,14 @@ from embaudit.sources.base import (
     check_shape,
     fragment_bytes,
 )
-from embaudit.sources.columns import Layout, RaggedRow, batch_matrix, json_safe, layout_of
+from embaudit.sources.columns import (
+    Layout,
+    RaggedRow,
+    batch_matrix,
+    id_candidates,
+    json_safe,
+    layout_of,
+)
 from embaudit.sources.readers import ReadErrors, first_line
 
 
@@ -120,6 +127,7 @@ class ParquetSource(EmbeddingSource):
             file_id_type = None if file_id_column is None else schema.field(file_id_column).type
             if layout is None:
                 layout, self.id_column, id_type = file_layout, file_id_column, file_id_type
+                self.id_candidates = id_candidates(schema, layout, self.id_column)
                 first_file = name
             elif (merged := _common_layout(layout, file_layout)) is None:
                 raise InputError(name, _mismatch(file_layout, layout, first_file))
