@@ -420,6 +420,10 @@ def test_query_hubness_warns_below_its_threshold_and_skips_without_a_query_file(
     assert "the top 1% of rows fill 20.0% of the slots (at random 1.0%)" in finding.message
     assert finding.metrics["never_returned"] == 0.4
     assert query_hubness(spread_data(TrainedWith.COSINE, spread(0.3)), 0.25).status == Status.PASS
+    failed = query_hubness(spread_data(TrainedWith.COSINE, spread(0.04)), 0.25)
+    assert failed.status == Status.FAIL and failed.impact is None  # the gate, not the verdict
+    assert failed.message.endswith("the queries' results come from a handful of rows")
+    assert query_hubness(spread_data(TrainedWith.COSINE, spread(0.05)), 0.25).status == Status.WARN
     skipped = query_hubness(spread_data(TrainedWith.COSINE, None), 0.25)
     assert skipped.status == Status.SKIP and "--query-file" in skipped.message
 

@@ -236,3 +236,26 @@ def test_the_query_file_takes_its_own_key_and_column(tmp_path, cli_process):
     )
     assert result.code == 2 and len(result.stderr.strip().splitlines()) == 1
     assert "--query-key" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_query_hubness_judges_what_the_query_file_retrieves_in_both_directions(tmp_path):
+    """Queries drawn like the corpus spread their results (EA504 passes); queries that all ask
+    about the same few rows concentrate them (it fails); the value is exact with every query of
+    the file searched, and equals the spread of the slots counted by brute force."""
+    rows = encoder_like(6400, 32, seed=11, normalize=False)
+    corpus, like = rows[:6000], rows[6000:]  # held-out rows of the same export
+    rng = np.random.default_rng(12)
+    about_few = corpus[rng.integers(5, size=400)] + 0.01 * rng.standard_normal((400, 32))
+    found = {}
+    for name, queries in (("like", like), ("few", about_few)):
+        np.save(tmp_path / f"{name}.npy", queries)
+        check = audit(corpus, query_file=str(tmp_path / f"{name}.npy")).check("EA504")
+        cosines = _unit(queries.astype(np.float32).astype(np.float64)) @ _unit(corpus).T
+        lists = np.argsort(-cosines, axis=1, kind="stable")[:, :K]
+        counts = np.bincount(np.asarray(lists).ravel(), minlength=len(corpus)).astype(float)
+        slots = counts.sum()
+        spread = slots**2 / (counts**2).sum() / (slots**2 / (slots + slots * (slots - 1) / 6000))
+        assert check.value == pytest.approx(spread, rel=1e-9)
+        found[name] = check
+    assert found["like"].status == Status.PASS and found["few"].status == Status.FAIL
+    assert found["few"].metrics["top_share"] > 0.9
