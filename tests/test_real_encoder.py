@@ -101,3 +101,15 @@ def test_zero_dimensions_beyond_five_percent_of_the_output_warn(minilm):
     assert check.status == Status.WARN
     narrow = wide[:, : 384 + 16]  # 19 zero of 400: 4.75%
     assert audit(narrow, sampling=SMALL, select="EA004").check("EA004").status == Status.PASS
+
+
+def test_a_half_length_common_direction_warns_in_ea202_before_ea201(minilm):
+    spoiled = _with_offset(minilm, 0.5)
+    ratio = np.linalg.norm(spoiled.mean(axis=0)) / np.linalg.norm(spoiled, axis=1).mean()
+    mean = _mean_cosine(spoiled)
+    n = len(spoiled)
+    assert ratio**2 == pytest.approx(mean + (1 - mean) / n, rel=1e-9)  # on unit rows
+    report = audit(spoiled, sampling=SMALL, select="EA201,EA202", trained_with="cosine")
+    assert report.check("EA202").value == pytest.approx(ratio, rel=1e-9) and ratio > 0.5
+    assert report.check("EA202").status == Status.WARN
+    assert report.check("EA201").status == Status.PASS
