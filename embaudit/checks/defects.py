@@ -183,10 +183,20 @@ def duplicates(data: AuditData, threshold: float) -> Finding:
     )
 
 
+#: Share of the dimensions above which dead dimensions that are zero warn (EA004).
+DEAD_ZERO_SHARE = 0.05
+
+
+def _all_zero(constants: np.ndarray, rms_coordinate: float, d: int, ratio: float) -> bool:
+    """Whether constant columns add nothing to a cosine: each constant's square, what it adds to
+    every dot product, at most ``ratio`` of the mean squared norm (d × rms coordinate²)."""
+    return bool(np.all(constants.astype(np.float64) ** 2 <= ratio * d * rms_coordinate**2))
+
+
 @register(
     "EA004",
     measures="dimensions whose std ≤ 1e-6 × the RMS coordinate (value: the smallest ratio)",
-    rule="warn on any",
+    rule="warn on any that is not zero, or on zero ones over 5% of the dimensions",
     exact=True,
     summary="Dimensions with (near-)zero variance.",
     what=(
@@ -194,7 +204,9 @@ def duplicates(data: AuditData, threshold: float) -> Finding:
         "the dimensions whose standard deviation is at most the threshold times the root mean "
         "square coordinate, sqrt(mean ||x||^2 / d). A constant dimension is dead whatever its "
         "value. Its value is the smallest ratio std / rms coordinate over the dimensions, which "
-        "the threshold judges; metrics.count is the number of dead dimensions."
+        "the threshold judges; metrics.count is the number of dead dimensions. A dead dimension "
+        "counts as zero when its constant c moves no cosine: c^2 (what it adds to every dot "
+        "product) at most the threshold times the mean squared norm."
     ),
     why=(
         "A dead dimension carries no information about which items are similar. A constant "
@@ -207,7 +219,12 @@ def duplicates(data: AuditData, threshold: float) -> Finding:
     threshold_rationale=(
         "1e-6 of the typical coordinate: far below any informative spread, well above the "
         "rounding noise of float32 and float64 values. The same rule decides which dimensions "
-        "EA205 and EA302 leave out, so this threshold moves them too."
+        "EA205 and EA302 leave out, so this threshold moves them too. A non-zero constant warns "
+        "(it shifts every cosine); zero ones change no similarity and cost only their share of "
+        f"the index, so they warn above {DEAD_ZERO_SHARE:.0%} of the dimensions (an output "
+        "larger than the model uses). Both real sentence encoders measured (all-MiniLM-L6-v2 "
+        "and all-mpnet-base-v2, on 6,000 and 2,000 docstring paragraphs) output three "
+        "dimensions that are zero on every input: 0.8% of 384 and 0.4% of 768."
     ),
 )
 def dead_dimensions(data: AuditData, threshold: float) -> Finding:
@@ -230,6 +247,18 @@ def dead_dimensions(data: AuditData, threshold: float) -> Finding:
     if not len(dead):
         return Finding(Status.PASS, smallest, f"all {stats.d} dimensions vary", metrics)
     shown = ", ".join(map(str, listed[:10])) + (", …" if len(dead) > 10 else "")
+    share = len(dead) / stats.d
+    if share <= DEAD_ZERO_SHARE and _all_zero(
+        stats.moments.mean[dead], rms_coordinate, stats.d, threshold
+    ):
+        return Finding(
+            Status.PASS,
+            smallest,
+            f"{_plural(len(dead), 'dimension')} of {stats.d} {'is' if len(dead) == 1 else 'are'} "
+            f"always zero: {shown}; no similarity changes, dropping "
+            f"{'it' if len(dead) == 1 else 'them'} saves {share:.1%} of the index",
+            metrics,
+        )
     return Finding(
         Status.WARN,
         smallest,
