@@ -47,10 +47,6 @@ class Occurrence:
     never_returned: float
     never_returned_uniform: float
 
-    @property
-    def exact(self) -> bool:
-        return self.standard_error is None
-
 
 def occurrence(lists: Ints, population: int, rows: int) -> Occurrence | None:
     """The spread of the slots of ``population`` queries over ``rows`` corpus rows, from the
@@ -110,13 +106,19 @@ def _moments(pairs: Number, slots: Number, m: int, population: int) -> tuple[Num
     return total, squares
 
 
+def _at_random(slots: Number, rows: int) -> Number:
+    """n_eff of ``slots`` slots thrown on ``rows`` rows uniformly at random: S^2 / E sum N^2,
+    the counts multinomial (E sum N^2 = S + S (S - 1) / n)."""
+    return slots**2 / (slots + slots * (slots - 1) / rows)
+
+
 def _spread(
     counts: np.ndarray, m: int, population: int, rows: int
 ) -> tuple[float, float, float, float]:
     pairs = float((counts * (counts - 1)).sum())
     total, squares = _moments(pairs, float(counts.sum()), m, population)
     effective = total**2 / squares
-    uniform = total**2 / (total + total * (total - 1) / rows)
+    uniform = _at_random(total, rows)
     mean = total / rows
     cv = math.sqrt(max(squares / rows - mean**2, 0.0)) / mean
     return effective / uniform, effective, uniform, cv
@@ -134,8 +136,7 @@ def _jackknife(
     pairs = float((counts * (counts - 1)).sum()) - 2.0 * own.sum(axis=1)
     slots = float(counts.sum()) - (lists >= 0).sum(axis=1)
     total, squares = _moments(pairs, slots, m - 1, population)
-    uniform = total**2 / (total + total * (total - 1) / rows)
-    spreads = total**2 / squares / uniform
+    spreads = total**2 / squares / _at_random(total, rows)
     return float(math.sqrt((m - 1) / m * float(((spreads - spreads.mean()) ** 2).sum())))
 
 
