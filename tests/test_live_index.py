@@ -266,7 +266,16 @@ def test_an_ivfflat_index_is_probed_live_whatever_the_key(uri, keys):  # noqa: F
 
     assert ea701.value == pytest.approx(recall(1), abs=1e-12)
     sweep = {point["value"]: point["recall"] for point in ea701.metrics["sweep"]}
-    assert sweep[8] == pytest.approx(recall(8), abs=1e-12) == 1.0
+    # Along the ladder 1, 2, 4, 8 (= lists: every list searched) until every exact neighbour
+    # is found; the server's k-means picks its training rows at random, so the rung where
+    # that happens varies from one build to the next.
+    assert list(sweep) == [1, 2, 4, 8][: len(sweep)]
+    for probes, found in sweep.items():
+        assert found == pytest.approx(recall(probes), abs=1e-12)
+    assert recall(8) == 1.0
+    assert sweep[max(sweep)] == 1.0 or (
+        len(sweep) >= 3 and sweep[max(sweep)] - list(sweep.values())[-3] < 1e-3
+    )
 
 
 def test_settings_set_for_a_search_end_with_it(uri, table, ef_search_10):  # noqa: F811
