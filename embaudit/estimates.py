@@ -80,12 +80,13 @@ def crossed_standard_error(table: npt.ArrayLike) -> float | None:
         return None
     if draws < 2:
         return mean_standard_error(x[0])
-    grand = x.mean()
-    draw_means, query_means = x.mean(axis=1), x.mean(axis=0)
-    ms_draw = queries * float(((draw_means - grand) ** 2).sum()) / (draws - 1)
-    ms_query = draws * float(((query_means - grand) ** 2).sum()) / (queries - 1)
-    residual = x - draw_means[:, None] - query_means[None, :] + grand
-    ms_residual = float((residual**2).sum()) / ((draws - 1) * (queries - 1))
+    return _crossed_error(draws, queries, *_mean_squares(x))
+
+
+def _crossed_error(
+    draws: int, queries: int, ms_draw: float, ms_query: float, ms_residual: float
+) -> float:
+    """:func:`crossed_standard_error` from the table's shape and mean squares."""
     combined = max(ms_draw + ms_query - ms_residual, ms_residual)
     # Satterthwaite's degrees of freedom of that combination: with 3 draws the draws' part rests
     # on 2 of them, so ±2 plain errors would cover too little. The error is widened by the
@@ -101,6 +102,42 @@ def crossed_standard_error(table: npt.ArrayLike) -> float | None:
         else math.inf
     )
     return float(math.sqrt(combined / (draws * queries)) * t_factor(freedom))
+
+
+def _mean_squares(x: npt.NDArray[np.float64]) -> tuple[float, float, float]:
+    """MS_draw, MS_query and MS_residual of a (draws, queries) table (both at least 2)."""
+    draws, queries = x.shape
+    grand = x.mean()
+    draw_means, query_means = x.mean(axis=1), x.mean(axis=0)
+    ms_draw = queries * float(((draw_means - grand) ** 2).sum()) / (draws - 1)
+    ms_query = draws * float(((query_means - grand) ** 2).sum()) / (queries - 1)
+    residual = x - draw_means[:, None] - query_means[None, :] + grand
+    ms_residual = float((residual**2).sum()) / ((draws - 1) * (queries - 1))
+    return ms_draw, ms_query, ms_residual
+
+
+def crossed_error_from(table: npt.ArrayLike) -> str | None:
+    """Which side of a (draws, queries) table to double so that the error of its grand mean
+    (:func:`crossed_standard_error`) shrinks most: "draws" or "queries" (the same work either
+    way: D·Q searched lists). The variance components estimated from the mean squares
+    (σ²_draw = (MS_draw − MS_residual)/Q, σ²_query = (MS_query − MS_residual)/D,
+    σ²_residual = MS_residual, each at least 0) give the mean squares expected at 2D or at 2Q,
+    and so the error each would report, its Student t factor included (more draws also give the
+    draws' part more degrees of freedom). None when a side has fewer than two."""
+    x = np.asarray(table, dtype=np.float64)
+    draws, queries = x.shape
+    if min(draws, queries) < 2:
+        return None
+    ms_draw, ms_query, ms_residual = _mean_squares(x)
+    residual = ms_residual
+    draw_part = max(ms_draw - residual, 0.0) / queries
+    query_part = max(ms_query - residual, 0.0) / draws
+
+    def expected(d: int, q: int) -> float:
+        return _crossed_error(d, q, q * draw_part + residual, d * query_part + residual, residual)
+
+    more_draws, more_queries = expected(2 * draws, queries), expected(draws, 2 * queries)
+    return "draws" if more_draws <= more_queries else "queries"
 
 
 def top_share_standard_error(rows: npt.ArrayLike, top: npt.ArrayLike) -> float | None:

@@ -12,6 +12,7 @@ from embaudit.estimates import (
     bounded_mean_standard_error,
     cluster_share_standard_error,
     combined_standard_error,
+    crossed_error_from,
     crossed_standard_error,
     log_scale_spread_standard_error,
     mean_standard_error,
@@ -68,6 +69,28 @@ def test_the_queries_error_alone_misses_the_draws():
     crossed = np.mean([crossed_standard_error(t) for t in tables])
     assert queries_only < 0.75 * spread
     assert crossed >= 0.9 * spread
+
+
+@pytest.mark.parametrize(
+    ("sd_draw", "sd_query", "draws", "queries"),
+    [(0.09, 0.05, 3, 50), (0.09, 0.05, 12, 50), (0.0, 0.2, 6, 50), (0.02, 0.3, 6, 50)],
+)
+def test_the_side_to_double_is_the_one_whose_doubling_shrinks_the_error_most(
+    sd_draw, sd_query, draws, queries
+):
+    """Against the model's exact variance of the mean at 2D and at 2Q: the side chosen on most
+    tables is the one that leaves the smaller variance (the t factor aside, which only favours
+    more draws when there are few), in either direction."""
+    residual = 0.1
+    exact = {
+        "draws": sd_draw**2 / (2 * draws) + sd_query**2 / queries,
+        "queries": sd_draw**2 / draws + sd_query**2 / (2 * queries),
+    }
+    better = min(exact, key=exact.get)
+    tables = _tables(np.random.default_rng(7), 400, draws, queries, sd_draw, sd_query, residual)
+    chosen = [crossed_error_from(t) for t in tables]
+    assert np.mean([side == better for side in chosen]) >= 0.75, (better, exact)
+    assert crossed_error_from(tables[0][:1]) is None  # one draw: no draws' part to estimate
 
 
 def test_edge_cases():

@@ -5,7 +5,8 @@ that skip a check when its part of the measurement is missing, and the endings o
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable
+import math
+from collections.abc import Callable, Iterable
 from typing import Any
 
 import numpy as np
@@ -24,6 +25,11 @@ from embaudit.model import Action, Advice, Finding, Level, Status, TrainedWith
 
 #: The rescaling level whose overlap is EA301's headline value.
 HEADLINE_LEVEL = 0.5
+
+
+def headline_level(levels: Iterable[float]) -> float:
+    """The level of ``levels`` nearest HEADLINE_LEVEL on a log scale: the one EA301 judges."""
+    return min(levels, key=lambda s: abs(math.log(s / HEADLINE_LEVEL)))
 
 
 USE_DOT = Advice(

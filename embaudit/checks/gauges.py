@@ -14,14 +14,15 @@ from embaudit.checks.base import AuditData, register
 from embaudit.checks.common import (
     DECLARE,
     DIMENSION_LIST_CAP,
-    HEADLINE_LEVEL,
     SKIP,
     USE_DOT,
+    headline_level,
     overlap_summary,
     query_population,
 )
 from embaudit.estimates import (
     combined_standard_error,
+    crossed_error_from,
     crossed_standard_error,
 )
 from embaudit.model import Action, Advice, Finding, Level, Status, TrainedWith
@@ -148,13 +149,15 @@ def gauge_sensitivity(data: AuditData, threshold: float) -> Finding:
                 "cosine_change": sample.cosine_change.get(s) if sample is not None else None,
             }
         )
-    value_level = min(levels, key=lambda s: abs(math.log(s / HEADLINE_LEVEL)))
+    value_level = headline_level(levels)
     value = level_overlaps[levels.index(value_level)]
     half, bound = s50(levels, level_overlaps)
     searched, sample_note = _gauge_rows(data)
     metrics = {
         "levels": rows,
         "standard_error": rows[levels.index(value_level)]["standard_error"],
+        # Where the error of the judged level mostly comes from: the size a round doubles.
+        "error_from": crossed_error_from(np.asarray(neighbors.gauge[value_level])),
         "s50": half,
         "s50_bound": bound,
         "queries": neighbors.gauge_queries,

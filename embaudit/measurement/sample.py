@@ -64,8 +64,9 @@ class Geometry:
     graph_positions: Ints = field(default_factory=lambda: np.zeros(0, np.int64), repr=False)
 
     def with_gauges(self, gauges: list[tuple[float, Floats]]) -> Geometry:
-        """The same sample, its cosine changes measured under ``gauges``."""
-        return replace(self, cosine_change=cosine_change(self, gauges))
+        """The same sample, its cosine changes measured under ``gauges`` (the levels they do
+        not draw keep theirs)."""
+        return replace(self, cosine_change=self.cosine_change | cosine_change(self, gauges))
 
 
 def cosine_change(sample: Geometry, gauges: list[tuple[float, Floats]]) -> dict[float, float]:

@@ -56,7 +56,8 @@ Ints = npt.NDArray[np.int64]
 #: ``lists`` or ``truncation`` the base queries are not searched (the gauges' references are
 #: the gauge queries' own lists, in the gauge search); without a searched part nor ``sample``
 #: there is no pass (the statistics are the previous measurement's); with ``graphs`` alone the
-#: sample's graphs grow to ``sampling.graphs`` by new samples added to the previous ones.
+#: sample's graphs grow to ``sampling.graphs`` by new samples added to the previous ones. The
+#: gauge levels a round does not search (:func:`measure`'s ``levels``) keep the previous ones.
 PARTS = ("lists", "gauges", "canonical", "truncation", "sample", "graphs")
 _SEARCHED = frozenset(("lists", "gauges", "canonical", "truncation"))
 #: The parts measured in a pass over the source (the others read a few rows by position).
@@ -89,6 +90,7 @@ def measure(
     queries_from: EmbeddingSource | None = None,
     parts: Collection[str] = PARTS,
     previous: Measurements | None = None,
+    levels: Collection[float] | None = None,
 ) -> Measurements:
     """Measure everything the checks read, with ``engine`` (default: in this process).
     ``on_rows`` is called with the rows of each chunk or fragment read; ``dead_ratio`` is
@@ -103,7 +105,9 @@ def measure(
 
     ``parts`` (of :data:`PARTS`) are what to measure; the others are taken from ``previous``,
     a measurement of the same source with the same seed (:data:`PARTS` says what each
-    needs)."""
+    needs). ``levels`` (of ``sampling.gauge_levels``; None: all of them) are the rescaling
+    levels whose gauges are searched, each with the draws it has in a measurement of every
+    level; the others keep ``previous``'s overlaps."""
     wanted = frozenset(parts)
     if not wanted <= set(PARTS) or (previous is None and wanted != set(PARTS)):
         raise ValueError(f"parts {sorted(wanted)}: a subset of {PARTS}, all without previous")
@@ -122,9 +126,7 @@ def measure(
         take=engine.take if not wanted.isdisjoint(_SEARCHED) else None,
     )
     timings["queries"] = time.perf_counter() - started
-    gauges = gauge_scales(
-        source.d, sampling.gauge_levels, sampling.gauge_draws, generator(seed, Stream.GAUGES)
-    )
+    gauges = _gauges(source.d, sampling, seed, levels)
     planned = _plan_searches(
         source, drawn, gauges, k=k, seed=seed, sampling=sampling, wanted=wanted,
         truncate=truncate, dead_ratio=dead_ratio, every_row=every_row,
@@ -159,8 +161,31 @@ def measure(
     timings["geometry"] = time.perf_counter() - mark
     neighbors = previous.neighbors if previous is not None else None
     if planned.searched and k < stats.n_clean - 1:
-        neighbors = _neighbors(planned, drawn, gauges, truncate, stats, source)
+        neighbors = _levels_kept(
+            _neighbors(planned, drawn, gauges, truncate, stats, source), neighbors
+        )
     return replace(measured, neighbors=neighbors)
+
+
+def _levels_kept(measured: Neighbors, previous: Neighbors | None) -> Neighbors:
+    """``measured`` with the gauge levels it did not search taken from ``previous``: a round
+    for an undecided EA301 searches the level it judges alone, the
+    other levels (s50's) keep the first measurement's overlaps (:func:`measure`'s ``levels``)."""
+    if previous is None or not measured.gauge:
+        return measured
+    levels = previous.gauge | measured.gauge
+    return replace(measured, gauge={s: levels[s] for s in sorted(levels)})
+
+
+def _gauges(
+    d: int, sampling: Sampling, seed: int, levels: Collection[float] | None
+) -> list[tuple[float, Floats]]:
+    """The random gauges of the ``levels`` searched (None: every level), each the draw it is in
+    a measurement of every level."""
+    every = gauge_scales(
+        d, sampling.gauge_levels, sampling.gauge_draws, generator(seed, Stream.GAUGES)
+    )
+    return [(s, scale) for s, scale in every if levels is None or s in levels]
 
 
 def _exact_columns(previous: Measurements | None) -> ScanStats | None:
@@ -349,8 +374,9 @@ def _geometry(
     measured = sample_geometry(
         sample, stats, k, gauges, sampling.pairs, rngs, on_geometry, dead_ratio, kept=kept
     )
-    if kept is not None:  # the graph is the first sample's
-        return replace(measured, graph_positions=kept.graph_positions)
+    if kept is not None:  # the graph is the first sample's, and so are levels not drawn here
+        change = kept.cosine_change | measured.cosine_change
+        return replace(measured, graph_positions=kept.graph_positions, cosine_change=change)
     positions = result.sample.collected_positions(sampling.sample)
     return replace(measured, graph_positions=positions)
 

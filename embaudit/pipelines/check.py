@@ -10,6 +10,7 @@ from typing import Any
 
 from embaudit.checks import REGISTRY, AuditData, Baseline, run_checks
 from embaudit.checks.base import threshold_of
+from embaudit.checks.common import headline_level
 from embaudit.compare import compare_files
 from embaudit.estimates import Z95
 from embaudit.index import (
@@ -111,7 +112,10 @@ class _Measuring:
         label: str,
         parts: Collection[str] = PARTS,
         previous: Measurements | None = None,
+        judged_level: bool = False,
     ) -> Measurements:
+        """``judged_level``: of the rescaling levels, search only the one EA301 judges (the
+        others give s50, which no threshold reads, and keep ``previous``'s overlaps)."""
         run, options = self.run, self.options
         return measure(
             self.source,
@@ -131,6 +135,7 @@ class _Measuring:
             queries_from=self.queries,
             parts=parts,
             previous=previous,
+            levels=(headline_level(sampling.gauge_levels),) if judged_level else None,
         )
 
 
@@ -204,13 +209,19 @@ def _measure_again(
         if not any(_on_index(code) for code in pending):
             built = None  # no round searches the index again: it is not kept through them
         grown = _grown(
-            sampling, pending, options.sampling, measured.stats.n_clean, query_rows, rounds + 1
+            sampling,
+            pending,
+            options.sampling,
+            measured.stats.n_clean,
+            query_rows,
+            rounds + 1,
+            _error_from([results[code] for code in pending]),
         )
         if grown is None:
             break
         sampling, rounds = grown, rounds + 1
         parts = sorted({part for code in pending for part in REGISTRY[code].reads})
-        again = measuring(sampling, f"{action} (round {rounds + 1})", parts, again)
+        again = measuring(sampling, f"{action} (round {rounds + 1})", parts, again, True)
         if built is not None and "lists" in parts:
             # The index built once searches the larger query sample (EA701, EA702).
             assert again.neighbors is not None and again.neighbors.search is not None
@@ -269,9 +280,10 @@ def _undecided(check: CheckResult, data: AuditData) -> bool:
     return False
 
 
-#: Sizes whose product is one search's work: a round doubles one of them, in turn (the gauge
-#: queries on odd rounds, the gauge draws on even ones), so that a round of EA301, whose gauges
-#: search every row, costs twice the last one, not four times.
+#: Sizes whose product is one search's work: a round doubles one of them, so that a round of
+#: EA301, whose gauges search every row, costs twice the last one, not four times: the one its
+#: error mostly comes from (EA301's ``error_from``: the draws' or the queries' mean square), else
+#: in turn (the gauge queries on odd rounds, the gauge draws on even ones).
 ALTERNATING = ("gauge_queries", "gauge_draws")
 
 
@@ -282,13 +294,15 @@ def _grown(
     n: int,
     query_rows: int | None = None,
     round_number: int = 1,
+    prefer: str | None = None,
 ) -> Sampling | None:
     """``sampling`` with the sizes the checks ``codes`` rest on doubled, each at most
     2**MAX_ROUNDS times its size in ``first``, the sample at most the ``n`` clean rows and the
     queries at most the rows they are drawn from (``query_rows``: a query file's, else ``n``);
-    of the :data:`ALTERNATING` sizes, only the ``round_number``-th in turn (the other one when
-    that one cannot grow). None when nothing can grow."""
-    turn = ALTERNATING[(round_number - 1) % len(ALTERNATING)]
+    of the :data:`ALTERNATING` sizes, only ``prefer`` (given: the one the checks' errors mostly
+    come from) or the ``round_number``-th in turn (the other one when that one cannot grow).
+    None when nothing can grow."""
+    turn = prefer or ALTERNATING[(round_number - 1) % len(ALTERNATING)]
     if not _can_grow(sampling, first, turn, n, query_rows):
         turn = next(name for name in ALTERNATING if name != turn)
     resting = [set(REGISTRY[code].samples) for code in codes]
@@ -302,6 +316,13 @@ def _grown(
         if _can_grow(sampling, first, name, n, query_rows):
             changes[name] = min(2 * getattr(sampling, name), _limit(first, name, n, query_rows))
     return replace(sampling, **changes) if changes else None
+
+
+def _error_from(results: list[CheckResult]) -> str | None:
+    """The size of :data:`ALTERNATING` that the undecided checks' errors mostly come from (the
+    gauge draws or the gauge queries: their ``error_from``), when they agree; None: take turns."""
+    sides = {result.metrics.get("error_from") for result in results} - {None}
+    return f"gauge_{sides.pop()}" if len(sides) == 1 else None
 
 
 def _limit(first: Sampling, name: str, n: int, query_rows: int | None) -> int:
