@@ -64,22 +64,22 @@ def audit(
 ) -> CheckReport:
     """Audit embeddings and return the typed report that ``embaudit check`` renders.
 
-    ``source`` is a path (``.npy``, ``.npz``, ``.parquet``, a directory of files of one kind, a
-    parquet URI), a 2-D float array of shape (n, d), or a column of vectors in memory (a pandas
-    Series, a pyarrow array, or a table or DataFrame with ``column`` naming it and ``id_column``
-    its ids; a null vector is a row EA001 reports, as in a file). The options are a
-    :class:`~embaudit.options.CheckOptions` and/or its fields as keywords, e.g. ``k`` (neighbour
-    count of the kNN checks), ``seed`` (every random choice), ``trained_with`` (the training
-    objective: cosine, dot, dot-regularized, l2 or unknown), ``key`` / ``column`` /
-    ``id_column`` (what to read), ``thresholds`` and ``severities`` by code, ``select`` /
-    ``extend_select`` / ``ignore`` (code prefixes, as ruff), ``fail_on`` (the gate of
+    ``source`` is a path (``.npy``, ``.npz``, ``.parquet``, a directory of files of one kind, a URI
+    of a parquet, ``.npy``, big-ann or ``.safetensors`` file or prefix), a 2-D float array of shape
+    (n, d), or a column of vectors in memory (a pandas Series, a pyarrow array, or a table or
+    DataFrame with ``column`` naming it and ``id_column`` its ids; a null vector is a row EA001
+    reports, as in a file). The options are a :class:`~embaudit.options.CheckOptions` and/or its
+    fields as keywords, e.g. ``k`` (neighbour count of the kNN checks), ``seed`` (every random
+    choice), ``trained_with`` (the training objective: cosine, dot, dot-regularized, l2 or unknown),
+    ``key`` / ``column`` / ``id_column`` (what to read), ``thresholds`` and ``severities`` by code,
+    ``select`` / ``extend_select`` / ``ignore`` (code prefixes, as ruff), ``fail_on`` (the gate of
     :meth:`CheckReport.failed`), ``sampling`` (:class:`~embaudit.measurement.sampling.Sampling`),
     ``engine`` (``"local"``, ``"ray"`` with ``ray_address``, or an
-    :class:`~embaudit.engines.Engine`; both give the same report).
-    ``baseline`` (a previous export, read with the same options) adds the drift checks EA6xx.
-    ``progress`` is told of each pass over the data (see :mod:`embaudit.progress`).
-    ``config`` reads a configuration file as the command line does: a path, or ``True`` for the
-    nearest ``embaudit.toml`` / ``pyproject.toml`` (keywords given here override it).
+    :class:`~embaudit.engines.Engine`; both give the same report). ``baseline`` (a previous export,
+    read with the same options) adds the drift checks EA6xx. ``progress`` is told of each pass over
+    the data (see :mod:`embaudit.progress`). ``config`` reads a configuration file as the command
+    line does: a path, or ``True`` for the nearest ``embaudit.toml`` / ``pyproject.toml`` (keywords
+    given here override it).
 
     Raises :class:`~embaudit.errors.InputError` for unreadable input,
     :class:`~embaudit.errors.UsageError` (a :class:`~embaudit.params.ParameterError` naming

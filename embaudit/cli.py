@@ -133,8 +133,8 @@ FileArgument = Annotated[
     str | None,
     typer.Argument(
         help="Embeddings: .npy, .npz, .parquet, a directory of files of one kind (.npy, .fbin, "
-        ".safetensors or parquet shards…), a parquet file or directory as a URI "
-        "(s3://bucket/prefix, gs://…, file://…), .jsonl / .ndjson, .csv, "
+        ".safetensors or parquet shards…), a parquet, .npy, big-ann or .safetensors file or "
+        "prefix as a URI (s3://bucket/prefix, gs://…, file://…), .jsonl / .ndjson, .csv, "
         ".fvecs / .bvecs, .fbin / .f16bin / .u8bin / .i8bin, .safetensors, .h5 / .hdf5, a .lance "
         "dataset, or a PostgreSQL table as postgresql://USER@HOST/DB with --table. Omitted: "
         "every export the configuration lists under \\[\\[tool.embaudit.files]].",

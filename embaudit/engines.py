@@ -385,7 +385,8 @@ class RayEngine(Engine):
         raise UsageError(
             "--engine ray reads parquet datasets (a file, a directory or a URI such as "
             "s3://bucket/prefix) and .npy, .npz, .fvecs/.bvecs, .fbin (and the other big-ann "
-            f"files) and .safetensors files and directories of them; {source.path} is "
+            "files) and .safetensors files and directories (or URI prefixes) of them; "
+            f"{source.path} is "
             f"{source.format}: convert it or use --engine local"
         )
 

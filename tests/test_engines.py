@@ -449,10 +449,13 @@ def shard_directory(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     return folder
 
 
+@pytest.mark.parametrize("via", ["path", "uri"])
 def test_ray_reads_a_directory_of_npy_shards_as_the_local_engine(
-    cluster: Any, shard_directory: Path
+    cluster: Any, shard_directory: Path, via: str
 ) -> None:
-    source = open_source(shard_directory)
+    """A directory, or the same files behind a URI prefix (read by byte ranges on the
+    workers), gives the local engine's report."""
+    source = open_source(shard_directory if via == "path" else shard_directory.as_uri())
     assert len(source.fragments()) == 5
     local = embaudit.audit(source, seed=3)
     remote = embaudit.audit(source, seed=3, engine=RayEngine())

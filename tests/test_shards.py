@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import pickle
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -155,15 +156,16 @@ def _truncate(shard: Path) -> None:
         stream.truncate(shard.stat().st_size - 4 * D)
 
 
+@pytest.mark.parametrize("via", ["path", "uri"])
 @pytest.mark.parametrize(
     ("fault", "says"),
     [(_vanish, "disappeared during the run"), (_truncate, "changed during the run")],
 )
 def test_a_shard_that_changes_after_opening_stops_the_run(
-    tmp_path: Path, fault: Callable[[Path], None], says: str
+    tmp_path: Path, fault: Callable[[Path], None], says: str, via: str
 ) -> None:
     folder = write_shards(tmp_path / "shards", rows(), write_npy)
-    source = open_source(folder)
+    source = open_source(folder if via == "path" else folder.as_uri())
     fault(folder / "part-00003.npy")
     with pytest.raises(InputError, match=f"part-00003.npy: {says}.*no report"):
         embaudit.audit(source)
@@ -208,3 +210,135 @@ def test_a_directory_takes_the_options_of_its_files_kind(tmp_path: Path) -> None
     assert accepts(parquet, "column") and accepts(parquet, "id_column")
     (npy / "notes.txt").write_text("not a shard")
     assert not accepts(npy, "column")  # refused when opened, with the reason
+
+
+# Behind a URI ---------------------------------------------------------------------------------
+# ``file://`` URIs go through pyarrow's filesystem interface, as ``s3://`` and ``gs://`` do: the
+# files are listed, checked and read by byte ranges through it, never mapped.
+
+
+def write_f16bin(path: Path, x: np.ndarray) -> None:
+    with path.with_suffix(".f16bin").open("wb") as stream:
+        stream.write(np.array(x.shape, dtype="<u4").tobytes())
+        stream.write(x.astype("<f2").tobytes())
+
+
+def write_u8bin(path: Path, x: np.ndarray) -> None:
+    with path.with_suffix(".u8bin").open("wb") as stream:
+        stream.write(np.array(x.shape, dtype="<u4").tobytes())
+        stream.write(np.nan_to_num(x * 20 + 128).clip(0, 255).astype("u1").tobytes())
+
+
+def write_bf16_safetensors(path: Path, x: np.ndarray) -> None:
+    bits = (x.astype("<f4").view("<u4") >> 16).astype("<u2")
+    header = json.dumps(
+        {
+            "__metadata__": {"format": "pt"},
+            "bias": {"dtype": "F32", "shape": [3], "data_offsets": [0, 12]},
+            "emb": {
+                "dtype": "BF16",
+                "shape": list(x.shape),
+                "data_offsets": [12, 12 + bits.nbytes],
+            },
+        }
+    ).encode()
+    with path.with_suffix(".safetensors").open("wb") as stream:
+        stream.write(np.array([len(header)], dtype="<u8").tobytes() + header)
+        stream.write(np.zeros(3, "<f4").tobytes() + bits.tobytes())
+
+
+URI_WRITERS = WRITERS | {
+    "f16bin": write_f16bin,
+    "u8bin": write_u8bin,
+    "bf16-safetensors": write_bf16_safetensors,
+}
+
+
+@pytest.mark.parametrize("kind", URI_WRITERS)
+def test_a_uri_prefix_reads_the_rows_of_the_directory(tmp_path: Path, kind: str) -> None:
+    """Every chunk and every row taken is the local reader's, bit for bit, whatever the kind."""
+    folder = write_shards(tmp_path / "shards", rows(), URI_WRITERS[kind])
+    local, remote = open_source(folder), open_source(folder.as_uri())
+    assert (remote.n, remote.d, remote.dtype, remote.format) == (
+        local.n,
+        local.d,
+        local.dtype,
+        local.format,
+    )
+    assert remote.describe() | {"path": None} == local.describe() | {"path": None}
+    for ours, theirs in zip(remote.chunks(333), local.chunks(333), strict=True):
+        assert ours.start == theirs.start
+        assert np.array_equal(ours.values, theirs.values, equal_nan=True)
+    # Scattered rows, runs of neighbours, repeats and the order asked for.
+    picked = np.array([2399, 0, 1500, 699, 700, 1499, 3, 4, 5, 700, 2399, 1200])
+    assert np.array_equal(remote.take(picked), local.take(picked), equal_nan=True)
+    revived = pickle.loads(pickle.dumps(remote))  # as a cluster's worker receives it
+    assert np.array_equal(revived.take(picked), local.take(picked), equal_nan=True)
+
+
+def test_a_uri_prefix_gives_the_report_of_the_directory(tmp_path: Path, cli: Any) -> None:
+    folder = write_shards(tmp_path / "shards", rows(), write_npy)
+    (folder / "_SUCCESS").write_text("")
+    uri = folder.as_uri()
+    report = embaudit.audit(uri, seed=2)
+    assert comparable(report) == comparable(embaudit.audit(folder, seed=2))
+    assert report.input["path"] == uri and report.input["ignored"] == ["_SUCCESS"]
+    assert report.input["files"] == len(BOUNDS) - 1
+    single = (folder / "part-00000.npy").as_uri()
+    assert embaudit.audit(single).input["n"] == BOUNDS[1]
+    result = cli("check", uri, "--format", "json", "--exit-zero")
+    assert result.code == 0 and json.loads(result.stdout)["input"]["n"] == N
+
+
+def _refused(cli: Any, *arguments: Any) -> str:
+    result = cli("check", *arguments)
+    assert result.code == 2 and result.stdout == "", result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and "Traceback" not in result.stderr, result.stderr
+    return lines[0]
+
+
+def test_what_a_uri_cannot_serve_is_one_line_naming_it(tmp_path: Path, cli: Any) -> None:
+    folder = write_shards(tmp_path / "mixed", rows(), write_npy)
+    write_fbin(folder / "extra", rows()[:5])
+    assert "mixed kinds (.fbin: 1, .npy: 4)" in _refused(cli, folder.as_uri())
+    fortran = tmp_path / "fortran.npy"
+    np.save(fortran, np.asfortranarray(rows()))
+    assert f"{fortran.as_uri()}: a Fortran-order .npy" in _refused(cli, fortran.as_uri())
+    archive = tmp_path / "x.npz"
+    np.savez(archive, x=rows())
+    assert "unknown file type '.npz' behind a URI" in _refused(cli, archive.as_uri())
+    assert "no such file or directory" in _refused(cli, (tmp_path / "gone").as_uri())
+    short = tmp_path / "short.fbin"
+    write_fbin(short, rows())
+    with short.open("r+b") as stream:
+        stream.truncate(100)
+    assert "short.fbin: truncated: the header promises 2,400 × 12" in _refused(cli, short.as_uri())
+    npy = write_shards(tmp_path / "npy", rows(), write_npy)
+    assert "--column applies to parquet" in _refused(cli, npy.as_uri(), "--column", "e")
+    safetensors = write_shards(tmp_path / "st", rows(), write_bf16_safetensors)
+    with_key = embaudit.audit(safetensors.as_uri(), key="emb", select=["EA001"])
+    assert (
+        with_key.check("EA001").value
+        == embaudit.audit(safetensors, key="emb", select=["EA001"]).check("EA001").value
+    )
+
+
+def test_a_file_that_appears_behind_a_uri_during_the_run_stops_it(tmp_path: Path) -> None:
+    folder = write_shards(tmp_path / "shards", rows(), write_npy)
+    source = open_source(folder.as_uri())
+    np.save(folder / "part-00009.npy", rows()[:10])
+    with pytest.raises(InputError, match=r"part-00009\.npy appeared during the run"):
+        embaudit.audit(source)
+
+
+def test_a_file_behind_a_uri_cut_short_while_read_is_an_input_error(tmp_path: Path) -> None:
+    path = tmp_path / "one.npy"
+    np.save(path, rows())
+    source = open_source(path.as_uri())
+    chunks = source.read(Fragment(0, 0, N, None), 500)
+    next(chunks)
+    with path.open("r+b") as stream:
+        stream.truncate(path.stat().st_size // 2)
+    with pytest.raises(InputError, match=r"one\.npy: (truncated while read|changed during)"):
+        list(chunks)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import functools
 import os
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any
 
 from embaudit.errors import InputError
@@ -16,6 +16,7 @@ from embaudit.sources.lance_dataset import LanceSource
 from embaudit.sources.memory import open_in_memory
 from embaudit.sources.parquet import ParquetSource
 from embaudit.sources.postgres import PostgresSource, is_postgres
+from embaudit.sources.remote import REMOTE_KINDS, RemoteFiles
 from embaudit.sources.shards import ShardedSource, list_directory
 from embaudit.sources.tensors import open_safetensors
 from embaudit.sources.text import TextSource
@@ -60,6 +61,8 @@ _APPLIES_TO = {
 }
 #: Each suffix's kind of file: a directory holds one kind (.h5 and .hdf5 are one).
 _KINDS = {suffix: format for suffix, (format, _) in FORMATS.items()}
+#: The kinds read behind a URI: parquet, and the files whose rows lie at fixed offsets.
+_URI_KINDS = {".parquet": "parquet"} | REMOTE_KINDS
 #: Formats whose rows carry their own ids (--id-column), which --ids-from does not replace.
 _OWN_IDS = frozenset({"parquet", "jsonl", "csv", "lance"})
 
@@ -77,7 +80,8 @@ def open_source(
     """Open a path (``.npy``, ``.npz``, ``.parquet``, ``.jsonl`` / ``.ndjson``, ``.csv``,
     ``.fvecs`` / ``.bvecs``, ``.fbin`` / ``.f16bin`` / ``.u8bin`` / ``.i8bin``, ``.safetensors``,
     ``.h5`` / ``.hdf5``, a ``.lance`` dataset directory, or a directory of files of one of those
-    kinds: see :mod:`embaudit.sources.shards`), a parquet URI, a PostgreSQL URI
+    kinds: see :mod:`embaudit.sources.shards`), a URI of a parquet, ``.npy``, big-ann or
+    ``.safetensors`` file or prefix (:mod:`embaudit.sources.remote`), a PostgreSQL URI
     (``postgresql://…`` with ``table``), or wrap an in-memory 2-D float array.
 
     ``key`` picks the array of an ``.npz``, the tensor of a ``.safetensors`` file or the
@@ -208,7 +212,10 @@ def accepts(location: str | os.PathLike[str], option: str) -> bool:
     if isinstance(location, str) and is_postgres(location):
         return option in ("column", "id_column")
     if isinstance(location, str) and _is_uri(location):
-        return option in ("column", "id_column")
+        suffix = PurePosixPath(location.partition("://")[2]).suffix.lower()
+        if suffix in _URI_KINDS:
+            return option in FORMATS[suffix][1]
+        return option in ("column", "id_column", "key")  # a prefix: its files decide
     path = Path(location)
     suffix = path.suffix.lower()
     if path.is_dir() and suffix != ".lance":
@@ -253,19 +260,45 @@ def _is_uri(location: str) -> bool:
 def _open_uri(
     uri: str, *, key: str | None, column: str | None, id_column: str | None
 ) -> EmbeddingSource:
-    """A parquet file or directory on any filesystem pyarrow resolves from a URI."""
+    """A file or a prefix (directory) of files of one kind on any filesystem pyarrow resolves
+    from a URI: parquet (:class:`ParquetSource`), or vector files read by byte ranges
+    (:mod:`embaudit.sources.remote`) as one dataset (:class:`ShardedSource`)."""
     import pyarrow as pa
     import pyarrow.fs as pafs
 
-    if key is not None:
-        raise _not_for("key", f"{_APPLIES_TO['key']}, not {uri}")
     try:
         filesystem, root = pafs.FileSystem.from_uri(uri)
+        info = filesystem.get_file_info(root.rstrip("/"))
     except (pa.ArrowException, OSError) as exc:
         text = str(exc).strip()
         raise InputError(uri, f"cannot open ({text.splitlines()[0] if text else exc})") from None
-    if root.lower().endswith((".npy", ".npz")):
-        raise InputError(uri, "URIs are read as parquet; copy .npy and .npz files locally")
-    return ParquetSource(
-        uri, column=column, id_column=id_column, filesystem=(filesystem, root.rstrip("/"))
-    )
+    root = root.rstrip("/")
+    files = RemoteFiles(filesystem, uri, root)
+    if info.type == pafs.FileType.NotFound:
+        raise InputError(uri, "no such file or directory")
+    if info.type == pafs.FileType.Directory:
+        listing = list_directory(PurePosixPath(root), _URI_KINDS, uri, files)
+        suffix, paths = listing.kind, listing.files
+    else:
+        listing, suffix, paths = None, PurePosixPath(root).suffix.lower(), [PurePosixPath(root)]
+        if suffix not in _URI_KINDS:
+            raise InputError(
+                uri,
+                f"unknown file type {suffix or '(no extension)'!r} behind a URI; expected one "
+                f"of {', '.join(sorted(_URI_KINDS))} or a prefix of them (copy other kinds "
+                "locally)",
+            )
+    format = _URI_KINDS[suffix]
+    accepted = FORMATS[suffix][1]
+    for name, option in {"key": key, "column": column, "id_column": id_column}.items():
+        if option is not None and name not in accepted:
+            raise _not_for(name, f"{_APPLIES_TO[name]}, not {uri}")
+    if format == "parquet":
+        opened: EmbeddingSource = ParquetSource(
+            uri, column=column, id_column=id_column, filesystem=(filesystem, root)
+        )
+    else:
+        opened = ShardedSource(uri, list(paths), files.opener(key), listing=listing)
+    if listing is not None:
+        opened.ignored = tuple(listing.ignored)
+    return opened

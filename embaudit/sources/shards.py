@@ -21,10 +21,10 @@ from __future__ import annotations
 import itertools
 import os
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Any
+from pathlib import Path, PurePath
+from typing import Any, Protocol
 
 import numpy as np
 import numpy.typing as npt
@@ -53,28 +53,66 @@ OPEN_SHARDS = 8
 
 
 @dataclass(frozen=True)
+class LocalFiles:
+    """The files of this machine's filesystem below ``root``, as :class:`ShardedSource` lists,
+    checks and opens them (:class:`~embaudit.sources.remote.RemoteFiles`: those behind a URI)."""
+
+    root: Path
+
+    def name(self, path: str) -> str:
+        return path
+
+    def stat(self, path: str) -> tuple[int, int | None]:
+        """(size, modification time in ns); FileNotFoundError when gone."""
+        status = Path(path).stat()
+        return status.st_size, status.st_mtime_ns
+
+    def walk(self) -> Iterator[tuple[str, Path]]:
+        return _walk(self.root)
+
+
+class Files(Protocol):
+    """Where a directory's files are: listed (``walk``), checked (``stat``) and named."""
+
+    def name(self, path: str) -> str: ...
+
+    def stat(self, path: str) -> tuple[int, int | None]: ...
+
+    def walk(self) -> Iterator[tuple[str, PurePath]]: ...
+
+
+@dataclass(frozen=True)
 class Listing:
     """The files of a directory: the vector files of its one kind, sorted by path, and the
     files skipped as never holding data (hidden files and ``_`` markers)."""
 
-    root: Path
+    root: PurePath
     kind: str  # the suffix of the vector files ('.npy'), as FORMATS names it
-    files: list[Path]
+    files: list[PurePath]
     ignored: list[str] = field(default_factory=list)
+    where: Files | None = None  # the files' filesystem (None: this machine's, below root)
+
+    @property
+    def storage(self) -> Files:
+        return self.where if self.where is not None else LocalFiles(Path(self.root))
 
 
 def _ignorable(relative: str) -> bool:
     return any(part.startswith((".", "_")) for part in relative.split("/"))
 
 
-def list_directory(root: Path, kinds: dict[str, str], where: str) -> Listing:
-    """The directory ``root`` as one kind of vector file (``kinds`` maps each suffix to its
-    format's name: ``.h5`` and ``.hdf5`` are one kind); an input error naming the kinds and
-    the files it will not read when they are several, or none."""
-    found: dict[str, list[Path]] = {}
+def list_directory(
+    root: PurePath, kinds: dict[str, str], where: str, files: Files | None = None
+) -> Listing:
+    """The directory ``root`` (of ``files``; None: this machine's) as one kind of vector file
+    (``kinds`` maps each suffix to its format's name: ``.h5`` and ``.hdf5`` are one kind); an
+    input error naming the kinds and the files it will not read when they are several, or
+    none."""
+    found: dict[str, list[PurePath]] = {}
     stray: list[str] = []
     ignored: list[str] = []
-    for relative, path in _walk(root):
+    storage = files if files is not None else LocalFiles(Path(root))
+    for relative, path in storage.walk():
         suffix = path.suffix.lower()
         if _ignorable(relative):
             ignored.append(relative)
@@ -88,9 +126,9 @@ def list_directory(root: Path, kinds: dict[str, str], where: str) -> Listing:
         raise InputError(
             where, "directory holds no vector files (.npy, .fbin, .safetensors, .parquet, …)"
         )
-    [files] = found.values()
-    suffixes = Counter(path.suffix.lower() for path in files)
-    return Listing(root, suffixes.most_common(1)[0][0], sorted(files), ignored)
+    [kept] = found.values()
+    suffixes = Counter(path.suffix.lower() for path in kept)
+    return Listing(root, suffixes.most_common(1)[0][0], sorted(kept), ignored, files)
 
 
 def _walk(root: Path) -> Iterator[tuple[str, Path]]:
@@ -108,7 +146,7 @@ def _walk(root: Path) -> Iterator[tuple[str, Path]]:
             yield path.relative_to(root).as_posix(), path
 
 
-def _refusal(found: dict[str, list[Path]], stray: list[str]) -> str:
+def _refusal(found: dict[str, list[PurePath]], stray: list[str]) -> str:
     """Why a directory is not read: its kinds of vector file, and the files that are none."""
     counts = Counter(
         path.suffix.lower() if path.suffix else "(no extension)"
@@ -131,8 +169,8 @@ class _Shard:
     path: str
     start: int  # global position of its first row
     n: int
-    size: int  # bytes, and the last modification, when the source was opened
-    modified: int
+    size: int  # bytes, and the last modification (None: the store keeps none), when opened
+    modified: int | None
 
     @property
     def stop(self) -> int:
@@ -150,8 +188,8 @@ class ShardedSource(EmbeddingSource):
     def __init__(
         self,
         location: str,
-        files: list[Path],
-        opener: Callable[[Path], EmbeddingSource],
+        files: Sequence[PurePath],
+        opener: Callable[[Any], EmbeddingSource],
         *,
         listing: Listing | None = None,
         ids_from: str | None = None,
@@ -161,7 +199,9 @@ class ShardedSource(EmbeddingSource):
         self.path = location
         self._opener = opener
         self._listing = listing
+        self._storage = listing.storage if listing is not None else LocalFiles(Path(location))
         self._open: dict[int, EmbeddingSource] = {}
+        self._files = list(files)
         self._shards: list[_Shard] = []
         first: EmbeddingSource | None = None
         start = 0
@@ -171,16 +211,9 @@ class ShardedSource(EmbeddingSource):
                 first = shard
             else:
                 _check_agrees(shard, first)
-            status = file.stat()
+            size, modified = self._storage.stat(str(file))
             self._shards.append(
-                _Shard(
-                    shard.path or str(file),
-                    str(file),
-                    start,
-                    shard.n,
-                    status.st_size,
-                    status.st_mtime_ns,
-                )
+                _Shard(shard.path or str(file), str(file), start, shard.n, size, modified)
             )
             start += shard.n
             if index < OPEN_SHARDS:
@@ -209,7 +242,7 @@ class ShardedSource(EmbeddingSource):
         self._check_unchanged(self._shards[index])
         shard = self._open.pop(index, None)
         if shard is None:
-            shard = self._opener(Path(self._shards[index].path))
+            shard = self._opener(self._files[index])
             while len(self._open) >= OPEN_SHARDS:
                 self._open.pop(next(iter(self._open)))
         self._open[index] = shard  # most recently used last
@@ -217,7 +250,7 @@ class ShardedSource(EmbeddingSource):
 
     def _check_unchanged(self, shard: _Shard) -> None:
         try:
-            status = Path(shard.path).stat()
+            size, modified = self._storage.stat(shard.path)
         except OSError as error:
             if isinstance(error, FileNotFoundError):
                 raise InputError(
@@ -225,10 +258,10 @@ class ShardedSource(EmbeddingSource):
                     "disappeared during the run; no report is made from part of the data",
                 ) from None
             raise InputError(shard.name, f"cannot read ({error.strerror or error})") from None
-        if (status.st_size, status.st_mtime_ns) != (shard.size, shard.modified):
+        if (size, modified) != (shard.size, shard.modified):
             raise InputError(
                 shard.name,
-                f"changed during the run ({shard.size:,} bytes when opened, {status.st_size:,} "
+                f"changed during the run ({shard.size:,} bytes when opened, {size:,} "
                 "now); no report is made from part of the data",
             )
 
@@ -241,7 +274,7 @@ class ShardedSource(EmbeddingSource):
         before = set(listing.files)
         appeared = [
             relative
-            for relative, path in _walk(listing.root)
+            for relative, path in listing.storage.walk()
             if path.suffix.lower() == listing.kind
             and not _ignorable(relative)
             and path not in before

@@ -46,23 +46,29 @@ def open_vectors(path: Path) -> ArraySource:
     return _open_bigann(path, BIGANN[suffix])
 
 
+def bigann_shape(stream: Any, size: int, dtype: np.dtype[Any], where: str) -> tuple[int, int]:
+    """(n, d) from a big-ann file's header at the start of ``stream`` (a file of ``size`` bytes),
+    checked against the size: an input error naming ``where`` when they disagree."""
+    header = stream.read(8)
+    if len(header) < 8:
+        raise InputError(where, f"truncated: {size} bytes, shorter than the 8-byte header")
+    n, d = (int(v) for v in np.frombuffer(header, dtype="<u4"))
+    check_shape((n, d), where, "the header's shape")
+    needed = n * d * dtype.itemsize
+    if size - 8 != needed:
+        problem = "truncated" if size - 8 < needed else "wrong header"
+        raise InputError(
+            where,
+            f"{problem}: the header promises {n:,} × {d:,} {dtype.name} "
+            f"({needed:,} bytes of data) but {size - 8:,} bytes follow",
+        )
+    return n, d
+
+
 def _open_bigann(path: Path, dtype: np.dtype[Any]) -> ArraySource:
     where = str(path)
     with path.open("rb") as stream:
-        size = os.fstat(stream.fileno()).st_size
-        header = stream.read(8)
-        if len(header) < 8:
-            raise InputError(where, f"truncated: {size} bytes, shorter than the 8-byte header")
-        n, d = (int(v) for v in np.frombuffer(header, dtype="<u4"))
-        check_shape((n, d), where, "the header's shape")
-        needed = n * d * dtype.itemsize
-        if size - 8 != needed:
-            problem = "truncated" if size - 8 < needed else "wrong header"
-            raise InputError(
-                where,
-                f"{problem}: the header promises {n:,} × {d:,} {dtype.name} "
-                f"({needed:,} bytes of data) but {size - 8:,} bytes follow",
-            )
+        n, d = bigann_shape(stream, os.fstat(stream.fileno()).st_size, dtype, where)
         mapping = mmap.mmap(stream.fileno(), 0, access=mmap.ACCESS_READ)
     array: npt.NDArray[Any] = np.ndarray((n, d), dtype=dtype, buffer=mapping, offset=8)
     return ArraySource(
