@@ -266,6 +266,8 @@ def test_a_uri_prefix_reads_the_rows_of_the_directory(tmp_path: Path, kind: str)
         local.format,
     )
     assert remote.describe() | {"path": None} == local.describe() | {"path": None}
+    stored = {"f16bin": "float16", "u8bin": "uint8", "bf16-safetensors": "bfloat16"}
+    assert remote.describe()["dtype"] == stored.get(kind, "float32")
     for ours, theirs in zip(remote.chunks(333), local.chunks(333), strict=True):
         assert ours.start == theirs.start
         assert np.array_equal(ours.values, theirs.values, equal_nan=True)

@@ -220,6 +220,7 @@ class ShardedSource(EmbeddingSource):
                 self._open[index] = shard
         assert first is not None
         self.format, self.d, self.dtype = first.format, first.d, first.dtype
+        self._stored_as = first.describe()["dtype"]  # as the shards name it (bfloat16, …)
         self.stored_dtype = first.stored_dtype
         self.n = start
         self._starts = np.array([shard.start for shard in self._shards], dtype=np.int64)
@@ -368,6 +369,7 @@ class ShardedSource(EmbeddingSource):
 
     def describe(self) -> dict[str, Any]:
         info = super().describe()
+        info["dtype"] = self._stored_as
         info["files"] = len(self._shards)
         if self._ids is not None:
             info["ids_from"] = self._ids.location
