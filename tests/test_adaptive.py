@@ -329,3 +329,13 @@ def test_a_second_estimate_that_decides_the_status_is_measured_again_too(monkeyp
     expected = direct.check("EA204")
     for key in ("r2_without", "r2_standard_error", "share", "sample", "pairs"):
         assert check.metrics[key] == pytest.approx(expected.metrics[key], rel=1e-12)
+
+
+def test_the_judged_level_does_not_depend_on_the_order_of_the_levels():
+    """0.25 and 1 are as near 0.5 on a log scale: the lower is judged, in whatever order the
+    levels are given, by the check and by the rounds alike."""
+    from embaudit.checks.common import headline_level
+
+    assert headline_level((1.0, 0.25)) == headline_level((0.25, 1.0)) == 0.25
+    assert headline_level((1.0, 0.1, 0.5, 0.25)) == 0.5
+    assert headline_level((2.0,)) == 2.0

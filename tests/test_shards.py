@@ -13,6 +13,7 @@ from typing import Any
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 import pytest
 
@@ -309,7 +310,12 @@ def test_what_a_uri_cannot_serve_is_one_line_naming_it(tmp_path: Path, cli: Any)
     assert f"{fortran.as_uri()}: a Fortran-order .npy" in _refused(cli, fortran.as_uri())
     archive = tmp_path / "x.npz"
     np.savez(archive, x=rows())
-    assert "unknown file type '.npz' behind a URI" in _refused(cli, archive.as_uri())
+    assert f"{archive.as_uri()}: a .npz file: not read behind a URI" in _refused(
+        cli, archive.as_uri()
+    )
+    notes = tmp_path / "notes.txt"
+    notes.write_text("not vectors")
+    assert "unknown file type '.txt': not read behind a URI" in _refused(cli, notes.as_uri())
     assert "no such file or directory" in _refused(cli, (tmp_path / "gone").as_uri())
     short = tmp_path / "short.fbin"
     write_fbin(short, rows())
@@ -344,3 +350,101 @@ def test_a_file_behind_a_uri_cut_short_while_read_is_an_input_error(tmp_path: Pa
         stream.truncate(path.stat().st_size // 2)
     with pytest.raises(InputError, match=r"one\.npy: (truncated while read|changed during)"):
         list(chunks)
+
+
+class _DeniedListing(pafs.FileSystemHandler):
+    """A store that answers for files but refuses to list (an S3 role without ListBucket)."""
+
+    def __init__(self, root: Path) -> None:
+        self.inner = pafs.SubTreeFileSystem(str(root), pafs.LocalFileSystem())
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, _DeniedListing) and other.inner.equals(self.inner)
+
+    def __ne__(self, other: object) -> bool:
+        return not self == other
+
+    def get_type_name(self) -> str:
+        return "denied"
+
+    def normalize_path(self, path: str) -> str:
+        return path
+
+    def get_file_info(self, paths: list[str]) -> list[pafs.FileInfo]:
+        return self.inner.get_file_info(paths)
+
+    def get_file_info_selector(self, selector: pafs.FileSelector) -> list[pafs.FileInfo]:
+        raise OSError("AWS Error ACCESS_DENIED during ListObjectsV2 operation: Access Denied\n…")
+
+    def open_input_file(self, path: str) -> Any:
+        return self.inner.open_input_file(path)
+
+    def open_input_stream(self, path: str) -> Any:
+        return self.inner.open_input_stream(path)
+
+    def _refuse(self, *arguments: Any) -> None:
+        raise NotImplementedError
+
+    create_dir = delete_dir = delete_dir_contents = delete_root_dir_contents = _refuse
+    delete_file = move = copy_file = open_output_stream = open_append_stream = _refuse
+
+
+@pytest.fixture
+def bucket(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """``s3://bucket/…`` served from ``tmp_path/bucket``: paths inside the filesystem are not
+    this machine's paths, as on object storage (``s3://denied/…``: a store that will not
+    list)."""
+    from embaudit.sources import remote
+
+    def resolve(uri: str) -> tuple[pafs.FileSystem, str]:
+        scheme, _, path = uri.partition("://")
+        assert scheme == "s3", uri
+        if path.startswith("denied/"):
+            return pafs.PyFileSystem(_DeniedListing(tmp_path)), path.replace("denied/", "bucket/")
+        return pafs.SubTreeFileSystem(str(tmp_path), pafs.LocalFileSystem()), path
+
+    monkeypatch.setattr(remote, "resolve", resolve)
+    return tmp_path / "bucket"
+
+
+def test_an_object_store_path_is_never_taken_for_a_local_one(bucket: Path) -> None:
+    """On object storage the path inside the filesystem (``bucket/img_emb/part-00000.npy``) is
+    no path of this machine: one file and a prefix are listed, checked and read through the
+    store alone."""
+    write_shards(bucket / "img_emb", rows(), write_npy)
+    single = open_source("s3://bucket/img_emb/part-00001.npy")
+    assert np.array_equal(single.take(np.array([799, 0])), rows()[[1499, 700]], equal_nan=True)
+    assert embaudit.audit(single, select=["EA001"]).input["n"] == 800
+    prefix = "s3://bucket/img_emb/"
+    report = embaudit.audit(prefix, seed=2)
+    assert comparable(report) == comparable(embaudit.audit(bucket / "img_emb", seed=2))
+    from embaudit.sources import accepts
+
+    assert not accepts(prefix, "column") and accepts("s3://bucket/img_emb", "id_column") is False
+
+
+def test_a_store_that_will_not_list_is_one_line_naming_the_uri(bucket: Path, cli: Any) -> None:
+    write_shards(bucket / "img_emb", rows(), write_npy)
+    line = _refused(cli, "s3://denied/img_emb/")
+    assert line.endswith(
+        "s3://denied/img_emb/: cannot list (AWS Error ACCESS_DENIED during ListObjectsV2 "
+        "operation: Access Denied)"
+    )
+    # A single file needs no listing.
+    assert embaudit.audit("s3://denied/img_emb/part-00000.npy", select=["EA001"]).input["n"] == 700
+
+
+def test_a_kind_not_read_behind_a_uri_says_to_copy_it(bucket: Path, cli: Any) -> None:
+    (bucket / "npz").mkdir(parents=True)
+    np.savez(bucket / "npz" / "a.npz", x=rows())
+    assert _refused(cli, "s3://bucket/npz").endswith(
+        ".npz files: not read behind a URI (read are .f16bin, .fbin, .i8bin, .npy, .parquet, "
+        ".safetensors, .u8bin files and prefixes of them); copy it locally"
+    )
+    mixed = write_shards(bucket / "mixed", rows(), write_safetensors)
+    write_bf16_safetensors(mixed / "part-00009", rows()[:4])
+    assert "holds bfloat16, but" in _refused(cli, "s3://bucket/mixed")
+    parquet = bucket / "parquet"
+    parquet.mkdir()
+    pq.write_table(pa.table({"e": [[1.0, 2.0], [2.0, 1.0], [0.5, 3.0]]}), parquet / "a.parquet")
+    assert embaudit.audit("s3://bucket/parquet", column="e", select=["EA001"]).input["n"] == 3

@@ -145,6 +145,7 @@ def gauge_sensitivity(data: AuditData, threshold: float) -> Finding:
                 "s": s,
                 "overlap_at_k": overlap,
                 "draws": [float(d.mean()) for d in draws],
+                "queries": len(draws[0]),  # a round measures the judged level alone
                 "standard_error": crossed_standard_error(np.asarray(draws)),
                 "cosine_change": sample.cosine_change.get(s) if sample is not None else None,
             }

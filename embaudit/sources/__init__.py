@@ -9,6 +9,7 @@ from typing import Any
 
 from embaudit.errors import InputError
 from embaudit.params import ParameterError
+from embaudit.sources import remote
 from embaudit.sources.arrays import ArraySource, open_npy, open_npz
 from embaudit.sources.base import Chunk, EmbeddingSource, Fragment
 from embaudit.sources.hdf5 import HDF5Source
@@ -17,7 +18,7 @@ from embaudit.sources.memory import open_in_memory
 from embaudit.sources.parquet import ParquetSource
 from embaudit.sources.postgres import PostgresSource, is_postgres
 from embaudit.sources.remote import REMOTE_KINDS, RemoteFiles
-from embaudit.sources.shards import ShardedSource, list_directory
+from embaudit.sources.shards import Listing, ShardedSource, list_directory
 from embaudit.sources.tensors import open_safetensors
 from embaudit.sources.text import TextSource
 from embaudit.sources.vecs import BIGANN, TEXMEX, open_vectors
@@ -212,10 +213,11 @@ def accepts(location: str | os.PathLike[str], option: str) -> bool:
     if isinstance(location, str) and is_postgres(location):
         return option in ("column", "id_column")
     if isinstance(location, str) and _is_uri(location):
-        suffix = PurePosixPath(location.partition("://")[2]).suffix.lower()
-        if suffix in _URI_KINDS:
-            return option in FORMATS[suffix][1]
-        return option in ("column", "id_column", "key")  # a prefix: its files decide
+        try:
+            suffix = _uri_kind(location)[2]
+        except InputError:
+            return False  # opening it says why
+        return option in FORMATS[suffix][1]
     path = Path(location)
     suffix = path.suffix.lower()
     if path.is_dir() and suffix != ".lance":
@@ -257,48 +259,57 @@ def _is_uri(location: str) -> bool:
     return bool(separator) and len(scheme) > 1 and scheme.replace("+", "").isalnum()
 
 
+def _uri_kind(uri: str) -> tuple[RemoteFiles, Listing | None, str, list[PurePosixPath]]:
+    """What a URI holds: its filesystem, the listing of a prefix (None: one file), the kind of
+    its files (a suffix of :data:`_URI_KINDS`) and their paths. Input errors name the URI: one
+    that pyarrow cannot resolve, nothing there, a kind not read behind a URI."""
+    import pyarrow as pa
+    import pyarrow.fs as pafs
+
+    try:
+        filesystem, root = remote.resolve(uri)
+        root = root.rstrip("/")
+        info = filesystem.get_file_info(root)
+    except (pa.ArrowException, OSError) as exc:
+        text = str(exc).strip()
+        raise InputError(uri, f"cannot open ({text.splitlines()[0] if text else exc})") from None
+    files = RemoteFiles(filesystem, uri, root)
+    if info.type == pafs.FileType.NotFound:
+        raise InputError(uri, "no such file or directory")
+    listing = None
+    if info.type == pafs.FileType.Directory:
+        listing = list_directory(PurePosixPath(root), _KINDS, uri, files)
+        suffix, paths = listing.kind, list(listing.files)
+    else:
+        suffix, paths = PurePosixPath(root).suffix.lower(), [PurePosixPath(root)]
+    if suffix not in _URI_KINDS:
+        unknown = f"unknown file type {suffix or '(no extension)'!r}"
+        known = f"{suffix} files" if listing is not None else f"a {suffix} file"
+        what = known if suffix in _KINDS else unknown
+        raise InputError(
+            uri,
+            f"{what}: not read behind a URI (read are {', '.join(sorted(_URI_KINDS))} files "
+            "and prefixes of them); copy it locally",
+        )
+    return files, listing, suffix, [PurePosixPath(path) for path in paths]
+
+
 def _open_uri(
     uri: str, *, key: str | None, column: str | None, id_column: str | None
 ) -> EmbeddingSource:
     """A file or a prefix (directory) of files of one kind on any filesystem pyarrow resolves
     from a URI: parquet (:class:`ParquetSource`), or vector files read by byte ranges
     (:mod:`embaudit.sources.remote`) as one dataset (:class:`ShardedSource`)."""
-    import pyarrow as pa
-    import pyarrow.fs as pafs
-
-    try:
-        filesystem, root = pafs.FileSystem.from_uri(uri)
-        info = filesystem.get_file_info(root.rstrip("/"))
-    except (pa.ArrowException, OSError) as exc:
-        text = str(exc).strip()
-        raise InputError(uri, f"cannot open ({text.splitlines()[0] if text else exc})") from None
-    root = root.rstrip("/")
-    files = RemoteFiles(filesystem, uri, root)
-    if info.type == pafs.FileType.NotFound:
-        raise InputError(uri, "no such file or directory")
-    if info.type == pafs.FileType.Directory:
-        listing = list_directory(PurePosixPath(root), _URI_KINDS, uri, files)
-        suffix, paths = listing.kind, listing.files
-    else:
-        listing, suffix, paths = None, PurePosixPath(root).suffix.lower(), [PurePosixPath(root)]
-        if suffix not in _URI_KINDS:
-            raise InputError(
-                uri,
-                f"unknown file type {suffix or '(no extension)'!r} behind a URI; expected one "
-                f"of {', '.join(sorted(_URI_KINDS))} or a prefix of them (copy other kinds "
-                "locally)",
-            )
-    format = _URI_KINDS[suffix]
-    accepted = FORMATS[suffix][1]
+    files, listing, suffix, paths = _uri_kind(uri)
     for name, option in {"key": key, "column": column, "id_column": id_column}.items():
-        if option is not None and name not in accepted:
+        if option is not None and name not in FORMATS[suffix][1]:
             raise _not_for(name, f"{_APPLIES_TO[name]}, not {uri}")
-    if format == "parquet":
+    if _URI_KINDS[suffix] == "parquet":
         opened: EmbeddingSource = ParquetSource(
-            uri, column=column, id_column=id_column, filesystem=(filesystem, root)
+            uri, column=column, id_column=id_column, filesystem=(files.filesystem, files.root)
         )
     else:
-        opened = ShardedSource(uri, list(paths), files.opener(key), listing=listing)
+        opened = ShardedSource(uri, paths, files.opener(key), listing=listing, storage=files)
     if listing is not None:
         opened.ignored = tuple(listing.ignored)
     return opened

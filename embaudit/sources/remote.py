@@ -32,8 +32,15 @@ REMOTE_KINDS = {".npy": "npy", ".safetensors": "safetensors"} | {
     suffix: suffix[1:] for suffix in BIGANN
 }
 #: Bytes read at a time by :meth:`RemoteRows.take` when the rows asked for lie close together
-#: (one ranged read instead of one per row).
+#: (one ranged read instead of one per row), and the most one such read spans.
 _GAP_BYTES = 1 << 16
+_RUN_BYTES = 8 << 20
+
+
+def resolve(uri: str) -> tuple[pafs.FileSystem, str]:
+    """The filesystem a URI names and the path within it (credentials from the usual places:
+    the environment, ``~/.aws``, instance roles)."""
+    return pafs.FileSystem.from_uri(uri)
 
 
 @dataclass(frozen=True)
@@ -115,7 +122,7 @@ class RemoteRows(EmbeddingSource):
                 raise InputError(self.path, f"cannot read ({_first_line(exc)})") from None
         return self._handle
 
-    def _bytes(self, first_row: int, count: int) -> bytes:
+    def _bytes(self, first_row: int, count: int) -> Any:
         """The stored bytes of rows [first_row, first_row + count), or an input error when the
         file no longer holds them."""
         want = count * self._row_bytes
@@ -130,9 +137,9 @@ class RemoteRows(EmbeddingSource):
                 f"truncated while read: rows {first_row:,}–{first_row + count:,} end past the "
                 "end of the file; no report is made from part of the data",
             )
-        return bytes(raw) if not isinstance(raw, bytes) else raw
+        return raw  # a pyarrow Buffer: numpy reads it without a copy
 
-    def _values(self, raw: bytes, count: int) -> npt.NDArray[np.floating[Any]]:
+    def _values(self, raw: Any, count: int) -> npt.NDArray[np.floating[Any]]:
         stored = _stored_dtype(self._layout)
         rows = np.frombuffer(raw, dtype=stored).reshape(count, self.d)
         if self._layout.bfloat16:
@@ -146,19 +153,28 @@ class RemoteRows(EmbeddingSource):
             yield Chunk(start, self._values(self._bytes(start, count), count))
 
     def take(self, rows: npt.ArrayLike) -> npt.NDArray[np.floating[Any]]:
-        """The rows at ``rows``: runs of rows that lie within _GAP_BYTES of each other are one
-        ranged read."""
+        """The rows at ``rows``: rows within _GAP_BYTES of each other are one ranged read of
+        at most _RUN_BYTES (or one row)."""
         positions = as_row_positions(rows, self.n)
         wanted, back = np.unique(positions, return_inverse=True)
         out = np.empty((len(wanted), self.d), dtype=self.dtype)
         gap = max(1, _GAP_BYTES // self._row_bytes)
-        breaks = np.flatnonzero(np.diff(wanted) > gap) + 1
-        for run in np.split(np.arange(len(wanted)), breaks):
-            if not len(run):
-                continue
-            first, last = int(wanted[run[0]]), int(wanted[run[-1]])
-            block = self._values(self._bytes(first, last - first + 1), last - first + 1)
-            out[run] = block[wanted[run] - first]
+        span = max(1, _RUN_BYTES // self._row_bytes)
+        index = 0
+        while index < len(wanted):
+            first = int(wanted[index])
+            # The run: the next rows that follow within the gap and fit in one read.
+            stop = index + 1
+            while (
+                stop < len(wanted)
+                and wanted[stop] - wanted[stop - 1] <= gap
+                and wanted[stop] - first < span
+            ):
+                stop += 1
+            count = int(wanted[stop - 1]) - first + 1
+            block = self._values(self._bytes(first, count), count)
+            out[index:stop] = block[wanted[index:stop] - first]
+            index = stop
         return out[back.reshape(-1)]
 
     def describe(self) -> dict[str, Any]:
@@ -189,16 +205,23 @@ class RemoteFiles:
 
     def stat(self, path: str) -> tuple[int, int | None]:
         """(size, modification time in ns, None where the store has none); FileNotFoundError
-        when gone."""
-        info = self.filesystem.get_file_info(path)
+        when gone, OSError when the store cannot say."""
+        try:
+            info = self.filesystem.get_file_info(path)
+        except (pa.ArrowException, OSError) as exc:
+            raise OSError(_first_line(exc)) from None
         if info.type == pafs.FileType.NotFound:
             raise FileNotFoundError(path)
         return int(info.size or 0), info.mtime_ns
 
     def walk(self) -> Iterator[tuple[str, PurePosixPath]]:
-        """(path relative to the root, path) of every file below the root, sorted."""
+        """(path relative to the root, path) of every file below the root, sorted; an input
+        error naming the URI when the store will not list them."""
         selector = pafs.FileSelector(self.root, recursive=True)
-        infos = self.filesystem.get_file_info(selector)
+        try:
+            infos = self.filesystem.get_file_info(selector)
+        except (pa.ArrowException, OSError) as exc:
+            raise InputError(self.uri, f"cannot list ({_first_line(exc)})") from None
         files = sorted(info.path for info in infos if info.type == pafs.FileType.File)
         for path in files:
             yield path[len(self.root) :].lstrip("/"), PurePosixPath(path)

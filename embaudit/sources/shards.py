@@ -195,11 +195,15 @@ class ShardedSource(EmbeddingSource):
         ids_from: str | None = None,
         id_column: str | None = None,
         cut: bool = True,
+        storage: Files | None = None,
     ) -> None:
+        """``storage``: where ``files`` are (default: the listing's, else this machine's)."""
         self.path = location
         self._opener = opener
         self._listing = listing
-        self._storage = listing.storage if listing is not None else LocalFiles(Path(location))
+        if storage is None:
+            storage = listing.storage if listing is not None else LocalFiles(Path(location))
+        self._storage = storage
         self._open: dict[int, EmbeddingSource] = {}
         self._files = list(files)
         self._shards: list[_Shard] = []
@@ -380,9 +384,9 @@ def _check_agrees(shard: EmbeddingSource, first: EmbeddingSource) -> None:
     """An input error naming ``shard`` when it is not the same kind of vectors as ``first``."""
     if shard.d != first.d:
         raise InputError(shard.path, f"has dimension {shard.d:,}, but {first.path} has {first.d:,}")
-    stored, expected = shard.stored_dtype or shard.dtype, first.stored_dtype or first.dtype
+    stored, expected = shard.describe()["dtype"], first.describe()["dtype"]  # bfloat16 too
     if stored != expected:
-        raise InputError(shard.path, f"holds {stored.name}, but {first.path} holds {expected.name}")
+        raise InputError(shard.path, f"holds {stored}, but {first.path} holds {expected}")
     if shard.id_column != first.id_column:
         raise InputError(
             shard.path,
