@@ -6,7 +6,6 @@ import inspect
 import os
 import shutil
 import sys
-import tempfile
 import traceback
 from collections.abc import Callable
 from contextlib import AbstractContextManager
@@ -33,6 +32,7 @@ from embaudit.options import (
     merge,
     read_config,
 )
+from embaudit.output_files import write_text
 from embaudit.params import Param, ParameterError, flagged, with_declared, with_parameters
 from embaudit.progress import pass_progress
 from embaudit.reports import AnyReport, CheckReport, ProjectReport
@@ -493,46 +493,9 @@ def check_output(path: Path | None) -> None:
 
 
 def write_report(path: Path, text: str) -> None:
-    """Write the report so that readers never see half of it.
-
-    A regular file (or a symlink to one) is replaced atomically through a temporary file in its
-    directory, keeping its permissions; a device or FIFO is written in place.
-    """
-    target = path.resolve() if path.is_symlink() else path
-    if target.is_dir():
-        raise UsageError(f"--output {path}: is a directory")
-    try:
-        if target.exists() and not target.is_file():
-            with target.open("w", encoding="utf-8") as stream:
-                stream.write(text)
-            return
-        mode = target.stat().st_mode & 0o777 if target.exists() else _default_mode()
-        with tempfile.NamedTemporaryFile(
-            "w", encoding="utf-8", dir=target.parent, prefix=f".{target.name}.", delete=False
-        ) as handle:
-            temporary = Path(handle.name)
-            try:
-                handle.write(text)
-                # A short report sits in the buffer until the file closes: flush here, so a
-                # failed write (a full disk) still removes the temporary file.
-                handle.flush()
-            except BaseException:
-                temporary.unlink(missing_ok=True)
-                raise
-        try:
-            temporary.chmod(mode)
-            temporary.replace(target)
-        except BaseException:
-            temporary.unlink(missing_ok=True)
-            raise
-    except OSError as exc:
-        raise UsageError(f"--output {path}: cannot write ({exc.strerror or exc})") from None
-
-
-def _default_mode() -> int:
-    umask = os.umask(0)
-    os.umask(umask)
-    return 0o666 & ~umask
+    """Write the report so that readers never see half of it
+    (:func:`~embaudit.output_files.write_atomically`)."""
+    write_text(path, text, "--output")
 
 
 def one_line(text: str) -> str:

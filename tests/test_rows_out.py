@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 
 import numpy as np
 import pyarrow as pa
@@ -208,3 +209,22 @@ def test_bad_rows_out_is_one_line_naming_the_flag(cli, tmp_path, monkeypatch, ar
     assert message in line
     with pytest.raises(UsageError, match=r"^rows_out applies to two exports"):
         compare_knn(_clustered(50, 8, 0), rows_out=tmp_path / "r.csv")
+
+
+def test_the_rows_file_gets_the_permissions_of_a_file_the_user_writes(cli, tmp_path):
+    """A new file: the umask's permissions (not the 0600 of a temporary file); a file that
+    exists: its own, replaced atomically (no temporary file left beside it)."""
+    np.save(tmp_path / "x.npy", _defects())
+    new, kept = tmp_path / "new.csv", tmp_path / "kept.parquet"
+    kept.write_text("old")
+    kept.chmod(0o640)
+    previous = os.umask(0o022)
+    try:
+        assert cli("check", tmp_path / "x.npy", "--rows-out", new, "--exit-zero").code == 0
+        assert cli("check", tmp_path / "x.npy", "--rows-out", kept, "--exit-zero").code == 0
+    finally:
+        os.umask(previous)
+    assert new.stat().st_mode & 0o777 == 0o644
+    assert kept.stat().st_mode & 0o777 == 0o640
+    assert _of(_read(kept), "EA001") == _of(_read(new), "EA001") != []
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["kept.parquet", "new.csv", "x.npy"]

@@ -11,7 +11,6 @@ they measure (their queries, the hubness graph's rows).
 
 from __future__ import annotations
 
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -22,8 +21,8 @@ from embaudit.array_types import Ints
 from embaudit.checks import AuditData
 from embaudit.checks.common import with_corpus_hygiene, with_hygiene
 from embaudit.compare import FilesComparison
-from embaudit.errors import UsageError
 from embaudit.model import CheckResult
+from embaudit.output_files import write_atomically
 from embaudit.sources import EmbeddingSource
 
 #: A row is a hub of the hubness graph (EA501) when it is in at least this many times k of the
@@ -181,8 +180,8 @@ def changed_items(comparison: FilesComparison) -> dict[str, list[Any]]:
 
 
 def write_rows(path: Path, columns: dict[str, list[Any]]) -> None:
-    """Write ``columns`` to ``path``: CSV when its name ends in ``.csv``, else parquet; through a
-    temporary file in the same directory, so a reader never sees half of it."""
+    """Write ``columns`` to ``path``: CSV when its name ends in ``.csv``, else parquet, so that a
+    reader never sees half of it (:func:`~embaudit.output_files.write_atomically`)."""
     import pyarrow as pa
     import pyarrow.csv as pa_csv
     import pyarrow.parquet as pq
@@ -190,22 +189,14 @@ def write_rows(path: Path, columns: dict[str, list[Any]]) -> None:
     table = pa.table(
         {name: pa.array(values, type=_TYPES[name]) for name, values in columns.items()}
     )
-    try:
-        with tempfile.NamedTemporaryFile(
-            dir=path.parent, prefix=f".{path.name}.", delete=False
-        ) as handle:
-            temporary = Path(handle.name)
-        try:
-            if path.suffix.lower() == ".csv":
-                pa_csv.write_csv(table, temporary)
-            else:
-                pq.write_table(table, temporary)
-            temporary.replace(path)
-        except BaseException:
-            temporary.unlink(missing_ok=True)
-            raise
-    except OSError as exc:
-        raise UsageError(f"--rows-out {path}: cannot write ({exc.strerror or exc})") from None
+
+    def write(where: Path) -> None:
+        if path.suffix.lower() == ".csv":
+            pa_csv.write_csv(table, where)
+        else:
+            pq.write_table(table, where)
+
+    write_atomically(path, write, "--rows-out")
 
 
 def _arrow_types() -> dict[str, Any]:
