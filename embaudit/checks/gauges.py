@@ -105,7 +105,12 @@ def s50(levels: list[float], overlaps: list[float]) -> tuple[float | None, str |
         "draws: the two-way random-effects variance of the mean over (draws × queries), from the "
         "mean squares (MS_draw + MS_query − MS_residual) / (D·Q); each query's overlap carries "
         "the draw of the gauge rows around it, so the error over queries covers that draw too "
-        "(benchmarks/gauge_rows.py --draws)."
+        "(benchmarks/gauge_rows.py --draws). When the threshold lies inside the value's 95% "
+        "interval, the audit measures s = 0.5 again with twice the gauge draws or twice the "
+        "gauge queries, whichever leaves the smaller expected error (metrics.error_from: the "
+        "side the error mostly comes from, from the variance components of the draws × queries "
+        "table); the other levels, which only s50 reads, keep the first measurement's (each row "
+        "of metrics.levels gives its queries and draws)."
     ),
     why=(
         "A model trained with a dot product (matrix factorisation, two-tower retrieval) is "
