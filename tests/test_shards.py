@@ -448,3 +448,39 @@ def test_a_kind_not_read_behind_a_uri_says_to_copy_it(bucket: Path, cli: Any) ->
     parquet.mkdir()
     pq.write_table(pa.table({"e": [[1.0, 2.0], [2.0, 1.0], [0.5, 3.0]]}), parquet / "a.parquet")
     assert embaudit.audit("s3://bucket/parquet", column="e", select=["EA001"]).input["n"] == 3
+
+
+def test_many_shards_are_opened_several_at_a_time_and_kept_in_order(tmp_path: Path) -> None:
+    """Thousands of shards on object storage are a request or two of latency each: they are
+    opened OPENING_THREADS at a time, and the dataset is still the files in path order."""
+    import threading
+    import time
+
+    x = rows()
+    folder = tmp_path / "many"
+    folder.mkdir()
+    bounds = [*range(0, N, 30), N]  # 80 shards
+    for index, (start, stop) in enumerate(itertools.pairwise(bounds)):
+        np.save(folder / f"part-{index:05d}.npy", x[start:stop])
+    local = open_source(folder)
+    assert isinstance(local, shards_module.ShardedSource)
+    in_flight, most, lock = 0, 0, threading.Lock()
+
+    def opener(path: Any) -> Any:
+        nonlocal in_flight, most
+        with lock:
+            in_flight += 1
+            most = max(most, in_flight)
+        time.sleep(0.005)  # a request's latency
+        try:
+            return local._opener(path)
+        finally:
+            with lock:
+                in_flight -= 1
+
+    files = sorted(folder.iterdir())
+    source = shards_module.ShardedSource(str(folder), files, opener)
+    assert 1 < most <= shards_module.OPENING_THREADS
+    assert source.shard_rows == [stop - start for start, stop in itertools.pairwise(bounds)]
+    read = np.concatenate([chunk.values for chunk in source.chunks(1000)])
+    assert np.array_equal(read, x, equal_nan=True)
