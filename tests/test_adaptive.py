@@ -334,7 +334,7 @@ def test_a_second_estimate_that_decides_the_status_is_measured_again_too(monkeyp
 def test_the_judged_level_does_not_depend_on_the_order_of_the_levels():
     """0.25 and 1 are as near 0.5 on a log scale: the lower is judged, in whatever order the
     levels are given, by the check and by the rounds alike."""
-    from embaudit.checks.common import headline_level
+    from embaudit.measurement.gauges import headline_level
 
     assert headline_level((1.0, 0.25)) == headline_level((0.25, 1.0)) == 0.25
     assert headline_level((1.0, 0.1, 0.5, 0.25)) == 0.5

@@ -18,7 +18,6 @@ from embaudit.checks.base import AuditData
 from embaudit.checks.common import (
     DECLARE,
     DIMENSION_LIST_CAP,
-    HEADLINE_LEVEL,
     NORMALIZE,
     SKIP,
     USE_DOT,
@@ -29,6 +28,7 @@ from embaudit.checks.graphs import REDUCE_HUBS, hubness, query_hubness
 from embaudit.checks.metrics import RANK_WITH_L2, cosine_vs_dot, cosine_vs_l2
 from embaudit.estimates import bounded_mean_standard_error, combined_standard_error, t_factor
 from embaudit.geometry import Hubness
+from embaudit.measurement.gauges import HEADLINE_LEVEL
 from embaudit.measurement.neighbors import Neighbors
 from embaudit.measurement.occurrence import Occurrence
 from embaudit.model import Level, Status, TrainedWith

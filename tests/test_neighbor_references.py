@@ -21,7 +21,7 @@ import pytest
 
 from embaudit import audit, compare_knn
 from embaudit.knn import Block, NeighborSearch, exact_lists
-from embaudit.measurement.gauges import SCALE_ROWS_PER_SAMPLE, gauge_scales
+from embaudit.measurement.gauges import SCALE_ROWS_PER_SAMPLE, gauge_scales, level_queries
 from embaudit.measurement.sampling import Sampling, gauge_corpus
 from embaudit.measurement.steps import measure
 from embaudit.params import ParameterError
@@ -112,6 +112,16 @@ def assert_between(per_query: Floats, low: Floats, high: Floats) -> None:
     assert per_query.shape == low.shape
     outside = np.flatnonzero((per_query < low - 1e-12) | (per_query > high + 1e-12))
     assert not len(outside), (outside[:5], per_query[outside[:5]], low[outside[:5]])
+
+
+def assert_level_between(
+    per_query: Floats, s: float, sampling: Sampling, low: Floats, high: Floats
+) -> None:
+    """A gauge level's per-query overlaps: the judged level (s = 0.5) has every gauge query,
+    the others the first half of them (they give s50 only); each within brute force's."""
+    n = level_queries(s, sampling.gauge_levels, len(low))
+    assert len(per_query) == n == (len(low) if s == 0.5 else -(-len(low) // 2))
+    assert_between(per_query, low[:n], high[:n])
 
 
 def measured(x: Floats, *, seed: int = 0, sampling: Sampling = SAMPLING, k: int = K):
@@ -279,7 +289,7 @@ def test_ea301_every_draw_of_every_level_equals_brute_force(data):
         draw = index % SAMPLING.gauge_draws
         low, high = overlap_bounds(base, scores(x * scale, rows, "cosine"), K)
         per_query = neighbors.gauge[s][draw]
-        assert_between(per_query, low, high)
+        assert_level_between(per_query, s, SAMPLING, low, high)
         assert levels[s]["draws"][draw] == pytest.approx(per_query.mean(), abs=1e-15)
     for row in levels.values():
         assert row["overlap_at_k"] == pytest.approx(np.mean(row["draws"]), abs=1e-15)
@@ -311,7 +321,7 @@ def test_gauges_search_every_row_next_to_the_base_search_and_its_truncations():
         low, high = overlap_bounds(
             base[: len(gauge_rows)], scores(x * scale, gauge_rows, "cosine"), K
         )
-        assert_between(result.gauge[s][index % SAMPLING.gauge_draws], low, high)
+        assert_level_between(result.gauge[s][index % SAMPLING.gauge_draws], s, SAMPLING, low, high)
 
 
 def test_ea301_s50_interpolates_in_log_s_between_the_levels_around_one_half():
@@ -381,7 +391,9 @@ def test_ea301_and_ea302_search_the_gauge_rows_alone_and_equal_brute_force_there
     base = on_drawn(scores(x, rows, "cosine"))
     for index, (s, scale) in enumerate(drawn_gauges(x.shape[1], seed, sampling)):
         low, high = overlap_bounds(base, on_drawn(scores(x * scale, rows, "cosine")), K)
-        assert_between(neighbors.gauge[s][index % sampling.gauge_draws], low, high)
+        assert_level_between(
+            neighbors.gauge[s][index % sampling.gauge_draws], s, sampling, low, high
+        )
     dead = tuple(np.flatnonzero(neighbors.canonical_scale == 0).tolist())
     standardized = canonical_reference(x, neighbors.canonical_rows, dead)
     low, high = overlap_bounds(base, on_drawn(scores(standardized, rows, "cosine")), K)

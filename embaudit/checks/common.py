@@ -5,8 +5,7 @@ that skip a check when its part of the measurement is missing, and the endings o
 from __future__ import annotations
 
 import functools
-import math
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -22,16 +21,6 @@ from embaudit.knn import EXTERNAL_ROW
 from embaudit.measurement.neighbors import QueryHygiene
 from embaudit.measurement.sample import Geometry
 from embaudit.model import Action, Advice, Finding, Level, Status, TrainedWith
-
-#: The rescaling level whose overlap is EA301's headline value.
-HEADLINE_LEVEL = 0.5
-
-
-def headline_level(levels: Iterable[float]) -> float:
-    """The level of ``levels`` nearest HEADLINE_LEVEL on a log scale, the lower of two as
-    near (0.25 and 1): the one EA301 judges, whatever the order ``levels`` come in."""
-    return min(sorted(levels), key=lambda s: abs(math.log(s / HEADLINE_LEVEL)))
-
 
 USE_DOT = Advice(
     "Rank with the dot product the model was trained with, not cosine", (Action.METRIC,)

@@ -16,7 +16,6 @@ from embaudit.checks.common import (
     DIMENSION_LIST_CAP,
     SKIP,
     USE_DOT,
-    headline_level,
     overlap_summary,
     query_population,
 )
@@ -25,6 +24,7 @@ from embaudit.estimates import (
     crossed_error_from,
     crossed_standard_error,
 )
+from embaudit.measurement.gauges import headline_level
 from embaudit.model import Action, Advice, Finding, Level, Status, TrainedWith
 
 
@@ -94,7 +94,8 @@ def s50(levels: list[float], overlaps: list[float]) -> tuple[float | None, str |
     what=(
         "For random diagonal gauges D = exp(N(0, s^2)) at s = 0.1, 0.25, 0.5 and 1.0 (several "
         "draws each) computes the overlap@k between the exact cosine kNN of X and of X·D for a "
-        "sample of queries (gauge-queries) against every row of the file (an overlap depends on "
+        "sample of queries (gauge-queries at s = 0.5; the first half of them at the other "
+        "levels, which give s50 only) against every row of the file (an overlap depends on "
         "how many rows are searched, which decide how near the neighbours are: the value is "
         "the corpus's own; gauge-rows, an opt-in speed knob, searches a random sample of that "
         "many rows instead, the same in every round, and the check then says that its value is "
@@ -141,8 +142,9 @@ def gauge_sensitivity(data: AuditData, threshold: float) -> Finding:
         return Finding(Status.SKIP, None, SKIP)
     levels = sorted(neighbors.gauge)
     level_overlaps, rows = [], []
+    own = data.params.sampling.gauge_queries  # a round may have searched more for EA302
     for s in levels:
-        draws = neighbors.gauge[s]
+        draws = [draw[:own] for draw in neighbors.gauge[s]]
         overlap = float(np.mean(draws))  # every draw has the same queries
         level_overlaps.append(overlap)
         rows.append(
@@ -166,7 +168,7 @@ def gauge_sensitivity(data: AuditData, threshold: float) -> Finding:
         "error_from": crossed_error_from(np.asarray(neighbors.gauge[value_level])),
         "s50": half,
         "s50_bound": bound,
-        "queries": neighbors.gauge_queries,
+        "queries": min(neighbors.gauge_queries, own),
         "rows": searched,
         "k": neighbors.k,
     }
@@ -226,15 +228,17 @@ def canonical_gauge(data: AuditData, threshold: float) -> Finding:
     neighbors = data.neighbors
     if neighbors is None or neighbors.k == 0 or not len(neighbors.canonical):
         return Finding(Status.SKIP, None, SKIP)
-    summary = overlap_summary(neighbors.canonical, query_population(data))
+    own = data.params.sampling.gauge_queries  # a round may have searched more for EA301
+    canonical, jitter = neighbors.canonical[:own], [j[:own] for j in neighbors.canonical_jitter]
+    summary = overlap_summary(canonical, query_population(data))
     value = summary["overlap_at_k"]
     dead = np.flatnonzero(neighbors.canonical_scale == 0)
     searched, sample_note = _gauge_rows(data)
     query_error = summary["standard_error"]
     # The scale is estimated too (unless from every row): its error joins the queries'.
-    scale_error = canonical_scale_error(neighbors.canonical, neighbors.canonical_jitter)
+    scale_error = canonical_scale_error(canonical, jitter)
     if query_error is not None or scale_error is not None:
-        queries = None if query_error is None else (query_error, len(neighbors.canonical) - 1)
+        queries = None if query_error is None else (query_error, len(canonical) - 1)
         summary["standard_error"] = combined_standard_error(queries, scale_error)
     metrics = summary | {
         "query_error": query_error,

@@ -41,8 +41,9 @@ SLAB = 8 * TILE
 #: chunk of more rows is searched in steps of fewer rows, so that memory follows the work in
 #: flight, not the bytes read (a chunk of 16-d rows holds 48 times the rows of a 768-d chunk of
 #: the same bytes). The products, a copy of a block's rows while its lists fill and their
-#: float64 scores take about four times this at most. At the default 1,350 stacked rows it is
-#: 12,288 rows, more than a 768-d chunk holds: those chunks are searched in one step.
+#: float64 scores take about four times this at most. At the defaults (500 stacked rows in the
+#: base search, 625 in the gauge search) it is 32,768 and 26,624 rows, more than a 768-d chunk
+#: holds (10,922): those chunks are searched in one step.
 STEP_BYTES = 64 * 2**20
 #: Rows per neighbour kept that a filling step scores (see TopKSelection.filling_rows): with
 #: k = 10 one slab; with k = 1,000 a whole step, where pruning by tiles would score most of

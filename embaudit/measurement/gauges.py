@@ -6,6 +6,9 @@ inside the search (:class:`embaudit.knn.Block`)."""
 
 from __future__ import annotations
 
+import math
+from collections.abc import Iterable
+
 import numpy as np
 
 from embaudit.array_types import Floats
@@ -25,6 +28,27 @@ GAUGE_BLOCK = "gauge s="
 CANONICAL_BLOCK = "canonical"
 JITTER_BLOCK = "canonical jitter"
 TRUNCATE_BLOCK = "truncate "
+
+
+#: The rescaling level whose overlap is EA301's headline value, the one it judges.
+HEADLINE_LEVEL = 0.5
+#: The share of the gauge queries searched under the other levels' gauges: their overlaps
+#: give s50, which no threshold reads, and are never measured again.
+OTHER_LEVELS_SHARE = 0.5
+
+
+def headline_level(levels: Iterable[float]) -> float:
+    """The level of ``levels`` nearest HEADLINE_LEVEL on a log scale, the lower of two as
+    near (0.25 and 1): the one EA301 judges, whatever the order ``levels`` come in."""
+    return min(sorted(levels), key=lambda s: abs(math.log(s / HEADLINE_LEVEL)))
+
+
+def level_queries(s: float, levels: Iterable[float], gauge_queries: int) -> int:
+    """The gauge queries searched under the gauges of level ``s``: all of them at the judged
+    level, OTHER_LEVELS_SHARE of them (at least 2, for an error) at the others."""
+    if s == headline_level(levels):
+        return gauge_queries
+    return min(gauge_queries, max(2, math.ceil(OTHER_LEVELS_SHARE * gauge_queries)))
 
 
 def gauge_scales(

@@ -33,6 +33,7 @@ from embaudit.measurement.gauges import (
     TRUNCATE_BLOCK,
     canonical_scale,
     gauge_scales,
+    level_queries,
     scale_jitter,
     scale_of_spread,
     truncation_scale,
@@ -312,7 +313,10 @@ def _plan_searches(
     gauge_queries = min(sampling.gauge_queries, drawn.own)
     gauge_blocks = []
     if "gauges" in wanted:
-        gauge_blocks += [Block(f"{GAUGE_BLOCK}{s:g}", gauge_queries, g) for s, g in gauges]
+        gauge_blocks += [
+            Block(f"{GAUGE_BLOCK}{s:g}", level_queries(s, sampling.gauge_levels, gauge_queries), g)
+            for s, g in gauges
+        ]
     if "canonical" in wanted:
         gauge_blocks.append(Block(CANONICAL_BLOCK, gauge_queries, canonical))
         # A scale of every row is exact: nothing to jitter.

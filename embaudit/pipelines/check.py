@@ -10,7 +10,6 @@ from typing import Any
 
 from embaudit.checks import REGISTRY, AuditData, Baseline, run_checks
 from embaudit.checks.base import threshold_of
-from embaudit.checks.common import headline_level
 from embaudit.compare import compare_files
 from embaudit.estimates import Z95
 from embaudit.index import (
@@ -23,6 +22,7 @@ from embaudit.index import (
     objective_metric,
 )
 from embaudit.index.live import LiveProbe
+from embaudit.measurement.gauges import headline_level
 from embaudit.measurement.sample import GEOMETRY_STEPS
 from embaudit.measurement.sampling import Sampling
 from embaudit.measurement.steps import PARTS, PASS_PARTS, Measurements, measure
@@ -202,24 +202,31 @@ def _measure_again(
     checks still undecided at the cap (marked inconclusive)."""
     options = measuring.options
     results = {check.code: check for check in checks}
-    sampling, rounds, again = options.sampling, 0, measured
+    rounds, again = 0, measured
+    # Each undecided check's own sizes: a round measures with the largest any of them asks
+    # for, and each check reads its own (EA301's gauge queries are its own, whatever EA302's).
+    own = dict.fromkeys(pending, options.sampling)
     # Queries are drawn from the query file's rows when there is one, else from the corpus's.
     query_rows = measuring.queries.n if measuring.queries is not None else measured.stats.n_clean
     while pending and rounds < MAX_ROUNDS:
         if not any(_on_index(code) for code in pending):
             built = None  # no round searches the index again: it is not kept through them
-        grown = _grown(
-            sampling,
-            pending,
-            options.sampling,
-            measured.stats.n_clean,
-            query_rows,
-            rounds + 1,
-            _error_from([results[code] for code in pending]),
-        )
-        if grown is None:
+        grown = {
+            code: _grown(
+                own[code],
+                [code],
+                options.sampling,
+                measured.stats.n_clean,
+                query_rows,
+                rounds + 1,
+                _error_from([results[code]]),
+            )
+            for code in pending
+        }
+        if all(sizes is None for sizes in grown.values()):
             break
-        sampling, rounds = grown, rounds + 1
+        own |= {code: sizes for code, sizes in grown.items() if sizes is not None}
+        sampling, rounds = _largest([own[code] for code in pending]), rounds + 1
         parts = sorted({part for code in pending for part in REGISTRY[code].reads})
         again = measuring(sampling, f"{action} (round {rounds + 1})", parts, again, True)
         if built is not None and "lists" in parts:
@@ -227,15 +234,18 @@ def _measure_again(
             assert again.neighbors is not None and again.neighbors.search is not None
             searched = built.search(again.neighbors.search, objective_metric(options.trained_with))
             again = replace(again, neighbors=replace(again.neighbors, index=searched))
-        larger = AuditData(
-            replace(options, sampling=sampling), again.stats, again.geometry, again.neighbors
-        )
+        still = []
         for code in pending:
+            larger = AuditData(
+                replace(options, sampling=own[code]), again.stats, again.geometry, again.neighbors
+            )
             result = REGISTRY[code].run(larger)
             results[code] = replace(
-                result, metrics=result.metrics | {"sampling": _sizes(sampling, code)}
+                result, metrics=result.metrics | {"sampling": _sizes(own[code], code)}
             )
-        pending = [code for code in pending if _undecided(results[code], larger)]
+            if _undecided(results[code], larger):
+                still.append(code)
+        pending = still
     checks = [
         _inconclusive(results[check.code], rounds) if check.code in pending else results[check.code]
         for check in checks
@@ -316,6 +326,15 @@ def _grown(
         if _can_grow(sampling, first, name, n, query_rows):
             changes[name] = min(2 * getattr(sampling, name), _limit(first, name, n, query_rows))
     return replace(sampling, **changes) if changes else None
+
+
+def _largest(samplings: list[Sampling]) -> Sampling:
+    """Each size the largest of ``samplings`` (the same but for their sizes)."""
+    sizes = {
+        name: max(getattr(sampling, name) for sampling in samplings)
+        for name in ("queries", "gauge_queries", "gauge_draws", "sample", "pairs", "graphs")
+    }
+    return replace(samplings[0], **sizes)
 
 
 def _error_from(results: list[CheckResult]) -> str | None:
