@@ -30,6 +30,11 @@ class InputError(EmbauditError):
         return (type(self), (self.where, self.problem))
 
 
+class NoRows(InputError):
+    """The input holds no rows (a 0 × d array, an empty file): an error for a file given
+    alone; a directory of shards skips such a file and names it (an empty partition)."""
+
+
 class UsageError(EmbauditError):
     """An option or argument has a value the tool cannot use."""
 

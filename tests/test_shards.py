@@ -484,3 +484,37 @@ def test_many_shards_are_opened_several_at_a_time_and_kept_in_order(tmp_path: Pa
     assert source.shard_rows == [stop - start for start, stop in itertools.pairwise(bounds)]
     read = np.concatenate([chunk.values for chunk in source.chunks(1000)])
     assert np.array_equal(read, x, equal_nan=True)
+
+
+@pytest.mark.parametrize("via", ["path", "uri"])
+@pytest.mark.parametrize("kind", ["npy", "fbin", "safetensors"])
+def test_a_shard_of_no_rows_is_skipped_and_named(
+    tmp_path: Path, cli: Any, kind: str, via: str
+) -> None:
+    """An empty partition (Spark writes them) holds no rows: the directory is the other shards'
+    rows, the report names the empty file, and ids from metadata stay aligned; a directory of
+    nothing but empty files is one line naming it."""
+    x = rows()
+    folder = tmp_path / "shards"
+    folder.mkdir()
+    bounds = (0, 700, 700, 1500, N)  # part-00001 holds no rows
+    for index, (start, stop) in enumerate(itertools.pairwise(bounds)):
+        WRITERS[kind](folder / f"part-{index:05d}", x[start:stop])
+    location = str(folder) if via == "path" else folder.as_uri()
+    whole = tmp_path / "whole.npy"
+    np.save(whole, x)
+    report = embaudit.audit(location, seed=2)
+    assert comparable(report) == comparable(embaudit.audit(whole, seed=2))
+    assert report.input["n"] == N and report.input["empty_file_count"] == 1
+    [named] = report.input["empty_files"]  # as the shard names itself (a tensor: file[key])
+    assert named.removesuffix("[emb]").endswith(f"part-00001.{kind}")
+    if via == "path":
+        metadata = write_metadata(tmp_path / "metadata", bounds)
+        named = embaudit.audit(folder, ids_from=metadata, id_column="key", select=["EA001"])
+        assert "img-000005" in json.dumps(named.check("EA001").to_dict())
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    for index in range(2):
+        WRITERS[kind](empty / f"part-{index:05d}", x[:0])
+    target = str(empty) if via == "path" else empty.as_uri()
+    assert _refused(cli, target).endswith(f"{target}: no file holds any rows")

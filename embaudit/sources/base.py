@@ -11,7 +11,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from embaudit.errors import InputError
+from embaudit.errors import InputError, NoRows
 
 #: Storage dtypes embaudit reads. Compute is float32, with float64 where sums grow.
 FLOAT_DTYPES = (np.dtype(np.float16), np.dtype(np.float32), np.dtype(np.float64))
@@ -275,7 +275,7 @@ def check_shape(shape: tuple[int, ...], where: str | None, what: str = "array") 
     if n < 0 or d < 0:
         raise InputError(where, f"{what} has a negative dimension (shape {shape})")
     if n == 0:
-        raise InputError(where, f"{what} has no rows (shape {shape})")
+        raise NoRows(where, f"{what} has no rows (shape {shape})")
     if d == 0:
         raise InputError(where, f"{what} has zero dimensions (shape {shape})")
     return n, d

@@ -23,7 +23,13 @@ import pyarrow.fs as pafs
 
 from embaudit.errors import InputError
 from embaudit.sources.arrays import _read_npy_header, _validate_header
-from embaudit.sources.base import Chunk, EmbeddingSource, Fragment, as_row_positions
+from embaudit.sources.base import (
+    Chunk,
+    EmbeddingSource,
+    Fragment,
+    as_row_positions,
+    check_shape,
+)
 from embaudit.sources.tensors import DTYPES, _header, _pick, _validate
 from embaudit.sources.vecs import BIGANN, bigann_shape
 
@@ -78,6 +84,7 @@ def layout(stream: Any, size: int, suffix: str, key: str | None, where: str) -> 
     where = f"{where}[{key}]"
     entry = tensors[key]
     shape, dtype, begin = _validate(entry, size - data_start, where)
+    check_shape(shape, where, "data")  # a tensor of no rows, as an empty array is
     bfloat16 = entry["dtype"] == "BF16"
     return (
         Layout(shape[0], shape[1], dtype, data_start + begin, "safetensors", bfloat16),

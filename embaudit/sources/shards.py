@@ -6,7 +6,8 @@ file must be of one kind (``.npy`` shards, ``.fbin`` shards, …) and agree on t
 dtype. A directory that mixes kinds, or holds files that are not vectors, is an input error that
 names them. Files no export holds data in are skipped and said in the report's input section:
 hidden files (``.DS_Store``, ``.part-0.crc``) and ``_``-prefixed markers (``_SUCCESS``,
-``_metadata``), as Spark and Hadoop write them.
+``_metadata``), as Spark and Hadoop write them. A file of no rows (an empty partition) adds no
+rows and is named in the report's ``input.empty_files``.
 
 Rows are numbered globally in that order (the first shard's rows, then the second's); errors name
 the shard and its own row. The dataset is cut into fragments of about
@@ -34,10 +35,11 @@ import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
 from embaudit.array_types import Ints
-from embaudit.errors import InputError
+from embaudit.errors import InputError, NoRows
 from embaudit.sources.arrays import ArraySource
 from embaudit.sources.base import (
     FRAGMENT_BYTES,
+    IGNORED_SHOWN,
     Chunk,
     EmbeddingSource,
     Fragment,
@@ -212,7 +214,15 @@ class ShardedSource(EmbeddingSource):
         self._shards: list[_Shard] = []
         first: EmbeddingSource | None = None
         start = 0
+        #: Files that hold no rows (an empty partition): kept in the order (their ids, if any,
+        #: stay aligned) and named in the report, never read.
+        self.empty: list[str] = []
         for index, (file, shard, (size, modified)) in enumerate(self._opened(files)):
+            if isinstance(shard, NoRows):
+                name = shard.where or str(file)
+                self.empty.append(name)
+                self._shards.append(_Shard(name, str(file), start, 0, size, modified))
+                continue
             if first is None:
                 first = shard
             else:
@@ -223,7 +233,8 @@ class ShardedSource(EmbeddingSource):
             start += shard.n
             if index < OPEN_SHARDS:
                 self._open[index] = shard
-        assert first is not None
+        if first is None:
+            raise NoRows(location, "no file holds any rows" if len(files) > 1 else "holds no rows")
         self.format, self.d, self.dtype = first.format, first.d, first.dtype
         self._stored_as = first.describe()["dtype"]  # as the shards name it (bfloat16, …)
         self.stored_dtype = first.stored_dtype
@@ -235,14 +246,21 @@ class ShardedSource(EmbeddingSource):
 
     def _opened(
         self, files: Sequence[PurePath]
-    ) -> Iterator[tuple[PurePath, EmbeddingSource, tuple[int, int | None]]]:
-        """Each file, opened (its header read) and its size and modification time, in order.
+    ) -> Iterator[tuple[PurePath, EmbeddingSource | NoRows, tuple[int, int | None]]]:
+        """Each file, opened (its header read; the error, for a file of no rows) and its size
+        and modification time, in order.
         OPENING_THREADS at a time: on object storage each is a request or two of latency, which
         thousands of shards (LAION-5B's 2,314) would otherwise wait for one after another. A
         batch at a time, so that no more than a batch of shards is open at once."""
 
-        def open_one(file: PurePath) -> tuple[PurePath, EmbeddingSource, tuple[int, int | None]]:
-            return file, self._opener(file), self._storage.stat(str(file))
+        def open_one(
+            file: PurePath,
+        ) -> tuple[PurePath, EmbeddingSource | NoRows, tuple[int, int | None]]:
+            try:
+                opened: EmbeddingSource | NoRows = self._opener(file)
+            except NoRows as empty:  # an empty partition: skipped, and said
+                opened = empty
+            return file, opened, self._storage.stat(str(file))
 
         with ThreadPoolExecutor(OPENING_THREADS, thread_name_prefix="embaudit-open") as pool:
             for first in range(0, len(files), 2 * OPENING_THREADS):
@@ -345,6 +363,8 @@ class ShardedSource(EmbeddingSource):
         def blocks() -> Iterator[npt.NDArray[np.floating[Any]]]:
             for index in range(self._owner(fragment.start), self._owner(fragment.stop - 1) + 1):
                 shard = self._shards[index]
+                if not shard.n:
+                    continue  # an empty file: nothing to read (and nothing to open)
                 low = max(fragment.start, shard.start) - shard.start
                 high = min(fragment.stop, shard.stop) - shard.start
                 part = Fragment(0, low, high, shard.name)
@@ -391,6 +411,9 @@ class ShardedSource(EmbeddingSource):
         info = super().describe()
         info["dtype"] = self._stored_as
         info["files"] = len(self._shards)
+        if self.empty:
+            info["empty_files"] = self.empty[:IGNORED_SHOWN]
+            info["empty_file_count"] = len(self.empty)
         if self._ids is not None:
             info["ids_from"] = self._ids.location
         return info

@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from embaudit.errors import InputError
+from embaudit.errors import InputError, NoRows
 from embaudit.sources.arrays import ArraySource
 from embaudit.sources.base import Chunk, Fragment, as_row_positions, check_shape
 
@@ -87,7 +87,7 @@ def _open_texmex(path: Path, dtype: np.dtype[Any]) -> TexmexSource:
         size = os.fstat(stream.fileno()).st_size
         first = stream.read(4)
         if size == 0:
-            raise InputError(where, "empty file (no rows)")
+            raise NoRows(where, "empty file (no rows)")
         if len(first) < 4:
             raise InputError(where, f"truncated: {size} bytes, shorter than a row's 4-byte header")
         d = int(np.frombuffer(first, dtype=_INT32)[0])
