@@ -102,7 +102,9 @@ class Check:
                     "graphs of that size it averages (graphs), not the graph."
                 )
         if self.exact:
-            what += " Computed exactly from every clean row: the value carries no standard error."
+            what += (
+                " Computed from every clean row (no sample): the value carries no standard error."
+            )
         sections += [
             f"## What it measures\n\n{what}",
             f"## Why it matters\n\n{self.why}",
