@@ -219,7 +219,7 @@ def _measure_again(
                 measured.stats.n_clean,
                 query_rows,
                 rounds + 1,
-                _error_from([results[code]]),
+                _error_from(results[code]),
             )
             for code in pending
         }
@@ -337,11 +337,12 @@ def _largest(samplings: list[Sampling]) -> Sampling:
     return replace(samplings[0], **sizes)
 
 
-def _error_from(results: list[CheckResult]) -> str | None:
-    """The size of :data:`ALTERNATING` that the undecided checks' errors mostly come from (the
-    gauge draws or the gauge queries: their ``error_from``), when they agree; None: take turns."""
-    sides = {result.metrics.get("error_from") for result in results} - {None}
-    return f"gauge_{sides.pop()}" if len(sides) == 1 else None
+def _error_from(result: CheckResult) -> str | None:
+    """The size of :data:`ALTERNATING` that an undecided check's error mostly comes from (the
+    gauge draws or the gauge queries: its ``error_from``); None when it does not say: take
+    turns."""
+    side = result.metrics.get("error_from")
+    return None if side is None else f"gauge_{side}"
 
 
 def _limit(first: Sampling, name: str, n: int, query_rows: int | None) -> int:
