@@ -247,8 +247,8 @@ class _Opener:
     def __call__(self, path: PurePosixPath) -> EmbeddingSource:
         files, where = self.files, self.files.name(str(path))
         try:
-            size, _ = files.stat(str(path))
             with files.filesystem.open_input_file(str(path)) as stream:
+                size = stream.size()  # what opening it learned: no second request for it
                 found, where = layout(stream, size, path.suffix.lower(), self.key, where)
         except FileNotFoundError:
             raise InputError(where, "no such file") from None
