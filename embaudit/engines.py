@@ -87,6 +87,15 @@ class PassPlan:
     sample: RowCollector | None = None
     statistics: bool = True
 
+    def chunk_rows(self, source: EmbeddingSource) -> int:
+        """Rows per chunk of ``source`` when none is asked for: what a chunk costs is its
+        rows times the queries stacked against them, so a chunk is at most one step of the
+        widest search (:meth:`~embaudit.knn.NeighborSearch.step_rows`), and at most the
+        source's own chunk of bytes. At small d a chunk of bytes holds many rows (524,288 at
+        d = 16): one chunk would be one thread's work while the others wait."""
+        steps = [searched.search.step_rows() for searched in self.searches]
+        return min([source.default_chunk_rows(), *steps])
+
 
 @dataclass
 class PassResult:
@@ -159,7 +168,7 @@ def map_fragment(
         source,
         fragment,
         consumers=[worker.consumers(plan) for worker in workers],
-        chunk_rows=chunk_rows,
+        chunk_rows=chunk_rows or plan.chunk_rows(source),
         on_chunk=on_chunk,
         statistics=plan.statistics,
         sketch=sketch,

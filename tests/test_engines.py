@@ -24,7 +24,7 @@ import ray
 
 import embaudit
 from embaudit import engines as engines_module
-from embaudit.engines import LocalEngine, RayEngine, make_engine
+from embaudit.engines import LocalEngine, PassPlan, RayEngine, Searched, make_engine
 from embaudit.errors import IncompleteError, InputError, UsageError
 from embaudit.knn import Block, NeighborSearch, exact_lists
 from embaudit.measurement.sampling import Sampling
@@ -648,6 +648,27 @@ def test_workers_share_the_chunks_and_fold_the_statistics_of_one_worker() -> Non
     np.testing.assert_array_equal(shared.moments.m2, alone.moments.m2)
     np.testing.assert_array_equal(shared.moments.mean, alone.moments.mean)
     assert shared.nan_rows == alone.nan_rows == 1
+
+
+@pytest.mark.parametrize("d", [16, 768])
+def test_a_chunk_is_sized_by_its_work_not_by_its_bytes(d: int) -> None:
+    """Without a chunk size asked for, a chunk holds at most one step of the widest search
+    (rows x stacked queries), and at most the source's chunk of bytes: 16-d rows are cut into
+    many chunks (every worker takes some), 768-d rows keep the chunks of bytes, which are
+    already smaller than a step."""
+    rows = 200_000 if d == 16 else 20_000
+    x = np.random.default_rng(0).standard_normal((rows, d)).astype(np.float32)
+    source = open_source(x)
+    wide = NeighborSearch(x[:600], np.arange(600), 10, [Block("base", 600)])
+    narrow = NeighborSearch(x[:50], np.arange(50), 10, [Block("base", 50)])
+    plan = PassPlan((Searched(narrow), Searched(wide)))
+    bytes_rows = source.default_chunk_rows()
+    assert plan.chunk_rows(source) == min(bytes_rows, wide.step_rows())
+    assert PassPlan().chunk_rows(source) == bytes_rows  # nothing searched: the bytes decide
+    if d == 16:
+        assert wide.step_rows() < narrow.step_rows() and wide.step_rows() * 4 < bytes_rows
+    else:
+        assert plan.chunk_rows(source) == bytes_rows < wide.step_rows()
 
 
 def test_an_error_in_one_worker_stops_the_pass_and_is_raised(
