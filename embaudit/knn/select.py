@@ -61,12 +61,6 @@ def _ratio(numerator: Floats, denominator: Floats) -> Floats:
     return np.where(denominator > 0, numerator / safe, 0.0)
 
 
-def _at_columns(values: Floats, columns: Ints | None) -> npt.NDArray[np.float32]:
-    """Per-row ``values`` at the chunk rows ``columns`` (None: all of them), in float32."""
-    selected = values if columns is None else values[columns]
-    return selected.astype(np.float32)
-
-
 class _TileRanges:
     """Per tile of chunk rows: the range of the scaled norms."""
 
@@ -81,12 +75,26 @@ class _Chunk:
 
     positions: Ints  # global row positions of the chunk's clean rows
     norm: Floats  # their L2 norms
-    #: (stacked queries, rows), -inf at self-matches; a gauge block's rows times each row's
-    #: |x| / |x D|, so that they are the block's selection scores (see _chunk)
+    #: (stacked queries, rows rounded up to whole tiles), -inf at self-matches and beyond the
+    #: last row; a gauge block's rows times each row's |x| / |x D|, so that they are the
+    #: block's selection scores (see _chunk)
     products: npt.NDArray[np.float32]
+    #: (tiles, TILE): each row's norm times the queries' power of two, in float32 (the last
+    #: tile's padding repeats its last row's)
+    scaled_norm: npt.NDArray[np.float32]
     starts: Ints  # first row of each tile of TILE rows
     tile_max: Floats  # (stacked queries, tiles): the largest product in each tile
     tiles: _TileRanges
+
+    @property
+    def n_rows(self) -> int:
+        return len(self.positions)
+
+    def tile_products(self, stacked: Ints, tile: Ints) -> npt.NDArray[np.float32]:
+        """The products of the stacked rows ``stacked`` in the tiles ``tile``, pair by pair:
+        (pairs, TILE), each a contiguous run of one stacked row."""
+        n_tiles = len(self.starts)
+        return self.products.reshape(len(self.products), n_tiles, TILE)[stacked, tile]
 
 
 @dataclass(frozen=True)
@@ -237,8 +245,10 @@ class TopKSelection:
         ]
         # A query never neighbours itself: its products with its own row are -inf in every block.
         own_stacked, own_columns = self._self_matches(positions)
-        products = np.empty((len(self.stacked), n), dtype=np.float32)
         starts = np.arange(0, n, TILE)
+        # Whole tiles: a tile's products are then one contiguous run (see _Chunk.tile_products).
+        products = np.empty((len(self.stacked), len(starts) * TILE), dtype=np.float32)
+        products[:, n:] = -np.inf
         tile_max = np.empty((len(self.stacked), len(starts)))
         for first in range(0, n, SLAB):
             last = min(first + SLAB, n)
@@ -250,10 +260,12 @@ class TopKSelection:
             slab[own_stacked[mine], own_columns[mine] - first] = -np.inf
             tiles = slice(first // TILE, (last + TILE - 1) // TILE)
             tile_max[:, tiles] = np.maximum.reduceat(slab, starts[tiles] - first, axis=1)
+        scaled_norm = np.pad(norms * self.pow2_scale, (0, products.shape[1] - n), mode="edge")
         return _Chunk(
             positions=positions,
             norm=norms,
             products=products,
+            scaled_norm=scaled_norm.astype(np.float32).reshape(len(starts), TILE),
             starts=starts,
             tile_max=tile_max,
             tiles=_TileRanges(norms * self.pow2_scale, starts),
@@ -298,8 +310,9 @@ class TopKSelection:
         """Merge the chunk's candidates for the queries ``filling`` (lists not yet full): every
         row of the chunk is scored."""
         offset = self.offsets[neighbor_list.block]
-        products = chunk.products[offset + filling]
-        scores = self._scores(neighbor_list, products, filling, None, chunk.norm)
+        products = chunk.products[offset + filling, : chunk.n_rows]
+        scaled_norm = chunk.scaled_norm.reshape(-1)[: chunk.n_rows]
+        scores = self._scores(neighbor_list, products, filling, scaled_norm)
         selection_factor = self._selection_factor(neighbor_list)[filling]
         query, column = self._candidates(scores, bar[filling], filling, selection_factor)
         if len(query):
@@ -311,10 +324,10 @@ class TopKSelection:
     ) -> None:
         """Merge the chunk's candidates for the queries ``full`` (lists full): only the tiles
         whose bound reaches a query's bar are scored."""
-        query, tile_start = self._reachable_tiles(neighbor_list, chunk, bar, full)
+        query, tile = self._reachable_tiles(neighbor_list, chunk, bar, full)
         if not len(query):
             return
-        hit_query, column = self._tile_hits(neighbor_list, chunk, bar, query, tile_start)
+        hit_query, column = self._tile_hits(neighbor_list, chunk, bar, query, tile)
         if len(hit_query):
             features = self._features(chunk, hit_query, column)
             self._merge(neighbor_list, hit_query, chunk.positions[column], features)
@@ -322,8 +335,8 @@ class TopKSelection:
     def _reachable_tiles(
         self, neighbor_list: NeighborList, chunk: _Chunk, bar: Floats, full: Ints
     ) -> tuple[Ints, Ints]:
-        """(query, first row) of each tile whose bound on the query's selection scores reaches
-        the query's bar, for the queries ``full``."""
+        """(query, tile) of each tile whose bound on the query's selection scores reaches the
+        query's bar, for the queries ``full``."""
         tile_max = chunk.tile_max[self.offsets[neighbor_list.block] + full]
         # A tile that holds nothing but the query's own row has a largest product of -inf
         # and no candidate: its bound is -inf (the arithmetic would give -inf + inf).
@@ -333,7 +346,7 @@ class TopKSelection:
             reach = bound + np.abs(bound) * 1e-5 + 1e-6
         reach[empty] = -np.inf
         pair_query, pair_tile = np.nonzero(reach > bar[full, None])
-        return full[pair_query], chunk.starts[pair_tile]
+        return full[pair_query], pair_tile
 
     def _tile_hits(
         self,
@@ -341,27 +354,25 @@ class TopKSelection:
         chunk: _Chunk,
         bar: Floats,
         query: Ints,
-        tile_start: Ints,
+        tile: Ints,
     ) -> tuple[Ints, Ints]:
         """(query, column) of the entries of the (query, tile) pairs that beat the query's bar,
         cut to about k per query (:meth:`_nearest`). The pairs are scored a batch at a time, so
         that the (pairs, TILE) arrays stay small however many tiles the bounds leave in."""
         offset = self.offsets[neighbor_list.block]
-        n_rows = len(chunk.positions)
         hit_queries: list[Ints] = []
         hit_columns: list[Ints] = []
         hit_scores: list[npt.NDArray[np.float32]] = []
         for first in range(0, len(query), _PAIR_BATCH):
             batch = query[first : first + _PAIR_BATCH]
-            columns = tile_start[first : first + _PAIR_BATCH][:, None] + np.arange(TILE)
-            inside = columns < n_rows
-            columns = np.minimum(columns, n_rows - 1)
-            entries = chunk.products[offset + batch[:, None], columns]
-            scores = self._scores(neighbor_list, entries, batch, columns, chunk.norm)
-            hit_row, hit_column = np.nonzero(inside & (scores > bar[batch, None]))
+            batch_tile = tile[first : first + _PAIR_BATCH]
+            entries = chunk.tile_products(offset + batch, batch_tile)
+            scores = self._scores(neighbor_list, entries, batch, chunk.scaled_norm[batch_tile])
+            # The padding beyond the last row is -inf: it never beats a bar.
+            hit_row, hit_offset = np.nonzero(scores > bar[batch, None])
             hit_queries.append(batch[hit_row])
-            hit_columns.append(columns[hit_row, hit_column])
-            hit_scores.append(scores[hit_row, hit_column])
+            hit_columns.append(batch_tile[hit_row] * TILE + hit_offset)
+            hit_scores.append(scores[hit_row, hit_offset])
             if sum(map(len, hit_scores)) > _CAP_AT:
                 hit_queries, hit_columns, hit_scores = self._nearest(
                     neighbor_list, hit_queries, hit_columns, hit_scores
@@ -419,17 +430,17 @@ class TopKSelection:
         neighbor_list: NeighborList,
         products: npt.NDArray[np.float32],
         query: Ints,
-        columns: Ints | None,
-        norm: Floats,
+        scaled_norm: npt.NDArray[np.float32],
     ) -> npt.NDArray[np.float32]:
         """float32 *selection scores* of chunk entries: the score times a per-query constant,
-        :meth:`_selection_factor`. ``products`` holds one row per query in ``query``; its columns
-        are the chunk rows ``columns`` (None: all of them, in order). A gauge block's products
-        are already its selection scores (:meth:`_chunk`)."""
+        :meth:`_selection_factor`. ``products`` holds one row per query in ``query``;
+        ``scaled_norm`` the norms (times the power of two) of the rows of its columns, one row
+        for every query or one per query. A gauge block's products are already its selection
+        scores (:meth:`_chunk`)."""
         if neighbor_list.block or neighbor_list.metric == "cosine":
             return products
         inverse_query = (1.0 / (self.query_norm[query] * self.pow2_scale)).astype(np.float32)
-        ratio = _at_columns(norm * self.pow2_scale, columns) * inverse_query[:, None]  # |x| / |q|
+        ratio = scaled_norm * inverse_query[:, None]  # |x| / |q|
         if neighbor_list.metric == "l2":
             return (2 * products - ratio) * ratio - np.float32(1)
         return products * ratio
