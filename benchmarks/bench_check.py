@@ -62,7 +62,7 @@ def by_hand(path: Path, k: int, seed: int, sampling: Sampling) -> dict[str, floa
     source = open_source(path)
     streams = [np.random.default_rng(s) for s in np.random.SeedSequence(seed).spawn(5)]
     query_rows, queries, _ = draw_clean_rows(source, sampling.queries, streams[0])
-    gauges = gauge_scales(d, sampling.gauge_levels, sampling.gauge_draws, streams[2])
+    gauges = gauge_scales(d, sampling.gauge_levels, sampling.gauge_draws, seed)
     gauge_rows = query_rows[: sampling.gauge_queries]
     with timed("norms and non-finite rows", stages):
         norms = np.empty(n, dtype=np.float32)
@@ -101,7 +101,7 @@ def knn_stage(path: Path, k: int, seed: int, sampling: Sampling) -> tuple[float,
     source = open_source(path)
     streams = [np.random.default_rng(s) for s in np.random.SeedSequence(seed).spawn(5)]
     query_rows, queries, _ = draw_clean_rows(source, sampling.queries, streams[0])
-    gauges = gauge_scales(source.d, sampling.gauge_levels, sampling.gauge_draws, streams[2])
+    gauges = gauge_scales(source.d, sampling.gauge_levels, sampling.gauge_draws, seed)
     blocks = [Block("base", len(query_rows))]
     blocks += [Block("g", sampling.gauge_queries, scale) for _, scale in gauges]
     blocks.append(Block("canonical", sampling.gauge_queries, canonical_scale(queries)))

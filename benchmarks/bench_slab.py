@@ -46,7 +46,7 @@ from embaudit.stats import CleanRows  # noqa: E402
 
 def search_for(queries: np.ndarray, d: int) -> NeighborSearch:
     rng = np.random.default_rng(0)
-    scales = gauge_scales(d, (0.1, 0.25, 0.5, 1.0), 3, rng)
+    scales = gauge_scales(d, (0.1, 0.25, 0.5, 1.0), 3, 0)
     scales += [(0.0, np.exp(rng.normal(0.0, 0.3, d))) for _ in range(4)]  # canonical, jitters
     blocks = [Block("base", 500)] + [Block(f"g{i}", 50, s) for i, (_, s) in enumerate(scales)]
     return NeighborSearch(queries, np.arange(len(queries)), 10, blocks)

@@ -5,6 +5,10 @@ Rows are drawn uniformly without replacement and kept in draw order: the first `
 ones are the sample, wherever they sit in the file. When too few of the drawn rows are clean
 (non-finite or zero rows, see :func:`~embaudit.stats.clean_mask`), a larger draw follows, until
 the sample is full or every row has been drawn.
+
+Draws are nested: from the same generator, a draw of m rows is the first m of a draw of more, so
+that a round which grows a sample adds rows to it and measures only those
+(:func:`~embaudit.measurement.steps.measure`).
 """
 
 from __future__ import annotations
@@ -25,10 +29,29 @@ from embaudit.stats import clean_mask
 Take = Callable[[EmbeddingSource, Ints], npt.NDArray[np.floating[Any]]]
 
 
+#: Up to this many rows, a draw is a prefix of one random permutation of every row; beyond, of
+#: a stream of uniform positions, repeats left out (a permutation would cost n per draw).
+PERMUTED_ROWS = 2**16
+
+
 def draw_positions(n: int, size: int, rng: np.random.Generator) -> Ints:
     """``size`` distinct positions below ``n``, uniformly at random, in draw order (all of
-    them, shuffled, when ``size >= n``)."""
-    return rng.choice(n, size=min(n, size), replace=False).astype(np.int64)
+    them, shuffled, when ``size >= n``). Nested: the first m of a larger draw from a
+    generator in the same state."""
+    size = min(n, size)
+    if n <= PERMUTED_ROWS:
+        return rng.permutation(n)[:size].astype(np.int64)
+    drawn = np.empty(0, np.int64)
+    batch = max(size, 64)
+    while True:
+        # One double per position, whatever the batches (rng.random is a plain stream), so the
+        # stream does not depend on how much is drawn; u * n < n up to rounding, hence the clip.
+        more = np.minimum((rng.random(batch) * n).astype(np.int64), n - 1)
+        drawn = np.concatenate([drawn, more])
+        _, first = np.unique(drawn, return_index=True)
+        if len(first) >= size:
+            return drawn[np.sort(first)[:size]]
+        batch = len(drawn)
 
 
 @dataclass(frozen=True)
@@ -59,8 +82,10 @@ def draw_clean_items(
     take = take or _take_source
     n = len(rows[0]) if rows is not None else sources[0].n
     size = 2 * count + 16
+    start = copy.deepcopy(rng)  # every larger draw starts where the first did: draws nest
     while True:
-        items = draw_positions(n, size, rng)
+        drawing = copy.deepcopy(start)
+        items = draw_positions(n, size, drawing)
         values = [np.empty((len(items), source.d)) for source in sources]
         clean = np.zeros(len(items), dtype=bool)
         # The drawn items are read in draw order, the first _head(count) of them, the rest only
@@ -81,6 +106,7 @@ def draw_clean_items(
         if clean.sum() >= count or size >= n:
             break
         size *= 4
+    rng.bit_generator.state = drawing.bit_generator.state  # the caller's generator moves on
     clean_items = np.flatnonzero(clean)[:count]
     kept: Ints | slice = clean_items
     if len(clean_items) and clean_items[-1] == len(clean_items) - 1:

@@ -5,7 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from embaudit.draw import draw_clean_items, draw_clean_rows
+from embaudit.draw import PERMUTED_ROWS, draw_clean_items, draw_clean_rows, draw_positions
+from embaudit.measurement.gauges import gauge_scales
 from embaudit.sources import open_source
 
 
@@ -88,7 +89,7 @@ def test_reading_the_draw_in_two_steps_gives_the_rows_of_reading_it_whole(broken
         return asked.take(positions)
 
     rows, values, left_out = draw_clean_rows(source, 400, np.random.default_rng(6), take)
-    whole = np.random.default_rng(6).choice(len(x), size=2 * 400 + 16, replace=False)
+    whole = np.random.default_rng(6).permutation(len(x))[: 2 * 400 + 16]
     expected = whole[~broken[whole]][:400]
     np.testing.assert_array_equal(rows, expected)
     np.testing.assert_array_equal(values, x[expected])
@@ -97,3 +98,50 @@ def test_reading_the_draw_in_two_steps_gives_the_rows_of_reading_it_whole(broken
         assert reads == [head] and left_out == broken[whole[:head]].sum()
     else:
         assert reads == [head, 2 * 400 + 16 - head] and left_out == broken[whole].sum()
+
+
+@pytest.mark.parametrize("n", [5_000, PERMUTED_ROWS + 1, 10**12])
+def test_a_draw_is_the_first_rows_of_any_larger_draw(n):
+    """Draws nest (a round that grows a sample adds rows to it), below and above the rows
+    where a permutation gives way to a stream of positions; and they are distinct."""
+    small = draw_positions(n, 300, np.random.default_rng(7))
+    large = draw_positions(n, 3_000, np.random.default_rng(7))
+    np.testing.assert_array_equal(small, large[:300])
+    assert len(np.unique(large)) == len(large) == min(n, 3_000)
+    assert large.min() >= 0 and large.max() < n
+    assert not np.array_equal(large, np.sort(large))  # in draw order
+
+
+def test_a_clean_draw_nests_past_the_broken_rows():
+    x = _rows(PERMUTED_ROWS + 5_000)
+    x[::3] = np.nan  # a third of the rows broken: larger draws follow
+    source = open_source(x)
+    few, _, _ = draw_clean_rows(source, 100, np.random.default_rng(3))
+    many, values, _ = draw_clean_rows(source, 5_000, np.random.default_rng(3))
+    np.testing.assert_array_equal(few, many[:100])
+    assert np.isfinite(values).all() and (many % 3 != 0).all()
+
+
+def test_positions_beyond_a_permutation_are_uniform():
+    """The stream of positions (n above PERMUTED_ROWS): each tenth of the rows gets a tenth of
+    40,000 draws, within a chi-square test's 0.1 % level (27.9 at 9 degrees of freedom)."""
+    n = 10 * PERMUTED_ROWS + 3
+    drawn = np.concatenate(
+        [draw_positions(n, 2_000, np.random.default_rng(seed)) for seed in range(20)]
+    )
+    counts = np.bincount(drawn * 10 // n, minlength=10)
+    expected = len(drawn) / 10
+    assert ((counts - expected) ** 2 / expected).sum() < 27.9
+
+
+def test_gauge_draws_nest_level_by_level():
+    """The r-th draw of a level is the same whatever the number of draws or of other levels."""
+    three = gauge_scales(16, (0.1, 0.5), 3, seed=4)
+    six = gauge_scales(16, (0.1, 0.5), 6, seed=4)
+    for level in (0.1, 0.5):
+        first = [scale for s, scale in three if s == level]
+        more = [scale for s, scale in six if s == level]
+        assert len(first) == 3 and len(more) == 6
+        for a, b in zip(first, more[:3], strict=True):
+            np.testing.assert_array_equal(a, b)
+    assert not np.array_equal(six[0][1], six[6][1])  # levels draw from their own streams

@@ -131,9 +131,21 @@ def measured(x: Floats, *, seed: int = 0, sampling: Sampling = SAMPLING, k: int 
 
 
 def drawn_gauges(d: int, seed: int, sampling: Sampling) -> list[tuple[float, Floats]]:
-    """The gauges measure() draws: the third of the five streams spawned from the seed."""
-    gauge_rng = np.random.default_rng(np.random.SeedSequence(seed).spawn(5)[2])
-    return gauge_scales(d, sampling.gauge_levels, sampling.gauge_draws, gauge_rng)
+    """The gauges measure() draws: level i from the i-th child of the third stream spawned
+    from the seed."""
+    gauges = []
+    for i, s in enumerate(sampling.gauge_levels):
+        rng = np.random.default_rng(np.random.SeedSequence(seed, spawn_key=(2, i)))
+        gauges += [(s, np.exp(rng.normal(0.0, s, size=d))) for _ in range(sampling.gauge_draws)]
+    return gauges
+
+
+def test_the_gauges_are_drawn_level_by_level_from_their_own_streams():
+    expected = drawn_gauges(24, 5, SAMPLING)
+    drawn = gauge_scales(24, SAMPLING.gauge_levels, SAMPLING.gauge_draws, 5)
+    assert [s for s, _ in drawn] == [s for s, _ in expected]
+    for (_, scale), (_, reference) in zip(drawn, expected, strict=True):
+        np.testing.assert_array_equal(scale, reference)
 
 
 # The tie-aware overlap ----------------------------------------------------------------------

@@ -153,6 +153,36 @@ class NeighborSearch(TopKSelection):
             if len(query):
                 self._merge(held, query, other.rows[query, slot], other.features[query, slot])
 
+    def extended(self, more: NeighborSearch) -> NeighborSearch:
+        """This finished search followed by ``more``, a search of further queries with the same
+        blocks over the same rows: one search of the queries of both, its lists those of each
+        (a query's list does not depend on the other queries searched with it). Every block
+        of either holds all of its queries."""
+        count, more_count = len(self.query_rows), len(more.query_rows)
+        if [(b.name, b.n_queries) for b in self.blocks] != [
+            (b.name, count) for b in more.blocks
+        ] or any(b.n_queries != more_count for b in more.blocks):
+            raise ValueError("extended: the searches' blocks differ or skip queries")
+        blocks = [replace(block, n_queries=count + more_count) for block in self.blocks]
+        joined = NeighborSearch(
+            np.concatenate([self.queries, more.queries]),
+            np.concatenate([self.query_rows, more.query_rows]),
+            self.k,
+            blocks,
+            self.metrics,
+        )
+        joined.lists = [
+            NeighborList(
+                held.metric,
+                held.block,
+                np.concatenate([held.rows, other.rows]),
+                np.concatenate([held.scores, other.scores]),
+                np.concatenate([held.features, other.features]),
+            )
+            for held, other in zip(self.lists, more.lists, strict=True)
+        ]
+        return joined
+
     # Results ---------------------------------------------------------------------------------
 
     def head(self, m: int) -> NeighborSearch:

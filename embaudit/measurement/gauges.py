@@ -12,6 +12,7 @@ from collections.abc import Iterable
 import numpy as np
 
 from embaudit.array_types import Floats
+from embaudit.random_streams import Stream, generator
 from embaudit.stats import DEAD_RATIO, coordinate_rms, dead_dimension_mask, row_norms
 
 #: Draws of the canonical gauge jittered by its estimation error (EA302's error).
@@ -52,10 +53,17 @@ def level_queries(s: float, levels: Iterable[float], gauge_queries: int) -> int:
 
 
 def gauge_scales(
-    d: int, levels: tuple[float, ...], draws: int, rng: np.random.Generator
+    d: int, levels: tuple[float, ...], draws: int, seed: int
 ) -> list[tuple[float, Floats]]:
-    """Random diagonal gauges D = exp(N(0, s^2)), ``draws`` per level s."""
-    return [(s, np.exp(rng.normal(0.0, s, size=d))) for s in levels for _ in range(draws)]
+    """Random diagonal gauges D = exp(N(0, s^2)), ``draws`` per level s, level by level. Each
+    level draws from its own stream (the i-th of ``levels``: a child of Stream.GAUGES), so the
+    draws nest: the first r of a level are the same whatever the number of draws, and a round
+    that grows them searches the new ones alone."""
+    scales = []
+    for index, s in enumerate(levels):
+        rng = generator(seed, Stream.GAUGES, index)
+        scales += [(s, np.exp(rng.normal(0.0, s, size=d))) for _ in range(draws)]
+    return scales
 
 
 def truncation_scale(d: int, m: int) -> Floats:

@@ -23,6 +23,12 @@ from embaudit import geometry
 from embaudit.draw import Take, draw_clean_rows, draw_positions, first_positions, read_ahead
 from embaudit.engines import Engine, LocalEngine, PassPlan, PassResult, Searched
 from embaudit.knn import EXTERNAL_ROW, Block, NeighborSearch
+from embaudit.measurement.extension import (
+    extendable,
+    gauge_growth,
+    grown_gauge_search,
+    with_grown_gauges,
+)
 from embaudit.measurement.gauges import (
     BASE_BLOCK,
     CANONICAL_BLOCK,
@@ -128,9 +134,12 @@ def measure(
     )
     timings["queries"] = time.perf_counter() - started
     gauges = _gauges(source.d, sampling, seed, levels)
+    # A round extends the previous measurement's searches (its draws nest in this one's) by
+    # what they lack; with a query file it searches anew (the file's queries come first).
+    before = previous.neighbors if previous is not None and queries_from is None else None
     planned = _plan_searches(
         source, drawn, gauges, k=k, seed=seed, sampling=sampling, wanted=wanted,
-        truncate=truncate, dead_ratio=dead_ratio, every_row=every_row,
+        truncate=truncate, dead_ratio=dead_ratio, every_row=every_row, before=before,
     )  # fmt: skip
     drawn = replace(drawn, scale_rows=np.empty((0, source.d)))  # not kept through the pass
     mark = time.perf_counter()
@@ -162,9 +171,8 @@ def measure(
     timings["geometry"] = time.perf_counter() - mark
     neighbors = previous.neighbors if previous is not None else None
     if planned.searched and k < stats.n_clean - 1:
-        neighbors = _levels_kept(
-            _neighbors(planned, drawn, gauges, truncate, stats, source), neighbors
-        )
+        searched = _neighbors(planned, drawn, truncate, stats, source, before)
+        neighbors = _levels_kept(searched, neighbors)
     return replace(measured, neighbors=neighbors)
 
 
@@ -183,9 +191,7 @@ def _gauges(
 ) -> list[tuple[float, Floats]]:
     """The random gauges of the ``levels`` searched (None: every level), each the draw it is in
     a measurement of every level."""
-    every = gauge_scales(
-        d, sampling.gauge_levels, sampling.gauge_draws, generator(seed, Stream.GAUGES)
-    )
+    every = gauge_scales(d, sampling.gauge_levels, sampling.gauge_draws, seed)
     return [(s, scale) for s, scale in every if levels is None or s in levels]
 
 
@@ -267,6 +273,13 @@ class _Planned:
     gauge_search: NeighborSearch | None = None
     gauge_positions: Ints | None = None  # the gauge rows; None: every row
     canonical: Floats = field(default_factory=lambda: np.zeros(0))  # the canonical gauge's D
+    #: The previous measurement's search of the first queries, which ``search`` (of the queries
+    #: after them) extends; None: ``search`` searches every query.
+    extends: NeighborSearch | None = None
+    gauges: list[tuple[float, Floats]] = field(default_factory=list)  # those gauge_search holds
+    #: How ``gauge_search`` extends the previous gauges' overlaps: with more draws of the same
+    #: queries, or the same draws of more queries; None: it searches them all.
+    gauges_grow: str | None = None
 
     @property
     def searched(self) -> bool:
@@ -292,25 +305,33 @@ def _plan_searches(
     truncate: tuple[int, ...],
     dead_ratio: float,
     every_row: ScanStats | None,
+    before: Neighbors | None = None,
 ) -> _Planned:
     """The searches the wanted parts read, with the canonical gauge (every row's, from
     ``every_row``'s statistics, else estimated on the drawn scale rows). With k >= n - 1 every
-    row is every row's neighbour: nothing to compare, nothing searched (the checks skip)."""
+    row is every row's neighbour: nothing to compare, nothing searched (the checks skip).
+
+    ``before`` (a previous measurement's, in a round) is extended rather than searched again
+    (:mod:`embaudit.measurement.extension`)."""
     n, d = source.n, source.d
     if not drawn.own or not (every_row is not None or len(drawn.scale_rows)) or k >= n - 1:
         return _Planned(canonical=np.zeros(d))
     canonical = _canonical_gauge(drawn.scale_rows, every_row, dead_ratio)
-    search = None
+    search, extends = None, None
     # L2 and inner-product lists, and the base search, only where a check reads them (a
     # round for the gauges alone searches their own sample of the corpus).
     if not wanted.isdisjoint(("lists", "truncation")):
-        blocks = [Block(BASE_BLOCK, len(drawn.query_rows))]
-        if "truncation" in wanted:
-            blocks += [
-                Block(f"{TRUNCATE_BLOCK}{m}", drawn.own, truncation_scale(d, m)) for m in truncate
-            ]
-        search = NeighborSearch(drawn.queries, drawn.query_rows, k, blocks)
+        extends = extendable(before, drawn.query_rows, k)
+        search = _base_search(drawn, k, truncate if "truncation" in wanted else (), d, extends)
     gauge_queries = min(sampling.gauge_queries, drawn.own)
+    measures_canonical = "canonical" in wanted
+    grow = gauge_growth(before, measures_canonical, gauges, gauge_queries, sampling.gauge_levels)
+    if grow is not None:
+        assert before is not None
+        queries, rows = drawn.queries[:gauge_queries], drawn.query_rows[:gauge_queries]
+        grown = grown_gauge_search(queries, rows, gauges, k, grow, before)
+        positions = gauge_corpus(n, sampling.gauge_rows, seed)
+        return _Planned(search, grown.search, positions, canonical, extends, grown.gauges, grow)
     gauge_blocks = []
     if "gauges" in wanted:
         gauge_blocks += [
@@ -328,7 +349,7 @@ def _plan_searches(
                 for r, scale in enumerate(jittered)
             ]
     if not gauge_blocks:
-        return _Planned(search, canonical=canonical)
+        return _Planned(search, canonical=canonical, extends=extends)
     gauge_positions = gauge_corpus(n, sampling.gauge_rows, seed)
     # The gauge queries' cosine lists without a gauge are the gauges' references. The search is
     # its own (every row, or the gauge rows), not blocks of the base search: each list of a
@@ -341,7 +362,27 @@ def _plan_searches(
         [Block(BASE_BLOCK, gauge_queries), *gauge_blocks],
         ("cosine",),
     )
-    return _Planned(search, gauge_search, gauge_positions, canonical)
+    return _Planned(search, gauge_search, gauge_positions, canonical, extends, gauges)
+
+
+def _base_search(
+    drawn: _Drawn,
+    k: int,
+    truncate: tuple[int, ...],
+    d: int,
+    extends: NeighborSearch | None,
+) -> NeighborSearch:
+    """The search of every query under the three metrics and the ``truncate`` truncations; with
+    ``extends`` (the previous search of the first queries), of the queries after them alone,
+    with its blocks."""
+    if extends is not None:
+        first, count = len(extends.query_rows), len(drawn.query_rows)
+        blocks = [replace(block, n_queries=count - first) for block in extends.blocks]
+        queries, rows = drawn.queries[first:], drawn.query_rows[first:]
+        return NeighborSearch(queries, rows, k, blocks, extends.metrics)
+    blocks = [Block(BASE_BLOCK, len(drawn.query_rows))]
+    blocks += [Block(f"{TRUNCATE_BLOCK}{m}", drawn.own, truncation_scale(d, m)) for m in truncate]
+    return NeighborSearch(drawn.queries, drawn.query_rows, k, blocks)
 
 
 def _canonical_gauge(scale_rows: Floats, every_row: ScanStats | None, dead_ratio: float) -> Floats:
@@ -412,16 +453,22 @@ def _more_graphs(
 def _neighbors(
     planned: _Planned,
     drawn: _Drawn,
-    gauges: list[tuple[float, Floats]],
     truncate: tuple[int, ...],
     stats: ScanStats,
     source: EmbeddingSource,
+    before: Neighbors | None,
 ) -> Neighbors:
-    """What the checks read of the searches, with the canonical gauge they searched and the
-    count of clean rows among the gauge rows (the search saw those)."""
+    """What the checks read of the searches (after ``before``'s lists and overlaps where they
+    extend them), with the canonical gauge they searched and the count of clean rows among the
+    gauge rows (the search saw those)."""
+    search = planned.search
+    if search is not None and planned.extends is not None:
+        search = planned.extends.extended(search)
     measured = neighbor_lists(
-        planned.search, planned.gauge_search, gauges, truncate, stats, source, drawn.external
+        search, planned.gauge_search, planned.gauges, truncate, stats, source, drawn.external
     )
+    if planned.gauges_grow is not None and before is not None:
+        measured = with_grown_gauges(measured, before, planned.gauges_grow)
     positions = planned.gauge_positions
     return replace(
         measured,
