@@ -13,10 +13,11 @@ import pytest
 from embaudit import LocalEngine, audit
 from embaudit.index import BuiltIndex
 from embaudit.measurement.sampling import Sampling
-from embaudit.measurement.steps import PARTS
+from embaudit.measurement.steps import PARTS, measure
 from embaudit.model import Status
 from embaudit.pipelines import check as check_pipeline
 from embaudit.pipelines.check import MAX_ROUNDS, _grown
+from embaudit.sources import open_source
 from tests.exports import encoder_like
 
 
@@ -355,3 +356,38 @@ def test_the_judged_level_does_not_depend_on_the_order_of_the_levels():
     assert headline_level((1.0, 0.25)) == headline_level((0.25, 1.0)) == 0.25
     assert headline_level((1.0, 0.1, 0.5, 0.25)) == 0.5
     assert headline_level((2.0,)) == 2.0
+
+
+@pytest.mark.parametrize(
+    ("before", "after"),
+    [
+        ((20, 2), (20, 4)),  # more draws
+        ((20, 2), (40, 2)),  # more gauge queries
+        ((20, 2), (40, 4)),  # both: an L of new (query, draw) pairs
+        ((40, 2), (20, 4)),  # fewer queries, more draws: the kept draws' first queries
+        ((20, 4), (40, 2)),  # more queries, fewer draws: the first draws for the new queries
+    ],
+)
+def test_a_round_of_the_gauges_equals_measuring_them_whole(before, after):
+    """A round that extends the previous gauge overlaps (gauge queries x draws) gives, draw by
+    draw and query by query, the overlaps of measuring the grown sizes from the start."""
+    source = open_source(encoder_like(3000, 24, seed=2, normalize=False))
+    sampling = Sampling(queries=60, gauge_queries=before[0], gauge_draws=before[1], sample=400)
+    grown = replace(sampling, gauge_queries=after[0], gauge_draws=after[1])
+    first = measure(source, k=10, seed=1, sampling=sampling)
+    again = measure(
+        source, k=10, seed=1, sampling=grown, parts=["gauges"], previous=first, levels=(0.5,)
+    )
+    whole = measure(source, k=10, seed=1, sampling=grown)
+    assert again.neighbors is not None and whole.neighbors is not None
+    assert again.neighbors.gauge_search is not None
+    searched = again.neighbors.gauge_search
+    pairs = sum(block.n_queries for block in searched.blocks[1:])
+    assert pairs == after[0] * after[1] - min(before[0], after[0]) * min(before[1], after[1])
+    assert len(again.neighbors.gauge[0.5]) == after[1]
+    for mine, reference in zip(again.neighbors.gauge[0.5], whole.neighbors.gauge[0.5], strict=True):
+        np.testing.assert_array_equal(mine, reference)
+    assert again.neighbors.gauge_queries == whole.neighbors.gauge_queries == after[0]
+    np.testing.assert_array_equal(
+        again.neighbors.query_rows[: after[0]], whole.neighbors.query_rows[: after[0]]
+    )

@@ -10,10 +10,11 @@ sizes from the start (``tests/test_adaptive.py``).
 
 - The base search: the new queries alone, with the previous search's blocks
   (:func:`extendable`, then :meth:`~embaudit.knn.NeighborSearch.extended`).
-- The gauges (:func:`gauge_growth`): the new draws of each level for the same gauge queries,
-  or every draw for the new gauge queries. A round that asks for the canonical gauge searches
-  it whole (its scale is then every row's, not the first pass's estimate), and one that grows
-  both draws and queries searches the level whole.
+- The gauges of a level: the previous overlaps of the first gauge queries under the first
+  draws are kept, and the rest of the grown rectangle (gauge queries × draws) is searched
+  (:func:`gauge_growth`, :func:`grown_gauge_search`): the new draws for every gauge query, the
+  kept draws for the new queries. A round that asks for the canonical gauge searches it whole
+  (its scale is then every row's, not the first pass's estimate).
 """
 
 from __future__ import annotations
@@ -27,9 +28,6 @@ from embaudit.array_types import Floats, Ints
 from embaudit.knn import Block, NeighborSearch
 from embaudit.measurement.gauges import BASE_BLOCK, GAUGE_BLOCK, level_queries
 from embaudit.measurement.neighbors import Neighbors
-
-#: What a round's gauge search adds to the previous overlaps (see :func:`gauge_growth`).
-DRAWS, QUERIES = "draws", "queries"
 
 
 def extendable(before: Neighbors | None, query_rows: Ints, k: int) -> NeighborSearch | None:
@@ -45,37 +43,40 @@ def extendable(before: Neighbors | None, query_rows: Ints, k: int) -> NeighborSe
     return prior if np.array_equal(prior.query_rows, query_rows[:searched]) else None
 
 
+@dataclass(frozen=True)
+class GaugeGrowth:
+    """What a round's gauge search reuses of the previous overlaps of each level it searches:
+    those of its first ``queries`` gauge queries under its first ``draws[s]`` draws. The rest
+    of the grown rectangle (queries × draws) is searched: the new draws for every gauge query,
+    the reused draws for the queries after the reused ones."""
+
+    queries: int
+    draws: dict[float, int]
+
+
 def gauge_growth(
     before: Neighbors | None,
     measures_canonical: bool,
     gauges: list[tuple[float, Floats]],
     gauge_queries: int,
     levels: tuple[float, ...],
-) -> str | None:
-    """How a round's gauge search extends ``before``'s overlaps: DRAWS (the same gauge queries
-    under the new draws of each level searched), QUERIES (every draw for the new gauge
-    queries, when each level searched takes all of them), None (search every gauge)."""
-    if before is None or measures_canonical or not gauges or not before.gauge:
+) -> GaugeGrowth | None:
+    """What a round's gauge search reuses of ``before``'s overlaps (None: search every gauge:
+    the canonical gauge, whose scale a round takes from every row; levels that would reuse
+    different queries, or nothing to reuse or to search)."""
+    if before is None or measures_canonical or not gauges:
         return None
     draws = Counter(s for s, _ in gauges)
     had = {s: before.gauge.get(s, []) for s in draws}
-    if not all(had.values()):
+    searched = {level_queries(s, levels, gauge_queries) for s in draws}
+    sizes = {len(overlap) for s in draws for overlap in had[s]}
+    if not all(had.values()) or searched != {gauge_queries} or len(sizes) != 1:
         return None
-    sizes = {s: {len(overlap) for overlap in had[s]} for s in draws}
-    old_queries = before.gauge_queries
-    if gauge_queries == old_queries and all(
-        sizes[s] == {level_queries(s, levels, gauge_queries)} and len(had[s]) < draws[s]
-        for s in draws
-    ):
-        return DRAWS
-    if gauge_queries > old_queries and all(
-        level_queries(s, levels, gauge_queries) == gauge_queries
-        and sizes[s] == {old_queries}
-        and len(had[s]) == draws[s]
-        for s in draws
-    ):
-        return QUERIES
-    return None
+    reused = min(sizes.pop(), gauge_queries)
+    growth = GaugeGrowth(reused, {s: min(len(had[s]), draws[s]) for s in draws})
+    if reused == gauge_queries and all(growth.draws[s] == draws[s] for s in draws):
+        return None  # nothing to search: measure it whole, as a first measurement would
+    return growth
 
 
 @dataclass(frozen=True)
@@ -84,6 +85,8 @@ class GrownGauges:
 
     search: NeighborSearch
     gauges: list[tuple[float, Floats]]  # the gauges it holds, in the order of its blocks
+    reused: list[bool]  # per gauge it holds: a reused draw, searched for the new queries alone
+    growth: GaugeGrowth
 
 
 def grown_gauge_search(
@@ -91,43 +94,53 @@ def grown_gauge_search(
     query_rows: Ints,
     gauges: list[tuple[float, Floats]],
     k: int,
-    grow: str,
-    before: Neighbors,
+    growth: GaugeGrowth,
 ) -> GrownGauges:
-    """The search of what ``before`` lacks (``grow``, of :func:`gauge_growth`): the gauge
-    queries (``queries`` at ``query_rows``, all of them) under each level's new draws, or the
-    queries after ``before``'s under every draw of ``gauges``."""
-    if grow == DRAWS:
-        seen: Counter[float] = Counter()
-        new = []
-        for s, scale in gauges:
-            seen[s] += 1
-            if seen[s] > len(before.gauge[s]):
-                new.append((s, scale))
-    else:
-        new = gauges
-        queries, query_rows = queries[before.gauge_queries :], query_rows[before.gauge_queries :]
-    count = len(query_rows)
+    """The search of what the previous overlaps lack (see :class:`GaugeGrowth`): the gauge
+    queries (``queries`` at ``query_rows``, all of them; those after the reused ones first)
+    under each new draw, and the queries after the reused ones under each reused draw."""
+    first, count = growth.queries, len(query_rows)
+    seen: Counter[float] = Counter()
+    held, reused = [], []
+    for s, scale in gauges:
+        seen[s] += 1
+        old = seen[s] <= growth.draws[s]
+        if not (old and first == count):  # else every query of this draw is reused
+            held.append((s, scale))
+            reused.append(old)
     blocks = [Block(BASE_BLOCK, count)]
-    blocks += [Block(f"{GAUGE_BLOCK}{s:g}", count, scale) for s, scale in new]
-    return GrownGauges(NeighborSearch(queries, query_rows, k, blocks, ("cosine",)), new)
+    blocks += [
+        Block(f"{GAUGE_BLOCK}{s:g}", count - first if old else count, scale)
+        for (s, scale), old in zip(held, reused, strict=True)
+    ]
+    order = np.r_[first:count, 0:first]
+    search = NeighborSearch(queries[order], query_rows[order], k, blocks, ("cosine",))
+    return GrownGauges(search, held, reused, growth)
 
 
-def with_grown_gauges(measured: Neighbors, before: Neighbors, grow: str) -> Neighbors:
-    """``measured`` (a round's, which searched what ``grow`` says) with ``before``'s overlaps
-    in front: the earlier draws before the new ones, or the earlier gauge queries before the
-    new ones."""
-    if grow == DRAWS:
-        return replace(
-            measured, gauge={s: before.gauge[s] + new for s, new in measured.gauge.items()}
-        )
-    gauge = {
-        s: [np.concatenate([old, more]) for old, more in zip(before.gauge[s], new, strict=True)]
-        for s, new in measured.gauge.items()
+def with_grown_gauges(measured: Neighbors, before: Neighbors, grown: GrownGauges) -> Neighbors:
+    """``measured`` (a round's, of ``grown``'s search) with the overlaps in query order and
+    ``before``'s reused ones in front: a reused draw's first queries, then the new draws."""
+    first = grown.growth.queries
+    count = len(grown.search.query_rows)
+    new = count - first  # the search's first queries are the new ones
+    gauge: dict[float, list[Floats]] = {
+        s: [overlap[:first] for overlap in before.gauge[s][:draws]]
+        for s, draws in grown.growth.draws.items()
     }
-    queries = before.gauge_queries + measured.gauge_queries
+    overlaps = {s: iter(found) for s, found in measured.gauge.items()}
+    extended: Counter[float] = Counter()  # reused draws of each level given their new queries
+    for (s, _), reused in zip(grown.gauges, grown.reused, strict=True):
+        overlap = next(overlaps[s])
+        if reused:  # the queries after the reused ones, of the next reused draw
+            draw = extended[s]
+            extended[s] += 1
+            gauge[s][draw] = np.concatenate([gauge[s][draw], overlap])
+        else:
+            gauge[s].append(np.concatenate([overlap[new:], overlap[:new]]))
+    grown_rows = grown.search.query_rows
+    rows = np.concatenate([grown_rows[new:], grown_rows[:new]])
     if measured.search is not None:
-        return replace(measured, gauge=gauge, gauge_queries=queries)
+        return replace(measured, gauge=gauge, gauge_queries=count)
     # A round of the gauges alone: its queries are the gauge queries, as in a whole measurement.
-    rows = np.concatenate([before.query_rows[: before.gauge_queries], measured.query_rows])
-    return replace(measured, gauge=gauge, gauge_queries=queries, queries=queries, query_rows=rows)
+    return replace(measured, gauge=gauge, gauge_queries=count, queries=count, query_rows=rows)

@@ -24,6 +24,7 @@ from embaudit.draw import Take, draw_clean_rows, draw_positions, first_positions
 from embaudit.engines import Engine, LocalEngine, PassPlan, PassResult, Searched
 from embaudit.knn import EXTERNAL_ROW, Block, NeighborSearch
 from embaudit.measurement.extension import (
+    GrownGauges,
     extendable,
     gauge_growth,
     grown_gauge_search,
@@ -277,9 +278,8 @@ class _Planned:
     #: after them) extends; None: ``search`` searches every query.
     extends: NeighborSearch | None = None
     gauges: list[tuple[float, Floats]] = field(default_factory=list)  # those gauge_search holds
-    #: How ``gauge_search`` extends the previous gauges' overlaps: with more draws of the same
-    #: queries, or the same draws of more queries; None: it searches them all.
-    gauges_grow: str | None = None
+    #: How ``gauge_search`` extends the previous gauges' overlaps (None: it searches them all).
+    gauges_grow: GrownGauges | None = None
 
     @property
     def searched(self) -> bool:
@@ -329,9 +329,9 @@ def _plan_searches(
     if grow is not None:
         assert before is not None
         queries, rows = drawn.queries[:gauge_queries], drawn.query_rows[:gauge_queries]
-        grown = grown_gauge_search(queries, rows, gauges, k, grow, before)
+        grown = grown_gauge_search(queries, rows, gauges, k, grow)
         positions = gauge_corpus(n, sampling.gauge_rows, seed)
-        return _Planned(search, grown.search, positions, canonical, extends, grown.gauges, grow)
+        return _Planned(search, grown.search, positions, canonical, extends, grown.gauges, grown)
     gauge_blocks = []
     if "gauges" in wanted:
         gauge_blocks += [
