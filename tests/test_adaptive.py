@@ -391,3 +391,41 @@ def test_a_round_of_the_gauges_equals_measuring_them_whole(before, after):
     np.testing.assert_array_equal(
         again.neighbors.query_rows[: after[0]], whole.neighbors.query_rows[: after[0]]
     )
+
+
+def test_the_gauge_checks_undecided_together_each_search_their_own_sizes(monkeypatch):
+    """EA301 and EA302 undecided in the same round: the canonical gauge is searched apart at
+    EA302's gauge queries, the random gauges at EA301's own sizes (not at EA302's queries), and
+    each value is that of a whole measurement at its own grown sizes."""
+    x = encoder_like(6000, 32, seed=4, normalize=False)
+    sampling = Sampling(queries=200, gauge_queries=20, gauge_draws=2, sample=600)
+    thresholds = {code: _at_threshold(x, code, sampling) for code in ("EA301", "EA302")}
+    searched: list[list[tuple[list[str], int]]] = []
+    run = LocalEngine.run
+
+    def recorded(self, source, plan, **kwargs):
+        searched.append(
+            [([b.name for b in s.search.blocks], len(s.search.query_rows)) for s in plan.searches]
+        )
+        return run(self, source, plan, **kwargs)
+
+    monkeypatch.setattr(LocalEngine, "run", recorded)
+    report = audit(x, select="EA301,EA302", sampling=sampling, thresholds=thresholds)
+    assert {"EA301", "EA302"} <= set(report.params["adaptive"]["grew"])
+    first_round = searched[1]
+    canonical = [queries for names, queries in first_round if "canonical" in names]
+    gauged = [names for names, _ in first_round if any(n.startswith("gauge s=") for n in names)]
+    assert canonical == [2 * sampling.gauge_queries]  # EA302's queries, doubled
+    assert len(gauged) == 1 and "canonical" not in gauged[0]  # apart
+    # The random gauges' queries are EA301's own, never more (EA302's grew to 40).
+    own = report.check("EA301").metrics["sampling"]["gauge_queries"]
+    gauge_queries = [q for names, q in first_round if any(n.startswith("gauge s=") for n in names)]
+    assert gauge_queries[0] <= own < canonical[0]
+    monkeypatch.setattr(check_pipeline, "MAX_ROUNDS", 0)
+    for code in ("EA301", "EA302"):
+        check = report.check(code)
+        grown = replace(sampling, **check.metrics["sampling"])
+        if code == "EA302":
+            grown = replace(grown, sample=len(x))  # its scale is every row's in a round
+        direct = audit(x, select=code, sampling=grown).check(code)
+        assert direct.value == pytest.approx(check.value, rel=1e-12, abs=1e-15), code

@@ -13,8 +13,8 @@ sizes from the start (``tests/test_adaptive.py``).
 - The gauges of a level: the previous overlaps of the first gauge queries under the first
   draws are kept, and the rest of the grown rectangle (gauge queries × draws) is searched
   (:func:`gauge_growth`, :func:`grown_gauge_search`): the new draws for every gauge query, the
-  kept draws for the new queries. A round that asks for the canonical gauge searches it whole
-  (its scale is then every row's, not the first pass's estimate).
+  kept draws for the new queries. The canonical gauge is searched whole, apart, at EA302's sizes
+  (a round takes its scale from every row, not from the first pass's estimate).
 """
 
 from __future__ import annotations
@@ -56,15 +56,14 @@ class GaugeGrowth:
 
 def gauge_growth(
     before: Neighbors | None,
-    measures_canonical: bool,
     gauges: list[tuple[float, Floats]],
     gauge_queries: int,
     levels: tuple[float, ...],
 ) -> GaugeGrowth | None:
-    """What a round's gauge search reuses of ``before``'s overlaps (None: search every gauge:
-    the canonical gauge, whose scale a round takes from every row; levels that would reuse
-    different queries, or nothing to reuse or to search)."""
-    if before is None or measures_canonical or not gauges:
+    """What a round's search of the random ``gauges`` reuses of ``before``'s overlaps (None:
+    search every gauge: levels that would reuse different queries, or nothing to reuse or to
+    search)."""
+    if before is None or not gauges:
         return None
     draws = Counter(s for s, _ in gauges)
     had = {s: before.gauge.get(s, []) for s in draws}

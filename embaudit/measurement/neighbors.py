@@ -115,10 +115,12 @@ def neighbor_lists(
     stats: ScanStats,
     source: EmbeddingSource,
     external: External | None = None,
+    canonical_search: NeighborSearch | None = None,
 ) -> Neighbors:
     """What the checks read of the searches: the metric overlaps, truncations and hygiene of
     every query (``search``; None in a round for the gauges alone) and the gauges' overlaps
-    (``gauge_search``; None when no gauge was searched)."""
+    (``gauge_search``; None when no gauge was searched), the canonical gauge's from
+    ``canonical_search`` when it was searched apart."""
     metrics = _MetricOverlaps()
     hygiene = None
     if search is not None:
@@ -128,8 +130,11 @@ def neighbor_lists(
         metrics = _metric_overlaps(search, truncate)
         hygiene = _hygiene(search, search.list_for("cosine"), stats, source, external, full)
     gauged = _GaugeOverlaps() if gauge_search is None else _gauge_overlaps(gauge_search, gauges)
-    searched = search if search is not None else gauge_search
-    assert searched is not None
+    if canonical_search is not None:  # searched apart from the random gauges (a round's)
+        apart = _gauge_overlaps(canonical_search, [])
+        queries = max(gauged.queries, apart.queries)
+        gauged = replace(gauged, queries=queries, canonical=apart.canonical, jitter=apart.jitter)
+    searched = next(s for s in (search, gauge_search, canonical_search) if s is not None)
     return Neighbors(
         k=min(searched.k, max(stats.n_clean - 1, 0)),
         queries=searched.blocks[0].n_queries,

@@ -99,6 +99,7 @@ def measure(
     parts: Collection[str] = PARTS,
     previous: Measurements | None = None,
     levels: Collection[float] | None = None,
+    gauge_sizes: Sampling | None = None,
 ) -> Measurements:
     """Measure everything the checks read, with ``engine`` (default: in this process).
     ``on_rows`` is called with the rows of each chunk or fragment read; ``dead_ratio`` is
@@ -115,7 +116,9 @@ def measure(
     a measurement of the same source with the same seed (:data:`PARTS` says what each
     needs). ``levels`` (of ``sampling.gauge_levels``; None: all of them) are the rescaling
     levels whose gauges are searched, each with the draws it has in a measurement of every
-    level; the others keep ``previous``'s overlaps."""
+    level; the others keep ``previous``'s overlaps. ``gauge_sizes``: the gauge queries and draws
+    of the random gauges when they differ from ``sampling``'s (a round's for EA301, whose
+    canonical gauge and queries are other checks' sizes; None: ``sampling``'s)."""
     wanted = frozenset(parts)
     if not wanted <= set(PARTS) or (previous is None and wanted != set(PARTS)):
         raise ValueError(f"parts {sorted(wanted)}: a subset of {PARTS}, all without previous")
@@ -134,13 +137,14 @@ def measure(
         take=engine.take if not wanted.isdisjoint(_SEARCHED) else None,
     )
     timings["queries"] = time.perf_counter() - started
-    gauges = _gauges(source.d, sampling, seed, levels)
+    gauges = _gauges(source.d, gauge_sizes or sampling, seed, levels)
     # A round extends the previous measurement's searches (its draws nest in this one's) by
     # what they lack; with a query file it searches anew (the file's queries come first).
     before = previous.neighbors if previous is not None and queries_from is None else None
     planned = _plan_searches(
         source, drawn, gauges, k=k, seed=seed, sampling=sampling, wanted=wanted,
         truncate=truncate, dead_ratio=dead_ratio, every_row=every_row, before=before,
+        gauge_sizes=gauge_sizes,
     )  # fmt: skip
     drawn = replace(drawn, scale_rows=np.empty((0, source.d)))  # not kept through the pass
     mark = time.perf_counter()
@@ -271,7 +275,9 @@ class _Planned:
     truncations), and the gauge queries against the gauge rows (the gauges' lists)."""
 
     search: NeighborSearch | None = None
-    gauge_search: NeighborSearch | None = None
+    gauge_search: NeighborSearch | None = None  # the random gauges' (and the canonical's)
+    #: The canonical gauge's search when apart from the random gauges' (see _plan_searches).
+    canonical_search: NeighborSearch | None = None
     gauge_positions: Ints | None = None  # the gauge rows; None: every row
     canonical: Floats = field(default_factory=lambda: np.zeros(0))  # the canonical gauge's D
     #: The previous measurement's search of the first queries, which ``search`` (of the queries
@@ -283,13 +289,14 @@ class _Planned:
 
     @property
     def searched(self) -> bool:
-        return self.search is not None or self.gauge_search is not None
+        return any(s is not None for s in (self.search, self.gauge_search, self.canonical_search))
 
     @property
     def searches(self) -> tuple[Searched, ...]:
         planned = [] if self.search is None else [Searched(self.search)]
-        if self.gauge_search is not None:
-            planned.append(Searched(self.gauge_search, self.gauge_positions))
+        for gauged in (self.gauge_search, self.canonical_search):
+            if gauged is not None:
+                planned.append(Searched(gauged, self.gauge_positions))
         return tuple(planned)
 
 
@@ -306,6 +313,7 @@ def _plan_searches(
     dead_ratio: float,
     every_row: ScanStats | None,
     before: Neighbors | None = None,
+    gauge_sizes: Sampling | None = None,
 ) -> _Planned:
     """The searches the wanted parts read, with the canonical gauge (every row's, from
     ``every_row``'s statistics, else estimated on the drawn scale rows). With k >= n - 1 every
@@ -323,46 +331,59 @@ def _plan_searches(
     if not wanted.isdisjoint(("lists", "truncation")):
         extends = extendable(before, drawn.query_rows, k)
         search = _base_search(drawn, k, truncate if "truncation" in wanted else (), d, extends)
-    gauge_queries = min(sampling.gauge_queries, drawn.own)
-    measures_canonical = "canonical" in wanted
-    grow = gauge_growth(before, measures_canonical, gauges, gauge_queries, sampling.gauge_levels)
-    if grow is not None:
-        assert before is not None
-        queries, rows = drawn.queries[:gauge_queries], drawn.query_rows[:gauge_queries]
-        grown = grown_gauge_search(queries, rows, gauges, k, grow)
-        positions = gauge_corpus(n, sampling.gauge_rows, seed)
-        return _Planned(search, grown.search, positions, canonical, extends, grown.gauges, grown)
-    gauge_blocks = []
-    if "gauges" in wanted:
-        gauge_blocks += [
-            Block(f"{GAUGE_BLOCK}{s:g}", level_queries(s, sampling.gauge_levels, gauge_queries), g)
-            for s, g in gauges
-        ]
+    positions = gauge_corpus(n, sampling.gauge_rows, seed)
+    level_sizes = gauge_sizes or sampling
+    level_queries_drawn = min(level_sizes.gauge_queries, drawn.own)
+    canonical_queries = min(sampling.gauge_queries, drawn.own)
+    # In a round the canonical gauge (EA302's sizes) and the random gauges (EA301's) are
+    # searched apart, each at its own sizes, the random gauges extending the previous ones.
+    apart = before is not None and "canonical" in wanted and "gauges" in wanted
+    planned = _Planned(search, gauge_positions=positions, canonical=canonical, extends=extends)
     if "canonical" in wanted:
-        gauge_blocks.append(Block(CANONICAL_BLOCK, gauge_queries, canonical))
-        # A scale of every row is exact: nothing to jitter.
-        if every_row is None and SCALE_ROWS_PER_SAMPLE * sampling.sample < n:
-            jitter_rng = generator(seed, Stream.JITTER)
-            jittered = scale_jitter(drawn.scale_rows, canonical, jitter_rng, JITTER_DRAWS)
-            gauge_blocks += [
-                Block(f"{JITTER_BLOCK} {r}", gauge_queries, scale)
-                for r, scale in enumerate(jittered)
-            ]
-    if not gauge_blocks:
-        return _Planned(search, canonical=canonical, extends=extends)
-    gauge_positions = gauge_corpus(n, sampling.gauge_rows, seed)
-    # The gauge queries' cosine lists without a gauge are the gauges' references. The search is
-    # its own (every row, or the gauge rows), not blocks of the base search: each list of a
-    # search keeps a feature column per block, and the base search's lists are every query's
-    # under three metrics.
-    gauge_search = NeighborSearch(
-        drawn.queries[:gauge_queries],
-        drawn.query_rows[:gauge_queries],
-        k,
-        [Block(BASE_BLOCK, gauge_queries), *gauge_blocks],
-        ("cosine",),
-    )
-    return _Planned(search, gauge_search, gauge_positions, canonical, extends, gauges)
+        estimated = every_row is None and SCALE_ROWS_PER_SAMPLE * sampling.sample < n
+        blocks = _canonical_blocks(drawn, canonical, canonical_queries, estimated, seed)
+        if apart or "gauges" not in wanted:
+            planned = replace(planned, canonical_search=_gauge_search(drawn, k, blocks))
+            blocks = []
+    else:
+        blocks = []
+    if "gauges" not in wanted:
+        return planned
+    grow = gauge_growth(before, gauges, level_queries_drawn, sampling.gauge_levels)
+    if grow is not None:
+        queries = drawn.queries[:level_queries_drawn]
+        grown = grown_gauge_search(queries, drawn.query_rows[:level_queries_drawn], gauges, k, grow)
+        return replace(planned, gauge_search=grown.search, gauges=grown.gauges, gauges_grow=grown)
+    blocks = [
+        Block(
+            f"{GAUGE_BLOCK}{s:g}", level_queries(s, sampling.gauge_levels, level_queries_drawn), g
+        )
+        for s, g in gauges
+    ] + blocks
+    return replace(planned, gauge_search=_gauge_search(drawn, k, blocks), gauges=gauges)
+
+
+def _canonical_blocks(
+    drawn: _Drawn, canonical: Floats, count: int, estimated: bool, seed: int
+) -> list[Block]:
+    """The canonical gauge's block for the first ``count`` gauge queries, and its jitters by
+    its estimation error when the scale is ``estimated`` (a scale of every row is exact)."""
+    blocks = [Block(CANONICAL_BLOCK, count, canonical)]
+    if estimated:
+        rng = generator(seed, Stream.JITTER)
+        jittered = scale_jitter(drawn.scale_rows, canonical, rng, JITTER_DRAWS)
+        blocks += [Block(f"{JITTER_BLOCK} {r}", count, scale) for r, scale in enumerate(jittered)]
+    return blocks
+
+
+def _gauge_search(drawn: _Drawn, k: int, blocks: list[Block]) -> NeighborSearch:
+    """The search of gauge ``blocks``, with the cosine lists of their queries without a gauge
+    (the first block: the gauges' references). It is its own search (every row, or the gauge
+    rows), not blocks of the base search: each list of a search keeps a feature column per
+    block, and the base search's lists are every query's under three metrics."""
+    count = max(block.n_queries for block in blocks)
+    queries, rows = drawn.queries[:count], drawn.query_rows[:count]
+    return NeighborSearch(queries, rows, k, [Block(BASE_BLOCK, count), *blocks], ("cosine",))
 
 
 def _base_search(
@@ -465,7 +486,14 @@ def _neighbors(
     if search is not None and planned.extends is not None:
         search = planned.extends.extended(search)
     measured = neighbor_lists(
-        search, planned.gauge_search, planned.gauges, truncate, stats, source, drawn.external
+        search,
+        planned.gauge_search,
+        planned.gauges,
+        truncate,
+        stats,
+        source,
+        drawn.external,
+        planned.canonical_search,
     )
     if planned.gauges_grow is not None and before is not None:
         measured = with_grown_gauges(measured, before, planned.gauges_grow)

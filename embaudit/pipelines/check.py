@@ -113,6 +113,7 @@ class _Measuring:
         parts: Collection[str] = PARTS,
         previous: Measurements | None = None,
         judged_level: bool = False,
+        gauge_sizes: Sampling | None = None,
     ) -> Measurements:
         """``judged_level``: of the rescaling levels, search only the one EA301 judges (the
         others give s50, which no threshold reads, and keep ``previous``'s overlaps)."""
@@ -136,6 +137,7 @@ class _Measuring:
             parts=parts,
             previous=previous,
             levels=(headline_level(sampling.gauge_levels),) if judged_level else None,
+            gauge_sizes=gauge_sizes,
         )
 
 
@@ -228,7 +230,12 @@ def _measure_again(
         own |= {code: sizes for code, sizes in grown.items() if sizes is not None}
         sampling, rounds = _largest([own[code] for code in pending]), rounds + 1
         parts = sorted({part for code in pending for part in REGISTRY[code].reads})
-        again = measuring(sampling, f"{action} (round {rounds + 1})", parts, again, True)
+        # The random gauges at the sizes of the check that reads them (EA301), whatever the
+        # others (EA302's gauge queries) grew to.
+        readers = [code for code in pending if "gauges" in REGISTRY[code].reads]
+        gauge_sizes = _largest([own[code] for code in readers]) if readers else None
+        label = f"{action} (round {rounds + 1})"
+        again = measuring(sampling, label, parts, again, True, gauge_sizes)
         if built is not None and "lists" in parts:
             # The index built once searches the larger query sample (EA701, EA702).
             assert again.neighbors is not None and again.neighbors.search is not None
@@ -291,9 +298,10 @@ def _undecided(check: CheckResult, data: AuditData) -> bool:
 
 
 #: Sizes whose product is one search's work: a round doubles one of them, so that a round of
-#: EA301, whose gauges search every row, costs twice the last one, not four times: the one its
-#: error mostly comes from (EA301's ``error_from``: the draws' or the queries' mean square), else
-#: in turn (the gauge queries on odd rounds, the gauge draws on even ones).
+#: EA301, whose gauges search every row, searches as many new (gauge query, draw) pairs as were
+#: searched before, not three times as many: the one its error mostly comes from (EA301's
+#: ``error_from``: the draws' or the queries' mean square), else in turn (the gauge queries on
+#: odd rounds, the gauge draws on even ones).
 ALTERNATING = ("gauge_queries", "gauge_draws")
 
 
