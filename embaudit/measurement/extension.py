@@ -137,9 +137,4 @@ def with_grown_gauges(measured: Neighbors, before: Neighbors, grown: GrownGauges
             gauge[s][draw] = np.concatenate([gauge[s][draw], overlap])
         else:
             gauge[s].append(np.concatenate([overlap[new:], overlap[:new]]))
-    grown_rows = grown.search.query_rows
-    rows = np.concatenate([grown_rows[new:], grown_rows[:new]])
-    if measured.search is not None:
-        return replace(measured, gauge=gauge, gauge_queries=count)
-    # A round of the gauges alone: its queries are the gauge queries, as in a whole measurement.
-    return replace(measured, gauge=gauge, gauge_queries=count, queries=count, query_rows=rows)
+    return replace(measured, gauge=gauge, gauge_queries=max(measured.gauge_queries, count))

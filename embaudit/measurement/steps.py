@@ -497,6 +497,9 @@ def _neighbors(
     )
     if planned.gauges_grow is not None and before is not None:
         measured = with_grown_gauges(measured, before, planned.gauges_grow)
+    if search is None:  # a round of the gauges alone: its queries are the gauge queries
+        count = measured.gauge_queries
+        measured = replace(measured, queries=count, query_rows=drawn.query_rows[:count])
     positions = planned.gauge_positions
     return replace(
         measured,
