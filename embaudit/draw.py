@@ -30,16 +30,18 @@ Take = Callable[[EmbeddingSource, Ints], npt.NDArray[np.floating[Any]]]
 
 
 #: Up to this many rows, a draw is a prefix of one random permutation of every row; beyond, of
-#: a stream of uniform positions, repeats left out (a permutation would cost n per draw).
+#: a stream of uniform positions, repeats left out (a permutation would cost n per draw), unless
+#: it takes more than half the rows (a stream would then repeat itself often).
 PERMUTED_ROWS = 2**16
 
 
 def draw_positions(n: int, size: int, rng: np.random.Generator) -> Ints:
     """``size`` distinct positions below ``n``, uniformly at random, in draw order (all of
     them, shuffled, when ``size >= n``). Nested: the first m of a larger draw from a
-    generator in the same state."""
+    generator in the same state, while both take at most half the rows or n is at most
+    PERMUTED_ROWS (a round that grows the queries falls back to drawing them anew otherwise)."""
     size = min(n, size)
-    if n <= PERMUTED_ROWS:
+    if n <= PERMUTED_ROWS or 2 * size > n:
         return rng.permutation(n)[:size].astype(np.int64)
     drawn = np.empty(0, np.int64)
     batch = max(size, 64)

@@ -202,6 +202,8 @@ def _levels(value: Any) -> tuple[float, ...]:
         for s in levels
     ):
         raise ValueError(f"must be a non-empty list of positive numbers, got {value!r}")
+    if len(set(map(float, levels))) < len(levels):
+        raise ValueError(f"must not repeat a level, got {value!r}")
     return tuple(float(s) for s in levels)
 
 
@@ -218,7 +220,8 @@ GAUGE_DRAWS = Param(3, Interval(int, 1), in_config=True)
 #: (embaudit.measurement.sampling.gauge_corpus says why).
 GAUGE_ROWS = Param(None, Interval(int, 1), optional=True, in_config=True)
 GAUGE_LEVELS = Param(
-    (0.1, 0.25, 0.5, 1.0), Custom(_levels, invalid=([], [-0.25], [0.1, math.nan], "0.5"))
+    (0.1, 0.25, 0.5, 1.0),
+    Custom(_levels, invalid=([], [-0.25], [0.1, math.nan], "0.5", [0.5, 0.5])),
 )
 SAMPLE = Param(5000, Interval(int, 1), in_config=True)
 PAIRS = Param(20000, Interval(int, 1), in_config=True)

@@ -429,3 +429,21 @@ def test_the_gauge_checks_undecided_together_each_search_their_own_sizes(monkeyp
             grown = replace(grown, sample=len(x))  # its scale is every row's in a round
         direct = audit(x, select=code, sampling=grown).check(code)
         assert direct.value == pytest.approx(check.value, rel=1e-12, abs=1e-15), code
+
+
+def test_a_round_that_adds_one_query_gives_the_lists_of_measuring_all():
+    """One new query alone is multiplied as a matrix product too (BLAS's matrix-vector path
+    rounds otherwise): its features, and so the lists, equal those of a whole measurement."""
+    source = open_source(encoder_like(3000, 32, seed=2, normalize=False))
+    sampling = Sampling(queries=60, gauge_queries=10, gauge_draws=1, sample=300)
+    first = measure(source, k=10, seed=1, sampling=sampling)
+    one_more = replace(sampling, queries=61)
+    again = measure(source, k=10, seed=1, sampling=one_more, parts=["lists"], previous=first)
+    whole = measure(source, k=10, seed=1, sampling=one_more)
+    assert again.neighbors is not None and whole.neighbors is not None
+    assert again.neighbors.search is not None and whole.neighbors.search is not None
+    for mine, reference in zip(
+        again.neighbors.search.lists, whole.neighbors.search.lists, strict=True
+    ):
+        np.testing.assert_array_equal(mine.rows, reference.rows)
+        np.testing.assert_array_equal(mine.features, reference.features)

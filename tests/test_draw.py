@@ -145,3 +145,13 @@ def test_gauge_draws_nest_level_by_level():
         for a, b in zip(first, more[:3], strict=True):
             np.testing.assert_array_equal(a, b)
     assert not np.array_equal(six[0][1], six[6][1])  # levels draw from their own streams
+
+
+def test_a_draw_of_most_rows_is_a_permutation_whatever_n():
+    """Above PERMUTED_ROWS, a draw of more than half the rows takes a permutation (a stream of
+    positions would repeat itself for long): every row once, in random order, nested within."""
+    n = PERMUTED_ROWS + 1_000
+    every = draw_positions(n, n, np.random.default_rng(2))
+    most = draw_positions(n, n - 10, np.random.default_rng(2))
+    np.testing.assert_array_equal(np.sort(every), np.arange(n))
+    np.testing.assert_array_equal(most, every[: n - 10])

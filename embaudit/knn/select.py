@@ -247,13 +247,17 @@ class TopKSelection:
         own_stacked, own_columns = self._self_matches(positions)
         starts = np.arange(0, n, TILE)
         # Whole tiles: a tile's products are then one contiguous run (see _Chunk.tile_products).
-        products = np.empty((len(self.stacked), len(starts) * TILE), dtype=np.float32)
+        # One stacked row would take BLAS's matrix-vector path, whose float32 sums round
+        # otherwise than the matrix product's: it is multiplied twice, so that a query's
+        # products do not depend on how many rows were stacked with it (a round that adds one).
+        stacked = self.stacked if len(self.stacked) != 1 else np.repeat(self.stacked, 2, axis=0)
+        products = np.empty((len(stacked), len(starts) * TILE), dtype=np.float32)
         products[:, n:] = -np.inf
         tile_max = np.empty((len(self.stacked), len(starts)))
         for first in range(0, n, SLAB):
             last = min(first + SLAB, n)
-            slab = products[:, first:last]
-            np.matmul(self.stacked, unit[first:last].T, out=slab)
+            np.matmul(stacked, unit[first:last].T, out=products[:, first:last])
+            slab = products[: len(self.stacked), first:last]
             for gauged, factor in factors:
                 slab[gauged] *= factor[first:last]
             mine = (own_columns >= first) & (own_columns < last)
@@ -264,7 +268,7 @@ class TopKSelection:
         return _Chunk(
             positions=positions,
             norm=norms,
-            products=products,
+            products=products[: len(self.stacked)],
             scaled_norm=scaled_norm.astype(np.float32).reshape(len(starts), TILE),
             starts=starts,
             tile_max=tile_max,

@@ -47,7 +47,10 @@ class Neighbors:
     gauge_rows_searched: int | None = None
     hygiene: QueryHygiene | None = None  # nearest and mean cosines per query (EA005, EA206, EA503)
     search: NeighborSearch | None = field(default=None, repr=False, compare=False)  # its lists
-    #: The gauge queries' search on the gauge rows (EA301, EA302 read its lists).
+    #: The last search of the random gauges on the gauge rows (EA301, EA302 read the overlaps
+    #: of its lists). In a round that extended the previous overlaps, the search of what it
+    #: added: its queries are the new ones first, then the reused ones
+    #: (:mod:`embaudit.measurement.extension`).
     gauge_search: NeighborSearch | None = field(default=None, repr=False, compare=False)
     index: IndexMeasurement | None = None  # the index of ``--index``, searched (EA701, EA702)
 

@@ -331,6 +331,8 @@ def _plan_searches(
     if not wanted.isdisjoint(("lists", "truncation")):
         extends = extendable(before, drawn.query_rows, k)
         search = _base_search(drawn, k, truncate if "truncation" in wanted else (), d, extends)
+    if wanted.isdisjoint(("gauges", "canonical")):
+        return _Planned(search, canonical=canonical, extends=extends)
     positions = gauge_corpus(n, sampling.gauge_rows, seed)
     level_sizes = gauge_sizes or sampling
     level_queries_drawn = min(level_sizes.gauge_queries, drawn.own)
