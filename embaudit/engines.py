@@ -255,18 +255,19 @@ class LocalEngine(Engine):
     """Fragments one after the other in this process, each read by ``workers`` threads (default:
     one per core, at most :data:`MAX_WORKERS`) that take its chunks in turn; each thread folds
     a chunk's statistics and searches it with its own float32 products, BLAS confined to
-    ``cores // workers`` threads for the pass (threadpoolctl), so that no core waits on another
-    stage (see :func:`fold_fragment`).
+    ``cores // workers`` threads for the pass (threadpoolctl; ``blas_threads`` to set it, e.g. 1
+    to do the work of one single-CPU cluster task), so that no core waits on another stage (see
+    :func:`fold_fragment`).
 
     Each worker's search runs through all fragments, so its running k-th scores prune its later
     chunks; the workers' lists merge at the end, exactly (best score, then lowest row)."""
 
     name = "local"
 
-    def __init__(self, workers: int | None = None) -> None:
+    def __init__(self, workers: int | None = None, blas_threads: int | None = None) -> None:
         cores = _cores()
         self.workers = max(1, min(cores, MAX_WORKERS) if workers is None else workers)
-        self.blas_threads = max(1, cores // self.workers)
+        self.blas_threads = max(1, cores // self.workers if blas_threads is None else blas_threads)
 
     def run(
         self,

@@ -735,3 +735,7 @@ def test_the_local_engine_takes_a_worker_per_core_and_leaves_blas_the_rest(
     assert (LocalEngine().workers, LocalEngine().blas_threads) == (engines_module.MAX_WORKERS, 4)
     monkeypatch.setattr(engines_module, "_cores", lambda: 1)
     assert (LocalEngine().workers, LocalEngine().blas_threads) == (1, 1)
+    # One worker with one BLAS thread: the work of a single-CPU cluster task.
+    monkeypatch.setattr(engines_module, "_cores", lambda: 2)
+    assert LocalEngine(workers=1).blas_threads == 2
+    assert LocalEngine(workers=1, blas_threads=1).blas_threads == 1
