@@ -341,13 +341,12 @@ def _plan_searches(
     # searched apart, each at its own sizes, the random gauges extending the previous ones.
     apart = before is not None and "canonical" in wanted and "gauges" in wanted
     planned = _Planned(search, gauge_positions=positions, canonical=canonical, extends=extends)
+    blocks = []
     if "canonical" in wanted:
         estimated = every_row is None and SCALE_ROWS_PER_SAMPLE * sampling.sample < n
         blocks = _canonical_blocks(drawn, canonical, canonical_queries, estimated, seed)
-        if apart or "gauges" not in wanted:
-            planned = replace(planned, canonical_search=_gauge_search(drawn, k, blocks))
-            blocks = []
-    else:
+    if blocks and (apart or "gauges" not in wanted):  # a search of the canonical gauge alone
+        planned = replace(planned, canonical_search=_gauge_search(drawn, k, blocks))
         blocks = []
     if "gauges" not in wanted:
         return planned
