@@ -142,9 +142,10 @@ def gauge_sensitivity(data: AuditData, threshold: float) -> Finding:
         return Finding(Status.SKIP, None, SKIP)
     levels = sorted(neighbors.gauge)
     level_overlaps, rows = [], []
-    own = data.params.sampling.gauge_queries  # a round may have searched more for EA302
+    own = data.params.sampling.gauge_queries  # the gauge queries this check's value rests on
+    by_level = {s: np.asarray([draw[:own] for draw in neighbors.gauge[s]]) for s in levels}
     for s in levels:
-        draws = [draw[:own] for draw in neighbors.gauge[s]]
+        draws = by_level[s]
         overlap = float(np.mean(draws))  # every draw has the same queries
         level_overlaps.append(overlap)
         rows.append(
@@ -153,7 +154,7 @@ def gauge_sensitivity(data: AuditData, threshold: float) -> Finding:
                 "overlap_at_k": overlap,
                 "draws": [float(d.mean()) for d in draws],
                 "queries": len(draws[0]),  # a round measures the judged level alone
-                "standard_error": crossed_standard_error(np.asarray(draws)),
+                "standard_error": crossed_standard_error(draws),
                 "cosine_change": sample.cosine_change.get(s) if sample is not None else None,
             }
         )
@@ -165,7 +166,7 @@ def gauge_sensitivity(data: AuditData, threshold: float) -> Finding:
         "levels": rows,
         "standard_error": rows[levels.index(value_level)]["standard_error"],
         # Where the error of the judged level mostly comes from: the size a round doubles.
-        "error_from": crossed_error_from(np.asarray(neighbors.gauge[value_level])),
+        "error_from": crossed_error_from(by_level[value_level]),
         "s50": half,
         "s50_bound": bound,
         "queries": min(neighbors.gauge_queries, own),

@@ -12,7 +12,7 @@ the parts those checks read, and takes the others from the previous measurement.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Collection
+from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -99,7 +99,7 @@ def measure(
     parts: Collection[str] = PARTS,
     previous: Measurements | None = None,
     levels: Collection[float] | None = None,
-    gauge_sizes: Sampling | None = None,
+    part_sizes: Mapping[str, Sampling] | None = None,
 ) -> Measurements:
     """Measure everything the checks read, with ``engine`` (default: in this process).
     ``on_rows`` is called with the rows of each chunk or fragment read; ``dead_ratio`` is
@@ -116,9 +116,10 @@ def measure(
     a measurement of the same source with the same seed (:data:`PARTS` says what each
     needs). ``levels`` (of ``sampling.gauge_levels``; None: all of them) are the rescaling
     levels whose gauges are searched, each with the draws it has in a measurement of every
-    level; the others keep ``previous``'s overlaps. ``gauge_sizes``: the gauge queries and draws
-    of the random gauges when they differ from ``sampling``'s (a round's for EA301, whose
-    canonical gauge and queries are other checks' sizes; None: ``sampling``'s)."""
+    level; the others keep ``previous``'s overlaps. ``part_sizes``: the sizes a part is measured
+    at when they differ from ``sampling``'s (a round's: each part at the largest its undecided
+    readers ask for, so that EA301's gauges do not grow with EA302's gauge queries, nor the
+    canonical gauge with EA301's); ``sampling`` gives the rest (the queries drawn, the sample)."""
     wanted = frozenset(parts)
     if not wanted <= set(PARTS) or (previous is None and wanted != set(PARTS)):
         raise ValueError(f"parts {sorted(wanted)}: a subset of {PARTS}, all without previous")
@@ -137,14 +138,14 @@ def measure(
         take=engine.take if not wanted.isdisjoint(_SEARCHED) else None,
     )
     timings["queries"] = time.perf_counter() - started
-    gauges = _gauges(source.d, gauge_sizes or sampling, seed, levels)
+    sizes = dict.fromkeys(PARTS, sampling) | dict(part_sizes or {})
+    gauges = _gauges(source.d, sizes["gauges"], seed, levels)
     # A round extends the previous measurement's searches (its draws nest in this one's) by
     # what they lack; with a query file it searches anew (the file's queries come first).
     before = previous.neighbors if previous is not None and queries_from is None else None
     planned = _plan_searches(
         source, drawn, gauges, k=k, seed=seed, sampling=sampling, wanted=wanted,
-        truncate=truncate, dead_ratio=dead_ratio, every_row=every_row, before=before,
-        gauge_sizes=gauge_sizes,
+        truncate=truncate, dead_ratio=dead_ratio, every_row=every_row, before=before, sizes=sizes,
     )  # fmt: skip
     drawn = replace(drawn, scale_rows=np.empty((0, source.d)))  # not kept through the pass
     mark = time.perf_counter()
@@ -312,8 +313,8 @@ def _plan_searches(
     truncate: tuple[int, ...],
     dead_ratio: float,
     every_row: ScanStats | None,
-    before: Neighbors | None = None,
-    gauge_sizes: Sampling | None = None,
+    before: Neighbors | None,
+    sizes: Mapping[str, Sampling],
 ) -> _Planned:
     """The searches the wanted parts read, with the canonical gauge (every row's, from
     ``every_row``'s statistics, else estimated on the drawn scale rows). With k >= n - 1 every
@@ -334,11 +335,10 @@ def _plan_searches(
     if wanted.isdisjoint(("gauges", "canonical")):
         return _Planned(search, canonical=canonical, extends=extends)
     positions = gauge_corpus(n, sampling.gauge_rows, seed)
-    level_sizes = gauge_sizes or sampling
-    level_queries_drawn = min(level_sizes.gauge_queries, drawn.own)
-    canonical_queries = min(sampling.gauge_queries, drawn.own)
-    # In a round the canonical gauge (EA302's sizes) and the random gauges (EA301's) are
-    # searched apart, each at its own sizes, the random gauges extending the previous ones.
+    level_queries_drawn = min(sizes["gauges"].gauge_queries, drawn.own)
+    canonical_queries = min(sizes["canonical"].gauge_queries, drawn.own)
+    # In a round the canonical gauge (at EA302's sizes) and the random gauges (at EA301's) are
+    # searched apart, the random gauges extending the previous ones.
     apart = before is not None and "canonical" in wanted and "gauges" in wanted
     planned = _Planned(search, gauge_positions=positions, canonical=canonical, extends=extends)
     blocks = []

@@ -4,7 +4,7 @@ with a baseline, audit it the same way and add the drift checks."""
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Collection
+from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -113,10 +113,11 @@ class _Measuring:
         parts: Collection[str] = PARTS,
         previous: Measurements | None = None,
         judged_level: bool = False,
-        gauge_sizes: Sampling | None = None,
+        part_sizes: Mapping[str, Sampling] | None = None,
     ) -> Measurements:
         """``judged_level``: of the rescaling levels, search only the one EA301 judges (the
-        others give s50, which no threshold reads, and keep ``previous``'s overlaps)."""
+        others give s50, which no threshold reads, and keep ``previous``'s overlaps);
+        ``part_sizes``: each part's sizes (see :func:`measure`)."""
         run, options = self.run, self.options
         return measure(
             self.source,
@@ -137,7 +138,7 @@ class _Measuring:
             parts=parts,
             previous=previous,
             levels=(headline_level(sampling.gauge_levels),) if judged_level else None,
-            gauge_sizes=gauge_sizes,
+            part_sizes=part_sizes,
         )
 
 
@@ -230,12 +231,14 @@ def _measure_again(
         own |= {code: sizes for code, sizes in grown.items() if sizes is not None}
         sampling, rounds = _largest([own[code] for code in pending]), rounds + 1
         parts = sorted({part for code in pending for part in REGISTRY[code].reads})
-        # The random gauges at the sizes of the check that reads them (EA301), whatever the
-        # others (EA302's gauge queries) grew to.
-        readers = [code for code in pending if "gauges" in REGISTRY[code].reads]
-        gauge_sizes = _largest([own[code] for code in readers]) if readers else None
+        # Each part at the sizes of the checks that read it (EA301's gauges whatever EA302's
+        # gauge queries grew to, and the other way round).
+        part_sizes = {
+            part: _largest([own[code] for code in pending if part in REGISTRY[code].reads])
+            for part in parts
+        }
         label = f"{action} (round {rounds + 1})"
-        again = measuring(sampling, label, parts, again, True, gauge_sizes)
+        again = measuring(sampling, label, parts, again, True, part_sizes)
         if built is not None and "lists" in parts:
             # The index built once searches the larger query sample (EA701, EA702).
             assert again.neighbors is not None and again.neighbors.search is not None
