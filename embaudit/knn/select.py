@@ -264,15 +264,16 @@ class TopKSelection:
             slab[own_stacked[mine], own_columns[mine] - first] = -np.inf
             tiles = slice(first // TILE, (last + TILE - 1) // TILE)
             tile_max[:, tiles] = np.maximum.reduceat(slab, starts[tiles] - first, axis=1)
-        scaled_norm = np.pad(norms * self.pow2_scale, (0, products.shape[1] - n), mode="edge")
+        scaled = norms * self.pow2_scale
+        scaled_norm = np.pad(scaled, (0, products.shape[1] - n), mode="edge").astype(np.float32)
         return _Chunk(
             positions=positions,
             norm=norms,
             products=products[: len(self.stacked)],
-            scaled_norm=scaled_norm.astype(np.float32).reshape(len(starts), TILE),
+            scaled_norm=scaled_norm.reshape(len(starts), TILE),
             starts=starts,
             tile_max=tile_max,
-            tiles=_TileRanges(norms * self.pow2_scale, starts),
+            tiles=_TileRanges(scaled, starts),
         )
 
     def _self_matches(self, positions: Ints) -> tuple[Ints, Ints]:
