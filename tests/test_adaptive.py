@@ -10,7 +10,7 @@ from dataclasses import replace
 import numpy as np
 import pytest
 
-from embaudit import LocalEngine, audit
+from embaudit import LocalEngine, audit, draw
 from embaudit.index import BuiltIndex
 from embaudit.measurement.sampling import Sampling
 from embaudit.measurement.steps import PARTS, measure
@@ -391,6 +391,28 @@ def test_a_round_of_the_gauges_equals_measuring_them_whole(before, after):
     np.testing.assert_array_equal(
         again.neighbors.query_rows[: after[0]], whole.neighbors.query_rows[: after[0]]
     )
+
+
+def test_a_round_whose_queries_are_drawn_again_measures_the_gauges_whole(monkeypatch):
+    """A draw of more than half the rows is a permutation's prefix, not the stream's, so a
+    round that grows the queries past half the rows draws other queries: it keeps none of the
+    previous gauge overlaps (they belong to other rows) and equals a whole measurement."""
+    monkeypatch.setattr(draw, "PERMUTED_ROWS", 1000)  # the regimes of a large file, at 3,000
+    source = open_source(encoder_like(3000, 8, seed=2, normalize=False))
+    sampling = Sampling(queries=700, gauge_queries=20, gauge_draws=2, sample=400)
+    grown = replace(sampling, queries=1600, gauge_queries=40)
+    first = measure(source, k=10, seed=1, sampling=sampling)
+    again = measure(
+        source, k=10, seed=1, sampling=grown, parts=["gauges"], previous=first, levels=(0.5,)
+    )
+    whole = measure(source, k=10, seed=1, sampling=grown)
+    assert first.neighbors is not None and again.neighbors is not None
+    assert whole.neighbors is not None
+    # The test's premise: the first gauge queries are other rows after the round's draw.
+    assert not np.array_equal(first.neighbors.query_rows[:20], whole.neighbors.query_rows[:20])
+    for mine, reference in zip(again.neighbors.gauge[0.5], whole.neighbors.gauge[0.5], strict=True):
+        np.testing.assert_array_equal(mine, reference)
+    np.testing.assert_array_equal(again.neighbors.query_rows[:40], whole.neighbors.query_rows[:40])
 
 
 def test_the_gauge_checks_undecided_together_each_search_their_own_sizes(monkeypatch):

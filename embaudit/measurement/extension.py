@@ -57,14 +57,16 @@ class GaugeGrowth:
 def gauge_growth(
     before: Neighbors | None,
     gauges: list[tuple[float, Floats]],
-    gauge_queries: int,
+    query_rows: Ints,
     levels: tuple[float, ...],
 ) -> GaugeGrowth | None:
-    """What a round's search of the random ``gauges`` reuses of ``before``'s overlaps (None:
-    search every gauge: levels that would reuse different queries, or nothing to reuse or to
+    """What a round's search of the random ``gauges`` for the gauge queries at ``query_rows``
+    reuses of ``before``'s overlaps (None: search every gauge: levels that would reuse
+    different queries, queries drawn again rather than grown, or nothing to reuse or to
     search)."""
     if before is None or not gauges:
         return None
+    gauge_queries = len(query_rows)
     draws = Counter(s for s, _ in gauges)
     had = {s: before.gauge.get(s, []) for s in draws}
     searched = {level_queries(s, levels, gauge_queries) for s in draws}
@@ -72,6 +74,10 @@ def gauge_growth(
     if not all(had.values()) or searched != {gauge_queries} or len(sizes) != 1:
         return None
     reused = min(sizes.pop(), gauge_queries)
+    # A draw nests while it takes at most half the rows; one that grows past it is drawn
+    # again (draw_positions): the previous overlaps are then those of other queries.
+    if not np.array_equal(before.query_rows[:reused], query_rows[:reused]):
+        return None
     growth = GaugeGrowth(reused, {s: min(len(had[s]), draws[s]) for s in draws})
     if reused == gauge_queries and all(growth.draws[s] == draws[s] for s in draws):
         return None  # nothing to search: measure it whole, as a first measurement would

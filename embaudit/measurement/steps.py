@@ -350,10 +350,11 @@ def _plan_searches(
         blocks = []
     if "gauges" not in wanted:
         return planned
-    grow = gauge_growth(before, gauges, level_queries_drawn, sampling.gauge_levels)
+    gauge_rows = drawn.query_rows[:level_queries_drawn]
+    grow = gauge_growth(before, gauges, gauge_rows, sampling.gauge_levels)
     if grow is not None:
         queries = drawn.queries[:level_queries_drawn]
-        grown = grown_gauge_search(queries, drawn.query_rows[:level_queries_drawn], gauges, k, grow)
+        grown = grown_gauge_search(queries, gauge_rows, gauges, k, grow)
         return replace(planned, gauge_search=grown.search, gauges=grown.gauges, gauges_grow=grown)
     blocks = [
         Block(
