@@ -453,10 +453,12 @@ def test_the_gauge_checks_undecided_together_each_search_their_own_sizes(monkeyp
         assert direct.value == pytest.approx(check.value, rel=1e-12, abs=1e-15), code
 
 
-def test_a_round_that_adds_one_query_gives_the_lists_of_measuring_all():
+@pytest.mark.parametrize("n", [3000, 2304])
+def test_a_round_that_adds_one_query_gives_the_lists_of_measuring_all(n):
     """One new query alone is multiplied as a matrix product too (BLAS's matrix-vector path
-    rounds otherwise): its features, and so the lists, equal those of a whole measurement."""
-    source = open_source(encoder_like(3000, 32, seed=2, normalize=False))
+    and its small-matrix kernels round otherwise): its features, and so the lists, equal those
+    of a whole measurement. At 2,304 rows the chunk ends in a slab of one tile."""
+    source = open_source(encoder_like(n, 32, seed=2, normalize=False))
     sampling = Sampling(queries=60, gauge_queries=10, gauge_draws=1, sample=300)
     first = measure(source, k=10, seed=1, sampling=sampling)
     one_more = replace(sampling, queries=61)
@@ -469,3 +471,29 @@ def test_a_round_that_adds_one_query_gives_the_lists_of_measuring_all():
     ):
         np.testing.assert_array_equal(mine.rows, reference.rows)
         np.testing.assert_array_equal(mine.features, reference.features)
+
+
+@pytest.mark.parametrize(("chunk_rows", "workers"), [(2050, 1), (4097, 2), (257, 2), (3, 2)])
+def test_the_features_do_not_depend_on_how_the_rows_are_cut(chunk_rows, workers):
+    """Every product of a search takes BLAS's general matrix path, in whole tiles, however many
+    rows a chunk ends with: the neighbours' features (their float32 products, a gauge's row
+    factors) are bit for bit those of the default chunks, not only the lists."""
+    source = open_source(encoder_like(6000, 32, seed=2, normalize=False))
+    sampling = Sampling(queries=200, gauge_queries=20, gauge_draws=2, sample=400)
+    reference = measure(source, k=10, seed=1, sampling=sampling)
+    cut = measure(
+        source,
+        k=10,
+        seed=1,
+        sampling=sampling,
+        chunk_rows=chunk_rows,
+        engine=LocalEngine(workers=workers),
+    )
+    assert reference.neighbors is not None and cut.neighbors is not None
+    searches = [(reference.neighbors.search, cut.neighbors.search)]
+    searches.append((reference.neighbors.gauge_search, cut.neighbors.gauge_search))
+    for mine, theirs in searches:
+        assert mine is not None and theirs is not None
+        for a, b in zip(mine.lists, theirs.lists, strict=True):
+            np.testing.assert_array_equal(a.rows, b.rows)
+            np.testing.assert_array_equal(a.features, b.features)

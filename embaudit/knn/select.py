@@ -49,10 +49,37 @@ STEP_BYTES = 64 * 2**20
 #: k = 10 one slab; with k = 1,000 a whole step, where pruning by tiles would score most of
 #: them anyway.
 FILL_DEPTH = 64
+#: Multiply-adds up to which OpenBLAS (on AVX-512 CPUs) multiplies matrices with kernels of its
+#: own, as it does matrix-vector products: they round otherwise than its general matrix
+#: product. Every product of the search is made larger (:func:`_general_rows`), so that the
+#: float32 value of a (query, row) product does not depend on how many rows or queries were
+#: multiplied with it: on a round that adds one query, on the last slab of a chunk.
+SMALL_PRODUCT = 10**6
 #: (query, tile) pairs scored at a time: bounds the candidate arrays to ~8 MiB each.
 _PAIR_BATCH = 4096
 #: Candidates of one chunk held before they are cut to about k per query (see _nearest).
 _CAP_AT = 2**20
+
+
+def _general_rows(matrix: npt.NDArray[np.float32], columns: int) -> npt.NDArray[np.float32]:
+    """``matrix`` with zero rows after its own, enough for its product with ``columns`` columns
+    to take BLAS's general matrix path: at least two rows, more than SMALL_PRODUCT
+    multiply-adds. The product's first rows are those of ``matrix``."""
+    rows, inner = matrix.shape
+    least = max(2, SMALL_PRODUCT // max(columns * inner, 1) + 1)
+    if rows >= least:
+        return matrix
+    padded = np.zeros((least, inner), dtype=matrix.dtype)
+    padded[:rows] = matrix
+    return padded
+
+
+def _whole_tiles(rows: npt.NDArray[np.float32]) -> npt.NDArray[np.float32]:
+    """``rows`` followed by zero rows up to a whole number of tiles (a copy only then)."""
+    short = -len(rows) % TILE
+    if not short:
+        return rows
+    return np.concatenate([rows, np.zeros((short, rows.shape[1]), dtype=rows.dtype)])
 
 
 def _ratio(numerator: Floats, denominator: Floats) -> Floats:
@@ -247,16 +274,15 @@ class TopKSelection:
         own_stacked, own_columns = self._self_matches(positions)
         starts = np.arange(0, n, TILE)
         # Whole tiles: a tile's products are then one contiguous run (see _Chunk.tile_products).
-        # One stacked row would take BLAS's matrix-vector path, whose float32 sums round
-        # otherwise than the matrix product's: it is multiplied twice, so that a query's
-        # products do not depend on how many rows were stacked with it (a round that adds one).
-        stacked = self.stacked if len(self.stacked) != 1 else np.repeat(self.stacked, 2, axis=0)
+        # Every slab is multiplied in whole tiles, and with enough stacked rows to take BLAS's
+        # general path (SMALL_PRODUCT): the products do not depend on the chunk's length.
+        stacked = _general_rows(self.stacked, TILE)
         products = np.empty((len(stacked), len(starts) * TILE), dtype=np.float32)
-        products[:, n:] = -np.inf
         tile_max = np.empty((len(self.stacked), len(starts)))
         for first in range(0, n, SLAB):
             last = min(first + SLAB, n)
-            np.matmul(stacked, unit[first:last].T, out=products[:, first:last])
+            rows = _whole_tiles(unit[first:last])
+            np.matmul(stacked, rows.T, out=products[:, first : first + len(rows)])
             slab = products[: len(self.stacked), first:last]
             for gauged, factor in factors:
                 slab[gauged] *= factor[first:last]
@@ -264,6 +290,7 @@ class TopKSelection:
             slab[own_stacked[mine], own_columns[mine] - first] = -np.inf
             tiles = slice(first // TILE, (last + TILE - 1) // TILE)
             tile_max[:, tiles] = np.maximum.reduceat(slab, starts[tiles] - first, axis=1)
+        products[:, n:] = -np.inf
         scaled = norms * self.pow2_scale
         scaled_norm = np.pad(scaled, (0, products.shape[1] - n), mode="edge").astype(np.float32)
         return _Chunk(
@@ -295,10 +322,15 @@ class TopKSelection:
         side of a gauge cosine, from the chunk's unit rows."""
         row_factor: list[npt.NDArray[np.float32] | None] = [None] * len(self.blocks)
         if self._gauge_blocks:
-            gauged = np.empty((len(unit), len(self._gauge_blocks)), dtype=np.float32)
-            for first in range(0, len(unit), TILE):  # squares of TILE rows stay in the cache
-                rows = slice(first, first + TILE)
-                np.matmul(np.square(unit[rows]), self._gauge_squares, out=gauged[rows])
+            # The squares' product a slab at a time (whole tiles), with enough gauge columns
+            # (zeros after the gauges') for BLAS's general path: a row's factors do not depend
+            # on how many gauges a search holds, nor on where the chunk ends.
+            count = len(self._gauge_blocks)
+            gauged = np.empty((len(unit), count), np.float32)
+            for first in range(0, len(unit), SLAB):  # a slab's squares stay in the cache
+                rows = _whole_tiles(np.square(unit[first : first + SLAB]))
+                squares = _general_rows(self._gauge_squares.T, len(rows)).T
+                gauged[first : first + SLAB] = (rows @ squares)[: len(unit) - first, :count]
             for index, b in enumerate(self._gauge_blocks):
                 # A row with nothing outside the dimensions a gauge zeroes has a product of
                 # exactly 0 with every gauged query, so it scores 0 under that gauge whatever
@@ -523,13 +555,15 @@ class TopKSelection:
     def _merge(
         self, neighbor_list: NeighborList, query: Ints, rows: Ints, features: Floats
     ) -> None:
-        """Merge candidates into the running top-k: best score first, then lowest row."""
+        """Merge candidates into the running top-k: best score first, then lowest row. Only the
+        lists of the queries with candidates are sorted again (late in a pass, a few)."""
         k = neighbor_list.rows.shape[1]
-        held = neighbor_list.rows >= 0
-        held_query = np.nonzero(held)[0]
+        touched = np.unique(query)
+        held = neighbor_list.rows[touched] >= 0
+        held_query = touched[np.nonzero(held)[0]]
         all_query = np.concatenate([held_query, query])
-        all_rows = np.concatenate([neighbor_list.rows[held], rows])
-        all_features = np.concatenate([neighbor_list.features[held], features])
+        all_rows = np.concatenate([neighbor_list.rows[touched][held], rows])
+        all_features = np.concatenate([neighbor_list.features[touched][held], features])
         all_scores = self._score(neighbor_list.metric, neighbor_list.block, all_features, all_query)
         order = np.lexsort((all_rows, -all_scores, all_query))
         sorted_query = all_query[order]
@@ -538,9 +572,9 @@ class TopKSelection:
         keep = rank < k
         chosen = order[keep]
         slot_query, slot_rank = sorted_query[keep], rank[keep]
-        neighbor_list.rows[:] = -1
-        neighbor_list.scores[:] = -np.inf
-        neighbor_list.features[:] = np.nan
+        neighbor_list.rows[touched] = -1
+        neighbor_list.scores[touched] = -np.inf
+        neighbor_list.features[touched] = np.nan
         neighbor_list.rows[slot_query, slot_rank] = all_rows[chosen]
         neighbor_list.scores[slot_query, slot_rank] = all_scores[chosen]
         neighbor_list.features[slot_query, slot_rank] = all_features[chosen]
