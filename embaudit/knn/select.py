@@ -281,8 +281,8 @@ class TopKSelection:
         tile_max = np.empty((len(self.stacked), len(starts)))
         for first in range(0, n, SLAB):
             last = min(first + SLAB, n)
-            rows = _whole_tiles(unit[first:last])
-            np.matmul(stacked, rows.T, out=products[:, first : first + len(rows)])
+            tiled = _whole_tiles(unit[first:last])
+            np.matmul(stacked, tiled.T, out=products[:, first : first + len(tiled)])
             slab = products[: len(self.stacked), first:last]
             for gauged, factor in factors:
                 slab[gauged] *= factor[first:last]
