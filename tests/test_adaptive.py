@@ -497,3 +497,43 @@ def test_the_features_do_not_depend_on_how_the_rows_are_cut(chunk_rows, workers)
         for a, b in zip(mine.lists, theirs.lists, strict=True):
             np.testing.assert_array_equal(a.rows, b.rows)
             np.testing.assert_array_equal(a.features, b.features)
+
+
+def test_the_gauges_cosine_change_keeps_its_sample_when_another_check_grows_it():
+    """EA301 and EA203 undecided together: the round draws EA203's larger sample, but EA301's
+    cosine changes stay measured on the first sample, as when EA301 alone is measured again
+    and as in a whole measurement at EA301's own sizes."""
+    source = open_source(encoder_like(3000, 24, seed=2, normalize=False))
+    sampling = Sampling(queries=60, gauge_queries=20, gauge_draws=2, sample=400)
+    own301 = replace(sampling, queries=120, gauge_draws=4)
+    own203 = replace(sampling, sample=800)
+    largest = replace(own301, sample=800)
+    first = measure(source, k=10, seed=1, sampling=sampling)
+    rounds = {
+        "both": measure(
+            source,
+            k=10,
+            seed=1,
+            sampling=largest,
+            parts=["gauges", "sample"],
+            previous=first,
+            levels=(0.5,),
+            part_sizes={"gauges": own301, "sample": own203},
+        ),
+        "alone": measure(
+            source,
+            k=10,
+            seed=1,
+            sampling=own301,
+            parts=["gauges"],
+            previous=first,
+            levels=(0.5,),
+            part_sizes={"gauges": own301},
+        ),
+        "whole": measure(source, k=10, seed=1, sampling=own301),
+    }
+    changes = {name: m.geometry.cosine_change[0.5] for name, m in rounds.items() if m.geometry}
+    assert len(changes) == 3
+    assert changes["both"] == changes["alone"] == changes["whole"]
+    assert rounds["both"].geometry is not None and first.geometry is not None
+    assert rounds["both"].geometry.m > first.geometry.m  # the round's sample grew

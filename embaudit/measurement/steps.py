@@ -442,8 +442,11 @@ def _geometry(
     measured = sample_geometry(
         sample, stats, k, gauges, sampling.pairs, rngs, on_geometry, dead_ratio, kept=kept
     )
-    if kept is not None:  # the graph is the first sample's, and so are levels not drawn here
-        change = kept.cosine_change | measured.cosine_change
+    if kept is not None:
+        # The graph is the first sample's, and so are the gauges' cosine changes (EA301's, whose
+        # sizes do not grow the sample): measured under this round's gauges on that sample,
+        # whether or not another check grew the sample in the same round.
+        change = (kept.with_gauges(gauges) if "gauges" in wanted else kept).cosine_change
         return replace(measured, graph_positions=kept.graph_positions, cosine_change=change)
     positions = result.sample.collected_positions(sampling.sample)
     return replace(measured, graph_positions=positions)
