@@ -12,6 +12,7 @@ import pytest
 
 from embaudit import LocalEngine, audit, draw
 from embaudit.index import BuiltIndex
+from embaudit.measurement.gauges import canonical_queries
 from embaudit.measurement.sampling import Sampling
 from embaudit.measurement.steps import PARTS, measure
 from embaudit.model import Status
@@ -31,7 +32,7 @@ def _clusters(sigma: float) -> np.ndarray:
 def test_a_clear_case_is_measured_once():
     report = audit(_clusters(0.6), select="EA301", trained_with="dot")
     assert "adaptive" not in report.params
-    assert (report.params["gauge_queries"], report.params["gauge_draws"]) == (50, 3)
+    assert (report.params["gauge_queries"], report.params["gauge_draws"]) == (25, 6)
     check = report.check("EA301")
     error = check.metrics["standard_error"]
     assert abs(check.value - check.threshold) > 1.96 * error  # why it was not measured again
@@ -48,13 +49,13 @@ def test_a_case_at_the_threshold_is_measured_again_until_decided_or_the_cap():
     check = report.check("EA301")
     sizes = check.metrics["sampling"]
     assert sizes["queries"] == min(500 * grown, 3000)  # at most every row
-    more_queries, more_draws = sizes["gauge_queries"] // 50, sizes["gauge_draws"] // 3
+    more_queries, more_draws = sizes["gauge_queries"] // 25, sizes["gauge_draws"] // 6
     assert more_queries * more_draws == grown
-    assert (50 * more_queries, 3 * more_draws) == (sizes["gauge_queries"], sizes["gauge_draws"])
-    assert check.metrics["queries"] == 50 * more_queries
+    assert (25 * more_queries, 6 * more_draws) == (sizes["gauge_queries"], sizes["gauge_draws"])
+    assert check.metrics["queries"] == 25 * more_queries
     assert check.metrics["error_from"] in ("draws", "queries")
     # The report's sample sizes are the requested ones; the other checks keep that measurement.
-    assert (report.params["gauge_queries"], report.params["gauge_draws"]) == (50, 3)
+    assert (report.params["gauge_queries"], report.params["gauge_draws"]) == (25, 6)
     interval = 1.96 * check.metrics["standard_error"]
     undecided = abs(check.value - check.threshold) <= interval
     # Inconclusive exactly when the threshold is still inside the interval at the cap.
@@ -91,19 +92,19 @@ def test_sizes_double_up_to_the_cap_and_the_rows():
     grown = _grown(first, ["EA301"], first, n=10_000)
     assert grown is not None
     # A round doubles the gauge queries or the gauge draws, in turn: twice the gauges' work.
-    assert (grown.queries, grown.gauge_queries, grown.gauge_draws) == (1000, 100, 3)
+    assert (grown.queries, grown.gauge_queries, grown.gauge_draws) == (1000, 50, 6)
     again = _grown(grown, ["EA301"], first, n=10_000, round_number=2)
-    assert again is not None and (again.gauge_queries, again.gauge_draws) == (100, 6)
+    assert again is not None and (again.gauge_queries, again.gauge_draws) == (50, 12)
     assert grown.sample == first.sample  # EA301 does not rest on the geometry sample
     # EA302, pending with EA301 on a round of draws, still grows its gauge queries.
     both = _grown(first, ["EA301", "EA302"], first, n=10_000, round_number=2)
-    assert both is not None and (both.gauge_queries, both.gauge_draws) == (100, 6)
+    assert both is not None and (both.gauge_queries, both.gauge_draws) == (50, 12)
     # A size at its cap leaves the turn to the other one.
-    draws_capped = Sampling(gauge_draws=24)
+    draws_capped = Sampling(gauge_draws=48)
     turned = _grown(draws_capped, ["EA301"], first, n=10_000, round_number=2)
-    assert turned is not None and (turned.gauge_queries, turned.gauge_draws) == (100, 24)
+    assert turned is not None and (turned.gauge_queries, turned.gauge_draws) == (50, 48)
     # Where the checks' errors come from, when they say, decides the side instead of the turn.
-    for prefer, sizes in (("gauge_draws", (50, 6)), ("gauge_queries", (100, 3))):
+    for prefer, sizes in (("gauge_draws", (25, 12)), ("gauge_queries", (50, 6))):
         for round_number in (1, 2):
             chosen = _grown(
                 first, ["EA301"], first, n=10_000, round_number=round_number, prefer=prefer
@@ -111,10 +112,10 @@ def test_sizes_double_up_to_the_cap_and_the_rows():
             assert chosen is not None and (chosen.gauge_queries, chosen.gauge_draws) == sizes
     capped_side = _grown(draws_capped, ["EA301"], first, n=10_000, prefer="gauge_draws")
     assert capped_side is not None and (capped_side.gauge_queries, capped_side.gauge_draws) == (
-        100,
-        24,
+        50,
+        48,
     )
-    capped = Sampling(queries=4000, gauge_queries=400, gauge_draws=24)
+    capped = Sampling(queries=4000, gauge_queries=200, gauge_draws=48)
     assert _grown(capped, ["EA301"], first, n=10_000) is None  # 8 times each: the cap
     assert _grown(Sampling(queries=700), ["EA401"], Sampling(queries=700), n=900).queries == 900
     assert _grown(Sampling(queries=900), ["EA401"], Sampling(queries=900), n=900) is None
@@ -142,7 +143,7 @@ def test_queries_that_are_every_row_carry_no_error_and_are_not_measured_again():
     assert larger.check("EA401").metrics["standard_error"] > 0
 
 
-@pytest.mark.parametrize("seed", [0, 7, 8])
+@pytest.mark.parametrize("seed", [0, 2, 8])
 def test_a_seed_that_flipped_the_gate_no_longer_does(seed, monkeypatch):
     """Measured once, these seeds fail EA301 (their values fall below 0.8); measured until
     decided, they pass (benchmarks/flapping.py: 19 of 20 seeds pass, against 15 measured
@@ -437,7 +438,8 @@ def test_the_gauge_checks_undecided_together_each_search_their_own_sizes(monkeyp
     first_round = searched[1]
     canonical = [queries for names, queries in first_round if "canonical" in names]
     gauged = [names for names, _ in first_round if any(n.startswith("gauge s=") for n in names)]
-    assert canonical == [2 * sampling.gauge_queries]  # EA302's queries, doubled
+    # EA302's gauge queries, doubled; the canonical gauge searches twice them (canonical_queries).
+    assert canonical == [canonical_queries(2 * sampling.gauge_queries)]
     assert len(gauged) == 1 and "canonical" not in gauged[0]  # apart
     # The random gauges' queries are EA301's own, never more (EA302's grew to 40).
     own = report.check("EA301").metrics["sampling"]["gauge_queries"]

@@ -21,7 +21,12 @@ import pytest
 
 from embaudit import audit, compare_knn
 from embaudit.knn import Block, NeighborSearch, exact_lists
-from embaudit.measurement.gauges import SCALE_ROWS_PER_SAMPLE, gauge_scales, level_queries
+from embaudit.measurement.gauges import (
+    SCALE_ROWS_PER_SAMPLE,
+    canonical_queries,
+    gauge_scales,
+    level_queries,
+)
 from embaudit.measurement.sampling import Sampling, gauge_corpus
 from embaudit.measurement.steps import measure
 from embaudit.params import ParameterError
@@ -408,6 +413,8 @@ def test_ea301_and_ea302_search_the_gauge_rows_alone_and_equal_brute_force_there
         )
     dead = tuple(np.flatnonzero(neighbors.canonical_scale == 0).tolist())
     standardized = canonical_reference(x, neighbors.canonical_rows, dead)
+    rows = neighbors.query_rows[: len(neighbors.canonical)]  # twice the gauge queries
+    base = on_drawn(scores(x, rows, "cosine"))
     low, high = overlap_bounds(base, on_drawn(scores(standardized, rows, "cosine")), K)
     assert_between(neighbors.canonical, low, high)
 
@@ -455,8 +462,8 @@ def test_ea302_leaves_constant_columns_out_and_equals_brute_force(dtype):
     assert check.metrics["dead_dimensions"] == list(dead)
     assert np.flatnonzero(neighbors.canonical_scale == 0).tolist() == list(dead)
     wide = x.astype(np.float64)
-    rows = neighbors.query_rows
-    gauge_rows = rows[: neighbors.gauge_queries]
+    gauge_rows = neighbors.query_rows[: len(neighbors.canonical)]
+    assert len(gauge_rows) == canonical_queries(SAMPLING.gauge_queries)
     standardized = canonical_reference(wide, neighbors.canonical_rows, dead)
     low, high = overlap_bounds(
         scores(wide, gauge_rows, "cosine"), scores(standardized, gauge_rows, "cosine"), K
@@ -488,7 +495,7 @@ def test_ea302_of_a_rescaled_export_is_that_of_the_export():
     x = make("encoder")
     scale = np.exp(np.random.default_rng(12).normal(0.0, 1.0, size=x.shape[1]))
     neighbors = measured(x * scale)
-    rows = neighbors.query_rows[: neighbors.gauge_queries]
+    rows = neighbors.query_rows[: len(neighbors.canonical)]
     standardized = canonical_reference(x, neighbors.canonical_rows, (3, 17))
     low, high = overlap_bounds(
         scores(x * scale, rows, "cosine"), scores(standardized, rows, "cosine"), K

@@ -24,7 +24,7 @@ from embaudit.estimates import (
     crossed_error_from,
     crossed_standard_error,
 )
-from embaudit.measurement.gauges import headline_level
+from embaudit.measurement.gauges import canonical_queries, headline_level
 from embaudit.model import Action, Advice, Finding, Level, Status, TrainedWith
 
 
@@ -92,26 +92,29 @@ def s50(levels: list[float], overlaps: list[float]) -> tuple[float | None, str |
     rule="below 0.8 at s = 0.5: fail (`dot`), warn (`unknown`)",
     summary="How far cosine neighbours move under random per-dimension rescaling.",
     what=(
-        "For random diagonal gauges D = exp(N(0, s^2)) at s = 0.1, 0.25, 0.5 and 1.0 (several "
-        "draws each) computes the overlap@k between the exact cosine kNN of X and of X·D for a "
-        "sample of queries (gauge-queries at s = 0.5; the first half of them at the other "
-        "levels, which give s50 only) against every row of the file (an overlap depends on "
-        "how many rows are searched, which decide how near the neighbours are: the value is "
-        "the corpus's own; gauge-rows, an opt-in speed knob, searches a random sample of that "
-        "many rows instead, the same in every round, and the check then says that its value is "
-        "that of a corpus of that size; metrics.rows counts the rows searched), the mean "
-        "absolute change of cosine on random "
-        "pairs, and s50, the rescaling at which half of the neighbours change. The headline value "
-        "is the overlap at s = 0.5. Each level's standard_error covers the queries and the gauge "
-        "draws: the two-way random-effects variance of the mean over (draws × queries), from the "
-        "mean squares (MS_draw + MS_query − MS_residual) / (D·Q); each query's overlap carries "
-        "the draw of the gauge rows around it, so the error over queries covers that draw too "
+        "For random diagonal gauges D = exp(N(0, s^2)) at s = 0.1, 0.25, 0.5 and 1.0 "
+        "(gauge-draws each: 6 by default, of 25 gauge queries, since the value's error comes "
+        "mostly from the draws: on four exports of 100,000 rows six draws of 25 queries gave "
+        "half the error of three of 50 at the same cost, and an error estimated from three "
+        "draws too often came out small) computes the overlap@k between the exact cosine kNN of"
+        " X and of X·D for a sample of queries (gauge-queries at s = 0.5; the first half of "
+        "them at the other levels, which give s50 only) against every row of the file (an "
+        "overlap depends on how many rows are searched, which decide how near the neighbours "
+        "are: the value is the corpus's own; gauge-rows, an opt-in speed knob, searches a "
+        "random sample of that many rows instead, the same in every round, and the check then "
+        "says that its value is that of a corpus of that size; metrics.rows counts the rows "
+        "searched), the mean absolute change of cosine on random pairs, and s50, the rescaling "
+        "at which half of the neighbours change. The headline value is the overlap at s = 0.5. "
+        "Each level's standard_error covers the queries and the gauge draws: the two-way "
+        "random-effects variance of the mean over (draws × queries), from the mean squares "
+        "(MS_draw + MS_query − MS_residual) / (D·Q); each query's overlap carries the draw of "
+        "the gauge rows around it, so the error over queries covers that draw too "
         "(benchmarks/gauge_rows.py --draws). When the threshold lies inside the value's 95% "
         "interval, the audit measures s = 0.5 again with twice the gauge draws or twice the "
         "gauge queries, whichever leaves the smaller expected error (metrics.error_from: the "
         "side the error mostly comes from, from the variance components of the draws × queries "
-        "table); the other levels, which only s50 reads, keep the first measurement's (each row "
-        "of metrics.levels gives its queries and draws)."
+        "table); the other levels, which only s50 reads, keep the first measurement's (each row"
+        " of metrics.levels gives its queries and draws)."
     ),
     why=(
         "A model trained with a dot product (matrix factorisation, two-tower retrieval) is "
@@ -190,25 +193,25 @@ def gauge_sensitivity(data: AuditData, threshold: float) -> Finding:
     summary="Cosine neighbours against those of the column-standardized data.",
     what=(
         "Computes the overlap@k between the cosine kNN of X and of X with every live column "
-        "scaled to unit standard deviation, for the gauge queries against every row (as EA301; "
-        "with gauge-rows, against that sample of rows, whose value is that of a corpus of that "
-        "size), the column standard deviations estimated on a sample of the "
-        "corpus's rows (four times as many as --sample; when EA302 is measured again, "
-        "undecided, those of every row, from the pass's column statistics). Its standard_error "
-        "combines the queries' error (query_error) with the scale's own (scale_error; none "
-        "for the scale of every row): the root mean square "
+        "scaled to unit standard deviation, for twice the gauge queries (one gauge: its error "
+        "is its queries' and its scale's) against every row (as EA301; with gauge-rows, against"
+        " that sample of rows, whose value is that of a corpus of that size), the column "
+        "standard deviations estimated on a sample of the corpus's rows (four times as many as "
+        "--sample; when EA302 is measured again, undecided, those of every row, from the pass's"
+        " column statistics). Its standard_error combines the queries' error (query_error) with"
+        " the scale's own (scale_error; none for the scale of every row): the root mean square "
         "of how far the value moves when the estimated scale is jittered once more by its own "
         "estimation error (each column's log std moved by N(0, v), v = (m4/m2^2 - 1)/(4m), the "
         "delta-method variance on the m rows; 3 draws), which is how far, in distribution, the "
-        "estimated scale moved the value from that of the exact one; the two add in quadrature, "
-        "widened by the Student t factor of their Satterthwaite degrees of freedom. Dead "
+        "estimated scale moved the value from that of the exact one; the two add in quadrature,"
+        " widened by the Student t factor of their Satterthwaite degrees of freedom. Dead "
         "dimensions (EA004's rule: a std at most its threshold times the root mean square "
-        "coordinate, on the same sample) are left out, scale 0: they carry no "
-        "information about which rows are near, and the computed std of a constant column is "
-        "rounding noise (about 1e-17 of its value in float64) that must not become a scale. "
-        "Standardizing is gauge-invariant: (X·D) standardized = X standardized for any diagonal "
-        "D, and a dead column of X·D is dead in X, so this compares the file's gauge with a "
-        "canonical one. metrics.dead_dimensions lists the dimensions left out."
+        "coordinate, on the same sample) are left out, scale 0: they carry no information about"
+        " which rows are near, and the computed std of a constant column is rounding noise "
+        "(about 1e-17 of its value in float64) that must not become a scale. Standardizing is "
+        "gauge-invariant: (X·D) standardized = X standardized for any diagonal D, and a dead "
+        "column of X·D is dead in X, so this compares the file's gauge with a canonical one. "
+        "metrics.dead_dimensions lists the dimensions left out."
     ),
     why=(
         "If the cosine neighbours of the exported gauge differ from those of the canonical "
@@ -229,7 +232,7 @@ def canonical_gauge(data: AuditData, threshold: float) -> Finding:
     neighbors = data.neighbors
     if neighbors is None or neighbors.k == 0 or not len(neighbors.canonical):
         return Finding(Status.SKIP, None, SKIP)
-    own = data.params.sampling.gauge_queries  # a round may have searched more for EA301
+    own = canonical_queries(data.params.sampling.gauge_queries)  # a round may search more
     canonical, jitter = neighbors.canonical[:own], [j[:own] for j in neighbors.canonical_jitter]
     summary = overlap_summary(canonical, query_population(data))
     value = summary["overlap_at_k"]

@@ -38,6 +38,18 @@ HEADLINE_LEVEL = 0.5
 OTHER_LEVELS_SHARE = 0.5
 
 
+#: The canonical gauge (EA302) is one gauge, whose error is its queries': it is searched for
+#: this many times the gauge queries of a random gauge, whose error is mostly its draws' (six
+#: draws of 25 queries give EA301 about half the error of three draws of 50, at the same cost:
+#: benchmarks/RESULTS.md).
+CANONICAL_SHARE = 2
+
+
+def canonical_queries(gauge_queries: int) -> int:
+    """The gauge queries searched under the canonical gauge and its jitters (EA302)."""
+    return CANONICAL_SHARE * gauge_queries
+
+
 def headline_level(levels: Iterable[float]) -> float:
     """The level of ``levels`` nearest HEADLINE_LEVEL on a log scale, the lower of two as
     near (0.25 and 1): the one EA301 judges, whatever the order ``levels`` come in."""

@@ -25,7 +25,7 @@ from embaudit.stats import ScanStats
 class Neighbors:
     k: int  # neighbours per query that exist (k, or fewer on tiny inputs)
     queries: int
-    gauge_queries: int
+    gauge_queries: int  # the random gauges' queries (EA302's canonical gauge: len(canonical))
     query_rows: Ints  # row positions of the queries; the gauge blocks use the first ones
     overlap: dict[tuple[str, str], Floats]  # per-query overlap@k of metric pairs
     top1_differs: dict[tuple[str, str], float]
@@ -196,7 +196,7 @@ def _metric_overlaps(search: NeighborSearch, truncate: tuple[int, ...]) -> _Metr
 
 @dataclass(frozen=True)
 class _GaugeOverlaps:
-    queries: int = 0
+    queries: int = 0  # the random gauges' queries (the canonical gauge's: len(canonical))
     gauge: dict[float, list[Floats]] = field(default_factory=dict)
     canonical: Floats = field(default_factory=lambda: np.zeros(0))
     jitter: list[Floats] = field(default_factory=list)
@@ -221,7 +221,10 @@ def _gauge_overlaps(
             canonical = shared
         else:
             jitter.append(shared)
-    return _GaugeOverlaps(gauge_search.blocks[0].n_queries, gauge, canonical, jitter)
+    random = [
+        block.n_queries for block in gauge_search.blocks if block.name.startswith(GAUGE_BLOCK)
+    ]
+    return _GaugeOverlaps(max(random, default=0), gauge, canonical, jitter)
 
 
 def _hygiene(

@@ -38,6 +38,7 @@ from embaudit.measurement.gauges import (
     JITTER_DRAWS,
     SCALE_ROWS_PER_SAMPLE,
     TRUNCATE_BLOCK,
+    canonical_queries,
     canonical_scale,
     gauge_scales,
     level_queries,
@@ -336,7 +337,7 @@ def _plan_searches(
         return _Planned(search, canonical=canonical, extends=extends)
     positions = gauge_corpus(n, sampling.gauge_rows, seed)
     level_queries_drawn = min(sizes["gauges"].gauge_queries, drawn.own)
-    canonical_queries = min(sizes["canonical"].gauge_queries, drawn.own)
+    canonical_count = min(canonical_queries(sizes["canonical"].gauge_queries), drawn.own)
     # In a round the canonical gauge (at EA302's sizes) and the random gauges (at EA301's) are
     # searched apart, the random gauges extending the previous ones.
     apart = before is not None and "canonical" in wanted and "gauges" in wanted
@@ -344,7 +345,7 @@ def _plan_searches(
     blocks = []
     if "canonical" in wanted:
         estimated = every_row is None and SCALE_ROWS_PER_SAMPLE * sampling.sample < n
-        blocks = _canonical_blocks(drawn, canonical, canonical_queries, estimated, seed)
+        blocks = _canonical_blocks(drawn, canonical, canonical_count, estimated, seed)
     if blocks and (apart or "gauges" not in wanted):  # a search of the canonical gauge alone
         planned = replace(planned, canonical_search=_gauge_search(drawn, k, blocks))
         blocks = []
@@ -503,7 +504,7 @@ def _neighbors(
     if planned.gauges_grow is not None and before is not None:
         measured = with_grown_gauges(measured, before, planned.gauges_grow)
     if search is None:  # a round of the gauges alone: its queries are the gauge queries
-        count = measured.gauge_queries
+        count = max(measured.gauge_queries, len(measured.canonical))
         measured = replace(measured, queries=count, query_rows=drawn.query_rows[:count])
     positions = planned.gauge_positions
     return replace(
