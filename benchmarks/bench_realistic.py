@@ -69,7 +69,7 @@ sys.path.insert(0, str(HERE))
 from bench_index import lognormal_export, machine  # noqa: E402
 from make_data import clustered_chunks, ensure  # noqa: E402
 
-from embaudit.measurement.gauges import JITTER_DRAWS, level_queries  # noqa: E402
+from embaudit.measurement.gauges import JITTER_DRAWS, canonical_queries, level_queries  # noqa: E402
 from embaudit.measurement.sampling import Sampling, gauge_corpus  # noqa: E402
 
 CHUNK = 65_536
@@ -120,10 +120,10 @@ def stacked_rows() -> tuple[int, int]:
     every random gauge, the canonical gauge and its jitters)."""
     sampling = Sampling()
     levels, queries = sampling.gauge_levels, sampling.gauge_queries
-    # The gauge queries without a gauge (their own lists, the gauges' references), the canonical
-    # gauge and its jitters, and under every random gauge the queries of its level (all of them
-    # at the judged level, half at the others: level_queries).
-    unscaled = queries * (1 + 1 + JITTER_DRAWS)
+    # The gauge queries without a gauge (their own lists, the gauges' references: as many as the
+    # canonical gauge's), the canonical gauge and its jitters, and under every random gauge the
+    # queries of its level (all of them at the judged level, half at the others: level_queries).
+    unscaled = canonical_queries(queries) * (1 + 1 + JITTER_DRAWS)
     scaled = sum(sampling.gauge_draws * level_queries(s, levels, queries) for s in levels)
     return sampling.queries, unscaled + scaled
 
