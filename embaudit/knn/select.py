@@ -275,15 +275,20 @@ class TopKSelection:
         starts = np.arange(0, n, TILE)
         # Whole tiles: a tile's products are then one contiguous run (see _Chunk.tile_products).
         # Every slab is multiplied in whole tiles, and with enough stacked rows to take BLAS's
-        # general path (SMALL_PRODUCT): the products do not depend on the chunk's length.
-        stacked = _general_rows(self.stacked, TILE)
-        products = np.empty((len(stacked), len(starts) * TILE), dtype=np.float32)
+        # general path (SMALL_PRODUCT): the products do not depend on the chunk's length. The
+        # zero rows that takes (a few queries, a narrow slab) are multiplied apart.
+        products = np.empty((len(self.stacked), len(starts) * TILE), dtype=np.float32)
         tile_max = np.empty((len(self.stacked), len(starts)))
         for first in range(0, n, SLAB):
             last = min(first + SLAB, n)
             tiled = _whole_tiles(unit[first:last])
-            np.matmul(stacked, tiled.T, out=products[:, first : first + len(tiled)])
-            slab = products[: len(self.stacked), first:last]
+            columns = slice(first, first + len(tiled))
+            stacked = _general_rows(self.stacked, len(tiled))
+            if len(stacked) == len(self.stacked):
+                np.matmul(stacked, tiled.T, out=products[:, columns])
+            else:
+                products[:, columns] = (stacked @ tiled.T)[: len(self.stacked)]
+            slab = products[:, first:last]
             for gauged, factor in factors:
                 slab[gauged] *= factor[first:last]
             mine = (own_columns >= first) & (own_columns < last)
@@ -296,7 +301,7 @@ class TopKSelection:
         return _Chunk(
             positions=positions,
             norm=norms,
-            products=products[: len(self.stacked)],
+            products=products,
             scaled_norm=scaled_norm.reshape(len(starts), TILE),
             starts=starts,
             tile_max=tile_max,
