@@ -125,6 +125,14 @@ def test_sizes_double_up_to_the_cap_and_the_rows():
     assert _grown(few, ["EA701"], few, n=10_000, query_rows=300).queries == 300
     assert _grown(Sampling(queries=300), ["EA701"], few, n=10_000, query_rows=300) is None
     assert _grown(few, ["EA203"], few, n=10_000, query_rows=300).sample == 2 * few.sample
+    # EA302 searches its canonical gauge for twice the gauge queries: from a 60-row query file,
+    # 30 gauge queries already search every row there, so nothing more grows (a round would
+    # search the same 60 queries again); EA301's random gauges search the gauge queries alone.
+    canonical = _grown(first, ["EA302"], first, n=10_000, query_rows=60)
+    assert canonical is not None and canonical.gauge_queries == 30
+    assert _grown(canonical, ["EA302"], first, n=10_000, query_rows=60) is None
+    gauged = _grown(first, ["EA301"], first, n=10_000, query_rows=60, prefer="gauge_queries")
+    assert gauged is not None and gauged.gauge_queries == 50
     # EA005 counts the corpus's near-duplicates on corpus rows, also next to a query file.
     assert _grown(few, ["EA005"], few, n=10_000, query_rows=300).queries == 400
     assert _grown(Sampling(queries=300), ["EA005"], few, n=10_000, query_rows=300) is not None

@@ -22,7 +22,7 @@ from embaudit.index import (
     objective_metric,
 )
 from embaudit.index.live import LiveProbe
-from embaudit.measurement.gauges import headline_level
+from embaudit.measurement.gauges import canonical_queries, headline_level
 from embaudit.measurement.sample import GEOMETRY_STEPS
 from embaudit.measurement.sampling import Sampling
 from embaudit.measurement.steps import PARTS, PASS_PARTS, Measurements, measure
@@ -323,19 +323,24 @@ def _grown(
     of the :data:`ALTERNATING` sizes, only ``prefer`` (given: the one the checks' errors mostly
     come from) or the ``round_number``-th in turn (the other one when that one cannot grow).
     None when nothing can grow."""
-    turn = prefer or ALTERNATING[(round_number - 1) % len(ALTERNATING)]
-    if not _can_grow(sampling, first, turn, n, query_rows):
-        turn = next(name for name in ALTERNATING if name != turn)
-    resting = [set(REGISTRY[code].samples) for code in codes]
     if any(REGISTRY[code].corpus_queries for code in codes):
         query_rows = None  # such a check's queries are drawn from the corpus
+    # EA302's canonical gauge searches canonical_queries(g) of the queries for g gauge queries:
+    # past the rows they come from, more gauge queries would search the same ones again.
+    reads = {part for code in codes for part in REGISTRY[code].reads}
+    share = canonical_queries(1) if reads & {"canonical", "gauges"} == {"canonical"} else 1
+    turn = prefer or ALTERNATING[(round_number - 1) % len(ALTERNATING)]
+    if not _can_grow(sampling, first, turn, n, query_rows, share):
+        turn = next(name for name in ALTERNATING if name != turn)
+    resting = [set(REGISTRY[code].samples) for code in codes]
     fields = set().union(
         *[s - set(ALTERNATING) | {turn} if set(ALTERNATING) <= s else s for s in resting]
     )
     changes: dict[str, Any] = {}
     for name in sorted(fields):
-        if _can_grow(sampling, first, name, n, query_rows):
-            changes[name] = min(2 * getattr(sampling, name), _limit(first, name, n, query_rows))
+        if _can_grow(sampling, first, name, n, query_rows, share):
+            limit = _limit(first, name, n, query_rows, share)
+            changes[name] = min(2 * getattr(sampling, name), limit)
     return replace(sampling, **changes) if changes else None
 
 
@@ -356,22 +361,29 @@ def _error_from(result: CheckResult) -> str | None:
     return None if side is None else f"gauge_{side}"
 
 
-def _limit(first: Sampling, name: str, n: int, query_rows: int | None) -> int:
+def _limit(first: Sampling, name: str, n: int, query_rows: int | None, share: int = 1) -> int:
     """The largest size ``name`` grows to: 2**MAX_ROUNDS times its first size, the queries at
-    most the rows they are drawn from and the sample at most every row."""
+    most the rows they are drawn from (the gauge queries at most 1/``share`` of them, when each
+    stands for ``share`` queries searched) and the sample at most every row."""
     limit = int(getattr(first, name)) * 2**MAX_ROUNDS
     if name in ("queries", "gauge_queries"):
-        limit = min(limit, n if query_rows is None else query_rows)  # every row there is
+        rows = n if query_rows is None else query_rows  # every row there is
+        limit = min(limit, -(-rows // share) if name == "gauge_queries" else rows)
     elif name == "sample":
         limit = min(limit, n)  # every row: a larger draw is the same draw
     return limit
 
 
 def _can_grow(
-    sampling: Sampling, first: Sampling, name: str, n: int, query_rows: int | None
+    sampling: Sampling,
+    first: Sampling,
+    name: str,
+    n: int,
+    query_rows: int | None,
+    share: int = 1,
 ) -> bool:
     current = getattr(sampling, name)
-    return bool(min(2 * current, _limit(first, name, n, query_rows)) > current)
+    return bool(min(2 * current, _limit(first, name, n, query_rows, share)) > current)
 
 
 def _inconclusive(check: CheckResult, rounds: int) -> CheckResult:
