@@ -621,3 +621,43 @@ def test_the_hdf5_distance_is_the_default_index_metric(tmp_path, distance, metri
     # Without a metric the attribute names, the objective's (l2) is the default.
     assert report.params["index_metric"] == (metric or "l2")
     assert "index" not in embaudit.audit(tmp_path / "a.hdf5", k=5).params
+
+
+def test_npy_headers_are_parsed_one_at_a_time(tmp_path, monkeypatch):
+    """numpy parses a .npy header with ast.literal_eval, which CPython 3.11 cannot always run
+    on two threads at once; shard directories open their files on several threads, so the
+    headers are parsed under one lock (at most one parse at any moment)."""
+    import threading
+    import time
+
+    from embaudit.sources import arrays
+
+    parse = np.lib.format.read_array_header_1_0
+    inside, most, lock = 0, 0, threading.Lock()
+
+    def slow_parse(stream):
+        nonlocal inside, most
+        with lock:
+            inside += 1
+            most = max(most, inside)
+        time.sleep(0.01)  # long enough for the other threads to arrive
+        with lock:
+            inside -= 1
+        return parse(stream)
+
+    monkeypatch.setattr(np.lib.format, "read_array_header_1_0", slow_parse)
+    paths = []
+    for i in range(4):
+        paths.append(tmp_path / f"{i}.npy")
+        np.save(paths[-1], np.zeros((3, 2), np.float32))
+
+    def read(path):
+        with path.open("rb") as stream:
+            arrays._read_npy_header(stream, str(path))
+
+    threads = [threading.Thread(target=read, args=(path,)) for path in paths]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert most == 1

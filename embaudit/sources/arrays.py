@@ -8,6 +8,7 @@ import math
 import mmap
 import os
 import struct
+import threading
 import zipfile
 import zlib
 from collections.abc import Callable, Iterator
@@ -217,6 +218,13 @@ def _call(function: Callable[[], EmbeddingSource]) -> EmbeddingSource:
 # .npy ---------------------------------------------------------------------------------------
 
 
+#: numpy parses a .npy header with ast.literal_eval, which CPython 3.11 cannot always run on two
+#: threads at once ("SystemError: AST constructor recursion depth mismatch", seen once in CI): a
+#: directory of shards opens its files on several threads, so the headers are parsed one at a
+#: time (a few microseconds each).
+_HEADER_LOCK = threading.Lock()
+
+
 def _read_npy_header(stream: IO[bytes], where: str) -> tuple[tuple[int, ...], bool, np.dtype[Any]]:
     """Parse a .npy header at the stream's position; leave the stream at the start of the data."""
     try:
@@ -224,12 +232,15 @@ def _read_npy_header(stream: IO[bytes], where: str) -> tuple[tuple[int, ...], bo
     except ValueError:
         raise InputError(where, "not a .npy file (missing or wrong magic string)") from None
     try:
-        if version == (1, 0):
-            shape, fortran, dtype = np.lib.format.read_array_header_1_0(stream)
-        elif version == (2, 0):
-            shape, fortran, dtype = np.lib.format.read_array_header_2_0(stream)
-        else:
+        if version not in ((1, 0), (2, 0)):
             raise InputError(where, f".npy format version {version[0]}.{version[1]} not supported")
+        read = (
+            np.lib.format.read_array_header_1_0
+            if version == (1, 0)
+            else np.lib.format.read_array_header_2_0
+        )
+        with _HEADER_LOCK:
+            shape, fortran, dtype = read(stream)
     except (ValueError, SyntaxError, TypeError) as exc:
         detail = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:100]
         raise InputError(where, f"corrupt .npy header ({detail})") from None
