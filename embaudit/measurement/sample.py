@@ -74,18 +74,24 @@ def cosine_change(sample: Geometry, gauges: list[tuple[float, Floats]]) -> dict[
     first, second = sample.pairs
     if not gauges or not len(first):
         return {s: float("nan") for s, _ in gauges}
-    # Every gauge at once: cos_D(u, v) = sum_i u_i v_i D_i^2 / (|u D| |v D|), from the unit rows
-    # (a cosine does not change when a row is scaled), one product per pair and per row.
+    # cos_D(u, v) = sum_i u_i v_i D_i^2 / (|u D| |v D|), from the unit rows (a cosine does not
+    # change when a row is scaled): one matrix-vector product per gauge, so that a gauge's
+    # change is the same number whatever other gauges are measured with it (a round's).
     unit = geometry.unit_rows(sample.rows)
-    squares = np.stack([scale**2 for _, scale in gauges], axis=1)  # (d, gauges)
-    gauged_norms = np.sqrt((unit * unit) @ squares)  # (rows, gauges); D > 0: no zero
-    products = np.empty((len(first), len(gauges)))  # (pairs, gauges)
+    squares = [np.ascontiguousarray(scale**2) for _, scale in gauges]
+    squared = unit * unit
+    gauged_norms = [np.sqrt(squared @ square) for square in squares]  # D > 0: no zero
+    products = np.empty((len(gauges), len(first)))  # (gauges, pairs)
     for block in geometry.pair_blocks(len(first)):  # the pairs' rows in the cache
-        products[block] = (unit[first[block]] * unit[second[block]]) @ squares
-    rescaled = products / (gauged_norms[first] * gauged_norms[second])
-    shift = np.abs(rescaled - sample.pair_cosines[:, None]).mean(axis=0)
+        pair = unit[first[block]] * unit[second[block]]
+        for g, square in enumerate(squares):
+            products[g, block] = pair @ square
+    shift = [
+        float(np.abs(row / (norm[first] * norm[second]) - sample.pair_cosines).mean())
+        for row, norm in zip(products, gauged_norms, strict=True)
+    ]
     change: dict[float, list[float]] = {}
-    for (s, _), value in zip(gauges, shift.tolist(), strict=True):
+    for (s, _), value in zip(gauges, shift, strict=True):
         change.setdefault(s, []).append(value)
     return {s: float(np.mean(v)) for s, v in change.items()}
 
