@@ -135,8 +135,7 @@ def neighbor_lists(
     gauged = _GaugeOverlaps() if gauge_search is None else _gauge_overlaps(gauge_search, gauges)
     if canonical_search is not None:  # searched apart from the random gauges (a round's)
         apart = _gauge_overlaps(canonical_search, [])
-        queries = max(gauged.queries, apart.queries)
-        gauged = replace(gauged, queries=queries, canonical=apart.canonical, jitter=apart.jitter)
+        gauged = replace(gauged, canonical=apart.canonical, jitter=apart.jitter)
     searched = next(s for s in (search, gauge_search, canonical_search) if s is not None)
     return Neighbors(
         k=min(searched.k, max(stats.n_clean - 1, 0)),
