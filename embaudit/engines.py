@@ -36,7 +36,7 @@ import numpy.typing as npt
 from threadpoolctl import threadpool_limits
 
 from embaudit.errors import EmbauditError, IncompleteError, UsageError
-from embaudit.knn import NeighborList, NeighborSearch
+from embaudit.knn import NeighborList, NeighborSearch, Scratch
 from embaudit.sources import ArraySource, EmbeddingSource, Fragment, ParquetSource, ShardedSource
 from embaudit.sources.base import available_cores
 from embaudit.stats import (
@@ -140,6 +140,17 @@ class _Worker:
             consumers.append(_Timed(self.sample, "sample", self.timings))
         return consumers
 
+    def __post_init__(self) -> None:
+        # The worker runs its searches one after the other: their products share memory.
+        scratch = Scratch()
+        for search in self.searches:
+            search.scratch = scratch
+
+    def release(self) -> None:
+        """Drop the memory the searches keep from one chunk to the next (the worker is done)."""
+        for search in self.searches:
+            search.scratch.clear()
+
     def merge_into(self, plan: PassPlan) -> None:
         """Merge this worker's lists and rows into the plan's own searches and collector."""
         for search, searched in zip(self.searches, plan.searches, strict=True):
@@ -162,6 +173,7 @@ def map_fragment(
     """The map step: read one fragment and fold it into its statistics, and into each worker's
     search and sample (one worker with fresh ones from the plan when not given, whose lists
     and rows the result carries). ``sketch``: as :func:`fold_fragment`'s."""
+    own = workers is None  # workers of this fragment alone: done with it
     workers = workers if workers is not None else [_Worker.fresh(plan)]
     started = time.perf_counter()
     part = fold_fragment(
@@ -177,6 +189,8 @@ def map_fragment(
     for worker in workers:
         _add_timings(timings, worker.timings)
         worker.timings.clear()
+        if own:
+            worker.release()
     first = workers[0]
     return _FragmentResult(part, [search.lists for search in first.searches], first.sample, timings)
 
@@ -297,6 +311,8 @@ class LocalEngine(Engine):
         mark = time.perf_counter()
         for worker in workers[1:]:
             worker.merge_into(plan)
+        for worker in workers:
+            worker.release()
         timings["merge"] = time.perf_counter() - mark
         source.confirm_unchanged()
         stats = _reduce(self, source, parts, timings) if plan.statistics else None

@@ -726,6 +726,35 @@ def test_a_search_over_some_rows_sees_their_clean_rows_alone(workers: int) -> No
             assert set(found.tolist()) == set(expected.tolist()), metric
 
 
+@pytest.mark.parametrize("workers", [1, 2])
+def test_a_workers_searches_share_the_memory_of_their_products_until_the_pass_ends(
+    workers: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A worker's searches run one after the other: their products take the same memory, kept
+    from one chunk to the next (a fresh allocation per step is paged in again), and dropped
+    when the pass ends, so that finished searches hold none."""
+    x = _vectors(3600)
+    searches = [
+        NeighborSearch(x[:40].astype(np.float64), np.arange(40), 10, [Block("b", 40)])
+        for _ in range(2)
+    ]
+    held: dict[int, set[int]] = {}  # scratch -> addresses of the products taken from it
+    taken = engines_module.Scratch.products
+
+    def products(scratch: Any, rows: int, columns: int) -> np.ndarray:
+        out = taken(scratch, rows, columns)
+        held.setdefault(id(scratch), set()).add(out.__array_interface__["data"][0])
+        return out
+
+    monkeypatch.setattr(engines_module.Scratch, "products", products)
+    plan = engines_module.PassPlan(tuple(engines_module.Searched(s) for s in searches))
+    LocalEngine(workers=workers).run(open_source(x), plan, chunk_rows=512)
+    # Each worker's one scratch served both searches, the same memory on every chunk.
+    assert len(held) == workers
+    assert all(len(addresses) == 1 for addresses in held.values())
+    assert all(s.scratch.nbytes == 0 for s in searches)
+
+
 def test_the_local_engine_takes_a_worker_per_core_and_leaves_blas_the_rest(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:

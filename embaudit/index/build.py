@@ -174,6 +174,7 @@ def _sample_database(search: NeighborSearch, positions: Ints, values: Floats) ->
         norms = row_norms(part)
         unit = (part / norms[:, None]).astype(np.float32)
         exact.add(CleanRows(positions[start : start + ADD_ROWS], part, norms, unit))
+    exact.scratch.clear()
 
     def read(rows: Ints) -> Floats:
         return values[np.searchsorted(positions, rows)]

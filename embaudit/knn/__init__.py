@@ -20,7 +20,15 @@ results and their tie-aware overlap) and the brute-force reference :func:`exact_
 from __future__ import annotations
 
 from embaudit.knn.search import EXTERNAL_ROW, METRICS, NeighborSearch, exact_lists
-from embaudit.knn.select import SLAB, TIE_ULPS, TILE, Block, NeighborList, TopKSelection
+from embaudit.knn.select import (
+    SLAB,
+    TIE_ULPS,
+    TILE,
+    Block,
+    NeighborList,
+    Scratch,
+    TopKSelection,
+)
 
 __all__ = [
     "EXTERNAL_ROW",
@@ -31,6 +39,7 @@ __all__ = [
     "Block",
     "NeighborList",
     "NeighborSearch",
+    "Scratch",
     "TopKSelection",
     "exact_lists",
 ]

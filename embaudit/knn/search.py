@@ -23,6 +23,7 @@ from embaudit.knn.select import (
     TIE_ULPS,
     Block,
     NeighborList,
+    Scratch,
     TopKSelection,
     _ratio,
 )
@@ -114,6 +115,7 @@ class NeighborSearch(TopKSelection):
         self._row_order = np.argsort(self.query_rows, kind="stable")
         self._sorted_rows = np.asarray(self.query_rows)[self._row_order]
         self._by_norm = self.metrics != ("cosine",)
+        self.scratch = Scratch()
 
     # Scoring ---------------------------------------------------------------------------------
 
@@ -131,6 +133,7 @@ class NeighborSearch(TopKSelection):
     def fresh(self) -> NeighborSearch:
         """The same search with empty lists: what a worker fills from its own fragment."""
         clone = copy.copy(self)
+        clone.scratch = Scratch()
         clone.lists = [
             NeighborList(
                 held.metric,
