@@ -13,10 +13,11 @@ import numpy as np
 
 from embaudit.array_types import Floats, Ints
 from embaudit.draw import draw_clean_items, draw_clean_rows
-from embaudit.engines import Engine, LocalEngine, PassPlan, Searched
+from embaudit.engines import Engine, LocalEngine
 from embaudit.errors import InputError
 from embaudit.estimates import bounded_mean_standard_error
 from embaudit.knn import EXTERNAL_ROW, Block, NeighborSearch
+from embaudit.map_step import PassPlan, Searched
 from embaudit.params import ParameterError
 from embaudit.random_streams import Stream, generator
 from embaudit.sources import EmbeddingSource

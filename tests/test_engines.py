@@ -24,9 +24,10 @@ import ray
 
 import embaudit
 from embaudit import engines as engines_module
-from embaudit.engines import LocalEngine, PassPlan, RayEngine, Searched, make_engine
+from embaudit.engines import LocalEngine, RayEngine, make_engine
 from embaudit.errors import IncompleteError, InputError, UsageError
-from embaudit.knn import Block, NeighborSearch, exact_lists
+from embaudit.knn import Block, NeighborSearch, Scratch, exact_lists
+from embaudit.map_step import PassPlan, Searched
 from embaudit.measurement.sampling import Sampling, gauge_corpus
 from embaudit.measurement.steps import measure
 from embaudit.sources import Chunk, Fragment, ParquetSource, ShardedSource, open_source
@@ -718,7 +719,7 @@ def test_a_search_over_some_rows_sees_their_clean_rows_alone(workers: int) -> No
     assert len(clean) == len(rows) - 2
     queries = clean[[0, 150, 400, 700]]
     search = NeighborSearch(x[queries].astype(np.float64), queries, 10, [Block("b", 4)])
-    plan = engines_module.PassPlan((engines_module.Searched(search, rows),))
+    plan = PassPlan((Searched(search, rows),))
     LocalEngine(workers=workers).run(open_source(x), plan, chunk_rows=97)
     for metric in ("cosine", "l2", "dot"):
         want, _ = exact_lists(x[clean], np.searchsorted(clean, queries), 10, metric)
@@ -739,15 +740,15 @@ def test_a_workers_searches_share_the_memory_of_their_products_until_the_pass_en
         for _ in range(2)
     ]
     held: dict[int, set[int]] = {}  # scratch -> addresses of the products taken from it
-    taken = engines_module.Scratch.products
+    taken = Scratch.products
 
     def products(scratch: Any, rows: int, columns: int) -> np.ndarray:
         out = taken(scratch, rows, columns)
         held.setdefault(id(scratch), set()).add(out.__array_interface__["data"][0])
         return out
 
-    monkeypatch.setattr(engines_module.Scratch, "products", products)
-    plan = engines_module.PassPlan(tuple(engines_module.Searched(s) for s in searches))
+    monkeypatch.setattr(Scratch, "products", products)
+    plan = PassPlan(tuple(Searched(s) for s in searches))
     LocalEngine(workers=workers).run(open_source(x), plan, chunk_rows=512)
     # Each worker's one scratch served both searches, the same memory on every chunk.
     assert len(held) == workers

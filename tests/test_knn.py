@@ -89,7 +89,7 @@ def test_a_chunk_of_many_slabs_gives_the_lists_of_the_brute_force(monkeypatch):
     # A chunk is multiplied SLAB rows at a time: queries whose own rows fall in later slabs,
     # a last slab shorter than SLAB and a last tile shorter than TILE, under a gauge; the
     # second chunk's lists are full, so its tiles' bounds decide what is scored.
-    monkeypatch.setattr(knn.select, "SLAB", 2 * knn.TILE)
+    monkeypatch.setattr(knn.products, "SLAB", 2 * knn.TILE)
     rng = np.random.default_rng(12)
     x = rng.standard_normal((3 * 2 * knn.TILE + 100, 10)) * rng.lognormal(size=(1636, 1))
     query_rows = np.sort(rng.choice(len(x), 60, replace=False))
@@ -107,7 +107,7 @@ def test_a_chunk_of_many_slabs_gives_the_lists_of_the_brute_force(monkeypatch):
     gauged = whole.list_for("cosine", block=1)
     ref_rows, ref_scores = exact_lists(x * scale, query_rows[:30], 7, "cosine")
     _same_sets_up_to_ties(gauged.rows, gauged.scores, ref_rows, ref_scores, 1e-5)
-    monkeypatch.setattr(knn.select, "SLAB", 64 * knn.TILE)  # one slab per chunk
+    monkeypatch.setattr(knn.products, "SLAB", 64 * knn.TILE)  # one slab per chunk
     one = _search(x, query_rows, 7, blocks, chunk=1100)
     for a, b in zip(one.lists, whole.lists, strict=True):
         np.testing.assert_array_equal(a.rows, b.rows)
@@ -116,7 +116,7 @@ def test_a_chunk_of_many_slabs_gives_the_lists_of_the_brute_force(monkeypatch):
 def test_a_chunk_searched_in_steps_gives_the_lists_of_one_step(monkeypatch):
     # STEP_BYTES bounds the products one step holds: a chunk of more rows is searched in steps,
     # the first chunk's filling lists and the later chunks' pruned ones alike, under a gauge.
-    monkeypatch.setattr(knn.select, "SLAB", 2 * knn.TILE)
+    monkeypatch.setattr(knn.products, "SLAB", 2 * knn.TILE)
     rng = np.random.default_rng(13)
     x = rng.standard_normal((4000, 12)) * rng.lognormal(size=(4000, 1))
     query_rows = np.sort(rng.choice(len(x), 90, replace=False))
@@ -182,8 +182,8 @@ def test_a_cosine_only_search_keeps_the_lists_of_the_full_one(monkeypatch):
     # Log-normal norms, tiles of 8 rows, chunks of 300: the full search takes each chunk's rows
     # in norm order, the cosine-only one as they come; their cosine lists (base and gauged) are
     # the same, and both are the brute force's.
-    monkeypatch.setattr(knn.select, "TILE", 8)
-    monkeypatch.setattr(knn.select, "SLAB", 32)
+    monkeypatch.setattr(knn.products, "TILE", 8)
+    monkeypatch.setattr(knn.products, "SLAB", 32)
     rng = np.random.default_rng(9)
     x = rng.standard_normal((1200, 16)) * rng.lognormal(0, 1.5, size=(1200, 1))
     scale = np.exp(rng.normal(0, 0.5, size=16))

@@ -11,24 +11,19 @@ block — so that, at the end, any list's members can be scored under any other 
 metric. That is what makes the overlap tie-aware: a neighbour of list B counts as shared with list
 A when A would have ranked it within A's top k up to float32 rounding (see :func:`overlap`).
 
-:mod:`embaudit.knn.select` holds the streamed top-k selection (the chunk's products, the tiles'
-bounds, the candidates and their merge into the running lists); :mod:`embaudit.knn.search` holds
+:mod:`embaudit.knn.products` multiplies a chunk's rows with the stacked queries (slabs, tiles,
+the gauges' row factors, the memory kept between steps); :mod:`embaudit.knn.select` holds the
+streamed top-k selection (the tiles' bounds, the candidates and their merge into the running
+lists); :mod:`embaudit.knn.search` holds
 :class:`NeighborSearch` (the stacked query blocks, the merge of fragments' searches, the
 results and their tie-aware overlap) and the brute-force reference :func:`exact_lists`.
 """
 
 from __future__ import annotations
 
+from embaudit.knn.products import SLAB, TILE, Block, Scratch
 from embaudit.knn.search import EXTERNAL_ROW, METRICS, NeighborSearch, exact_lists
-from embaudit.knn.select import (
-    SLAB,
-    TIE_ULPS,
-    TILE,
-    Block,
-    NeighborList,
-    Scratch,
-    TopKSelection,
-)
+from embaudit.knn.select import TIE_ULPS, NeighborList, TopKSelection
 
 __all__ = [
     "EXTERNAL_ROW",

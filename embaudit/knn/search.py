@@ -17,16 +17,8 @@ import numpy as np
 import numpy.typing as npt
 
 from embaudit.geometry import pow2_scale, unit_rows
-from embaudit.knn.select import (
-    _NORM,
-    _U32,
-    TIE_ULPS,
-    Block,
-    NeighborList,
-    Scratch,
-    TopKSelection,
-    _ratio,
-)
+from embaudit.knn.products import Block, Scratch, ratio
+from embaudit.knn.select import _NORM, _U32, TIE_ULPS, NeighborList, TopKSelection
 from embaudit.stats import row_norms
 
 Floats = npt.NDArray[np.float64]
@@ -81,8 +73,8 @@ class NeighborSearch(TopKSelection):
                 squared = part * block.scale**2
                 squared_norm = np.linalg.norm(squared, axis=1)
                 gauged_norm = np.linalg.norm(part * block.scale, axis=1)
-                self.query_factor.append(_ratio(squared_norm, gauged_norm))
-                part = squared * _ratio(np.ones_like(squared_norm), squared_norm)[:, None]
+                self.query_factor.append(ratio(squared_norm, gauged_norm))
+                part = squared * ratio(np.ones_like(squared_norm), squared_norm)[:, None]
             else:
                 self.query_factor.append(np.ones(block.n_queries))
             stacked.append(part)

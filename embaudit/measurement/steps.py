@@ -21,8 +21,9 @@ import numpy.typing as npt
 
 from embaudit import geometry
 from embaudit.draw import Take, draw_clean_rows, draw_positions, first_positions, read_ahead
-from embaudit.engines import Engine, LocalEngine, PassPlan, PassResult, Searched
+from embaudit.engines import Engine, LocalEngine
 from embaudit.knn import EXTERNAL_ROW, Block, NeighborSearch
+from embaudit.map_step import PassPlan, PassResult, Searched
 from embaudit.measurement.extension import (
     GrownGauges,
     extendable,

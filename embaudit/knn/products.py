@@ -1,0 +1,271 @@
+"""The float32 products of a chunk's rows with the stacked query rows, and what its tiles bound.
+
+A search stacks its query blocks (see :mod:`embaudit.knn`); :class:`ChunkProducts` multiplies a
+chunk's unit rows with them SLAB rows at a time, in whole tiles of TILE rows and always on BLAS's
+general matrix path, so that a (query, row) product has the same float32 value however the rows
+were cut into chunks and however many queries were multiplied with it. A gauge block's products
+are scaled by each row's factor |x| / |x D| (they are its selection scores), a query's product
+with its own row is -inf, and each tile keeps its largest product: the bound that
+:mod:`embaudit.knn.select` prunes by. The products of one step live in a :class:`Scratch` the
+searches of one worker share from one step to the next.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import numpy.typing as npt
+
+from embaudit.stats import CleanRows
+
+Floats = npt.NDArray[np.float64]
+Ints = npt.NDArray[np.int64]
+
+#: Chunk rows per tile of the candidate search (see NeighborSearch.add).
+TILE = 256
+#: Chunk rows per matrix product (a multiple of TILE): each slab of products (4 MiB at the
+#: default 500 queries, 7 MiB at the 850 rows stacked for the gauges; measured with 1,300
+#: stacked rows) is scaled and bounded tile by tile while it is still in the
+#: cache, instead of being read back from memory twice (benchmarks/bench_slab.py: 5-10 % less
+#: time per 65,536-row chunk on a 2-core Xeon, within that machine's noise).
+SLAB = 8 * TILE
+#: Multiply-adds up to which OpenBLAS (on AVX-512 CPUs) multiplies matrices with kernels of its
+#: own, as it does matrix-vector products: they round otherwise than its general matrix
+#: product. Every product of the search is made larger (:func:`_general_rows`), so that the
+#: float32 value of a (query, row) product does not depend on how many rows or queries were
+#: multiplied with it: on a round that adds one query, on the last slab of a chunk.
+SMALL_PRODUCT = 10**6
+
+
+def _general_rows(matrix: npt.NDArray[np.float32], columns: int) -> npt.NDArray[np.float32]:
+    """``matrix`` with zero rows after its own, enough for its product with ``columns`` columns
+    to take BLAS's general matrix path: at least two rows, more than SMALL_PRODUCT
+    multiply-adds. The product's first rows are those of ``matrix``."""
+    rows, inner = matrix.shape
+    least = max(2, SMALL_PRODUCT // max(columns * inner, 1) + 1)
+    if rows >= least:
+        return matrix
+    padded = np.zeros((least, inner), dtype=matrix.dtype)
+    padded[:rows] = matrix
+    return padded
+
+
+def _whole_tiles(rows: npt.NDArray[np.float32]) -> npt.NDArray[np.float32]:
+    """``rows`` followed by zero rows up to a whole number of tiles (a copy only then)."""
+    short = -len(rows) % TILE
+    if not short:
+        return rows
+    return np.concatenate([rows, np.zeros((short, rows.shape[1]), dtype=rows.dtype)])
+
+
+def ratio(numerator: Floats, denominator: Floats) -> Floats:
+    """numerator / denominator, and 0 where the denominator is 0."""
+    safe = np.where(denominator > 0, denominator, 1.0)
+    return np.where(denominator > 0, numerator / safe, 0.0)
+
+
+class Scratch:
+    """The memory of a step's products, used again by the next step: a step's products are
+    tens of MiB, which a fresh allocation takes from the system page by page on every step
+    (an audit of 500,000 16-d rows spent 1.5-1.7 s in the kernel, 1.1 s once the memory was
+    kept). The searches one worker runs one after the other share one; :meth:`clear` when they
+    are done."""
+
+    def __init__(self) -> None:
+        self._memory: npt.NDArray[np.float32] | None = None
+
+    def products(self, rows: int, columns: int) -> npt.NDArray[np.float32]:
+        """An uninitialised (rows, columns) float32 array, in the memory of the last one
+        (grown when that is too small)."""
+        size = rows * columns
+        if self._memory is None or len(self._memory) < size:
+            self._memory = None  # the old memory goes before the new is taken
+            self._memory = np.empty(size, dtype=np.float32)
+        return self._memory[:size].reshape(rows, columns)
+
+    @property
+    def nbytes(self) -> int:
+        return 0 if self._memory is None else self._memory.nbytes
+
+    def clear(self) -> None:
+        self._memory = None
+
+
+class TileRanges:
+    """Per tile of chunk rows: the range of the scaled norms."""
+
+    def __init__(self, norm: Floats, starts: Ints) -> None:
+        self.norm_low = np.minimum.reduceat(norm, starts)
+        self.norm_high = np.maximum.reduceat(norm, starts)
+
+
+@dataclass(frozen=True)
+class Chunk:
+    """One chunk as the candidate search sees it (see :meth:`NeighborSearch.add`)."""
+
+    positions: Ints  # global row positions of the chunk's clean rows
+    norm: Floats  # their L2 norms
+    #: (stacked queries, rows rounded up to whole tiles), -inf at self-matches and beyond the
+    #: last row; a gauge block's rows times each row's |x| / |x D|, so that they are the
+    #: block's selection scores (see _chunk)
+    products: npt.NDArray[np.float32]
+    #: (tiles, TILE): each row's norm times the queries' power of two, in float32 (the last
+    #: tile's padding repeats its last row's)
+    scaled_norm: npt.NDArray[np.float32]
+    starts: Ints  # first row of each tile of TILE rows
+    tile_max: Floats  # (stacked queries, tiles): the largest product in each tile
+    tiles: TileRanges
+
+    @property
+    def n_rows(self) -> int:
+        return len(self.positions)
+
+    def column(self, tile: Ints, offset: Ints) -> Ints:
+        """The chunk column of the entry ``offset`` of the tile ``tile``."""
+        return tile * TILE + offset
+
+    def tile_products(self, stacked: Ints, tile: Ints) -> npt.NDArray[np.float32]:
+        """The products of the stacked rows ``stacked`` in the tiles ``tile``, pair by pair:
+        (pairs, TILE), each a contiguous run of one stacked row."""
+        n_tiles = len(self.starts)
+        return self.products.reshape(len(self.products), n_tiles, TILE)[stacked, tile]
+
+
+@dataclass(frozen=True)
+class Block:
+    """Queries 0 .. n_queries-1 of the sample, under the diagonal gauge ``scale`` (None: none)."""
+
+    name: str
+    n_queries: int
+    scale: Floats | None = None
+
+
+class ChunkProducts:
+    """The products half of :class:`~embaudit.knn.search.NeighborSearch`: a chunk's rows
+    multiplied with the stacked query rows (:meth:`_chunk`).
+
+    The attributes below are set by the search (``NeighborSearch.__post_init__``)."""
+
+    blocks: list[Block]
+    offsets: list[int]  # where each block starts among the stacked rows
+    stacked: npt.NDArray[np.float32]  # the stacked query rows, unit vectors
+    pow2_scale: float
+    _gauge_blocks: list[int]
+    _gauge_squares: npt.NDArray[np.float32]
+    _row_order: Ints
+    _sorted_rows: Ints
+    _by_norm: bool
+    scratch: Scratch
+
+    def _chunk(self, rows: CleanRows) -> Chunk:
+        """The products of the chunk's rows with every stacked query, self-matches removed, and
+        what the tiles of TILE rows bound.
+
+        With L2 or inner-product lists, the rows are taken in the order of their norms, so that
+        each tile holds rows of similar norms: those lists' bounds of a tile grow with its
+        largest norm, and on an export whose norms spread (log-normal, say) a tile of mixed
+        norms would be bounded by its largest one and never pruned. Cosine bounds do not
+        depend on norms: without those lists the rows stay as they come (no copy). The lists do
+        not depend on the order (they keep the best score, then the lowest row).
+
+        A gauge block's products are multiplied by each row's factor |x| / |x D| (in float32, as
+        its selection scores always were): each tile's largest entry then bounds the block's
+        scores exactly, where the largest product times the tile's largest factor would not.
+
+        The products are computed SLAB rows at a time, each slab scaled and bounded before the
+        next: the same float32 values as one product of the whole chunk, without reading a
+        (stacked queries, chunk rows) array back from memory twice."""
+        if self._by_norm:
+            order = np.argsort(rows.norms, kind="stable")
+            positions, norms, unit = rows.positions[order], rows.norms[order], rows.unit[order]
+        else:
+            positions, norms, unit = rows.positions, rows.norms, rows.unit
+        n = len(positions)
+        factors = [
+            (slice(self.offsets[b], self.offsets[b] + self.blocks[b].n_queries), f)
+            for b, f in enumerate(self._row_factors(unit))
+            if f is not None
+        ]
+        # A query never neighbours itself: its products with its own row are -inf in every block.
+        own_stacked, own_columns = self._self_matches(positions)
+        starts = np.arange(0, n, TILE)
+        # Whole tiles: a tile's products are then one contiguous run (see Chunk.tile_products).
+        # Every slab is multiplied in whole tiles, and with enough stacked rows to take BLAS's
+        # general path (SMALL_PRODUCT): the products do not depend on the chunk's length. The
+        # zero rows that takes (a few queries, a narrow slab) are multiplied apart.
+        products = self.scratch.products(len(self.stacked), len(starts) * TILE)
+        tile_max = np.empty((len(self.stacked), len(starts)))
+        for first in range(0, n, SLAB):
+            last = min(first + SLAB, n)
+            tiled = _whole_tiles(unit[first:last])
+            columns = slice(first, first + len(tiled))
+            stacked = _general_rows(self.stacked, len(tiled))
+            if len(stacked) == len(self.stacked):
+                np.matmul(stacked, tiled.T, out=products[:, columns])
+            else:
+                products[:, columns] = (stacked @ tiled.T)[: len(self.stacked)]
+            slab = products[:, first:last]
+            for gauged, factor in factors:
+                slab[gauged] *= factor[first:last]
+            mine = (own_columns >= first) & (own_columns < last)
+            slab[own_stacked[mine], own_columns[mine] - first] = -np.inf
+            tiles = slice(first // TILE, (last + TILE - 1) // TILE)
+            tile_max[:, tiles] = np.maximum.reduceat(slab, starts[tiles] - first, axis=1)
+        products[:, n:] = -np.inf
+        scaled = norms * self.pow2_scale
+        scaled_norm = np.pad(scaled, (0, products.shape[1] - n), mode="edge").astype(np.float32)
+        return Chunk(
+            positions=positions,
+            norm=norms,
+            products=products,
+            scaled_norm=scaled_norm.reshape(len(starts), TILE),
+            starts=starts,
+            tile_max=tile_max,
+            tiles=TileRanges(scaled, starts),
+        )
+
+    def _self_matches(self, positions: Ints) -> tuple[Ints, Ints]:
+        """(stacked row, column) of each self-match among the chunk rows at ``positions``, every
+        block's: the entries of :meth:`_chunk`'s products that are set to -inf."""
+        own_query, own_column = self._own(positions)
+        in_block = [own_query < block.n_queries for block in self.blocks]
+        own_stacked = np.concatenate(
+            [
+                offset + own_query[inside]
+                for offset, inside in zip(self.offsets, in_block, strict=True)
+            ]
+        )
+        own_columns = np.concatenate([own_column[inside] for inside in in_block])
+        return own_stacked, own_columns
+
+    def _row_factors(self, unit: npt.NDArray[np.float32]) -> list[npt.NDArray[np.float32] | None]:
+        """|x| / |x D| = 1 / |x/|x| D| per gauge block (None elsewhere), in float32: the database
+        side of a gauge cosine, from the chunk's unit rows."""
+        row_factor: list[npt.NDArray[np.float32] | None] = [None] * len(self.blocks)
+        if self._gauge_blocks:
+            # The squares' product a slab at a time (whole tiles), with enough gauge columns
+            # (zeros after the gauges') for BLAS's general path: a row's factors do not depend
+            # on how many gauges a search holds, nor on where the chunk ends.
+            count = len(self._gauge_blocks)
+            gauged = np.empty((len(unit), count), np.float32)
+            for first in range(0, len(unit), SLAB):  # a slab's squares stay in the cache
+                rows = _whole_tiles(np.square(unit[first : first + SLAB]))
+                squares = _general_rows(self._gauge_squares.T, len(rows)).T
+                gauged[first : first + SLAB] = (rows @ squares)[: len(unit) - first, :count]
+            # A row with nothing outside the dimensions a gauge zeroes has a product of exactly
+            # 0 with every gauged query, so it scores 0 under that gauge whatever its factor: 1
+            # keeps its own -inf self-match at -inf (0 would make it NaN).
+            squares = np.ascontiguousarray(gauged.T, dtype=np.float64)  # (gauges, rows)
+            single = (1.0 / np.sqrt(np.where(squares > 0, squares, 1.0))).astype(np.float32)
+            for index, b in enumerate(self._gauge_blocks):
+                row_factor[b] = single[index]
+        return row_factor
+
+    def _own(self, positions: Ints) -> tuple[Ints, Ints]:
+        """(query, column) of the chunk rows that are queries: self-matches, removed by row."""
+        if not len(self._sorted_rows):
+            return np.empty(0, np.int64), np.empty(0, np.int64)
+        at = np.searchsorted(self._sorted_rows, positions).clip(max=len(self._sorted_rows) - 1)
+        column = np.flatnonzero(self._sorted_rows[at] == positions)
+        return self._row_order[at[column]].astype(np.int64), column.astype(np.int64)
