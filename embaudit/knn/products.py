@@ -248,16 +248,16 @@ class ChunkProducts:
             # (zeros after the gauges') for BLAS's general path: a row's factors do not depend
             # on how many gauges a search holds, nor on where the chunk ends.
             count = len(self._gauge_blocks)
-            gauged = np.empty((len(unit), count), np.float32)
+            single = np.empty((count, len(unit)), np.float32)
             for first in range(0, len(unit), SLAB):  # a slab's squares stay in the cache
                 rows = _whole_tiles(np.square(unit[first : first + SLAB]))
                 squares = _general_rows(self._gauge_squares.T, len(rows)).T
-                gauged[first : first + SLAB] = (rows @ squares)[: len(unit) - first, :count]
-            # A row with nothing outside the dimensions a gauge zeroes has a product of exactly
-            # 0 with every gauged query, so it scores 0 under that gauge whatever its factor: 1
-            # keeps its own -inf self-match at -inf (0 would make it NaN).
-            squares = np.ascontiguousarray(gauged.T, dtype=np.float64)  # (gauges, rows)
-            single = (1.0 / np.sqrt(np.where(squares > 0, squares, 1.0))).astype(np.float32)
+                gauged = (rows @ squares)[: len(unit) - first, :count].T.astype(np.float64)
+                # A row with nothing outside the dimensions a gauge zeroes has a product of
+                # exactly 0 with every gauged query, so it scores 0 under that gauge whatever
+                # its factor: 1 keeps its own -inf self-match at -inf (0 would make it NaN).
+                safe = np.where(gauged > 0, gauged, 1.0)
+                single[:, first : first + SLAB] = 1.0 / np.sqrt(safe)
             for index, b in enumerate(self._gauge_blocks):
                 row_factor[b] = single[index]
         return row_factor

@@ -108,6 +108,7 @@ class NeighborSearch(TopKSelection):
         self._sorted_rows = np.asarray(self.query_rows)[self._row_order]
         self._by_norm = self.metrics != ("cosine",)
         self.scratch = Scratch()
+        self._groups = self._grouped()
 
     # Scoring ---------------------------------------------------------------------------------
 

@@ -64,6 +64,22 @@ class NeighborList:
         return int(self.rows.shape[0])
 
 
+@dataclass(frozen=True)
+class _Group:
+    """Lists whose selection scores come from their products in one way, searched as one: every
+    cosine list (the base block's and each gauge block's, whose products are their selection
+    scores), or the L2 list, or the inner-product list. A row of the group is one query of one
+    of its lists, in the lists' order: one bound, one batch of tiles and one cut serve every
+    list of the group (a search of 28 gauge blocks has 29 cosine lists)."""
+
+    kind: str  # "cosine", "l2" or "dot": how a product becomes a selection score
+    lists: list[int]  # the lists' positions in TopKSelection.lists
+    starts: Ints  # where each list's rows start (and, last, where the group's end)
+    query: Ints  # per row: its query
+    stacked: Ints  # per row: its stacked row
+    factor: Floats  # per row: its selection factor (see TopKSelection._selection_factor)
+
+
 class TopKSelection(ChunkProducts):
     """The streaming half of :class:`~embaudit.knn.search.NeighborSearch`: chunks of clean rows
     scored against the stacked queries and merged into the running top-k lists.
@@ -78,6 +94,7 @@ class TopKSelection(ChunkProducts):
     query_factor: list[Floats]
     n_features: int
     tie_tolerance: float
+    _groups: list[_Group]
 
     # Scoring ---------------------------------------------------------------------------------
 
@@ -141,14 +158,46 @@ class TopKSelection(ChunkProducts):
         current k-th score are scored. Queries whose lists are still filling (the first chunk)
         take whole rows."""
         chunk = self._chunk(rows)
-        for neighbor_list in self.lists:
-            bar = self._bar(neighbor_list)
-            filling = np.flatnonzero(np.isneginf(bar))
-            if len(filling):
-                self._add_filling(neighbor_list, chunk, bar, filling)
-            full = np.flatnonzero(~np.isneginf(bar))
+        for group in self._groups:
+            bar = np.concatenate([self._bar(self.lists[i]) for i in group.lists])
+            filling = np.isneginf(bar)
+            if filling.any():
+                for position, i in enumerate(group.lists):
+                    first, last = group.starts[position], group.starts[position + 1]
+                    queries = np.flatnonzero(filling[first:last])
+                    if len(queries):
+                        self._add_filling(self.lists[i], chunk, bar[first:last], queries)
+            full = np.flatnonzero(~filling)
             if len(full):
-                self._add_full(neighbor_list, chunk, bar, full)
+                self._add_full(group, chunk, bar, full)
+
+    def _grouped(self) -> list[_Group]:
+        """The lists in groups of one kind (see :class:`_Group`), in the order of their kinds."""
+        kinds = [self._kind(neighbor_list) for neighbor_list in self.lists]
+        groups = []
+        for kind in dict.fromkeys(kinds):
+            members = [i for i, of in enumerate(kinds) if of == kind]
+            lists = [self.lists[i] for i in members]
+            queries = [np.arange(neighbor_list.n_queries) for neighbor_list in lists]
+            blocks = [self.offsets[neighbor_list.block] for neighbor_list in lists]
+            groups.append(
+                _Group(
+                    kind,
+                    members,
+                    np.cumsum([0, *map(len, queries)]),
+                    np.concatenate(queries),
+                    np.concatenate([offset + q for offset, q in zip(blocks, queries, strict=True)]),
+                    np.concatenate([self._selection_factor(lst) for lst in lists]),
+                )
+            )
+
+        return groups
+
+    @staticmethod
+    def _kind(neighbor_list: NeighborList) -> str:
+        """How the list's selection scores come from its products: a gauge block's products
+        are its selection scores, as a cosine list's are."""
+        return "cosine" if neighbor_list.block else neighbor_list.metric
 
     def _add_filling(
         self, neighbor_list: NeighborList, chunk: Chunk, bar: Floats, filling: Ints
@@ -158,60 +207,62 @@ class TopKSelection(ChunkProducts):
         offset = self.offsets[neighbor_list.block]
         products = chunk.products[offset + filling, : chunk.n_rows]
         scaled_norm = chunk.scaled_norm.reshape(-1)[: chunk.n_rows]
-        scores = self._scores(neighbor_list, products, filling, scaled_norm)
+        scores = self._scores(self._kind(neighbor_list), products, filling, scaled_norm)
         selection_factor = self._selection_factor(neighbor_list)[filling]
         query, column = self._candidates(scores, bar[filling], filling, selection_factor)
         if len(query):
             features = self._features(chunk, query, column)
             self._merge(neighbor_list, query, chunk.positions[column], features)
 
-    def _add_full(self, neighbor_list: NeighborList, chunk: Chunk, bar: Floats, full: Ints) -> None:
-        """Merge the chunk's candidates for the queries ``full`` (lists full): only the tiles
-        whose bound reaches a query's bar are scored."""
-        query, tile = self._reachable_tiles(neighbor_list, chunk, bar, full)
-        if not len(query):
+    def _add_full(self, group: _Group, chunk: Chunk, bar: Floats, full: Ints) -> None:
+        """Merge the chunk's candidates for the group's rows ``full`` (their lists full): only
+        the tiles whose bound reaches a row's bar are scored. ``bar`` is per row."""
+        row, tile = self._reachable_tiles(group, chunk, bar, full)
+        if not len(row):
             return
-        hit_query, column = self._tile_hits(neighbor_list, chunk, bar, query, tile)
-        if len(hit_query):
-            features = self._features(chunk, hit_query, column)
-            self._merge(neighbor_list, hit_query, chunk.positions[column], features)
+        hit_row, column = self._tile_hits(group, chunk, bar, row, tile)
+        query = group.query[hit_row]
+        features = self._features(chunk, query, column)
+        # The hits come in the order of their rows: each list's are one run.
+        bounds = np.searchsorted(hit_row, group.starts)
+        for position, i in enumerate(group.lists):
+            first, last = bounds[position], bounds[position + 1]
+            if first < last:
+                positions = chunk.positions[column[first:last]]
+                self._merge(self.lists[i], query[first:last], positions, features[first:last])
 
     def _reachable_tiles(
-        self, neighbor_list: NeighborList, chunk: Chunk, bar: Floats, full: Ints
+        self, group: _Group, chunk: Chunk, bar: Floats, full: Ints
     ) -> tuple[Ints, Ints]:
-        """(query, tile) of each tile whose bound on the query's selection scores reaches the
-        query's bar, for the queries ``full``."""
-        tile_max = chunk.tile_max[self.offsets[neighbor_list.block] + full]
+        """(row, tile) of each tile whose bound on the row's selection scores reaches the row's
+        bar, for the group's rows ``full``."""
+        tile_max = chunk.tile_max[group.stacked[full]]
         # A tile that holds nothing but the query's own row has a largest product of -inf
         # and no candidate: its bound is -inf (the arithmetic would give -inf + inf).
         empty = np.isneginf(tile_max)
         with np.errstate(invalid="ignore"):
-            bound = self._bound(neighbor_list, tile_max, full, chunk.tiles)
+            bound = self._bound(group.kind, tile_max, group.query[full], chunk.tiles)
             reach = bound + np.abs(bound) * 1e-5 + 1e-6
         reach[empty] = -np.inf
         pair_query, pair_tile = np.nonzero(reach > bar[full, None])
         return full[pair_query], pair_tile
 
     def _tile_hits(
-        self,
-        neighbor_list: NeighborList,
-        chunk: Chunk,
-        bar: Floats,
-        query: Ints,
-        tile: Ints,
+        self, group: _Group, chunk: Chunk, bar: Floats, query: Ints, tile: Ints
     ) -> tuple[Ints, Ints]:
-        """(query, column) of the entries of the (query, tile) pairs that beat the query's bar,
-        cut to about k per query (:meth:`_nearest`). The pairs are scored a batch at a time, so
-        that the (pairs, TILE) arrays stay small however many tiles the bounds leave in."""
-        offset = self.offsets[neighbor_list.block]
+        """(row, column) of the entries of the (row, tile) pairs that beat the row's bar, cut
+        to about k per row (:meth:`_nearest`), in the order of their rows. The pairs are scored
+        a batch at a time, so that the (pairs, TILE) arrays stay small however many tiles the
+        bounds leave in. ``query`` holds rows of the group."""
         hit_queries: list[Ints] = []
         hit_columns: list[Ints] = []
         hit_scores: list[npt.NDArray[np.float32]] = []
         for first in range(0, len(query), _PAIR_BATCH):
             batch = query[first : first + _PAIR_BATCH]
             batch_tile = tile[first : first + _PAIR_BATCH]
-            entries = chunk.tile_products(offset + batch, batch_tile)
-            scores = self._scores(neighbor_list, entries, batch, chunk.scaled_norm[batch_tile])
+            entries = chunk.tile_products(group.stacked[batch], batch_tile)
+            scaled_norm = chunk.scaled_norm[batch_tile]
+            scores = self._scores(group.kind, entries, group.query[batch], scaled_norm)
             # The padding beyond the last row is -inf: it never beats a bar.
             hit_row, hit_offset = np.nonzero(scores > bar[batch, None])
             hit_queries.append(batch[hit_row])
@@ -219,10 +270,10 @@ class TopKSelection(ChunkProducts):
             hit_scores.append(scores[hit_row, hit_offset])
             if sum(map(len, hit_scores)) > _CAP_AT:
                 hit_queries, hit_columns, hit_scores = self._nearest(
-                    neighbor_list, hit_queries, hit_columns, hit_scores
+                    group.factor, hit_queries, hit_columns, hit_scores
                 )
         (hit_query,), (column,), _ = self._nearest(
-            neighbor_list, hit_queries, hit_columns, hit_scores
+            group.factor, hit_queries, hit_columns, hit_scores
         )
         return hit_query, column
 
@@ -240,7 +291,7 @@ class TopKSelection(ChunkProducts):
 
     def _nearest(
         self,
-        neighbor_list: NeighborList,
+        selection_factor: Floats,
         queries: list[Ints],
         columns: list[Ints],
         scores: list[npt.NDArray[np.float32]],
@@ -248,7 +299,8 @@ class TopKSelection(ChunkProducts):
         """Of one chunk's candidates (query, column, selection score), each query's best k and
         those within rounding of its k-th: no others can enter its top k. Rows stored cluster by
         cluster can put thousands of rows of a chunk above a bar set by an earlier chunk; this
-        keeps the candidates, and the features kept for them, to about k per query."""
+        keeps the candidates, and the features kept for them, to about k per query.
+        ``selection_factor`` is per query (:meth:`_selection_factor`)."""
         order = np.lexsort((-np.concatenate(scores), np.concatenate(queries)))
         query = np.concatenate(queries)[order]
         column = np.concatenate(columns)[order]
@@ -256,14 +308,13 @@ class TopKSelection(ChunkProducts):
         first = np.searchsorted(query, query, side="left")
         last = np.searchsorted(query, query, side="right") - 1
         kth = score[np.minimum(first + self.k - 1, last)].astype(np.float64)
-        selection_factor = self._selection_factor(neighbor_list)[query]
-        near = score >= (kth - self._slack(kth, selection_factor)).astype(np.float32)
+        near = score >= (kth - self._slack(kth, selection_factor[query])).astype(np.float32)
         keep = (np.arange(len(query)) - first < self.k) | near
         return [query[keep]], [column[keep]], [score[keep]]
 
     def _scores(
         self,
-        neighbor_list: NeighborList,
+        kind: str,
         products: npt.NDArray[np.float32],
         query: Ints,
         scaled_norm: npt.NDArray[np.float32],
@@ -272,27 +323,25 @@ class TopKSelection(ChunkProducts):
         :meth:`_selection_factor`. ``products`` holds one row per query in ``query``;
         ``scaled_norm`` the norms (times the power of two) of the rows of its columns, one row
         for every query or one per query. A gauge block's products are already its selection
-        scores (:meth:`_chunk`)."""
-        if neighbor_list.block or neighbor_list.metric == "cosine":
+        scores (:meth:`_chunk`). ``kind``: see :meth:`_kind`."""
+        if kind == "cosine":
             return products
         inverse_query = (1.0 / (self.query_norm[query] * self.pow2_scale)).astype(np.float32)
         ratio = scaled_norm * inverse_query[:, None]  # |x| / |q|
-        if neighbor_list.metric == "l2":
+        if kind == "l2":
             return (2 * products - ratio) * ratio - np.float32(1)
         return products * ratio
 
-    def _bound(
-        self, neighbor_list: NeighborList, tile_max: Floats, query: Ints, tiles: TileRanges
-    ) -> Floats:
+    def _bound(self, kind: str, tile_max: Floats, query: Ints, tiles: TileRanges) -> Floats:
         """Upper bounds of the selection scores of ``query`` in each tile, from the tile's
         largest product: every score grows with the product for a fixed row (a gauge block's
         products and a cosine list's are their selection scores)."""
-        if neighbor_list.block or neighbor_list.metric == "cosine":
+        if kind == "cosine":
             return tile_max
         inverse_query = 1.0 / (self.query_norm[query] * self.pow2_scale)
         low = tiles.norm_low[None, :] * inverse_query[:, None]
         high = tiles.norm_high[None, :] * inverse_query[:, None]
-        if neighbor_list.metric == "dot":
+        if kind == "dot":
             return np.where(tile_max >= 0, tile_max * high, tile_max * low)
         # 2 p r - r^2 - 1 is concave in r and largest at r = p, clipped to the tile's range.
         best = np.clip(tile_max, low, high)
