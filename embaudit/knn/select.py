@@ -260,9 +260,10 @@ class TopKSelection(ChunkProducts):
         for first in range(0, len(query), _PAIR_BATCH):
             batch = query[first : first + _PAIR_BATCH]
             batch_tile = tile[first : first + _PAIR_BATCH]
-            entries = chunk.tile_products(group.stacked[batch], batch_tile)
-            scaled_norm = chunk.scaled_norm[batch_tile]
-            scores = self._scores(group.kind, entries, group.query[batch], scaled_norm)
+            scores = entries = chunk.tile_products(group.stacked[batch], batch_tile)
+            if group.kind != "cosine":  # a cosine's products are its scores: no norms needed
+                scaled_norm = chunk.scaled_norm[batch_tile]
+                scores = self._scores(group.kind, entries, group.query[batch], scaled_norm)
             # The padding beyond the last row is -inf: it never beats a bar.
             hit_row, hit_offset = np.nonzero(scores > bar[batch, None])
             hit_queries.append(batch[hit_row])
