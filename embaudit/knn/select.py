@@ -190,7 +190,6 @@ class TopKSelection(ChunkProducts):
                     np.concatenate([self._selection_factor(lst) for lst in lists]),
                 )
             )
-
         return groups
 
     @staticmethod
