@@ -130,24 +130,26 @@ class LocalEngine(Engine):
         timings: dict[str, float] = {}
         workers = [Worker.of(plan)]
         workers += [Worker.fresh(plan) for _ in range(self.workers - 1)]
-        with threadpool_limits(self.blas_threads, user_api="blas"):
-            for fragment in source.fragments():
-                result = map_fragment(
-                    source,
-                    fragment,
-                    plan,
-                    workers=workers,
-                    chunk_rows=chunk_rows,
-                    on_chunk=on_rows,
-                )
-                if result.part is not None:
-                    parts.add(result.part)
-                add_timings(timings, result.timings)
+        try:
+            with threadpool_limits(self.blas_threads, user_api="blas"):
+                for fragment in source.fragments():
+                    result = map_fragment(
+                        source,
+                        fragment,
+                        plan,
+                        workers=workers,
+                        chunk_rows=chunk_rows,
+                        on_chunk=on_rows,
+                    )
+                    if result.part is not None:
+                        parts.add(result.part)
+                    add_timings(timings, result.timings)
+        finally:  # a pass that fails keeps no memory in the plan's searches either
+            for worker in workers:
+                worker.release()
         mark = time.perf_counter()
         for worker in workers[1:]:
             worker.merge_into(plan)
-        for worker in workers:
-            worker.release()
         timings["merge"] = time.perf_counter() - mark
         source.confirm_unchanged()
         stats = _reduce(self, source, parts, timings) if plan.statistics else None

@@ -133,21 +133,23 @@ def map_fragment(
     own = workers is None  # workers of this fragment alone: done with it
     workers = workers if workers is not None else [Worker.fresh(plan)]
     started = time.perf_counter()
-    part = fold_fragment(
-        source,
-        fragment,
-        consumers=[worker.consumers(plan) for worker in workers],
-        chunk_rows=chunk_rows or plan.chunk_rows(source),
-        on_chunk=on_chunk,
-        statistics=plan.statistics,
-        sketch=sketch,
-    )
+    try:
+        part = fold_fragment(
+            source,
+            fragment,
+            consumers=[worker.consumers(plan) for worker in workers],
+            chunk_rows=chunk_rows or plan.chunk_rows(source),
+            on_chunk=on_chunk,
+            statistics=plan.statistics,
+            sketch=sketch,
+        )
+    finally:
+        for worker in workers if own else []:
+            worker.release()
     timings = {"map": time.perf_counter() - started}  # wall seconds of this fragment
     for worker in workers:
         add_timings(timings, worker.timings)
         worker.timings.clear()
-        if own:
-            worker.release()
     first = workers[0]
     return FragmentResult(part, [search.lists for search in first.searches], first.sample, timings)
 

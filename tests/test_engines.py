@@ -756,6 +756,27 @@ def test_a_workers_searches_share_the_memory_of_their_products_until_the_pass_en
     assert all(s.scratch.nbytes == 0 for s in searches)
 
 
+@pytest.mark.parametrize("workers", [1, 2])
+def test_a_pass_that_fails_keeps_no_products_memory(
+    workers: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    x = _vectors(3600)
+    search = NeighborSearch(x[:40].astype(np.float64), np.arange(40), 10, [Block("b", 40)])
+    calls = []
+
+    def failing(self: Any, group: Any, chunk: Any, bar: Any, full: Any) -> None:
+        calls.append(1)
+        if len(calls) > 3:  # after the products of a few steps were taken
+            raise RuntimeError("a worker fails")
+
+    monkeypatch.setattr(NeighborSearch, "_add_full", failing)
+    with pytest.raises(RuntimeError, match="a worker fails"):
+        LocalEngine(workers=workers).run(
+            open_source(x), PassPlan((Searched(search),)), chunk_rows=512
+        )
+    assert search.scratch.nbytes == 0
+
+
 def test_the_local_engine_takes_a_worker_per_core_and_leaves_blas_the_rest(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:

@@ -252,3 +252,22 @@ def test_a_query_with_nothing_outside_a_zeroed_dimension_scores_zero_without_war
     expected = exact_cosine_top(x * scale, query_rows[1:], 5)
     for found, wanted in zip(gauged.rows[1:], expected, strict=True):
         assert set(found) == set(wanted)
+
+
+def test_a_search_cut_to_its_first_queries_searches_on_as_one_of_those_alone():
+    # head(m) keeps the first m queries of every block; rows added to it afterwards give the
+    # lists of a search of those m queries from the start (its groups and memory are its own).
+    rng = np.random.default_rng(12)
+    x = rng.standard_normal((900, 12)) * rng.lognormal(size=(900, 1))
+    query_rows = rng.choice(400, 30, replace=False)  # rows of the first part
+    scale = np.exp(rng.normal(0.0, 0.7, size=12))
+    blocks = [Block("base", 30), Block("gauge", 20, scale)]
+    first = NeighborSearch(x[query_rows], query_rows, 5, blocks)
+    first.add(clean_rows(x[:400]))
+    cut = first.head(12)
+    for start in range(400, 900, 61):
+        cut.add(clean_rows(x[start : start + 61], start))
+    whole = _search(x, query_rows[:12], 5, [Block("base", 12), Block("gauge", 12, scale)])
+    for a, b in zip(cut.lists, whole.lists, strict=True):
+        np.testing.assert_array_equal(a.rows, b.rows)
+        np.testing.assert_array_equal(a.scores, b.scores)

@@ -184,8 +184,7 @@ class NeighborSearch(TopKSelection):
     def head(self, m: int) -> NeighborSearch:
         """The finished search restricted to its first ``m`` queries (every block keeps at most
         m): what the checks read when the last queries served another purpose (the corpus rows
-        that give EA503 its floor next to a query file). For reading results only: rows
-        cannot be added to it."""
+        that give EA503 its floor next to a query file)."""
         if m >= self.blocks[0].n_queries:
             return self
         clone = copy.copy(self)
@@ -199,6 +198,8 @@ class NeighborSearch(TopKSelection):
         ]
         clone._row_order = np.argsort(clone.query_rows, kind="stable")
         clone._sorted_rows = clone.query_rows[clone._row_order]
+        clone._groups = clone._grouped()
+        clone.scratch = Scratch()
         return clone
 
     def list_for(self, metric: str, block: int = 0) -> NeighborList:
