@@ -69,8 +69,8 @@ class Scratch:
     """The memory of a step's products, used again by the next step: a step's products are
     tens of MiB, which a fresh allocation takes from the system page by page on every step
     (an audit of 500,000 16-d rows spent 1.5-1.7 s in the kernel, 0.6-0.7 s once the memory
-    was kept). The searches one worker runs one after the other share one; :meth:`clear` when they
-    are done."""
+    was kept). The searches one worker runs one after the other share one; :meth:`clear` when
+    they are done."""
 
     def __init__(self) -> None:
         self._memory: npt.NDArray[np.float32] | None = None
