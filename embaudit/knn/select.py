@@ -1,10 +1,11 @@
 """The streamed top-k selection: how the rows of one chunk enter the running lists.
 
-One float32 matrix product per chunk scores every query block at once (see :mod:`embaudit.knn`);
-it is computed SLAB rows at a time, and each tile of TILE rows keeps its largest product, which
+One float32 matrix product per chunk scores every query block at once (see :mod:`embaudit.knn`
+and :mod:`embaudit.knn.products`), and each tile of TILE rows keeps its largest product, which
 bounds every score of the tile. Once a query's list has filled, only the tiles whose bound
 reaches its current k-th score are scored; the candidates that can still enter are cut to about k
-per query and merged into the running list, best score first, then lowest row. The lists
+per query and merged into the running list, best score first, then lowest row. Lists scored
+alike (every block's cosine list) are bounded, scored and cut together as one group. The lists
 (:class:`NeighborList`, one per metric and query :class:`Block`) keep every member's features,
 which :meth:`TopKSelection._score` turns into a score under any list's metric.
 """
@@ -84,9 +85,9 @@ class TopKSelection(ChunkProducts):
     """The streaming half of :class:`~embaudit.knn.search.NeighborSearch`: chunks of clean rows
     scored against the stacked queries and merged into the running top-k lists.
 
-    The attributes below are set by the search (``NeighborSearch.__post_init__``): the stacked
-    query rows and where each block starts among them, the per-query factors and norms, and the
-    lists being filled."""
+    The attributes below are set by the search (``NeighborSearch.__post_init__``): the per-query
+    factors and norms, the lists being filled and their groups (the stacked query rows are
+    :class:`~embaudit.knn.products.ChunkProducts`'s)."""
 
     k: int
     lists: list[NeighborList]
