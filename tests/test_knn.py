@@ -271,3 +271,16 @@ def test_a_search_cut_to_its_first_queries_searches_on_as_one_of_those_alone():
     for a, b in zip(cut.lists, whole.lists, strict=True):
         np.testing.assert_array_equal(a.rows, b.rows)
         np.testing.assert_array_equal(a.scores, b.scores)
+
+
+def test_a_search_sent_to_another_process_takes_no_products_memory_along():
+    import pickle
+
+    rng = np.random.default_rng(13)
+    x = rng.standard_normal((600, 8))
+    search = _search(x, np.arange(10), 3)
+    search.scratch.products(10, 4096)  # memory a worker keeps between its steps
+    assert search.scratch.nbytes > 0
+    copy = pickle.loads(pickle.dumps(search))
+    assert copy.scratch.nbytes == 0
+    np.testing.assert_array_equal(copy.list_for("cosine").rows, search.list_for("cosine").rows)

@@ -91,6 +91,9 @@ class Scratch:
     def clear(self) -> None:
         self._memory = None
 
+    def __getstate__(self) -> dict[str, object]:
+        return {"_memory": None}  # a search sent to another process takes no memory along
+
 
 class TileRanges:
     """Per tile of chunk rows: the range of the scaled norms."""
