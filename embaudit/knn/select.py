@@ -160,14 +160,16 @@ class TopKSelection(ChunkProducts):
         take whole rows."""
         chunk = self._chunk(rows)
         for group in self._groups:
-            bar = np.concatenate([self._bar(self.lists[i]) for i in group.lists])
+            bar = self._bar(group)
             filling = np.isneginf(bar)
             if filling.any():
                 for position, i in enumerate(group.lists):
-                    first, last = group.starts[position], group.starts[position + 1]
-                    queries = np.flatnonzero(filling[first:last])
+                    rows_of = slice(group.starts[position], group.starts[position + 1])
+                    queries = np.flatnonzero(filling[rows_of])
                     if len(queries):
-                        self._add_filling(self.lists[i], chunk, bar[first:last], queries)
+                        self._add_filling(
+                            self.lists[i], chunk, bar[rows_of], group.factor[rows_of], queries
+                        )
             full = np.flatnonzero(~filling)
             if len(full):
                 self._add_full(group, chunk, bar, full)
@@ -200,16 +202,21 @@ class TopKSelection(ChunkProducts):
         return "cosine" if neighbor_list.block else neighbor_list.metric
 
     def _add_filling(
-        self, neighbor_list: NeighborList, chunk: Chunk, bar: Floats, filling: Ints
+        self,
+        neighbor_list: NeighborList,
+        chunk: Chunk,
+        bar: Floats,
+        selection_factor: Floats,
+        filling: Ints,
     ) -> None:
         """Merge the chunk's candidates for the queries ``filling`` (lists not yet full): every
-        row of the chunk is scored."""
+        row of the chunk is scored. ``bar`` and ``selection_factor`` are the list's, per
+        query."""
         offset = self.offsets[neighbor_list.block]
         products = chunk.products[offset + filling, : chunk.n_rows]
         scaled_norm = chunk.scaled_norm.reshape(-1)[: chunk.n_rows]
         scores = self._scores(self._kind(neighbor_list), products, filling, scaled_norm)
-        selection_factor = self._selection_factor(neighbor_list)[filling]
-        query, column = self._candidates(scores, bar[filling], filling, selection_factor)
+        query, column = self._candidates(scores, bar[filling], filling, selection_factor[filling])
         if len(query):
             features = self._features(chunk, query, column)
             self._merge(neighbor_list, query, chunk.positions[column], features)
@@ -358,13 +365,14 @@ class TopKSelection(ChunkProducts):
             return np.where(factor > 0, ratio(np.ones(m), factor), 1.0)
         return np.ones(m)
 
-    def _bar(self, neighbor_list: NeighborList) -> Floats:
-        """Per query, the selection score a chunk entry must beat to enter the running top-k:
-        the current k-th score less a rounding slack (chunk scores are float32)."""
-        selection_factor = self._selection_factor(neighbor_list)
-        threshold = neighbor_list.scores[:, -1] * selection_factor
+    def _bar(self, group: _Group) -> Floats:
+        """Per row of the group, the selection score a chunk entry must beat to enter the
+        running top-k: the current k-th score less a rounding slack (chunk scores are
+        float32)."""
+        kth = np.concatenate([self.lists[i].scores[:, -1] for i in group.lists])
+        threshold = kth * group.factor
         with np.errstate(invalid="ignore"):
-            return np.asarray(threshold - self._slack(threshold, selection_factor))
+            return np.asarray(threshold - self._slack(threshold, group.factor))
 
     def _slack(self, threshold: Floats, selection_factor: Floats) -> Floats:
         """How far below a selection-score threshold an entry may still belong above it: the
