@@ -742,8 +742,8 @@ def test_a_workers_searches_share_the_memory_of_their_products_until_the_pass_en
     held: dict[int, set[int]] = {}  # scratch -> addresses of the products taken from it
     taken = Scratch.products
 
-    def products(scratch: Any, rows: int, columns: int) -> np.ndarray:
-        out = taken(scratch, rows, columns)
+    def products(scratch: Any, *shape: int) -> np.ndarray:
+        out = taken(scratch, *shape)
         held.setdefault(id(scratch), set()).add(out.__array_interface__["data"][0])
         return out
 

@@ -75,14 +75,14 @@ class Scratch:
     def __init__(self) -> None:
         self._memory: npt.NDArray[np.float32] | None = None
 
-    def products(self, rows: int, columns: int) -> npt.NDArray[np.float32]:
-        """An uninitialised (rows, columns) float32 array, in the memory of the last one
-        (grown when that is too small)."""
-        size = rows * columns
+    def products(self, *shape: int) -> npt.NDArray[np.float32]:
+        """An uninitialised float32 array of ``shape``, in the memory of the last one (grown
+        when that is too small)."""
+        size = int(np.prod(shape))
         if self._memory is None or len(self._memory) < size:
             self._memory = None  # the old memory goes before the new is taken
             self._memory = np.empty(size, dtype=np.float32)
-        return self._memory[:size].reshape(rows, columns)
+        return self._memory[:size].reshape(shape)
 
     @property
     def nbytes(self) -> int:
@@ -109,9 +109,9 @@ class Chunk:
 
     positions: Ints  # global row positions of the chunk's clean rows
     norm: Floats  # their L2 norms
-    #: (stacked queries, rows rounded up to whole tiles), -inf at self-matches and beyond the
-    #: last row; a gauge block's rows times each row's |x| / |x D|, so that they are the
-    #: block's selection scores (see _chunk)
+    #: (slabs, stacked queries, SLAB): slab by slab, its products with every stacked row (see
+    #: _chunk); -inf at self-matches and beyond the last row; a gauge block's rows times each
+    #: row's |x| / |x D|, so that they are the block's selection scores
     products: npt.NDArray[np.float32]
     #: (tiles, TILE): each row's norm times the queries' power of two, in float32 (the last
     #: tile's padding repeats its last row's)
@@ -131,8 +131,22 @@ class Chunk:
     def tile_products(self, stacked: Ints, tile: Ints) -> npt.NDArray[np.float32]:
         """The products of the stacked rows ``stacked`` in the tiles ``tile``, pair by pair:
         (pairs, TILE), each a contiguous run of one stacked row."""
-        n_tiles = len(self.starts)
-        return self.products.reshape(len(self.products), n_tiles, TILE)[stacked, tile]
+        slabs, rows, width = self.products.shape
+        per_slab = width // TILE
+        by_tile = self.products.reshape(slabs, rows, per_slab, TILE)
+        return by_tile[tile // per_slab, stacked, tile % per_slab]
+
+    def entries(self, stacked: Ints, column: Ints) -> npt.NDArray[np.float32]:
+        """The products of the stacked rows ``stacked`` with the chunk columns ``column``, one
+        by one."""
+        width = self.products.shape[2]
+        return self.products[column // width, stacked, column % width]
+
+    def whole_rows(self, stacked: Ints) -> npt.NDArray[np.float32]:
+        """The products of the stacked rows ``stacked`` with every row of the chunk:
+        (len(stacked), n_rows), a copy."""
+        taken = self.products[:, stacked].transpose(1, 0, 2)
+        return taken.reshape(len(stacked), -1)[:, : self.n_rows]
 
 
 @dataclass(frozen=True)
@@ -193,31 +207,32 @@ class ChunkProducts:
         # A query never neighbours itself: its products with its own row are -inf in every block.
         own_stacked, own_columns = self._self_matches(positions)
         starts = np.arange(0, n, TILE)
-        # Whole tiles: a tile's products are then one contiguous run (see Chunk.tile_products).
-        # Every slab is multiplied in whole tiles, and with enough stacked rows to take BLAS's
-        # general path (SMALL_PRODUCT): the products do not depend on the chunk's length. The
-        # zero rows that takes (a few queries, a narrow slab) are multiplied apart.
-        products = self.scratch.products(len(self.stacked), len(starts) * TILE)
+        # Slab by slab: a slab's products with every stacked row are one contiguous block,
+        # written as one run and bounded while in the cache, and a tile's products with one
+        # stacked row one contiguous run (see Chunk.tile_products). Every slab is multiplied in
+        # whole tiles, and with enough stacked rows to take BLAS's general path
+        # (SMALL_PRODUCT): the products depend neither on the chunk's length nor on how many
+        # queries are stacked. The zero rows that takes (a few queries) are multiplied apart.
+        slabs = -(-n // SLAB)
+        products = self.scratch.products(slabs, len(self.stacked), SLAB)
         tile_max = np.empty((len(self.stacked), len(starts)))
         for first in range(0, n, SLAB):
-            last = min(first + SLAB, n)
-            tiled = _whole_tiles(unit[first:last])
-            columns = slice(first, first + len(tiled))
+            tiled = _whole_tiles(unit[first : first + SLAB])
+            slab = products[first // SLAB, :, : len(tiled)]
             stacked = _general_rows(self.stacked, len(tiled))
             if len(stacked) == len(self.stacked):
-                np.matmul(stacked, tiled.T, out=products[:, columns])
+                np.matmul(stacked, tiled.T, out=slab)
             else:
-                products[:, columns] = (stacked @ tiled.T)[: len(self.stacked)]
-            slab = products[:, first:last]
+                slab[...] = (stacked @ tiled.T)[: len(self.stacked)]
             for gauged, factor in factors:
-                slab[gauged] *= factor[first:last]
-            mine = (own_columns >= first) & (own_columns < last)
+                slab[gauged] *= factor[first : first + len(tiled)]
+            mine = (own_columns >= first) & (own_columns < first + SLAB)
             slab[own_stacked[mine], own_columns[mine] - first] = -np.inf
-            tiles = slice(first // TILE, (last + TILE - 1) // TILE)
+            slab[:, n - first :] = -np.inf  # beyond the last row: never a candidate
+            tiles = slice(first // TILE, (first + len(tiled)) // TILE)
             tile_max[:, tiles] = np.maximum.reduceat(slab, starts[tiles] - first, axis=1)
-        products[:, n:] = -np.inf
         scaled = norms * self.pow2_scale
-        scaled_norm = np.pad(scaled, (0, products.shape[1] - n), mode="edge").astype(np.float32)
+        scaled_norm = np.pad(scaled, (0, len(starts) * TILE - n), mode="edge").astype(np.float32)
         return Chunk(
             positions=positions,
             norm=norms,
@@ -244,23 +259,25 @@ class ChunkProducts:
 
     def _row_factors(self, unit: npt.NDArray[np.float32]) -> list[npt.NDArray[np.float32] | None]:
         """|x| / |x D| = 1 / |x/|x| D| per gauge block (None elsewhere), in float32: the database
-        side of a gauge cosine, from the chunk's unit rows."""
+        side of a gauge cosine, from the chunk's unit rows (and 1 for the zero rows that fill
+        its last tile)."""
         row_factor: list[npt.NDArray[np.float32] | None] = [None] * len(self.blocks)
         if self._gauge_blocks:
             # The squares' product a slab at a time (whole tiles), with enough gauge columns
             # (zeros after the gauges') for BLAS's general path: a row's factors do not depend
             # on how many gauges a search holds, nor on where the chunk ends.
             count = len(self._gauge_blocks)
-            single = np.empty((count, len(unit)), np.float32)
+            single = np.empty((count, -(-len(unit) // TILE) * TILE), np.float32)
             for first in range(0, len(unit), SLAB):  # a slab's squares stay in the cache
                 rows = _whole_tiles(np.square(unit[first : first + SLAB]))
                 squares = _general_rows(self._gauge_squares.T, len(rows)).T
-                gauged = (rows @ squares)[: len(unit) - first, :count].T.astype(np.float64)
+                gauged = (rows @ squares)[:, :count].T.astype(np.float64)
                 # A row with nothing outside the dimensions a gauge zeroes has a product of
                 # exactly 0 with every gauged query, so it scores 0 under that gauge whatever
-                # its factor: 1 keeps its own -inf self-match at -inf (0 would make it NaN).
+                # its factor: 1 keeps its own -inf self-match at -inf (0 would make it NaN),
+                # and the zero rows after the last fill its tile with factors of 1.
                 safe = np.where(gauged > 0, gauged, 1.0)
-                single[:, first : first + SLAB] = 1.0 / np.sqrt(safe)
+                single[:, first : first + len(rows)] = 1.0 / np.sqrt(safe)
             for index, b in enumerate(self._gauge_blocks):
                 row_factor[b] = single[index]
         return row_factor

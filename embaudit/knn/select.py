@@ -213,7 +213,7 @@ class TopKSelection(ChunkProducts):
         row of the chunk is scored. ``bar`` and ``selection_factor`` are the list's, per
         query."""
         offset = self.offsets[neighbor_list.block]
-        products = chunk.products[offset + filling, : chunk.n_rows]
+        products = chunk.whole_rows(offset + filling)
         scaled_norm = chunk.scaled_norm.reshape(-1)[: chunk.n_rows]
         scores = self._scores(self._kind(neighbor_list), products, filling, scaled_norm)
         query, column = self._candidates(scores, bar[filling], filling, selection_factor[filling])
@@ -288,12 +288,12 @@ class TopKSelection(ChunkProducts):
     def _features(self, chunk: Chunk, query: Ints, column: Ints) -> Floats:
         """The features (see :mod:`embaudit.knn`) of the chunk entries (query, column)."""
         out = np.full((len(query), self.n_features), np.nan)
-        out[:, _COSINE] = chunk.products[query, column]
+        out[:, _COSINE] = chunk.entries(query, column)
         out[:, _NORM] = chunk.norm[column]
         for b, block in enumerate(self.blocks[1:], start=1):
             inside = query < block.n_queries
             q, c = query[inside], column[inside]
-            scaled = chunk.products[self.offsets[b] + q, c].astype(np.float64)  # times |x|/|xD|
+            scaled = chunk.entries(self.offsets[b] + q, c).astype(np.float64)  # times |x|/|xD|
             out[inside, 1 + b] = scaled * self.query_factor[b][q]
         return out
 
