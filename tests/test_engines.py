@@ -764,7 +764,7 @@ def test_a_pass_that_fails_keeps_no_products_memory(
     search = NeighborSearch(x[:40].astype(np.float64), np.arange(40), 10, [Block("b", 40)])
     calls = []
 
-    def failing(self: Any, group: Any, chunk: Any, bar: Any, full: Any) -> None:
+    def failing(self: Any, group: Any, chunk: Any, bar: Any, pairs: Any) -> None:
         calls.append(1)
         if len(calls) > 3:  # after the products of a few steps were taken
             raise RuntimeError("a worker fails")

@@ -136,6 +136,43 @@ def test_a_chunk_searched_in_steps_gives_the_lists_of_one_step(monkeypatch):
     _same_sets_up_to_ties(found.rows, found.scores, ref_rows, ref_scores, tolerance)
 
 
+@pytest.mark.parametrize("d", [12, 48])
+def test_steps_that_keep_only_reached_tiles_give_the_lists_of_stored_products(monkeypatch, d):
+    # Once every list is full, a step of small-d rows keeps only the tiles its bounds reach and
+    # computes its candidates' features again: lists, scores and features equal, bit for bit,
+    # those of the steps that store every product; under three gauges, with l2 and dot lists,
+    # log-normal norms and several slabs a chunk.
+    monkeypatch.setattr(knn.products, "SLAB", 2 * knn.TILE)
+    rng = np.random.default_rng(15)
+    x = rng.standard_normal((6000, d)) * rng.lognormal(size=(6000, 1))
+    query_rows = np.sort(rng.choice(len(x), 80, replace=False))
+    blocks = [Block("base", 80)] + [
+        Block(f"g{i}", 30, np.exp(rng.normal(0.0, 1.0, size=d))) for i in range(3)
+    ]
+    taken: list[bool] = []
+    chunk_of = knn.select.TopKSelection._chunk
+
+    def chunk(self, rows, keep=None):
+        taken.append(keep is not None)
+        return chunk_of(self, rows, keep)
+
+    monkeypatch.setattr(knn.select.TopKSelection, "_chunk", chunk)
+    monkeypatch.setattr(knn.select, "KEEP_TILES_UP_TO", 0)
+    stored = _search(x, query_rows, 9, blocks, chunk=1500)
+    assert not any(taken)
+    monkeypatch.setattr(knn.select, "KEEP_TILES_UP_TO", d)
+    kept = _search(x, query_rows, 9, blocks, chunk=1500)
+    assert sum(taken) >= 4  # the later chunks' steps kept their reached tiles alone
+    for a, b in zip(stored.lists, kept.lists, strict=True):
+        np.testing.assert_array_equal(a.rows, b.rows)
+        np.testing.assert_array_equal(a.scores, b.scores)
+        np.testing.assert_array_equal(a.features, b.features)
+    monkeypatch.setattr(knn.select, "KEEP_TILES_UP_TO", d - 1)  # above the limit: stored
+    taken.clear()
+    _search(x, query_rows, 9, blocks, chunk=1500)
+    assert not any(taken)
+
+
 def test_a_step_holds_at_most_step_bytes_of_products_and_at_least_a_slab():
     rng = np.random.default_rng(14)
     x = rng.standard_normal((50, 8))

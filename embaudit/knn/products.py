@@ -7,11 +7,15 @@ were cut into chunks and however many queries were multiplied with it. A gauge b
 are scaled by each row's factor |x| / |x D| (they are its selection scores), a query's product
 with its own row is -inf, and each tile keeps its largest product: the bound that
 :mod:`embaudit.knn.select` prunes by. The products of one step live in a :class:`Scratch` the
-searches of one worker share from one step to the next.
+searches of one worker share from one step to the next. Once every list of a search is full,
+a step of small-d rows stores none of them: each slab is bounded while in the cache and only the
+tiles a bound lets through are copied out (:class:`KeptTiles`); the few products its
+candidates' features need are computed again, to the same values.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -51,12 +55,29 @@ def _general_rows(matrix: npt.NDArray[np.float32], columns: int) -> npt.NDArray[
     return padded
 
 
+def _multiply(
+    stacked: npt.NDArray[np.float32], tiled: npt.NDArray[np.float32], out: npt.NDArray[np.float32]
+) -> None:
+    """``out`` = the products of the ``stacked`` rows with the rows ``tiled`` (whole tiles), on
+    BLAS's general path (:func:`_general_rows`)."""
+    general = _general_rows(stacked, len(tiled))
+    if len(general) == len(stacked):
+        np.matmul(general, tiled.T, out=out)
+    else:
+        out[...] = (general @ tiled.T)[: len(stacked)]
+
+
 def _whole_tiles(rows: npt.NDArray[np.float32]) -> npt.NDArray[np.float32]:
     """``rows`` followed by zero rows up to a whole number of tiles (a copy only then)."""
     short = -len(rows) % TILE
     if not short:
         return rows
     return np.concatenate([rows, np.zeros((short, rows.shape[1]), dtype=rows.dtype)])
+
+
+def _joined(parts: list[npt.NDArray[np.float32]]) -> npt.NDArray[np.float32]:
+    """The (rows, TILE) arrays ``parts`` one after the other."""
+    return np.concatenate(parts) if parts else np.empty((0, TILE), np.float32)
 
 
 def ratio(numerator: Floats, denominator: Floats) -> Floats:
@@ -95,12 +116,35 @@ class Scratch:
         return {"_memory": None}  # a search sent to another process takes no memory along
 
 
+@dataclass(frozen=True)
 class TileRanges:
     """Per tile of chunk rows: the range of the scaled norms."""
 
-    def __init__(self, norm: Floats, starts: Ints) -> None:
-        self.norm_low = np.minimum.reduceat(norm, starts)
-        self.norm_high = np.maximum.reduceat(norm, starts)
+    norm_low: Floats
+    norm_high: Floats
+
+    @classmethod
+    def of(cls, norm: Floats, starts: Ints) -> TileRanges:
+        """The ranges of ``norm`` over the tiles that start at ``starts``."""
+        return cls(np.minimum.reduceat(norm, starts), np.maximum.reduceat(norm, starts))
+
+    def __getitem__(self, tiles: slice) -> TileRanges:
+        return TileRanges(self.norm_low[tiles], self.norm_high[tiles])
+
+
+#: What a step keeps of a slab (see ChunkProducts._chunk): given the tiles' largest products
+#: so far (stacked queries, tiles), their norm ranges and the slab's tiles, the (stacked row,
+#: tile) pairs whose products its selection may score.
+KeepTiles = Callable[[Floats, "TileRanges", slice], tuple[Ints, Ints]]
+
+
+@dataclass(frozen=True)
+class KeptTiles:
+    """The products of the (stacked row, tile) pairs a step's selection may score, copied out
+    of each slab while it was in the cache; the step's other products were never stored."""
+
+    index: npt.NDArray[np.int32]  # (stacked queries, tiles): the pair's row of products, or -1
+    products: npt.NDArray[np.float32]  # (kept pairs, TILE)
 
 
 @dataclass(frozen=True)
@@ -111,14 +155,18 @@ class Chunk:
     norm: Floats  # their L2 norms
     #: (slabs, stacked queries, SLAB): slab by slab, its products with every stacked row (see
     #: _chunk); -inf at self-matches and beyond the last row; a gauge block's rows times each
-    #: row's |x| / |x D|, so that they are the block's selection scores
-    products: npt.NDArray[np.float32]
+    #: row's |x| / |x D|, so that they are the block's selection scores. None when only the
+    #: tiles a step may score were kept (``kept``).
+    products: npt.NDArray[np.float32] | None
     #: (tiles, TILE): each row's norm times the queries' power of two, in float32 (the last
     #: tile's padding repeats its last row's)
     scaled_norm: npt.NDArray[np.float32]
     starts: Ints  # first row of each tile of TILE rows
     tile_max: Floats  # (stacked queries, tiles): the largest product in each tile
     tiles: TileRanges
+    kept: KeptTiles | None = None
+    #: Without stored products: what computes an entry again
+    source: _EntrySource | None = None
 
     @property
     def n_rows(self) -> int:
@@ -130,7 +178,14 @@ class Chunk:
 
     def tile_products(self, stacked: Ints, tile: Ints) -> npt.NDArray[np.float32]:
         """The products of the stacked rows ``stacked`` in the tiles ``tile``, pair by pair:
-        (pairs, TILE), each a contiguous run of one stacked row."""
+        (pairs, TILE), each a contiguous run of one stacked row (a kept pair's, without
+        stored products)."""
+        if self.products is None:
+            assert self.kept is not None
+            at = self.kept.index[stacked, tile]
+            if len(at) and at.min() < 0:  # a selection's bug: a pair it did not keep
+                raise RuntimeError("products of a tile that was not kept")
+            return self.kept.products[at]
         slabs, rows, width = self.products.shape
         per_slab = width // TILE
         by_tile = self.products.reshape(slabs, rows, per_slab, TILE)
@@ -138,15 +193,50 @@ class Chunk:
 
     def entries(self, stacked: Ints, column: Ints) -> npt.NDArray[np.float32]:
         """The products of the stacked rows ``stacked`` with the chunk columns ``column``, one
-        by one."""
+        by one (computed again, to the same float32 values, without stored products)."""
+        if self.products is None:
+            assert self.source is not None
+            return self.source.entries(stacked, column)
         width = self.products.shape[2]
         return self.products[column // width, stacked, column % width]
 
     def whole_rows(self, stacked: Ints) -> npt.NDArray[np.float32]:
         """The products of the stacked rows ``stacked`` with every row of the chunk:
-        (len(stacked), n_rows), a copy."""
+        (len(stacked), n_rows), a copy (of stored products)."""
+        assert self.products is not None
         taken = self.products[:, stacked].transpose(1, 0, 2)
         return taken.reshape(len(stacked), -1)[:, : self.n_rows]
+
+
+@dataclass(frozen=True)
+class _EntrySource:
+    """What a chunk's products are computed from: a few of them are computed again, on the
+    same BLAS path, when they were not stored."""
+
+    stacked: npt.NDArray[np.float32]  # the stacked query rows
+    unit: npt.NDArray[np.float32]  # the chunk's unit rows, in its column order
+    factor_of: Ints  # per stacked row: its gauge block's row of ``factors``, or -1
+    factors: npt.NDArray[np.float32] | None  # (gauge blocks, columns): |x| / |x D|
+
+    def entries(self, stacked: Ints, column: Ints) -> npt.NDArray[np.float32]:
+        """The products of the stacked rows ``stacked`` with the columns ``column``: those
+        stacked rows times those columns' unit rows in whole tiles, with enough rows for
+        BLAS's general path (as every slab), so the same float32 values as the slabs', a
+        gauge block's scaled by the same float32 factors."""
+        if not len(stacked):
+            return np.empty(0, np.float32)
+        rows, row_at = np.unique(stacked, return_inverse=True)
+        columns, column_at = np.unique(column, return_inverse=True)
+        tiled = _whole_tiles(self.unit[columns])
+        block = np.empty((len(rows), len(tiled)), np.float32)
+        _multiply(self.stacked[rows], tiled, block)
+        products = block[row_at, column_at]
+        factor = self.factor_of[stacked]
+        gauged = np.flatnonzero(factor >= 0)
+        if len(gauged):
+            assert self.factors is not None
+            products[gauged] *= self.factors[factor[gauged], column[gauged]]
+        return np.asarray(products)
 
 
 @dataclass(frozen=True)
@@ -175,7 +265,7 @@ class ChunkProducts:
     _by_norm: bool
     scratch: Scratch
 
-    def _chunk(self, rows: CleanRows) -> Chunk:
+    def _chunk(self, rows: CleanRows, keep: KeepTiles | None = None) -> Chunk:
         """The products of the chunk's rows with every stacked query, self-matches removed, and
         what the tiles of TILE rows bound.
 
@@ -191,56 +281,67 @@ class ChunkProducts:
         scores exactly, where the largest product times the tile's largest factor would not.
 
         The products are computed SLAB rows at a time, each slab scaled and bounded before the
-        next: the same float32 values as one product of the whole chunk, without reading a
-        (stacked queries, chunk rows) array back from memory twice."""
+        next: the same float32 values as one product of the whole chunk. Without ``keep`` they
+        are all stored, slab by slab. With ``keep`` (the selection's bars known: no list still
+        filling) each slab is computed in one block of memory used again for the next, which
+        stays in the cache, and only the tiles ``keep`` names (those whose bounds reach a bar)
+        are copied out: a step's products are never written to memory, nor read back."""
         if self._by_norm:
             order = np.argsort(rows.norms, kind="stable")
             positions, norms, unit = rows.positions[order], rows.norms[order], rows.unit[order]
         else:
             positions, norms, unit = rows.positions, rows.norms, rows.unit
         n = len(positions)
-        factors = [
-            (slice(self.offsets[b], self.offsets[b] + self.blocks[b].n_queries), f)
-            for b, f in enumerate(self._row_factors(unit))
-            if f is not None
+        factor_of, factors = self._row_factors(unit)
+        gauged = [
+            (slice(self.offsets[b], self.offsets[b] + self.blocks[b].n_queries), index)
+            for index, b in enumerate(self._gauge_blocks)
         ]
         # A query never neighbours itself: its products with its own row are -inf in every block.
         own_stacked, own_columns = self._self_matches(positions)
         starts = np.arange(0, n, TILE)
+        scaled = norms * self.pow2_scale
+        tiles = TileRanges.of(scaled, starts)
         # Slab by slab: a slab's products with every stacked row are one contiguous block,
         # written as one run and bounded while in the cache, and a tile's products with one
         # stacked row one contiguous run (see Chunk.tile_products). Every slab is multiplied in
         # whole tiles, and with enough stacked rows to take BLAS's general path
         # (SMALL_PRODUCT): the products depend neither on the chunk's length nor on how many
         # queries are stacked. The zero rows that takes (a few queries) are multiplied apart.
-        slabs = -(-n // SLAB)
+        slabs = 1 if keep is not None else -(-n // SLAB)
         products = self.scratch.products(slabs, len(self.stacked), SLAB)
         tile_max = np.empty((len(self.stacked), len(starts)))
+        shape = (len(self.stacked), len(starts)) if keep is not None else (0, 0)
+        kept_index = np.full(shape, -1, np.int32)
+        kept: list[npt.NDArray[np.float32]] = []
         for first in range(0, n, SLAB):
             tiled = _whole_tiles(unit[first : first + SLAB])
-            slab = products[first // SLAB, :, : len(tiled)]
-            stacked = _general_rows(self.stacked, len(tiled))
-            if len(stacked) == len(self.stacked):
-                np.matmul(stacked, tiled.T, out=slab)
-            else:
-                slab[...] = (stacked @ tiled.T)[: len(self.stacked)]
-            for gauged, factor in factors:
-                slab[gauged] *= factor[first : first + len(tiled)]
+            slab = products[0 if keep is not None else first // SLAB, :, : len(tiled)]
+            _multiply(self.stacked, tiled, slab)
+            if factors is not None:
+                for rows_of, index in gauged:
+                    slab[rows_of] *= factors[index, first : first + len(tiled)]
             mine = (own_columns >= first) & (own_columns < first + SLAB)
             slab[own_stacked[mine], own_columns[mine] - first] = -np.inf
             slab[:, n - first :] = -np.inf  # beyond the last row: never a candidate
-            tiles = slice(first // TILE, (first + len(tiled)) // TILE)
-            tile_max[:, tiles] = np.maximum.reduceat(slab, starts[tiles] - first, axis=1)
-        scaled = norms * self.pow2_scale
+            at = slice(first // TILE, (first + len(tiled)) // TILE)
+            tile_max[:, at] = np.maximum.reduceat(slab, starts[at] - first, axis=1)
+            if keep is not None:
+                stacked_rows, tile = keep(tile_max, tiles, at)
+                taken = slab.reshape(len(slab), -1, TILE)[stacked_rows, tile - at.start]
+                kept_index[stacked_rows, tile] = np.arange(len(taken)) + sum(map(len, kept))
+                kept.append(taken)
         scaled_norm = np.pad(scaled, (0, len(starts) * TILE - n), mode="edge").astype(np.float32)
         return Chunk(
             positions=positions,
             norm=norms,
-            products=products,
+            products=None if keep is not None else products,
             scaled_norm=scaled_norm.reshape(len(starts), TILE),
             starts=starts,
             tile_max=tile_max,
-            tiles=TileRanges(scaled, starts),
+            tiles=tiles,
+            kept=None if keep is None else KeptTiles(kept_index, _joined(kept)),
+            source=None if keep is None else _EntrySource(self.stacked, unit, factor_of, factors),
         )
 
     def _self_matches(self, positions: Ints) -> tuple[Ints, Ints]:
@@ -257,30 +358,34 @@ class ChunkProducts:
         own_columns = np.concatenate([own_column[inside] for inside in in_block])
         return own_stacked, own_columns
 
-    def _row_factors(self, unit: npt.NDArray[np.float32]) -> list[npt.NDArray[np.float32] | None]:
-        """|x| / |x D| = 1 / |x/|x| D| per gauge block (None elsewhere), in float32: the database
-        side of a gauge cosine, from the chunk's unit rows (and 1 for the zero rows that fill
-        its last tile)."""
-        row_factor: list[npt.NDArray[np.float32] | None] = [None] * len(self.blocks)
-        if self._gauge_blocks:
-            # The squares' product a slab at a time (whole tiles), with enough gauge columns
-            # (zeros after the gauges') for BLAS's general path: a row's factors do not depend
-            # on how many gauges a search holds, nor on where the chunk ends.
-            count = len(self._gauge_blocks)
-            single = np.empty((count, -(-len(unit) // TILE) * TILE), np.float32)
-            for first in range(0, len(unit), SLAB):  # a slab's squares stay in the cache
-                rows = _whole_tiles(np.square(unit[first : first + SLAB]))
-                squares = _general_rows(self._gauge_squares.T, len(rows)).T
-                gauged = (rows @ squares)[:, :count].T.astype(np.float64)
-                # A row with nothing outside the dimensions a gauge zeroes has a product of
-                # exactly 0 with every gauged query, so it scores 0 under that gauge whatever
-                # its factor: 1 keeps its own -inf self-match at -inf (0 would make it NaN),
-                # and the zero rows after the last fill its tile with factors of 1.
-                safe = np.where(gauged > 0, gauged, 1.0)
-                single[:, first : first + len(rows)] = 1.0 / np.sqrt(safe)
-            for index, b in enumerate(self._gauge_blocks):
-                row_factor[b] = single[index]
-        return row_factor
+    def _row_factors(
+        self, unit: npt.NDArray[np.float32]
+    ) -> tuple[Ints, npt.NDArray[np.float32] | None]:
+        """|x| / |x D| = 1 / |x/|x| D| per gauge block, in float32: the database side of a gauge
+        cosine, from the chunk's unit rows (and 1 for the zero rows that fill its last tile):
+        (per stacked row, its gauge block's row of factors or -1; (gauge blocks, whole tiles)
+        factors, None without gauge blocks)."""
+        factor_of = np.full(len(self.stacked), -1, np.int64)
+        if not self._gauge_blocks:
+            return factor_of, None
+        for index, b in enumerate(self._gauge_blocks):
+            factor_of[self.offsets[b] : self.offsets[b] + self.blocks[b].n_queries] = index
+        # The squares' product a slab at a time (whole tiles), with enough gauge columns (zeros
+        # after the gauges') for BLAS's general path: a row's factors do not depend on how many
+        # gauges a search holds, nor on where the chunk ends.
+        count = len(self._gauge_blocks)
+        factors = np.empty((count, -(-len(unit) // TILE) * TILE), np.float32)
+        for first in range(0, len(unit), SLAB):  # a slab's squares stay in the cache
+            rows = _whole_tiles(np.square(unit[first : first + SLAB]))
+            squares = _general_rows(self._gauge_squares.T, len(rows)).T
+            gauged = (rows @ squares)[:, :count].T.astype(np.float64)
+            # A row with nothing outside the dimensions a gauge zeroes has a product of exactly
+            # 0 with every gauged query, so it scores 0 under that gauge whatever its factor: 1
+            # keeps its own -inf self-match at -inf (0 would make it NaN), and the zero rows
+            # after the last fill its tile with factors of 1.
+            safe = np.where(gauged > 0, gauged, 1.0)
+            factors[:, first : first + len(rows)] = 1.0 / np.sqrt(safe)
+        return factor_of, factors
 
     def _own(self, positions: Ints) -> tuple[Ints, Ints]:
         """(query, column) of the chunk rows that are queries: self-matches, removed by row."""

@@ -44,6 +44,12 @@ STEP_BYTES = 64 * 2**20
 #: k = 10 one slab; with k = 1,000 a whole step, where pruning by tiles would score most of
 #: them anyway.
 FILL_DEPTH = 64
+#: Dimensions up to which a step whose lists are full keeps only the tiles its bounds reach
+#: and computes its candidates' features again (see TopKSelection._add_step). Small-d products
+#: cost less to compute than to store and read back: 7 % more rows a second at d = 16 on a
+#: 2-core Xeon; from d = 64 the products computed again for the features cost more than that
+#: saves (13 % fewer at d = 768).
+KEEP_TILES_UP_TO = 32
 #: (query, tile) pairs scored at a time: bounds the candidate arrays to ~8 MiB each.
 _PAIR_BATCH = 4096
 #: Candidates of one chunk held before they are cut to about k per query (see _nearest).
@@ -156,11 +162,40 @@ class TopKSelection(ChunkProducts):
 
         The largest product of each query in each tile of TILE rows bounds its scores there
         under every metric, so once a query's list has filled, only the tiles that can beat its
-        current k-th score are scored. Queries whose lists are still filling (the first chunk)
-        take whole rows."""
+        current k-th score are scored. Rows of at most KEEP_TILES_UP_TO dimensions keep the
+        products of those tiles alone, slab by slab, while the slab is in the cache (see
+        :meth:`_chunk`). Queries whose lists are still filling (the first steps) take whole
+        rows: every product of their step is stored."""
+        bars = [self._bar(group) for group in self._groups]
+        stored = self.stacked.shape[1] > KEEP_TILES_UP_TO
+        if stored or any(np.isneginf(bar).any() for bar in bars):
+            self._add_stored_step(rows, bars)
+            return
+        found: list[list[tuple[Ints, Ints]]] = [[] for _ in self._groups]
+
+        def keep(tile_max: Floats, tiles: TileRanges, at: slice) -> tuple[Ints, Ints]:
+            """The pairs of the slab's tiles ``at`` whose bound reaches a row's bar, in any
+            group: each group's are kept for its selection, their union's products stored."""
+            wanted = np.zeros((len(self.stacked), at.stop - at.start), dtype=bool)
+            for group, bar, pairs in zip(self._groups, bars, found, strict=True):
+                every = np.arange(len(bar))
+                row, tile = self._reachable_tiles(group, tile_max[:, at], tiles[at], bar, every)
+                pairs.append((row, tile + at.start))
+                wanted[group.stacked[row], tile] = True
+            stacked, tile = np.nonzero(wanted)
+            return stacked, tile + at.start
+
+        chunk = self._chunk(rows, keep)
+        for group, bar, pairs in zip(self._groups, bars, found, strict=True):
+            row, tile = (np.concatenate(part) for part in zip(*pairs, strict=True))
+            self._add_full(group, chunk, bar, (row, tile))
+
+    def _add_stored_step(self, rows: CleanRows, bars: list[Floats]) -> None:
+        """Consume a step whose products are all stored (some lists still fill: ``bars`` holds
+        -inf, or the rows have more than KEEP_TILES_UP_TO dimensions): a filling list scores
+        every row, a full one the tiles its bound reaches."""
         chunk = self._chunk(rows)
-        for group in self._groups:
-            bar = self._bar(group)
+        for group, bar in zip(self._groups, bars, strict=True):
             filling = np.isneginf(bar)
             if filling.any():
                 for position, i in enumerate(group.lists):
@@ -172,7 +207,8 @@ class TopKSelection(ChunkProducts):
                         )
             full = np.flatnonzero(~filling)
             if len(full):
-                self._add_full(group, chunk, bar, full)
+                pairs = self._reachable_tiles(group, chunk.tile_max, chunk.tiles, bar, full)
+                self._add_full(group, chunk, bar, pairs)
 
     def _grouped(self) -> list[_Group]:
         """The lists in groups of one kind (see :class:`_Group`), in the order of their kinds."""
@@ -221,10 +257,10 @@ class TopKSelection(ChunkProducts):
             features = self._features(chunk, query, column)
             self._merge(neighbor_list, query, chunk.positions[column], features)
 
-    def _add_full(self, group: _Group, chunk: Chunk, bar: Floats, full: Ints) -> None:
-        """Merge the chunk's candidates for the group's rows ``full`` (their lists full): only
-        the tiles whose bound reaches a row's bar are scored. ``bar`` is per row."""
-        row, tile = self._reachable_tiles(group, chunk, bar, full)
+    def _add_full(self, group: _Group, chunk: Chunk, bar: Floats, pairs: tuple[Ints, Ints]) -> None:
+        """Merge the chunk's candidates for the group's (row, tile) ``pairs``: the tiles whose
+        bound reaches the row's bar (:meth:`_reachable_tiles`). ``bar`` is per row."""
+        row, tile = pairs
         if not len(row):
             return
         hit_row, column = self._tile_hits(group, chunk, bar, row, tile)
@@ -239,16 +275,17 @@ class TopKSelection(ChunkProducts):
                 self._merge(self.lists[i], query[first:last], positions, features[first:last])
 
     def _reachable_tiles(
-        self, group: _Group, chunk: Chunk, bar: Floats, full: Ints
+        self, group: _Group, tile_max: Floats, tiles: TileRanges, bar: Floats, full: Ints
     ) -> tuple[Ints, Ints]:
         """(row, tile) of each tile whose bound on the row's selection scores reaches the row's
-        bar, for the group's rows ``full``."""
-        tile_max = chunk.tile_max[group.stacked[full]]
+        bar, for the group's rows ``full``; ``tile_max`` (stacked rows, tiles) and ``tiles``
+        are the tiles' (of a chunk or of one slab)."""
+        tile_max = tile_max[group.stacked[full]]
         # A tile that holds nothing but the query's own row has a largest product of -inf
         # and no candidate: its bound is -inf (the arithmetic would give -inf + inf).
         empty = np.isneginf(tile_max)
         with np.errstate(invalid="ignore"):
-            bound = self._bound(group.kind, tile_max, group.query[full], chunk.tiles)
+            bound = self._bound(group.kind, tile_max, group.query[full], tiles)
             reach = bound + np.abs(bound) * 1e-5 + 1e-6
         reach[empty] = -np.inf
         pair_query, pair_tile = np.nonzero(reach > bar[full, None])
@@ -288,13 +325,20 @@ class TopKSelection(ChunkProducts):
     def _features(self, chunk: Chunk, query: Ints, column: Ints) -> Floats:
         """The features (see :mod:`embaudit.knn`) of the chunk entries (query, column)."""
         out = np.full((len(query), self.n_features), np.nan)
-        out[:, _COSINE] = chunk.entries(query, column)
         out[:, _NORM] = chunk.norm[column]
-        for b, block in enumerate(self.blocks[1:], start=1):
-            inside = query < block.n_queries
-            q, c = query[inside], column[inside]
-            scaled = chunk.entries(self.offsets[b] + q, c).astype(np.float64)  # times |x|/|xD|
-            out[inside, 1 + b] = scaled * self.query_factor[b][q]
+        # Every block's entries taken at once: a query's row in each block that holds it.
+        entries = [np.arange(len(query))]
+        for block in self.blocks[1:]:
+            entries.append(np.flatnonzero(query < block.n_queries))
+        sizes = np.cumsum([0, *map(len, entries)])
+        stacked = np.concatenate(
+            [offset + query[at] for offset, at in zip(self.offsets, entries, strict=True)]
+        )
+        products = chunk.entries(stacked, column[np.concatenate(entries)])
+        out[:, _COSINE] = products[: sizes[1]]
+        for b, at in enumerate(entries[1:], start=1):
+            scaled = products[sizes[b] : sizes[b + 1]].astype(np.float64)  # times |x|/|xD|
+            out[at, 1 + b] = scaled * self.query_factor[b][query[at]]
         return out
 
     def _nearest(
