@@ -215,7 +215,7 @@ class _EntrySource:
 
     stacked: npt.NDArray[np.float32]  # the stacked query rows
     unit: npt.NDArray[np.float32]  # the chunk's unit rows, in its column order
-    factor_of: Ints  # per stacked row: its gauge block's row of ``factors``, or -1
+    gauged: list[tuple[slice, int]]  # each gauge block's stacked rows, its row of ``factors``
     factors: npt.NDArray[np.float32] | None  # (gauge blocks, columns): |x| / |x D|
 
     def entries(self, stacked: Ints, column: Ints) -> npt.NDArray[np.float32]:
@@ -231,10 +231,12 @@ class _EntrySource:
         block = np.empty((len(rows), len(tiled)), np.float32)
         _multiply(self.stacked[rows], tiled, block)
         products = block[row_at, column_at]
-        factor = self.factor_of[stacked]
-        gauged = np.flatnonzero(factor >= 0)
-        if len(gauged):
-            assert self.factors is not None
+        if self.factors is not None:
+            factor_of = np.full(len(self.stacked), -1)  # per stacked row: its factors' row
+            for rows_of, index in self.gauged:
+                factor_of[rows_of] = index
+            factor = factor_of[stacked]
+            gauged = np.flatnonzero(factor >= 0)
             products[gauged] *= self.factors[factor[gauged], column[gauged]]
         return np.asarray(products)
 
@@ -292,11 +294,11 @@ class ChunkProducts:
         else:
             positions, norms, unit = rows.positions, rows.norms, rows.unit
         n = len(positions)
-        factor_of, factors = self._row_factors(unit)
+        factors = self._row_factors(unit)
         gauged = [
             (slice(self.offsets[b], self.offsets[b] + self.blocks[b].n_queries), index)
             for index, b in enumerate(self._gauge_blocks)
-        ]
+        ]  # each gauge block's stacked rows, and its row of ``factors``
         # A query never neighbours itself: its products with its own row are -inf in every block.
         own_stacked, own_columns = self._self_matches(positions)
         starts = np.arange(0, n, TILE)
@@ -314,6 +316,7 @@ class ChunkProducts:
         shape = (len(self.stacked), len(starts)) if keep is not None else (0, 0)
         kept_index = np.full(shape, -1, np.int32)
         kept: list[npt.NDArray[np.float32]] = []
+        count = 0  # products kept so far
         for first in range(0, n, SLAB):
             tiled = _whole_tiles(unit[first : first + SLAB])
             slab = products[0 if keep is not None else first // SLAB, :, : len(tiled)]
@@ -329,8 +332,9 @@ class ChunkProducts:
             if keep is not None:
                 stacked_rows, tile = keep(tile_max, tiles, at)
                 taken = slab.reshape(len(slab), -1, TILE)[stacked_rows, tile - at.start]
-                kept_index[stacked_rows, tile] = np.arange(len(taken)) + sum(map(len, kept))
+                kept_index[stacked_rows, tile] = np.arange(count, count + len(taken))
                 kept.append(taken)
+                count += len(taken)
         scaled_norm = np.pad(scaled, (0, len(starts) * TILE - n), mode="edge").astype(np.float32)
         return Chunk(
             positions=positions,
@@ -341,7 +345,7 @@ class ChunkProducts:
             tile_max=tile_max,
             tiles=tiles,
             kept=None if keep is None else KeptTiles(kept_index, _joined(kept)),
-            source=None if keep is None else _EntrySource(self.stacked, unit, factor_of, factors),
+            source=None if keep is None else _EntrySource(self.stacked, unit, gauged, factors),
         )
 
     def _self_matches(self, positions: Ints) -> tuple[Ints, Ints]:
@@ -358,18 +362,12 @@ class ChunkProducts:
         own_columns = np.concatenate([own_column[inside] for inside in in_block])
         return own_stacked, own_columns
 
-    def _row_factors(
-        self, unit: npt.NDArray[np.float32]
-    ) -> tuple[Ints, npt.NDArray[np.float32] | None]:
+    def _row_factors(self, unit: npt.NDArray[np.float32]) -> npt.NDArray[np.float32] | None:
         """|x| / |x D| = 1 / |x/|x| D| per gauge block, in float32: the database side of a gauge
         cosine, from the chunk's unit rows (and 1 for the zero rows that fill its last tile):
-        (per stacked row, its gauge block's row of factors or -1; (gauge blocks, whole tiles)
-        factors, None without gauge blocks)."""
-        factor_of = np.full(len(self.stacked), -1, np.int64)
+        (gauge blocks, whole tiles), None without gauge blocks."""
         if not self._gauge_blocks:
-            return factor_of, None
-        for index, b in enumerate(self._gauge_blocks):
-            factor_of[self.offsets[b] : self.offsets[b] + self.blocks[b].n_queries] = index
+            return None
         # The squares' product a slab at a time (whole tiles), with enough gauge columns (zeros
         # after the gauges') for BLAS's general path: a row's factors do not depend on how many
         # gauges a search holds, nor on where the chunk ends.
@@ -385,7 +383,7 @@ class ChunkProducts:
             # after the last fill its tile with factors of 1.
             safe = np.where(gauged > 0, gauged, 1.0)
             factors[:, first : first + len(rows)] = 1.0 / np.sqrt(safe)
-        return factor_of, factors
+        return factors
 
     def _own(self, positions: Ints) -> tuple[Ints, Ints]:
         """(query, column) of the chunk rows that are queries: self-matches, removed by row."""

@@ -172,14 +172,14 @@ class TopKSelection(ChunkProducts):
             self._add_stored_step(rows, bars)
             return
         found: list[list[tuple[Ints, Ints]]] = [[] for _ in self._groups]
+        every = [np.arange(len(bar)) for bar in bars]  # each group's rows: all full
 
         def keep(tile_max: Floats, tiles: TileRanges, at: slice) -> tuple[Ints, Ints]:
             """The pairs of the slab's tiles ``at`` whose bound reaches a row's bar, in any
             group: each group's are kept for its selection, their union's products stored."""
             wanted = np.zeros((len(self.stacked), at.stop - at.start), dtype=bool)
-            for group, bar, pairs in zip(self._groups, bars, found, strict=True):
-                every = np.arange(len(bar))
-                row, tile = self._reachable_tiles(group, tile_max[:, at], tiles[at], bar, every)
+            for group, bar, full, pairs in zip(self._groups, bars, every, found, strict=True):
+                row, tile = self._reachable_tiles(group, tile_max[:, at], tiles[at], bar, full)
                 pairs.append((row, tile + at.start))
                 wanted[group.stacked[row], tile] = True
             stacked, tile = np.nonzero(wanted)
