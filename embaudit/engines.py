@@ -109,7 +109,9 @@ class LocalEngine(Engine):
     :func:`fold_fragment`).
 
     Each worker's search runs through all fragments, so its running k-th scores prune its later
-    chunks; the workers' lists merge at the end, exactly (best score, then lowest row)."""
+    chunks, and it prunes by the highest bar any worker of the search has reached (the workers'
+    rows together raise it as fast as one worker reading them all would); the workers' lists
+    merge at the end, exactly (best score, then lowest row)."""
 
     name = "local"
 
@@ -128,8 +130,7 @@ class LocalEngine(Engine):
     ) -> PassResult:
         parts = PartMerge(source)  # folded in row order as they come
         timings: dict[str, float] = {}
-        workers = [Worker.of(plan)]
-        workers += [Worker.fresh(plan) for _ in range(self.workers - 1)]
+        workers = Worker.team(plan, self.workers)
         try:
             with threadpool_limits(self.blas_threads, user_api="blas"):
                 for fragment in source.fragments():

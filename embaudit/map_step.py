@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from embaudit.knn import NeighborList, NeighborSearch, Scratch
+from embaudit.knn import NeighborList, NeighborSearch, Scratch, SharedBars
 from embaudit.sources import EmbeddingSource, Fragment
 from embaudit.stats import CleanRows, PartStats, RowCollector, ScanStats, fold_fragment
 
@@ -88,6 +88,19 @@ class Worker:
         searches = [searched.search.fresh() for searched in plan.searches]
         return cls(searches, plan.sample and plan.sample.fresh())
 
+    @classmethod
+    def team(cls, plan: PassPlan, count: int) -> list[Worker]:
+        """``count`` workers of one pass: the first fills the plan's own searches, the others
+        fresh ones merged into them at the end. The workers of a search prune by the best bar
+        any of them has reached (:class:`~embaudit.knn.select.SharedBars`) until released."""
+        workers = [cls.of(plan)] + [cls.fresh(plan) for _ in range(count - 1)]
+        if count > 1:
+            for searches in zip(*(worker.searches for worker in workers), strict=True):
+                shared = SharedBars.of(searches[0])
+                for search in searches:
+                    search.shared_bars = shared
+        return workers
+
     def consumers(self, plan: PassPlan) -> list[Callable[[CleanRows], None]]:
         consumers: list[Callable[[CleanRows], None]] = []
         for search, searched in zip(self.searches, plan.searches, strict=True):
@@ -107,6 +120,7 @@ class Worker:
         """Drop the memory the searches keep from one chunk to the next (the worker is done)."""
         for search in self.searches:
             search.scratch.clear()
+            search.shared_bars = None
 
     def merge_into(self, plan: PassPlan) -> None:
         """Merge this worker's lists and rows into the plan's own searches and collector."""

@@ -26,7 +26,7 @@ import embaudit
 from embaudit import engines as engines_module
 from embaudit.engines import LocalEngine, RayEngine, make_engine
 from embaudit.errors import IncompleteError, InputError, UsageError
-from embaudit.knn import Block, NeighborSearch, Scratch, exact_lists
+from embaudit.knn import Block, NeighborSearch, Scratch, SharedBars, exact_lists
 from embaudit.map_step import PassPlan, Searched
 from embaudit.measurement.sampling import Sampling, gauge_corpus
 from embaudit.measurement.steps import measure
@@ -728,7 +728,7 @@ def test_a_search_over_some_rows_sees_their_clean_rows_alone(workers: int) -> No
 
 
 @pytest.mark.parametrize("workers", [1, 2])
-def test_a_workers_searches_share_the_memory_of_their_products_until_the_pass_ends(
+def test_a_workers_searches_share_memory_and_bars_until_the_pass_ends(
     workers: int, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """A worker's searches run one after the other: their products take the same memory, kept
@@ -748,12 +748,24 @@ def test_a_workers_searches_share_the_memory_of_their_products_until_the_pass_en
         return out
 
     monkeypatch.setattr(Scratch, "products", products)
+    shared: set[int] = set()  # the shared bars the searches' steps reported to
+    raised = SharedBars.raised
+
+    def reported(bars: Any, *args: Any) -> Any:
+        shared.add(id(bars))
+        return raised(bars, *args)
+
+    monkeypatch.setattr(SharedBars, "raised", reported)
     plan = PassPlan(tuple(Searched(s) for s in searches))
     LocalEngine(workers=workers).run(open_source(x), plan, chunk_rows=512)
     # Each worker's one scratch served both searches, the same memory on every chunk.
     assert len(held) == workers
     assert all(len(addresses) == 1 for addresses in held.values())
     assert all(s.scratch.nbytes == 0 for s in searches)
+    # Two workers of a search prune by each other's bars (one set of bars per search), and
+    # the searches keep none once the pass ends.
+    assert len(shared) == (2 if workers > 1 else 0)
+    assert all(s.shared_bars is None for s in searches)
 
 
 @pytest.mark.parametrize("workers", [1, 2])

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from embaudit import knn
-from embaudit.knn import Block, NeighborSearch, exact_lists
+from embaudit.knn import Block, NeighborSearch, SharedBars, exact_lists
 from embaudit.stats import CleanRows
 from tests.exports import exact_cosine_top
 
@@ -171,6 +171,72 @@ def test_steps_that_keep_only_reached_tiles_give_the_lists_of_stored_products(mo
     taken.clear()
     _search(x, query_rows, 9, blocks, chunk=1500)
     assert not any(taken)
+
+
+def _two_workers(x, query_rows, k, blocks, share, head_start=0, chunk=500):
+    """Two workers of one pass (the second a fresh copy of the first) take the chunks in turn,
+    the first alone for its ``head_start`` chunks; the second's lists are merged into the
+    first's at the end, as the local engine does."""
+    first = NeighborSearch(x[query_rows], query_rows, k, blocks)
+    second = first.fresh()
+    if share:
+        first.shared_bars = second.shared_bars = SharedBars.of(first)
+    for i, start in enumerate(range(0, len(x), chunk)):
+        worker = first if i < head_start or (i - head_start) % 2 == 0 else second
+        worker.add(clean_rows(x[start : start + chunk], start))
+    assert all((lst.rows >= 0).all() for lst in second.lists)  # its lists filled
+    first.absorb(second.lists)
+    return first
+
+
+@pytest.mark.parametrize("d", [24, 96])
+def test_workers_that_share_their_bars_score_fewer_tiles_and_merge_to_the_same_lists(
+    monkeypatch, d
+):
+    # Each worker prunes by the highest bar any worker has reached: fewer (row, tile) pairs
+    # are scored, and the merged lists, scores and features are those of workers that do not
+    # share, bit for bit (and float64 brute force's). The second worker starts after the
+    # first has seen six chunks: its lists still fill under the first's higher bars.
+    rng = np.random.default_rng(16)
+    x = rng.standard_normal((14000, d)) * rng.lognormal(size=(14000, 1))
+    query_rows = np.sort(rng.choice(len(x), 60, replace=False))
+    blocks = [Block("base", 60), Block("g", 30, np.exp(rng.normal(0.0, 0.5, size=d)))]
+    pairs: list[int] = []
+    reachable = knn.select.TopKSelection._reachable_tiles
+
+    def counted(self, *args):
+        found = reachable(self, *args)
+        pairs.append(len(found[0]))
+        return found
+
+    monkeypatch.setattr(knn.select.TopKSelection, "_reachable_tiles", counted)
+    alone = _two_workers(x, query_rows, 9, blocks, share=False, head_start=6)
+    scored_alone, pairs[:] = sum(pairs), []
+    shared = _two_workers(x, query_rows, 9, blocks, share=True, head_start=6)
+    assert sum(pairs) < 0.95 * scored_alone  # 0.89 and 0.91 of them here
+    for a, b in zip(alone.lists, shared.lists, strict=True):
+        np.testing.assert_array_equal(a.rows, b.rows)
+        np.testing.assert_array_equal(a.scores, b.scores)
+        np.testing.assert_array_equal(a.features, b.features)
+    for metric in knn.METRICS:
+        found = shared.list_for(metric)
+        ref_rows, ref_scores = exact_lists(x, query_rows, 9, metric)
+        tolerance = 1e-5 * np.abs(ref_scores).max()
+        _same_sets_up_to_ties(found.rows, found.scores, ref_rows, ref_scores, tolerance)
+
+
+def test_a_shared_bar_raises_only_the_rows_whose_own_list_is_full():
+    search = NeighborSearch(np.eye(4)[:3], np.arange(3), 2, [Block("base", 3)], ("cosine",))
+    shared = SharedBars.of(search)
+    rows = len(search._groups[0].query)
+    high = np.linspace(0.1, 0.9, rows)
+    shared.raised([high])
+    own = np.full(rows, 0.5)
+    own[0] = -np.inf  # this row's list still fills
+    (raised,) = shared.raised([own])
+    assert np.isneginf(raised[0])
+    np.testing.assert_array_equal(raised[1:], np.maximum(high, own)[1:])
+    assert shared.best[0][0] == high[0]  # a lower report never lowers the best
 
 
 def test_a_step_holds_at_most_step_bytes_of_products_and_at_least_a_slab():

@@ -23,7 +23,7 @@ from __future__ import annotations
 
 from embaudit.knn.products import SLAB, TILE, Block, Scratch
 from embaudit.knn.search import EXTERNAL_ROW, METRICS, NeighborSearch, exact_lists
-from embaudit.knn.select import TIE_ULPS, NeighborList, TopKSelection
+from embaudit.knn.select import TIE_ULPS, NeighborList, SharedBars, TopKSelection
 
 __all__ = [
     "EXTERNAL_ROW",
@@ -35,6 +35,7 @@ __all__ = [
     "NeighborList",
     "NeighborSearch",
     "Scratch",
+    "SharedBars",
     "TopKSelection",
     "exact_lists",
 ]

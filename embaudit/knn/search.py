@@ -109,6 +109,7 @@ class NeighborSearch(TopKSelection):
         self._by_norm = self.metrics != ("cosine",)
         self.scratch = Scratch()
         self._groups = self._grouped()
+        self.shared_bars = None
 
     # Scoring ---------------------------------------------------------------------------------
 
@@ -127,6 +128,7 @@ class NeighborSearch(TopKSelection):
         """The same search with empty lists: what a worker fills from its own fragment."""
         clone = copy.copy(self)
         clone.scratch = Scratch()
+        clone.shared_bars = None
         clone.lists = [
             NeighborList(
                 held.metric,

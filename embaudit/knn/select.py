@@ -12,7 +12,8 @@ which :meth:`TopKSelection._score` turns into a score under any list's metric.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import threading
+from dataclasses import dataclass, field
 
 import numpy as np
 import numpy.typing as npt
@@ -87,6 +88,37 @@ class _Group:
     factor: Floats  # per row: its selection factor (see TopKSelection._selection_factor)
 
 
+@dataclass
+class SharedBars:
+    """The best bar of every group row over the workers searching one pass's rows with the
+    same search (each worker's own copy, see :meth:`~embaudit.knn.NeighborSearch.fresh`).
+
+    A worker's k-th score bounds the k-th score of the merged lists from below: an entry that
+    cannot beat another worker's bar cannot enter the merged top k, so every worker prunes by
+    the highest bar any of them has reached (each worker's rows alone raise its own bar half
+    as fast). The merged lists are the same whatever the workers' timing: only the candidates
+    that could not enter them are left out."""
+
+    best: list[Floats]  # per group, per row: the highest bar reported
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    @classmethod
+    def of(cls, selection: TopKSelection) -> SharedBars:
+        return cls([np.full(len(group.query), -np.inf) for group in selection._groups])
+
+    def raised(self, bars: list[Floats]) -> list[Floats]:
+        """Report a worker's ``bars`` (per group) and return them raised to the best reported:
+        only where the worker's own is finite (a row whose list still fills keeps -inf: it
+        takes every row until its list is full)."""
+        with self.lock:
+            for best, bar in zip(self.best, bars, strict=True):
+                np.maximum(best, bar, out=best)
+            return [
+                np.where(np.isneginf(bar), bar, best)
+                for best, bar in zip(self.best, bars, strict=True)
+            ]
+
+
 class TopKSelection(ChunkProducts):
     """The streaming half of :class:`~embaudit.knn.search.NeighborSearch`: chunks of clean rows
     scored against the stacked queries and merged into the running top-k lists.
@@ -102,6 +134,7 @@ class TopKSelection(ChunkProducts):
     n_features: int
     tie_tolerance: float
     _groups: list[_Group]
+    shared_bars: SharedBars | None  # the bars of the other workers of a pass (None: alone)
 
     # Scoring ---------------------------------------------------------------------------------
 
@@ -167,6 +200,8 @@ class TopKSelection(ChunkProducts):
         :meth:`_chunk`). Queries whose lists are still filling (the first steps) take whole
         rows: every product of their step is stored."""
         bars = [self._bar(group) for group in self._groups]
+        if self.shared_bars is not None:
+            bars = self.shared_bars.raised(bars)
         stored = self.stacked.shape[1] > KEEP_TILES_UP_TO
         if stored or any(np.isneginf(bar).any() for bar in bars):
             self._add_stored_step(rows, bars)
