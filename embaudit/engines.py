@@ -109,8 +109,8 @@ class LocalEngine(Engine):
     :func:`fold_fragment`).
 
     Each worker's search runs through all fragments, so its running k-th scores prune its later
-    chunks, and it prunes by the highest bar any worker of the search has reached (the workers'
-    rows together raise it as fast as one worker reading them all would); the workers' lists
+    chunks, and it prunes by the highest bar any worker of the search has reached (its own rows
+    alone raise its bar more slowly); the workers' lists
     merge at the end, exactly (best score, then lowest row)."""
 
     name = "local"
