@@ -30,21 +30,22 @@ class Moments:
         return cls(0, np.zeros(d), np.zeros(d))
 
     @classmethod
-    def of(cls, block: Floats) -> Moments:
+    def of(cls, block: Floats, scratch: Floats | None = None) -> Moments:
         """Moments of one block, two-pass: the mean, then the squared deviations from it.
 
         The one-pass form sum x^2 - n mean^2 loses about eps * mean^2 of the variance, so a
         constant column of a value larger than the typical coordinate (a bias of 0.3 in unit
         rows of d = 384) came out with a spread above EA004's threshold. Here a constant column
         keeps only the rounding of its mean, about eps * |mean| in std. Magnitudes beyond
-        ~1e154 overflow to inf, which reads as 'not constant'.
+        ~1e154 overflow to inf, which reads as 'not constant'. ``scratch``: an array of the
+        block's shape to hold its deviations (default: a new one).
         """
         n = len(block)
         if not n:
             return cls.empty(block.shape[1])
         with np.errstate(over="ignore", invalid="ignore"):
             mean = block.sum(axis=0) / n
-            centred = block - mean
+            centred = np.subtract(block, mean, out=scratch)
             m2 = np.einsum("ij,ij->j", centred, centred)
         return cls(n, mean, np.where(np.isnan(m2), np.inf, m2))
 

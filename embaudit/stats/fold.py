@@ -253,7 +253,9 @@ class _FragmentFolder:
         One sweep, a few hundred rows at a time: each block is widened to float64 (float16 and
         float32 widen exactly), and its norms, clean rows, sums, unit rows and the hashes of its
         stored bits are computed while it stays in the cache (the whole chunk widened would be
-        read from memory once per sum)."""
+        read from memory once per sum). A block's arrays are the same memory from one block to
+        the next: a new array of a block's size (about FOLD_BYTES) on every block was mapped
+        and its pages faulted in again each time, most of the fold's time at 768 dimensions."""
         if values.dtype != self.dtype:  # a source's bug: the hashes would not compare
             raise RuntimeError(f"a chunk of {values.dtype} rows from a {self.dtype} source")
         n = len(values)
@@ -264,10 +266,14 @@ class _FragmentFolder:
         unit_rows = np.empty((n if self.keep_unit else 0, self.d), np.float32)
         hashes = np.empty(n if self.statistics else 0, dtype=np.uint64)
         moments, unit_sum, unit_sq_sum = Moments.empty(self.d), np.zeros(self.d), np.zeros(self.d)
+        block = (min(n, step), self.d)
+        widened, spare = np.empty(block), np.empty(block)  # spare: unit rows, then deviations
+        words = (np.empty(block, self.dtype), np.empty(block, self.dtype))
         for first in range(0, n, step):
             rows = slice(first, first + step)
             stored = values[rows]
-            wide = stored.astype(np.float64)
+            wide = widened[: len(stored)]
+            np.copyto(wide, stored)
             norms, nans = _usable_norms(wide)
             nan_rows += nans
             clean = norms >= self.tiny  # NaN compares false
@@ -280,14 +286,16 @@ class _FragmentFolder:
             kept += len(wide)
             if not (self.statistics or self.keep_unit):
                 continue
-            unit = wide / norms[:, None]  # float64: the cosine sums must be exact
+            taken = slice(0, len(wide))
+            # float64: the cosine sums must be exact
+            unit = np.divide(wide, norms[:, None], out=spare[taken])
             if self.keep_unit:
                 unit_rows[out] = unit
             if self.statistics:
-                moments = moments.merge(Moments.of(wide))
                 unit_sum += unit.sum(axis=0)
                 unit_sq_sum += np.einsum("ij,ij->j", unit, unit)
-                hashes[out] = _hash_rows(stored)
+                moments = moments.merge(Moments.of(wide, scratch=spare[taken]))
+                hashes[out] = _hash_rows(stored, (words[0][taken], words[1][taken]))
         bad = np.isnan(chunk_norms)
         part = _ChunkPart(
             slice(start - self.start, start + n - self.start),

@@ -50,15 +50,21 @@ def clean_mask(
     return np.asarray(finite & (norms >= np.finfo(dtype).tiny))
 
 
-def _row_words(values: npt.NDArray[np.floating[Any]]) -> npt.NDArray[np.unsignedinteger[Any]]:
+def _row_words(
+    values: npt.NDArray[np.floating[Any]], out: npt.NDArray[np.floating[Any]] | None = None
+) -> npt.NDArray[np.unsignedinteger[Any]]:
     """The bit patterns of the values (unsigned words of the same width), -0.0 folded into +0.0:
-    what "identical rows" means for EA003."""
+    what "identical rows" means for EA003. ``out``: a C-ordered array of the values' shape and
+    dtype to hold them (default: a new one)."""
     # -0.0 + 0.0 == +0.0 under round-to-nearest; C order, so that the rows' words are contiguous
-    folded = np.add(values, values.dtype.type(0), order="C")
+    folded = np.add(values, values.dtype.type(0), out=out, order="C")
     return folded.view(np.dtype(f"u{values.dtype.itemsize}"))
 
 
-def _hash_rows(values: npt.NDArray[np.floating[Any]]) -> npt.NDArray[np.uint64]:
+def _hash_rows(
+    values: npt.NDArray[np.floating[Any]],
+    scratch: tuple[npt.NDArray[np.floating[Any]], npt.NDArray[np.floating[Any]]] | None = None,
+) -> npt.NDArray[np.uint64]:
     """A 64-bit multiply-sum hash of each row's bits as stored (mod 2^64): equal rows hash equal;
     a prefilter only.
 
@@ -69,9 +75,11 @@ def _hash_rows(values: npt.NDArray[np.floating[Any]]) -> npt.NDArray[np.uint64]:
     (a float32 export written by pandas, or widened on the way) has 29 trailing zero bits, so
     every hash was a multiple of 2^29 — 35 bits of hash, colliding about n^2 / 2^36 times (28
     rows to fetch again and compare on a 1M-row export, 2.5 s on its parquet copy); int8 or
-    bfloat16 values read as float32 keep 16-17 zero bits."""
-    words = _row_words(values)  # a new array: folded in place
-    words ^= words >> (4 * words.dtype.itemsize)
+    bfloat16 values read as float32 keep 16-17 zero bits. ``scratch``: two C-ordered arrays
+    of the values' shape and dtype for the words (default: new ones; a fold reuses its own)."""
+    words = _row_words(values, None if scratch is None else scratch[0])  # folded in place
+    shifted = None if scratch is None else scratch[1].view(words.dtype)
+    words ^= np.right_shift(words, 4 * words.dtype.itemsize, out=shifted)
     hashes: npt.NDArray[np.uint64] = np.einsum(
         "ij,j->i", words, _hash_weights(words.shape[1]), dtype=np.uint64
     )  # one pass, wraps
