@@ -198,7 +198,7 @@ def test_the_row_hash_is_equal_for_equal_rows_and_moves_with_any_one_bit(dtype):
 
 
 def test_duplicate_grouping_does_not_trust_the_hash(monkeypatch):
-    def colliding(values):
+    def colliding(values, scratch=None):
         return np.zeros(len(values), dtype=np.uint64)
 
     monkeypatch.setattr(embaudit.stats.fold, "_hash_rows", colliding)
