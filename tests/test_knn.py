@@ -242,13 +242,21 @@ def test_a_shared_bar_raises_only_the_rows_whose_own_list_is_full():
 def test_a_step_holds_at_most_step_bytes_of_products_and_at_least_a_slab():
     rng = np.random.default_rng(14)
     x = rng.standard_normal((50, 8))
-    for queries in (1, 40):
-        search = NeighborSearch(x[:queries], np.arange(queries), 5, [Block("base", queries)])
-        rows = search.step_rows()
-        assert rows % knn.SLAB == 0 and rows >= knn.SLAB
-        assert rows * queries * 4 <= max(knn.select.STEP_BYTES, knn.SLAB * queries * 4)
-    many = NeighborSearch(x, np.arange(50), 5, [Block("base", 50)] * 200)  # 10,000 stacked
-    assert many.step_rows() == knn.SLAB
+    for queries in (1, 40, 500, 4000):
+        at = np.arange(queries) % 50
+        search = NeighborSearch(x[at], at, 5, [Block("b", queries)])
+        slab, rows = search.slab_rows(), search.step_rows()
+        assert slab % knn.TILE == 0 and knn.TILE <= slab <= knn.SLAB
+        assert slab * queries * 4 <= knn.products.SLAB_BYTES
+        assert rows % slab == 0 and rows >= slab
+        assert rows * queries * 4 <= knn.select.STEP_BYTES
+    # A slab of a search of many queries holds fewer rows: as many products, not more.
+    slabs = [
+        NeighborSearch(x, np.arange(50), 5, [Block("b", 50)] * m).slab_rows() for m in (10, 80)
+    ]
+    assert slabs == [knn.SLAB, 3 * knn.TILE]
+    many = NeighborSearch(x, np.arange(50), 5, [Block("b", 50)] * 200)  # 10,000 stacked
+    assert many.slab_rows() == knn.TILE  # one tile at least, above SLAB_BYTES
 
 
 def test_k_larger_than_the_database_returns_every_other_row():

@@ -1,16 +1,16 @@
 """The float32 products of a chunk's rows with the stacked query rows, and what its tiles bound.
 
 A search stacks its query blocks (see :mod:`embaudit.knn`); :class:`ChunkProducts` multiplies a
-chunk's unit rows with them SLAB rows at a time, in whole tiles of TILE rows and always on BLAS's
-general matrix path, so that a (query, row) product has the same float32 value however the rows
-were cut into chunks and however many queries were multiplied with it. A gauge block's products
-are scaled by each row's factor |x| / |x D| (they are its selection scores), a query's product
-with its own row is -inf, and each tile keeps its largest product: the bound that
+chunk's unit rows with them a slab of rows at a time, in whole tiles of TILE rows and always on
+BLAS's general matrix path, so that a (query, row) product has the same float32 value however the
+rows were cut into chunks and however many queries were multiplied with it. A gauge block's products
+are scaled by each row's factor |x| / |x D| (they are its selection scores), a query's product with
+its own row is -inf, and each tile keeps its largest product: the bound that
 :mod:`embaudit.knn.select` prunes by. The products of one step live in a :class:`Scratch` the
-searches of one worker share from one step to the next. Once every list of a search is full,
-a step of small-d rows stores none of them: each slab is bounded while in the cache and only the
-tiles a bound lets through are copied out (:class:`KeptTiles`); the few products its
-candidates' features need are computed again, to the same values.
+searches of one worker share from one step to the next. Once every list of a search is full, a step
+of small-d rows stores none of them: each slab is bounded while in the cache and only the tiles a
+bound lets through are copied out (:class:`KeptTiles`); the few products its candidates' features
+need are computed again, to the same values.
 """
 
 from __future__ import annotations
@@ -28,12 +28,17 @@ Ints = npt.NDArray[np.int64]
 
 #: Chunk rows per tile of the candidate search (see NeighborSearch.add).
 TILE = 256
-#: Chunk rows per matrix product (a multiple of TILE): each slab of products (4 MiB at the
-#: default 500 queries, 7 MiB at the 850 rows stacked for the gauges; measured with 1,300
-#: stacked rows) is scaled and bounded tile by tile while it is still in the
-#: cache, instead of being read back from memory twice (benchmarks/bench_slab.py: 5-10 % less
-#: time per 65,536-row chunk on a 2-core Xeon, within that machine's noise).
-SLAB = 8 * TILE
+#: Chunk rows per matrix product at most (a multiple of TILE): each slab of products is scaled
+#: and bounded tile by tile right after its product, instead of being read back from memory
+#: twice (benchmarks/bench_slab.py).
+SLAB = 16 * TILE
+#: Bytes of products a slab holds at most: a slab costs some fifty numpy calls whatever its
+#: size, and what it holds is its rows times the stacked rows (the slab of a search of many
+#: queries has fewer rows; see ChunkProducts.slab_rows). On a 2-core Xeon (2 MiB of L2 a
+#: core), with the default 500 and 634 stacked rows: slabs of 4,096 rows searched 7 % more
+#: 16-d and 128-d rows a second than slabs of 2,048, and as many 64-d and 768-d rows; at
+#: 16-d, slabs of 8, 12, 16 and 24 MiB (no cap): 376k, 398k, 361k and 326k rows a second.
+SLAB_BYTES = 12 * 2**20
 #: Multiply-adds up to which OpenBLAS (on AVX-512 CPUs) multiplies matrices with kernels of its
 #: own, as it does matrix-vector products: they round otherwise than its general matrix
 #: product. Every product of the search is made larger (:func:`_general_rows`), so that the
@@ -153,7 +158,7 @@ class Chunk:
 
     positions: Ints  # global row positions of the chunk's clean rows
     norm: Floats  # their L2 norms
-    #: (slabs, stacked queries, SLAB): slab by slab, its products with every stacked row (see
+    #: (slabs, stacked queries, slab rows): slab by slab, its products with every stacked row (see
     #: _chunk); -inf at self-matches and beyond the last row; a gauge block's rows times each
     #: row's |x| / |x D|, so that they are the block's selection scores. None when only the
     #: tiles a step may score were kept (``kept``).
@@ -267,6 +272,12 @@ class ChunkProducts:
     _by_norm: bool
     scratch: Scratch
 
+    def slab_rows(self) -> int:
+        """Chunk rows per slab: SLAB_BYTES of products with the stacked rows, in whole tiles, at
+        least one tile and at most SLAB rows."""
+        rows = SLAB_BYTES // (4 * max(len(self.stacked), 1))
+        return max(TILE, min(SLAB, rows) // TILE * TILE)
+
     def _chunk(self, rows: CleanRows, keep: KeepTiles | None = None) -> Chunk:
         """The products of the chunk's rows with every stacked query, self-matches removed, and
         what the tiles of TILE rows bound.
@@ -282,12 +293,13 @@ class ChunkProducts:
         its selection scores always were): each tile's largest entry then bounds the block's
         scores exactly, where the largest product times the tile's largest factor would not.
 
-        The products are computed SLAB rows at a time, each slab scaled and bounded before the
-        next: the same float32 values as one product of the whole chunk. Without ``keep`` they
-        are all stored, slab by slab. With ``keep`` (the selection's bars known: no list still
-        filling) each slab is computed in one block of memory used again for the next, which
-        stays in the cache, and only the tiles ``keep`` names (those whose bounds reach a bar)
-        are copied out: a step's products are never written to memory, nor read back."""
+        The products are computed a slab of rows at a time (:meth:`slab_rows`), each slab
+        scaled and bounded before the next: the same float32 values as one product of the
+        whole chunk. Without ``keep`` they are all stored, slab by slab. With ``keep`` (the
+        selection's bars known: no list still filling) each slab is computed in one block of
+        memory used again for the next, and only the tiles ``keep`` names (those whose bounds
+        reach a bar) are copied out: a step's products are never written to memory, nor read
+        back."""
         if self._by_norm:
             order = np.argsort(rows.norms, kind="stable")
             positions, norms, unit = rows.positions[order], rows.norms[order], rows.unit[order]
@@ -310,21 +322,22 @@ class ChunkProducts:
         # whole tiles, and with enough stacked rows to take BLAS's general path
         # (SMALL_PRODUCT): the products depend neither on the chunk's length nor on how many
         # queries are stacked. The zero rows that takes (a few queries) are multiplied apart.
-        slabs = 1 if keep is not None else -(-n // SLAB)
-        products = self.scratch.products(slabs, len(self.stacked), SLAB)
+        width = self.slab_rows()
+        slabs = 1 if keep is not None else -(-n // width)
+        products = self.scratch.products(slabs, len(self.stacked), width)
         tile_max = np.empty((len(self.stacked), len(starts)))
         shape = (len(self.stacked), len(starts)) if keep is not None else (0, 0)
         kept_index = np.full(shape, -1, np.int32)
         kept: list[npt.NDArray[np.float32]] = []
         count = 0  # products kept so far
-        for first in range(0, n, SLAB):
-            tiled = _whole_tiles(unit[first : first + SLAB])
-            slab = products[0 if keep is not None else first // SLAB, :, : len(tiled)]
+        for first in range(0, n, width):
+            tiled = _whole_tiles(unit[first : first + width])
+            slab = products[0 if keep is not None else first // width, :, : len(tiled)]
             _multiply(self.stacked, tiled, slab)
             if factors is not None:
                 for rows_of, index in gauged:
                     slab[rows_of] *= factors[index, first : first + len(tiled)]
-            mine = (own_columns >= first) & (own_columns < first + SLAB)
+            mine = (own_columns >= first) & (own_columns < first + width)
             slab[own_stacked[mine], own_columns[mine] - first] = -np.inf
             slab[:, n - first :] = -np.inf  # beyond the last row: never a candidate
             at = slice(first // TILE, (first + len(tiled)) // TILE)

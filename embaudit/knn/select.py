@@ -18,7 +18,6 @@ from dataclasses import dataclass, field
 import numpy as np
 import numpy.typing as npt
 
-from embaudit.knn import products as chunk_products
 from embaudit.knn.products import Chunk, ChunkProducts, TileRanges, ratio
 from embaudit.stats import CleanRows
 
@@ -180,14 +179,14 @@ class TopKSelection(ChunkProducts):
         """Rows of a step on which a list fills: FILL_DEPTH rows per neighbour kept (a whole
         number of slabs, at most :meth:`step_rows`), so that the bars the later steps prune by
         are those of a list that has already seen many rows."""
-        slab = chunk_products.SLAB
+        slab = self.slab_rows()
         slabs = -(-FILL_DEPTH * self.k // slab)
         return min(self.step_rows(), max(1, slabs) * slab)
 
     def step_rows(self) -> int:
-        """Rows per step of :meth:`add`: STEP_BYTES of products, a multiple of SLAB rows."""
+        """Rows per step of :meth:`add`: STEP_BYTES of products, a whole number of slabs."""
         rows = STEP_BYTES // (4 * max(len(self.stacked), 1))
-        slab = chunk_products.SLAB
+        slab = self.slab_rows()
         return max(slab, rows // slab * slab)
 
     def _add_step(self, rows: CleanRows) -> None:
