@@ -769,6 +769,37 @@ def test_a_workers_searches_share_memory_and_bars_until_the_pass_ends(
 
 
 @pytest.mark.parametrize("workers", [1, 2])
+def test_a_workers_chunks_take_the_same_memory_chunk_after_chunk(workers: int) -> None:
+    """Each worker copies its chunks' rows and computes their unit rows in the same memory,
+    chunk after chunk (a new array a chunk is mapped and faulted in page by page); the rows
+    are the consumers' for the call only, and the statistics are those of fresh memory."""
+    x = _vectors(3600)
+    source = open_source(x)
+    fragment = source.fragments()[0]
+    seen: list[dict[str, set[int]]] = [{"values": set(), "unit": set()} for _ in range(workers)]
+
+    def recorder(own: dict[str, set[int]]) -> Any:
+        def record(rows: CleanRows) -> None:
+            if len(rows.positions) == rows.rows_read:  # else the clean rows are a copy
+                own["values"].add(rows.values.__array_interface__["data"][0])
+            own["unit"].add(rows.unit.__array_interface__["data"][0])
+            reference = x[rows.positions] / np.linalg.norm(x[rows.positions], axis=1)[:, None]
+            np.testing.assert_allclose(rows.unit, reference, rtol=1e-6)
+            time.sleep(0.002)  # the other worker takes a turn
+
+        return record
+
+    shared = fold_fragment(
+        source, fragment, consumers=[[recorder(own)] for own in seen], chunk_rows=256
+    )
+    assert all(len(own["values"]) == 1 and len(own["unit"]) == 1 for own in seen)
+    alone = fold_fragment(source, fragment, consumers=[[]], chunk_rows=3600)
+    assert shared is not None and alone is not None
+    np.testing.assert_array_equal(shared.norms, alone.norms)
+    np.testing.assert_array_equal(shared.hashes, alone.hashes)
+
+
+@pytest.mark.parametrize("workers", [1, 2])
 def test_a_pass_that_fails_keeps_no_products_memory(
     workers: int, monkeypatch: pytest.MonkeyPatch
 ) -> None:

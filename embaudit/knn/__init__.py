@@ -21,9 +21,10 @@ results and their tie-aware overlap) and the brute-force reference :func:`exact_
 
 from __future__ import annotations
 
-from embaudit.knn.products import SLAB, TILE, Block, Scratch
+from embaudit.knn.products import SLAB, TILE, Block
 from embaudit.knn.search import EXTERNAL_ROW, METRICS, NeighborSearch, exact_lists
 from embaudit.knn.select import TIE_ULPS, NeighborList, SharedBars, TopKSelection
+from embaudit.stats import Scratch
 
 __all__ = [
     "EXTERNAL_ROW",

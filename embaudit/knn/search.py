@@ -17,9 +17,9 @@ import numpy as np
 import numpy.typing as npt
 
 from embaudit.geometry import pow2_scale, unit_rows
-from embaudit.knn.products import Block, Scratch, ratio
+from embaudit.knn.products import Block, ratio
 from embaudit.knn.select import _NORM, _U32, TIE_ULPS, NeighborList, TopKSelection
-from embaudit.stats import row_norms
+from embaudit.stats import Scratch, row_norms
 
 Floats = npt.NDArray[np.float64]
 Ints = npt.NDArray[np.int64]

@@ -35,6 +35,7 @@ from embaudit.stats.scan_stats import (
     finish,
     scan,
 )
+from embaudit.stats.scratch import Scratch
 
 __all__ = [
     "DEAD_RATIO",
@@ -50,6 +51,7 @@ __all__ = [
     "RowCollector",
     "RowSet",
     "ScanStats",
+    "Scratch",
     "clean_mask",
     "confirm_duplicates",
     "coordinate_rms",

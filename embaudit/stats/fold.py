@@ -17,6 +17,7 @@ from embaudit.sources import Chunk, EmbeddingSource, Fragment
 from embaudit.stats.dimensions import Moments
 from embaudit.stats.norm_summary import NormParts, sketched
 from embaudit.stats.rows import ChunkConsumer, CleanRows, _hash_rows, row_norms
+from embaudit.stats.scratch import Scratch
 
 #: Bytes of float64 rows folded at a time within a chunk (see _FragmentFolder.reduce).
 FOLD_BYTES = 2**20
@@ -136,6 +137,7 @@ class _InOrder:
         self.failure: BaseException | None = None
 
     def work(self, consumers: Sequence[ChunkConsumer]) -> None:
+        scratch = Scratch()  # this worker's chunk rows, unit rows and blocks, chunk after chunk
         try:
             while True:
                 with self.lock:
@@ -149,13 +151,11 @@ class _InOrder:
                     # chunk's pages then, and a later touch would fault them back in for good.
                     # Nothing of the chunk is kept (a view would keep a parquet reader's whole
                     # row group alive while the reader moves on to the next).
-                    start, rows, values = (
-                        chunk.start,
-                        chunk.stop - chunk.start,
-                        np.array(chunk.values, copy=True),
-                    )
+                    start, rows = chunk.start, chunk.stop - chunk.start
+                    values = scratch.take("rows", chunk.values.dtype, *chunk.values.shape)
+                    np.copyto(values, chunk.values)
                     del chunk
-                part, clean = self.folder.reduce(start, values)
+                part, clean = self.folder.reduce(start, values, scratch)
                 for consume in consumers:
                     consume(clean)
                 with self.lock:
@@ -168,6 +168,8 @@ class _InOrder:
                         self.on_chunk(rows)
         except BaseException as error:  # raised by fold_fragment, in the caller's thread
             self.stop(error)
+        finally:
+            scratch.clear()
 
     def stop(self, error: BaseException) -> None:
         """Keep the first ``error``; every worker stops before its next chunk."""
@@ -245,17 +247,17 @@ class _FragmentFolder:
         )
 
     def reduce(
-        self, start: int, values: npt.NDArray[np.floating[Any]]
+        self, start: int, values: npt.NDArray[np.floating[Any]], scratch: Scratch | None = None
     ) -> tuple[_ChunkPart, CleanRows]:
         """The statistics of the chunk of rows from ``start`` whose stored values are ``values``,
-        and its clean rows for the consumers (any thread).
+        and its clean rows for the consumers (any thread), whose unit rows and blocks are taken
+        from the worker's ``scratch`` (default: new memory).
 
         One sweep, a few hundred rows at a time: each block is widened to float64 (float16 and
         float32 widen exactly), and its norms, clean rows, sums, unit rows and the hashes of its
         stored bits are computed while it stays in the cache (the whole chunk widened would be
         read from memory once per sum). A block's arrays are the same memory from one block to
-        the next: a new array of a block's size (about FOLD_BYTES) on every block was mapped
-        and its pages faulted in again each time, most of the fold's time at 768 dimensions."""
+        the next, and a worker's from one chunk to the next (see :class:`Scratch`)."""
         if values.dtype != self.dtype:  # a source's bug: the hashes would not compare
             raise RuntimeError(f"a chunk of {values.dtype} rows from a {self.dtype} source")
         n = len(values)
@@ -263,12 +265,14 @@ class _FragmentFolder:
         chunk_norms = np.empty(n)
         clean_rows = np.empty(n, dtype=bool)
         nan_rows, kept = 0, 0
-        unit_rows = np.empty((n if self.keep_unit else 0, self.d), np.float32)
+        scratch = scratch or Scratch()
+        unit_rows = scratch.take("unit rows", np.float32, n if self.keep_unit else 0, self.d)
         hashes = np.empty(n if self.statistics else 0, dtype=np.uint64)
         moments, unit_sum, unit_sq_sum = Moments.empty(self.d), np.zeros(self.d), np.zeros(self.d)
         block = (min(n, step), self.d)
-        widened, spare = np.empty(block), np.empty(block)  # spare: unit rows, then deviations
-        words = (np.empty(block, self.dtype), np.empty(block, self.dtype))
+        widened = scratch.take("block", np.float64, *block)
+        spare = scratch.take("block's units", np.float64, *block)  # then its deviations
+        words = scratch.take("words", self.dtype, 2, *block)  # a hash's words, then shifted
         for first in range(0, n, step):
             rows = slice(first, first + step)
             stored = values[rows]

@@ -88,7 +88,8 @@ def _hash_rows(
 
 @dataclass(frozen=True)
 class CleanRows:
-    """The finite, non-zero rows of one chunk, as the consumers of the pass see them."""
+    """The finite, non-zero rows of one chunk, as the consumers of the pass see them (valid
+    during the consumer's call: see :data:`ChunkConsumer`)."""
 
     positions: Rows  # global row positions
     values: npt.NDArray[np.floating[Any]]  # (r, d) as stored (float16, float32 or float64)
@@ -97,7 +98,9 @@ class CleanRows:
     rows_read: int = 0  # rows of the chunk, clean or not
 
 
-#: Called with the clean rows of the chunks one worker of a pass takes, in row order.
+#: Called with the clean rows of the chunks one worker of a pass takes, in row order. The rows
+#: are the worker's for the call only: the pass uses their memory again for its next chunk,
+#: so a consumer that keeps any copies them.
 ChunkConsumer = Callable[[CleanRows], None]
 
 
