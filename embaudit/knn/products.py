@@ -335,7 +335,7 @@ class ChunkProducts:
             return rows.positions, rows.norms, rows.unit
         order = np.argsort(rows.norms, kind="stable")
         unit = self.scratch.take("unit rows", np.float32, *rows.unit.shape)
-        np.take(rows.unit, order, axis=0, out=unit)
+        np.take(rows.unit, order, axis=0, out=unit, mode="clip")  # "raise" buffers ``out``
         return rows.positions[order], rows.norms[order], unit
 
     def _self_matches(self, positions: Ints) -> tuple[Ints, Ints]:
