@@ -268,7 +268,7 @@ def _draw_queries(
     # Scale-free statistics are computed on rows divided by one power of two (exact), so that
     # squares of values near 1e±30 (float32) or 1e±200 (float64) stay in range.
     if len(scale_rows):
-        scale_rows = scale_rows * geometry.pow2_scale(row_norms(scale_rows))
+        scale_rows *= geometry.pow2_scale(row_norms(scale_rows))  # the draw's own rows
     return _Drawn(query_rows, queries, external, scale_positions, scale_rows)
 
 
