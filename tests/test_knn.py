@@ -225,6 +225,27 @@ def test_workers_that_share_their_bars_score_fewer_tiles_and_merge_to_the_same_l
         _same_sets_up_to_ties(found.rows, found.scores, ref_rows, ref_scores, tolerance)
 
 
+@pytest.mark.parametrize("d", [8, 24])
+def test_workers_that_share_their_bars_keep_every_tie_of_the_merged_lists(d):
+    # Rows of small integers, many of them equal or equal up to a factor of 2 or 4: the k-th
+    # score ties across workers, and a shared bar that left no room for rounding would drop
+    # a tied row of a lower position than the other worker's (the merged lists keep the
+    # best score, then the lowest row).
+    rng = np.random.default_rng(17 + d)
+    base = rng.integers(-2, 3, size=(300, d)).astype(np.float64)
+    x = base[rng.integers(0, 300, 9000)] * rng.choice([1.0, 2.0, 4.0], size=(9000, 1))
+    x[np.linalg.norm(x, axis=1) == 0, 0] = 1.0
+    query_rows = np.sort(rng.choice(len(x), 40, replace=False))
+    blocks = [Block("base", 40), Block("g", 20, np.exp(rng.normal(0.0, 0.5, size=d)))]
+    for chunk in (256, 700):
+        alone = _two_workers(x, query_rows, 10, blocks, share=False, head_start=3, chunk=chunk)
+        shared = _two_workers(x, query_rows, 10, blocks, share=True, head_start=3, chunk=chunk)
+        for a, b in zip(alone.lists, shared.lists, strict=True):
+            np.testing.assert_array_equal(a.rows, b.rows)
+            np.testing.assert_array_equal(a.scores, b.scores)
+            np.testing.assert_array_equal(a.features, b.features)
+
+
 def test_a_shared_bar_raises_only_the_rows_whose_own_list_is_full():
     search = NeighborSearch(np.eye(4)[:3], np.arange(3), 2, [Block("base", 3)], ("cosine",))
     shared = SharedBars.of(search)

@@ -201,7 +201,7 @@ class NeighborSearch(TopKSelection):
         clone._row_order = np.argsort(clone.query_rows, kind="stable")
         clone._sorted_rows = clone.query_rows[clone._row_order]
         clone._groups = clone._grouped()
-        clone.scratch = Scratch()
+        clone.scratch, clone.shared_bars = Scratch(), None
         return clone
 
     def list_for(self, metric: str, block: int = 0) -> NeighborList:

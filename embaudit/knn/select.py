@@ -37,7 +37,7 @@ _COSINE, _NORM = 0, 1  # feature columns; gauge block b > 0 has its cosine in co
 #: flight, not the bytes read (a chunk of 16-d rows holds 48 times the rows of a 768-d chunk of
 #: the same bytes). The products, a copy of a block's rows while its lists fill and their
 #: float64 scores take about four times this at most. At the defaults (500 stacked rows in the
-#: base search, 625 in the gauge search) it is 32,768 and 26,624 rows, more than a 768-d chunk
+#: base search, 634 in the gauge search) it is 32,768 and 24,576 rows, more than a 768-d chunk
 #: holds (10,922): those chunks are searched in one step.
 STEP_BYTES = 64 * 2**20
 #: Rows per neighbour kept that a filling step scores (see TopKSelection.filling_rows): with
@@ -94,9 +94,9 @@ class SharedBars:
 
     A worker's k-th score bounds the k-th score of the merged lists from below: an entry that
     cannot beat another worker's bar cannot enter the merged top k, so every worker prunes by
-    the highest bar any of them has reached (each worker's rows alone raise its own bar half
-    as fast). The merged lists are the same whatever the workers' timing: only the candidates
-    that could not enter them are left out."""
+    the highest bar any of them has reached (a worker's own rows alone, a share of the pass's,
+    raise its own bar more slowly). The merged lists are the same whatever the workers'
+    timing: only the candidates that could not enter them are left out."""
 
     best: list[Floats]  # per group, per row: the highest bar reported
     lock: threading.Lock = field(default_factory=threading.Lock)
@@ -111,7 +111,7 @@ class SharedBars:
         takes every row until its list is full)."""
         with self.lock:
             for best, bar in zip(self.best, bars, strict=True):
-                np.maximum(best, bar, out=best)
+                np.fmax(best, bar, out=best)  # a NaN bar (none is known) is never shared
             return [
                 np.where(np.isneginf(bar), bar, best)
                 for best, bar in zip(self.best, bars, strict=True)
