@@ -110,8 +110,8 @@ class LocalEngine(Engine):
 
     Each worker's search runs through all fragments, so its running k-th scores prune its later
     chunks, and it prunes by the highest bar any worker of the search has reached (its own rows
-    alone raise its bar more slowly); the workers' lists
-    merge at the end, exactly (best score, then lowest row)."""
+    alone raise its bar more slowly); the workers' lists merge at the end, exactly (best score,
+    then lowest row)."""
 
     name = "local"
 

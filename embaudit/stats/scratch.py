@@ -14,10 +14,10 @@ class Scratch:
     tens of MiB: freed, glibc gives it back to the system (above its largest threshold for
     keeping freed memory, 32 MiB, or at the top of its heap), and the next one is mapped and
     faulted in page by page, zeroed by the kernel. An audit of 500,000 16-d rows spent 1.5-1.7
-    s in the kernel before its products were kept (0.6-0.7 s after), and a 1M × 768 audit 3.4
-    s before its chunks' rows were. Each name's memory is kept from one :meth:`take` to the next
-    (grown when too small) until :meth:`clear`; what is taken under a name is valid until the
-    next take of that name."""
+    s in the kernel before its products were kept (0.6-0.7 s after), and a 1M × 768 audit
+    2.7-2.9 s before its chunks' rows and unit rows were (1.5-1.6 s after). Each name's
+    memory is kept from one :meth:`take` to the next (grown when too small) until
+    :meth:`clear`; what is taken under a name is valid until the next take of that name."""
 
     def __init__(self) -> None:
         self._memory: dict[str, npt.NDArray[Any]] = {}
