@@ -42,7 +42,7 @@ from embaudit.map_step import (
     add_timings,
     map_fragment,
 )
-from embaudit.sources import ArraySource, EmbeddingSource, Fragment, ParquetSource, ShardedSource
+from embaudit.sources import ArraySource, EmbeddingSource, Fragment
 from embaudit.sources.base import available_cores
 from embaudit.stats import (
     Duplicates,
@@ -237,6 +237,9 @@ class RayEngine(Engine):
 
     @staticmethod
     def check_source(source: EmbeddingSource) -> None:
+        from embaudit.sources.parquet import ParquetSource
+        from embaudit.sources.shards import ShardedSource
+
         if isinstance(source, ParquetSource | ShardedSource):
             return
         if isinstance(source, ArraySource) and (not source.mapped or source.reopen is not None):

@@ -150,3 +150,35 @@ def test_each_check_lives_in_the_module_of_its_family() -> None:
     assert set(modules) == set(FAMILIES)
     assert all(len(found) == 1 for found in modules.values()), modules
     assert len({next(iter(found)) for found in modules.values()}) == len(FAMILIES)
+
+
+def test_the_readers_that_stand_on_pyarrow_load_it_only_for_their_inputs(tmp_path: Path) -> None:
+    """pyarrow is a fifth of the command line's start: an .npy audit loads none of it (the
+    parquet, text, directory, URI and Lance readers load it when an input of theirs is
+    opened), and a parquet file's does."""
+    import subprocess
+    import sys
+
+    import numpy as np
+
+    np.save(tmp_path / "rows.npy", np.random.default_rng(0).standard_normal((300, 8)))
+    probe = (
+        "import sys, embaudit, embaudit.cli\n"
+        "from embaudit.sources import open_source\n"
+        "embaudit.audit(open_source(sys.argv[1]))\n"
+        "print('pyarrow' in sys.modules)\n"
+    )
+    loaded = []
+    for name in ("rows.npy", "rows.parquet"):
+        if name.endswith(".parquet"):
+            import pyarrow as pa
+            import pyarrow.parquet as pq
+
+            rows = np.load(tmp_path / "rows.npy").astype(np.float32)
+            pq.write_table(pa.table({"v": list(rows)}), tmp_path / name)
+        done = subprocess.run(
+            [sys.executable, "-c", probe, str(tmp_path / name)],
+            capture_output=True, text=True, check=True,
+        )  # fmt: skip
+        loaded.append(done.stdout.split()[-1])
+    assert loaded == ["False", "True"]

@@ -11,6 +11,7 @@ they measure (their queries, the hubness graph's rows).
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -187,7 +188,7 @@ def write_rows(path: Path, columns: dict[str, list[Any]]) -> None:
     import pyarrow.parquet as pq
 
     table = pa.table(
-        {name: pa.array(values, type=_TYPES[name]) for name, values in columns.items()}
+        {name: pa.array(values, type=_arrow_types()[name]) for name, values in columns.items()}
     )
 
     def write(where: Path) -> None:
@@ -199,7 +200,9 @@ def write_rows(path: Path, columns: dict[str, list[Any]]) -> None:
     write_atomically(path, write, "--rows-out")
 
 
+@functools.cache
 def _arrow_types() -> dict[str, Any]:
+    """The Arrow type of each column of a rows file (pyarrow loaded when one is written)."""
     import pyarrow as pa
 
     text, whole, real = pa.string(), pa.int64(), pa.float64()
@@ -208,6 +211,3 @@ def _arrow_types() -> dict[str, Any]:
         "partner_row": whole, "partner_id": text, "cosine": real, "k_occurrence": whole,
         "bound": real, "overlap_at_k": real, "k": whole,
     }  # fmt: skip
-
-
-_TYPES = _arrow_types()

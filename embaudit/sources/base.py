@@ -315,3 +315,20 @@ def available_cores() -> int:
     if hasattr(os, "sched_getaffinity"):
         return max(1, len(os.sched_getaffinity(0)))
     return max(1, os.cpu_count() or 1)
+
+
+class RaggedRow(Exception):
+    """A vector of another length than the others: ``row`` within the batch, ``found`` values."""
+
+    def __init__(self, row: int, found: int) -> None:
+        self.row, self.found = row, found
+        super().__init__(f"ragged vector at row {row} ({found} values)")
+
+
+def json_safe(value: Any) -> Any:
+    """Ids as JSON can carry them: numbers and strings as they are, anything else as text."""
+    if value is None or isinstance(value, bool | int | float | str):
+        return value
+    if isinstance(value, bytes):
+        return value.decode("utf-8", errors="backslashreplace")
+    return str(value)

@@ -17,7 +17,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from embaudit.errors import InputError
-from embaudit.sources.base import FLOAT_DTYPES
+from embaudit.sources.base import FLOAT_DTYPES, RaggedRow
 
 DEFAULT_ID_COLUMN = "id"
 
@@ -28,14 +28,6 @@ class Layout:
     columns: tuple[str, ...]  # the vector column, or the wide columns in order
     dtype: np.dtype[Any]
     d: int | None  # None for list columns until a row has been read
-
-
-class RaggedRow(Exception):
-    """A vector of another length than the others: ``row`` within the batch, ``found`` values."""
-
-    def __init__(self, row: int, found: int) -> None:
-        self.row, self.found = row, found
-        super().__init__(f"ragged vector at row {row} ({found} values)")
 
 
 def float_dtype(arrow_type: pa.DataType) -> np.dtype[Any] | None:
@@ -191,12 +183,3 @@ def floats(values: pa.Array, dtype: np.dtype[Any]) -> npt.NDArray[np.floating[An
         array = np.array(array, dtype=dtype)  # a writable copy
         array[values.is_null().to_numpy(zero_copy_only=False)] = np.nan
     return array
-
-
-def json_safe(value: Any) -> Any:
-    """Ids as JSON can carry them: numbers and strings as they are, anything else as text."""
-    if value is None or isinstance(value, bool | int | float | str):
-        return value
-    if isinstance(value, bytes):
-        return value.decode("utf-8", errors="backslashreplace")
-    return str(value)

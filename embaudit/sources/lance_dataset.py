@@ -25,18 +25,14 @@ from embaudit.sources.base import (
     EmbeddingSource,
     Fragment,
     LiveIndex,
+    RaggedRow,
     StoredIndex,
     as_row_positions,
     check_shape,
     exact_chunks,
-)
-from embaudit.sources.columns import (
-    RaggedRow,
-    batch_matrix,
-    first_length,
     json_safe,
-    layout_of,
 )
+from embaudit.sources.columns import batch_matrix, first_length, layout_of
 from embaudit.sources.lance_live import LANCE_METRICS, LanceIndex
 from embaudit.sources.readers import ReadErrors, first_line, optional_library
 

@@ -17,15 +17,7 @@ import numpy.typing as npt
 from embaudit.errors import InputError
 from embaudit.params import ParameterError
 from embaudit.sources.arrays import ArraySource
-from embaudit.sources.base import as_row_positions
-from embaudit.sources.columns import (
-    RaggedRow,
-    batch_matrix,
-    first_length,
-    is_list,
-    json_safe,
-    layout_of,
-)
+from embaudit.sources.base import RaggedRow, as_row_positions, json_safe
 
 #: The name the vectors of a bare column (a Series, an array) take in the table it is read as.
 _VECTORS = "vectors"
@@ -112,6 +104,8 @@ def _as_table(source: Any, wanted: list[Any] | None) -> Any:
 def _column_source(table: Any, column: str, id_column: str | None) -> ArraySource:
     """The vectors of ``table[column]`` (null vectors as rows of NaN) and its ids."""
     import pyarrow as pa
+
+    from embaudit.sources.columns import batch_matrix, first_length, is_list, layout_of
 
     field = table.schema.field(column)
     if pa.types.is_null(field.type):  # every vector None (or none at all): no dimension to read

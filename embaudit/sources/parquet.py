@@ -26,19 +26,14 @@ from embaudit.sources.base import (
     Chunk,
     EmbeddingSource,
     Fragment,
+    RaggedRow,
     as_row_positions,
     available_cores,
     check_shape,
     fragment_bytes,
-)
-from embaudit.sources.columns import (
-    Layout,
-    RaggedRow,
-    batch_matrix,
-    id_candidates,
     json_safe,
-    layout_of,
 )
+from embaudit.sources.columns import Layout, batch_matrix, id_candidates, layout_of
 from embaudit.sources.readers import ReadErrors, first_line
 
 

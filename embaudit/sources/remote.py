@@ -33,10 +33,6 @@ from embaudit.sources.base import (
 from embaudit.sources.tensors import DTYPES, _header, _pick, _validate
 from embaudit.sources.vecs import BIGANN, bigann_shape
 
-#: Suffixes read through a URI, and their format's name.
-REMOTE_KINDS = {".npy": "npy", ".safetensors": "safetensors"} | {
-    suffix: suffix[1:] for suffix in BIGANN
-}
 #: Bytes read at a time by :meth:`RemoteRows.take` when the rows asked for lie close together
 #: (one ranged read instead of one per row), and the most one such read spans.
 _GAP_BYTES = 1 << 16

@@ -46,8 +46,8 @@ from embaudit.sources.base import (
     as_row_positions,
     exact_chunks,
     fragment_bytes,
+    json_safe,
 )
-from embaudit.sources.columns import json_safe
 from embaudit.sources.parquet import list_parquet_files
 from embaudit.sources.readers import ReadErrors, first_line
 

@@ -36,19 +36,13 @@ from embaudit.sources.base import (
     Chunk,
     EmbeddingSource,
     Fragment,
+    RaggedRow,
     as_row_positions,
     check_shape,
     exact_chunks,
-)
-from embaudit.sources.columns import (
-    Layout,
-    RaggedRow,
-    batch_matrix,
-    first_length,
-    id_column_of,
     json_safe,
-    layout_of,
 )
+from embaudit.sources.columns import Layout, batch_matrix, first_length, id_column_of, layout_of
 from embaudit.sources.readers import ReadErrors, first_line
 
 #: Bytes read at a time while finding the line breaks, and the block size of the readers.

@@ -13,7 +13,7 @@ import numpy as np
 import numpy.typing as npt
 
 from embaudit.errors import InputError
-from embaudit.sources.columns import RaggedRow
+from embaudit.sources.base import RaggedRow
 
 
 @dataclass(frozen=True)

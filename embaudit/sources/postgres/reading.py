@@ -20,12 +20,13 @@ from embaudit.sources.base import (
     EmbeddingSource,
     Fragment,
     LiveIndex,
+    RaggedRow,
     StoredIndex,
     as_row_positions,
     check_shape,
     exact_chunks,
+    json_safe,
 )
-from embaudit.sources.columns import RaggedRow, json_safe
 from embaudit.sources.postgres.binary import _CopyParser, _length, decode
 from embaudit.sources.postgres.catalog import TableCatalog, _password, _psycopg, scrub
 from embaudit.sources.postgres.live import OPERATORS, PgvectorIndex
