@@ -270,8 +270,7 @@ class _FragmentFolder:
         hashes = np.empty(n if self.statistics else 0, dtype=np.uint64)
         moments, unit_sum, unit_sq_sum = Moments.empty(self.d), np.zeros(self.d), np.zeros(self.d)
         block = (min(n, step), self.d)
-        widened = scratch.take("block", np.float64, *block)
-        spare = scratch.take("block's units", np.float64, *block)  # then its deviations
+        widened = scratch.take("block", np.float64, *block)  # its deviations, then its units
         words = scratch.take("words", self.dtype, 2, *block)  # a hash's words, then shifted
         for first in range(0, n, step):
             rows = slice(first, first + step)
@@ -290,16 +289,19 @@ class _FragmentFolder:
             kept += len(wide)
             if not (self.statistics or self.keep_unit):
                 continue
-            taken = slice(0, len(wide))
-            # float64: the cosine sums must be exact
-            unit = np.divide(wide, norms[:, None], out=spare[taken])
+            if self.statistics:
+                taken = slice(0, len(wide))
+                hashes[out] = _hash_rows(stored, (words[0][taken], words[1][taken]))
+                moments = moments.merge(Moments.of(wide, scratch=wide))  # centred in place
+                np.copyto(wide, stored)  # widened again
+            # float64: the cosine sums must be exact. In place: a second array of the block's
+            # size would no longer fit in the core's cache with the first.
+            unit = np.divide(wide, norms[:, None], out=wide)
             if self.keep_unit:
                 unit_rows[out] = unit
             if self.statistics:
                 unit_sum += unit.sum(axis=0)
                 unit_sq_sum += np.einsum("ij,ij->j", unit, unit)
-                moments = moments.merge(Moments.of(wide, scratch=spare[taken]))
-                hashes[out] = _hash_rows(stored, (words[0][taken], words[1][taken]))
         bad = np.isnan(chunk_norms)
         part = _ChunkPart(
             slice(start - self.start, start + n - self.start),
