@@ -212,7 +212,7 @@ SEED = Param(0, Interval(int, 0), "--seed", "Seed of every random choice.", in_c
 QUERIES = Param(
     500, Interval(int, 1), "--queries", "Query rows sampled for the kNN.", in_config=True
 )
-GAUGE_QUERIES = Param(25, Interval(int, 1), in_config=True)
+GAUGE_QUERIES = Param(10, Interval(int, 1), in_config=True)
 GAUGE_DRAWS = Param(6, Interval(int, 1), in_config=True)
 #: Rows the gauge queries search (EA301, EA302): every row (None), as every other neighbour
 #: list of the audit does, or, as an opt-in speed knob, a seeded random sample of that many

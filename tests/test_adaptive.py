@@ -21,6 +21,9 @@ from embaudit.pipelines.check import MAX_ROUNDS, _grown
 from embaudit.sources import open_source
 from tests.exports import encoder_like
 
+#: The requested gauge sizes: a round doubles one of them.
+GAUGE_QUERIES, GAUGE_DRAWS = Sampling().gauge_queries, Sampling().gauge_draws
+
 
 def _clusters(sigma: float) -> np.ndarray:
     """300 clusters of 10 rows: EA301 at s = 0.5 is about 0.91 at sigma 0.6, 0.8 at 0.95."""
@@ -32,7 +35,10 @@ def _clusters(sigma: float) -> np.ndarray:
 def test_a_clear_case_is_measured_once():
     report = audit(_clusters(0.6), select="EA301", trained_with="dot")
     assert "adaptive" not in report.params
-    assert (report.params["gauge_queries"], report.params["gauge_draws"]) == (25, 6)
+    assert (report.params["gauge_queries"], report.params["gauge_draws"]) == (
+        GAUGE_QUERIES,
+        GAUGE_DRAWS,
+    )
     check = report.check("EA301")
     error = check.metrics["standard_error"]
     assert abs(check.value - check.threshold) > 1.96 * error  # why it was not measured again
@@ -49,13 +55,20 @@ def test_a_case_at_the_threshold_is_measured_again_until_decided_or_the_cap():
     check = report.check("EA301")
     sizes = check.metrics["sampling"]
     assert sizes["queries"] == min(500 * grown, 3000)  # at most every row
-    more_queries, more_draws = sizes["gauge_queries"] // 25, sizes["gauge_draws"] // 6
+    more_queries = sizes["gauge_queries"] // GAUGE_QUERIES
+    more_draws = sizes["gauge_draws"] // GAUGE_DRAWS
     assert more_queries * more_draws == grown
-    assert (25 * more_queries, 6 * more_draws) == (sizes["gauge_queries"], sizes["gauge_draws"])
-    assert check.metrics["queries"] == 25 * more_queries
+    assert (GAUGE_QUERIES * more_queries, GAUGE_DRAWS * more_draws) == (
+        sizes["gauge_queries"],
+        sizes["gauge_draws"],
+    )
+    assert check.metrics["queries"] == GAUGE_QUERIES * more_queries
     assert check.metrics["error_from"] in ("draws", "queries")
     # The report's sample sizes are the requested ones; the other checks keep that measurement.
-    assert (report.params["gauge_queries"], report.params["gauge_draws"]) == (25, 6)
+    assert (report.params["gauge_queries"], report.params["gauge_draws"]) == (
+        GAUGE_QUERIES,
+        GAUGE_DRAWS,
+    )
     interval = 1.96 * check.metrics["standard_error"]
     undecided = abs(check.value - check.threshold) <= interval
     # Inconclusive exactly when the threshold is still inside the interval at the cap.
@@ -89,22 +102,23 @@ def test_the_declaration_changes_statuses_never_what_is_measured(objective):
 
 def test_sizes_double_up_to_the_cap_and_the_rows():
     first = Sampling()
+    q, d = GAUGE_QUERIES, GAUGE_DRAWS
     grown = _grown(first, ["EA301"], first, n=10_000)
     assert grown is not None
     # A round doubles the gauge queries or the gauge draws, in turn: twice the gauges' work.
-    assert (grown.queries, grown.gauge_queries, grown.gauge_draws) == (1000, 50, 6)
+    assert (grown.queries, grown.gauge_queries, grown.gauge_draws) == (1000, 2 * q, d)
     again = _grown(grown, ["EA301"], first, n=10_000, round_number=2)
-    assert again is not None and (again.gauge_queries, again.gauge_draws) == (50, 12)
+    assert again is not None and (again.gauge_queries, again.gauge_draws) == (2 * q, 2 * d)
     assert grown.sample == first.sample  # EA301 does not rest on the geometry sample
     # EA302, pending with EA301 on a round of draws, still grows its gauge queries.
     both = _grown(first, ["EA301", "EA302"], first, n=10_000, round_number=2)
-    assert both is not None and (both.gauge_queries, both.gauge_draws) == (50, 12)
+    assert both is not None and (both.gauge_queries, both.gauge_draws) == (2 * q, 2 * d)
     # A size at its cap leaves the turn to the other one.
-    draws_capped = Sampling(gauge_draws=48)
+    draws_capped = Sampling(gauge_draws=8 * d)
     turned = _grown(draws_capped, ["EA301"], first, n=10_000, round_number=2)
-    assert turned is not None and (turned.gauge_queries, turned.gauge_draws) == (50, 48)
+    assert turned is not None and (turned.gauge_queries, turned.gauge_draws) == (2 * q, 8 * d)
     # Where the checks' errors come from, when they say, decides the side instead of the turn.
-    for prefer, sizes in (("gauge_draws", (25, 12)), ("gauge_queries", (50, 6))):
+    for prefer, sizes in (("gauge_draws", (q, 2 * d)), ("gauge_queries", (2 * q, d))):
         for round_number in (1, 2):
             chosen = _grown(
                 first, ["EA301"], first, n=10_000, round_number=round_number, prefer=prefer
@@ -112,10 +126,10 @@ def test_sizes_double_up_to_the_cap_and_the_rows():
             assert chosen is not None and (chosen.gauge_queries, chosen.gauge_draws) == sizes
     capped_side = _grown(draws_capped, ["EA301"], first, n=10_000, prefer="gauge_draws")
     assert capped_side is not None and (capped_side.gauge_queries, capped_side.gauge_draws) == (
-        50,
-        48,
+        2 * q,
+        8 * d,
     )
-    capped = Sampling(queries=4000, gauge_queries=200, gauge_draws=48)
+    capped = Sampling(queries=4000, gauge_queries=8 * q, gauge_draws=8 * d)
     assert _grown(capped, ["EA301"], first, n=10_000) is None  # 8 times each: the cap
     assert _grown(Sampling(queries=700), ["EA401"], Sampling(queries=700), n=900).queries == 900
     assert _grown(Sampling(queries=900), ["EA401"], Sampling(queries=900), n=900) is None
@@ -125,14 +139,14 @@ def test_sizes_double_up_to_the_cap_and_the_rows():
     assert _grown(few, ["EA701"], few, n=10_000, query_rows=300).queries == 300
     assert _grown(Sampling(queries=300), ["EA701"], few, n=10_000, query_rows=300) is None
     assert _grown(few, ["EA203"], few, n=10_000, query_rows=300).sample == 2 * few.sample
-    # EA302 searches its canonical gauge for twice the gauge queries: from a 60-row query file,
-    # 30 gauge queries already search every row there, so nothing more grows (a round would
-    # search the same 60 queries again); EA301's random gauges search the gauge queries alone.
-    canonical = _grown(first, ["EA302"], first, n=10_000, query_rows=60)
-    assert canonical is not None and canonical.gauge_queries == 30
-    assert _grown(canonical, ["EA302"], first, n=10_000, query_rows=60) is None
-    gauged = _grown(first, ["EA301"], first, n=10_000, query_rows=60, prefer="gauge_queries")
-    assert gauged is not None and gauged.gauge_queries == 50
+    # EA302 searches its canonical gauge for twice the gauge queries: from a query file of 3q
+    # rows, 1.5q gauge queries already search every row there, so nothing more grows (a round
+    # would search the same rows again); EA301's random gauges search the gauge queries alone.
+    canonical = _grown(first, ["EA302"], first, n=10_000, query_rows=3 * q)
+    assert canonical is not None and canonical.gauge_queries == -(-3 * q // 2)
+    assert _grown(canonical, ["EA302"], first, n=10_000, query_rows=3 * q) is None
+    gauged = _grown(first, ["EA301"], first, n=10_000, query_rows=3 * q, prefer="gauge_queries")
+    assert gauged is not None and gauged.gauge_queries == 2 * q
     # EA005 counts the corpus's near-duplicates on corpus rows, also next to a query file.
     assert _grown(few, ["EA005"], few, n=10_000, query_rows=300).queries == 400
     assert _grown(Sampling(queries=300), ["EA005"], few, n=10_000, query_rows=300) is not None

@@ -32,14 +32,14 @@ def test_json_follows_the_output_contract(cli, fixtures):
     adaptive = report["params"].pop("adaptive")
     assert adaptive["grew"] == ["EA302"] and adaptive["rounds"] > 1
     ea302 = next(check for check in report["checks"] if check["code"] == "EA302")
-    assert ea302["metrics"]["sampling"]["gauge_queries"] == 25 * 2 ** (adaptive["rounds"] - 1)
+    assert ea302["metrics"]["sampling"]["gauge_queries"] == 10 * 2 ** (adaptive["rounds"] - 1)
     assert report["params"] == {
         "k": 7,
         "seed": 3,
         "trained_with": "unknown",
         "fail_on": "fail",
         "queries": 500,
-        "gauge_queries": 25,
+        "gauge_queries": 10,
         "gauge_draws": 6,
         "gauge_rows": None,
         "gauge_levels": [0.1, 0.25, 0.5, 1.0],

@@ -93,10 +93,11 @@ def s50(levels: list[float], overlaps: list[float]) -> tuple[float | None, str |
     summary="How far cosine neighbours move under random per-dimension rescaling.",
     what=(
         "For random diagonal gauges D = exp(N(0, s^2)) at s = 0.1, 0.25, 0.5 and 1.0 "
-        "(gauge-draws each: 6 by default, of 25 gauge queries, since the value's error comes "
-        "mostly from the draws: on four exports of 100,000 rows six draws of 25 queries gave "
-        "half the error of three of 50 at the same cost, and an error estimated from three "
-        "draws too often came out small) computes the overlap@k between the exact cosine kNN of"
+        "(gauge-draws each: 6 by default, of 10 gauge queries: few, since a value whose 95% "
+        "interval holds its threshold is measured again with more, and more draws than "
+        "queries, since the value's error comes mostly from the draws: on four exports of "
+        "100,000 rows six draws of 25 queries gave half the error of three of 50 at the same "
+        "cost, and an error estimated from three draws too often came out small) computes the overlap@k between the exact cosine kNN of"
         " X and of X·D for a sample of queries (gauge-queries at s = 0.5; the first half of "
         "them at the other levels, which give s50 only) against every row of the file (an "
         "overlap depends on how many rows are searched, which decide how near the neighbours "
