@@ -182,15 +182,16 @@ def test_the_row_hash_does_not_depend_on_the_memory_layout():
     np.testing.assert_array_equal(embaudit.stats._hash_rows(rows[:, ::-1][:, ::-1]), expected)
 
 
+@pytest.mark.parametrize("d", [9, 16])  # rows of 64-bit lanes at d = 16, of words at 9
 @pytest.mark.parametrize("dtype", [np.float16, np.float32, np.float64])
-def test_the_row_hash_is_equal_for_equal_rows_and_moves_with_any_one_bit(dtype):
-    rows = np.random.default_rng(6).standard_normal((50, 9)).astype(dtype)
+def test_the_row_hash_is_equal_for_equal_rows_and_moves_with_any_one_bit(dtype, d):
+    rows = np.random.default_rng(6).standard_normal((50, d)).astype(dtype)
     rows[3, 4] = 0.0
     rows[10] = rows[3]
     rows[11] = rows[3]
     rows[11, 4] = -0.0  # equal to 0.0: the same row for EA003
     rows[12] = rows[3]
-    rows[12, 8] = np.nextafter(rows[3, 8], dtype(np.inf))  # the last value's lowest bit
+    rows[12, -1] = np.nextafter(rows[3, -1], dtype(np.inf))  # the last value's lowest bit
     rows[13] = rows[3]
     rows[13, 0] = -rows[3, 0]  # the first value's sign bit
     hashes = embaudit.stats._hash_rows(rows)
