@@ -19,8 +19,12 @@ from embaudit.stats.norm_summary import NormParts, sketched
 from embaudit.stats.rows import ChunkConsumer, CleanRows, _hash_rows, row_norms
 from embaudit.stats.scratch import Scratch
 
-#: Bytes of float64 rows folded at a time within a chunk (see _FragmentFolder.reduce).
-FOLD_BYTES = 2**20
+#: Bytes of float64 rows folded at a time within a chunk (see _FragmentFolder.reduce): about
+#: fifty numpy calls a block, each of which takes the interpreter lock again when it ends, from
+#: a worker that may be selecting neighbours in Python meanwhile. Two threads folding 768-d rows
+#: at once (benchmarks/bench_fold.py): 7.2 s per 1M rows each with 512 KiB blocks, 5.4 with
+#: 1 MiB, 4.5 with 2 MiB, and no better beyond; one thread alone 3.9-4.2 s whatever the size.
+FOLD_BYTES = 2**21
 
 Floats = npt.NDArray[np.float64]
 Rows = npt.NDArray[np.int64]
@@ -295,7 +299,7 @@ class _FragmentFolder:
                 moments = moments.merge(Moments.of(wide, scratch=wide))  # centred in place
                 np.copyto(wide, stored)  # widened again
             # float64: the cosine sums must be exact. In place: a second array of the block's
-            # size would no longer fit in the core's cache with the first.
+            # size would double what the block's sums read from memory.
             unit = np.divide(wide, norms[:, None], out=wide)
             if self.keep_unit:
                 unit_rows[out] = unit
