@@ -26,7 +26,7 @@ import embaudit
 from embaudit import engines as engines_module
 from embaudit.engines import LocalEngine, RayEngine, make_engine
 from embaudit.errors import IncompleteError, InputError, UsageError
-from embaudit.knn import Block, NeighborSearch, Scratch, SharedBars, exact_lists
+from embaudit.knn import TILE, Block, NeighborSearch, Scratch, SharedBars, exact_lists
 from embaudit.map_step import PassPlan, Searched
 from embaudit.measurement.sampling import Sampling, gauge_corpus
 from embaudit.measurement.steps import measure
@@ -657,9 +657,9 @@ def test_workers_share_the_chunks_and_fold_the_statistics_of_one_worker() -> Non
 @pytest.mark.parametrize("d", [16, 768])
 def test_a_chunk_is_sized_by_its_work_not_by_its_bytes(d: int) -> None:
     """Without a chunk size asked for, a chunk holds at most one step of the widest search
-    (rows x stacked queries), and at most the source's chunk of bytes: 16-d rows are cut into
-    many chunks (every worker takes some), 768-d rows keep the chunks of bytes, which are
-    already smaller than a step."""
+    (rows x stacked queries), and at most the source's chunk of bytes, in whole tiles of the
+    search: 16-d rows are cut into many chunks (every worker takes some), 768-d rows keep the
+    chunks of bytes, which are already smaller than a step."""
     rows = 200_000 if d == 16 else 20_000
     x = np.random.default_rng(0).standard_normal((rows, d)).astype(np.float32)
     source = open_source(x)
@@ -667,12 +667,16 @@ def test_a_chunk_is_sized_by_its_work_not_by_its_bytes(d: int) -> None:
     narrow = NeighborSearch(x[:50], np.arange(50), 10, [Block("base", 50)])
     plan = PassPlan((Searched(narrow), Searched(wide)))
     bytes_rows = source.default_chunk_rows()
-    assert plan.chunk_rows(source) == min(bytes_rows, wide.step_rows())
-    assert PassPlan().chunk_rows(source) == bytes_rows  # nothing searched: the bytes decide
+    chunk_rows = plan.chunk_rows(source)
+    assert chunk_rows % TILE == 0 and 0 <= min(bytes_rows, wide.step_rows()) - chunk_rows < TILE
+    nothing = PassPlan().chunk_rows(source)  # nothing searched: the bytes decide
+    assert nothing % TILE == 0 and 0 <= bytes_rows - nothing < TILE
     if d == 16:
         assert wide.step_rows() < narrow.step_rows() and wide.step_rows() * 4 < bytes_rows
     else:
-        assert plan.chunk_rows(source) == bytes_rows < wide.step_rows()
+        assert chunk_rows == nothing and bytes_rows < wide.step_rows()
+    wide_rows = open_source(np.ones((300, 2**16), np.float32))  # 128 rows of bytes: < a tile
+    assert PassPlan().chunk_rows(wide_rows) == wide_rows.default_chunk_rows() == 128
 
 
 def test_an_error_in_one_worker_stops_the_pass_and_is_raised(
