@@ -416,3 +416,29 @@ def test_a_search_sent_to_another_process_takes_no_products_memory_along():
     copy = pickle.loads(pickle.dumps(search))
     assert copy.scratch.nbytes == 0
     np.testing.assert_array_equal(copy.list_for("cosine").rows, search.list_for("cosine").rows)
+
+
+@pytest.mark.parametrize("spread", [0.0, 0.7])
+def test_rows_are_taken_in_norm_order_only_where_their_norms_differ(spread):
+    # L2 and inner-product bounds tighten when a tile holds rows of similar norms, so a chunk's
+    # rows are taken by norm; a unit-norm export's norms differ by rounding alone, and its rows
+    # are taken as they come, without a copy. The lists are brute force's either way.
+    rng = np.random.default_rng(21)
+    x = rng.standard_normal((3000, 24))
+    x /= np.linalg.norm(x, axis=1, keepdims=True)
+    x *= np.exp(spread * rng.standard_normal((3000, 1)))
+    query_rows = np.sort(rng.choice(len(x), 40, replace=False))
+    search = NeighborSearch(x[query_rows], query_rows, 8, [Block("base", 40)])
+    rows = clean_rows(x[:1000])
+    positions, norms, unit = search._ordered(rows)
+    if spread:
+        assert unit is not rows.unit and (np.diff(norms) >= 0).all()
+        np.testing.assert_array_equal(unit, rows.unit[positions])
+    else:
+        assert unit is rows.unit and (positions == rows.positions).all()
+    search = _search(x, query_rows, k=8, chunk=1000)
+    for metric in knn.METRICS:
+        found = search.list_for(metric)
+        ref_rows, ref_scores = exact_lists(x, query_rows, 8, metric)
+        tolerance = 1e-5 * np.abs(ref_scores).max()
+        _same_sets_up_to_ties(found.rows, found.scores, ref_rows, ref_scores, tolerance)
