@@ -78,8 +78,8 @@ def _hash_rows(
     on the way) has 29 trailing zero bits, so every hash was a multiple of 2^29 — 35 bits of
     hash, colliding about n^2 / 2^36 times (28 rows to fetch again and compare on a 1M-row
     export, 2.5 s on its parquet copy); int8 or bfloat16 values read as float32 keep 16-17 zero
-    bits. Lanes of 64 bits: the integer sum of products runs without widening each word (a
-    768-d float32 row hashed in half the time). ``scratch``: two C-ordered arrays of the
+    bits. Lanes of 64 bits: the integer sum of products runs on the lanes as they are, without
+    widening each float32 word to 64 bits first. ``scratch``: two C-ordered arrays of the
     values' shape and dtype for the words (default: new ones; a fold reuses its own)."""
     words = _row_words(values, None if scratch is None else scratch[0])  # folded in place
     shift = 4 * words.dtype.itemsize
