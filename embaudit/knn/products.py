@@ -258,10 +258,11 @@ class ChunkProducts:
         """The products of the chunk's rows with every stacked query, self-matches removed, and
         what the tiles of TILE rows bound.
 
-        With L2 or inner-product lists, the rows are taken in the order of their norms, so that
-        each tile holds rows of similar norms: those lists' bounds of a tile grow with its
-        largest norm, and on an export whose norms spread (log-normal, say) a tile of mixed
-        norms would be bounded by its largest one and never pruned. Cosine bounds do not
+        With L2 or inner-product lists, the rows are taken in the order of their norms (unless
+        their norms are alike already: :data:`ALIKE_NORMS`), so that each tile holds rows of
+        similar norms: those lists' bounds of a tile grow with its largest norm, and on an
+        export whose norms spread (log-normal, say) a tile of mixed norms would be bounded by
+        its largest one and never pruned. Cosine bounds do not
         depend on norms: without those lists the rows stay as they come (no copy). The lists do
         not depend on the order (they keep the best score, then the lowest row).
 

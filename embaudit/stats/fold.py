@@ -21,9 +21,10 @@ from embaudit.stats.scratch import Scratch
 
 #: Bytes of float64 rows folded at a time within a chunk (see _FragmentFolder.reduce): about
 #: fifty numpy calls a block, each of which takes the interpreter lock again when it ends, from
-#: a worker that may be selecting neighbours in Python meanwhile. Two threads folding 768-d rows
-#: at once (benchmarks/bench_fold.py): 7.2 s per 1M rows each with 512 KiB blocks, 5.4 with
-#: 1 MiB, 4.5 with 2 MiB, and no better beyond; one thread alone 3.9-4.2 s whatever the size.
+#: a worker that may be selecting neighbours in Python meanwhile. A trade: one thread alone
+#: folds 768-d rows 6-8 % faster with 1 MiB blocks (3.8-3.9 s per 1M rows against 4.15), whose
+#: arrays stay in a core's cache, but two threads at once, as in a pass, take 5.6 s each with
+#: them and 4.7 s with 2 MiB (benchmarks/bench_fold.py; 7.2 s with 512 KiB, no better beyond).
 FOLD_BYTES = 2**21
 
 Floats = npt.NDArray[np.float64]
@@ -257,9 +258,9 @@ class _FragmentFolder:
         and its clean rows for the consumers (any thread), whose unit rows and blocks are taken
         from the worker's ``scratch`` (default: new memory).
 
-        One sweep, a few hundred rows at a time: each block is widened to float64 (float16 and
-        float32 widen exactly), and its norms, clean rows, sums, unit rows and the hashes of its
-        stored bits are computed while it stays in the cache (the whole chunk widened would be
+        One sweep, a block of FOLD_BYTES at a time: each block is widened to float64 (float16
+        and float32 widen exactly), and its norms, clean rows, sums, unit rows and the hashes of
+        its stored bits are computed while it is near the core (the whole chunk widened would be
         read from memory once per sum). A block's arrays are the same memory from one block to
         the next, and a worker's from one chunk to the next (see :class:`Scratch`)."""
         if values.dtype != self.dtype:  # a source's bug: the hashes would not compare

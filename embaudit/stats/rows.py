@@ -68,28 +68,20 @@ def _hash_rows(
     """A 64-bit multiply-sum hash of each row's bits as stored (mod 2^64): equal rows hash equal;
     a prefilter only.
 
-    The row's bytes are read as 64-bit lanes (as the value's own words when a row's bytes are
-    not a whole number of lanes: float32 rows of odd d, float16 rows of d not a multiple of 4),
-    and each lane has its bits shifted down by half a value's width folded in
-    (w ^ (w >> 4 * itemsize): one-to-one, so equal lanes stay equal and different ones
-    different) before the sum of the lanes times their own odd weights. Without the fold,
-    values of lower precision than their dtype leave the low bits of every word zero, and of
-    the sum: a float32 value stored as float64 (a float32 export written by pandas, or widened
-    on the way) has 29 trailing zero bits, so every hash was a multiple of 2^29 — 35 bits of
-    hash, colliding about n^2 / 2^36 times (28 rows to fetch again and compare on a 1M-row
-    export, 2.5 s on its parquet copy); int8 or bfloat16 values read as float32 keep 16-17 zero
-    bits. Lanes of 64 bits: the integer sum of products runs on the lanes as they are, without
-    widening each float32 word to 64 bits first. ``scratch``: two C-ordered arrays of the
-    values' shape and dtype for the words (default: new ones; a fold reuses its own)."""
+    Each value's word has its high half folded into its low half (w ^ (w >> half its width):
+    one-to-one, so equal words stay equal and different ones different) before the sum of the
+    words times their own odd weights. Without it, values of lower precision than their dtype
+    leave the low bits of every word zero, and of the sum: a float32 value stored as float64
+    (a float32 export written by pandas, or widened on the way) has 29 trailing zero bits, so
+    every hash was a multiple of 2^29 — 35 bits of hash, colliding about n^2 / 2^36 times (28
+    rows to fetch again and compare on a 1M-row export, 2.5 s on its parquet copy); int8 or
+    bfloat16 values read as float32 keep 16-17 zero bits. ``scratch``: two C-ordered arrays
+    of the values' shape and dtype for the words (default: new ones; a fold reuses its own)."""
     words = _row_words(values, None if scratch is None else scratch[0])  # folded in place
-    shift = 4 * words.dtype.itemsize
-    lanes = words
-    if words.shape[1] * words.dtype.itemsize % 8 == 0:
-        lanes = words.view(np.uint64)
-    shifted = None if scratch is None else scratch[1].view(lanes.dtype)
-    lanes ^= np.right_shift(lanes, shift, out=shifted)
+    shifted = None if scratch is None else scratch[1].view(words.dtype)
+    words ^= np.right_shift(words, 4 * words.dtype.itemsize, out=shifted)
     hashes: npt.NDArray[np.uint64] = np.einsum(
-        "ij,j->i", lanes, _hash_weights(lanes.shape[1]), dtype=np.uint64
+        "ij,j->i", words, _hash_weights(words.shape[1]), dtype=np.uint64
     )  # one pass, wraps
     return hashes
 
