@@ -262,9 +262,9 @@ class ChunkProducts:
         their norms are alike already: :data:`ALIKE_NORMS`), so that each tile holds rows of
         similar norms: those lists' bounds of a tile grow with its largest norm, and on an
         export whose norms spread (log-normal, say) a tile of mixed norms would be bounded by
-        its largest one and never pruned. Cosine bounds do not
-        depend on norms: without those lists the rows stay as they come (no copy). The lists do
-        not depend on the order (they keep the best score, then the lowest row).
+        its largest one and never pruned. Cosine bounds do not depend on norms: without those
+        lists the rows stay as they come (no copy). The lists do not depend on the order (they
+        keep the best score, then the lowest row).
 
         A gauge block's products are multiplied by each row's factor |x| / |x D| (in float32, as
         its selection scores always were): each tile's largest entry then bounds the block's
@@ -340,11 +340,11 @@ class ChunkProducts:
         else as they come, and also when their norms are alike (:data:`ALIKE_NORMS`)."""
         norms = rows.norms
         if not self._by_norm or not len(norms) or norms.max() <= norms.min() * ALIKE_NORMS:
-            return rows.positions, rows.norms, rows.unit
-        order = np.argsort(rows.norms, kind="stable")
+            return rows.positions, norms, rows.unit
+        order = np.argsort(norms, kind="stable")
         unit = self.scratch.take("unit rows", np.float32, *rows.unit.shape)
         np.take(rows.unit, order, axis=0, out=unit, mode="clip")  # "raise" buffers ``out``
-        return rows.positions[order], rows.norms[order], unit
+        return rows.positions[order], norms[order], unit
 
     def _self_matches(self, positions: Ints) -> tuple[Ints, Ints]:
         """(stacked row, column) of each self-match among the chunk rows at ``positions``, every
