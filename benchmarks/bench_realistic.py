@@ -120,10 +120,12 @@ def stacked_rows() -> tuple[int, int]:
     every random gauge, the canonical gauge and its jitters)."""
     sampling = Sampling()
     levels, queries = sampling.gauge_levels, sampling.gauge_queries
-    # The gauge queries without a gauge (their own lists, the gauges' references: as many as the
-    # canonical gauge's), the canonical gauge and its jitters, and under every random gauge the
+    # The canonical gauge and its jitters, the gauge queries without a gauge (their own lists,
+    # the gauges' references, as many as the canonical gauge's) when the gauges search a sample
+    # of rows (over every row they are the base search's), and under every random gauge the
     # queries of its level (all of them at the judged level, half at the others: level_queries).
-    unscaled = canonical_queries(queries) * (1 + 1 + JITTER_DRAWS)
+    own = 0 if sampling.gauge_rows is None else 1
+    unscaled = canonical_queries(queries) * (own + 1 + JITTER_DRAWS)
     scaled = sum(sampling.gauge_draws * level_queries(s, levels, queries) for s in levels)
     return sampling.queries, unscaled + scaled
 

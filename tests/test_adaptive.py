@@ -12,6 +12,7 @@ import pytest
 
 from embaudit import LocalEngine, audit, draw
 from embaudit.index import BuiltIndex
+from embaudit.measurement import steps
 from embaudit.measurement.gauges import canonical_queries
 from embaudit.measurement.sampling import Sampling
 from embaudit.measurement.steps import PARTS, measure
@@ -561,3 +562,55 @@ def test_the_gauges_cosine_change_keeps_its_sample_when_another_check_grows_it()
     assert changes["both"] == changes["alone"] == changes["whole"]
     assert rounds["both"].geometry is not None and first.geometry is not None
     assert rounds["both"].geometry.m > first.geometry.m  # the round's sample grew
+
+
+@pytest.mark.parametrize("gauge_rows", [None, 1500])
+def test_the_gauge_searches_take_their_queries_own_lists_from_the_base_search(
+    gauge_rows, monkeypatch
+):
+    """Over every row, the gauge search of the first pass and the canonical gauge's of a round
+    stack the gauges' rows alone: their queries' own cosine lists are the base search's (this
+    pass's, then the first pass's); over a sample of rows (gauge-rows) they search them
+    themselves. The overlaps are those of searches that stack their own base block, bit for
+    bit."""
+    source = open_source(encoder_like(4000, 24, seed=3, normalize=False))
+    sampling = Sampling(
+        queries=80, gauge_queries=6, gauge_draws=2, sample=500, gauge_rows=gauge_rows
+    )
+    grown = replace(sampling, gauge_queries=12)
+    listed: list[list[bool]] = []  # per pass, per gauge search: its base block's listed
+    run = LocalEngine.run
+
+    def recorded(self, source, plan, **kwargs):
+        gauged = [s.search for s in plan.searches if len(s.search.blocks) > 1]
+        listed.append([search.blocks[0].listed for search in gauged])
+        for search in gauged:  # the gauges' rows alone, when unlisted
+            rows = sum(b.n_queries for b in search.blocks if b.listed)
+            assert len(search.stacked) == rows
+        return run(self, source, plan, **kwargs)
+
+    monkeypatch.setattr(LocalEngine, "run", recorded)
+
+    def measured() -> tuple:
+        first = measure(source, k=8, seed=2, sampling=sampling)
+        again = measure(source, k=8, seed=2, sampling=grown, parts=["canonical"], previous=first)
+        return first.neighbors, again.neighbors
+
+    unlisted = measured()
+    assert listed == ([[False], [False]] if gauge_rows is None else [[True], [True]])
+    gauge_search = steps._gauge_search
+    monkeypatch.setattr(
+        steps, "_gauge_search", lambda drawn, k, blocks, _: gauge_search(drawn, k, blocks, True)
+    )
+    listed.clear()
+    stacked = measured()
+    assert listed == [[True], [True]]
+    for mine, theirs in zip(unlisted, stacked, strict=True):
+        assert mine.gauge.keys() == theirs.gauge.keys()
+        for s in mine.gauge:
+            for a, b in zip(mine.gauge[s], theirs.gauge[s], strict=True):
+                np.testing.assert_array_equal(a, b)
+        np.testing.assert_array_equal(mine.canonical, theirs.canonical)
+        for a, b in zip(mine.canonical_jitter, theirs.canonical_jitter, strict=True):
+            np.testing.assert_array_equal(a, b)
+    assert len(unlisted[1].canonical) == 2 * grown.gauge_queries  # the round's, every row's

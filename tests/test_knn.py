@@ -336,6 +336,61 @@ def test_a_cosine_only_search_keeps_the_lists_of_the_full_one(monkeypatch):
         cosine.list_for("l2")
 
 
+@pytest.mark.parametrize("d", [12, 48])
+def test_an_unlisted_base_block_gives_the_gauge_lists_of_a_listed_one(monkeypatch, d):
+    # A gauge search whose base block is unlisted stacks the gauges' rows alone and keeps no
+    # base list; its gauge lists, scores and features (their cosine, computed for the
+    # candidates alone) equal those of the search that stacks the base block, bit for bit,
+    # whether a step stores its products or keeps its reached tiles (d = 12); and the base
+    # block's lists it leaves out are those of the full base search of the same queries.
+    monkeypatch.setattr(knn.products, "SLAB", 2 * knn.TILE)
+    monkeypatch.setattr(knn.select, "KEEP_TILES_UP_TO", 16)
+    rng = np.random.default_rng(21)
+    x = rng.standard_normal((5000, d)) * rng.lognormal(size=(5000, 1))
+    query_rows = np.sort(rng.choice(len(x), 60, replace=False))
+    gauges = [Block(f"g{i}", 20 + 10 * i, np.exp(rng.normal(0.0, 1.0, size=d))) for i in range(3)]
+
+    def gauge_search(listed):
+        blocks = [Block("base", 40, listed=listed), *gauges]
+        return _search(x, query_rows[:40], 9, blocks, chunk=1700, metrics=("cosine",))
+
+    listed, unlisted = gauge_search(True), gauge_search(False)
+    assert len(unlisted.stacked) == len(listed.stacked) - 40 == sum(b.n_queries for b in gauges)
+    assert [lst.block for lst in unlisted.lists] == [1, 2, 3]
+    with pytest.raises(KeyError):
+        unlisted.list_for("cosine")
+    for block in (1, 2, 3):
+        mine, theirs = unlisted.list_for("cosine", block), listed.list_for("cosine", block)
+        np.testing.assert_array_equal(mine.rows, theirs.rows)
+        np.testing.assert_array_equal(mine.scores, theirs.scores)
+        np.testing.assert_array_equal(mine.features, theirs.features)
+    base = _search(x, query_rows, 9, chunk=1000).head(40).list_for("cosine")
+    own = listed.list_for("cosine")
+    np.testing.assert_array_equal(base.rows, own.rows)
+    np.testing.assert_array_equal(base.scores, own.scores)
+    for block in (1, 2, 3):
+        np.testing.assert_array_equal(
+            unlisted.overlap(base, unlisted.list_for("cosine", block)),
+            listed.overlap(own, listed.list_for("cosine", block)),
+        )
+
+
+@pytest.mark.parametrize(
+    "blocks, metrics",
+    [
+        ([Block("base", 5), Block("g", 5, np.ones(4), listed=False)], ("cosine",)),
+        ([Block("base", 5, listed=False), Block("g", 5, np.ones(4))], knn.METRICS),
+        ([Block("base", 5, listed=False)], ("cosine",)),
+    ],
+)
+def test_only_the_base_block_of_a_cosine_search_of_gauges_may_be_unlisted(blocks, metrics):
+    x = np.random.default_rng(0).standard_normal((20, 4))
+    with pytest.raises(ValueError, match="unlisted"):
+        NeighborSearch(x[:5], np.arange(5), 3, blocks, metrics)
+    listed = [Block(b.name, b.n_queries, b.scale) for b in blocks]
+    NeighborSearch(x[:5], np.arange(5), 3, listed, metrics)  # the same blocks, listed
+
+
 @pytest.mark.parametrize("metrics", [("l2", "dot"), ("cosine", "hamming"), ()])
 def test_a_search_without_cosine_or_with_an_unknown_metric_is_refused(metrics):
     with pytest.raises(ValueError, match="metrics"):

@@ -35,7 +35,7 @@ SLAB = 16 * TILE
 #: Bytes of products a slab holds at most: a slab costs some fifty numpy calls whatever its
 #: size, and what it holds is its rows times the stacked rows (the slab of a search of many
 #: queries has fewer rows; see ChunkProducts.slab_rows). On a 2-core Xeon (2 MiB of L2 a
-#: core), with the default 500 and 634 stacked rows: slabs of 4,096 rows searched 7 % more
+#: core), with 500 and 634 stacked rows (the defaults then): slabs of 4,096 rows searched 7 % more
 #: 16-d and 128-d rows a second than slabs of 2,048, and as many 64-d and 768-d rows; at
 #: 16-d, slabs of 8, 12, 16 and 24 MiB (no cap): 376k, 398k, 361k and 326k rows a second.
 SLAB_BYTES = 12 * 2**20
@@ -145,9 +145,9 @@ class Chunk:
     starts: Ints  # first row of each tile of TILE rows
     tile_max: Floats  # (stacked queries, tiles): the largest product in each tile
     tiles: TileRanges
+    #: What computes an entry again: without stored products, and those of an unlisted block
+    source: _EntrySource
     kept: KeptTiles | None = None
-    #: Without stored products: what computes an entry again
-    source: _EntrySource | None = None
 
     @property
     def n_rows(self) -> int:
@@ -176,7 +176,6 @@ class Chunk:
         """The products of the stacked rows ``stacked`` with the chunk columns ``column``, one
         by one (computed again, to the same float32 values, without stored products)."""
         if self.products is None:
-            assert self.source is not None
             return self.source.entries(stacked, column)
         width = self.products.shape[2]
         return self.products[column // width, stacked, column % width]
@@ -192,26 +191,34 @@ class Chunk:
 @dataclass(frozen=True)
 class _EntrySource:
     """What a chunk's products are computed from: a few of them are computed again, on the
-    same BLAS path, when they were not stored."""
+    same BLAS path, when they were not stored (or, for an unlisted block, never computed)."""
 
     stacked: npt.NDArray[np.float32]  # the stacked query rows
     unit: npt.NDArray[np.float32]  # the chunk's unit rows, in its column order
     gauged: list[tuple[slice, int]]  # each gauge block's stacked rows, its row of ``factors``
     factors: npt.NDArray[np.float32] | None  # (gauge blocks, columns): |x| / |x D|
 
-    def entries(self, stacked: Ints, column: Ints) -> npt.NDArray[np.float32]:
-        """The products of the stacked rows ``stacked`` with the columns ``column``: those
-        stacked rows times those columns' unit rows in whole tiles, with enough rows for
-        BLAS's general path (as every slab), so the same float32 values as the slabs', a
-        gauge block's scaled by the same float32 factors."""
-        if not len(stacked):
+    def products(
+        self, rows: npt.NDArray[np.float32], row: Ints, column: Ints
+    ) -> npt.NDArray[np.float32]:
+        """The products of ``rows[row]`` with the columns ``column``, one by one: those rows
+        times those columns' unit rows in whole tiles, with enough rows for BLAS's general path
+        (as every slab), so the same float32 values as a slab's product of the same rows."""
+        if not len(row):
             return np.empty(0, np.float32)
-        rows, row_at = np.unique(stacked, return_inverse=True)
+        taken, row_at = np.unique(row, return_inverse=True)
         columns, column_at = np.unique(column, return_inverse=True)
         tiled = _whole_tiles(self.unit[columns])
-        block = np.empty((len(rows), len(tiled)), np.float32)
-        _multiply(self.stacked[rows], tiled, block)
-        products = block[row_at, column_at]
+        block = np.empty((len(taken), len(tiled)), np.float32)
+        _multiply(rows[taken], tiled, block)
+        return np.asarray(block[row_at, column_at])
+
+    def entries(self, stacked: Ints, column: Ints) -> npt.NDArray[np.float32]:
+        """The products of the stacked rows ``stacked`` with the columns ``column``
+        (:meth:`products`), a gauge block's scaled by the same float32 factors as the slabs'."""
+        if not len(stacked):
+            return np.empty(0, np.float32)
+        products = self.products(self.stacked, stacked, column)
         if self.factors is not None:
             factor_of = np.full(len(self.stacked), -1)  # per stacked row: its factors' row
             for rows_of, index in self.gauged:
@@ -224,11 +231,17 @@ class _EntrySource:
 
 @dataclass(frozen=True)
 class Block:
-    """Queries 0 .. n_queries-1 of the sample, under the diagonal gauge ``scale`` (None: none)."""
+    """Queries 0 .. n_queries-1 of the sample, under the diagonal gauge ``scale`` (None: none).
+
+    ``listed`` False (the base block of a gauge search alone): the block's lists are another
+    search's (the base search of the same queries over the same rows has them, to the same
+    rows and scores), so its queries are not stacked and it keeps no list; its products are
+    computed only for the other blocks' candidates, whose features hold their cosine."""
 
     name: str
     n_queries: int
     scale: Floats | None = None
+    listed: bool = True
 
 
 class ChunkProducts:
@@ -238,8 +251,9 @@ class ChunkProducts:
     The attributes below are set by the search (``NeighborSearch.__post_init__``)."""
 
     blocks: list[Block]
-    offsets: list[int]  # where each block starts among the stacked rows
+    offsets: list[int]  # where each listed block starts among the stacked rows
     stacked: npt.NDArray[np.float32]  # the stacked query rows, unit vectors
+    unlisted: npt.NDArray[np.float32]  # the unlisted block's query rows (none: (0, d))
     pow2_scale: float
     _gauge_blocks: list[int]
     _gauge_squares: npt.NDArray[np.float32]
@@ -330,8 +344,8 @@ class ChunkProducts:
             starts=starts,
             tile_max=tile_max,
             tiles=tiles,
+            source=_EntrySource(self.stacked, unit, gauged, factors),
             kept=None if keep is None else KeptTiles(kept_index, _joined(kept)),
-            source=None if keep is None else _EntrySource(self.stacked, unit, gauged, factors),
         )
 
     def _ordered(self, rows: CleanRows) -> tuple[Ints, Floats, npt.NDArray[np.float32]]:
@@ -350,11 +364,12 @@ class ChunkProducts:
         """(stacked row, column) of each self-match among the chunk rows at ``positions``, every
         block's: the entries of :meth:`_chunk`'s products that are set to -inf."""
         own_query, own_column = self._own(positions)
-        in_block = [own_query < block.n_queries for block in self.blocks]
+        listed = [b for b, block in enumerate(self.blocks) if block.listed]
+        in_block = [own_query < self.blocks[b].n_queries for b in listed]
         own_stacked = np.concatenate(
             [
-                offset + own_query[inside]
-                for offset, inside in zip(self.offsets, in_block, strict=True)
+                self.offsets[b] + own_query[inside]
+                for b, inside in zip(listed, in_block, strict=True)
             ]
         )
         own_columns = np.concatenate([own_column[inside] for inside in in_block])

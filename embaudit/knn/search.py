@@ -54,39 +54,18 @@ class NeighborSearch(TopKSelection):
         queries = np.asarray(self.queries, dtype=np.float64)
         self.d = queries.shape[1]
         self.query_norm = row_norms(queries)
-        directions = unit_rows(queries)
         # L2 and dot scores are kept relative to the query norm (a positive constant per query,
         # so rankings are unchanged): dot/|q| and -L2^2/|q|^2, with r = |x|/|q|. The float32
         # selection scores use norms times one power of two, so values near 1e30 or 1e-30
         # neither overflow nor underflow.
         self.pow2_scale = pow2_scale(self.query_norm)
-        # Each stacked row is a unit vector, so every product is a bounded cosine: base rows are
-        # q/|q|, gauge rows (q D^2)/|q D^2|, and
-        # cos_D(q, x) = (row . x/|x|) * (|q D^2| / |q D|) * (|x| / |x D|).
-        stacked, self.offsets, self.query_factor = [], [], []
-        offset = 0
-        for block in self.blocks:
-            part = directions[: block.n_queries]
-            if block.scale is not None:
-                # A gauge may give dimensions a scale of 0 (the canonical gauge drops dead ones);
-                # a query with nothing left in the others scores 0 against every row.
-                squared = part * block.scale**2
-                squared_norm = np.linalg.norm(squared, axis=1)
-                gauged_norm = np.linalg.norm(part * block.scale, axis=1)
-                self.query_factor.append(ratio(squared_norm, gauged_norm))
-                part = squared * ratio(np.ones_like(squared_norm), squared_norm)[:, None]
-            else:
-                self.query_factor.append(np.ones(block.n_queries))
-            stacked.append(part)
-            self.offsets.append(offset)
-            offset += block.n_queries
-        self.stacked = np.ascontiguousarray(np.concatenate(stacked), dtype=np.float32)
+        self._stack(unit_rows(queries))
         self.n_features = 1 + len(self.blocks)
         self.tie_tolerance = TIE_ULPS * np.sqrt(self.d) * _U32
         base = self.blocks[0].n_queries
         if "cosine" not in self.metrics or not set(self.metrics) <= set(METRICS):
             raise ValueError(f"metrics must hold cosine and be among {METRICS}: {self.metrics}")
-        plan = [(metric, 0, base) for metric in METRICS if metric in self.metrics]
+        plan = [(m, 0, base) for m in METRICS if m in self.metrics and self.blocks[0].listed]
         plan += [("cosine", b, block.n_queries) for b, block in enumerate(self.blocks) if b]
         self.lists = [
             NeighborList(
@@ -110,6 +89,41 @@ class NeighborSearch(TopKSelection):
         self.scratch = Scratch()
         self._groups = self._grouped()
         self.shared_bars = None
+
+    def _stack(self, directions: Floats) -> None:
+        """The stacked query rows of the listed blocks (``stacked``, each block's ``offsets``),
+        the unlisted block's rows apart (``unlisted``), and each block's ``query_factor``."""
+        if (
+            any(not block.listed for block in self.blocks[1:])
+            or (not self.blocks[0].listed and self.metrics != ("cosine",))
+            or len(self.blocks) < 1 + (not self.blocks[0].listed)
+        ):
+            raise ValueError("only the base block of a cosine search of gauges may be unlisted")
+        # Each stacked row is a unit vector, so every product is a bounded cosine: base rows are
+        # q/|q|, gauge rows (q D^2)/|q D^2|, and
+        # cos_D(q, x) = (row . x/|x|) * (|q D^2| / |q D|) * (|x| / |x D|).
+        stacked, self.offsets, self.query_factor = [], [], []
+        offset = 0
+        self.unlisted = np.empty((0, self.d), np.float32)
+        for block in self.blocks:
+            part = directions[: block.n_queries]
+            if block.scale is not None:
+                # A gauge may give dimensions a scale of 0 (the canonical gauge drops dead ones);
+                # a query with nothing left in the others scores 0 against every row.
+                squared = part * block.scale**2
+                squared_norm = np.linalg.norm(squared, axis=1)
+                gauged_norm = np.linalg.norm(part * block.scale, axis=1)
+                self.query_factor.append(ratio(squared_norm, gauged_norm))
+                part = squared * ratio(np.ones_like(squared_norm), squared_norm)[:, None]
+            else:
+                self.query_factor.append(np.ones(block.n_queries))
+            self.offsets.append(offset)
+            if not block.listed:  # its products are computed for the others' candidates alone
+                self.unlisted = np.ascontiguousarray(part, dtype=np.float32)
+                continue
+            stacked.append(part)
+            offset += block.n_queries
+        self.stacked = np.ascontiguousarray(np.concatenate(stacked), dtype=np.float32)
 
     # Scoring ---------------------------------------------------------------------------------
 

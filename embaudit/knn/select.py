@@ -37,8 +37,8 @@ _COSINE, _NORM = 0, 1  # feature columns; gauge block b > 0 has its cosine in co
 #: flight, not the bytes read (a chunk of 16-d rows holds 48 times the rows of a 768-d chunk of
 #: the same bytes). The products, a copy of a block's rows while its lists fill and their
 #: float64 scores take about four times this at most. At the defaults (500 stacked rows in the
-#: base search, 634 in the gauge search) it is 32,768 and 24,576 rows, more than a 768-d chunk
-#: holds (10,922): those chunks are searched in one step.
+#: base search, 230 in the gauge search) it is 32,768 and 69,632 rows, more than a 768-d chunk
+#: holds (10,752): those chunks are searched in one step.
 STEP_BYTES = 64 * 2**20
 #: Rows per neighbour kept that a filling step scores (see TopKSelection.filling_rows): with
 #: k = 10 one slab; with k = 1,000 a whole step, where pruning by tiles would score most of
@@ -360,18 +360,20 @@ class TopKSelection(ChunkProducts):
         """The features (see :mod:`embaudit.knn`) of the chunk entries (query, column)."""
         out = np.full((len(query), self.n_features), np.nan)
         out[:, _NORM] = chunk.norm[column]
-        # Every block's entries taken at once: a query's row in each block that holds it.
+        # Every listed block's entries taken at once: a query's row in each block that holds it.
         entries = [np.arange(len(query))]
         for block in self.blocks[1:]:
             entries.append(np.flatnonzero(query < block.n_queries))
-        sizes = np.cumsum([0, *map(len, entries)])
-        stacked = np.concatenate(
-            [offset + query[at] for offset, at in zip(self.offsets, entries, strict=True)]
-        )
-        products = chunk.entries(stacked, column[np.concatenate(entries)])
-        out[:, _COSINE] = products[: sizes[1]]
+        listed = [b for b, block in enumerate(self.blocks) if block.listed]
+        sizes = np.cumsum([0, *(len(entries[b]) for b in listed)])
+        stacked = np.concatenate([self.offsets[b] + query[entries[b]] for b in listed])
+        products = chunk.entries(stacked, column[np.concatenate([entries[b] for b in listed])])
+        by_block = {b: products[sizes[i] : sizes[i + 1]] for i, b in enumerate(listed)}
+        if not self.blocks[0].listed:  # the same float32 values as the base search's products
+            by_block[0] = chunk.source.products(self.unlisted, query, column)
+        out[:, _COSINE] = by_block[0]
         for b, at in enumerate(entries[1:], start=1):
-            scaled = products[sizes[b] : sizes[b + 1]].astype(np.float64)  # times |x|/|xD|
+            scaled = by_block[b].astype(np.float64)  # times |x|/|xD|
             out[at, 1 + b] = scaled * self.query_factor[b][query[at]]
         return out
 

@@ -119,11 +119,14 @@ def neighbor_lists(
     source: EmbeddingSource,
     external: External | None = None,
     canonical_search: NeighborSearch | None = None,
+    references: NeighborSearch | None = None,
 ) -> Neighbors:
     """What the checks read of the searches: the metric overlaps, truncations and hygiene of
     every query (``search``; None in a round for the gauges alone) and the gauges' overlaps
     (``gauge_search``; None when no gauge was searched), the canonical gauge's from
-    ``canonical_search`` when it was searched apart."""
+    ``canonical_search`` when it was searched apart. ``references``: the base search whose
+    cosine lists are the gauge queries' own, where a gauge search's base block is unlisted
+    (this measurement's ``search``, or the previous measurement's in a round)."""
     metrics = _MetricOverlaps()
     hygiene = None
     if search is not None:
@@ -132,9 +135,11 @@ def neighbor_lists(
             search = search.head(len(external.rows))
         metrics = _metric_overlaps(search, truncate)
         hygiene = _hygiene(search, search.list_for("cosine"), stats, source, external, full)
-    gauged = _GaugeOverlaps() if gauge_search is None else _gauge_overlaps(gauge_search, gauges)
+    gauged = _GaugeOverlaps()
+    if gauge_search is not None:
+        gauged = _gauge_overlaps(gauge_search, gauges, references)
     if canonical_search is not None:  # searched apart from the random gauges (a round's)
-        apart = _gauge_overlaps(canonical_search, [])
+        apart = _gauge_overlaps(canonical_search, [], references)
         gauged = replace(gauged, canonical=apart.canonical, jitter=apart.jitter)
     searched = next(s for s in (search, gauge_search, canonical_search) if s is not None)
     return Neighbors(
@@ -202,15 +207,18 @@ class _GaugeOverlaps:
 
 
 def _gauge_overlaps(
-    gauge_search: NeighborSearch, gauges: list[tuple[float, Floats]]
+    gauge_search: NeighborSearch,
+    gauges: list[tuple[float, Floats]],
+    references: NeighborSearch | None,
 ) -> _GaugeOverlaps:
-    """Each gauge block's per-query overlap against the gauge queries' own cosine lists, in the
-    order the blocks were made: the random gauges in the order of ``gauges``, the canonical
-    gauge and its jitters."""
+    """Each gauge block's per-query overlap against the gauge queries' own cosine lists (the
+    gauge search's, or, when its base block is unlisted, those of the same queries in
+    ``references``), in the order the blocks were made: the random gauges in the order of
+    ``gauges``, the canonical gauge and its jitters."""
     gauge: dict[float, list[Floats]] = {}
     canonical: Floats = np.zeros(0)
     jitter: list[Floats] = []
-    reference = gauge_search.list_for("cosine")
+    reference = _own_lists(gauge_search, references)
     levels = iter(s for s, _ in gauges)
     for b, block in enumerate(gauge_search.blocks[1:], start=1):
         shared = gauge_search.overlap(reference, gauge_search.list_for("cosine", b))
@@ -224,6 +232,23 @@ def _gauge_overlaps(
         block.n_queries for block in gauge_search.blocks if block.name.startswith(GAUGE_BLOCK)
     ]
     return _GaugeOverlaps(max(random, default=0), gauge, canonical, jitter)
+
+
+def _own_lists(gauge_search: NeighborSearch, references: NeighborSearch | None) -> NeighborList:
+    """The cosine lists of the gauge search's queries: its own, or those of its queries (the
+    first of ``references``'s, over the same rows) when its base block is unlisted."""
+    if gauge_search.blocks[0].listed:
+        return gauge_search.list_for("cosine")
+    count = len(gauge_search.query_rows)
+    if (
+        references is None
+        or references.k != gauge_search.k
+        or len(references.query_rows) < count
+        or not np.array_equal(references.query_rows[:count], gauge_search.query_rows)
+        or not np.array_equal(references.queries[:count], gauge_search.queries)
+    ):  # a plan's bug: the unlisted block's lists must be those of the same queries
+        raise RuntimeError("an unlisted base block without the lists of its queries")
+    return references.head(count).list_for("cosine")
 
 
 def _hygiene(

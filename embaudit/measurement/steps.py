@@ -347,8 +347,15 @@ def _plan_searches(
     if "canonical" in wanted:
         estimated = every_row is None and SCALE_ROWS_PER_SAMPLE * sampling.sample < n
         blocks = _canonical_blocks(drawn, canonical, canonical_count, estimated, seed)
+    # The gauge queries' own cosine lists over every row are the base search's (this pass's,
+    # or the previous measurement's): the gauge searches then do not search them again.
+    listed = positions is not None or (
+        search is None
+        and not _holds_lists(before, drawn, k, max(level_queries_drawn, canonical_count))
+    )
     if blocks and (apart or "gauges" not in wanted):  # a search of the canonical gauge alone
-        planned = replace(planned, canonical_search=_gauge_search(drawn, k, blocks))
+        canonical_search = _gauge_search(drawn, k, blocks, listed)
+        planned = replace(planned, canonical_search=canonical_search)
         blocks = []
     if "gauges" not in wanted:
         return planned
@@ -364,7 +371,20 @@ def _plan_searches(
         )
         for s, g in gauges
     ] + blocks
-    return replace(planned, gauge_search=_gauge_search(drawn, k, blocks), gauges=gauges)
+    return replace(planned, gauge_search=_gauge_search(drawn, k, blocks, listed), gauges=gauges)
+
+
+def _holds_lists(before: Neighbors | None, drawn: _Drawn, k: int, count: int) -> bool:
+    """Whether the previous measurement's base search holds the cosine lists (over every row,
+    with ``k``) of the first ``count`` queries drawn."""
+    prior = before.search if before is not None else None
+    return (
+        prior is not None
+        and prior.k == k
+        and len(prior.query_rows) >= count
+        and np.array_equal(prior.query_rows[:count], drawn.query_rows[:count])
+        and np.array_equal(prior.queries[:count], drawn.queries[:count])
+    )
 
 
 def _canonical_blocks(
@@ -380,14 +400,17 @@ def _canonical_blocks(
     return blocks
 
 
-def _gauge_search(drawn: _Drawn, k: int, blocks: list[Block]) -> NeighborSearch:
+def _gauge_search(drawn: _Drawn, k: int, blocks: list[Block], listed: bool) -> NeighborSearch:
     """The search of gauge ``blocks``, with the cosine lists of their queries without a gauge
-    (the first block: the gauges' references). It is its own search (every row, or the gauge
-    rows), not blocks of the base search: each list of a search keeps a feature column per
-    block, and the base search's lists are every query's under three metrics."""
+    (the first block: the gauges' references), unless not ``listed``: the base search holds
+    those (over every row), and the first block only gives the gauge lists' candidates their
+    cosine. It is its own search (every row, or the gauge rows), not blocks of the base
+    search: each list of a search keeps a feature column per block, and the base search's
+    lists are every query's under three metrics."""
     count = max(block.n_queries for block in blocks)
     queries, rows = drawn.queries[:count], drawn.query_rows[:count]
-    return NeighborSearch(queries, rows, k, [Block(BASE_BLOCK, count), *blocks], ("cosine",))
+    base = Block(BASE_BLOCK, count, listed=listed)
+    return NeighborSearch(queries, rows, k, [base, *blocks], ("cosine",))
 
 
 def _base_search(
@@ -501,6 +524,7 @@ def _neighbors(
         source,
         drawn.external,
         planned.canonical_search,
+        search if search is not None else before.search if before is not None else None,
     )
     if planned.gauges_grow is not None and before is not None:
         measured = with_grown_gauges(measured, before, planned.gauges_grow)
