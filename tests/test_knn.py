@@ -354,7 +354,17 @@ def test_an_unlisted_base_block_gives_the_gauge_lists_of_a_listed_one(monkeypatc
         blocks = [Block("base", 40, listed=listed), *gauges]
         return _search(x, query_rows[:40], 9, blocks, chunk=1700, metrics=("cosine",))
 
-    listed, unlisted = gauge_search(True), gauge_search(False)
+    listed = gauge_search(True)
+    whole: list[bool] = []  # per call: every column's products at once (lists filling)
+    unlisted_of = knn.products._EntrySource.unlisted
+
+    def recorded(self, rows, query, column):
+        whole.append(len(query) * knn.products.WHOLE_SHARE >= len(self.unit))
+        return unlisted_of(self, rows, query, column)
+
+    monkeypatch.setattr(knn.products._EntrySource, "unlisted", recorded)
+    unlisted = gauge_search(False)
+    assert any(whole) and not all(whole)  # both ways of computing the cosine were taken
     assert len(unlisted.stacked) == len(listed.stacked) - 40 == sum(b.n_queries for b in gauges)
     assert [lst.block for lst in unlisted.lists] == [1, 2, 3]
     with pytest.raises(KeyError):

@@ -370,7 +370,7 @@ class TopKSelection(ChunkProducts):
         products = chunk.entries(stacked, column[np.concatenate([entries[b] for b in listed])])
         by_block = {b: products[sizes[i] : sizes[i + 1]] for i, b in enumerate(listed)}
         if not self.blocks[0].listed:  # the same float32 values as the base search's products
-            by_block[0] = chunk.source.products(self.unlisted, query, column)
+            by_block[0] = chunk.source.unlisted(self.unlisted, query, column)
         out[:, _COSINE] = by_block[0]
         for b, at in enumerate(entries[1:], start=1):
             scaled = by_block[b].astype(np.float64)  # times |x|/|xD|

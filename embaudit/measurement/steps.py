@@ -64,7 +64,8 @@ Ints = npt.NDArray[np.int64]
 #: EA205) and its graphs (EA501, EA502). Measuring again for undecided checks measures only the
 #: parts they read (:func:`measure`'s ``parts``, the others taken from ``previous``): without
 #: ``lists`` or ``truncation`` the base queries are not searched (the gauges' references are
-#: the gauge queries' own lists, in the gauge search); without a searched part nor ``sample``
+#: the gauge queries' own lists: the previous measurement's base lists, or, where those are not
+#: the same queries', the gauge search's own); without a searched part nor ``sample``
 #: there is no pass (the statistics are the previous measurement's); with ``graphs`` alone the
 #: sample's graphs grow to ``sampling.graphs`` by new samples added to the previous ones. The
 #: gauge levels a round does not search (:func:`measure`'s ``levels``) keep the previous ones.
