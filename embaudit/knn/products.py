@@ -194,7 +194,7 @@ class Chunk:
         return taken.reshape(len(stacked), -1)[:, : self.n_rows]
 
 
-@dataclass(frozen=True)
+@dataclass
 class _EntrySource:
     """What a chunk's products are computed from: a few of them are computed again, on the
     same BLAS path, when they were not stored (or, for an unlisted block, never computed)."""
@@ -204,7 +204,7 @@ class _EntrySource:
     gauged: list[tuple[slice, int]]  # each gauge block's stacked rows, its row of ``factors``
     factors: npt.NDArray[np.float32] | None  # (gauge blocks, columns): |x| / |x D|
     #: The unlisted block's products with every column, once computed (see :meth:`unlisted`)
-    whole: list[npt.NDArray[np.float32]] = field(default_factory=list, repr=False, compare=False)
+    whole: npt.NDArray[np.float32] | None = field(default=None, repr=False)
 
     def unlisted(
         self, rows: npt.NDArray[np.float32], query: Ints, column: Ints
@@ -215,11 +215,11 @@ class _EntrySource:
         query with every column once, kept for the step's later calls (the same values)."""
         if len(query) * WHOLE_SHARE < len(self.unit):
             return self.products(rows, query, column)
-        if not self.whole:
+        if self.whole is None:
             tiled = _whole_tiles(self.unit)
-            self.whole.append(np.empty((len(rows), len(tiled)), np.float32))
-            _multiply(rows, tiled, self.whole[0])
-        return np.asarray(self.whole[0][query, column])
+            self.whole = np.empty((len(rows), len(tiled)), np.float32)
+            _multiply(rows, tiled, self.whole)
+        return np.asarray(self.whole[query, column])
 
     def products(
         self, rows: npt.NDArray[np.float32], row: Ints, column: Ints

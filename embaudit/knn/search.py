@@ -96,7 +96,7 @@ class NeighborSearch(TopKSelection):
         if (
             any(not block.listed for block in self.blocks[1:])
             or (not self.blocks[0].listed and self.metrics != ("cosine",))
-            or len(self.blocks) < 1 + (not self.blocks[0].listed)
+            or not any(block.listed for block in self.blocks)
         ):
             raise ValueError("only the base block of a cosine search of gauges may be unlisted")
         # Each stacked row is a unit vector, so every product is a bounded cosine: base rows are
@@ -196,6 +196,18 @@ class NeighborSearch(TopKSelection):
         return joined
 
     # Results ---------------------------------------------------------------------------------
+
+    def holds(self, queries: Floats, query_rows: Ints, k: int) -> bool:
+        """Whether this search's first queries are ``queries`` at ``query_rows``, with ``k``
+        neighbours: its lists of them are theirs (a query's list does not depend on the other
+        queries searched with it)."""
+        count = len(query_rows)
+        return (
+            self.k == k
+            and len(self.query_rows) >= count
+            and np.array_equal(self.query_rows[:count], query_rows)
+            and np.array_equal(self.queries[:count], queries)
+        )
 
     def head(self, m: int) -> NeighborSearch:
         """The finished search restricted to its first ``m`` queries (every block keeps at most

@@ -239,16 +239,11 @@ def _own_lists(gauge_search: NeighborSearch, references: NeighborSearch | None) 
     first of ``references``'s, over the same rows) when its base block is unlisted."""
     if gauge_search.blocks[0].listed:
         return gauge_search.list_for("cosine")
-    count = len(gauge_search.query_rows)
-    if (
-        references is None
-        or references.k != gauge_search.k
-        or len(references.query_rows) < count
-        or not np.array_equal(references.query_rows[:count], gauge_search.query_rows)
-        or not np.array_equal(references.queries[:count], gauge_search.queries)
-    ):  # a plan's bug: the unlisted block's lists must be those of the same queries
+    own = (gauge_search.queries, gauge_search.query_rows, gauge_search.k)
+    if references is None or not references.holds(*own):
+        # a plan's bug: the unlisted block's lists must be those of the same queries
         raise RuntimeError("an unlisted base block without the lists of its queries")
-    return references.head(count).list_for("cosine")
+    return references.head(len(gauge_search.query_rows)).list_for("cosine")
 
 
 def _hygiene(

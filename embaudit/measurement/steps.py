@@ -379,13 +379,7 @@ def _holds_lists(before: Neighbors | None, drawn: _Drawn, k: int, count: int) ->
     """Whether the previous measurement's base search holds the cosine lists (over every row,
     with ``k``) of the first ``count`` queries drawn."""
     prior = before.search if before is not None else None
-    return (
-        prior is not None
-        and prior.k == k
-        and len(prior.query_rows) >= count
-        and np.array_equal(prior.query_rows[:count], drawn.query_rows[:count])
-        and np.array_equal(prior.queries[:count], drawn.queries[:count])
-    )
+    return prior is not None and prior.holds(drawn.queries[:count], drawn.query_rows[:count], k)
 
 
 def _canonical_blocks(
