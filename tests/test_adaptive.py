@@ -568,9 +568,10 @@ def test_the_gauges_cosine_change_keeps_its_sample_when_another_check_grows_it()
 def test_the_gauge_searches_take_their_queries_own_lists_from_the_base_search(
     gauge_rows, monkeypatch
 ):
-    """Over every row, the gauge search of the first pass and the canonical gauge's of a round
-    stack the gauges' rows alone: their queries' own cosine lists are the base search's (this
-    pass's, then the first pass's); over a sample of rows (gauge-rows) they search them
+    """Over every row, the gauge search of the first pass, the canonical gauge's of a round and
+    the grown gauge search of an EA301 round (its new queries first) stack the gauges' rows
+    alone: their queries' own cosine lists are the base search's (this pass's, then the first
+    pass's, in the search's order of them); over a sample of rows (gauge-rows) they search them
     themselves. The overlaps are those of searches that stack their own base block, bit for
     bit."""
     source = open_source(encoder_like(4000, 24, seed=3, normalize=False))
@@ -594,17 +595,23 @@ def test_the_gauge_searches_take_their_queries_own_lists_from_the_base_search(
     def measured() -> tuple:
         first = measure(source, k=8, seed=2, sampling=sampling)
         again = measure(source, k=8, seed=2, sampling=grown, parts=["canonical"], previous=first)
-        return first.neighbors, again.neighbors
+        gauges = measure(
+            source, k=8, seed=2, sampling=grown, parts=["gauges"], previous=first, levels=[0.5]
+        )
+        return first.neighbors, again.neighbors, gauges.neighbors
 
     unlisted = measured()
-    assert listed == ([[False], [False]] if gauge_rows is None else [[True], [True]])
-    gauge_search = steps._gauge_search
+    assert listed == [[gauge_rows is not None]] * 3
+    gauge_search, grown_search = steps._gauge_search, steps.grown_gauge_search
     monkeypatch.setattr(
         steps, "_gauge_search", lambda drawn, k, blocks, _: gauge_search(drawn, k, blocks, True)
     )
+    monkeypatch.setattr(steps, "grown_gauge_search", lambda *args: grown_search(*args[:5], True))
     listed.clear()
     stacked = measured()
-    assert listed == [[True], [True]]
+    assert listed == [[True]] * 3
+    assert unlisted[2].gauge_search.query_rows[0] == unlisted[0].query_rows[6]  # new first
+    assert len(unlisted[2].gauge[0.5]) == 2 and len(unlisted[2].gauge[0.5][0]) == 12
     for mine, theirs in zip(unlisted, stacked, strict=True):
         assert mine.gauge.keys() == theirs.gauge.keys()
         for s in mine.gauge:

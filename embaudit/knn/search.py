@@ -197,17 +197,23 @@ class NeighborSearch(TopKSelection):
 
     # Results ---------------------------------------------------------------------------------
 
-    def holds(self, queries: Floats, query_rows: Ints, k: int) -> bool:
-        """Whether this search's first queries are ``queries`` at ``query_rows``, with ``k``
-        neighbours: its lists of them are theirs (a query's list does not depend on the other
-        queries searched with it)."""
-        count = len(query_rows)
-        return (
-            self.k == k
-            and len(self.query_rows) >= count
-            and np.array_equal(self.query_rows[:count], query_rows)
-            and np.array_equal(self.queries[:count], queries)
-        )
+    def positions(self, queries: Floats, query_rows: Ints, k: int) -> Ints | None:
+        """Where this search holds the lists (with ``k`` neighbours) of ``queries`` at
+        ``query_rows``: their positions among its queries, in their order (its lists of them
+        are theirs: a query's list does not depend on the other queries searched with it);
+        None when it does not hold every one. Its first queries, or corpus rows in any order
+        (a query file's rows, ``EXTERNAL_ROW``, are found only as a prefix)."""
+        held, count = np.asarray(self.query_rows), len(query_rows)
+        if self.k != k or len(held) < count:
+            return None
+        if np.array_equal(held[:count], query_rows):
+            at = np.arange(count)
+        else:
+            order = np.argsort(held, kind="stable")
+            at = order[np.searchsorted(held[order], query_rows).clip(max=len(held) - 1)]
+            if not np.array_equal(held[at], query_rows) or (query_rows == EXTERNAL_ROW).any():
+                return None
+        return at if np.array_equal(self.queries[at], queries) else None
 
     def head(self, m: int) -> NeighborSearch:
         """The finished search restricted to its first ``m`` queries (every block keeps at most

@@ -70,6 +70,11 @@ class NeighborList:
     def n_queries(self) -> int:
         return int(self.rows.shape[0])
 
+    def of_queries(self, at: Ints) -> NeighborList:
+        """The lists of the queries at positions ``at``, in that order."""
+        rows, scores, features = self.rows[at], self.scores[at], self.features[at]
+        return NeighborList(self.metric, self.block, rows, scores, features)
+
 
 @dataclass(frozen=True)
 class _Group:

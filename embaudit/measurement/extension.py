@@ -100,10 +100,13 @@ def grown_gauge_search(
     gauges: list[tuple[float, Floats]],
     k: int,
     growth: GaugeGrowth,
+    listed: bool = True,
 ) -> GrownGauges:
     """The search of what the previous overlaps lack (see :class:`GaugeGrowth`): the gauge
     queries (``queries`` at ``query_rows``, all of them; those after the reused ones first)
-    under each new draw, and the queries after the reused ones under each reused draw."""
+    under each new draw, and the queries after the reused ones under each reused draw. Its
+    base block searches their own cosine lists unless not ``listed`` (another search holds
+    them: see :func:`embaudit.measurement.steps._gauge_search`)."""
     first, count = growth.queries, len(query_rows)
     seen: Counter[float] = Counter()
     held, reused = [], []
@@ -113,7 +116,7 @@ def grown_gauge_search(
         if not (old and first == count):  # else every query of this draw is reused
             held.append((s, scale))
             reused.append(old)
-    blocks = [Block(BASE_BLOCK, count)]
+    blocks = [Block(BASE_BLOCK, count, listed=listed)]
     blocks += [
         Block(f"{GAUGE_BLOCK}{s:g}", count - first if old else count, scale)
         for (s, scale), old in zip(held, reused, strict=True)

@@ -235,15 +235,17 @@ def _gauge_overlaps(
 
 
 def _own_lists(gauge_search: NeighborSearch, references: NeighborSearch | None) -> NeighborList:
-    """The cosine lists of the gauge search's queries: its own, or those of its queries (the
-    first of ``references``'s, over the same rows) when its base block is unlisted."""
+    """The cosine lists of the gauge search's queries: its own, or, when its base block is
+    unlisted, those of the same queries in ``references`` (over the same rows), in the gauge
+    search's order of them."""
     if gauge_search.blocks[0].listed:
         return gauge_search.list_for("cosine")
     own = (gauge_search.queries, gauge_search.query_rows, gauge_search.k)
-    if references is None or not references.holds(*own):
+    at = references.positions(*own) if references is not None else None
+    if references is None or at is None:
         # a plan's bug: the unlisted block's lists must be those of the same queries
         raise RuntimeError("an unlisted base block without the lists of its queries")
-    return references.head(len(gauge_search.query_rows)).list_for("cosine")
+    return references.list_for("cosine").of_queries(at)
 
 
 def _hygiene(

@@ -348,14 +348,17 @@ def _plan_searches(
     if "canonical" in wanted:
         estimated = every_row is None and SCALE_ROWS_PER_SAMPLE * sampling.sample < n
         blocks = _canonical_blocks(drawn, canonical, canonical_count, estimated, seed)
+
     # The gauge queries' own cosine lists over every row are the base search's (this pass's,
-    # or the previous measurement's): the gauge searches then do not search them again.
-    listed = positions is not None or (
-        search is None
-        and not _holds_lists(before, drawn, k, max(level_queries_drawn, canonical_count))
-    )
+    # which holds every query drawn, or the previous measurement's): a gauge search of the
+    # first ``count`` gauge queries then does not search them again.
+    def listed(count: int) -> bool:
+        return positions is not None or not (
+            search is not None or _holds_lists(before, drawn, k, count)
+        )
+
     if blocks and (apart or "gauges" not in wanted):  # a search of the canonical gauge alone
-        canonical_search = _gauge_search(drawn, k, blocks, listed)
+        canonical_search = _gauge_search(drawn, k, blocks, listed(canonical_count))
         planned = replace(planned, canonical_search=canonical_search)
         blocks = []
     if "gauges" not in wanted:
@@ -364,7 +367,7 @@ def _plan_searches(
     grow = gauge_growth(before, gauges, gauge_rows, sampling.gauge_levels)
     if grow is not None:
         queries = drawn.queries[:level_queries_drawn]
-        grown = grown_gauge_search(queries, gauge_rows, gauges, k, grow)
+        grown = grown_gauge_search(queries, gauge_rows, gauges, k, grow, listed(len(queries)))
         return replace(planned, gauge_search=grown.search, gauges=grown.gauges, gauges_grow=grown)
     blocks = [
         Block(
@@ -372,14 +375,17 @@ def _plan_searches(
         )
         for s, g in gauges
     ] + blocks
-    return replace(planned, gauge_search=_gauge_search(drawn, k, blocks, listed), gauges=gauges)
+    count = max(block.n_queries for block in blocks)
+    gauge_search = _gauge_search(drawn, k, blocks, listed(count))
+    return replace(planned, gauge_search=gauge_search, gauges=gauges)
 
 
 def _holds_lists(before: Neighbors | None, drawn: _Drawn, k: int, count: int) -> bool:
     """Whether the previous measurement's base search holds the cosine lists (over every row,
     with ``k``) of the first ``count`` queries drawn."""
     prior = before.search if before is not None else None
-    return prior is not None and prior.holds(drawn.queries[:count], drawn.query_rows[:count], k)
+    own = (drawn.queries[:count], drawn.query_rows[:count], k)
+    return prior is not None and prior.positions(*own) is not None
 
 
 def _canonical_blocks(
