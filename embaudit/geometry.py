@@ -197,10 +197,37 @@ def knn_from_distances(distances: Floats, k: int) -> Ints:
     return order.astype(np.int64)
 
 
+#: Groups of columns per value sought in :func:`largest_columns`: enough that a row's largest
+#: values mostly lie in distinct groups, so that few values beyond them reach the groups' bar.
+GROUPS_PER_VALUE = 8
+
+
+def largest_columns(values: npt.NDArray[np.floating[Any]], count: int) -> Ints:
+    """Each row's ``count`` largest values' columns, the largest first and equal values by
+    column, the lower first: exact, without partitioning whole rows. The rows' groups of
+    columns bound them from below: the ``count`` groups with the largest maxima hold ``count``
+    values at least as large as the ``count``-th of those maxima, so each of a row's ``count``
+    largest values reaches it too, and only the few values that do are sorted. No NaN (a
+    row's values are compared). (r, m) -> (r, count)"""
+    rows, m = values.shape
+    if not 0 < count <= m:
+        raise ValueError(f"count {count}: between 1 and the {m} columns")
+    size = max(1, m // (GROUPS_PER_VALUE * count))
+    maxima = np.maximum.reduceat(values, np.arange(0, m, size), axis=1)
+    bar = np.partition(maxima, maxima.shape[1] - count, axis=1)[:, maxima.shape[1] - count]
+    row, column = np.nonzero(values >= bar[:, None])  # row by row, columns in order
+    first = np.searchsorted(row, np.arange(rows + 1))
+    if (np.diff(first) < count).any():
+        raise ValueError("NaN among the values: their largest are undefined")
+    order = np.lexsort((column, -values[row, column], row))  # within each row
+    return column[order[first[:-1, None] + np.arange(count)]].astype(np.int64)
+
+
 def cosine_knn_graph(unit: Floats, k: int, block: int = 512, following: bool = False) -> Ints:
-    """Each unit row's k most cosine-similar other rows, computed blockwise, nearest first;
-    with ``following``, and in one more column the (k + 1)-th (when m > k + 1: a
-    leave-one-out of the graph needs it). (m, d) -> (m, k) or (m, k + 1).
+    """Each unit row's k most cosine-similar other rows, computed blockwise, nearest first
+    (equal cosines by row, the lower first); with ``following``, and in one more column the
+    (k + 1)-th (when m > k + 1: a leave-one-out of the graph needs it).
+    (m, d) -> (m, k) or (m, k + 1).
 
     The float32 products propose ``width + RERANK_MARGIN`` candidates per row; where two of a
     row's first ``width + 1`` lie within float32 rounding of each other, their float64 cosines
@@ -219,11 +246,8 @@ def cosine_knn_graph(unit: Floats, k: int, block: int = 512, following: bool = F
         sims = single[start : start + block] @ single.T
         rows = np.arange(start, min(start + block, m))
         sims[rows - start, rows] = -np.inf
-        candidates = np.argpartition(-sims, proposed - 1, axis=1)[:, :proposed]
-        scores = np.take_along_axis(sims, candidates, axis=1)
-        order = np.argsort(-scores, axis=1, kind="stable")
-        candidates = np.take_along_axis(candidates, order, axis=1)
-        scores = np.take_along_axis(scores, order, axis=1)[:, : width + 1]
+        candidates = largest_columns(sims, proposed)  # nearest first
+        scores = np.take_along_axis(sims, candidates[:, : width + 1], axis=1)
         close = np.flatnonzero((scores[:, :-1] - scores[:, 1:] <= tie).any(axis=1))
         if len(close):
             near = candidates[close]

@@ -14,6 +14,7 @@ from embaudit.geometry import (
     hubness_from_neighbors,
     isoscore,
     knn_from_distances,
+    largest_columns,
     rogue_contributions,
     skewness,
     unit_rows,
@@ -122,3 +123,42 @@ def test_knn_graph_ranks_rows_within_float32_rounding_by_their_exact_cosines():
     np.testing.assert_array_equal(cosine_knn_graph(unit, 3)[0], expected)
     extended = cosine_knn_graph(unit, 3, following=True)[0]
     np.testing.assert_array_equal(extended, 1 + np.argsort(-exact, kind="stable")[:4])
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_largest_columns_are_a_full_sorts_first_columns_ties_by_column(dtype):
+    """Each row's largest values, largest first and equal ones by column, as a full sort by
+    (value, column) gives them: with many exact ties (values rounded to one decimal), -inf
+    entries (a graph's own row), few columns or every column."""
+    rng = np.random.default_rng(7)
+    for trial in range(120):
+        r, m = int(rng.integers(1, 30)), int(rng.integers(1, 400))
+        values = rng.standard_normal((r, m)).astype(dtype)
+        if trial % 2:
+            values = np.round(values, 1)
+        values[rng.random((r, m)) < 0.05] = -np.inf
+        for count in {1, int(rng.integers(1, m + 1)), m}:
+            expected = np.array([np.lexsort((np.arange(m), -row))[:count] for row in values])
+            np.testing.assert_array_equal(largest_columns(values, count), expected)
+
+
+def test_largest_columns_refuse_nan_and_a_count_beyond_the_columns():
+    values = np.arange(12.0).reshape(2, 6)
+    np.testing.assert_array_equal(largest_columns(values, 2), [[5, 4], [5, 4]])
+    with pytest.raises(ValueError, match="count 7"):
+        largest_columns(values, 7)
+    values[1, 5] = np.nan
+    with pytest.raises(ValueError, match="NaN"):
+        largest_columns(values, 3)
+
+
+def test_knn_graph_lists_identical_rows_by_row():
+    """Copies of a row tie exactly with it, in float32 and in float64: the graph lists them
+    lower row first, whatever the block of rows they are searched in."""
+    rng = np.random.default_rng(3)
+    unit = unit_rows(rng.standard_normal((600, 12)))
+    copies = [5, 130, 333, 540, 599]
+    unit[copies] = unit[0]
+    graph = cosine_knn_graph(unit, 4, block=64)
+    np.testing.assert_array_equal(graph[0], copies[:4])
+    np.testing.assert_array_equal(graph[599], [0, *copies[:3]])
