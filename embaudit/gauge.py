@@ -39,6 +39,7 @@ import numpy as np
 import numpy.typing as npt
 
 from embaudit.array_types import Floats, Ints
+from embaudit.geometry import kth_largest
 from embaudit.model import field_values
 from embaudit.random_streams import TowerStream, tower_generator
 from embaudit.stats import clean_mask
@@ -103,8 +104,9 @@ class _Neighbours:
 
     An evaluation asks, per row, which of its exported neighbours (those whose exported cosine
     ties with the k-th or is above it, :attr:`kept`) are among its k nearest under the new
-    weights: the k-th largest new score of the row (:func:`_kth_largest`) and the new scores of
-    those few columns tell it, block of rows by block of rows so that the work stays in cache.
+    weights: the k-th largest new score of the row (:func:`~embaudit.geometry.kth_largest`) and
+    the new scores of those few columns tell it, block of rows by block of rows so that the work
+    stays in cache.
     A row's scores are its Gram entries divided by the other row's norm (its own norm, common to
     the row, changes no order), and a flip adds its rank-one change block by block without
     forming the candidate Gram matrix. Where new scores tie exactly at the k-th, as many tied
@@ -167,7 +169,7 @@ class _Neighbours:
         rows = np.arange(len(cosines))
         cosines[rows, start + rows] = -np.inf  # a row is not its own neighbour
         k = self.k
-        kth = _kth_largest(cosines, k)
+        kth = kth_largest(cosines, k)
         block = slice(start, start + len(cosines))
         kept, valid = self.kept[block], self.kept_valid[block]
         values = np.take_along_axis(cosines, kept, axis=1)
@@ -180,31 +182,6 @@ class _Neighbours:
             places = k - (cosines[tied] > kth[tied, None]).sum(axis=1)
             at[tied] = np.minimum(at[tied], places)
         return int((above + at).sum())
-
-
-#: Columns of a group in :func:`_kth_largest`.
-_GROUP = 8
-
-
-def _kth_largest(values: Floats, k: int) -> Floats:
-    """The k-th largest value of each row, exactly, without partitioning whole rows: the k
-    groups of columns with the largest maxima hold it. (Were a value above the k-th largest of
-    those groups in another group, that group's maximum would be below theirs, so they would
-    hold k values at least as large: a contradiction.)"""
-    rows, m = values.shape
-    width = -(-m // _GROUP)
-    if width * _GROUP != m:
-        padded = np.full((rows, width * _GROUP), -np.inf)
-        padded[:, :m] = values
-        values = padded
-    if width <= k:
-        return np.partition(values, values.shape[1] - k, axis=1)[:, values.shape[1] - k]
-    # Group r holds the columns r, r + width, r + 2·width, …: its maximum is one reduction.
-    maxima = values.reshape(rows, _GROUP, width).max(axis=1)
-    groups = np.argpartition(maxima, width - k, axis=1)[:, width - k :]
-    columns = (groups[:, :, None] + width * np.arange(_GROUP)).reshape(rows, -1)
-    held = np.take_along_axis(values, columns, axis=1)
-    return np.partition(held, held.shape[1] - k, axis=1)[:, held.shape[1] - k]
 
 
 def _padded_columns(mask: npt.NDArray[np.bool_]) -> tuple[Ints, npt.NDArray[np.bool_]]:

@@ -197,30 +197,68 @@ def knn_from_distances(distances: Floats, k: int) -> Ints:
     return order.astype(np.int64)
 
 
-#: Groups of columns per value sought in :func:`largest_columns`: enough that a row's largest
-#: values mostly lie in distinct groups, so that few values beyond them reach the groups' bar.
-GROUPS_PER_VALUE = 8
+#: Columns of a group in :func:`kth_largest`.
+KTH_GROUP = 8
+#: The columns first searched for the values that tie with a row's k-th largest (twice as many
+#: each time after, for the rows still short of their count).
+TIE_COLUMNS = 64
+
+
+def kth_largest(values: npt.NDArray[np.floating[Any]], k: int) -> npt.NDArray[np.floating[Any]]:
+    """The k-th largest value of each row, exactly, without partitioning whole rows: the k
+    groups of columns with the largest maxima hold it. (Were a value above the k-th largest of
+    those groups in another group, that group's maximum would be below theirs, so they would
+    hold k values at least as large: a contradiction.) No NaN. (r, m) -> (r,)"""
+    rows, m = values.shape
+    if not 0 < k <= m:
+        raise ValueError(f"k {k}: between 1 and the {m} columns")
+    width = m // KTH_GROUP
+    if width <= k:
+        return np.partition(values, m - k, axis=1)[:, m - k]
+    # Group r holds the columns r, r + width, r + 2·width, … of the first KTH_GROUP · width: its
+    # maximum is one reduction of a view; the columns after them are one group more.
+    whole = KTH_GROUP * width
+    maxima = values[:, :whole].reshape(rows, KTH_GROUP, width).max(axis=1)
+    if whole < m:
+        maxima = np.concatenate([maxima, values[:, whole:].max(axis=1, keepdims=True)], axis=1)
+    groups = np.argpartition(maxima, maxima.shape[1] - k, axis=1)[:, maxima.shape[1] - k :]
+    columns = np.where(
+        groups[:, :, None] < width,
+        groups[:, :, None] + width * np.arange(KTH_GROUP),
+        whole + np.arange(KTH_GROUP),
+    ).reshape(rows, -1)
+    held = np.take_along_axis(values, np.minimum(columns, m - 1), axis=1)
+    held[columns >= m] = -np.inf  # the last group's columns past the end
+    return np.partition(held, held.shape[1] - k, axis=1)[:, held.shape[1] - k]
 
 
 def largest_columns(values: npt.NDArray[np.floating[Any]], count: int) -> Ints:
     """Each row's ``count`` largest values' columns, the largest first and equal values by
-    column, the lower first: exact, without partitioning whole rows. The rows' groups of
-    columns bound them from below: the ``count`` groups with the largest maxima hold ``count``
-    values at least as large as the ``count``-th of those maxima, so each of a row's ``count``
-    largest values reaches it too, and only the few values that do are sorted. No NaN (a
-    row's values are compared). (r, m) -> (r, count)"""
+    column, the lower first: exact, without partitioning whole rows. The values above a row's
+    ``count``-th largest (:func:`kth_largest`) are fewer than ``count``; the lowest columns
+    equal to it fill the rest, searched in runs of columns that double (:data:`TIE_COLUMNS`)
+    among the rows still short, however many rows tie there (copies of a row). No NaN.
+    (r, m) -> (r, count)"""
     rows, m = values.shape
-    if not 0 < count <= m:
-        raise ValueError(f"count {count}: between 1 and the {m} columns")
-    size = max(1, m // (GROUPS_PER_VALUE * count))
-    maxima = np.maximum.reduceat(values, np.arange(0, m, size), axis=1)
-    bar = np.partition(maxima, maxima.shape[1] - count, axis=1)[:, maxima.shape[1] - count]
-    row, column = np.nonzero(values >= bar[:, None])  # row by row, columns in order
-    first = np.searchsorted(row, np.arange(rows + 1))
-    if (np.diff(first) < count).any():
+    kth = kth_largest(values, count)[:, None]
+    row, column = np.nonzero(values > kth)
+    need = count - np.bincount(row, minlength=rows)
+    found = [(row, column)]
+    first, span = 0, TIE_COLUMNS
+    while first < m and need.any():
+        short = np.flatnonzero(need > 0)
+        row, column = np.nonzero(values[short, first : first + span] == kth[short])
+        rank = np.arange(len(row)) - np.searchsorted(row, row)  # row by row, columns in order
+        fill = rank < need[short][row]
+        found.append((short[row[fill]], column[fill] + first))
+        need -= np.bincount(short[row[fill]], minlength=rows)
+        first, span = first + span, 2 * span
+    if need.any():
         raise ValueError("NaN among the values: their largest are undefined")
-    order = np.lexsort((column, -values[row, column], row))  # within each row
-    return column[order[first[:-1, None] + np.arange(count)]].astype(np.int64)
+    row = np.concatenate([r for r, _ in found])
+    column = np.concatenate([c for _, c in found])
+    order = np.lexsort((column, -values[row, column], row))
+    return column[order].reshape(rows, count).astype(np.int64)
 
 
 def cosine_knn_graph(unit: Floats, k: int, block: int = 512, following: bool = False) -> Ints:
@@ -235,6 +273,8 @@ def cosine_knn_graph(unit: Floats, k: int, block: int = 512, following: bool = F
     happened to round (the graph, and EA501's figures, would otherwise differ from one machine
     to another)."""
     m, d = unit.shape
+    if m < 2:
+        return np.empty((m, 0), dtype=np.int64)  # no other row
     k = min(k, m - 1)
     width = k + 1 if following and k + 1 <= m - 1 else k
     proposed = min(width + RERANK_MARGIN, m - 1)
@@ -252,7 +292,7 @@ def cosine_knn_graph(unit: Floats, k: int, block: int = 512, following: bool = F
         if len(close):
             near = candidates[close]
             exact = np.einsum("ij,ikj->ik", wide[rows[close]], wide[near])
-            best = np.argsort(-exact, axis=1, kind="stable")
+            best = np.lexsort((near, -exact), axis=1)  # equal cosines: the lower row first
             candidates[close] = np.take_along_axis(near, best, axis=1)
         out[start : start + block] = candidates[:, :width]
     return out

@@ -569,11 +569,11 @@ def test_the_gauge_searches_take_their_queries_own_lists_from_the_base_search(
     gauge_rows, monkeypatch
 ):
     """Over every row, the gauge search of the first pass, the canonical gauge's of a round and
-    the grown gauge search of an EA301 round (its new queries first) stack the gauges' rows
-    alone: their queries' own cosine lists are the base search's (this pass's, then the first
-    pass's, in the search's order of them); over a sample of rows (gauge-rows) they search them
-    themselves. The overlaps are those of searches that stack their own base block, bit for
-    bit."""
+    the grown gauge searches of EA301 rounds (their new queries first), one after the other,
+    stack the gauges' rows alone: their queries' own cosine lists are the base search's (this
+    pass's, then the first pass's, carried through the rounds that search no base list, in the
+    search's order of them); over a sample of rows (gauge-rows) they search them themselves.
+    The overlaps are those of searches that stack their own base block, bit for bit."""
     source = open_source(encoder_like(4000, 24, seed=3, normalize=False))
     sampling = Sampling(
         queries=80, gauge_queries=6, gauge_draws=2, sample=500, gauge_rows=gauge_rows
@@ -598,10 +598,14 @@ def test_the_gauge_searches_take_their_queries_own_lists_from_the_base_search(
         gauges = measure(
             source, k=8, seed=2, sampling=grown, parts=["gauges"], previous=first, levels=[0.5]
         )
-        return first.neighbors, again.neighbors, gauges.neighbors
+        more = replace(grown, gauge_draws=4)
+        third = measure(
+            source, k=8, seed=2, sampling=more, parts=["gauges"], previous=gauges, levels=[0.5]
+        )
+        return first.neighbors, again.neighbors, gauges.neighbors, third.neighbors
 
     unlisted = measured()
-    assert listed == [[gauge_rows is not None]] * 3
+    assert listed == [[gauge_rows is not None]] * 4
     gauge_search, grown_search = steps._gauge_search, steps.grown_gauge_search
     monkeypatch.setattr(
         steps, "_gauge_search", lambda drawn, k, blocks, _: gauge_search(drawn, k, blocks, True)
@@ -609,9 +613,10 @@ def test_the_gauge_searches_take_their_queries_own_lists_from_the_base_search(
     monkeypatch.setattr(steps, "grown_gauge_search", lambda *args: grown_search(*args[:5], True))
     listed.clear()
     stacked = measured()
-    assert listed == [[True]] * 3
+    assert listed == [[True]] * 4
     assert unlisted[2].gauge_search.query_rows[0] == unlisted[0].query_rows[6]  # new first
     assert len(unlisted[2].gauge[0.5]) == 2 and len(unlisted[2].gauge[0.5][0]) == 12
+    assert [len(overlap) for overlap in unlisted[3].gauge[0.5]] == [12] * 4
     for mine, theirs in zip(unlisted, stacked, strict=True):
         assert mine.gauge.keys() == theirs.gauge.keys()
         for s in mine.gauge:

@@ -7,6 +7,7 @@ import pytest
 from scipy.spatial.distance import squareform
 from scipy.stats import skew
 
+from embaudit import geometry
 from embaudit.geometry import (
     cosine_knn_graph,
     covariance_eigenvalues,
@@ -14,6 +15,7 @@ from embaudit.geometry import (
     hubness_from_neighbors,
     isoscore,
     knn_from_distances,
+    kth_largest,
     largest_columns,
     rogue_contributions,
     skewness,
@@ -125,11 +127,17 @@ def test_knn_graph_ranks_rows_within_float32_rounding_by_their_exact_cosines():
     np.testing.assert_array_equal(extended, 1 + np.argsort(-exact, kind="stable")[:4])
 
 
+@pytest.mark.parametrize("tie_columns", [None, 7])
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
-def test_largest_columns_are_a_full_sorts_first_columns_ties_by_column(dtype):
+def test_largest_columns_are_a_full_sorts_first_columns_ties_by_column(
+    dtype, tie_columns, monkeypatch
+):
     """Each row's largest values, largest first and equal ones by column, as a full sort by
     (value, column) gives them: with many exact ties (values rounded to one decimal), -inf
-    entries (a graph's own row), few columns or every column."""
+    entries (a graph's own row), few columns or every column, the ties found in one run of
+    columns or in many."""
+    if tie_columns is not None:
+        monkeypatch.setattr(geometry, "TIE_COLUMNS", tie_columns)
     rng = np.random.default_rng(7)
     for trial in range(120):
         r, m = int(rng.integers(1, 30)), int(rng.integers(1, 400))
@@ -140,12 +148,14 @@ def test_largest_columns_are_a_full_sorts_first_columns_ties_by_column(dtype):
         for count in {1, int(rng.integers(1, m + 1)), m}:
             expected = np.array([np.lexsort((np.arange(m), -row))[:count] for row in values])
             np.testing.assert_array_equal(largest_columns(values, count), expected)
+            kth = np.sort(values, axis=1)[:, m - count]
+            np.testing.assert_array_equal(kth_largest(values, count), kth)
 
 
 def test_largest_columns_refuse_nan_and_a_count_beyond_the_columns():
     values = np.arange(12.0).reshape(2, 6)
     np.testing.assert_array_equal(largest_columns(values, 2), [[5, 4], [5, 4]])
-    with pytest.raises(ValueError, match="count 7"):
+    with pytest.raises(ValueError, match="7: between 1 and the 6 columns"):
         largest_columns(values, 7)
     values[1, 5] = np.nan
     with pytest.raises(ValueError, match="NaN"):
@@ -162,3 +172,22 @@ def test_knn_graph_lists_identical_rows_by_row():
     graph = cosine_knn_graph(unit, 4, block=64)
     np.testing.assert_array_equal(graph[0], copies[:4])
     np.testing.assert_array_equal(graph[599], [0, *copies[:3]])
+
+
+def test_largest_columns_of_rows_that_all_tie_are_their_first_columns():
+    """A file of one repeated row makes every cosine equal: the first columns, with no sort of
+    the whole tie."""
+    values = np.full((512, 50_000), 0.5, dtype=np.float32)
+    values[np.arange(512), np.arange(512)] = -np.inf  # each row's own
+    chosen = largest_columns(values, 15)
+    expected = np.arange(16)[None, :].repeat(512, axis=0)
+    expected = np.array([[c for c in row if c != r][:15] for r, row in enumerate(expected)])
+    np.testing.assert_array_equal(chosen, expected)
+
+
+def test_the_graph_of_one_row_has_no_neighbours():
+    one = unit_rows(np.ones((1, 4)))
+    assert cosine_knn_graph(one, 10).shape == (1, 0)
+    assert cosine_knn_graph(one, 10, following=True).shape == (1, 0)
+    two = unit_rows(np.eye(2, 4))
+    np.testing.assert_array_equal(cosine_knn_graph(two, 10), [[1], [0]])

@@ -392,21 +392,25 @@ def test_a_search_finds_the_queries_whose_lists_it_holds_in_their_order():
     x = rng.standard_normal((30, 4))
     rows = np.array([7, 3, 19, 0, 25, 11])
     search = NeighborSearch(x[rows], rows, 3, [Block("base", 6)])
-    np.testing.assert_array_equal(search.positions(x[rows[:4]], rows[:4], 3), np.arange(4))
+    np.testing.assert_array_equal(search.query_indices(x[rows[:4]], rows[:4], 3), np.arange(4))
     order = np.array([4, 5, 0, 1])  # the later queries first, as a grown gauge search has them
-    np.testing.assert_array_equal(search.positions(x[rows[order]], rows[order], 3), order)
-    assert search.positions(x[rows[:4]], rows[:4], 4) is None  # another k
-    assert search.positions(x[[7, 5]], np.array([7, 5]), 3) is None  # row 5 not searched
+    np.testing.assert_array_equal(search.query_indices(x[rows[order]], rows[order], 3), order)
+    assert search.query_indices(x[rows[:4]], rows[:4], 4) is None  # another k
+    assert search.query_indices(x[[7, 5]], np.array([7, 5]), 3) is None  # row 5 not searched
     moved = x[rows[order]].copy()
     moved[1, 2] += 1e-9
-    assert search.positions(moved, rows[order], 3) is None  # other values at the same row
-    assert search.positions(x[rows], rows, 3) is not None
-    assert search.positions(x[np.r_[rows, 1]], np.r_[rows, 1], 3) is None  # more queries
+    assert search.query_indices(moved, rows[order], 3) is None  # other values at the same row
+    assert search.query_indices(x[rows], rows, 3) is not None
+    assert search.query_indices(x[np.r_[rows, 1]], np.r_[rows, 1], 3) is None  # more queries
+    # Only the queries its base block lists: the others' lists are not its.
+    fewer = NeighborSearch(x[rows], rows, 3, [Block("base", 4), Block("g", 6, np.ones(4))])
+    assert fewer.query_indices(x[rows[4:]], rows[4:], 3) is None
+    np.testing.assert_array_equal(fewer.query_indices(x[rows[2:4]], rows[2:4], 3), [2, 3])
     # A query file's rows carry no position: found as the search's first queries only.
     external = np.full(3, knn.EXTERNAL_ROW)
     outside = NeighborSearch(x[:3], external, 3, [Block("base", 3)])
-    np.testing.assert_array_equal(outside.positions(x[:2], external[:2], 3), np.arange(2))
-    assert outside.positions(x[[1, 0]], external[:2], 3) is None
+    np.testing.assert_array_equal(outside.query_indices(x[:2], external[:2], 3), np.arange(2))
+    assert outside.query_indices(x[[1, 0]], external[:2], 3) is None
 
 
 @pytest.mark.parametrize(

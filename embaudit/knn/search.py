@@ -197,14 +197,15 @@ class NeighborSearch(TopKSelection):
 
     # Results ---------------------------------------------------------------------------------
 
-    def positions(self, queries: Floats, query_rows: Ints, k: int) -> Ints | None:
+    def query_indices(self, queries: Floats, query_rows: Ints, k: int) -> Ints | None:
         """Where this search holds the lists (with ``k`` neighbours) of ``queries`` at
-        ``query_rows``: their positions among its queries, in their order (its lists of them
-        are theirs: a query's list does not depend on the other queries searched with it);
-        None when it does not hold every one. Its first queries, or corpus rows in any order
-        (a query file's rows, ``EXTERNAL_ROW``, are found only as a prefix)."""
-        held, count = np.asarray(self.query_rows), len(query_rows)
-        if self.k != k or len(held) < count:
+        ``query_rows``: their indices among the queries its base block lists, in their order
+        (its lists of them are theirs: a query's list does not depend on the other queries
+        searched with it); None when it does not hold every one. Its first queries, or corpus
+        rows in any order (a query file's rows, ``EXTERNAL_ROW``, are found only as a prefix)."""
+        base = self.blocks[0]
+        held, count = np.asarray(self.query_rows)[: base.n_queries], len(query_rows)
+        if self.k != k or not base.listed or len(held) < count:
             return None
         if np.array_equal(held[:count], query_rows):
             at = np.arange(count)

@@ -241,7 +241,7 @@ def _own_lists(gauge_search: NeighborSearch, references: NeighborSearch | None) 
     if gauge_search.blocks[0].listed:
         return gauge_search.list_for("cosine")
     own = (gauge_search.queries, gauge_search.query_rows, gauge_search.k)
-    at = references.positions(*own) if references is not None else None
+    at = references.query_indices(*own) if references is not None else None
     if references is None or at is None:
         # a plan's bug: the unlisted block's lists must be those of the same queries
         raise RuntimeError("an unlisted base block without the lists of its queries")

@@ -348,17 +348,11 @@ def _plan_searches(
     if "canonical" in wanted:
         estimated = every_row is None and SCALE_ROWS_PER_SAMPLE * sampling.sample < n
         blocks = _canonical_blocks(drawn, canonical, canonical_count, estimated, seed)
-
-    # The gauge queries' own cosine lists over every row are the base search's (this pass's,
-    # which holds every query drawn, or the previous measurement's): a gauge search of the
-    # first ``count`` gauge queries then does not search them again.
-    def listed(count: int) -> bool:
-        return positions is not None or not (
-            search is not None or _holds_lists(before, drawn, k, count)
-        )
-
+    # Over every row the gauge queries' own cosine lists are the base search's: the gauge
+    # searches do not search them again (_listed).
     if blocks and (apart or "gauges" not in wanted):  # a search of the canonical gauge alone
-        canonical_search = _gauge_search(drawn, k, blocks, listed(canonical_count))
+        listed = _listed(positions, search, before, drawn, k, canonical_count)
+        canonical_search = _gauge_search(drawn, k, blocks, listed)
         planned = replace(planned, canonical_search=canonical_search)
         blocks = []
     if "gauges" not in wanted:
@@ -367,7 +361,8 @@ def _plan_searches(
     grow = gauge_growth(before, gauges, gauge_rows, sampling.gauge_levels)
     if grow is not None:
         queries = drawn.queries[:level_queries_drawn]
-        grown = grown_gauge_search(queries, gauge_rows, gauges, k, grow, listed(len(queries)))
+        listed = _listed(positions, search, before, drawn, k, len(queries))
+        grown = grown_gauge_search(queries, gauge_rows, gauges, k, grow, listed)
         return replace(planned, gauge_search=grown.search, gauges=grown.gauges, gauges_grow=grown)
     blocks = [
         Block(
@@ -375,17 +370,29 @@ def _plan_searches(
         )
         for s, g in gauges
     ] + blocks
-    count = max(block.n_queries for block in blocks)
-    gauge_search = _gauge_search(drawn, k, blocks, listed(count))
-    return replace(planned, gauge_search=gauge_search, gauges=gauges)
+    listed = _listed(positions, search, before, drawn, k, max(b.n_queries for b in blocks))
+    return replace(planned, gauge_search=_gauge_search(drawn, k, blocks, listed), gauges=gauges)
 
 
-def _holds_lists(before: Neighbors | None, drawn: _Drawn, k: int, count: int) -> bool:
-    """Whether the previous measurement's base search holds the cosine lists (over every row,
-    with ``k``) of the first ``count`` queries drawn."""
+def _listed(
+    gauge_rows: Ints | None,
+    search: NeighborSearch | None,
+    before: Neighbors | None,
+    drawn: _Drawn,
+    k: int,
+    count: int,
+) -> bool:
+    """Whether a gauge search of the first ``count`` gauge queries searches their own cosine
+    lists: over a sample of rows (``gauge_rows``) it does; over every row they are the base
+    search's (this pass's ``search``, which holds every query drawn, or the previous
+    measurement's), unless that does not hold them."""
+    if gauge_rows is not None:
+        return True
+    if search is not None:  # with the search it extends, if any: every query drawn
+        return False
     prior = before.search if before is not None else None
     own = (drawn.queries[:count], drawn.query_rows[:count], k)
-    return prior is not None and prior.positions(*own) is not None
+    return prior is None or prior.query_indices(*own) is None
 
 
 def _canonical_blocks(
@@ -531,7 +538,11 @@ def _neighbors(
         measured = with_grown_gauges(measured, before, planned.gauges_grow)
     if search is None:  # a round of the gauges alone: its queries are the gauge queries
         count = max(measured.gauge_queries, len(measured.canonical))
-        measured = replace(measured, queries=count, query_rows=drawn.query_rows[:count])
+        # The base search it read their lists from stays the next round's reference.
+        held = before.search if before is not None else None
+        measured = replace(
+            measured, queries=count, query_rows=drawn.query_rows[:count], search=held
+        )
     positions = planned.gauge_positions
     return replace(
         measured,
