@@ -432,7 +432,8 @@ def test_the_gauge_rows_count_the_clean_rows_drawn_and_a_round_searches_them_aga
     # A round for the gauges alone searches nothing but the same rows.
     grown = replace(sampling, gauge_queries=160, gauge_draws=6)
     again = measure(source, k=K, seed=seed, sampling=grown, parts={"gauges"}, previous=first)
-    assert again.neighbors is not None and again.neighbors.search is None
+    assert again.neighbors is not None
+    assert again.neighbors.search is first.neighbors.search  # no base list searched again
     assert again.neighbors.gauge_search is not None
     found = np.concatenate(
         [held.rows[held.rows >= 0] for held in again.neighbors.gauge_search.lists]
