@@ -221,26 +221,52 @@ def kth_largest(values: npt.NDArray[np.floating[Any]], k: int) -> npt.NDArray[np
     maxima = values[:, :whole].reshape(rows, KTH_GROUP, width).max(axis=1)
     if whole < m:
         maxima = np.concatenate([maxima, values[:, whole:].max(axis=1, keepdims=True)], axis=1)
-    groups = np.argpartition(maxima, maxima.shape[1] - k, axis=1)[:, maxima.shape[1] - k :]
-    columns = np.where(
-        groups[:, :, None] < width,
-        groups[:, :, None] + width * np.arange(KTH_GROUP),
-        whole + np.arange(KTH_GROUP),
-    ).reshape(rows, -1)
-    held = np.take_along_axis(values, np.minimum(columns, m - 1), axis=1)
-    held[columns >= m] = -np.inf  # the last group's columns past the end
+    groups = np.argpartition(maxima, maxima.shape[1] - k, axis=1)[:, maxima.shape[1] - k :, None]
+    columns = (groups + width * np.arange(KTH_GROUP)).reshape(rows, -1)
+    if whole == m:
+        held = np.take_along_axis(values, columns, axis=1)
+    else:  # the group after them holds its own columns, and -inf past the last
+        columns = np.where(
+            groups < width, groups + width * np.arange(KTH_GROUP), whole + np.arange(KTH_GROUP)
+        ).reshape(rows, -1)
+        held = np.take_along_axis(values, np.minimum(columns, m - 1), axis=1)
+        held[columns >= m] = -np.inf
     return np.partition(held, held.shape[1] - k, axis=1)[:, held.shape[1] - k]
 
 
 def largest_columns(values: npt.NDArray[np.floating[Any]], count: int) -> Ints:
     """Each row's ``count`` largest values' columns, the largest first and equal values by
-    column, the lower first: exact, without partitioning whole rows. The values above a row's
-    ``count``-th largest (:func:`kth_largest`) are fewer than ``count``; the lowest columns
-    equal to it fill the rest, searched in runs of columns that double (:data:`TIE_COLUMNS`)
-    among the rows still short, however many rows tie there (copies of a row). No NaN.
-    (r, m) -> (r, count)"""
+    column, the lower first: exact, without partitioning whole rows. A row's values from its
+    ``count``-th largest (:func:`kth_largest`) up are its ``count`` largest, unless some tie
+    with it: then the lowest of those columns fill the places left (:func:`_tied_columns`).
+    No NaN. (r, m) -> (r, count)"""
     rows, m = values.shape
     kth = kth_largest(values, count)[:, None]
+    reaching = values >= kth
+    reached = reaching.sum(axis=1)
+    if (reached < count).any():
+        raise ValueError("NaN among the values: their largest are undefined")
+    columns = np.empty((rows, count), dtype=np.int64)
+    plain = reached == count
+    if plain.all():
+        columns[:] = (np.flatnonzero(reaching) % m).reshape(rows, count)
+    elif plain.any():
+        columns[plain] = (np.flatnonzero(reaching[plain]) % m).reshape(-1, count)
+    tied = np.flatnonzero(~plain)
+    if len(tied):
+        columns[tied] = _tied_columns(values[tied], kth[tied], count)
+    order = np.lexsort((columns, -np.take_along_axis(values, columns, axis=1)), axis=1)
+    return np.take_along_axis(columns, order, axis=1)
+
+
+def _tied_columns(
+    values: npt.NDArray[np.floating[Any]], kth: npt.NDArray[np.floating[Any]], count: int
+) -> Ints:
+    """:func:`largest_columns` of rows where more values than places tie with the ``kth``: the
+    values above it, then the lowest columns equal to it, searched in runs of columns that
+    double (:data:`TIE_COLUMNS`) among the rows still short, however many tie (copies of a
+    row). (r, m) -> (r, count), in no order within a row."""
+    rows, m = values.shape
     row, column = np.nonzero(values > kth)
     need = count - np.bincount(row, minlength=rows)
     found = [(row, column)]
@@ -253,12 +279,9 @@ def largest_columns(values: npt.NDArray[np.floating[Any]], count: int) -> Ints:
         found.append((short[row[fill]], column[fill] + first))
         need -= np.bincount(short[row[fill]], minlength=rows)
         first, span = first + span, 2 * span
-    if need.any():
-        raise ValueError("NaN among the values: their largest are undefined")
     row = np.concatenate([r for r, _ in found])
     column = np.concatenate([c for _, c in found])
-    order = np.lexsort((column, -values[row, column], row))
-    return column[order].reshape(rows, count).astype(np.int64)
+    return column[np.argsort(row, kind="stable")].reshape(rows, count)
 
 
 def cosine_knn_graph(unit: Floats, k: int, block: int = 512, following: bool = False) -> Ints:
