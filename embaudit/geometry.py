@@ -6,6 +6,7 @@ in each docstring; ``x`` is always (m, d) with finite, non-zero rows.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -197,7 +198,8 @@ def knn_from_distances(distances: Floats, k: int) -> Ints:
     return order.astype(np.int64)
 
 
-#: Columns of a group in :func:`kth_largest`.
+#: Columns of a group in :func:`kth_largest`, at least: about half of sqrt(m / k) of m columns,
+#: which balances the groups' partition (m / group) against their columns' (k · group).
 KTH_GROUP = 8
 #: The columns first searched for the values that tie with a row's k-th largest (twice as many
 #: each time after, for the rows still short of their count).
@@ -212,22 +214,23 @@ def kth_largest(values: npt.NDArray[np.floating[Any]], k: int) -> npt.NDArray[np
     rows, m = values.shape
     if not 0 < k <= m:
         raise ValueError(f"k {k}: between 1 and the {m} columns")
-    width = m // KTH_GROUP
+    size = max(KTH_GROUP, math.isqrt(m // k) // 2)
+    width = m // size
     if width <= k:
         return np.partition(values, m - k, axis=1)[:, m - k]
-    # Group r holds the columns r, r + width, r + 2·width, … of the first KTH_GROUP · width: its
+    # Group r holds the columns r, r + width, r + 2·width, … of the first size · width: its
     # maximum is one reduction of a view; the columns after them are one group more.
-    whole = KTH_GROUP * width
-    maxima = values[:, :whole].reshape(rows, KTH_GROUP, width).max(axis=1)
+    whole = size * width
+    maxima = values[:, :whole].reshape(rows, size, width).max(axis=1)
     if whole < m:
         maxima = np.concatenate([maxima, values[:, whole:].max(axis=1, keepdims=True)], axis=1)
     groups = np.argpartition(maxima, maxima.shape[1] - k, axis=1)[:, maxima.shape[1] - k :, None]
-    columns = (groups + width * np.arange(KTH_GROUP)).reshape(rows, -1)
+    columns = (groups + width * np.arange(size)).reshape(rows, -1)
     if whole == m:
         held = np.take_along_axis(values, columns, axis=1)
     else:  # the group after them holds its own columns, and -inf past the last
         columns = np.where(
-            groups < width, groups + width * np.arange(KTH_GROUP), whole + np.arange(KTH_GROUP)
+            groups < width, groups + width * np.arange(size), whole + np.arange(size)
         ).reshape(rows, -1)
         held = np.take_along_axis(values, np.minimum(columns, m - 1), axis=1)
         held[columns >= m] = -np.inf

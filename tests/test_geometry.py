@@ -191,3 +191,13 @@ def test_the_graph_of_one_row_has_no_neighbours():
     assert cosine_knn_graph(one, 10, following=True).shape == (1, 0)
     two = unit_rows(np.eye(2, 4))
     np.testing.assert_array_equal(cosine_knn_graph(two, 10), [[1], [0]])
+
+
+@pytest.mark.parametrize(("m", "k"), [(60_000, 15), (20_001, 1), (9_999, 100)])
+def test_kth_largest_of_long_rows_is_a_sorts(m, k):
+    """Long rows take groups of more columns (about sqrt(m / k) / 2): the same k-th value."""
+    rng = np.random.default_rng(m)
+    values = rng.standard_normal((4, m)).astype(np.float32)
+    values[:, rng.integers(0, m, 50)] = -np.inf
+    values[1] = np.round(values[1], 1)  # ties
+    np.testing.assert_array_equal(kth_largest(values, k), np.sort(values, axis=1)[:, m - k])

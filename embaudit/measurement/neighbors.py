@@ -46,7 +46,9 @@ class Neighbors:
     #: they searched every row.
     gauge_rows_searched: int | None = None
     hygiene: QueryHygiene | None = None  # nearest and mean cosines per query (EA005, EA206, EA503)
-    search: NeighborSearch | None = field(default=None, repr=False, compare=False)  # its lists
+    #: The base search, whose lists the checks read (in a round of the gauges alone, the one
+    #: its gauge queries' own lists came from: the next round reads them there too).
+    search: NeighborSearch | None = field(default=None, repr=False, compare=False)
     #: The last search of the random gauges on the gauge rows (EA301, EA302 read the overlaps
     #: of its lists). In a round that extended the previous overlaps, the search of what it
     #: added: its queries are the new ones first, then the reused ones
