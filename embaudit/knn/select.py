@@ -292,6 +292,9 @@ class TopKSelection(ChunkProducts):
         scaled_norm = chunk.scaled_norm.reshape(-1)[: chunk.n_rows]
         scores = self._scores(self._kind(neighbor_list), products, filling, scaled_norm)
         query, column = self._candidates(scores, bar[filling], filling, selection_factor[filling])
+        if len(query) > self.k * len(filling):  # ties beyond k: the merge's order cuts them
+            best = self._best(chunk, neighbor_list, query, column)
+            query, column = query[best], column[best]
         if len(query):
             features = self._features(chunk, query, column)
             self._merge(neighbor_list, query, chunk.positions[column], features)
@@ -354,10 +357,10 @@ class TopKSelection(ChunkProducts):
             hit_scores.append(scores[hit_row, hit_offset])
             if sum(map(len, hit_scores)) > _CAP_AT:
                 hit_queries, hit_columns, hit_scores = self._nearest(
-                    group.factor, hit_queries, hit_columns, hit_scores
+                    group, chunk, hit_queries, hit_columns, hit_scores
                 )
         (hit_query,), (column,), _ = self._nearest(
-            group.factor, hit_queries, hit_columns, hit_scores
+            group, chunk, hit_queries, hit_columns, hit_scores
         )
         return hit_query, column
 
@@ -384,16 +387,17 @@ class TopKSelection(ChunkProducts):
 
     def _nearest(
         self,
-        selection_factor: Floats,
+        group: _Group,
+        chunk: Chunk,
         queries: list[Ints],
         columns: list[Ints],
         scores: list[npt.NDArray[np.float32]],
     ) -> tuple[list[Ints], list[Ints], list[npt.NDArray[np.float32]]]:
-        """Of one chunk's candidates (query, column, selection score), each query's best k and
-        those within rounding of its k-th: no others can enter its top k. Rows stored cluster by
-        cluster can put thousands of rows of a chunk above a bar set by an earlier chunk; this
-        keeps the candidates, and the features kept for them, to about k per query.
-        ``selection_factor`` is per query (:meth:`_selection_factor`)."""
+        """Of one chunk's candidates (group row, column, selection score), each row's best k
+        and those within rounding of its k-th: no others can enter its top k. Rows stored
+        cluster by cluster can put thousands of rows of a chunk above a bar set by an earlier
+        chunk; this keeps the candidates, and the features kept for them, to about k per row,
+        and to k where more tie within rounding (:meth:`_best`: a file of one repeated row)."""
         order = np.lexsort((-np.concatenate(scores), np.concatenate(queries)))
         query = np.concatenate(queries)[order]
         column = np.concatenate(columns)[order]
@@ -401,9 +405,39 @@ class TopKSelection(ChunkProducts):
         first = np.searchsorted(query, query, side="left")
         last = np.searchsorted(query, query, side="right") - 1
         kth = score[np.minimum(first + self.k - 1, last)].astype(np.float64)
-        near = score >= (kth - self._slack(kth, selection_factor[query])).astype(np.float32)
+        near = score >= (kth - self._slack(kth, group.factor[query])).astype(np.float32)
         keep = (np.arange(len(query)) - first < self.k) | near
-        return [query[keep]], [column[keep]], [score[keep]]
+        query, column, score = query[keep], column[keep], score[keep]
+        if len(query) > self.k * len(np.unique(query)):  # ties beyond k: the merge's order cuts
+            # Each list's rows are one run of the group's rows.
+            at = np.searchsorted(group.starts, query, side="right") - 1
+            best = np.zeros(len(query), dtype=bool)
+            for position, i in enumerate(group.lists):
+                mine = np.flatnonzero(at == position)
+                if len(mine):
+                    listed = self._best(
+                        chunk, self.lists[i], group.query[query[mine]], column[mine]
+                    )
+                    best[mine[listed]] = True
+            query, column, score = query[best], column[best], score[best]
+        return [query], [column], [score]
+
+    def _best(self, chunk: Chunk, neighbor_list: NeighborList, query: Ints, column: Ints) -> Ints:
+        """Which of the list's candidates (query, column) are among their query's k best in the
+        order of :meth:`_merge` (score, then the lower row), by their exact scores: no other
+        can enter the list. Their indices."""
+        features = np.full((len(query), self.n_features), np.nan)
+        features[:, _NORM] = chunk.norm[column]
+        block = neighbor_list.block
+        products = chunk.entries(self.offsets[block] + query, column)
+        if block:  # as :meth:`_features` computes them
+            features[:, 1 + block] = products.astype(np.float64) * self.query_factor[block][query]
+        else:
+            features[:, _COSINE] = products
+        score = self._score(neighbor_list.metric, block, features, query)
+        order = np.lexsort((chunk.positions[column], -score, query))
+        ranked = query[order]
+        return order[np.arange(len(order)) - np.searchsorted(ranked, ranked) < self.k]
 
     def _scores(
         self,
