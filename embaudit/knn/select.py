@@ -408,7 +408,8 @@ class TopKSelection(ChunkProducts):
         near = score >= (kth - self._slack(kth, group.factor[query])).astype(np.float32)
         keep = (np.arange(len(query)) - first < self.k) | near
         query, column, score = query[keep], column[keep], score[keep]
-        if len(query) > self.k * len(np.unique(query)):  # ties beyond k: the merge's order cuts
+        rows = np.count_nonzero(query[1:] != query[:-1]) + 1  # sorted: one run a row
+        if len(query) > self.k * rows:  # ties beyond k: the merge's order cuts them
             # Each list's rows are one run of the group's rows.
             at = np.searchsorted(group.starts, query, side="right") - 1
             best = np.zeros(len(query), dtype=bool)
