@@ -397,7 +397,8 @@ class TopKSelection(ChunkProducts):
         and those within rounding of its k-th: no others can enter its top k. Rows stored
         cluster by cluster can put thousands of rows of a chunk above a bar set by an earlier
         chunk; this keeps the candidates, and the features kept for them, to about k per row,
-        and to k where more tie within rounding (:meth:`_best`: a file of one repeated row)."""
+        and, where more than k a row tie within rounding on average (a file of one repeated
+        row), to each row's k best (:meth:`_best`)."""
         order = np.lexsort((-np.concatenate(scores), np.concatenate(queries)))
         query = np.concatenate(queries)[order]
         column = np.concatenate(columns)[order]
@@ -410,11 +411,11 @@ class TopKSelection(ChunkProducts):
         query, column, score = query[keep], column[keep], score[keep]
         rows = np.count_nonzero(query[1:] != query[:-1]) + 1  # sorted: one run a row
         if len(query) > self.k * rows:  # ties beyond k: the merge's order cuts them
-            # Each list's rows are one run of the group's rows.
-            at = np.searchsorted(group.starts, query, side="right") - 1
+            # Each list's rows are one run of the group's rows, and so are its candidates.
+            bounds = np.searchsorted(query, group.starts)
             best = np.zeros(len(query), dtype=bool)
             for position, i in enumerate(group.lists):
-                mine = np.flatnonzero(at == position)
+                mine = np.arange(bounds[position], bounds[position + 1])
                 if len(mine):
                     listed = self._best(
                         chunk, self.lists[i], group.query[query[mine]], column[mine]
@@ -427,15 +428,14 @@ class TopKSelection(ChunkProducts):
         """Which of the list's candidates (query, column) are among their query's k best in the
         order of :meth:`_merge` (score, then the lower row), by their exact scores: no other
         can enter the list. Their indices."""
-        features = np.full((len(query), self.n_features), np.nan)
-        features[:, _NORM] = chunk.norm[column]
         block = neighbor_list.block
         products = chunk.entries(self.offsets[block] + query, column)
-        if block:  # as :meth:`_features` computes them
-            features[:, 1 + block] = products.astype(np.float64) * self.query_factor[block][query]
-        else:
-            features[:, _COSINE] = products
-        score = self._score(neighbor_list.metric, block, features, query)
+        if block:  # the feature and score of :meth:`_features` and :meth:`_score`
+            score = products.astype(np.float64) * self.query_factor[block][query]
+        else:  # the two features a base list's score reads
+            features = np.empty((len(query), 2))
+            features[:, _COSINE], features[:, _NORM] = products, chunk.norm[column]
+            score = self._score(neighbor_list.metric, block, features, query)
         order = np.lexsort((chunk.positions[column], -score, query))
         ranked = query[order]
         return order[np.arange(len(order)) - np.searchsorted(ranked, ranked) < self.k]
