@@ -251,9 +251,7 @@ def largest_columns(values: npt.NDArray[np.floating[Any]], count: int) -> Ints:
         raise ValueError("NaN among the values: their largest are undefined")
     columns = np.empty((rows, count), dtype=np.int64)
     plain = reached == count
-    if plain.all():
-        columns[:] = (np.flatnonzero(reaching) % m).reshape(rows, count)
-    elif plain.any():
+    if plain.any():
         columns[plain] = (np.flatnonzero(reaching[plain]) % m).reshape(-1, count)
     tied = np.flatnonzero(~plain)
     if len(tied):

@@ -381,9 +381,13 @@ class TopKSelection(ChunkProducts):
             by_block[0] = chunk.source.unlisted(self.unlisted, query, column)
         out[:, _COSINE] = by_block[0]
         for b, at in enumerate(entries[1:], start=1):
-            scaled = by_block[b].astype(np.float64)  # times |x|/|xD|
-            out[at, 1 + b] = scaled * self.query_factor[b][query[at]]
+            out[at, 1 + b] = self._gauge_feature(b, by_block[b], query[at])
         return out
+
+    def _gauge_feature(self, block: int, products: npt.NDArray[np.float32], query: Ints) -> Floats:
+        """Gauge block ``block``'s feature (its cosine) of entries whose float32 products (times
+        |x|/|xD|) are ``products``, for ``query`` indices."""
+        return products.astype(np.float64) * self.query_factor[block][query]
 
     def _nearest(
         self,
@@ -430,10 +434,10 @@ class TopKSelection(ChunkProducts):
         can enter the list. Their indices."""
         block = neighbor_list.block
         products = chunk.entries(self.offsets[block] + query, column)
-        if block:  # the feature and score of :meth:`_features` and :meth:`_score`
-            score = products.astype(np.float64) * self.query_factor[block][query]
-        else:  # the two features a base list's score reads
-            features = np.empty((len(query), 2))
+        if block:  # a gauge list's score is its feature
+            score = self._gauge_feature(block, products, query)
+        else:  # the two features a base list's score reads, alone
+            features = np.empty((len(query), max(_COSINE, _NORM) + 1))
             features[:, _COSINE], features[:, _NORM] = products, chunk.norm[column]
             score = self._score(neighbor_list.metric, block, features, query)
         order = np.lexsort((chunk.positions[column], -score, query))

@@ -523,6 +523,7 @@ def _neighbors(
     search = planned.search
     if search is not None and planned.extends is not None:
         search = planned.extends.extended(search)
+    prior = before.search if before is not None else None
     measured = neighbor_lists(
         search,
         planned.gauge_search,
@@ -532,16 +533,15 @@ def _neighbors(
         source,
         drawn.external,
         planned.canonical_search,
-        search if search is not None else before.search if before is not None else None,
+        search if search is not None else prior,
     )
     if planned.gauges_grow is not None and before is not None:
         measured = with_grown_gauges(measured, before, planned.gauges_grow)
     if search is None:  # a round of the gauges alone: its queries are the gauge queries
         count = max(measured.gauge_queries, len(measured.canonical))
         # The base search it read their lists from stays the next round's reference.
-        held = before.search if before is not None else None
         measured = replace(
-            measured, queries=count, query_rows=drawn.query_rows[:count], search=held
+            measured, queries=count, query_rows=drawn.query_rows[:count], search=prior
         )
     positions = planned.gauge_positions
     return replace(
