@@ -17,6 +17,7 @@ from embaudit.knn import TILE, NeighborList, NeighborSearch, Scratch, SharedBars
 from embaudit.sources import EmbeddingSource, Fragment
 from embaudit.stats import CleanRows, PartStats, RowCollector, ScanStats, fold_fragment
 
+Floats = npt.NDArray[np.float64]
 Ints = npt.NDArray[np.int64]
 Values = npt.NDArray[np.floating[Any]]
 
@@ -38,11 +39,14 @@ class PassPlan:
     (:class:`Searched`). ``sample`` collects the clean rows at chosen positions. Without
     ``statistics`` the pass only finds the clean rows for the searches and the sample (a
     measurement taken again on more queries: its statistics are those of the pass before), and
-    the result has no stats."""
+    the result has no stats. ``norms``, for such a pass: every row's norm from the pass before
+    (:attr:`~embaudit.stats.ScanStats.norms`), from which it takes its clean and unit rows
+    rather than computing them again (see :func:`~embaudit.stats.fold_fragment`)."""
 
     searches: tuple[Searched, ...] = ()
     sample: RowCollector | None = None
     statistics: bool = True
+    norms: Floats | None = None
 
     def chunk_rows(self, source: EmbeddingSource) -> int:
         """Rows per chunk of ``source`` when none is asked for: what a chunk costs is its
@@ -159,6 +163,7 @@ def map_fragment(
             on_chunk=on_chunk,
             statistics=plan.statistics,
             sketch=sketch,
+            norms=None if plan.norms is None else plan.norms[fragment.start : fragment.stop],
         )
     finally:
         for worker in workers if own else []:

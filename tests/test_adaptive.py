@@ -226,6 +226,7 @@ def test_a_round_measures_what_its_check_reads_and_gives_the_value_of_measuring_
     monkeypatch.setattr(BuiltIndex, "search", counted_search)
     calls: list[list[str]] = []
     passes: list[bool] = []  # whether each pass computed the statistics
+    given: list[bool] = []  # whether it took every row's norm from the first pass
     measure, run = check_pipeline.measure, LocalEngine.run
 
     def recorded(*args, **kwargs):
@@ -236,6 +237,7 @@ def test_a_round_measures_what_its_check_reads_and_gives_the_value_of_measuring_
 
     def counted(self, source, plan, **kwargs):
         passes.append(plan.statistics)
+        given.append(plan.norms is not None)
         searches.append(
             [(len(s.search.query_rows), len(s.search.blocks) - 1) for s in plan.searches]
         )
@@ -252,6 +254,7 @@ def test_a_round_measures_what_its_check_reads_and_gives_the_value_of_measuring_
     assert rounds > 1 and calls == [sorted(PARTS)] + [parts] * (rounds - 1)
     # Later passes feed only the search or the sample: the statistics are the first pass's.
     assert passes == [True] + [False] * (0 if code == "EA502" else rounds - 1)
+    assert given == [not statistics for statistics in passes]  # the norms, not computed again
     # A round searches what the measurement before it lacks: the new queries alone, or the
     # new (gauge query, gauge) pairs of the judged level alone, as many as there were.
     if parts == ["lists"]:

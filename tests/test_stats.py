@@ -119,6 +119,59 @@ def test_a_chunk_folded_in_blocks_gives_the_statistics_of_its_clean_rows(monkeyp
     assert [group.rows for group in stats.duplicate_groups] == [[4, 31]]
 
 
+@pytest.mark.parametrize("dtype", [np.float16, np.float32, np.float64])
+def test_a_pass_given_the_norms_sees_the_rows_a_pass_that_computes_them_sees(dtype):
+    # A later pass (no statistics) given the first pass's norms: the same clean rows, norms and
+    # unit rows to the last bit, without widening a row; defects where the norms say they are.
+    rng = np.random.default_rng(12)
+    values = (rng.standard_normal((60, 7)) * rng.lognormal(0, 2, size=(60, 1))).astype(dtype)
+    values[3, 1], values[20, 0], values[21], values[59] = np.nan, -np.inf, 0.0, 0.0
+    source = open_source(values)
+    fragment = source.fragments()[0]
+    stats = scan(source, chunk_rows=17)
+
+    def pass_rows(**given):
+        seen = []
+
+        def keep(rows):
+            seen.append(CleanRows(*(np.copy(part) for part in astuple(rows)[:4])))
+
+        embaudit.stats.fold_fragment(
+            source, fragment, consumers=[[keep]], chunk_rows=13, statistics=False, **given
+        )
+        columns = zip(*(astuple(rows)[:4] for rows in seen), strict=True)
+        return [np.concatenate(parts) for parts in columns]
+
+    computed, given = pass_rows(), pass_rows(norms=stats.norms)
+    assert [len(part) for part in computed] == [56, 56, 56, 56]
+    for mine, theirs in zip(given, computed, strict=True):
+        np.testing.assert_array_equal(mine, theirs)
+    with pytest.raises(ValueError, match="without statistics"):
+        embaudit.stats.fold_fragment(source, fragment, norms=stats.norms)
+
+
+@pytest.mark.parametrize("dtype", [np.float16, np.float32, np.float64])
+def test_unit_rows_are_within_a_float32_unit_of_the_exact_quotient(dtype):
+    # Against float64 x / |x| rounded once: within about one float32 unit of each value,
+    # including float32 rows whose norm leaves no normal float32 reciprocal (beyond 2**126)
+    # and rows of the smallest normal norm.
+    info = np.finfo(dtype)
+    rng = np.random.default_rng(13)
+    values = rng.standard_normal((200, 33)).astype(dtype)
+    values[0] = info.max / 8  # a norm of about sqrt(33) * max / 8: no normal reciprocal
+    values[1] = info.tiny  # the smallest normal coordinates
+    values[2] = 0
+    values[2, 5] = -info.max
+    values[3] *= np.asarray(2.0**-20, dtype)
+    norms = row_norms(values)
+    exact = values.astype(np.float64) / norms[:, None]
+    unit = embaudit.stats.rows.scaled_to_unit(values, norms, np.empty((200, 33), np.float32))
+    assert np.isfinite(unit).all()
+    scale = np.maximum(np.abs(exact), np.finfo(np.float32).tiny)
+    assert np.max(np.abs(unit - exact) / scale) <= 2.0**-23 * (1 + 2.0**-20)  # two roundings
+    np.testing.assert_allclose(np.linalg.norm(unit.astype(np.float64), axis=1), 1.0, rtol=1e-6)
+
+
 def test_row_lists_are_capped_but_counts_are_complete():
     values = np.ones((100, 2))
     values[::4] = np.nan

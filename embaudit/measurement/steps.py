@@ -152,14 +152,7 @@ def measure(
     )  # fmt: skip
     drawn = replace(drawn, scale_rows=np.empty((0, source.d)))  # not kept through the pass
     mark = time.perf_counter()
-    sample_rows = draw_positions(source.n, sampling.sample + 64, generator(seed, Stream.SAMPLE))
-    # The statistics of every row are those of the first measurement: a later one's pass only
-    # feeds the search and the sample.
-    plan = PassPlan(
-        planned.searches,
-        RowCollector(sample_rows) if "sample" in wanted else None,
-        statistics=previous is None,
-    )
+    plan = _pass_plan(source, planned, sampling, seed, wanted, previous)
     result = engine.run(source, plan, chunk_rows=chunk_rows, on_rows=on_rows)
     stats = result.stats if previous is None else previous.stats
     assert stats is not None
@@ -183,6 +176,27 @@ def measure(
         searched = _neighbors(planned, drawn, truncate, stats, source, before)
         neighbors = _levels_kept(searched, neighbors)
     return replace(measured, neighbors=neighbors)
+
+
+def _pass_plan(
+    source: EmbeddingSource,
+    planned: _Planned,
+    sampling: Sampling,
+    seed: int,
+    wanted: frozenset[str],
+    previous: Measurements | None,
+) -> PassPlan:
+    """What the pass feeds: the planned searches, and the sample when it is wanted. The
+    statistics of every row are those of the first measurement: a later one's pass only feeds
+    the searches and the sample, and takes the rows' norms from the first one (unless they were
+    sketched) instead of computing them again."""
+    sample_rows = draw_positions(source.n, sampling.sample + 64, generator(seed, Stream.SAMPLE))
+    return PassPlan(
+        planned.searches,
+        RowCollector(sample_rows) if "sample" in wanted else None,
+        statistics=previous is None,
+        norms=previous.stats.norms if previous is not None else None,
+    )
 
 
 def _levels_kept(measured: Neighbors, previous: Neighbors | None) -> Neighbors:

@@ -16,7 +16,7 @@ import numpy.typing as npt
 from embaudit.sources import Chunk, EmbeddingSource, Fragment
 from embaudit.stats.dimensions import Moments
 from embaudit.stats.norm_summary import NormParts, sketched
-from embaudit.stats.rows import ChunkConsumer, CleanRows, _hash_rows, row_norms
+from embaudit.stats.rows import ChunkConsumer, CleanRows, _hash_rows, row_norms, scaled_to_unit
 from embaudit.stats.scratch import Scratch
 
 #: Bytes of float64 rows folded at a time within a chunk (see _FragmentFolder.reduce): about
@@ -76,6 +76,7 @@ def fold_fragment(
     on_chunk: Callable[[int], None] | None = None,
     statistics: bool = True,
     sketch: bool | None = None,
+    norms: Floats | None = None,
 ) -> PartStats | None:
     """Read one fragment and compute its mergeable statistics (None without ``statistics``:
     only the clean rows the consumers see).
@@ -89,7 +90,10 @@ def fold_fragment(
     the result depends neither on the number of workers nor on their timing. The data is read
     once whatever is measured. ``on_chunk`` gets the number of rows of each chunk done.
     ``sketch``: summarize the norms with a sketch (default: by the source's row count, see
-    :func:`~embaudit.stats.norm_summary.sketched`).
+    :func:`~embaudit.stats.norm_summary.sketched`). ``norms``: the fragment's row norms from an
+    earlier pass of the same rows (NaN for non-finite rows, as :attr:`PartStats.norms`), for a
+    pass without ``statistics``: its clean rows and unit rows come from them, and no row is
+    widened to compute them again.
     """
     folder = _FragmentFolder(
         source,
@@ -97,6 +101,7 @@ def fold_fragment(
         keep_unit=any(map(len, consumers)),
         statistics=statistics,
         sketch=sketched(source.n) if sketch is None else sketch,
+        norms=norms,
     )
     order = _InOrder(source.read(fragment, chunk_rows), folder, on_chunk)
     if len(consumers) == 1:
@@ -228,8 +233,12 @@ class _FragmentFolder:
         keep_unit: bool,
         statistics: bool = True,
         sketch: bool = False,
+        norms: Floats | None = None,
     ) -> None:
+        if norms is not None and (statistics or len(norms) != fragment.n):
+            raise ValueError("known norms: a pass without statistics, one norm a row")
         d = source.d
+        self.known_norms = norms
         self.d, self.start, self.keep_unit = d, fragment.start, keep_unit
         self.statistics = statistics
         self.dtype, self.tiny = source.dtype, np.finfo(source.dtype).tiny
@@ -265,6 +274,8 @@ class _FragmentFolder:
         the next, and a worker's from one chunk to the next (see :class:`Scratch`)."""
         if values.dtype != self.dtype:  # a source's bug: the hashes would not compare
             raise RuntimeError(f"a chunk of {values.dtype} rows from a {self.dtype} source")
+        if self.known_norms is not None:
+            return self._reduce_known(start, values, scratch or Scratch())
         n = len(values)
         step = max(1, FOLD_BYTES // (8 * self.d))
         chunk_norms = np.empty(n)
@@ -294,28 +305,19 @@ class _FragmentFolder:
             kept += len(wide)
             if not (self.statistics or self.keep_unit):
                 continue
+            if self.keep_unit:
+                scaled_to_unit(stored, norms, unit_rows[out])
             if self.statistics:
                 taken = slice(0, len(wide))
                 hashes[out] = _hash_rows(stored, (words[0][taken], words[1][taken]))
                 moments = moments.merge(Moments.of(wide, scratch=wide))  # centred in place
                 np.copyto(wide, stored)  # widened again
-            # float64: the cosine sums must be exact. In place: a second array of the block's
-            # size would double what the block's sums read from memory.
-            unit = np.divide(wide, norms[:, None], out=wide)
-            if self.keep_unit:
-                unit_rows[out] = unit
-            if self.statistics:
+                # float64: the cosine sums must be exact. In place: a second array of the
+                # block's size would double what the block's sums read from memory.
+                unit = np.divide(wide, norms[:, None], out=wide)
                 unit_sum += unit.sum(axis=0)
                 unit_sq_sum += np.einsum("ij,ij->j", unit, unit)
-        bad = np.isnan(chunk_norms)
-        part = _ChunkPart(
-            slice(start - self.start, start + n - self.start),
-            chunk_norms,
-            start + np.flatnonzero(bad),
-            start + np.flatnonzero(~clean_rows & ~bad),
-            nan_rows,
-            clean_rows,
-        )
+        part = self._part(start, chunk_norms, clean_rows, nan_rows)
         if self.statistics:
             part.moments, part.unit_sum, part.unit_sq_sum = moments, unit_sum, unit_sq_sum
             part.hashes = hashes[:kept]
@@ -323,6 +325,42 @@ class _FragmentFolder:
         clean_values = values if kept == n else values[clean_rows]
         clean = CleanRows(positions, clean_values, chunk_norms[clean_rows], unit_rows[:kept], n)
         return part, clean
+
+    def _reduce_known(
+        self, start: int, values: npt.NDArray[np.floating[Any]], scratch: Scratch
+    ) -> tuple[_ChunkPart, CleanRows]:
+        """:meth:`reduce` of a pass given the rows' norms (``known_norms``): the clean rows by
+        the same rule, and their unit rows scaled by those norms, no row widened."""
+        assert self.known_norms is not None
+        n = len(values)
+        at = start - self.start
+        chunk_norms = self.known_norms[at : at + n]
+        clean_rows = chunk_norms >= self.tiny  # NaN compares false
+        clean_values = values if clean_rows.all() else values[clean_rows]
+        norms = chunk_norms[clean_rows]
+        kept = len(norms) if self.keep_unit else 0
+        unit_rows = scratch.take("unit rows", np.float32, kept, self.d)
+        if self.keep_unit:
+            scaled_to_unit(clean_values, norms, unit_rows)
+        bad = np.isnan(chunk_norms)
+        nan_rows = int(np.isnan(values[bad]).any(axis=1).sum()) if bad.any() else 0
+        part = self._part(start, chunk_norms, clean_rows, nan_rows)
+        positions = start + np.flatnonzero(clean_rows)
+        return part, CleanRows(positions, clean_values, norms, unit_rows, n)
+
+    def _part(
+        self, start: int, norms: Floats, clean_rows: npt.NDArray[np.bool_], nan_rows: int
+    ) -> _ChunkPart:
+        """A chunk's part of the fragment's rows: its norms and clean, non-finite and zero rows."""
+        bad = np.isnan(norms)
+        return _ChunkPart(
+            slice(start - self.start, start + len(norms) - self.start),
+            norms,
+            start + np.flatnonzero(bad),
+            start + np.flatnonzero(~clean_rows & ~bad),
+            nan_rows,
+            clean_rows,
+        )
 
     def fold(self, chunk: _ChunkPart) -> None:
         """Fold one chunk's statistics into the fragment's; called in row order."""

