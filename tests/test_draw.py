@@ -50,6 +50,22 @@ def test_a_mostly_broken_file_still_fills_the_sample_with_clean_rows():
     assert np.isfinite(values).all() and left_out > 0
 
 
+@pytest.mark.parametrize("dtype", [np.float16, np.float32, np.float64])
+def test_rows_drawn_as_stored_are_the_float64_draw_in_the_sources_dtype(dtype):
+    # Past a first read too short for the clean rows (nine in ten broken): the same rows, in
+    # the same order, as stored; a broken row is broken in either.
+    x = _rows(3000).astype(dtype)
+    broken = np.random.default_rng(4).random(len(x)) < 0.9
+    x[broken] = np.inf
+    source = open_source(x)
+    wide = draw_clean_rows(source, 200, np.random.default_rng(5))
+    stored = draw_clean_rows(source, 200, np.random.default_rng(5), stored=True)
+    assert stored[1].dtype == dtype and wide[1].dtype == np.float64
+    np.testing.assert_array_equal(stored[0], wide[0])
+    np.testing.assert_array_equal(stored[1].astype(np.float64), wide[1])
+    assert stored[2] == wide[2] > 0 and not broken[stored[0]].any()
+
+
 def test_a_sample_larger_than_the_clean_rows_returns_all_of_them():
     x = _rows(50)
     x[[3, 7]] = np.nan

@@ -27,7 +27,8 @@ from embaudit.geometry import (
     hubness_from_neighbors,
     unit_rows,
 )
-from embaudit.measurement.gauges import scale_jitter
+from embaudit.measurement.gauges import ColumnSpread, canonical_scale, scale_jitter
+from embaudit.stats import coordinate_rms, row_norms
 
 
 def _tables(rng, count, draws, queries, sd_draw, sd_query, sd_residual):
@@ -182,6 +183,36 @@ def test_combined_errors_add_in_quadrature_and_widen_with_few_degrees_of_freedom
         0.4 * t_factor(3), rel=1e-6
     )
     assert combined_standard_error(None) == 0.0
+
+
+@pytest.mark.parametrize(
+    ("dtype", "magnitude"), [(np.float32, 1.0), (np.float32, 1e30), (np.float64, 1e200)]
+)
+def test_the_column_spread_of_stored_rows_is_the_float64_moments_of_those_rows(dtype, magnitude):
+    # 3,000 rows of 40 and of 700 columns (blocks of 2 MiB: 374 rows at d = 700, so several),
+    # a constant column, at magnitudes whose fourth powers leave the float64 range: the
+    # moments of the rows widened to float64 at once, up to one common factor (the rows are
+    # scaled into range by a power of two; every statistic read from them is scale-free).
+    rng = np.random.default_rng(9)
+    for d in (40, 700):
+        rows = rng.standard_normal((3000, d)) * np.exp(rng.normal(0, 1, d))
+        rows[:, 3] = 0.7
+        rows = (rows * magnitude).astype(dtype)
+        spread = ColumnSpread.of(rows)
+        wide = rows.astype(np.float64) / magnitude
+        deviations = wide - wide.mean(axis=0)
+        live = np.arange(d) != 3
+        factor = spread.m2[live] / np.mean(deviations**2, axis=0)[live]
+        np.testing.assert_allclose(factor, factor[0], rtol=1e-9)
+        np.testing.assert_allclose(
+            spread.m4[live], np.mean(deviations**4, axis=0)[live] * factor[0] ** 2, rtol=1e-9
+        )
+        assert spread.m2[3] <= 1e-28 * spread.m2.max()  # the constant column's rounding alone
+        rms = coordinate_rms(row_norms(wide), d) * math.sqrt(factor[0])
+        assert spread.rms_coordinate == pytest.approx(rms, rel=1e-12)
+        reference = np.zeros(d)  # the constant column is dead: EA004's rule
+        reference[live] = 1 / wide.std(axis=0)[live]
+        np.testing.assert_allclose(canonical_scale(rows), reference / reference.max(), rtol=1e-9)
 
 
 def test_the_scale_jitter_has_the_delta_method_spread():

@@ -8,12 +8,16 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
+import numpy.typing as npt
 
 from embaudit.array_types import Floats
+from embaudit.geometry import pow2_scale
 from embaudit.random_streams import Stream, generator
-from embaudit.stats import DEAD_RATIO, coordinate_rms, dead_dimension_mask, row_norms
+from embaudit.stats import DEAD_RATIO, FOLD_BYTES, coordinate_rms, dead_dimension_mask, row_norms
 
 #: Draws of the canonical gauge jittered by its estimation error (EA302's error).
 JITTER_DRAWS = 3
@@ -86,7 +90,63 @@ def truncation_scale(d: int, m: int) -> Floats:
     return scale
 
 
-def canonical_scale(rows: Floats, dead_ratio: float = DEAD_RATIO) -> Floats:
+@dataclass(frozen=True)
+class ColumnSpread:
+    """What the canonical gauge and its jitter are estimated from, per column of a sample of
+    rows: the mean square and the mean fourth power of the deviations from the column's mean,
+    and the rows' root mean square coordinate. (d,) each."""
+
+    count: int
+    m2: Floats
+    m4: Floats
+    rms_coordinate: float
+
+    @classmethod
+    def of(cls, rows: npt.NDArray[np.floating[Any]]) -> ColumnSpread:
+        """The spread of ``rows`` (any float dtype, as stored: a draw of 20,000 768-d rows need
+        not be widened to float64 at once, which would take 123 MB), in float64 blocks of
+        FOLD_BYTES, two-pass (the means, then the deviations). The rows are first divided by
+        one power of two (exact; see :func:`~embaudit.geometry.pow2_scale`), so that the fourth
+        powers of values near 1e±30 (float32) or 1e±200 (float64) stay in range: every
+        statistic here is scale-free."""
+        m, d = rows.shape
+        step = max(1, FOLD_BYTES // (8 * max(d, 1)))
+        blocks = [slice(first, first + step) for first in range(0, m, step)]
+        norms = np.concatenate([row_norms(rows[block]) for block in blocks] or [np.zeros(0)])
+        factor = pow2_scale(norms) if m else 1.0
+        total = np.zeros(d)
+        for block in blocks:
+            total += np.multiply(rows[block], factor, dtype=np.float64).sum(axis=0)
+        mean = total / max(m, 1)
+        m2, m4 = np.zeros(d), np.zeros(d)
+        for block in blocks:
+            squared = np.multiply(rows[block], factor, dtype=np.float64)
+            squared -= mean
+            np.square(squared, out=squared)
+            m2 += squared.sum(axis=0)
+            m4 += np.square(squared, out=squared).sum(axis=0)
+        rms = coordinate_rms(norms * factor, d)
+        return cls(m, m2 / max(m, 1), m4 / max(m, 1), rms)
+
+    def canonical(self, dead_ratio: float = DEAD_RATIO) -> Floats:
+        """:func:`canonical_scale` of the rows."""
+        return scale_of_spread(np.sqrt(self.m2), self.rms_coordinate, dead_ratio)
+
+    def jitter(self, scale: Floats, rng: np.random.Generator, draws: int = 1) -> list[Floats]:
+        """:func:`scale_jitter` of the rows."""
+        live = scale > 0
+        m2, m4 = self.m2[live], self.m4[live]
+        variance = np.maximum(m4 / m2**2 - 1.0, 0.0) / (4 * max(self.count, 1))
+        out = []
+        for _ in range(draws):
+            jittered = np.zeros_like(scale)
+            jittered[live] = scale[live] * np.exp(rng.normal(0.0, np.sqrt(variance)))
+            peak = jittered.max()
+            out.append(jittered / peak if peak > 0 else jittered)
+        return out
+
+
+def canonical_scale(rows: npt.NDArray[np.floating[Any]], dead_ratio: float = DEAD_RATIO) -> Floats:
     """The canonical gauge: D scaling every live column to unit standard deviation, and the
     dead ones (EA004's rule, :func:`~embaudit.stats.dead_dimension_mask`) to 0: they carry no
     information about which rows are near and their spread, if any, is rounding noise. D is
@@ -96,8 +156,7 @@ def canonical_scale(rows: Floats, dead_ratio: float = DEAD_RATIO) -> Floats:
     Gauge-invariant: for rows X D', the scale is D'^-1 times this one (up to that overall factor),
     so X D' D_c = X D_c. (m, d) -> (d,)
     """
-    std = rows.std(axis=0)
-    return scale_of_spread(std, coordinate_rms(row_norms(rows), rows.shape[1]), dead_ratio)
+    return ColumnSpread.of(rows).canonical(dead_ratio)
 
 
 def scale_of_spread(std: Floats, rms_coordinate: float, dead_ratio: float = DEAD_RATIO) -> Floats:
@@ -112,25 +171,11 @@ def scale_of_spread(std: Floats, rms_coordinate: float, dead_ratio: float = DEAD
 
 
 def scale_jitter(
-    rows: Floats, scale: Floats, rng: np.random.Generator, draws: int = 1
+    rows: npt.NDArray[np.floating[Any]], scale: Floats, rng: np.random.Generator, draws: int = 1
 ) -> list[Floats]:
     """``draws`` draws of ``scale`` (a canonical gauge estimated on ``rows``) times exp(e),
     e_j ~ N(0, v_j) with v_j the sampling variance of log std_j on those rows,
     (m4 / m2^2 - 1) / (4 m) by the delta method (m2, m4: the column's central moments): each a
     gauge as far from this one as this one is, in distribution, from the gauge of every row.
     Dead columns stay 0. (m, d), (d,) -> [(d,)] * draws"""
-    m = rows.shape[0]
-    live = scale > 0
-    columns = rows if live.all() else rows[:, live]
-    squared = columns - columns.mean(axis=0)  # centred, then squared in place
-    np.square(squared, out=squared)
-    m2 = np.mean(squared, axis=0)
-    m4 = np.mean(np.square(squared, out=squared), axis=0)
-    variance = np.maximum(m4 / m2**2 - 1.0, 0.0) / (4 * max(m, 1))
-    out = []
-    for _ in range(draws):
-        jittered = np.zeros_like(scale)
-        jittered[live] = scale[live] * np.exp(rng.normal(0.0, np.sqrt(variance)))
-        peak = jittered.max()
-        out.append(jittered / peak if peak > 0 else jittered)
-    return out
+    return ColumnSpread.of(rows).jitter(scale, rng, draws)

@@ -39,11 +39,10 @@ from embaudit.measurement.gauges import (
     JITTER_DRAWS,
     SCALE_ROWS_PER_SAMPLE,
     TRUNCATE_BLOCK,
+    ColumnSpread,
     canonical_queries,
-    canonical_scale,
     gauge_scales,
     level_queries,
-    scale_jitter,
     scale_of_spread,
     truncation_scale,
 )
@@ -150,7 +149,6 @@ def measure(
         source, drawn, gauges, k=k, seed=seed, sampling=sampling, wanted=wanted,
         truncate=truncate, dead_ratio=dead_ratio, every_row=every_row, before=before, sizes=sizes,
     )  # fmt: skip
-    drawn = replace(drawn, scale_rows=np.empty((0, source.d)))  # not kept through the pass
     mark = time.perf_counter()
     plan = _pass_plan(source, planned, sampling, seed, wanted, previous)
     result = engine.run(source, plan, chunk_rows=chunk_rows, on_rows=on_rows)
@@ -236,7 +234,7 @@ class _Drawn:
     queries: Floats
     external: External | None = None
     scale_positions: Ints = field(default_factory=lambda: np.zeros(0, np.int64))
-    scale_rows: Floats = field(default_factory=lambda: np.zeros((0, 0)))
+    scale: ColumnSpread | None = None  # the spread of the rows at scale_positions
 
     @property
     def own(self) -> int:
@@ -277,14 +275,14 @@ def _draw_queries(
         query_rows = np.concatenate([np.full(len(drawn), EXTERNAL_ROW), floor_rows])
         queries = np.concatenate([queries, floor_queries])
     if not scale_count:
-        return _Drawn(query_rows, queries, external, scale_rows=np.empty((0, d)))
-    # The canonical gauge standardizes the corpus's columns, estimated on scale_count rows.
-    scale_positions, scale_rows, _ = draw_clean_rows(source, scale_count, scale_rng, take)
-    # Scale-free statistics are computed on rows divided by one power of two (exact), so that
-    # squares of values near 1e±30 (float32) or 1e±200 (float64) stay in range.
-    if len(scale_rows):
-        scale_rows *= geometry.pow2_scale(row_norms(scale_rows))  # the draw's own rows
-    return _Drawn(query_rows, queries, external, scale_positions, scale_rows)
+        return _Drawn(query_rows, queries, external)
+    # The canonical gauge standardizes the corpus's columns, estimated on scale_count rows: only
+    # their spread is kept, and the rows as stored until then.
+    scale_positions, scale_rows, _ = draw_clean_rows(
+        source, scale_count, scale_rng, take, stored=True
+    )
+    spread = ColumnSpread.of(scale_rows) if len(scale_rows) else None
+    return _Drawn(query_rows, queries, external, scale_positions, spread)
 
 
 @dataclass(frozen=True)
@@ -340,9 +338,9 @@ def _plan_searches(
     ``before`` (a previous measurement's, in a round) is extended rather than searched again
     (:mod:`embaudit.measurement.extension`)."""
     n, d = source.n, source.d
-    if not drawn.own or not (every_row is not None or len(drawn.scale_rows)) or k >= n - 1:
+    if not drawn.own or (every_row is None and drawn.scale is None) or k >= n - 1:
         return _Planned(canonical=np.zeros(d))
-    canonical = _canonical_gauge(drawn.scale_rows, every_row, dead_ratio)
+    canonical = _canonical_gauge(drawn.scale, every_row, dead_ratio)
     search, extends = None, None
     # L2 and inner-product lists, and the base search, only where a check reads them (a
     # round for the gauges alone searches their own sample of the corpus).
@@ -417,7 +415,8 @@ def _canonical_blocks(
     blocks = [Block(CANONICAL_BLOCK, count, canonical)]
     if estimated:
         rng = generator(seed, Stream.JITTER)
-        jittered = scale_jitter(drawn.scale_rows, canonical, rng, JITTER_DRAWS)
+        assert drawn.scale is not None  # estimated: drawn
+        jittered = drawn.scale.jitter(canonical, rng, JITTER_DRAWS)
         blocks += [Block(f"{JITTER_BLOCK} {r}", count, scale) for r, scale in enumerate(jittered)]
     return blocks
 
@@ -455,12 +454,15 @@ def _base_search(
     return NeighborSearch(drawn.queries, drawn.query_rows, k, blocks)
 
 
-def _canonical_gauge(scale_rows: Floats, every_row: ScanStats | None, dead_ratio: float) -> Floats:
+def _canonical_gauge(
+    drawn: ColumnSpread | None, every_row: ScanStats | None, dead_ratio: float
+) -> Floats:
     """The canonical gauge's D: every row's, from the first pass's column statistics, else
-    estimated on the drawn scale rows (already scaled by a power of two)."""
+    estimated on the drawn scale rows (their spread: ``drawn``)."""
     if every_row is not None:
         return scale_of_spread(every_row.moments.std, every_row.rms_coordinate, dead_ratio)
-    return canonical_scale(scale_rows, dead_ratio)
+    assert drawn is not None  # _plan_searches plans no canonical gauge without it
+    return drawn.canonical(dead_ratio)
 
 
 def _geometry(
