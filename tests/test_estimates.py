@@ -190,9 +190,10 @@ def test_combined_errors_add_in_quadrature_and_widen_with_few_degrees_of_freedom
 )
 def test_the_column_spread_of_stored_rows_is_the_float64_moments_of_those_rows(dtype, magnitude):
     # 3,000 rows of 40 and of 700 columns (blocks of 2 MiB: 374 rows at d = 700, so several),
-    # a constant column, at magnitudes whose fourth powers leave the float64 range: the
-    # moments of the rows widened to float64 at once, up to one common factor (the rows are
-    # scaled into range by a power of two; every statistic read from them is scale-free).
+    # a constant column, at float32's top magnitudes and at float64 values whose fourth powers
+    # leave its range: the moments of the rows widened to float64 at once, up to one common
+    # factor (the rows are scaled into range by a power of two; every statistic read from them
+    # is scale-free). Rows of zeros among them do not move that factor.
     rng = np.random.default_rng(9)
     for d in (40, 700):
         rows = rng.standard_normal((3000, d)) * np.exp(rng.normal(0, 1, d))
@@ -213,6 +214,8 @@ def test_the_column_spread_of_stored_rows_is_the_float64_moments_of_those_rows(d
         reference = np.zeros(d)  # the constant column is dead: EA004's rule
         reference[live] = 1 / wide.std(axis=0)[live]
         np.testing.assert_allclose(canonical_scale(rows), reference / reference.max(), rtol=1e-9)
+        zeros = ColumnSpread.of(np.concatenate([rows, np.zeros((3100, d), dtype)]))
+        assert zeros.rms_coordinate == pytest.approx(rms * math.sqrt(3000 / 6100), rel=1e-12)
 
 
 def test_the_scale_jitter_has_the_delta_method_spread():

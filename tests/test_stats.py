@@ -120,34 +120,50 @@ def test_a_chunk_folded_in_blocks_gives_the_statistics_of_its_clean_rows(monkeyp
 
 
 @pytest.mark.parametrize("dtype", [np.float16, np.float32, np.float64])
-def test_a_pass_given_the_norms_sees_the_rows_a_pass_that_computes_them_sees(dtype):
-    # A later pass (no statistics) given the first pass's norms: the same clean rows, norms and
-    # unit rows to the last bit, without widening a row; defects where the norms say they are.
+def test_a_pass_given_the_norms_sees_the_rows_a_pass_that_computes_them_sees(
+    tmp_path, monkeypatch, dtype
+):
+    # A later pass (no statistics) given the first pass's norms, fragment by fragment of a
+    # directory of shards cut across them: the same clean rows, norms and unit rows to the last
+    # bit, and no row widened to compute a norm (the fold's norms would raise).
+    from embaudit.sources import shards
+
+    monkeypatch.setattr(shards, "FRAGMENT_BYTES", 23 * 7 * np.dtype(dtype).itemsize)
     rng = np.random.default_rng(12)
     values = (rng.standard_normal((60, 7)) * rng.lognormal(0, 2, size=(60, 1))).astype(dtype)
     values[3, 1], values[20, 0], values[21], values[59] = np.nan, -np.inf, 0.0, 0.0
-    source = open_source(values)
-    fragment = source.fragments()[0]
+    for index, (start, stop) in enumerate(((0, 25), (25, 26), (26, 60))):
+        np.save(tmp_path / f"part_{index}.npy", values[start:stop])
+    source = open_source(tmp_path)
+    assert len(source.fragments()) == 3 and source.fragments()[1].start == 23
     stats = scan(source, chunk_rows=17)
 
-    def pass_rows(**given):
+    def pass_rows(given):
         seen = []
 
         def keep(rows):
             seen.append(CleanRows(*(np.copy(part) for part in astuple(rows)[:4])))
 
-        embaudit.stats.fold_fragment(
-            source, fragment, consumers=[[keep]], chunk_rows=13, statistics=False, **given
-        )
+        for fragment in source.fragments():
+            embaudit.stats.fold_fragment(
+                source,
+                fragment,
+                consumers=[[keep]],
+                chunk_rows=13,
+                statistics=False,
+                norms=None if given is None else given[fragment.start : fragment.stop],
+            )
         columns = zip(*(astuple(rows)[:4] for rows in seen), strict=True)
         return [np.concatenate(parts) for parts in columns]
 
-    computed, given = pass_rows(), pass_rows(norms=stats.norms)
+    computed = pass_rows(None)
+    monkeypatch.setattr(embaudit.stats.fold, "_usable_norms", None)  # not called again
+    given = pass_rows(stats.norms)
     assert [len(part) for part in computed] == [56, 56, 56, 56]
     for mine, theirs in zip(given, computed, strict=True):
         np.testing.assert_array_equal(mine, theirs)
     with pytest.raises(ValueError, match="without statistics"):
-        embaudit.stats.fold_fragment(source, fragment, norms=stats.norms)
+        embaudit.stats.fold_fragment(source, source.fragments()[0], norms=stats.norms[:23])
 
 
 @pytest.mark.parametrize("dtype", [np.float16, np.float32, np.float64])

@@ -22,7 +22,7 @@ from embaudit.knn import Block, NeighborSearch
 from embaudit.params import ParameterError
 from embaudit.random_streams import Stream, generator
 from embaudit.sources import EmbeddingSource
-from embaudit.stats import CleanRows, clean_mask, row_norms
+from embaudit.stats import CleanRows, clean_mask, row_norms, scaled_to_unit
 
 Rows32 = npt.NDArray[np.float32]
 
@@ -154,6 +154,16 @@ class _Database:
     positions: Ints  # row position of each index entry, in index order
     read: Callable[[Ints], Floats]  # rows at sorted positions, float64
     search: NeighborSearch  # exact lists of the queries against these rows
+    dtype: np.dtype[Any]  # the rows' own, which they are widened from
+
+
+def unit_rows_of(values: Floats, dtype: np.dtype[Any]) -> tuple[Floats, npt.NDArray[np.float32]]:
+    """The norms and unit rows of rows read back as float64 from rows of ``dtype``, as the pass
+    computes them from the rows as stored (:func:`~embaudit.stats.scaled_to_unit`): the same
+    float32 unit rows, to the last bit, as the exact lists were searched with."""
+    stored = values.astype(dtype, copy=False)  # exact: widened from it
+    norms = row_norms(stored)
+    return norms, scaled_to_unit(stored, norms, np.empty(stored.shape, np.float32))
 
 
 def _sample_rows(source: EmbeddingSource, plan: IndexPlan) -> tuple[Ints, Floats]:
@@ -164,29 +174,31 @@ def _sample_rows(source: EmbeddingSource, plan: IndexPlan) -> tuple[Ints, Floats
     return drawn[order], values[order]
 
 
-def _sample_database(search: NeighborSearch, positions: Ints, values: Floats) -> _Database:
-    """The sample's rows and the exact lists of the queries of ``search`` against them."""
+def _sample_database(
+    search: NeighborSearch, positions: Ints, values: Floats, dtype: np.dtype[Any]
+) -> _Database:
+    """The sample's rows (float64, widened from ``dtype``) and the exact lists of the queries of
+    ``search`` against them."""
     exact = NeighborSearch(
         search.queries, search.query_rows, search.k, [Block("base", len(search.query_rows))]
     )
     for start in range(0, len(positions), ADD_ROWS):
         part = values[start : start + ADD_ROWS]
-        norms = row_norms(part)
-        unit = (part / norms[:, None]).astype(np.float32)
+        norms, unit = unit_rows_of(part, dtype)
         exact.add(CleanRows(positions[start : start + ADD_ROWS], part, norms, unit))
     exact.scratch.clear()
 
     def read(rows: Ints) -> Floats:
         return values[np.searchsorted(positions, rows)]
 
-    return _Database(positions, read, exact)
+    return _Database(positions, read, exact, dtype)
 
 
 def _file_database(source: EmbeddingSource, search: NeighborSearch, positions: Ints) -> _Database:
     def read(rows: Ints) -> Floats:
         return np.asarray(source.take(rows), dtype=np.float64)
 
-    return _Database(positions, read, search)
+    return _Database(positions, read, search, source.dtype)
 
 
 def training_sample(source: EmbeddingSource, count: int, seed: int) -> Floats:

@@ -78,7 +78,7 @@ class BuiltIndex:
     def database(self, search: NeighborSearch) -> _Database:
         """The rows of the index, with the exact lists of ``search``'s queries against them."""
         if self.sample is not None:
-            return _sample_database(search, self.positions, self.sample)
+            return _sample_database(search, self.positions, self.sample, self.source.dtype)
         return _file_database(self.source, search, self.positions)
 
     def search(self, search: NeighborSearch, objective: str) -> IndexMeasurement:

@@ -13,10 +13,9 @@ import numpy as np
 import numpy.typing as npt
 
 from embaudit.array_types import Ints
-from embaudit.index.build import ADD_ROWS, _Database, _hnsw_of
+from embaudit.index.build import ADD_ROWS, _Database, _hnsw_of, unit_rows_of
 from embaudit.index.faiss_import import _faiss
 from embaudit.knn import NeighborList
-from embaudit.stats import row_norms
 
 Rows32 = npt.NDArray[np.float32]
 
@@ -98,10 +97,9 @@ class _Scorer:
         units, norms = [self.unit], [self.norms]
         for start in range(0, len(new), ADD_ROWS):
             values = self.database.read(new[start : start + ADD_ROWS])
-            part_norms = row_norms(values)
+            part_norms, part_unit = unit_rows_of(values, self.database.dtype)  # as the pass
             norms.append(part_norms)
-            # As the pass computes its unit rows: float64 division, then float32.
-            units.append((values / part_norms[:, None]).astype(np.float32))
+            units.append(part_unit)
         known = np.concatenate([self.known, new])
         order = np.argsort(known, kind="stable")
         self.known = known[order]

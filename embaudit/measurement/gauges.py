@@ -113,7 +113,8 @@ class ColumnSpread:
         step = max(1, FOLD_BYTES // (8 * max(d, 1)))
         blocks = [slice(first, first + step) for first in range(0, m, step)]
         norms = np.concatenate([row_norms(rows[block]) for block in blocks] or [np.zeros(0)])
-        factor = pow2_scale(norms) if m else 1.0
+        positive = norms[norms > 0]  # zero rows (a caller's own) have no magnitude to scale
+        factor = pow2_scale(positive) if len(positive) else 1.0
         total = np.zeros(d)
         for block in blocks:
             total += np.multiply(rows[block], factor, dtype=np.float64).sum(axis=0)

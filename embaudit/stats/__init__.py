@@ -19,7 +19,7 @@ from embaudit.stats.collector import RowCollector
 from embaudit.stats.dimensions import DEAD_RATIO, Moments, coordinate_rms, dead_dimension_mask
 from embaudit.stats.fold import FOLD_BYTES, ROW_LIST_CAP, PartStats, fold_fragment
 from embaudit.stats.norm_summary import NormSummary, ks_statistic, sketched
-from embaudit.stats.rows import ChunkConsumer, CleanRows, clean_mask, row_norms
+from embaudit.stats.rows import ChunkConsumer, CleanRows, clean_mask, row_norms, scaled_to_unit
 
 # _hash_rows, _hash_weights and _row_words (the row hash's parts), which tests/test_stats.py and
 # benchmarks/hash_collisions.py read here.
@@ -60,6 +60,7 @@ __all__ = [
     "fold_fragment",
     "ks_statistic",
     "row_norms",
+    "scaled_to_unit",
     "scan",
     "sketched",
 ]

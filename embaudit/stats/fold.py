@@ -342,6 +342,8 @@ class _FragmentFolder:
         unit_rows = scratch.take("unit rows", np.float32, kept, self.d)
         if self.keep_unit:
             scaled_to_unit(clean_values, norms, unit_rows)
+        # The part is folded as any pass's (its rows read in order), though no statistics are
+        # returned: its non-finite rows are few, and counting those with a NaN costs nothing.
         bad = np.isnan(chunk_norms)
         nan_rows = int(np.isnan(values[bad]).any(axis=1).sum()) if bad.any() else 0
         part = self._part(start, chunk_norms, clean_rows, nan_rows)

@@ -10,7 +10,7 @@ import numpy.typing as npt
 
 class Scratch:
     """Named arrays a worker takes again at about the same size on every chunk or step: a
-    chunk's rows and unit rows, a step's products, a slab's squares. Such an array is MiBs to
+    chunk's rows and unit rows, a step's products, a block's squares. Such an array is MiBs to
     tens of MiB: freed, glibc gives it back to the system (above its largest threshold for
     keeping freed memory, 32 MiB, or at the top of its heap), and the next one is mapped and
     faulted in page by page, zeroed by the kernel. An audit of 500,000 16-d rows spent 1.5-1.7
