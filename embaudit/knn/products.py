@@ -46,11 +46,13 @@ SLAB_BYTES = 12 * 2**20
 #: multiplied with it: on a round that adds one query, on the last slab of a chunk.
 SMALL_PRODUCT = 10**6
 
-#: Chunk rows whose gauge factors are computed at a time (see ChunkProducts._row_factors): their
-#: squares (3 MiB of 768-d rows) are still in the cache when they are multiplied; a slab's
-#: (12 MiB) went to memory and back. One core, 1M 768-d rows: 0.44 s instead of 0.73 s for one
-#: gauge (an EA302 round), 1.08 s instead of 1.44 s for the first pass's 28 (same factors).
-FACTOR_ROWS = 4 * TILE
+#: Bytes of squared rows whose gauge factors are computed at a time (see
+#: ChunkProducts._row_factors), in whole tiles, at most a slab's rows: the squares are still in
+#: the cache when they are multiplied, where a slab of 768-d rows (12 MiB) went to memory and
+#: back. One core, 1M 768-d rows: 0.44 s instead of 0.73 s for one gauge (an EA302 round),
+#: 1.08 s instead of 1.44 s for the first pass's 28 (same factors). Small-d rows keep a slab's
+#: rows: fewer would only take more numpy calls.
+FACTOR_BYTES = 3 * 2**20
 
 #: An unlisted block's products are computed for every row of a step at once when its
 #: candidates' entries number at least a WHOLE_SHARE-th of the step's rows (see
@@ -410,15 +412,15 @@ class ChunkProducts:
         (gauge blocks, whole tiles), None without gauge blocks."""
         if not self._gauge_blocks:
             return None
-        # The squares' product FACTOR_ROWS at a time (whole tiles), with enough gauge columns (zeros
+        # The squares' product a block at a time (whole tiles), with enough gauge columns (zeros
         # after the gauges') for BLAS's general path: a row's factors do not depend on how many
         # gauges a search holds, nor on where the chunk ends.
         count = len(self._gauge_blocks)
         factors = np.empty((count, -(-len(unit) // TILE) * TILE), np.float32)
-        block = min(FACTOR_ROWS, len(unit))
-        squares_of = self.scratch.take("squares", np.float32, block, unit.shape[1])
-        for first in range(0, len(unit), FACTOR_ROWS):  # the block's squares stay in the cache
-            part = unit[first : first + FACTOR_ROWS]
+        step = max(TILE, min(SLAB, FACTOR_BYTES // (4 * unit.shape[1])) // TILE * TILE)
+        squares_of = self.scratch.take("squares", np.float32, min(step, len(unit)), unit.shape[1])
+        for first in range(0, len(unit), step):  # the block's squares stay in the cache
+            part = unit[first : first + step]
             rows = _whole_tiles(np.square(part, out=squares_of[: len(part)]))
             squares = _general_rows(self._gauge_squares.T, len(rows)).T
             gauged = (rows @ squares)[:, :count].T.astype(np.float64)

@@ -58,8 +58,8 @@ def scaled_to_unit(
         reciprocal = (1.0 / norms).astype(precision)
     np.multiply(values, reciprocal[:, None], out=out, casting="same_kind")
     info = np.finfo(precision)
-    odd = np.flatnonzero(~((reciprocal >= info.tiny) & (reciprocal <= info.max)))
-    if len(odd):
+    if len(reciprocal) and not info.tiny <= reciprocal.min() <= reciprocal.max() <= info.max:
+        odd = np.flatnonzero(~((reciprocal >= info.tiny) & (reciprocal <= info.max)))
         out[odd] = values[odd].astype(np.float64) / norms[odd, None]
     return out
 
