@@ -57,10 +57,10 @@ def whole(search: NeighborSearch, rows: CleanRows) -> None:
     order = np.argsort(rows.norms, kind="stable")
     positions, unit = rows.positions[order], rows.unit[order]
     products = search.stacked @ unit.T
-    for b, factor in enumerate(search._row_factors(unit)):
-        if factor is not None:
-            gauged = slice(search.offsets[b], search.offsets[b] + search.blocks[b].n_queries)
-            products[gauged] *= factor
+    factors = search._row_factors(unit)  # (gauge blocks, whole tiles)
+    for index, b in enumerate(search._gauge_blocks if factors is not None else []):
+        gauged = slice(search.offsets[b], search.offsets[b] + search.blocks[b].n_queries)
+        products[gauged] *= factors[index, : len(positions)]
     own_query, own_column = search._own(positions)
     for b, block in enumerate(search.blocks):
         inside = own_query < block.n_queries
