@@ -225,13 +225,11 @@ def kth_largest(values: npt.NDArray[np.floating[Any]], k: int) -> npt.NDArray[np
     if whole < m:
         maxima = np.concatenate([maxima, values[:, whole:].max(axis=1, keepdims=True)], axis=1)
     groups = np.argpartition(maxima, maxima.shape[1] - k, axis=1)[:, maxima.shape[1] - k :, None]
-    columns = (groups + width * np.arange(size)).reshape(rows, -1)
+    spread = groups + width * np.arange(size)  # each group's columns
     if whole == m:
-        held = np.take_along_axis(values, columns, axis=1)
+        held = np.take_along_axis(values, spread.reshape(rows, -1), axis=1)
     else:  # the group after them holds its own columns, and -inf past the last
-        columns = np.where(
-            groups < width, groups + width * np.arange(size), whole + np.arange(size)
-        ).reshape(rows, -1)
+        columns = np.where(groups < width, spread, whole + np.arange(size)).reshape(rows, -1)
         held = np.take_along_axis(values, np.minimum(columns, m - 1), axis=1)
         held[columns >= m] = -np.inf
     return np.partition(held, held.shape[1] - k, axis=1)[:, held.shape[1] - k]
